@@ -1,0 +1,2 @@
+//! The `bmad2pf` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The bmad2pf compiler: sources → [`bundle::Bundle`].

@@ -1,0 +1,1 @@
+//! PocketFlow's graph model in async Rust (being written; see issue 3).
