@@ -1,1 +1,30 @@
-//! The bmad2pf compiler: sources → [`bundle::Bundle`].
+//! The bmad2pf compiler: agent sources → [`bundle::Bundle`].
+//!
+//! No async and no network: it reads a source directory, reports every
+//! problem it finds as a [`diag::Diagnostic`] with `file:line:col`, and
+//! produces plain serialisable data for the engine.
+//!
+//! # Layout
+//! - [`diag`]: diagnostics and "did you mean" suggestions.
+//! - [`yaml`]: a YAML tree that keeps positions (on saphyr-parser).
+//! - [`sourcefs`]: reading source files and finding resources.
+//! - [`bundle`]: the bundle types the engine consumes.
+//! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
+
+pub mod bundle;
+pub mod config;
+pub mod diag;
+pub mod sourcefs;
+pub mod yaml;
+
+use bundle::{AgentSpec, FlowSpec, ToolSpec};
+use std::collections::BTreeMap;
+
+/// What a layout reader (preprocessing or BMAD v4) produces. Cross-file
+/// checks that need positions are done by the reader itself.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectParts {
+    pub agents: BTreeMap<String, AgentSpec>,
+    pub flows: BTreeMap<String, FlowSpec>,
+    pub tools: BTreeMap<String, ToolSpec>,
+}

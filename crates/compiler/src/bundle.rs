@@ -1,0 +1,340 @@
+//! The bundle: everything the engine needs to run a project, as plain data.
+//!
+//! This is the only thing the compiler hands on. It is serialised to
+//! `bundle.json` (sorted maps, no timestamps, so identical sources give
+//! identical bytes) and read back by `bmad2pf serve --bundle`. Resources are
+//! inlined, templates are already converted to Jinja syntax, flows only name
+//! agents that exist: the engine does no parsing and no path lookups.
+//!
+//! Bump [`SCHEMA_VERSION`] whenever a field changes meaning or is removed.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the bundle format written by this compiler.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The flow name every project has unless workflow.yaml says otherwise.
+pub const DEFAULT_FLOW: &str = "default";
+
+/// Step target that finishes a flow (`next: {"*approve": end}`).
+pub const END_STEP: &str = "end";
+
+/// A compiled project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    pub schema_version: u32,
+    /// `bmad2pf <version>` of the compiler that wrote it.
+    pub generator: String,
+    /// sha256 over every source file (relative path and bytes, in path order).
+    pub source_hash: String,
+    /// Which source layout was read.
+    pub layout: SourceLayout,
+    pub agents: BTreeMap<String, AgentSpec>,
+    pub flows: BTreeMap<String, FlowSpec>,
+    pub tools: BTreeMap<String, ToolSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceLayout {
+    /// `agents/*.md` with YAML front matter, optional workflow.yaml / tools.yaml.
+    Preprocessing,
+    /// A BMAD-METHOD v4 core (or installed project / expansion pack) directory.
+    BmadV4,
+}
+
+/// One agent, fully resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// Unique id; in multi-pack BMAD trees qualified as `pack/id`.
+    pub id: String,
+    /// `1.0`, `2.0` (preprocessing front matter) or `bmad-v4`.
+    pub format_version: String,
+    /// Source file, relative to the source directory.
+    pub source: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona: Option<Persona>,
+    #[serde(default)]
+    pub tasks: Vec<Resource>,
+    #[serde(default)]
+    pub checklists: Vec<Resource>,
+    #[serde(default)]
+    pub templates: Vec<Resource>,
+    /// BMAD `data` and `utils` dependencies.
+    #[serde(default)]
+    pub data: Vec<Resource>,
+    /// The agent's possible actions, e.g. `*approve`.
+    #[serde(default)]
+    pub commands: Vec<Command>,
+    /// Names of builtin or tools.yaml tools.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    pub memory_scope: MemoryScope,
+    #[serde(default)]
+    pub wait_for: WaitFor,
+    #[serde(default)]
+    pub creates: Vec<String>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub reads: Vec<String>,
+    #[serde(default)]
+    pub updates: Vec<String>,
+    #[serde(default)]
+    pub parallel: bool,
+    /// Multi-step agents; empty means one LLM call.
+    #[serde(default)]
+    pub sequence: Vec<SequenceStep>,
+    /// Seconds per LLM attempt.
+    pub timeout_s: u64,
+    /// Extra attempts after the first.
+    pub retry_count: u32,
+    pub error_handling: ErrorHandling,
+    #[serde(default)]
+    pub llm: LlmOverride,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// The prompt body, in Jinja syntax (legacy `{input}` already converted).
+    pub prompt_template: String,
+    /// Source fields kept for reference but not acted on (BMAD `icon`,
+    /// `whenToUse`, `customization`, unknown v4 keys…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persona {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub core_principles: Vec<String>,
+    /// A free-text persona (a string in the front matter, or a personas/ file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A task, checklist, template or data file, inlined verbatim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// The name as the agent wrote it (`create-doc`, `prd-tmpl.yaml`).
+    pub name: String,
+    /// The file it resolved to, relative to the source directory.
+    pub path: String,
+    /// The text given to the LLM (YAML templates already rendered to a Markdown outline).
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// With the leading star: `*approve`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Where an agent's memory lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "namespace")]
+pub enum MemoryScope {
+    /// One scope per agent and story.
+    Isolated,
+    /// `shared` is `Shared("default")`.
+    Shared(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitFor {
+    #[serde(default)]
+    pub docs: Vec<String>,
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceStep {
+    pub step: String,
+    pub action: SequenceAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Jinja prompt for `llm_call`, content template for `create_document` /
+    /// `update_document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Tool name for `tool_call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Document name for `create_document` / `update_document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// Checklist name for `checklist`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceAction {
+    LlmCall,
+    CreateDocument,
+    UpdateDocument,
+    ToolCall,
+    Checklist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorHandling {
+    /// A failure fails the run.
+    Stop,
+    /// A failure is recorded and the flow goes on.
+    Continue,
+    /// A placeholder result marked as fallback is written.
+    Fallback,
+}
+
+/// Per-agent LLM settings; `None` means "use runtime.yaml".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+/// A named flow: steps run in order, `next` may route on actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Where it came from: `workflow.yaml`, a BMAD workflow file, or `derived`
+    /// (computed from the agents' dependencies).
+    pub source: String,
+    pub steps: Vec<StepSpec>,
+    /// How often one step may run in one run (loop guard).
+    pub max_visits: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Unique within the flow; `step-<n>` when the source gave none.
+    pub id: String,
+    /// Agents run by this step. Empty for a human step (BMAD entries with no
+    /// agent): it only waits for `requires`.
+    pub agents: Vec<String>,
+    /// action (`*revise`, `default`) → step id or [`END_STEP`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub next: BTreeMap<String, String>,
+    /// Documents this step creates in addition to its agents' own `creates`
+    /// (BMAD workflow entries name them per step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<String>,
+    /// Documents this step needs in addition to its agents' `requires`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// Documents this step updates (BMAD `updates`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<String>,
+    /// Kept from the source, not acted on: `condition`, `optional_steps`,
+    /// `repeats`, `notes`, loose values such as `agent: various`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// A tool the LLM may call or a `tool_call` step may invoke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    pub name: String,
+    pub kind: ToolKind,
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: serde_json::Value,
+    /// For `http`: method and URL template (Jinja over the arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `command`: the argv (never a shell string).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolKind {
+    Builtin,
+    Http,
+    Command,
+}
+
+/// Tools every project has without declaring them.
+pub const BUILTIN_TOOLS: [&str; 6] = [
+    "current_time",
+    "memory_get",
+    "memory_set",
+    "read_doc",
+    "word_count",
+    "write_doc",
+];
+
+impl Bundle {
+    /// Reads `bundle.json` text, refusing other schema versions with a clear message.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let probe: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("bundle.json is not JSON: {e}"))?;
+        let version = probe
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(format!(
+                "bundle.json has schema_version {}, this bmad2pf reads {SCHEMA_VERSION}: regenerate it with `bmad2pf generate`",
+                version.map_or_else(|| "none".to_string(), |v| v.to_string())
+            ));
+        }
+        serde_json::from_value(probe)
+            .map_err(|e| format!("bundle.json does not match the schema: {e}"))
+    }
+}
+
+impl AgentSpec {
+    /// Name of the agent's default output document: its id lower-cased,
+    /// with a pack qualifier's `/` turned into `.` (document names have no `/`).
+    pub fn default_output(&self) -> String {
+        self.id.to_ascii_lowercase().replace('/', ".")
+    }
+
+    /// Documents this agent produces: its `creates`, or its default output
+    /// when it creates nothing.
+    pub fn outputs(&self) -> Vec<String> {
+        if self.creates.is_empty() {
+            vec![self.default_output()]
+        } else {
+            self.creates.clone()
+        }
+    }
+}

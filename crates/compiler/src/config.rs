@@ -1,0 +1,432 @@
+//! `RuntimeConfig`: the typed form of runtime.yaml, with defaults and env overrides.
+//!
+//! Every key has a default, so an empty file is valid; unknown keys are
+//! rejected (with positions and "did you mean", via [`crate::runtime_file`]).
+//! Environment overrides are applied in one place, [`RuntimeConfig::apply_env`],
+//! so nothing deeper in the code reads environment variables for settings.
+//! Secrets are never stored here: only the *names* of the variables that hold them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    pub llm: LlmConfig,
+    pub memory: MemoryConfig,
+    pub docs: DocsConfig,
+    pub logging: LoggingConfig,
+    pub server: ServerConfig,
+    pub orchestrator: OrchestratorConfig,
+    pub on_missing_doc: OnMissingDoc,
+    pub replay: ReplayConfig,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            llm: LlmConfig::default(),
+            memory: MemoryConfig::default(),
+            docs: DocsConfig::default(),
+            logging: LoggingConfig::default(),
+            server: ServerConfig::default(),
+            orchestrator: OrchestratorConfig::default(),
+            on_missing_doc: OnMissingDoc::Wait,
+            replay: ReplayConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Gemini,
+    OpenaiCompatible,
+    Mock,
+}
+
+impl ProviderKind {
+    /// The environment variable that holds the key when `api_key_env` is not set.
+    pub fn default_api_key_env(self) -> Option<&'static str> {
+        match self {
+            Self::Openai => Some("OPENAI_API_KEY"),
+            Self::Anthropic => Some("ANTHROPIC_API_KEY"),
+            Self::Gemini => Some("GEMINI_API_KEY"),
+            Self::OpenaiCompatible | Self::Mock => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::OpenaiCompatible => "openai_compatible",
+            Self::Mock => "mock",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub provider: ProviderKind,
+    pub model: String,
+    /// Required for `openai_compatible`; overrides the vendor URL for the others.
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    /// Seconds per attempt.
+    pub timeout: u64,
+    pub max_retries: u32,
+    pub mock: MockConfig,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            provider: ProviderKind::Mock,
+            model: "gpt-4o-mini".into(),
+            base_url: None,
+            api_key_env: None,
+            temperature: 0.2,
+            max_tokens: 2000,
+            timeout: 120,
+            max_retries: 2,
+            mock: MockConfig::default(),
+        }
+    }
+}
+
+/// The mock provider's behaviour, so tests and benchmarks can model slow, flaky vendors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    pub latency_ms: u64,
+    /// Probability in [0, 1] that a call fails with a 503-like error.
+    pub failure_rate: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    File,
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub backend: StoreBackend,
+    pub path: String,
+    pub redis: RedisConfig,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::File,
+            path: "./memory".into(),
+            redis: RedisConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+    pub pool_size: u32,
+    /// Seconds a memory scope lives after its last write.
+    pub ttl: u64,
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            pool_size: 16,
+            ttl: 86_400,
+            key_prefix: "bmad2pf:".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocsConfig {
+    pub path: String,
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        Self {
+            path: "./docs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A tracing filter: `info`, `debug`, `bmad2pf_engine=trace,info`…
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// When set, requests need this variable's value as a Bearer token.
+    pub api_key_env: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_parallel_agents: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            api_key_env: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 1_048_576,
+            max_parallel_agents: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    pub retention_days: u32,
+    pub path: String,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 7,
+            path: "./status".into(),
+        }
+    }
+}
+
+/// What a run does when a required document is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissingDoc {
+    /// Do not run the agent; the run answers `pending` listing the documents.
+    Wait,
+    /// Run the agent with an empty string for the document.
+    Skip,
+    /// Fail the agent with `dependency_missing`.
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayMode {
+    Off,
+    Record,
+    Replay,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    pub mode: ReplayMode,
+    pub path: String,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            mode: ReplayMode::Off,
+            path: "./replay".into(),
+        }
+    }
+}
+
+/// An environment override that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {var}: {message}")]
+pub struct EnvOverrideError {
+    pub var: String,
+    pub message: String,
+}
+
+impl RuntimeConfig {
+    /// Applies environment overrides, which win over the file:
+    /// `LOG_LEVEL`, `MEMORY_BACKEND`, `REDIS_URL`, `PORT`, and
+    /// `BMAD2PF_<SECTION>_<KEY>` for any key (`BMAD2PF_LLM_PROVIDER`,
+    /// `BMAD2PF_SERVER_MAX_BODY_BYTES`, `BMAD2PF_MEMORY_REDIS_URL`, `BMAD2PF_ON_MISSING_DOC`).
+    ///
+    /// `vars` is the environment (pass `std::env::vars()`); taking it as an
+    /// argument keeps this testable and keeps env reads in one place.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), EnvOverrideError> {
+        let mut tree = serde_json::to_value(&*self).map_err(|e| EnvOverrideError {
+            var: String::new(),
+            message: e.to_string(),
+        })?;
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        // Generic names first, so the short aliases below (documented ones) win.
+        vars.sort_by_key(|(name, _)| !name.starts_with("BMAD2PF_"));
+        for (name, value) in vars {
+            let path: Option<Vec<String>> = match name.as_str() {
+                "LOG_LEVEL" => Some(vec!["logging".into(), "level".into()]),
+                "MEMORY_BACKEND" => Some(vec!["memory".into(), "backend".into()]),
+                "REDIS_URL" => Some(vec!["memory".into(), "redis".into(), "url".into()]),
+                "PORT" => Some(vec!["server".into(), "port".into()]),
+                _ => match name.strip_prefix("BMAD2PF_") {
+                    Some(rest) => Some(
+                        resolve_key_path(&tree, &rest.to_ascii_lowercase()).ok_or_else(|| {
+                            EnvOverrideError {
+                                var: name.clone(),
+                                message: "does not name a runtime.yaml key".into(),
+                            }
+                        })?,
+                    ),
+                    None => None,
+                },
+            };
+            let Some(path) = path else { continue };
+            set_path(&mut tree, &path, &value);
+            *self = serde_json::from_value(tree.clone()).map_err(|e| EnvOverrideError {
+                var: name.clone(),
+                message: format!("invalid value {value:?}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Finds the key path that `flat` (e.g. `server_max_body_bytes`) spells, by
+/// matching known keys greedily, since keys themselves contain underscores.
+fn resolve_key_path(tree: &serde_json::Value, flat: &str) -> Option<Vec<String>> {
+    let map = tree.as_object()?;
+    for (key, child) in map {
+        if flat == key && !child.is_object() {
+            return Some(vec![key.clone()]);
+        }
+        if let Some(rest) = flat
+            .strip_prefix(key.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            if let Some(mut tail) = resolve_key_path(child, rest) {
+                tail.insert(0, key.clone());
+                return Some(tail);
+            }
+        }
+    }
+    None
+}
+
+/// Sets a leaf from environment text, read as the leaf's kind: strings
+/// verbatim (empty clears an optional one), lists as JSON or comma-separated,
+/// numbers and booleans as JSON (anything else then fails deserialisation).
+fn set_path(tree: &mut serde_json::Value, path: &[String], raw: &str) {
+    use serde_json::Value as J;
+    let mut leaf = tree;
+    for key in path {
+        leaf = &mut leaf[key.as_str()];
+    }
+    *leaf = match leaf {
+        J::String(_) => J::String(raw.to_string()),
+        J::Null if raw.is_empty() => J::Null,
+        J::Null => J::String(raw.to_string()),
+        J::Array(_) => serde_json::from_str(raw).unwrap_or_else(|_| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| J::String(s.to_string()))
+                .collect()
+        }),
+        _ => serde_json::from_str(raw).unwrap_or_else(|_| J::String(raw.to_string())),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = RuntimeConfig::default();
+        assert_eq!(c.llm.provider, ProviderKind::Mock);
+        assert_eq!(c.server.port, 8000);
+        assert_eq!(c.server.max_body_bytes, 1_048_576);
+        assert_eq!(c.memory.redis.key_prefix, "bmad2pf:");
+        assert_eq!(c.on_missing_doc, OnMissingDoc::Wait);
+    }
+
+    #[test]
+    fn env_overrides_win_and_are_typed() -> Result<(), EnvOverrideError> {
+        let mut c = RuntimeConfig::default();
+        c.apply_env(env(&[
+            ("PORT", "9001"),
+            ("BMAD2PF_LLM_PROVIDER", "openai"),
+            ("BMAD2PF_SERVER_MAX_BODY_BYTES", "2048"),
+            ("BMAD2PF_MEMORY_REDIS_URL", "redis://h:1/2"),
+            ("BMAD2PF_ON_MISSING_DOC", "skip"),
+            ("BMAD2PF_LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("BMAD2PF_LLM_MODEL", "123"),
+            ("HOME", "/root"),
+        ]))?;
+        assert_eq!(c.server.port, 9001);
+        assert_eq!(c.llm.provider, ProviderKind::Openai);
+        assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.memory.redis.url, "redis://h:1/2");
+        assert_eq!(c.on_missing_doc, OnMissingDoc::Skip);
+        assert_eq!(c.llm.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(c.llm.model, "123");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_env_values_are_errors() {
+        let mut c = RuntimeConfig::default();
+        let err = c.apply_env(env(&[("PORT", "eighty")]));
+        assert!(err.is_err_and(|e| e.var == "PORT"));
+        let err = RuntimeConfig::default().apply_env(env(&[("BMAD2PF_LLM_PROVIDR", "x")]));
+        assert!(err.is_err_and(|e| e.message.contains("does not name")));
+    }
+}
