@@ -10,10 +10,12 @@
 //! - [`sourcefs`]: reading source files and finding resources.
 //! - [`bundle`]: the bundle types the engine consumes.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
+//! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 
 pub mod bundle;
 pub mod config;
 pub mod diag;
+pub mod output;
 pub mod sourcefs;
 pub mod yaml;
 

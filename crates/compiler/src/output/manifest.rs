@@ -1,0 +1,69 @@
+//! `manifest.json`: the list of generated files with their sha256 and size.
+//!
+//! It lets a reader verify a bundle (or a deployment diff it) without
+//! trusting timestamps, and it is how a later run recognises a directory as
+//! a bmad2pf bundle that it may replace. It lists every generated file except
+//! itself and `runtime.yaml`, which the user owns once written.
+
+use crate::bundle::Bundle;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// File name of the manifest inside the output directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The content of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `bmad2pf <version>`, copied from the bundle; also the mark that says
+    /// "this directory was written by bmad2pf".
+    pub generator: String,
+    pub schema_version: u32,
+    /// The bundle's hash of its sources, so a manifest alone tells which sources it came from.
+    pub source_hash: String,
+    /// Relative path (with `/`) → digest and size.
+    pub files: BTreeMap<String, ManifestEntry>,
+}
+
+/// One file of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Lower-case hex sha256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl Manifest {
+    /// Describes `files` (which must not yet contain the manifest itself).
+    pub fn describe(bundle: &Bundle, files: &BTreeMap<String, Vec<u8>>) -> Self {
+        Self {
+            generator: bundle.generator.clone(),
+            schema_version: bundle.schema_version,
+            source_hash: bundle.source_hash.clone(),
+            files: files
+                .iter()
+                .map(|(path, bytes)| {
+                    let entry = ManifestEntry {
+                        sha256: hex::encode(Sha256::digest(bytes)),
+                        size: bytes.len() as u64,
+                    };
+                    (path.clone(), entry)
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `dir` holds a manifest written by bmad2pf (any version). Used
+    /// only to decide whether replacing the directory is safe, so a manifest
+    /// that parses and names bmad2pf as its generator is enough.
+    pub fn marks_bundle_dir(dir: &Path) -> bool {
+        std::fs::read(dir.join(MANIFEST_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|v| v.get("generator")?.as_str().map(str::to_string))
+            .is_some_and(|generator| generator.starts_with("bmad2pf"))
+    }
+}

@@ -1,0 +1,303 @@
+//! The bundle on disk: what `bmad2pf generate` writes (SPEC 3).
+//!
+//! ```text
+//! out/
+//!   bundle.json         the Bundle, pretty JSON with every object's keys sorted
+//!   bundle.schema.json  JSON Schema of bundle.json, derived from the bundle types
+//!   prompts/<id>.md     each agent's assembled system prompt, for review
+//!   graph.mmd           Mermaid diagram of every flow
+//!   openapi.json        the API contract (only when the caller supplies one)
+//!   manifest.json       every file above with its sha256 and size
+//!   runtime.yaml        written only when absent, never overwritten
+//! ```
+//!
+//! Work is split in two so `--check` and `generate` share everything but the
+//! writing: [`render`] turns a [`BundleContents`] into bytes in memory
+//! ([`RenderedBundle`]), then [`write_bundle`] swaps them into place or
+//! [`check`] compares them with what is on disk. Identical input gives
+//! identical bytes: maps are sorted, nothing records a time or a path.
+//!
+//! The output directory belongs to bmad2pf. A run replaces all of it except
+//! `runtime.yaml`, so files an earlier run produced and this one does not are
+//! gone. To keep that from ever deleting someone's data, a non-empty output
+//! directory is only replaced when it holds a bmad2pf `manifest.json`.
+//!
+//! Prompt file names: an agent id is used as the file name, `prompts/<id>.md`.
+//! Pack-qualified BMAD ids (`bmad-2d-phaser-game-dev/pm`) become a
+//! subdirectory (`prompts/bmad-2d-phaser-game-dev/pm.md`). Within each path
+//! segment, any byte outside `[A-Za-z0-9._-]`, a leading `.`, and `%` itself
+//! are written as `%XX` (upper-case hex), so names cannot escape `prompts/`,
+//! cannot be hidden files, and two ids never share a file. See [`prompt_path`].
+
+mod graph;
+mod manifest;
+mod runtime_defaults;
+mod schema;
+mod swap;
+
+pub use graph::{graph, graph_of_flow};
+pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
+pub use runtime_defaults::DEFAULT_RUNTIME_YAML;
+
+use crate::bundle::Bundle;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The generated bundle description.
+pub const BUNDLE_FILE: &str = "bundle.json";
+/// JSON Schema of [`BUNDLE_FILE`].
+pub const SCHEMA_FILE: &str = "bundle.schema.json";
+/// The Mermaid diagram of all flows.
+pub const GRAPH_FILE: &str = "graph.mmd";
+/// The OpenAPI document, written when the caller has one.
+pub const OPENAPI_FILE: &str = "openapi.json";
+/// The user-owned runtime configuration: written once, then left alone.
+pub const RUNTIME_FILE: &str = "runtime.yaml";
+/// Folder of the per-agent prompt previews.
+pub const PROMPTS_DIR: &str = "prompts";
+
+/// Everything a bundle directory is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleContents<'a> {
+    pub bundle: &'a Bundle,
+    /// Agent id → assembled prompt text (`prompts/<id>.md`). Every agent of
+    /// the bundle must have one, so a review never misses an agent.
+    pub prompts: &'a BTreeMap<String, String>,
+    /// The source `runtime.yaml` text; `None` writes [`DEFAULT_RUNTIME_YAML`].
+    /// Either way it is only written when the output has no runtime.yaml yet.
+    pub runtime_yaml: Option<&'a str>,
+    /// The OpenAPI document for this bundle, when the server crate provides one.
+    pub openapi: Option<&'a serde_json::Value>,
+}
+
+/// The bundle's files as bytes, keyed by their path relative to the output
+/// directory (with `/`). `runtime.yaml` is kept apart: it is not part of the
+/// manifest because the user owns it once written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedBundle {
+    /// Every generated file, `manifest.json` included.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// What `runtime.yaml` would hold if the output has none.
+    pub runtime_yaml: String,
+}
+
+/// What [`write_bundle`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// Relative path and size in bytes of each generated file, sorted.
+    pub files: Vec<(String, u64)>,
+    /// Whether `runtime.yaml` was newly written (`false`: an existing one was kept).
+    pub runtime_written: bool,
+}
+
+/// How one file on disk differs from what [`render`] produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileStatus {
+    /// Would be written but is not there.
+    Missing,
+    /// There, with other bytes.
+    Changed,
+    /// There but no longer produced: a run would remove it.
+    Stale,
+}
+
+impl FileStatus {
+    /// Lower-case name used in CLI output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Changed => "changed",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// The result of [`check`]: an empty `differences` means up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckResult {
+    /// Files that a `generate` would change, sorted by path.
+    pub differences: Vec<(String, FileStatus)>,
+}
+
+impl CheckResult {
+    pub fn is_up_to_date(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Why the bundle could not be produced or written. A failure leaves the
+/// output directory as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot write".
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The output directory has files but is not a bmad2pf bundle; replacing
+    /// it would delete them.
+    #[error(
+        "{} is not empty and has no bmad2pf manifest.json; refusing to replace it (choose another --out or empty it)",
+        .0.display()
+    )]
+    NotABundleDir(PathBuf),
+    /// The output path exists and is not a directory.
+    #[error("{} exists and is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// An agent has no prompt text, or a prompt names no agent.
+    #[error("prompt previews do not match the agents: {0}")]
+    PromptMismatch(String),
+    /// Serialising the bundle failed (a non-finite float, for instance).
+    #[error("cannot serialise {file}: {message}")]
+    Serialise { file: &'static str, message: String },
+    /// `graph --flow NAME` named a flow the bundle does not have.
+    #[error("unknown flow `{name}`; flows: {}", known.join(", "))]
+    UnknownFlow { name: String, known: Vec<String> },
+}
+
+/// Produces every file of the bundle in memory.
+pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputError> {
+    let bundle = contents.bundle;
+    check_prompts_match(bundle, contents.prompts)?;
+
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert(BUNDLE_FILE.into(), canonical_json(bundle, BUNDLE_FILE)?);
+    files.insert(
+        SCHEMA_FILE.into(),
+        canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
+    );
+    files.insert(GRAPH_FILE.into(), graph(bundle).into_bytes());
+    if let Some(openapi) = contents.openapi {
+        files.insert(OPENAPI_FILE.into(), canonical_json(openapi, OPENAPI_FILE)?);
+    }
+    for (id, text) in contents.prompts {
+        let mut text = text.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        files.insert(prompt_path(id), text.into_bytes());
+    }
+    let manifest = Manifest::describe(bundle, &files);
+    files.insert(
+        MANIFEST_FILE.into(),
+        canonical_json(&manifest, MANIFEST_FILE)?,
+    );
+
+    Ok(RenderedBundle {
+        files,
+        runtime_yaml: contents
+            .runtime_yaml
+            .unwrap_or(DEFAULT_RUNTIME_YAML)
+            .to_string(),
+    })
+}
+
+/// Renders the bundle and swaps it into `out_dir` atomically (see the module
+/// docs). On error the previous content of `out_dir` is untouched.
+pub fn write_bundle(
+    out_dir: &Path,
+    contents: &BundleContents<'_>,
+) -> Result<WriteReport, OutputError> {
+    let rendered = render(contents)?;
+    swap::replace_dir(out_dir, &rendered)
+}
+
+/// Compares what [`write_bundle`] would write with what `out_dir` holds,
+/// without writing anything. `runtime.yaml` only counts when it is missing.
+pub fn check(out_dir: &Path, contents: &BundleContents<'_>) -> Result<CheckResult, OutputError> {
+    let rendered = render(contents)?;
+    swap::compare_dir(out_dir, &rendered)
+}
+
+/// Where the prompt preview of agent `id` goes, relative to the output
+/// directory (mapping described in the module docs).
+pub fn prompt_path(id: &str) -> String {
+    let segments: Vec<String> = id.split('/').map(escape_segment).collect();
+    format!("{PROMPTS_DIR}/{}.md", segments.join("/"))
+}
+
+/// Escapes one path segment: `[A-Za-z0-9_-]` and a non-leading `.` stay,
+/// every other byte becomes `%XX`. An empty segment (from `a//b` or a leading
+/// `/`) becomes `%2F`, which no non-empty segment can produce, so the mapping
+/// stays one-to-one and no empty path component appears.
+fn escape_segment(segment: &str) -> String {
+    if segment.is_empty() {
+        return "%2F".into();
+    }
+    let mut out = String::with_capacity(segment.len());
+    for (i, byte) in segment.bytes().enumerate() {
+        let keep =
+            byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && i > 0);
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Every agent has a prompt and every prompt an agent.
+fn check_prompts_match(
+    bundle: &Bundle,
+    prompts: &BTreeMap<String, String>,
+) -> Result<(), OutputError> {
+    let missing: Vec<&str> = bundle
+        .agents
+        .keys()
+        .filter(|id| !prompts.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    let extra: Vec<&str> = prompts
+        .keys()
+        .filter(|id| !bundle.agents.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("no prompt for {}", missing.join(", ")));
+    }
+    if !extra.is_empty() {
+        parts.push(format!("prompt for unknown agent {}", extra.join(", ")));
+    }
+    Err(OutputError::PromptMismatch(parts.join("; ")))
+}
+
+/// Pretty JSON with every object's keys sorted and a trailing newline: the
+/// byte form of every JSON file in the bundle.
+fn canonical_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    file: &'static str,
+) -> Result<Vec<u8>, OutputError> {
+    let fail = |e: serde_json::Error| OutputError::Serialise {
+        file,
+        message: e.to_string(),
+    };
+    let mut tree = serde_json::to_value(value).map_err(fail)?;
+    sort_keys(&mut tree);
+    let mut bytes = serde_json::to_vec_pretty(&tree).map_err(fail)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn sort_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_keys);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

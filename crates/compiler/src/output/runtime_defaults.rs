@@ -1,0 +1,64 @@
+//! The `runtime.yaml` written into a bundle whose sources have none.
+//!
+//! It spells out every default with a comment, so a user who opens it sees
+//! what can be set. A test parses it and checks it equals
+//! [`RuntimeConfig::default`](crate::config::RuntimeConfig), so it cannot
+//! drift from the code.
+
+/// Commented runtime configuration holding exactly the defaults.
+pub const DEFAULT_RUNTIME_YAML: &str = r#"# bmad2pf runtime configuration.
+# Written by `bmad2pf generate` because the sources had no runtime.yaml;
+# generate never overwrites this file, so edit it freely. Every key is
+# optional: the values below are the defaults. Environment variables win over
+# this file: LOG_LEVEL, MEMORY_BACKEND, REDIS_URL, PORT and
+# BMAD2PF_<SECTION>_<KEY> (e.g. BMAD2PF_LLM_PROVIDER). Relative paths resolve
+# against the working directory of the process.
+
+llm:
+  provider: mock            # openai | anthropic | gemini | openai_compatible | mock
+  model: gpt-4o-mini
+  base_url: null            # required for openai_compatible (Ollama, vLLM, llama.cpp server)
+  api_key_env: null         # default per provider: OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY
+  temperature: 0.2
+  max_tokens: 2000
+  timeout: 120              # seconds per attempt
+  max_retries: 2
+  mock:                     # the mock provider's behaviour
+    latency_ms: 0
+    failure_rate: 0.0
+    seed: 0
+
+memory:
+  backend: file             # file | redis
+  path: ./memory
+  redis:
+    url: "redis://127.0.0.1:6379/0"
+    pool_size: 16
+    ttl: 86400              # seconds
+    key_prefix: "bmad2pf:"
+
+docs:
+  path: ./docs
+
+logging:
+  level: info
+  format: json              # json | text
+
+server:
+  host: 127.0.0.1
+  port: 8000
+  api_key_env: null         # when set, requests need `Authorization: Bearer <key>`
+  cors_origins: []
+  max_body_bytes: 1048576
+  max_parallel_agents: 8
+
+orchestrator:
+  retention_days: 7
+  path: ./status
+
+on_missing_doc: wait        # wait | skip | error
+
+replay:
+  mode: off                 # off | record | replay
+  path: ./replay
+"#;

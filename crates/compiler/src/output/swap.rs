@@ -1,0 +1,291 @@
+//! Writing a rendered bundle so that a failure never leaves half a bundle.
+//!
+//! Everything is written into a fresh sibling directory of the output
+//! (`.<name>.tmp-<pid>-<n>`, same parent so `rename` is a metadata update on
+//! one filesystem), each file and directory fsync'd. Only then is the old
+//! directory renamed away, the new one renamed into place, and the old one
+//! deleted. Any failure before the swap deletes the temporary directory and
+//! leaves the output exactly as it was; a failed second rename puts the old
+//! directory back. An existing `runtime.yaml` is copied byte for byte into
+//! the new directory, so the user's configuration survives every run.
+
+use super::manifest::Manifest;
+use super::{CheckResult, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Replaces `out_dir` with the rendered bundle (see the module docs).
+pub(super) fn replace_dir(
+    out_dir: &Path,
+    rendered: &RenderedBundle,
+) -> Result<WriteReport, OutputError> {
+    let target = Target::inspect(out_dir)?;
+    let mut staging = Staging::create(&target)?;
+
+    for (rel, bytes) in &rendered.files {
+        staging.write(rel, bytes)?;
+    }
+    let existing_runtime = target.path.join(RUNTIME_FILE);
+    let runtime_written = if target.exists && existing_runtime.is_file() {
+        staging.copy_in(&existing_runtime, RUNTIME_FILE)?;
+        false
+    } else {
+        staging.write(RUNTIME_FILE, rendered.runtime_yaml.as_bytes())?;
+        true
+    };
+    staging.sync_dirs()?;
+    staging.swap_into(&target)?;
+
+    Ok(WriteReport {
+        out_dir: target.path,
+        files: rendered
+            .files
+            .iter()
+            .map(|(rel, bytes)| (rel.clone(), bytes.len() as u64))
+            .collect(),
+        runtime_written,
+    })
+}
+
+/// Compares the rendered bundle with `out_dir` without writing anything.
+pub(super) fn compare_dir(
+    out_dir: &Path,
+    rendered: &RenderedBundle,
+) -> Result<CheckResult, OutputError> {
+    let mut differences = Vec::new();
+    let on_disk = match fs::metadata(out_dir) {
+        Ok(meta) if meta.is_dir() => list_files(out_dir)?,
+        Ok(_) => return Err(OutputError::NotADirectory(out_dir.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io("cannot read", out_dir, e)),
+    };
+    for (rel, bytes) in &rendered.files {
+        match fs::read(out_dir.join(rel)) {
+            Ok(existing) if existing == *bytes => {}
+            Ok(_) => differences.push((rel.clone(), FileStatus::Changed)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                differences.push((rel.clone(), FileStatus::Missing));
+            }
+            Err(e) => return Err(io("cannot read", &out_dir.join(rel), e)),
+        }
+    }
+    if !on_disk.iter().any(|rel| rel == RUNTIME_FILE) {
+        differences.push((RUNTIME_FILE.to_string(), FileStatus::Missing));
+    }
+    for rel in on_disk {
+        if rel != RUNTIME_FILE && !rendered.files.contains_key(&rel) {
+            differences.push((rel, FileStatus::Stale));
+        }
+    }
+    differences.sort();
+    Ok(CheckResult { differences })
+}
+
+/// The output directory as found before writing.
+struct Target {
+    /// The directory itself (symlinks resolved, so the swap replaces the
+    /// directory and not a link to it).
+    path: PathBuf,
+    parent: PathBuf,
+    /// Its file name, used to name the sibling directories.
+    name: String,
+    exists: bool,
+}
+
+impl Target {
+    fn inspect(out_dir: &Path) -> Result<Self, OutputError> {
+        let (path, exists) = match fs::metadata(out_dir) {
+            Ok(meta) if meta.is_dir() => {
+                let real =
+                    fs::canonicalize(out_dir).map_err(|e| io("cannot resolve", out_dir, e))?;
+                let empty = fs::read_dir(&real)
+                    .map_err(|e| io("cannot read", &real, e))?
+                    .next()
+                    .is_none();
+                if !empty && !Manifest::marks_bundle_dir(&real) {
+                    return Err(OutputError::NotABundleDir(out_dir.to_path_buf()));
+                }
+                (real, true)
+            }
+            Ok(_) => return Err(OutputError::NotADirectory(out_dir.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                std::path::absolute(out_dir).map_err(|e| io("cannot resolve", out_dir, e))?,
+                false,
+            ),
+            Err(e) => return Err(io("cannot read", out_dir, e)),
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(OutputError::NotADirectory(out_dir.to_path_buf()));
+        };
+        let parent = parent.to_path_buf();
+        if !exists {
+            fs::create_dir_all(&parent).map_err(|e| io("cannot create", &parent, e))?;
+        }
+        Ok(Self {
+            name: name.to_string_lossy().into_owned(),
+            parent,
+            path,
+            exists,
+        })
+    }
+
+    /// A path next to the output directory that does not exist yet.
+    fn sibling(&self, kind: &str, attempt: u32) -> PathBuf {
+        self.parent.join(format!(
+            ".{}.{kind}-{}-{attempt}",
+            self.name,
+            std::process::id()
+        ))
+    }
+}
+
+/// The temporary directory a new bundle is written into. Dropping it
+/// before [`Staging::swap_into`] succeeded deletes it.
+struct Staging {
+    dir: PathBuf,
+    /// Directories created inside (and the staging dir itself), to fsync.
+    dirs: BTreeSet<PathBuf>,
+    swapped: bool,
+}
+
+impl Staging {
+    fn create(target: &Target) -> Result<Self, OutputError> {
+        let mut attempt = 0;
+        loop {
+            let dir = target.sibling("tmp", attempt);
+            match fs::create_dir(&dir) {
+                Ok(()) => {
+                    return Ok(Self {
+                        dirs: BTreeSet::from([dir.clone()]),
+                        dir,
+                        swapped: false,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io("cannot create", &dir, e)),
+            }
+        }
+    }
+
+    /// Writes `bytes` to `rel` (a `/`-separated relative path) and fsyncs it.
+    fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), OutputError> {
+        let path = self.prepare(rel)?;
+        let mut file = fs::File::create(&path).map_err(|e| io("cannot create", &path, e))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io("cannot write", &path, e))
+    }
+
+    /// Copies an existing file in unchanged (bytes and permissions) and fsyncs it.
+    fn copy_in(&mut self, from: &Path, rel: &str) -> Result<(), OutputError> {
+        let path = self.prepare(rel)?;
+        fs::copy(from, &path).map_err(|e| io("cannot copy", from, e))?;
+        fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("cannot write", &path, e))
+    }
+
+    /// The absolute path for `rel`, with its parent directories created.
+    fn prepare(&mut self, rel: &str) -> Result<PathBuf, OutputError> {
+        let path = rel
+            .split('/')
+            .fold(self.dir.clone(), |p, part| p.join(part));
+        if let Some(parent) = path.parent()
+            && !self.dirs.contains(parent)
+        {
+            fs::create_dir_all(parent).map_err(|e| io("cannot create", parent, e))?;
+            for dir in parent.ancestors().take_while(|d| *d != self.dir) {
+                self.dirs.insert(dir.to_path_buf());
+            }
+        }
+        Ok(path)
+    }
+
+    /// Makes the directory entries durable, deepest first.
+    fn sync_dirs(&self) -> Result<(), OutputError> {
+        let mut dirs: Vec<&PathBuf> = self.dirs.iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        dirs.into_iter().try_for_each(|d| sync_dir(d))
+    }
+
+    /// Moves the staged bundle into place (see the module docs).
+    fn swap_into(mut self, target: &Target) -> Result<(), OutputError> {
+        if !target.exists {
+            fs::rename(&self.dir, &target.path)
+                .map_err(|e| io("cannot move the new bundle to", &target.path, e))?;
+            self.swapped = true;
+            return sync_dir(&target.parent);
+        }
+        let old = (0..100)
+            .map(|attempt| target.sibling("old", attempt))
+            .find(|p| fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| target.sibling("old", 100));
+        fs::rename(&target.path, &old)
+            .map_err(|e| io("cannot move the previous bundle away from", &target.path, e))?;
+        if let Err(e) = fs::rename(&self.dir, &target.path) {
+            // Put the previous bundle back; if even that fails, say where it is.
+            return Err(match fs::rename(&old, &target.path) {
+                Ok(()) => io("cannot move the new bundle to", &target.path, e),
+                Err(_) => io(
+                    "cannot move the new bundle into place; the previous one is at",
+                    &old,
+                    e,
+                ),
+            });
+        }
+        self.swapped = true;
+        sync_dir(&target.parent)?;
+        fs::remove_dir_all(&old).map_err(|e| io("cannot remove the previous bundle", &old, e))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.swapped {
+            // Best effort: the error that got us here is what the caller
+            // needs to see, not a failure to clean up after it.
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OutputError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("cannot sync", dir, e))
+}
+
+/// Every non-directory entry under `root`, as sorted `/`-separated relative paths.
+fn list_files(root: &Path) -> Result<Vec<String>, OutputError> {
+    let mut found = Vec::new();
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))? {
+            let entry = entry.map_err(|e| io("cannot read", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = format!("{prefix}{name}");
+            let kind = entry
+                .file_type()
+                .map_err(|e| io("cannot read", &entry.path(), e))?;
+            if kind.is_dir() {
+                pending.push((entry.path(), format!("{rel}/")));
+            } else {
+                found.push(rel);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn io(action: &'static str, path: &Path, source: std::io::Error) -> OutputError {
+    OutputError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
