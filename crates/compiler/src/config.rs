@@ -1,7 +1,7 @@
 //! `RuntimeConfig`: the typed form of runtime.yaml, with defaults and env overrides.
 //!
 //! Every key has a default, so an empty file is valid; unknown keys are
-//! rejected (with positions and "did you mean", via [`crate::runtime_file`]).
+//! rejected (with positions and "did you mean", via [`crate::source::runtime_file`]).
 //! Environment overrides are applied in one place, [`RuntimeConfig::apply_env`],
 //! so nothing deeper in the code reads environment variables for settings.
 //! Secrets are never stored here: only the *names* of the variables that hold them.
@@ -343,11 +343,10 @@ fn resolve_key_path(tree: &serde_json::Value, flat: &str) -> Option<Vec<String>>
         if let Some(rest) = flat
             .strip_prefix(key.as_str())
             .and_then(|r| r.strip_prefix('_'))
+            && let Some(mut tail) = resolve_key_path(child, rest)
         {
-            if let Some(mut tail) = resolve_key_path(child, rest) {
-                tail.insert(0, key.clone());
-                return Some(tail);
-            }
+            tail.insert(0, key.clone());
+            return Some(tail);
         }
     }
     None

@@ -11,13 +11,21 @@
 //! - [`bundle`]: the bundle types the engine consumes.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
+//! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml, runtime.yaml).
+//! - [`prompt`]: prompt template variables, rendering and previews.
+//! - [`compile()`]: the front door — a source directory to a [`Compilation`].
 
 pub mod bundle;
+pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod output;
+pub mod prompt;
+pub mod source;
 pub mod sourcefs;
 pub mod yaml;
+
+pub use compile::{Compilation, compile};
 
 use bundle::{AgentSpec, FlowSpec, ToolSpec};
 use std::collections::BTreeMap;

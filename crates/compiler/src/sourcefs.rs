@@ -90,10 +90,10 @@ pub fn walk_files(src: &Path) -> Vec<String> {
                 if name != ".git" && name != "target" {
                     stack.push(rel);
                 }
-            } else if kind.is_file() {
-                if let Some(text) = rel.to_str() {
-                    out.push(text.replace('\\', "/"));
-                }
+            } else if kind.is_file()
+                && let Some(text) = rel.to_str()
+            {
+                out.push(text.replace('\\', "/"));
             }
         }
     }

@@ -402,7 +402,7 @@ mod tests {
     fn syntax_error_has_position_and_offset() {
         let mut d = Diagnostics::new();
         assert!(parse("a: [1, 2\nb: c", "x.md", 1, &mut d).is_none());
-        let diag = d.iter().next().map(Clone::clone);
+        let diag = d.iter().next().cloned();
         let diag = diag.unwrap_or_else(|| panic!("one diagnostic"));
         assert_eq!(diag.code, "yaml-syntax");
         assert!(diag.line >= 2, "{diag}");
