@@ -5,3 +5,5 @@
 //! vendors, the document / memory / orchestration-status stores, tools, and
 //! replay. It is driven from the CLI (`bmad2pf run`, `bmad2pf exec`) and from
 //! the HTTP server. Not written yet: see issue 5.
+
+pub mod llm;

@@ -1,0 +1,333 @@
+//! Google Gemini `generateContent`.
+//!
+//! `POST {base}/v1beta/models/{model}:generateContent` with the key in the
+//! `x-goog-api-key` header (never in the URL, so it cannot leak into logs);
+//! `contents` with roles `user` and `model`, a `systemInstruction`,
+//! `generationConfig` (temperature, maxOutputTokens, `responseMimeType` for
+//! JSON output), tools as `functionDeclarations`, replies with `functionCall`
+//! parts. Streaming uses `:streamGenerateContent?alt=sse`: every event is a
+//! partial `GenerateContentResponse`, the last one with `finishReason` and the
+//! final `usageMetadata`; there is no end marker.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::sse::SseEvent;
+use super::transport::{
+    self, HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
+    parse_body, push_turn,
+};
+use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+
+/// The vendor's URL, used when `llm.base_url` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// Finish reasons that mean the vendor withheld the reply.
+const BLOCKED_FINISH_REASONS: &[&str] = &[
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+];
+
+pub struct GeminiProvider {
+    client: reqwest::Client,
+    /// Without the trailing slash and without `/v1beta`.
+    base_url: String,
+    api_key: String,
+}
+
+impl GeminiProvider {
+    pub fn new(api_key: String, base_url: Option<&str>) -> Result<Self, LlmError> {
+        Ok(Self {
+            client: build_client()?,
+            base_url: normalize_base_url("gemini", base_url.unwrap_or(DEFAULT_BASE_URL))?,
+            api_key,
+        })
+    }
+
+    /// `models/gemini-2.0-flash` for a bare name; `tunedModels/x` or `models/x` as given.
+    fn model_path(model: &str) -> Result<String, LlmError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-._/".contains(c);
+        let bad_segment = model
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+        if bad_segment || !model.chars().all(allowed) {
+            return Err(LlmError::Config(format!(
+                "gemini: model name {model:?} may only contain letters, digits, '-', '.', '_' and '/' separating non-empty names"
+            )));
+        }
+        Ok(if model.contains('/') {
+            model.to_string()
+        } else {
+            format!("models/{model}")
+        })
+    }
+}
+
+#[async_trait]
+impl LlmProvider for GeminiProvider {
+    fn name(&self) -> &str {
+        "gemini"
+    }
+
+    async fn complete(
+        &self,
+        request: &LlmRequest,
+        on_token: Option<&TokenSink>,
+    ) -> Result<LlmResponse, LlmError> {
+        transport::execute(&self.client, self, request, on_token).await
+    }
+}
+
+impl WireFormat for GeminiProvider {
+    fn provider(&self) -> &str {
+        "gemini"
+    }
+
+    fn api_key(&self) -> Option<&str> {
+        Some(&self.api_key)
+    }
+
+    fn prepare(&self, request: &LlmRequest, stream: bool) -> Result<HttpCall, LlmError> {
+        let mut contents = Vec::new();
+        for message in &request.messages {
+            match message {
+                Message::User(text) => {
+                    push_turn(&mut contents, "user", "parts", json!({"text": text}))
+                }
+                Message::Assistant { text, tool_calls } => {
+                    if !text.is_empty() || tool_calls.is_empty() {
+                        push_turn(&mut contents, "model", "parts", json!({"text": text}));
+                    }
+                    for call in tool_calls {
+                        push_turn(
+                            &mut contents,
+                            "model",
+                            "parts",
+                            json!({"functionCall": {"name": call.name, "args": call.arguments}}),
+                        );
+                    }
+                }
+                Message::ToolResult { name, content, .. } => push_turn(
+                    &mut contents,
+                    "user",
+                    "parts",
+                    json!({"functionResponse": {"name": name, "response": {"content": content}}}),
+                ),
+            }
+        }
+        let mut generation = json!({
+            "temperature": request.temperature,
+            "maxOutputTokens": request.max_tokens,
+        });
+        if request.json_output {
+            generation["responseMimeType"] = json!("application/json");
+        }
+        let mut body = json!({"contents": contents, "generationConfig": generation});
+        if let Some(system) = &request.system {
+            body["systemInstruction"] = json!({"parts": [{"text": system}]});
+        }
+        if !request.tools.is_empty() {
+            let declarations: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
+                .collect();
+            body["tools"] = json!([{ "functionDeclarations": declarations }]);
+        }
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Ok(HttpCall {
+            url: format!(
+                "{}/v1beta/{}:{method}",
+                self.base_url,
+                Self::model_path(&request.model)?
+            ),
+            headers: vec![("x-goog-api-key", self.api_key.clone())],
+            body,
+        })
+    }
+
+    fn parse_reply(&self, body: &str, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let reply: GenerateReply = parse_body("gemini", body)?;
+        let mut assembler = ReplyAssembler::new(request);
+        assembler.absorb(reply, None)?;
+        if !assembler.saw_candidate {
+            return Err(LlmError::Malformed {
+                provider: "gemini".into(),
+                message: "the reply has no candidates".into(),
+            });
+        }
+        Box::new(assembler).finish()
+    }
+
+    fn stream_assembler(&self, request: &LlmRequest) -> Box<dyn StreamAssembler> {
+        Box::new(ReplyAssembler::new(request))
+    }
+}
+
+/// Folds one or more `GenerateContentResponse`s (one when not streaming) into a reply.
+struct ReplyAssembler {
+    model: String,
+    text: String,
+    tool_calls: Vec<ToolCall>,
+    usage: Usage,
+    finish_reason: Option<String>,
+    saw_candidate: bool,
+}
+
+impl ReplyAssembler {
+    fn new(request: &LlmRequest) -> Self {
+        Self {
+            model: request.model.clone(),
+            text: String::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            finish_reason: None,
+            saw_candidate: false,
+        }
+    }
+
+    fn absorb(&mut self, reply: GenerateReply, emit: Option<&TokenSink>) -> Result<(), LlmError> {
+        if let Some(reason) = reply.prompt_feedback.and_then(|f| f.block_reason) {
+            return Err(LlmError::ContentBlocked {
+                provider: "gemini".into(),
+                reason: format!("prompt blocked: {reason}"),
+            });
+        }
+        if let Some(version) = reply.model_version {
+            self.model = version;
+        }
+        // Counts are cumulative: the last report wins.
+        if let Some(usage) = reply.usage_metadata {
+            self.usage = Usage {
+                input_tokens: usage.prompt_token_count,
+                output_tokens: usage.candidates_token_count,
+                estimated: false,
+            };
+        }
+        let Some(candidate) = reply.candidates.into_iter().next() else {
+            return Ok(());
+        };
+        self.saw_candidate = true;
+        for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+            if part.thought {
+                continue;
+            }
+            if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                if let Some(emit) = emit {
+                    emit(&text);
+                }
+                self.text.push_str(&text);
+            }
+            if let Some(call) = part.function_call {
+                let id = call
+                    .id
+                    .unwrap_or_else(|| format!("call_{}", self.tool_calls.len()));
+                self.tool_calls.push(ToolCall {
+                    id,
+                    name: call.name,
+                    arguments: call.args.unwrap_or_else(|| json!({})),
+                });
+            }
+        }
+        if candidate.finish_reason.is_some() {
+            self.finish_reason = candidate.finish_reason;
+        }
+        Ok(())
+    }
+}
+
+impl StreamAssembler for ReplyAssembler {
+    fn on_event(&mut self, event: SseEvent, emit: &TokenSink) -> Result<StreamStep, LlmError> {
+        let reply: GenerateReply = parse_body("gemini", &event.data)?;
+        self.absorb(reply, Some(emit))?;
+        Ok(StreamStep::Continue)
+    }
+
+    fn finish(self: Box<Self>) -> Result<LlmResponse, LlmError> {
+        let Some(finish_reason) = self.finish_reason else {
+            return Err(LlmError::Network {
+                provider: "gemini".into(),
+                message: "the reply ended without a finishReason (cut short)".into(),
+            });
+        };
+        if self.text.is_empty()
+            && self.tool_calls.is_empty()
+            && BLOCKED_FINISH_REASONS.contains(&finish_reason.as_str())
+        {
+            return Err(LlmError::ContentBlocked {
+                provider: "gemini".into(),
+                reason: format!("finishReason {finish_reason}"),
+            });
+        }
+        Ok(LlmResponse {
+            text: self.text,
+            tool_calls: self.tool_calls,
+            usage: self.usage,
+            model: self.model,
+            finish_reason: Some(finish_reason),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateReply {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    usage_metadata: Option<UsageMetadata>,
+    model_version: Option<String>,
+    prompt_feedback: Option<PromptFeedback>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    content: Option<Content>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Part {
+    text: Option<String>,
+    function_call: Option<FunctionCall>,
+    /// A thought summary, not part of the answer.
+    #[serde(default)]
+    thought: bool,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    id: Option<String>,
+    name: String,
+    args: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptFeedback {
+    block_reason: Option<String>,
+}

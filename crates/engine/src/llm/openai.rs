@@ -1,0 +1,395 @@
+//! OpenAI Chat Completions, which also serves every OpenAI-compatible server
+//! (Ollama, vLLM, llama.cpp server, LM Studio…): one type, two names.
+//!
+//! `POST {base}/chat/completions` with a Bearer key; the system prompt is the
+//! first message; tools are `function` tools and come back as `tool_calls`
+//! whose arguments are JSON text. Streaming uses `stream: true` with
+//! `stream_options.include_usage`, so the last chunk (with empty `choices`)
+//! carries the token counts; the stream ends with `data: [DONE]`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::sse::SseEvent;
+use super::transport::{
+    self, HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
+    parse_body, parse_tool_arguments,
+};
+use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+
+/// The vendor's URL, used when `llm.base_url` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// A Chat Completions endpoint.
+pub struct OpenAiProvider {
+    client: reqwest::Client,
+    /// `openai` or `openai_compatible`: used in errors and the replay key.
+    name: &'static str,
+    /// Without the trailing slash, e.g. `https://api.openai.com/v1`.
+    base_url: String,
+    /// Optional for compatible servers, which often need none.
+    api_key: Option<String>,
+}
+
+impl OpenAiProvider {
+    /// OpenAI itself; `base_url` overrides [`DEFAULT_BASE_URL`] (a proxy, a test server).
+    pub fn openai(api_key: String, base_url: Option<&str>) -> Result<Self, LlmError> {
+        Self::build(
+            "openai",
+            base_url.unwrap_or(DEFAULT_BASE_URL),
+            Some(api_key),
+        )
+    }
+
+    /// Any server speaking the same API at `base_url` (including its `/v1`).
+    pub fn compatible(base_url: &str, api_key: Option<String>) -> Result<Self, LlmError> {
+        Self::build("openai_compatible", base_url, api_key)
+    }
+
+    fn build(
+        name: &'static str,
+        base_url: &str,
+        api_key: Option<String>,
+    ) -> Result<Self, LlmError> {
+        Ok(Self {
+            client: build_client()?,
+            name,
+            base_url: normalize_base_url(name, base_url)?,
+            api_key: api_key.filter(|k| !k.is_empty()),
+        })
+    }
+
+    fn message_json(message: &Message) -> Value {
+        match message {
+            Message::User(text) => json!({"role": "user", "content": text}),
+            Message::Assistant { text, tool_calls } if tool_calls.is_empty() => {
+                json!({"role": "assistant", "content": text})
+            }
+            Message::Assistant { text, tool_calls } => json!({
+                "role": "assistant",
+                "content": if text.is_empty() { Value::Null } else { json!(text) },
+                "tool_calls": tool_calls.iter().map(|c| json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments.to_string()},
+                })).collect::<Vec<_>>(),
+            }),
+            Message::ToolResult {
+                call_id, content, ..
+            } => json!({"role": "tool", "tool_call_id": call_id, "content": content}),
+        }
+    }
+}
+
+#[async_trait]
+impl LlmProvider for OpenAiProvider {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn complete(
+        &self,
+        request: &LlmRequest,
+        on_token: Option<&TokenSink>,
+    ) -> Result<LlmResponse, LlmError> {
+        transport::execute(&self.client, self, request, on_token).await
+    }
+}
+
+impl WireFormat for OpenAiProvider {
+    fn provider(&self) -> &str {
+        self.name
+    }
+
+    fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    fn prepare(&self, request: &LlmRequest, stream: bool) -> Result<HttpCall, LlmError> {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.extend(request.messages.iter().map(Self::message_json));
+        let mut body = json!({
+            "model": request.model,
+            "messages": messages,
+            "temperature": request.temperature,
+        });
+        // OpenAI deprecated `max_tokens` (reasoning models reject it); compatible
+        // servers mostly know only `max_tokens`.
+        let max_key = if self.name == "openai" {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body[max_key] = json!(request.max_tokens);
+        if !request.tools.is_empty() {
+            body["tools"] = request
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.parameters,
+                    }})
+                })
+                .collect();
+        }
+        if request.json_output {
+            body["response_format"] = json!({"type": "json_object"});
+        }
+        if stream {
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let headers = self
+            .api_key
+            .iter()
+            .map(|key| ("authorization", format!("Bearer {key}")))
+            .collect();
+        Ok(HttpCall {
+            url: format!("{}/chat/completions", self.base_url),
+            headers,
+            body,
+        })
+    }
+
+    fn parse_reply(&self, body: &str, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let reply: Completion = parse_body(self.name, body)?;
+        let Some(choice) = reply.choices.into_iter().next() else {
+            return Err(LlmError::Malformed {
+                provider: self.name.to_string(),
+                message: "the reply has no choices".into(),
+            });
+        };
+        let text = choice
+            .message
+            .content
+            .or(choice.message.refusal)
+            .unwrap_or_default();
+        let tool_calls = choice
+            .message
+            .tool_calls
+            .into_iter()
+            .map(|c| {
+                Ok(ToolCall {
+                    arguments: parse_tool_arguments(
+                        self.name,
+                        &c.function.name,
+                        &c.function.arguments,
+                    )?,
+                    id: c.id,
+                    name: c.function.name,
+                })
+            })
+            .collect::<Result<_, LlmError>>()?;
+        Ok(LlmResponse {
+            usage: reply
+                .usage
+                .map_or_else(|| Usage::estimate(request, &text), Usage::from),
+            text,
+            tool_calls,
+            model: reply.model.unwrap_or_else(|| request.model.clone()),
+            finish_reason: choice.finish_reason,
+        })
+    }
+
+    fn stream_assembler(&self, request: &LlmRequest) -> Box<dyn StreamAssembler> {
+        Box::new(ChunkAssembler {
+            provider: self.name,
+            request: request.clone(),
+            text: String::new(),
+            tools: BTreeMap::new(),
+            usage: None,
+            model: None,
+            finish_reason: None,
+            done: false,
+        })
+    }
+}
+
+/// Accumulates `chat.completion.chunk`s.
+struct ChunkAssembler {
+    provider: &'static str,
+    /// For the model-name fallback and a usage estimate when the server sends none.
+    request: LlmRequest,
+    text: String,
+    /// Tool calls by their `index`: id, name and the arguments text so far.
+    tools: BTreeMap<usize, (String, String, String)>,
+    usage: Option<OpenAiUsage>,
+    model: Option<String>,
+    finish_reason: Option<String>,
+    /// `[DONE]` was seen.
+    done: bool,
+}
+
+impl StreamAssembler for ChunkAssembler {
+    fn on_event(&mut self, event: SseEvent, emit: &TokenSink) -> Result<StreamStep, LlmError> {
+        if event.data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(StreamStep::Done);
+        }
+        let chunk: Chunk = parse_body(self.provider, &event.data)?;
+        if let Some(error) = chunk.error {
+            return Err(LlmError::Server {
+                provider: self.provider.to_string(),
+                status: 500,
+                message: format!(
+                    "error in the stream: {}",
+                    super::error::vendor_message(Some(&json!({ "error": error })), "", 500)
+                ),
+            });
+        }
+        if chunk.model.is_some() {
+            self.model = chunk.model;
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(delta) = choice.delta.content.filter(|d| !d.is_empty()) {
+                emit(&delta);
+                self.text.push_str(&delta);
+            }
+            for call in choice.delta.tool_calls {
+                let entry = self.tools.entry(call.index).or_default();
+                if let Some(id) = call.id {
+                    entry.0 = id;
+                }
+                if let Some(function) = call.function {
+                    entry
+                        .1
+                        .push_str(function.name.as_deref().unwrap_or_default());
+                    entry
+                        .2
+                        .push_str(function.arguments.as_deref().unwrap_or_default());
+                }
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason;
+            }
+        }
+        Ok(StreamStep::Continue)
+    }
+
+    fn finish(self: Box<Self>) -> Result<LlmResponse, LlmError> {
+        if !self.done && self.finish_reason.is_none() {
+            return Err(LlmError::Network {
+                provider: self.provider.to_string(),
+                message: "the stream ended before the reply was complete (no [DONE])".into(),
+            });
+        }
+        let tool_calls = self
+            .tools
+            .into_values()
+            .map(|(id, name, arguments)| {
+                Ok(ToolCall {
+                    arguments: parse_tool_arguments(self.provider, &name, &arguments)?,
+                    id,
+                    name,
+                })
+            })
+            .collect::<Result<_, LlmError>>()?;
+        Ok(LlmResponse {
+            usage: self
+                .usage
+                .map_or_else(|| Usage::estimate(&self.request, &self.text), Usage::from),
+            text: self.text,
+            tool_calls,
+            model: self.model.unwrap_or(self.request.model),
+            finish_reason: self.finish_reason,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    model: Option<String>,
+    choices: Vec<CompletionChoice>,
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct CompletionChoice {
+    message: CompletionMessage,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompletionMessage {
+    content: Option<String>,
+    /// Set instead of `content` when the model declines.
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<CompletionToolCall>,
+}
+
+#[derive(Deserialize)]
+struct CompletionToolCall {
+    id: String,
+    function: FunctionCall,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    name: String,
+    arguments: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct OpenAiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Self {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            estimated: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<OpenAiUsage>,
+    /// Some servers report a failure inside the stream instead of with a status.
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    delta: ChunkDelta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkDelta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ChunkToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ChunkToolCall {
+    index: usize,
+    id: Option<String>,
+    function: Option<ChunkFunction>,
+}
+
+#[derive(Deserialize)]
+struct ChunkFunction {
+    name: Option<String>,
+    arguments: Option<String>,
+}
