@@ -7,3 +7,4 @@
 //! the HTTP server. Not written yet: see issue 5.
 
 pub mod llm;
+pub mod store;

@@ -1,0 +1,131 @@
+//! File-system primitives shared by the file backends: running blocking work
+//! off the async runtime, atomic replacement of a file, directory fsync, and
+//! the clock the stores stamp records with.
+//!
+//! Atomic replacement is the classic sequence: write a temporary file in the
+//! same directory, fsync it, rename it over the target (atomic on POSIX),
+//! fsync the directory so the rename itself survives a crash. A reader sees
+//! either the old or the new content, never a mix, and concurrent writers of
+//! one target each rename their own complete file: the last rename wins.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::StoreError;
+
+/// Runs blocking file work on tokio's blocking pool.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|join_error| {
+            Err(StoreError::Io {
+                message: "storage error: a storage task did not finish".into(),
+                detail: format!("blocking storage task: {join_error}"),
+            })
+        })
+}
+
+/// Replaces `target` with `bytes` atomically (see the module docs).
+/// `target` must have a parent directory, which is created when missing.
+pub(crate) fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = target.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "target has no parent directory",
+        )
+    })?;
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?;
+    fs::create_dir_all(dir)?;
+    // A leading dot keeps temporary files out of listings; the random part
+    // keeps concurrent writers of the same target apart.
+    let temp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let written = write_new_file(&temp, bytes).and_then(|()| fs::rename(&temp, target));
+    if written.is_err() {
+        // Best effort: the temporary file is invisible to readers anyway.
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes entries created, renamed or removed in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Checks that `dir` exists (creating it when missing) and accepts new
+/// files, by writing and removing a probe file. Used by `health()`.
+pub(crate) fn probe_dir(dir: &Path, what: &str) -> Result<(), StoreError> {
+    let unavailable = |err: io::Error| StoreError::Unavailable {
+        message: format!("{what} storage is not writable"),
+        detail: format!("{}: {err}", dir.display()),
+    };
+    fs::create_dir_all(dir).map_err(unavailable)?;
+    let probe = dir.join(format!(
+        ".health-{}",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    write_new_file(&probe, b"ok").map_err(unavailable)?;
+    fs::remove_file(&probe).map_err(unavailable)
+}
+
+/// Milliseconds since the Unix epoch, the one timestamp unit of the stores.
+pub fn now_ms() -> u64 {
+    system_time_ms(SystemTime::now())
+}
+
+/// `time` in milliseconds since the Unix epoch (0 for earlier times).
+pub(crate) fn system_time_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_content_and_leaves_no_temporary_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let target = dir.path().join("sub").join("a.md");
+        write_atomic(&target, b"one")?;
+        write_atomic(&target, b"two")?;
+        assert_eq!(fs::read(&target)?, b"two");
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap_or(dir.path()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        assert_eq!(names, vec![std::ffi::OsString::from("a.md")]);
+        Ok(())
+    }
+
+    #[test]
+    fn probe_creates_the_directory() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::io("tempdir", Path::new("."), &e))?;
+        let sub = dir.path().join("x/y");
+        probe_dir(&sub, "test")?;
+        assert!(sub.is_dir());
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! JSON Lines files as the memory and status backends use them: an
+//! append-only log of records, one JSON object per line, replayed on load.
+//!
+//! Crash safety rests on three rules:
+//! - An append writes whole lines (each ending in `\n`) in one write and
+//!   fsyncs before it returns, so every acknowledged record is on disk.
+//! - On load, bytes after the last `\n` are a torn write from a crash (the
+//!   append never returned, so nobody was told it succeeded): they are
+//!   ignored, and [`JsonlLog::end`] points before them.
+//! - The next append first cuts the file back to that end, so the torn bytes
+//!   never end up in the middle of the file.
+//!
+//! A complete line that does not parse is not a crash artefact: loading
+//! fails with [`StoreError::Corrupt`] naming the line, rather than guessing
+//! and later compacting data away.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StoreError;
+use super::files::{sync_dir, write_atomic};
+
+/// Position and size of one JSON Lines file, as this process last saw it.
+#[derive(Debug)]
+pub(crate) struct JsonlLog {
+    path: PathBuf,
+    /// What the file holds, for error messages ("memory scope `shared:x`").
+    what: String,
+    /// Byte length of the valid prefix: where the next append goes.
+    end: u64,
+    /// Complete lines in the valid prefix (live and dead), to decide when
+    /// compaction pays off.
+    lines: usize,
+}
+
+impl JsonlLog {
+    /// Reads the file at `path` (absent = empty) and returns its records in
+    /// order with the log positioned after the last complete line.
+    pub(crate) fn load<T: DeserializeOwned>(
+        path: PathBuf,
+        what: String,
+    ) -> Result<(Self, Vec<T>), StoreError> {
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(StoreError::io(format!("read {what}"), &path, &err)),
+        };
+        let valid = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if valid < bytes.len() {
+            tracing::warn!(
+                path = %path.display(),
+                ignored_bytes = bytes.len() - valid,
+                "ignoring a torn last line (an interrupted write); the next write replaces it"
+            );
+        }
+        let mut records = Vec::new();
+        let mut lines = 0;
+        for (index, line) in bytes[..valid].split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let record = serde_json::from_slice(line).map_err(|err| {
+                StoreError::corrupt(format!("{what}, line {}", index + 1), &path, err)
+            })?;
+            records.push(record);
+            lines += 1;
+        }
+        let log = Self {
+            path,
+            what,
+            end: valid as u64,
+            lines,
+        };
+        Ok((log, records))
+    }
+
+    /// Number of complete lines in the file.
+    pub(crate) fn lines(&self) -> usize {
+        self.lines
+    }
+
+    /// Appends `records` as lines with one write and one fsync, after
+    /// cutting off anything past the valid end (a torn line, or the rest of
+    /// an append that failed half-way).
+    pub(crate) fn append<T: Serialize>(&mut self, records: &[T]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes = encode_lines(records, &self.what, &self.path)?;
+        let written = self.append_bytes(&bytes);
+        written.map_err(|err| StoreError::io(format!("write {}", self.what), &self.path, &err))?;
+        self.end += bytes.len() as u64;
+        self.lines += records.len();
+        Ok(())
+    }
+
+    fn append_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)?;
+        let len = file.metadata()?.len();
+        let created = len == 0;
+        if len != self.end {
+            file.set_len(self.end)?;
+        }
+        file.seek(SeekFrom::Start(self.end))?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        if created {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole file with `records` (compaction), atomically: a
+    /// crash leaves either the old log or the new one.
+    pub(crate) fn rewrite<T: Serialize>(&mut self, records: &[T]) -> Result<(), StoreError> {
+        let bytes = encode_lines(records, &self.what, &self.path)?;
+        write_atomic(&self.path, &bytes)
+            .map_err(|err| StoreError::io(format!("compact {}", self.what), &self.path, &err))?;
+        self.end = bytes.len() as u64;
+        self.lines = records.len();
+        Ok(())
+    }
+}
+
+fn encode_lines<T: Serialize>(
+    records: &[T],
+    what: &str,
+    path: &Path,
+) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::new();
+    for record in records {
+        serde_json::to_writer(&mut bytes, record).map_err(|err| {
+            StoreError::io(
+                format!("encode a record of {what}"),
+                path,
+                &io::Error::other(err),
+            )
+        })?;
+        bytes.push(b'\n');
+    }
+    Ok(bytes)
+}
+
+/// Whether a log with `lines` lines of which `live` are still needed is
+/// worth rewriting: dead lines are the majority and there are enough of
+/// them that the rewrite is not churn on a tiny file.
+pub(crate) fn worth_compacting(lines: usize, live: usize) -> bool {
+    const MIN_DEAD_LINES: usize = 64;
+    let dead = lines.saturating_sub(live);
+    dead >= MIN_DEAD_LINES && dead * 2 > lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn load(path: &Path) -> Result<(JsonlLog, Vec<Value>), StoreError> {
+        JsonlLog::load(path.to_path_buf(), "test log".into())
+    }
+
+    #[test]
+    fn torn_tail_is_ignored_then_overwritten() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log.jsonl");
+        fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":")?;
+        let (mut log, records) = load(&path)?;
+        assert_eq!(records, vec![json!({"a": 1}), json!({"a": 2})]);
+        log.append(&[json!({"a": 3})])?;
+        assert_eq!(
+            fs::read_to_string(&path)?,
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
+        assert_eq!(log.lines(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_complete_line_is_corruption() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log.jsonl");
+        fs::write(&path, "{\"a\":1}\nnot json\n{\"a\":2}\n")?;
+        let err = load(&path).err().map(|e| (e.code(), e.to_string()));
+        assert_eq!(
+            err,
+            Some((
+                "storage_corrupt",
+                "stored data is corrupt: test log, line 2".to_string()
+            ))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rewrite_replaces_and_repositions() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log.jsonl");
+        let (mut log, _) = load(&path)?;
+        log.append(&[json!(1), json!(2), json!(3)])?;
+        log.rewrite(&[json!(3)])?;
+        log.append(&[json!(4)])?;
+        let (reloaded, records) = load(&path)?;
+        assert_eq!(records, vec![json!(3), json!(4)]);
+        assert_eq!(reloaded.lines(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn compaction_threshold() {
+        assert!(!worth_compacting(10, 1));
+        assert!(!worth_compacting(200, 150));
+        assert!(worth_compacting(200, 50));
+    }
+}

@@ -1,0 +1,331 @@
+//! `FileMemoryStore`: memory scopes as JSON Lines logs (SPEC 4.4).
+//!
+//! Layout under `memory.path`:
+//! - `isolated/{agent}_{story}.jsonl` for `isolated:<agent>:<story>`. An `_`
+//!   inside the agent id is written `+` in the file name, so that the first
+//!   `_` always separates agent from story and two scopes never share a file
+//!   (`a_b` + `c` → `a+b_c.jsonl`, `a` + `b_c` → `a_b_c.jsonl`). Agent ids
+//!   without `_` (all BMAD ones) keep the plain form.
+//! - `shared/{ns}.jsonl` for `shared:<ns>` (`shared` is `shared/default.jsonl`).
+//!
+//! Each line is `{"k": key, "v": value, "t": unix_ms}`, or
+//! `{"k": key, "d": true, "t": unix_ms}` for a deletion; the last line for a
+//! key wins. Crash safety (torn last line ignored and cut off on the next
+//! write) comes from the `jsonl` log. When dead lines (overwritten values
+//! and deletions) are the majority of a file, it is rewritten with only the
+//! live entries, atomically.
+//!
+//! Concurrency: each scope has an async mutex; all reads and writes of the
+//! scope hold it, so writes are serialized per scope and every write is
+//! fsync'd before it returns. Scopes are independent. The scope's index (its
+//! live entries) is loaded from the file on first use and then kept in
+//! memory, so reads never touch the disk again. That makes this backend
+//! single-process: another process writing the same files would not be
+//! seen. It also keeps every scope used since start-up in memory; that is
+//! the data of the stories this process has worked on, which is the
+//! intended scale of the file backend.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::files::{blocking, now_ms, probe_dir};
+use super::jsonl::{JsonlLog, worth_compacting};
+use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
+
+/// One line of a memory file.
+#[derive(Debug, Serialize, Deserialize)]
+struct MemoryLine {
+    /// The key.
+    k: String,
+    /// The value; absent for a deletion (a set to JSON `null` writes `"v": null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<Value>,
+    /// Marks a deletion.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    d: bool,
+    /// When it was written, unix ms.
+    t: u64,
+}
+
+/// A live entry of a scope, with the time it was written (kept so
+/// compaction rewrites the original line).
+#[derive(Debug)]
+struct Entry {
+    value: Value,
+    t: u64,
+}
+
+/// A loaded scope: its log file and its live entries.
+#[derive(Debug)]
+struct ScopeLog {
+    log: JsonlLog,
+    live: BTreeMap<String, Entry>,
+}
+
+impl ScopeLog {
+    fn load(path: PathBuf, what: String) -> Result<Self, StoreError> {
+        let (log, lines) = JsonlLog::load::<MemoryLine>(path, what)?;
+        let mut scope = Self {
+            log,
+            live: BTreeMap::new(),
+        };
+        scope.index(lines);
+        Ok(scope)
+    }
+
+    fn index(&mut self, lines: Vec<MemoryLine>) {
+        for line in lines {
+            if line.d {
+                self.live.remove(&line.k);
+            } else {
+                let value = line.v.unwrap_or(Value::Null);
+                self.live.insert(line.k, Entry { value, t: line.t });
+            }
+        }
+    }
+
+    /// Appends `lines` durably, then applies them to the index and compacts
+    /// when dead lines dominate. A failed compaction is logged, not
+    /// returned: the write itself is already safe on disk.
+    fn write(&mut self, lines: Vec<MemoryLine>) -> Result<(), StoreError> {
+        self.log.append(&lines)?;
+        self.index(lines);
+        if worth_compacting(self.log.lines(), self.live.len()) {
+            let live: Vec<MemoryLine> = self
+                .live
+                .iter()
+                .map(|(k, entry)| MemoryLine {
+                    k: k.clone(),
+                    v: Some(entry.value.clone()),
+                    d: false,
+                    t: entry.t,
+                })
+                .collect();
+            if let Err(err) = self.log.rewrite(&live) {
+                tracing::warn!(error = %err, detail = err.detail(), "memory compaction failed; will retry on a later write");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A scope's slot: `None` until the scope's file has been read.
+type ScopeSlot = Arc<AsyncMutex<Option<ScopeLog>>>;
+
+/// Memory scopes as JSON Lines files under one directory (see the module docs).
+#[derive(Debug)]
+pub struct FileMemoryStore {
+    /// The `memory.path` directory.
+    root: PathBuf,
+    /// One slot per scope used so far. The std mutex guards only the map
+    /// lookup; the per-scope async mutex is held across file I/O.
+    scopes: Mutex<HashMap<MemoryScope, ScopeSlot>>,
+}
+
+impl FileMemoryStore {
+    /// Opens (creating when missing) the memory directory `root`. Scope
+    /// files are read lazily, on a scope's first use.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        let create = root.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&create)
+                .map_err(|err| StoreError::io("create the memory directory", &create, &err))
+        })
+        .await?;
+        Ok(Self {
+            root,
+            scopes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The file of `scope` (see the module docs for the layout).
+    fn path_of(&self, scope: &MemoryScope) -> PathBuf {
+        match scope {
+            MemoryScope::Isolated { agent, story } => self
+                .root
+                .join("isolated")
+                .join(format!("{}_{story}.jsonl", agent.replace('_', "+"))),
+            MemoryScope::Shared { namespace } => {
+                self.root.join("shared").join(format!("{namespace}.jsonl"))
+            }
+        }
+    }
+
+    fn slot(&self, scope: &MemoryScope) -> ScopeSlot {
+        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(scopes.entry(scope.clone()).or_default())
+    }
+
+    /// Runs `read` on the loaded scope, loading it first when needed.
+    async fn with_scope<T, F>(&self, scope: &MemoryScope, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ScopeLog) -> T + Send + 'static,
+    {
+        let mut guard = self.slot(scope).lock_owned().await;
+        if let Some(loaded) = guard.as_ref() {
+            return Ok(read(loaded));
+        }
+        let (path, what) = (self.path_of(scope), format!("memory scope `{scope}`"));
+        blocking(move || {
+            let loaded = ScopeLog::load(path, what)?;
+            let out = read(&loaded);
+            *guard = Some(loaded);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `write` on the loaded scope on the blocking pool, holding the
+    /// scope's lock throughout.
+    async fn with_scope_mut<T, F>(&self, scope: &MemoryScope, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut ScopeLog) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut guard = self.slot(scope).lock_owned().await;
+        let (path, what) = (self.path_of(scope), format!("memory scope `{scope}`"));
+        blocking(move || {
+            let mut loaded = match guard.take() {
+                Some(loaded) => loaded,
+                None => ScopeLog::load(path, what)?,
+            };
+            let out = write(&mut loaded);
+            *guard = Some(loaded);
+            out
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MemoryStore for FileMemoryStore {
+    async fn get(&self, scope: &MemoryScope, key: &MemoryKey) -> Result<Option<Value>, StoreError> {
+        let key = key.as_str().to_string();
+        self.with_scope(scope, move |s| s.live.get(&key).map(|e| e.value.clone()))
+            .await
+    }
+
+    async fn set(
+        &self,
+        scope: &MemoryScope,
+        key: &MemoryKey,
+        value: Value,
+    ) -> Result<(), StoreError> {
+        let line = MemoryLine {
+            k: key.as_str().to_string(),
+            v: Some(value),
+            d: false,
+            t: now_ms(),
+        };
+        self.with_scope_mut(scope, move |s| s.write(vec![line]))
+            .await
+    }
+
+    async fn delete(&self, scope: &MemoryScope, key: &MemoryKey) -> Result<bool, StoreError> {
+        let key = key.as_str().to_string();
+        self.with_scope_mut(scope, move |s| {
+            if !s.live.contains_key(&key) {
+                return Ok(false);
+            }
+            s.write(vec![MemoryLine {
+                k: key,
+                v: None,
+                d: true,
+                t: now_ms(),
+            }])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn keys(&self, scope: &MemoryScope) -> Result<Vec<String>, StoreError> {
+        self.with_scope(scope, |s| s.live.keys().cloned().collect())
+            .await
+    }
+
+    async fn load(&self, scope: &MemoryScope) -> Result<BTreeMap<String, Value>, StoreError> {
+        self.with_scope(scope, |s| {
+            s.live
+                .iter()
+                .map(|(k, e)| (k.clone(), e.value.clone()))
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_many(
+        &self,
+        scope: &MemoryScope,
+        entries: BTreeMap<MemoryKey, Value>,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let t = now_ms();
+        let lines = entries
+            .into_iter()
+            .map(|(k, v)| MemoryLine {
+                k: k.as_str().to_string(),
+                v: Some(v),
+                d: false,
+                t,
+            })
+            .collect();
+        self.with_scope_mut(scope, move |s| s.write(lines)).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        blocking(move || probe_dir(&root, "memory")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn isolated_file_names_never_collide() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = FileMemoryStore::open(dir.path()).await?;
+        let a = store.path_of(&MemoryScope::isolated("a_b", "c")?);
+        let b = store.path_of(&MemoryScope::isolated("a", "b_c")?);
+        assert_ne!(a, b);
+        assert_eq!(
+            store.path_of(&MemoryScope::isolated("pack/pm", "S-1")?),
+            dir.path().join("isolated/pack.pm_S-1.jsonl")
+        );
+        assert_eq!(
+            store.path_of(&MemoryScope::parse("shared")?),
+            dir.path().join("shared/default.jsonl")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn lines_have_the_documented_shape() -> Result<(), serde_json::Error> {
+        let set = MemoryLine {
+            k: "a".into(),
+            v: Some(Value::Null),
+            d: false,
+            t: 5,
+        };
+        let del = MemoryLine {
+            k: "a".into(),
+            v: None,
+            d: true,
+            t: 6,
+        };
+        assert_eq!(serde_json::to_string(&set)?, r#"{"k":"a","v":null,"t":5}"#);
+        assert_eq!(serde_json::to_string(&del)?, r#"{"k":"a","d":true,"t":6}"#);
+        Ok(())
+    }
+}

@@ -1,0 +1,384 @@
+//! `FileStatusStore`: orchestration status as one JSON Lines log,
+//! `{orchestrator.path}/status.jsonl`.
+//!
+//! Every change is appended as one line and fsync'd before the call
+//! returns; the whole log is replayed into an in-memory index when the
+//! store opens, so a restart loses nothing that was acknowledged. Lines:
+//!
+//! ```text
+//! {"op":"create","workflow_id":"wf-1","story_id":"S1","agents":["pm"],"at":1700000000000}
+//! {"op":"update","workflow_id":"wf-1","agent_id":"pm","status":"running","at":1700000000100}
+//! {"op":"delete","workflow_id":"wf-1","at":1700000000200}
+//! ```
+//!
+//! An `update` for an unknown workflow creates it (this is how
+//! [`StatusStore::update`] behaves too, so replay and live calls share one
+//! code path, [`StatusIndex::apply`]). Lines of deleted workflows are dead;
+//! when they are the majority the log is rewritten atomically with one
+//! `create` plus the history of each live workflow.
+//!
+//! Like the other file backends this one is single-process: the index is
+//! the truth while the process runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::files::{blocking, now_ms, probe_dir};
+use super::ids::{check_status_agent_id, check_story_id};
+use super::jsonl::{JsonlLog, worth_compacting};
+use super::{
+    AgentState, AgentStatus, StatusChange, StatusStore, StatusUpdate, StoreError, WorkflowId,
+    WorkflowStatus, WorkflowSummary,
+};
+
+/// The log's file name inside `orchestrator.path`.
+const FILE_NAME: &str = "status.jsonl";
+
+/// One line of the status log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum StatusRecord {
+    Create {
+        workflow_id: WorkflowId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        story_id: Option<String>,
+        agents: Vec<String>,
+        at: u64,
+    },
+    Update {
+        workflow_id: WorkflowId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        story_id: Option<String>,
+        agent_id: String,
+        status: AgentState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_summary: Option<String>,
+        at: u64,
+    },
+    Delete {
+        workflow_id: WorkflowId,
+        at: u64,
+    },
+}
+
+/// A live workflow: its current status and its updates in order.
+#[derive(Debug)]
+struct Tracked {
+    status: WorkflowStatus,
+    history: Vec<StatusChange>,
+}
+
+impl Tracked {
+    fn new(workflow_id: WorkflowId, story_id: Option<String>, at: u64) -> Self {
+        Self {
+            status: WorkflowStatus {
+                workflow_id,
+                story_id,
+                agent_statuses: BTreeMap::new(),
+                created_at: at,
+                updated_at: at,
+            },
+            history: Vec::new(),
+        }
+    }
+
+    /// The records that recreate this workflow on replay (for compaction).
+    fn records(&self) -> impl Iterator<Item = StatusRecord> + '_ {
+        let status = &self.status;
+        let create = StatusRecord::Create {
+            workflow_id: status.workflow_id.clone(),
+            story_id: status.story_id.clone(),
+            agents: status.agent_statuses.keys().cloned().collect(),
+            at: status.created_at,
+        };
+        let updates = self.history.iter().map(|change| StatusRecord::Update {
+            workflow_id: status.workflow_id.clone(),
+            story_id: None,
+            agent_id: change.agent_id.clone(),
+            status: change.status,
+            output_summary: change.output_summary.clone(),
+            at: change.at,
+        });
+        std::iter::once(create).chain(updates)
+    }
+}
+
+/// The log and the state replayed from it.
+#[derive(Debug)]
+struct StatusIndex {
+    log: JsonlLog,
+    workflows: BTreeMap<WorkflowId, Tracked>,
+}
+
+impl StatusIndex {
+    /// Applies one record to the in-memory state (replay and live writes).
+    fn apply(&mut self, record: StatusRecord) {
+        match record {
+            StatusRecord::Create {
+                workflow_id,
+                story_id,
+                agents,
+                at,
+            } => {
+                let mut tracked = Tracked::new(workflow_id.clone(), story_id, at);
+                for agent in agents {
+                    tracked.status.agent_statuses.insert(
+                        agent,
+                        AgentStatus {
+                            status: AgentState::Pending,
+                            last_execution: None,
+                            output_summary: None,
+                        },
+                    );
+                }
+                self.workflows.insert(workflow_id, tracked);
+            }
+            StatusRecord::Update {
+                workflow_id,
+                story_id,
+                agent_id,
+                status,
+                output_summary,
+                at,
+            } => {
+                let tracked = self
+                    .workflows
+                    .entry(workflow_id.clone())
+                    .or_insert_with(|| Tracked::new(workflow_id, story_id.clone(), at));
+                if tracked.status.story_id.is_none() {
+                    tracked.status.story_id = story_id;
+                }
+                tracked.status.agent_statuses.insert(
+                    agent_id.clone(),
+                    AgentStatus {
+                        status,
+                        last_execution: Some(at),
+                        output_summary: output_summary.clone(),
+                    },
+                );
+                tracked.status.updated_at = at;
+                tracked.history.push(StatusChange {
+                    agent_id,
+                    status,
+                    output_summary,
+                    at,
+                });
+            }
+            StatusRecord::Delete { workflow_id, .. } => {
+                self.workflows.remove(&workflow_id);
+            }
+        }
+    }
+
+    /// Appends `records` durably, applies them, and compacts when dead
+    /// lines dominate (a failed compaction is logged: the data is safe).
+    fn record(&mut self, records: Vec<StatusRecord>) -> Result<(), StoreError> {
+        self.log.append(&records)?;
+        for record in records {
+            self.apply(record);
+        }
+        let live_lines: usize = self.workflows.values().map(|t| 1 + t.history.len()).sum();
+        if worth_compacting(self.log.lines(), live_lines) {
+            let live: Vec<StatusRecord> =
+                self.workflows.values().flat_map(Tracked::records).collect();
+            if let Err(err) = self.log.rewrite(&live) {
+                tracing::warn!(error = %err, detail = err.detail(), "status compaction failed; will retry on a later write");
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self, workflow_id: &WorkflowId) -> Result<WorkflowStatus, StoreError> {
+        self.workflows
+            .get(workflow_id)
+            .map(|t| t.status.clone())
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("workflow `{workflow_id}`"),
+            })
+    }
+}
+
+/// Orchestration status in one JSON Lines file (see the module docs).
+#[derive(Debug)]
+pub struct FileStatusStore {
+    /// The `orchestrator.path` directory.
+    dir: PathBuf,
+    /// The index; its lock also serializes writes to the log.
+    index: Arc<AsyncMutex<StatusIndex>>,
+}
+
+impl FileStatusStore {
+    /// Opens the status directory `dir` (created when missing) and replays
+    /// its log.
+    pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        let path = dir.join(FILE_NAME);
+        let create = dir.clone();
+        let index = blocking(move || {
+            std::fs::create_dir_all(&create)
+                .map_err(|err| StoreError::io("create the status directory", &create, &err))?;
+            let (log, records) =
+                JsonlLog::load::<StatusRecord>(path, "orchestration status".into())?;
+            let mut index = StatusIndex {
+                log,
+                workflows: BTreeMap::new(),
+            };
+            for record in records {
+                index.apply(record);
+            }
+            Ok(index)
+        })
+        .await?;
+        Ok(Self {
+            dir,
+            index: Arc::new(AsyncMutex::new(index)),
+        })
+    }
+
+    /// Runs `write` on the index on the blocking pool, holding the lock.
+    async fn with_index_mut<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut StatusIndex) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut guard = Arc::clone(&self.index).lock_owned().await;
+        blocking(move || write(&mut guard)).await
+    }
+}
+
+#[async_trait]
+impl StatusStore for FileStatusStore {
+    async fn create(
+        &self,
+        workflow_id: Option<WorkflowId>,
+        story_id: &str,
+        agents: &[String],
+    ) -> Result<WorkflowStatus, StoreError> {
+        check_story_id(story_id)?;
+        for agent in agents {
+            check_status_agent_id(agent)?;
+        }
+        let workflow_id = workflow_id.unwrap_or_else(WorkflowId::generate);
+        let record = StatusRecord::Create {
+            workflow_id: workflow_id.clone(),
+            story_id: Some(story_id.to_string()),
+            agents: agents.to_vec(),
+            at: now_ms(),
+        };
+        self.with_index_mut(move |index| {
+            if index.workflows.contains_key(&workflow_id) {
+                return Err(StoreError::AlreadyExists {
+                    what: format!("workflow `{workflow_id}`"),
+                });
+            }
+            index.record(vec![record])?;
+            index.status(&workflow_id)
+        })
+        .await
+    }
+
+    async fn get(&self, workflow_id: &WorkflowId) -> Result<Option<WorkflowStatus>, StoreError> {
+        let index = self.index.lock().await;
+        Ok(index.workflows.get(workflow_id).map(|t| t.status.clone()))
+    }
+
+    async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError> {
+        check_status_agent_id(&update.agent_id)?;
+        if let Some(story) = &update.story_id {
+            check_story_id(story)?;
+        }
+        self.with_index_mut(move |index| {
+            let workflow_id = update.workflow_id;
+            let existing_story = index
+                .workflows
+                .get(&workflow_id)
+                .and_then(|t| t.status.story_id.as_deref());
+            if let (Some(existing), Some(given)) = (existing_story, update.story_id.as_deref())
+                && existing != given
+            {
+                return Err(StoreError::Conflict {
+                    message: format!(
+                        "workflow `{workflow_id}` belongs to story `{existing}`, not `{given}`"
+                    ),
+                });
+            }
+            let record = StatusRecord::Update {
+                workflow_id: workflow_id.clone(),
+                story_id: update.story_id,
+                agent_id: update.agent_id,
+                status: update.status,
+                output_summary: update.output_summary,
+                at: now_ms(),
+            };
+            index.record(vec![record])?;
+            index.status(&workflow_id)
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        let index = self.index.lock().await;
+        Ok(index
+            .workflows
+            .values()
+            .map(|t| WorkflowSummary::from(&t.status))
+            .collect())
+    }
+
+    async fn history(&self, workflow_id: &WorkflowId) -> Result<Vec<StatusChange>, StoreError> {
+        let index = self.index.lock().await;
+        index
+            .workflows
+            .get(workflow_id)
+            .map(|t| t.history.clone())
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("workflow `{workflow_id}`"),
+            })
+    }
+
+    async fn delete(&self, workflow_id: &WorkflowId) -> Result<bool, StoreError> {
+        let workflow_id = workflow_id.clone();
+        self.with_index_mut(move |index| {
+            if !index.workflows.contains_key(&workflow_id) {
+                return Ok(false);
+            }
+            index.record(vec![StatusRecord::Delete {
+                workflow_id,
+                at: now_ms(),
+            }])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn cleanup(&self, retention: Duration, now: u64) -> Result<usize, StoreError> {
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now.saturating_sub(retention_ms);
+        self.with_index_mut(move |index| {
+            let expired: Vec<StatusRecord> = index
+                .workflows
+                .values()
+                .filter(|t| t.status.updated_at < cutoff)
+                .map(|t| StatusRecord::Delete {
+                    workflow_id: t.status.workflow_id.clone(),
+                    at: now,
+                })
+                .collect();
+            let removed = expired.len();
+            index.record(expired)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || probe_dir(&dir, "orchestration status")).await
+    }
+}

@@ -1,0 +1,525 @@
+//! The behavioural contract of the store traits, written once against
+//! `Arc<dyn DocStore>`, `Arc<dyn MemoryStore>` and `Arc<dyn StatusStore>`.
+//!
+//! Every backend's test file (`store_file.rs` now, the Redis one later)
+//! calls these functions with fresh, empty stores. Nothing here knows how a
+//! backend keeps its data; backend-specific checks (file layout, torn
+//! lines, reopening) live in the backend's own test file.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bmad2pf_engine::store::{
+    AgentState, DocId, DocStore, MemoryKey, MemoryScope, MemoryStore, StatusStore, StatusUpdate,
+    WorkflowId, doc_id, now_ms,
+};
+use serde_json::{Value, json};
+
+/// Error type of the suite's functions: any failure, with its message.
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn doc(id: &str) -> Result<DocId, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(DocId::parse(id)?)
+}
+
+fn key(k: &str) -> Result<MemoryKey, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(MemoryKey::parse(k)?)
+}
+
+fn workflow(id: &str) -> Result<WorkflowId, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(WorkflowId::parse(id)?)
+}
+
+// ---------------------------------------------------------------- documents
+
+/// put / get / meta / list / delete on a fresh store.
+pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
+    docs.health().await?;
+    let prd = doc_id("S1", "prd.md")?;
+    assert_eq!(prd.as_str(), "S1__prd");
+    assert_eq!(docs.get(&prd).await?, None);
+    assert_eq!(docs.meta(&prd).await?, None);
+
+    let text = "# PRD\n\nCafé — ünïcode ✓\n";
+    assert_eq!(docs.put(&prd, text).await?, text.len() as u64);
+    let got = docs.get(&prd).await?.ok_or("document missing after put")?;
+    assert_eq!(got.content, text);
+    assert_eq!(got.bytes, text.len() as u64);
+    assert!(got.modified > 0);
+    let meta = docs.meta(&prd).await?.ok_or("meta missing after put")?;
+    assert_eq!(
+        (meta.id.as_str(), meta.bytes),
+        ("S1__prd", text.len() as u64)
+    );
+
+    // The same document with and without `.md`.
+    let same = doc("S1__prd.md")?;
+    assert_eq!(
+        docs.get(&same).await?.map(|d| d.content),
+        Some(text.to_string())
+    );
+
+    // Replace, and empty content is a document too.
+    assert_eq!(docs.put(&prd, "v2").await?, 2);
+    assert_eq!(docs.get(&prd).await?.map(|d| d.content), Some("v2".into()));
+    docs.put(&doc("S1__empty")?, "").await?;
+    assert_eq!(
+        docs.meta(&doc("S1__empty")?).await?.map(|m| m.bytes),
+        Some(0)
+    );
+
+    docs.put(&doc("S2__prd")?, "other story").await?;
+    docs.put(&doc("S10__prd")?, "prefix lookalike").await?;
+    docs.put(&doc("notes")?, "no story").await?;
+
+    let all: Vec<String> = docs
+        .list(None)
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(
+        all,
+        ["S10__prd", "S1__empty", "S1__prd", "S2__prd", "notes"]
+    );
+    let s1: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(s1, ["S1__empty", "S1__prd"]);
+    assert!(docs.list(Some("none")).await?.is_empty());
+    let bad_story = docs.list(Some("../S1")).await.err().map(|e| e.code());
+    assert_eq!(bad_story, Some("invalid_id"));
+
+    assert!(docs.delete(&prd).await?);
+    assert!(!docs.delete(&prd).await?);
+    assert_eq!(docs.get(&prd).await?, None);
+    assert_eq!(docs.meta(&prd).await?, None);
+    let s1: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(s1, ["S1__empty"]);
+    Ok(())
+}
+
+/// One document's content for writer `writer`, round `round`: many lines that
+/// all carry the same tag, so a mix of two versions is detectable.
+fn version(writer: usize, round: usize) -> String {
+    let tag = format!("writer {writer:02} round {round:02}\n");
+    tag.repeat(200)
+}
+
+fn is_whole_version(content: &str) -> bool {
+    let mut lines = content.lines();
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    first.starts_with("writer ") && lines.all(|l| l == first) && content.lines().count() == 200
+}
+
+/// 50 tasks × 20 puts to one id while readers read it: readers and the
+/// final state only ever see one complete version.
+pub async fn docs_concurrent_puts_never_tear(docs: Arc<dyn DocStore>) -> TestResult {
+    const WRITERS: usize = 50;
+    const ROUNDS: usize = 20;
+    let id = doc("S1__contended")?;
+    docs.put(&id, &version(0, 0)).await?;
+
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let (docs, id) = (Arc::clone(&docs), id.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                docs.put(&id, &version(writer, round)).await?;
+            }
+            Ok::<(), bmad2pf_engine::store::StoreError>(())
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (docs, id) = (Arc::clone(&docs), id.clone());
+        readers.push(tokio::spawn(async move {
+            let mut torn = 0usize;
+            for _ in 0..50 {
+                match docs.get(&id).await? {
+                    Some(d) if is_whole_version(&d.content) => {}
+                    _ => torn += 1,
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok::<usize, bmad2pf_engine::store::StoreError>(torn)
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    for reader in readers {
+        assert_eq!(reader.await??, 0, "a reader saw a torn or missing document");
+    }
+    let last = docs.get(&id).await?.ok_or("document vanished")?;
+    assert!(is_whole_version(&last.content));
+    assert!(last.content.contains(&format!("round {:02}", ROUNDS - 1)));
+    let listed: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        ["S1__contended"],
+        "temporary files must not show up"
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------- memory
+
+/// get / set / delete / keys / load / set_many, and scope isolation.
+pub async fn memory_roundtrip(memory: Arc<dyn MemoryStore>) -> TestResult {
+    memory.health().await?;
+    let pm = MemoryScope::parse("isolated:pm:S1")?;
+    let pm_other_story = MemoryScope::parse("isolated:pm:S2")?;
+    let shared = MemoryScope::parse("shared")?;
+    let team = MemoryScope::parse("shared:team")?;
+
+    assert!(memory.keys(&pm).await?.is_empty());
+    assert!(memory.load(&pm).await?.is_empty());
+    assert_eq!(memory.get(&pm, &key("plan")?).await?, None);
+
+    memory
+        .set(&pm, &key("plan")?, json!({"steps": [1, 2]}))
+        .await?;
+    memory.set(&pm, &key("notes:v2")?, json!("text")).await?;
+    memory.set(&pm, &key("nothing")?, Value::Null).await?;
+    memory.set(&shared, &key("plan")?, json!(42)).await?;
+
+    assert_eq!(
+        memory.get(&pm, &key("plan")?).await?,
+        Some(json!({"steps": [1, 2]}))
+    );
+    assert_eq!(memory.get(&pm, &key("nothing")?).await?, Some(Value::Null));
+    assert_eq!(memory.get(&shared, &key("plan")?).await?, Some(json!(42)));
+    assert_eq!(memory.get(&pm_other_story, &key("plan")?).await?, None);
+    assert_eq!(memory.get(&team, &key("plan")?).await?, None);
+    assert_eq!(
+        memory
+            .get(&MemoryScope::parse("shared:default")?, &key("plan")?)
+            .await?,
+        Some(json!(42)),
+        "`shared` is `shared:default`"
+    );
+    assert_eq!(
+        memory.keys(&pm).await?,
+        ["notes:v2", "nothing", "plan"],
+        "byte order"
+    );
+
+    memory.set(&pm, &key("plan")?, json!("replaced")).await?;
+    assert_eq!(
+        memory.get(&pm, &key("plan")?).await?,
+        Some(json!("replaced"))
+    );
+
+    assert!(memory.delete(&pm, &key("nothing")?).await?);
+    assert!(!memory.delete(&pm, &key("nothing")?).await?);
+    assert!(!memory.delete(&team, &key("never-set")?).await?);
+    assert_eq!(memory.get(&pm, &key("nothing")?).await?, None);
+
+    let batch: BTreeMap<MemoryKey, Value> =
+        [(key("a")?, json!(1)), (key("plan")?, json!("from batch"))].into();
+    memory.set_many(&pm, batch).await?;
+    memory.set_many(&pm, BTreeMap::new()).await?;
+    let loaded = memory.load(&pm).await?;
+    let expected: BTreeMap<String, Value> = [
+        ("a".to_string(), json!(1)),
+        ("notes:v2".to_string(), json!("text")),
+        ("plan".to_string(), json!("from batch")),
+    ]
+    .into();
+    assert_eq!(loaded, expected);
+
+    // A pack-qualified agent maps to the same scope as its dotted form.
+    let qualified = MemoryScope::isolated("pack/pm", "S1")?;
+    memory.set(&qualified, &key("x")?, json!(true)).await?;
+    let dotted = MemoryScope::parse("isolated:pack.pm:S1")?;
+    assert_eq!(memory.get(&dotted, &key("x")?).await?, Some(json!(true)));
+    Ok(())
+}
+
+/// 50 tasks × 20 writes to one scope (each task overwriting its own five
+/// keys four times): every key ends with its last value.
+pub async fn memory_concurrent_writes_lose_nothing(memory: Arc<dyn MemoryStore>) -> TestResult {
+    const TASKS: usize = 50;
+    const WRITES: usize = 20;
+    const KEYS_PER_TASK: usize = 5;
+    let scope = MemoryScope::parse("shared:contended")?;
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (memory, scope) = (Arc::clone(&memory), scope.clone());
+        tasks.push(tokio::spawn(async move {
+            for write in 0..WRITES {
+                let key = MemoryKey::parse(&format!("t{task}.{}", write % KEYS_PER_TASK))?;
+                memory
+                    .set(&scope, &key, json!({"task": task, "write": write}))
+                    .await?;
+            }
+            Ok::<(), bmad2pf_engine::store::StoreError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    memory_contended_scope_is_complete(&memory).await
+}
+
+/// The state [`memory_concurrent_writes_lose_nothing`] must leave; public so
+/// a backend's test can check it again after reopening the store.
+pub async fn memory_contended_scope_is_complete(memory: &Arc<dyn MemoryStore>) -> TestResult {
+    let scope = MemoryScope::parse("shared:contended")?;
+    let loaded = memory.load(&scope).await?;
+    assert_eq!(loaded.len(), 50 * 5);
+    for task in 0..50 {
+        for slot in 0..5 {
+            let last_write = 15 + slot;
+            assert_eq!(
+                loaded.get(&format!("t{task}.{slot}")),
+                Some(&json!({"task": task, "write": last_write})),
+                "task {task} key {slot}"
+            );
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------- status
+
+/// create / AlreadyExists / get / update / history / list / delete.
+pub async fn status_lifecycle(status: Arc<dyn StatusStore>) -> TestResult {
+    status.health().await?;
+    let wf = workflow("wf-story-1")?;
+    assert_eq!(status.get(&wf).await?, None);
+
+    let created = status
+        .create(
+            Some(wf.clone()),
+            "S1",
+            &["analyst".into(), "pack/pm".into()],
+        )
+        .await?;
+    assert_eq!(created.workflow_id, wf);
+    assert_eq!(created.story_id.as_deref(), Some("S1"));
+    assert_eq!(created.agent_statuses.len(), 2);
+    assert!(
+        created
+            .agent_statuses
+            .values()
+            .all(|a| a.status == AgentState::Pending && a.last_execution.is_none())
+    );
+    assert_eq!(status.get(&wf).await?, Some(created.clone()));
+    assert!(status.history(&wf).await?.is_empty());
+
+    let again = status
+        .create(Some(wf.clone()), "S1", &[])
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(again, Some("already_exists"));
+
+    let update = |agent: &str, state: AgentState, summary: Option<&str>| StatusUpdate {
+        workflow_id: wf.clone(),
+        story_id: None,
+        agent_id: agent.to_string(),
+        status: state,
+        output_summary: summary.map(str::to_string),
+    };
+    status
+        .update(update("analyst", AgentState::Running, None))
+        .await?;
+    status
+        .update(update(
+            "analyst",
+            AgentState::Completed,
+            Some("brief written"),
+        ))
+        .await?;
+    let after = status
+        .update(update("pack/pm", AgentState::NeedsInput, Some("needs prd")))
+        .await?;
+    let analyst = after
+        .agent_statuses
+        .get("analyst")
+        .ok_or("analyst missing")?;
+    assert_eq!(analyst.status, AgentState::Completed);
+    assert_eq!(analyst.output_summary.as_deref(), Some("brief written"));
+    assert!(
+        analyst
+            .last_execution
+            .is_some_and(|t| t >= created.created_at)
+    );
+    assert!(after.updated_at >= created.created_at);
+    assert_eq!(status.get(&wf).await?, Some(after.clone()));
+
+    // No logic: any state may follow any other, and a new agent may appear.
+    status
+        .update(update("analyst", AgentState::Pending, None))
+        .await?;
+    let latest = status
+        .update(update("architect", AgentState::Skipped, None))
+        .await?;
+    assert_eq!(
+        latest
+            .agent_statuses
+            .get("analyst")
+            .map(|a| (a.status, a.output_summary.clone())),
+        Some((AgentState::Pending, None))
+    );
+    assert_eq!(latest.agent_statuses.len(), 3);
+
+    let history: Vec<(String, AgentState)> = status
+        .history(&wf)
+        .await?
+        .into_iter()
+        .map(|c| (c.agent_id, c.status))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("analyst".to_string(), AgentState::Running),
+            ("analyst".to_string(), AgentState::Completed),
+            ("pack/pm".to_string(), AgentState::NeedsInput),
+            ("analyst".to_string(), AgentState::Pending),
+            ("architect".to_string(), AgentState::Skipped),
+        ]
+    );
+    let times: Vec<u64> = status.history(&wf).await?.iter().map(|c| c.at).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "history is oldest first"
+    );
+
+    // A different story for the same workflow is refused; bad ids too.
+    let mut wrong_story = update("analyst", AgentState::Running, None);
+    wrong_story.story_id = Some("S9".into());
+    assert_eq!(
+        status.update(wrong_story).await.err().map(|e| e.code()),
+        Some("conflict")
+    );
+    let bad_agent = status
+        .update(update("../x", AgentState::Running, None))
+        .await;
+    assert_eq!(bad_agent.err().map(|e| e.code()), Some("invalid_id"));
+    let bad_story = status
+        .create(None, "a/b", &[])
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(bad_story, Some("invalid_id"));
+
+    let listed = status.list().await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].workflow_id, wf);
+    assert_eq!(
+        listed[0].agents.get("architect"),
+        Some(&AgentState::Skipped)
+    );
+
+    assert!(status.delete(&wf).await?);
+    assert!(!status.delete(&wf).await?);
+    assert_eq!(status.get(&wf).await?, None);
+    assert_eq!(
+        status.history(&wf).await.err().map(|e| e.code()),
+        Some("not_found")
+    );
+    assert!(status.list().await?.is_empty());
+    Ok(())
+}
+
+/// Workflows do not see each other's agents or history; ids are generated
+/// when absent; an update creates an unknown workflow.
+pub async fn status_isolation_and_implicit_create(status: Arc<dyn StatusStore>) -> TestResult {
+    let a = status.create(None, "S1", &["pm".into()]).await?;
+    let b = status.create(None, "S1", &["pm".into()]).await?;
+    assert_ne!(a.workflow_id, b.workflow_id);
+    assert!(a.workflow_id.as_str().starts_with("wf-"));
+
+    status
+        .update(StatusUpdate {
+            workflow_id: a.workflow_id.clone(),
+            story_id: Some("S1".into()),
+            agent_id: "pm".into(),
+            status: AgentState::Failed,
+            output_summary: Some("boom".into()),
+        })
+        .await?;
+    let b_now = status.get(&b.workflow_id).await?.ok_or("b missing")?;
+    assert_eq!(
+        b_now.agent_statuses.get("pm").map(|s| s.status),
+        Some(AgentState::Pending)
+    );
+    assert!(status.history(&b.workflow_id).await?.is_empty());
+    assert_eq!(status.history(&a.workflow_id).await?.len(), 1);
+
+    let implicit = workflow("wf-implicit")?;
+    let made = status
+        .update(StatusUpdate {
+            workflow_id: implicit.clone(),
+            story_id: Some("S7".into()),
+            agent_id: "dev".into(),
+            status: AgentState::Running,
+            output_summary: None,
+        })
+        .await?;
+    assert_eq!(made.story_id.as_deref(), Some("S7"));
+    assert_eq!(
+        made.agent_statuses.get("dev").map(|s| s.status),
+        Some(AgentState::Running)
+    );
+    assert_eq!(status.history(&implicit).await?.len(), 1);
+
+    let ids: Vec<String> = status
+        .list()
+        .await?
+        .into_iter()
+        .map(|s| s.workflow_id.to_string())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "list is sorted by id");
+    assert_eq!(ids.len(), 3);
+    Ok(())
+}
+
+/// Cleanup removes exactly the workflows whose last change is older than
+/// the retention before `now`.
+pub async fn status_cleanup_by_retention(status: Arc<dyn StatusStore>) -> TestResult {
+    let old = status.create(Some(workflow("wf-old")?), "S1", &[]).await?;
+    // Make the second workflow's timestamp strictly later (ordering only,
+    // nothing is asserted about durations).
+    while now_ms() <= old.updated_at {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let fresh = status
+        .create(Some(workflow("wf-fresh")?), "S1", &[])
+        .await?;
+    assert!(fresh.updated_at > old.updated_at);
+
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(status.cleanup(week, now_ms()).await?, 0);
+
+    let retention = Duration::from_secs(3600);
+    let now = fresh.updated_at + 3_600_000;
+    assert_eq!(status.cleanup(retention, now).await?, 1);
+    assert_eq!(status.get(&old.workflow_id).await?, None);
+    assert!(status.get(&fresh.workflow_id).await?.is_some());
+
+    assert_eq!(status.cleanup(retention, now + 1).await?, 1);
+    assert!(status.list().await?.is_empty());
+    Ok(())
+}
