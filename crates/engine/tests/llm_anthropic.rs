@@ -1,0 +1,342 @@
+//! The Anthropic provider against a local server speaking the Messages API.
+
+mod llm_common;
+
+use std::sync::Arc;
+
+use bmad2pf_engine::llm::{
+    AnthropicProvider, LlmRequest, Message, TokenSink, ToolCall, ToolDefinition,
+};
+use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_event};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-ant-api03-test-key";
+const MODEL: &str = "claude-sonnet-4-5";
+
+fn anthropic_case() -> VendorCase {
+    VendorCase {
+        provider: "anthropic",
+        model: MODEL,
+        api_key: KEY,
+        build: |url| Arc::new(AnthropicProvider::new(KEY.into(), Some(url)).expect("provider")),
+        error_body,
+        stream_start: || sse_event("message_start", &message_start(25)),
+    }
+}
+
+crate::vendor_error_tests!(crate::anthropic_case);
+
+/// Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`.
+fn error_body(status: u16, message: &str) -> Value {
+    let kind = match status {
+        401 => "authentication_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        500 => "api_error",
+        _ => "invalid_request_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
+}
+
+fn message(content: Value, stop_reason: &str) -> Value {
+    json!({
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
+    })
+}
+
+fn message_start(input_tokens: u64) -> Value {
+    json!({"type": "message_start", "message": {
+        "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant",
+        "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": input_tokens, "output_tokens": 1}
+    }})
+}
+
+fn text_delta(index: usize, text: &str) -> String {
+    sse_event(
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+    )
+}
+
+fn block_stop(index: usize) -> String {
+    sse_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": index}),
+    )
+}
+
+fn message_end(stop_reason: &str, output_tokens: u64) -> Vec<String> {
+    vec![
+        sse_event(
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                    "usage": {"output_tokens": output_tokens}}),
+        ),
+        sse_event("message_stop", &json!({"type": "message_stop"})),
+    ]
+}
+
+#[tokio::test]
+async fn plain_completion_sends_the_documented_request() {
+    let server = VendorServer::start(vec![Reply::json(
+        200,
+        message(
+            json!([{"type": "text", "text": "Hi! My name is Claude."}]),
+            "end_turn",
+        ),
+    )])
+    .await;
+    let provider = (anthropic_case().build)(&server.url);
+    let mut request = LlmRequest::new(MODEL, "Hello");
+    request.system = Some("You are a helpful assistant.".into());
+    request.max_tokens = 1024;
+    request.temperature = 0.5;
+    request.messages.push(Message::Assistant {
+        text: "Hi.".into(),
+        tool_calls: Vec::new(),
+    });
+    request
+        .messages
+        .push(Message::User("What is your name?".into()));
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(response.text, "Hi! My name is Claude.");
+    assert_eq!(response.model, "claude-sonnet-4-5-20250929");
+    assert_eq!(response.finish_reason.as_deref(), Some("end_turn"));
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (21, 7)
+    );
+
+    let sent = server.single_request();
+    assert_eq!(sent.target, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(KEY));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": MODEL,
+            "max_tokens": 1024,
+            "temperature": 0.5,
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},
+                {"role": "user", "content": [{"type": "text", "text": "What is your name?"}]}
+            ],
+            "system": "You are a helpful assistant."
+        })
+    );
+}
+
+#[tokio::test]
+async fn json_output_is_asked_for_in_the_system_prompt() {
+    let server = VendorServer::start(vec![Reply::json(
+        200,
+        message(
+            json!([{"type": "text", "text": "{\"ok\": true}"}]),
+            "end_turn",
+        ),
+    )])
+    .await;
+    let provider = (anthropic_case().build)(&server.url);
+    let mut request = LlmRequest::new(MODEL, "Status?");
+    request.json_output = true;
+    provider.complete(&request, None).await.expect("completion");
+    let system = server.single_request().body["system"].clone();
+    assert!(
+        system.as_str().is_some_and(|s| s.contains("JSON object")),
+        "{system}"
+    );
+}
+
+#[tokio::test]
+async fn streaming_delivers_deltas_in_order_with_usage() {
+    let pieces = ["Hello", "! How", " can I hel", "p — ✓"];
+    let mut events = vec![
+        sse_event("message_start", &message_start(25)),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        sse_event("ping", &json!({"type": "ping"})),
+    ];
+    events.extend(pieces.iter().map(|p| text_delta(0, p)));
+    events.push(block_stop(0));
+    events.extend(message_end("end_turn", 15));
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (anthropic_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new(MODEL, "Hello"), Some(sink))
+        .await
+        .expect("streamed completion");
+
+    assert_eq!(log.tokens(), pieces);
+    assert_eq!(response.text, pieces.concat());
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (25, 15)
+    );
+    assert_eq!(response.finish_reason.as_deref(), Some("end_turn"));
+    assert_eq!(server.single_request().body["stream"], json!(true));
+}
+
+#[tokio::test]
+async fn tool_use_is_parsed_and_results_are_sent_back() {
+    let reply = message(
+        json!([
+            {"type": "text", "text": "I'll check the weather."},
+            {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "get_weather", "input": {"city": "San Francisco"}}
+        ]),
+        "tool_use",
+    );
+    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
+    let provider = (anthropic_case().build)(&server.url);
+    let mut request = LlmRequest::new(MODEL, "Weather in Oslo and Bergen?");
+    request.tools = vec![ToolDefinition {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    }];
+    request.messages.push(Message::Assistant {
+        text: String::new(),
+        tool_calls: vec![
+            ToolCall {
+                id: "toolu_1".into(),
+                name: "get_weather".into(),
+                arguments: json!({"city": "Oslo"}),
+            },
+            ToolCall {
+                id: "toolu_2".into(),
+                name: "get_weather".into(),
+                arguments: json!({"city": "Bergen"}),
+            },
+        ],
+    });
+    for (id, content) in [("toolu_1", "4°C"), ("toolu_2", "7°C")] {
+        request.messages.push(Message::ToolResult {
+            call_id: id.into(),
+            name: "get_weather".into(),
+            content: content.into(),
+        });
+    }
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(response.text, "I'll check the weather.");
+    assert_eq!(
+        response.tool_calls,
+        vec![ToolCall {
+            id: "toolu_01A09q90qw90lq917835lq9".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "San Francisco"})
+        }]
+    );
+    let sent = server.single_request();
+    assert_eq!(
+        sent.body["tools"],
+        json!([{"name": "get_weather", "description": "Current weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+    );
+    // Both tool uses in one assistant turn, both results merged into one user turn.
+    assert_eq!(
+        sent.body["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo and Bergen?"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Bergen"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7°C"}
+            ]}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn streamed_tool_use_is_assembled_from_json_deltas() {
+    let mut events = vec![
+        sse_event("message_start", &message_start(472)),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        text_delta(0, "Checking"),
+        block_stop(0),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
+        ),
+    ];
+    for part in ["", "{\"city\": \"San", " Francisco\"}"] {
+        events.push(sse_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}}),
+        ));
+    }
+    events.push(block_stop(1));
+    events.extend(message_end("tool_use", 89));
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (anthropic_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new(MODEL, "Weather?"), Some(sink))
+        .await
+        .expect("completion");
+    assert_eq!(log.tokens(), ["Checking"]);
+    assert_eq!(response.text, "Checking");
+    assert_eq!(response.tool_calls.len(), 1);
+    assert_eq!(response.tool_calls[0].id, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
+    assert_eq!(
+        response.tool_calls[0].arguments,
+        json!({"city": "San Francisco"})
+    );
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (472, 89)
+    );
+}
+
+#[tokio::test]
+async fn an_overloaded_error_event_mid_stream_is_a_server_error() {
+    let events = vec![
+        sse_event("message_start", &message_start(10)),
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        text_delta(0, "Partial"),
+        sse_event(
+            "error",
+            &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ),
+    ];
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (anthropic_case().build)(&server.url);
+    let sink = |_: &str| {};
+    let sink: &TokenSink = &sink;
+    let error = provider
+        .complete(&LlmRequest::new(MODEL, "hi"), Some(sink))
+        .await
+        .expect_err("the stream failed");
+    assert!(
+        matches!(&error, bmad2pf_engine::llm::LlmError::Server { status: 529, message, .. } if message.contains("Overloaded")),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+}

@@ -1,0 +1,275 @@
+//! The Gemini provider against a local server speaking generateContent.
+
+mod llm_common;
+
+use std::sync::Arc;
+
+use bmad2pf_engine::llm::{
+    GeminiProvider, LlmError, LlmProvider, LlmRequest, Message, TokenSink, ToolCall, ToolDefinition,
+};
+use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_data};
+use serde_json::{Value, json};
+
+const KEY: &str = "AIzaSyTest-Key-1234567890";
+const MODEL: &str = "gemini-2.0-flash";
+
+fn gemini_case() -> VendorCase {
+    VendorCase {
+        provider: "gemini",
+        model: MODEL,
+        api_key: KEY,
+        build: |url| Arc::new(GeminiProvider::new(KEY.into(), Some(url)).expect("provider")),
+        error_body,
+        stream_start: || sse_data(&chunk(json!([{"text": "Once"}]), None, None)),
+    }
+}
+
+crate::vendor_error_tests!(crate::gemini_case);
+
+/// Google's error body: `{"error": {"code", "message", "status"}}`.
+fn error_body(status: u16, message: &str) -> Value {
+    let name = match status {
+        401 => "UNAUTHENTICATED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        500 => "INTERNAL",
+        _ => "INVALID_ARGUMENT",
+    };
+    json!({"error": {"code": status, "message": message, "status": name}})
+}
+
+/// One `GenerateContentResponse` (a whole reply, or one stream event).
+fn chunk(parts: Value, finish_reason: Option<&str>, usage: Option<(u64, u64)>) -> Value {
+    let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+    if let Some(reason) = finish_reason {
+        candidate["finishReason"] = json!(reason);
+    }
+    let mut reply = json!({"candidates": [candidate], "modelVersion": "gemini-2.0-flash-001",
+                           "responseId": "Hn3MaP3fLI2Gz7IPp7Gg6Qc"});
+    if let Some((prompt, output)) = usage {
+        reply["usageMetadata"] = json!({
+            "promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]
+        });
+    }
+    reply
+}
+
+#[tokio::test]
+async fn plain_completion_sends_the_documented_request() {
+    let server = VendorServer::start(vec![Reply::json(
+        200,
+        chunk(
+            json!([{"text": "AI learns patterns from data."}]),
+            Some("STOP"),
+            Some((8, 6)),
+        ),
+    )])
+    .await;
+    let provider = (gemini_case().build)(&server.url);
+    let mut request = LlmRequest::new(MODEL, "Explain AI in one line");
+    request.system = Some("You are a cat.".into());
+    request.temperature = 0.7;
+    request.max_tokens = 256;
+    request.json_output = true;
+    request.messages.push(Message::Assistant {
+        text: "Meow.".into(),
+        tool_calls: Vec::new(),
+    });
+    request.messages.push(Message::User("Again".into()));
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(response.text, "AI learns patterns from data.");
+    assert_eq!(response.model, "gemini-2.0-flash-001");
+    assert_eq!(response.finish_reason.as_deref(), Some("STOP"));
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (8, 6)
+    );
+
+    let sent = server.single_request();
+    assert_eq!(
+        sent.target,
+        "/v1beta/models/gemini-2.0-flash:generateContent"
+    );
+    assert_eq!(sent.header("x-goog-api-key"), Some(KEY));
+    assert!(!sent.target.contains(KEY), "the key stays out of the URL");
+    assert_eq!(
+        sent.body,
+        json!({
+            "contents": [
+                {"role": "user", "parts": [{"text": "Explain AI in one line"}]},
+                {"role": "model", "parts": [{"text": "Meow."}]},
+                {"role": "user", "parts": [{"text": "Again"}]}
+            ],
+            "generationConfig": {"temperature": 0.7, "maxOutputTokens": 256, "responseMimeType": "application/json"},
+            "systemInstruction": {"parts": [{"text": "You are a cat."}]}
+        })
+    );
+}
+
+#[tokio::test]
+async fn streaming_delivers_deltas_in_order_with_usage() {
+    let pieces = ["Once upon", " a time, a", " little robot", " — ✓ woke up."];
+    let last = pieces.len() - 1;
+    let events = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let done = i == last;
+            sse_data(&chunk(
+                json!([{"text": p}]),
+                done.then_some("STOP"),
+                Some((9, if done { 31 } else { 0 })),
+            ))
+        })
+        .collect();
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (gemini_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new(MODEL, "Tell a story"), Some(sink))
+        .await
+        .expect("streamed completion");
+
+    assert_eq!(log.tokens(), pieces);
+    assert_eq!(response.text, pieces.concat());
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (9, 31)
+    );
+    assert_eq!(
+        server.single_request().target,
+        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+    );
+}
+
+#[tokio::test]
+async fn function_calls_are_parsed_and_responses_sent_back() {
+    let reply = chunk(
+        json!([{"functionCall": {"name": "get_weather", "args": {"city": "Boston"}}}]),
+        Some("STOP"),
+        Some((52, 5)),
+    );
+    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
+    let provider = (gemini_case().build)(&server.url);
+    let mut request = LlmRequest::new(MODEL, "Weather in Oslo, then Boston?");
+    request.tools = vec![ToolDefinition {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    }];
+    request.messages.push(Message::Assistant {
+        text: String::new(),
+        tool_calls: vec![ToolCall {
+            id: "call_0".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Oslo"}),
+        }],
+    });
+    request.messages.push(Message::ToolResult {
+        call_id: "call_0".into(),
+        name: "get_weather".into(),
+        content: "4°C".into(),
+    });
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(
+        response.tool_calls,
+        vec![ToolCall {
+            id: "call_0".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Boston"})
+        }]
+    );
+    let sent = server.single_request();
+    assert_eq!(
+        sent.body["tools"],
+        json!([{"functionDeclarations": [{"name": "get_weather", "description": "Current weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}])
+    );
+    assert_eq!(
+        sent.body["contents"][1],
+        json!({"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}]})
+    );
+    assert_eq!(
+        sent.body["contents"][2],
+        json!({"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "4°C"}}}]})
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_key_reported_as_400_is_an_auth_error() {
+    // What Google really answers for a wrong key.
+    let body = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+        "status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}});
+    let error = gemini_case()
+        .call(
+            Reply::json(400, body),
+            false,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(error.code(), "llm_auth");
+}
+
+#[tokio::test]
+async fn quota_errors_carry_the_retry_delay_from_the_body() {
+    let body = json!({"error": {"code": 429, "message": "You exceeded your current quota.",
+        "status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}});
+    let error = gemini_case()
+        .call(
+            Reply::json(429, body),
+            false,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        error.retry_after(),
+        Some(std::time::Duration::from_secs(37))
+    );
+}
+
+#[tokio::test]
+async fn blocked_prompts_are_errors_not_empty_replies() {
+    let blocked = json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+                         "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}});
+    let error = gemini_case()
+        .call(
+            Reply::json(200, blocked),
+            false,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        matches!(error, LlmError::ContentBlocked { .. }),
+        "{error:?}"
+    );
+    let withheld = json!({"candidates": [{"finishReason": "SAFETY", "index": 0}]});
+    let error = gemini_case()
+        .call(
+            Reply::json(200, withheld),
+            false,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        matches!(error, LlmError::ContentBlocked { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn model_names_cannot_escape_the_models_path() {
+    let provider = GeminiProvider::new(KEY.into(), Some("http://127.0.0.1:9")).expect("provider");
+    for model in ["../../v1/files", "gemini?alt=x", "", "models//x"] {
+        let error = provider
+            .complete(&LlmRequest::new(model, "hi"), None)
+            .await
+            .expect_err("rejected");
+        assert_eq!(error.code(), "llm_config", "{model}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The OpenAI provider against a local server speaking Chat Completions, and the
+//! same type serving `openai_compatible` at a custom base URL.
+
+mod llm_common;
+
+use std::sync::Arc;
+
+use bmad2pf_engine::llm::{
+    LlmProvider, LlmRequest, Message, OpenAiProvider, TokenSink, ToolCall, ToolDefinition,
+};
+use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_data};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-test-0123456789abcdef";
+
+fn openai_case() -> VendorCase {
+    VendorCase {
+        provider: "openai",
+        model: "gpt-4o-mini",
+        api_key: KEY,
+        build: |url| {
+            Arc::new(
+                OpenAiProvider::openai(KEY.into(), Some(&format!("{url}/v1"))).expect("provider"),
+            )
+        },
+        error_body,
+        stream_start: || sse_data(&chunk(json!({"role": "assistant", "content": ""}), None)),
+    }
+}
+
+fn compatible_case() -> VendorCase {
+    VendorCase {
+        provider: "openai_compatible",
+        model: "llama3.2",
+        api_key: KEY,
+        build: |url| {
+            Arc::new(
+                OpenAiProvider::compatible(&format!("{url}/v1/"), Some(KEY.into()))
+                    .expect("provider"),
+            )
+        },
+        error_body,
+        stream_start: || sse_data(&chunk(json!({"role": "assistant", "content": ""}), None)),
+    }
+}
+
+mod openai {
+    crate::vendor_error_tests!(crate::openai_case);
+}
+
+mod compatible {
+    crate::vendor_error_tests!(crate::compatible_case);
+}
+
+/// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+fn error_body(status: u16, message: &str) -> Value {
+    let (kind, code) = match status {
+        401 => ("invalid_request_error", json!("invalid_api_key")),
+        404 => ("invalid_request_error", json!("model_not_found")),
+        429 => ("requests", json!("rate_limit_exceeded")),
+        500 => ("server_error", Value::Null),
+        _ => ("invalid_request_error", Value::Null),
+    };
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
+
+/// A `chat.completion` reply as the API sends it.
+fn completion(message: Value, finish_reason: &str) -> Value {
+    json!({
+        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+        "object": "chat.completion",
+        "created": 1741569952,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_06737a9306"
+    })
+}
+
+/// A `chat.completion.chunk` with one choice delta.
+fn chunk(delta: Value, finish_reason: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1741569952,
+        "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_06737a9306",
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        "usage": null
+    })
+}
+
+/// The final chunk `stream_options.include_usage` adds: no choices, the counts.
+fn usage_chunk(prompt: u64, completion: u64) -> Value {
+    json!({
+        "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1741569952,
+        "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_06737a9306", "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    })
+}
+
+fn weather_tool() -> ToolDefinition {
+    ToolDefinition {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    }
+}
+
+#[tokio::test]
+async fn plain_completion_sends_the_documented_request() {
+    let server = VendorServer::start(vec![Reply::json(
+        200,
+        completion(
+            json!({"role": "assistant", "content": "Hello there!", "refusal": null}),
+            "stop",
+        ),
+    )])
+    .await;
+    let provider = (openai_case().build)(&server.url);
+    let mut request = LlmRequest::new("gpt-4o-mini", "Say hello");
+    request.system = Some("You are terse.".into());
+    request.temperature = 0.3;
+    request.max_tokens = 50;
+    request.json_output = true;
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(response.text, "Hello there!");
+    assert_eq!(response.model, "gpt-4o-mini-2024-07-18");
+    assert_eq!(response.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (19, 10)
+    );
+    assert!(!response.usage.estimated);
+
+    let sent = server.single_request();
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.target, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "Say hello"}
+            ],
+            "temperature": 0.3,
+            "max_completion_tokens": 50,
+            "response_format": {"type": "json_object"}
+        })
+    );
+}
+
+#[tokio::test]
+async fn streaming_delivers_deltas_in_order_with_usage() {
+    let pieces = ["Hel", "lo", ", wor", "ld — ✓"];
+    let mut events = vec![sse_data(&chunk(
+        json!({"role": "assistant", "content": "", "refusal": null}),
+        None,
+    ))];
+    events.extend(
+        pieces
+            .iter()
+            .map(|p| sse_data(&chunk(json!({"content": p}), None))),
+    );
+    events.push(sse_data(&chunk(json!({}), Some("stop"))));
+    events.push(sse_data(&usage_chunk(12, 4)));
+    events.push("data: [DONE]\n\n".into());
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (openai_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new("gpt-4o-mini", "Say hello"), Some(sink))
+        .await
+        .expect("streamed completion");
+
+    assert_eq!(log.tokens(), pieces);
+    assert_eq!(response.text, pieces.concat());
+    assert_eq!(
+        (response.usage.input_tokens, response.usage.output_tokens),
+        (12, 4)
+    );
+    assert_eq!(response.finish_reason.as_deref(), Some("stop"));
+    let sent = server.single_request();
+    assert_eq!(sent.body["stream"], json!(true));
+    assert_eq!(sent.body["stream_options"], json!({"include_usage": true}));
+}
+
+#[tokio::test]
+async fn tool_calls_are_parsed_and_sent_back() {
+    let reply = completion(
+        json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_abc123", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}
+        }]}),
+        "tool_calls",
+    );
+    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
+    let provider = (openai_case().build)(&server.url);
+    let call = ToolCall {
+        id: "call_0".into(),
+        name: "get_weather".into(),
+        arguments: json!({"city": "Oslo"}),
+    };
+    let mut request = LlmRequest::new("gpt-4o-mini", "Weather in Oslo, then Paris?");
+    request.tools = vec![weather_tool()];
+    request.messages.push(Message::Assistant {
+        text: String::new(),
+        tool_calls: vec![call],
+    });
+    request.messages.push(Message::ToolResult {
+        call_id: "call_0".into(),
+        name: "get_weather".into(),
+        content: "4°C, rain".into(),
+    });
+    let response = provider.complete(&request, None).await.expect("completion");
+
+    assert_eq!(
+        response.tool_calls,
+        vec![ToolCall {
+            id: "call_abc123".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Paris"})
+        }]
+    );
+    assert_eq!(response.text, "");
+    assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
+    let sent = server.single_request();
+    assert_eq!(
+        sent.body["tools"],
+        json!([{"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        }}])
+    );
+    assert_eq!(
+        sent.body["messages"][1],
+        json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_0", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}
+        }]})
+    );
+    assert_eq!(
+        sent.body["messages"][2],
+        json!({"role": "tool", "tool_call_id": "call_0", "content": "4°C, rain"})
+    );
+}
+
+#[tokio::test]
+async fn streamed_tool_call_fragments_are_assembled() {
+    let events = vec![
+        sse_data(&chunk(
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "index": 0, "id": "call_xyz", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]}),
+            None,
+        )),
+        sse_data(&chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]}),
+            None,
+        )),
+        sse_data(&chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":\"Rome\"}"}}]}),
+            None,
+        )),
+        sse_data(&chunk(json!({}), Some("tool_calls"))),
+        sse_data(&usage_chunk(40, 9)),
+        "data: [DONE]\n\n".into(),
+    ];
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (openai_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let mut request = LlmRequest::new("gpt-4o-mini", "Weather in Rome?");
+    request.tools = vec![weather_tool()];
+    let response = provider
+        .complete(&request, Some(sink))
+        .await
+        .expect("completion");
+    assert_eq!(response.tool_calls.len(), 1);
+    assert_eq!(response.tool_calls[0].id, "call_xyz");
+    assert_eq!(response.tool_calls[0].arguments, json!({"city": "Rome"}));
+    assert!(log.tokens().is_empty());
+    assert_eq!(response.usage.output_tokens, 9);
+}
+
+#[tokio::test]
+async fn compatible_server_without_key_or_usage_still_works() {
+    // Some local servers ignore stream_options and answer without [DONE] or usage.
+    let events = vec![
+        sse_data(&chunk(json!({"role": "assistant", "content": "Hi"}), None)),
+        sse_data(&chunk(json!({"content": " you"}), Some("stop"))),
+    ];
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider =
+        OpenAiProvider::compatible(&format!("{}/v1", server.url), None).expect("provider");
+    assert_eq!(provider.name(), "openai_compatible");
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new("llama3.2", "one two three"), Some(sink))
+        .await
+        .expect("completion");
+    assert_eq!(response.text, "Hi you");
+    assert_eq!(log.tokens(), ["Hi", " you"]);
+    assert!(response.usage.estimated);
+    assert!(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
+    let sent = server.single_request();
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(sent.body["max_tokens"], json!(2000));
+}
+
+#[tokio::test]
+async fn json_reply_to_a_streaming_request_is_accepted() {
+    let server = VendorServer::start(vec![Reply::json(
+        200,
+        completion(
+            json!({"role": "assistant", "content": "whole reply"}),
+            "stop",
+        ),
+    )])
+    .await;
+    let provider = (compatible_case().build)(&server.url);
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let sink: &TokenSink = &sink;
+    let response = provider
+        .complete(&LlmRequest::new("llama3.2", "hi"), Some(sink))
+        .await
+        .expect("completion");
+    assert_eq!(log.tokens(), ["whole reply"]);
+    assert_eq!(response.text, "whole reply");
+}
+
+#[tokio::test]
+async fn an_error_inside_the_stream_is_a_server_error() {
+    let events = vec![
+        sse_data(&chunk(json!({"role": "assistant", "content": "Hi"}), None)),
+        sse_data(
+            &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
+        ),
+    ];
+    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
+    let provider = (openai_case().build)(&server.url);
+    let sink = |_: &str| {};
+    let sink: &TokenSink = &sink;
+    let error = provider
+        .complete(&LlmRequest::new("gpt-4o-mini", "hi"), Some(sink))
+        .await
+        .expect_err("the stream reported an error");
+    assert_eq!(error.code(), "llm_server_error");
+    assert!(error.to_string().contains("while processing"), "{error}");
+}
+
+#[tokio::test]
+async fn invalid_tool_arguments_are_malformed() {
+    let reply = completion(
+        json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": "}
+        }]}),
+        "tool_calls",
+    );
+    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
+    let provider = (openai_case().build)(&server.url);
+    let error = provider
+        .complete(&LlmRequest::new("gpt-4o-mini", "hi"), None)
+        .await
+        .expect_err("bad arguments");
+    assert!(error.to_string().contains("get_weather"), "{error}");
+    assert_eq!(error.code(), "llm_malformed_response");
+}
