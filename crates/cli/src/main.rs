@@ -1,2 +1,135 @@
-//! The `bmad2pf` binary.
-fn main() {}
+//! The `bmad2pf` binary: argument parsing and wiring, nothing else.
+//!
+//! Commands live in their own modules ([`generate`], [`validate`],
+//! [`graph`]); they share the way problems are reported ([`report`]) and the
+//! progress lines on stderr ([`progress`]). The contract is SPEC section 2:
+//!
+//! - exit code 0: success; 1: invalid sources (or `--check` found the output
+//!   out of date); 2: usage or I/O error (clap's own usage errors exit 2 too);
+//! - results go to stdout, progress and diagnostics to stderr, except with
+//!   `--format json`, where one JSON document on stdout carries the
+//!   diagnostics and the result (shape documented in [`report`]).
+
+mod generate;
+mod graph;
+mod progress;
+mod project;
+mod report;
+mod validate;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Compile BMAD-style agent definitions (Markdown + YAML) into a deterministic bundle.
+///
+/// `bmad2pf --src DIR --out DIR` is short for `bmad2pf generate --src DIR --out DIR`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bmad2pf",
+    version,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `generate`'s arguments, for the short form without a command name.
+    #[command(flatten)]
+    generate: Option<GenerateArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile a source directory into a bundle directory.
+    Generate(GenerateArgs),
+    /// Check a source directory and report every problem; writes nothing.
+    Validate(ValidateArgs),
+    /// Print the Mermaid diagram of the flows to stdout.
+    Graph(GraphArgs),
+}
+
+/// Arguments of `generate` (and of the short form).
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Source directory (agents/*.md, workflow.yaml… or a BMAD v4 core).
+    #[arg(long, value_name = "DIR")]
+    src: PathBuf,
+    /// Output directory; replaced as a whole except its runtime.yaml.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Write nothing; report whether the output is up to date (exit 1 if not).
+    #[arg(long)]
+    check: bool,
+    /// Also print per-file detail.
+    #[arg(short, long, conflicts_with = "quiet")]
+    verbose: bool,
+    /// Print no progress (diagnostics and results are still printed).
+    #[arg(short, long)]
+    quiet: bool,
+    /// How to print diagnostics and results.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Source directory to check.
+    #[arg(long, value_name = "DIR")]
+    src: PathBuf,
+    /// How to print diagnostics and the result.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+struct GraphArgs {
+    /// Source directory to compile.
+    #[arg(long, value_name = "DIR")]
+    src: PathBuf,
+    /// Only this flow (default: every flow).
+    #[arg(long, value_name = "NAME")]
+    flow: Option<String>,
+}
+
+/// Output format of diagnostics and results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Human-readable lines; diagnostics on stderr.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// How a command ended, mapped to the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    /// Invalid sources, or `--check` found differences.
+    Invalid,
+    /// Usage or I/O error.
+    Failure,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Invalid => ExitCode::from(1),
+            Outcome::Failure => ExitCode::from(2),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit 2, --help and --version exit 0 (clap's convention).
+    let cli = Cli::parse();
+    let outcome = match (cli.command, cli.generate) {
+        (Some(Command::Generate(args)), _) | (None, Some(args)) => generate::run(&args),
+        (Some(Command::Validate(args)), _) => validate::run(&args),
+        (Some(Command::Graph(args)), _) => graph::run(&args),
+        // `arg_required_else_help` makes clap print the help before we get here.
+        (None, None) => Outcome::Failure,
+    };
+    outcome.into()
+}

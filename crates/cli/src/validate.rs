@@ -1,0 +1,31 @@
+//! `bmad2pf validate`: compile the sources, report every problem, write nothing.
+//!
+//! Exit 0 when there is no error (warnings allowed), 1 when there is one,
+//! 2 when the source directory cannot be read. On success, text mode
+//! prints `valid: N agents, M flows` on stdout.
+
+use crate::progress::Progress;
+use crate::project::compile_project;
+use crate::report::{Reporter, plural, stdout};
+use crate::{Outcome, ValidateArgs};
+
+pub fn run(args: &ValidateArgs) -> Outcome {
+    let mut reporter = Reporter::new(args.format);
+    let project = match compile_project(&args.src, &mut reporter, &Progress::silent()) {
+        Ok(project) => project,
+        Err(outcome) => return reporter.finish(outcome),
+    };
+    let mut outcome = Outcome::Success;
+    if !reporter.is_json() {
+        let line = format!(
+            "valid: {}, {}",
+            plural(project.bundle.agents.len(), "agent"),
+            plural(project.bundle.flows.len(), "flow")
+        );
+        if let Err(e) = stdout(&line) {
+            reporter.error(format!("cannot write to stdout: {e}"));
+            outcome = Outcome::Failure;
+        }
+    }
+    reporter.finish(outcome)
+}
