@@ -1,0 +1,381 @@
+//! The BMAD-METHOD v4 importer: a real BMAD core directory (or an installed
+//! project with `.bmad-core/` and expansion packs) read as agents and flows.
+//!
+//! BMAD v4 files were written for chat assistants, not for a compiler, and
+//! the published packs are loose: YAML hidden in a Markdown fence, commands in
+//! five shapes, workflow steps in four different places, dependency names with
+//! or without extensions. This importer absorbs all of that. Its one rule:
+//! anything it does not understand is a **warning** naming the file (and
+//! kept as metadata where it can be), never a failed compile. The only error
+//! is a duplicate agent id within one pack, which would make references
+//! ambiguous.
+//!
+//! # Layout
+//! - [`packs`]: finding the packs of a tree, qualifying ids, resolving references.
+//! - [`agent`]: `agents/*.md` → an agent draft (fenced YAML, commands, persona, prompt).
+//! - [`resources`]: dependency lookup (`tasks`, `templates`, `checklists`, `data`, `utils`).
+//! - [`template`]: `*-tmpl.yaml` → the Markdown outline the agent fills.
+//! - [`workflow`]: `workflows/*.yaml` → flows.
+//! - [`team`]: `agent-teams/*.yaml` → checked, and recorded on the agents.
+//!
+//! # Decisions (also in the project docs)
+//! - **Qualified ids.** When one tree holds several packs, agents and flows of
+//!   every pack except the core are named `<pack>/<id>`, where `<pack>` is the
+//!   pack folder's name with leading dots removed (`.bmad-2d-phaser-game-dev`
+//!   → `bmad-2d-phaser-game-dev/game-designer`). The core (`.bmad-core`,
+//!   `bmad-core`, or the source root itself) keeps bare ids. A tree with one
+//!   pack never qualifies. An unqualified reference resolves in its own pack
+//!   first (by id, then by file stem), then in the core, then in the one
+//!   other pack that has it.
+//! - **Flow names.** A workflow file with one step list gives a flow named by
+//!   the workflow id (or the file stem); with several lists each flow is
+//!   `<id>.<key>` (`game-prototype.game_jam_sequence`, `<id>.<phase>`). The
+//!   dot is outside SPEC 1.2's flow-name pattern on purpose: it cannot clash
+//!   with a preprocessing flow name.
+//! - **Steps.** Step ids are `step-<n>` (1-based) in list order; BMAD step
+//!   names (`step: concept_definition`, `- project_setup_guidance: …`) go to
+//!   metadata `step`. `max_visits` is 10.
+//! - **Documents.** Names are kept as written (`prd.md`). A name that is not a
+//!   valid document id (`prototype-stories/`) is reduced to one (warning, the
+//!   original under `<field>_as_written`). Parenthesised qualifiers
+//!   (`v0_prompt (optional)`) go to `<field>_qualifiers`. A `requires` or
+//!   `updates` name is a document only when it looks like a file (has an
+//!   extension) or an earlier step of the same flow creates it; otherwise
+//!   (`all_artifacts_in_project`) it is a precondition kept in
+//!   `<field>_other`, because no step would ever produce it.
+//! - **Teams** are checked (unknown agents and workflows are warnings) and
+//!   recorded as `teams` in each member agent's metadata; they create no flow.
+//! - **Prompt template.** Built from variables only (`persona`, `commands`,
+//!   `tasks`, `templates`, `checklists`, `docs`, `input`): resource text is
+//!   never placed inside it, so `{{` in a task cannot be rendered. The agent
+//!   file's Markdown outside the YAML block (activation boilerplate) is not
+//!   imported.
+
+pub mod agent;
+pub mod packs;
+pub mod resources;
+pub mod team;
+pub mod template;
+pub mod workflow;
+
+use crate::ProjectParts;
+use crate::bundle::{AgentSpec, ErrorHandling, LlmOverride, MemoryScope, WaitFor};
+use crate::diag::{Diagnostics, Pos};
+use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::yaml::{self, Node, Value};
+use packs::{AgentIndex, Pack};
+use resources::ResourceLoader;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Seconds per LLM attempt for BMAD agents (SPEC 1.1 default).
+const DEFAULT_TIMEOUT_S: u64 = 120;
+/// Extra attempts after the first (SPEC 1.1 default).
+const DEFAULT_RETRY_COUNT: u32 = 2;
+
+/// True when `src` looks like a BMAD v4 tree: `agents/*.md` holding a fenced
+/// YAML block with an `agent:` map, or an installed project with a
+/// `.bmad-core/` folder and/or expansion-pack folders beside it.
+pub fn is_bmad_layout(src: &Path) -> bool {
+    !packs::discover(src).is_empty()
+}
+
+/// Reads the whole BMAD tree into agents and flows. Every problem goes to
+/// `diags` with `file:line:col` (paths relative to `src`, `/` separators);
+/// only duplicate agent ids within one pack are errors.
+pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
+    let packs = packs::discover(src);
+    let mut parts = ProjectParts::default();
+    if packs.is_empty() {
+        diags.warning(
+            "bmad-empty",
+            ".",
+            Pos::new(1, 1),
+            "no BMAD v4 pack found: expected agents/*.md with a ```yaml block holding an `agent:` map, or a .bmad-core/ folder",
+        );
+        return parts;
+    }
+    let multi = packs.len() > 1;
+    let mut loader = ResourceLoader::new(src);
+    let mut index = AgentIndex::new(&packs);
+
+    for (pack_no, pack) in packs.iter().enumerate() {
+        read_pack_agents(
+            src,
+            pack,
+            pack_no,
+            &packs,
+            multi,
+            &mut loader,
+            &mut index,
+            &mut parts,
+            diags,
+        );
+    }
+    for (pack_no, pack) in packs.iter().enumerate() {
+        workflow::read_pack_workflows(src, pack, pack_no, multi, &index, &mut parts, diags);
+    }
+    for (pack_no, pack) in packs.iter().enumerate() {
+        team::read_pack_teams(src, pack, pack_no, &packs, multi, &index, &mut parts, diags);
+    }
+    parts
+}
+
+/// Reads `agents/*.md` of one pack into `parts.agents`.
+#[allow(clippy::too_many_arguments)]
+fn read_pack_agents(
+    src: &Path,
+    pack: &Pack,
+    pack_no: usize,
+    packs: &[Pack],
+    multi: bool,
+    loader: &mut ResourceLoader<'_>,
+    index: &mut AgentIndex,
+    parts: &mut ProjectParts,
+    diags: &mut Diagnostics,
+) {
+    let agents_dir = join_rel(&pack.dir, "agents");
+    let search_bases = packs::search_bases(src, pack, packs);
+    // bare id → file that defined it first, for the duplicate-id error.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for name in list_files(src, &agents_dir) {
+        let rel = join_rel(&agents_dir, &name);
+        if !name.to_ascii_lowercase().ends_with(".md") {
+            if !name.starts_with('.') {
+                diags.warning(
+                    "bmad-skipped-file",
+                    &rel,
+                    Pos::new(1, 1),
+                    "not a Markdown file: ignored (BMAD agents are agents/*.md)",
+                );
+            }
+            continue;
+        }
+        let text = match read_text(src, &rel) {
+            Ok(text) => text,
+            Err(message) => {
+                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
+                continue;
+            }
+        };
+        let Some(draft) = agent::parse_agent(&text, &rel, diags) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&draft.id) {
+            diags
+                .error(
+                    "duplicate-agent-id",
+                    &rel,
+                    draft.id_pos,
+                    format!(
+                        "duplicate agent id `{}`: defined in {first} and in {rel}",
+                        draft.id
+                    ),
+                )
+                .hint = Some("give one of them another `agent.id`".to_string());
+            continue;
+        }
+        seen.insert(draft.id.clone(), rel.clone());
+        let qualified = pack.qualify(&draft.id, multi);
+        let stem = name[..name.len() - 3].to_string();
+        index.insert(pack_no, &draft.id, &stem, &qualified);
+        let spec = build_agent(
+            draft,
+            qualified.clone(),
+            &rel,
+            pack,
+            multi,
+            &search_bases,
+            loader,
+            diags,
+        );
+        parts.agents.insert(qualified, spec);
+    }
+}
+
+/// Turns a parsed agent into its [`AgentSpec`], looking up its dependencies.
+#[allow(clippy::too_many_arguments)]
+fn build_agent(
+    draft: agent::AgentDraft,
+    id: String,
+    rel: &str,
+    pack: &Pack,
+    multi: bool,
+    search_bases: &[String],
+    loader: &mut ResourceLoader<'_>,
+    diags: &mut Diagnostics,
+) -> AgentSpec {
+    let mut metadata = draft.metadata;
+    if multi {
+        metadata.insert(
+            "pack".to_string(),
+            serde_json::Value::String(pack.name.clone()),
+        );
+    }
+    let mut spec = AgentSpec {
+        prompt_template: agent::prompt_template(&draft.display_name, &id),
+        id,
+        format_version: "bmad-v4".to_string(),
+        source: rel.to_string(),
+        description: draft.description,
+        persona: draft.persona,
+        tasks: Vec::new(),
+        checklists: Vec::new(),
+        templates: Vec::new(),
+        data: Vec::new(),
+        commands: draft.commands,
+        tools: Vec::new(),
+        memory_scope: MemoryScope::Isolated,
+        wait_for: WaitFor::default(),
+        creates: Vec::new(),
+        requires: Vec::new(),
+        reads: Vec::new(),
+        updates: Vec::new(),
+        parallel: false,
+        sequence: Vec::new(),
+        timeout_s: DEFAULT_TIMEOUT_S,
+        retry_count: DEFAULT_RETRY_COUNT,
+        error_handling: ErrorHandling::Stop,
+        llm: LlmOverride::default(),
+        output_schema: None,
+        metadata,
+    };
+    let mut taken: BTreeSet<(resources::DependencyKind, String)> = BTreeSet::new();
+    for dep in &draft.dependencies {
+        let Some(resource) = loader.resolve(dep, search_bases, rel, diags) else {
+            continue;
+        };
+        if !taken.insert((dep.kind, resource.path.clone())) {
+            continue;
+        }
+        let list = match dep.kind {
+            resources::DependencyKind::Tasks => &mut spec.tasks,
+            resources::DependencyKind::Templates => &mut spec.templates,
+            resources::DependencyKind::Checklists => &mut spec.checklists,
+            resources::DependencyKind::Data | resources::DependencyKind::Utils => &mut spec.data,
+        };
+        list.push(resource);
+    }
+    spec
+}
+
+/// Parses YAML leniently: problems the strict parser reports as errors
+/// (syntax, duplicate keys) become warnings, because a BMAD file the
+/// importer cannot read must never fail the compile.
+pub(crate) fn parse_yaml_lenient(
+    text: &str,
+    file: &str,
+    line_offset: u32,
+    diags: &mut Diagnostics,
+) -> Option<Node> {
+    let mut scratch = Diagnostics::new();
+    let node = yaml::parse(text, file, line_offset, &mut scratch);
+    for d in scratch.iter() {
+        diags
+            .warning(d.code, &d.file, Pos::new(d.line, d.col), d.message.clone())
+            .hint = d.hint.clone();
+    }
+    node
+}
+
+/// Flattens any YAML value to readable text: scalars as written, lists one
+/// item per line, maps as `key: value` lines (nested values indented). Used
+/// where BMAD puts prose in structured shapes (`- CRITICAL: do x` in a list
+/// of principles is a one-key map to YAML).
+pub(crate) fn node_text(node: &Node) -> String {
+    match &node.value {
+        Value::Null => String::new(),
+        Value::Seq(items) => items
+            .iter()
+            .map(node_text)
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(key, value)| {
+                let inner = node_text(value);
+                if inner.is_empty() {
+                    key.name.clone()
+                } else if matches!(value.value, Value::Seq(_) | Value::Map(_)) {
+                    let indented: Vec<String> = inner.lines().map(|l| format!("  {l}")).collect();
+                    format!("{}:\n{}", key.name, indented.join("\n"))
+                } else {
+                    format!("{}: {inner}", key.name)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => node.scalar_text().unwrap_or_default(),
+    }
+}
+
+/// True for names SPEC 1.1 accepts as ids: `^[A-Za-z][A-Za-z0-9_-]*$`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Makes `raw` a valid name: other characters become `-`, runs of `-` are
+/// collapsed, and a name not starting with a letter gets `x-` in front.
+/// Empty input gives `unnamed`.
+pub(crate) fn sanitize_name(raw: &str) -> String {
+    let mut out = String::new();
+    for c in raw.trim().chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '-'
+        };
+        if c == '-' && out.ends_with('-') {
+            continue;
+        }
+        out.push(c);
+    }
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() {
+        "unnamed".to_string()
+    } else if out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out
+    } else {
+        format!("x-{out}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattens_nested_prose() {
+        let mut d = Diagnostics::new();
+        let node = parse_yaml_lenient(
+            "- plain\n- CRITICAL: read it\n- rules:\n    - a\n    - b\n",
+            "f",
+            0,
+            &mut d,
+        );
+        let text = node.as_ref().map(node_text).unwrap_or_default();
+        assert_eq!(text, "plain\nCRITICAL: read it\nrules:\n  a\n  b");
+    }
+
+    #[test]
+    fn yaml_errors_become_warnings() {
+        let mut d = Diagnostics::new();
+        let node = parse_yaml_lenient("a: 1\na: 2\n", "f.yaml", 0, &mut d);
+        assert!(node.is_some());
+        assert!(!d.has_errors());
+        assert_eq!(d.warning_count(), 1);
+    }
+
+    #[test]
+    fn names_are_sanitised() {
+        assert!(is_valid_name("game-dev_2"));
+        assert!(!is_valid_name("2game"));
+        assert!(!is_valid_name("game dev"));
+        assert_eq!(sanitize_name("game dev!"), "game-dev");
+        assert_eq!(sanitize_name("2d game"), "x-2d-game");
+        assert_eq!(sanitize_name("  "), "unnamed");
+    }
+}
