@@ -69,7 +69,11 @@ impl MockProvider {
         if short.len() < echo.len() {
             short.push('…');
         }
-        let text = format!("mock reply {digest}: {short}");
+        let text = if short.is_empty() {
+            format!("mock reply {digest}")
+        } else {
+            format!("mock reply {digest}: {short}")
+        };
         if request.json_output {
             serde_json::json!({"content": text, "summary": format!("mock summary {digest}")})
                 .to_string()

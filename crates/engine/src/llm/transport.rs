@@ -15,6 +15,9 @@ use super::error::{error_from_http, scrub, truncate};
 use super::sse::{SseDecoder, SseEvent};
 use super::{LlmError, LlmRequest, LlmResponse, TokenSink};
 
+/// How much of a body that is not an event stream is quoted in the error.
+const BODY_HEAD_BYTES: usize = 200;
+
 /// One HTTP request to a vendor, built by a [`WireFormat`].
 pub(crate) struct HttpCall {
     pub url: String,
@@ -133,10 +136,17 @@ async fn read_stream(
     let mut assembler = wire.stream_assembler(request);
     let mut decoder = SseDecoder::new();
     let mut body = response.bytes_stream();
+    // The start of the body, to show what came instead of events if none do.
+    let mut head: Vec<u8> = Vec::new();
+    let mut saw_event = false;
     'read: loop {
         match body.next().await {
             Some(Ok(chunk)) => {
+                if !saw_event && head.len() < BODY_HEAD_BYTES {
+                    head.extend(chunk.iter().take(BODY_HEAD_BYTES - head.len()));
+                }
                 for event in decoder.push(&chunk) {
+                    saw_event = true;
                     if assembler.on_event(event, sink)? == StreamStep::Done {
                         break 'read;
                     }
@@ -145,11 +155,21 @@ async fn read_stream(
             Some(Err(e)) => return Err(network_error(wire, &e)),
             None => {
                 if let Some(event) = decoder.finish() {
+                    saw_event = true;
                     assembler.on_event(event, sink)?;
                 }
                 break;
             }
         }
+    }
+    if !saw_event {
+        return Err(LlmError::Malformed {
+            provider: wire.provider().to_string(),
+            message: format!(
+                "expected an event stream, got: {:?}",
+                String::from_utf8_lossy(&head).trim()
+            ),
+        });
     }
     assembler.finish()
 }

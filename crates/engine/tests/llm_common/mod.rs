@@ -362,17 +362,20 @@ pub async fn stalled_stream_times_out(case: &VendorCase) {
 }
 
 pub async fn non_json_body_is_malformed(case: &VendorCase) {
-    let reply = Reply::Text {
-        status: 200,
-        content_type: "text/html",
-        body: "<html><body>Welcome to nginx!</body></html>".into(),
-    };
-    let error = case.call(reply, false, Duration::from_secs(30)).await;
-    assert!(
-        matches!(&error, LlmError::Malformed { message, .. } if message.contains("nginx")),
-        "{error:?}"
-    );
-    assert!(!error.is_retryable());
+    // A proxy's page where the vendor's reply should be, streamed or not.
+    for stream in [false, true] {
+        let reply = Reply::Text {
+            status: 200,
+            content_type: "text/html",
+            body: "<html><body>Welcome to nginx!</body></html>".into(),
+        };
+        let error = case.call(reply, stream, Duration::from_secs(30)).await;
+        assert!(
+            matches!(&error, LlmError::Malformed { message, .. } if message.contains("nginx")),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+    }
 }
 
 pub async fn wrong_shape_is_malformed(case: &VendorCase) {
