@@ -183,7 +183,13 @@ pub fn parse_agent(text: &str, rel: &str, diags: &mut Diagnostics) -> Option<Age
     let mut chosen = None;
     for block in &blocks {
         let mut scratch = Diagnostics::new();
-        let root = parse_yaml_lenient(&block.text, rel, block.line_offset, &mut scratch);
+        let mut root = parse_yaml_lenient(&block.text, rel, block.line_offset, &mut scratch);
+        if root.is_none()
+            && let Some((node, retry)) = parse_with_quoted_stars(block, rel)
+        {
+            root = Some(node);
+            scratch = retry;
+        }
         match root {
             Some(root) if root.get("agent").is_some_and(|a| a.as_map().is_some()) => {
                 diags.extend(scratch);
@@ -210,6 +216,47 @@ pub fn parse_agent(text: &str, rel: &str, diags: &mut Diagnostics) -> Option<Age
         return None;
     };
     Some(read_block(&root, rel, diags))
+}
+
+/// Second chance for a block that is not valid YAML because it writes
+/// commands unquoted (`- *help - Show help`): YAML reads `*help` as an alias.
+/// Such lines are quoted (line count unchanged, so positions hold) and the
+/// block parsed again; success is reported as a warning.
+fn parse_with_quoted_stars(block: &YamlBlock, rel: &str) -> Option<(Node, Diagnostics)> {
+    let repaired = quote_star_lines(&block.text)?;
+    let mut retry = Diagnostics::new();
+    let node = parse_yaml_lenient(&repaired, rel, block.line_offset, &mut retry)?;
+    retry.warning(
+        "bmad-yaml-repaired",
+        rel,
+        Pos::new(block.line_offset + 1, 1),
+        "the YAML block has unquoted `*name` entries (YAML aliases): read them as quoted strings",
+    );
+    Some((node, retry))
+}
+
+/// `- *x …` → `- '*x …'` and `*x: v` → `'*x': v`; `None` when no line changes.
+fn quote_star_lines(text: &str) -> Option<String> {
+    let mut changed = false;
+    let lines: Vec<String> = text
+        .split('\n')
+        .map(|line| {
+            let indent = &line[..line.len() - line.trim_start_matches(' ').len()];
+            let rest = &line[indent.len()..];
+            if let Some(item) = rest.strip_prefix("- *") {
+                changed = true;
+                format!("{indent}- '*{}'", item.trim_end().replace('\'', "''"))
+            } else if let Some((key, value)) =
+                rest.strip_prefix('*').and_then(|r| r.split_once(": "))
+            {
+                changed = true;
+                format!("{indent}'*{}': {value}", key.replace('\'', "''"))
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    changed.then(|| lines.join("\n"))
 }
 
 /// Reads the chosen YAML block (a map with an `agent:` map).
@@ -955,6 +1002,20 @@ commands:
         assert!(draft.is_none());
         assert!(!d.has_errors());
         assert!(d.warning_count() >= 2);
+    }
+
+    #[test]
+    fn unquoted_star_commands_are_repaired() {
+        let text = "```yaml\nagent: {id: s}\ncommands:\n  - *help - Show help\n  - *exit\nmore:\n  *status: Show it's state\n```";
+        let (draft, d) = parse(text);
+        let draft = draft.unwrap_or_else(|| panic!("agent"));
+        assert_eq!(names(&draft), ["*help", "*exit"]);
+        assert_eq!(draft.metadata["more"]["*status"], "Show it's state");
+        assert!(
+            d.iter()
+                .any(|x| x.code == "bmad-yaml-repaired" && x.line == 2)
+        );
+        assert!(!d.has_errors());
     }
 
     #[test]
