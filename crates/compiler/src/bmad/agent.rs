@@ -28,7 +28,8 @@ const AGENT_BLOCK_KEYS: [&str; 5] = [
 ];
 /// Top-level keys real v4 files carry that are instructions for a chat
 /// assistant: kept in metadata without a warning.
-const KNOWN_EXTRA_KEYS: [&str; 14] = [
+const KNOWN_EXTRA_KEYS: [&str; 15] = [
+    "root",
     "IDE-FILE-RESOLUTION",
     "REQUEST-RESOLUTION",
     "activation-instructions",
