@@ -78,6 +78,7 @@ fn server_error() -> Step {
     Step::Answer(Err(LlmError::Server {
         provider: "scripted".into(),
         status: 500,
+        retry_after: None,
         message: "boom".into(),
     }))
 }

@@ -302,6 +302,7 @@ fn stream_error(error: ErrorBody) -> LlmError {
         "overloaded_error" => LlmError::Server {
             provider,
             status: 529,
+            retry_after: None,
             message,
         },
         "authentication_error" | "permission_error" => LlmError::Auth {
@@ -317,6 +318,7 @@ fn stream_error(error: ErrorBody) -> LlmError {
         _ => LlmError::Server {
             provider,
             status: 500,
+            retry_after: None,
             message,
         },
     }

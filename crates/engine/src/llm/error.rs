@@ -42,10 +42,12 @@ pub enum LlmError {
         message: String,
     },
     /// HTTP 5xx, or an error the vendor reported in the middle of a stream.
-    #[error("{provider}: server error (HTTP {status}): {message}")]
+    #[error("{provider}: server error (HTTP {status}){}: {message}", fmt_retry_after(*.retry_after))]
     Server {
         provider: String,
         status: u16,
+        /// From `Retry-After`, which vendors also send with 503 and 529 (overloaded).
+        retry_after: Option<Duration>,
         message: String,
     },
     /// Any other 4xx: the request itself was refused.
@@ -107,7 +109,9 @@ impl LlmError {
     /// How long the vendor asked us to wait before the next attempt.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } | Self::Server { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -136,7 +140,8 @@ impl LlmError {
 ///
 /// `body` is the reply text; the vendor's message is taken from any of the
 /// three documented error shapes (OpenAI `{"error":{"message"}}`, Anthropic
-/// `{"type":"error","error":{"message"}}`, Gemini `{"error":{"message","status"}}`)
+/// `{"type":"error","error":{"message"}}`, Gemini `{"error":{"message","status"}}`),
+/// or those of compatible servers (`{"error": "text"}`, top-level `message`),
 /// and falls back to the raw text. `secret` (the API key) is removed from it.
 pub(crate) fn error_from_http(
     provider: &str,
@@ -150,6 +155,7 @@ pub(crate) fn error_from_http(
     let message = scrub(&vendor_message(parsed.as_ref(), body, status), secret);
     let provider = provider.to_string();
     // Gemini answers a bad key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
+    let retry_after = retry_after_header.and_then(|h| parse_retry_after(h, SystemTime::now()));
     let key_invalid = parsed.as_ref().is_some_and(|v| {
         v.pointer("/error/details")
             .and_then(|d| d.as_array())
@@ -177,14 +183,13 @@ pub(crate) fn error_from_http(
         },
         429 => LlmError::RateLimited {
             provider,
-            retry_after: retry_after_header
-                .and_then(|h| parse_retry_after(h, SystemTime::now()))
-                .or_else(|| parsed.as_ref().and_then(gemini_retry_delay)),
+            retry_after: retry_after.or_else(|| parsed.as_ref().and_then(gemini_retry_delay)),
             message,
         },
         500..=599 => LlmError::Server {
             provider,
             status,
+            retry_after,
             message,
         },
         _ => LlmError::BadRequest {
@@ -198,7 +203,8 @@ pub(crate) fn error_from_http(
 /// The vendor's own words from an error body, or the start of the raw text.
 pub(crate) fn vendor_message(parsed: Option<&serde_json::Value>, raw: &str, status: u16) -> String {
     let from_json = parsed.and_then(|v| {
-        let error = v.get("error")?;
+        // vLLM and some other compatible servers put the fields at the top level.
+        let error = v.get("error").or_else(|| v.get("message").map(|_| v))?;
         let message = error
             .get("message")
             .and_then(|m| m.as_str())
@@ -324,8 +330,9 @@ mod tests {
         let e = error_from_http("openai", "m", 429, Some("7"), "", None);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.is_retryable());
-        let e = error_from_http("openai", "m", 503, None, "", None);
+        let e = error_from_http("openai", "m", 503, Some("4"), "", None);
         assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
         let e = error_from_http("openai", "m", 422, None, "", None);
         assert!(!e.is_retryable());
         assert_eq!(e.code(), "llm_bad_request");

@@ -75,8 +75,12 @@ impl MockProvider {
             format!("mock reply {digest}: {short}")
         };
         if request.json_output {
-            serde_json::json!({"content": text, "summary": format!("mock summary {digest}")})
-                .to_string()
+            let mut envelope =
+                serde_json::json!({"content": text, "summary": format!("mock summary {digest}")});
+            if let Some(schema) = &request.output_schema {
+                envelope["data"] = minimal_instance(schema, 0);
+            }
+            envelope.to_string()
         } else {
             text
         }
@@ -89,6 +93,70 @@ impl MockProvider {
         // A poisoned lock only means another call panicked mid-draw; the RNG is still usable.
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         rng.random::<f64>() < self.failure_rate
+    }
+}
+
+/// The simplest value that matches `schema`: the first `enum`/`const` value,
+/// or for its `type` an object with its `required` properties, an empty
+/// list (or `minItems` items), `minimum` or 0, `false`, or a string of
+/// `minLength` letters. Enough for agents whose output has a schema to run
+/// on the mock; not a general JSON Schema solver.
+fn minimal_instance(schema: &serde_json::Value, depth: usize) -> serde_json::Value {
+    use serde_json::{Value, json};
+    if depth > 16 {
+        return Value::Null;
+    }
+    if let Some(value) = schema.get("const") {
+        return value.clone();
+    }
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|v| v.first())
+    {
+        return first.clone();
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| *k != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "null",
+    };
+    let count = |field: &str| schema.get(field).and_then(Value::as_u64).unwrap_or(0);
+    match kind {
+        "object" => {
+            let properties = schema.get("properties");
+            let mut object = serde_json::Map::new();
+            for name in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(name) = name.as_str() {
+                    let sub = properties.and_then(|p| p.get(name)).unwrap_or(&Value::Null);
+                    object.insert(name.to_string(), minimal_instance(sub, depth + 1));
+                }
+            }
+            Value::Object(object)
+        }
+        "array" => {
+            let items = schema.get("items").unwrap_or(&Value::Null);
+            (0..count("minItems").min(16))
+                .map(|_| minimal_instance(items, depth + 1))
+                .collect()
+        }
+        "string" => {
+            Value::String("x".repeat(usize::try_from(count("minLength").min(256)).unwrap_or(0)))
+        }
+        "integer" => json!(schema.get("minimum").and_then(Value::as_i64).unwrap_or(0)),
+        "number" => json!(schema.get("minimum").and_then(Value::as_f64).unwrap_or(0.0)),
+        "boolean" => Value::Bool(false),
+        _ => Value::Null,
     }
 }
 
@@ -140,6 +208,7 @@ impl LlmProvider for MockProvider {
             return Err(LlmError::Server {
                 provider: "mock".into(),
                 status: 503,
+                retry_after: None,
                 message: format!(
                     "simulated failure (llm.mock.failure_rate = {})",
                     self.failure_rate
@@ -165,6 +234,28 @@ impl LlmProvider for MockProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn structured_replies_carry_data_matching_the_schema() {
+        let schema = serde_json::json!({"type": "object", "required": ["action", "changes", "score"],
+            "properties": {"action": {"enum": ["*approve", "*revise"]},
+                           "changes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                           "score": {"type": "integer", "minimum": 3}}});
+        let mut request = LlmRequest::new("m", "review this");
+        request.json_output = true;
+        request.output_schema = Some(schema);
+        let reply: serde_json::Value =
+            serde_json::from_str(&MockProvider::reply_text(&request)).unwrap_or_default();
+        assert_eq!(
+            reply["data"],
+            serde_json::json!({"action": "*approve", "changes": [""], "score": 3})
+        );
+        assert!(
+            reply["content"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("mock reply"))
+        );
+    }
 
     #[test]
     fn streaming_pieces_rebuild_the_text() {

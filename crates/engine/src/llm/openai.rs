@@ -237,6 +237,7 @@ impl StreamAssembler for ChunkAssembler {
             return Err(LlmError::Server {
                 provider: self.provider.to_string(),
                 status: 500,
+                retry_after: None,
                 message: format!(
                     "error in the stream: {}",
                     super::error::vendor_message(Some(&json!({ "error": error })), "", 500)

@@ -160,6 +160,7 @@ fn key_inputs(provider: &str, request: &LlmRequest) -> Value {
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "json_output": request.json_output,
+        "output_schema": request.output_schema,
     })
 }
 

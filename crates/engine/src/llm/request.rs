@@ -26,6 +26,11 @@ pub struct LlmRequest {
     /// it (OpenAI `response_format`, Gemini `responseMimeType`); Anthropic has
     /// none, so the instruction is added to its system prompt instead.
     pub json_output: bool,
+    /// With `json_output`: the JSON Schema the reply's `data` field must
+    /// match (an agent's `output_schema`). Vendors see it in the prompt; the
+    /// mock provider builds a minimal matching value from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 impl LlmRequest {
@@ -39,6 +44,7 @@ impl LlmRequest {
             max_tokens: 2000,
             tools: Vec::new(),
             json_output: false,
+            output_schema: None,
         }
     }
 }

@@ -166,6 +166,7 @@ mod tests {
         LlmError::Server {
             provider: "p".into(),
             status: 500,
+            retry_after: None,
             message: String::new(),
         }
     }
