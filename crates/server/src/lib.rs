@@ -1,6 +1,107 @@
-//! The bmad2pf HTTP server: axum routes over the engine.
+//! The bmad2pf HTTP server: axum routes over the engine (SPEC 5).
 //!
-//! It will own request parsing and validation, the JSON error shape, SSE
-//! streaming of runs, OpenAPI and the docs page, auth, CORS and metrics —
-//! HTTP only, every decision about running agents stays in the engine.
-//! Not written yet: see issue 6.
+//! HTTP only: request parsing and validation, the JSON error shape, SSE
+//! streaming of runs, OpenAPI and the docs page, auth, CORS, request ids,
+//! logs and metrics. Every decision about running agents stays in the
+//! engine; every byte stored goes through the engine's stores.
+//!
+//! # Layout
+//! - [`router`] builds the app: the routes of [`routes`] plus the docs page,
+//!   wrapped in the layers below.
+//! - [`serve()`](serve::serve) binds, serves and shuts down gracefully
+//!   ([`serve::shutdown_signal`] for SIGINT/SIGTERM).
+//! - [`AppState`]: the swappable engine, the API key, request metrics.
+//! - [`error`]: [`ApiError`], the one error shape, and the one mapping from
+//!   engine and store errors to statuses.
+//! - [`extract`]: body, path and query extractors that fail as [`ApiError`]s.
+//! - [`auth`], [`layers`], [`metrics`]: the middleware.
+//! - [`openapi`]: the generated OpenAPI 3.1 document, fitted to a bundle;
+//!   [`wire`]: schemas of the engine's bodies.
+//!
+//! # Layers, outside in
+//! request id (set, then propagated to the response) → per-request log and
+//! metrics → JSON error shape → CORS → API key → body limit → routes.
+//!
+//! # Decisions
+//! - `/health` is public and answers 200 even when `degraded` (see
+//!   [`routes::health`]); `/docs` and `/openapi.json` need the key like the
+//!   rest when auth is on.
+//! - `DELETE` of something absent is a 404, like `GET`.
+//! - Ids in JSON bodies (`workflow_id`) are validated like path ids: 400.
+//! - A streamed run answers once it has started, so a refused run gets its
+//!   HTTP status (see [`routes::run`]).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod layers;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod serve;
+pub mod state;
+pub mod wire;
+
+pub use error::{ApiError, ServerError};
+pub use openapi::openapi_document;
+pub use serve::{ServeOptions, serve, serve_on, serve_state, shutdown_signal};
+pub use state::AppState;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+/// Where the interactive docs page lives.
+const DOCS_PATH: &str = "/docs";
+
+/// The whole app for `state`: API routes, docs page and middleware.
+/// Settings come from the state's engine's `server` config at build time.
+pub fn router(state: AppState) -> Result<Router, ServerError> {
+    let server = state.engine().config().server.clone();
+    let request_id = HeaderName::from_static("x-request-id");
+    let docs_page: Router<AppState> = SwaggerUi::new(DOCS_PATH)
+        .config(Config::from("/openapi.json"))
+        .into();
+    let app = routes::api_routes()
+        .merge(docs_page)
+        .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(cors(&server.cors_origins)?)
+        .layer(from_fn(layers::json_errors))
+        .layer(from_fn_with_state(state.clone(), layers::observe))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state);
+    Ok(app)
+}
+
+/// CORS for `server.cors_origins`: none configured means no CORS headers
+/// (same-origin only); `*` allows any origin.
+fn cors(origins: &[String]) -> Result<CorsLayer, ServerError> {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")]);
+    if origins.iter().any(|o| o == "*") {
+        return Ok(layer.allow_origin(AllowOrigin::any()));
+    }
+    let parsed = origins
+        .iter()
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|_| ServerError::InvalidCorsOrigin {
+                origin: origin.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(layer.allow_origin(AllowOrigin::list(parsed)))
+}

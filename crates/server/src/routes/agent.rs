@@ -1,0 +1,66 @@
+//! `GET /agent/{id}/ready` and `POST /agent/{id}/execute`: one agent,
+//! outside a flow.
+//!
+//! Readiness says whether the agent could run now for a story (its required
+//! documents and upstream agents). Execute runs it statelessly: documents
+//! come in the request, nothing is read from or written to the stores; if a
+//! required document is missing the answer is `needs_input` without an LLM
+//! call (SPEC 5). The logic is the engine's; this is the HTTP face of it.
+
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
+use crate::wire::{ErrorBody, ExecuteOutcomeDoc, ExecuteRequestDoc, ReadinessDoc};
+use axum::Json;
+use axum::extract::State;
+use bmad2pf_engine::outcome::{ExecuteOutcome, ExecuteRequest, Readiness};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadyQuery {
+    /// The story to check the agent's documents for.
+    pub story_id: String,
+}
+
+/// Whether an agent could run now for a story.
+#[utoipa::path(get, path = "/agent/{id}/ready", tag = "agents",
+    params(("id" = String, Path, description = "Agent id"), ReadyQuery),
+    responses(
+        (status = 200, description = "Readiness", body = ReadinessDoc),
+        (status = 400, description = "Missing or invalid story_id", body = ErrorBody),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+    ))]
+pub async fn ready(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<ReadyQuery>,
+) -> Result<Json<Readiness>, ApiError> {
+    Ok(Json(state.engine().readiness(&id, &query.story_id).await?))
+}
+
+/// Executes one agent statelessly.
+#[utoipa::path(post, path = "/agent/{id}/execute", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")),
+    request_body = ExecuteRequestDoc,
+    responses(
+        (status = 200, description = "`completed`, `needs_input` (missing documents listed) or `failed`",
+            body = ExecuteOutcomeDoc),
+        (status = 404, description = "Unknown agent", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    ))]
+pub async fn execute(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(request): JsonBody<ExecuteRequest>,
+) -> Result<Json<ExecuteOutcome>, ApiError> {
+    let engine = state.engine();
+    // Its own task, like runs: a client that goes away does not cut an LLM call short.
+    let task = tokio::spawn(async move { engine.execute(&id, request).await });
+    let outcome = task.await.map_err(|error| {
+        tracing::error!(%error, "execute task failed");
+        ApiError::internal()
+    })??;
+    Ok(Json(outcome))
+}

@@ -1,0 +1,187 @@
+//! `/doc`: read, write, delete and list documents.
+//!
+//! Every id goes through [`DocId::parse`] before the store sees it, so
+//! nothing a client sends can name a file outside the docs directory: `..`,
+//! `/`, `\`, NUL and `%` (any encoded form that survived the router's one
+//! decoding) are refused with 400 `invalid_id`. A trailing `.md` is optional.
+
+use crate::error::ApiError;
+use crate::extract::{
+    DocIdParam, QueryParams, media_type, parse_json, read_body, unsupported_media_type,
+};
+use crate::routes::Success;
+use crate::state::AppState;
+use crate::wire::{DocMetaDoc, ErrorBody};
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bmad2pf_engine::store::{DocId, DocMeta};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// JSON form of a `PUT /doc/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocContent {
+    /// The Markdown text.
+    pub content: String,
+}
+
+/// Answer to `PUT /doc/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocWritten {
+    pub success: bool,
+    /// The stored id (without `.md`).
+    pub id: String,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Answer to `GET /doc/{id}/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocStatus {
+    pub exists: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Last write, unix milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DocListQuery {
+    /// Only documents of this story (ids starting with `{story_id}__`).
+    pub story_id: Option<String>,
+}
+
+fn doc_not_found(id: &DocId) -> ApiError {
+    ApiError::not_found(format!("document `{id}` does not exist"))
+}
+
+/// Reads a document.
+#[utoipa::path(get, path = "/doc/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    responses(
+        (status = 200, description = "The Markdown text", body = String, content_type = "text/markdown"),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ))]
+pub async fn get_doc(
+    State(state): State<AppState>,
+    DocIdParam(id): DocIdParam,
+) -> Result<Response, ApiError> {
+    let document = state
+        .engine()
+        .docs()
+        .get(&id)
+        .await?
+        .ok_or_else(|| doc_not_found(&id))?;
+    let mut response = document.content.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/markdown; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// Writes (creates or replaces) a document.
+#[utoipa::path(put, path = "/doc/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    request_body(description = "Markdown as `text/markdown` or `text/plain`, or JSON `{\"content\": \"...\"}`",
+        content((String = "text/markdown"), (String = "text/plain"), (DocContent = "application/json"))),
+    responses(
+        (status = 200, description = "Written", body = DocWritten),
+        (status = 400, description = "Invalid id, malformed JSON or text that is not UTF-8", body = ErrorBody),
+        (status = 413, description = "Body above `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "Another content type", body = ErrorBody),
+        (status = 422, description = "JSON without `content`", body = ErrorBody),
+    ))]
+pub async fn put_doc(
+    State(state): State<AppState>,
+    DocIdParam(id): DocIdParam,
+    request: Request,
+) -> Result<Json<DocWritten>, ApiError> {
+    let kind = media_type(request.headers());
+    let content = match kind.as_deref() {
+        Some("text/markdown" | "text/plain") => {
+            let bytes = read_body(request, &state).await?;
+            String::from_utf8(bytes.to_vec()).map_err(|e| {
+                ApiError::bad_request("invalid_utf8", format!("the body is not UTF-8: {e}"))
+            })?
+        }
+        Some("application/json") => {
+            let bytes = read_body(request, &state).await?;
+            parse_json::<DocContent>(&bytes)?.content
+        }
+        _ => {
+            return Err(unsupported_media_type(
+                "text/markdown, text/plain or application/json",
+            ));
+        }
+    };
+    let bytes = state.engine().docs().put(&id, &content).await?;
+    Ok(Json(DocWritten {
+        success: true,
+        id: id.to_string(),
+        bytes,
+    }))
+}
+
+/// Deletes a document.
+#[utoipa::path(delete, path = "/doc/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    responses(
+        (status = 200, description = "Deleted", body = Success),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ))]
+pub async fn delete_doc(
+    State(state): State<AppState>,
+    DocIdParam(id): DocIdParam,
+) -> Result<Json<Success>, ApiError> {
+    if state.engine().docs().delete(&id).await? {
+        Ok(Json(Success::yes()))
+    } else {
+        Err(doc_not_found(&id))
+    }
+}
+
+/// Whether a document exists, its size and modification time.
+#[utoipa::path(get, path = "/doc/{id}/status", tag = "documents",
+    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    responses(
+        (status = 200, description = "`exists: false` for an absent document", body = DocStatus),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+    ))]
+pub async fn doc_status(
+    State(state): State<AppState>,
+    DocIdParam(id): DocIdParam,
+) -> Result<Json<DocStatus>, ApiError> {
+    let meta = state.engine().docs().meta(&id).await?;
+    Ok(Json(DocStatus {
+        exists: meta.is_some(),
+        bytes: meta.as_ref().map(|m| m.bytes),
+        modified: meta.map(|m| m.modified),
+    }))
+}
+
+/// Lists documents, all or one story's.
+#[utoipa::path(get, path = "/doc", tag = "documents", params(DocListQuery),
+    responses(
+        (status = 200, description = "Documents sorted by id", body = Vec<DocMetaDoc>),
+        (status = 400, description = "Invalid story id", body = ErrorBody),
+    ))]
+pub async fn list_docs(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<DocListQuery>,
+) -> Result<Json<Vec<DocMeta>>, ApiError> {
+    Ok(Json(
+        state
+            .engine()
+            .docs()
+            .list(query.story_id.as_deref())
+            .await?,
+    ))
+}

@@ -1,0 +1,108 @@
+//! `AppState`: what every handler shares — the current engine (swappable),
+//! the API key, request metrics and the start time.
+//!
+//! The engine sits behind a lock holding an `Arc`, so a bundle reload
+//! (`serve --watch`) can put a new engine in place with
+//! [`AppState::replace_engine`] while requests run: a request clones the
+//! `Arc` once at its start ([`AppState::engine`]) and finishes on the engine
+//! it started with; the lock is never held across an await. The OpenAPI
+//! document is rebuilt with the engine, since it names the bundle's flows
+//! and agents.
+
+use crate::auth::ApiKey;
+use crate::metrics::HttpMetrics;
+use crate::openapi::openapi_document;
+use bmad2pf_engine::Engine;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// Shared state of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The engine and the OpenAPI document of its bundle, swapped together.
+    current: RwLock<Current>,
+    /// The key every route but `/health` requires; `None` = no auth.
+    api_key: Option<ApiKey>,
+    /// Request counters for `/metrics` and `/health`.
+    metrics: HttpMetrics,
+    /// For `uptime_s`.
+    started: Instant,
+}
+
+#[derive(Clone)]
+struct Current {
+    engine: Arc<Engine>,
+    openapi: Arc<serde_json::Value>,
+}
+
+impl Current {
+    fn new(engine: Arc<Engine>) -> Self {
+        let openapi = Arc::new(openapi_document(engine.bundle()));
+        Self { engine, openapi }
+    }
+}
+
+impl AppState {
+    /// State for a server over `engine`. `api_key` is the key's value (read
+    /// by the caller from the variable `server.api_key_env` names), or
+    /// `None` to serve without auth.
+    pub fn new(engine: Arc<Engine>, api_key: Option<String>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                current: RwLock::new(Current::new(engine)),
+                api_key: api_key.map(|key| ApiKey::new(&key)),
+                metrics: HttpMetrics::default(),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The engine requests should use now.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.current().engine
+    }
+
+    /// Puts `engine` in place for new requests (bundle reload). Requests
+    /// already running finish on the engine they started with. Returns the
+    /// previous engine, so the caller can shut it down once it is idle.
+    /// Server settings (address, CORS, body limit, API key) stay those the
+    /// server started with.
+    pub fn replace_engine(&self, engine: Arc<Engine>) -> Arc<Engine> {
+        let next = Current::new(engine);
+        let mut current = match self.shared.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *current, next).engine
+    }
+
+    /// The OpenAPI document of the current bundle.
+    pub fn openapi(&self) -> Arc<serde_json::Value> {
+        self.current().openapi
+    }
+
+    pub(crate) fn api_key(&self) -> Option<&ApiKey> {
+        self.shared.api_key.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> &HttpMetrics {
+        &self.shared.metrics
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.shared.started
+    }
+
+    fn current(&self) -> Current {
+        // A poisoned lock still holds a consistent value: it is only ever
+        // replaced whole.
+        match self.shared.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Test harness: a real engine (file stores in a temp dir, mock LLM) behind
+//! the real router on 127.0.0.1:0, driven over HTTP.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use bmad2pf_compiler::bundle::{
+    AgentSpec, Bundle, ErrorHandling, FlowSpec, LlmOverride, MemoryScope, SourceLayout, StepSpec,
+    WaitFor,
+};
+use bmad2pf_compiler::config::RuntimeConfig;
+use bmad2pf_engine::Engine;
+use bmad2pf_server::{AppState, serve_on};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// An agent with the defaults the compiler would give it.
+pub fn agent(id: &str, requires: &[&str]) -> AgentSpec {
+    AgentSpec {
+        id: id.into(),
+        format_version: "2.0".into(),
+        source: format!("agents/{id}.md"),
+        description: format!("The {id}"),
+        persona: None,
+        tasks: vec![],
+        checklists: vec![],
+        templates: vec![],
+        data: vec![],
+        commands: vec![],
+        tools: vec![],
+        memory_scope: MemoryScope::Isolated,
+        wait_for: WaitFor::default(),
+        creates: vec![],
+        requires: requires.iter().map(|s| s.to_string()).collect(),
+        reads: vec![],
+        updates: vec![],
+        parallel: false,
+        sequence: vec![],
+        timeout_s: 30,
+        retry_count: 0,
+        error_handling: ErrorHandling::Stop,
+        llm: LlmOverride::default(),
+        output_schema: None,
+        prompt_template: "You are the {{ agent.id }}. Task: {{ input }}".into(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+fn step(id: &str, agent: &str) -> StepSpec {
+    StepSpec {
+        id: id.into(),
+        agents: vec![agent.into()],
+        next: BTreeMap::new(),
+        creates: vec![],
+        requires: vec![],
+        updates: vec![],
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// Two agents in one flow `default`: analyst, then pm (which needs the analyst's document).
+pub fn bundle(flow_names: &[&str]) -> Bundle {
+    let agents = [agent("analyst", &[]), agent("pm", &["analyst"])];
+    let flows = flow_names
+        .iter()
+        .map(|name| {
+            let flow = FlowSpec {
+                name: name.to_string(),
+                description: "Plan a story".into(),
+                source: "workflow.yaml".into(),
+                steps: vec![step("step-1", "analyst"), step("step-2", "pm")],
+                max_visits: 10,
+            };
+            (name.to_string(), flow)
+        })
+        .collect();
+    Bundle {
+        schema_version: 1,
+        generator: "bmad2pf test".into(),
+        source_hash: "0123abcd".into(),
+        layout: SourceLayout::Preprocessing,
+        agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+        flows,
+        tools: BTreeMap::new(),
+    }
+}
+
+/// How a test server is set up.
+#[derive(Default)]
+pub struct Setup {
+    pub latency_ms: u64,
+    pub api_key: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub address: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// Holds the stores' directories (`data/…`) and an `outside` sibling
+    /// that traversal attempts would hit.
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+pub async fn engine(
+    dir: &std::path::Path,
+    latency_ms: u64,
+    max_body_bytes: Option<usize>,
+    flows: &[&str],
+) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
+    let mut config = RuntimeConfig::default();
+    let data = dir.join("data");
+    config.docs.path = data.join("docs").display().to_string();
+    config.memory.path = data.join("memory").display().to_string();
+    config.orchestrator.path = data.join("status").display().to_string();
+    config.llm.mock.latency_ms = latency_ms;
+    if let Some(max) = max_body_bytes {
+        config.server.max_body_bytes = max;
+    }
+    Ok(Engine::start(Arc::new(bundle(flows)), config, &|_| None).await?)
+}
+
+impl TestServer {
+    pub async fn start(setup: Setup) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("outside"))?;
+        let engine = engine(
+            dir.path(),
+            setup.latency_ms,
+            setup.max_body_bytes,
+            &["default"],
+        )
+        .await?;
+        let state = AppState::new(Arc::new(engine), setup.api_key);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            let stopped = serve_on(listener, serving, async {
+                let _ = rx.await;
+            })
+            .await;
+            if let Err(error) = stopped {
+                eprintln!("server failed: {error}");
+            }
+        });
+        Ok(Self {
+            base: format!("http://{address}"),
+            address,
+            client: reqwest::Client::new(),
+            state,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends the request line and headers exactly as given (no client-side
+    /// path normalisation) and returns the status code and the body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        target: &str,
+        body: &str,
+    ) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
+        let mut stream = TcpStream::connect(self.address).await?;
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/markdown\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        let text = String::from_utf8_lossy(&response).to_string();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no status line")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One parsed Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// A minimal SSE reader over a streaming reqwest response.
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` at the end of the stream.
+    pub async fn next(
+        &mut self,
+    ) -> Result<Option<SseEvent>, Box<dyn std::error::Error + Send + Sync>> {
+        loop {
+            if let Some((block, rest)) = self.buffer.split_once("\n\n") {
+                let (block, rest) = (block.to_string(), rest.to_string());
+                self.buffer = rest;
+                let mut event = SseEvent {
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut is_comment_only = true;
+                for line in block.lines() {
+                    if let Some(name) = line.strip_prefix("event: ") {
+                        event.event = name.to_string();
+                        is_comment_only = false;
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data.push_str(data);
+                        is_comment_only = false;
+                    }
+                }
+                if is_comment_only {
+                    continue;
+                }
+                return Ok(Some(event));
+            }
+            match self.response.chunk().await? {
+                Some(chunk) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                None => return Ok(None),
+            }
+        }
+    }
+}

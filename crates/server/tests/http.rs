@@ -1,0 +1,933 @@
+//! Black-box tests of every endpoint over real HTTP: a real engine with file
+//! stores in a temp dir and the mock LLM, served on 127.0.0.1:0.
+
+mod common;
+
+use common::{Setup, SseReader, TestResult, TestServer};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+async fn json_of(response: reqwest::Response) -> Result<Value, reqwest::Error> {
+    response.json::<Value>().await
+}
+
+/// Asserts the SPEC error shape and returns its code.
+fn error_code(body: &Value) -> &str {
+    assert!(
+        body["error"]["message"].is_string(),
+        "not the error shape: {body}"
+    );
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn health_is_public_and_describes_the_bundle_and_backends() -> TestResult {
+    let server = TestServer::start(Setup {
+        api_key: Some("k3y".into()),
+        ..Setup::default()
+    })
+    .await?;
+    let response = server.client.get(server.url("/health")).send().await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("x-request-id"));
+    let body = json_of(response).await?;
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["bundle"]["agents"], 2);
+    assert_eq!(body["bundle"]["flows"], 1);
+    assert_eq!(body["bundle"]["source_hash"], "0123abcd");
+    assert_eq!(body["backends"]["docs"], "ok");
+    assert_eq!(body["backends"]["memory"], "ok");
+    assert!(body["version"].is_string() && body["uptime_s"].is_u64());
+    assert!(body["metrics"]["http"]["requests"].is_u64());
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated_on_every_response() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    for path in ["/health", "/no/such/route", "/doc/missing"] {
+        let echoed = server
+            .client
+            .get(server.url(path))
+            .header("x-request-id", "req-42")
+            .send()
+            .await?;
+        assert_eq!(
+            echoed
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some("req-42"),
+            "{path}"
+        );
+        let generated = server.client.get(server.url(path)).send().await?;
+        let id = generated
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(id.len() >= 32, "{path}: {id:?}");
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn auth_guards_everything_but_health() -> TestResult {
+    let server = TestServer::start(Setup {
+        api_key: Some("s3cret".into()),
+        ..Setup::default()
+    })
+    .await?;
+    for path in ["/flows", "/doc/x", "/metrics", "/openapi.json", "/docs/"] {
+        let response = server.client.get(server.url(path)).send().await?;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(error_code(&json_of(response).await?), "unauthorized");
+    }
+    let wrong = server
+        .client
+        .get(server.url("/flows"))
+        .bearer_auth("s3cre")
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let bearer = server
+        .client
+        .get(server.url("/flows"))
+        .bearer_auth("s3cret")
+        .send()
+        .await?;
+    assert_eq!(bearer.status(), StatusCode::OK);
+    let header = server
+        .client
+        .get(server.url("/flows"))
+        .header("x-api-key", "s3cret")
+        .send()
+        .await?;
+    assert_eq!(header.status(), StatusCode::OK);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let put = c
+        .put(server.url("/doc/s1__brief.md"))
+        .header(CONTENT_TYPE, "text/markdown; charset=utf-8")
+        .body("# Brief\n\nBuild it.\n")
+        .send()
+        .await?;
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(put).await?,
+        json!({"success": true, "id": "s1__brief", "bytes": 19})
+    );
+
+    let get = c.get(server.url("/doc/s1__brief")).send().await?;
+    assert_eq!(get.status(), StatusCode::OK);
+    assert!(
+        get.headers()[CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/markdown")
+    );
+    assert_eq!(get.text().await?, "# Brief\n\nBuild it.\n");
+
+    let put_json = c
+        .put(server.url("/doc/s1__notes"))
+        .json(&json!({"content": "n"}))
+        .send()
+        .await?;
+    assert_eq!(json_of(put_json).await?["bytes"], 1);
+    let plain = c
+        .put(server.url("/doc/s2__x"))
+        .header(CONTENT_TYPE, "text/plain")
+        .body("x")
+        .send()
+        .await?;
+    assert_eq!(plain.status(), StatusCode::OK);
+
+    let status = json_of(c.get(server.url("/doc/s1__brief/status")).send().await?).await?;
+    assert_eq!(status["exists"], true);
+    assert_eq!(status["bytes"], 19);
+    assert!(status["modified"].is_u64());
+    let absent = json_of(c.get(server.url("/doc/s1__nothing/status")).send().await?).await?;
+    assert_eq!(absent, json!({"exists": false}));
+
+    let listed = json_of(c.get(server.url("/doc?story_id=s1")).send().await?).await?;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["s1__brief", "s1__notes"]);
+    let all = json_of(c.get(server.url("/doc")).send().await?).await?;
+    assert_eq!(all.as_array().map(Vec::len), Some(3));
+
+    let deleted = c.delete(server.url("/doc/s1__brief")).send().await?;
+    assert_eq!(json_of(deleted).await?, json!({"success": true}));
+    let gone = c.get(server.url("/doc/s1__brief")).send().await?;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json_of(gone).await?), "not_found");
+    let again = c.delete(server.url("/doc/s1__brief")).send().await?;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_values_are_any_json() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    for (key, value) in [
+        ("plan", json!({"steps": [1, 2]})),
+        ("count", json!(3)),
+        ("note", json!("hi")),
+    ] {
+        let put = c
+            .put(server.url(&format!("/memory/shared:team/{key}")))
+            .json(&value)
+            .send()
+            .await?;
+        assert_eq!(json_of(put).await?, json!({"success": true}));
+    }
+    let plan = c.get(server.url("/memory/shared:team/plan")).send().await?;
+    assert_eq!(json_of(plan).await?, json!({"steps": [1, 2]}));
+    let keys = json_of(c.get(server.url("/memory/shared:team")).send().await?).await?;
+    assert_eq!(keys, json!(["count", "note", "plan"]));
+    let isolated = c
+        .put(server.url("/memory/isolated:pm:s1/k"))
+        .json(&json!(null))
+        .send()
+        .await?;
+    assert_eq!(isolated.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(
+            c.delete(server.url("/memory/shared:team/count"))
+                .send()
+                .await?
+        )
+        .await?,
+        json!({"success": true})
+    );
+    let gone = c
+        .get(server.url("/memory/shared:team/count"))
+        .send()
+        .await?;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let bad_scope = c.get(server.url("/memory/private/k")).send().await?;
+    assert_eq!(bad_scope.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&json_of(bad_scope).await?), "invalid_id");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
+    let server = TestServer::start(Setup {
+        max_body_bytes: Some(1024),
+        ..Setup::default()
+    })
+    .await?;
+    let c = &server.client;
+
+    let malformed = c
+        .post(server.url("/run"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\n\"flow\": }")
+        .send()
+        .await?;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(malformed).await?;
+    assert_eq!(error_code(&body), "malformed_json");
+    assert_eq!(body["error"]["details"]["line"], 2);
+
+    let missing = c
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default"}))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        json_of(missing).await?["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("story_id")
+    );
+    let wrong_type = c
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "s", "force": "yes"}))
+        .send()
+        .await?;
+    assert_eq!(wrong_type.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        json_of(wrong_type).await?["error"]["details"]["field"],
+        "force"
+    );
+
+    let xml = c
+        .post(server.url("/run"))
+        .header(CONTENT_TYPE, "application/xml")
+        .body("<run/>")
+        .send()
+        .await?;
+    assert_eq!(xml.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_code(&json_of(xml).await?), "unsupported_media_type");
+    let doc_form = c
+        .put(server.url("/doc/a"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("a=b")
+        .send()
+        .await?;
+    assert_eq!(doc_form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let memory_text = c
+        .put(server.url("/memory/shared/k"))
+        .header(CONTENT_TYPE, "text/plain")
+        .body("1")
+        .send()
+        .await?;
+    assert_eq!(memory_text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let big = "x".repeat(4096);
+    let too_large = c
+        .put(server.url("/doc/big"))
+        .header(CONTENT_TYPE, "text/markdown")
+        .body(big.clone())
+        .send()
+        .await?;
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&json_of(too_large).await?), "payload_too_large");
+    let too_large_json = c
+        .put(server.url("/memory/shared/k"))
+        .json(&json!(big))
+        .send()
+        .await?;
+    assert_eq!(too_large_json.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let wrong_method = c.patch(server.url("/doc/a")).send().await?;
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.headers().contains_key("allow"));
+    assert_eq!(
+        error_code(&json_of(wrong_method).await?),
+        "method_not_allowed"
+    );
+
+    let unknown = c.get(server.url("/nope")).send().await?;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+
+    let unknown_flow = c
+        .post(server.url("/run"))
+        .json(&json!({"flow": "nope", "story_id": "s"}))
+        .send()
+        .await?;
+    assert_eq!(unknown_flow.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json_of(unknown_flow).await?), "unknown_flow");
+    let bad_story = c
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "../x"}))
+        .send()
+        .await?;
+    assert_eq!(bad_story.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn traversal_attempts_never_touch_files_outside_the_data_dirs() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let targets = [
+        "/doc/..",
+        "/doc/..%2Foutside%2Fevil",
+        "/doc/%2e%2e",
+        "/doc/%2e%2e%2foutside%2fevil",
+        "/doc/%252e%252e%252foutside%252fevil",
+        "/doc/%2Ftmp%2Fevil",
+        "/doc/..%5C..%5Coutside%5Cevil",
+        "/doc/evil%00.md",
+        "/doc/../outside/evil",
+        "/doc/.hidden",
+        "/memory/shared/..",
+        "/memory/shared:..%2F..%2Foutside/k",
+        "/memory/isolated:..:s1/k",
+        "/memory/shared/%2e%2e%2fevil",
+        "/memory/shared/%252e%252e",
+        "/memory/shared/k%00",
+        "/memory/shared:%2Ftmp/k",
+        "/memory/shared:a%5Cb/k",
+    ];
+    for target in targets {
+        for method in ["GET", "PUT", "DELETE"] {
+            let (status, body) = server.raw(method, target, "\"evil\"").await?;
+            assert!(
+                status == 400 || status == 404 || status == 405,
+                "{method} {target}: {status} {body}"
+            );
+            if status == 400 {
+                assert!(
+                    body.contains("\"invalid_id\"") || body.contains("\"invalid_path\""),
+                    "{method} {target}: {body}"
+                );
+            }
+        }
+    }
+    let outside: Vec<_> = std::fs::read_dir(server.dir.path().join("outside"))?.collect();
+    assert!(outside.is_empty(), "a file appeared outside: {outside:?}");
+    let top: Vec<String> = std::fs::read_dir(server.dir.path())?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .collect();
+    let mut top = top;
+    top.sort();
+    assert_eq!(top, ["data", "outside"]);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn bundle_metadata_lists_flows_and_agents() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    assert_eq!(flows[0]["name"], "default");
+    assert_eq!(flows[0]["steps"][1]["agents"], json!(["pm"]));
+    let agents = json_of(server.client.get(server.url("/agents")).send().await?).await?;
+    assert_eq!(agents.as_array().map(Vec::len), Some(2));
+    let pm = json_of(server.client.get(server.url("/agents/pm")).send().await?).await?;
+    assert_eq!(pm["requires"], json!(["analyst"]));
+    assert_eq!(pm["outputs"], json!(["pm"]));
+    assert!(pm.get("prompt_template").is_none());
+    let unknown = server
+        .client
+        .get(server.url("/agents/nobody"))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_json_run_writes_its_documents() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let run = c
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "s1", "input": "a todo app"}))
+        .send()
+        .await?;
+    assert_eq!(run.status(), StatusCode::OK);
+    let body = json_of(run).await?;
+    assert_eq!(body["status"], "success", "{body}");
+    assert!(body["run_id"].is_string());
+    assert_eq!(body["results"]["analyst"]["status"], "completed");
+    assert_eq!(body["results"]["pm"]["status"], "completed");
+    for id in ["s1__analyst", "s1__pm"] {
+        let doc = c.get(server.url(&format!("/doc/{id}"))).send().await?;
+        assert_eq!(doc.status(), StatusCode::OK, "{id}");
+    }
+    let metrics = c.get(server.url("/metrics")).send().await?.text().await?;
+    assert!(
+        metrics.contains(r#"bmad2pf_runs_total{status="success"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"route="/doc/{id}""#));
+    assert!(
+        !metrics.contains("s1__analyst"),
+        "raw ids must not become labels"
+    );
+    assert!(metrics.contains("bmad2pf_llm_calls_total 2"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_streamed_run_sends_progress_then_results_then_done() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({"flow": "default", "story_id": "s2", "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert!(response.headers().contains_key("x-request-id"));
+    let mut reader = SseReader::new(response);
+    let mut names = Vec::new();
+    let mut done = Value::Null;
+    while let Some(event) = reader.next().await? {
+        if event.event == "done" {
+            done = serde_json::from_str(&event.data)?;
+        }
+        if event.event == "progress" {
+            let data: Value = serde_json::from_str(&event.data)?;
+            assert!(data["agent"].is_string() && data["timestamp"].is_u64());
+        }
+        names.push(event.event);
+    }
+    assert_eq!(names.first().map(String::as_str), Some("progress"));
+    assert_eq!(names.last().map(String::as_str), Some("done"));
+    let first_result = names.iter().position(|n| n == "result");
+    assert!(first_result.is_some_and(|i| i > 0), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "result").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(done["status"], "success");
+    assert!(done["results"]["pm"].is_object());
+    // `stream: true` in the body streams too.
+    let by_body = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "s3", "stream": true}))
+        .send()
+        .await?;
+    assert!(
+        by_body.headers()[CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/event-stream")
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_stop_the_run() -> TestResult {
+    let server = TestServer::start(Setup {
+        latency_ms: 300,
+        ..Setup::default()
+    })
+    .await?;
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({"flow": "default", "story_id": "gone", "input": "x"}))
+        .send()
+        .await?;
+    let mut reader = SseReader::new(response);
+    let first = reader.next().await?;
+    assert_eq!(first.map(|e| e.event).as_deref(), Some("progress"));
+    drop(reader);
+    // The run goes on without its client: wait (bounded) for its last document.
+    let mut written = false;
+    for _ in 0..200 {
+        let status = json_of(
+            server
+                .client
+                .get(server.url("/doc/gone__pm/status"))
+                .send()
+                .await?,
+        )
+        .await?;
+        if status["exists"] == true {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(written, "the run did not finish after its client left");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_requests_are_served_while_a_run_waits_and_a_second_run_is_refused() -> TestResult {
+    let server = TestServer::start(Setup {
+        latency_ms: 1500,
+        ..Setup::default()
+    })
+    .await?;
+    let put = server
+        .client
+        .put(server.url("/doc/busy__brief"))
+        .header(CONTENT_TYPE, "text/plain")
+        .body("b")
+        .send()
+        .await?;
+    assert_eq!(put.status(), StatusCode::OK);
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({"flow": "default", "story_id": "busy"}))
+        .send()
+        .await?;
+    let mut reader = SseReader::new(response);
+    // The run has started (its first event is here) and waits on the slow mock.
+    assert_eq!(
+        reader.next().await?.map(|e| e.event).as_deref(),
+        Some("progress")
+    );
+    let rest = tokio::spawn(async move {
+        let mut names = Vec::new();
+        while let Ok(Some(event)) = reader.next().await {
+            names.push(event.event);
+        }
+        names
+    });
+
+    let health = server.client.get(server.url("/health")).send().await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    let doc = server
+        .client
+        .get(server.url("/doc/busy__brief"))
+        .send()
+        .await?;
+    assert_eq!(doc.text().await?, "b");
+    let second = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "busy"}))
+        .send()
+        .await?;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body = json_of(second).await?;
+    assert_eq!(error_code(&body), "run_in_progress");
+    assert!(
+        body["error"]["details"]["run_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("run-"))
+    );
+    // All of that was answered while the run was still going.
+    assert!(
+        !rest.is_finished(),
+        "the run finished before the other requests were answered"
+    );
+    let names = rest.await?;
+    assert_eq!(names.last().map(String::as_str), Some("done"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_writes_lose_nothing_and_tear_nothing() -> TestResult {
+    let server = Arc::new(TestServer::start(Setup::default()).await?);
+    let mut writers = Vec::new();
+    for i in 0..24 {
+        let server = server.clone();
+        writers.push(tokio::spawn(async move {
+            let content = format!("writer {i:02}\n{}", "line\n".repeat(200 + i));
+            let doc = server
+                .client
+                .put(server.url("/doc/shared__doc"))
+                .header(CONTENT_TYPE, "text/markdown")
+                .body(content.clone())
+                .send()
+                .await;
+            let mem = server
+                .client
+                .put(server.url(&format!("/memory/shared:race/key{i}")))
+                .json(&json!({"i": i}))
+                .send()
+                .await;
+            (content, doc.map(|r| r.status()), mem.map(|r| r.status()))
+        }));
+    }
+    let mut contents = Vec::new();
+    for writer in writers {
+        let (content, doc, mem) = writer.await?;
+        assert_eq!(doc?, StatusCode::OK);
+        assert_eq!(mem?, StatusCode::OK);
+        contents.push(content);
+    }
+    let last = server
+        .client
+        .get(server.url("/doc/shared__doc"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        contents.contains(&last),
+        "the document is not any one writer's content"
+    );
+    let keys = json_of(
+        server
+            .client
+            .get(server.url("/memory/shared:race"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(keys.as_array().map(Vec::len), Some(24));
+    if let Ok(server) = Arc::try_unwrap(server) {
+        server.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_and_stateless_execute() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let ready = json_of(
+        c.get(server.url("/agent/pm/ready?story_id=s9"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(ready["agent"], "pm");
+    assert_eq!(ready["ready"], false);
+    assert_eq!(ready["missing_docs"], json!(["analyst"]));
+    let no_story = c.get(server.url("/agent/pm/ready")).send().await?;
+    assert_eq!(no_story.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&json_of(no_story).await?), "invalid_query");
+    let unknown = c
+        .get(server.url("/agent/ghost/ready?story_id=s9"))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let needs = json_of(
+        c.post(server.url("/agent/pm/execute"))
+            .json(&json!({"instruction": "plan"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(needs["status"], "needs_input");
+    assert_eq!(needs["missing_inputs"], json!(["analyst"]));
+    let done = c
+        .post(server.url("/agent/pm/execute"))
+        .json(&json!({"instruction": "plan", "documents": {"analyst": "# Analysis"}, "execution_id": "e-1"}))
+        .send()
+        .await?;
+    assert_eq!(done.status(), StatusCode::OK);
+    let done = json_of(done).await?;
+    assert_ne!(done["status"], "needs_input", "{done}");
+    assert_eq!(done["metadata"]["execution_id"], "e-1");
+    assert_eq!(done["metadata"]["provider"], "mock");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn orchestration_records_workflows_and_their_history() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let created = c
+        .post(server.url("/orchestration/workflows"))
+        .json(&json!({"workflow_id": "wf-1", "story_id": "s1", "agents": ["analyst", "pm"]}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        json_of(created).await?["agent_statuses"]["pm"]["status"],
+        "pending"
+    );
+    let duplicate = c
+        .post(server.url("/orchestration/workflows"))
+        .json(&json!({"workflow_id": "wf-1", "story_id": "s1", "agents": []}))
+        .send()
+        .await?;
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+    let generated = json_of(
+        c.post(server.url("/orchestration/workflows"))
+            .json(&json!({"story_id": "s2"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert!(
+        generated["workflow_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("wf-"))
+    );
+
+    let update = c.put(server.url("/orchestration/status")).json(&json!({"workflow_id": "wf-1", "agent_id": "analyst", "status": "completed", "output_summary": "done"})).send().await?;
+    assert_eq!(update.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(update).await?["agent_statuses"]["analyst"]["output_summary"],
+        "done"
+    );
+    let bad_status = c
+        .put(server.url("/orchestration/status"))
+        .json(&json!({"workflow_id": "wf-1", "agent_id": "pm", "status": "exploded"}))
+        .send()
+        .await?;
+    assert_eq!(bad_status.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_id = c
+        .put(server.url("/orchestration/status"))
+        .json(&json!({"workflow_id": "../wf", "agent_id": "pm", "status": "running"}))
+        .send()
+        .await?;
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+
+    let status = json_of(
+        c.get(server.url("/orchestration/status?workflow_id=wf-1"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status["story_id"], "s1");
+    assert_eq!(status["agent_statuses"]["analyst"]["status"], "completed");
+    let listed = json_of(c.get(server.url("/orchestration/workflows")).send().await?).await?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let history = json_of(
+        c.get(server.url("/orchestration/workflows/wf-1/history"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(history.as_array().map(Vec::len), Some(1));
+    assert_eq!(history[0]["agent_id"], "analyst");
+    let cleanup = json_of(c.post(server.url("/orchestration/cleanup")).send().await?).await?;
+    assert_eq!(cleanup, json!({"removed": 0}));
+    let deleted = c
+        .delete(server.url("/orchestration/workflows/wf-1"))
+        .send()
+        .await?;
+    assert_eq!(json_of(deleted).await?, json!({"success": true}));
+    let gone = c
+        .get(server.url("/orchestration/status?workflow_id=wf-1"))
+        .send()
+        .await?;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let no_history = c
+        .get(server.url("/orchestration/workflows/wf-1/history"))
+        .send()
+        .await?;
+    assert_eq!(no_history.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    Ok(())
+}
+
+/// Every route of the API, as the OpenAPI document must list it.
+const ROUTES: &[(&str, &str)] = &[
+    ("post", "/run"),
+    ("get", "/flows"),
+    ("get", "/agents"),
+    ("get", "/agents/{id}"),
+    ("get", "/doc"),
+    ("get", "/doc/{id}"),
+    ("put", "/doc/{id}"),
+    ("delete", "/doc/{id}"),
+    ("get", "/doc/{id}/status"),
+    ("get", "/memory/{scope}"),
+    ("get", "/memory/{scope}/{key}"),
+    ("put", "/memory/{scope}/{key}"),
+    ("delete", "/memory/{scope}/{key}"),
+    ("get", "/agent/{id}/ready"),
+    ("post", "/agent/{id}/execute"),
+    ("get", "/orchestration/status"),
+    ("put", "/orchestration/status"),
+    ("get", "/orchestration/workflows"),
+    ("post", "/orchestration/workflows"),
+    ("delete", "/orchestration/workflows/{id}"),
+    ("get", "/orchestration/workflows/{id}/history"),
+    ("post", "/orchestration/cleanup"),
+    ("get", "/health"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_the_docs_page_is_self_contained() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let document = json_of(
+        server
+            .client
+            .get(server.url("/openapi.json"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(document["openapi"], "3.1.0");
+    for (method, path) in ROUTES {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} missing from openapi.json"
+        );
+    }
+    let operations: usize = document["paths"]
+        .as_object()
+        .map(|p| {
+            p.values()
+                .filter_map(Value::as_object)
+                .map(|o| o.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        operations,
+        ROUTES.len(),
+        "the document lists routes the server does not have"
+    );
+    assert_eq!(
+        document.pointer("/components/schemas/RunBody/properties/flow/enum"),
+        Some(&json!(["default"]))
+    );
+
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let redirect = no_redirects.get(server.url("/docs")).send().await?;
+    assert!(redirect.status().is_redirection());
+    assert_eq!(redirect.headers()["location"], "/docs/");
+    let page = server.client.get(server.url("/docs/")).send().await?;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await?;
+    assert!(
+        html.contains("<html") || html.contains("<!DOCTYPE"),
+        "{html}"
+    );
+    for tag in html
+        .split("<script")
+        .skip(1)
+        .chain(html.split("<link").skip(1))
+    {
+        let head = tag.split('>').next().unwrap_or_default();
+        assert!(
+            !head.contains("http://") && !head.contains("https://"),
+            "external asset: {head}"
+        );
+    }
+    let initializer = server
+        .client
+        .get(server.url("/docs/swagger-initializer.js"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(initializer.contains("/openapi.json"), "{initializer}");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn replacing_the_engine_serves_the_new_bundle() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let engine = common::engine(dir.path(), 0, None, &["default", "review"]).await?;
+    let previous = server.state.replace_engine(Arc::new(engine));
+    assert_eq!(previous.bundle().flows.len(), 1);
+    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    assert_eq!(flows.as_array().map(Vec::len), Some(2));
+    let document = json_of(
+        server
+            .client
+            .get(server.url("/openapi.json"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(
+        document.pointer("/components/schemas/RunBody/properties/flow/enum"),
+        Some(&json!(["default", "review"]))
+    );
+    server.stop().await;
+    Ok(())
+}
