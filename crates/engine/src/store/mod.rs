@@ -28,6 +28,7 @@ mod files;
 pub mod ids;
 mod jsonl;
 mod memory_file;
+mod runs;
 mod status_file;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ pub use error::StoreError;
 pub use files::now_ms;
 pub use ids::{DocId, IdError, MemoryKey, MemoryScope, WorkflowId, doc_id};
 pub use memory_file::FileMemoryStore;
+pub use runs::{AgentRecord, FileRunStore, RunRecord, RunStore};
 pub use status_file::FileStatusStore;
 
 /// A stored document with its content.
