@@ -11,8 +11,8 @@
 use crate::bundle::{Bundle, SCHEMA_VERSION, SourceLayout};
 use crate::config::RuntimeConfig;
 use crate::diag::{Diagnostics, Pos};
-use crate::{ProjectParts, source, sourcefs};
-use sha2::{Digest, Sha256};
+use crate::sourcefs::SourceSnapshot;
+use crate::{ProjectParts, source};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,8 @@ pub struct Compilation {
     /// The source runtime.yaml text, when there is one (`generate` copies
     /// it into the output only when the output has none).
     pub runtime_yaml: Option<String>,
-    /// How long each phase took, in order: `hash`, `read`, `runtime`.
+    /// How long each phase took, in order: `load` (read and hash every
+    /// file), `read` (parse, resolve and check), `runtime` (runtime.yaml).
     pub phases: Vec<(&'static str, Duration)>,
 }
 
@@ -56,11 +57,14 @@ pub fn compile(src: &Path) -> Compilation {
     }
 
     let started = Instant::now();
-    let source_hash = hash_sources(src, &mut diags);
-    phases.push(("hash", started.elapsed()));
+    let files = SourceSnapshot::load(src);
+    for (rel, message) in files.unreadable() {
+        diags.error("io-error", rel, Pos::new(1, 1), message.clone());
+    }
+    phases.push(("load", started.elapsed()));
 
     let started = Instant::now();
-    let (layout, parts) = read_layout(src, &shown, &mut diags);
+    let (layout, parts) = read_layout(&files, &shown, &mut diags);
     phases.push(("read", started.elapsed()));
 
     let started = Instant::now();
@@ -72,7 +76,7 @@ pub fn compile(src: &Path) -> Compilation {
         (Some(layout), false) => Some(Bundle {
             schema_version: SCHEMA_VERSION,
             generator: format!("bmad2pf {}", env!("CARGO_PKG_VERSION")),
-            source_hash,
+            source_hash: files.hash().to_string(),
             layout,
             agents: parts.agents,
             flows: parts.flows,
@@ -91,11 +95,15 @@ pub fn compile(src: &Path) -> Compilation {
 
 /// Reads whichever layout `src` holds; `None` (with an error) when it holds neither.
 fn read_layout(
-    src: &Path,
+    files: &SourceSnapshot,
     shown: &str,
     diags: &mut Diagnostics,
 ) -> (Option<SourceLayout>, ProjectParts) {
-    if source::agent_files(src).is_empty() {
+    let src = files.root();
+    if crate::bmad::is_bmad_layout(src) {
+        return (Some(SourceLayout::BmadV4), crate::bmad::read(src, diags));
+    }
+    if source::agent_files(files).is_empty() {
         diags
             .error(
                 "no-agents",
@@ -106,28 +114,8 @@ fn read_layout(
             .hint = Some("point --src at a directory with an agents/ folder (preprocessing layout or a BMAD v4 core)".into());
         return (None, ProjectParts::default());
     }
-    (Some(SourceLayout::Preprocessing), source::read(src, diags))
-}
-
-/// sha256 over every source file in path order: relative path, NUL, bytes.
-fn hash_sources(src: &Path, diags: &mut Diagnostics) -> String {
-    let mut hasher = Sha256::new();
-    for rel in sourcefs::walk_files(src) {
-        match std::fs::read(src.join(&rel)) {
-            Ok(bytes) => {
-                hasher.update(rel.as_bytes());
-                hasher.update([0]);
-                hasher.update(&bytes);
-            }
-            Err(e) => {
-                diags.error(
-                    "io-error",
-                    &rel,
-                    Pos::new(1, 1),
-                    format!("cannot read {rel}: {e}"),
-                );
-            }
-        }
-    }
-    hex::encode(hasher.finalize())
+    (
+        Some(SourceLayout::Preprocessing),
+        source::read(files, diags),
+    )
 }

@@ -15,6 +15,7 @@
 //! - [`prompt`]: prompt template variables, rendering and previews.
 //! - [`compile()`]: the front door — a source directory to a [`Compilation`].
 
+pub mod bmad;
 pub mod bundle;
 pub mod compile;
 pub mod config;

@@ -3,12 +3,19 @@
 //! Paths given to diagnostics are always relative to the source directory
 //! with `/` separators, so messages read the same on every machine.
 
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Reads `rel` under `src` as UTF-8 text (a leading BOM is dropped).
 /// The error is a sentence for a diagnostic.
 pub fn read_text(src: &Path, rel: &str) -> Result<String, String> {
     let bytes = std::fs::read(src.join(rel)).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    decode_text(rel, bytes)
+}
+
+/// UTF-8 text of a file's bytes, without a leading BOM.
+fn decode_text(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
     let text = String::from_utf8(bytes).map_err(|e| {
         format!(
             "{rel} is not UTF-8 text (invalid byte at offset {})",
@@ -41,6 +48,16 @@ pub fn find_resource(
     name: &str,
     extensions: &[&str],
 ) -> Result<String, Vec<String>> {
+    find_resource_with(dirs, name, extensions, |rel| src.join(rel).is_file())
+}
+
+/// [`find_resource`] with the existence test supplied (a snapshot's file list).
+fn find_resource_with(
+    dirs: &[&str],
+    name: &str,
+    extensions: &[&str],
+    is_file: impl Fn(&str) -> bool,
+) -> Result<String, Vec<String>> {
     let mut tried = Vec::new();
     let has_ext = extensions.iter().any(|ext| name.ends_with(ext));
     for dir in dirs {
@@ -53,7 +70,7 @@ pub fn find_resource(
                 .collect()
         };
         for candidate in candidates {
-            if src.join(&candidate).is_file() {
+            if is_file(&candidate) {
                 return Ok(candidate);
             }
             tried.push(candidate);
@@ -99,4 +116,134 @@ pub fn walk_files(src: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Every file of a source directory, read once: the source hash is computed
+/// while reading, and readers take file text and resource lookups from here
+/// instead of going back to the disk (a 1,000-agent project is then read
+/// once, not once for the hash and again for parsing).
+#[derive(Debug, Clone, Default)]
+pub struct SourceSnapshot {
+    root: PathBuf,
+    /// Relative path (`/` separators) → bytes, for every file [`walk_files`] lists.
+    files: BTreeMap<String, Vec<u8>>,
+    /// sha256 over every file in path order: relative path, NUL, bytes.
+    hash: String,
+    /// Files that were listed but could not be read, with the reason.
+    unreadable: Vec<(String, String)>,
+}
+
+impl SourceSnapshot {
+    /// Reads every file below `src` (see [`walk_files`] for what is skipped).
+    pub fn load(src: &Path) -> Self {
+        let mut hasher = Sha256::new();
+        let mut files = BTreeMap::new();
+        let mut unreadable = Vec::new();
+        for rel in walk_files(src) {
+            match std::fs::read(src.join(&rel)) {
+                Ok(bytes) => {
+                    hasher.update(rel.as_bytes());
+                    hasher.update([0]);
+                    hasher.update(&bytes);
+                    files.insert(rel, bytes);
+                }
+                Err(e) => {
+                    let message = format!("cannot read {rel}: {e}");
+                    unreadable.push((rel, message));
+                }
+            }
+        }
+        Self {
+            root: src.to_path_buf(),
+            files,
+            hash: hex::encode(hasher.finalize()),
+            unreadable,
+        }
+    }
+
+    /// The source directory this snapshot was read from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The source hash (hex sha256).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Files that were listed but could not be read: (path, message).
+    pub fn unreadable(&self) -> &[(String, String)] {
+        &self.unreadable
+    }
+
+    pub fn is_file(&self, rel: &str) -> bool {
+        self.files.contains_key(rel)
+    }
+
+    /// Like [`read_text`], from the snapshot.
+    pub fn text(&self, rel: &str) -> Result<String, String> {
+        match self.files.get(rel) {
+            Some(bytes) => decode_text(rel, bytes.clone()),
+            None => Err(format!(
+                "cannot read {rel}: not a file of the source directory"
+            )),
+        }
+    }
+
+    /// Like [`list_files`]: names of the files directly in `dir`, sorted.
+    pub fn list_files(&self, dir: &str) -> Vec<String> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", dir.trim_end_matches('/'))
+        };
+        self.files
+            .range(prefix.clone()..)
+            .map(|(rel, _)| rel)
+            .take_while(|rel| rel.starts_with(&prefix))
+            .filter_map(|rel| rel.strip_prefix(&prefix))
+            .filter(|name| !name.contains('/'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Like [`find_resource`], from the snapshot.
+    pub fn find_resource(
+        &self,
+        dirs: &[&str],
+        name: &str,
+        extensions: &[&str],
+    ) -> Result<String, Vec<String>> {
+        find_resource_with(dirs, name, extensions, |rel| self.is_file(rel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_finds_and_hashes() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("tasks/sub")).map_err(|e| e.to_string())?;
+        std::fs::write(root.join("tasks/a.md"), "\u{feff}A").map_err(|e| e.to_string())?;
+        std::fs::write(root.join("tasks/sub/b.md"), "B").map_err(|e| e.to_string())?;
+        std::fs::write(root.join("tasksx"), "x").map_err(|e| e.to_string())?;
+        let snap = SourceSnapshot::load(root);
+        assert_eq!(snap.list_files("tasks"), ["a.md"]);
+        assert_eq!(snap.list_files("tasks"), list_files(root, "tasks"));
+        assert_eq!(snap.text("tasks/a.md")?, "A");
+        assert_eq!(
+            snap.find_resource(&["tasks"], "a", &[".md"]),
+            Ok("tasks/a.md".into())
+        );
+        assert_eq!(
+            snap.find_resource(&["tasks"], "c", &[".md"]),
+            find_resource(root, &["tasks"], "c", &[".md"])
+        );
+        assert_eq!(snap.hash().len(), 64);
+        assert_eq!(SourceSnapshot::load(root).hash(), snap.hash());
+        Ok(())
+    }
 }

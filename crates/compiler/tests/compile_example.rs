@@ -145,7 +145,7 @@ fn tools_runtime_and_metadata() {
     assert_eq!(b.source_hash.len(), 64);
     assert!(b.generator.starts_with("bmad2pf "));
     let phases: Vec<&str> = c.phases.iter().map(|(name, _)| *name).collect();
-    assert_eq!(phases, ["hash", "read", "runtime"]);
+    assert_eq!(phases, ["load", "read", "runtime"]);
 }
 
 #[test]

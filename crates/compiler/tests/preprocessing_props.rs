@@ -9,6 +9,7 @@ use bmad2pf_compiler::source::parse_runtime;
 use bmad2pf_compiler::source::template::convert_legacy;
 use bmad2pf_compiler::source::tools::parse_tools;
 use bmad2pf_compiler::source::workflow::{AgentIndex, parse_workflow};
+use bmad2pf_compiler::sourcefs::SourceSnapshot;
 use bmad2pf_compiler::yaml;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,7 +116,8 @@ fn front_matter() -> impl Strategy<Value = String> {
 
 fn parse_agent_text(text: &str) {
     let tools: BTreeMap<String, ToolSpec> = BTreeMap::new();
-    let mut ctx = AgentContext::new(Path::new("/nonexistent-bmad2pf-src"), &tools);
+    let files = SourceSnapshot::load(Path::new("/nonexistent-bmad2pf-src"));
+    let mut ctx = AgentContext::new(&files, &tools);
     let mut d = Diagnostics::new();
     let _ = parse_agent(&mut ctx, "agents/a.md", text, &mut d);
 }

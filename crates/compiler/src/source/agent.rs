@@ -16,7 +16,7 @@ use crate::bundle::{
 };
 use crate::config::ProviderKind;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs;
+use crate::sourcefs::SourceSnapshot;
 use crate::yaml::{self, Key, Node, Value, check_keys};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -109,7 +109,7 @@ pub struct ParsedAgent {
 /// What reading an agent needs from the rest of the project, plus caches
 /// shared by all agent files of one compile.
 pub struct AgentContext<'a> {
-    src: &'a Path,
+    files: &'a SourceSnapshot,
     tools: &'a BTreeMap<String, ToolSpec>,
     env: minijinja::Environment<'static>,
     /// Resource path → content, so a task used by 500 agents is read once.
@@ -117,11 +117,11 @@ pub struct AgentContext<'a> {
 }
 
 impl<'a> AgentContext<'a> {
-    /// `src` is the source directory (resources are looked up below it);
+    /// `files` is the source directory (resources are looked up in it);
     /// `tools` are the tools.yaml declarations.
-    pub fn new(src: &'a Path, tools: &'a BTreeMap<String, ToolSpec>) -> Self {
+    pub fn new(files: &'a SourceSnapshot, tools: &'a BTreeMap<String, ToolSpec>) -> Self {
         Self {
-            src,
+            files,
             tools,
             env: crate::prompt::environment(),
             resources: HashMap::new(),
@@ -129,10 +129,10 @@ impl<'a> AgentContext<'a> {
     }
 
     fn read_resource(&mut self, rel: &str) -> Result<String, String> {
-        let src = self.src;
+        let files = self.files;
         self.resources
             .entry(rel.to_string())
-            .or_insert_with(|| sourcefs::read_text(src, rel))
+            .or_insert_with(|| files.text(rel))
             .clone()
     }
 
@@ -430,7 +430,7 @@ impl AgentReader<'_, '_, '_> {
         let single_word = !text.trim().is_empty() && !text.trim().contains(char::is_whitespace);
         if single_word && is_resource_name(text.trim()) {
             let name = text.trim();
-            match sourcefs::find_resource(self.ctx.src, &["personas"], name, &EXTS) {
+            match self.ctx.files.find_resource(&["personas"], name, &EXTS) {
                 Ok(path) => return self.persona_file(&path, pos),
                 Err(tried) if EXTS.iter().any(|e| name.ends_with(e)) => {
                     self.missing_resource(pos, "persona file", name, &tried);
@@ -499,7 +499,11 @@ impl AgentReader<'_, '_, '_> {
                 );
                 continue;
             }
-            match sourcefs::find_resource(self.ctx.src, &[dir], &name, &[".md", ".yaml"]) {
+            match self
+                .ctx
+                .files
+                .find_resource(&[dir], &name, &[".md", ".yaml"])
+            {
                 Ok(path) => match self.ctx.read_resource(&path) {
                     Ok(content) => out.push(Resource {
                         name,
@@ -830,7 +834,11 @@ impl AgentReader<'_, '_, '_> {
             );
             return None;
         }
-        let path = match sourcefs::find_resource(self.ctx.src, &["data", "agents"], name, &EXTS) {
+        let path = match self
+            .ctx
+            .files
+            .find_resource(&["data", "agents"], name, &EXTS)
+        {
             Ok(path) => path,
             Err(tried) => {
                 self.missing_resource(pos, "output_schema file", name, &tried);

@@ -54,10 +54,9 @@ pub mod workflow;
 
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos};
-use crate::sourcefs;
+use crate::sourcefs::{self, SourceSnapshot};
 use agent::{AgentContext, ParsedAgent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use workflow::AgentIndex;
 
 pub use runtime_file::{parse_runtime, read_runtime};
@@ -71,18 +70,19 @@ const MISNAMED: [(&str, &str); 4] = [
 ];
 
 /// Agent files of a preprocessing source directory (`agents/*.md`), sorted.
-pub fn agent_files(src: &Path) -> Vec<String> {
-    sourcefs::list_files(src, "agents")
+pub fn agent_files(files: &SourceSnapshot) -> Vec<String> {
+    files
+        .list_files("agents")
         .into_iter()
         .filter(|name| name.ends_with(".md"))
         .map(|name| sourcefs::join_rel("agents", &name))
         .collect()
 }
 
-/// Reads a preprocessing-layout source directory.
-pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
+/// Reads a preprocessing-layout source directory from its snapshot.
+pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
     for (wrong, right) in MISNAMED {
-        if src.join(wrong).is_file() {
+        if files.is_file(wrong) {
             diags
                 .warning(
                     "ignored-file",
@@ -93,21 +93,21 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
                 .hint = Some(format!("did you mean `{right}`?"));
         }
     }
-    let tools = match read_optional(src, "tools.yaml", diags) {
+    let tools = match read_optional(files, "tools.yaml", diags) {
         Some(text) => tools::parse_tools(&text, "tools.yaml", diags),
         None => BTreeMap::new(),
     };
 
-    let mut ctx = AgentContext::new(src, &tools);
+    let mut ctx = AgentContext::new(files, &tools);
     let mut parsed: Vec<ParsedAgent> = Vec::new();
     let mut unreadable: BTreeSet<String> = BTreeSet::new();
     let mut defined_in: HashMap<String, (String, Pos)> = HashMap::new();
-    for file in agent_files(src) {
+    for file in agent_files(files) {
         let stem = file
             .trim_start_matches("agents/")
             .trim_end_matches(".md")
             .to_string();
-        let text = match sourcefs::read_text(src, &file) {
+        let text = match files.text(&file) {
             Ok(text) => text,
             Err(message) => {
                 diags.error("io-error", &file, Pos::new(1, 1), message);
@@ -145,7 +145,7 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
         .into_iter()
         .map(|a| (a.spec.id.clone(), a.spec))
         .collect();
-    let flows = match read_optional(src, "workflow.yaml", diags) {
+    let flows = match read_optional(files, "workflow.yaml", diags) {
         Some(text) => {
             let index = AgentIndex {
                 agents: &agents,
@@ -170,11 +170,11 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
 
 /// The text of an optional top-level file, or `None` when it is absent
 /// (or unreadable, which is reported).
-fn read_optional(src: &Path, file: &str, diags: &mut Diagnostics) -> Option<String> {
-    if !src.join(file).is_file() {
+fn read_optional(files: &SourceSnapshot, file: &str, diags: &mut Diagnostics) -> Option<String> {
+    if !files.is_file(file) {
         return None;
     }
-    match sourcefs::read_text(src, file) {
+    match files.text(file) {
         Ok(text) => Some(text),
         Err(message) => {
             diags.error("io-error", file, Pos::new(1, 1), message);
