@@ -1,10 +1,33 @@
 //! The bmad2pf engine: executes a compiled [`Bundle`](bmad2pf_compiler::bundle::Bundle).
 //!
-//! It will own everything that happens at run time: turning agents into
-//! PocketFlow nodes and workflows into flows, the LLM provider trait and its
-//! vendors, the document / memory / orchestration-status stores, tools, and
-//! replay. It is driven from the CLI (`bmad2pf run`, `bmad2pf exec`) and from
-//! the HTTP server. Not written yet: see issue 5.
+//! Everything that happens at run time lives here, driven from the CLI
+//! (`bmad2pf run`, `bmad2pf exec`) and from the HTTP server.
+//!
+//! # Layout
+//! - [`Engine`] (`engine.rs`): the public API — run a flow, execute one
+//!   agent statelessly, readiness, health, counters.
+//! - `run/`: a flow as a PocketFlow graph (`graph.rs`) whose nodes are the
+//!   agents (`agent.rs`); the shared store of a run and its memory cache.
+//! - `execute.rs`: stateless execution and readiness.
+//! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
+//! - [`store`]: document, memory, orchestration-status and run-record stores.
+//! - [`tools`]: builtin, http and command tools offered to the LLM.
+//! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
+//! - [`outcome`]: request and result shapes (the wire shapes of the API).
+//! - [`stats`]: counters for metrics.
 
+mod core;
+mod engine;
+mod error;
+mod execute;
 pub mod llm;
+pub mod outcome;
+pub mod reply;
+mod run;
+pub mod stats;
 pub mod store;
+pub mod tools;
+
+pub use engine::{Engine, Stores};
+pub use error::EngineError;
+pub use stats::EngineStats;

@@ -1,0 +1,108 @@
+//! `Core`: what every part of a run needs, built once per engine.
+//!
+//! The bundle, the configuration, the stores, the LLM providers, the tools,
+//! the limit on concurrently running agents and the counters. Nodes of a
+//! running flow hold an `Arc<Core>`; nothing in it changes after start-up.
+
+use crate::llm::{LlmProvider, RetryPolicy, build_provider};
+use crate::stats::Counters;
+use crate::store::RunStore;
+use crate::store::{DocStore, MemoryStore, StatusStore};
+use crate::tools::ToolBox;
+use bmad2pf_compiler::bundle::{AgentSpec, Bundle};
+use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub(crate) struct Core {
+    pub bundle: Arc<Bundle>,
+    pub config: RuntimeConfig,
+    pub docs: Arc<dyn DocStore>,
+    pub memory: Arc<dyn MemoryStore>,
+    pub status: Arc<dyn StatusStore>,
+    pub runs: Arc<dyn RunStore>,
+    /// One provider per provider kind in use (the default and agents' overrides).
+    pub providers: BTreeMap<ProviderKind, Arc<dyn LlmProvider>>,
+    pub tools: ToolBox,
+    /// Bounds how many agents call their LLM at once (`server.max_parallel_agents`).
+    pub agent_permits: Semaphore,
+    pub counters: Counters,
+}
+
+/// The LLM settings one agent runs with: its overrides over runtime.yaml.
+pub(crate) struct AgentLlm {
+    pub provider: Arc<dyn LlmProvider>,
+    pub model: String,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    pub policy: RetryPolicy,
+}
+
+impl Core {
+    /// Builds a provider for every provider kind the bundle uses. A missing
+    /// API key or base URL is an error here, at start-up, naming who needs it.
+    pub fn build_providers(
+        bundle: &Bundle,
+        config: &RuntimeConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<ProviderKind, Arc<dyn LlmProvider>>, String> {
+        let mut wanted: BTreeMap<ProviderKind, String> = BTreeMap::new();
+        wanted.insert(config.llm.provider, "runtime.yaml llm.provider".to_string());
+        for agent in bundle.agents.values() {
+            if let Some(name) = &agent.llm.provider {
+                let kind = ProviderKind::parse(name).ok_or_else(|| {
+                    format!("agent `{}`: unknown llm provider `{name}`", agent.id)
+                })?;
+                wanted
+                    .entry(kind)
+                    .or_insert_with(|| format!("agent `{}`", agent.id));
+            }
+        }
+        wanted
+            .into_iter()
+            .map(|(kind, who)| {
+                let mut llm = config.llm.clone();
+                llm.provider = kind;
+                build_provider(&llm, &config.replay, env)
+                    .map(|p| (kind, p))
+                    .map_err(|e| format!("LLM provider `{}` (needed by {who}): {e}", kind.as_str()))
+            })
+            .collect()
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&AgentSpec> {
+        self.bundle.agents.get(id)
+    }
+
+    /// The provider, model and limits `agent` runs with.
+    pub fn llm_for(&self, agent: &AgentSpec) -> Result<AgentLlm, String> {
+        let kind = match &agent.llm.provider {
+            Some(name) => {
+                ProviderKind::parse(name).ok_or_else(|| format!("unknown llm provider `{name}`"))?
+            }
+            None => self.config.llm.provider,
+        };
+        let provider = self
+            .providers
+            .get(&kind)
+            .cloned()
+            .ok_or_else(|| format!("provider `{}` was not set up", kind.as_str()))?;
+        Ok(AgentLlm {
+            provider,
+            model: agent
+                .llm
+                .model
+                .clone()
+                .unwrap_or_else(|| self.config.llm.model.clone()),
+            temperature: agent.llm.temperature.unwrap_or(self.config.llm.temperature),
+            max_tokens: agent.llm.max_tokens.unwrap_or(self.config.llm.max_tokens),
+            policy: RetryPolicy {
+                max_retries: agent.retry_count,
+                attempt_timeout: Duration::from_secs(agent.timeout_s),
+                ..RetryPolicy::from_config(&self.config.llm)
+            },
+        })
+    }
+}

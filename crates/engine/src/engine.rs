@@ -1,0 +1,211 @@
+//! `Engine`: the public face of the crate — run flows, execute single agents,
+//! check readiness, reach the stores.
+//!
+//! One engine serves one bundle. It is built once ([`Engine::start`]) from a
+//! bundle and a [`RuntimeConfig`]: stores are opened, LLM providers built
+//! (a missing API key fails here, not halfway through a run), and every flow
+//! is turned into a PocketFlow graph. After that it is shared (`Arc<Engine>`)
+//! by the CLI or the HTTP server; all methods take `&self`.
+
+use crate::core::Core;
+use crate::error::EngineError;
+use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunOutcome, RunRequest};
+use crate::run::{RunState, graph::build_flow, run_flow};
+use crate::stats::{Counters, EngineStats};
+use crate::store::{
+    DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore, RunStore,
+    StatusStore, doc_id,
+};
+use crate::tools::ToolBox;
+use bmad2pf_compiler::bundle::Bundle;
+use bmad2pf_compiler::config::{RuntimeConfig, StoreBackend};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The stores an engine works with; the file backends unless the caller
+/// supplies others (Redis, test doubles).
+pub struct Stores {
+    pub docs: Arc<dyn DocStore>,
+    pub memory: Arc<dyn MemoryStore>,
+    pub status: Arc<dyn StatusStore>,
+    pub runs: Arc<dyn RunStore>,
+}
+
+impl Stores {
+    /// The file backends at the paths runtime.yaml names (`docs.path`,
+    /// `memory.path`, `orchestrator.path`; run records under `orchestrator.path/runs`).
+    pub async fn open_files(config: &RuntimeConfig) -> Result<Self, EngineError> {
+        if config.memory.backend == StoreBackend::Redis {
+            return Err(EngineError::Config(
+                "memory.backend: redis is not available in this build yet; use `file`".into(),
+            ));
+        }
+        let status_dir = Path::new(&config.orchestrator.path);
+        Ok(Self {
+            docs: Arc::new(FileDocStore::open(&config.docs.path).await?),
+            memory: Arc::new(FileMemoryStore::open(&config.memory.path).await?),
+            status: Arc::new(FileStatusStore::open(status_dir).await?),
+            runs: Arc::new(FileRunStore::open(status_dir.join("runs")).await?),
+        })
+    }
+}
+
+pub struct Engine {
+    core: Arc<Core>,
+    /// Flow name → its PocketFlow graph.
+    graphs: BTreeMap<String, pocketflow::Flow<RunState>>,
+}
+
+impl Engine {
+    /// Opens the file stores named by `config` and starts an engine on them.
+    /// `env` looks up environment variables (API keys).
+    pub async fn start(
+        bundle: Arc<Bundle>,
+        config: RuntimeConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, EngineError> {
+        let stores = Stores::open_files(&config).await?;
+        Self::with_stores(bundle, config, stores, env)
+    }
+
+    /// Starts an engine on the given stores.
+    pub fn with_stores(
+        bundle: Arc<Bundle>,
+        config: RuntimeConfig,
+        stores: Stores,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, EngineError> {
+        let providers =
+            Core::build_providers(&bundle, &config, env).map_err(EngineError::Config)?;
+        let core = Arc::new(Core {
+            tools: ToolBox::new(&bundle.tools),
+            agent_permits: Semaphore::new(config.server.max_parallel_agents.max(1)),
+            counters: Counters::default(),
+            docs: stores.docs,
+            memory: stores.memory,
+            status: stores.status,
+            runs: stores.runs,
+            providers,
+            bundle,
+            config,
+        });
+        let graphs = core
+            .bundle
+            .flows
+            .values()
+            .map(|flow| (flow.name.clone(), build_flow(&core, flow)))
+            .collect();
+        Ok(Self { core, graphs })
+    }
+
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.core.bundle
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.core.config
+    }
+
+    pub fn docs(&self) -> &Arc<dyn DocStore> {
+        &self.core.docs
+    }
+
+    pub fn memory(&self) -> &Arc<dyn MemoryStore> {
+        &self.core.memory
+    }
+
+    pub fn status(&self) -> &Arc<dyn StatusStore> {
+        &self.core.status
+    }
+
+    /// Runs a flow for a story to its end.
+    ///
+    /// Progress, token and result events go to `events` as they happen; a
+    /// receiver that went away is ignored (the run finishes and writes its
+    /// documents). Failures of agents are part of the outcome; an `Err` is
+    /// about the request: unknown flow, bad story id, or the flow already
+    /// running for this story ([`EngineError::RunInProgress`]).
+    pub async fn run(
+        &self,
+        request: RunRequest,
+        events: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<RunOutcome, EngineError> {
+        let graph = self
+            .graphs
+            .get(&request.flow)
+            .ok_or_else(|| EngineError::UnknownFlow(request.flow.clone()))?;
+        // A story id must make valid document ids.
+        doc_id(&request.story_id, "x")
+            .map_err(|e| EngineError::InvalidRequest(format!("story_id: {}", e.reason)))?;
+        let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let core = &self.core;
+        if let Some(active) = core
+            .runs
+            .claim(&request.flow, &request.story_id, &run_id)
+            .await?
+        {
+            return Err(EngineError::RunInProgress { run_id: active });
+        }
+        let (flow, story) = (request.flow.clone(), request.story_id.clone());
+        tracing::info!(run_id, flow, story, "run started");
+        let outcome = run_flow(core, graph, request, run_id.clone(), events).await;
+        if let Err(error) = core.runs.release(&flow, &story, &run_id).await {
+            tracing::error!(run_id, %error, "releasing the run claim failed");
+        }
+        tracing::info!(run_id, status = ?outcome.status, duration_ms = outcome.duration_ms, "run finished");
+        Ok(outcome)
+    }
+
+    /// Executes one agent statelessly (SPEC 5, `POST /agent/{id}/execute`).
+    pub async fn execute(
+        &self,
+        agent_id: &str,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteOutcome, EngineError> {
+        crate::execute::execute(&self.core, agent_id, request).await
+    }
+
+    /// Whether `agent_id` could run now for `story_id`.
+    pub async fn readiness(
+        &self,
+        agent_id: &str,
+        story_id: &str,
+    ) -> Result<Readiness, EngineError> {
+        crate::execute::readiness(&self.core, agent_id, story_id).await
+    }
+
+    /// Each backend's health: `docs`, `memory`, `status`.
+    pub async fn health(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let core = &self.core;
+        vec![
+            ("docs", core.docs.health().await.map_err(|e| e.to_string())),
+            (
+                "memory",
+                core.memory.health().await.map_err(|e| e.to_string()),
+            ),
+            (
+                "status",
+                core.status.health().await.map_err(|e| e.to_string()),
+            ),
+        ]
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.core.counters.snapshot()
+    }
+
+    /// Waits for running agents to finish their LLM calls, then refuses new
+    /// ones. Every store write is durable when it returns, and runs flush
+    /// their memory before they end, so there is nothing else to flush.
+    pub async fn shutdown(&self) {
+        let permits =
+            u32::try_from(self.core.config.server.max_parallel_agents.max(1)).unwrap_or(u32::MAX);
+        if let Ok(all) = self.core.agent_permits.acquire_many(permits).await {
+            all.forget();
+        }
+        self.core.agent_permits.close();
+    }
+}

@@ -1,0 +1,48 @@
+//! `EngineError`: what can go wrong when a caller asks the engine for something.
+//!
+//! Failures *inside* a run (an agent's LLM call failing, a document missing)
+//! are not errors of this kind: they are part of the [`RunOutcome`](crate::outcome::RunOutcome).
+//! These variants are about the request itself or the machinery, and each
+//! maps to one HTTP status in the server.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The bundle has no flow of that name (404).
+    #[error("unknown flow `{0}`")]
+    UnknownFlow(String),
+    /// The bundle has no agent of that id (404).
+    #[error("unknown agent `{0}`")]
+    UnknownAgent(String),
+    /// The request is well-formed JSON but not acceptable, e.g. a bad story id (422).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// This flow is already running for this story (409).
+    #[error("flow is already running for this story (run {run_id})")]
+    RunInProgress { run_id: String },
+    /// A store failed (status per the store error's kind).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine could not be set up from the configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Anything else; the message is safe to show.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// A stable snake_case code for the HTTP layer's `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownFlow(_) => "unknown_flow",
+            Self::UnknownAgent(_) => "unknown_agent",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::RunInProgress { .. } => "run_in_progress",
+            Self::Store(e) => e.code(),
+            Self::Config(_) => "config_error",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}

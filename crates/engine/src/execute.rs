@@ -1,0 +1,296 @@
+//! Stateless single-agent execution and readiness checks.
+//!
+//! `execute` runs one agent on documents the caller supplies, without
+//! touching the document store or memory: the answer is a structured
+//! envelope (see [`crate::reply`]) validated against the agent's
+//! `output_schema`, with one repair attempt. If a required document is
+//! absent from the request the answer is `needs_input`, at once, without an
+//! LLM call. An LLM that fails after its retries gives `failed` with the
+//! provider's reason — never `completed`.
+
+use crate::core::Core;
+use crate::error::EngineError;
+use crate::llm::{LlmRequest, Message, complete_with_retry};
+use crate::outcome::{
+    ExecuteMetadata, ExecuteOutcome, ExecuteRequest, ExecuteStatus, Readiness, TokenUsage,
+};
+use crate::reply::parse_envelope;
+use crate::run::agent::{ENVELOPE_INSTRUCTIONS, repair_message};
+use crate::run::elapsed_ms;
+use crate::store::doc_id;
+use bmad2pf_compiler::bundle::AgentSpec;
+use bmad2pf_compiler::config::ReplayMode;
+use bmad2pf_compiler::prompt::{self, RunInputs};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Documents `agent` cannot work without: `requires`, `wait_for.docs`, and
+/// the outputs of `wait_for.agents` (named as `docs` shows them).
+fn required_inputs(core: &Core, agent: &AgentSpec) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for name in agent.requires.iter().chain(&agent.wait_for.docs) {
+        out.push((name.clone(), name.clone()));
+    }
+    for upstream in &agent.wait_for.agents {
+        match core.agent(upstream) {
+            Some(spec) if !spec.creates.is_empty() => {
+                out.extend(spec.creates.iter().map(|n| (n.clone(), n.clone())));
+            }
+            Some(spec) => out.push((upstream.clone(), spec.default_output())),
+            None => {}
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// Looks a supplied document up by the name as written, or with/without `.md`.
+fn supplied<'a>(
+    documents: &'a BTreeMap<String, String>,
+    key: &str,
+    name: &str,
+) -> Option<&'a String> {
+    let stem = |s: &str| s.strip_suffix(".md").unwrap_or(s).to_string();
+    documents
+        .get(key)
+        .or_else(|| documents.get(name))
+        .or_else(|| {
+            documents
+                .iter()
+                .find(|(k, _)| stem(k) == stem(name))
+                .map(|(_, v)| v)
+        })
+}
+
+pub(crate) async fn execute(
+    core: &Core,
+    agent_id: &str,
+    request: ExecuteRequest,
+) -> Result<ExecuteOutcome, EngineError> {
+    let started = Instant::now();
+    let agent = core
+        .agent(agent_id)
+        .ok_or_else(|| EngineError::UnknownAgent(agent_id.to_string()))?;
+    let execution_id = request
+        .execution_id
+        .clone()
+        .unwrap_or_else(|| format!("exec-{}", hex::encode(rand::random::<[u8; 8]>())));
+    let llm = core.llm_for(agent).map_err(EngineError::Config)?;
+    let input_hash = hash_request(agent_id, &request);
+    let mut metadata = ExecuteMetadata {
+        agent_id: agent_id.to_string(),
+        execution_id,
+        provider: llm.provider.name().to_string(),
+        model: llm.model.clone(),
+        usage: TokenUsage::default(),
+        input_hash,
+        cached: core.config.replay.mode == ReplayMode::Replay,
+        error: None,
+    };
+    let outcome = |status,
+                   content: String,
+                   summary: String,
+                   missing: Vec<String>,
+                   metadata: ExecuteMetadata| ExecuteOutcome {
+        status,
+        content,
+        summary,
+        missing_inputs: missing,
+        metadata,
+        execution_time_ms: elapsed_ms(started),
+    };
+
+    let mut docs = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (key, name) in required_inputs(core, agent) {
+        match supplied(&request.documents, &key, &name) {
+            Some(content) => {
+                docs.insert(key, content.clone());
+            }
+            None => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        let summary = format!("missing inputs: {}", missing.join(", "));
+        return Ok(outcome(
+            ExecuteStatus::NeedsInput,
+            String::new(),
+            summary,
+            missing,
+            metadata,
+        ));
+    }
+    for (name, content) in &request.documents {
+        docs.entry(name.clone()).or_insert_with(|| content.clone());
+    }
+
+    let memory = BTreeMap::new();
+    let context = serde_json::Value::Object(request.context_data.clone());
+    let inputs = RunInputs {
+        input: &request.instruction,
+        story_id: "",
+        docs: &docs,
+        memory: &memory,
+        context: &context,
+    };
+    let system = match prompt::render(&agent.prompt_template, agent, &inputs) {
+        Ok(text) => text,
+        Err(e) => {
+            metadata.error = Some(e.to_string());
+            return Ok(outcome(
+                ExecuteStatus::Failed,
+                String::new(),
+                "the prompt could not be rendered".into(),
+                Vec::new(),
+                metadata,
+            ));
+        }
+    };
+    let mut first = format!("{}\n\n{ENVELOPE_INSTRUCTIONS}", request.instruction.trim());
+    if let Some(schema) = &agent.output_schema {
+        first.push_str(&format!(
+            "\n`data` must match this JSON Schema:\n{schema}\n"
+        ));
+    }
+    let mut llm_request = LlmRequest {
+        model: llm.model.clone(),
+        system: Some(system),
+        messages: vec![Message::User(first)],
+        temperature: llm.temperature,
+        max_tokens: llm.max_tokens,
+        tools: Vec::new(),
+        json_output: true,
+        output_schema: agent.output_schema.clone(),
+    };
+
+    // The first answer, then at most one repair.
+    let mut last_problem = String::new();
+    for attempt in 0..2 {
+        let response =
+            match complete_with_retry(llm.provider.as_ref(), &llm_request, None, &llm.policy).await
+            {
+                Ok((response, attempts)) => {
+                    for failure in &attempts.failures {
+                        core.counters.llm_call(Err(failure.code()));
+                    }
+                    core.counters.llm_call(Ok((
+                        response.usage.input_tokens,
+                        response.usage.output_tokens,
+                    )));
+                    response
+                }
+                Err(error) => {
+                    core.counters.llm_call(Err(error.code()));
+                    metadata.error = Some(error.to_string());
+                    let summary = format!("the LLM call failed: {}", error.code());
+                    return Ok(outcome(
+                        ExecuteStatus::Failed,
+                        String::new(),
+                        summary,
+                        Vec::new(),
+                        metadata,
+                    ));
+                }
+            };
+        metadata.usage.add(TokenUsage {
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+        });
+        match parse_envelope(&response.text, agent.output_schema.as_ref()) {
+            Ok(envelope) => {
+                return Ok(outcome(
+                    ExecuteStatus::Completed,
+                    envelope.content,
+                    envelope.summary,
+                    Vec::new(),
+                    metadata,
+                ));
+            }
+            Err(problem) if attempt == 0 => {
+                llm_request.messages.push(Message::Assistant {
+                    text: response.text,
+                    tool_calls: Vec::new(),
+                });
+                llm_request
+                    .messages
+                    .push(Message::User(repair_message(&problem)));
+                last_problem = problem;
+            }
+            Err(problem) => last_problem = problem,
+        }
+    }
+    metadata.error = Some(last_problem.clone());
+    Ok(outcome(
+        ExecuteStatus::Failed,
+        String::new(),
+        "the reply was not valid structured output after one repair attempt".into(),
+        Vec::new(),
+        metadata,
+    ))
+}
+
+fn hash_request(agent_id: &str, request: &ExecuteRequest) -> String {
+    let canonical = serde_json::json!({
+        "agent": agent_id,
+        "instruction": request.instruction,
+        "documents": request.documents,
+        "context": request.context_data,
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+pub(crate) async fn readiness(
+    core: &Core,
+    agent_id: &str,
+    story_id: &str,
+) -> Result<Readiness, EngineError> {
+    let agent = core
+        .agent(agent_id)
+        .ok_or_else(|| EngineError::UnknownAgent(agent_id.to_string()))?;
+    let exists = |name: String| async move {
+        let id = doc_id(story_id, &name).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        Ok::<bool, EngineError>(core.docs.meta(&id).await?.is_some())
+    };
+    let mut missing_docs = Vec::new();
+    for name in agent.requires.iter().chain(&agent.wait_for.docs) {
+        if !exists(name.clone()).await? {
+            missing_docs.push(name.clone());
+        }
+    }
+    let mut missing_agents = Vec::new();
+    for upstream in &agent.wait_for.agents {
+        let outputs = core
+            .agent(upstream)
+            .map(|a| a.outputs())
+            .unwrap_or_default();
+        for name in outputs {
+            if !exists(name).await? {
+                missing_agents.push(upstream.clone());
+                break;
+            }
+        }
+    }
+    // The latest status any run of this story recorded for the agent.
+    let mut last_execution = None;
+    for workflow in core.status.list().await? {
+        if workflow.story_id.as_deref() != Some(story_id) || !workflow.agents.contains_key(agent_id)
+        {
+            continue;
+        }
+        if let Some(status) = core.status.get(&workflow.workflow_id).await? {
+            let at = status
+                .agent_statuses
+                .get(agent_id)
+                .and_then(|s| s.last_execution);
+            last_execution = last_execution.max(at);
+        }
+    }
+    Ok(Readiness {
+        agent: agent_id.to_string(),
+        ready: missing_docs.is_empty() && missing_agents.is_empty(),
+        missing_docs,
+        missing_agents,
+        last_execution,
+    })
+}

@@ -1,0 +1,180 @@
+//! What the engine's callers send and get back: run and execute requests,
+//! their outcomes, and the events a streaming caller receives.
+//!
+//! These are the engine's public data shapes; the HTTP server serialises them
+//! as the bodies SPEC 5 describes (`POST /run`, `POST /agent/{id}/execute`,
+//! `GET /agent/{id}/ready`), so field names here are the wire names.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request to run one flow for one story.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub flow: String,
+    pub story_id: String,
+    #[serde(default)]
+    pub input: String,
+    /// Re-run agents even when their outputs exist and inputs are unchanged.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every agent that was due ran (or was skipped as up to date).
+    Success,
+    /// Some agents wait for documents; PUT them and run again.
+    Pending,
+    /// An agent failed with `error_handling: stop`, or the run hit `loop_limit`.
+    Error,
+}
+
+/// How one agent of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRunStatus {
+    Completed,
+    /// Outputs exist and inputs are unchanged since the last run.
+    Skipped,
+    /// Required documents are missing (`on_missing_doc: wait`).
+    Waiting,
+    Failed,
+    /// Failed, and a placeholder marked as fallback was written instead.
+    Fallback,
+}
+
+/// Token counts reported by the provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl TokenUsage {
+    pub fn add(&mut self, other: TokenUsage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+    }
+}
+
+/// One agent's result within a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentResult {
+    pub status: AgentRunStatus,
+    /// The id of the document it wrote (its first output), when it wrote one.
+    pub document: Option<String>,
+    pub summary: String,
+    pub duration_ms: u64,
+    pub usage: TokenUsage,
+}
+
+/// The answer to a run (also the `done` event of a streamed run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub results: BTreeMap<String, AgentResult>,
+    /// Documents that agents wait for (names as the agents wrote them).
+    pub pending_docs: Vec<String>,
+    /// agent id → what went wrong.
+    pub errors: BTreeMap<String, String>,
+    /// Set when the run as a whole failed (e.g. `loop_limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Progress of one agent, for the SSE `progress` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressStatus {
+    Started,
+    Completed,
+    Failed,
+    Skipped,
+    Waiting,
+}
+
+/// Something that happened during a run, in order, for streaming callers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum RunEvent {
+    Progress {
+        agent: String,
+        status: ProgressStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+        /// Unix milliseconds.
+        timestamp: u64,
+    },
+    Token {
+        agent: String,
+        delta: String,
+    },
+    Result {
+        agent: String,
+        data: AgentResult,
+    },
+}
+
+/// A stateless single-agent request (`POST /agent/{id}/execute`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    pub instruction: String,
+    /// Document name → content, standing in for the document store.
+    #[serde(default)]
+    pub documents: BTreeMap<String, String>,
+    #[serde(default)]
+    pub context_data: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub execution_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecuteStatus {
+    Completed,
+    NeedsInput,
+    Failed,
+}
+
+/// The answer to a stateless execute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteOutcome {
+    pub status: ExecuteStatus,
+    pub content: String,
+    pub summary: String,
+    pub missing_inputs: Vec<String>,
+    pub metadata: ExecuteMetadata,
+    pub execution_time_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteMetadata {
+    pub agent_id: String,
+    pub execution_id: String,
+    pub provider: String,
+    pub model: String,
+    pub usage: TokenUsage,
+    /// sha256 of the agent id, instruction, documents and context.
+    pub input_hash: String,
+    /// True when the answer came from the replay store rather than a live call.
+    pub cached: bool,
+    /// Why the execution failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether an agent could run now for a story (`GET /agent/{id}/ready`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub agent: String,
+    pub ready: bool,
+    pub missing_docs: Vec<String>,
+    /// Agents in `wait_for.agents` whose outputs are missing.
+    pub missing_agents: Vec<String>,
+    /// Unix milliseconds of its last recorded execution for this story, if any.
+    pub last_execution: Option<u64>,
+}

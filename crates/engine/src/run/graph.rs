@@ -1,0 +1,321 @@
+//! Turning a bundle flow into a PocketFlow graph (done once, at engine start).
+//!
+//! ```text
+//! flow:  [step] --action--> [step] --…--> [end]
+//! step:  [visit guard] -> [group] -> [group] …        (a nested flow)
+//! group: BatchFlow / ParallelBatchFlow over the group's agents,
+//!        each set running [router] --agent id--> [agent node]
+//! ```
+//!
+//! A step's agents are split into groups of consecutive agents with the
+//! same `parallel` flag: a group of parallel agents runs concurrently (a
+//! ParallelBatchFlow; `server.max_parallel_agents` bounds LLM calls
+//! engine-wide), other agents run one after another (a BatchFlow). The
+//! router sends each param set (`{"agent": id}`) to that agent's node.
+//!
+//! Routing between steps: every action an agent of the step can return (its
+//! commands and `default`) gets an edge — to the step `next` names, to the
+//! end for `end`, otherwise to the following step. A step's action is the
+//! first non-default action returned by its agents, in the order the step
+//! lists them. A step about to run for the (max_visits + 1)-th time halts
+//! the run with `loop_limit`; a halted run takes the `halt` edge to the end.
+
+use super::agent::AgentNode;
+use super::{Halt, RunState};
+use crate::core::Core;
+use crate::reply::DEFAULT_ACTION;
+use bmad2pf_compiler::bundle::{END_STEP, FlowSpec, StepSpec};
+use bmad2pf_compiler::config::OnMissingDoc;
+use pocketflow::{Action, BatchFlow, Flow, Node, NodeError, ParallelBatchFlow, ParamSets, Params};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// The action a halted step returns; it leads to the end.
+const HALT: &str = "halt";
+
+/// Builds the graph of `flow`.
+pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
+    let mut graph = Flow::named(flow.name.clone());
+    let steps: Vec<_> = flow
+        .steps
+        .iter()
+        .map(|step| graph.add_runnable(build_step(core, step, flow.max_visits)))
+        .collect();
+    let end = graph.add(End);
+    let index: HashMap<&str, usize> = flow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    for (i, step) in flow.steps.iter().enumerate() {
+        let following = steps.get(i + 1).copied().unwrap_or(end);
+        let mut actions: BTreeSet<String> = step
+            .agents
+            .iter()
+            .filter_map(|id| core.agent(id))
+            .flat_map(|agent| agent.commands.iter().map(|c| c.name.clone()))
+            .collect();
+        actions.insert(DEFAULT_ACTION.to_string());
+        actions.extend(step.next.keys().cloned());
+        for action in actions {
+            let target = match step.next.get(&action).map(String::as_str) {
+                Some(END_STEP) => end,
+                Some(id) => index
+                    .get(id)
+                    .and_then(|&j| steps.get(j).copied())
+                    .unwrap_or(end),
+                None => following,
+            };
+            graph.on(steps[i], action, target);
+        }
+        graph.on(steps[i], HALT, end);
+    }
+    graph
+}
+
+fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunState> {
+    let agents = step.agents.clone();
+    let mut graph = Flow::named(step.id.clone()).with_post(
+        move |state: &mut RunState, _: &Params, _last: Action| {
+            if state.halted.is_some() {
+                return Ok(Action::new(HALT));
+            }
+            let chosen = agents
+                .iter()
+                .filter_map(|id| state.actions.get(id))
+                .find(|action| action.as_str() != DEFAULT_ACTION)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_ACTION.to_string());
+            Ok(Action::new(chosen))
+        },
+    );
+    let guard = graph.add(VisitGuard {
+        step: step.id.clone(),
+        max_visits,
+    });
+    let end = graph.add(End);
+    graph.on(guard, HALT, end);
+    let mut previous = guard;
+    if step.agents.is_empty() {
+        let human = graph.add(HumanStep {
+            core: core.clone(),
+            step: step.clone(),
+        });
+        graph.next(previous, human);
+        return graph;
+    }
+    for group in groups(core, step) {
+        let mut dispatch = Flow::named(format!("{}:dispatch", step.id));
+        let router = dispatch.add(Router);
+        for id in &group.agents {
+            if let Some(agent) = core.agent(id) {
+                let node = dispatch.add(AgentNode::new(core.clone(), agent.clone(), step.clone()));
+                dispatch.on(router, id.clone(), node);
+            }
+        }
+        let sets = AgentSets(group.agents.clone());
+        let member = if group.parallel && group.agents.len() > 1 {
+            graph.add_runnable(ParallelBatchFlow::new(dispatch, sets))
+        } else {
+            graph.add_runnable(BatchFlow::new(dispatch, sets))
+        };
+        graph.next(previous, member);
+        previous = member;
+    }
+    graph
+}
+
+struct Group {
+    parallel: bool,
+    agents: Vec<String>,
+}
+
+/// Consecutive agents with the same `parallel` flag.
+fn groups(core: &Core, step: &StepSpec) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for id in &step.agents {
+        let parallel = core.agent(id).is_some_and(|a| a.parallel);
+        match out.last_mut() {
+            Some(group) if group.parallel == parallel => group.agents.push(id.clone()),
+            _ => out.push(Group {
+                parallel,
+                agents: vec![id.clone()],
+            }),
+        }
+    }
+    out
+}
+
+/// One param set per agent of a group.
+struct AgentSets(Vec<String>);
+
+impl ParamSets<RunState> for AgentSets {
+    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<Vec<Params>, NodeError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|id| Params::from([("agent".to_string(), serde_json::Value::String(id.clone()))]))
+            .collect())
+    }
+}
+
+/// Routes a param set to its agent's node.
+struct Router;
+
+impl Node<RunState> for Router {
+    type Prep = ();
+    type Exec = ();
+
+    fn name(&self) -> &str {
+        "router"
+    }
+
+    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        _state: &mut RunState,
+        params: &Params,
+        _prep: (),
+        _exec: (),
+    ) -> Result<Action, NodeError> {
+        params
+            .get("agent")
+            .and_then(|v| v.as_str())
+            .map(|id| Action::new(id.to_string()))
+            .ok_or_else(|| NodeError::from("router: no agent in params"))
+    }
+}
+
+/// Counts a step's visits and halts the run on the (max_visits + 1)-th.
+struct VisitGuard {
+    step: String,
+    max_visits: u32,
+}
+
+impl Node<RunState> for VisitGuard {
+    type Prep = ();
+    type Exec = ();
+
+    fn name(&self) -> &str {
+        "visit-guard"
+    }
+
+    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        state: &mut RunState,
+        _params: &Params,
+        _prep: (),
+        _exec: (),
+    ) -> Result<Action, NodeError> {
+        if state.halted.is_some() {
+            return Ok(Action::new(HALT));
+        }
+        let visits = state.visits.entry(self.step.clone()).or_insert(0);
+        if *visits >= self.max_visits {
+            state.halted = Some(Halt {
+                code: "loop_limit",
+                message: format!(
+                    "step `{}` was about to run a {}th time (max_visits is {})",
+                    self.step,
+                    self.max_visits + 1,
+                    self.max_visits
+                ),
+            });
+            return Ok(Action::new(HALT));
+        }
+        *visits += 1;
+        Ok(Action::DEFAULT)
+    }
+}
+
+/// A step without agents (a human action in a BMAD workflow): it waits for
+/// its `requires` documents per `on_missing_doc`.
+struct HumanStep {
+    core: Arc<Core>,
+    step: StepSpec,
+}
+
+impl Node<RunState> for HumanStep {
+    type Prep = Vec<String>;
+    type Exec = ();
+
+    fn name(&self) -> &str {
+        "human-step"
+    }
+
+    async fn prep(&self, state: &RunState, _params: &Params) -> Result<Vec<String>, NodeError> {
+        let mut missing = Vec::new();
+        for name in &self.step.requires {
+            let Ok(id) = crate::store::doc_id(&state.ctx.story_id, name) else {
+                continue;
+            };
+            if self.core.docs.meta(&id).await?.is_none() {
+                missing.push(name.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn exec(&self, _prep: &Vec<String>) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn post(
+        &self,
+        state: &mut RunState,
+        _params: &Params,
+        missing: Vec<String>,
+        _exec: (),
+    ) -> Result<Action, NodeError> {
+        if missing.is_empty() {
+            return Ok(Action::DEFAULT);
+        }
+        match self.core.config.on_missing_doc {
+            OnMissingDoc::Wait => state.pending_docs.extend(missing),
+            OnMissingDoc::Skip => {}
+            OnMissingDoc::Error => {
+                state.errors.insert(
+                    format!("step:{}", self.step.id),
+                    format!("dependency_missing: {}", missing.join(", ")),
+                );
+            }
+        }
+        Ok(Action::DEFAULT)
+    }
+}
+
+/// Where every flow ends: a node without successors.
+struct End;
+
+impl Node<RunState> for End {
+    type Prep = ();
+    type Exec = ();
+
+    fn name(&self) -> &str {
+        "end"
+    }
+
+    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
+        Ok(())
+    }
+
+    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Running a flow: the shared store of a run and the code around one run.
+//!
+//! A flow of the bundle becomes a PocketFlow graph once, at engine start
+//! ([`graph`]): one node per step, edges for `next` routes. Every agent is a
+//! PocketFlow node ([`agent::AgentNode`]): prep gathers its documents and
+//! memory and renders its prompt, exec calls the LLM (with retries),
+//! exec_fallback applies `error_handling`, post writes documents, memory and
+//! status and returns the action.
+//!
+//! The shared store of one run is a [`RunState`]. It holds what the run has
+//! learnt so far (results, errors, documents waited for, step visits) and a
+//! RAM cache of the memory scopes its agents use, flushed once at the end.
+
+pub(crate) mod agent;
+pub(crate) mod graph;
+
+use crate::core::Core;
+use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::store::{MemoryKey, MemoryScope, RunRecord, now_ms};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Facts about a run that never change while it runs.
+pub(crate) struct RunContext {
+    pub run_id: String,
+    pub flow: String,
+    pub story_id: String,
+    pub input: String,
+    pub force: bool,
+    events: Option<UnboundedSender<RunEvent>>,
+}
+
+impl RunContext {
+    /// Sends an event to a streaming caller; a caller that went away is ignored.
+    pub fn emit(&self, event: RunEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.events.as_ref().is_some_and(|e| !e.is_closed())
+    }
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone)]
+pub(crate) struct Halt {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The shared store of one run (the `S` of its PocketFlow graph).
+pub(crate) struct RunState {
+    pub ctx: Arc<RunContext>,
+    pub results: BTreeMap<String, AgentResult>,
+    pub errors: BTreeMap<String, String>,
+    pub pending_docs: BTreeSet<String>,
+    /// Step id → times it has run.
+    pub visits: HashMap<String, u32>,
+    /// Agent id → the action its last execution returned in this run.
+    pub actions: HashMap<String, String>,
+    /// Set when an agent failed with `error_handling: stop` or a loop hit its limit.
+    pub halted: Option<Halt>,
+    /// The record of the previous runs (input hashes), updated as agents finish.
+    pub record: RunRecord,
+    pub memory: MemoryCache,
+}
+
+/// The memory scopes a run's agents use, loaded at the start and written
+/// back once at the end (also when the run fails).
+#[derive(Default)]
+pub(crate) struct MemoryCache {
+    scopes: HashMap<MemoryScope, BTreeMap<String, Value>>,
+    dirty: HashMap<MemoryScope, BTreeMap<MemoryKey, Value>>,
+}
+
+impl MemoryCache {
+    pub fn view(&self, scope: &MemoryScope) -> BTreeMap<String, Value> {
+        self.scopes.get(scope).cloned().unwrap_or_default()
+    }
+
+    pub fn set(&mut self, scope: &MemoryScope, key: MemoryKey, value: Value) {
+        self.scopes
+            .entry(scope.clone())
+            .or_default()
+            .insert(key.as_str().to_string(), value.clone());
+        self.dirty
+            .entry(scope.clone())
+            .or_default()
+            .insert(key, value);
+    }
+}
+
+/// Runs `request` on `graph` to its end. The caller holds the (flow, story) claim.
+pub(crate) async fn run_flow(
+    core: &Arc<Core>,
+    graph: &pocketflow::Flow<RunState>,
+    request: RunRequest,
+    run_id: String,
+    events: Option<UnboundedSender<RunEvent>>,
+) -> RunOutcome {
+    use pocketflow::Runnable;
+    let started = Instant::now();
+    let flow = request.flow.clone();
+    let story = request.story_id.clone();
+    let mut state = RunState {
+        ctx: Arc::new(RunContext {
+            run_id: run_id.clone(),
+            flow: request.flow,
+            story_id: request.story_id,
+            input: request.input,
+            force: request.force,
+            events,
+        }),
+        results: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        pending_docs: BTreeSet::new(),
+        visits: HashMap::new(),
+        actions: HashMap::new(),
+        halted: None,
+        record: RunRecord::default(),
+        memory: MemoryCache::default(),
+    };
+    if let Err(halt) = load_state(core, &mut state).await {
+        state.halted = Some(halt);
+    } else if let Err(error) = graph.run(&mut state).await {
+        // Agent failures are results, not errors; this is the machinery failing.
+        tracing::error!(run_id, %error, "run failed");
+        state.halted = Some(Halt {
+            code: "internal_error",
+            message: error.to_string(),
+        });
+    }
+    flush_memory(core, &mut state).await;
+    let status = if state.halted.is_some() || !state.errors.is_empty() {
+        RunStatus::Error
+    } else if !state.pending_docs.is_empty() {
+        RunStatus::Pending
+    } else {
+        RunStatus::Success
+    };
+    state.record.run_id = run_id.clone();
+    state.record.status = serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    state.record.updated_at = now_ms();
+    if let Err(error) = core.runs.save(&flow, &story, &state.record).await {
+        tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
+        state.errors.insert("run_record".into(), error.to_string());
+    }
+    core.counters.run_finished(status);
+    let (error_code, halt_message) = match &state.halted {
+        Some(halt) => (Some(halt.code.to_string()), Some(halt.message.clone())),
+        None => (None, None),
+    };
+    if let Some(message) = halt_message {
+        state.errors.entry("run".to_string()).or_insert(message);
+    }
+    RunOutcome {
+        run_id,
+        status,
+        results: state.results,
+        pending_docs: state.pending_docs.into_iter().collect(),
+        errors: state.errors,
+        error_code,
+        duration_ms: elapsed_ms(started),
+    }
+}
+
+/// Loads the previous run record and the memory scopes of the flow's agents.
+async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
+    let storage = |e: crate::store::StoreError| Halt {
+        code: e.code(),
+        message: e.to_string(),
+    };
+    let ctx = state.ctx.clone();
+    state.record = core
+        .runs
+        .load(&ctx.flow, &ctx.story_id)
+        .await
+        .map_err(storage)?
+        .unwrap_or_default();
+    let Some(flow) = core.bundle.flows.get(&ctx.flow) else {
+        return Ok(());
+    };
+    let scopes: BTreeSet<MemoryScope> = flow
+        .steps
+        .iter()
+        .flat_map(|step| step.agents.iter())
+        .filter_map(|id| core.agent(id))
+        .filter_map(|agent| agent::memory_scope(agent, &ctx.story_id).ok())
+        .collect();
+    for scope in scopes {
+        let values = core.memory.load(&scope).await.map_err(storage)?;
+        state.memory.scopes.insert(scope, values);
+    }
+    Ok(())
+}
+
+async fn flush_memory(core: &Core, state: &mut RunState) {
+    for (scope, entries) in std::mem::take(&mut state.memory.dirty) {
+        if let Err(error) = core.memory.set_many(&scope, entries).await {
+            tracing::error!(run_id = state.ctx.run_id, %scope, %error, "memory flush failed");
+            state
+                .errors
+                .insert(format!("memory:{scope}"), error.to_string());
+        }
+    }
+}
+
+pub(crate) fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,192 @@
+//! Tools an agent may call: the builtins and those declared in tools.yaml.
+//!
+//! A [`ToolBox`] is built once per engine from the bundle. During a run an
+//! agent's tools are offered to the LLM as function definitions
+//! ([`ToolBox::definitions`]); when the model calls one, [`ToolBox::call`]
+//! runs it with a [`ToolContext`] naming the story and the agent's memory
+//! scope. Builtins work on the stores directly (not on a run's memory
+//! cache), so a value a tool writes is durable at once.
+//!
+//! Builtins: `word_count {text}`, `current_time {}`, `read_doc {name}`,
+//! `write_doc {name, content}`, `memory_get {key}`, `memory_set {key, value}`.
+//! Documents are addressed by short name within the run's story, like
+//! `creates`/`requires` names.
+
+mod external;
+
+use crate::llm::ToolDefinition;
+use crate::store::{DocStore, MemoryKey, MemoryScope, MemoryStore, doc_id};
+use bmad2pf_compiler::bundle::{ToolKind, ToolSpec};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Most bytes of output a tool call keeps; more is cut off.
+pub const MAX_TOOL_OUTPUT_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    #[error("unknown tool `{0}`")]
+    Unknown(String),
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    #[error("tool timed out after {0} s")]
+    Timeout(u64),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a tool call may touch: the run's story and the calling agent's memory.
+#[derive(Clone)]
+pub struct ToolContext {
+    pub story_id: String,
+    pub memory_scope: MemoryScope,
+    pub docs: Arc<dyn DocStore>,
+    pub memory: Arc<dyn MemoryStore>,
+}
+
+/// Every tool of a bundle, ready to call.
+pub struct ToolBox {
+    declared: BTreeMap<String, ToolSpec>,
+    http: reqwest::Client,
+}
+
+impl ToolBox {
+    pub fn new(declared: &BTreeMap<String, ToolSpec>) -> Self {
+        Self {
+            declared: declared.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Function definitions for the named tools (unknown names are skipped;
+    /// the compiler has already rejected them).
+    pub fn definitions(&self, names: &[String]) -> Vec<ToolDefinition> {
+        names
+            .iter()
+            .filter_map(|name| match self.declared.get(name) {
+                Some(spec) if spec.kind != ToolKind::Builtin => Some(ToolDefinition {
+                    name: spec.name.clone(),
+                    description: spec.description.clone(),
+                    parameters: spec.parameters.clone(),
+                }),
+                _ => builtin_definition(name),
+            })
+            .collect()
+    }
+
+    /// Runs one tool call and returns its text output.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: &Value,
+        ctx: &ToolContext,
+    ) -> Result<String, ToolError> {
+        match self.declared.get(name) {
+            Some(spec) if spec.kind == ToolKind::Http => {
+                external::call_http(&self.http, spec, args).await
+            }
+            Some(spec) if spec.kind == ToolKind::Command => {
+                external::call_command(spec, args).await
+            }
+            _ => call_builtin(name, args, ctx).await,
+        }
+    }
+}
+
+fn builtin_definition(name: &str) -> Option<ToolDefinition> {
+    let (description, parameters) = match name {
+        "word_count" => (
+            "Counts the words of a text.",
+            json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+        ),
+        "current_time" => (
+            "The current time (UTC, RFC 3339) and unix milliseconds.",
+            json!({"type": "object", "properties": {}}),
+        ),
+        "read_doc" => (
+            "Reads a document of this story by name.",
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ),
+        "write_doc" => (
+            "Writes (replaces) a document of this story.",
+            json!({"type": "object", "properties": {"name": {"type": "string"}, "content": {"type": "string"}}, "required": ["name", "content"]}),
+        ),
+        "memory_get" => (
+            "Reads a value from this agent's memory.",
+            json!({"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]}),
+        ),
+        "memory_set" => (
+            "Stores a JSON value in this agent's memory.",
+            json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {}}, "required": ["key", "value"]}),
+        ),
+        _ => return None,
+    };
+    Some(ToolDefinition {
+        name: name.to_string(),
+        description: description.to_string(),
+        parameters,
+    })
+}
+
+fn string_arg<'a>(args: &'a Value, field: &str) -> Result<&'a str, ToolError> {
+    args.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::BadArguments(format!("`{field}` must be a string")))
+}
+
+async fn call_builtin(name: &str, args: &Value, ctx: &ToolContext) -> Result<String, ToolError> {
+    let failed = |e: crate::store::StoreError| ToolError::Failed(e.to_string());
+    let bad_id = |e: crate::store::IdError| ToolError::BadArguments(e.to_string());
+    match name {
+        "word_count" => Ok(string_arg(args, "text")?
+            .split_whitespace()
+            .count()
+            .to_string()),
+        "current_time" => {
+            let now = std::time::SystemTime::now();
+            let unix_ms = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            Ok(json!({"utc": humantime::format_rfc3339_seconds(now).to_string(), "unix_ms": unix_ms}).to_string())
+        }
+        "read_doc" => {
+            let id = doc_id(&ctx.story_id, string_arg(args, "name")?).map_err(bad_id)?;
+            match ctx.docs.get(&id).await.map_err(failed)? {
+                Some(doc) => Ok(doc.content),
+                None => Err(ToolError::Failed(format!("document `{id}` does not exist"))),
+            }
+        }
+        "write_doc" => {
+            let id = doc_id(&ctx.story_id, string_arg(args, "name")?).map_err(bad_id)?;
+            let bytes = ctx
+                .docs
+                .put(&id, string_arg(args, "content")?)
+                .await
+                .map_err(failed)?;
+            Ok(json!({"id": id.as_str(), "bytes": bytes}).to_string())
+        }
+        "memory_get" => {
+            let key = MemoryKey::parse(string_arg(args, "key")?).map_err(bad_id)?;
+            let value = ctx
+                .memory
+                .get(&ctx.memory_scope, &key)
+                .await
+                .map_err(failed)?;
+            Ok(value.unwrap_or(Value::Null).to_string())
+        }
+        "memory_set" => {
+            let key = MemoryKey::parse(string_arg(args, "key")?).map_err(bad_id)?;
+            let value = args
+                .get("value")
+                .cloned()
+                .ok_or_else(|| ToolError::BadArguments("`value` is required".into()))?;
+            ctx.memory
+                .set(&ctx.memory_scope, &key, value)
+                .await
+                .map_err(failed)?;
+            Ok("ok".to_string())
+        }
+        other => Err(ToolError::Unknown(other.to_string())),
+    }
+}
