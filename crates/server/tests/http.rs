@@ -911,7 +911,7 @@ async fn openapi_lists_every_route_and_the_docs_page_is_self_contained() -> Test
 async fn replacing_the_engine_serves_the_new_bundle() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     let dir = tempfile::tempdir()?;
-    let engine = common::engine(dir.path(), 0, None, &["default", "review"]).await?;
+    let engine = common::engine(dir.path(), |_| {}, &["default", "review"]).await?;
     let previous = server.state.replace_engine(Arc::new(engine));
     assert_eq!(previous.bundle().flows.len(), 1);
     let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
@@ -929,5 +929,77 @@ async fn replacing_the_engine_serves_the_new_bundle() -> TestResult {
         Some(&json!(["default", "review"]))
     );
     server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() -> TestResult {
+    let server = TestServer::start(Setup {
+        cors_origins: vec!["https://app.example".into()],
+        ..Setup::default()
+    })
+    .await?;
+    let preflight = server
+        .client
+        .request(reqwest::Method::OPTIONS, server.url("/run"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await?;
+    assert!(preflight.status().is_success());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = server
+        .client
+        .get(server.url("/flows"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await?;
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_drains_a_run_in_flight() -> TestResult {
+    let mut server = TestServer::start(Setup {
+        latency_ms: 300,
+        ..Setup::default()
+    })
+    .await?;
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({"flow": "default", "story_id": "drain"}))
+        .send()
+        .await?;
+    let mut reader = SseReader::new(response);
+    assert_eq!(
+        reader.next().await?.map(|e| e.event).as_deref(),
+        Some("progress")
+    );
+    // Shut down while the run is in flight: the stream still ends with `done`.
+    let stopped = server.begin_shutdown();
+    let mut last = String::new();
+    while let Some(event) = reader.next().await? {
+        last = event.event;
+    }
+    assert_eq!(last, "done");
+    if let Some(task) = stopped {
+        task.await?;
+    }
+    let refused = server.client.get(server.url("/health")).send().await;
+    assert!(
+        refused.is_err(),
+        "the server still accepts connections after shutdown"
+    );
+    let written = std::fs::read_dir(server.dir.path().join("data/docs"))?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("drain__pm"));
+    assert!(written, "the drained run's document is on disk");
     Ok(())
 }

@@ -96,6 +96,7 @@ pub struct Setup {
     pub latency_ms: u64,
     pub api_key: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub cors_origins: Vec<String>,
 }
 
 pub struct TestServer {
@@ -110,10 +111,11 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
 }
 
+/// An engine on file stores under `dir/data`, with the mock LLM;
+/// `configure` adjusts the runtime config first.
 pub async fn engine(
     dir: &std::path::Path,
-    latency_ms: u64,
-    max_body_bytes: Option<usize>,
+    configure: impl FnOnce(&mut RuntimeConfig),
     flows: &[&str],
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
     let mut config = RuntimeConfig::default();
@@ -121,10 +123,7 @@ pub async fn engine(
     config.docs.path = data.join("docs").display().to_string();
     config.memory.path = data.join("memory").display().to_string();
     config.orchestrator.path = data.join("status").display().to_string();
-    config.llm.mock.latency_ms = latency_ms;
-    if let Some(max) = max_body_bytes {
-        config.server.max_body_bytes = max;
-    }
+    configure(&mut config);
     Ok(Engine::start(Arc::new(bundle(flows)), config, &|_| None).await?)
 }
 
@@ -132,13 +131,14 @@ impl TestServer {
     pub async fn start(setup: Setup) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("outside"))?;
-        let engine = engine(
-            dir.path(),
-            setup.latency_ms,
-            setup.max_body_bytes,
-            &["default"],
-        )
-        .await?;
+        let configure = |config: &mut RuntimeConfig| {
+            config.llm.mock.latency_ms = setup.latency_ms;
+            if let Some(max) = setup.max_body_bytes {
+                config.server.max_body_bytes = max;
+            }
+            config.server.cors_origins = setup.cors_origins;
+        };
+        let engine = engine(dir.path(), configure, &["default"]).await?;
         let state = AppState::new(Arc::new(engine), setup.api_key);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -199,12 +199,18 @@ impl TestServer {
 
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.begin_shutdown();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+
+    /// Signals shutdown (like SIGTERM) without waiting; returns the server task.
+    pub fn begin_shutdown(&mut self) -> Option<JoinHandle<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take()
     }
 }
 
