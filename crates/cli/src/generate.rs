@@ -17,7 +17,7 @@ use crate::progress::{Progress, millis};
 use crate::project::{Project, compile_project};
 use crate::report::{Reporter, plural, stdout};
 use crate::{GenerateArgs, Outcome};
-use bmad2pf_compiler::output::{self, BundleContents};
+use bmad2pf_compiler::output::{self, BundleContents, OutputError, RenderedBundle};
 use serde_json::json;
 use std::time::Instant;
 
@@ -25,30 +25,41 @@ pub fn run(args: &GenerateArgs) -> Outcome {
     let progress = Progress::new(args.quiet, args.verbose);
     let mut reporter = Reporter::new(args.format);
     let outcome = match compile_project(&args.src, &mut reporter, &progress) {
-        Ok(project) if args.check => check(args, &project, &mut reporter),
-        Ok(project) => write(args, &project, &mut reporter, &progress),
+        Ok(project) => match render(&project, &progress) {
+            Ok(rendered) if args.check => check(args, &rendered, &mut reporter),
+            Ok(rendered) => write(args, &project, &rendered, &mut reporter, &progress),
+            Err(e) => {
+                reporter.error(e);
+                Outcome::Failure
+            }
+        },
         Err(outcome) => outcome,
     };
     reporter.finish(outcome)
 }
 
-fn contents(project: &Project) -> BundleContents<'_> {
-    BundleContents {
+/// The bundle's files in memory (JSON, schema, graph, prompts, manifest).
+fn render(project: &Project, progress: &Progress) -> Result<RenderedBundle, OutputError> {
+    let started = Instant::now();
+    let rendered = output::render(&BundleContents {
         bundle: &project.bundle,
         prompts: &project.prompts,
         runtime_yaml: project.runtime_yaml.as_deref(),
         openapi: None,
-    }
+    })?;
+    progress.phase("render", started.elapsed());
+    Ok(rendered)
 }
 
 fn write(
     args: &GenerateArgs,
     project: &Project,
+    rendered: &RenderedBundle,
     reporter: &mut Reporter,
     progress: &Progress,
 ) -> Outcome {
     let started = Instant::now();
-    let report = match output::write_bundle(&args.out, &contents(project)) {
+    let report = match output::write_rendered(&args.out, rendered) {
         Ok(report) => report,
         Err(e) => {
             reporter.error(e);
@@ -57,8 +68,12 @@ fn write(
     };
     progress.phase("write", started.elapsed());
     for (path, size) in &report.files {
-        progress.detail(&format!("wrote {path} ({size} bytes)"));
+        progress.detail(&format!("{path} ({size} bytes)"));
     }
+    progress.detail(&format!(
+        "{} unchanged since the previous bundle",
+        plural(report.reused, "file")
+    ));
     let runtime = if report.runtime_written {
         "written"
     } else {
@@ -94,8 +109,8 @@ fn write(
     Outcome::Success
 }
 
-fn check(args: &GenerateArgs, project: &Project, reporter: &mut Reporter) -> Outcome {
-    let result = match output::check(&args.out, &contents(project)) {
+fn check(args: &GenerateArgs, rendered: &RenderedBundle, reporter: &mut Reporter) -> Outcome {
+    let result = match output::check_rendered(&args.out, rendered) {
         Ok(result) => result,
         Err(e) => {
             reporter.error(e);

@@ -152,8 +152,13 @@ fn progress_quiet_and_verbose() -> TestResult {
     assert!(stdout(&normal).is_empty());
 
     let verbose = generate(&src, &out, &["-v"])?;
-    assert!(stderr(&verbose).contains("wrote bundle.json ("));
-    assert!(stderr(&verbose).contains("kept runtime.yaml"));
+    let detail = stderr(&verbose);
+    assert!(detail.contains("  bundle.json ("), "{detail}");
+    assert!(
+        detail.contains("unchanged since the previous bundle"),
+        "{detail}"
+    );
+    assert!(detail.contains("kept runtime.yaml"), "{detail}");
 
     let quiet = generate(&src, &out, &["-q"])?;
     assert_eq!(code(&quiet), Some(0));

@@ -13,8 +13,9 @@
 //!
 //! Work is split in two so `--check` and `generate` share everything but the
 //! writing: [`render`] turns a [`BundleContents`] into bytes in memory
-//! ([`RenderedBundle`]), then [`write_bundle`] swaps them into place or
-//! [`check`] compares them with what is on disk. Identical input gives
+//! ([`RenderedBundle`]), then [`write_rendered`] swaps them into place or
+//! [`check_rendered`] compares them with what is on disk ([`write_bundle`]
+//! and [`check`] do both steps). Identical input gives
 //! identical bytes: maps are sorted, nothing records a time or a path.
 //!
 //! The output directory belongs to bmad2pf. A run replaces all of it except
@@ -90,6 +91,9 @@ pub struct WriteReport {
     pub files: Vec<(String, u64)>,
     /// Whether `runtime.yaml` was newly written (`false`: an existing one was kept).
     pub runtime_written: bool,
+    /// How many files were identical to the previous bundle's and were
+    /// carried over (hard-linked) instead of rewritten.
+    pub reused: usize,
 }
 
 /// How one file on disk differs from what [`render`] produced.
@@ -165,23 +169,8 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
     let bundle = contents.bundle;
     check_prompts_match(bundle, contents.prompts)?;
 
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut files = render_others(contents)?;
     files.insert(BUNDLE_FILE.into(), canonical_json(bundle, BUNDLE_FILE)?);
-    files.insert(
-        SCHEMA_FILE.into(),
-        canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
-    );
-    files.insert(GRAPH_FILE.into(), graph(bundle).into_bytes());
-    if let Some(openapi) = contents.openapi {
-        files.insert(OPENAPI_FILE.into(), canonical_json(openapi, OPENAPI_FILE)?);
-    }
-    for (id, text) in contents.prompts {
-        let mut text = text.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        files.insert(prompt_path(id), text.into_bytes());
-    }
     let manifest = Manifest::describe(bundle, &files);
     files.insert(
         MANIFEST_FILE.into(),
@@ -197,21 +186,57 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
     })
 }
 
+/// Every file except bundle.json and the manifest.
+fn render_others(contents: &BundleContents<'_>) -> Result<BTreeMap<String, Vec<u8>>, OutputError> {
+    let bundle = contents.bundle;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    files.insert(
+        SCHEMA_FILE.into(),
+        canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
+    );
+    files.insert(GRAPH_FILE.into(), graph(bundle).into_bytes());
+    if let Some(openapi) = contents.openapi {
+        files.insert(OPENAPI_FILE.into(), canonical_json(openapi, OPENAPI_FILE)?);
+    }
+    for (id, text) in contents.prompts {
+        let mut text = text.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        files.insert(prompt_path(id), text.into_bytes());
+    }
+    Ok(files)
+}
+
 /// Renders the bundle and swaps it into `out_dir` atomically (see the module
 /// docs). On error the previous content of `out_dir` is untouched.
 pub fn write_bundle(
     out_dir: &Path,
     contents: &BundleContents<'_>,
 ) -> Result<WriteReport, OutputError> {
-    let rendered = render(contents)?;
-    swap::replace_dir(out_dir, &rendered)
+    write_rendered(out_dir, &render(contents)?)
+}
+
+/// [`write_bundle`] for a bundle already rendered (lets a caller time the two steps).
+pub fn write_rendered(
+    out_dir: &Path,
+    rendered: &RenderedBundle,
+) -> Result<WriteReport, OutputError> {
+    swap::replace_dir(out_dir, rendered)
 }
 
 /// Compares what [`write_bundle`] would write with what `out_dir` holds,
 /// without writing anything. `runtime.yaml` only counts when it is missing.
 pub fn check(out_dir: &Path, contents: &BundleContents<'_>) -> Result<CheckResult, OutputError> {
-    let rendered = render(contents)?;
-    swap::compare_dir(out_dir, &rendered)
+    check_rendered(out_dir, &render(contents)?)
+}
+
+/// [`check`] for a bundle already rendered.
+pub fn check_rendered(
+    out_dir: &Path,
+    rendered: &RenderedBundle,
+) -> Result<CheckResult, OutputError> {
+    swap::compare_dir(out_dir, rendered)
 }
 
 /// Where the prompt preview of agent `id` goes, relative to the output

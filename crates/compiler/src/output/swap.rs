@@ -6,8 +6,12 @@
 //! the old directory renamed away, the new one renamed into place, and the
 //! old one deleted. Any failure before the swap deletes the temporary
 //! directory and leaves the output exactly as it was; a failed second rename
-//! puts the old directory back. An existing `runtime.yaml` is copied byte for
-//! byte into the new directory, so the user's configuration survives every run.
+//! puts the old directory back. An existing `runtime.yaml` is carried over
+//! unchanged (hard-linked, or copied where links are not supported), so the
+//! user's configuration survives every run.
+//!
+//! Files identical to the previous bundle's are hard-linked from it rather
+//! than rewritten (see [`Staging::place_all`]).
 //!
 //! The renames are not fsync'd (each fsync costs milliseconds): after a
 //! power loss mid-swap every directory still holds a complete bundle, the
@@ -19,6 +23,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Replaces `out_dir` with the rendered bundle (see the module docs).
 pub(super) fn replace_dir(
@@ -28,18 +33,20 @@ pub(super) fn replace_dir(
     let target = Target::inspect(out_dir)?;
     let mut staging = Staging::create(&target)?;
 
-    for (rel, bytes) in &rendered.files {
-        staging.write(rel, bytes)?;
-    }
+    let previous = target.exists.then_some(target.path.as_path());
     let existing_runtime = target.path.join(RUNTIME_FILE);
-    let runtime_written = if target.exists && existing_runtime.is_file() {
-        staging.copy_in(&existing_runtime, RUNTIME_FILE)?;
-        false
+    let runtime_written = !(target.exists && existing_runtime.is_file());
+    let mut files: Vec<(&str, &[u8])> = rendered
+        .files
+        .iter()
+        .map(|(rel, bytes)| (rel.as_str(), bytes.as_slice()))
+        .collect();
+    if runtime_written {
+        files.push((RUNTIME_FILE, rendered.runtime_yaml.as_bytes()));
     } else {
-        staging.write(RUNTIME_FILE, rendered.runtime_yaml.as_bytes())?;
-        true
-    };
-    staging.sync()?;
+        staging.carry_over(&existing_runtime, RUNTIME_FILE)?;
+    }
+    let reused = staging.place_all(&files, previous)?;
     staging.swap_into(&target)?;
 
     Ok(WriteReport {
@@ -50,6 +57,7 @@ pub(super) fn replace_dir(
             .map(|(rel, bytes)| (rel.clone(), bytes.len() as u64))
             .collect(),
         runtime_written,
+        reused,
     })
 }
 
@@ -151,8 +159,6 @@ struct Staging {
     dir: PathBuf,
     /// Directories created inside (and the staging dir itself), to fsync.
     dirs: BTreeSet<PathBuf>,
-    /// Files written, to fsync.
-    files: Vec<PathBuf>,
     swapped: bool,
 }
 
@@ -165,7 +171,6 @@ impl Staging {
                 Ok(()) => {
                     return Ok(Self {
                         dirs: BTreeSet::from([dir.clone()]),
-                        files: Vec::new(),
                         dir,
                         swapped: false,
                     });
@@ -178,29 +183,52 @@ impl Staging {
         }
     }
 
-    /// Writes `bytes` to `rel` (a `/`-separated relative path).
-    fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), OutputError> {
-        let path = self.prepare(rel)?;
-        let mut file = fs::File::create(&path).map_err(|e| io("cannot create", &path, e))?;
-        file.write_all(bytes)
-            .map_err(|e| io("cannot write", &path, e))?;
-        self.files.push(path);
-        Ok(())
+    /// Puts every file into the staging directory and makes it durable.
+    ///
+    /// A file whose bytes equal the same file of the previous bundle is
+    /// hard-linked from it: its data is already on disk, so it costs neither
+    /// a write nor an fsync (regenerating after a small edit touches only
+    /// the files that changed). Every other file is written and fsync'd.
+    /// An fsync costs milliseconds on many disks and a bundle can have
+    /// thousands of files, so the work runs on several threads and the
+    /// filesystem commits the fsyncs in a few journal transactions instead
+    /// of one per file. Returns how many files were reused.
+    fn place_all(
+        &mut self,
+        files: &[(&str, &[u8])],
+        previous: Option<&Path>,
+    ) -> Result<usize, OutputError> {
+        let mut jobs = Vec::with_capacity(files.len());
+        for (rel, bytes) in files {
+            let old = previous.map(|dir| join_rel(dir, rel));
+            jobs.push((self.prepare(rel)?, old, *bytes));
+        }
+        let reused = AtomicUsize::new(0);
+        run_parallel(&jobs, |(path, old, bytes)| {
+            if place(path, old.as_deref(), bytes)? {
+                reused.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })?;
+        let dirs: Vec<&PathBuf> = self.dirs.iter().collect();
+        run_parallel(&dirs, |dir| sync_path(dir))?;
+        Ok(reused.into_inner())
     }
 
-    /// Copies an existing file in unchanged (bytes and permissions).
-    fn copy_in(&mut self, from: &Path, rel: &str) -> Result<(), OutputError> {
+    /// Carries a file of the previous bundle over unchanged (hard link, or
+    /// a durable copy where links are not supported).
+    fn carry_over(&mut self, from: &Path, rel: &str) -> Result<(), OutputError> {
         let path = self.prepare(rel)?;
+        if fs::hard_link(from, &path).is_ok() {
+            return Ok(());
+        }
         fs::copy(from, &path).map_err(|e| io("cannot copy", from, e))?;
-        self.files.push(path);
-        Ok(())
+        sync_path(&path)
     }
 
     /// The absolute path for `rel`, with its parent directories created.
     fn prepare(&mut self, rel: &str) -> Result<PathBuf, OutputError> {
-        let path = rel
-            .split('/')
-            .fold(self.dir.clone(), |p, part| p.join(part));
+        let path = join_rel(&self.dir, rel);
         if let Some(parent) = path.parent()
             && !self.dirs.contains(parent)
         {
@@ -210,18 +238,6 @@ impl Staging {
             }
         }
         Ok(path)
-    }
-
-    /// Makes every written file and every directory entry durable.
-    ///
-    /// One fsync costs milliseconds on many disks and a bundle can have
-    /// thousands of files, so they are issued from several threads at once:
-    /// the filesystem then commits them in a few journal transactions
-    /// instead of one per file.
-    fn sync(&self) -> Result<(), OutputError> {
-        let mut paths = self.files.clone();
-        paths.extend(self.dirs.iter().cloned());
-        sync_all_parallel(&paths)
     }
 
     /// Moves the staged bundle into place (see the module docs).
@@ -264,29 +280,49 @@ impl Drop for Staging {
     }
 }
 
-/// Concurrent fsyncs in flight at most; enough for journal group commits,
-/// few enough to stay far below open-file limits.
-const SYNC_THREADS: usize = 16;
+/// Threads placing files at most: enough for the filesystem to batch
+/// fsyncs into few journal commits, few enough to stay far below
+/// open-file limits.
+const WRITE_THREADS: usize = 16;
 
-/// fsyncs every path (files or directories), from up to [`SYNC_THREADS`]
-/// threads; the first error wins.
-fn sync_all_parallel(paths: &[PathBuf]) -> Result<(), OutputError> {
-    let chunk = paths.len().div_ceil(SYNC_THREADS).max(1);
+/// Runs `job` on every item from up to [`WRITE_THREADS`] threads; the first error wins.
+fn run_parallel<T: Sync>(
+    items: &[T],
+    job: impl Fn(&T) -> Result<(), OutputError> + Sync,
+) -> Result<(), OutputError> {
+    let chunk = items.len().div_ceil(WRITE_THREADS).max(1);
+    let job = &job;
     std::thread::scope(|scope| {
-        let workers: Vec<_> = paths
+        let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().try_for_each(|p| sync_path(p))))
+            .map(|part| scope.spawn(move || part.iter().try_for_each(job)))
             .collect();
         workers.into_iter().try_for_each(|worker| {
             worker.join().unwrap_or_else(|_| {
                 Err(OutputError::Io {
-                    action: "cannot sync",
+                    action: "cannot write",
                     path: PathBuf::new(),
-                    source: std::io::Error::other("an fsync thread panicked"),
+                    source: std::io::Error::other("a writer thread panicked"),
                 })
             })
         })
     })
+}
+
+/// Puts one file at `path`: a hard link to `old` when that file has the
+/// same bytes (returns `true`), else a fresh fsync'd file.
+fn place(path: &Path, old: Option<&Path>, bytes: &[u8]) -> Result<bool, OutputError> {
+    if let Some(old) = old
+        && fs::read(old).is_ok_and(|existing| existing == bytes)
+        && fs::hard_link(old, path).is_ok()
+    {
+        return Ok(true);
+    }
+    let mut file = fs::File::create(path).map_err(|e| io("cannot create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io("cannot write", path, e))?;
+    Ok(false)
 }
 
 /// fsyncs one file or directory.
@@ -317,6 +353,12 @@ fn list_files(root: &Path) -> Result<Vec<String>, OutputError> {
     }
     found.sort();
     Ok(found)
+}
+
+/// `dir` joined with a `/`-separated relative path.
+fn join_rel(dir: &Path, rel: &str) -> PathBuf {
+    rel.split('/')
+        .fold(dir.to_path_buf(), |p, part| p.join(part))
 }
 
 fn io(action: &'static str, path: &Path, source: std::io::Error) -> OutputError {

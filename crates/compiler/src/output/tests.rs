@@ -453,3 +453,21 @@ fn check_reports_missing_changed_stale_and_up_to_date() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn unchanged_files_are_reused_and_edited_ones_rewritten() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let bundle = sample_bundle();
+    let prompts = prompts_for(&bundle);
+    let first = write_bundle(&out, &contents(&bundle, &prompts))?;
+    assert_eq!(first.reused, 0);
+    let expected = snapshot(&out);
+
+    // Same size, other bytes: must be noticed by content, not by size or manifest.
+    fs::write(out.join("prompts/pm.md"), b"# xx\n\nYou are xx.\n")?;
+    let second = write_bundle(&out, &contents(&bundle, &prompts))?;
+    assert_eq!(second.reused, first.files.len() - 1);
+    assert_eq!(snapshot(&out), expected);
+    Ok(())
+}

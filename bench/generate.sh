@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Times `bmad2pf generate` as a whole process on synthetic trees of 10, 100
+# and 1,000 agents (bench/gen_synthetic.py) and prints, per size, the median
+# wall time and the peak resident memory, in two cases:
+#   rewrite: the output already holds this bundle (regenerating with no
+#            change: files are compared and hard-linked, not rewritten);
+#   fresh:   the output directory is removed before each run (every file
+#            written and fsync'd).
+#
+# Builds the release binary once. Wall time comes from hyperfine when it is
+# installed (Debian: apt-get install hyperfine), else from a loop of runs
+# timed here; peak memory from /usr/bin/time (max RSS over the runs).
+#
+# Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000)
+# Env:   RUNS (default 20), BENCH_DIR (default: a fresh temp dir, removed at exit),
+#        CARGO_TARGET_DIR (where the release binary is built).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10 100 1000)
+runs=${RUNS:-20}
+target=${CARGO_TARGET_DIR:-$root/target}
+
+if [ -n "${BENCH_DIR:-}" ]; then
+    work=$BENCH_DIR
+    mkdir -p "$work"
+else
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+fi
+
+echo "building release binary..." >&2
+(cd "$root" && cargo build --release --quiet -p bmad2pf)
+bin=$target/release/bmad2pf
+[ -x "$bin" ] || { echo "no binary at $bin (is CARGO_TARGET_DIR set the same as for cargo?)" >&2; exit 2; }
+
+# Median of numbers on stdin.
+median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Median wall time in ms of `$2` over $runs runs, running `$3` before each.
+median_ms() {
+    local name=$1 cmd=$2 prepare=$3
+    if command -v hyperfine >/dev/null; then
+        hyperfine --style none --warmup 2 --runs "$runs" --prepare "$prepare" \
+            --export-json "$work/h-$name.json" "$cmd" >/dev/null
+        python3 -c "import json,sys; print('%.1f' % (json.load(open(sys.argv[1]))['results'][0]['median']*1000))" \
+            "$work/h-$name.json"
+    else
+        for _ in $(seq "$runs"); do
+            sh -c "$prepare"
+            start=$(date +%s%N); $cmd; end=$(date +%s%N)
+            echo "$(( (end - start) / 1000 ))"
+        done | median | awk '{printf "%.1f", $1 / 1000}'
+    fi
+}
+
+printf '%-8s %16s %16s %14s %8s\n' agents "rewrite (median)" "fresh (median)" "peak RSS" files
+for n in "${sizes[@]}"; do
+    src=$work/src-$n
+    out=$work/out-$n
+    python3 "$root/bench/gen_synthetic.py" "$n" "$src"
+    # One run to check the tree compiles and to create the bundle being replaced.
+    "$bin" generate --src "$src" --out "$out" -q
+    cmd="$bin generate --src $src --out $out -q"
+
+    rewrite_ms=$(median_ms "$n-rewrite" "$cmd" true)
+    fresh_ms=$(median_ms "$n-fresh" "$cmd" "rm -rf $out")
+
+    peak_kb=$(for _ in $(seq 5); do
+        /usr/bin/time -f '%M' $cmd 2>&1 >/dev/null | tail -1
+    done | sort -g | tail -1)
+    files=$(find "$out" -type f | wc -l)
+    printf '%-8s %13s ms %13s ms %11s MB %8s\n' "$n" "$rewrite_ms" "$fresh_ms" \
+        "$(awk -v k="$peak_kb" 'BEGIN {printf "%.1f", k / 1024}')" "$files"
+done

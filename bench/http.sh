@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# HTTP benchmark of the bmad2pf server (SPEC 5 routes) on examples/planning
+# with the zero-latency mock LLM.
+#
+# Needs: cargo, wrk (Debian: `apt-get install -y wrk`), curl. Installs nothing.
+# Measures, at $BENCH_CONNECTIONS connections (default 32) for $BENCH_DURATION
+# (default 10s) each: GET /health, GET /doc/{id}, PUT /doc/{id},
+# PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
+# Also: time from process start to the first successful /health, and idle RSS.
+#
+# Serves with `bmad2pf serve --src` when the CLI has that subcommand, else
+# with the server crate's example binary (crates/server/examples/serve.rs).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+src="${BENCH_SRC:-$root/examples/planning}"
+connections="${BENCH_CONNECTIONS:-32}"
+duration="${BENCH_DURATION:-10s}"
+threads="${BENCH_THREADS:-2}"
+port="${BENCH_PORT:-18080}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+for tool in cargo wrk curl; do
+  command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
+done
+
+echo "building release binaries…" >&2
+(cd "$root" && cargo build -q --release -p bmad2pf-server --example serve)
+server=("$target/release/examples/serve" "$src")
+if (cd "$root" && cargo build -q --release -p bmad2pf-cli 2>/dev/null) \
+   && "$target/release/bmad2pf" serve --help >/dev/null 2>&1; then
+  server=("$target/release/bmad2pf" serve --src "$src")
+fi
+
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Relative store paths in runtime.yaml resolve against the working directory.
+cd "$work"
+start_ns=$(date +%s%N)
+PORT="$port" LOG_LEVEL=warn BMAD2PF_LLM_MOCK_LATENCY_MS=0 "${server[@]}" 2>"$work/server.log" &
+pid=$!
+base="http://127.0.0.1:$port"
+until curl -fsS "$base/health" >/dev/null 2>&1; do
+  if ! kill -0 "$pid" 2>/dev/null; then echo "server exited:" >&2; cat "$work/server.log" >&2; exit 1; fi
+  sleep 0.005
+done
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 1
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+
+echo "server: ${server[*]}"
+echo "time to first successful /health: ${ready_ms} ms"
+echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB)"
+echo "wrk: $threads threads, $connections connections, $duration per route"
+printf '%-28s %12s %10s %10s\n' route "req/s" p50 p99
+
+curl -fsS -X PUT -H 'Content-Type: text/markdown' --data-binary '# Read me' "$base/doc/bench__read" >/dev/null
+
+measure() {
+  local label="$1"; shift
+  local out
+  out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@")
+  local rps p50 p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
+  printf '%-28s %12s %10s %10s%s\n' "$label" "$rps" "$p50" "$p99" "${errors:+  (non-2xx: $errors)}"
+}
+
+measure "GET /health" "$base/health"
+measure "GET /doc/{id}" "$base/doc/bench__read"
+measure "PUT /doc/{id}" -s "$root/bench/http/put_doc.lua" "$base"
+measure "PUT /memory/{scope}/{key}" -s "$root/bench/http/put_memory.lua" "$base"
+measure "POST /run (flow brief)" -s "$root/bench/http/post_run.lua" "$base"
