@@ -42,7 +42,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else pr
 median_ms() {
     local name=$1 cmd=$2 prepare=$3
     if command -v hyperfine >/dev/null; then
-        hyperfine --style none --warmup 2 --runs "$runs" --prepare "$prepare" \
+        hyperfine -N --style none --warmup 2 --runs "$runs" --prepare "$prepare" \
             --export-json "$work/h-$name.json" "$cmd" >/dev/null
         python3 -c "import json,sys; print('%.1f' % (json.load(open(sys.argv[1]))['results'][0]['median']*1000))" \
             "$work/h-$name.json"
