@@ -84,79 +84,113 @@ pub struct RunInputs<'a> {
     pub memory: &'a BTreeMap<String, serde_json::Value>,
     /// The caller's `context_data` (an object, or null when none was given).
     pub context: &'a serde_json::Value,
+    /// For `sequence` step templates and conditions only: the outputs of the
+    /// agent's earlier steps, step name → text (the `steps` variable).
+    pub steps: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Renders `template` (the agent's `prompt_template`, or a sequence step's
-/// template) for one run of `agent`.
+/// template) for one run of `agent`. To render an agent's prompt many times,
+/// prepare it once with [`PreparedPrompt`].
 pub fn render(
     template: &str,
     agent: &AgentSpec,
     inputs: &RunInputs<'_>,
 ) -> Result<String, PromptError> {
-    let ctx = context(
-        agent,
-        Value::from(inputs.input),
-        Value::from(inputs.story_id),
-        Value::from_serialize(inputs.docs),
-        Value::from_serialize(inputs.memory),
-        Value::from_serialize(inputs.context),
-    );
-    render_in(template, ctx)
+    PreparedPrompt::new(agent)?.render_str(template, inputs)
+}
+
+/// An agent's prompt made ready for many runs: its template parsed once and
+/// the compile-time variables (`agent`, `persona`, `tasks`, `checklists`,
+/// `templates`, `commands`) computed once. The engine keeps one per agent.
+pub struct PreparedPrompt {
+    env: Environment<'static>,
+    fixed: Vec<(&'static str, Value)>,
+}
+
+/// Name of the agent's own template inside a [`PreparedPrompt`]'s environment.
+const MAIN_TEMPLATE: &str = "prompt";
+
+impl PreparedPrompt {
+    /// Parses `agent.prompt_template`; a syntax error is reported here.
+    pub fn new(agent: &AgentSpec) -> Result<Self, PromptError> {
+        let mut env = environment();
+        env.add_template_owned(MAIN_TEMPLATE, agent.prompt_template.clone())
+            .map_err(|e| PromptError::syntax(&e))?;
+        let fixed = vec![
+            ("agent", Value::from_serialize(agent_value(agent))),
+            ("persona", Value::from(persona_text(agent.persona.as_ref()))),
+            ("tasks", Value::from(resources_text(&agent.tasks))),
+            ("checklists", Value::from(resources_text(&agent.checklists))),
+            ("templates", Value::from(resources_text(&agent.templates))),
+            ("commands", Value::from(commands_text(&agent.commands))),
+        ];
+        Ok(Self { env, fixed })
+    }
+
+    /// Renders the agent's prompt for one run.
+    pub fn render(&self, inputs: &RunInputs<'_>) -> Result<String, PromptError> {
+        let template = self
+            .env
+            .get_template(MAIN_TEMPLATE)
+            .map_err(|e| PromptError::syntax(&e))?;
+        template
+            .render(self.context(inputs))
+            .map_err(|e| PromptError::render(&e))
+    }
+
+    /// Renders another template of the agent (a sequence step's) with the same variables.
+    pub fn render_str(
+        &self,
+        template: &str,
+        inputs: &RunInputs<'_>,
+    ) -> Result<String, PromptError> {
+        let parsed = self
+            .env
+            .template_from_str(template)
+            .map_err(|e| PromptError::syntax(&e))?;
+        parsed
+            .render(self.context(inputs))
+            .map_err(|e| PromptError::render(&e))
+    }
+
+    fn context(&self, inputs: &RunInputs<'_>) -> Value {
+        let run = [
+            ("input", Value::from(inputs.input)),
+            ("story_id", Value::from(inputs.story_id)),
+            ("docs", Value::from_serialize(inputs.docs)),
+            ("memory", Value::from_serialize(inputs.memory)),
+            ("context", Value::from_serialize(inputs.context)),
+        ];
+        let steps = inputs
+            .steps
+            .map(|steps| ("steps", Value::from_serialize(steps)));
+        Value::from_iter(self.fixed.iter().cloned().chain(run).chain(steps))
+    }
 }
 
 /// The agent's prompt for human review: compile-time variables filled in,
 /// run-time ones (`input`, `story_id`, `docs[…]`, `memory[…]`, `context[…]`)
 /// shown as visible placeholders such as `{{ input }}`.
 pub fn preview(agent: &AgentSpec) -> Result<String, String> {
-    let ctx = context(
-        agent,
-        Value::from("{{ input }}"),
-        Value::from("{{ story_id }}"),
-        Value::from_object(Placeholders {
-            variable: "docs",
-            keys: preview_doc_names(agent),
-        }),
-        Value::from_object(Placeholders {
-            variable: "memory",
-            keys: Vec::new(),
-        }),
-        Value::from_object(Placeholders {
-            variable: "context",
-            keys: Vec::new(),
-        }),
-    );
-    render_in(&agent.prompt_template, ctx).map_err(|e| format!("agent `{}`: {e}", agent.id))
-}
-
-fn render_in(template: &str, ctx: Value) -> Result<String, PromptError> {
-    let env = environment();
-    let parsed = env
-        .template_from_str(template)
-        .map_err(|e| PromptError::syntax(&e))?;
-    parsed.render(ctx).map_err(|e| PromptError::render(&e))
-}
-
-fn context(
-    agent: &AgentSpec,
-    input: Value,
-    story_id: Value,
-    docs: Value,
-    memory: Value,
-    context: Value,
-) -> Value {
-    let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
-    vars.insert("input", input);
-    vars.insert("story_id", story_id);
-    vars.insert("agent", Value::from_serialize(agent_value(agent)));
-    vars.insert("persona", Value::from(persona_text(agent.persona.as_ref())));
-    vars.insert("tasks", Value::from(resources_text(&agent.tasks)));
-    vars.insert("checklists", Value::from(resources_text(&agent.checklists)));
-    vars.insert("templates", Value::from(resources_text(&agent.templates)));
-    vars.insert("commands", Value::from(commands_text(&agent.commands)));
-    vars.insert("docs", docs);
-    vars.insert("memory", memory);
-    vars.insert("context", context);
-    Value::from_iter(vars)
+    let failed = |e: PromptError| format!("agent `{}`: {e}", agent.id);
+    let prepared = PreparedPrompt::new(agent).map_err(failed)?;
+    let placeholders = |variable, keys| Value::from_object(Placeholders { variable, keys });
+    let run = [
+        ("input", Value::from("{{ input }}")),
+        ("story_id", Value::from("{{ story_id }}")),
+        ("docs", placeholders("docs", preview_doc_names(agent))),
+        ("memory", placeholders("memory", Vec::new())),
+        ("context", placeholders("context", Vec::new())),
+    ];
+    let ctx = Value::from_iter(prepared.fixed.iter().cloned().chain(run));
+    let template = prepared
+        .env
+        .get_template(MAIN_TEMPLATE)
+        .map_err(|e| failed(PromptError::syntax(&e)))?;
+    template
+        .render(ctx)
+        .map_err(|e| failed(PromptError::render(&e)))
 }
 
 /// The persona as prompt text: a free-text persona as written, a map as
@@ -365,6 +399,7 @@ mod tests {
             docs: &docs,
             memory: &memory,
             context: &serde_json::Value::Null,
+            steps: None,
         };
         let err = render(&a.prompt_template, &a, &inputs);
         assert!(

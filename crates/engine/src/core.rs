@@ -11,6 +11,7 @@ use crate::store::{DocStore, MemoryStore, StatusStore};
 use crate::tools::ToolBox;
 use bmad2pf_compiler::bundle::{AgentSpec, Bundle};
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
+use bmad2pf_compiler::prompt::PreparedPrompt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub(crate) struct Core {
     /// One provider per provider kind in use (the default and agents' overrides).
     pub providers: BTreeMap<ProviderKind, Arc<dyn LlmProvider>>,
     pub tools: ToolBox,
+    /// Each agent's prompt, parsed once (an error is reported when the agent runs).
+    pub prompts: BTreeMap<String, Result<PreparedPrompt, String>>,
     /// Bounds how many agents call their LLM at once (`server.max_parallel_agents`).
     pub agent_permits: Semaphore,
     pub counters: Counters,
@@ -70,6 +73,28 @@ impl Core {
                     .map_err(|e| format!("LLM provider `{}` (needed by {who}): {e}", kind.as_str()))
             })
             .collect()
+    }
+
+    pub fn prepare_prompts(bundle: &Bundle) -> BTreeMap<String, Result<PreparedPrompt, String>> {
+        bundle
+            .agents
+            .iter()
+            .map(|(id, agent)| {
+                (
+                    id.clone(),
+                    PreparedPrompt::new(agent).map_err(|e| e.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// The prepared prompt of agent `id`.
+    pub fn prompt(&self, id: &str) -> Result<&PreparedPrompt, String> {
+        match self.prompts.get(id) {
+            Some(Ok(prompt)) => Ok(prompt),
+            Some(Err(message)) => Err(message.clone()),
+            None => Err(format!("unknown agent `{id}`")),
+        }
     }
 
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {

@@ -82,6 +82,7 @@ impl Engine {
             Core::build_providers(&bundle, &config, env).map_err(EngineError::Config)?;
         let core = Arc::new(Core {
             tools: ToolBox::new(&bundle.tools),
+            prompts: Core::prepare_prompts(&bundle),
             agent_permits: Semaphore::new(config.server.max_parallel_agents.max(1)),
             counters: Counters::default(),
             docs: stores.docs,

@@ -20,7 +20,7 @@ use crate::run::elapsed_ms;
 use crate::store::doc_id;
 use bmad2pf_compiler::bundle::AgentSpec;
 use bmad2pf_compiler::config::ReplayMode;
-use bmad2pf_compiler::prompt::{self, RunInputs};
+use bmad2pf_compiler::prompt::RunInputs;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -133,11 +133,15 @@ pub(crate) async fn execute(
         docs: &docs,
         memory: &memory,
         context: &context,
+        steps: None,
     };
-    let system = match prompt::render(&agent.prompt_template, agent, &inputs) {
+    let system = match core
+        .prompt(agent_id)
+        .and_then(|p| p.render(&inputs).map_err(|e| e.to_string()))
+    {
         Ok(text) => text,
-        Err(e) => {
-            metadata.error = Some(e.to_string());
+        Err(message) => {
+            metadata.error = Some(message);
             return Ok(outcome(
                 ExecuteStatus::Failed,
                 String::new(),

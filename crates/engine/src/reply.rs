@@ -10,7 +10,8 @@
 //!  "action": "*approve", "data": {"…": "matches output_schema"}}
 //! ```
 //!
-//! `content` and `summary` are required strings; `action` is optional;
+//! `content` and `summary` are required strings; `action` is optional (an
+//! agent whose schema puts an `action` string in `data` may give it there);
 //! `data` is required exactly when the agent declares an `output_schema`,
 //! and is validated against it. A reply wrapped in a ```json fence is accepted.
 

@@ -97,22 +97,50 @@ pub(crate) struct AgentCall {
     sequence: Vec<PreparedStep>,
     outputs: Vec<DocId>,
     input_hash: String,
+    /// What the sequence templates are rendered with.
+    inputs: OwnedInputs,
     tool_ctx: ToolContext,
     started: Instant,
     /// The `started` progress event goes out once, not once per attempt.
     announced: AtomicBool,
 }
 
-/// A `sequence` step with its templates already rendered.
+/// A `sequence` step, ready to run. Its template and condition are rendered
+/// when the step runs, since they may read earlier steps' outputs (`steps`).
 struct PreparedStep {
     name: String,
     action: SequenceAction,
-    /// Rendered `template`, when the step has one.
-    text: Option<String>,
+    condition: Option<String>,
+    template: Option<String>,
     tool: Option<String>,
     document: Option<String>,
     /// Checklist content for `checklist` steps.
     checklist: Option<String>,
+}
+
+/// The run inputs of one agent execution, owned so exec can render with them.
+struct OwnedInputs {
+    input: String,
+    story_id: String,
+    docs: BTreeMap<String, String>,
+    memory: BTreeMap<String, Value>,
+}
+
+impl OwnedInputs {
+    fn view<'a>(
+        &'a self,
+        context: &'a Value,
+        steps: Option<&'a BTreeMap<String, String>>,
+    ) -> RunInputs<'a> {
+        RunInputs {
+            input: &self.input,
+            story_id: &self.story_id,
+            docs: &self.docs,
+            memory: &self.memory,
+            context,
+            steps,
+        }
+    }
 }
 
 /// What exec produced.
@@ -260,23 +288,21 @@ impl AgentNode {
             Ok(scope) => scope,
             Err(e) => return failed("invalid_memory_scope", e.to_string()),
         };
-        let memory = state.memory.view(&scope);
-        let context = Value::Object(serde_json::Map::new());
-        let inputs = RunInputs {
-            input: &ctx.input,
-            story_id: story,
-            docs: &docs,
-            memory: &memory,
-            context: &context,
+        let inputs = OwnedInputs {
+            input: ctx.input.clone(),
+            story_id: story.to_string(),
+            docs,
+            memory: state.memory.view(&scope),
         };
-        let system = match prompt::render(&self.agent.prompt_template, &self.agent, &inputs) {
+        let no_context = Value::Null;
+        let system = match self.core.prompt(&self.agent.id).and_then(|p| {
+            p.render(&inputs.view(&no_context, None))
+                .map_err(|e| e.to_string())
+        }) {
             Ok(text) => text,
-            Err(e) => return failed("prompt_render_error", e.to_string()),
-        };
-        let sequence = match self.prepare_sequence(&inputs) {
-            Ok(steps) => steps,
             Err(message) => return failed("prompt_render_error", message),
         };
+        let sequence = self.prepare_sequence();
         let llm = match self.core.llm_for(&self.agent) {
             Ok(llm) => llm,
             Err(message) => return failed("llm_config", message),
@@ -291,7 +317,7 @@ impl AgentNode {
             json_output: self.agent.output_schema.is_some(),
             output_schema: self.agent.output_schema.clone(),
         };
-        let input_hash = hash_inputs(llm.provider.name(), &request, &sequence);
+        let input_hash = hash_inputs(llm.provider.name(), &request, &inputs, !sequence.is_empty());
         let mut outputs = Vec::new();
         for name in self.output_names() {
             match doc_id(story, &name) {
@@ -315,6 +341,7 @@ impl AgentNode {
             sequence,
             outputs,
             input_hash,
+            inputs,
             tool_ctx: ToolContext {
                 story_id: story.to_string(),
                 memory_scope: scope,
@@ -358,41 +385,47 @@ impl AgentNode {
         text
     }
 
-    fn prepare_sequence(&self, inputs: &RunInputs<'_>) -> Result<Vec<PreparedStep>, String> {
-        let mut steps = Vec::new();
-        for step in &self.agent.sequence {
-            if let Some(condition) = &step.condition {
-                let probe = format!("{{% if {condition} %}}yes{{% endif %}}");
-                let verdict = prompt::render(&probe, &self.agent, inputs)
-                    .map_err(|e| format!("sequence step `{}`: condition: {e}", step.step))?;
-                if verdict.trim() != "yes" {
-                    continue;
-                }
-            }
-            let text = match &step.template {
-                Some(template) => Some(
-                    prompt::render(template, &self.agent, inputs)
-                        .map_err(|e| format!("sequence step `{}`: {e}", step.step))?,
-                ),
-                None => None,
-            };
-            let checklist = step.checklist.as_ref().and_then(|name| {
-                self.agent
-                    .checklists
-                    .iter()
-                    .find(|c| &c.name == name || c.path.ends_with(name.as_str()))
-                    .map(|c| c.content.clone())
-            });
-            steps.push(PreparedStep {
+    fn prepare_sequence(&self) -> Vec<PreparedStep> {
+        self.agent
+            .sequence
+            .iter()
+            .map(|step| PreparedStep {
                 name: step.step.clone(),
                 action: step.action,
-                text,
+                condition: step.condition.clone(),
+                template: step.template.clone(),
                 tool: step.tool.clone(),
                 document: step.document.clone(),
-                checklist,
-            });
-        }
-        Ok(steps)
+                checklist: step.checklist.as_ref().and_then(|name| {
+                    self.agent
+                        .checklists
+                        .iter()
+                        .find(|c| &c.name == name || c.path.ends_with(name.as_str()))
+                        .map(|c| c.content.clone())
+                }),
+            })
+            .collect()
+    }
+
+    /// Renders a sequence step's template or condition with the outputs of the steps before it.
+    fn render_step(
+        &self,
+        call: &AgentCall,
+        step: &str,
+        template: &str,
+        outputs: &BTreeMap<String, String>,
+    ) -> Result<String, CallError> {
+        let no_context = Value::Null;
+        self.core
+            .prompt(&self.agent.id)
+            .and_then(|p| {
+                p.render_str(template, &call.inputs.view(&no_context, Some(outputs)))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|message| CallError::Other {
+                code: "prompt_render_error",
+                message: format!("sequence step `{step}`: {message}"),
+            })
     }
 
     async fn outputs_current(&self, state: &RunState, input_hash: &str, outputs: &[DocId]) -> bool {
@@ -418,36 +451,47 @@ impl AgentNode {
             let text = self.exchange(call, &mut messages, &mut usage).await?;
             return self.finish_reply(call, text, messages, usage).await;
         }
-        // A sequence: each step adds to one conversation; `current` is the latest draft.
+        // A sequence: each step adds to one conversation; `current` is the
+        // latest draft; `outputs` holds each step's output for `steps.<name>`.
         let mut current = String::new();
+        let mut outputs: BTreeMap<String, String> = BTreeMap::new();
         let mut extra_docs = Vec::new();
         for step in &call.sequence {
-            match step.action {
+            if let Some(condition) = &step.condition {
+                let probe = format!("{{% if {condition} %}}yes{{% endif %}}");
+                if self.render_step(call, &step.name, &probe, &outputs)?.trim() != "yes" {
+                    continue;
+                }
+            }
+            let text = match &step.template {
+                Some(template) => Some(self.render_step(call, &step.name, template, &outputs)?),
+                None => None,
+            };
+            let output = match step.action {
                 SequenceAction::LlmCall => {
-                    if let Some(text) = &step.text {
-                        messages.push(Message::User(text.clone()));
-                    } else if !matches!(messages.last(), Some(Message::User(_))) {
-                        messages.push(Message::User(format!(
-                            "Continue with step `{}`.",
-                            step.name
-                        )));
+                    match text {
+                        Some(text) => messages.push(Message::User(text)),
+                        None if !matches!(messages.last(), Some(Message::User(_))) => {
+                            messages.push(Message::User(format!(
+                                "Continue with step `{}`.",
+                                step.name
+                            )));
+                        }
+                        None => {}
                     }
                     current = self.exchange(call, &mut messages, &mut usage).await?;
+                    current.clone()
                 }
                 SequenceAction::Checklist => {
-                    let checklist = step
-                        .checklist
-                        .clone()
-                        .or_else(|| step.text.clone())
-                        .unwrap_or_default();
+                    let checklist = step.checklist.clone().or(text).unwrap_or_default();
                     messages.push(Message::User(format!(
                         "Review the work so far against this checklist and list what is missing or wrong.\n\n{checklist}"
                     )));
-                    self.exchange(call, &mut messages, &mut usage).await?;
+                    self.exchange(call, &mut messages, &mut usage).await?
                 }
                 SequenceAction::ToolCall => {
                     let tool = step.tool.as_deref().unwrap_or(&step.name);
-                    let args: Value = match &step.text {
+                    let args: Value = match &text {
                         Some(text) => serde_json::from_str(text).map_err(|e| CallError::Other {
                             code: "tool_arguments",
                             message: format!(
@@ -467,15 +511,18 @@ impl AgentNode {
                             message: format!("sequence step `{}`: tool `{tool}`: {e}", step.name),
                         })?;
                     messages.push(Message::User(format!("Result of tool `{tool}`:\n{output}")));
+                    output
                 }
                 SequenceAction::CreateDocument | SequenceAction::UpdateDocument => {
-                    let content = step.text.clone().unwrap_or_else(|| current.clone());
+                    let content = text.unwrap_or_else(|| current.clone());
                     match &step.document {
-                        Some(name) => extra_docs.push((name.clone(), content)),
-                        None => current = content,
+                        Some(name) => extra_docs.push((name.clone(), content.clone())),
+                        None => current = content.clone(),
                     }
+                    content
                 }
-            }
+            };
+            outputs.insert(step.name.clone(), output);
         }
         let mut reply = self.finish_reply(call, current, messages, usage).await?;
         reply.extra_docs = extra_docs;
@@ -510,9 +557,18 @@ impl AgentNode {
                 })?
             }
         };
+        // The action may sit in the envelope or, per the agent's schema, in its data.
+        let action = envelope.action.clone().or_else(|| {
+            envelope
+                .data
+                .as_ref()
+                .and_then(|d| d.get("action"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
         Ok(Reply {
             text: envelope.content,
-            action: envelope.action,
+            action,
             extra_docs: Vec::new(),
             usage,
         })
@@ -969,17 +1025,24 @@ fn uses_variable(template: &str, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// sha256 over everything the agent's output is derived from.
-fn hash_inputs(provider: &str, request: &LlmRequest, sequence: &[PreparedStep]) -> String {
+/// sha256 over what the agent's output is derived from: the request
+/// (rendered prompt, model settings, tools) and, for a sequence, the
+/// documents its step templates may read when they run. (Memory is not
+/// hashed: every run writes the agent's own `last_output`, which would make
+/// every agent look changed.)
+fn hash_inputs(
+    provider: &str,
+    request: &LlmRequest,
+    inputs: &OwnedInputs,
+    has_sequence: bool,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(provider.as_bytes());
     hasher.update([0]);
     hasher.update(serde_json::to_vec(request).unwrap_or_default());
-    for step in sequence {
+    if has_sequence {
         hasher.update([0]);
-        hasher.update(step.name.as_bytes());
-        hasher.update([0]);
-        hasher.update(step.text.as_deref().unwrap_or("").as_bytes());
+        hasher.update(serde_json::to_vec(&inputs.docs).unwrap_or_default());
     }
     hex::encode(hasher.finalize())
 }

@@ -1,0 +1,133 @@
+//! The shipped examples run end to end on the mock provider.
+
+use bmad2pf_compiler::compile;
+use bmad2pf_compiler::config::{ReplayMode, RuntimeConfig};
+use bmad2pf_engine::Engine;
+use bmad2pf_engine::outcome::{RunRequest, RunStatus};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+/// The example's runtime.yaml, with every store path moved into `root`.
+fn config_in(runtime: RuntimeConfig, root: &Path) -> RuntimeConfig {
+    let mut config = runtime;
+    config.docs.path = root.join("docs").display().to_string();
+    config.memory.path = root.join("memory").display().to_string();
+    config.orchestrator.path = root.join("status").display().to_string();
+    config.replay.path = root.join("replay").display().to_string();
+    config
+}
+
+async fn engine_for(name: &str, root: &Path, adjust: impl FnOnce(&mut RuntimeConfig)) -> Engine {
+    let compiled = compile(&example(name));
+    let problems: Vec<String> = compiled
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let bundle = compiled
+        .bundle
+        .unwrap_or_else(|| panic!("{name} compiles: {problems:#?}"));
+    let mut config = config_in(compiled.runtime, root);
+    adjust(&mut config);
+    Engine::start(Arc::new(bundle), config, &|_| None)
+        .await
+        .expect("engine starts")
+}
+
+fn request(flow: &str) -> RunRequest {
+    RunRequest {
+        flow: flow.into(),
+        story_id: "demo".into(),
+        input: "A small web app to share shopping lists".into(),
+        force: false,
+    }
+}
+
+#[tokio::test]
+async fn the_planning_example_runs_every_flow() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let engine = engine_for("planning", root.path(), |_| {}).await;
+    let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
+    assert!(!flows.is_empty());
+    for flow in flows {
+        let outcome = engine.run(request(&flow), None).await.expect("run");
+        assert_eq!(
+            outcome.status,
+            RunStatus::Success,
+            "flow {flow}: {outcome:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_bmad_example_runs_until_it_needs_a_human() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let engine = engine_for("bmad-core", root.path(), |_| {}).await;
+    let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
+    assert!(!flows.is_empty());
+    for flow in flows {
+        let outcome = engine.run(request(&flow), None).await.expect("run");
+        assert_ne!(
+            outcome.status,
+            RunStatus::Error,
+            "flow {flow}: {outcome:#?}"
+        );
+        assert!(
+            outcome.results.values().any(|r| r.document.is_some()),
+            "flow {flow} wrote nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_run_reproduces_the_recorded_documents_byte_for_byte() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let recorded = {
+        let engine = engine_for("planning", root.path(), |c| {
+            c.replay.mode = ReplayMode::Record
+        })
+        .await;
+        let outcome = engine
+            .run(request("planning"), None)
+            .await
+            .expect("record run");
+        assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+        read_docs(&root.path().join("docs"))
+    };
+    std::fs::remove_dir_all(root.path().join("docs")).expect("clear docs");
+    std::fs::remove_dir_all(root.path().join("status")).expect("clear run records");
+    std::fs::remove_dir_all(root.path().join("memory")).expect("clear memory");
+    let engine = engine_for("planning", root.path(), |c| {
+        c.replay.mode = ReplayMode::Replay
+    })
+    .await;
+    let outcome = engine
+        .run(request("planning"), None)
+        .await
+        .expect("replay run");
+    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    assert_eq!(read_docs(&root.path().join("docs")), recorded);
+    assert!(!recorded.is_empty());
+}
+
+fn read_docs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut docs: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("docs dir")
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read doc"),
+            )
+        })
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    docs.sort();
+    docs
+}
