@@ -8,8 +8,7 @@
 # PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
 # Also: time from process start to the first successful /health, and idle RSS.
 #
-# Serves with `bmad2pf serve --src` when the CLI has that subcommand, else
-# with the server crate's example binary (crates/server/examples/serve.rs).
+# Serves with `bmad2pf serve --src`.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,13 +23,9 @@ for tool in cargo wrk curl; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
 done
 
-echo "building release binaries…" >&2
-(cd "$root" && cargo build -q --release -p bmad2pf-server --example serve)
-server=("$target/release/examples/serve" "$src")
-if (cd "$root" && cargo build -q --release -p bmad2pf-cli 2>/dev/null) \
-   && "$target/release/bmad2pf" serve --help >/dev/null 2>&1; then
-  server=("$target/release/bmad2pf" serve --src "$src")
-fi
+echo "building the release binary…" >&2
+(cd "$root" && cargo build -q --release -p bmad2pf)
+server=("$target/release/bmad2pf" serve --src "$src")
 
 work="$(mktemp -d)"
 pid=""

@@ -10,8 +10,8 @@
 //! JSON results (besides the common keys of [`crate::report`]):
 //! `"output": {"dir", "files": [{"path", "size"}], "runtime_yaml": "written" | "kept"}`
 //! after a write, `"check": {"up_to_date", "differences": [{"path", "status"}]}`
-//! with `--check`. The openapi.json of SPEC 3 is not written yet: the
-//! server crate will provide the document.
+//! with `--check`. `openapi.json` is the document `bmad2pf serve` serves
+//! for this bundle (built by the server crate).
 
 use crate::progress::{Progress, millis};
 use crate::project::{Project, compile_project};
@@ -41,11 +41,12 @@ pub fn run(args: &GenerateArgs) -> Outcome {
 /// The bundle's files in memory (JSON, schema, graph, prompts, manifest).
 fn render(project: &Project, progress: &Progress) -> Result<RenderedBundle, OutputError> {
     let started = Instant::now();
+    let openapi = bmad2pf_server::openapi_document(&project.bundle);
     let rendered = output::render(&BundleContents {
         bundle: &project.bundle,
         prompts: &project.prompts,
         runtime_yaml: project.runtime_yaml.as_deref(),
-        openapi: None,
+        openapi: Some(&openapi),
     })?;
     progress.phase("render", started.elapsed());
     Ok(rendered)

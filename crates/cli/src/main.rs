@@ -1,20 +1,28 @@
 //! The `bmad2pf` binary: argument parsing and wiring, nothing else.
 //!
 //! Commands live in their own modules ([`generate`], [`validate`],
-//! [`graph`]); they share the way problems are reported ([`report`]) and the
-//! progress lines on stderr ([`progress`]). The contract is SPEC section 2:
+//! [`graph`], [`run`], [`exec`], [`serve`]); they share the way problems are
+//! reported ([`report`]), the progress lines on stderr ([`progress`]) and,
+//! for the commands that execute agents, bundle loading and configuration
+//! ([`runtime`]). The contract is SPEC section 2:
 //!
 //! - exit code 0: success; 1: invalid sources (or `--check` found the output
-//!   out of date); 2: usage or I/O error (clap's own usage errors exit 2 too);
+//!   out of date), or a failed run; 2: usage or I/O error (clap's own usage
+//!   errors exit 2 too); 3: a run that is pending, or an execute that needs
+//!   input (not a failure, not a success: documents are missing);
 //! - results go to stdout, progress and diagnostics to stderr, except with
 //!   `--format json`, where one JSON document on stdout carries the
 //!   diagnostics and the result (shape documented in [`report`]).
 
+mod exec;
 mod generate;
 mod graph;
 mod progress;
 mod project;
 mod report;
+mod run;
+mod runtime;
+mod serve;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -47,6 +55,12 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the Mermaid diagram of the flows to stdout.
     Graph(GraphArgs),
+    /// Run a flow for a story (exit 0 success, 1 error, 3 pending).
+    Run(run::RunArgs),
+    /// Execute one agent statelessly (exit 0 completed, 1 failed, 3 needs input).
+    Exec(exec::ExecArgs),
+    /// Serve the REST API.
+    Serve(serve::ServeArgs),
 }
 
 /// Arguments of `generate` (and of the short form).
@@ -109,6 +123,8 @@ enum Outcome {
     Invalid,
     /// Usage or I/O error.
     Failure,
+    /// A run waits for documents; an execute needs input.
+    Pending,
 }
 
 impl From<Outcome> for ExitCode {
@@ -117,6 +133,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Failure => ExitCode::from(2),
+            Outcome::Pending => ExitCode::from(3),
         }
     }
 }
@@ -128,6 +145,9 @@ fn main() -> ExitCode {
         (Some(Command::Generate(args)), _) | (None, Some(args)) => generate::run(&args),
         (Some(Command::Validate(args)), _) => validate::run(&args),
         (Some(Command::Graph(args)), _) => graph::run(&args),
+        (Some(Command::Run(args)), _) => run::run(&args),
+        (Some(Command::Exec(args)), _) => exec::run(&args),
+        (Some(Command::Serve(args)), _) => serve::run(&args),
         // `arg_required_else_help` makes clap print the help before we get here.
         (None, None) => Outcome::Failure,
     };

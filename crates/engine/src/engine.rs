@@ -102,6 +102,17 @@ impl Engine {
         Ok(Self { core, graphs })
     }
 
+    /// The stores this engine works on, to start another engine on the same
+    /// data (a new bundle under `serve --watch`).
+    pub fn stores(&self) -> Stores {
+        Stores {
+            docs: self.core.docs.clone(),
+            memory: self.core.memory.clone(),
+            status: self.core.status.clone(),
+            runs: self.core.runs.clone(),
+        }
+    }
+
     pub fn bundle(&self) -> &Arc<Bundle> {
         &self.core.bundle
     }

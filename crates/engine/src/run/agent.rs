@@ -480,7 +480,7 @@ impl AgentNode {
                         None => {}
                     }
                     current = self.exchange(call, &mut messages, &mut usage).await?;
-                    current.clone()
+                    self.readable(&current)
                 }
                 SequenceAction::Checklist => {
                     let checklist = step.checklist.clone().or(text).unwrap_or_default();
@@ -514,7 +514,7 @@ impl AgentNode {
                     output
                 }
                 SequenceAction::CreateDocument | SequenceAction::UpdateDocument => {
-                    let content = text.unwrap_or_else(|| current.clone());
+                    let content = text.unwrap_or_else(|| self.readable(&current));
                     match &step.document {
                         Some(name) => extra_docs.push((name.clone(), content.clone())),
                         None => current = content.clone(),
@@ -527,6 +527,17 @@ impl AgentNode {
         let mut reply = self.finish_reply(call, current, messages, usage).await?;
         reply.extra_docs = extra_docs;
         Ok(reply)
+    }
+
+    /// What a sequence step's reply says: for a structured agent the
+    /// envelope's `content` (when the reply parses), else the reply itself.
+    fn readable(&self, reply: &str) -> String {
+        match &self.agent.output_schema {
+            Some(_) => {
+                parse_envelope(reply, None).map_or_else(|_| reply.to_string(), |e| e.content)
+            }
+            None => reply.to_string(),
+        }
     }
 
     /// Turns the final text into a reply; structured agents get their

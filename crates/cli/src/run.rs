@@ -1,0 +1,161 @@
+//! `bmad2pf run FLOW --story ID --input TEXT`: one flow run, from the terminal.
+//!
+//! Per-agent progress goes to stderr as it happens; the outcome goes to
+//! stdout (a short table, or the API's JSON body with `--json`). Exit code:
+//! 0 success, 1 the run failed, 3 the run is pending (documents missing:
+//! put them into the docs directory and run again), 2 usage or start-up error.
+
+use crate::Outcome;
+use crate::report::stdout;
+use crate::runtime::{BundleArgs, StartError, init_logging, start_engine, tokio_runtime};
+use bmad2pf_engine::EngineError;
+use bmad2pf_engine::outcome::{ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The flow to run (see `bmad2pf graph`).
+    #[arg(value_name = "FLOW")]
+    flow: String,
+    /// The story the documents belong to.
+    #[arg(long, value_name = "ID")]
+    story: String,
+    /// The input handed to the agents.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    input: String,
+    /// Re-run agents whose outputs are up to date.
+    #[arg(long)]
+    force: bool,
+    /// Print the outcome as JSON (the body `POST /run` answers with).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    bundle: BundleArgs,
+}
+
+pub fn run(args: &RunArgs) -> Outcome {
+    match execute(args) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("error: {}", error.message);
+            if error.invalid_sources {
+                Outcome::Invalid
+            } else {
+                Outcome::Failure
+            }
+        }
+    }
+}
+
+fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
+    let loaded = args.bundle.load()?;
+    init_logging(&loaded.config, true);
+    let runtime = tokio_runtime()?;
+    runtime.block_on(async {
+        let engine = start_engine(loaded).await?;
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let printer = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                print_progress(&event);
+            }
+        });
+        let request = RunRequest {
+            flow: args.flow.clone(),
+            story_id: args.story.clone(),
+            input: args.input.clone(),
+            force: args.force,
+        };
+        let result = engine.run(request, Some(events)).await;
+        let _ = printer.await;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error @ (EngineError::UnknownFlow(_) | EngineError::InvalidRequest(_))) => {
+                let flows: Vec<&str> = engine.bundle().flows.keys().map(String::as_str).collect();
+                return Err(StartError {
+                    message: format!("{error} (flows: {})", flows.join(", ")),
+                    invalid_sources: false,
+                });
+            }
+            Err(error) => {
+                return Err(StartError {
+                    message: error.to_string(),
+                    invalid_sources: false,
+                });
+            }
+        };
+        engine.shutdown().await;
+        print_outcome(&outcome, args.json);
+        Ok(match outcome.status {
+            RunStatus::Success => Outcome::Success,
+            RunStatus::Error => Outcome::Invalid,
+            RunStatus::Pending => Outcome::Pending,
+        })
+    })
+}
+
+fn print_progress(event: &RunEvent) {
+    if let RunEvent::Progress {
+        agent,
+        status,
+        duration_ms,
+        ..
+    } = event
+    {
+        let word = match status {
+            ProgressStatus::Started => "started",
+            ProgressStatus::Completed => "completed",
+            ProgressStatus::Failed => "FAILED",
+            ProgressStatus::Skipped => "up to date",
+            ProgressStatus::Waiting => "waiting for documents",
+        };
+        match duration_ms {
+            Some(ms) if *status != ProgressStatus::Started => {
+                eprintln!("  {agent:<24} {word} ({ms} ms)")
+            }
+            _ => eprintln!("  {agent:<24} {word}"),
+        }
+    }
+}
+
+fn print_outcome(outcome: &RunOutcome, json: bool) {
+    let text = if json {
+        serde_json::to_string_pretty(outcome).unwrap_or_default()
+    } else {
+        let mut lines = vec![format!(
+            "{} {}: {} in {} ms",
+            "run",
+            outcome.run_id,
+            serde_json::to_value(outcome.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            outcome.duration_ms
+        )];
+        for (agent, result) in &outcome.results {
+            let status = serde_json::to_value(result.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            lines.push(format!(
+                "  {agent:<24} {status:<10} {:<32} {} ms, {} → {} tokens",
+                result.document.as_deref().unwrap_or("-"),
+                result.duration_ms,
+                result.usage.input_tokens,
+                result.usage.output_tokens
+            ));
+        }
+        if !outcome.pending_docs.is_empty() {
+            lines.push(format!(
+                "pending: waiting for {}; add them (PUT /doc/<story>__<name>, or a file in the docs directory) and run again",
+                outcome.pending_docs.join(", ")
+            ));
+        }
+        for (who, message) in &outcome.errors {
+            lines.push(format!("error: {who}: {message}"));
+        }
+        lines.join("\n")
+    };
+    if stdout(&text).is_err() {
+        eprintln!("error: cannot write to stdout");
+    }
+}

@@ -1,0 +1,259 @@
+//! Black-box tests of the commands that execute agents — `run`, `exec`,
+//! `serve` (with `--watch`) — as real processes, on the shipped examples and
+//! the mock LLM, with stores in a temp working directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn planning() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/planning")
+}
+
+/// Runs the binary in `cwd` (where relative store paths land).
+fn bmad2pf(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(cwd)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_writes_documents_and_exits_by_status() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let src = src.to_str().unwrap_or_default();
+    let ok = bmad2pf(
+        dir.path(),
+        &[
+            "run", "planning", "--story", "s1", "--input", "todo app", "--src", src, "--json",
+        ],
+        &[],
+    )?;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&ok.stdout)?;
+    assert_eq!(outcome["status"], "success");
+    assert!(dir.path().join(".bmad2pf/docs/s1__prd.md").is_file());
+    assert!(text(&ok.stderr).contains("analyst"), "progress on stderr");
+
+    // An LLM outage: the run fails, exit 1, never a success.
+    let failed = bmad2pf(
+        dir.path(),
+        &[
+            "run", "brief", "--story", "s2", "--input", "x", "--src", src,
+        ],
+        &[
+            ("BMAD2PF_LLM_MOCK_FAILURE_RATE", "1.0"),
+            ("BMAD2PF_LLM_MAX_RETRIES", "0"),
+        ],
+    )?;
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed.stdout));
+    assert!(text(&failed.stdout).contains("error"));
+
+    let unknown = bmad2pf(
+        dir.path(),
+        &["run", "nope", "--story", "s", "--src", src],
+        &[],
+    )?;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("unknown flow"));
+    Ok(())
+}
+
+#[test]
+fn a_pending_run_exits_3_and_continues_after_the_document_is_added() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("agents"))?;
+    std::fs::write(
+        src.join("agents/writer.md"),
+        "---\nid: writer\nrequires: [spec.md]\n---\nWrite from {{ docs[\"spec.md\"] }}\n",
+    )?;
+    let src = src.to_str().unwrap_or_default();
+    let pending = bmad2pf(
+        dir.path(),
+        &["run", "default", "--story", "s", "--src", src],
+        &[],
+    )?;
+    assert_eq!(pending.status.code(), Some(3));
+    assert!(text(&pending.stdout).contains("spec.md"));
+    std::fs::write(dir.path().join("docs/s__spec.md"), "# Spec")?;
+    let done = bmad2pf(
+        dir.path(),
+        &["run", "default", "--story", "s", "--src", src],
+        &[],
+    )?;
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stdout));
+    assert!(dir.path().join("docs/s__writer.md").is_file());
+    Ok(())
+}
+
+#[test]
+fn exec_asks_for_inputs_then_answers() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let src = src.to_str().unwrap_or_default();
+    let needs = bmad2pf(
+        dir.path(),
+        &["exec", "pm", "--instruction", "Write the PRD", "--src", src],
+        &[],
+    )?;
+    assert_eq!(needs.status.code(), Some(3));
+    assert!(text(&needs.stderr).contains("project-brief.md"));
+    let brief = dir.path().join("brief.md");
+    std::fs::write(&brief, "# Brief")?;
+    let doc = format!("project-brief.md={}", brief.display());
+    let done = bmad2pf(
+        dir.path(),
+        &[
+            "exec",
+            "pm",
+            "--instruction",
+            "Write the PRD",
+            "--doc",
+            &doc,
+            "--src",
+            src,
+            "--json",
+        ],
+        &[],
+    )?;
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&done.stdout)?;
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["metadata"]["provider"], "mock");
+    Ok(())
+}
+
+/// A `bmad2pf serve` process, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on a free port and waits for its "serving on" log line.
+fn serve(cwd: &Path, args: &[&str]) -> Result<Server, Box<dyn std::error::Error>> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(cwd)
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                let address: String = line[at..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ')')
+                    .collect();
+                let _ = tx.send(address);
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(30))?;
+    Ok(Server { child, base })
+}
+
+async fn get_json(url: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    Ok(reqwest::get(url).await?.json().await?)
+}
+
+#[tokio::test]
+async fn serve_answers_and_stops_cleanly_on_sigterm() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let mut server = serve(dir.path(), &["--src", src.to_str().unwrap_or_default()])?;
+    let health = get_json(&format!("{}/health", server.base)).await?;
+    assert_eq!(health["status"], "healthy");
+    let client = reqwest::Client::new();
+    let run: serde_json::Value = client
+        .post(format!("{}/run", server.base))
+        .json(&serde_json::json!({"flow": "brief", "story_id": "s1", "input": "notes app"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(run["status"], "success", "{run}");
+    let doc = client
+        .get(format!("{}/doc/s1__project-brief", server.base))
+        .send()
+        .await?;
+    assert_eq!(doc.status(), 200);
+    let openapi = get_json(&format!("{}/openapi.json", server.base)).await?;
+    assert!(openapi["paths"]["/run"].is_object());
+
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status()?;
+    assert!(killed.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "serve did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_watch_swaps_in_good_edits_and_keeps_serving_through_bad_ones() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("agents"))?;
+    let agent = src.join("agents/writer.md");
+    std::fs::write(&agent, "---\nid: writer\ndescription: first\n---\nWrite.\n")?;
+    let server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default(), "--watch"],
+    )?;
+    let url = format!("{}/agents/writer", server.base);
+    assert_eq!(get_json(&url).await?["description"], "first");
+
+    // A broken edit: the last good bundle keeps serving.
+    std::fs::write(&agent, "---\nid: writer\ndescriptoin: typo\n---\nWrite.\n")?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(get_json(&url).await?["description"], "first");
+
+    // A good edit is picked up.
+    std::fs::write(
+        &agent,
+        "---\nid: writer\ndescription: second\n---\nWrite.\n",
+    )?;
+    let started = Instant::now();
+    loop {
+        if get_json(&url).await?["description"] == "second" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the edit was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
