@@ -14,18 +14,18 @@
 //!   and honours `Retry-After`. Other failures end the agent at once.
 //! - **exec_fallback**: the last failure becomes a failed result; what that
 //!   means for the run (`stop`, `continue`, `fallback`) is decided in post.
-//! - **post** (store write-locked): write the output documents, the memory
-//!   entry and the orchestration status, record the result, return the action.
+//!   At its end exec writes the output documents (atomically): outside the
+//!   run's lock, so the agents of a parallel step write concurrently.
+//! - **post** (store write-locked): record the result, the memory entry
+//!   (in the run's cache) and the orchestration status (queued to the
+//!   run's status writer, in order), return the action.
 
 use super::{Halt, RunContext, RunState, elapsed_ms};
 use crate::core::{AgentLlm, Core};
 use crate::llm::{LlmError, LlmRequest, Message, complete_with_timeout};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
 use crate::reply::{DEFAULT_ACTION, parse_envelope, resolve_action, split_action, summarize};
-use crate::store::{
-    AgentRecord, AgentState, DocId, MemoryKey, MemoryScope, StatusUpdate, WorkflowId, doc_id,
-    now_ms,
-};
+use crate::store::{AgentRecord, AgentState, DocId, MemoryKey, MemoryScope, doc_id, now_ms};
 use crate::tools::ToolContext;
 use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, SequenceAction, StepSpec};
 use bmad2pf_compiler::config::OnMissingDoc;
@@ -146,8 +146,16 @@ impl OwnedInputs {
 /// What exec produced.
 pub(crate) enum AgentExec {
     NotRun,
-    Done(Reply),
+    Done(Delivered),
     Failed { code: &'static str, message: String },
+}
+
+/// A finished agent's output, already written to the document store.
+pub(crate) struct Delivered {
+    /// The document text (without the `ACTION:` line).
+    content: String,
+    action: String,
+    usage: TokenUsage,
 }
 
 pub(crate) struct Reply {
@@ -759,22 +767,12 @@ impl AgentNode {
             });
         }
         state.results.insert(id.clone(), result);
-        if let Ok(workflow_id) = WorkflowId::parse(&format!("{}__{}", ctx.flow, ctx.story_id)) {
-            let update = StatusUpdate {
-                workflow_id,
-                story_id: Some(ctx.story_id.clone()),
-                agent_id: id.clone(),
-                status,
-                output_summary: summary,
-            };
-            if let Err(e) = self.core.status.update(update).await {
-                tracing::warn!(agent = id, %e, "orchestration status update failed");
-            }
-        }
+        ctx.report_status(id, status, summary);
     }
 
-    async fn complete(&self, state: &mut RunState, call: Box<AgentCall>, reply: Reply) -> Action {
-        let id = self.agent.id.clone();
+    /// Writes the agent's documents: done at the end of exec, outside the
+    /// run's lock, so the agents of a parallel step write concurrently.
+    async fn deliver(&self, call: &AgentCall, reply: Reply) -> AgentExec {
         let (content, action) = match &reply.action {
             Some(named) => (
                 reply.text.clone(),
@@ -788,28 +786,44 @@ impl AgentNode {
             .map(|d| (d.clone(), content.as_str()))
             .collect();
         for (name, text) in &reply.extra_docs {
-            match doc_id(&state.ctx.story_id, name) {
+            match doc_id(&call.ctx.story_id, name) {
                 Ok(doc) => writes.push((doc, text.as_str())),
                 Err(e) => {
-                    self.record_failure(
-                        state,
-                        "invalid_document_name",
-                        e.to_string(),
-                        Some(call.started),
-                        &[],
-                    )
-                    .await;
-                    return Action::DEFAULT;
+                    return AgentExec::Failed {
+                        code: "invalid_document_name",
+                        message: e.to_string(),
+                    };
                 }
             }
         }
         for (doc, text) in &writes {
             if let Err(e) = self.core.docs.put(doc, text).await {
-                self.record_failure(state, e.code(), e.to_string(), Some(call.started), &[])
-                    .await;
-                return Action::DEFAULT;
+                return AgentExec::Failed {
+                    code: e.code(),
+                    message: e.to_string(),
+                };
             }
         }
+        AgentExec::Done(Delivered {
+            content,
+            action,
+            usage: reply.usage,
+        })
+    }
+
+    /// Records a delivered output in the run: memory, run record, result.
+    async fn complete(
+        &self,
+        state: &mut RunState,
+        call: Box<AgentCall>,
+        delivered: Delivered,
+    ) -> Action {
+        let id = self.agent.id.clone();
+        let Delivered {
+            content,
+            action,
+            usage,
+        } = delivered;
         let summary = summarize(&content);
         if let Ok(key) = MemoryKey::parse(&format!(
             "{}.{LAST_OUTPUT_KEY}",
@@ -839,7 +853,7 @@ impl AgentNode {
             document: call.outputs.first().map(|d| d.to_string()),
             summary: summary.clone(),
             duration_ms: elapsed_ms(call.started),
-            usage: reply.usage,
+            usage,
         };
         self.finish(
             state,
@@ -905,7 +919,7 @@ impl Node<RunState> for AgentNode {
             .await
             .map_err(|_| NodeError::from("the engine is shutting down"))?;
         match self.call(call).await {
-            Ok(reply) => Ok(AgentExec::Done(reply)),
+            Ok(reply) => Ok(self.deliver(call, reply).await),
             // Only LLM errors that may pass are worth another attempt.
             Err(CallError::Llm(error)) if error.is_retryable() => Err(Box::new(error)),
             Err(CallError::Llm(error)) => Ok(AgentExec::Failed {

@@ -16,7 +16,9 @@ pub(crate) mod graph;
 
 use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
-use crate::store::{MemoryKey, MemoryScope, RunRecord, now_ms};
+use crate::store::{
+    AgentState, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,6 +33,9 @@ pub(crate) struct RunContext {
     pub input: String,
     pub force: bool,
     events: Option<UnboundedSender<RunEvent>>,
+    /// Orchestration status updates, written in order by the run's status
+    /// writer (so no agent waits for that I/O while holding the run's lock).
+    status: UnboundedSender<StatusUpdate>,
 }
 
 impl RunContext {
@@ -39,6 +44,22 @@ impl RunContext {
         if let Some(events) = &self.events {
             let _ = events.send(event);
         }
+    }
+
+    /// Records what happened to `agent` in the orchestration status of
+    /// this (flow, story), under workflow id `{flow}__{story}`.
+    pub fn report_status(&self, agent: String, status: AgentState, output_summary: Option<String>) {
+        let Ok(workflow_id) = WorkflowId::parse(&format!("{}__{}", self.flow, self.story_id))
+        else {
+            return;
+        };
+        let _ = self.status.send(StatusUpdate {
+            workflow_id,
+            story_id: Some(self.story_id.clone()),
+            agent_id: agent,
+            status,
+            output_summary,
+        });
     }
 
     pub fn streaming(&self) -> bool {
@@ -107,6 +128,16 @@ pub(crate) async fn run_flow(
     let started = Instant::now();
     let flow = request.flow.clone();
     let story = request.story_id.clone();
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
+    let status_store = core.status.clone();
+    let status_writer = tokio::spawn(async move {
+        while let Some(update) = status_rx.recv().await {
+            let agent = update.agent_id.clone();
+            if let Err(error) = status_store.update(update).await {
+                tracing::warn!(agent, %error, "orchestration status update failed");
+            }
+        }
+    });
     let mut state = RunState {
         ctx: Arc::new(RunContext {
             run_id: run_id.clone(),
@@ -115,6 +146,7 @@ pub(crate) async fn run_flow(
             input: request.input,
             force: request.force,
             events,
+            status: status_tx,
         }),
         results: BTreeMap::new(),
         errors: BTreeMap::new(),
@@ -136,37 +168,49 @@ pub(crate) async fn run_flow(
         });
     }
     flush_memory(core, &mut state).await;
-    let status = if state.halted.is_some() || !state.errors.is_empty() {
+    let RunState {
+        ctx,
+        results,
+        mut errors,
+        pending_docs,
+        halted,
+        mut record,
+        ..
+    } = state;
+    // The last sender goes with the context: the writer drains and ends, so
+    // every status update is written before the run answers.
+    drop(ctx);
+    if let Err(error) = status_writer.await {
+        tracing::error!(run_id, %error, "the status writer stopped early");
+    }
+    let status = if halted.is_some() || !errors.is_empty() {
         RunStatus::Error
-    } else if !state.pending_docs.is_empty() {
+    } else if !pending_docs.is_empty() {
         RunStatus::Pending
     } else {
         RunStatus::Success
     };
-    state.record.run_id = run_id.clone();
-    state.record.status = serde_json::to_value(status)
+    record.run_id = run_id.clone();
+    record.status = serde_json::to_value(status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    state.record.updated_at = now_ms();
-    if let Err(error) = core.runs.save(&flow, &story, &state.record).await {
+    record.updated_at = now_ms();
+    if let Err(error) = core.runs.save(&flow, &story, &record).await {
         tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
-        state.errors.insert("run_record".into(), error.to_string());
+        errors.insert("run_record".into(), error.to_string());
     }
     core.counters.run_finished(status);
-    let (error_code, halt_message) = match &state.halted {
-        Some(halt) => (Some(halt.code.to_string()), Some(halt.message.clone())),
-        None => (None, None),
-    };
-    if let Some(message) = halt_message {
-        state.errors.entry("run".to_string()).or_insert(message);
+    let error_code = halted.as_ref().map(|h| h.code.to_string());
+    if let Some(halt) = halted {
+        errors.entry("run".to_string()).or_insert(halt.message);
     }
     RunOutcome {
         run_id,
         status,
-        results: state.results,
-        pending_docs: state.pending_docs.into_iter().collect(),
-        errors: state.errors,
+        results,
+        pending_docs: pending_docs.into_iter().collect(),
+        errors,
         error_code,
         duration_ms: elapsed_ms(started),
     }
