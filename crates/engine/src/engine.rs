@@ -13,7 +13,8 @@ use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunOut
 use crate::run::{RunState, graph::build_flow, run_flow};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
-    DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore, RunStore,
+    DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
+    RedisConnection, RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore,
     StatusStore, doc_id,
 };
 use crate::tools::ToolBox;
@@ -35,21 +36,50 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// The file backends at the paths runtime.yaml names (`docs.path`,
-    /// `memory.path`, `orchestrator.path`; run records under `orchestrator.path/runs`).
-    pub async fn open_files(config: &RuntimeConfig) -> Result<Self, EngineError> {
-        if config.memory.backend == StoreBackend::Redis {
-            return Err(EngineError::Config(
-                "memory.backend: redis is not available in this build yet; use `file`".into(),
-            ));
+    /// The stores runtime.yaml selects with `memory.backend`.
+    ///
+    /// `file`: the file backends at `docs.path`, `memory.path` and
+    /// `orchestrator.path` (run records under `orchestrator.path/runs`).
+    /// `redis`: all four on one Redis (`memory.redis`), shared by every
+    /// replica pointed at it (SPEC 6). The Redis connection is made lazily:
+    /// a Redis that does not answer yet is logged and the process starts
+    /// `degraded` (503 from the stores) until it does.
+    pub async fn open(config: &RuntimeConfig) -> Result<Self, EngineError> {
+        match config.memory.backend {
+            StoreBackend::File => {
+                let status_dir = Path::new(&config.orchestrator.path);
+                Ok(Self {
+                    docs: Arc::new(FileDocStore::open(&config.docs.path).await?),
+                    memory: Arc::new(FileMemoryStore::open(&config.memory.path).await?),
+                    status: Arc::new(FileStatusStore::open(status_dir).await?),
+                    runs: Arc::new(FileRunStore::open(status_dir.join("runs")).await?),
+                })
+            }
+            StoreBackend::Redis => {
+                let settings = &config.memory.redis;
+                let redis = RedisConnection::open(settings)
+                    .map_err(|e| EngineError::Config(e.to_string()))?;
+                match redis.ping().await {
+                    Ok(()) => tracing::info!(
+                        server = redis.server(),
+                        prefix = redis.prefix(),
+                        "stores on Redis"
+                    ),
+                    Err(error) => tracing::warn!(
+                        server = redis.server(),
+                        %error,
+                        detail = error.detail(),
+                        "Redis does not answer yet; serving degraded until it does"
+                    ),
+                }
+                Ok(Self {
+                    docs: Arc::new(RedisDocStore::new(redis.clone())),
+                    memory: Arc::new(RedisMemoryStore::new(redis.clone(), settings.ttl)),
+                    status: Arc::new(RedisStatusStore::new(redis.clone())),
+                    runs: Arc::new(RedisRunStore::new(redis)),
+                })
+            }
         }
-        let status_dir = Path::new(&config.orchestrator.path);
-        Ok(Self {
-            docs: Arc::new(FileDocStore::open(&config.docs.path).await?),
-            memory: Arc::new(FileMemoryStore::open(&config.memory.path).await?),
-            status: Arc::new(FileStatusStore::open(status_dir).await?),
-            runs: Arc::new(FileRunStore::open(status_dir.join("runs")).await?),
-        })
     }
 }
 
@@ -60,14 +90,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the file stores named by `config` and starts an engine on them.
+    /// Opens the stores named by `config` ([`Stores::open`]) and starts an engine on them.
     /// `env` looks up environment variables (API keys).
     pub async fn start(
         bundle: Arc<Bundle>,
         config: RuntimeConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, EngineError> {
-        let stores = Stores::open_files(&config).await?;
+        let stores = Stores::open(&config).await?;
         Self::with_stores(bundle, config, stores, env)
     }
 

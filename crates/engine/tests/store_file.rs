@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bmad2pf_engine::store::{
-    AgentState, DocId, DocStore, FileDocStore, FileMemoryStore, FileStatusStore, MemoryKey,
-    MemoryScope, MemoryStore, StatusStore, StatusUpdate, WorkflowId, doc_id,
+    AgentState, DocId, DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore,
+    MemoryKey, MemoryScope, MemoryStore, RunStore, StatusStore, StatusUpdate, WorkflowId, doc_id,
 };
 use serde_json::{Value, json};
 use store_suite::TestResult;
@@ -60,7 +60,8 @@ async fn suite_memory_roundtrip() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_memory_concurrent_writes_lose_nothing() -> TestResult {
     let dir = TempDir::new()?;
-    store_suite::memory_concurrent_writes_lose_nothing(memory_in(dir.path()).await?).await?;
+    let memory = memory_in(dir.path()).await?;
+    store_suite::memory_concurrent_writes_lose_nothing(Arc::clone(&memory), memory).await?;
     // …and the file says the same to a freshly started process.
     let reopened = memory_in(dir.path()).await?;
     store_suite::memory_contended_scope_is_complete(&reopened).await?;
@@ -86,6 +87,32 @@ async fn suite_status_isolation_and_implicit_create() -> TestResult {
 async fn suite_status_cleanup_by_retention() -> TestResult {
     let dir = TempDir::new()?;
     store_suite::status_cleanup_by_retention(status_in(dir.path()).await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_status_concurrent_updates_lose_nothing() -> TestResult {
+    let dir = TempDir::new()?;
+    let status = status_in(dir.path()).await?;
+    store_suite::status_concurrent_updates_lose_nothing(Arc::clone(&status), status).await
+}
+
+async fn runs_in(
+    dir: &Path,
+) -> Result<Arc<dyn RunStore>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(Arc::new(FileRunStore::open(dir).await?))
+}
+
+#[tokio::test]
+async fn suite_runs_claims_and_records() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::runs_claims_and_records(runs_in(dir.path()).await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
+    let dir = TempDir::new()?;
+    let runs = runs_in(dir.path()).await?;
+    store_suite::runs_one_claim_wins_across_handles(Arc::clone(&runs), runs).await
 }
 
 // ------------------------------------------------------------------- ids

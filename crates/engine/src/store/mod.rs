@@ -12,6 +12,10 @@
 //!   atomic writes), [`FileMemoryStore`] (one JSON Lines log per scope,
 //!   SPEC 4.4) and [`FileStatusStore`] (one JSON Lines log of status
 //!   changes), built on the crash-safe log in `jsonl`.
+//! - Redis backends, for several replicas sharing one state (SPEC 6):
+//!   [`RedisDocStore`], [`RedisMemoryStore`] (a hash per scope with a TTL,
+//!   SPEC 4.4), [`RedisStatusStore`] and [`RedisRunStore`], all on one
+//!   [`RedisConnection`] (shared, self-reconnecting, key prefix).
 //!
 //! # Conventions
 //! - Every timestamp is **milliseconds since the Unix epoch** (`u64`):
@@ -28,6 +32,11 @@ mod files;
 pub mod ids;
 mod jsonl;
 mod memory_file;
+mod redis_connection;
+mod redis_docs;
+mod redis_memory;
+mod redis_runs;
+mod redis_status;
 mod runs;
 mod status_file;
 
@@ -43,6 +52,11 @@ pub use error::StoreError;
 pub use files::now_ms;
 pub use ids::{DocId, IdError, MemoryKey, MemoryScope, WorkflowId, doc_id};
 pub use memory_file::FileMemoryStore;
+pub use redis_connection::RedisConnection;
+pub use redis_docs::RedisDocStore;
+pub use redis_memory::RedisMemoryStore;
+pub use redis_runs::{CLAIM_TTL, RedisRunStore};
+pub use redis_status::RedisStatusStore;
 pub use runs::{AgentRecord, FileRunStore, RunRecord, RunStore};
 pub use status_file::FileStatusStore;
 

@@ -1,18 +1,23 @@
 //! The behavioural contract of the store traits, written once against
-//! `Arc<dyn DocStore>`, `Arc<dyn MemoryStore>` and `Arc<dyn StatusStore>`.
+//! `Arc<dyn DocStore>`, `Arc<dyn MemoryStore>`, `Arc<dyn StatusStore>` and
+//! `Arc<dyn RunStore>`.
 //!
-//! Every backend's test file (`store_file.rs` now, the Redis one later)
-//! calls these functions with fresh, empty stores. Nothing here knows how a
-//! backend keeps its data; backend-specific checks (file layout, torn
-//! lines, reopening) live in the backend's own test file.
+//! Every backend's test file (`store_file.rs`, `store_redis.rs`) calls these
+//! functions with fresh, empty stores. Functions that take two handles
+//! (`a`, `b`) check that concurrent use through both loses nothing: a
+//! backend shared between replicas passes two independently opened stores
+//! on the same data, a single-process backend passes one store twice.
+//! Nothing here knows how a backend keeps its data; backend-specific checks
+//! (file layout, torn lines, reopening, key layout, TTLs) live in the
+//! backend's own test file.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bmad2pf_engine::store::{
-    AgentState, DocId, DocStore, MemoryKey, MemoryScope, MemoryStore, StatusStore, StatusUpdate,
-    WorkflowId, doc_id, now_ms,
+    AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, MemoryStore, RunRecord,
+    RunStore, StatusStore, StatusUpdate, WorkflowId, doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -254,15 +259,20 @@ pub async fn memory_roundtrip(memory: Arc<dyn MemoryStore>) -> TestResult {
 }
 
 /// 50 tasks × 20 writes to one scope (each task overwriting its own five
-/// keys four times): every key ends with its last value.
-pub async fn memory_concurrent_writes_lose_nothing(memory: Arc<dyn MemoryStore>) -> TestResult {
+/// keys four times), the tasks alternating between handles `a` and `b`:
+/// every key ends with its last value, seen through both.
+pub async fn memory_concurrent_writes_lose_nothing(
+    a: Arc<dyn MemoryStore>,
+    b: Arc<dyn MemoryStore>,
+) -> TestResult {
     const TASKS: usize = 50;
     const WRITES: usize = 20;
     const KEYS_PER_TASK: usize = 5;
     let scope = MemoryScope::parse("shared:contended")?;
     let mut tasks = Vec::new();
     for task in 0..TASKS {
-        let (memory, scope) = (Arc::clone(&memory), scope.clone());
+        let memory = if task % 2 == 0 { &a } else { &b };
+        let (memory, scope) = (Arc::clone(memory), scope.clone());
         tasks.push(tokio::spawn(async move {
             for write in 0..WRITES {
                 let key = MemoryKey::parse(&format!("t{task}.{}", write % KEYS_PER_TASK))?;
@@ -276,7 +286,8 @@ pub async fn memory_concurrent_writes_lose_nothing(memory: Arc<dyn MemoryStore>)
     for task in tasks {
         task.await??;
     }
-    memory_contended_scope_is_complete(&memory).await
+    memory_contended_scope_is_complete(&a).await?;
+    memory_contended_scope_is_complete(&b).await
 }
 
 /// The state [`memory_concurrent_writes_lose_nothing`] must leave; public so
@@ -521,5 +532,193 @@ pub async fn status_cleanup_by_retention(status: Arc<dyn StatusStore>) -> TestRe
 
     assert_eq!(status.cleanup(retention, now + 1).await?, 1);
     assert!(status.list().await?.is_empty());
+    Ok(())
+}
+
+/// 2 × 25 tasks, alternating between handles `a` and `b`, each reporting
+/// its own agent `running` then `completed` on one workflow: every agent
+/// ends `completed` and the history holds all 100 changes, each agent's in
+/// its order.
+pub async fn status_concurrent_updates_lose_nothing(
+    a: Arc<dyn StatusStore>,
+    b: Arc<dyn StatusStore>,
+) -> TestResult {
+    const AGENTS: usize = 50;
+    let wf = workflow("wf-contended")?;
+    a.create(Some(wf.clone()), "S1", &[]).await?;
+    let mut tasks = Vec::new();
+    for agent in 0..AGENTS {
+        let status = Arc::clone(if agent % 2 == 0 { &a } else { &b });
+        let wf = wf.clone();
+        tasks.push(tokio::spawn(async move {
+            for state in [AgentState::Running, AgentState::Completed] {
+                let now = status
+                    .update(StatusUpdate {
+                        workflow_id: wf.clone(),
+                        story_id: Some("S1".into()),
+                        agent_id: format!("agent-{agent:02}"),
+                        status: state,
+                        output_summary: None,
+                    })
+                    .await?;
+                // The returned state includes this very update.
+                assert_eq!(
+                    now.agent_statuses
+                        .get(&format!("agent-{agent:02}"))
+                        .map(|s| s.status),
+                    Some(state)
+                );
+            }
+            Ok::<(), bmad2pf_engine::store::StoreError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    for status in [&a, &b] {
+        let now = status.get(&wf).await?.ok_or("workflow missing")?;
+        assert_eq!(now.agent_statuses.len(), AGENTS);
+        assert!(
+            now.agent_statuses
+                .values()
+                .all(|s| s.status == AgentState::Completed)
+        );
+        let history = status.history(&wf).await?;
+        assert_eq!(history.len(), 2 * AGENTS);
+        for agent in 0..AGENTS {
+            let id = format!("agent-{agent:02}");
+            let states: Vec<AgentState> = history
+                .iter()
+                .filter(|c| c.agent_id == id)
+                .map(|c| c.status)
+                .collect();
+            assert_eq!(states, [AgentState::Running, AgentState::Completed], "{id}");
+        }
+    }
+    Ok(())
+}
+
+// --------------------------------------------------------------- run records
+
+fn record(run_id: &str, status: &str, agents: &[(&str, &str)]) -> RunRecord {
+    RunRecord {
+        run_id: run_id.into(),
+        status: status.into(),
+        agents: agents
+            .iter()
+            .map(|(agent, hash)| {
+                (
+                    (*agent).to_string(),
+                    AgentRecord {
+                        input_hash: (*hash).to_string(),
+                        outputs: vec![format!("S1__{agent}")],
+                        finished_at: 1_700_000_000_000,
+                    },
+                )
+            })
+            .collect(),
+        updated_at: 1_700_000_000_000,
+    }
+}
+
+/// Claims are exclusive per (flow, story) and released only by their run;
+/// records round-trip and are kept per (flow, story).
+pub async fn runs_claims_and_records(runs: Arc<dyn RunStore>) -> TestResult {
+    assert_eq!(runs.claim("planning", "S1", "run-a").await?, None);
+    assert_eq!(
+        runs.claim("planning", "S1", "run-b").await?,
+        Some("run-a".to_string()),
+        "a second run of the same pair names the active one"
+    );
+    // Other stories and other flows are independent.
+    assert_eq!(runs.claim("planning", "S2", "run-c").await?, None);
+    assert_eq!(runs.claim("brief", "S1", "run-d").await?, None);
+
+    // Releasing with the wrong run id leaves the claim alone.
+    runs.release("planning", "S1", "run-b").await?;
+    assert_eq!(
+        runs.claim("planning", "S1", "run-e").await?,
+        Some("run-a".to_string())
+    );
+    runs.release("planning", "S1", "run-a").await?;
+    assert_eq!(runs.claim("planning", "S1", "run-e").await?, None);
+    // Releasing twice, or a pair nobody holds, is harmless.
+    runs.release("planning", "S1", "run-e").await?;
+    runs.release("planning", "S1", "run-e").await?;
+    runs.release("never", "S9", "run-x").await?;
+    assert_eq!(runs.claim("planning", "S1", "run-f").await?, None);
+    for (flow, story, run) in [
+        ("planning", "S1", "run-f"),
+        ("planning", "S2", "run-c"),
+        ("brief", "S1", "run-d"),
+    ] {
+        runs.release(flow, story, run).await?;
+    }
+
+    assert_eq!(runs.load("planning", "S1").await?, None);
+    let first = record("run-a", "pending", &[("analyst", "h1")]);
+    runs.save("planning", "S1", &first).await?;
+    assert_eq!(runs.load("planning", "S1").await?, Some(first));
+    let second = record("run-e", "success", &[("analyst", "h1"), ("pm", "h2")]);
+    runs.save("planning", "S1", &second).await?;
+    assert_eq!(runs.load("planning", "S1").await?, Some(second));
+    assert_eq!(runs.load("planning", "S2").await?, None);
+    assert_eq!(runs.load("brief", "S1").await?, None);
+    Ok(())
+}
+
+/// 20 runs claim one (flow, story) at once through handles `a` and `b`:
+/// exactly one wins and every other is told the winner; after the winner
+/// releases (through the other handle), the pair is free.
+pub async fn runs_one_claim_wins_across_handles(
+    a: Arc<dyn RunStore>,
+    b: Arc<dyn RunStore>,
+) -> TestResult {
+    const RUNS: usize = 20;
+    let mut tasks = Vec::new();
+    for run in 0..RUNS {
+        let runs = Arc::clone(if run % 2 == 0 { &a } else { &b });
+        tasks.push(tokio::spawn(async move {
+            let run_id = format!("run-{run:02}");
+            let holder = runs.claim("planning", "contended", &run_id).await?;
+            Ok::<_, bmad2pf_engine::store::StoreError>((run_id, holder))
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut told = Vec::new();
+    for task in tasks {
+        match task.await?? {
+            (run_id, None) => winners.push(run_id),
+            (_, Some(holder)) => told.push(holder),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+    let winner = winners.remove(0);
+    assert_eq!(told.len(), RUNS - 1);
+    assert!(told.iter().all(|holder| *holder == winner), "{told:?}");
+
+    let (holder_side, other_side) = if winner[4..].parse::<usize>()? % 2 == 0 {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert_eq!(
+        other_side
+            .claim("planning", "contended", "run-late")
+            .await?,
+        Some(winner.clone())
+    );
+    holder_side
+        .release("planning", "contended", &winner)
+        .await?;
+    assert_eq!(
+        other_side
+            .claim("planning", "contended", "run-late")
+            .await?,
+        None
+    );
+    other_side
+        .release("planning", "contended", "run-late")
+        .await?;
     Ok(())
 }
