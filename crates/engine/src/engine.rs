@@ -23,6 +23,7 @@ use bmad2pf_compiler::config::{RuntimeConfig, StoreBackend};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -83,8 +84,16 @@ impl Stores {
     }
 }
 
+/// Each backend's name and whether it works (the error message when not).
+pub type BackendHealth = Vec<(&'static str, Result<(), String>)>;
+
+/// How long a health check's answer is reused.
+pub const HEALTH_TTL: Duration = Duration::from_secs(1);
+
 pub struct Engine {
     core: Arc<Core>,
+    /// The last health report and when it was taken.
+    health: tokio::sync::Mutex<Option<(Instant, BackendHealth)>>,
     /// Flow name → its PocketFlow graph.
     graphs: BTreeMap<String, pocketflow::Flow<RunState>>,
 }
@@ -129,7 +138,11 @@ impl Engine {
             .values()
             .map(|flow| (flow.name.clone(), build_flow(&core, flow)))
             .collect();
-        Ok(Self { core, graphs })
+        Ok(Self {
+            core,
+            graphs,
+            health: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The stores this engine works on, to start another engine on the same
@@ -219,10 +232,16 @@ impl Engine {
         crate::execute::readiness(&self.core, agent_id, story_id).await
     }
 
-    /// Each backend's health: `docs`, `memory`, `status`.
-    pub async fn health(&self) -> Vec<(&'static str, Result<(), String>)> {
+    /// Each backend's health: `docs`, `memory`, `status`. A backend check
+    /// does real I/O (a probe write, a PING), so the answer is reused for
+    /// [`HEALTH_TTL`]: a flood of `/health` requests costs one check a second.
+    pub async fn health(&self) -> BackendHealth {
+        let mut cached = self.health.lock().await;
+        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < HEALTH_TTL) {
+            return report.clone();
+        }
         let core = &self.core;
-        vec![
+        let report = vec![
             ("docs", core.docs.health().await.map_err(|e| e.to_string())),
             (
                 "memory",
@@ -232,7 +251,9 @@ impl Engine {
                 "status",
                 core.status.health().await.map_err(|e| e.to_string()),
             ),
-        ]
+        ];
+        *cached = Some((Instant::now(), report.clone()));
+        report
     }
 
     pub fn stats(&self) -> EngineStats {

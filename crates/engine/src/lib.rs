@@ -28,6 +28,6 @@ pub mod stats;
 pub mod store;
 pub mod tools;
 
-pub use engine::{Engine, Stores};
+pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};
 pub use error::EngineError;
 pub use stats::EngineStats;

@@ -41,7 +41,7 @@ pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
         .iter()
         .map(|step| graph.add_runnable(build_step(core, step, flow.max_visits)))
         .collect();
-    let end = graph.add(End);
+    let end = graph.add(end());
     let index: HashMap<&str, usize> = flow
         .steps
         .iter()
@@ -90,11 +90,8 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
             Ok(Action::new(chosen))
         },
     );
-    let guard = graph.add(VisitGuard {
-        step: step.id.clone(),
-        max_visits,
-    });
-    let end = graph.add(End);
+    let guard = graph.add(visit_guard(step.id.clone(), max_visits));
+    let end = graph.add(end());
     graph.on(guard, HALT, end);
     let mut previous = guard;
     if step.agents.is_empty() {
@@ -107,7 +104,7 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
     }
     for group in groups(core, step) {
         let mut dispatch = Flow::named(format!("{}:dispatch", step.id));
-        let router = dispatch.add(Router);
+        let router = dispatch.add(router());
         for id in &group.agents {
             if let Some(agent) = core.agent(id) {
                 let node = dispatch.add(AgentNode::new(core.clone(), agent.clone(), step.clone()));
@@ -157,90 +154,6 @@ impl ParamSets<RunState> for AgentSets {
             .iter()
             .map(|id| Params::from([("agent".to_string(), serde_json::Value::String(id.clone()))]))
             .collect())
-    }
-}
-
-/// Routes a param set to its agent's node.
-struct Router;
-
-impl Node<RunState> for Router {
-    type Prep = ();
-    type Exec = ();
-
-    fn name(&self) -> &str {
-        "router"
-    }
-
-    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(
-        &self,
-        _state: &mut RunState,
-        params: &Params,
-        _prep: (),
-        _exec: (),
-    ) -> Result<Action, NodeError> {
-        params
-            .get("agent")
-            .and_then(|v| v.as_str())
-            .map(|id| Action::new(id.to_string()))
-            .ok_or_else(|| NodeError::from("router: no agent in params"))
-    }
-}
-
-/// Counts a step's visits and halts the run on the (max_visits + 1)-th.
-struct VisitGuard {
-    step: String,
-    max_visits: u32,
-}
-
-impl Node<RunState> for VisitGuard {
-    type Prep = ();
-    type Exec = ();
-
-    fn name(&self) -> &str {
-        "visit-guard"
-    }
-
-    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(
-        &self,
-        state: &mut RunState,
-        _params: &Params,
-        _prep: (),
-        _exec: (),
-    ) -> Result<Action, NodeError> {
-        if state.halted.is_some() {
-            return Ok(Action::new(HALT));
-        }
-        let visits = state.visits.entry(self.step.clone()).or_insert(0);
-        if *visits >= self.max_visits {
-            state.halted = Some(Halt {
-                code: "loop_limit",
-                message: format!(
-                    "step `{}` was about to run a {}th time (max_visits is {})",
-                    self.step,
-                    self.max_visits + 1,
-                    self.max_visits
-                ),
-            });
-            return Ok(Action::new(HALT));
-        }
-        *visits += 1;
-        Ok(Action::DEFAULT)
     }
 }
 
@@ -300,15 +213,21 @@ impl Node<RunState> for HumanStep {
     }
 }
 
-/// Where every flow ends: a node without successors.
-struct End;
+/// A node whose whole work is a decision in post: routing, counting, ending.
+struct Decide<F> {
+    name: &'static str,
+    decide: F,
+}
 
-impl Node<RunState> for End {
+impl<F> Node<RunState> for Decide<F>
+where
+    F: Fn(&mut RunState, &Params) -> Result<Action, NodeError> + Send + Sync,
+{
     type Prep = ();
     type Exec = ();
 
     fn name(&self) -> &str {
-        "end"
+        self.name
     }
 
     async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
@@ -317,5 +236,65 @@ impl Node<RunState> for End {
 
     async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
         Ok(())
+    }
+
+    async fn post(
+        &self,
+        state: &mut RunState,
+        params: &Params,
+        _prep: (),
+        _exec: (),
+    ) -> Result<Action, NodeError> {
+        (self.decide)(state, params)
+    }
+}
+
+/// Where every flow ends: a node without successors.
+fn end() -> Decide<impl Fn(&mut RunState, &Params) -> Result<Action, NodeError> + Send + Sync> {
+    Decide {
+        name: "end",
+        decide: |_: &mut RunState, _: &Params| Ok(Action::DEFAULT),
+    }
+}
+
+/// Routes a param set (`{"agent": id}`) to that agent's node.
+fn router() -> Decide<impl Fn(&mut RunState, &Params) -> Result<Action, NodeError> + Send + Sync> {
+    Decide {
+        name: "router",
+        decide: |_: &mut RunState, params: &Params| {
+            params
+                .get("agent")
+                .and_then(|v| v.as_str())
+                .map(|id| Action::new(id.to_string()))
+                .ok_or_else(|| NodeError::from("router: no agent in params"))
+        },
+    }
+}
+
+/// Counts a step's visits and halts the run on the (max_visits + 1)-th.
+fn visit_guard(
+    step: String,
+    max_visits: u32,
+) -> Decide<impl Fn(&mut RunState, &Params) -> Result<Action, NodeError> + Send + Sync> {
+    Decide {
+        name: "visit-guard",
+        decide: move |state: &mut RunState, _: &Params| {
+            if state.halted.is_some() {
+                return Ok(Action::new(HALT));
+            }
+            let visits = state.visits.entry(step.clone()).or_insert(0);
+            if *visits >= max_visits {
+                state.halted = Some(Halt {
+                    code: "loop_limit",
+                    message: format!(
+                        "step `{step}` was about to run a {}th time (max_visits is {max_visits})",
+                        max_visits + 1
+                    ),
+                });
+                return Ok(Action::new(HALT));
+            }
+            *visits += 1;
+            Ok(Action::DEFAULT)
+        },
     }
 }
