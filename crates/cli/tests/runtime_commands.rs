@@ -147,13 +147,18 @@ impl Drop for Server {
 }
 
 /// Starts `serve` on a free port and waits for its "serving on" log line.
-fn serve(cwd: &Path, args: &[&str]) -> Result<Server, Box<dyn std::error::Error>> {
+fn serve(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Server, Box<dyn std::error::Error>> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
         .current_dir(cwd)
         .arg("serve")
         .args(args)
         .args(["--port", "0"])
         .env("LOG_LEVEL", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -182,7 +187,11 @@ async fn get_json(url: &str) -> Result<serde_json::Value, Box<dyn std::error::Er
 async fn serve_answers_and_stops_cleanly_on_sigterm() -> TestResult {
     let dir = tempfile::tempdir()?;
     let src = planning();
-    let mut server = serve(dir.path(), &["--src", src.to_str().unwrap_or_default()])?;
+    let mut server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default()],
+        &[],
+    )?;
     let health = get_json(&format!("{}/health", server.base)).await?;
     assert_eq!(health["status"], "healthy");
     let client = reqwest::Client::new();
@@ -230,6 +239,7 @@ async fn serve_watch_swaps_in_good_edits_and_keeps_serving_through_bad_ones() ->
     let server = serve(
         dir.path(),
         &["--src", src.to_str().unwrap_or_default(), "--watch"],
+        &[],
     )?;
     let url = format!("{}/agents/writer", server.base);
     assert_eq!(get_json(&url).await?["description"], "first");
@@ -255,5 +265,82 @@ async fn serve_watch_swaps_in_good_edits_and_keeps_serving_through_bad_ones() ->
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+/// A minimal OpenAI-compatible chat completions server: answers every
+/// request with `reply` and keeps the request bodies.
+async fn openai_compatible_server(
+    reply: &'static str,
+) -> Result<
+    (
+        String,
+        std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    use axum::{Json, Router, routing::post};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let recorded = recorded.clone();
+            async move {
+                if let Ok(mut all) = recorded.lock() {
+                    all.push(body);
+                }
+                Json(serde_json::json!({
+                    "id": "chatcmpl-1", "object": "chat.completion", "model": "local-model",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, seen))
+}
+
+#[tokio::test]
+async fn serve_runs_a_flow_against_an_openai_compatible_server() -> TestResult {
+    let (llm_url, seen) = openai_compatible_server("# Brief\nA list app for families.").await?;
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default()],
+        &[
+            ("BMAD2PF_LLM_PROVIDER", "openai_compatible"),
+            ("BMAD2PF_LLM_BASE_URL", &llm_url),
+            ("BMAD2PF_LLM_MODEL", "local-model"),
+        ],
+    )?;
+    let run: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/run", server.base))
+        .json(&serde_json::json!({"flow": "brief", "story_id": "fam", "input": "a shopping list app"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(run["results"]["analyst"]["usage"]["output_tokens"], 4);
+    let doc = reqwest::get(format!("{}/doc/fam__project-brief", server.base))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(doc, "# Brief\nA list app for families.");
+    let requests = seen.lock().map(|r| r.clone()).unwrap_or_default();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["model"], "local-model");
+    assert!(
+        requests[0]["messages"]
+            .to_string()
+            .contains("a shopping list app")
+    );
     Ok(())
 }
