@@ -8,7 +8,7 @@
 # PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
 # Also: time from process start to the first successful /health, and idle RSS.
 #
-# Serves with `bmad2pf serve --src`.
+# Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,9 +23,14 @@ for tool in cargo wrk curl; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
 done
 
-echo "building the release binary…" >&2
-(cd "$root" && cargo build -q --release -p bmad2pf)
-server=("$target/release/bmad2pf" serve --src "$src")
+if [ -n "${BMAD2PF_BIN:-}" ]; then
+  bin="$BMAD2PF_BIN"   # a binary built already (e.g. `cargo build --profile bench`)
+else
+  echo "building the release binary…" >&2
+  (cd "$root" && cargo build -q --release -p bmad2pf)
+  bin="$target/release/bmad2pf"
+fi
+server=("$bin" serve --src "$src")
 
 work="$(mktemp -d)"
 pid=""

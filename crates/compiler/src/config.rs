@@ -289,6 +289,9 @@ impl RuntimeConfig {
     /// `LOG_LEVEL`, `MEMORY_BACKEND`, `REDIS_URL`, `PORT`, and
     /// `BMAD2PF_<SECTION>_<KEY>` for any key (`BMAD2PF_LLM_PROVIDER`,
     /// `BMAD2PF_SERVER_MAX_BODY_BYTES`, `BMAD2PF_MEMORY_REDIS_URL`, `BMAD2PF_ON_MISSING_DOC`).
+    /// A variable that names a section but no key of it (`BMAD2PF_LLM_PROVIDR`)
+    /// is an error; other `BMAD2PF_` variables (`BMAD2PF_TEST_REDIS_URL`) are
+    /// not settings and are left alone.
     ///
     /// `vars` is the environment (pass `std::env::vars()`); taking it as an
     /// argument keeps this testable and keeps env reads in one place.
@@ -310,14 +313,21 @@ impl RuntimeConfig {
                 "REDIS_URL" => Some(vec!["memory".into(), "redis".into(), "url".into()]),
                 "PORT" => Some(vec!["server".into(), "port".into()]),
                 _ => match name.strip_prefix("BMAD2PF_") {
-                    Some(rest) => Some(
-                        resolve_key_path(&tree, &rest.to_ascii_lowercase()).ok_or_else(|| {
-                            EnvOverrideError {
-                                var: name.clone(),
-                                message: "does not name a runtime.yaml key".into(),
+                    Some(rest) => {
+                        let flat = rest.to_ascii_lowercase();
+                        match resolve_key_path(&tree, &flat) {
+                            Some(path) => Some(path),
+                            // `BMAD2PF_LLM_PROVIDR`: a section we know, a key we don't — a typo.
+                            None if names_a_section(&tree, &flat) => {
+                                return Err(EnvOverrideError {
+                                    var: name.clone(),
+                                    message: "does not name a runtime.yaml key".into(),
+                                });
                             }
-                        })?,
-                    ),
+                            // `BMAD2PF_BIN`, `BMAD2PF_TEST_…`: not a setting at all.
+                            None => None,
+                        }
+                    }
                     None => None,
                 },
             };
@@ -330,6 +340,18 @@ impl RuntimeConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `flat` starts with a top-level key of runtime.yaml (`llm_…`, `server_…`).
+fn names_a_section(tree: &serde_json::Value, flat: &str) -> bool {
+    tree.as_object().is_some_and(|sections| {
+        sections.keys().any(|k| {
+            flat == k
+                || flat
+                    .strip_prefix(k.as_str())
+                    .is_some_and(|r| r.starts_with('_'))
+        })
+    })
 }
 
 /// Finds the key path that `flat` (e.g. `server_max_body_bytes`) spells, by
@@ -427,5 +449,12 @@ mod tests {
         assert!(err.is_err_and(|e| e.var == "PORT"));
         let err = RuntimeConfig::default().apply_env(env(&[("BMAD2PF_LLM_PROVIDR", "x")]));
         assert!(err.is_err_and(|e| e.message.contains("does not name")));
+        let mut c = RuntimeConfig::default();
+        let unrelated = c.apply_env(env(&[
+            ("BMAD2PF_BIN", "/x"),
+            ("BMAD2PF_TEST_REDIS_URL", "redis://h"),
+        ]));
+        assert_eq!(unrelated, Ok(()));
+        assert_eq!(c, RuntimeConfig::default());
     }
 }
