@@ -66,11 +66,12 @@ impl RedisConnection {
     /// Prepares the connection described by `config` (`url`, `pool_size`,
     /// `key_prefix`) without contacting Redis yet; the first command
     /// connects. Must be called inside a tokio runtime. Fails only for a
-    /// URL that is not a Redis URL.
+    /// URL this build cannot use (not a Redis URL, or `rediss://`).
     pub fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         let client = Client::open(config.url.as_str()).map_err(|err| StoreError::Unavailable {
             message: format!(
-                "memory.redis.url is not a valid Redis URL ({})",
+                "memory.redis.url is not a usable Redis URL ({}); expected \
+                 redis://[:password@]host:port/db or unix:///path (TLS is not built in)",
                 err.category()
             ),
             detail: err.to_string(),
@@ -183,7 +184,7 @@ mod tests {
         };
         let err = RedisConnection::open(&config).err();
         let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
-        assert!(message.contains("not a valid Redis URL"), "{message}");
+        assert!(message.contains("not a usable Redis URL"), "{message}");
         assert!(!message.contains("secret"), "{message}");
     }
 
