@@ -12,13 +12,11 @@
 //! - `kill -9` of a file-backend server during a burst of writes: after a
 //!   restart every acknowledged write is there and every file loads.
 //!
-//! Redis comes from `TEST_REDIS_URL` (the shared one) and
-//! `TEST_REDIS_SERVER` (the `redis-server` binary, for the private
+//! Redis comes from `BMAD2PF_TEST_REDIS_URL` (the shared one) and
+//! `BMAD2PF_TEST_REDIS_SERVER` (the `redis-server` binary, for the private
 //! server the outage test kills; `redis-server` on `PATH` when unset).
 //! Without them the Redis tests print a loud `SKIPPED` line and pass,
-//! except under CI (`CI` set), where that is a failure. (Not `BMAD2PF_…`
-//! names: that prefix belongs to runtime.yaml overrides, and the binary
-//! refuses one that names no key — every spawned server would fail.)
+//! except under CI (`CI` set), where that is a failure.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -216,7 +214,7 @@ impl Drop for PrivateRedis {
 
 /// The `redis-server` binary for private servers, if there is one.
 fn redis_server_binary() -> Option<String> {
-    let configured = std::env::var("TEST_REDIS_SERVER").unwrap_or_default();
+    let configured = std::env::var("BMAD2PF_TEST_REDIS_SERVER").unwrap_or_default();
     let binary = if configured.is_empty() {
         "redis-server".to_string()
     } else {
@@ -275,9 +273,9 @@ async fn expect_error(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
-    let url = std::env::var("TEST_REDIS_URL").unwrap_or_default();
+    let url = std::env::var("BMAD2PF_TEST_REDIS_URL").unwrap_or_default();
     if url.is_empty() {
-        return skip("the replica test", "TEST_REDIS_URL");
+        return skip("the replica test", "BMAD2PF_TEST_REDIS_URL");
     }
     let prefix = unique_prefix("replicas");
     let mut env = redis_env(&url, &prefix);
@@ -436,7 +434,7 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_answers_503_and_heals_without_a_restart() -> TestResult {
     let Some(binary) = redis_server_binary() else {
-        return skip("the Redis outage test", "TEST_REDIS_SERVER");
+        return skip("the Redis outage test", "BMAD2PF_TEST_REDIS_SERVER");
     };
     let mut redis = PrivateRedis::start(binary)?;
     let url = redis.url();

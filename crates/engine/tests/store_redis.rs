@@ -4,12 +4,10 @@
 //! plus what only Redis has — the key layout, memory TTLs, claim expiry and
 //! renewal, and 503s (never panics) when Redis is not there.
 //!
-//! The server comes from `TEST_REDIS_URL` (e.g.
+//! The server comes from `BMAD2PF_TEST_REDIS_URL` (e.g.
 //! `redis://127.0.0.1:6390/0`; `.ci/run` starts one and sets it). Without
 //! it these tests print a loud `SKIPPED` line and pass — except under CI
-//! (`CI` set), where a missing Redis is a failure. The variable is not
-//! `BMAD2PF_…`: that prefix belongs to runtime.yaml overrides, which the
-//! binary refuses when they name no key. Each test uses its own
+//! (`CI` set), where a missing Redis is a failure. Each test uses its own
 //! key prefix, so tests never see each other's keys and a shared scratch
 //! Redis is fine.
 
@@ -43,14 +41,17 @@ impl TestRedis {
     /// The test Redis for `test`, or `None` (after a loud message) when no
     /// Redis is configured outside CI.
     fn new(test: &str) -> Result<Option<Self>, BoxError> {
-        let url = std::env::var("TEST_REDIS_URL").unwrap_or_default();
+        let url = std::env::var("BMAD2PF_TEST_REDIS_URL").unwrap_or_default();
         if url.is_empty() {
             if std::env::var_os("CI").is_some() {
                 return Err(
-                    "TEST_REDIS_URL is not set, and CI must not skip the Redis tests".into(),
+                    "BMAD2PF_TEST_REDIS_URL is not set, and CI must not skip the Redis tests"
+                        .into(),
                 );
             }
-            eprintln!("\n==== SKIPPED: no Redis (set TEST_REDIS_URL) — {test} did not run ====\n");
+            eprintln!(
+                "\n==== SKIPPED: no Redis (set BMAD2PF_TEST_REDIS_URL) — {test} did not run ====\n"
+            );
             return Ok(None);
         }
         let unique: u64 = rand::random();
