@@ -40,17 +40,7 @@ fn parse_doc(value: &str) -> Result<(String, PathBuf), String> {
 }
 
 pub fn run(args: &ExecArgs) -> Outcome {
-    match execute(args) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            eprintln!("error: {}", error.message);
-            if error.invalid_sources {
-                Outcome::Invalid
-            } else {
-                Outcome::Failure
-            }
-        }
-    }
+    StartError::finish(execute(args))
 }
 
 fn execute(args: &ExecArgs) -> Result<Outcome, StartError> {

@@ -34,17 +34,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Outcome {
-    match execute(args) {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            eprintln!("error: {}", error.message);
-            if error.invalid_sources {
-                Outcome::Invalid
-            } else {
-                Outcome::Failure
-            }
-        }
-    }
+    StartError::finish(execute(args))
 }
 
 fn execute(args: &RunArgs) -> Result<Outcome, StartError> {

@@ -8,6 +8,7 @@
 //! (`PORT`, `LOG_LEVEL`, `BMAD2PF_<SECTION>_<KEY>`…). Relative paths in it
 //! resolve against the working directory.
 
+use crate::Outcome;
 use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::{LogFormat, RuntimeConfig};
 use bmad2pf_compiler::diag::Diagnostics;
@@ -39,6 +40,19 @@ pub struct StartError {
 }
 
 impl StartError {
+    /// Ends a command that failed before it could do its work: the message
+    /// on stderr, exit 1 for invalid sources, 2 for anything else.
+    pub fn finish(result: Result<Outcome, StartError>) -> Outcome {
+        result.unwrap_or_else(|error| {
+            eprintln!("error: {}", error.message);
+            if error.invalid_sources {
+                Outcome::Invalid
+            } else {
+                Outcome::Failure
+            }
+        })
+    }
+
     fn usage(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),

@@ -36,17 +36,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: &ServeArgs) -> Outcome {
-    match serve(args) {
-        Ok(()) => Outcome::Success,
-        Err(error) => {
-            eprintln!("error: {}", error.message);
-            if error.invalid_sources {
-                Outcome::Invalid
-            } else {
-                Outcome::Failure
-            }
-        }
-    }
+    StartError::finish(serve(args).map(|()| Outcome::Success))
 }
 
 fn serve(args: &ServeArgs) -> Result<(), StartError> {
