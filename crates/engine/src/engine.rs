@@ -204,12 +204,21 @@ impl Engine {
         {
             return Err(EngineError::RunInProgress { run_id: active });
         }
-        let (flow, story) = (request.flow.clone(), request.story_id.clone());
-        tracing::info!(run_id, flow, story, "run started");
+        let mut claim = Claim {
+            runs: core.runs.clone(),
+            flow: request.flow.clone(),
+            story: request.story_id.clone(),
+            run_id: run_id.clone(),
+            released: false,
+        };
+        tracing::info!(
+            run_id,
+            flow = claim.flow,
+            story = claim.story,
+            "run started"
+        );
         let outcome = run_flow(core, graph, request, run_id.clone(), events).await;
-        if let Err(error) = core.runs.release(&flow, &story, &run_id).await {
-            tracing::error!(run_id, %error, "releasing the run claim failed");
-        }
+        claim.release().await;
         tracing::info!(run_id, status = ?outcome.status, duration_ms = outcome.duration_ms, "run finished");
         Ok(outcome)
     }
@@ -270,5 +279,50 @@ impl Engine {
             all.forget();
         }
         self.core.agent_permits.close();
+    }
+}
+
+/// A held (flow, story) claim. Released when the run ends; if the run's
+/// future is dropped midway (a cancelled caller), released from `Drop` on a
+/// spawned task, so the pair is never left blocked.
+struct Claim {
+    runs: Arc<dyn RunStore>,
+    flow: String,
+    story: String,
+    run_id: String,
+    released: bool,
+}
+
+impl Claim {
+    async fn release(&mut self) {
+        self.released = true;
+        if let Err(error) = self
+            .runs
+            .release(&self.flow, &self.story, &self.run_id)
+            .await
+        {
+            tracing::error!(run_id = self.run_id, %error, "releasing the run claim failed");
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (runs, flow, story, run_id) = (
+            self.runs.clone(),
+            std::mem::take(&mut self.flow),
+            std::mem::take(&mut self.story),
+            std::mem::take(&mut self.run_id),
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(error) = runs.release(&flow, &story, &run_id).await {
+                    tracing::error!(run_id, %error, "releasing the claim of a cancelled run failed");
+                }
+            });
+        }
     }
 }

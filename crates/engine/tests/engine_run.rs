@@ -552,3 +552,41 @@ async fn unknown_flows_and_bad_story_ids_are_request_errors() {
     ));
     assert!(!Path::new("/etc/__brief.md").exists());
 }
+
+#[tokio::test]
+async fn a_cancelled_run_gives_its_claim_back() {
+    let agents = [agent("slow", "")];
+    let project = project(&files(&agents, &[]));
+    let mut config = project.config();
+    config.llm.mock.latency_ms = 5_000;
+    let engine = Arc::new(project.engine_with(config).await);
+    let cancelled = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.run(run("default", "s12"), None).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(matches!(
+        engine.run(run("default", "s12"), None).await,
+        Err(EngineError::RunInProgress { .. })
+    ));
+    cancelled.abort();
+    let _ = cancelled.await;
+    // The claim is released on a spawned task; give it a moment.
+    let mut claimed = true;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let probe = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            engine.run(run("default", "s12"), None),
+        )
+        .await;
+        match probe {
+            Ok(Err(EngineError::RunInProgress { .. })) => continue,
+            _ => {
+                claimed = false;
+                break;
+            }
+        }
+    }
+    assert!(!claimed, "the cancelled run's claim was never released");
+}
