@@ -59,7 +59,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
         let _ = printer.await;
         let outcome = match result {
             Ok(outcome) => outcome,
-            Err(error @ (EngineError::UnknownFlow(_) | EngineError::InvalidRequest(_))) => {
+            Err(error @ EngineError::UnknownFlow(_)) => {
                 let flows: Vec<&str> = engine.bundle().flows.keys().map(String::as_str).collect();
                 return Err(StartError {
                     message: format!("{error} (flows: {})", flows.join(", ")),

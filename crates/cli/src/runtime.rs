@@ -15,6 +15,7 @@ use bmad2pf_compiler::diag::Diagnostics;
 use bmad2pf_compiler::{compile, source};
 use bmad2pf_engine::Engine;
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -164,6 +165,7 @@ pub fn init_logging(config: &RuntimeConfig, one_shot: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match (config.logging.format, one_shot) {
         (LogFormat::Json, false) => builder.json().try_init(),
