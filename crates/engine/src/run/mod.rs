@@ -49,8 +49,13 @@ impl RunContext {
     /// Records what happened to `agent` in the orchestration status of
     /// this (flow, story), under workflow id `{flow}__{story}`.
     pub fn report_status(&self, agent: String, status: AgentState, output_summary: Option<String>) {
-        let Ok(workflow_id) = WorkflowId::parse(&format!("{}__{}", self.flow, self.story_id))
-        else {
+        // A pack qualifier's `/` in a BMAD flow name is written `.`.
+        let id = format!("{}__{}", self.flow.replace('/', "."), self.story_id);
+        let Ok(workflow_id) = WorkflowId::parse(&id) else {
+            tracing::debug!(
+                workflow_id = id,
+                "no orchestration status: not a valid workflow id"
+            );
             return;
         };
         let _ = self.status.send(StatusUpdate {
