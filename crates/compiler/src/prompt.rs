@@ -8,6 +8,8 @@
 //! | `persona` | [`persona_text`]: the string persona, or the persona map as labelled lines |
 //! | `tasks`, `checklists`, `templates` | [`resources_text`]: each resource under `### <name>`, verbatim |
 //! | `commands` | [`commands_text`]: one `- *name: description` line per command |
+//! | `data` | [`resources_text`] of BMAD `data`/`utils` dependencies (BMAD agents' templates show it; empty otherwise) |
+//! | `steps` | sequence step templates and conditions only: earlier steps' outputs by step name |
 //! | `agent` | [`agent_value`]: id, description, commands, tools, document contract … |
 //! | `input`, `story_id` | the run's input text and story id |
 //! | `docs` | document short name → content |
@@ -124,6 +126,8 @@ impl PreparedPrompt {
             ("checklists", Value::from(resources_text(&agent.checklists))),
             ("templates", Value::from(resources_text(&agent.templates))),
             ("commands", Value::from(commands_text(&agent.commands))),
+            // BMAD `data`/`utils` dependencies (empty for preprocessing agents).
+            ("data", Value::from(resources_text(&agent.data))),
         ];
         Ok(Self { env, fixed })
     }

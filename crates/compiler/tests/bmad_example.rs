@@ -113,7 +113,7 @@ fn prompt_template_renders_in_strict_mode_without_rendering_resources() {
                 &agent.prompt_template,
                 minijinja::context! {
                     persona => "persona", commands => "commands", tasks => tasks.join("\n"),
-                    templates => "templates", checklists => "checklists", input => "build it",
+                    templates => "templates", checklists => "checklists", data => "data", input => "build it",
                     docs => docs,
                 },
             )

@@ -780,6 +780,9 @@ pub fn prompt_template(display_name: &str, id: &str) -> String {
          ## Checklists\n\
          {{{{ checklists }}}}\n\
          \n\
+         ## Data\n\
+         {{{{ data }}}}\n\
+         \n\
          ## Documents\n\
          {{% for name, content in docs|items %}}\n\
          ### {{{{ name }}}}\n\
@@ -1035,7 +1038,7 @@ commands:
         assert!(!template.contains("{{ boom }}\n"));
         let ctx = minijinja::context! {
             persona => "P", commands => "C", tasks => "{{ not rendered }}", templates => "T",
-            checklists => "K", input => "I", docs => BTreeMap::from([("prd.md", "PRD")]),
+            checklists => "K", data => "D", input => "I", docs => BTreeMap::from([("prd.md", "PRD")]),
         };
         let out = env.render_str(&template, ctx);
         let out = out.unwrap_or_else(|e| panic!("{e}"));
@@ -1045,5 +1048,6 @@ commands:
         );
         assert!(out.contains("{{ not rendered }}"));
         assert!(out.contains("### prd.md\nPRD"));
+        assert!(out.contains("## Data\nD"));
     }
 }
