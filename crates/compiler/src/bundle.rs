@@ -234,6 +234,10 @@ pub struct FlowSpec {
     pub steps: Vec<StepSpec>,
     /// How often one step may run in one run (loop guard).
     pub max_visits: u32,
+    /// Kept from the source, not acted on: a BMAD workflow's other fields
+    /// (`type`, `project_types`, `flow_diagram`, `decision_guidance`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -139,6 +139,10 @@ fn workflow_becomes_a_flow_with_contracts_and_metadata() {
         flow.description,
         "Plan a new service from idea to development-ready documents."
     );
+    // Workflow-level fields are kept as flow metadata, not dropped.
+    assert_eq!(flow.metadata["type"], "greenfield");
+    assert_eq!(flow.metadata["project_types"][0], "web-service");
+    assert!(!flow.metadata.contains_key("sequence"));
     let steps = &flow.steps;
     assert_eq!(steps.len(), 9);
     let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();

@@ -107,6 +107,7 @@ mod tests {
             source: "workflow.yaml".into(),
             steps: vec![],
             max_visits: 10,
+            metadata: BTreeMap::new(),
         };
         Bundle {
             schema_version: 1,

@@ -60,6 +60,8 @@ pub struct WorkflowDraft {
     pub description: String,
     /// Every step list, in file order.
     pub lists: Vec<StepList>,
+    /// The workflow's other fields, kept as flow metadata.
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// One list of step entries and the key it was found under.
@@ -145,6 +147,7 @@ pub fn read_pack_workflows(
                     source: rel.clone(),
                     steps,
                     max_visits: DEFAULT_MAX_VISITS,
+                    metadata: draft.metadata.clone(),
                 },
             );
         }
@@ -190,9 +193,13 @@ pub fn parse_workflow(text: &str, rel: &str, diags: &mut Diagnostics) -> Option<
         })
         .unwrap_or_default();
     let mut lists: Vec<StepList> = Vec::new();
+    let mut metadata = BTreeMap::new();
     for (key, value) in entries {
         let is_list_key =
             key.name == "sequence" || key.name.ends_with("_sequence") || key.name == "steps";
+        if !is_list_key && !matches!(key.name.as_str(), "phases" | "id" | "name" | "description") {
+            metadata.insert(key.name.clone(), value.to_json());
+        }
         if is_list_key {
             match &value.value {
                 Value::Seq(items) => push_list(&mut lists, &key.name, items),
@@ -227,6 +234,7 @@ pub fn parse_workflow(text: &str, rel: &str, diags: &mut Diagnostics) -> Option<
         id,
         description,
         lists,
+        metadata,
     })
 }
 

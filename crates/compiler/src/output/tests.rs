@@ -82,6 +82,7 @@ fn sample_bundle() -> Bundle {
             step("pm_fix", &["pm"], &[("default", "review")]),
         ],
         max_visits: 10,
+        metadata: BTreeMap::new(),
     };
     let dev = FlowSpec {
         name: "dev".into(),
@@ -89,6 +90,7 @@ fn sample_bundle() -> Bundle {
         source: "workflow.yaml".into(),
         steps: vec![step("build", &["pack/dev"], &[])],
         max_visits: 10,
+        metadata: BTreeMap::new(),
     };
     Bundle {
         schema_version: SCHEMA_VERSION,

@@ -216,6 +216,7 @@ fn parse_flow(
         source: r.file.to_string(),
         steps: steps.into_iter().map(|s| s.spec).collect(),
         max_visits,
+        metadata: BTreeMap::new(),
     })
 }
 
@@ -592,5 +593,6 @@ pub fn derived_flow(layers: Vec<Vec<String>>) -> FlowSpec {
             })
             .collect(),
         max_visits: DEFAULT_MAX_VISITS,
+        metadata: BTreeMap::new(),
     }
 }

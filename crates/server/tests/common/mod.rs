@@ -75,6 +75,7 @@ pub fn bundle(flow_names: &[&str]) -> Bundle {
                 source: "workflow.yaml".into(),
                 steps: vec![step("step-1", "analyst"), step("step-2", "pm")],
                 max_visits: 10,
+                metadata: BTreeMap::new(),
             };
             (name.to_string(), flow)
         })
