@@ -89,10 +89,14 @@ pub struct AgentSpec {
     /// Multi-step agents; empty means one LLM call.
     #[serde(default)]
     pub sequence: Vec<SequenceStep>,
-    /// Seconds per LLM attempt.
-    pub timeout_s: u64,
-    /// Extra attempts after the first.
-    pub retry_count: u32,
+    /// Seconds per LLM attempt; `None` when the agent does not say, so
+    /// runtime.yaml's `llm.timeout` applies (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Extra attempts after the first; `None` when the agent does not say,
+    /// so runtime.yaml's `llm.max_retries` applies (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u32>,
     pub error_handling: ErrorHandling,
     #[serde(default)]
     pub llm: LlmOverride,

@@ -92,8 +92,8 @@ fn agent_fields_are_resolved() {
 
     let pm = &b.agents["pm"];
     assert!(pm.parallel);
-    assert_eq!(pm.retry_count, 1);
-    assert_eq!(pm.timeout_s, 120);
+    assert_eq!(pm.retry_count, Some(1));
+    assert_eq!(pm.timeout_s, None);
     assert_eq!(pm.llm.temperature, Some(0.3));
     assert_eq!(pm.llm.max_tokens, Some(3000));
     assert_eq!(pm.requires, ["project-brief.md"]);
@@ -113,7 +113,7 @@ fn agent_fields_are_resolved() {
     assert_eq!(po.sequence.len(), 3);
     assert_eq!(po.sequence[0].checklist.as_deref(), Some("po-checklist"));
 
-    assert_eq!(b.agents["architect"].timeout_s, 90);
+    assert_eq!(b.agents["architect"].timeout_s, Some(90));
     assert_eq!(b.agents["architect"].format_version, "2.0");
 }
 

@@ -124,14 +124,15 @@ fn defaults_and_format_two_fields() {
     ]);
     let b = ok(&c);
     let plain = &b.agents["plain"];
-    assert_eq!((plain.timeout_s, plain.retry_count), (120, 2));
+    // Unset: runtime.yaml's llm.timeout / llm.max_retries apply at run time.
+    assert_eq!((plain.timeout_s, plain.retry_count), (None, None));
     assert_eq!(plain.error_handling, ErrorHandling::Stop);
     assert_eq!(plain.memory_scope, MemoryScope::Isolated);
     assert_eq!(plain.format_version, "1.0");
     let full = &b.agents["full"];
     assert_eq!(full.format_version, "2.0");
     assert_eq!(full.memory_scope, MemoryScope::Shared("default".into()));
-    assert_eq!((full.timeout_s, full.retry_count), (30, 0));
+    assert_eq!((full.timeout_s, full.retry_count), (Some(30), Some(0)));
     assert_eq!(full.error_handling, ErrorHandling::Fallback);
     assert_eq!(full.llm.provider.as_deref(), Some("anthropic"));
     assert_eq!(

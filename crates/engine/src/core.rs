@@ -124,8 +124,10 @@ impl Core {
             temperature: agent.llm.temperature.unwrap_or(self.config.llm.temperature),
             max_tokens: agent.llm.max_tokens.unwrap_or(self.config.llm.max_tokens),
             policy: RetryPolicy {
-                max_retries: agent.retry_count,
-                attempt_timeout: Duration::from_secs(agent.timeout_s),
+                max_retries: agent.retry_count.unwrap_or(self.config.llm.max_retries),
+                attempt_timeout: Duration::from_secs(
+                    agent.timeout_s.unwrap_or(self.config.llm.timeout),
+                ),
                 ..RetryPolicy::from_config(&self.config.llm)
             },
         })

@@ -590,3 +590,33 @@ async fn a_cancelled_run_gives_its_claim_back() {
     }
     assert!(!claimed, "the cancelled run's claim was never released");
 }
+
+#[tokio::test]
+async fn runtime_retries_apply_unless_the_agent_sets_its_own() {
+    let agents = [agent("plain", ""), agent("stubborn", "retry_count: 1\n")];
+    let mut all = files(&agents, &[]);
+    all.push((
+        "workflow.yaml".into(),
+        "flows:\n  plain: {steps: [{agent: plain}]}\n  stubborn: {steps: [{agent: stubborn}]}\n"
+            .into(),
+    ));
+    let project = project(&all);
+    let failing = || {
+        Reply::json(
+            500,
+            json!({"error": {"message": "boom", "type": "server_error"}}),
+        )
+    };
+    let server = VendorServer::start(vec![failing(), failing(), openai_reply("second try")]).await;
+    let mut config = scripted_config(&project, &server);
+    config.llm.max_retries = 0;
+    let engine = project.engine_with(config).await;
+    // llm.max_retries = 0 and the agent says nothing: one attempt, then failure.
+    let plain = engine.run(run("plain", "s13"), None).await.expect("run");
+    assert_eq!(plain.status, RunStatus::Error, "{plain:#?}");
+    assert_eq!(server.requests().len(), 1);
+    // The agent's own retry_count wins: a second attempt succeeds.
+    let stubborn = engine.run(run("stubborn", "s13"), None).await.expect("run");
+    assert_eq!(stubborn.status, RunStatus::Success, "{stubborn:#?}");
+    assert_eq!(server.requests().len(), 3);
+}

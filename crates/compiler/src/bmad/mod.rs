@@ -68,11 +68,6 @@ use resources::ResourceLoader;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Seconds per LLM attempt for BMAD agents (SPEC 1.1 default).
-const DEFAULT_TIMEOUT_S: u64 = 120;
-/// Extra attempts after the first (SPEC 1.1 default).
-const DEFAULT_RETRY_COUNT: u32 = 2;
-
 /// True when `src` looks like a BMAD v4 tree: `agents/*.md` holding a fenced
 /// YAML block with an `agent:` map, or an installed project with a
 /// `.bmad-core/` folder and/or expansion-pack folders beside it.
@@ -233,8 +228,8 @@ fn build_agent(
         updates: Vec::new(),
         parallel: false,
         sequence: Vec::new(),
-        timeout_s: DEFAULT_TIMEOUT_S,
-        retry_count: DEFAULT_RETRY_COUNT,
+        timeout_s: None,
+        retry_count: None,
         error_handling: ErrorHandling::Stop,
         llm: LlmOverride::default(),
         output_schema: None,

@@ -76,8 +76,6 @@ pub const SEQUENCE_VARIABLE: &str = "steps";
 /// personas belong in `personas/`.
 pub const PERSONA_WARN_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
-pub const DEFAULT_TIMEOUT_S: u64 = 120;
-pub const DEFAULT_RETRY_COUNT: u32 = 2;
 
 /// How one agent depends on others, with where the source says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,10 +276,10 @@ impl AgentReader<'_, '_, '_> {
             .unwrap_or(false);
         let timeout_s = get("timeout")
             .and_then(|n| self.r.integer(n, "timeout", 1, 86_400))
-            .map_or(DEFAULT_TIMEOUT_S, |t| t as u64);
+            .map(|t| t as u64);
         let retry_count = get("retry_count")
             .and_then(|n| self.r.integer(n, "retry_count", 0, 100))
-            .map_or(DEFAULT_RETRY_COUNT, |t| t as u32);
+            .map(|t| t as u32);
         let error_handling = get("error_handling")
             .and_then(|n| self.error_handling(n))
             .unwrap_or(ErrorHandling::Stop);

@@ -877,7 +877,11 @@ impl Node<RunState> for AgentNode {
     }
 
     fn max_retries(&self) -> u32 {
-        self.agent.retry_count.saturating_add(1)
+        let retries = self
+            .agent
+            .retry_count
+            .unwrap_or(self.core.config.llm.max_retries);
+        retries.saturating_add(1)
     }
 
     fn wait(&self, failed_attempt: u32, error: &NodeError) -> Duration {

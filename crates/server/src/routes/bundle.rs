@@ -12,6 +12,7 @@ use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, FlowSpec, MemoryScope, StepSpec};
+use bmad2pf_compiler::config::LlmConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -63,7 +64,9 @@ pub struct AgentInfo {
     pub memory_scope: String,
     /// `stop`, `continue` or `fallback`.
     pub error_handling: String,
+    /// Seconds per LLM attempt (the agent's own, else runtime.yaml's `llm.timeout`).
     pub timeout_s: u64,
+    /// Extra attempts (the agent's own, else runtime.yaml's `llm.max_retries`).
     pub retry_count: u32,
     /// Whether replies are validated against an output schema.
     pub structured_output: bool,
@@ -99,8 +102,9 @@ impl From<&FlowSpec> for FlowInfo {
     }
 }
 
-impl From<&AgentSpec> for AgentInfo {
-    fn from(agent: &AgentSpec) -> Self {
+impl AgentInfo {
+    /// `agent` as listed, with the LLM limits it runs with under `llm`.
+    fn new(agent: &AgentSpec, llm: &LlmConfig) -> Self {
         Self {
             id: agent.id.clone(),
             description: agent.description.clone(),
@@ -132,8 +136,8 @@ impl From<&AgentSpec> for AgentInfo {
                 ErrorHandling::Fallback => "fallback",
             }
             .to_string(),
-            timeout_s: agent.timeout_s,
-            retry_count: agent.retry_count,
+            timeout_s: agent.timeout_s.unwrap_or(llm.timeout),
+            retry_count: agent.retry_count.unwrap_or(llm.max_retries),
             structured_output: agent.output_schema.is_some(),
         }
     }
@@ -157,7 +161,7 @@ pub async fn agents(State(state): State<AppState>) -> Json<Vec<AgentInfo>> {
             .bundle()
             .agents
             .values()
-            .map(AgentInfo::from)
+            .map(|agent| AgentInfo::new(agent, &engine.config().llm))
             .collect(),
     )
 }
@@ -178,7 +182,7 @@ pub async fn agent(
         .bundle()
         .agents
         .get(&id)
-        .map(|agent| Json(AgentInfo::from(agent)))
+        .map(|agent| Json(AgentInfo::new(agent, &engine.config().llm)))
         .ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
