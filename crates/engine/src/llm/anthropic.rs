@@ -12,16 +12,15 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
 use super::transport::{
-    self, HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
+    HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
     parse_body, parse_tool_arguments, push_turn,
 };
-use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+use super::{LlmError, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
 
 /// The vendor's URL, used when `llm.base_url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -47,22 +46,11 @@ impl AnthropicProvider {
     }
 }
 
-#[async_trait]
-impl LlmProvider for AnthropicProvider {
-    fn name(&self) -> &str {
-        "anthropic"
-    }
-
-    async fn complete(
-        &self,
-        request: &LlmRequest,
-        on_token: Option<&TokenSink>,
-    ) -> Result<LlmResponse, LlmError> {
-        transport::execute(&self.client, self, request, on_token).await
-    }
-}
-
 impl WireFormat for AnthropicProvider {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     fn provider(&self) -> &str {
         "anthropic"
     }

@@ -9,16 +9,15 @@
 //! partial `GenerateContentResponse`, the last one with `finishReason` and the
 //! final `usageMetadata`; there is no end marker.
 
-use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::sse::SseEvent;
 use super::transport::{
-    self, HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
+    HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
     parse_body, push_turn,
 };
-use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+use super::{LlmError, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
 
 /// The vendor's URL, used when `llm.base_url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -67,22 +66,11 @@ impl GeminiProvider {
     }
 }
 
-#[async_trait]
-impl LlmProvider for GeminiProvider {
-    fn name(&self) -> &str {
-        "gemini"
-    }
-
-    async fn complete(
-        &self,
-        request: &LlmRequest,
-        on_token: Option<&TokenSink>,
-    ) -> Result<LlmResponse, LlmError> {
-        transport::execute(&self.client, self, request, on_token).await
-    }
-}
-
 impl WireFormat for GeminiProvider {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     fn provider(&self) -> &str {
         "gemini"
     }

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::error::{error_from_http, scrub, truncate};
 use super::sse::{SseDecoder, SseEvent};
-use super::{LlmError, LlmRequest, LlmResponse, TokenSink};
+use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink};
+use async_trait::async_trait;
 
 /// How much of a body that is not an event stream is quoted in the error.
 const BODY_HEAD_BYTES: usize = 200;
@@ -35,6 +36,8 @@ pub(crate) enum StreamStep {
 
 /// A vendor's wire format: how to ask, and how to read the answer.
 pub(crate) trait WireFormat: Send + Sync {
+    /// The HTTP client the provider keeps for its lifetime.
+    fn client(&self) -> &reqwest::Client;
     fn provider(&self) -> &str;
     /// The key, so it can be scrubbed from error messages.
     fn api_key(&self) -> Option<&str>;
@@ -43,6 +46,22 @@ pub(crate) trait WireFormat: Send + Sync {
     fn parse_reply(&self, body: &str, request: &LlmRequest) -> Result<LlmResponse, LlmError>;
     /// A fresh assembler for one streamed reply.
     fn stream_assembler(&self, request: &LlmRequest) -> Box<dyn StreamAssembler>;
+}
+
+/// Every vendor is a provider: one attempt is one HTTP exchange in its wire format.
+#[async_trait]
+impl<W: WireFormat> LlmProvider for W {
+    fn name(&self) -> &str {
+        self.provider()
+    }
+
+    async fn complete(
+        &self,
+        request: &LlmRequest,
+        on_token: Option<&TokenSink>,
+    ) -> Result<LlmResponse, LlmError> {
+        execute(self.client(), self, request, on_token).await
+    }
 }
 
 /// Builds a [`LlmResponse`] from a vendor's stream events.
