@@ -97,6 +97,36 @@ impl Core {
         }
     }
 
+    /// Documents `agent` cannot run without, as (key in `docs`, document
+    /// name): its `requires` and `wait_for.docs`, then `extra` (a step's own
+    /// `requires`), then the outputs of its `wait_for.agents` — a named
+    /// output under its name, a default output under the agent's id. Each
+    /// document once.
+    pub fn required_documents(&self, agent: &AgentSpec, extra: &[String]) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = Vec::new();
+        let mut push = |key: &str, doc: &str| {
+            if !names.iter().any(|(_, d)| d == doc) {
+                names.push((key.to_string(), doc.to_string()));
+            }
+        };
+        for name in agent
+            .requires
+            .iter()
+            .chain(&agent.wait_for.docs)
+            .chain(extra)
+        {
+            push(name, name);
+        }
+        for upstream in &agent.wait_for.agents {
+            match self.agent(upstream) {
+                Some(spec) if spec.creates.is_empty() => push(upstream, &spec.default_output()),
+                Some(spec) => spec.creates.iter().for_each(|name| push(name, name)),
+                None => {}
+            }
+        }
+        names
+    }
+
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {
         self.bundle.agents.get(id)
     }

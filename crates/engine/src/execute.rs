@@ -18,32 +18,11 @@ use crate::reply::parse_envelope;
 use crate::run::agent::{ENVELOPE_INSTRUCTIONS, repair_message};
 use crate::run::elapsed_ms;
 use crate::store::doc_id;
-use bmad2pf_compiler::bundle::AgentSpec;
 use bmad2pf_compiler::config::ReplayMode;
 use bmad2pf_compiler::prompt::RunInputs;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// Documents `agent` cannot work without: `requires`, `wait_for.docs`, and
-/// the outputs of `wait_for.agents` (named as `docs` shows them).
-fn required_inputs(core: &Core, agent: &AgentSpec) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for name in agent.requires.iter().chain(&agent.wait_for.docs) {
-        out.push((name.clone(), name.clone()));
-    }
-    for upstream in &agent.wait_for.agents {
-        match core.agent(upstream) {
-            Some(spec) if !spec.creates.is_empty() => {
-                out.extend(spec.creates.iter().map(|n| (n.clone(), n.clone())));
-            }
-            Some(spec) => out.push((upstream.clone(), spec.default_output())),
-            None => {}
-        }
-    }
-    out.dedup();
-    out
-}
 
 /// Looks a supplied document up by the name as written, or with/without `.md`.
 fn supplied<'a>(
@@ -103,7 +82,7 @@ pub(crate) async fn execute(
 
     let mut docs = BTreeMap::new();
     let mut missing = Vec::new();
-    for (key, name) in required_inputs(core, agent) {
+    for (key, name) in core.required_documents(agent, &[]) {
         match supplied(&request.documents, &key, &name) {
             Some(content) => {
                 docs.insert(key, content.clone());

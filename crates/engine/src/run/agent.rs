@@ -186,37 +186,6 @@ impl AgentNode {
         }
     }
 
-    /// Documents the agent needs, with the key each is shown under in `docs`.
-    fn required_docs(&self) -> Vec<(String, String)> {
-        let mut names: Vec<(String, String)> = Vec::new();
-        let mut push = |key: &str, doc: &str| {
-            if !names.iter().any(|(_, d)| d == doc) {
-                names.push((key.to_string(), doc.to_string()));
-            }
-        };
-        for name in self
-            .agent
-            .requires
-            .iter()
-            .chain(&self.agent.wait_for.docs)
-            .chain(&self.step.requires)
-        {
-            push(name, name);
-        }
-        for upstream in &self.agent.wait_for.agents {
-            if let Some(spec) = self.core.agent(upstream) {
-                if spec.creates.is_empty() {
-                    push(upstream, &spec.default_output());
-                } else {
-                    for name in &spec.creates {
-                        push(name, name);
-                    }
-                }
-            }
-        }
-        names
-    }
-
     /// Document names the agent writes: `creates` and `updates` (its own and
     /// the step's), else its default output.
     fn output_names(&self) -> Vec<String> {
@@ -246,7 +215,10 @@ impl AgentNode {
 
         let mut docs: BTreeMap<String, String> = BTreeMap::new();
         let mut missing = Vec::new();
-        for (key, name) in self.required_docs() {
+        for (key, name) in self
+            .core
+            .required_documents(&self.agent, &self.step.requires)
+        {
             let id = match doc_id(story, &name) {
                 Ok(id) => id,
                 Err(e) => return failed("invalid_document_name", e.to_string()),
