@@ -223,7 +223,7 @@ impl AgentNode {
                 Ok(id) => id,
                 Err(e) => return failed("invalid_document_name", e.to_string()),
             };
-            match self.core.docs.get(&id).await {
+            match ctx.docs.get(&id).await {
                 Ok(Some(doc)) => {
                     docs.insert(key, doc.content);
                 }
@@ -255,7 +255,7 @@ impl AgentNode {
             let Ok(id) = doc_id(story, name) else {
                 continue;
             };
-            match self.core.docs.get(&id).await {
+            match ctx.docs.get(&id).await {
                 Ok(Some(doc)) => {
                     docs.insert(name.clone(), doc.content);
                 }
@@ -325,7 +325,7 @@ impl AgentNode {
             tool_ctx: ToolContext {
                 story_id: story.to_string(),
                 memory_scope: scope,
-                docs: self.core.docs.clone(),
+                docs: ctx.docs.clone(),
                 memory: self.core.memory.clone(),
             },
             started: Instant::now(),
@@ -416,7 +416,7 @@ impl AgentNode {
             return false;
         }
         for id in outputs {
-            if !matches!(self.core.docs.meta(id).await, Ok(Some(_))) {
+            if !matches!(state.ctx.docs.meta(id).await, Ok(Some(_))) {
                 return false;
             }
         }
@@ -682,7 +682,7 @@ impl AgentNode {
                 );
                 let mut wrote_all = true;
                 for doc in outputs {
-                    if let Err(e) = self.core.docs.put(doc, &placeholder).await {
+                    if let Err(e) = state.ctx.docs.put(doc, &placeholder).await {
                         tracing::error!(agent = id, %e, "writing the fallback placeholder failed");
                         wrote_all = false;
                     }
@@ -769,7 +769,7 @@ impl AgentNode {
             }
         }
         for (doc, text) in &writes {
-            if let Err(e) = self.core.docs.put(doc, text).await {
+            if let Err(e) = call.ctx.docs.put(doc, text).await {
                 return AgentExec::Failed {
                     code: e.code(),
                     message: e.to_string(),

@@ -178,7 +178,7 @@ impl Node<RunState> for HumanStep {
             let Ok(id) = crate::store::doc_id(&state.ctx.story_id, name) else {
                 continue;
             };
-            if self.core.docs.meta(&id).await?.is_none() {
+            if state.ctx.docs.meta(&id).await?.is_none() {
                 missing.push(name.clone());
             }
         }

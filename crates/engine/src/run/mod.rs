@@ -12,13 +12,15 @@
 //! RAM cache of the memory scopes its agents use, flushed once at the end.
 
 pub(crate) mod agent;
+mod docs;
 pub(crate) mod graph;
 
 use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::store::{
-    AgentState, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+    AgentState, DocStore, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
 };
+use docs::RunDocs;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub(crate) struct RunContext {
     pub input: String,
     pub force: bool,
     events: Option<UnboundedSender<RunEvent>>,
+    /// The documents as this run sees them (its own writes kept in memory).
+    pub docs: Arc<dyn DocStore>,
     /// Orchestration status updates, written in order by the run's status
     /// writer (so no agent waits for that I/O while holding the run's lock).
     status: UnboundedSender<StatusUpdate>,
@@ -150,6 +154,7 @@ pub(crate) async fn run_flow(
             story_id: request.story_id,
             input: request.input,
             force: request.force,
+            docs: Arc::new(RunDocs::new(core.docs.clone())),
             events,
             status: status_tx,
         }),
