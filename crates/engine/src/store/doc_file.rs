@@ -1,9 +1,9 @@
 //! `FileDocStore`: documents as Markdown files, `{docs.path}/{id}.md`.
 //!
-//! Writes go through [`write_atomic`](super::files::write_atomic) (temp file
-//! in the same directory, fsync, rename, fsync the directory), so a reader
-//! or a crash never sees half a document and concurrent writers of one id
-//! leave exactly one of their versions. Reads take size and time from the
+//! Writes go through [`DurableDir`] (temp file in the same directory, fsync,
+//! rename, fsync the directory — one directory fsync shared by concurrent
+//! writers), so a reader or a crash never sees half a document and
+//! concurrent writers of one id leave exactly one of their versions. Reads take size and time from the
 //! open file handle, so they describe the very content returned even when a
 //! write renames a new version in at the same moment.
 //!
@@ -13,10 +13,11 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::files::{blocking, probe_dir, sync_dir, system_time_ms, write_atomic};
+use super::files::{DurableDir, blocking, probe_dir, system_time_ms};
 use super::ids::check_story_id;
 use super::{DocId, DocMeta, DocStore, Document, StoreError};
 
@@ -24,25 +25,28 @@ use super::{DocId, DocMeta, DocStore, Document, StoreError};
 #[derive(Debug, Clone)]
 pub struct FileDocStore {
     /// The `docs.path` directory.
-    dir: PathBuf,
+    dir: Arc<DurableDir>,
 }
 
 impl FileDocStore {
     /// Opens (creating when missing) the document directory `dir`.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let dir = dir.into();
-        let create = dir.clone();
-        blocking(move || {
-            fs::create_dir_all(&create)
-                .map_err(|err| StoreError::io("create the document directory", &create, &err))
+        let dir: PathBuf = dir.into();
+        let dir = blocking(move || {
+            DurableDir::open(dir.clone())
+                .map_err(|err| StoreError::io("open the document directory", &dir, &err))
         })
         .await?;
-        Ok(Self { dir })
+        Ok(Self { dir: Arc::new(dir) })
     }
 
     fn path_of(&self, id: &DocId) -> PathBuf {
-        self.dir.join(format!("{id}.md"))
+        self.dir.path().join(file_name(id))
     }
+}
+
+fn file_name(id: &DocId) -> String {
+    format!("{id}.md")
 }
 
 fn modified_ms(metadata: &fs::Metadata) -> u64 {
@@ -120,30 +124,33 @@ impl DocStore for FileDocStore {
     }
 
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let (path, id) = (self.path_of(id), id.clone());
+        let (dir, id) = (Arc::clone(&self.dir), id.clone());
         let content = content.to_string();
         blocking(move || {
-            write_atomic(&path, content.as_bytes())
-                .map_err(|err| StoreError::io(format!("write document `{id}`"), &path, &err))?;
+            let name = file_name(&id);
+            dir.replace(&name, content.as_bytes()).map_err(|err| {
+                StoreError::io(
+                    format!("write document `{id}`"),
+                    &dir.path().join(&name),
+                    &err,
+                )
+            })?;
             Ok(content.len() as u64)
         })
         .await
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
-        let (path, id, dir) = (self.path_of(id), id.clone(), self.dir.clone());
-        blocking(move || match fs::remove_file(&path) {
-            Ok(()) => {
-                sync_dir(&dir)
-                    .map_err(|err| StoreError::io(format!("delete document `{id}`"), &dir, &err))?;
-                Ok(true)
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(StoreError::io(
-                format!("delete document `{id}`"),
-                &path,
-                &err,
-            )),
+        let (dir, id) = (Arc::clone(&self.dir), id.clone());
+        blocking(move || {
+            let name = file_name(&id);
+            dir.remove(&name).map_err(|err| {
+                StoreError::io(
+                    format!("delete document `{id}`"),
+                    &dir.path().join(&name),
+                    &err,
+                )
+            })
         })
         .await
     }
@@ -157,13 +164,13 @@ impl DocStore for FileDocStore {
         if let Some(story) = story_id {
             check_story_id(story)?;
         }
-        let dir = self.dir.clone();
+        let dir = Arc::clone(&self.dir);
         let story = story_id.map(str::to_string);
-        blocking(move || list_documents(&dir, story.as_deref())).await
+        blocking(move || list_documents(dir.path(), story.as_deref())).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        let dir = self.dir.clone();
-        blocking(move || probe_dir(&dir, "document")).await
+        let dir = Arc::clone(&self.dir);
+        blocking(move || probe_dir(dir.path(), "document")).await
     }
 }

@@ -1,6 +1,7 @@
 //! File-system primitives shared by the file backends: running blocking work
-//! off the async runtime, atomic replacement of a file, directory fsync, and
-//! the clock the stores stamp records with.
+//! off the async runtime, atomic replacement of a file, directory fsync
+//! (alone, or shared by concurrent writers: [`DurableDir`]), and the clock
+//! the stores stamp records with.
 //!
 //! Atomic replacement is the classic sequence: write a temporary file in the
 //! same directory, fsync it, rename it over the target (atomic on POSIX),
@@ -10,10 +11,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::StoreError;
+use super::group_sync::{GroupSync, SyncKind};
 
 /// Runs blocking file work on tokio's blocking pool.
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, StoreError>
@@ -34,6 +37,14 @@ where
 /// Replaces `target` with `bytes` atomically (see the module docs).
 /// `target` must have a parent directory, which is created when missing.
 pub(crate) fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = replace_file(target, bytes)?;
+    sync_dir(&dir)
+}
+
+/// Writes `bytes` to a fsync'd temporary file next to `target` and renames
+/// it over `target`; returns the directory, whose fsync is left to the
+/// caller.
+fn replace_file(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let dir = target.parent().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -57,7 +68,62 @@ pub(crate) fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     written?;
-    sync_dir(dir)
+    Ok(dir.to_path_buf())
+}
+
+/// A directory of files that are replaced atomically, whose entry changes
+/// (renames, removals) concurrent writers make durable with a shared fsync
+/// of the directory (group commit, see [`group_sync`](super::group_sync)).
+/// Each writer still fsyncs its own file before the rename.
+#[derive(Debug)]
+pub(crate) struct DurableDir {
+    path: PathBuf,
+    handle: Arc<File>,
+    sync: GroupSync,
+}
+
+impl DurableDir {
+    /// Opens `path`, creating it when missing (blocking).
+    pub fn open(path: PathBuf) -> io::Result<Self> {
+        fs::create_dir_all(&path)?;
+        let handle = Arc::new(File::open(&path)?);
+        Ok(Self {
+            path,
+            handle,
+            sync: GroupSync::new(SyncKind::All),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file `name` of this directory with `bytes`, atomically
+    /// and durably (blocking).
+    pub fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.sync.check()?;
+        replace_file(&self.path.join(name), bytes)?;
+        self.entries_changed()
+    }
+
+    /// Removes the file `name` durably; `false` when it did not exist
+    /// (blocking).
+    pub fn remove(&self, name: &str) -> io::Result<bool> {
+        self.sync.check()?;
+        match fs::remove_file(self.path.join(name)) {
+            Ok(()) => self.entries_changed().map(|()| true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn entries_changed(&self) -> io::Result<()> {
+        if cfg!(unix) {
+            let ticket = self.sync.changed(&self.handle);
+            self.sync.wait(ticket)?;
+        }
+        Ok(())
+    }
 }
 
 fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -2,8 +2,11 @@
 //! append-only log of records, one JSON object per line, replayed on load.
 //!
 //! Crash safety rests on three rules:
-//! - An append writes whole lines (each ending in `\n`) in one write and
-//!   fsyncs before it returns, so every acknowledged record is on disk.
+//! - An append writes whole lines (each ending in `\n`) in one write, and
+//!   its writer is answered only once the lines are fsync'd
+//!   ([`Pending::wait`]), so every acknowledged record is on disk. The fsync
+//!   is shared by the appends made while it waits (group commit, see
+//!   [`group_sync`](super::group_sync)), and runs outside the store's lock.
 //! - On load, bytes after the last `\n` are a torn write from a crash (the
 //!   append never returned, so nobody was told it succeeded): they are
 //!   ignored, and [`JsonlLog::end`] points before them.
@@ -14,15 +17,17 @@
 //! fails with [`StoreError::Corrupt`] naming the line, rather than guessing
 //! and later compacting data away.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
 use super::files::{sync_dir, write_atomic};
+use super::group_sync::{GroupSync, SyncKind, Ticket};
 
 /// Position and size of one JSON Lines file, as this process last saw it.
 #[derive(Debug)]
@@ -35,6 +40,34 @@ pub(crate) struct JsonlLog {
     /// Complete lines in the valid prefix (live and dead), to decide when
     /// compaction pays off.
     lines: usize,
+    /// The open file appends go through, opened on the first append.
+    file: Option<Arc<File>>,
+    /// Whether the file may hold bytes past `end` (a torn line found on
+    /// load, or an append that failed half-way) to cut off first.
+    tail_to_cut: bool,
+    /// Makes appends durable in groups.
+    sync: Arc<GroupSync>,
+    /// The ticket of the last append, until it is known to be durable.
+    last_append: Option<Ticket>,
+}
+
+/// Appends that are written but not yet known to be durable; see
+/// [`JsonlLog::take_pending`].
+#[must_use = "a writer must wait for its append to be durable before answering"]
+pub(crate) struct Pending {
+    sync: Arc<GroupSync>,
+    ticket: Ticket,
+    what: String,
+    path: PathBuf,
+}
+
+impl Pending {
+    /// Blocks until the appends are durable (running or joining an fsync).
+    pub(crate) fn wait(self) -> Result<(), StoreError> {
+        self.sync
+            .wait(self.ticket)
+            .map_err(|err| StoreError::io(format!("write {}", self.what), &self.path, &err))
+    }
 }
 
 impl JsonlLog {
@@ -74,6 +107,10 @@ impl JsonlLog {
             what,
             end: valid as u64,
             lines,
+            file: None,
+            tail_to_cut: valid < bytes.len(),
+            sync: Arc::new(GroupSync::new(SyncKind::Data)),
+            last_append: None,
         };
         Ok((log, records))
     }
@@ -83,41 +120,77 @@ impl JsonlLog {
         self.lines
     }
 
-    /// Appends `records` as lines with one write and one fsync, after
-    /// cutting off anything past the valid end (a torn line, or the rest of
-    /// an append that failed half-way).
+    /// Appends `records` as lines with one write, after cutting off
+    /// anything past the valid end (a torn line, or the rest of an append
+    /// that failed half-way). The lines are not durable yet: the caller
+    /// takes [`JsonlLog::take_pending`] and waits on it after releasing its
+    /// lock, before answering its writer.
     pub(crate) fn append<T: Serialize>(&mut self, records: &[T]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let bytes = encode_lines(records, &self.what, &self.path)?;
         let written = self.append_bytes(&bytes);
-        written.map_err(|err| StoreError::io(format!("write {}", self.what), &self.path, &err))?;
+        let fail =
+            |err: io::Error| StoreError::io(format!("write {}", self.what), &self.path, &err);
+        let file = written.map_err(fail)?;
         self.end += bytes.len() as u64;
         self.lines += records.len();
+        self.last_append = Some(self.sync.changed(&file));
         Ok(())
     }
 
-    fn append_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+    fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<Arc<File>> {
+        self.sync.check()?;
+        let file = match &self.file {
+            Some(file) => Arc::clone(file),
+            None => {
+                let file = Arc::new(self.open_for_append()?);
+                self.file = Some(Arc::clone(&file));
+                file
+            }
+        };
+        if self.tail_to_cut {
+            file.set_len(self.end)?;
+            self.tail_to_cut = false;
+        }
+        let written = (&*file)
+            .seek(SeekFrom::Start(self.end))
+            .and_then(|_| (&*file).write_all(bytes));
+        if written.is_err() {
+            self.tail_to_cut = true;
+        }
+        written.map(|()| file)
+    }
+
+    /// Opens (creating, durably, when missing) the file for appending.
+    fn open_for_append(&mut self) -> io::Result<File> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .open(&self.path)?;
         let len = file.metadata()?.len();
-        let created = len == 0;
         if len != self.end {
-            file.set_len(self.end)?;
+            self.tail_to_cut = true;
         }
-        file.seek(SeekFrom::Start(self.end))?;
-        file.write_all(bytes)?;
-        file.sync_data()?;
-        if created {
+        if len == 0 {
+            // A new file's directory entry must survive a crash as well.
             sync_dir(dir)?;
         }
-        Ok(())
+        Ok(file)
+    }
+
+    /// The appends made so far that are not yet known to be durable.
+    pub(crate) fn take_pending(&mut self) -> Option<Pending> {
+        self.last_append.take().map(|ticket| Pending {
+            sync: Arc::clone(&self.sync),
+            ticket,
+            what: self.what.clone(),
+            path: self.path.clone(),
+        })
     }
 
     /// Replaces the whole file with `records` (compaction), atomically: a
@@ -128,6 +201,11 @@ impl JsonlLog {
             .map_err(|err| StoreError::io(format!("compact {}", self.what), &self.path, &err))?;
         self.end = bytes.len() as u64;
         self.lines = records.len();
+        self.tail_to_cut = false;
+        // The new file holds every record and is durable as a whole; the
+        // next append opens it (the old handle points at the replaced file).
+        self.file = None;
+        self.sync.all_durable(None);
         Ok(())
     }
 }

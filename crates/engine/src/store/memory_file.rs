@@ -16,8 +16,9 @@
 //! live entries, atomically.
 //!
 //! Concurrency: each scope has an async mutex; all reads and writes of the
-//! scope hold it, so writes are serialized per scope and every write is
-//! fsync'd before it returns. Scopes are independent. The scope's index (its
+//! scope hold it, so writes are serialized per scope, and every write is
+//! fsync'd before it returns — after the lock is released, so that the
+//! writes queued behind it share one fsync (group commit). Scopes are independent. The scope's index (its
 //! live entries) is loaded from the file on first use and then kept in
 //! memory, so reads never touch the disk again. That makes this backend
 //! single-process: another process writing the same files would not be
@@ -184,7 +185,8 @@ impl FileMemoryStore {
     }
 
     /// Runs `write` on the loaded scope on the blocking pool, holding the
-    /// scope's lock throughout.
+    /// scope's lock, then waits, without the lock, until what it appended
+    /// is durable (one fsync for all the writes that queued meanwhile).
     async fn with_scope_mut<T, F>(&self, scope: &MemoryScope, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -198,7 +200,12 @@ impl FileMemoryStore {
                 None => ScopeLog::load(path, what)?,
             };
             let out = write(&mut loaded);
+            let pending = loaded.log.take_pending();
             *guard = Some(loaded);
+            drop(guard);
+            if let Some(pending) = pending {
+                pending.wait()?;
+            }
             out
         })
         .await

@@ -29,6 +29,7 @@
 mod doc_file;
 mod error;
 mod files;
+mod group_sync;
 pub mod ids;
 mod jsonl;
 mod memory_file;

@@ -9,12 +9,12 @@
 //! between replicas.
 
 use super::StoreError;
-use super::files::{blocking, write_atomic};
+use super::files::{DurableDir, blocking};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The last completed execution of one agent in a (flow, story).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,31 +54,35 @@ pub trait RunStore: Send + Sync {
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError>;
 }
 
-/// Claims in memory, records as `{dir}/{flow}__{story}.json` written atomically.
+/// Claims in memory, records as `{dir}/{flow}__{story}.json` written
+/// atomically (concurrent runs share the directory's fsync).
 pub struct FileRunStore {
-    dir: PathBuf,
+    dir: Arc<DurableDir>,
     claims: Mutex<HashMap<(String, String), String>>,
 }
 
 impl FileRunStore {
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let dir = dir.into();
-        let created = dir.clone();
-        blocking(move || {
-            std::fs::create_dir_all(&created)
-                .map_err(|e| StoreError::io("create the run record directory", &created, &e))
+        let dir: PathBuf = dir.into();
+        let dir = blocking(move || {
+            DurableDir::open(dir.clone())
+                .map_err(|e| StoreError::io("open the run record directory", &dir, &e))
         })
         .await?;
         Ok(Self {
-            dir,
+            dir: Arc::new(dir),
             claims: Mutex::new(HashMap::new()),
         })
     }
 
     fn path(&self, flow: &str, story: &str) -> PathBuf {
-        // Flow names and story ids are validated ids: no separators, no `..`.
-        self.dir.join(format!("{flow}__{story}.json"))
+        self.dir.path().join(record_name(flow, story))
     }
+}
+
+fn record_name(flow: &str, story: &str) -> String {
+    // Flow names and story ids are validated ids: no separators, no `..`.
+    format!("{flow}__{story}.json")
 }
 
 #[async_trait]
@@ -129,8 +133,10 @@ impl RunStore for FileRunStore {
         let path = self.path(flow, story);
         let bytes = serde_json::to_vec_pretty(record)
             .map_err(|e| StoreError::corrupt("run record", &path, e))?;
+        let (dir, name) = (Arc::clone(&self.dir), record_name(flow, story));
         blocking(move || {
-            write_atomic(&path, &bytes).map_err(|e| StoreError::io("write a run record", &path, &e))
+            dir.replace(&name, &bytes)
+                .map_err(|e| StoreError::io("write a run record", &path, &e))
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! `{orchestrator.path}/status.jsonl`.
 //!
 //! Every change is appended as one line and fsync'd before the call
-//! returns; the whole log is replayed into an in-memory index when the
+//! returns (concurrent changes share one fsync: group commit); the whole log is replayed into an in-memory index when the
 //! store opens, so a restart loses nothing that was acknowledged. Lines:
 //!
 //! ```text
@@ -241,14 +241,25 @@ impl FileStatusStore {
         })
     }
 
-    /// Runs `write` on the index on the blocking pool, holding the lock.
+    /// Runs `write` on the index on the blocking pool, holding the lock,
+    /// then waits, without the lock, until what it appended is durable (one
+    /// fsync for all the writes that queued meanwhile).
     async fn with_index_mut<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut StatusIndex) -> Result<T, StoreError> + Send + 'static,
     {
         let mut guard = Arc::clone(&self.index).lock_owned().await;
-        blocking(move || write(&mut guard)).await
+        blocking(move || {
+            let out = write(&mut guard);
+            let pending = guard.log.take_pending();
+            drop(guard);
+            if let Some(pending) = pending {
+                pending.wait()?;
+            }
+            out
+        })
+        .await
     }
 }
 
