@@ -13,6 +13,7 @@
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 //! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml, runtime.yaml).
 //! - [`prompt`]: prompt template variables, rendering and previews.
+//! - `parallel`: per-item work spread over the cores, results in input order.
 //! - [`compile()`]: the front door — a source directory to a [`Compilation`].
 
 pub mod bmad;
@@ -21,6 +22,7 @@ pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod output;
+mod parallel;
 pub mod prompt;
 pub mod source;
 pub mod sourcefs;

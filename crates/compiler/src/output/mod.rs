@@ -31,6 +31,7 @@
 //! cannot be hidden files, and two ids never share a file. See [`prompt_path`].
 
 mod graph;
+mod json;
 mod manifest;
 mod runtime_defaults;
 mod schema;
@@ -302,26 +303,12 @@ fn canonical_json<T: serde::Serialize + ?Sized>(
     value: &T,
     file: &'static str,
 ) -> Result<Vec<u8>, OutputError> {
-    let fail = |e: serde_json::Error| OutputError::Serialise {
+    let mut bytes = json::to_canonical_vec(value).map_err(|e| OutputError::Serialise {
         file,
         message: e.to_string(),
-    };
-    let mut tree = serde_json::to_value(value).map_err(fail)?;
-    sort_keys(&mut tree);
-    let mut bytes = serde_json::to_vec_pretty(&tree).map_err(fail)?;
+    })?;
     bytes.push(b'\n');
     Ok(bytes)
-}
-
-fn sort_keys(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.sort_keys();
-            map.values_mut().for_each(sort_keys);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,13 @@
 //! unchanged (hard-linked, or copied where links are not supported), so the
 //! user's configuration survives every run.
 //!
-//! Files identical to the previous bundle's are hard-linked from it rather
-//! than rewritten (see [`Staging::place_all`]).
+//! The previous bundle is read once, before anything is written, and each
+//! file compared with what this run produces ([`Existing`]). When every file
+//! is identical, nothing is left over and `runtime.yaml` is there, the
+//! directory already is the result and is left alone: regenerating
+//! unchanged sources writes, links and deletes nothing. Otherwise files
+//! identical to the previous bundle's are hard-linked from it rather than
+//! rewritten (see [`Staging::place_all`]).
 //!
 //! The renames are not fsync'd (each fsync costs milliseconds): after a
 //! power loss mid-swap every directory still holds a complete bundle, the
@@ -21,7 +26,7 @@ use super::manifest::Manifest;
 use super::{CheckResult, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -31,26 +36,15 @@ pub(super) fn replace_dir(
     rendered: &RenderedBundle,
 ) -> Result<WriteReport, OutputError> {
     let target = Target::inspect(out_dir)?;
-    let mut staging = Staging::create(&target)?;
-
-    let previous = target.exists.then_some(target.path.as_path());
+    let existing = if target.exists {
+        Existing::read(&target.path, rendered)?
+    } else {
+        Existing::absent(rendered)
+    };
     let existing_runtime = target.path.join(RUNTIME_FILE);
     let runtime_written = !(target.exists && existing_runtime.is_file());
-    let mut files: Vec<(&str, &[u8])> = rendered
-        .files
-        .iter()
-        .map(|(rel, bytes)| (rel.as_str(), bytes.as_slice()))
-        .collect();
-    if runtime_written {
-        files.push((RUNTIME_FILE, rendered.runtime_yaml.as_bytes()));
-    } else {
-        staging.carry_over(&existing_runtime, RUNTIME_FILE)?;
-    }
-    let reused = staging.place_all(&files, previous)?;
-    staging.swap_into(&target)?;
-
-    Ok(WriteReport {
-        out_dir: target.path,
+    let report = |reused| WriteReport {
+        out_dir: target.path.clone(),
         files: rendered
             .files
             .iter()
@@ -58,7 +52,35 @@ pub(super) fn replace_dir(
             .collect(),
         runtime_written,
         reused,
-    })
+    };
+    if !runtime_written && existing.is_identical() {
+        return Ok(report(rendered.files.len()));
+    }
+
+    let mut staging = Staging::create(&target)?;
+    let mut files: Vec<StagedFile<'_>> = rendered
+        .files
+        .iter()
+        .zip(&existing.matches)
+        .map(|((rel, bytes), found)| StagedFile {
+            rel,
+            bytes,
+            same_as_previous: *found == FileMatch::Same,
+        })
+        .collect();
+    if runtime_written {
+        files.push(StagedFile {
+            rel: RUNTIME_FILE,
+            bytes: rendered.runtime_yaml.as_bytes(),
+            same_as_previous: false,
+        });
+    } else {
+        staging.carry_over(&existing_runtime, RUNTIME_FILE)?;
+    }
+    let previous = target.exists.then_some(target.path.as_path());
+    let reused = staging.place_all(&files, previous)?;
+    staging.swap_into(&target)?;
+    Ok(report(reused))
 }
 
 /// Compares the rendered bundle with `out_dir` without writing anything.
@@ -66,33 +88,163 @@ pub(super) fn compare_dir(
     out_dir: &Path,
     rendered: &RenderedBundle,
 ) -> Result<CheckResult, OutputError> {
-    let mut differences = Vec::new();
-    let on_disk = match fs::metadata(out_dir) {
-        Ok(meta) if meta.is_dir() => list_files(out_dir)?,
+    let existing = match fs::metadata(out_dir) {
+        Ok(meta) if meta.is_dir() => Existing::read(out_dir, rendered)?,
         Ok(_) => return Err(OutputError::NotADirectory(out_dir.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Existing::absent(rendered),
         Err(e) => return Err(io("cannot read", out_dir, e)),
     };
-    for (rel, bytes) in &rendered.files {
-        match fs::read(out_dir.join(rel)) {
-            Ok(existing) if existing == *bytes => {}
-            Ok(_) => differences.push((rel.clone(), FileStatus::Changed)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                differences.push((rel.clone(), FileStatus::Missing));
-            }
-            Err(e) => return Err(io("cannot read", &out_dir.join(rel), e)),
+    let mut differences = Vec::new();
+    for ((rel, _), found) in rendered.files.iter().zip(existing.matches) {
+        match found {
+            FileMatch::Same => {}
+            FileMatch::Changed => differences.push((rel.clone(), FileStatus::Changed)),
+            FileMatch::Missing => differences.push((rel.clone(), FileStatus::Missing)),
+            FileMatch::Unreadable(e) => return Err(io("cannot read", &join_rel(out_dir, rel), e)),
         }
     }
-    if !on_disk.iter().any(|rel| rel == RUNTIME_FILE) {
+    if !existing.has_runtime {
         differences.push((RUNTIME_FILE.to_string(), FileStatus::Missing));
     }
-    for rel in on_disk {
-        if rel != RUNTIME_FILE && !rendered.files.contains_key(&rel) {
-            differences.push((rel, FileStatus::Stale));
-        }
-    }
+    differences.extend(
+        existing
+            .stale
+            .into_iter()
+            .map(|rel| (rel, FileStatus::Stale)),
+    );
     differences.sort();
     Ok(CheckResult { differences })
+}
+
+/// How one file of the rendered bundle compares with the file on disk.
+#[derive(Debug)]
+enum FileMatch {
+    /// A regular file with exactly these bytes.
+    Same,
+    /// Something else is there (other bytes, other size, a directory).
+    Changed,
+    Missing,
+    /// It could not be read: an error for `--check`, a file to rewrite for `generate`.
+    Unreadable(std::io::Error),
+}
+
+impl PartialEq for FileMatch {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// What an output directory holds, compared with a rendered bundle. Read
+/// once per run: `generate` decides from it whether there is anything to
+/// do and which files it can hard-link, `--check` reports it.
+#[derive(Debug)]
+struct Existing {
+    /// One entry per rendered file, in the order of `RenderedBundle::files`.
+    matches: Vec<FileMatch>,
+    /// Files on disk that the bundle does not produce (`runtime.yaml` aside).
+    stale: Vec<String>,
+    /// Directories on disk that hold no produced file; a swap would remove them.
+    extra_dirs: bool,
+    /// `runtime.yaml` is there (any content: the user owns it).
+    has_runtime: bool,
+}
+
+impl Existing {
+    /// Reads `dir`, comparing every rendered file with its namesake on disk
+    /// (on all cores: this is most of the work of an unchanged regeneration).
+    fn read(dir: &Path, rendered: &RenderedBundle) -> Result<Self, OutputError> {
+        let listing = Listing::read(dir)?;
+        let files: Vec<(&String, &Vec<u8>)> = rendered.files.iter().collect();
+        let matches = crate::parallel::map_with_state(
+            &files,
+            || vec![0u8; COMPARE_CHUNK],
+            |buffer, (rel, bytes)| compare_file(&join_rel(dir, rel), bytes, buffer),
+        );
+        let stale = listing
+            .files
+            .iter()
+            .filter(|rel| *rel != RUNTIME_FILE && !rendered.files.contains_key(*rel))
+            .cloned()
+            .collect();
+        let produced_dirs: BTreeSet<&str> = rendered
+            .files
+            .keys()
+            .flat_map(|rel| rel.match_indices('/').map(|(end, _)| &rel[..end]))
+            .collect();
+        Ok(Self {
+            matches,
+            stale,
+            extra_dirs: listing
+                .dirs
+                .iter()
+                .any(|d| !produced_dirs.contains(d.as_str())),
+            has_runtime: listing.files.iter().any(|rel| rel == RUNTIME_FILE),
+        })
+    }
+
+    /// An output directory that does not exist yet.
+    fn absent(rendered: &RenderedBundle) -> Self {
+        Self {
+            matches: rendered.files.iter().map(|_| FileMatch::Missing).collect(),
+            stale: Vec::new(),
+            extra_dirs: false,
+            has_runtime: false,
+        }
+    }
+
+    /// The directory already holds exactly the rendered bundle, nothing
+    /// more (`runtime.yaml` is checked by the caller).
+    fn is_identical(&self) -> bool {
+        self.stale.is_empty()
+            && !self.extra_dirs
+            && self.matches.iter().all(|m| *m == FileMatch::Same)
+    }
+}
+
+/// Bytes read at a time when comparing a file with its rendered content.
+const COMPARE_CHUNK: usize = 64 * 1024;
+
+/// Compares the file at `path` with `expected`: size first, then the bytes
+/// chunk by chunk, so a changed file is usually told apart without reading it.
+fn compare_file(path: &Path, expected: &[u8], buffer: &mut [u8]) -> FileMatch {
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileMatch::Missing,
+        Err(e) => return FileMatch::Unreadable(e),
+    };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() && meta.len() == expected.len() as u64 => {}
+        Ok(_) => return FileMatch::Changed,
+        Err(e) => return FileMatch::Unreadable(e),
+    }
+    let mut rest = expected;
+    loop {
+        let read = match file.read(buffer) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return FileMatch::Unreadable(e),
+        };
+        if read == 0 {
+            return if rest.is_empty() {
+                FileMatch::Same
+            } else {
+                FileMatch::Changed
+            };
+        }
+        // The file grew since it was measured: longer than expected.
+        if read > rest.len() || buffer[..read] != rest[..read] {
+            return FileMatch::Changed;
+        }
+        rest = &rest[read..];
+    }
+}
+
+/// One file to put into the staging directory.
+struct StagedFile<'a> {
+    rel: &'a str,
+    bytes: &'a [u8],
+    /// The previous bundle has this file with these bytes: link, don't write.
+    same_as_previous: bool,
 }
 
 /// The output directory as found before writing.
@@ -195,13 +347,15 @@ impl Staging {
     /// of one per file. Returns how many files were reused.
     fn place_all(
         &mut self,
-        files: &[(&str, &[u8])],
+        files: &[StagedFile<'_>],
         previous: Option<&Path>,
     ) -> Result<usize, OutputError> {
         let mut jobs = Vec::with_capacity(files.len());
-        for (rel, bytes) in files {
-            let old = previous.map(|dir| join_rel(dir, rel));
-            jobs.push((self.prepare(rel)?, old, *bytes));
+        for file in files {
+            let old = previous
+                .filter(|_| file.same_as_previous)
+                .map(|dir| join_rel(dir, file.rel));
+            jobs.push((self.prepare(file.rel)?, old, file.bytes));
         }
         let reused = AtomicUsize::new(0);
         run_parallel(&jobs, |(path, old, bytes)| {
@@ -309,11 +463,10 @@ fn run_parallel<T: Sync>(
     })
 }
 
-/// Puts one file at `path`: a hard link to `old` when that file has the
-/// same bytes (returns `true`), else a fresh fsync'd file.
-fn place(path: &Path, old: Option<&Path>, bytes: &[u8]) -> Result<bool, OutputError> {
-    if let Some(old) = old
-        && fs::read(old).is_ok_and(|existing| existing == bytes)
+/// Puts one file at `path`: a hard link to `same_old` (a previous file
+/// known to hold these bytes; returns `true`), else a fresh fsync'd file.
+fn place(path: &Path, same_old: Option<&Path>, bytes: &[u8]) -> Result<bool, OutputError> {
+    if let Some(old) = same_old
         && fs::hard_link(old, path).is_ok()
     {
         return Ok(true);
@@ -332,27 +485,41 @@ fn sync_path(dir: &Path) -> Result<(), OutputError> {
         .map_err(|e| io("cannot sync", dir, e))
 }
 
-/// Every non-directory entry under `root`, as sorted `/`-separated relative paths.
-fn list_files(root: &Path) -> Result<Vec<String>, OutputError> {
-    let mut found = Vec::new();
-    let mut pending = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = pending.pop() {
-        for entry in fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))? {
-            let entry = entry.map_err(|e| io("cannot read", &dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rel = format!("{prefix}{name}");
-            let kind = entry
-                .file_type()
-                .map_err(|e| io("cannot read", &entry.path(), e))?;
-            if kind.is_dir() {
-                pending.push((entry.path(), format!("{rel}/")));
-            } else {
-                found.push(rel);
+/// Everything under an output directory, as sorted `/`-separated relative paths.
+struct Listing {
+    /// Every non-directory entry.
+    files: Vec<String>,
+    /// Every directory below the root.
+    dirs: Vec<String>,
+}
+
+impl Listing {
+    fn read(root: &Path) -> Result<Self, OutputError> {
+        let mut listing = Self {
+            files: Vec::new(),
+            dirs: Vec::new(),
+        };
+        let mut pending = vec![(root.to_path_buf(), String::new())];
+        while let Some((dir, prefix)) = pending.pop() {
+            for entry in fs::read_dir(&dir).map_err(|e| io("cannot read", &dir, e))? {
+                let entry = entry.map_err(|e| io("cannot read", &dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rel = format!("{prefix}{name}");
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| io("cannot read", &entry.path(), e))?;
+                if kind.is_dir() {
+                    pending.push((entry.path(), format!("{rel}/")));
+                    listing.dirs.push(rel);
+                } else {
+                    listing.files.push(rel);
+                }
             }
         }
+        listing.files.sort();
+        listing.dirs.sort();
+        Ok(listing)
     }
-    found.sort();
-    Ok(found)
 }
 
 /// `dir` joined with a `/`-separated relative path.

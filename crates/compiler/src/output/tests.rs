@@ -473,3 +473,32 @@ fn unchanged_files_are_reused_and_edited_ones_rewritten() -> TestResult {
     assert_eq!(snapshot(&out), expected);
     Ok(())
 }
+
+#[test]
+fn an_unchanged_bundle_is_left_alone_and_leftovers_still_force_a_swap() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path().join("out");
+    let bundle = sample_bundle();
+    let prompts = prompts_for(&bundle);
+    let first = write_bundle(&out, &contents(&bundle, &prompts))?;
+    let expected = snapshot(&out);
+    let inode = fs::metadata(&out)?.ino();
+
+    // Nothing to do: the very same directory stays, every file counts as reused.
+    let second = write_bundle(&out, &contents(&bundle, &prompts))?;
+    assert_eq!(second.reused, first.files.len());
+    assert!(!second.runtime_written);
+    assert_eq!(fs::metadata(&out)?.ino(), inode);
+    assert_eq!(snapshot(&out), expected);
+
+    // A leftover file or an empty leftover directory is not "unchanged".
+    fs::write(out.join("prompts/old.md"), "stale")?;
+    write_bundle(&out, &contents(&bundle, &prompts))?;
+    assert_eq!(snapshot(&out), expected);
+    fs::create_dir(out.join("prompts/empty"))?;
+    write_bundle(&out, &contents(&bundle, &prompts))?;
+    assert!(!out.join("prompts/empty").exists());
+    assert_eq!(snapshot(&out), expected);
+    Ok(())
+}
