@@ -8,11 +8,12 @@
 //! sources with a known problem. It never panics on any input and never
 //! stops at the first problem.
 
-use crate::bundle::{Bundle, SCHEMA_VERSION, SourceLayout};
+use crate::bundle::{AgentSpec, Bundle, SCHEMA_VERSION, SourceLayout};
 use crate::config::RuntimeConfig;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
-use crate::{ProjectParts, source};
+use crate::{ProjectParts, prompt, source};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,12 +31,32 @@ pub struct Compilation {
     /// it into the output only when the output has none).
     pub runtime_yaml: Option<String>,
     /// How long each phase took, in order: `load` (read and hash every
-    /// file), `read` (parse, resolve and check), `runtime` (runtime.yaml).
+    /// file), `read` (parse, resolve and check), `runtime` (runtime.yaml),
+    /// and `prompts` when previews were asked for.
     pub phases: Vec<(&'static str, Duration)>,
+    /// Agent id → prompt preview (`prompts/<id>.md`, see
+    /// [`prompt::preview`]); filled only when [`CompileOptions::previews`]
+    /// asked for it and there is a bundle. An agent whose prompt cannot be
+    /// rendered is a `prompt-preview` error instead, and then there is no bundle.
+    pub prompts: BTreeMap<String, String>,
 }
 
-/// Compiles the source directory `src`.
+/// Work [`compile_with`] does besides reading the sources.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Also render every agent's prompt preview (what `generate` writes to
+    /// `prompts/`), on all cores. `validate`, `serve --src` and `graph` do
+    /// not need them.
+    pub previews: bool,
+}
+
+/// Compiles the source directory `src` (no prompt previews).
 pub fn compile(src: &Path) -> Compilation {
+    compile_with(src, CompileOptions::default())
+}
+
+/// Compiles the source directory `src`, doing what `options` asks for too.
+pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     let mut diags = Diagnostics::new();
     let mut phases = Vec::new();
     let shown = src.display().to_string();
@@ -53,6 +74,7 @@ pub fn compile(src: &Path) -> Compilation {
             runtime: RuntimeConfig::default(),
             runtime_yaml: None,
             phases,
+            prompts: BTreeMap::new(),
         };
     }
 
@@ -71,7 +93,6 @@ pub fn compile(src: &Path) -> Compilation {
     let (runtime, runtime_yaml) = source::read_runtime(src, &mut diags);
     phases.push(("runtime", started.elapsed()));
 
-    diags.sort();
     let bundle = match (layout, diags.has_errors()) {
         (Some(layout), false) => Some(Bundle {
             schema_version: SCHEMA_VERSION,
@@ -84,13 +105,48 @@ pub fn compile(src: &Path) -> Compilation {
         }),
         _ => None,
     };
+    let mut prompts = BTreeMap::new();
+    if let (true, Some(bundle)) = (options.previews, &bundle) {
+        let started = Instant::now();
+        prompts = render_previews(bundle, &mut diags);
+        phases.push(("prompts", started.elapsed()));
+    }
+    diags.sort();
     Compilation {
-        bundle,
+        bundle: bundle.filter(|_| !diags.has_errors()),
         diagnostics: diags,
         runtime,
         runtime_yaml,
         phases,
+        prompts,
     }
+}
+
+/// Every agent's prompt preview, rendered on all cores; a prompt that
+/// cannot be rendered is an error naming its agent.
+fn render_previews(bundle: &Bundle, diags: &mut Diagnostics) -> BTreeMap<String, String> {
+    let agents: Vec<&AgentSpec> = bundle.agents.values().collect();
+    let rendered = crate::parallel::map(&agents, |agent| prompt::preview(agent));
+    let mut prompts = BTreeMap::new();
+    for (agent, preview) in agents.into_iter().zip(rendered) {
+        match preview {
+            Ok(text) => {
+                prompts.insert(agent.id.clone(), text);
+            }
+            Err(message) => {
+                diags.error(
+                    "prompt-preview",
+                    &agent.source,
+                    Pos::new(1, 1),
+                    format!(
+                        "the prompt of agent `{}` cannot be rendered: {message}",
+                        agent.id
+                    ),
+                );
+            }
+        }
+    }
+    prompts
 }
 
 /// Reads whichever layout `src` holds; `None` (with an error) when it holds neither.
@@ -100,7 +156,7 @@ fn read_layout(
     diags: &mut Diagnostics,
 ) -> (Option<SourceLayout>, ProjectParts) {
     let src = files.root();
-    if crate::bmad::is_bmad_layout(src) {
+    if crate::bmad::is_bmad_snapshot(files) {
         return (Some(SourceLayout::BmadV4), crate::bmad::read(src, diags));
     }
     if source::agent_files(files).is_empty() {

@@ -14,7 +14,8 @@
 //! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml, runtime.yaml).
 //! - [`prompt`]: prompt template variables, rendering and previews.
 //! - `parallel`: per-item work spread over the cores, results in input order.
-//! - [`compile()`]: the front door — a source directory to a [`Compilation`].
+//! - [`compile()`] / [`compile_with`]: the front door — a source directory to a
+//!   [`Compilation`] (with prompt previews when [`CompileOptions`] asks).
 
 pub mod bmad;
 pub mod bundle;
@@ -28,7 +29,7 @@ pub mod source;
 pub mod sourcefs;
 pub mod yaml;
 
-pub use compile::{Compilation, compile};
+pub use compile::{Compilation, CompileOptions, compile, compile_with};
 
 use bundle::{AgentSpec, FlowSpec, ToolSpec};
 use std::collections::BTreeMap;

@@ -16,16 +16,19 @@ pub fn read_text(src: &Path, rel: &str) -> Result<String, String> {
 
 /// UTF-8 text of a file's bytes, without a leading BOM.
 fn decode_text(rel: &str, bytes: Vec<u8>) -> Result<String, String> {
-    let text = String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "{rel} is not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+    let text = String::from_utf8(bytes).map_err(|e| not_utf8(rel, &e.utf8_error()))?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
         None => text,
     })
+}
+
+/// The diagnostic sentence for a file that is not UTF-8.
+fn not_utf8(rel: &str, e: &std::str::Utf8Error) -> String {
+    format!(
+        "{rel} is not UTF-8 text (invalid byte at offset {})",
+        e.valid_up_to()
+    )
 }
 
 /// Names of the regular files directly in `src/dir` (sorted), or empty if it does not exist.
@@ -180,14 +183,15 @@ impl SourceSnapshot {
         self.files.contains_key(rel)
     }
 
-    /// Like [`read_text`], from the snapshot.
-    pub fn text(&self, rel: &str) -> Result<String, String> {
-        match self.files.get(rel) {
-            Some(bytes) => decode_text(rel, bytes.clone()),
-            None => Err(format!(
+    /// Like [`read_text`], from the snapshot, without copying the text.
+    pub fn text(&self, rel: &str) -> Result<&str, String> {
+        let Some(bytes) = self.files.get(rel) else {
+            return Err(format!(
                 "cannot read {rel}: not a file of the source directory"
-            )),
-        }
+            ));
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| not_utf8(rel, &e))?;
+        Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
     }
 
     /// Like [`list_files`]: names of the files directly in `dir`, sorted.

@@ -206,3 +206,67 @@ fn next_on_unknown_command_and_bad_sequence_fields() {
         ]
     );
 }
+
+#[test]
+fn many_agents_read_on_all_cores_report_like_one_by_one() {
+    // Enough files for the reader to split them over threads: problems
+    // spread from the first file to the last must still come out in file
+    // order, and a duplicate id is reported on the later file.
+    let mut files: Vec<(String, String)> = (0..120)
+        .map(|i| {
+            let id = format!("agent-{i:03}");
+            (
+                format!("agents/{id}.md"),
+                format!("---\nid: {id}\n---\nHello {{{{ input }}}}\n"),
+            )
+        })
+        .collect();
+    files[3].1 = "---\nid: agent-003\ntols: [x]\n---\nA\n".into();
+    files[64].1 = "no front matter".into();
+    files[119].1 = "---\nid: agent-003\n---\n{{ persna }}\n".into();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let c = compile_tree(&refs);
+    let found: Vec<(String, &str)> = errors(&c)
+        .iter()
+        .map(|d| (d.file.clone(), d.code))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("agents/agent-003.md".to_string(), "unknown-key"),
+            ("agents/agent-064.md".to_string(), "front-matter"),
+            ("agents/agent-119.md".to_string(), "duplicate-id"),
+            ("agents/agent-119.md".to_string(), "unknown-variable"),
+        ]
+    );
+}
+
+#[test]
+fn previews_are_rendered_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    for i in 0..40 {
+        write(
+            dir.path(),
+            &format!("agents/a{i:02}.md"),
+            &format!("---\nid: a{i:02}\n---\nI am {{{{ agent.id }}}}; input {{input}}\n"),
+        );
+    }
+    let plain = compile(dir.path());
+    assert!(plain.prompts.is_empty());
+    let c = bmad2pf_compiler::compile_with(
+        dir.path(),
+        bmad2pf_compiler::CompileOptions { previews: true },
+    );
+    let b = ok(&c);
+    assert_eq!(c.prompts.len(), 40);
+    for (id, agent) in &b.agents {
+        let expected = bmad2pf_compiler::prompt::preview(agent)
+            .unwrap_or_else(|e| panic!("preview of {id}: {e}"));
+        assert_eq!(c.prompts[id], expected);
+    }
+    assert_eq!(c.prompts["a07"], "I am a07; input {{ input }}\n");
+    assert!(c.phases.iter().any(|(phase, _)| *phase == "prompts"));
+}

@@ -61,7 +61,7 @@ pub mod workflow;
 use crate::ProjectParts;
 use crate::bundle::{AgentSpec, ErrorHandling, LlmOverride, MemoryScope, WaitFor};
 use crate::diag::{Diagnostics, Pos};
-use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::sourcefs::{SourceSnapshot, join_rel, list_files, read_text};
 use crate::yaml::{self, Node, Value};
 use packs::{AgentIndex, Pack};
 use resources::ResourceLoader;
@@ -73,6 +73,11 @@ use std::path::Path;
 /// `.bmad-core/` folder and/or expansion-pack folders beside it.
 pub fn is_bmad_layout(src: &Path) -> bool {
     !packs::discover(src).is_empty()
+}
+
+/// [`is_bmad_layout`] for a source directory already read into memory.
+pub fn is_bmad_snapshot(files: &SourceSnapshot) -> bool {
+    !packs::discover_in(files).is_empty()
 }
 
 /// Reads the whole BMAD tree into agents and flows. Every problem goes to

@@ -14,7 +14,7 @@
 
 use super::agent;
 use super::sanitize_name;
-use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::sourcefs::{SourceSnapshot, join_rel, list_files, read_text};
 use std::path::Path;
 
 /// Folders whose presence marks a BMAD pack.
@@ -47,8 +47,31 @@ impl Pack {
 /// Finds the packs of `src`, root first, then child folders in name order,
 /// then `expansion-packs/*`. Empty when `src` is not a BMAD tree.
 pub fn discover(src: &Path) -> Vec<Pack> {
+    discover_with(src, |rel| {
+        read_text(src, rel).is_ok_and(|text| agent::is_agent_text(&text))
+    })
+}
+
+/// [`discover`] with the agent files' text taken from a snapshot already
+/// in memory: deciding the layout then reads no file a second time.
+pub fn discover_in(files: &SourceSnapshot) -> Vec<Pack> {
+    discover_with(files.root(), |rel| {
+        files.text(rel).is_ok_and(agent::is_agent_text)
+    })
+}
+
+/// [`discover`], asking `is_agent_file` whether a `.md` file (path relative
+/// to `src`) is a BMAD agent.
+fn discover_with(src: &Path, is_agent_file: impl Fn(&str) -> bool) -> Vec<Pack> {
+    let has_bmad_agents = |dir: &str| {
+        let agents = join_rel(dir, "agents");
+        list_files(src, &agents)
+            .iter()
+            .filter(|n| n.to_ascii_lowercase().ends_with(".md"))
+            .any(|n| is_agent_file(&join_rel(&agents, n)))
+    };
     let mut packs: Vec<Pack> = Vec::new();
-    if has_bmad_agents(src, "") {
+    if has_bmad_agents("") {
         let name = src.file_name().and_then(|n| n.to_str()).map_or_else(
             || "core".to_string(),
             |n| sanitize_name(n.trim_start_matches('.')),
@@ -64,7 +87,7 @@ pub fn discover(src: &Path) -> Vec<Pack> {
         .filter(|d| !SKIPPED_FOLDERS.contains(&d.as_str()) && d != "expansion-packs")
         .filter(|d| {
             let base = d.trim_start_matches('.');
-            (base.starts_with("bmad") && has_pack_folder(src, d)) || has_bmad_agents(src, d)
+            (base.starts_with("bmad") && has_pack_folder(src, d)) || has_bmad_agents(d)
         })
         .map(|d| (d, false))
         .collect();
@@ -207,14 +230,6 @@ impl AgentIndex {
 }
 
 /// True when `dir/agents` holds at least one BMAD agent file.
-fn has_bmad_agents(src: &Path, dir: &str) -> bool {
-    let agents = join_rel(dir, "agents");
-    list_files(src, &agents)
-        .iter()
-        .filter(|n| n.to_ascii_lowercase().ends_with(".md"))
-        .any(|n| read_text(src, &join_rel(&agents, n)).is_ok_and(|t| agent::is_agent_text(&t)))
-}
-
 fn has_pack_folder(src: &Path, dir: &str) -> bool {
     PACK_FOLDERS
         .iter()

@@ -170,8 +170,18 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
     let bundle = contents.bundle;
     check_prompts_match(bundle, contents.prompts)?;
 
-    let mut files = render_others(contents)?;
-    files.insert(BUNDLE_FILE.into(), canonical_json(bundle, BUNDLE_FILE)?);
+    // bundle.json is most of the bytes: it is written on a second thread
+    // while this one renders everything else.
+    let (others, bundle_json) = std::thread::scope(|scope| {
+        let bundle_json = scope.spawn(|| canonical_json(bundle, BUNDLE_FILE));
+        let others = render_others(contents);
+        match bundle_json.join() {
+            Ok(bundle_json) => (others, bundle_json),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let mut files = others?;
+    files.insert(BUNDLE_FILE.into(), bundle_json?);
     let manifest = Manifest::describe(bundle, &files);
     files.insert(
         MANIFEST_FILE.into(),

@@ -105,7 +105,7 @@ pub struct ParsedAgent {
 }
 
 /// What reading an agent needs from the rest of the project, plus caches
-/// shared by all agent files of one compile.
+/// shared by the agent files one thread reads (each thread has its own).
 pub struct AgentContext<'a> {
     files: &'a SourceSnapshot,
     tools: &'a BTreeMap<String, ToolSpec>,
@@ -130,7 +130,7 @@ impl<'a> AgentContext<'a> {
         let files = self.files;
         self.resources
             .entry(rel.to_string())
-            .or_insert_with(|| files.text(rel))
+            .or_insert_with(|| files.text(rel).map(str::to_string))
             .clone()
     }
 

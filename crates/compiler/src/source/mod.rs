@@ -98,25 +98,35 @@ pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
         None => BTreeMap::new(),
     };
 
-    let mut ctx = AgentContext::new(files, &tools);
+    // Agent files are independent of each other: parse them on all cores,
+    // then merge in file order so diagnostics and duplicate-id messages
+    // come out the same however the work was split.
+    let agent_files = agent_files(files);
+    let read_one = |ctx: &mut AgentContext<'_>, file: &String| {
+        let mut file_diags = Diagnostics::new();
+        let parsed = match files.text(file) {
+            Ok(text) => agent::parse_agent(ctx, file, text, &mut file_diags),
+            Err(message) => {
+                file_diags.error("io-error", file, Pos::new(1, 1), message);
+                None
+            }
+        };
+        (parsed, file_diags)
+    };
+    let read = crate::parallel::map_with_state(
+        &agent_files,
+        || AgentContext::new(files, &tools),
+        read_one,
+    );
+
     let mut parsed: Vec<ParsedAgent> = Vec::new();
     let mut unreadable: BTreeSet<String> = BTreeSet::new();
     let mut defined_in: HashMap<String, (String, Pos)> = HashMap::new();
-    for file in agent_files(files) {
-        let stem = file
-            .trim_start_matches("agents/")
-            .trim_end_matches(".md")
-            .to_string();
-        let text = match files.text(&file) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.error("io-error", &file, Pos::new(1, 1), message);
-                unreadable.insert(stem);
-                continue;
-            }
-        };
-        let Some(agent) = agent::parse_agent(&mut ctx, &file, &text, diags) else {
-            unreadable.insert(stem);
+    for (file, (agent, file_diags)) in agent_files.into_iter().zip(read) {
+        diags.extend(file_diags);
+        let Some(agent) = agent else {
+            let stem = file.trim_start_matches("agents/").trim_end_matches(".md");
+            unreadable.insert(stem.to_string());
             continue;
         };
         if let Some((first_file, first_pos)) = defined_in.get(&agent.spec.id) {
@@ -175,7 +185,7 @@ fn read_optional(files: &SourceSnapshot, file: &str, diags: &mut Diagnostics) ->
         return None;
     }
     match files.text(file) {
-        Ok(text) => Some(text),
+        Ok(text) => Some(text.to_string()),
         Err(message) => {
             diags.error("io-error", file, Pos::new(1, 1), message);
             None
