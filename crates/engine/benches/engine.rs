@@ -6,6 +6,9 @@
 //!   (temp file, fsync, rename) and the status update. The stores live in
 //!   the directory `BMAD2PF_BENCH_DIR` names, else a temp dir: point it at a
 //!   tmpfs (`/dev/shm`) to see the engine without the disk's fsync cost.
+//!   The run is spawned on the runtime, as `serve` runs it (a handler is a
+//!   task on a worker thread), rather than driven from the bench's own
+//!   thread, which would add two thread hand-offs to every store call.
 //! - `parallel_step`: one step of 8 parallel agents on a 200 ms mock; the
 //!   time is the step's wall time (ideal: 200 ms).
 //! - `execute`: one stateless execute on a zero-latency mock.
@@ -88,9 +91,14 @@ fn request() -> RunRequest {
 #[divan::bench(sample_count = 20)]
 fn run_chain(bencher: Bencher) {
     let s = setup(AGENTS, false, 0);
+    let engine = Arc::new(s.engine);
     bencher.counter(ItemsCount::new(AGENTS)).bench_local(|| {
+        let engine = Arc::clone(&engine);
         s.runtime
-            .block_on(s.engine.run(request(), None))
+            .block_on(async move {
+                tokio::spawn(async move { engine.run(request(), None).await }).await
+            })
+            .expect("task")
             .expect("run")
     });
 }
