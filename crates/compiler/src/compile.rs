@@ -86,29 +86,35 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     phases.push(("load", started.elapsed()));
 
     let started = Instant::now();
-    let (layout, parts) = read_layout(&files, &shown, &mut diags);
+    let (layout, parts) = read_layout(&files, &shown, options.previews, &mut diags);
     phases.push(("read", started.elapsed()));
 
     let started = Instant::now();
     let (runtime, runtime_yaml) = source::read_runtime(src, &mut diags);
     phases.push(("runtime", started.elapsed()));
 
+    let ProjectParts {
+        agents,
+        flows,
+        tools,
+        previews,
+    } = parts;
     let bundle = match (layout, diags.has_errors()) {
         (Some(layout), false) => Some(Bundle {
             schema_version: SCHEMA_VERSION,
             generator: format!("bmad2pf {}", env!("CARGO_PKG_VERSION")),
             source_hash: files.hash().to_string(),
             layout,
-            agents: parts.agents,
-            flows: parts.flows,
-            tools: parts.tools,
+            agents,
+            flows,
+            tools,
         }),
         _ => None,
     };
     let mut prompts = BTreeMap::new();
     if let (true, Some(bundle)) = (options.previews, &bundle) {
         let started = Instant::now();
-        prompts = render_previews(bundle, &mut diags);
+        prompts = collect_previews(bundle, previews, &mut diags);
         phases.push(("prompts", started.elapsed()));
     }
     diags.sort();
@@ -122,37 +128,11 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     }
 }
 
-/// Every agent's prompt preview, rendered on all cores; a prompt that
-/// cannot be rendered is an error naming its agent.
-fn render_previews(bundle: &Bundle, diags: &mut Diagnostics) -> BTreeMap<String, String> {
-    let agents: Vec<&AgentSpec> = bundle.agents.values().collect();
-    let rendered = crate::parallel::map(&agents, |agent| prompt::preview(agent));
-    let mut prompts = BTreeMap::new();
-    for (agent, preview) in agents.into_iter().zip(rendered) {
-        match preview {
-            Ok(text) => {
-                prompts.insert(agent.id.clone(), text);
-            }
-            Err(message) => {
-                diags.error(
-                    "prompt-preview",
-                    &agent.source,
-                    Pos::new(1, 1),
-                    format!(
-                        "the prompt of agent `{}` cannot be rendered: {message}",
-                        agent.id
-                    ),
-                );
-            }
-        }
-    }
-    prompts
-}
-
 /// Reads whichever layout `src` holds; `None` (with an error) when it holds neither.
 fn read_layout(
     files: &SourceSnapshot,
     shown: &str,
+    previews: bool,
     diags: &mut Diagnostics,
 ) -> (Option<SourceLayout>, ProjectParts) {
     let src = files.root();
@@ -172,6 +152,46 @@ fn read_layout(
     }
     (
         Some(SourceLayout::Preprocessing),
-        source::read(files, diags),
+        source::read(files, previews, diags),
     )
+}
+
+/// Every agent's prompt preview: the ones the reader rendered while
+/// parsing, the others rendered here on all cores. A prompt that cannot be
+/// rendered is an error naming its agent.
+fn collect_previews(
+    bundle: &Bundle,
+    mut rendered: BTreeMap<String, Result<String, String>>,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, String> {
+    let missing: Vec<&AgentSpec> = bundle
+        .agents
+        .values()
+        .filter(|agent| !rendered.contains_key(&agent.id))
+        .collect();
+    let late = crate::parallel::map(&missing, |agent| prompt::preview(agent));
+    for (agent, preview) in missing.into_iter().zip(late) {
+        rendered.insert(agent.id.clone(), preview);
+    }
+    let mut prompts = BTreeMap::new();
+    for agent in bundle.agents.values() {
+        match rendered.remove(&agent.id) {
+            Some(Ok(text)) => {
+                prompts.insert(agent.id.clone(), text);
+            }
+            Some(Err(message)) => {
+                diags.error(
+                    "prompt-preview",
+                    &agent.source,
+                    Pos::new(1, 1),
+                    format!(
+                        "the prompt of agent `{}` cannot be rendered: {message}",
+                        agent.id
+                    ),
+                );
+            }
+            None => {}
+        }
+    }
+    prompts
 }

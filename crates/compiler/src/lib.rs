@@ -41,4 +41,8 @@ pub struct ProjectParts {
     pub agents: BTreeMap<String, AgentSpec>,
     pub flows: BTreeMap<String, FlowSpec>,
     pub tools: BTreeMap<String, ToolSpec>,
+    /// Agent id → prompt preview (or why it cannot be rendered), for the
+    /// agents whose reader rendered it while parsing; [`compile_with`]
+    /// renders the others.
+    pub previews: BTreeMap<String, Result<String, String>>,
 }

@@ -23,7 +23,7 @@
 
 use crate::bundle::{AgentSpec, Command, MemoryScope, Persona, Resource};
 use minijinja::value::{Enumerator, Object, Value};
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, Template, UndefinedBehavior};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,17 +119,10 @@ impl PreparedPrompt {
         let mut env = environment();
         env.add_template_owned(MAIN_TEMPLATE, agent.prompt_template.clone())
             .map_err(|e| PromptError::syntax(&e))?;
-        let fixed = vec![
-            ("agent", Value::from_serialize(agent_value(agent))),
-            ("persona", Value::from(persona_text(agent.persona.as_ref()))),
-            ("tasks", Value::from(resources_text(&agent.tasks))),
-            ("checklists", Value::from(resources_text(&agent.checklists))),
-            ("templates", Value::from(resources_text(&agent.templates))),
-            ("commands", Value::from(commands_text(&agent.commands))),
-            // BMAD `data`/`utils` dependencies (empty for preprocessing agents).
-            ("data", Value::from(resources_text(&agent.data))),
-        ];
-        Ok(Self { env, fixed })
+        Ok(Self {
+            env,
+            fixed: fixed_variables(agent),
+        })
     }
 
     /// Renders the agent's prompt for one run.
@@ -173,12 +166,35 @@ impl PreparedPrompt {
     }
 }
 
+/// The compile-time variables of an agent's prompts.
+fn fixed_variables(agent: &AgentSpec) -> Vec<(&'static str, Value)> {
+    vec![
+        ("agent", Value::from_serialize(agent_value(agent))),
+        ("persona", Value::from(persona_text(agent.persona.as_ref()))),
+        ("tasks", Value::from(resources_text(&agent.tasks))),
+        ("checklists", Value::from(resources_text(&agent.checklists))),
+        ("templates", Value::from(resources_text(&agent.templates))),
+        ("commands", Value::from(commands_text(&agent.commands))),
+        // BMAD `data`/`utils` dependencies (empty for preprocessing agents).
+        ("data", Value::from(resources_text(&agent.data))),
+    ]
+}
+
 /// The agent's prompt for human review: compile-time variables filled in,
 /// run-time ones (`input`, `story_id`, `docs[…]`, `memory[…]`, `context[…]`)
 /// shown as visible placeholders such as `{{ input }}`.
 pub fn preview(agent: &AgentSpec) -> Result<String, String> {
-    let failed = |e: PromptError| format!("agent `{}`: {e}", agent.id);
-    let prepared = PreparedPrompt::new(agent).map_err(failed)?;
+    let env = environment();
+    let template = env
+        .template_from_str(&agent.prompt_template)
+        .map_err(|e| format!("agent `{}`: {}", agent.id, PromptError::syntax(&e)))?;
+    preview_parsed(&template, agent)
+}
+
+/// [`preview`] for a template already parsed from `agent.prompt_template`
+/// with [`environment`]'s settings (the compiler's template check parses
+/// it anyway, so a preview costs no second parse).
+pub fn preview_parsed(template: &Template<'_, '_>, agent: &AgentSpec) -> Result<String, String> {
     let placeholders = |variable, keys| Value::from_object(Placeholders { variable, keys });
     let run = [
         ("input", Value::from("{{ input }}")),
@@ -187,14 +203,10 @@ pub fn preview(agent: &AgentSpec) -> Result<String, String> {
         ("memory", placeholders("memory", Vec::new())),
         ("context", placeholders("context", Vec::new())),
     ];
-    let ctx = Value::from_iter(prepared.fixed.iter().cloned().chain(run));
-    let template = prepared
-        .env
-        .get_template(MAIN_TEMPLATE)
-        .map_err(|e| failed(PromptError::syntax(&e)))?;
+    let ctx = Value::from_iter(fixed_variables(agent).into_iter().chain(run));
     template
         .render(ctx)
-        .map_err(|e| failed(PromptError::render(&e)))
+        .map_err(|e| format!("agent `{}`: {}", agent.id, PromptError::render(&e)))
 }
 
 /// The persona as prompt text: a free-text persona as written, a map as

@@ -102,6 +102,10 @@ pub struct ParsedAgent {
     /// when the id comes from the file name).
     pub id_pos: Pos,
     pub deps: Vec<DepRef>,
+    /// The prompt preview ([`crate::prompt::preview`]), rendered right
+    /// after the template check from the same parse, when the context asks
+    /// for previews and the template parses.
+    pub preview: Option<Result<String, String>>,
 }
 
 /// What reading an agent needs from the rest of the project, plus caches
@@ -112,6 +116,8 @@ pub struct AgentContext<'a> {
     env: minijinja::Environment<'static>,
     /// Resource path → content, so a task used by 500 agents is read once.
     resources: HashMap<String, Result<String, String>>,
+    /// Render each agent's prompt preview while its template is parsed.
+    previews: bool,
 }
 
 impl<'a> AgentContext<'a> {
@@ -123,7 +129,14 @@ impl<'a> AgentContext<'a> {
             tools,
             env: crate::prompt::environment(),
             resources: HashMap::new(),
+            previews: false,
         }
+    }
+
+    /// Also renders every agent's prompt preview ([`ParsedAgent::preview`]).
+    pub fn with_previews(mut self) -> Self {
+        self.previews = true;
+        self
     }
 
     fn read_resource(&mut self, rel: &str) -> Result<String, String> {
@@ -317,10 +330,12 @@ impl AgentReader<'_, '_, '_> {
             prompt_template,
             metadata: BTreeMap::new(),
         };
+        let preview = self.check_prompt(&spec, parts.body_line);
         ParsedAgent {
             spec,
             id_pos,
             deps: std::mem::take(&mut self.deps),
+            preview,
         }
     }
 
@@ -878,7 +893,8 @@ impl AgentReader<'_, '_, '_> {
         Some(value)
     }
 
-    /// The prompt body: legacy placeholders converted, then checked as a template.
+    /// The prompt body with legacy placeholders converted (checked as a
+    /// template by [`Self::check_prompt`] once the agent is complete).
     fn body(&mut self, parts: &Parts<'_>) -> String {
         if parts.body.trim().is_empty() {
             self.r.diags.warning(
@@ -888,17 +904,24 @@ impl AgentReader<'_, '_, '_> {
                 "the agent has no prompt body",
             );
         }
-        let converted = convert_legacy(parts.body);
-        check_template(
+        convert_legacy(parts.body)
+    }
+
+    /// Checks the agent's prompt template and, when previews are asked
+    /// for, renders the preview from the same parse.
+    fn check_prompt(&mut self, spec: &AgentSpec, body_line: u32) -> Option<Result<String, String>> {
+        let parsed = check_template(
             &self.ctx.env,
-            &converted,
+            &spec.prompt_template,
             self.file,
-            parts.body_line,
+            body_line,
             &PROMPT_VARIABLES,
             "prompt",
             self.r.diags,
-        );
-        converted
+        )?;
+        self.ctx
+            .previews
+            .then(|| crate::prompt::preview_parsed(&parsed, spec))
     }
 
     fn sequence(&mut self, node: &Node, checklists: &[Resource]) -> Vec<SequenceStep> {

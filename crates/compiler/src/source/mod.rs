@@ -79,8 +79,10 @@ pub fn agent_files(files: &SourceSnapshot) -> Vec<String> {
         .collect()
 }
 
-/// Reads a preprocessing-layout source directory from its snapshot.
-pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
+/// Reads a preprocessing-layout source directory from its snapshot;
+/// with `previews`, every agent's prompt preview is rendered from the
+/// parse that checks its template ([`ProjectParts::previews`]).
+pub fn read(files: &SourceSnapshot, previews: bool, diags: &mut Diagnostics) -> ProjectParts {
     for (wrong, right) in MISNAMED {
         if files.is_file(wrong) {
             diags
@@ -115,7 +117,10 @@ pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
     };
     let read = crate::parallel::map_with_state(
         &agent_files,
-        || AgentContext::new(files, &tools),
+        || {
+            let ctx = AgentContext::new(files, &tools);
+            if previews { ctx.with_previews() } else { ctx }
+        },
         read_one,
     );
 
@@ -151,10 +156,14 @@ pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
     }
 
     let layers = workflow::dependency_layers(&parsed, &unreadable, diags);
-    let agents: BTreeMap<String, _> = parsed
-        .into_iter()
-        .map(|a| (a.spec.id.clone(), a.spec))
-        .collect();
+    let mut rendered = BTreeMap::new();
+    let mut agents = BTreeMap::new();
+    for agent in parsed {
+        if let Some(preview) = agent.preview {
+            rendered.insert(agent.spec.id.clone(), preview);
+        }
+        agents.insert(agent.spec.id.clone(), agent.spec);
+    }
     let flows = match read_optional(files, "workflow.yaml", diags) {
         Some(text) => {
             let index = AgentIndex {
@@ -175,6 +184,7 @@ pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
         agents,
         flows,
         tools,
+        previews: rendered,
     }
 }
 

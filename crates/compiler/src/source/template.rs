@@ -13,7 +13,7 @@
 //!   SPEC 1.1 provides ([`PROMPT_VARIABLES`]).
 
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use minijinja::Environment;
+use minijinja::{Environment, Template};
 
 /// The single-brace placeholders older agent files use.
 pub const LEGACY_PLACEHOLDERS: [&str; 7] = [
@@ -73,20 +73,22 @@ pub fn convert_legacy(body: &str) -> String {
     out
 }
 
-/// Parses `template` and checks the variables it reads.
+/// Parses `template` and checks the variables it reads; returns the parsed
+/// template when it parses (unknown variables are reported, not fatal), so
+/// a caller that renders it next does not parse it again.
 ///
 /// `first_line` is the line in `file` where the template text starts, so
 /// positions point into the source file. `allowed` is the variable set;
 /// environment globals (`range`, `namespace` …) are always allowed.
-pub fn check_template(
-    env: &Environment<'_>,
-    template: &str,
+pub fn check_template<'env, 'source>(
+    env: &'env Environment<'env>,
+    template: &'source str,
     file: &str,
     first_line: u32,
     allowed: &[&str],
     what: &str,
     diags: &mut Diagnostics,
-) {
+) -> Option<Template<'env, 'source>> {
     let parsed = match env.template_from_str(template) {
         Ok(parsed) => parsed,
         Err(err) => {
@@ -103,7 +105,7 @@ pub fn check_template(
                 "templates use Jinja syntax ({{ input }}, {% for … %}); write {{ '{{' }} for a literal `{{`"
                     .into(),
             );
-            return;
+            return None;
         }
     };
     let mut unknown: Vec<String> = parsed
@@ -126,6 +128,7 @@ pub fn check_template(
             None => format!("available: {}", allowed.join(", ")),
         });
     }
+    Some(parsed)
 }
 
 /// Zero-based line and one-based column of the first whole-word occurrence of `word`.
