@@ -34,47 +34,29 @@ where
         })
 }
 
-/// Replaces `target` with `bytes` atomically (see the module docs).
-/// `target` must have a parent directory, which is created when missing.
-pub(crate) fn write_atomic(target: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = replace_file(target, bytes)?;
-    sync_dir(&dir)
-}
-
-/// Writes `bytes` to a fsync'd temporary file next to `target` and renames
-/// it over `target`; returns the directory, whose fsync is left to the
-/// caller.
-fn replace_file(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-    let dir = target.parent().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "target has no parent directory",
-        )
-    })?;
-    let name = target
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?;
-    fs::create_dir_all(dir)?;
+/// Writes `bytes` to a fsync'd temporary file in `dir` and renames it over
+/// `dir/name`; the directory's fsync is left to the caller.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     // A leading dot keeps temporary files out of listings; the random part
     // keeps concurrent writers of the same target apart.
     let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
+        ".{name}.tmp-{}",
         hex::encode(rand::random::<[u8; 8]>())
     ));
-    let written = write_new_file(&temp, bytes).and_then(|()| fs::rename(&temp, target));
+    let written = write_new_file(&temp, bytes).and_then(|()| fs::rename(&temp, dir.join(name)));
     if written.is_err() {
         // Best effort: the temporary file is invisible to readers anyway.
         let _ = fs::remove_file(&temp);
     }
-    written?;
-    Ok(dir.to_path_buf())
+    written
 }
 
 /// A directory of files that are replaced atomically, whose entry changes
 /// (renames, removals) concurrent writers make durable with a shared fsync
 /// of the directory (group commit, see [`group_sync`](super::group_sync)).
-/// Each writer still fsyncs its own file before the rename.
+/// Each writer still fsyncs its own file before the rename. (An open
+/// directory handle to fsync is a Unix notion: the file backends are for
+/// Unix filesystems.)
 #[derive(Debug)]
 pub(crate) struct DurableDir {
     path: PathBuf,
@@ -102,8 +84,8 @@ impl DurableDir {
     /// and durably (blocking).
     pub fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.sync.check()?;
-        replace_file(&self.path.join(name), bytes)?;
-        self.entries_changed()
+        replace_file(&self.path, name, bytes)?;
+        self.sync_entries()
     }
 
     /// Removes the file `name` durably; `false` when it did not exist
@@ -111,18 +93,17 @@ impl DurableDir {
     pub fn remove(&self, name: &str) -> io::Result<bool> {
         self.sync.check()?;
         match fs::remove_file(self.path.join(name)) {
-            Ok(()) => self.entries_changed().map(|()| true),
+            Ok(()) => self.sync_entries().map(|()| true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(err) => Err(err),
         }
     }
 
-    fn entries_changed(&self) -> io::Result<()> {
-        if cfg!(unix) {
-            let ticket = self.sync.changed(&self.handle);
-            self.sync.wait(ticket)?;
-        }
-        Ok(())
+    /// Makes the entries created, renamed or removed in this directory so
+    /// far durable (blocking; one fsync shared with concurrent callers).
+    pub fn sync_entries(&self) -> io::Result<()> {
+        let ticket = self.sync.changed(&self.handle);
+        self.sync.wait(ticket)
     }
 }
 
@@ -130,15 +111,6 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
-}
-
-/// Makes entries created, renamed or removed in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 /// Checks that `dir` exists (creating it when missing) and accepts new
@@ -175,9 +147,10 @@ mod tests {
     #[test]
     fn atomic_write_replaces_content_and_leaves_no_temporary_file() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
+        let durable = DurableDir::open(dir.path().join("sub"))?;
+        durable.replace("a.md", b"one")?;
+        durable.replace("a.md", b"two")?;
         let target = dir.path().join("sub").join("a.md");
-        write_atomic(&target, b"one")?;
-        write_atomic(&target, b"two")?;
         assert_eq!(fs::read(&target)?, b"two");
         let names: Vec<_> = fs::read_dir(target.parent().unwrap_or(dir.path()))?
             .map(|e| e.map(|e| e.file_name()))

@@ -26,12 +26,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use super::files::{sync_dir, write_atomic};
+use super::files::DurableDir;
 use super::group_sync::{GroupSync, SyncKind, Ticket};
 
 /// Position and size of one JSON Lines file, as this process last saw it.
 #[derive(Debug)]
 pub(crate) struct JsonlLog {
+    /// The directory the file is in: a new file's entry and a rewrite are
+    /// made durable through it.
+    dir: Arc<DurableDir>,
+    /// The file's name in `dir`.
+    name: String,
+    /// `dir` + `name`, for messages.
     path: PathBuf,
     /// What the file holds, for error messages ("memory scope `shared:x`").
     what: String,
@@ -49,6 +55,19 @@ pub(crate) struct JsonlLog {
     sync: Arc<GroupSync>,
     /// The ticket of the last append, until it is known to be durable.
     last_append: Option<Ticket>,
+}
+
+/// The answer to a writer: `result` of its change, once the appends it made
+/// (`pending`, taken after the change and waited for after the store's lock
+/// was released) are durable.
+pub(crate) fn settle<T>(
+    result: Result<T, StoreError>,
+    pending: Option<Pending>,
+) -> Result<T, StoreError> {
+    if let Some(pending) = pending {
+        pending.wait()?;
+    }
+    result
 }
 
 /// Appends that are written but not yet known to be durable; see
@@ -71,12 +90,14 @@ impl Pending {
 }
 
 impl JsonlLog {
-    /// Reads the file at `path` (absent = empty) and returns its records in
-    /// order with the log positioned after the last complete line.
+    /// Reads the file `name` of `dir` (absent = empty) and returns its
+    /// records in order with the log positioned after the last complete line.
     pub(crate) fn load<T: DeserializeOwned>(
-        path: PathBuf,
+        dir: Arc<DurableDir>,
+        name: String,
         what: String,
     ) -> Result<(Self, Vec<T>), StoreError> {
+        let path = dir.path().join(&name);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -103,6 +124,8 @@ impl JsonlLog {
             lines += 1;
         }
         let log = Self {
+            dir,
+            name,
             path,
             what,
             end: valid as u64,
@@ -165,8 +188,6 @@ impl JsonlLog {
 
     /// Opens (creating, durably, when missing) the file for appending.
     fn open_for_append(&mut self) -> io::Result<File> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -178,7 +199,7 @@ impl JsonlLog {
         }
         if len == 0 {
             // A new file's directory entry must survive a crash as well.
-            sync_dir(dir)?;
+            self.dir.sync_entries()?;
         }
         Ok(file)
     }
@@ -197,7 +218,8 @@ impl JsonlLog {
     /// crash leaves either the old log or the new one.
     pub(crate) fn rewrite<T: Serialize>(&mut self, records: &[T]) -> Result<(), StoreError> {
         let bytes = encode_lines(records, &self.what, &self.path)?;
-        write_atomic(&self.path, &bytes)
+        self.dir
+            .replace(&self.name, &bytes)
             .map_err(|err| StoreError::io(format!("compact {}", self.what), &self.path, &err))?;
         self.end = bytes.len() as u64;
         self.lines = records.len();
@@ -244,7 +266,21 @@ mod tests {
     use serde_json::{Value, json};
 
     fn load(path: &Path) -> Result<(JsonlLog, Vec<Value>), StoreError> {
-        JsonlLog::load(path.to_path_buf(), "test log".into())
+        let (dir, name) = (path.parent(), path.file_name());
+        let (Some(dir), Some(name)) = (dir, name) else {
+            return Err(StoreError::io(
+                "test",
+                path,
+                &io::ErrorKind::InvalidInput.into(),
+            ));
+        };
+        let dir =
+            DurableDir::open(dir.to_path_buf()).map_err(|e| StoreError::io("open", dir, &e))?;
+        JsonlLog::load(
+            Arc::new(dir),
+            name.to_string_lossy().into_owned(),
+            "test log".into(),
+        )
     }
 
     #[test]

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::files::{blocking, now_ms, probe_dir};
-use super::jsonl::{JsonlLog, worth_compacting};
+use super::files::{DurableDir, blocking, now_ms, probe_dir};
+use super::jsonl::{JsonlLog, settle, worth_compacting};
 use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
 
 /// One line of a memory file.
@@ -70,8 +70,8 @@ struct ScopeLog {
 }
 
 impl ScopeLog {
-    fn load(path: PathBuf, what: String) -> Result<Self, StoreError> {
-        let (log, lines) = JsonlLog::load::<MemoryLine>(path, what)?;
+    fn load(dir: Arc<DurableDir>, name: String, what: String) -> Result<Self, StoreError> {
+        let (log, lines) = JsonlLog::load::<MemoryLine>(dir, name, what)?;
         let mut scope = Self {
             log,
             live: BTreeMap::new(),
@@ -124,6 +124,9 @@ type ScopeSlot = Arc<AsyncMutex<Option<ScopeLog>>>;
 pub struct FileMemoryStore {
     /// The `memory.path` directory.
     root: PathBuf,
+    /// Its `isolated/` and `shared/` directories.
+    isolated: Arc<DurableDir>,
+    shared: Arc<DurableDir>,
     /// One slot per scope used so far. The std mutex guards only the map
     /// lookup; the per-scope async mutex is held across file I/O.
     scopes: Mutex<HashMap<MemoryScope, ScopeSlot>>,
@@ -133,28 +136,36 @@ impl FileMemoryStore {
     /// Opens (creating when missing) the memory directory `root`. Scope
     /// files are read lazily, on a scope's first use.
     pub async fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let root = root.into();
-        let create = root.clone();
-        blocking(move || {
-            std::fs::create_dir_all(&create)
-                .map_err(|err| StoreError::io("create the memory directory", &create, &err))
+        let root: PathBuf = root.into();
+        let open = root.clone();
+        let (isolated, shared) = blocking(move || {
+            let dir = |name: &str| {
+                let path = open.join(name);
+                DurableDir::open(path.clone())
+                    .map(Arc::new)
+                    .map_err(|err| StoreError::io("create the memory directory", &path, &err))
+            };
+            Ok((dir("isolated")?, dir("shared")?))
         })
         .await?;
         Ok(Self {
             root,
+            isolated,
+            shared,
             scopes: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The file of `scope` (see the module docs for the layout).
-    fn path_of(&self, scope: &MemoryScope) -> PathBuf {
+    /// The directory and file name of `scope` (see the module docs for the
+    /// layout).
+    fn file_of(&self, scope: &MemoryScope) -> (Arc<DurableDir>, String) {
         match scope {
-            MemoryScope::Isolated { agent, story } => self
-                .root
-                .join("isolated")
-                .join(format!("{}_{story}.jsonl", agent.replace('_', "+"))),
+            MemoryScope::Isolated { agent, story } => (
+                Arc::clone(&self.isolated),
+                format!("{}_{story}.jsonl", agent.replace('_', "+")),
+            ),
             MemoryScope::Shared { namespace } => {
-                self.root.join("shared").join(format!("{namespace}.jsonl"))
+                (Arc::clone(&self.shared), format!("{namespace}.jsonl"))
             }
         }
     }
@@ -174,9 +185,9 @@ impl FileMemoryStore {
         if let Some(loaded) = guard.as_ref() {
             return Ok(read(loaded));
         }
-        let (path, what) = (self.path_of(scope), format!("memory scope `{scope}`"));
+        let ((dir, name), what) = (self.file_of(scope), format!("memory scope `{scope}`"));
         blocking(move || {
-            let loaded = ScopeLog::load(path, what)?;
+            let loaded = ScopeLog::load(dir, name, what)?;
             let out = read(&loaded);
             *guard = Some(loaded);
             Ok(out)
@@ -193,20 +204,17 @@ impl FileMemoryStore {
         F: FnOnce(&mut ScopeLog) -> Result<T, StoreError> + Send + 'static,
     {
         let mut guard = self.slot(scope).lock_owned().await;
-        let (path, what) = (self.path_of(scope), format!("memory scope `{scope}`"));
+        let ((dir, name), what) = (self.file_of(scope), format!("memory scope `{scope}`"));
         blocking(move || {
             let mut loaded = match guard.take() {
                 Some(loaded) => loaded,
-                None => ScopeLog::load(path, what)?,
+                None => ScopeLog::load(dir, name, what)?,
             };
             let out = write(&mut loaded);
             let pending = loaded.log.take_pending();
             *guard = Some(loaded);
             drop(guard);
-            if let Some(pending) = pending {
-                pending.wait()?;
-            }
-            out
+            settle(out, pending)
         })
         .await
     }
@@ -303,15 +311,19 @@ mod tests {
     async fn isolated_file_names_never_collide() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = FileMemoryStore::open(dir.path()).await?;
-        let a = store.path_of(&MemoryScope::isolated("a_b", "c")?);
-        let b = store.path_of(&MemoryScope::isolated("a", "b_c")?);
+        let path_of = |scope: &MemoryScope| {
+            let (dir, name) = store.file_of(scope);
+            dir.path().join(name)
+        };
+        let a = path_of(&MemoryScope::isolated("a_b", "c")?);
+        let b = path_of(&MemoryScope::isolated("a", "b_c")?);
         assert_ne!(a, b);
         assert_eq!(
-            store.path_of(&MemoryScope::isolated("pack/pm", "S-1")?),
+            path_of(&MemoryScope::isolated("pack/pm", "S-1")?),
             dir.path().join("isolated/pack.pm_S-1.jsonl")
         );
         assert_eq!(
-            store.path_of(&MemoryScope::parse("shared")?),
+            path_of(&MemoryScope::parse("shared")?),
             dir.path().join("shared/default.jsonl")
         );
         Ok(())

@@ -5,16 +5,20 @@
 //! runs resumable: for each agent the hash of its inputs and the documents
 //! it wrote, so a re-run skips agents whose outputs exist and whose inputs
 //! did not change. The file backend keeps claims in memory (one process) and
-//! records as one JSON file per (flow, story); a Redis backend shares both
-//! between replicas.
+//! records in one JSON Lines log, `{dir}/records.jsonl`, a line per save
+//! (the last line of a (flow, story) wins; compacted when dead lines
+//! dominate), so that concurrent runs share one fsync; a Redis backend
+//! shares both between replicas.
 
 use super::StoreError;
 use super::files::{DurableDir, blocking};
+use super::jsonl::{JsonlLog, settle, worth_compacting};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Mutex as AsyncMutex;
 
 /// The last completed execution of one agent in a (flow, story).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,35 +58,79 @@ pub trait RunStore: Send + Sync {
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError>;
 }
 
-/// Claims in memory, records as `{dir}/{flow}__{story}.json` written
-/// atomically (concurrent runs share the directory's fsync).
+/// The log's file name inside the run record directory.
+const RECORDS_FILE: &str = "records.jsonl";
+
+/// One line of the record log.
+#[derive(Serialize, Deserialize)]
+struct RecordLine {
+    flow: String,
+    story: String,
+    record: RunRecord,
+}
+
+/// The record log and the latest record of each (flow, story).
+struct RecordLog {
+    log: JsonlLog,
+    latest: HashMap<(String, String), RunRecord>,
+}
+
+impl RecordLog {
+    /// Appends `line` (durable once the log's pending sync is waited for),
+    /// then compacts when dead lines dominate (a failed compaction is
+    /// logged: the data is safe).
+    fn save(&mut self, line: RecordLine) -> Result<(), StoreError> {
+        self.log.append(std::slice::from_ref(&line))?;
+        self.latest.insert((line.flow, line.story), line.record);
+        if worth_compacting(self.log.lines(), self.latest.len()) {
+            let live: Vec<RecordLine> = self
+                .latest
+                .iter()
+                .map(|((flow, story), record)| RecordLine {
+                    flow: flow.clone(),
+                    story: story.clone(),
+                    record: record.clone(),
+                })
+                .collect();
+            if let Err(err) = self.log.rewrite(&live) {
+                tracing::warn!(error = %err, detail = err.detail(), "run record compaction failed; will retry on a later save");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Claims in memory, records in a JSON Lines log (see the module docs).
 pub struct FileRunStore {
-    dir: Arc<DurableDir>,
+    records: Arc<AsyncMutex<RecordLog>>,
     claims: Mutex<HashMap<(String, String), String>>,
 }
 
 impl FileRunStore {
+    /// Opens the run record directory `dir` (created when missing) and
+    /// reads its log.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir: PathBuf = dir.into();
-        let dir = blocking(move || {
-            DurableDir::open(dir.clone())
-                .map_err(|e| StoreError::io("open the run record directory", &dir, &e))
+        let records = blocking(move || {
+            let durable = DurableDir::open(dir.clone())
+                .map_err(|e| StoreError::io("open the run record directory", &dir, &e))?;
+            let (log, lines) = JsonlLog::load::<RecordLine>(
+                Arc::new(durable),
+                RECORDS_FILE.into(),
+                "run records".into(),
+            )?;
+            let latest = lines
+                .into_iter()
+                .map(|line| ((line.flow, line.story), line.record))
+                .collect();
+            Ok(RecordLog { log, latest })
         })
         .await?;
         Ok(Self {
-            dir: Arc::new(dir),
+            records: Arc::new(AsyncMutex::new(records)),
             claims: Mutex::new(HashMap::new()),
         })
     }
-
-    fn path(&self, flow: &str, story: &str) -> PathBuf {
-        self.dir.path().join(record_name(flow, story))
-    }
-}
-
-fn record_name(flow: &str, story: &str) -> String {
-    // Flow names and story ids are validated ids: no separators, no `..`.
-    format!("{flow}__{story}.json")
 }
 
 #[async_trait]
@@ -118,26 +166,68 @@ impl RunStore for FileRunStore {
     }
 
     async fn load(&self, flow: &str, story: &str) -> Result<Option<RunRecord>, StoreError> {
-        let path = self.path(flow, story);
-        blocking(move || match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::corrupt("run record", &path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("read a run record", &path, &e)),
-        })
-        .await
+        let records = self.records.lock().await;
+        Ok(records
+            .latest
+            .get(&(flow.to_string(), story.to_string()))
+            .cloned())
     }
 
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError> {
-        let path = self.path(flow, story);
-        let bytes = serde_json::to_vec_pretty(record)
-            .map_err(|e| StoreError::corrupt("run record", &path, e))?;
-        let (dir, name) = (Arc::clone(&self.dir), record_name(flow, story));
+        let line = RecordLine {
+            flow: flow.to_string(),
+            story: story.to_string(),
+            record: record.clone(),
+        };
+        let mut guard = Arc::clone(&self.records).lock_owned().await;
         blocking(move || {
-            dir.replace(&name, &bytes)
-                .map_err(|e| StoreError::io("write a run record", &path, &e))
+            let saved = guard.save(line);
+            let pending = guard.log.take_pending();
+            drop(guard);
+            settle(saved, pending)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(run_id: &str) -> RunRecord {
+        RunRecord {
+            run_id: run_id.into(),
+            status: "success".into(),
+            agents: BTreeMap::from([(
+                "pm".to_string(),
+                AgentRecord {
+                    input_hash: "h".into(),
+                    outputs: vec!["s__prd".into()],
+                    finished_at: 1,
+                },
+            )]),
+            updated_at: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_survive_a_restart_and_compaction() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = FileRunStore::open(dir.path()).await?;
+        // Enough saves of two pairs for the log to be compacted on the way.
+        for i in 0..200 {
+            store.save("f", "a", &record(&format!("a{i}"))).await?;
+            store.save("f", "b", &record(&format!("b{i}"))).await?;
+        }
+        drop(store);
+        let lines = std::fs::read_to_string(dir.path().join(RECORDS_FILE))?
+            .lines()
+            .count();
+        assert!(lines < 200, "the log was compacted ({lines} lines)");
+        let reopened = FileRunStore::open(dir.path()).await?;
+        assert_eq!(reopened.load("f", "a").await?, Some(record("a199")));
+        assert_eq!(reopened.load("f", "b").await?, Some(record("b199")));
+        assert_eq!(reopened.load("f", "c").await?, None);
+        Ok(())
     }
 }

@@ -29,9 +29,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::files::{blocking, now_ms, probe_dir};
+use super::files::{DurableDir, blocking, now_ms, probe_dir};
 use super::ids::{check_status_agent_id, check_story_id};
-use super::jsonl::{JsonlLog, worth_compacting};
+use super::jsonl::{JsonlLog, settle, worth_compacting};
 use super::{
     AgentState, AgentStatus, StatusChange, StatusStore, StatusUpdate, StoreError, WorkflowId,
     WorkflowStatus, WorkflowSummary,
@@ -217,14 +217,16 @@ impl FileStatusStore {
     /// Opens the status directory `dir` (created when missing) and replays
     /// its log.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let dir = dir.into();
-        let path = dir.join(FILE_NAME);
-        let create = dir.clone();
+        let dir: PathBuf = dir.into();
+        let open = dir.clone();
         let index = blocking(move || {
-            std::fs::create_dir_all(&create)
-                .map_err(|err| StoreError::io("create the status directory", &create, &err))?;
-            let (log, records) =
-                JsonlLog::load::<StatusRecord>(path, "orchestration status".into())?;
+            let durable = DurableDir::open(open.clone())
+                .map_err(|err| StoreError::io("create the status directory", &open, &err))?;
+            let (log, records) = JsonlLog::load::<StatusRecord>(
+                Arc::new(durable),
+                FILE_NAME.into(),
+                "orchestration status".into(),
+            )?;
             let mut index = StatusIndex {
                 log,
                 workflows: BTreeMap::new(),
@@ -254,10 +256,7 @@ impl FileStatusStore {
             let out = write(&mut guard);
             let pending = guard.log.take_pending();
             drop(guard);
-            if let Some(pending) = pending {
-                pending.wait()?;
-            }
-            out
+            settle(out, pending)
         })
         .await
     }
