@@ -139,11 +139,15 @@ pub struct SourceSnapshot {
 impl SourceSnapshot {
     /// Reads every file below `src` (see [`walk_files`] for what is skipped).
     pub fn load(src: &Path) -> Self {
+        let listed = walk_files(src);
+        // Reading a thousand small files is mostly system calls: on all
+        // cores. The hash goes over them afterwards, in path order.
+        let read = crate::parallel::map(&listed, |rel| std::fs::read(src.join(rel)));
         let mut hasher = Sha256::new();
         let mut files = BTreeMap::new();
         let mut unreadable = Vec::new();
-        for rel in walk_files(src) {
-            match std::fs::read(src.join(&rel)) {
+        for (rel, read) in listed.into_iter().zip(read) {
+            match read {
                 Ok(bytes) => {
                     hasher.update(rel.as_bytes());
                     hasher.update([0]);
