@@ -173,7 +173,7 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
     // bundle.json is most of the bytes: it is written on a second thread
     // while this one renders everything else.
     let (others, bundle_json) = std::thread::scope(|scope| {
-        let bundle_json = scope.spawn(|| canonical_json(bundle, BUNDLE_FILE));
+        let bundle_json = scope.spawn(|| canonical_json(&BundleInKeyOrder(bundle), BUNDLE_FILE));
         let others = render_others(contents);
         match bundle_json.join() {
             Ok(bundle_json) => (others, bundle_json),
@@ -195,6 +195,37 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
             .unwrap_or(DEFAULT_RUNTIME_YAML)
             .to_string(),
     })
+}
+
+/// The bundle with its top-level fields in key order. The canonical JSON
+/// writer sorts any object whose keys come out of order by writing it
+/// again; for the top level that would mean copying all of bundle.json
+/// once more, so the fields are handed to it sorted. The pattern below
+/// names every field: a new one does not compile until it is placed here.
+struct BundleInKeyOrder<'a>(&'a Bundle);
+
+impl serde::Serialize for BundleInKeyOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let Bundle {
+            agents,
+            flows,
+            generator,
+            layout,
+            schema_version,
+            source_hash,
+            tools,
+        } = self.0;
+        let mut fields = serializer.serialize_struct("Bundle", 7)?;
+        fields.serialize_field("agents", agents)?;
+        fields.serialize_field("flows", flows)?;
+        fields.serialize_field("generator", generator)?;
+        fields.serialize_field("layout", layout)?;
+        fields.serialize_field("schema_version", schema_version)?;
+        fields.serialize_field("source_hash", source_hash)?;
+        fields.serialize_field("tools", tools)?;
+        fields.end()
+    }
 }
 
 /// Every file except bundle.json and the manifest.

@@ -502,3 +502,59 @@ fn an_unchanged_bundle_is_left_alone_and_leftovers_still_force_a_swap() -> TestR
     assert_eq!(snapshot(&out), expected);
     Ok(())
 }
+
+#[test]
+fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
+    // bundle.json is written straight from the types (top-level fields
+    // handed over in key order); it must equal what sorting a
+    // serde_json::Value tree of the bundle and pretty-printing it gives.
+    fn sort(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.sort_keys();
+                map.values_mut().for_each(sort);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    let mut bundle = sample_bundle();
+    let unsorted: serde_json::Value =
+        serde_json::from_str(r#"{"z": {"b": [1, {"d": 2, "c": 3}], "a": null}, "m": "é\n\"q\""}"#)?;
+    if let Some(pm) = bundle.agents.get_mut("pm") {
+        pm.output_schema = Some(unsorted.clone());
+        pm.metadata.insert("whenToUse".into(), unsorted.clone());
+        pm.persona = Some(crate::bundle::Persona {
+            role: Some("PM".into()),
+            core_principles: vec!["one".into(), "two".into()],
+            ..Default::default()
+        });
+        pm.tasks.push(crate::bundle::Resource {
+            name: "t".into(),
+            path: "tasks/t.md".into(),
+            content: "{{ literal }}\ttab\n".into(),
+        });
+        pm.llm.temperature = Some(0.25);
+        pm.timeout_s = Some(30);
+        pm.sequence.push(crate::bundle::SequenceStep {
+            step: "draft".into(),
+            action: crate::bundle::SequenceAction::LlmCall,
+            condition: Some("input".into()),
+            template: None,
+            tool: None,
+            document: None,
+            checklist: None,
+        });
+    }
+    let prompts = prompts_for(&bundle);
+    let rendered = render(&contents(&bundle, &prompts))?;
+    let mut tree = serde_json::to_value(&bundle)?;
+    sort(&mut tree);
+    let mut expected = serde_json::to_vec_pretty(&tree)?;
+    expected.push(b'\n');
+    assert_eq!(
+        String::from_utf8_lossy(&rendered.files[BUNDLE_FILE]),
+        String::from_utf8_lossy(&expected)
+    );
+    Ok(())
+}
