@@ -13,7 +13,8 @@
 #
 # Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000)
 # Env:   RUNS (default 20), BENCH_DIR (default: a fresh temp dir, removed at exit),
-#        CARGO_TARGET_DIR (where the release binary is built).
+#        CARGO_TARGET_DIR (where the release binary is built),
+#        BMAD2PF_BIN (a binary built already: nothing is built).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,9 +31,13 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
-echo "building release binary..." >&2
-(cd "$root" && cargo build --release --quiet -p bmad2pf)
-bin=$target/release/bmad2pf
+if [ -n "${BMAD2PF_BIN:-}" ]; then
+    bin=$BMAD2PF_BIN
+else
+    echo "building release binary..." >&2
+    (cd "$root" && cargo build --release --quiet -p bmad2pf)
+    bin=$target/release/bmad2pf
+fi
 [ -x "$bin" ] || { echo "no binary at $bin (is CARGO_TARGET_DIR set the same as for cargo?)" >&2; exit 2; }
 
 # Median of numbers on stdin.
