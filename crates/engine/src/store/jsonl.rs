@@ -90,6 +90,18 @@ impl Pending {
 }
 
 impl JsonlLog {
+    /// [`JsonlLog::load`] for a log alone in its directory `dir` (created
+    /// when missing).
+    pub(crate) fn open<T: DeserializeOwned>(
+        dir: PathBuf,
+        name: &str,
+        what: &str,
+    ) -> Result<(Self, Vec<T>), StoreError> {
+        let durable = DurableDir::open(dir.clone())
+            .map_err(|err| StoreError::io(format!("open the directory of {what}"), &dir, &err))?;
+        Self::load(Arc::new(durable), name.to_string(), what.to_string())
+    }
+
     /// Reads the file `name` of `dir` (absent = empty) and returns its
     /// records in order with the log positioned after the last complete line.
     pub(crate) fn load<T: DeserializeOwned>(

@@ -11,7 +11,7 @@
 //! shares both between replicas.
 
 use super::StoreError;
-use super::files::{DurableDir, blocking};
+use super::files::blocking;
 use super::jsonl::{JsonlLog, settle, worth_compacting};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -112,13 +112,7 @@ impl FileRunStore {
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir: PathBuf = dir.into();
         let records = blocking(move || {
-            let durable = DurableDir::open(dir.clone())
-                .map_err(|e| StoreError::io("open the run record directory", &dir, &e))?;
-            let (log, lines) = JsonlLog::load::<RecordLine>(
-                Arc::new(durable),
-                RECORDS_FILE.into(),
-                "run records".into(),
-            )?;
+            let (log, lines) = JsonlLog::open::<RecordLine>(dir, RECORDS_FILE, "run records")?;
             let latest = lines
                 .into_iter()
                 .map(|line| ((line.flow, line.story), line.record))

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::files::{DurableDir, blocking, now_ms, probe_dir};
+use super::files::{blocking, now_ms, probe_dir};
 use super::ids::{check_status_agent_id, check_story_id};
 use super::jsonl::{JsonlLog, settle, worth_compacting};
 use super::{
@@ -220,13 +220,8 @@ impl FileStatusStore {
         let dir: PathBuf = dir.into();
         let open = dir.clone();
         let index = blocking(move || {
-            let durable = DurableDir::open(open.clone())
-                .map_err(|err| StoreError::io("create the status directory", &open, &err))?;
-            let (log, records) = JsonlLog::load::<StatusRecord>(
-                Arc::new(durable),
-                FILE_NAME.into(),
-                "orchestration status".into(),
-            )?;
+            let (log, records) =
+                JsonlLog::open::<StatusRecord>(open, FILE_NAME, "orchestration status")?;
             let mut index = StatusIndex {
                 log,
                 workflows: BTreeMap::new(),
