@@ -16,9 +16,11 @@
 //! live entries, atomically.
 //!
 //! Concurrency: each scope has an async mutex; all reads and writes of the
-//! scope hold it, so writes are serialized per scope, and every write is
-//! fsync'd before it returns — after the lock is released, so that the
-//! writes queued behind it share one fsync (group commit). Scopes are independent. The scope's index (its
+//! scope hold it, so writes are serialized per scope. Writes queue up while
+//! the lock is held, and the next holder runs the whole queue in order in
+//! one trip to the blocking pool. Every write is fsync'd before it returns —
+//! after the lock is released, so that the writes queued meanwhile share one
+//! fsync (group commit). Scopes are independent. The scope's index (its
 //! live entries) is loaded from the file on first use and then kept in
 //! memory, so reads never touch the disk again. That makes this backend
 //! single-process: another process writing the same files would not be
@@ -28,6 +30,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -116,8 +119,36 @@ impl ScopeLog {
     }
 }
 
-/// A scope's slot: `None` until the scope's file has been read.
-type ScopeSlot = Arc<AsyncMutex<Option<ScopeLog>>>;
+/// A scope: its log (`None` until the file has been read) and the writes
+/// waiting for it.
+#[derive(Default)]
+struct Scope {
+    log: Arc<AsyncMutex<Option<ScopeLog>>>,
+    queue: Mutex<Vec<QueuedWrite>>,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").finish_non_exhaustive()
+    }
+}
+
+/// A write waiting for its scope. It runs on the loaded scope (or is given
+/// the error that kept the scope from loading) and returns what answers its
+/// writer once the batch's appends are durable, or failed to be.
+type QueuedWrite = Box<dyn FnOnce(Result<&mut ScopeLog, &StoreError>) -> Answer + Send>;
+type Answer = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
+
+type ScopeSlot = Arc<Scope>;
+
+/// Marks a queued write as abandoned when its writer's future is dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
 
 /// Memory scopes as JSON Lines files under one directory (see the module docs).
 #[derive(Debug)]
@@ -181,7 +212,7 @@ impl FileMemoryStore {
         T: Send + 'static,
         F: FnOnce(&ScopeLog) -> T + Send + 'static,
     {
-        let mut guard = self.slot(scope).lock_owned().await;
+        let mut guard = Arc::clone(&self.slot(scope).log).lock_owned().await;
         if let Some(loaded) = guard.as_ref() {
             return Ok(read(loaded));
         }
@@ -195,28 +226,69 @@ impl FileMemoryStore {
         .await
     }
 
-    /// Runs `write` on the loaded scope on the blocking pool, holding the
-    /// scope's lock, then waits, without the lock, until what it appended
-    /// is durable (one fsync for all the writes that queued meanwhile).
+    /// Runs `write` on the loaded scope and answers once what it appended
+    /// is durable. Writes are batched: each is queued, and whoever gets the
+    /// scope's lock next runs every queued write in one trip to the blocking
+    /// pool, in queue order, then releases the lock and waits for one fsync
+    /// covering them all (group commit) before answering each writer.
     async fn with_scope_mut<T, F>(&self, scope: &MemoryScope, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut ScopeLog) -> Result<T, StoreError> + Send + 'static,
     {
-        let mut guard = self.slot(scope).lock_owned().await;
-        let ((dir, name), what) = (self.file_of(scope), format!("memory scope `{scope}`"));
-        blocking(move || {
-            let mut loaded = match guard.take() {
-                Some(loaded) => loaded,
-                None => ScopeLog::load(dir, name, what)?,
-            };
-            let out = write(&mut loaded);
-            let pending = loaded.log.take_pending();
-            *guard = Some(loaded);
+        let slot = self.slot(scope);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        // A writer that goes away (its request was dropped) before its write
+        // ran leaves it undone, as an unqueued write would be.
+        let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
+        let gone = Arc::clone(&abandoned.0);
+        let queued: QueuedWrite = Box::new(move |log| {
+            if gone.load(Ordering::Acquire) {
+                return Box::new(|_| ());
+            }
+            let result = log.map_err(Clone::clone).and_then(write);
+            Box::new(move |synced| {
+                let _ =
+                    answer.send(result.and_then(|out| synced.map(|()| out).map_err(Clone::clone)));
+            })
+        });
+        slot.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(queued);
+        let mut guard = Arc::clone(&slot.log).lock_owned().await;
+        let batch = std::mem::take(&mut *slot.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            // An earlier holder of the lock ran this write with its batch.
             drop(guard);
-            settle(out, pending)
+        } else {
+            let ((dir, name), what) = (self.file_of(scope), format!("memory scope `{scope}`"));
+            blocking(move || {
+                let mut loaded = match guard.take() {
+                    Some(loaded) => Ok(loaded),
+                    None => ScopeLog::load(dir, name, what),
+                };
+                let answers: Vec<Answer> = batch
+                    .into_iter()
+                    .map(|write| write(loaded.as_mut().map_err(|e| &*e)))
+                    .collect();
+                let pending = loaded.as_mut().ok().and_then(|l| l.log.take_pending());
+                *guard = loaded.ok();
+                drop(guard);
+                let synced = settle(Ok(()), pending);
+                for answer in answers {
+                    answer(synced.as_ref().map(|_| ()));
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(StoreError::Io {
+                message: "storage error: a storage task did not finish".into(),
+                detail: "a batched memory write was dropped unanswered".into(),
+            })
         })
-        .await
     }
 }
 
@@ -326,6 +398,61 @@ mod tests {
             path_of(&MemoryScope::parse("shared")?),
             dir.path().join("shared/default.jsonl")
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_abandoned_in_the_queue_is_not_applied()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = FileMemoryStore::open(dir.path()).await?;
+        let scope = MemoryScope::parse("shared:t")?;
+        let (a, b) = (MemoryKey::parse("a")?, MemoryKey::parse("b")?);
+        let held = Arc::clone(&store.slot(&scope).log).lock_owned().await;
+        // Queued behind the held lock, then given up by its writer.
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            store.set(&scope, &a, Value::from(1)),
+        )
+        .await;
+        assert!(waiting.is_err(), "the write waited for the lock");
+        drop(held);
+        store.set(&scope, &b, Value::from(2)).await?;
+        assert_eq!(store.get(&scope, &a).await?, None);
+        assert_eq!(store.get(&scope, &b).await?, Some(Value::from(2)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn batched_writes_apply_in_order_and_survive_a_restart()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(FileMemoryStore::open(dir.path()).await?);
+        let scope = MemoryScope::parse("shared:t")?;
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let (store, scope) = (Arc::clone(&store), scope.clone());
+                tokio::spawn(async move {
+                    let key = MemoryKey::parse(&format!("k{i}"))?;
+                    store.set(&scope, &key, Value::from(i)).await?;
+                    if i % 2 == 0 {
+                        assert!(store.delete(&scope, &key).await?);
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let expected: BTreeMap<String, Value> = (0..32)
+            .filter(|i| i % 2 == 1)
+            .map(|i| (format!("k{i}"), Value::from(i)))
+            .collect();
+        assert_eq!(store.load(&scope).await?, expected);
+        drop(store);
+        let reopened = FileMemoryStore::open(dir.path()).await?;
+        assert_eq!(reopened.load(&scope).await?, expected);
         Ok(())
     }
 
