@@ -17,6 +17,7 @@ use crate::progress::{Progress, millis};
 use crate::project::{Project, compile_project};
 use crate::report::{Reporter, plural, stdout};
 use crate::{GenerateArgs, Outcome};
+use bmad2pf_compiler::CompileOptions;
 use bmad2pf_compiler::output::{self, BundleContents, OutputError, RenderedBundle};
 use serde_json::json;
 use std::time::Instant;
@@ -24,7 +25,12 @@ use std::time::Instant;
 pub fn run(args: &GenerateArgs) -> Outcome {
     let progress = Progress::new(args.quiet, args.verbose);
     let mut reporter = Reporter::new(args.format);
-    let outcome = match compile_project(&args.src, &mut reporter, &progress) {
+    let outcome = match compile_project(
+        &args.src,
+        CompileOptions { previews: true },
+        &mut reporter,
+        &progress,
+    ) {
         Ok(project) => match render(&project, &progress) {
             Ok(rendered) if args.check => check(args, &rendered, &mut reporter),
             Ok(rendered) => write(args, &project, &rendered, &mut reporter, &progress),

@@ -8,11 +8,17 @@ use crate::progress::Progress;
 use crate::project::compile_project;
 use crate::report::{Reporter, stdout};
 use crate::{Format, GraphArgs, Outcome};
+use bmad2pf_compiler::CompileOptions;
 use bmad2pf_compiler::output;
 
 pub fn run(args: &GraphArgs) -> Outcome {
     let mut reporter = Reporter::new(Format::Text);
-    let project = match compile_project(&args.src, &mut reporter, &Progress::silent()) {
+    let project = match compile_project(
+        &args.src,
+        CompileOptions::default(),
+        &mut reporter,
+        &Progress::silent(),
+    ) {
         Ok(project) => project,
         Err(outcome) => return outcome,
     };

@@ -5,11 +5,9 @@ use crate::Outcome;
 use crate::progress::Progress;
 use crate::report::{Reporter, plural};
 use bmad2pf_compiler::bundle::Bundle;
-use bmad2pf_compiler::diag::Pos;
-use bmad2pf_compiler::{compile, prompt};
+use bmad2pf_compiler::{CompileOptions, compile_with};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 /// Sources that compiled without errors, ready to be written or shown.
 #[derive(Debug)]
@@ -21,12 +19,14 @@ pub struct Project {
     pub runtime_yaml: Option<String>,
 }
 
-/// Compiles `src`, printing phase timings and reporting every diagnostic.
+/// Compiles `src` (with prompt previews when `options` asks), printing
+/// phase timings and reporting every diagnostic.
 /// `Err` carries how the command ends: [`Outcome::Failure`] when `src` is
 /// not a directory (a usage error), [`Outcome::Invalid`] when the sources
 /// have errors.
 pub fn compile_project(
     src: &Path,
+    options: CompileOptions,
     reporter: &mut Reporter,
     progress: &Progress,
 ) -> Result<Project, Outcome> {
@@ -40,32 +40,12 @@ pub fn compile_project(
         return Err(Outcome::Failure);
     }
 
-    let compilation = compile(src);
+    let compilation = compile_with(src, options);
     for (phase, took) in &compilation.phases {
         progress.phase(phase, *took);
     }
-    let mut diagnostics = compilation.diagnostics;
-
-    let started = Instant::now();
-    let mut prompts = BTreeMap::new();
     if let Some(bundle) = &compilation.bundle {
         for agent in bundle.agents.values() {
-            match prompt::preview(agent) {
-                Ok(text) => {
-                    prompts.insert(agent.id.clone(), text);
-                }
-                Err(message) => {
-                    diagnostics.error(
-                        "prompt-preview",
-                        &agent.source,
-                        Pos::new(1, 1),
-                        format!(
-                            "the prompt of agent `{}` cannot be rendered: {message}",
-                            agent.id
-                        ),
-                    );
-                }
-            }
             progress.detail(&format!("agent {} ← {}", agent.id, agent.source));
         }
         for flow in bundle.flows.values() {
@@ -76,16 +56,12 @@ pub fn compile_project(
                 flow.source
             ));
         }
-        progress.phase("prompts", started.elapsed());
     }
-    diagnostics.sort();
-
-    let bundle = compilation.bundle.filter(|_| !diagnostics.has_errors());
-    reporter.diagnostics(&diagnostics, bundle.as_ref());
-    match bundle {
+    reporter.diagnostics(&compilation.diagnostics, compilation.bundle.as_ref());
+    match compilation.bundle {
         Some(bundle) => Ok(Project {
             bundle,
-            prompts,
+            prompts: compilation.prompts,
             runtime_yaml: compilation.runtime_yaml,
         }),
         None => Err(Outcome::Invalid),

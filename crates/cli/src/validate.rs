@@ -8,10 +8,18 @@ use crate::progress::Progress;
 use crate::project::compile_project;
 use crate::report::{Reporter, plural, stdout};
 use crate::{Outcome, ValidateArgs};
+use bmad2pf_compiler::CompileOptions;
 
 pub fn run(args: &ValidateArgs) -> Outcome {
     let mut reporter = Reporter::new(args.format);
-    let project = match compile_project(&args.src, &mut reporter, &Progress::silent()) {
+    // With the previews, so that `validate` reports exactly what `generate`
+    // would (a prompt that cannot be rendered is an error of both).
+    let project = match compile_project(
+        &args.src,
+        CompileOptions { previews: true },
+        &mut reporter,
+        &Progress::silent(),
+    ) {
         Ok(project) => project,
         Err(outcome) => return reporter.finish(outcome),
     };

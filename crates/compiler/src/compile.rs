@@ -45,8 +45,9 @@ pub struct Compilation {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CompileOptions {
     /// Also render every agent's prompt preview (what `generate` writes to
-    /// `prompts/`), on all cores. `validate`, `serve --src` and `graph` do
-    /// not need them.
+    /// `prompts/`), on all cores; a prompt that cannot be rendered is then
+    /// an error. `generate` and `validate` ask for them; `serve --src` and
+    /// `graph` do not.
     pub previews: bool,
 }
 
