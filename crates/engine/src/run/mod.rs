@@ -17,6 +17,7 @@ pub(crate) mod graph;
 
 use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::store::in_place_io;
 use crate::store::{
     AgentState, DocStore, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
 };
@@ -125,8 +126,20 @@ impl MemoryCache {
     }
 }
 
-/// Runs `request` on `graph` to its end. The caller holds the (flow, story) claim.
+/// Runs `request` on `graph` to its end. The caller holds the (flow, story)
+/// claim. A run does its file-store work in place (see
+/// [`in_place_io`](crate::store::in_place_io)).
 pub(crate) async fn run_flow(
+    core: &Arc<Core>,
+    graph: &pocketflow::Flow<RunState>,
+    request: RunRequest,
+    run_id: String,
+    events: Option<UnboundedSender<RunEvent>>,
+) -> RunOutcome {
+    in_place_io(run_in_place(core, graph, request, run_id, events)).await
+}
+
+async fn run_in_place(
     core: &Arc<Core>,
     graph: &pocketflow::Flow<RunState>,
     request: RunRequest,
@@ -139,14 +152,14 @@ pub(crate) async fn run_flow(
     let story = request.story_id.clone();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
     let status_store = core.status.clone();
-    let status_writer = tokio::spawn(async move {
+    let status_writer = tokio::spawn(in_place_io(async move {
         while let Some(update) = status_rx.recv().await {
             let agent = update.agent_id.clone();
             if let Err(error) = status_store.update(update).await {
                 tracing::warn!(agent, %error, "orchestration status update failed");
             }
         }
-    });
+    }));
     let mut state = RunState {
         ctx: Arc::new(RunContext {
             run_id: run_id.clone(),

@@ -3,6 +3,18 @@
 //! (alone, or shared by concurrent writers: [`DurableDir`]), and the clock
 //! the stores stamp records with.
 //!
+//! Where blocking work runs: by default on tokio's blocking pool
+//! (`spawn_blocking`), which keeps the worker threads free for other
+//! requests — under concurrent HTTP load that measured best. A flow run is
+//! different: one task making a long sequence of small store calls, where
+//! the two thread hand-offs of each `spawn_blocking` were most of an agent's
+//! overhead. Code run inside [`in_place_io`] (the engine wraps each run in
+//! it) does its file work with `block_in_place` instead: the task's thread
+//! does the I/O itself and tokio moves the worker's other tasks to another
+//! thread. The cost: futures joined *within* that task (the parallel agents
+//! of one step) wait while one of them writes — for about one fsync, next to
+//! LLM calls that take seconds.
+//!
 //! Atomic replacement is the classic sequence: write a temporary file in the
 //! same directory, fsync it, rename it over the target (atomic on POSIX),
 //! fsync the directory so the rename itself survives a crash. A reader sees
@@ -18,12 +30,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::StoreError;
 use super::group_sync::{GroupSync, SyncKind};
 
-/// Runs blocking file work on tokio's blocking pool.
+tokio::task_local! {
+    /// Set (to `true`) inside [`in_place_io`].
+    static IN_PLACE_IO: bool;
+}
+
+/// Runs `future` with its file-store work done in place (see the module
+/// docs).
+pub async fn in_place_io<F: std::future::Future>(future: F) -> F::Output {
+    IN_PLACE_IO.scope(true, future).await
+}
+
+/// Runs blocking file work off the async worker threads (see the module
+/// docs for where).
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
+    let in_place = IN_PLACE_IO.try_with(|on| *on).unwrap_or(false)
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+    if in_place {
+        return tokio::task::block_in_place(work);
+    }
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|join_error| {

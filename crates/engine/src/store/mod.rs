@@ -50,7 +50,7 @@ use serde_json::Value;
 
 pub use doc_file::FileDocStore;
 pub use error::StoreError;
-pub use files::now_ms;
+pub use files::{in_place_io, now_ms};
 pub use ids::{DocId, IdError, MemoryKey, MemoryScope, WorkflowId, doc_id};
 pub use memory_file::FileMemoryStore;
 pub use redis_connection::RedisConnection;
