@@ -90,7 +90,6 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 #[derive(Debug)]
 pub(crate) struct DurableDir {
     path: PathBuf,
-    handle: Arc<File>,
     sync: GroupSync,
 }
 
@@ -98,10 +97,8 @@ impl DurableDir {
     /// Opens `path`, creating it when missing (blocking).
     pub fn open(path: PathBuf) -> io::Result<Self> {
         fs::create_dir_all(&path)?;
-        let handle = Arc::new(File::open(&path)?);
         Ok(Self {
             path,
-            handle,
             sync: GroupSync::new(SyncKind::All),
         })
     }
@@ -132,7 +129,11 @@ impl DurableDir {
     /// Makes the entries created, renamed or removed in this directory so
     /// far durable (blocking; one fsync shared with concurrent callers).
     pub fn sync_entries(&self) -> io::Result<()> {
-        let ticket = self.sync.changed(&self.handle);
+        // Opened afresh each time rather than kept: if the directory was
+        // removed and created again (the health probe recreates it), an old
+        // handle would fsync the deleted directory instead.
+        let handle = Arc::new(File::open(&self.path)?);
+        let ticket = self.sync.changed(&handle);
         self.sync.wait(ticket)
     }
 }
