@@ -270,8 +270,11 @@ impl Engine {
     }
 
     /// Waits for running agents to finish their LLM calls, then refuses new
-    /// ones. Every store write is durable when it returns, and runs flush
-    /// their memory before they end, so there is nothing else to flush.
+    /// ones, and flushes the document store. Every store write is durable
+    /// when it returns and runs flush their memory before they end; the
+    /// flush only retires the file backend's journal, so that the document
+    /// files alone hold every document (a failure is logged: the next start
+    /// replays the journal).
     pub async fn shutdown(&self) {
         let permits =
             u32::try_from(self.core.config.server.max_parallel_agents.max(1)).unwrap_or(u32::MAX);
@@ -279,6 +282,9 @@ impl Engine {
             all.forget();
         }
         self.core.agent_permits.close();
+        if let Err(error) = self.core.docs.flush().await {
+            tracing::error!(%error, "flushing the document store failed; the next start replays its journal");
+        }
     }
 }
 

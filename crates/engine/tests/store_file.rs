@@ -205,6 +205,8 @@ async fn documents_are_markdown_files_named_by_id() -> TestResult {
     let dir = TempDir::new()?;
     let docs = docs_in(dir.path()).await?;
     docs.put(&doc_id("S1", "prd")?, "# PRD\n").await?;
+    // A write reaches its file in the background; `flush` waits for that.
+    docs.flush().await?;
     assert_eq!(
         std::fs::read_to_string(dir.path().join("S1__prd.md"))?,
         "# PRD\n"

@@ -1,15 +1,21 @@
 //! `FileDocStore`: documents as Markdown files, `{docs.path}/{id}.md`.
 //!
-//! Writes go through [`DurableDir`] (temp file in the same directory, fsync,
-//! rename, fsync the directory — one directory fsync shared by concurrent
-//! writers), so a reader or a crash never sees half a document and
-//! concurrent writers of one id leave exactly one of their versions. Reads take size and time from the
-//! open file handle, so they describe the very content returned even when a
-//! write renames a new version in at the same moment.
+//! A write goes to the directory's write-ahead journal
+//! ([`doc_journal`](super::doc_journal)) and is acknowledged once its record
+//! is durable (one `fdatasync` shared by concurrent writers); a background
+//! thread then replaces the document's file atomically (a temporary file
+//! renamed over it), within milliseconds. Until then reads, listings and
+//! `meta` answer from the journal's table of unapplied writes, so every
+//! write is visible as soon as it is acknowledged, and a reader never sees
+//! half a document. File reads take size and time from the open file
+//! handle, so they describe the very content returned even when a new
+//! version is renamed in at the same moment. `flush` (on shutdown) leaves
+//! every document in its file.
 //!
 //! Listings show only `*.md` files whose stem is a valid [`DocId`]:
 //! temporary files (leading `.`) and stray files are invisible.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -17,36 +23,47 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::doc_journal::{DocJournal, RunningJournal, UnappliedWrite, file_name};
 use super::files::{DurableDir, blocking, probe_dir, system_time_ms};
 use super::ids::check_story_id;
 use super::{DocId, DocMeta, DocStore, Document, StoreError};
 
-/// Documents in one directory (see the module docs).
+/// Documents in one directory (see the module docs). Clones share one
+/// journal; the last one dropped checkpoints it.
 #[derive(Debug, Clone)]
 pub struct FileDocStore {
     /// The `docs.path` directory.
-    dir: Arc<DurableDir>,
+    dir: PathBuf,
+    /// Its journal, through which every write goes.
+    journal: Arc<RunningJournal>,
 }
 
 impl FileDocStore {
-    /// Opens (creating when missing) the document directory `dir`.
+    /// Opens (creating when missing) the document directory `dir`, and
+    /// replays its journal when the last process stopped before a
+    /// checkpoint.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir: PathBuf = dir.into();
-        let dir = blocking(move || {
-            DurableDir::open(dir.clone())
-                .map_err(|err| StoreError::io("open the document directory", &dir, &err))
+        let path = dir.clone();
+        let journal = blocking(move || {
+            let durable = DurableDir::open(path.clone())
+                .map_err(|err| StoreError::io("open the document directory", &path, &err))?;
+            RunningJournal::start(Arc::new(durable))
         })
         .await?;
-        Ok(Self { dir: Arc::new(dir) })
+        Ok(Self {
+            dir,
+            journal: Arc::new(journal),
+        })
+    }
+
+    fn journal(&self) -> Arc<DocJournal> {
+        Arc::clone(self.journal.journal())
     }
 
     fn path_of(&self, id: &DocId) -> PathBuf {
-        self.dir.path().join(file_name(id))
+        self.dir.join(file_name(id))
     }
-}
-
-fn file_name(id: &DocId) -> String {
-    format!("{id}.md")
 }
 
 fn modified_ms(metadata: &fs::Metadata) -> u64 {
@@ -87,14 +104,23 @@ fn read_meta(path: &Path, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
     }
 }
 
-fn list_documents(dir: &Path, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
+/// The documents of `dir` (of one story, when given), as the files show
+/// them with the journal's `unapplied` writes laid over them. The caller
+/// takes `unapplied` before this reads the directory, so a write applied in
+/// between shows either way.
+fn list_documents(
+    dir: &Path,
+    story_id: Option<&str>,
+    unapplied: Vec<(DocId, UnappliedWrite)>,
+) -> Result<Vec<DocMeta>, StoreError> {
+    let in_story = |id: &DocId| story_id.is_none_or(|story| id.belongs_to_story(story));
     let list_failed = |err: &io::Error| StoreError::io("list documents", dir, err);
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(list_failed(&err)),
     };
-    let mut docs = Vec::new();
+    let mut docs = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|err| list_failed(&err))?;
         let name = entry.file_name();
@@ -104,73 +130,97 @@ fn list_documents(dir: &Path, story_id: Option<&str>) -> Result<Vec<DocMeta>, St
         let Ok(id) = DocId::parse(stem) else {
             continue;
         };
-        if story_id.is_some_and(|story| !id.belongs_to_story(story)) {
+        if !in_story(&id) {
             continue;
         }
         // A document deleted between the listing and this look is skipped.
         if let Some(meta) = read_meta(&entry.path(), &id)? {
-            docs.push(meta);
+            docs.insert(id, meta);
         }
     }
-    docs.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(docs)
+    for (id, write) in unapplied {
+        if !in_story(&id) {
+            continue;
+        }
+        match unapplied_meta(&id, &write) {
+            Some(meta) => docs.insert(id, meta),
+            None => docs.remove(&id),
+        };
+    }
+    Ok(docs.into_values().collect())
+}
+
+/// What an unapplied write says about its document (`None`: deleted).
+fn unapplied_meta(id: &DocId, write: &UnappliedWrite) -> Option<DocMeta> {
+    write.content.as_ref().map(|content| DocMeta {
+        id: id.clone(),
+        bytes: content.len() as u64,
+        modified: write.modified,
+    })
 }
 
 #[async_trait]
 impl DocStore for FileDocStore {
     async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
-        let (path, id) = (self.path_of(id), id.clone());
-        blocking(move || read_document(&path, &id)).await
+        let (journal, path, id) = (self.journal(), self.path_of(id), id.clone());
+        blocking(move || match journal.unapplied(&id) {
+            Some(write) => Ok(write.content.map(|content| Document {
+                bytes: content.len() as u64,
+                content: content.to_string(),
+                modified: write.modified,
+            })),
+            None => read_document(&path, &id),
+        })
+        .await
     }
 
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let (dir, id) = (Arc::clone(&self.dir), id.clone());
-        let content = content.to_string();
+        let (journal, id) = (self.journal(), id.clone());
+        let content: Arc<str> = Arc::from(content);
         blocking(move || {
-            let name = file_name(&id);
-            dir.replace(&name, content.as_bytes()).map_err(|err| {
-                StoreError::io(
-                    format!("write document `{id}`"),
-                    &dir.path().join(&name),
-                    &err,
-                )
-            })?;
-            Ok(content.len() as u64)
+            let bytes = content.len() as u64;
+            journal.put(&id, content)?;
+            Ok(bytes)
         })
         .await
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
-        let (dir, id) = (Arc::clone(&self.dir), id.clone());
-        blocking(move || {
-            let name = file_name(&id);
-            dir.remove(&name).map_err(|err| {
-                StoreError::io(
-                    format!("delete document `{id}`"),
-                    &dir.path().join(&name),
-                    &err,
-                )
-            })
-        })
-        .await
+        let (journal, id) = (self.journal(), id.clone());
+        blocking(move || journal.delete(&id)).await
     }
 
     async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
-        let (path, id) = (self.path_of(id), id.clone());
-        blocking(move || read_meta(&path, &id)).await
+        let (journal, path, id) = (self.journal(), self.path_of(id), id.clone());
+        blocking(move || match journal.unapplied(&id) {
+            Some(write) => Ok(unapplied_meta(&id, &write)),
+            None => read_meta(&path, &id),
+        })
+        .await
     }
 
     async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
         if let Some(story) = story_id {
             check_story_id(story)?;
         }
-        let dir = Arc::clone(&self.dir);
+        let (journal, dir) = (self.journal(), self.dir.clone());
         let story = story_id.map(str::to_string);
-        blocking(move || list_documents(dir.path(), story.as_deref())).await
+        blocking(move || list_documents(&dir, story.as_deref(), journal.all_unapplied())).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let journal = self.journal();
+        blocking(move || journal.flush()).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        let dir = Arc::clone(&self.dir);
-        blocking(move || probe_dir(dir.path(), "document")).await
+        if let Some(failure) = self.journal().failure() {
+            return Err(StoreError::Unavailable {
+                message: "document storage cannot write its files".into(),
+                detail: failure,
+            });
+        }
+        let dir = self.dir.clone();
+        blocking(move || probe_dir(&dir, "document")).await
     }
 }

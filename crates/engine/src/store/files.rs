@@ -64,21 +64,62 @@ where
         })
 }
 
-/// Writes `bytes` to a fsync'd temporary file in `dir` and renames it over
-/// `dir/name`; the directory's fsync is left to the caller.
-fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to a new temporary file next to `dir/name`, calls
+/// `finish` on it (an fsync, a modification time) and returns its path: the
+/// first half of an atomic replacement, [`rename_into`] the second.
+pub(crate) fn write_temp(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    finish: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     // A leading dot keeps temporary files out of listings; the random part
     // keeps concurrent writers of the same target apart.
     let temp = dir.join(format!(
-        ".{name}.tmp-{}",
+        ".{name}{TEMP_MARKER}{}",
         hex::encode(rand::random::<[u8; 8]>())
     ));
-    let written = write_new_file(&temp, bytes).and_then(|()| fs::rename(&temp, dir.join(name)));
-    if written.is_err() {
-        // Best effort: the temporary file is invisible to readers anyway.
-        let _ = fs::remove_file(&temp);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            finish(&file)
+        });
+    match written {
+        Ok(()) => Ok(temp),
+        Err(err) => {
+            // Best effort: the temporary file is invisible to readers anyway.
+            let _ = fs::remove_file(&temp);
+            Err(err)
+        }
     }
-    written
+}
+
+/// What sets a temporary file's name apart (`.{name}.tmp-{random}`).
+const TEMP_MARKER: &str = ".tmp-";
+
+/// Whether `name` is one of [`write_temp`]'s temporary files.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARKER)
+}
+
+/// Renames the temporary file `temp` over `dir/name` (atomic on POSIX),
+/// removing it when that fails.
+pub(crate) fn rename_into(temp: &Path, dir: &Path, name: &str) -> io::Result<()> {
+    let renamed = fs::rename(temp, dir.join(name));
+    if renamed.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    renamed
+}
+
+/// Writes `bytes` to a fsync'd temporary file in `dir` and renames it over
+/// `dir/name`; the directory's fsync is left to the caller.
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temp = write_temp(dir, name, bytes, File::sync_all)?;
+    rename_into(&temp, dir, name)
 }
 
 /// A directory of files that are replaced atomically, whose entry changes
@@ -115,17 +156,6 @@ impl DurableDir {
         self.sync_entries()
     }
 
-    /// Removes the file `name` durably; `false` when it did not exist
-    /// (blocking).
-    pub fn remove(&self, name: &str) -> io::Result<bool> {
-        self.sync.check()?;
-        match fs::remove_file(self.path.join(name)) {
-            Ok(()) => self.sync_entries().map(|()| true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-
     /// Makes the entries created, renamed or removed in this directory so
     /// far durable (blocking; one fsync shared with concurrent callers).
     pub fn sync_entries(&self) -> io::Result<()> {
@@ -138,10 +168,30 @@ impl DurableDir {
     }
 }
 
-fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// Whether a file written by [`write_temp`] must be fsync'd on its own
+/// before it counts as durable: everywhere but Linux, where one
+/// [`flush_filesystem`] covers every file written before it.
+pub(crate) const SYNC_EACH_FILE: bool = !cfg!(target_os = "linux");
+
+/// Makes every file written in `dir` so far durable, with the directory
+/// entries that name them.
+///
+/// On Linux one `syncfs` of the directory's filesystem: file data, inodes
+/// and entries in one journal commit (since Linux 5.8 it also reports
+/// writeback errors, so a lost write fails it). Its cost grows with whatever
+/// else is waiting to be written on that filesystem. Elsewhere the files
+/// were fsync'd as they were written ([`SYNC_EACH_FILE`]), and only the
+/// directory is left.
+pub(crate) fn flush_filesystem(dir: &Path) -> io::Result<()> {
+    let handle = File::open(dir)?;
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::syncfs(&handle).map_err(io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        handle.sync_all()
+    }
 }
 
 /// Checks that `dir` exists (creating it when missing) and accepts new
@@ -152,11 +202,7 @@ pub(crate) fn probe_dir(dir: &Path, what: &str) -> Result<(), StoreError> {
         detail: format!("{}: {err}", dir.display()),
     };
     fs::create_dir_all(dir).map_err(unavailable)?;
-    let probe = dir.join(format!(
-        ".health-{}",
-        hex::encode(rand::random::<[u8; 8]>())
-    ));
-    write_new_file(&probe, b"ok").map_err(unavailable)?;
+    let probe = write_temp(dir, "health", b"ok", File::sync_all).map_err(unavailable)?;
     fs::remove_file(&probe).map_err(unavailable)
 }
 

@@ -155,6 +155,11 @@ impl JsonlLog {
         self.lines
     }
 
+    /// Byte length of the complete lines in the file.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.end
+    }
+
     /// Appends `records` as lines with one write, after cutting off
     /// anything past the valid end (a torn line, or the rest of an append
     /// that failed half-way). The lines are not durable yet: the caller

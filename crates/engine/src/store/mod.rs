@@ -9,7 +9,7 @@
 //!   the records they exchange. Signatures hold no file-system types, so a
 //!   Redis backend implements them the same way the file backends do.
 //! - File backends: [`FileDocStore`] (one Markdown file per document,
-//!   atomic writes), [`FileMemoryStore`] (one JSON Lines log per scope,
+//!   atomic writes made durable through a write-ahead journal), [`FileMemoryStore`] (one JSON Lines log per scope,
 //!   SPEC 4.4) and [`FileStatusStore`] (one JSON Lines log of status
 //!   changes), built on the crash-safe log in `jsonl`.
 //! - Redis backends, for several replicas sharing one state (SPEC 6):
@@ -27,6 +27,7 @@
 //!   Several processes (replicas) share state through the Redis backends.
 
 mod doc_file;
+mod doc_journal;
 mod error;
 mod files;
 mod group_sync;
@@ -99,6 +100,13 @@ pub trait DocStore: Send + Sync {
     /// All documents sorted by id, or only those of one story (ids starting
     /// with `{story_id}__`). An invalid `story_id` is an `InvalidId` error.
     async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError>;
+    /// Finishes background work on the writes made so far, before the
+    /// process stops: the file backend retires its journal, so the
+    /// document files alone hold everything. Backends that write in place
+    /// have nothing to do.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
 }

@@ -1,0 +1,744 @@
+//! The document store's write-ahead journal: a document write is made
+//! durable by appending it to a journal file, with one `fdatasync` shared by
+//! every concurrent writer, instead of creating, flushing and renaming a
+//! file of its own while the writer waits.
+//!
+//! A write (put or delete), under the journal's lock, appends a record
+//! carrying the whole content to the active journal file and enters it in
+//! an in-memory table of *unapplied* writes; after the lock it waits until
+//! the record is durable (group commit, see [`group_sync`](super::group_sync))
+//! and is answered. Readers look in the table first, then at the document
+//! files, so they see every write at once.
+//!
+//! A background thread *applies* the table to the files: each document's
+//! latest write becomes its file (a temporary file renamed over it, with the
+//! write's time as modification time; a delete removes it), then leaves the
+//! table. Many writes of one document between two passes cost one file.
+//! The table is bounded ([`MAX_UNAPPLIED_BYTES`]): when the files fall that
+//! far behind, writers wait for the thread.
+//!
+//! *Checkpoints* retire journal records. Two journal files take turns: a
+//! checkpoint points new writes at the empty one, applies everything
+//! unapplied (which includes every record of the other), flushes the
+//! filesystem ([`flush_filesystem`]) so those files are durable, and empties
+//! the other journal. The thread checkpoints when the active journal passes
+//! [`CHECKPOINT_BYTES`] and about once a second while it holds records;
+//! `flush` (on shutdown) and closing the store retire both journals.
+//!
+//! On open, records left in the journals (a crash, a failed flush) are
+//! replayed: each document's last write is applied, the filesystem is
+//! flushed and both journals are emptied. Leftover temporary files are
+//! removed first. A torn last line is a write that was never acknowledged
+//! and is ignored (see [`jsonl`](super::jsonl)).
+//!
+//! Files, in the document directory: `.journal-0.jsonl` and
+//! `.journal-1.jsonl`, one record per line,
+//! `{"seq": 12, "id": "S1__prd", "t": <unix ms>, "c": "<content>"}`; a
+//! deletion has no `c`. `seq` orders the records of both files.
+//!
+//! A write whose journal `fdatasync` fails is reported as failed, but it
+//! was already visible and may still reach the files; after such a failure
+//! the journal refuses every write until the process restarts (see
+//! [`group_sync`](super::group_sync)).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{
+    DurableDir, SYNC_EACH_FILE, flush_filesystem, is_temp_name, now_ms, rename_into, write_temp,
+};
+use super::jsonl::{JsonlLog, settle};
+use super::{DocId, StoreError};
+
+/// The two journal files, in the document directory (a leading dot keeps
+/// them out of listings; no document id starts with one).
+const JOURNAL_NAMES: [&str; 2] = [".journal-0.jsonl", ".journal-1.jsonl"];
+
+/// Size of the active journal that makes the thread checkpoint at once
+/// rather than at its next tick.
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// How often the thread checkpoints a journal that holds records.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How much unapplied content may wait in memory before writers wait for
+/// the files to catch up.
+const MAX_UNAPPLIED_BYTES: usize = 64 << 20;
+
+/// One line of a journal (see the module docs).
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalRecord<'a> {
+    /// Order of the write among all writes of both journal files.
+    seq: u64,
+    /// The document id.
+    id: Cow<'a, str>,
+    /// When it was written, unix ms: the document's modification time.
+    t: u64,
+    /// The new content; absent for a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<Cow<'a, str>>,
+}
+
+/// A journaled write not yet applied to the document's file.
+#[derive(Debug, Clone)]
+pub(crate) struct UnappliedWrite {
+    /// The record's `seq`: tells a newer write of the same document apart.
+    seq: u64,
+    /// When it was written, unix ms.
+    pub modified: u64,
+    /// The new content; `None` for a deletion.
+    pub content: Option<Arc<str>>,
+}
+
+/// The journal of one document directory (see the module docs).
+#[derive(Debug)]
+pub(crate) struct DocJournal {
+    dir: Arc<DurableDir>,
+    state: Mutex<JournalState>,
+    /// The two journal files. Lock order: `state`, then a log.
+    logs: [Mutex<JsonlLog>; 2],
+    /// Wakes the background thread (with `state`).
+    work: Condvar,
+    /// Wakes writers waiting for room in the unapplied table (with `state`).
+    room: Condvar,
+    /// One applier at a time: the thread, `flush`, closing.
+    applying: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct JournalState {
+    /// Index in `logs` of the journal that takes writes.
+    active: usize,
+    /// `seq` of the next record.
+    next_seq: u64,
+    /// Journaled writes not yet applied to the files, by document.
+    unapplied: HashMap<DocId, UnappliedWrite>,
+    /// Content bytes in `unapplied`.
+    unapplied_bytes: usize,
+    /// Why applying or checkpointing last failed, until it next succeeds
+    /// (reported by `health`, and to writers waiting for room).
+    failure: Option<String>,
+    /// The store is closing: the thread stops.
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The file of document `id`.
+pub(crate) fn file_name(id: &DocId) -> String {
+    format!("{id}.md")
+}
+
+impl DocJournal {
+    /// Opens the journal of `dir` (blocking): removes leftover temporary
+    /// files and replays what the journals still hold (see the module docs).
+    pub(crate) fn open(dir: Arc<DurableDir>) -> Result<Self, StoreError> {
+        remove_temp_files(dir.path())?;
+        let load = |name: &str| {
+            JsonlLog::load::<JournalRecord<'static>>(
+                Arc::clone(&dir),
+                name.to_string(),
+                "the document journal".to_string(),
+            )
+        };
+        let (first, mut records) = load(JOURNAL_NAMES[0])?;
+        let (second, more) = load(JOURNAL_NAMES[1])?;
+        records.extend(more);
+        replay(dir.path(), records)?;
+        let mut logs = [first, second];
+        for log in &mut logs {
+            if log.lines() > 0 {
+                log.rewrite::<JournalRecord<'_>>(&[])?;
+            }
+        }
+        let [first, second] = logs;
+        Ok(Self {
+            dir,
+            state: Mutex::new(JournalState {
+                active: 0,
+                next_seq: 1,
+                unapplied: HashMap::new(),
+                unapplied_bytes: 0,
+                failure: None,
+                closed: false,
+            }),
+            logs: [Mutex::new(first), Mutex::new(second)],
+            work: Condvar::new(),
+            room: Condvar::new(),
+            applying: Mutex::new(()),
+        })
+    }
+
+    /// Writes `content` to document `id`; returns once the write is durable
+    /// (blocking).
+    pub(crate) fn put(&self, id: &DocId, content: Arc<str>) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        while state.unapplied_bytes > MAX_UNAPPLIED_BYTES {
+            if let Some(failure) = &state.failure {
+                return Err(StoreError::Unavailable {
+                    message: "document storage is not writable".into(),
+                    detail: failure.clone(),
+                });
+            }
+            state = self
+                .room
+                .wait_timeout(state, CHECKPOINT_INTERVAL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        self.journal(state, id, Some(content)).map(|_| ())
+    }
+
+    /// Deletes document `id`; `false` when it did not exist (blocking).
+    pub(crate) fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
+        let state = lock(&self.state);
+        let exists = match state.unapplied.get(id) {
+            Some(write) => write.content.is_some(),
+            // Not in the table: its file is up to date (the applier only
+            // removes a write from the table after writing the file).
+            None => {
+                let path = self.dir.path().join(file_name(id));
+                match fs::symlink_metadata(&path) {
+                    Ok(_) => true,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+                    Err(err) => {
+                        return Err(StoreError::io(
+                            format!("delete document `{id}`"),
+                            &path,
+                            &err,
+                        ));
+                    }
+                }
+            }
+        };
+        if !exists {
+            return Ok(false);
+        }
+        self.journal(state, id, None).map(|()| true)
+    }
+
+    /// Appends the record of a write to the active journal and enters it in
+    /// the unapplied table, then releases the lock and waits until the
+    /// record is durable.
+    fn journal(
+        &self,
+        mut state: MutexGuard<'_, JournalState>,
+        id: &DocId,
+        content: Option<Arc<str>>,
+    ) -> Result<(), StoreError> {
+        let seq = state.next_seq;
+        let modified = now_ms();
+        let mut log = lock(&self.logs[state.active]);
+        log.append(&[JournalRecord {
+            seq,
+            id: Cow::Borrowed(id.as_str()),
+            t: modified,
+            c: content.as_deref().map(Cow::Borrowed),
+        }])?;
+        let pending = log.take_pending();
+        drop(log);
+        state.next_seq += 1;
+        state.unapplied_bytes += content.as_ref().map_or(0, |c| c.len());
+        let write = UnappliedWrite {
+            seq,
+            modified,
+            content,
+        };
+        if let Some(replaced) = state.unapplied.insert(id.clone(), write) {
+            state.unapplied_bytes -= replaced.content.map_or(0, |c| c.len());
+        }
+        drop(state);
+        self.work.notify_one();
+        settle(Ok(()), pending)
+    }
+
+    /// The write of `id` not yet applied to its file, if any.
+    pub(crate) fn unapplied(&self, id: &DocId) -> Option<UnappliedWrite> {
+        lock(&self.state).unapplied.get(id).cloned()
+    }
+
+    /// Every write not yet applied to its file (for listings).
+    pub(crate) fn all_unapplied(&self) -> Vec<(DocId, UnappliedWrite)> {
+        let state = lock(&self.state);
+        state
+            .unapplied
+            .iter()
+            .map(|(id, write)| (id.clone(), write.clone()))
+            .collect()
+    }
+
+    /// Why applying or checkpointing last failed, while it keeps failing.
+    pub(crate) fn failure(&self) -> Option<String> {
+        lock(&self.state).failure.clone()
+    }
+
+    /// Applies every write in the unapplied table to the files and removes
+    /// it from the table, unless a newer write of the same document came in
+    /// meanwhile (the next pass applies that one). Blocking; the caller
+    /// holds `applying`.
+    fn apply_unapplied(&self) -> Result<(), StoreError> {
+        let batch = self.all_unapplied();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir.path();
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut result = Ok(());
+        for (id, write) in batch {
+            if let Err(err) = apply_write(dir, &id, write.modified, write.content.as_deref()) {
+                result = Err(err);
+                break;
+            }
+            applied.push((id, write.seq));
+        }
+        let mut state = lock(&self.state);
+        for (id, seq) in applied {
+            let still_latest = state.unapplied.get(&id).is_some_and(|w| w.seq == seq);
+            if still_latest && let Some(write) = state.unapplied.remove(&id) {
+                state.unapplied_bytes -= write.content.map_or(0, |c| c.len());
+            }
+        }
+        drop(state);
+        self.room.notify_all();
+        result
+    }
+
+    /// Retires the journal that does not take writes (see the module docs),
+    /// switching first when it is empty. Blocking; the caller holds
+    /// `applying`.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let retiring = {
+            let mut state = lock(&self.state);
+            let inactive = 1 - state.active;
+            if lock(&self.logs[inactive]).lines() == 0 {
+                if lock(&self.logs[state.active]).lines() == 0 {
+                    return Ok(());
+                }
+                state.active = inactive;
+            }
+            1 - state.active
+        };
+        // Every record of the retiring journal is applied now or by this
+        // pass; the flush makes those files durable, after which the records
+        // are no longer needed.
+        self.apply_unapplied()?;
+        flush_filesystem(self.dir.path())
+            .map_err(|err| StoreError::io("flush the document directory", self.dir.path(), &err))?;
+        lock(&self.logs[retiring]).rewrite::<JournalRecord<'_>>(&[])
+    }
+
+    /// Applies every write made so far and retires both journals: the
+    /// document files alone hold everything, durably. Blocking.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let _applier = lock(&self.applying);
+        let result = self
+            .apply_unapplied()
+            // The first checkpoint retires the inactive journal (or switches
+            // and retires the active one), the second whatever is left.
+            .and_then(|()| self.checkpoint())
+            .and_then(|()| self.checkpoint());
+        self.record_outcome(&result);
+        result
+    }
+
+    fn record_outcome(&self, result: &Result<(), StoreError>) {
+        let failure = result.as_ref().err().map(|err| {
+            err.detail()
+                .map_or_else(|| err.to_string(), ToString::to_string)
+        });
+        lock(&self.state).failure = failure;
+        if result.is_err() {
+            // Writers waiting for room hear about the failure.
+            self.room.notify_all();
+        }
+    }
+
+    /// The background thread: applies writes as they come and checkpoints
+    /// (see the module docs), until [`DocJournal::close`].
+    fn background_loop(&self) {
+        let mut last_checkpoint = Instant::now();
+        let mut state = lock(&self.state);
+        while !state.closed {
+            let checkpoint_due = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+                || lock(&self.logs[state.active]).bytes() >= CHECKPOINT_BYTES;
+            if state.unapplied.is_empty() && !checkpoint_due {
+                let wait = CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed());
+                state = self
+                    .work
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            drop(state);
+            let applier = lock(&self.applying);
+            let result = if checkpoint_due {
+                last_checkpoint = Instant::now();
+                self.checkpoint()
+            } else {
+                self.apply_unapplied()
+            };
+            drop(applier);
+            self.record_outcome(&result);
+            if let Err(error) = result {
+                tracing::error!(%error, "document journal: applying writes failed; retrying in a second");
+                state = lock(&self.state);
+                if !state.closed {
+                    state = self
+                        .work
+                        .wait_timeout(state, CHECKPOINT_INTERVAL)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                continue;
+            }
+            state = lock(&self.state);
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.work.notify_all();
+    }
+}
+
+/// A [`DocJournal`] with its background thread; dropping it stops the
+/// thread and flushes a last time.
+#[derive(Debug)]
+pub(crate) struct RunningJournal {
+    journal: Arc<DocJournal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningJournal {
+    /// Opens the journal of `dir` (see [`DocJournal::open`]) and starts its
+    /// thread. Blocking.
+    pub(crate) fn start(dir: Arc<DurableDir>) -> Result<Self, StoreError> {
+        let path = dir.path().to_path_buf();
+        let journal = Arc::new(DocJournal::open(dir)?);
+        let background = Arc::clone(&journal);
+        let thread = std::thread::Builder::new()
+            .name("bmad2pf-doc-journal".into())
+            .spawn(move || background.background_loop())
+            .map_err(|err| StoreError::io("start the document journal's thread", &path, &err))?;
+        Ok(Self {
+            journal,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn journal(&self) -> &Arc<DocJournal> {
+        &self.journal
+    }
+}
+
+impl Drop for RunningJournal {
+    fn drop(&mut self) {
+        self.journal.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Err(error) = self.journal.flush() {
+            tracing::error!(%error, "document journal: the last flush failed; the next start replays the journal");
+        }
+    }
+}
+
+/// Removes the temporary files a crash left in `dir`.
+fn remove_temp_files(dir: &Path) -> Result<(), StoreError> {
+    let failed = |err: &io::Error| StoreError::io("clean up the document directory", dir, err);
+    for entry in fs::read_dir(dir).map_err(|e| failed(&e))? {
+        let entry = entry.map_err(|e| failed(&e))?;
+        if entry.file_name().to_str().is_some_and(is_temp_name) {
+            remove_if_present(&entry.path()).map_err(|e| failed(&e))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the file of `id` hold `content` with modification time `modified`
+/// (a temporary file renamed over it), or removes it for `None`. The file
+/// is durable only after a [`flush_filesystem`].
+fn apply_write(
+    dir: &Path,
+    id: &DocId,
+    modified: u64,
+    content: Option<&str>,
+) -> Result<(), StoreError> {
+    let name = file_name(id);
+    let failed =
+        |err: &io::Error| StoreError::io(format!("write document `{id}`"), &dir.join(&name), err);
+    let Some(content) = content else {
+        return remove_if_present(&dir.join(&name)).map_err(|e| failed(&e));
+    };
+    let modified = UNIX_EPOCH + Duration::from_millis(modified);
+    let temp = write_temp(dir, &name, content.as_bytes(), |file: &File| {
+        file.set_modified(modified)?;
+        if SYNC_EACH_FILE {
+            file.sync_all()?;
+        }
+        Ok(())
+    })
+    .map_err(|e| failed(&e))?;
+    rename_into(&temp, dir, &name).map_err(|e| failed(&e))
+}
+
+/// Applies the last write of each document found in the journals, then
+/// flushes (see the module docs).
+fn replay(dir: &Path, records: Vec<JournalRecord<'static>>) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut last: BTreeMap<String, JournalRecord<'static>> = BTreeMap::new();
+    for record in records {
+        let newer = last
+            .get(record.id.as_ref())
+            .is_none_or(|known| known.seq < record.seq);
+        if newer {
+            last.insert(record.id.to_string(), record);
+        }
+    }
+    let count = last.len();
+    for (id, record) in last {
+        let id = DocId::parse(&id).map_err(|err| {
+            StoreError::corrupt(format!("the document journal, document `{id}`"), dir, err)
+        })?;
+        apply_write(dir, &id, record.t, record.c.as_deref())?;
+    }
+    flush_filesystem(dir)
+        .map_err(|err| StoreError::io("flush the document directory", dir, &err))?;
+    tracing::info!(
+        documents = count,
+        "document journal replayed (writes not yet checkpointed when the last process stopped)"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn open(dir: &Path) -> Result<DocJournal, Box<dyn std::error::Error>> {
+        Ok(DocJournal::open(Arc::new(DurableDir::open(
+            dir.to_path_buf(),
+        )?))?)
+    }
+
+    fn journal_lines(dir: &Path) -> Result<Vec<String>, io::Error> {
+        let mut lines = Vec::new();
+        for name in JOURNAL_NAMES {
+            match fs::read_to_string(dir.join(name)) {
+                Ok(text) => lines.extend(text.lines().map(str::to_string)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(lines)
+    }
+
+    fn doc(id: &str) -> Result<DocId, Box<dyn std::error::Error>> {
+        Ok(DocId::parse(id)?)
+    }
+
+    #[test]
+    fn a_write_is_readable_at_once_and_journaled_until_flushed_into_its_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let journal = open(dir.path())?;
+        let id = doc("S1__prd")?;
+        journal.put(&id, Arc::from("# PRD\n"))?;
+        let write = journal.unapplied(&id).ok_or("the write is not visible")?;
+        assert_eq!(write.content.as_deref(), Some("# PRD\n"));
+        let lines = journal_lines(dir.path())?;
+        assert_eq!(lines.len(), 1);
+        let record: serde_json::Value = serde_json::from_str(&lines[0])?;
+        assert_eq!(record["id"], "S1__prd");
+        assert_eq!(record["c"], "# PRD\n");
+        assert_eq!(record["seq"], 1);
+
+        journal.flush()?;
+        assert!(journal.unapplied(&id).is_none());
+        assert!(journal_lines(dir.path())?.is_empty());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("S1__prd.md"))?,
+            "# PRD\n"
+        );
+
+        assert!(journal.delete(&id)?);
+        assert!(journal.unapplied(&id).is_some_and(|w| w.content.is_none()));
+        // Deleting what is deleted already records nothing.
+        assert!(!journal.delete(&id)?);
+        assert!(!journal.delete(&doc("S1__never")?)?);
+        assert_eq!(journal_lines(dir.path())?.len(), 1);
+        journal.flush()?;
+        assert!(!dir.path().join("S1__prd.md").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn writes_during_a_checkpoint_go_to_the_other_journal() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let journal = open(dir.path())?;
+        journal.put(&doc("a")?, Arc::from("1"))?;
+        // A checkpoint switches: the next write lands in the other file.
+        journal.checkpoint()?;
+        journal.put(&doc("b")?, Arc::from("2"))?;
+        let sizes: Vec<u64> = JOURNAL_NAMES
+            .iter()
+            .map(|name| fs::metadata(dir.path().join(name)).map_or(0, |m| m.len()))
+            .collect();
+        assert_eq!(sizes[0], 0, "the retired journal is empty");
+        assert!(sizes[1] > 0, "the new write is journaled");
+        assert_eq!(fs::read_to_string(dir.path().join("a.md"))?, "1");
+        Ok(())
+    }
+
+    #[test]
+    fn the_background_thread_applies_writes_and_the_last_drop_flushes() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let running = RunningJournal::start(Arc::new(DurableDir::open(dir.path().to_path_buf())?))?;
+        let id = doc("S1__brief")?;
+        running.journal().put(&id, Arc::from("brief"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while running.journal().unapplied(&id).is_some() {
+            assert!(Instant::now() < deadline, "the write was never applied");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            fs::read_to_string(dir.path().join("S1__brief.md"))?,
+            "brief"
+        );
+        running
+            .journal()
+            .put(&doc("S1__later")?, Arc::from("later"))?;
+        drop(running);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("S1__later.md"))?,
+            "later"
+        );
+        assert!(journal_lines(dir.path())?.is_empty());
+        Ok(())
+    }
+
+    /// The state an OS crash can leave: the journals hold writes whose
+    /// files never reached the disk, a torn line, a temporary file.
+    #[test]
+    fn open_replays_each_documents_last_write_after_a_crash() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path: PathBuf = dir.path().to_path_buf();
+        fs::write(path.join("S1__prd.md"), "stale")?;
+        fs::write(path.join("S1__old.md"), "deleted before the crash")?;
+        fs::write(path.join(".S1__prd.md.tmp-0123456789abcdef"), "half")?;
+        let t = 1_700_000_000_123u64;
+        fs::write(
+            path.join(JOURNAL_NAMES[0]),
+            format!(
+                "{{\"seq\":4,\"id\":\"S1__prd\",\"t\":{t},\"c\":\"# PRD v2\\n\"}}\n\
+                 {{\"seq\":5,\"id\":\"S1__old\",\"t\":{t}}}\n\
+                 {{\"seq\":6,\"id\":\"S1__prd\",\"t\":{t},\"c\":\"torn"
+            ),
+        )?;
+        fs::write(
+            path.join(JOURNAL_NAMES[1]),
+            format!(
+                "{{\"seq\":2,\"id\":\"S1__prd\",\"t\":1,\"c\":\"# PRD v1\\n\"}}\n\
+                 {{\"seq\":3,\"id\":\"S1__new\",\"t\":{t},\"c\":\"new\"}}\n"
+            ),
+        )?;
+
+        let journal = open(&path)?;
+        assert_eq!(fs::read_to_string(path.join("S1__prd.md"))?, "# PRD v2\n");
+        assert_eq!(fs::read_to_string(path.join("S1__new.md"))?, "new");
+        assert!(!path.join("S1__old.md").exists());
+        assert!(!path.join(".S1__prd.md.tmp-0123456789abcdef").exists());
+        let modified = fs::metadata(path.join("S1__prd.md"))?.modified()?;
+        assert_eq!(
+            modified.duration_since(SystemTime::UNIX_EPOCH)?.as_millis(),
+            u128::from(t),
+            "the recorded time becomes the file's modification time"
+        );
+        assert!(
+            journal_lines(&path)?.is_empty(),
+            "replayed journals are emptied"
+        );
+
+        // Sequence numbers start again from 1 over empty journals.
+        journal.put(&doc("S1__prd")?, Arc::from("v3"))?;
+        let open_again = open(&path)?;
+        drop(open_again);
+        assert_eq!(fs::read_to_string(path.join("S1__prd.md"))?, "v3");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_id_in_the_journal_is_corruption() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        fs::write(
+            dir.path().join(JOURNAL_NAMES[0]),
+            "{\"seq\":1,\"id\":\"../escape\",\"t\":1,\"c\":\"x\"}\n",
+        )?;
+        let err = open(dir.path()).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("stored data is corrupt: the document journal, document `../escape`")
+        );
+        assert!(!dir.path().join("../escape.md").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_document_leave_the_journals_last_write_in_the_file() -> TestResult
+    {
+        let dir = tempfile::tempdir()?;
+        let journal = Arc::new(open(dir.path())?);
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let journal = Arc::clone(&journal);
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    let id = DocId::parse("shared")
+                        .map_err(|e| StoreError::corrupt("test id", Path::new("."), e))?;
+                    for i in 0..20 {
+                        journal.put(&id, Arc::from(format!("writer {writer} write {i}")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().map_err(|_| "writer panicked")??;
+        }
+        let last = journal_lines(dir.path())?
+            .iter()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .max_by_key(|record| record["seq"].as_u64())
+            .ok_or("no records")?;
+        journal.flush()?;
+        assert_eq!(
+            fs::read_to_string(dir.path().join("shared.md"))?,
+            last["c"].as_str().ok_or("no content")?
+        );
+        Ok(())
+    }
+}
