@@ -31,37 +31,47 @@ pub fn run(args: &GenerateArgs) -> Outcome {
         &mut reporter,
         &progress,
     ) {
-        Ok(project) => match render(&project, &progress) {
-            Ok(rendered) if args.check => check(args, &rendered, &mut reporter),
-            Ok(rendered) => write(args, &project, &rendered, &mut reporter, &progress),
-            Err(e) => {
-                reporter.error(e);
-                Outcome::Failure
+        Ok(project) => {
+            let started = Instant::now();
+            let openapi = bmad2pf_server::openapi_document(&project.bundle);
+            match render(&project, &openapi) {
+                Ok(rendered) => {
+                    progress.phase("render", started.elapsed());
+                    if args.check {
+                        check(args, &rendered, &mut reporter)
+                    } else {
+                        write(args, &project, &rendered, &mut reporter, &progress)
+                    }
+                }
+                Err(e) => {
+                    reporter.error(e);
+                    Outcome::Failure
+                }
             }
-        },
+        }
         Err(outcome) => outcome,
     };
     reporter.finish(outcome)
 }
 
-/// The bundle's files in memory (JSON, schema, graph, prompts, manifest).
-fn render(project: &Project, progress: &Progress) -> Result<RenderedBundle, OutputError> {
-    let started = Instant::now();
-    let openapi = bmad2pf_server::openapi_document(&project.bundle);
-    let rendered = output::render(&BundleContents {
+/// The bundle's files in memory (JSON, schema, graph, prompts, manifest);
+/// prompt files borrow the project's previews.
+fn render<'p>(
+    project: &'p Project,
+    openapi: &'p serde_json::Value,
+) -> Result<RenderedBundle<'p>, OutputError> {
+    output::render(&BundleContents {
         bundle: &project.bundle,
         prompts: &project.prompts,
         runtime_yaml: project.runtime_yaml.as_deref(),
-        openapi: Some(&openapi),
-    })?;
-    progress.phase("render", started.elapsed());
-    Ok(rendered)
+        openapi: Some(openapi),
+    })
 }
 
 fn write(
     args: &GenerateArgs,
     project: &Project,
-    rendered: &RenderedBundle,
+    rendered: &RenderedBundle<'_>,
     reporter: &mut Reporter,
     progress: &Progress,
 ) -> Outcome {
@@ -116,7 +126,7 @@ fn write(
     Outcome::Success
 }
 
-fn check(args: &GenerateArgs, rendered: &RenderedBundle, reporter: &mut Reporter) -> Outcome {
+fn check(args: &GenerateArgs, rendered: &RenderedBundle<'_>, reporter: &mut Reporter) -> Outcome {
     let result = match output::check_rendered(&args.out, rendered) {
         Ok(result) => result,
         Err(e) => {

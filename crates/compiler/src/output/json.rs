@@ -18,11 +18,20 @@ use std::ops::Range;
 /// `value` as pretty JSON with every object's keys sorted (no trailing newline).
 pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    value.serialize(Writer {
-        out: &mut out,
-        indent: 0,
-    })?;
+    write_canonical_at(&mut out, value, 0)?;
     Ok(out)
+}
+
+/// Appends `value` to `out` as [`to_canonical_vec`] writes it, for a value
+/// that will sit `indent` levels deep in a larger document (its inner
+/// lines indented to match), so parts of one document can be written on
+/// different threads and joined afterwards.
+pub fn write_canonical_at<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    indent: usize,
+) -> Result<(), Error> {
+    value.serialize(Writer { out, indent })
 }
 
 /// Writes one value at a nesting depth (`indent` levels of two spaces).

@@ -5,9 +5,9 @@
 //! a bmad2pf bundle that it may replace. It lists every generated file except
 //! itself and `runtime.yaml`, which the user owns once written.
 
+use super::FileBytes;
 use crate::bundle::Bundle;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -36,23 +36,26 @@ pub struct ManifestEntry {
     pub size: u64,
 }
 
+impl ManifestEntry {
+    /// The entry for a file holding `bytes`.
+    pub fn of(bytes: &FileBytes<'_>) -> Self {
+        Self {
+            sha256: bytes.sha256(),
+            size: bytes.len() as u64,
+        }
+    }
+}
+
 impl Manifest {
-    /// Describes `files` (which must not yet contain the manifest itself).
-    pub fn describe(bundle: &Bundle, files: &BTreeMap<String, Vec<u8>>) -> Self {
+    /// The manifest of `bundle`'s files, each already described with
+    /// [`ManifestEntry::of`] (the renderer hashes each file on the thread
+    /// that produced it).
+    pub fn new(bundle: &Bundle, files: BTreeMap<String, ManifestEntry>) -> Self {
         Self {
             generator: bundle.generator.clone(),
             schema_version: bundle.schema_version,
             source_hash: bundle.source_hash.clone(),
-            // Hashing megabytes is the manifest's whole cost: on all cores.
-            files: crate::parallel::map(&files.iter().collect::<Vec<_>>(), |(path, bytes)| {
-                let entry = ManifestEntry {
-                    sha256: hex::encode(Sha256::digest(bytes)),
-                    size: bytes.len() as u64,
-                };
-                ((*path).clone(), entry)
-            })
-            .into_iter()
-            .collect(),
+            files,
         }
     }
 

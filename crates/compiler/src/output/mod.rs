@@ -30,6 +30,7 @@
 //! are written as `%XX` (upper-case hex), so names cannot escape `prompts/`,
 //! cannot be hidden files, and two ids never share a file. See [`prompt_path`].
 
+mod file_bytes;
 mod graph;
 mod json;
 mod manifest;
@@ -37,11 +38,13 @@ mod runtime_defaults;
 mod schema;
 mod swap;
 
+pub use file_bytes::FileBytes;
 pub use graph::{graph, graph_of_flow};
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 pub use runtime_defaults::DEFAULT_RUNTIME_YAML;
 
-use crate::bundle::Bundle;
+use crate::bundle::{AgentSpec, Bundle};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -76,9 +79,11 @@ pub struct BundleContents<'a> {
 /// directory (with `/`). `runtime.yaml` is kept apart: it is not part of the
 /// manifest because the user owns it once written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedBundle {
-    /// Every generated file, `manifest.json` included.
-    pub files: BTreeMap<String, Vec<u8>>,
+pub struct RenderedBundle<'a> {
+    /// Every generated file, `manifest.json` included. Prompt files borrow
+    /// the previews of the [`BundleContents`] they were rendered from
+    /// (megabytes for a large project), other files own their bytes.
+    pub files: BTreeMap<String, FileBytes<'a>>,
     /// What `runtime.yaml` would hold if the output has none.
     pub runtime_yaml: String,
 }
@@ -166,26 +171,71 @@ pub enum OutputError {
 }
 
 /// Produces every file of the bundle in memory.
-pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputError> {
+///
+/// Most of the bytes are per agent (its entry in bundle.json, its prompt
+/// file), so those are rendered and hashed on all cores first; then one
+/// thread hashes bundle.json while the other renders the small files.
+/// bundle.json stays in the pieces it was rendered in and prompt files
+/// borrow the previews of `contents` (see [`FileBytes`]): nothing is copied.
+pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, OutputError> {
     let bundle = contents.bundle;
     check_prompts_match(bundle, contents.prompts)?;
 
-    // bundle.json is most of the bytes: it is written on a second thread
-    // while this one renders everything else.
+    // Both maps have the same keys (checked above), so they pair up in order.
+    let agents: Vec<(usize, &String, &AgentSpec, &'a String)> = bundle
+        .agents
+        .iter()
+        .zip(contents.prompts.values())
+        .enumerate()
+        .map(|(index, ((id, spec), prompt))| (index, id, spec, prompt))
+        .collect();
+    let per_agent = crate::parallel::map_with_state(
+        &agents,
+        Vec::new,
+        |scratch: &mut Vec<u8>, (index, id, spec, prompt)| {
+            let entry = agent_entry(*index, id, spec, scratch)?;
+            let file = FileBytes::from(prompt_file(prompt));
+            let digest = ManifestEntry::of(&file);
+            Ok((entry, file, digest))
+        },
+    )
+    .into_iter()
+    .collect::<Result<Vec<_>, OutputError>>()?;
+
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(per_agent.len());
+    let mut files: BTreeMap<String, FileBytes<'a>> = BTreeMap::new();
+    let mut digests: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+    for (id, (entry, file, digest)) in bundle.agents.keys().zip(per_agent) {
+        let path = prompt_path(id);
+        entries.push(entry);
+        digests.insert(path.clone(), digest);
+        files.insert(path, file);
+    }
+
     let (others, bundle_json) = std::thread::scope(|scope| {
-        let bundle_json = scope.spawn(|| canonical_json(&BundleInKeyOrder(bundle), BUNDLE_FILE));
+        let bundle_json = scope.spawn(|| {
+            let bytes = bundle_json(bundle, entries)?;
+            let digest = ManifestEntry::of(&bytes);
+            Ok::<_, OutputError>((bytes, digest))
+        });
         let others = render_others(contents);
         match bundle_json.join() {
             Ok(bundle_json) => (others, bundle_json),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     });
-    let mut files = others?;
-    files.insert(BUNDLE_FILE.into(), bundle_json?);
-    let manifest = Manifest::describe(bundle, &files);
+    let (bundle_json, digest) = bundle_json?;
+    digests.insert(BUNDLE_FILE.into(), digest);
+    files.insert(BUNDLE_FILE.into(), bundle_json);
+    for (path, bytes) in others? {
+        let bytes = FileBytes::from(bytes);
+        digests.insert(path.clone(), ManifestEntry::of(&bytes));
+        files.insert(path, bytes);
+    }
+    let manifest = Manifest::new(bundle, digests);
     files.insert(
         MANIFEST_FILE.into(),
-        canonical_json(&manifest, MANIFEST_FILE)?,
+        canonical_json(&manifest, MANIFEST_FILE)?.into(),
     );
 
     Ok(RenderedBundle {
@@ -197,18 +247,75 @@ pub fn render(contents: &BundleContents<'_>) -> Result<RenderedBundle, OutputErr
     })
 }
 
-/// The bundle with its top-level fields in key order. The canonical JSON
-/// writer sorts any object whose keys come out of order by writing it
-/// again; for the top level that would mean copying all of bundle.json
-/// once more, so the fields are handed to it sorted. The pattern below
-/// names every field: a new one does not compile until it is placed here.
-struct BundleInKeyOrder<'a>(&'a Bundle);
+/// How bundle.json starts: its first key is `agents` (keys are sorted).
+const AGENTS_OPEN: &[u8] = b"{\n  \"agents\": {";
+/// Depth of an agent's value in bundle.json (`{"agents": {"<id>": HERE}}`).
+const AGENT_DEPTH: usize = 2;
 
-impl serde::Serialize for BundleInKeyOrder<'_> {
+/// Agent number `index`'s entry in bundle.json's `agents` object, as it
+/// appears there: a comma unless it is the first, then `"<id>": <value>`
+/// on a new line. `scratch` is written first and the result copied out at
+/// its exact size, so one growing buffer per thread is reused instead of
+/// each agent's text growing from empty.
+fn agent_entry(
+    index: usize,
+    id: &str,
+    spec: &AgentSpec,
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<u8>, OutputError> {
+    scratch.clear();
+    if index > 0 {
+        scratch.push(b',');
+    }
+    scratch.extend_from_slice(b"\n    ");
+    serde_json::to_writer(&mut *scratch, id)
+        .and_then(|()| {
+            scratch.extend_from_slice(b": ");
+            json::write_canonical_at(scratch, spec, AGENT_DEPTH)
+        })
+        .map_err(|e| serialise_error(BUNDLE_FILE, &e))?;
+    Ok(scratch.clone())
+}
+
+/// bundle.json as pieces: the opening up to the `agents` object, each
+/// agent's entry ([`agent_entry`], in key order), then the rest of the
+/// document, which is the canonical JSON of the bundle with no agents cut
+/// after its `"agents": {`.
+fn bundle_json(
+    bundle: &Bundle,
+    agent_entries: Vec<Vec<u8>>,
+) -> Result<FileBytes<'static>, OutputError> {
+    let skeleton = canonical_json(&TopLevelFields(bundle), BUNDLE_FILE)?;
+    if agent_entries.is_empty() {
+        return Ok(skeleton.into());
+    }
+    let Some(rest) = skeleton.strip_prefix(AGENTS_OPEN) else {
+        return Err(OutputError::Serialise {
+            file: BUNDLE_FILE,
+            message: "the agents are not its first field".into(),
+        });
+    };
+    let mut tail = b"\n  ".to_vec();
+    tail.extend_from_slice(rest);
+    let mut pieces: Vec<Cow<'static, [u8]>> = Vec::with_capacity(agent_entries.len() + 2);
+    pieces.push(Cow::Borrowed(AGENTS_OPEN));
+    pieces.extend(agent_entries.into_iter().map(Cow::Owned));
+    pieces.push(Cow::Owned(tail));
+    Ok(FileBytes::from_pieces(pieces))
+}
+
+/// The bundle with its top-level fields in key order and no agents (they
+/// are rendered separately, see [`bundle_json`]). The canonical JSON writer
+/// would sort the fields anyway, by writing them again; handing them over
+/// sorted avoids that. The pattern below names every field: a new one does
+/// not compile until it is placed here.
+struct TopLevelFields<'a>(&'a Bundle);
+
+impl serde::Serialize for TopLevelFields<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let Bundle {
-            agents,
+            agents: _,
             flows,
             generator,
             layout,
@@ -216,8 +323,9 @@ impl serde::Serialize for BundleInKeyOrder<'_> {
             source_hash,
             tools,
         } = self.0;
+        let no_agents: BTreeMap<String, AgentSpec> = BTreeMap::new();
         let mut fields = serializer.serialize_struct("Bundle", 7)?;
-        fields.serialize_field("agents", agents)?;
+        fields.serialize_field("agents", &no_agents)?;
         fields.serialize_field("flows", flows)?;
         fields.serialize_field("generator", generator)?;
         fields.serialize_field("layout", layout)?;
@@ -228,24 +336,33 @@ impl serde::Serialize for BundleInKeyOrder<'_> {
     }
 }
 
-/// Every file except bundle.json and the manifest.
-fn render_others(contents: &BundleContents<'_>) -> Result<BTreeMap<String, Vec<u8>>, OutputError> {
-    let bundle = contents.bundle;
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    files.insert(
-        SCHEMA_FILE.into(),
-        canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
-    );
-    files.insert(GRAPH_FILE.into(), graph(bundle).into_bytes());
-    if let Some(openapi) = contents.openapi {
-        files.insert(OPENAPI_FILE.into(), canonical_json(openapi, OPENAPI_FILE)?);
+/// An agent's prompt file: the preview itself (borrowed), with a line
+/// break added when it does not end with one.
+fn prompt_file(text: &str) -> Cow<'_, [u8]> {
+    if text.ends_with('\n') {
+        Cow::Borrowed(text.as_bytes())
+    } else {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'\n');
+        Cow::Owned(bytes)
     }
-    for (id, text) in contents.prompts {
-        let mut text = text.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        files.insert(prompt_path(id), text.into_bytes());
+}
+
+/// The small files: schema, graph and OpenAPI document.
+fn render_others(contents: &BundleContents<'_>) -> Result<Vec<(String, Vec<u8>)>, OutputError> {
+    let mut files = vec![
+        (
+            SCHEMA_FILE.to_string(),
+            canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
+        ),
+        (GRAPH_FILE.to_string(), graph(contents.bundle).into_bytes()),
+    ];
+    if let Some(openapi) = contents.openapi {
+        files.push((
+            OPENAPI_FILE.to_string(),
+            canonical_json(openapi, OPENAPI_FILE)?,
+        ));
     }
     Ok(files)
 }
@@ -262,7 +379,7 @@ pub fn write_bundle(
 /// [`write_bundle`] for a bundle already rendered (lets a caller time the two steps).
 pub fn write_rendered(
     out_dir: &Path,
-    rendered: &RenderedBundle,
+    rendered: &RenderedBundle<'_>,
 ) -> Result<WriteReport, OutputError> {
     swap::replace_dir(out_dir, rendered)
 }
@@ -276,7 +393,7 @@ pub fn check(out_dir: &Path, contents: &BundleContents<'_>) -> Result<CheckResul
 /// [`check`] for a bundle already rendered.
 pub fn check_rendered(
     out_dir: &Path,
-    rendered: &RenderedBundle,
+    rendered: &RenderedBundle<'_>,
 ) -> Result<CheckResult, OutputError> {
     swap::compare_dir(out_dir, rendered)
 }
@@ -344,12 +461,16 @@ fn canonical_json<T: serde::Serialize + ?Sized>(
     value: &T,
     file: &'static str,
 ) -> Result<Vec<u8>, OutputError> {
-    let mut bytes = json::to_canonical_vec(value).map_err(|e| OutputError::Serialise {
-        file,
-        message: e.to_string(),
-    })?;
+    let mut bytes = json::to_canonical_vec(value).map_err(|e| serialise_error(file, &e))?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+fn serialise_error(file: &'static str, e: &serde_json::Error) -> OutputError {
+    OutputError::Serialise {
+        file,
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]

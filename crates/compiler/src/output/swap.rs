@@ -23,7 +23,9 @@
 //! new one possibly under its temporary name, and `generate` recreates it.
 
 use super::manifest::Manifest;
-use super::{CheckResult, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport};
+use super::{
+    CheckResult, FileBytes, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport,
+};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -33,7 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Replaces `out_dir` with the rendered bundle (see the module docs).
 pub(super) fn replace_dir(
     out_dir: &Path,
-    rendered: &RenderedBundle,
+    rendered: &RenderedBundle<'_>,
 ) -> Result<WriteReport, OutputError> {
     let target = Target::inspect(out_dir)?;
     let existing = if target.exists {
@@ -42,6 +44,7 @@ pub(super) fn replace_dir(
         Existing::absent(rendered)
     };
     let existing_runtime = target.path.join(RUNTIME_FILE);
+    let runtime_yaml = FileBytes::from(rendered.runtime_yaml.as_bytes());
     let runtime_written = !(target.exists && existing_runtime.is_file());
     let report = |reused| WriteReport {
         out_dir: target.path.clone(),
@@ -71,7 +74,7 @@ pub(super) fn replace_dir(
     if runtime_written {
         files.push(StagedFile {
             rel: RUNTIME_FILE,
-            bytes: rendered.runtime_yaml.as_bytes(),
+            bytes: &runtime_yaml,
             same_as_previous: false,
         });
     } else {
@@ -86,7 +89,7 @@ pub(super) fn replace_dir(
 /// Compares the rendered bundle with `out_dir` without writing anything.
 pub(super) fn compare_dir(
     out_dir: &Path,
-    rendered: &RenderedBundle,
+    rendered: &RenderedBundle<'_>,
 ) -> Result<CheckResult, OutputError> {
     let existing = match fs::metadata(out_dir) {
         Ok(meta) if meta.is_dir() => Existing::read(out_dir, rendered)?,
@@ -152,9 +155,9 @@ struct Existing {
 impl Existing {
     /// Reads `dir`, comparing every rendered file with its namesake on disk
     /// (on all cores: this is most of the work of an unchanged regeneration).
-    fn read(dir: &Path, rendered: &RenderedBundle) -> Result<Self, OutputError> {
+    fn read(dir: &Path, rendered: &RenderedBundle<'_>) -> Result<Self, OutputError> {
         let listing = Listing::read(dir)?;
-        let files: Vec<(&String, &Vec<u8>)> = rendered.files.iter().collect();
+        let files: Vec<(&String, &FileBytes<'_>)> = rendered.files.iter().collect();
         let matches = crate::parallel::map_with_state(
             &files,
             || vec![0u8; COMPARE_CHUNK],
@@ -183,7 +186,7 @@ impl Existing {
     }
 
     /// An output directory that does not exist yet.
-    fn absent(rendered: &RenderedBundle) -> Self {
+    fn absent(rendered: &RenderedBundle<'_>) -> Self {
         Self {
             matches: rendered.files.iter().map(|_| FileMatch::Missing).collect(),
             stale: Vec::new(),
@@ -206,7 +209,7 @@ const COMPARE_CHUNK: usize = 64 * 1024;
 
 /// Compares the file at `path` with `expected`: size first, then the bytes
 /// chunk by chunk, so a changed file is usually told apart without reading it.
-fn compare_file(path: &Path, expected: &[u8], buffer: &mut [u8]) -> FileMatch {
+fn compare_file(path: &Path, expected: &FileBytes<'_>, buffer: &mut [u8]) -> FileMatch {
     let mut file = match fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileMatch::Missing,
@@ -217,7 +220,7 @@ fn compare_file(path: &Path, expected: &[u8], buffer: &mut [u8]) -> FileMatch {
         Ok(_) => return FileMatch::Changed,
         Err(e) => return FileMatch::Unreadable(e),
     }
-    let mut rest = expected;
+    let mut rest = expected.reader();
     loop {
         let read = match file.read(buffer) {
             Ok(read) => read,
@@ -225,24 +228,23 @@ fn compare_file(path: &Path, expected: &[u8], buffer: &mut [u8]) -> FileMatch {
             Err(e) => return FileMatch::Unreadable(e),
         };
         if read == 0 {
-            return if rest.is_empty() {
+            return if rest.is_at_end() {
                 FileMatch::Same
             } else {
                 FileMatch::Changed
             };
         }
-        // The file grew since it was measured: longer than expected.
-        if read > rest.len() || buffer[..read] != rest[..read] {
+        // Also false when the file grew since it was measured.
+        if !rest.take_equal(&buffer[..read]) {
             return FileMatch::Changed;
         }
-        rest = &rest[read..];
     }
 }
 
 /// One file to put into the staging directory.
 struct StagedFile<'a> {
     rel: &'a str,
-    bytes: &'a [u8],
+    bytes: &'a FileBytes<'a>,
     /// The previous bundle has this file with these bytes: link, don't write.
     same_as_previous: bool,
 }
@@ -466,14 +468,14 @@ fn run_parallel<T: Sync>(
 /// Puts one file at `path`: a hard link to `same_old` (a previous file
 /// known to hold these bytes; returns `true`), else a fresh file (fsync'd
 /// here when [`durability::SYNC_EACH_FILE`]).
-fn place(path: &Path, same_old: Option<&Path>, bytes: &[u8]) -> Result<bool, OutputError> {
+fn place(path: &Path, same_old: Option<&Path>, bytes: &FileBytes<'_>) -> Result<bool, OutputError> {
     if let Some(old) = same_old
         && fs::hard_link(old, path).is_ok()
     {
         return Ok(true);
     }
     let mut file = fs::File::create(path).map_err(|e| io("cannot create", path, e))?;
-    file.write_all(bytes)
+    write_pieces(&mut file, bytes)
         .and_then(|()| {
             if durability::SYNC_EACH_FILE {
                 file.sync_all()
@@ -484,6 +486,22 @@ fn place(path: &Path, same_old: Option<&Path>, bytes: &[u8]) -> Result<bool, Out
         .map_err(|e| io("cannot write", path, e))?;
     Ok(false)
 }
+
+/// Writes a file's pieces; many small ones (bundle.json's agents) go out
+/// through a buffer, in few writes.
+fn write_pieces(file: &mut fs::File, bytes: &FileBytes<'_>) -> std::io::Result<()> {
+    if bytes.pieces().nth(1).is_none() {
+        return bytes.pieces().try_for_each(|piece| file.write_all(piece));
+    }
+    let mut writer = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    bytes
+        .pieces()
+        .try_for_each(|piece| writer.write_all(piece))?;
+    writer.flush()
+}
+
+/// Buffer for writing one file made of many pieces.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 /// How the staged bundle reaches the disk before it is swapped in.
 ///

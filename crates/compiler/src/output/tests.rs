@@ -125,7 +125,7 @@ fn json_files_are_pretty_sorted_and_end_with_a_newline() -> TestResult {
     let bundle = sample_bundle();
     let prompts = prompts_for(&bundle);
     let rendered = render(&contents(&bundle, &prompts))?;
-    let text = String::from_utf8(rendered.files[BUNDLE_FILE].clone())?;
+    let text = String::from_utf8(rendered.files[BUNDLE_FILE].to_vec())?;
     assert!(text.starts_with("{\n  \"agents\": {"), "{}", &text[..40]);
     assert!(text.ends_with("}\n"));
     let keys: Vec<&str> = text
@@ -145,7 +145,8 @@ fn rendering_is_deterministic() -> TestResult {
     let bundle = sample_bundle();
     let prompts = prompts_for(&bundle);
     let first = render(&contents(&bundle, &prompts))?;
-    let second = render(&contents(&bundle.clone(), &prompts.clone()))?;
+    let (bundle_copy, prompts_copy) = (bundle.clone(), prompts.clone());
+    let second = render(&contents(&bundle_copy, &prompts_copy))?;
     assert_eq!(first, second);
     Ok(())
 }
@@ -155,8 +156,9 @@ fn schema_accepts_the_bundle_and_rejects_unknown_fields() -> TestResult {
     let bundle = sample_bundle();
     let prompts = prompts_for(&bundle);
     let rendered = render(&contents(&bundle, &prompts))?;
-    let schema: serde_json::Value = serde_json::from_slice(&rendered.files[SCHEMA_FILE])?;
-    let mut instance: serde_json::Value = serde_json::from_slice(&rendered.files[BUNDLE_FILE])?;
+    let schema: serde_json::Value = serde_json::from_slice(&rendered.files[SCHEMA_FILE].to_vec())?;
+    let mut instance: serde_json::Value =
+        serde_json::from_slice(&rendered.files[BUNDLE_FILE].to_vec())?;
     let validator = jsonschema::validator_for(&schema)?;
     assert!(validator.is_valid(&instance));
     instance["agents"]["pm"]["tols"] = serde_json::json!([]);
@@ -173,7 +175,7 @@ fn manifest_lists_every_other_file_with_its_digest() -> TestResult {
         openapi: Some(&openapi),
         ..contents(&bundle, &prompts)
     })?;
-    let manifest: Manifest = serde_json::from_slice(&rendered.files[MANIFEST_FILE])?;
+    let manifest: Manifest = serde_json::from_slice(&rendered.files[MANIFEST_FILE].to_vec())?;
     let listed: Vec<&String> = manifest.files.keys().collect();
     let produced: Vec<&String> = rendered
         .files
@@ -188,7 +190,7 @@ fn manifest_lists_every_other_file_with_its_digest() -> TestResult {
     assert_eq!(graph_entry.size, graph_bytes.len() as u64);
     assert_eq!(
         graph_entry.sha256,
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(graph_bytes))
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(graph_bytes.to_vec()))
     );
     assert_eq!(manifest.source_hash, "abc123");
     Ok(())
@@ -406,7 +408,7 @@ fn a_failed_write_leaves_the_previous_bundle_untouched() -> TestResult {
     let mut broken = render(&contents(&bundle, &prompts))?;
     broken
         .files
-        .insert("prompts/pm.md/inner.md".into(), b"x".to_vec());
+        .insert("prompts/pm.md/inner.md".into(), b"x".to_vec().into());
     let result = swap::replace_dir(&out, &broken);
     assert!(matches!(result, Err(OutputError::Io { .. })), "{result:?}");
     assert_eq!(snapshot(&out), before);
@@ -546,15 +548,26 @@ fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
             checklist: None,
         });
     }
-    let prompts = prompts_for(&bundle);
-    let rendered = render(&contents(&bundle, &prompts))?;
-    let mut tree = serde_json::to_value(&bundle)?;
-    sort(&mut tree);
-    let mut expected = serde_json::to_vec_pretty(&tree)?;
-    expected.push(b'\n');
-    assert_eq!(
-        String::from_utf8_lossy(&rendered.files[BUNDLE_FILE]),
-        String::from_utf8_lossy(&expected)
-    );
+    // Agents are rendered on all cores above a few dozen; none at all
+    // leaves bundle.json with an empty `agents` object.
+    let mut many = bundle.clone();
+    for n in 0..40 {
+        let id = format!("extra-{n:02}");
+        many.agents.insert(id.clone(), agent(&id, n % 2 == 0));
+    }
+    let mut none = bundle.clone();
+    none.agents.clear();
+    for bundle in [bundle, many, none] {
+        let prompts = prompts_for(&bundle);
+        let rendered = render(&contents(&bundle, &prompts))?;
+        let mut tree = serde_json::to_value(&bundle)?;
+        sort(&mut tree);
+        let mut expected = serde_json::to_vec_pretty(&tree)?;
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&rendered.files[BUNDLE_FILE].to_vec()),
+            String::from_utf8_lossy(&expected)
+        );
+    }
     Ok(())
 }
