@@ -1,40 +1,31 @@
 //! The document store's write-ahead journal: a document write is made
-//! durable by appending it to a journal file, with one `fdatasync` shared by
-//! every concurrent writer, instead of creating, flushing and renaming a
-//! file of its own while the writer waits.
+//! durable by a record in the store's [`Journal`] (one `fdatasync` shared
+//! by every concurrent writer) instead of by creating, flushing and
+//! renaming a file of its own while the writer waits.
 //!
-//! A write (put or delete), under the journal's lock, appends a record
-//! carrying the whole content to the active journal file and enters it in
-//! an in-memory table of *unapplied* writes; after the lock it waits until
-//! the record is durable (group commit, see [`group_sync`](super::group_sync))
-//! and is answered. Readers look in the table first, then at the document
-//! files, so they see every write at once.
+//! A write (put or delete), under the store's lock, appends a record
+//! carrying the whole content to the journal and enters it in an in-memory
+//! table of *unapplied* writes; after the lock it waits until the record is
+//! durable and is answered. Readers look in the table first, then at the
+//! document files, so they see every write at once.
 //!
-//! A background thread *applies* the table to the files: each document's
-//! latest write becomes its file (a temporary file renamed over it, with the
-//! write's time as modification time; a delete removes it), then leaves the
-//! table. Many writes of one document between two passes cost one file.
-//! The table is bounded ([`MAX_UNAPPLIED_BYTES`]): when the files fall that
-//! far behind, writers wait for the thread.
+//! The journal's background thread ([`JournalThread`]) *applies* the table
+//! to the files: each document's latest write becomes its file (a temporary
+//! file renamed over it, with the write's time as modification time; a
+//! delete removes it), then leaves the table. Many writes of one document
+//! between two passes cost one file. The table is bounded
+//! ([`MAX_UNAPPLIED_BYTES`]): when the files fall that far behind, writers
+//! wait for the thread. A checkpoint applies everything first, so the
+//! records it retires are all in files (see [`journal`](super::journal)).
 //!
-//! *Checkpoints* retire journal records. Two journal files take turns: a
-//! checkpoint points new writes at the empty one, applies everything
-//! unapplied (which includes every record of the other), flushes the
-//! filesystem ([`flush_filesystem`]) so those files are durable, and empties
-//! the other journal. The thread checkpoints when the active journal passes
-//! [`CHECKPOINT_BYTES`] and about once a second while it holds records;
-//! `flush` (on shutdown) and closing the store retire both journals.
-//!
-//! On open, records left in the journals (a crash, a failed flush) are
+//! On open, records left in the journal (a crash, a failed flush) are
 //! replayed: each document's last write is applied, the filesystem is
-//! flushed and both journals are emptied. Leftover temporary files are
-//! removed first. A torn last line is a write that was never acknowledged
-//! and is ignored (see [`jsonl`](super::jsonl)).
+//! flushed and the journal emptied. Leftover temporary files are removed
+//! first. A torn last line is a write that was never acknowledged and is
+//! ignored (see [`jsonl`](super::jsonl)).
 //!
-//! Files, in the document directory: `.journal-0.jsonl` and
-//! `.journal-1.jsonl`, one record per line,
-//! `{"seq": 12, "id": "S1__prd", "t": <unix ms>, "c": "<content>"}`; a
-//! deletion has no `c`. `seq` orders the records of both files.
+//! Records: `{"seq": 12, "id": "S1__prd", "t": <unix ms>, "c": "<content>"}`;
+//! a deletion has no `c`.
 //!
 //! A write whose journal `fdatasync` fails is reported as failed, but it
 //! was already visible and may still reach the files; after such a failure
@@ -47,27 +38,20 @@ use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::files::{
     DurableDir, SYNC_EACH_FILE, flush_filesystem, is_temp_name, now_ms, rename_into, write_temp,
 };
-use super::jsonl::{JsonlLog, settle};
+use super::journal::{Journal, JournalThread, JournalWork, Wakeup, lock};
+use super::jsonl::settle;
 use super::{DocId, StoreError};
 
-/// The two journal files, in the document directory (a leading dot keeps
-/// them out of listings; no document id starts with one).
-const JOURNAL_NAMES: [&str; 2] = [".journal-0.jsonl", ".journal-1.jsonl"];
-
-/// Size of the active journal that makes the thread checkpoint at once
-/// rather than at its next tick.
-const CHECKPOINT_BYTES: u64 = 8 << 20;
-
-/// How often the thread checkpoints a journal that holds records.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a writer waiting for room waits before it looks again.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// How much unapplied content may wait in memory before writers wait for
 /// the files to catch up.
@@ -76,7 +60,7 @@ const MAX_UNAPPLIED_BYTES: usize = 64 << 20;
 /// One line of a journal (see the module docs).
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalRecord<'a> {
-    /// Order of the write among all writes of both journal files.
+    /// Order of the write among all writes in the journal.
     seq: u64,
     /// The document id.
     id: Cow<'a, str>,
@@ -102,23 +86,19 @@ pub(crate) struct UnappliedWrite {
 #[derive(Debug)]
 pub(crate) struct DocJournal {
     dir: Arc<DurableDir>,
+    /// Lock order: `state`, then the journal's own locks.
     state: Mutex<JournalState>,
-    /// The two journal files. Lock order: `state`, then a log.
-    logs: [Mutex<JsonlLog>; 2],
-    /// Wakes the background thread (with `state`).
-    work: Condvar,
+    journal: Arc<Journal>,
+    /// Wakes the background thread when a write comes in.
+    wakeup: Wakeup,
     /// Wakes writers waiting for room in the unapplied table (with `state`).
     room: Condvar,
-    /// One applier at a time: the thread, `flush`, closing.
+    /// One applier at a time: the thread, `flush`.
     applying: Mutex<()>,
 }
 
 #[derive(Debug)]
 struct JournalState {
-    /// Index in `logs` of the journal that takes writes.
-    active: usize,
-    /// `seq` of the next record.
-    next_seq: u64,
     /// Journaled writes not yet applied to the files, by document.
     unapplied: HashMap<DocId, UnappliedWrite>,
     /// Content bytes in `unapplied`.
@@ -126,12 +106,6 @@ struct JournalState {
     /// Why applying or checkpointing last failed, until it next succeeds
     /// (reported by `health`, and to writers waiting for room).
     failure: Option<String>,
-    /// The store is closing: the thread stops.
-    closed: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The file of document `id`.
@@ -141,39 +115,22 @@ pub(crate) fn file_name(id: &DocId) -> String {
 
 impl DocJournal {
     /// Opens the journal of `dir` (blocking): removes leftover temporary
-    /// files and replays what the journals still hold (see the module docs).
-    pub(crate) fn open(dir: Arc<DurableDir>) -> Result<Self, StoreError> {
+    /// files and replays what the journal still holds (see the module docs).
+    fn open(dir: Arc<DurableDir>, wakeup: Wakeup) -> Result<Self, StoreError> {
         remove_temp_files(dir.path())?;
-        let load = |name: &str| {
-            JsonlLog::load::<JournalRecord<'static>>(
-                Arc::clone(&dir),
-                name.to_string(),
-                "the document journal".to_string(),
-            )
-        };
-        let (first, mut records) = load(JOURNAL_NAMES[0])?;
-        let (second, more) = load(JOURNAL_NAMES[1])?;
-        records.extend(more);
+        let (journal, records) =
+            Journal::open::<JournalRecord<'static>>(Arc::clone(&dir), "the document journal")?;
         replay(dir.path(), records)?;
-        let mut logs = [first, second];
-        for log in &mut logs {
-            if log.lines() > 0 {
-                log.rewrite::<JournalRecord<'_>>(&[])?;
-            }
-        }
-        let [first, second] = logs;
+        journal.clear()?;
         Ok(Self {
             dir,
             state: Mutex::new(JournalState {
-                active: 0,
-                next_seq: 1,
                 unapplied: HashMap::new(),
                 unapplied_bytes: 0,
                 failure: None,
-                closed: false,
             }),
-            logs: [Mutex::new(first), Mutex::new(second)],
-            work: Condvar::new(),
+            journal: Arc::new(journal),
+            wakeup,
             room: Condvar::new(),
             applying: Mutex::new(()),
         })
@@ -192,7 +149,7 @@ impl DocJournal {
             }
             state = self
                 .room
-                .wait_timeout(state, CHECKPOINT_INTERVAL)
+                .wait_timeout(state, ROOM_WAIT)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -236,18 +193,13 @@ impl DocJournal {
         id: &DocId,
         content: Option<Arc<str>>,
     ) -> Result<(), StoreError> {
-        let seq = state.next_seq;
         let modified = now_ms();
-        let mut log = lock(&self.logs[state.active]);
-        log.append(&[JournalRecord {
+        let (seq, pending) = self.journal.append(|seq| JournalRecord {
             seq,
             id: Cow::Borrowed(id.as_str()),
             t: modified,
             c: content.as_deref().map(Cow::Borrowed),
-        }])?;
-        let pending = log.take_pending();
-        drop(log);
-        state.next_seq += 1;
+        })?;
         state.unapplied_bytes += content.as_ref().map_or(0, |c| c.len());
         let write = UnappliedWrite {
             seq,
@@ -258,7 +210,7 @@ impl DocJournal {
             state.unapplied_bytes -= replaced.content.map_or(0, |c| c.len());
         }
         drop(state);
-        self.work.notify_one();
+        self.wakeup.wake();
         settle(Ok(()), pending)
     }
 
@@ -313,40 +265,13 @@ impl DocJournal {
         result
     }
 
-    /// Retires the journal that does not take writes (see the module docs),
-    /// switching first when it is empty. Blocking; the caller holds
-    /// `applying`.
-    fn checkpoint(&self) -> Result<(), StoreError> {
-        let retiring = {
-            let mut state = lock(&self.state);
-            let inactive = 1 - state.active;
-            if lock(&self.logs[inactive]).lines() == 0 {
-                if lock(&self.logs[state.active]).lines() == 0 {
-                    return Ok(());
-                }
-                state.active = inactive;
-            }
-            1 - state.active
-        };
-        // Every record of the retiring journal is applied now or by this
-        // pass; the flush makes those files durable, after which the records
-        // are no longer needed.
-        self.apply_unapplied()?;
-        flush_filesystem(self.dir.path())
-            .map_err(|err| StoreError::io("flush the document directory", self.dir.path(), &err))?;
-        lock(&self.logs[retiring]).rewrite::<JournalRecord<'_>>(&[])
-    }
-
-    /// Applies every write made so far and retires both journals: the
+    /// Applies every write made so far and retires the journal: the
     /// document files alone hold everything, durably. Blocking.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let _applier = lock(&self.applying);
         let result = self
             .apply_unapplied()
-            // The first checkpoint retires the inactive journal (or switches
-            // and retires the active one), the second whatever is left.
-            .and_then(|()| self.checkpoint())
-            .and_then(|()| self.checkpoint());
+            .and_then(|()| self.journal.checkpoint_all(|| self.apply_unapplied()));
         self.record_outcome(&result);
         result
     }
@@ -362,53 +287,18 @@ impl DocJournal {
             self.room.notify_all();
         }
     }
+}
 
-    /// The background thread: applies writes as they come and checkpoints
-    /// (see the module docs), until [`DocJournal::close`].
-    fn background_loop(&self) {
-        let mut last_checkpoint = Instant::now();
-        let mut state = lock(&self.state);
-        while !state.closed {
-            let checkpoint_due = last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
-                || lock(&self.logs[state.active]).bytes() >= CHECKPOINT_BYTES;
-            if state.unapplied.is_empty() && !checkpoint_due {
-                let wait = CHECKPOINT_INTERVAL.saturating_sub(last_checkpoint.elapsed());
-                state = self
-                    .work
-                    .wait_timeout(state, wait)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-                continue;
-            }
-            drop(state);
-            let applier = lock(&self.applying);
-            let result = if checkpoint_due {
-                last_checkpoint = Instant::now();
-                self.checkpoint()
-            } else {
-                self.apply_unapplied()
-            };
-            drop(applier);
-            self.record_outcome(&result);
-            if let Err(error) = result {
-                tracing::error!(%error, "document journal: applying writes failed; retrying in a second");
-                state = lock(&self.state);
-                if !state.closed {
-                    state = self
-                        .work
-                        .wait_timeout(state, CHECKPOINT_INTERVAL)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                continue;
-            }
-            state = lock(&self.state);
-        }
-    }
-
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.work.notify_all();
+impl JournalWork for DocJournal {
+    fn pass(&self, checkpoint: bool) -> Result<(), StoreError> {
+        let _applier = lock(&self.applying);
+        let result = if checkpoint {
+            self.journal.checkpoint(|| self.apply_unapplied())
+        } else {
+            self.apply_unapplied()
+        };
+        self.record_outcome(&result);
+        result
     }
 }
 
@@ -417,7 +307,7 @@ impl DocJournal {
 #[derive(Debug)]
 pub(crate) struct RunningJournal {
     journal: Arc<DocJournal>,
-    thread: Option<JoinHandle<()>>,
+    thread: JournalThread,
 }
 
 impl RunningJournal {
@@ -425,16 +315,15 @@ impl RunningJournal {
     /// thread. Blocking.
     pub(crate) fn start(dir: Arc<DurableDir>) -> Result<Self, StoreError> {
         let path = dir.path().to_path_buf();
-        let journal = Arc::new(DocJournal::open(dir)?);
-        let background = Arc::clone(&journal);
-        let thread = std::thread::Builder::new()
-            .name("bmad2pf-doc-journal".into())
-            .spawn(move || background.background_loop())
-            .map_err(|err| StoreError::io("start the document journal's thread", &path, &err))?;
-        Ok(Self {
-            journal,
-            thread: Some(thread),
-        })
+        let wakeup = JournalThread::wakeup();
+        let journal = Arc::new(DocJournal::open(dir, wakeup.clone())?);
+        let work: Arc<dyn JournalWork> = Arc::clone(&journal) as _;
+        let thread =
+            JournalThread::start("bmad2pf-docs", &wakeup, Arc::clone(&journal.journal), work)
+                .map_err(|err| {
+                    StoreError::io("start the document journal's thread", &path, &err)
+                })?;
+        Ok(Self { journal, thread })
     }
 
     pub(crate) fn journal(&self) -> &Arc<DocJournal> {
@@ -444,10 +333,7 @@ impl RunningJournal {
 
 impl Drop for RunningJournal {
     fn drop(&mut self) {
-        self.journal.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.thread.stop();
         if let Err(error) = self.journal.flush() {
             tracing::error!(%error, "document journal: the last flush failed; the next start replays the journal");
         }
@@ -534,15 +420,17 @@ fn replay(dir: &Path, records: Vec<JournalRecord<'static>>) -> Result<(), StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::journal::JOURNAL_NAMES;
     use std::path::PathBuf;
-    use std::time::SystemTime;
+    use std::time::{Instant, SystemTime};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     fn open(dir: &Path) -> Result<DocJournal, Box<dyn std::error::Error>> {
-        Ok(DocJournal::open(Arc::new(DurableDir::open(
-            dir.to_path_buf(),
-        )?))?)
+        Ok(DocJournal::open(
+            Arc::new(DurableDir::open(dir.to_path_buf())?),
+            JournalThread::wakeup(),
+        )?)
     }
 
     fn journal_lines(dir: &Path) -> Result<Vec<String>, io::Error> {
@@ -601,7 +489,7 @@ mod tests {
         let journal = open(dir.path())?;
         journal.put(&doc("a")?, Arc::from("1"))?;
         // A checkpoint switches: the next write lands in the other file.
-        journal.checkpoint()?;
+        journal.pass(true)?;
         journal.put(&doc("b")?, Arc::from("2"))?;
         let sizes: Vec<u64> = JOURNAL_NAMES
             .iter()

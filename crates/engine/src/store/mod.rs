@@ -32,6 +32,7 @@ mod error;
 mod files;
 mod group_sync;
 pub mod ids;
+mod journal;
 mod jsonl;
 mod memory_file;
 mod redis_connection;
