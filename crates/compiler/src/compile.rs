@@ -30,8 +30,8 @@ pub struct Compilation {
     /// The source runtime.yaml text, when there is one (`generate` copies
     /// it into the output only when the output has none).
     pub runtime_yaml: Option<String>,
-    /// How long each phase took, in order: `load` (read and hash every
-    /// file), `read` (parse, resolve and check), `runtime` (runtime.yaml),
+    /// How long each phase took, in order: `load` (read every file), `read`
+    /// (parse, resolve and check, and hash the sources), `runtime` (runtime.yaml),
     /// and `prompts` when previews were asked for.
     pub phases: Vec<(&'static str, Duration)>,
     /// Agent id → prompt preview (`prompts/<id>.md`, see
@@ -87,7 +87,17 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     phases.push(("load", started.elapsed()));
 
     let started = Instant::now();
-    let (layout, parts) = read_layout(&files, &shown, options.previews, &mut diags);
+    // The source hash is one sha256 stream, so it cannot be split: it runs
+    // on a thread of its own beside the parsing (which spreads over the
+    // cores itself) instead of before it.
+    let (source_hash, (layout, parts)) = std::thread::scope(|scope| {
+        let source_hash = scope.spawn(|| files.hash());
+        let read = read_layout(&files, &shown, options.previews, &mut diags);
+        match source_hash.join() {
+            Ok(source_hash) => (source_hash, read),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     phases.push(("read", started.elapsed()));
 
     let started = Instant::now();
@@ -104,7 +114,7 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
         (Some(layout), false) => Some(Bundle {
             schema_version: SCHEMA_VERSION,
             generator: format!("bmad2pf {}", env!("CARGO_PKG_VERSION")),
-            source_hash: files.hash().to_string(),
+            source_hash,
             layout,
             agents,
             flows,

@@ -122,16 +122,14 @@ pub fn walk_files(src: &Path) -> Vec<String> {
 }
 
 /// Every file of a source directory, read once: the source hash is computed
-/// while reading, and readers take file text and resource lookups from here
-/// instead of going back to the disk (a 1,000-agent project is then read
-/// once, not once for the hash and again for parsing).
+/// from it ([`Self::hash`]), and readers take file text and resource lookups
+/// from here instead of going back to the disk (a 1,000-agent project is
+/// then read once, not once for the hash and again for parsing).
 #[derive(Debug, Clone, Default)]
 pub struct SourceSnapshot {
     root: PathBuf,
     /// Relative path (`/` separators) → bytes, for every file [`walk_files`] lists.
     files: BTreeMap<String, Vec<u8>>,
-    /// sha256 over every file in path order: relative path, NUL, bytes.
-    hash: String,
     /// Files that were listed but could not be read, with the reason.
     unreadable: Vec<(String, String)>,
 }
@@ -140,18 +138,13 @@ impl SourceSnapshot {
     /// Reads every file below `src` (see [`walk_files`] for what is skipped).
     pub fn load(src: &Path) -> Self {
         let listed = walk_files(src);
-        // Reading a thousand small files is mostly system calls: on all
-        // cores. The hash goes over them afterwards, in path order.
+        // Reading a thousand small files is mostly system calls: on all cores.
         let read = crate::parallel::map(&listed, |rel| std::fs::read(src.join(rel)));
-        let mut hasher = Sha256::new();
         let mut files = BTreeMap::new();
         let mut unreadable = Vec::new();
         for (rel, read) in listed.into_iter().zip(read) {
             match read {
                 Ok(bytes) => {
-                    hasher.update(rel.as_bytes());
-                    hasher.update([0]);
-                    hasher.update(&bytes);
                     files.insert(rel, bytes);
                 }
                 Err(e) => {
@@ -163,7 +156,6 @@ impl SourceSnapshot {
         Self {
             root: src.to_path_buf(),
             files,
-            hash: hex::encode(hasher.finalize()),
             unreadable,
         }
     }
@@ -173,9 +165,17 @@ impl SourceSnapshot {
         &self.root
     }
 
-    /// The source hash (hex sha256).
-    pub fn hash(&self) -> &str {
-        &self.hash
+    /// The source hash: hex sha256 over every file that could be read, in
+    /// path order: relative path, NUL, bytes. One stream over megabytes for
+    /// a large project, so [`crate::compile_with`] runs it beside the parsing.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (rel, bytes) in &self.files {
+            hasher.update(rel.as_bytes());
+            hasher.update([0]);
+            hasher.update(bytes);
+        }
+        hex::encode(hasher.finalize())
     }
 
     /// Files that were listed but could not be read: (path, message).
