@@ -6,7 +6,9 @@
 # Measures, at $BENCH_CONNECTIONS connections (default 32) for $BENCH_DURATION
 # (default 10s) each: GET /health, GET /doc/{id}, PUT /doc/{id},
 # PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
-# Also: time from process start to the first successful /health, and idle RSS.
+# Also: time from process start to the first successful /health (measured by
+# bench/first_health.py, which polls from one process: a curl per poll would
+# add its own start-up to the figure), and idle RSS.
 #
 # Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
 set -euo pipefail
@@ -19,7 +21,7 @@ threads="${BENCH_THREADS:-2}"
 port="${BENCH_PORT:-18080}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-for tool in cargo wrk curl; do
+for tool in cargo wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
 done
 
@@ -42,7 +44,8 @@ trap cleanup EXIT
 
 # Relative store paths in runtime.yaml resolve against the working directory.
 cd "$work"
-start_ns=$(date +%s%N)
+ready=$(python3 "$root/bench/first_health.py" --runs 5 --port "$port" -- "${server[@]}")
+rm -rf "$work/.bmad2pf"
 PORT="$port" LOG_LEVEL=warn BMAD2PF_LLM_MOCK_LATENCY_MS=0 "${server[@]}" 2>"$work/server.log" &
 pid=$!
 base="http://127.0.0.1:$port"
@@ -50,12 +53,11 @@ until curl -fsS "$base/health" >/dev/null 2>&1; do
   if ! kill -0 "$pid" 2>/dev/null; then echo "server exited:" >&2; cat "$work/server.log" >&2; exit 1; fi
   sleep 0.005
 done
-ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 sleep 1
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 
 echo "server: ${server[*]}"
-echo "time to first successful /health: ${ready_ms} ms"
+echo "$ready"
 echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB)"
 echo "wrk: $threads threads, $connections connections, $duration per route"
 printf '%-28s %12s %10s %10s\n' route "req/s" p50 p99
