@@ -47,6 +47,69 @@ impl Writer<'_> {
     }
 }
 
+/// Writes `text` as a JSON string, byte for byte as serde_json does: `"`,
+/// `\`, `\b`, `\f`, `\n`, `\r` and `\t` escaped by name, other bytes
+/// below 0x20 as `\u00xx`, everything else as it is. Text that needs no
+/// escape is skipped eight bytes at a time: most of bundle.json is long
+/// strings (resources, templates), which serde_json scans byte by byte.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !needs_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let byte = bytes[i];
+        let named: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1F => b"",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[copied..i]);
+        if named.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0xF)]);
+        } else {
+            out.extend_from_slice(named);
+        }
+        i += 1;
+        copied = i;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `word` is below 0x20, `"` or `\`
+/// (exact: the usual "has a zero byte" and "has a byte less than" tricks).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES * 0x80;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash) & HIGHS != 0
+}
+
 fn newline_and_indent(out: &mut Vec<u8>, indent: usize) {
     out.push(b'\n');
     out.resize(out.len() + 2 * indent, b' ');
@@ -101,7 +164,8 @@ impl<'a> ser::Serializer for Writer<'a> {
         self.scalar(&v)
     }
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        self.scalar(v)
+        write_str(self.out, v);
+        Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
         // Bytes are an array of numbers, as serde_json writes them.
@@ -323,7 +387,7 @@ impl<'a> ObjectWriter<'a> {
         }
         newline_and_indent(self.out, self.indent + 1);
         let start = self.out.len();
-        serde_json::to_writer(&mut *self.out, key.as_ref())?;
+        write_str(self.out, key.as_ref());
         self.out.extend_from_slice(b": ");
         value.serialize(Writer {
             out: &mut *self.out,
@@ -566,6 +630,19 @@ mod tests {
         assert_eq!(to_canonical_vec(&Vec::<u8>::new())?, b"[]");
         assert_eq!(to_canonical_vec("x")?, b"\"x\"");
         Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_escaped_as_serde_json_escapes_them(text in "(?s).{0,40}", pick in 0usize..4) {
+            // Mix in the bytes that need escaping, often and next to each other.
+            let special = ["\"", "\\", "\u{1}\u{1f}\u{7f}", "\n\r\t\u{8}\u{c}"][pick];
+            for text in [text.clone(), format!("{special}{text}{special}"), text.replace('a', special)] {
+                let mut ours = Vec::new();
+                write_str(&mut ours, &text);
+                proptest::prop_assert_eq!(ours, serde_json::to_vec(&text).unwrap_or_default());
+            }
+        }
     }
 
     #[test]

@@ -268,11 +268,9 @@ fn agent_entry(
         scratch.push(b',');
     }
     scratch.extend_from_slice(b"\n    ");
-    serde_json::to_writer(&mut *scratch, id)
-        .and_then(|()| {
-            scratch.extend_from_slice(b": ");
-            json::write_canonical_at(scratch, spec, AGENT_DEPTH)
-        })
+    json::write_str(scratch, id);
+    scratch.extend_from_slice(b": ");
+    json::write_canonical_at(scratch, spec, AGENT_DEPTH)
         .map_err(|e| serialise_error(BUNDLE_FILE, &e))?;
     Ok(scratch.clone())
 }
