@@ -29,14 +29,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc instead of the C library's allocator (glibc's, or musl's in the
-/// static release image): compiling a project is mostly small short-lived
-/// allocations (YAML nodes, template parses, strings) on several threads,
-/// where glibc's malloc and free took about a fifth of `generate`'s CPU
-/// time. Version 2 of mimalloc, because version 3 kept more memory resident.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Compile BMAD-style agent definitions (Markdown + YAML) into a deterministic bundle.
 ///
 /// `bmad2pf --src DIR --out DIR` is short for `bmad2pf generate --src DIR --out DIR`.
