@@ -546,7 +546,10 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
     let health: serde_json::Value = health.json().await?;
     assert_eq!(health["status"], "healthy", "{health}");
 
-    // A document lands in the volume, where backups and restarts find it.
+    // A document lands in the volume, where backups and restarts find it:
+    // in the document journal when the write is answered, and in its own
+    // Markdown file once the server has stopped (it retires the journal on
+    // SIGTERM).
     let put = reqwest::Client::new()
         .put(format!("{base}/doc/smoke__note"))
         .header("content-type", "text/markdown")
@@ -555,7 +558,6 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
         .await?;
     assert_eq!(put.status(), 200);
     let docs_path = host_path(&image.config()?.docs.path);
-    assert!(Path::new(&docs_path).join("smoke__note.md").is_file());
 
     let pid = served.child.id().to_string();
     assert!(
@@ -575,6 +577,15 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
             "no exit after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let docs = Path::new(&docs_path);
+    assert_eq!(
+        std::fs::read_to_string(docs.join("smoke__note.md"))?,
+        "# written in the container layout\n"
+    );
+    for journal in [".journal-0.jsonl", ".journal-1.jsonl"] {
+        let retired = std::fs::metadata(docs.join(journal)).map_or(0, |m| m.len());
+        assert_eq!(retired, 0, "{journal} still holds writes after SIGTERM");
     }
     Ok(())
 }
