@@ -224,3 +224,46 @@ impl DocStore for FileDocStore {
         blocking(move || probe_dir(&dir, "document")).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_lay_unapplied_writes_over_the_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        for name in ["S1__a.md", "S1__b.md", "S2__a.md"] {
+            fs::write(dir.path().join(name), "file")?;
+        }
+        let unapplied = vec![
+            (DocId::parse("S1__b")?, UnappliedWrite::for_test(7, None)),
+            (
+                DocId::parse("S1__c")?,
+                UnappliedWrite::for_test(9, Some("new")),
+            ),
+            (
+                DocId::parse("S2__z")?,
+                UnappliedWrite::for_test(9, Some("other story")),
+            ),
+        ];
+        let listed = list_documents(dir.path(), Some("S1"), unapplied)?;
+        let shown: Vec<(String, u64, Option<u64>)> = listed
+            .iter()
+            .map(|m| {
+                (
+                    m.id.to_string(),
+                    m.bytes,
+                    (m.id.as_str() == "S1__c").then_some(m.modified),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("S1__a".to_string(), 4, None),
+                ("S1__c".to_string(), 3, Some(9))
+            ]
+        );
+        Ok(())
+    }
+}

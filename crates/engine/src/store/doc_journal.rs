@@ -82,6 +82,18 @@ pub(crate) struct UnappliedWrite {
     pub content: Option<Arc<str>>,
 }
 
+#[cfg(test)]
+impl UnappliedWrite {
+    /// A write as the table would hold it, for tests of its readers.
+    pub(crate) fn for_test(modified: u64, content: Option<&str>) -> Self {
+        Self {
+            seq: 1,
+            modified,
+            content: content.map(Arc::from),
+        }
+    }
+}
+
 /// The journal of one document directory (see the module docs).
 #[derive(Debug)]
 pub(crate) struct DocJournal {
