@@ -11,7 +11,9 @@
 //!
 //! *Checkpoints* retire records. The journal is two JSON Lines files that
 //! take turns (`.journal-0.jsonl`, `.journal-1.jsonl` in the store's
-//! directory; a leading dot keeps them out of listings). A checkpoint
+//! directory; a leading dot keeps them out of listings), each padded with
+//! zeros so that an append's flush is pure data
+//! ([`journal_file`](super::journal_file)). A checkpoint
 //! points new writes at the empty one, lets the store finish the writes the
 //! other one holds (`apply`), flushes the filesystem ([`flush_filesystem`]:
 //! every file written before it becomes durable) and empties the other.
@@ -34,7 +36,8 @@ use serde::de::DeserializeOwned;
 
 use super::StoreError;
 use super::files::{DurableDir, flush_filesystem};
-use super::jsonl::{JsonlLog, Pending};
+use super::journal_file::JournalFile;
+use super::jsonl::Pending;
 
 /// The two journal files, in the store's directory.
 pub(crate) const JOURNAL_NAMES: [&str; 2] = [".journal-0.jsonl", ".journal-1.jsonl"];
@@ -57,7 +60,7 @@ pub(crate) struct Journal {
     /// Which file takes appends, and the next `seq`.
     turn: Mutex<Turn>,
     /// The two files. Lock order: `turn`, then a file.
-    files: [Mutex<JsonlLog>; 2],
+    files: [Mutex<JournalFile>; 2],
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
 }
@@ -76,7 +79,7 @@ impl Journal {
         dir: Arc<DurableDir>,
         what: &str,
     ) -> Result<(Self, Vec<R>), StoreError> {
-        let load = |name: &str| JsonlLog::load::<R>(Arc::clone(&dir), name.into(), what.into());
+        let load = |name: &str| JournalFile::load::<R>(&dir, name, what);
         let (first, mut records) = load(JOURNAL_NAMES[0])?;
         let (second, more) = load(JOURNAL_NAMES[1])?;
         records.extend(more);
@@ -96,10 +99,7 @@ impl Journal {
     /// flushed. Blocking.
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
         for file in &self.files {
-            let mut file = lock(file);
-            if file.lines() > 0 {
-                file.rewrite::<()>(&[])?;
-            }
+            lock(file).clear()?;
         }
         Ok(())
     }
@@ -148,7 +148,7 @@ impl Journal {
         apply()?;
         flush_filesystem(self.dir.path())
             .map_err(|err| StoreError::io("flush the store's directory", self.dir.path(), &err))?;
-        lock(&self.files[retiring]).rewrite::<()>(&[])
+        lock(&self.files[retiring]).clear()
     }
 
     /// Retires both files: every write made before the call is in its

@@ -81,6 +81,16 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// The change with `ticket` of `sync`, to `what` in `path`.
+    pub(crate) fn new(sync: Arc<GroupSync>, ticket: Ticket, what: &str, path: &Path) -> Self {
+        Self {
+            sync,
+            ticket,
+            what: what.to_string(),
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Blocks until the appends are durable (running or joining an fsync).
     pub(crate) fn wait(self) -> Result<(), StoreError> {
         self.sync
@@ -115,26 +125,8 @@ impl JsonlLog {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(StoreError::io(format!("read {what}"), &path, &err)),
         };
-        let valid = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if valid < bytes.len() {
-            tracing::warn!(
-                path = %path.display(),
-                ignored_bytes = bytes.len() - valid,
-                "ignoring a torn last line (an interrupted write); the next write replaces it"
-            );
-        }
-        let mut records = Vec::new();
-        let mut lines = 0;
-        for (index, line) in bytes[..valid].split(|&b| b == b'\n').enumerate() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let record = serde_json::from_slice(line).map_err(|err| {
-                StoreError::corrupt(format!("{what}, line {}", index + 1), &path, err)
-            })?;
-            records.push(record);
-            lines += 1;
-        }
+        let (valid, records) = parse_lines(&bytes, &what, &path)?;
+        let lines = records.len();
         let log = Self {
             dir,
             name,
@@ -153,11 +145,6 @@ impl JsonlLog {
     /// Number of complete lines in the file.
     pub(crate) fn lines(&self) -> usize {
         self.lines
-    }
-
-    /// Byte length of the complete lines in the file.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.end
     }
 
     /// Appends `records` as lines with one write, after cutting off
@@ -223,12 +210,9 @@ impl JsonlLog {
 
     /// The appends made so far that are not yet known to be durable.
     pub(crate) fn take_pending(&mut self) -> Option<Pending> {
-        self.last_append.take().map(|ticket| Pending {
-            sync: Arc::clone(&self.sync),
-            ticket,
-            what: self.what.clone(),
-            path: self.path.clone(),
-        })
+        self.last_append
+            .take()
+            .map(|ticket| Pending::new(Arc::clone(&self.sync), ticket, &self.what, &self.path))
     }
 
     /// Replaces the whole file with `records` (compaction), atomically: a
@@ -249,7 +233,35 @@ impl JsonlLog {
     }
 }
 
-fn encode_lines<T: Serialize>(
+/// The records of the complete lines of `bytes`, and the length of those
+/// lines: bytes after the last `\n` are a torn write (logged, not parsed);
+/// a complete line that does not parse is [`StoreError::Corrupt`].
+pub(crate) fn parse_lines<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    path: &Path,
+) -> Result<(usize, Vec<T>), StoreError> {
+    let valid = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if valid < bytes.len() {
+        tracing::warn!(
+            path = %path.display(),
+            ignored_bytes = bytes.len() - valid,
+            "ignoring a torn last line (an interrupted write); the next write replaces it"
+        );
+    }
+    let mut records = Vec::new();
+    for (index, line) in bytes[..valid].split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record = serde_json::from_slice(line)
+            .map_err(|err| StoreError::corrupt(format!("{what}, line {}", index + 1), path, err))?;
+        records.push(record);
+    }
+    Ok((valid, records))
+}
+
+pub(crate) fn encode_lines<T: Serialize>(
     records: &[T],
     what: &str,
     path: &Path,

@@ -33,6 +33,7 @@ mod files;
 mod group_sync;
 pub mod ids;
 mod journal;
+mod journal_file;
 mod jsonl;
 mod memory_file;
 mod redis_connection;
