@@ -537,29 +537,30 @@ impl ser::SerializeStructVariant for Wrapped<ObjectWriter<'_>> {
     }
 }
 
+/// What canonical JSON was defined as before this module: a `Value` tree
+/// with sorted keys, pretty-printed (what the writer's tests compare with).
+#[cfg(test)]
+pub(crate) fn via_value<T: Serialize>(value: &T) -> Vec<u8> {
+    fn sort(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.sort_keys();
+                map.values_mut().for_each(sort);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(sort),
+            _ => {}
+        }
+    }
+    let mut tree = serde_json::to_value(value).unwrap_or_default();
+    sort(&mut tree);
+    serde_json::to_vec_pretty(&tree).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Serialize;
     use std::collections::BTreeMap;
-
-    /// What canonical JSON was defined as before this module: a Value tree
-    /// with sorted keys, pretty-printed.
-    fn via_value<T: Serialize>(value: &T) -> Vec<u8> {
-        fn sort(value: &mut serde_json::Value) {
-            match value {
-                serde_json::Value::Object(map) => {
-                    map.sort_keys();
-                    map.values_mut().for_each(sort);
-                }
-                serde_json::Value::Array(items) => items.iter_mut().for_each(sort),
-                _ => {}
-            }
-        }
-        let mut tree = serde_json::to_value(value).unwrap_or_default();
-        sort(&mut tree);
-        serde_json::to_vec_pretty(&tree).unwrap_or_default()
-    }
 
     #[derive(Serialize)]
     enum Shape {
