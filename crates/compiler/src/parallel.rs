@@ -4,11 +4,14 @@
 //! The compiler's results must not depend on how work was split: every
 //! helper here returns one result per item, in the order of the items, so a
 //! caller that merges diagnostics or files in that order produces the same
-//! output on one core or sixteen. Items are cut into one contiguous chunk
-//! per thread (scoped threads, no pool and no global state); small inputs
-//! stay on the calling thread, where spawning would cost more than it saves.
+//! output on one core or sixteen. Threads (scoped, no pool and no global
+//! state) take the next unclaimed item from a shared counter until none is
+//! left, so a thread that gets slow items, or starts late, does not hold the
+//! others up; small inputs stay on the calling thread, where spawning would
+//! cost more than it saves.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Below this many items, work stays on the calling thread.
 const MIN_PARALLEL_ITEMS: usize = 32;
@@ -25,7 +28,7 @@ pub fn cpu_threads() -> usize {
 
 /// `f` applied to every item, results in item order. Each thread first
 /// builds its own state with `init` (caches that would otherwise need a
-/// lock), then runs `f` over its chunk with it.
+/// lock), then runs `f` on each item it takes with it.
 pub fn map_with_state<T, S, R>(
     items: &[T],
     init: impl Fn() -> S + Sync,
@@ -40,34 +43,37 @@ where
         let mut state = init();
         return items.iter().map(|item| f(&mut state, item)).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let (init, f) = (&init, &f);
-    std::thread::scope(|scope| {
-        let mut chunks = items.chunks(chunk);
-        // The calling thread takes the first chunk itself instead of idling.
-        let first = chunks.next().unwrap_or_default();
-        let workers: Vec<_> = chunks
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut state = init();
-                    part.iter()
-                        .map(|item| f(&mut state, item))
-                        .collect::<Vec<R>>()
-                })
-            })
-            .collect();
+    let next = AtomicUsize::new(0);
+    // Each thread's results, tagged with their item's index.
+    let work = || {
         let mut state = init();
-        let mut results: Vec<R> = first.iter().map(|item| f(&mut state, item)).collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(part) => results.extend(part),
+        let mut done = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(index) else {
+                return done;
+            };
+            done.push((index, f(&mut state, item)));
+        }
+    };
+    let mut tagged: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads.min(items.len()))
+            .map(|_| scope.spawn(work))
+            .collect();
+        // The calling thread works too instead of idling.
+        let mut tagged = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(part) => tagged.extend(part),
                 // A panic in `f` is a bug; surface it where it would have
                 // surfaced without threads.
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        results
-    })
+        tagged
+    });
+    tagged.sort_unstable_by_key(|(index, _)| *index);
+    tagged.into_iter().map(|(_, result)| result).collect()
 }
 
 /// `f` applied to every item, results in item order.
@@ -86,7 +92,7 @@ mod tests {
         assert_eq!(doubled, (0..1000).map(|n| n * 2).collect::<Vec<_>>());
 
         // Each thread's counter starts at zero, so the counts restart once
-        // per chunk and every item is seen exactly once.
+        // per thread and every item is seen exactly once.
         let seen = map_with_state(
             &items,
             || 0usize,
@@ -97,8 +103,8 @@ mod tests {
         );
         assert_eq!(seen.len(), items.len());
         assert!(seen.iter().map(|(n, _)| *n).eq(0..1000));
-        let chunk_starts = seen.iter().filter(|(_, count)| *count == 1).count();
-        assert!((1..=MAX_THREADS).contains(&chunk_starts));
+        let thread_starts = seen.iter().filter(|(_, count)| *count == 1).count();
+        assert!((1..=MAX_THREADS).contains(&thread_starts));
     }
 
     #[test]
