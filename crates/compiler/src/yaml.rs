@@ -80,6 +80,14 @@ impl Node {
         }
     }
 
+    /// [`Self::scalar_text`], taking a string's text instead of copying it.
+    pub fn into_scalar_text(self) -> Option<String> {
+        match self.value {
+            Value::Str(s) => Some(s),
+            _ => self.scalar_text(),
+        }
+    }
+
     pub fn as_map(&self) -> Option<&[(Key, Node)]> {
         match &self.value {
             Value::Map(m) => Some(m),
@@ -269,23 +277,23 @@ impl Builder<'_> {
         match &mut parent.node.value {
             Value::Seq(items) => items.push(node),
             Value::Map(entries) => match parent.pending_key.take() {
-                None => match node.scalar_text().or(node.is_null().then(String::new)) {
-                    Some(name) => {
-                        parent.pending_key = Some(Key {
-                            name,
-                            pos: node.pos,
-                        })
-                    }
-                    None => {
+                None => {
+                    let pos = node.pos;
+                    let name = match node.value {
+                        Value::Null => Some(String::new()),
+                        _ => node.into_scalar_text(),
+                    };
+                    let Some(name) = name else {
                         self.diags.error(
                             "yaml-complex-key",
                             self.file,
-                            node.pos,
+                            pos,
                             "mapping keys must be plain scalars",
                         );
                         return Flow::Failed;
-                    }
-                },
+                    };
+                    parent.pending_key = Some(Key { name, pos });
+                }
                 Some(key) => {
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == key.name) {
                         let first_line = first.pos.line;
@@ -313,14 +321,16 @@ fn scalar_value(
     style: ScalarStyle,
     tag: Option<&Cow<'_, saphyr_parser::Tag>>,
 ) -> Value {
-    match Scalar::parse_from_cow_and_metadata(text.clone(), style, tag) {
+    // Only a tag that does not fit its value (`!!int abc`) fails the parse,
+    // and then the text is kept: only tagged scalars need a copy of it.
+    let tagged_text = tag.map(|_| text.to_string());
+    match Scalar::parse_from_cow_and_metadata(text, style, tag) {
         Some(Scalar::Null) => Value::Null,
         Some(Scalar::Boolean(b)) => Value::Bool(b),
         Some(Scalar::Integer(i)) => Value::Int(i),
         Some(Scalar::FloatingPoint(f)) => Value::Float(f.into_inner()),
         Some(Scalar::String(s)) => Value::Str(s.into_owned()),
-        // A tag that does not fit its value (`!!int abc`): keep the text.
-        None => Value::Str(text.into_owned()),
+        None => Value::Str(tagged_text.unwrap_or_default()),
     }
 }
 
