@@ -56,7 +56,7 @@ where
             done.push((index, f(&mut state, item)));
         }
     };
-    let mut tagged: Vec<(usize, R)> = std::thread::scope(|scope| {
+    let tagged: Vec<(usize, R)> = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads.min(items.len()))
             .map(|_| scope.spawn(work))
             .collect();
@@ -72,8 +72,13 @@ where
         }
         tagged
     });
-    tagged.sort_unstable_by_key(|(index, _)| *index);
-    tagged.into_iter().map(|(_, result)| result).collect()
+    // Each result moves once into its slot: sorting would move large
+    // results (a parsed agent) many times over.
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    for (index, result) in tagged {
+        slots[index] = Some(result);
+    }
+    slots.into_iter().flatten().collect()
 }
 
 /// `f` applied to every item, results in item order.
