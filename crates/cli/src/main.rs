@@ -17,6 +17,7 @@
 mod exec;
 mod generate;
 mod graph;
+mod malloc_tuning;
 mod progress;
 mod project;
 mod report;
@@ -141,6 +142,15 @@ impl From<Outcome> for ExitCode {
 fn main() -> ExitCode {
     // Usage errors exit 2, --help and --version exit 0 (clap's convention).
     let cli = Cli::parse();
+    if matches!(
+        (&cli.command, &cli.generate),
+        (
+            Some(Command::Generate(_) | Command::Validate(_) | Command::Graph(_)),
+            _
+        ) | (None, Some(_))
+    ) {
+        malloc_tuning::reexec_with_huge_pages();
+    }
     let outcome = match (cli.command, cli.generate) {
         (Some(Command::Generate(args)), _) | (None, Some(args)) => generate::run(&args),
         (Some(Command::Validate(args)), _) => validate::run(&args),
