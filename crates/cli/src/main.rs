@@ -142,14 +142,15 @@ impl From<Outcome> for ExitCode {
 fn main() -> ExitCode {
     // Usage errors exit 2, --help and --version exit 0 (clap's convention).
     let cli = Cli::parse();
-    if matches!(
-        (&cli.command, &cli.generate),
-        (
-            Some(Command::Generate(_) | Command::Validate(_) | Command::Graph(_)),
-            _
-        ) | (None, Some(_))
-    ) {
-        malloc_tuning::reexec_with_huge_pages();
+    let compiled_src = match (&cli.command, &cli.generate) {
+        (Some(Command::Generate(GenerateArgs { src, .. })), _)
+        | (None, Some(GenerateArgs { src, .. })) => Some(src),
+        (Some(Command::Validate(args)), _) => Some(&args.src),
+        (Some(Command::Graph(args)), _) => Some(&args.src),
+        _ => None,
+    };
+    if let Some(src) = compiled_src {
+        malloc_tuning::reexec_with_huge_pages(src);
     }
     let outcome = match (cli.command, cli.generate) {
         (Some(Command::Generate(args)), _) | (None, Some(args)) => generate::run(&args),
