@@ -62,10 +62,15 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
         if let Some(word) = bytes
             .get(i..i + 8)
             .and_then(|w| <[u8; 8]>::try_from(w).ok())
-            && !needs_escape(u64::from_le_bytes(word))
         {
-            i += 8;
-            continue;
+            match escape_mask(u64::from_le_bytes(word)) {
+                0 => {
+                    i += 8;
+                    continue;
+                }
+                // Straight to the first byte that needs an escape.
+                mask => i += (mask.trailing_zeros() / 8) as usize,
+            }
         }
         let byte = bytes[i];
         let named: &[u8] = match byte {
@@ -98,16 +103,19 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Whether any of the eight bytes of `word` is below 0x20, `"` or `\`
-/// (exact: the usual "has a zero byte" and "has a byte less than" tricks).
-fn needs_escape(word: u64) -> bool {
+/// Non-zero when any of the eight bytes of `word` (read little-endian) is
+/// below 0x20, `"` or `\`, with the high bit of the first such byte set, so
+/// `trailing_zeros() / 8` is its index (the usual "has a zero byte" and "has
+/// a byte less than" tricks: a borrow only runs upwards from a byte that
+/// matches, so bits above the first match may be spurious, never below it).
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = ONES * 0x80;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v;
     let control = word.wrapping_sub(ONES * 0x20) & !word;
     let quote = has_zero(word ^ (ONES * u64::from(b'"')));
     let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
-    (control | quote | backslash) & HIGHS != 0
+    (control | quote | backslash) & HIGHS
 }
 
 fn newline_and_indent(out: &mut Vec<u8>, indent: usize) {
