@@ -61,25 +61,60 @@ fn find_resource_with(
     extensions: &[&str],
     is_file: impl Fn(&str) -> bool,
 ) -> Result<String, Vec<String>> {
+    // Candidates are tried in one reused buffer; the list of paths tried is
+    // only built when nothing is found.
+    let mut candidate = String::new();
+    let mut found = false;
+    for_each_candidate(dirs, name, extensions, &mut candidate, |path| {
+        found = is_file(path);
+        found
+    });
+    if found {
+        return Ok(candidate);
+    }
     let mut tried = Vec::new();
+    for_each_candidate(dirs, name, extensions, &mut candidate, |path| {
+        tried.push(path.to_string());
+        false
+    });
+    Err(tried)
+}
+
+/// Puts each path where `name` may be, in search order, into `candidate`
+/// and calls `stop` with it, until `stop` returns true: in each of `dirs`,
+/// the name as given and, unless it already ends with one of `extensions`,
+/// the name with each of them appended.
+fn for_each_candidate(
+    dirs: &[&str],
+    name: &str,
+    extensions: &[&str],
+    candidate: &mut String,
+    mut stop: impl FnMut(&str) -> bool,
+) {
     let has_ext = extensions.iter().any(|ext| name.ends_with(ext));
     for dir in dirs {
-        let base = join_rel(dir, name);
-        let candidates: Vec<String> = if has_ext {
-            vec![base]
-        } else {
-            std::iter::once(base.clone())
-                .chain(extensions.iter().map(|ext| format!("{base}{ext}")))
-                .collect()
-        };
-        for candidate in candidates {
-            if is_file(&candidate) {
-                return Ok(candidate);
+        // As `join_rel(dir, name)`.
+        candidate.clear();
+        if !dir.is_empty() {
+            candidate.push_str(dir.trim_end_matches('/'));
+            candidate.push('/');
+        }
+        candidate.push_str(name);
+        if stop(candidate) {
+            return;
+        }
+        if has_ext {
+            continue;
+        }
+        let base = candidate.len();
+        for ext in extensions {
+            candidate.truncate(base);
+            candidate.push_str(ext);
+            if stop(candidate) {
+                return;
             }
-            tried.push(candidate);
         }
     }
-    Err(tried)
 }
 
 /// `dir/name` with `/` separators (an empty dir means the source root).
@@ -251,6 +286,30 @@ mod tests {
             find_resource(root, &["tasks"], "c", &[".md"])
         );
         assert_eq!(snap.hash().len(), 64);
+        // Search order: each folder in turn, the name as given, then with
+        // each extension unless it has one already.
+        let never = |_: &str| false;
+        assert_eq!(
+            find_resource_with(&["tasks", "data/"], "x", &[".md", ".yaml"], never),
+            Err([
+                "tasks/x",
+                "tasks/x.md",
+                "tasks/x.yaml",
+                "data/x",
+                "data/x.md",
+                "data/x.yaml"
+            ]
+            .map(String::from)
+            .to_vec())
+        );
+        assert_eq!(
+            find_resource_with(&["", "data"], "x.md", &[".md"], never),
+            Err(vec!["x.md".to_string(), "data/x.md".to_string()])
+        );
+        assert_eq!(
+            find_resource_with(&["tasks", "data"], "x", &[".md"], |p| p == "data/x.md"),
+            Ok("data/x.md".to_string())
+        );
         assert_eq!(SourceSnapshot::load(root).hash(), snap.hash());
         Ok(())
     }
