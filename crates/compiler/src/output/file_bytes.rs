@@ -49,18 +49,8 @@ impl<'a> FileBytes<'a> {
 
     /// Lower-case hex sha256 of the file.
     pub fn sha256(&self) -> String {
-        self.sha256_continued(Sha256::new(), 0)
-    }
-
-    /// Lower-case hex sha256 of the file, from a `hasher` that has been
-    /// given the file's first `hashed` bytes already.
-    pub fn sha256_continued(&self, mut hasher: Sha256, hashed: usize) -> String {
-        let mut skip = hashed;
-        for piece in self.pieces() {
-            let skipped = skip.min(piece.len());
-            hasher.update(&piece[skipped..]);
-            skip -= skipped;
-        }
+        let mut hasher = Sha256::new();
+        self.pieces().for_each(|piece| hasher.update(piece));
         hex::encode(hasher.finalize())
     }
 

@@ -44,11 +44,9 @@ pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 pub use runtime_defaults::DEFAULT_RUNTIME_YAML;
 
 use crate::bundle::{AgentSpec, Bundle};
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 /// The generated bundle description.
 pub const BUNDLE_FILE: &str = "bundle.json";
@@ -175,9 +173,8 @@ pub enum OutputError {
 /// Produces every file of the bundle in memory.
 ///
 /// Most of the bytes are per agent (its entry in bundle.json, its prompt
-/// file), so those are rendered and hashed on all cores, while a third
-/// thread hashes bundle.json's entries in order as they come in; then the
-/// small files are rendered and bundle.json's short rest is hashed.
+/// file), so those are rendered and hashed on all cores first; then one
+/// thread hashes bundle.json while the other renders the small files.
 /// bundle.json stays in the pieces it was rendered in and prompt files
 /// borrow the previews of `contents` (see [`FileBytes`]): nothing is copied.
 pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, OutputError> {
@@ -192,57 +189,43 @@ pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, O
         .enumerate()
         .map(|(index, ((id, spec), prompt))| (index, id, spec, prompt))
         .collect();
-    let (entry_sender, entry_receiver) = mpsc::channel::<(usize, Vec<u8>)>();
-    let (per_agent, others, (hashed_entries, entries)) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| hash_entries_in_order(entry_receiver, agents.len()));
-        let per_agent = crate::parallel::map_with_state(
-            &agents,
-            || (Vec::new(), entry_sender.clone()),
-            |(scratch, sender), (index, id, spec, prompt)| {
-                let entry = agent_entry(*index, id, spec, scratch)?;
-                // Fails only if the hasher panicked, which joining it re-raises.
-                let _sent = sender.send((*index, entry));
-                let file = FileBytes::from(prompt_file(prompt));
-                let digest = ManifestEntry::of(&file);
-                Ok((file, digest))
-            },
-        );
-        // The hasher stops once every sender is gone.
-        drop(entry_sender);
-        let others = render_others(contents);
-        match hasher.join() {
-            Ok(hashed) => (per_agent, others, hashed),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
+    let per_agent = crate::parallel::map_with_state(
+        &agents,
+        Vec::new,
+        |scratch: &mut Vec<u8>, (index, id, spec, prompt)| {
+            let entry = agent_entry(*index, id, spec, scratch)?;
+            let file = FileBytes::from(prompt_file(prompt));
+            let digest = ManifestEntry::of(&file);
+            Ok((entry, file, digest))
+        },
+    )
+    .into_iter()
+    .collect::<Result<Vec<_>, OutputError>>()?;
 
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(per_agent.len());
     let mut files: BTreeMap<String, FileBytes<'a>> = BTreeMap::new();
     let mut digests: BTreeMap<String, ManifestEntry> = BTreeMap::new();
-    for (id, per_agent) in bundle.agents.keys().zip(per_agent) {
-        let (file, digest) = per_agent?;
+    for (id, (entry, file, digest)) in bundle.agents.keys().zip(per_agent) {
         let path = prompt_path(id);
+        entries.push(entry);
         digests.insert(path.clone(), digest);
         files.insert(path, file);
     }
-    if entries.len() != agents.len() {
-        return Err(OutputError::Serialise {
-            file: BUNDLE_FILE,
-            message: format!(
-                "{} of {} agent entries rendered",
-                entries.len(),
-                agents.len()
-            ),
+
+    let (others, bundle_json) = std::thread::scope(|scope| {
+        let bundle_json = scope.spawn(|| {
+            let bytes = bundle_json(bundle, entries)?;
+            let digest = ManifestEntry::of(&bytes);
+            Ok::<_, OutputError>((bytes, digest))
         });
-    }
-    let hashed_len = AGENTS_OPEN.len() + entries.iter().map(Vec::len).sum::<usize>();
-    let bundle_json = bundle_json(bundle, entries)?;
-    digests.insert(
-        BUNDLE_FILE.into(),
-        ManifestEntry {
-            sha256: bundle_json.sha256_continued(hashed_entries, hashed_len),
-            size: bundle_json.len() as u64,
-        },
-    );
+        let others = render_others(contents);
+        match bundle_json.join() {
+            Ok(bundle_json) => (others, bundle_json),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let (bundle_json, digest) = bundle_json?;
+    digests.insert(BUNDLE_FILE.into(), digest);
     files.insert(BUNDLE_FILE.into(), bundle_json);
     for (path, bytes) in others? {
         let bytes = FileBytes::from(bytes);
@@ -266,29 +249,6 @@ pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, O
 
 /// How bundle.json starts: its first key is `agents` (keys are sorted).
 const AGENTS_OPEN: &[u8] = b"{\n  \"agents\": {";
-
-/// bundle.json's agent entries put back in order as the renderers send them
-/// (in any order), and hashed as they fall into place, after
-/// [`AGENTS_OPEN`]: once the last agent is rendered, only the short rest of
-/// the file is left to hash. Entries after a gap (an agent that failed to
-/// render, which fails the whole render) are left out.
-fn hash_entries_in_order(
-    rendered: mpsc::Receiver<(usize, Vec<u8>)>,
-    count: usize,
-) -> (Sha256, Vec<Vec<u8>>) {
-    let mut hasher = Sha256::new();
-    hasher.update(AGENTS_OPEN);
-    let mut ordered: Vec<Vec<u8>> = Vec::with_capacity(count);
-    let mut early: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-    for (index, entry) in rendered {
-        early.insert(index, entry);
-        while let Some(entry) = early.remove(&ordered.len()) {
-            hasher.update(&entry);
-            ordered.push(entry);
-        }
-    }
-    (hasher, ordered)
-}
 /// Depth of an agent's value in bundle.json (`{"agents": {"<id>": HERE}}`).
 const AGENT_DEPTH: usize = 2;
 
@@ -324,15 +284,15 @@ fn bundle_json(
     agent_entries: Vec<Vec<u8>>,
 ) -> Result<FileBytes<'static>, OutputError> {
     let skeleton = canonical_json(&TopLevelFields(bundle), BUNDLE_FILE)?;
+    if agent_entries.is_empty() {
+        return Ok(skeleton.into());
+    }
     let Some(rest) = skeleton.strip_prefix(AGENTS_OPEN) else {
         return Err(OutputError::Serialise {
             file: BUNDLE_FILE,
             message: "the agents are not its first field".into(),
         });
     };
-    if agent_entries.is_empty() {
-        return Ok(skeleton.into());
-    }
     let mut tail = b"\n  ".to_vec();
     tail.extend_from_slice(rest);
     let mut pieces: Vec<Cow<'static, [u8]>> = Vec::with_capacity(agent_entries.len() + 2);
