@@ -556,6 +556,18 @@ fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
             String::from_utf8_lossy(&rendered.files[BUNDLE_FILE].to_vec()),
             String::from_utf8_lossy(&expected)
         );
+        // bundle.json is hashed piece by piece: its digest must still be
+        // the digest of its bytes, as every other file's is.
+        let manifest: Manifest = serde_json::from_slice(&rendered.files[MANIFEST_FILE].to_vec())?;
+        for (path, entry) in &manifest.files {
+            let bytes = rendered.files[path].to_vec();
+            assert_eq!(entry.size, bytes.len() as u64, "{path}");
+            assert_eq!(
+                entry.sha256,
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                "{path}"
+            );
+        }
     }
     Ok(())
 }
