@@ -11,6 +11,8 @@
 # add its own start-up to the figure), and idle RSS.
 #
 # Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
+# BENCH_ROUTES (default "health get_doc put_doc put_memory run") picks the
+# routes measured, e.g. BENCH_ROUTES="put_doc run" when comparing store changes.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +21,7 @@ connections="${BENCH_CONNECTIONS:-32}"
 duration="${BENCH_DURATION:-10s}"
 threads="${BENCH_THREADS:-2}"
 port="${BENCH_PORT:-18080}"
+routes=" ${BENCH_ROUTES:-health get_doc put_doc put_memory run} "
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 for tool in cargo wrk curl python3; do
@@ -65,7 +68,8 @@ printf '%-28s %12s %10s %10s\n' route "req/s" p50 p99
 curl -fsS -X PUT -H 'Content-Type: text/markdown' --data-binary '# Read me' "$base/doc/bench__read" >/dev/null
 
 measure() {
-  local label="$1"; shift
+  local route="$1" label="$2"; shift 2
+  [[ "$routes" == *" $route "* ]] || return 0
   local out
   out=$(wrk -t"$threads" -c"$connections" -d"$duration" --latency "$@")
   local rps p50 p99 errors
@@ -76,8 +80,8 @@ measure() {
   printf '%-28s %12s %10s %10s%s\n' "$label" "$rps" "$p50" "$p99" "${errors:+  (non-2xx: $errors)}"
 }
 
-measure "GET /health" "$base/health"
-measure "GET /doc/{id}" "$base/doc/bench__read"
-measure "PUT /doc/{id}" -s "$root/bench/http/put_doc.lua" "$base"
-measure "PUT /memory/{scope}/{key}" -s "$root/bench/http/put_memory.lua" "$base"
-measure "POST /run (flow brief)" -s "$root/bench/http/post_run.lua" "$base"
+measure health "GET /health" "$base/health"
+measure get_doc "GET /doc/{id}" "$base/doc/bench__read"
+measure put_doc "PUT /doc/{id}" -s "$root/bench/http/put_doc.lua" "$base"
+measure put_memory "PUT /memory/{scope}/{key}" -s "$root/bench/http/put_memory.lua" "$base"
+measure run "POST /run (flow brief)" -s "$root/bench/http/post_run.lua" "$base"
