@@ -10,7 +10,9 @@
 //!   panics; Redis restarted on the same port: the replica recovers by
 //!   itself, no restart;
 //! - `kill -9` of a file-backend server during a burst of writes: after a
-//!   restart every acknowledged write is there and every file loads.
+//!   restart every acknowledged write is there and every file loads; the
+//!   same during a burst of runs: every acknowledged run's document and run
+//!   record are there (a second run of its story skips the agent).
 //!
 //! Redis comes from `BMAD2PF_TEST_REDIS_URL` (the shared one) and
 //! `BMAD2PF_TEST_REDIS_SERVER` (the `redis-server` binary, for the private
@@ -679,5 +681,98 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
         .await?;
     assert_eq!(health["status"], "healthy", "{health}");
     assert!(restarted.is_running());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult {
+    const RUNNERS: usize = 4;
+    const ACKED_BEFORE_KILL: usize = 100;
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path(), &[])?;
+    let http = reqwest::Client::new();
+    // (story, document) of every run answered `success`.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+
+    let mut runners = Vec::new();
+    for runner in 0..RUNNERS {
+        let (http, base, acked) = (http.clone(), server.base.clone(), Arc::clone(&acked));
+        runners.push(tokio::spawn(async move {
+            for i in 0usize.. {
+                let story = format!("k9r{runner}-{i:05}");
+                let answer = http
+                    .post(format!("{base}/run"))
+                    .json(&json!({"flow": "brief", "story_id": story, "input": "a todo app"}))
+                    .send()
+                    .await;
+                let Ok(response) = answer else { break };
+                if response.status() != StatusCode::OK {
+                    break;
+                }
+                let Ok(outcome) = response.json::<Value>().await else {
+                    break;
+                };
+                let document = outcome["results"]["analyst"]["document"].as_str();
+                if let (Some("success"), Some(document), Ok(mut acked)) =
+                    (outcome["status"].as_str(), document, acked.lock())
+                {
+                    acked.push((story, document.to_string()));
+                }
+            }
+        }));
+    }
+    eventually("a burst of acknowledged runs", || {
+        let acked = Arc::clone(&acked);
+        async move {
+            let count = acked.lock().map(|a| a.len()).unwrap_or(0);
+            Ok((count >= ACKED_BEFORE_KILL).then_some(()))
+        }
+    })
+    .await?;
+    server.kill_hard()?;
+    for runner in runners {
+        runner.await?;
+    }
+
+    let mut restarted = Server::start(dir.path(), &[])?;
+    let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
+    assert!(acked.len() >= ACKED_BEFORE_KILL);
+    for (story, document) in &acked {
+        let response = http
+            .get(restarted.url(&format!("/doc/{document}")))
+            .send()
+            .await?;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "document {document} lost"
+        );
+        // The run record survived too: the agent is not run again.
+        let again: Value = http
+            .post(restarted.url("/run"))
+            .json(&json!({"flow": "brief", "story_id": story, "input": "a todo app"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            again["results"]["analyst"]["status"], "skipped",
+            "the run record of {story} was lost: {again}"
+        );
+    }
+    let memory = http
+        .get(restarted.url("/memory/shared:planning"))
+        .send()
+        .await?;
+    assert_eq!(memory.status(), StatusCode::OK);
+    let health: Value = http
+        .get(restarted.url("/health"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert!(restarted.is_running());
+    assert!(!restarted.panicked(), "the log shows a panic");
     Ok(())
 }
