@@ -190,7 +190,7 @@ async fn run_in_place(
             message: error.to_string(),
         });
     }
-    flush_memory(core, &mut state).await;
+    let memory_written = flush_memory(core, &mut state).await;
     let RunState {
         ctx,
         results,
@@ -219,7 +219,16 @@ async fn run_in_place(
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     record.updated_at = now_ms();
-    if let Err(error) = core.runs.save(&flow, &story, &record).await {
+    // The record is the commit point: saved, it tells the next run that
+    // this one's work is done, so it must not be saved over memory that
+    // was not written (the errors say which scope failed).
+    if !memory_written {
+        errors.insert(
+            "run_record".into(),
+            "not saved: the run's memory could not be written; the next run will redo this one"
+                .into(),
+        );
+    } else if let Err(error) = core.runs.save(&flow, &story, &record).await {
         tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
         errors.insert("run_record".into(), error.to_string());
     }
@@ -269,17 +278,161 @@ async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
     Ok(())
 }
 
-async fn flush_memory(core: &Core, state: &mut RunState) {
+/// Writes the run's changed memory entries back to the store, one scope at
+/// a time; false when a scope could not be written (recorded in the run's
+/// errors as `memory:{scope}`).
+async fn flush_memory(core: &Core, state: &mut RunState) -> bool {
+    let mut written = true;
     for (scope, entries) in std::mem::take(&mut state.memory.dirty) {
         if let Err(error) = core.memory.set_many(&scope, entries).await {
             tracing::error!(run_id = state.ctx.run_id, %scope, %error, "memory flush failed");
             state
                 .errors
                 .insert(format!("memory:{scope}"), error.to_string());
+            written = false;
         }
     }
+    written
 }
 
 pub(crate) fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, Stores};
+    use crate::outcome::AgentRunStatus;
+    use crate::store::{
+        DocId, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
+        StoreError,
+    };
+    use async_trait::async_trait;
+    use bmad2pf_compiler::config::RuntimeConfig;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// File memory whose `set_many` (a run's flush) fails while `failing` is set.
+    struct FlakyMemory {
+        inner: FileMemoryStore,
+        failing: AtomicBool,
+    }
+
+    #[async_trait]
+    impl MemoryStore for FlakyMemory {
+        async fn get(
+            &self,
+            scope: &MemoryScope,
+            key: &MemoryKey,
+        ) -> Result<Option<Value>, StoreError> {
+            self.inner.get(scope, key).await
+        }
+        async fn set(
+            &self,
+            scope: &MemoryScope,
+            key: &MemoryKey,
+            value: Value,
+        ) -> Result<(), StoreError> {
+            self.inner.set(scope, key, value).await
+        }
+        async fn delete(&self, scope: &MemoryScope, key: &MemoryKey) -> Result<bool, StoreError> {
+            self.inner.delete(scope, key).await
+        }
+        async fn keys(&self, scope: &MemoryScope) -> Result<Vec<String>, StoreError> {
+            self.inner.keys(scope).await
+        }
+        async fn load(&self, scope: &MemoryScope) -> Result<BTreeMap<String, Value>, StoreError> {
+            self.inner.load(scope).await
+        }
+        async fn set_many(
+            &self,
+            scope: &MemoryScope,
+            entries: BTreeMap<MemoryKey, Value>,
+        ) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::Io {
+                    message: "storage error: could not write (injected)".into(),
+                    detail: "write: ENOSPC".into(),
+                });
+            }
+            self.inner.set_many(scope, entries).await
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            self.inner.health().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_memory_was_not_written_saves_no_record() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        let agents = root.join("src/agents");
+        std::fs::create_dir_all(&agents)?;
+        std::fs::write(
+            agents.join("analyst.md"),
+            "---\nid: analyst\ncreates: [brief.md]\nmemory_scope: shared:plan\n---\nYou are the analyst.\n",
+        )?;
+        let bundle = bmad2pf_compiler::compile(&root.join("src"))
+            .bundle
+            .ok_or("the sources compile")?;
+        let flow = bundle.flows.keys().next().cloned().ok_or("a flow")?;
+        let memory = Arc::new(FlakyMemory {
+            inner: FileMemoryStore::open(root.join("memory")).await?,
+            failing: AtomicBool::new(true),
+        });
+        let stores = Stores {
+            docs: Arc::new(FileDocStore::open(root.join("docs")).await?),
+            memory: memory.clone(),
+            status: Arc::new(FileStatusStore::open(root.join("status")).await?),
+            runs: Arc::new(FileRunStore::open(root.join("status/runs")).await?),
+        };
+        let engine =
+            Engine::with_stores(Arc::new(bundle), RuntimeConfig::default(), stores, &|_| {
+                None
+            })?;
+        let request = || RunRequest {
+            flow: flow.clone(),
+            story_id: "s1".into(),
+            input: "a todo app".into(),
+            force: false,
+        };
+
+        let outcome = engine.run(request(), None).await?;
+        assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+        assert!(
+            outcome.errors["memory:shared:plan"].contains("(injected)"),
+            "{outcome:#?}"
+        );
+        assert!(
+            outcome.errors["run_record"].starts_with("not saved"),
+            "{outcome:#?}"
+        );
+        assert!(
+            engine
+                .docs()
+                .get(&DocId::parse("s1__brief")?)
+                .await?
+                .is_some()
+        );
+
+        // No record was saved, so the next run does the work again, and
+        // with the memory back its record is saved.
+        memory.failing.store(false, Ordering::SeqCst);
+        let again = engine.run(request(), None).await?;
+        assert_eq!(again.status, RunStatus::Success, "{again:#?}");
+        assert_eq!(
+            again.results["analyst"].status,
+            AgentRunStatus::Completed,
+            "{again:#?}"
+        );
+        let third = engine.run(request(), None).await?;
+        assert_eq!(
+            third.results["analyst"].status,
+            AgentRunStatus::Skipped,
+            "{third:#?}"
+        );
+        Ok(())
+    }
 }
