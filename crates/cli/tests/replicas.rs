@@ -258,6 +258,37 @@ where
     }
 }
 
+/// Waits until `acknowledged()` counts `at_least` writes, kills the server
+/// with SIGKILL in the middle of the burst, waits for the clients to stop
+/// (their requests fail once it is gone) and starts it again on the same
+/// data directory.
+async fn kill_9_and_restart(
+    server: &mut Server,
+    data: &Path,
+    at_least: usize,
+    acknowledged: impl Fn() -> usize,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Server, BoxError> {
+    eventually("a burst of acknowledged writes", || {
+        let count = acknowledged();
+        async move { Ok((count >= at_least).then_some(())) }
+    })
+    .await?;
+    server.kill_hard()?;
+    for client in clients {
+        client.await?;
+    }
+    Server::start(data, &[])
+}
+
+/// The restarted server answers /health as healthy and is still running.
+async fn assert_healthy(http: &reqwest::Client, server: &mut Server) -> TestResult {
+    let health: Value = http.get(server.url("/health")).send().await?.json().await?;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert!(server.is_running());
+    Ok(())
+}
+
 /// Asserts the SPEC 5 error shape with `code`, returning the body.
 async fn expect_error(
     response: reqwest::Response,
@@ -613,23 +644,14 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
             }
         }));
     }
-    eventually("a burst of acknowledged writes", || {
-        let acked = Arc::clone(&acked);
-        async move {
-            let count = acked
-                .lock()
-                .map(|a| a.docs.len() + a.memory.len())
-                .unwrap_or(0);
-            Ok((count >= ACKED_BEFORE_KILL).then_some(()))
-        }
-    })
-    .await?;
-    server.kill_hard()?;
-    for writer in writers {
-        writer.await?;
-    }
-
-    let mut restarted = Server::start(dir.path(), &[])?;
+    let count = || {
+        acked
+            .lock()
+            .map(|a| a.docs.len() + a.memory.len())
+            .unwrap_or(0)
+    };
+    let mut restarted =
+        kill_9_and_restart(&mut server, dir.path(), ACKED_BEFORE_KILL, count, writers).await?;
     let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
     assert!(acked.docs.len() + acked.memory.len() >= ACKED_BEFORE_KILL);
     for (id, content) in &acked.docs {
@@ -673,15 +695,7 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
             .await?;
         assert_eq!(response.status(), StatusCode::OK, "memory file {name}");
     }
-    let health: Value = http
-        .get(restarted.url("/health"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(health["status"], "healthy", "{health}");
-    assert!(restarted.is_running());
-    Ok(())
+    assert_healthy(&http, &mut restarted).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -721,20 +735,9 @@ async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult
             }
         }));
     }
-    eventually("a burst of acknowledged runs", || {
-        let acked = Arc::clone(&acked);
-        async move {
-            let count = acked.lock().map(|a| a.len()).unwrap_or(0);
-            Ok((count >= ACKED_BEFORE_KILL).then_some(()))
-        }
-    })
-    .await?;
-    server.kill_hard()?;
-    for runner in runners {
-        runner.await?;
-    }
-
-    let mut restarted = Server::start(dir.path(), &[])?;
+    let count = || acked.lock().map(|a| a.len()).unwrap_or(0);
+    let mut restarted =
+        kill_9_and_restart(&mut server, dir.path(), ACKED_BEFORE_KILL, count, runners).await?;
     let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
     assert!(acked.len() >= ACKED_BEFORE_KILL);
     for (story, document) in &acked {
@@ -765,14 +768,6 @@ async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult
         .send()
         .await?;
     assert_eq!(memory.status(), StatusCode::OK);
-    let health: Value = http
-        .get(restarted.url("/health"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    assert_eq!(health["status"], "healthy", "{health}");
-    assert!(restarted.is_running());
     assert!(!restarted.panicked(), "the log shows a panic");
-    Ok(())
+    assert_healthy(&http, &mut restarted).await
 }
