@@ -88,6 +88,11 @@ impl Tracked {
         }
     }
 
+    /// How many lines [`Self::records`] gives.
+    fn live_lines(&self) -> usize {
+        1 + self.history.len()
+    }
+
     /// The records that recreate this workflow on replay (for compaction).
     fn records(&self) -> impl Iterator<Item = StatusRecord> + '_ {
         let status = &self.status;
@@ -114,6 +119,10 @@ impl Tracked {
 struct StatusIndex {
     log: JsonlLog,
     workflows: BTreeMap<WorkflowId, Tracked>,
+    /// Lines a compacted log would hold: one `create` plus the history of
+    /// each live workflow. Kept up to date by [`Self::apply`], so deciding
+    /// whether to compact does not walk every workflow on every write.
+    live_lines: usize,
 }
 
 impl StatusIndex {
@@ -137,7 +146,10 @@ impl StatusIndex {
                         },
                     );
                 }
-                self.workflows.insert(workflow_id, tracked);
+                self.live_lines += 1;
+                if let Some(replaced) = self.workflows.insert(workflow_id, tracked) {
+                    self.live_lines -= replaced.live_lines();
+                }
             }
             StatusRecord::Update {
                 workflow_id,
@@ -150,7 +162,10 @@ impl StatusIndex {
                 let tracked = self
                     .workflows
                     .entry(workflow_id.clone())
-                    .or_insert_with(|| Tracked::new(workflow_id, story_id.clone(), at));
+                    .or_insert_with(|| {
+                        self.live_lines += 1;
+                        Tracked::new(workflow_id, story_id.clone(), at)
+                    });
                 if tracked.status.story_id.is_none() {
                     tracked.status.story_id = story_id;
                 }
@@ -169,9 +184,12 @@ impl StatusIndex {
                     output_summary,
                     at,
                 });
+                self.live_lines += 1;
             }
             StatusRecord::Delete { workflow_id, .. } => {
-                self.workflows.remove(&workflow_id);
+                if let Some(removed) = self.workflows.remove(&workflow_id) {
+                    self.live_lines -= removed.live_lines();
+                }
             }
         }
     }
@@ -183,8 +201,7 @@ impl StatusIndex {
         for record in records {
             self.apply(record);
         }
-        let live_lines: usize = self.workflows.values().map(|t| 1 + t.history.len()).sum();
-        if worth_compacting(self.log.lines(), live_lines) {
+        if worth_compacting(self.log.lines(), self.live_lines) {
             let live: Vec<StatusRecord> =
                 self.workflows.values().flat_map(Tracked::records).collect();
             if let Err(err) = self.log.rewrite(&live) {
@@ -225,6 +242,7 @@ impl FileStatusStore {
             let mut index = StatusIndex {
                 log,
                 workflows: BTreeMap::new(),
+                live_lines: 0,
             };
             for record in records {
                 index.apply(record);
@@ -385,5 +403,52 @@ impl StatusStore for FileStatusStore {
     async fn health(&self) -> Result<(), StoreError> {
         let dir = self.dir.clone();
         blocking(move || probe_dir(&dir, "orchestration status")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn live_lines_follow_every_kind_of_record() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = FileStatusStore::open(dir.path()).await?;
+        let mut index = store.index.lock().await;
+        let (a, b) = (WorkflowId::parse("wf-a")?, WorkflowId::parse("wf-b")?);
+        let create = |id: &WorkflowId| StatusRecord::Create {
+            workflow_id: id.clone(),
+            story_id: Some("S1".into()),
+            agents: vec!["pm".into()],
+            at: 1,
+        };
+        let update = |id: &WorkflowId| StatusRecord::Update {
+            workflow_id: id.clone(),
+            story_id: None,
+            agent_id: "pm".into(),
+            status: AgentState::Running,
+            output_summary: None,
+            at: 2,
+        };
+        let delete = |id: &WorkflowId| StatusRecord::Delete {
+            workflow_id: id.clone(),
+            at: 3,
+        };
+        let records = [
+            create(&a),
+            update(&a),
+            update(&b), // creates `b` implicitly
+            update(&b),
+            create(&a), // replaces `a` and its history
+            delete(&b),
+            delete(&WorkflowId::parse("wf-unknown")?),
+        ];
+        for record in records {
+            index.apply(record);
+            let counted: usize = index.workflows.values().map(Tracked::live_lines).sum();
+            assert_eq!(index.live_lines, counted);
+        }
+        assert_eq!(index.live_lines, 1);
+        Ok(())
     }
 }
