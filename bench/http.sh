@@ -29,7 +29,9 @@ for tool in cargo wrk curl python3; do
 done
 
 if [ -n "${BMAD2PF_BIN:-}" ]; then
-  bin="$BMAD2PF_BIN"   # a binary built already (e.g. `cargo build --profile bench`)
+  # a binary built already (e.g. `cargo build --profile bench`); made absolute
+  # because the server runs from a temporary working directory
+  bin="$(realpath "$BMAD2PF_BIN")"
 else
   echo "building the release binary…" >&2
   (cd "$root" && cargo build -q --release -p bmad2pf)

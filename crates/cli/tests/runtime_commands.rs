@@ -344,3 +344,121 @@ async fn serve_runs_a_flow_against_an_openai_compatible_server() -> TestResult {
     );
     Ok(())
 }
+
+/// The browser the docs-page test drives: `BMAD2PF_TEST_CHROMIUM`, else
+/// `chromium` on `PATH`.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BMAD2PF_TEST_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("chromium"))
+        .find(|path| path.is_file())
+}
+
+/// Runs `command` to its end, killing it after `limit`.
+fn output_within(
+    mut command: Command,
+    limit: Duration,
+) -> Result<Output, Box<dyn std::error::Error>> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{command:?} did not finish within {limit:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = reader.join().map_err(|_| "stdout reader panicked")??;
+    Ok(Output {
+        status,
+        stdout,
+        stderr: Vec::new(),
+    })
+}
+
+/// The docs page renders in a real browser from the binary alone: headless
+/// Chromium (this machine has no internet, and the browser's own network
+/// features are off) loads `/docs/`, runs its scripts, and the rendered page
+/// shows every path of `/openapi.json`. Skipped with a loud line when no
+/// Chromium is installed, except under CI (`CI` set), where that fails.
+#[tokio::test]
+async fn the_docs_page_renders_every_route_offline_in_a_browser() -> TestResult {
+    let Some(browser) = chromium() else {
+        if std::env::var_os("CI").is_some() {
+            return Err(
+                "chromium is not installed, and CI must not skip the docs-page test".into(),
+            );
+        }
+        eprintln!(
+            "\n==== SKIPPED: no chromium (apt-get install chromium, or set BMAD2PF_TEST_CHROMIUM) — the docs page was not rendered ====\n"
+        );
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default()],
+        &[],
+    )?;
+    let openapi = get_json(&format!("{}/openapi.json", server.base)).await?;
+    let mut paths: Vec<String> = openapi["paths"]
+        .as_object()
+        .ok_or("openapi.json has paths")?
+        .keys()
+        .cloned()
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 15, "{paths:?}");
+
+    let mut command = Command::new(browser);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("browser").display()
+        ))
+        .arg(format!("{}/docs/", server.base));
+    // The server is another process: blocking this test's runtime is harmless.
+    let page = output_within(command, Duration::from_secs(120))?;
+    let dom = text(&page.stdout);
+    assert!(page.status.success(), "chromium failed: {:?}", page.status);
+    let mut rendered: Vec<String> = dom
+        .split("class=\"opblock-summary-path\" data-path=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|path| path.replace("&amp;", "&"))
+        .collect();
+    rendered.sort();
+    rendered.dedup();
+    assert_eq!(
+        rendered, paths,
+        "the rendered page lists the document's paths"
+    );
+    Ok(())
+}
