@@ -75,19 +75,6 @@ pub struct RunOutcomeDoc {
     pub duration_ms: u64,
 }
 
-/// Body of `POST /agent/{id}/execute`.
-#[derive(ToSchema)]
-#[schema(as = ExecuteRequest)]
-pub struct ExecuteRequestDoc {
-    pub instruction: String,
-    /// Document name → content, standing in for the document store.
-    pub documents: Option<BTreeMap<String, String>>,
-    /// Made available to the prompt as `context`.
-    #[schema(value_type = Option<Object>)]
-    pub context_data: Option<Value>,
-    pub execution_id: Option<String>,
-}
-
 /// Metadata of a stateless execution.
 #[derive(ToSchema)]
 #[schema(as = ExecuteMetadata)]
@@ -203,6 +190,7 @@ pub struct StatusChangeDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::agent::ExecuteBody;
     use bmad2pf_engine::outcome::{
         AgentResult, AgentRunStatus, ExecuteMetadata, ExecuteOutcome, ExecuteRequest,
         ExecuteStatus, Readiness, RunOutcome, RunStatus, TokenUsage,
@@ -294,7 +282,7 @@ mod tests {
         );
         assert_eq!(schema_fields::<ExecuteOutcomeDoc>(), value_fields(&execute));
         assert_eq!(
-            schema_fields::<ExecuteRequestDoc>(),
+            schema_fields::<ExecuteBody>(),
             value_fields(&ExecuteRequest::default())
         );
         assert_eq!(schema_fields::<ReadinessDoc>(), value_fields(&readiness));

@@ -3,24 +3,11 @@
 
 mod common;
 
-use common::{Setup, SseReader, TestResult, TestServer};
+use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-async fn json_of(response: reqwest::Response) -> Result<Value, reqwest::Error> {
-    response.json::<Value>().await
-}
-
-/// Asserts the SPEC error shape and returns its code.
-fn error_code(body: &Value) -> &str {
-    assert!(
-        body["error"]["message"].is_string(),
-        "not the error shape: {body}"
-    );
-    body["error"]["code"].as_str().unwrap_or_default()
-}
 
 #[tokio::test]
 async fn health_is_public_and_describes_the_bundle_and_backends() -> TestResult {
@@ -333,7 +320,9 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .json(&json!({"flow": "default", "story_id": "../x"}))
         .send()
         .await?;
-    assert_eq!(bad_story.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A story id names documents: a bad one is an invalid id (SPEC 5 "Rules").
+    assert_eq!(bad_story.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&json_of(bad_story).await?), "invalid_id");
     server.stop().await;
     Ok(())
 }

@@ -104,7 +104,9 @@ fn check_id(kind: &'static str, value: &str, extra: &[char]) -> Result<(), IdErr
 }
 
 /// Checks a story id (used in document names, scopes and workflow records).
-pub(crate) fn check_story_id(value: &str) -> Result<(), IdError> {
+/// Public so that the server can refuse a bad story id (400 `invalid_id`)
+/// before it reaches the engine, wherever the id comes from.
+pub fn check_story_id(value: &str) -> Result<(), IdError> {
     check_id("story id", value, &[])
 }
 

@@ -7,12 +7,16 @@
 //!
 //! Streaming (`Accept: text/event-stream` or `"stream": true`): the response
 //! starts once the run has produced its first event (or ended), so that a
-//! request the engine refuses outright — unknown flow, bad story id, the
-//! flow already running for the story — still gets its HTTP status (404,
-//! 422, 409) instead of a 200 stream holding an error. After that: events
+//! request the engine refuses outright — unknown flow, the flow already
+//! running for the story — still gets its HTTP status (404, 409) instead
+//! of a 200 stream holding an error. After that: events
 //! `progress`, `token`, `result` as they happen, then `done` with the same
 //! body a JSON request gets; `error` `{code, message}` when the run ended
 //! without an outcome; a `: keep-alive` comment every 15 seconds.
+//!
+//! The story id is checked here before the run is handed to the engine: a
+//! story id names documents, so a bad one is a 400 `invalid_id` like every
+//! other id (SPEC 5 "Rules"), not a 422.
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -24,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bmad2pf_engine::outcome::{RunEvent, RunOutcome, RunRequest};
+use bmad2pf_engine::store::ids::check_story_id;
 use bmad2pf_engine::{Engine, EngineError};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -65,10 +70,11 @@ pub struct RunBody {
         (status = 200, description = "The run's outcome; with streaming, an event stream: \
             `progress`, `token`, `result` events, then `done` (this body) or `error`",
             content((RunOutcomeDoc = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Invalid story id", body = ErrorBody),
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow is already running for this story \
             (`run_in_progress`, `details.run_id`)", body = ErrorBody),
-        (status = 422, description = "Invalid body or story id", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
     )
 )]
 pub async fn run(
@@ -76,6 +82,7 @@ pub async fn run(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> Result<Response, ApiError> {
+    check_story_id(&body.story_id)?;
     let streaming = body.stream || accepts_event_stream(&headers);
     let request = RunRequest {
         flow: body.flow,

@@ -19,6 +19,20 @@ use tokio::task::JoinHandle;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// The JSON body of a response.
+pub async fn json_of(response: reqwest::Response) -> Result<serde_json::Value, reqwest::Error> {
+    response.json::<serde_json::Value>().await
+}
+
+/// Asserts the SPEC error shape and returns its code.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    assert!(
+        body["error"]["message"].is_string(),
+        "not the error shape: {body}"
+    );
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
 /// An agent with the defaults the compiler would give it.
 pub fn agent(id: &str, requires: &[&str]) -> AgentSpec {
     AgentSpec {
@@ -177,25 +191,65 @@ impl TestServer {
         target: &str,
         body: &str,
     ) -> Result<(u16, String), Box<dyn std::error::Error + Send + Sync>> {
-        let mut stream = TcpStream::connect(self.address).await?;
         let request = format!(
             "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: text/markdown\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        let text = String::from_utf8_lossy(&response).to_string();
-        let status = text
-            .split(' ')
-            .nth(1)
+        let response = self.raw_bytes(request.as_bytes()).await?;
+        Ok((response.status, response.body))
+    }
+
+    /// Writes `request` (request line, headers and whatever body bytes the
+    /// test wants, honest or not) on a fresh connection and reads one
+    /// response: the head, then as many body bytes as its `content-length`
+    /// says (or up to the end of the stream without one). It does not wait
+    /// for the server to read the rest of a body it was promised.
+    pub async fn raw_bytes(
+        &self,
+        request: &[u8],
+    ) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
+        let mut stream = TcpStream::connect(self.address).await?;
+        stream.write_all(request).await?;
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err("connection closed before a response head".into());
+            }
+            received.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&received[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
             .and_then(|s| s.parse().ok())
             .ok_or("no status line")?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(name, _)| name == "content-length")
+            .and_then(|(_, value)| value.parse::<usize>().ok());
+        let mut body = received[head_end + 4..].to_vec();
+        while length.is_none_or(|length| body.len() < length) {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Ok(RawResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).to_string(),
+        })
     }
 
     /// Stops the server gracefully and waits for it.
@@ -212,6 +266,25 @@ impl TestServer {
             let _ = tx.send(());
         }
         self.task.take()
+    }
+}
+
+/// A response read off a raw connection by [`TestServer::raw_bytes`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
