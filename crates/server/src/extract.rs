@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope};
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// A JSON request body deserialised into `T`.
 #[derive(Debug)]
@@ -68,6 +68,18 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(essence)
 }
 
+/// The `charset` parameter of the request's media type, lower-cased and
+/// unquoted (`text/plain; charset="UTF-8"` → `utf-8`), if there is one.
+pub fn charset(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    value.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
 /// 415 naming what the route accepts.
 pub fn unsupported_media_type(accepted: &str) -> ApiError {
     ApiError::new(
@@ -79,6 +91,14 @@ pub fn unsupported_media_type(accepted: &str) -> ApiError {
 
 /// Parses JSON into `T`: syntax errors are 400 with the position, type and
 /// field errors 422 with the field's path.
+///
+/// serde meets one error and stops, and that error alone does not say
+/// which of the two a body has: a type error can come first in a body that
+/// is also cut short (`[[[…` for an object), and serde_json reports an enum
+/// given `null` or a number as a syntax error ("expected value"). So on
+/// failure the whole body is parsed once more as a plain JSON value (which,
+/// unlike skipping it, also checks that its strings are UTF-8), and only a
+/// body that is valid JSON is a 422.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed = match serde_path_to_error::deserialize(&mut deserializer) {
@@ -88,24 +108,48 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .map_err(|e| (".".to_string(), e)),
         Err(error) => Err((error.path().to_string(), error.into_inner())),
     };
-    parsed.map_err(|(field, inner)| {
-        let position = json!({ "line": inner.line(), "column": inner.column() });
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = if field == "." {
-                    inner.to_string()
-                } else {
-                    format!("field `{field}`: {inner}")
-                };
-                let mut details = position;
-                details["field"] = json!(field);
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
-                    .with_details(details)
-            }
-            _ => ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))
-                .with_details(position),
+    parsed.map_err(
+        |(path, inner)| match serde_json::from_slice::<Value>(bytes) {
+            Err(syntax) => malformed_json(&syntax),
+            Ok(_) => schema_violation(&path, &inner),
+        },
+    )
+}
+
+/// 400 `malformed_json` with the parser's position.
+fn malformed_json(error: &serde_json::Error) -> ApiError {
+    ApiError::bad_request("malformed_json", format!("malformed JSON: {error}"))
+        .with_details(json!({ "line": error.line(), "column": error.column() }))
+}
+
+/// 422 `invalid_request` for valid JSON that does not fit the request type.
+/// `details.field` is the path of the offending field: for a missing or
+/// duplicate field serde reports the path of the object that holds it, so
+/// the field's own name is appended.
+fn schema_violation(path: &str, error: &serde_json::Error) -> ApiError {
+    let text = error.to_string();
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    let field = match (path, named) {
+        (".", Some(name)) => name.to_string(),
+        (_, Some(name)) => format!("{path}.{name}"),
+        (_, None) => path.to_string(),
+    };
+    let message = match (error.classify(), named) {
+        (serde_json::error::Category::Data, Some(_)) => text,
+        (serde_json::error::Category::Data, None) if field != "." => {
+            format!("field `{field}`: {text}")
         }
-    })
+        (serde_json::error::Category::Data, None) => text,
+        // Valid JSON that serde_json still calls a syntax error: a value of
+        // a kind the field cannot take at all (`null` for a status).
+        _ => format!("field `{field}`: a value of the wrong type"),
+    };
+    let details = json!({ "field": field, "line": error.line(), "column": error.column() });
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+        .with_details(details)
 }
 
 /// Path parameters deserialised into `T` (400 when they do not fit).
@@ -214,6 +258,17 @@ mod tests {
     fn trailing_garbage_is_malformed() {
         let error = parse_json::<Body>(br#"{"flow": "a"} x"#).err();
         assert!(error.is_some_and(|e| e.status == StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn charset_is_read_from_the_parameters() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(charset(&headers), None);
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; format=flowed; Charset=\"UTF-8\""),
+        );
+        assert_eq!(charset(&headers).as_deref(), Some("utf-8"));
     }
 
     #[test]

@@ -4,10 +4,15 @@
 //! nothing a client sends can name a file outside the docs directory: `..`,
 //! `/`, `\`, NUL and `%` (any encoded form that survived the router's one
 //! decoding) are refused with 400 `invalid_id`. A trailing `.md` is optional.
+//!
+//! Documents are stored as UTF-8. A Markdown or text body that declares
+//! another charset (`text/plain; charset=iso-8859-1`) is refused with 415
+//! rather than read as UTF-8 and mangled or refused as invalid; `utf-8`,
+//! `us-ascii` (a subset) or no charset at all are accepted.
 
 use crate::error::ApiError;
 use crate::extract::{
-    DocIdParam, QueryParams, media_type, parse_json, read_body, unsupported_media_type,
+    DocIdParam, QueryParams, charset, media_type, parse_json, read_body, unsupported_media_type,
 };
 use crate::routes::Success;
 use crate::state::AppState;
@@ -95,7 +100,7 @@ pub async fn get_doc(
         (status = 200, description = "Written", body = DocWritten),
         (status = 400, description = "Invalid id, malformed JSON or text that is not UTF-8", body = ErrorBody),
         (status = 413, description = "Body above `server.max_body_bytes`", body = ErrorBody),
-        (status = 415, description = "Another content type", body = ErrorBody),
+        (status = 415, description = "Another content type, or a text charset other than UTF-8", body = ErrorBody),
         (status = 422, description = "JSON without `content`", body = ErrorBody),
     ))]
 pub async fn put_doc(
@@ -106,6 +111,11 @@ pub async fn put_doc(
     let kind = media_type(request.headers());
     let content = match kind.as_deref() {
         Some("text/markdown" | "text/plain") => {
+            if charset(request.headers()).is_some_and(|c| c != "utf-8" && c != "us-ascii") {
+                return Err(unsupported_media_type(
+                    "text/markdown or text/plain in UTF-8 (or application/json)",
+                ));
+            }
             let bytes = read_body(request, &state).await?;
             String::from_utf8(bytes.to_vec()).map_err(|e| {
                 ApiError::bad_request("invalid_utf8", format!("the body is not UTF-8: {e}"))
