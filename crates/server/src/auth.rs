@@ -1,10 +1,10 @@
 //! API-key authentication (SPEC 5 "Auth").
 //!
 //! When `server.api_key_env` is set, every route but `/health` needs the key,
-//! as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Keys are compared
-//! as SHA-256 digests in constant time: hashing first makes the comparison
-//! independent of the key's length too, so neither content nor length leaks
-//! through timing.
+//! as `Authorization: Bearer <key>` (the scheme in any case) or
+//! `X-API-Key: <key>`. Keys are compared as SHA-256 digests in constant
+//! time: hashing first makes the comparison independent of the key's length
+//! too, so neither content nor length leaks through timing.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -49,13 +49,21 @@ impl ApiKey {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
         // Check both, so the time taken does not tell which header was right.
         let by_bearer = bearer.is_some_and(|k| self.matches(k.trim()));
         let by_header = api_key.is_some_and(|k| self.matches(k.trim()));
         by_bearer | by_header
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// matched without regard to case, as HTTP auth schemes are (RFC 9110
+/// §11.1): `bearer k` and `BEARER k` carry the key `k` too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// Middleware: 401 unless the route is public, auth is off, or the key matches.
@@ -113,6 +121,16 @@ mod tests {
             header::HeaderValue::from_static("Basic k"),
         );
         assert!(key.admits(&headers));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer k"), Some("k"));
+        assert_eq!(bearer_token("bearer k"), Some("k"));
+        assert_eq!(bearer_token("BEARER k"), Some("k"));
+        assert_eq!(bearer_token("Basic k"), None);
+        assert_eq!(bearer_token("Bearerk"), None);
+        assert_eq!(bearer_token("k"), None);
     }
 
     #[test]

@@ -1,23 +1,102 @@
 //! Middleware every request passes through: per-request log line and
-//! metrics, and the JSON error shape for responses that did not come from a
-//! handler (axum's 404 and 405, a swagger asset that does not exist…).
+//! metrics, the JSON error shape for responses that did not come from a
+//! handler (axum's 404 and 405, a swagger asset that does not exist…), and
+//! the early 413 for a body declared too large.
 //!
 //! Request ids are tower-http's `SetRequestId`/`PropagateRequestId`
 //! (wired in [`crate::router`]): a client's `x-request-id` is kept, else a
 //! UUID is made; both layers sit outside these so every log line and every
 //! response carries it.
+//!
+//! Decisions the spec leaves open:
+//! - A client's request id is echoed only when it is usable as one: 1 to
+//!   [`MAX_REQUEST_ID_LEN`] visible ASCII characters. An empty id, one with
+//!   spaces, control or non-ASCII bytes, or a longer one is replaced by a
+//!   generated UUID ([`drop_unusable_request_id`]), so that every response
+//!   and log line carries an id that can be searched for, and a client
+//!   cannot make the server log kilobytes per request.
+//! - The `method` label of the metrics is one of the standard methods or
+//!   `other`: HTTP allows any token as a method, and each new label value
+//!   would be a new series kept for the life of the process.
+//! - A request whose `Content-Length` is above `server.max_body_bytes` is
+//!   answered 413 before its body is read ([`refuse_declared_oversize`]);
+//!   a chunked body is cut off by the body limit while it is read.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
 /// Route label of requests that matched no route.
 const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Method label of requests with a non-standard method.
+const OTHER_METHOD: &str = "other";
+
+/// Longest client-sent `x-request-id` that is echoed (a UUID has 36 characters).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request id header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Removes a client's `x-request-id` that is not usable as an id (see the
+/// module doc), so that the request id layer generates one instead.
+pub async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes.iter().all(|b| b.is_ascii_graphic())
+    };
+    let headers = request.headers_mut();
+    if !headers.get_all(REQUEST_ID).iter().all(usable) {
+        headers.remove(REQUEST_ID);
+    }
+    next.run(request).await
+}
+
+/// 413 for a request whose `Content-Length` is above `limit`, without
+/// waiting for (or reading) the body.
+pub async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// The metrics label of `method`: its name if standard, else [`OTHER_METHOD`].
+fn method_label(method: &Method) -> &'static str {
+    static STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or(OTHER_METHOD, |m| m.as_str())
+}
 
 /// Records the request in the metrics and logs one structured line:
 /// request id, method, route template, path, status, latency.
@@ -32,7 +111,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let path = request.uri().path().to_string();
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
@@ -41,7 +120,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let status = response.status().as_u16();
     state
         .metrics()
-        .record(method.as_str(), &route, status, latency);
+        .record(method_label(&method), &route, status, latency);
     let latency_ms = latency.as_secs_f64() * 1000.0;
     if response.status().is_server_error() {
         tracing::error!(request_id, %method, route, path, status, latency_ms, "request");

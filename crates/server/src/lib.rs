@@ -19,15 +19,22 @@
 //!   [`wire`]: schemas of the engine's bodies.
 //!
 //! # Layers, outside in
-//! request id (set, then propagated to the response) → per-request log and
-//! metrics → JSON error shape → CORS → API key → body limit → routes.
+//! unusable client request id dropped → request id (set, then propagated
+//! to the response) → per-request log and metrics → JSON error shape → CORS
+//! (only with `server.cors_origins`) → API key → 413 for a declared
+//! `Content-Length` above the limit → body limit → routes.
 //!
 //! # Decisions
 //! - `/health` is public and answers 200 even when `degraded` (see
 //!   [`routes::health`]); `/docs` and `/openapi.json` need the key like the
 //!   rest when auth is on.
 //! - `DELETE` of something absent is a 404, like `GET`.
-//! - Ids in JSON bodies (`workflow_id`) are validated like path ids: 400.
+//! - Ids in JSON bodies and queries (`workflow_id`, `story_id` of `/run`,
+//!   `/doc` and `/agent/{id}/ready`) are validated like path ids: 400
+//!   `invalid_id`, before the engine sees them.
+//! - Without `server.cors_origins` there is no CORS layer, so `OPTIONS` is
+//!   like any other method a route lacks: 405 (404 on an unknown route, 401
+//!   without the key).
 //! - A streamed run answers once it has started, so a refused run gets its
 //!   HTTP status (see [`routes::run`]).
 
@@ -62,26 +69,44 @@ const DOCS_PATH: &str = "/docs";
 /// Settings come from the state's engine's `server` config at build time.
 pub fn router(state: AppState) -> Result<Router, ServerError> {
     let server = state.engine().config().server.clone();
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(layers::REQUEST_ID);
+    // No online validator: Swagger UI would otherwise load a badge from
+    // validator.swagger.io (sending it this server's URL) whenever the page
+    // is served under a host other than localhost.
     let docs_page: Router<AppState> = SwaggerUi::new(DOCS_PATH)
-        .config(Config::from("/openapi.json"))
+        .config(Config::from("/openapi.json").validator_url("none"))
         .into();
     let app = routes::api_routes()
         .merge(docs_page)
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
-        .layer(from_fn_with_state(state.clone(), auth::require_api_key))
-        .layer(cors(&server.cors_origins)?)
+        .layer(from_fn_with_state(
+            server.max_body_bytes,
+            layers::refuse_declared_oversize,
+        ))
+        .layer(from_fn_with_state(state.clone(), auth::require_api_key));
+    // CORS only when origins are configured: the CORS layer answers every
+    // OPTIONS request itself (200, empty), which without CORS would hide
+    // unknown routes, 405s and the API key check.
+    let app = match cors(&server.cors_origins)? {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    let app = app
         .layer(from_fn(layers::json_errors))
         .layer(from_fn_with_state(state.clone(), layers::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(from_fn(layers::drop_unusable_request_id))
         .with_state(state);
     Ok(app)
 }
 
-/// CORS for `server.cors_origins`: none configured means no CORS headers
+/// CORS for `server.cors_origins`: none configured means no CORS layer
 /// (same-origin only); `*` allows any origin.
-fn cors(origins: &[String]) -> Result<CorsLayer, ServerError> {
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, ServerError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
         .allow_headers([
@@ -89,11 +114,11 @@ fn cors(origins: &[String]) -> Result<CorsLayer, ServerError> {
             header::CONTENT_TYPE,
             header::ACCEPT,
             HeaderName::from_static("x-api-key"),
-            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(layers::REQUEST_ID),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id")]);
+        .expose_headers([HeaderName::from_static(layers::REQUEST_ID)]);
     if origins.iter().any(|o| o == "*") {
-        return Ok(layer.allow_origin(AllowOrigin::any()));
+        return Ok(Some(layer.allow_origin(AllowOrigin::any())));
     }
     let parsed = origins
         .iter()
@@ -103,5 +128,5 @@ fn cors(origins: &[String]) -> Result<CorsLayer, ServerError> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(layer.allow_origin(AllowOrigin::list(parsed)))
+    Ok(Some(layer.allow_origin(AllowOrigin::list(parsed))))
 }
