@@ -1,0 +1,519 @@
+//! A hostile client against the real server over HTTP: requests built to
+//! find where the answers stray from SPEC 5 (status, error shape, request
+//! ids, ids, limits), one test per way they did. Each ends by checking that
+//! the server still answers.
+
+mod common;
+
+use common::{Setup, TestResult, TestServer, error_code, json_of};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Asserts that the server is still up and healthy.
+async fn assert_alive(server: &TestServer) -> TestResult {
+    let health = server.client.get(server.url("/health")).send().await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(json_of(health).await?["status"], "healthy");
+    Ok(())
+}
+
+/// `body` nested `levels` deep in arrays: `[[…body…]]`.
+fn nested(levels: usize, body: &str) -> String {
+    format!("{}{body}{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+#[tokio::test]
+async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let options = server
+        .client
+        .request(Method::OPTIONS, server.url("/flows"))
+        .send()
+        .await?;
+    assert_eq!(options.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(options.headers().contains_key("allow"));
+    assert!(options.headers().contains_key("x-request-id"));
+    assert_eq!(error_code(&json_of(options).await?), "method_not_allowed");
+    let unknown = server
+        .client
+        .request(Method::OPTIONS, server.url("/no/such/route"))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+    server.stop().await;
+
+    let guarded = TestServer::start(Setup {
+        api_key: Some("k".into()),
+        ..Setup::default()
+    })
+    .await?;
+    let anonymous = guarded
+        .client
+        .request(Method::OPTIONS, guarded.url("/flows"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    guarded.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_and_duplicate_fields_are_named_in_the_details() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    for (body, field) in [
+        (r#"{"flow": "default"}"#, "story_id"),
+        (r#"{"story_id": "s"}"#, "flow"),
+        (
+            r#"{"flow": "default", "story_id": "s", "flow": "x"}"#,
+            "flow",
+        ),
+    ] {
+        let response = server
+            .client
+            .post(server.url("/run"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let answer = json_of(response).await?;
+        assert_eq!(error_code(&answer), "invalid_request");
+        assert_eq!(answer["error"]["details"]["field"], field, "{body}");
+    }
+    let no_instruction = server
+        .client
+        .post(server.url("/agent/pm/execute"))
+        .json(&json!({"documents": {}}))
+        .send()
+        .await?;
+    assert_eq!(
+        json_of(no_instruction).await?["error"]["details"]["field"],
+        "instruction"
+    );
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn valid_json_of_the_wrong_kind_is_422_and_broken_json_is_400() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    // serde_json calls an enum given `null` or a number a syntax error; it is valid JSON.
+    for status in [json!(null), json!(5), json!([]), json!({})] {
+        let body = json!({"workflow_id": "w", "agent_id": "pm", "status": status});
+        let response = server
+            .client
+            .put(server.url("/orchestration/status"))
+            .json(&body)
+            .send()
+            .await?;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let answer = json_of(response).await?;
+        assert_eq!(error_code(&answer), "invalid_request");
+        assert_eq!(answer["error"]["details"]["field"], "status");
+    }
+    // Cut-off bodies whose first error is a type error are still malformed JSON.
+    for (method, path, body) in [
+        (Method::POST, "/run", "[".repeat(1000)),
+        (
+            Method::POST,
+            "/run",
+            r#"{"flow": 1, "story_id": "#.to_string(),
+        ),
+        (Method::PUT, "/doc/a", r#"{"content": [[["#.to_string()),
+    ] {
+        let response = server
+            .client
+            .request(method, server.url(path))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let answer = json_of(response).await?;
+        assert_eq!(error_code(&answer), "malformed_json");
+        assert!(answer["error"]["details"]["column"].is_u64());
+    }
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_declared_too_large_is_refused_before_it_is_sent() -> TestResult {
+    let server = TestServer::start(Setup {
+        max_body_bytes: Some(1024),
+        ..Setup::default()
+    })
+    .await?;
+    // The head promises 10 MB and no body follows: the answer must not wait for it.
+    let head = "PUT /doc/big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        Content-Type: text/markdown\r\nContent-Length: 10000000\r\n\r\n";
+    // The timeout only turns a regression (waiting for the body) into a failure instead of a hang.
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        server.raw_bytes(head.as_bytes()),
+    )
+    .await
+    .map_err(|_| "no answer while the promised body was not sent")??;
+    assert_eq!(response.status, 413);
+    assert!(response.header("x-request-id").is_some());
+    let body: Value = serde_json::from_str(&response.body)?;
+    assert_eq!(error_code(&body), "payload_too_large");
+    // Chunked, without a length: cut off while read.
+    let chunk = "x".repeat(600);
+    let chunked = format!(
+        "PUT /doc/big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+        Content-Type: text/markdown\r\nTransfer-Encoding: chunked\r\n\r\n\
+        258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let response = server.raw_bytes(chunked.as_bytes()).await?;
+    assert_eq!(response.status, 413);
+    let status = json_of(
+        server
+            .client
+            .get(server.url("/doc/big/status"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, json!({"exists": false}));
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn story_ids_in_queries_and_run_bodies_are_checked_like_every_id() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    // `analyst` requires nothing, so the engine never builds a document id from the story.
+    for path in [
+        "/agent/analyst/ready?story_id=..",
+        "/agent/analyst/ready?story_id=a%2Fb",
+        "/agent/pm/ready?story_id=..%2F..%2Fx",
+        "/agent/pm/ready?story_id=",
+    ] {
+        let response = server.client.get(server.url(path)).send().await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body = json_of(response).await?;
+        assert_eq!(error_code(&body), "invalid_id", "{path}");
+        assert_eq!(body["error"]["details"]["kind"], "story id");
+    }
+    for stream in [false, true] {
+        let response = server
+            .client
+            .post(server.url("/run"))
+            .json(&json!({"flow": "default", "story_id": "a/../b", "stream": stream}))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&json_of(response).await?), "invalid_id");
+    }
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn execute_refuses_unknown_fields() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let response = server
+        .client
+        .post(server.url("/agent/pm/execute"))
+        .json(&json!({"instruction": "plan", "documnets": {"analyst": "# A"}}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = json_of(response).await?;
+    assert_eq!(error_code(&body), "invalid_request");
+    assert_eq!(body["error"]["details"]["field"], "documnets");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn memory_refuses_values_it_could_not_read_back() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let put = |levels: usize| {
+        server
+            .client
+            .put(server.url("/memory/shared:deep/k"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(nested(levels, "1"))
+            .send()
+    };
+    // 127 levels parse, but the stored record around the value would not.
+    let too_deep = put(127).await?;
+    assert_eq!(too_deep.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&json_of(too_deep).await?), "invalid_request");
+    let absent = server
+        .client
+        .get(server.url("/memory/shared:deep/k"))
+        .send()
+        .await?;
+    assert_eq!(absent.status(), StatusCode::NOT_FOUND);
+    let deepest = put(64).await?;
+    assert_eq!(deepest.status(), StatusCode::OK);
+    let read = json_of(
+        server
+            .client
+            .get(server.url("/memory/shared:deep/k"))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(read, serde_json::from_str::<Value>(&nested(64, "1"))?);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unusable_client_request_ids_are_replaced() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let longest = "r".repeat(128);
+    let too_long = "r".repeat(129);
+    let cases: [(&[u8], bool); 6] = [
+        (b"req-42", true),
+        (longest.as_bytes(), true),
+        (b"", false),
+        (b"two words", false),
+        (b"\xff\xfe", false),
+        (too_long.as_bytes(), false),
+    ];
+    for (sent, echoed) in cases {
+        let response = server
+            .client
+            .get(server.url("/health"))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(sent)?,
+            )
+            .send()
+            .await?;
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        if echoed {
+            assert_eq!(id, sent);
+        } else {
+            assert_ne!(id, sent);
+            assert_eq!(id.len(), 36, "not a generated UUID: {id:?}");
+        }
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn error_responses_from_every_layer_carry_a_request_id() -> TestResult {
+    let server = TestServer::start(Setup {
+        api_key: Some("k".into()),
+        max_body_bytes: Some(16),
+        ..Setup::default()
+    })
+    .await?;
+    let c = &server.client;
+    let responses = [
+        (c.get(server.url("/flows")), StatusCode::UNAUTHORIZED),
+        (
+            c.get(server.url("/nope")).bearer_auth("k"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            c.patch(server.url("/flows")).bearer_auth("k"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            c.put(server.url("/doc/a"))
+                .bearer_auth("k")
+                .header(CONTENT_TYPE, "text/plain")
+                .body("x".repeat(17)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            c.put(server.url("/doc/a"))
+                .bearer_auth("k")
+                .header(CONTENT_TYPE, "application/xml")
+                .body("<a/>"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (request, status) in responses {
+        let response = request.header("x-request-id", "hostile-1").send().await?;
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["x-request-id"], "hostile-1", "{status}");
+        error_code(&json_of(response).await?);
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn any_case_of_the_bearer_scheme_carries_the_key() -> TestResult {
+    let server = TestServer::start(Setup {
+        api_key: Some("s3cret".into()),
+        ..Setup::default()
+    })
+    .await?;
+    for (value, status) in [
+        ("bearer s3cret", StatusCode::OK),
+        ("BEARER s3cret", StatusCode::OK),
+        ("bearer s3cre", StatusCode::UNAUTHORIZED),
+        ("Basic s3cret", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = server
+            .client
+            .get(server.url("/flows"))
+            .header("authorization", value)
+            .send()
+            .await?;
+        assert_eq!(response.status(), status, "{value}");
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_make_new_metric_series() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    for name in ["FOO1", "FOO2", "BREW"] {
+        let response = server
+            .client
+            .request(Method::from_bytes(name.as_bytes())?, server.url("/health"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        !metrics.contains("FOO1") && !metrics.contains("BREW"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"bmad2pf_http_requests_total{method="other",route="/health",status="405"} 3"#
+        ),
+        "{metrics}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_docs_page_never_calls_the_online_validator() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let initializer = server
+        .client
+        .get(server.url("/docs/swagger-initializer.js"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    // Swagger UI's default fetches a badge from validator.swagger.io whenever
+    // the page is not served from localhost.
+    assert!(
+        initializer.contains(r#""validatorUrl": "none""#),
+        "{initializer}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn text_documents_in_another_charset_are_refused() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    for (content_type, status) in [
+        (
+            "text/plain; charset=iso-8859-1",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "text/markdown; charset=\"windows-1252\"",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        ("text/markdown; charset=UTF-8", StatusCode::OK),
+        ("text/plain; charset=us-ascii", StatusCode::OK),
+        ("text/plain", StatusCode::OK),
+    ] {
+        let response = server
+            .client
+            .put(server.url("/doc/latin"))
+            .header(CONTENT_TYPE, content_type)
+            .body("cafe")
+            .send()
+            .await?;
+        assert_eq!(response.status(), status, "{content_type}");
+        if status != StatusCode::OK {
+            assert_eq!(
+                error_code(&json_of(response).await?),
+                "unsupported_media_type"
+            );
+        }
+    }
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hostile_bytes_neither_crash_nor_hang_the_server() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let deep = c
+        .put(server.url("/memory/shared/k"))
+        .header(CONTENT_TYPE, "application/json")
+        .body("[".repeat(100_000))
+        .send()
+        .await?;
+    assert_eq!(deep.status(), StatusCode::BAD_REQUEST);
+    let not_utf8 = c
+        .post(server.url("/run"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(b"{\"flow\": \"\xff\"}".to_vec())
+        .send()
+        .await?;
+    assert_eq!(not_utf8.status(), StatusCode::BAD_REQUEST);
+    let nul = c
+        .put(server.url("/doc/nul"))
+        .header(CONTENT_TYPE, "text/markdown")
+        .body("a\0b")
+        .send()
+        .await?;
+    assert_eq!(nul.status(), StatusCode::OK);
+    assert_eq!(
+        c.get(server.url("/doc/nul")).send().await?.text().await?,
+        "a\0b"
+    );
+    let segments = c.get(server.url(&"/a".repeat(5000))).send().await?;
+    assert_eq!(segments.status(), StatusCode::NOT_FOUND);
+    let bad_utf8_path = c.get(server.url("/doc/%ff%fe")).send().await?;
+    assert_eq!(bad_utf8_path.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = server
+        .raw("GET", &format!("/doc/{}", "x".repeat(200)), "")
+        .await?;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .raw("GET", &format!("/doc/{}", "x".repeat(201)), "")
+        .await?;
+    assert_eq!(status, 400);
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
