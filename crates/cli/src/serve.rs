@@ -51,6 +51,7 @@ fn serve(args: &ServeArgs) -> Result<(), StartError> {
         host: args.host.clone(),
         port: args.port,
         api_key: api_key.clone(),
+        ..ServeOptions::default()
     };
     let runtime = tokio_runtime()?;
     runtime.block_on(async {

@@ -196,9 +196,6 @@ pub enum ServerError {
     /// A `server.cors_origins` entry is not a valid origin.
     #[error("server.cors_origins: {origin:?} is not a valid origin")]
     InvalidCorsOrigin { origin: String },
-    /// The HTTP server failed while running.
-    #[error("HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 #[cfg(test)]

@@ -1,22 +1,85 @@
-//! Running the server: bind, serve, and shut down gracefully.
+//! Running the server: bind, accept, serve connections, shut down gracefully.
 //!
 //! Shutdown is explicit: when the `shutdown` future given to [`serve`]
 //! completes (usually [`shutdown_signal`], SIGINT or SIGTERM), the listener
 //! stops accepting, requests in flight — streamed runs included — are
 //! allowed to finish, and then the engine is shut down, which waits for
 //! running agents and leaves every store write durable.
+//!
+//! The accept loop is ours rather than `axum::serve`, which sets no timer:
+//! a client that opened a connection and never finished its request head
+//! (slowloris) kept the connection and its file descriptor forever.
+//! Connections are served by hyper-util's auto builder, as `axum::serve`
+//! did: HTTP/1.1 with keep-alive, and HTTP/2 for clients that speak it from
+//! the first byte (prior knowledge; there is no TLS, so no ALPN). No option
+//! of axum's was lost: it set neither TCP_NODELAY nor any timeout.
+//!
+//! **Header-read timeout** ([`ServeOptions::header_read_timeout`], 30 s by
+//! default, no runtime.yaml key): a connection is closed when it has no
+//! request in flight and has not delivered a complete request head within
+//! that time. Concretely:
+//! - before the first bytes, while the protocol is not yet known (nothing
+//!   sent, or a prefix of the HTTP/2 preface), the connection waits at most
+//!   the timeout; then
+//! - hyper's HTTP/1 `header_read_timeout` bounds each request head, counted
+//!   from when hyper starts reading it: for the first request from the end
+//!   of the wait above (so a head that trickles in can take up to twice the
+//!   timeout from the accept), for the next ones from the end of the previous
+//!   response. This is also the idle keep-alive timeout: an HTTP/1
+//!   connection idle between requests for that long is closed.
+//!
+//! It never cuts a request already being answered (a streamed run can last
+//! an hour), and it does not bound a request body that stalls: a handler
+//! waiting for its body waits as long as the client keeps the connection.
+//! Idle HTTP/2 connections are not closed either (hyper has no idle timer
+//! for HTTP/2; its keep-alive pings only detect dead peers).
+//!
+//! 30 s is hyper's own default. A real client sends its head in one write,
+//! so 30 s only matters on a badly stalled link; as the keep-alive idle
+//! timeout it is long enough for clients that reuse connections between
+//! calls. A load balancer that keeps idle upstream connections longer
+//! (AWS ALB: 60 s) must be set below it, or it may reuse a connection the
+//! server just closed (a 502 at the balancer).
+//!
+//! Accept errors never stop the server: a connection reset before it was
+//! accepted is skipped, anything else (EMFILE when out of file descriptors)
+//! is logged and accepting pauses for [`ACCEPT_BACKOFF`], since retrying at
+//! once would fail the same way in a busy loop.
 
 use crate::error::ServerError;
 use crate::router;
 use crate::state::AppState;
+use axum::Router;
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The default of [`ServeOptions::header_read_timeout`] (see the module doc).
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long accepting pauses after an accept error that is not about one
+/// connection (EMFILE, ENFILE, ENOBUFS…).
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The first bytes of every HTTP/2 connection (RFC 9113 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How often a connection whose first bytes are a prefix of [`H2_PREFACE`]
+/// is looked at again (peeking does not wait for more bytes).
+const PREFACE_POLL: Duration = Duration::from_millis(20);
 
 /// How to serve, beyond what `runtime.yaml` says.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Overrides `server.host` (e.g. `--host`).
     pub host: Option<String>,
@@ -25,6 +88,21 @@ pub struct ServeOptions {
     pub port: Option<u16>,
     /// The API key's value, when `server.api_key_env` is set; see [`ServeOptions::api_key_from_env`].
     pub api_key: Option<String>,
+    /// How long a connection with no request in flight may take to deliver
+    /// a complete request head, idle keep-alive included (see the module
+    /// doc). Not in runtime.yaml; tests shorten it.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: None,
+            api_key: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
 }
 
 impl ServeOptions {
@@ -66,19 +144,22 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let config = state.engine().config().server.clone();
-    let host = options.host.unwrap_or(config.host);
+    let host = options.host.clone().unwrap_or(config.host);
     let port = options.port.unwrap_or(config.port);
     let address = format!("{host}:{port}");
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|source| ServerError::Bind { address, source })?;
-    serve_on(listener, state, shutdown).await
+    serve_on(listener, state, &options, shutdown).await
 }
 
 /// Serves on a listener the caller bound (tests bind `127.0.0.1:0`).
+/// Of `options` only the connection settings are used: the listener is
+/// bound and the state holds the key.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
+    options: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local = listener.local_addr().map_err(|source| ServerError::Bind {
@@ -100,14 +181,141 @@ pub async fn serve_on(
             bundle.flows.len(),
         );
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)?;
+    accept_until(listener, app, options.header_read_timeout, shutdown).await;
     tracing::info!("HTTP server stopped; shutting the engine down");
     state.engine().shutdown().await;
     tracing::info!("engine stopped; stores flushed");
     Ok(())
+}
+
+/// Accepts connections until `shutdown` completes, then closes the
+/// listener, asks every connection to finish (idle ones close at once,
+/// busy ones after their response) and waits for them all.
+async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (stop_all, stop) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                connections.spawn(connection(
+                    stream,
+                    app.clone(),
+                    header_read_timeout,
+                    stop.clone(),
+                ));
+                tracing::trace!(%peer, "connection accepted");
+            }
+            Err(error) if is_connection_error(&error) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot accept connections; retrying in {ACCEPT_BACKOFF:?}");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+        while let Some(ended) = connections.try_join_next() {
+            log_panic(ended);
+        }
+    }
+    drop(listener);
+    stop_all.send_replace(true);
+    while let Some(ended) = connections.try_join_next() {
+        log_panic(ended);
+    }
+    tracing::info!(
+        connections = connections.len(),
+        "not accepting connections; draining requests"
+    );
+    while let Some(ended) = connections.join_next().await {
+        log_panic(ended);
+    }
+}
+
+/// An error of one connection that had not been accepted yet: skip it.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended {
+        tracing::error!(%error, "a connection task panicked");
+    }
+}
+
+/// Serves one connection until it ends, or until `stop` turns true: then
+/// the connection finishes what it is answering and closes.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let known = tokio::select! {
+        known = protocol_known(&stream, Instant::now() + header_read_timeout) => known,
+        () = stopping(&mut stop) => false,
+    };
+    if !known {
+        return;
+    }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let service = TowerToHyperService::new(app);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = ended {
+        // Header-read timeouts, malformed requests, clients gone: theirs.
+        tracing::debug!(error = %error, "connection ended with an error");
+    }
+}
+
+/// Completes when the server stops accepting (or is gone).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    // The borrow `wait_for` returns is not `Send`: drop it here.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Waits, until `deadline` at most, for the first bytes of a connection to
+/// tell HTTP/1 from HTTP/2 — what the auto builder reads before any timer
+/// of hyper's runs. False when the client sent too little in time, closed,
+/// or failed.
+async fn protocol_known(stream: &TcpStream, deadline: Instant) -> bool {
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) if n == first.len() || first[..n] != H2_PREFACE[..n] => return true,
+            Ok(Ok(_)) if Instant::now() >= deadline => return false,
+            Ok(Ok(_)) => {
+                tokio::time::sleep_until(deadline.min(Instant::now() + PREFACE_POLL)).await
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (containers, systemd).

@@ -5,10 +5,13 @@
 
 mod common;
 
-use common::{Setup, TestResult, TestServer, error_code, json_of};
-use reqwest::header::CONTENT_TYPE;
+use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of, read_response};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Asserts that the server is still up and healthy.
 async fn assert_alive(server: &TestServer) -> TestResult {
@@ -515,5 +518,173 @@ async fn hostile_bytes_neither_crash_nor_hang_the_server() -> TestResult {
     assert_eq!(status, 400);
     assert_alive(&server).await?;
     server.stop().await;
+    Ok(())
+}
+
+/// A server whose header-read timeout is one second.
+async fn impatient_server(
+    latency_ms: u64,
+) -> Result<TestServer, Box<dyn std::error::Error + Send + Sync>> {
+    TestServer::start(Setup {
+        latency_ms,
+        header_read_timeout: Some(Duration::from_secs(1)),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// Reads `stream` until the server closes it (or resets it) and returns
+/// how long that took; fails after `limit`.
+async fn closed_within(
+    stream: &mut TcpStream,
+    limit: Duration,
+) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
+    let started = Instant::now();
+    let mut sink = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut sink)).await {
+            Err(_) => return Err(format!("still open after {limit:?}").into()),
+            Ok(Ok(0) | Err(_)) => return Ok(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_a_request_head_are_closed() -> TestResult {
+    let server = impatient_server(0).await?;
+    let keep_alive = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let cases: [(&str, &[u8]); 5] = [
+        ("half a request line", b"GET /hea"),
+        ("nothing", b""),
+        ("a prefix of the HTTP/2 preface", b"PRI * HTTP/2.0\r\n"),
+        (
+            "headers without their blank line",
+            b"POST /run HTTP/1.1\r\nHost: x\r\n",
+        ),
+        ("one request, then idle keep-alive", keep_alive.as_bytes()),
+    ];
+    let slow = cases.iter().map(|(name, bytes)| async move {
+        let mut stream = TcpStream::connect(server.address).await?;
+        stream.write_all(bytes).await?;
+        if bytes.ends_with(b"\r\n\r\n") {
+            assert_eq!(read_response(&mut stream).await?.status, 200, "{name}");
+        }
+        let took = closed_within(&mut stream, Duration::from_secs(5)).await;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((*name, took?))
+    });
+    for outcome in futures::future::join_all(slow).await {
+        let (name, took) = outcome?;
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+            "{name}: closed after {took:?}"
+        );
+    }
+    // A head that trickles in byte by byte is cut off too: the timeout
+    // counts from its first byte, not from the last one.
+    let mut stream = TcpStream::connect(server.address).await?;
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1234567890\r\n" {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !closed {
+        closed_within(&mut stream, Duration::from_secs(3)).await?;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn keep_alive_and_http2_still_work_with_the_timeout() -> TestResult {
+    let server = impatient_server(0).await?;
+    let mut stream = TcpStream::connect(server.address).await?;
+    for i in 0..4 {
+        let request = format!(
+            "GET /doc/missing-{i} HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: keep-{i}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let response = read_response(&mut stream).await?;
+        assert_eq!(response.status, 404);
+        assert_eq!(
+            response.header("x-request-id"),
+            Some(format!("keep-{i}").as_str())
+        );
+        // Idle for less than the timeout between requests.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build()?;
+    let health = h2.get(server.url("/health")).send().await?;
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_streamed_run_outlasts_the_header_read_timeout() -> TestResult {
+    // Each agent answers after 1.2 s: events are further apart than the
+    // timeout, and the run takes more than twice as long.
+    let server = impatient_server(1200).await?;
+    let started = Instant::now();
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({"flow": "default", "story_id": "slow-stream", "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut reader = SseReader::new(response);
+    let mut arrivals = Vec::new();
+    let mut done = Value::Null;
+    while let Some(event) = reader.next().await? {
+        arrivals.push((event.event.clone(), started.elapsed()));
+        if event.event == "done" {
+            done = serde_json::from_str(&event.data)?;
+        }
+    }
+    assert_eq!(done["status"], "success", "{arrivals:?}");
+    // The first agent's result arrived as it happened, not with `done`.
+    let first_result = arrivals.iter().find(|(name, _)| name == "result");
+    let last = arrivals.last().map(|(_, at)| *at).unwrap_or_default();
+    assert!(
+        first_result.is_some_and(|(_, at)| *at + Duration::from_millis(800) < last),
+        "{arrivals:?}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_or_silent_connections() -> TestResult {
+    // The default 30 s timeout: shutdown must not wait for it.
+    let mut server = TestServer::start(Setup::default()).await?;
+    let mut silent = TcpStream::connect(server.address).await?;
+    let mut idle = TcpStream::connect(server.address).await?;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await?;
+    assert_eq!(read_response(&mut idle).await?.status, 200);
+    let started = Instant::now();
+    let task = server.begin_shutdown().ok_or("no server task")?;
+    tokio::time::timeout(Duration::from_secs(5), task).await??;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    closed_within(&mut silent, Duration::from_secs(1)).await?;
+    closed_within(&mut idle, Duration::from_secs(1)).await?;
     Ok(())
 }

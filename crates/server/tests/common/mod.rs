@@ -9,7 +9,7 @@ use bmad2pf_compiler::bundle::{
 };
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::Engine;
-use bmad2pf_server::{AppState, serve_on};
+use bmad2pf_server::{AppState, ServeOptions, serve_on};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,6 +112,8 @@ pub struct Setup {
     pub api_key: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub cors_origins: Vec<String>,
+    /// Overrides the server's header-read timeout (30 s).
+    pub header_read_timeout: Option<std::time::Duration>,
 }
 
 pub struct TestServer {
@@ -159,8 +161,12 @@ impl TestServer {
         let address = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let serving = state.clone();
+        let mut options = ServeOptions::default();
+        if let Some(timeout) = setup.header_read_timeout {
+            options.header_read_timeout = timeout;
+        }
         let task = tokio::spawn(async move {
-            let stopped = serve_on(listener, serving, async {
+            let stopped = serve_on(listener, serving, &options, async {
                 let _ = rx.await;
             })
             .await;
@@ -201,55 +207,14 @@ impl TestServer {
 
     /// Writes `request` (request line, headers and whatever body bytes the
     /// test wants, honest or not) on a fresh connection and reads one
-    /// response: the head, then as many body bytes as its `content-length`
-    /// says (or up to the end of the stream without one). It does not wait
-    /// for the server to read the rest of a body it was promised.
+    /// response with [`read_response`].
     pub async fn raw_bytes(
         &self,
         request: &[u8],
     ) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
         let mut stream = TcpStream::connect(self.address).await?;
         stream.write_all(request).await?;
-        let mut received = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at;
-            }
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("connection closed before a response head".into());
-            }
-            received.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&received[..head_end]).to_string();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or("no status line")?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            .collect();
-        let length = headers
-            .iter()
-            .find(|(name, _)| name == "content-length")
-            .and_then(|(_, value)| value.parse::<usize>().ok());
-        let mut body = received[head_end + 4..].to_vec();
-        while length.is_none_or(|length| body.len() < length) {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        Ok(RawResponse {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).to_string(),
-        })
+        read_response(&mut stream).await
     }
 
     /// Stops the server gracefully and waits for it.
@@ -269,7 +234,56 @@ impl TestServer {
     }
 }
 
-/// A response read off a raw connection by [`TestServer::raw_bytes`].
+/// Reads one response off `stream`: the head, then as many body bytes as
+/// its `content-length` says (or up to the end of the stream without one).
+/// It does not wait for the server to read the rest of a body it was
+/// promised, and leaves the connection usable for the next request.
+pub async fn read_response(
+    stream: &mut TcpStream,
+) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed before a response head".into());
+        }
+        received.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse::<usize>().ok());
+    let mut body = received[head_end + 4..].to_vec();
+    while length.is_none_or(|length| body.len() < length) {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(RawResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+/// A response read off a raw connection by [`read_response`].
 #[derive(Debug)]
 pub struct RawResponse {
     pub status: u16,
