@@ -15,8 +15,9 @@ use crate::stats::{Counters, EngineStats};
 use crate::store::{
     DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
     RedisConnection, RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore,
-    StatusStore, doc_id,
+    StatusStore, ids::check_story_id,
 };
+use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
 use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::{RuntimeConfig, StoreBackend};
@@ -96,6 +97,10 @@ pub struct Engine {
     health: tokio::sync::Mutex<Option<(Instant, BackendHealth)>>,
     /// Flow name → its PocketFlow graph.
     graphs: BTreeMap<String, pocketflow::Flow<RunState>>,
+    /// Flow name → the longest story id its runs accept, for flows that have a limit.
+    flow_limits: BTreeMap<String, StoryLimit>,
+    /// Agent id → the longest story id its readiness check accepts, where limited.
+    agent_limits: BTreeMap<String, StoryLimit>,
 }
 
 impl Engine {
@@ -138,9 +143,23 @@ impl Engine {
             .values()
             .map(|flow| (flow.name.clone(), build_flow(&core, flow)))
             .collect();
+        let flow_limits = core
+            .bundle
+            .flows
+            .values()
+            .filter_map(|flow| Some((flow.name.clone(), StoryLimit::of_flow(&core, flow)?)))
+            .collect();
+        let agent_limits = core
+            .bundle
+            .agents
+            .values()
+            .filter_map(|agent| Some((agent.id.clone(), StoryLimit::of_agent(&core, agent)?)))
+            .collect();
         Ok(Self {
             core,
             graphs,
+            flow_limits,
+            agent_limits,
             health: tokio::sync::Mutex::new(None),
         })
     }
@@ -181,8 +200,10 @@ impl Engine {
     /// Progress, token and result events go to `events` as they happen; a
     /// receiver that went away is ignored (the run finishes and writes its
     /// documents). Failures of agents are part of the outcome; an `Err` is
-    /// about the request: unknown flow, bad story id, or the flow already
-    /// running for this story ([`EngineError::RunInProgress`]).
+    /// about the request: unknown flow, bad story id, a story id too long for
+    /// the flow's documents ([`EngineError::StoryIdTooLong`], before anything
+    /// runs), or the flow already running for this story
+    /// ([`EngineError::RunInProgress`]).
     pub async fn run(
         &self,
         request: RunRequest,
@@ -192,9 +213,13 @@ impl Engine {
             .graphs
             .get(&request.flow)
             .ok_or_else(|| EngineError::UnknownFlow(request.flow.clone()))?;
-        // A story id must make valid document ids.
-        doc_id(&request.story_id, "x")
+        check_story_id(&request.story_id)
             .map_err(|e| EngineError::InvalidRequest(format!("story_id: {}", e.reason)))?;
+        StoryLimit::check(
+            self.flow_limits.get(&request.flow),
+            &format!("flow `{}`", request.flow),
+            &request.story_id,
+        )?;
         let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
         let core = &self.core;
         if let Some(active) = core
@@ -232,12 +257,18 @@ impl Engine {
         crate::execute::execute(&self.core, agent_id, request).await
     }
 
-    /// Whether `agent_id` could run now for `story_id`.
+    /// Whether `agent_id` could run now for `story_id`. A story id too long
+    /// for the agent's documents is refused ([`EngineError::StoryIdTooLong`]).
     pub async fn readiness(
         &self,
         agent_id: &str,
         story_id: &str,
     ) -> Result<Readiness, EngineError> {
+        StoryLimit::check(
+            self.agent_limits.get(agent_id),
+            &format!("agent `{agent_id}`"),
+            story_id,
+        )?;
         crate::execute::readiness(&self.core, agent_id, story_id).await
     }
 

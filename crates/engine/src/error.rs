@@ -18,6 +18,19 @@ pub enum EngineError {
     /// The request is well-formed JSON but not acceptable, e.g. a bad story id (422).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The story id is valid but too long for an id the request would make
+    /// (a document's, an isolated memory scope's); see `story_limit` (400).
+    #[error(
+        "story id is {len} characters long, too long for {too_long_for}: {of} accepts story ids of at most {max_len} characters"
+    )]
+    StoryIdTooLong {
+        len: usize,
+        max_len: usize,
+        /// The flow or agent whose limit it is: "flow `brief`", "agent `pm`".
+        of: String,
+        /// The id that sets the limit, in words.
+        too_long_for: String,
+    },
     /// This flow is already running for this story (409).
     #[error("flow is already running for this story (run {run_id})")]
     RunInProgress { run_id: String },
@@ -39,6 +52,7 @@ impl EngineError {
             Self::UnknownFlow(_) => "unknown_flow",
             Self::UnknownAgent(_) => "unknown_agent",
             Self::InvalidRequest(_) => "invalid_request",
+            Self::StoryIdTooLong { .. } => "invalid_id",
             Self::RunInProgress { .. } => "run_in_progress",
             Self::Store(e) => e.code(),
             Self::Config(_) => "config_error",

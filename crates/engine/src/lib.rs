@@ -26,6 +26,7 @@ pub mod reply;
 mod run;
 pub mod stats;
 pub mod store;
+mod story_limit;
 pub mod tools;
 
 pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};

@@ -2,8 +2,8 @@
 
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ReplayMode, RuntimeConfig};
-use bmad2pf_engine::Engine;
 use bmad2pf_engine::outcome::{RunRequest, RunStatus};
+use bmad2pf_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,4 +130,81 @@ fn read_docs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     docs.sort();
     docs
+}
+
+/// The limit `engine` puts on story ids for `flow`: what a 200-character
+/// story is refused with, or 200 when it is not refused.
+async fn story_limit_of(engine: &Engine, flow: &str) -> usize {
+    let longest = RunRequest {
+        story_id: "s".repeat(200),
+        ..request(flow)
+    };
+    match engine.run(longest, None).await {
+        Err(EngineError::StoryIdTooLong { max_len, .. }) => max_len,
+        Err(other) => panic!("flow {flow}: {other}"),
+        Ok(_) => 200,
+    }
+}
+
+#[tokio::test]
+async fn story_ids_too_long_for_a_flows_documents_are_refused_before_the_run() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let engine = engine_for("planning", root.path(), |_| {}).await;
+    // 190 characters: valid on its own, but `{story}__project-brief` is 205.
+    let refused = RunRequest {
+        story_id: "s".repeat(190),
+        ..request("brief")
+    };
+    let error = engine.run(refused, None).await.expect_err("refused");
+    assert_eq!(error.code(), "invalid_id");
+    let message = error.to_string();
+    assert!(
+        message.contains("document `project-brief`")
+            && message.contains("200 characters")
+            && message.contains("at most 185 characters"),
+        "{message}"
+    );
+    // Nothing ran and nothing was written.
+    assert!(engine.docs().list(None).await.expect("docs").is_empty());
+    assert!(engine.status().list().await.expect("status").is_empty());
+    // Readiness of an agent applies that agent's own limit.
+    let pm = engine.readiness("pm", &"s".repeat(199)).await;
+    assert!(
+        matches!(&pm, Err(EngineError::StoryIdTooLong { of, .. }) if of == "agent `pm`"),
+        "{pm:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_story_exactly_at_a_flows_limit_runs() {
+    for example_name in ["planning", "bmad-core"] {
+        let root = tempfile::tempdir().expect("temp dir");
+        let engine = engine_for(example_name, root.path(), |_| {}).await;
+        let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
+        for flow in flows {
+            let limit = story_limit_of(&engine, &flow).await;
+            let at_limit = RunRequest {
+                story_id: "s".repeat(limit),
+                ..request(&flow)
+            };
+            let outcome = engine.run(at_limit, None).await.expect("runs");
+            assert_ne!(
+                outcome.status,
+                RunStatus::Error,
+                "{example_name} flow {flow} at {limit}: {outcome:#?}"
+            );
+        }
+        for agent in engine.bundle().agents.keys() {
+            let limit = match engine.readiness(agent, &"s".repeat(200)).await {
+                Err(EngineError::StoryIdTooLong { max_len, .. }) => max_len,
+                Err(other) => panic!("agent {agent}: {other}"),
+                Ok(_) => 200,
+            };
+            let ready = engine.readiness(agent, &"s".repeat(limit)).await;
+            assert!(
+                ready.is_ok(),
+                "{example_name} agent {agent} at {limit}: {ready:?}"
+            );
+        }
+    }
 }

@@ -159,6 +159,18 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidRequest(message) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
+            EngineError::StoryIdTooLong {
+                max_len,
+                ref too_long_for,
+                ..
+            } => {
+                let reason = format!("too long for {too_long_for}");
+                Self::bad_request(code, error.to_string()).with_details(json!({
+                    "kind": "story id",
+                    "reason": reason,
+                    "max_len": max_len,
+                }))
+            }
             EngineError::RunInProgress { run_id } => Self::new(
                 StatusCode::CONFLICT,
                 code,

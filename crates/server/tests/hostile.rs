@@ -688,3 +688,67 @@ async fn shutdown_does_not_wait_for_idle_or_silent_connections() -> TestResult {
     closed_within(&mut idle, Duration::from_secs(1)).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    // The longest document of flow `default` and of agent `pm` is `analyst`:
+    // `{story}__analyst` fits in 200 characters with a story of 191.
+    let too_long = "s".repeat(192);
+    for stream in [false, true] {
+        let response = server
+            .client
+            .post(server.url("/run"))
+            .json(&json!({"flow": "default", "story_id": too_long, "stream": stream}))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = json_of(response).await?;
+        assert_eq!(error_code(&body), "invalid_id", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("document `analyst`")
+                && message.contains("flow `default` accepts story ids of at most 191"),
+            "{message}"
+        );
+        assert_eq!(body["error"]["details"]["max_len"], 191);
+    }
+    let ready = server
+        .client
+        .get(server.url(&format!("/agent/pm/ready?story_id={too_long}")))
+        .send()
+        .await?;
+    assert_eq!(ready.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(ready).await?;
+    assert_eq!(error_code(&body), "invalid_id");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("agent `pm`") && m.contains("`analyst`")),
+        "{body}"
+    );
+    // Nothing ran, nothing was written.
+    let engine = server.state.engine();
+    assert!(engine.docs().list(None).await?.is_empty());
+    assert!(engine.status().list().await?.is_empty());
+    // Exactly at the limit, both work.
+    let at_limit = "s".repeat(191);
+    let ready = server
+        .client
+        .get(server.url(&format!("/agent/pm/ready?story_id={at_limit}")))
+        .send()
+        .await?;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(json_of(ready).await?["ready"], false);
+    let run = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": at_limit, "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(run.status(), StatusCode::OK);
+    assert_eq!(json_of(run).await?["status"], "success");
+    assert_eq!(engine.docs().list(Some(&at_limit)).await?.len(), 2);
+    server.stop().await;
+    Ok(())
+}
