@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use super::doc_journal::{DocJournal, RunningJournal, UnappliedWrite, file_name};
 use super::files::{DurableDir, blocking, probe_dir, system_time_ms};
 use super::ids::check_story_id;
+use super::jsonl::settle;
 use super::{DocId, DocMeta, DocStore, Document, StoreError};
 
 /// Documents in one directory (see the module docs). Clones share one
@@ -177,17 +178,15 @@ impl DocStore for FileDocStore {
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
         let (journal, id) = (self.journal(), id.clone());
         let content: Arc<str> = Arc::from(content);
-        blocking(move || {
-            let bytes = content.len() as u64;
-            journal.put(&id, content)?;
-            Ok(bytes)
-        })
-        .await
+        let bytes = content.len() as u64;
+        let pending = blocking(move || journal.put(&id, content)).await?;
+        settle(Ok(bytes), pending).await
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
         let (journal, id) = (self.journal(), id.clone());
-        blocking(move || journal.delete(&id)).await
+        let (existed, pending) = blocking(move || journal.delete(&id)).await?;
+        settle(Ok(existed), pending).await
     }
 
     async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {

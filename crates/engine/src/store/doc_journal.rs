@@ -47,7 +47,7 @@ use super::files::{
     DurableDir, SYNC_EACH_FILE, flush_filesystem, is_temp_name, now_ms, rename_into, write_temp,
 };
 use super::journal::{Journal, JournalThread, JournalWork, Wakeup, lock};
-use super::jsonl::settle;
+use super::jsonl::Pending;
 use super::{DocId, StoreError};
 
 /// How long a writer waiting for room waits before it looks again.
@@ -148,9 +148,9 @@ impl DocJournal {
         })
     }
 
-    /// Writes `content` to document `id`; returns once the write is durable
-    /// (blocking).
-    pub(crate) fn put(&self, id: &DocId, content: Arc<str>) -> Result<(), StoreError> {
+    /// Writes `content` to document `id`: visible at once, durable once the
+    /// returned [`Pending`] is waited for (blocking).
+    pub(crate) fn put(&self, id: &DocId, content: Arc<str>) -> Result<Option<Pending>, StoreError> {
         let mut state = lock(&self.state);
         while state.unapplied_bytes > MAX_UNAPPLIED_BYTES {
             if let Some(failure) = &state.failure {
@@ -165,11 +165,13 @@ impl DocJournal {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        self.journal(state, id, Some(content)).map(|_| ())
+        self.journal(state, id, Some(content))
     }
 
-    /// Deletes document `id`; `false` when it did not exist (blocking).
-    pub(crate) fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
+    /// Deletes document `id`; `false` when it did not exist. Like
+    /// [`DocJournal::put`], durable once the [`Pending`] is waited for
+    /// (blocking).
+    pub(crate) fn delete(&self, id: &DocId) -> Result<(bool, Option<Pending>), StoreError> {
         let state = lock(&self.state);
         let exists = match state.unapplied.get(id) {
             Some(write) => write.content.is_some(),
@@ -191,20 +193,20 @@ impl DocJournal {
             }
         };
         if !exists {
-            return Ok(false);
+            return Ok((false, None));
         }
-        self.journal(state, id, None).map(|()| true)
+        Ok((true, self.journal(state, id, None)?))
     }
 
     /// Appends the record of a write to the active journal and enters it in
-    /// the unapplied table, then releases the lock and waits until the
-    /// record is durable.
+    /// the unapplied table, then releases the lock; the record is durable
+    /// once the returned [`Pending`] is waited for.
     fn journal(
         &self,
         mut state: MutexGuard<'_, JournalState>,
         id: &DocId,
         content: Option<Arc<str>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Pending>, StoreError> {
         let modified = now_ms();
         let (seq, pending) = self.journal.append(|seq| JournalRecord {
             seq,
@@ -223,7 +225,7 @@ impl DocJournal {
         }
         drop(state);
         self.wakeup.wake();
-        settle(Ok(()), pending)
+        Ok(pending)
     }
 
     /// The write of `id` not yet applied to its file, if any.
@@ -491,11 +493,11 @@ mod tests {
             "# PRD\n"
         );
 
-        assert!(journal.delete(&id)?);
+        assert!(journal.delete(&id)?.0);
         assert!(journal.unapplied(&id).is_some_and(|w| w.content.is_none()));
         // Deleting what is deleted already records nothing.
-        assert!(!journal.delete(&id)?);
-        assert!(!journal.delete(&doc("S1__never")?)?);
+        assert!(!journal.delete(&id)?.0);
+        assert!(!journal.delete(&doc("S1__never")?)?.0);
         assert_eq!(journal_lines(dir.path())?.len(), 1);
         journal.flush()?;
         assert!(!dir.path().join("S1__prd.md").exists());

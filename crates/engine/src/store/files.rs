@@ -5,15 +5,18 @@
 //!
 //! Where blocking work runs: by default on tokio's blocking pool
 //! (`spawn_blocking`), which keeps the worker threads free for other
-//! requests — under concurrent HTTP load that measured best. A flow run is
-//! different: one task making a long sequence of small store calls, where
-//! the two thread hand-offs of each `spawn_blocking` were most of an agent's
-//! overhead. Code run inside [`in_place_io`] (the engine wraps each run in
-//! it) does its file work with `block_in_place` instead: the task's thread
-//! does the I/O itself and tokio moves the worker's other tasks to another
-//! thread. The cost: futures joined *within* that task (the parallel agents
-//! of one step) wait while one of them writes — for about one fsync, next to
-//! LLM calls that take seconds.
+//! requests. A flow run is different: one task making a long sequence of
+//! small store calls, where the thread hand-offs of each call were most of
+//! an agent's overhead. Code run inside [`in_place_io`] (the engine wraps
+//! each run in it) does its file work on the task's own thread instead.
+//! What that work is: appends to a log or journal and reads, which go to
+//! the page cache — the slow part of a write, waiting for the disk, is not
+//! in it: writers wait for their fsync asynchronously (see
+//! [`group_sync`](super::group_sync)), so a run never holds a worker thread
+//! while the disk flushes. The few synchronous waits for the disk left —
+//! the directory fsync after a new file (a new memory scope), a log's
+//! compaction — go through [`disk_wait`], which lets tokio move the
+//! worker's other tasks to another thread meanwhile.
 //!
 //! Atomic replacement is the classic sequence: write a temporary file in the
 //! same directory, fsync it, rename it over the target (atomic on POSIX),
@@ -41,18 +44,15 @@ pub async fn in_place_io<F: std::future::Future>(future: F) -> F::Output {
     IN_PLACE_IO.scope(true, future).await
 }
 
-/// Runs blocking file work off the async worker threads (see the module
-/// docs for where).
+/// Runs file work: on the blocking pool, or inside [`in_place_io`] on the
+/// task's own thread (see the module docs).
 pub(crate) async fn blocking<T, F>(work: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
-    let in_place = IN_PLACE_IO.try_with(|on| *on).unwrap_or(false)
-        && tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-    if in_place {
-        return tokio::task::block_in_place(work);
+    if IN_PLACE_IO.try_with(|on| *on).unwrap_or(false) {
+        return work();
     }
     tokio::task::spawn_blocking(work)
         .await
@@ -62,6 +62,21 @@ where
                 detail: format!("blocking storage task: {join_error}"),
             })
         })
+}
+
+/// Runs `wait`, which blocks until the disk has flushed something. On a
+/// worker thread of a multi-threaded runtime (file work done in place),
+/// tokio first moves the worker's other tasks to another thread; elsewhere
+/// (the blocking pool, a plain thread) it just runs.
+pub(crate) fn disk_wait<T>(wait: impl FnOnce() -> T) -> T {
+    let on_worker = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    });
+    if on_worker {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
+    }
 }
 
 /// Writes `bytes` to a new temporary file next to `dir/name`, calls
@@ -152,7 +167,7 @@ impl DurableDir {
     /// and durably (blocking).
     pub fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.sync.check()?;
-        replace_file(&self.path, name, bytes)?;
+        disk_wait(|| replace_file(&self.path, name, bytes))?;
         self.sync_entries()
     }
 
@@ -164,7 +179,7 @@ impl DurableDir {
         // handle would fsync the deleted directory instead.
         let handle = Arc::new(File::open(&self.path)?);
         let ticket = self.sync.changed(&handle);
-        self.sync.wait(ticket)
+        disk_wait(|| self.sync.wait(ticket))
     }
 }
 

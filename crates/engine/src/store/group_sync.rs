@@ -10,6 +10,15 @@
 //! after its change is durable, as before — under load, one fsync answers
 //! many writers instead of one.
 //!
+//! Two ways to wait. [`GroupSync::wait`] blocks its thread (and runs the
+//! sync on it when none is running): for code already on a blocking
+//! thread, such as the document journal's. [`GroupSync::wait_async`] is for
+//! async writers: it parks the task, not a thread, and a sync it has to
+//! start runs on tokio's blocking pool. That keeps a write's slow part —
+//! the wait for the disk — off the runtime's threads without handing each
+//! writer to a thread of its own: one blocking-pool trip per sync, however
+//! many writers it answers.
+//!
 //! A failed fsync is sticky: Linux may drop the unwritten pages and report
 //! the error once, so a later fsync that succeeds proves nothing about the
 //! earlier changes. After a failure every waiter, and every later writer,
@@ -18,6 +27,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
 
 /// What a sync flushes.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +47,21 @@ pub(crate) type Ticket = u64;
 pub(crate) struct GroupSync {
     kind: SyncKind,
     state: Mutex<SyncState>,
+    /// Wakes the threads blocked in [`GroupSync::wait`] when a sync ends.
     finished: Condvar,
+    /// Wakes the tasks awaiting [`GroupSync::wait_async`] when a sync ends.
+    finished_async: Notify,
+}
+
+/// What a waiter does next, decided under the lock.
+enum Step {
+    /// Its change is durable (`Ok`), or a sync failed.
+    Done(io::Result<()>),
+    /// A sync is running: wait for it to end, then look again.
+    Wait,
+    /// No sync is running: this waiter runs one, flushing `handle` up to
+    /// ticket `target` (the `syncing` flag is set).
+    Sync { handle: Arc<File>, target: Ticket },
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +85,7 @@ impl GroupSync {
             kind,
             state: Mutex::new(SyncState::default()),
             finished: Condvar::new(),
+            finished_async: Notify::new(),
         }
     }
 
@@ -84,7 +109,8 @@ impl GroupSync {
         let mut state = self.lock();
         state.handle = handle;
         state.durable = state.changed;
-        self.finished.notify_all();
+        drop(state);
+        self.notify_finished();
     }
 
     /// Fails when an earlier sync failed (see the module docs); checked
@@ -101,39 +127,104 @@ impl GroupSync {
     pub fn wait(&self, ticket: Ticket) -> io::Result<()> {
         let mut state = self.lock();
         loop {
-            if let Some(message) = &state.failed {
-                return Err(sticky_failure(message));
+            match self.next_step(&mut state, ticket) {
+                Step::Done(result) => return result,
+                Step::Wait => {
+                    state = self
+                        .finished
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                Step::Sync { handle, target } => {
+                    drop(state);
+                    self.sync(&handle, target);
+                    state = self.lock();
+                }
             }
-            if state.durable >= ticket {
-                return Ok(());
-            }
-            if state.syncing {
-                state = self
-                    .finished
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            let Some(handle) = state.handle.clone() else {
-                // Nothing was changed through a handle: nothing to flush.
-                state.durable = state.durable.max(ticket);
-                continue;
-            };
-            let target = state.changed;
-            state.syncing = true;
-            drop(state);
-            let result = match self.kind {
-                SyncKind::Data => handle.sync_data(),
-                SyncKind::All => handle.sync_all(),
-            };
-            state = self.lock();
-            state.syncing = false;
-            match result {
-                Ok(()) => state.durable = state.durable.max(target),
-                Err(err) => state.failed = Some(err.to_string()),
-            }
-            self.finished.notify_all();
         }
+    }
+
+    /// Waits, parking the task rather than a thread, until the change with
+    /// `ticket` is durable; a sync it has to start runs on the blocking
+    /// pool (see the module docs).
+    pub async fn wait_async(self: &Arc<Self>, ticket: Ticket) -> io::Result<()> {
+        loop {
+            // Created before the state is read, so the end of a sync that
+            // is running now cannot be missed.
+            let finished = self.finished_async.notified();
+            match self.next_step(&mut self.lock(), ticket) {
+                Step::Done(result) => return result,
+                Step::Wait => {}
+                Step::Sync { handle, target } => {
+                    let job = SyncJob {
+                        group: Arc::clone(self),
+                        handle,
+                        target,
+                    };
+                    drop(tokio::task::spawn_blocking(move || drop(job)));
+                }
+            }
+            finished.await;
+        }
+    }
+
+    fn next_step(&self, state: &mut SyncState, ticket: Ticket) -> Step {
+        if let Some(message) = &state.failed {
+            return Step::Done(Err(sticky_failure(message)));
+        }
+        if state.durable >= ticket {
+            return Step::Done(Ok(()));
+        }
+        if state.syncing {
+            return Step::Wait;
+        }
+        let Some(handle) = state.handle.clone() else {
+            // Nothing was changed through a handle: nothing to flush.
+            state.durable = state.durable.max(ticket);
+            return Step::Done(Ok(()));
+        };
+        state.syncing = true;
+        Step::Sync {
+            handle,
+            target: state.changed,
+        }
+    }
+
+    /// Runs the sync a [`Step::Sync`] handed out and tells every waiter.
+    fn sync(&self, handle: &File, target: Ticket) {
+        let result = match self.kind {
+            SyncKind::Data => handle.sync_data(),
+            SyncKind::All => handle.sync_all(),
+        };
+        let mut state = self.lock();
+        state.syncing = false;
+        match result {
+            Ok(()) => state.durable = state.durable.max(target),
+            Err(err) => state.failed = Some(err.to_string()),
+        }
+        drop(state);
+        self.notify_finished();
+    }
+
+    fn notify_finished(&self) {
+        self.finished.notify_all();
+        self.finished_async.notify_waiters();
+    }
+}
+
+/// A sync started by [`GroupSync::wait_async`]. It runs when the job is
+/// dropped: on the blocking pool, or — should the runtime shut down before
+/// running the task — wherever the task is dropped. A sync marked as
+/// running must always end, or its waiters would wait forever.
+struct SyncJob {
+    group: Arc<GroupSync>,
+    handle: Arc<File>,
+    target: Ticket,
+}
+
+impl Drop for SyncJob {
+    fn drop(&mut self) {
+        self.group.sync(&self.handle, self.target);
     }
 }
 
@@ -199,6 +290,73 @@ mod tests {
             Some("an earlier fsync failed (EIO); writes are refused until the process restarts")
         );
         assert!(sync.wait(1).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_and_blocking_writers_all_return_durable() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = Arc::new(File::create(dir.path().join("log"))?);
+        let sync = Arc::new(GroupSync::new(SyncKind::Data));
+        let write = |i: usize| -> io::Result<Ticket> {
+            (&*file).write_all(format!("{i}\n").as_bytes())?;
+            Ok(sync.changed(&file))
+        };
+        let mut async_writers = Vec::new();
+        for i in 0..32 {
+            let ticket = write(i)?;
+            let sync = Arc::clone(&sync);
+            async_writers.push(tokio::spawn(async move {
+                sync.wait_async(ticket).await.map(|()| ticket)
+            }));
+        }
+        let mut blocking_writers = Vec::new();
+        for i in 32..40 {
+            let ticket = write(i)?;
+            let sync = Arc::clone(&sync);
+            blocking_writers.push(tokio::task::spawn_blocking(move || {
+                sync.wait(ticket).map(|()| ticket)
+            }));
+        }
+        for writer in async_writers.into_iter().chain(blocking_writers) {
+            let ticket = writer.await.map_err(io::Error::other)??;
+            assert!(sync.lock().durable >= ticket);
+        }
+        let state = sync.lock();
+        assert!(!state.syncing, "a sync was left marked as running");
+        assert_eq!(state.durable, state.changed);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_async_waiter_gone_mid_sync_leaves_the_sync_to_finish() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = Arc::new(File::create(dir.path().join("log"))?);
+        let sync = Arc::new(GroupSync::new(SyncKind::Data));
+        (&*file).write_all(b"a\n")?;
+        let first = sync.changed(&file);
+        // Polled once, it starts the sync on the blocking pool; then it is dropped.
+        let polled = futures::poll!(Box::pin(sync.wait_async(first)));
+        {
+            let state = sync.lock();
+            assert!(polled.is_ready() || state.syncing || state.durable >= first);
+        }
+        (&*file).write_all(b"b\n")?;
+        let second = sync.changed(&file);
+        sync.wait_async(second).await?;
+        assert!(sync.lock().durable >= second);
+        assert!(!sync.lock().syncing);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_is_reported_to_async_waiters() {
+        let sync = Arc::new(GroupSync::new(SyncKind::Data));
+        sync.lock().failed = Some("EIO".into());
+        let err = sync.wait_async(1).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("an earlier fsync failed (EIO); writes are refused until the process restarts")
+        );
     }
 
     #[test]

@@ -59,13 +59,14 @@ pub(crate) struct JsonlLog {
 
 /// The answer to a writer: `result` of its change, once the appends it made
 /// (`pending`, taken after the change and waited for after the store's lock
-/// was released) are durable.
-pub(crate) fn settle<T>(
+/// was released) are durable. The wait parks the task, not a thread (see
+/// [`GroupSync::wait_async`]).
+pub(crate) async fn settle<T>(
     result: Result<T, StoreError>,
     pending: Option<Pending>,
 ) -> Result<T, StoreError> {
     if let Some(pending) = pending {
-        pending.wait()?;
+        pending.wait().await?;
     }
     result
 }
@@ -91,10 +92,11 @@ impl Pending {
         }
     }
 
-    /// Blocks until the appends are durable (running or joining an fsync).
-    pub(crate) fn wait(self) -> Result<(), StoreError> {
+    /// Waits until the appends are durable (running or joining an fsync).
+    pub(crate) async fn wait(self) -> Result<(), StoreError> {
         self.sync
-            .wait(self.ticket)
+            .wait_async(self.ticket)
+            .await
             .map_err(|err| StoreError::io(format!("write {}", self.what), &self.path, &err))
     }
 }

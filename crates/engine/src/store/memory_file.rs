@@ -229,8 +229,9 @@ impl FileMemoryStore {
     /// Runs `write` on the loaded scope and answers once what it appended
     /// is durable. Writes are batched: each is queued, and whoever gets the
     /// scope's lock next runs every queued write in one trip to the blocking
-    /// pool, in queue order, then releases the lock and waits for one fsync
-    /// covering them all (group commit) before answering each writer.
+    /// pool, in queue order, then releases the lock; a task of the batch's
+    /// own waits for one fsync covering them all (group commit) and answers
+    /// each writer.
     async fn with_scope_mut<T, F>(&self, scope: &MemoryScope, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -275,10 +276,15 @@ impl FileMemoryStore {
                 let pending = loaded.as_mut().ok().and_then(|l| l.log.take_pending());
                 *guard = loaded.ok();
                 drop(guard);
-                let synced = settle(Ok(()), pending);
-                for answer in answers {
-                    answer(synced.as_ref().map(|_| ()));
-                }
+                // Waited for and answered by a task of its own, so that every
+                // writer of the batch is answered even if this one's request
+                // goes away meanwhile.
+                tokio::spawn(async move {
+                    let synced = settle(Ok(()), pending).await;
+                    for answer in answers {
+                        answer(synced.as_ref().map(|_| ()));
+                    }
+                });
                 Ok(())
             })
             .await?;

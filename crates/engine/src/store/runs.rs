@@ -174,13 +174,12 @@ impl RunStore for FileRunStore {
             record: record.clone(),
         };
         let mut guard = Arc::clone(&self.records).lock_owned().await;
-        blocking(move || {
+        let (saved, pending) = blocking(move || {
             let saved = guard.save(line);
-            let pending = guard.log.take_pending();
-            drop(guard);
-            settle(saved, pending)
+            Ok((saved, guard.log.take_pending()))
         })
-        .await
+        .await?;
+        settle(saved, pending).await
     }
 }
 

@@ -265,13 +265,12 @@ impl FileStatusStore {
         F: FnOnce(&mut StatusIndex) -> Result<T, StoreError> + Send + 'static,
     {
         let mut guard = Arc::clone(&self.index).lock_owned().await;
-        blocking(move || {
+        let (out, pending) = blocking(move || {
             let out = write(&mut guard);
-            let pending = guard.log.take_pending();
-            drop(guard);
-            settle(out, pending)
+            Ok((out, guard.log.take_pending()))
         })
-        .await
+        .await?;
+        settle(out, pending).await
     }
 }
 
