@@ -44,7 +44,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::files::{
-    DurableDir, SYNC_EACH_FILE, flush_filesystem, is_temp_name, now_ms, rename_into, write_temp,
+    DurableDir, SYNC_EACH_FILE, disk_wait, flush_filesystem, is_temp_name, now_ms, rename_into,
+    write_temp,
 };
 use super::journal::{Journal, JournalThread, JournalWork, Wakeup, lock};
 use super::jsonl::Pending;
@@ -149,9 +150,22 @@ impl DocJournal {
     }
 
     /// Writes `content` to document `id`: visible at once, durable once the
-    /// returned [`Pending`] is waited for (blocking).
+    /// returned [`Pending`] is waited for. An append; it blocks only while
+    /// the files are far behind the table ([`MAX_UNAPPLIED_BYTES`]).
     pub(crate) fn put(&self, id: &DocId, content: Arc<str>) -> Result<Option<Pending>, StoreError> {
         let mut state = lock(&self.state);
+        if state.unapplied_bytes > MAX_UNAPPLIED_BYTES {
+            state = disk_wait(|| self.wait_for_room(state))?;
+        }
+        self.journal(state, id, Some(content))
+    }
+
+    /// Blocks until the files have caught up with the table (see the
+    /// module docs), or applying them failed.
+    fn wait_for_room<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, JournalState>,
+    ) -> Result<MutexGuard<'a, JournalState>, StoreError> {
         while state.unapplied_bytes > MAX_UNAPPLIED_BYTES {
             if let Some(failure) = &state.failure {
                 return Err(StoreError::Unavailable {
@@ -165,12 +179,11 @@ impl DocJournal {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        self.journal(state, id, Some(content))
+        Ok(state)
     }
 
     /// Deletes document `id`; `false` when it did not exist. Like
-    /// [`DocJournal::put`], durable once the [`Pending`] is waited for
-    /// (blocking).
+    /// [`DocJournal::put`], durable once the [`Pending`] is waited for.
     pub(crate) fn delete(&self, id: &DocId) -> Result<(bool, Option<Pending>), StoreError> {
         let state = lock(&self.state);
         let exists = match state.unapplied.get(id) {

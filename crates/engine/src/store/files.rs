@@ -3,20 +3,22 @@
 //! (alone, or shared by concurrent writers: [`DurableDir`]), and the clock
 //! the stores stamp records with.
 //!
-//! Where blocking work runs: by default on tokio's blocking pool
-//! (`spawn_blocking`), which keeps the worker threads free for other
-//! requests. A flow run is different: one task making a long sequence of
-//! small store calls, where the thread hand-offs of each call were most of
-//! an agent's overhead. Code run inside [`in_place_io`] (the engine wraps
-//! each run in it) does its file work on the task's own thread instead.
-//! What that work is: appends to a log or journal and reads, which go to
-//! the page cache — the slow part of a write, waiting for the disk, is not
-//! in it: writers wait for their fsync asynchronously (see
-//! [`group_sync`](super::group_sync)), so a run never holds a worker thread
-//! while the disk flushes. The few synchronous waits for the disk left —
-//! the directory fsync after a new file (a new memory scope), a log's
-//! compaction — go through [`disk_wait`], which lets tokio move the
-//! worker's other tasks to another thread meanwhile.
+//! Where file work runs. A write's slow part is waiting for the disk, and
+//! writers do that asynchronously: they park until a shared fsync covers
+//! their change (see [`group_sync`](super::group_sync)), and the fsync runs
+//! on tokio's blocking pool. What is left of a write — appending a record
+//! to a log or journal, which goes to the page cache — is done in place, on
+//! the writer's thread: a hand-off to another thread would cost more than
+//! the append. Reads and listings go to the blocking pool
+//! (`spawn_blocking`, through [`blocking`]), so that a slow directory never
+//! holds a worker thread. Inside [`in_place_io`] (the engine wraps each flow
+//! run in it) reads are done in place too: a run is one task making a long
+//! series of small store calls, where the two thread hand-offs of each were
+//! most of an agent's overhead. The few synchronous waits for the disk left
+//! in a write — the directory fsync after a new file (a new memory scope),
+//! a log's compaction, a document journal that is far behind — go through
+//! [`disk_wait`], which lets tokio move the worker's other tasks to another
+//! thread meanwhile.
 //!
 //! Atomic replacement is the classic sequence: write a temporary file in the
 //! same directory, fsync it, rename it over the target (atomic on POSIX),

@@ -17,8 +17,8 @@
 //!
 //! Concurrency: each scope has an async mutex; all reads and writes of the
 //! scope hold it, so writes are serialized per scope. Writes queue up while
-//! the lock is held, and the next holder runs the whole queue in order in
-//! one trip to the blocking pool. Every write is fsync'd before it returns —
+//! the lock is held, and the next holder runs the whole queue in order as
+//! one append. Every write is fsync'd before it returns —
 //! after the lock is released, so that the writes queued meanwhile share one
 //! fsync (group commit). Scopes are independent. The scope's index (its
 //! live entries) is loaded from the file on first use and then kept in
@@ -228,10 +228,9 @@ impl FileMemoryStore {
 
     /// Runs `write` on the loaded scope and answers once what it appended
     /// is durable. Writes are batched: each is queued, and whoever gets the
-    /// scope's lock next runs every queued write in one trip to the blocking
-    /// pool, in queue order, then releases the lock; a task of the batch's
-    /// own waits for one fsync covering them all (group commit) and answers
-    /// each writer.
+    /// scope's lock next runs every queued write, in queue order, as one
+    /// append, then releases the lock; a task of the batch's own waits for
+    /// one fsync covering them all (group commit) and answers each writer.
     async fn with_scope_mut<T, F>(&self, scope: &MemoryScope, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -264,7 +263,8 @@ impl FileMemoryStore {
             drop(guard);
         } else {
             let ((dir, name), what) = (self.file_of(scope), format!("memory scope `{scope}`"));
-            blocking(move || {
+            let scope_loaded = guard.is_some();
+            let run_batch = move || {
                 let mut loaded = match guard.take() {
                     Some(loaded) => Ok(loaded),
                     None => ScopeLog::load(dir, name, what),
@@ -286,8 +286,14 @@ impl FileMemoryStore {
                     }
                 });
                 Ok(())
-            })
-            .await?;
+            };
+            // Appends are done in place (see `files`); a scope's first
+            // load reads its whole file, on the blocking pool.
+            if scope_loaded {
+                run_batch()?;
+            } else {
+                blocking(run_batch).await?;
+            }
         }
         answered.await.unwrap_or_else(|_| {
             Err(StoreError::Io {

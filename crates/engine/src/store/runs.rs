@@ -173,12 +173,12 @@ impl RunStore for FileRunStore {
             story: story.to_string(),
             record: record.clone(),
         };
-        let mut guard = Arc::clone(&self.records).lock_owned().await;
-        let (saved, pending) = blocking(move || {
-            let saved = guard.save(line);
-            Ok((saved, guard.log.take_pending()))
-        })
-        .await?;
+        // An append, done in place (see `files`); the fsync is awaited
+        // after the lock.
+        let mut records = self.records.lock().await;
+        let saved = records.save(line);
+        let pending = records.log.take_pending();
+        drop(records);
         settle(saved, pending).await
     }
 }

@@ -256,20 +256,18 @@ impl FileStatusStore {
         })
     }
 
-    /// Runs `write` on the index on the blocking pool, holding the lock,
-    /// then waits, without the lock, until what it appended is durable (one
-    /// fsync for all the writes that queued meanwhile).
+    /// Runs `write` on the index, holding the lock (an append, done in
+    /// place: see `files`), then waits, without the lock, until what it
+    /// appended is durable (one fsync for all the writes that queued
+    /// meanwhile).
     async fn with_index_mut<T, F>(&self, write: F) -> Result<T, StoreError>
     where
-        T: Send + 'static,
-        F: FnOnce(&mut StatusIndex) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut StatusIndex) -> Result<T, StoreError>,
     {
-        let mut guard = Arc::clone(&self.index).lock_owned().await;
-        let (out, pending) = blocking(move || {
-            let out = write(&mut guard);
-            Ok((out, guard.log.take_pending()))
-        })
-        .await?;
+        let mut index = self.index.lock().await;
+        let out = write(&mut index);
+        let pending = index.log.take_pending();
+        drop(index);
         settle(out, pending).await
     }
 }
