@@ -29,9 +29,10 @@
 //!   connection idle between requests for that long is closed.
 //!
 //! It never cuts a request already being answered (a streamed run can last
-//! an hour), and it does not bound a request body that stalls: a handler
-//! waiting for its body waits as long as the client keeps the connection.
-//! Idle HTTP/2 connections are not closed either (hyper has no idle timer
+//! an hour). A request body that stalls gets the same bound between two of
+//! its reads (tower-http's `RequestBodyTimeout`): the read fails, the
+//! request is answered 400 `unreadable_body`, and a shutdown does not wait
+//! on it. Idle HTTP/2 connections are not closed (hyper has no idle timer
 //! for HTTP/2; its keep-alive pings only detect dead peers).
 //!
 //! 30 s is hyper's own default. A real client sends its head in one write,
@@ -63,6 +64,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower_http::timeout::RequestBodyTimeout;
 
 /// The default of [`ServeOptions::header_read_timeout`] (see the module doc).
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,7 +280,10 @@ async fn connection(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
-    let service = TowerToHyperService::new(app);
+    // The same bound for a request body that stalls: a read that waits
+    // longer than the timeout for its next bytes fails (400
+    // `unreadable_body`), so the handler ends instead of waiting forever.
+    let service = TowerToHyperService::new(RequestBodyTimeout::new(app, header_read_timeout));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {

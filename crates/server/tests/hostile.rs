@@ -606,6 +606,34 @@ async fn connections_that_never_finish_a_request_head_are_closed() -> TestResult
 }
 
 #[tokio::test]
+async fn a_request_body_that_stalls_is_answered_not_waited_for() -> TestResult {
+    let server = impatient_server(0).await?;
+    let mut stream = TcpStream::connect(server.address).await?;
+    // 100 bytes promised, 10 sent, then silence.
+    stream
+        .write_all(
+            b"PUT /doc/stalled HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: text/markdown\r\nContent-Length: 100\r\n\r\n# Stalled",
+        )
+        .await?;
+    let started = Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(5), read_response(&mut stream))
+        .await
+        .map_err(|_| "no answer 5 s after the body stalled")??;
+    let took = started.elapsed();
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(response.body.contains("unreadable_body"), "{response:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    let absent = server.client.get(server.url("/doc/stalled")).send().await?;
+    assert_eq!(absent.status(), 404, "nothing of a cut-off body is stored");
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn keep_alive_and_http2_still_work_with_the_timeout() -> TestResult {
     let server = impatient_server(0).await?;
     let mut stream = TcpStream::connect(server.address).await?;
