@@ -152,7 +152,10 @@ impl GroupSync {
             // Created before the state is read, so the end of a sync that
             // is running now cannot be missed.
             let finished = self.finished_async.notified();
-            match self.next_step(&mut self.lock(), ticket) {
+            // The lock is released at the end of this statement: a job
+            // dropped unrun takes it again on this thread.
+            let step = self.next_step(&mut self.lock(), ticket);
+            match step {
                 Step::Done(result) => return result,
                 Step::Wait => {}
                 Step::Sync { handle, target } => {
