@@ -17,7 +17,13 @@
 //! start runs on tokio's blocking pool. That keeps a write's slow part —
 //! the wait for the disk — off the runtime's threads without handing each
 //! writer to a thread of its own: one blocking-pool trip per sync, however
-//! many writers it answers.
+//! many writers it answers. Where a sync costs less than that trip — the
+//! last one took under [`INLINE_SYNC_BELOW`], as on tmpfs or a disk with
+//! nothing to flush — the waiter runs it on its own thread instead: a
+//! sequential writer (a chain of agents) would otherwise pay a thread
+//! hand-off per write for a flush of a microsecond. At most one thread per
+//! file blocks that way at a time, for one sync, before a slow one turns
+//! the choice back.
 //!
 //! A failed fsync is sticky: Linux may drop the unwritten pages and report
 //! the error once, so a later fsync that succeeds proves nothing about the
@@ -27,7 +33,13 @@
 use std::fs::File;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// A sync faster than this is run by the async waiter itself, on its own
+/// thread (see the module docs); a hand-off to the blocking pool costs tens
+/// of microseconds.
+const INLINE_SYNC_BELOW: Duration = Duration::from_micros(50);
 
 /// What a sync flushes.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +87,8 @@ struct SyncState {
     durable: Ticket,
     /// A sync is running.
     syncing: bool,
+    /// The last sync took less than [`INLINE_SYNC_BELOW`].
+    last_sync_fast: bool,
     /// The first failed sync, reported from then on.
     failed: Option<String>,
 }
@@ -146,18 +160,25 @@ impl GroupSync {
 
     /// Waits, parking the task rather than a thread, until the change with
     /// `ticket` is durable; a sync it has to start runs on the blocking
-    /// pool (see the module docs).
+    /// pool, or right here when the last one was fast (see the module docs).
     pub async fn wait_async(self: &Arc<Self>, ticket: Ticket) -> io::Result<()> {
         loop {
             // Created before the state is read, so the end of a sync that
             // is running now cannot be missed.
             let finished = self.finished_async.notified();
-            // The lock is released at the end of this statement: a job
-            // dropped unrun takes it again on this thread.
-            let step = self.next_step(&mut self.lock(), ticket);
+            // The lock is released before a sync runs: the sync takes it
+            // again, on this thread when it is run inline or dropped unrun.
+            let (step, fast) = {
+                let mut state = self.lock();
+                (self.next_step(&mut state, ticket), state.last_sync_fast)
+            };
             match step {
                 Step::Done(result) => return result,
                 Step::Wait => {}
+                Step::Sync { handle, target } if fast => {
+                    self.sync(&handle, target);
+                    continue;
+                }
                 Step::Sync { handle, target } => {
                     let job = SyncJob {
                         group: Arc::clone(self),
@@ -195,12 +216,15 @@ impl GroupSync {
 
     /// Runs the sync a [`Step::Sync`] handed out and tells every waiter.
     fn sync(&self, handle: &File, target: Ticket) {
+        let started = Instant::now();
         let result = match self.kind {
             SyncKind::Data => handle.sync_data(),
             SyncKind::All => handle.sync_all(),
         };
+        let took = started.elapsed();
         let mut state = self.lock();
         state.syncing = false;
+        state.last_sync_fast = took < INLINE_SYNC_BELOW;
         match result {
             Ok(()) => state.durable = state.durable.max(target),
             Err(err) => state.failed = Some(err.to_string()),
@@ -348,6 +372,22 @@ mod tests {
         sync.wait_async(second).await?;
         assert!(sync.lock().durable >= second);
         assert!(!sync.lock().syncing);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn after_a_fast_sync_an_async_waiter_syncs_itself() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = Arc::new(File::create(dir.path().join("log"))?);
+        let sync = Arc::new(GroupSync::new(SyncKind::Data));
+        sync.lock().last_sync_fast = true;
+        for line in [b"a\n", b"b\n"] {
+            (&*file).write_all(line)?;
+            let ticket = sync.changed(&file);
+            sync.wait_async(ticket).await?;
+            let state = sync.lock();
+            assert!(state.durable >= ticket && !state.syncing);
+        }
         Ok(())
     }
 
