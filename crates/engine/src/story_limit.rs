@@ -23,13 +23,8 @@
 
 use crate::core::Core;
 use crate::error::EngineError;
+use crate::store::ids::{MAX_ID_LEN, MAX_ISOLATED_LEN};
 use bmad2pf_compiler::bundle::{AgentSpec, FlowSpec, MemoryScope, StepSpec};
-
-/// Longest id the stores accept, documents included (`store::ids`).
-const MAX_ID_LEN: usize = 200;
-
-/// Longest `agent + story` of an isolated memory scope (`store::ids`).
-const MAX_ISOLATED_LEN: usize = 240;
 
 /// Between the story and the name in a document id.
 const DOC_SEPARATOR: &str = "__";

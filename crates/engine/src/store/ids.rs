@@ -26,12 +26,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest id, in bytes (all valid characters are ASCII).
-const MAX_ID_LEN: usize = 200;
+pub(crate) const MAX_ID_LEN: usize = 200;
 
 /// Longest `agent + story` of an isolated memory scope: the file backend
 /// stores such a scope as `{agent}_{story}.jsonl`, and that has to fit in a
 /// file name (255 bytes on common file systems) on every backend alike.
-const MAX_ISOLATED_LEN: usize = 240;
+pub(crate) const MAX_ISOLATED_LEN: usize = 240;
 
 /// Why an id was refused: which kind of id, the offending value (escaped and
 /// shortened for display) and the rule it broke. Its message goes to clients
