@@ -134,6 +134,10 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, code, format!("{what} already exists"))
             }
             StoreError::Conflict { message } => Self::new(StatusCode::CONFLICT, code, message),
+            StoreError::InvalidValue { message, max_depth } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+                    .with_details(serde_json::json!({ "field": ".", "max_depth": max_depth }))
+            }
             StoreError::Unavailable { message, detail } => {
                 tracing::warn!(code, %detail, "store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)

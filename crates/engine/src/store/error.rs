@@ -45,6 +45,15 @@ pub enum StoreError {
         /// Path and OS error, for logs.
         detail: String,
     },
+    /// A value a store will not keep (client error, 422): see
+    /// [`MAX_VALUE_DEPTH`](super::MAX_VALUE_DEPTH).
+    #[error("{message}")]
+    InvalidValue {
+        /// Client-facing explanation.
+        message: String,
+        /// The deepest nesting stored.
+        max_depth: usize,
+    },
     /// Stored data could not be understood (500); nothing was overwritten.
     #[error("{message}")]
     Corrupt {
@@ -72,6 +81,7 @@ impl StoreError {
             Self::NotFound { .. } => "not_found",
             Self::AlreadyExists { .. } => "already_exists",
             Self::Conflict { .. } => "conflict",
+            Self::InvalidValue { .. } => "invalid_request",
             Self::Io { .. } => "storage_io",
             Self::Corrupt { .. } => "storage_corrupt",
             Self::Unavailable { .. } => "storage_unavailable",
@@ -87,7 +97,8 @@ impl StoreError {
             Self::InvalidId(_)
             | Self::NotFound { .. }
             | Self::AlreadyExists { .. }
-            | Self::Conflict { .. } => None,
+            | Self::Conflict { .. }
+            | Self::InvalidValue { .. } => None,
         }
     }
 

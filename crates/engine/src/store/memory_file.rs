@@ -40,6 +40,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::files::{DurableDir, blocking, now_ms, probe_dir};
 use super::jsonl::{JsonlLog, settle, worth_compacting};
+use super::values::check_value;
 use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
 
 /// One line of a memory file.
@@ -318,6 +319,7 @@ impl MemoryStore for FileMemoryStore {
         key: &MemoryKey,
         value: Value,
     ) -> Result<(), StoreError> {
+        check_value(&value)?;
         let line = MemoryLine {
             k: key.as_str().to_string(),
             v: Some(value),
@@ -368,6 +370,7 @@ impl MemoryStore for FileMemoryStore {
         if entries.is_empty() {
             return Ok(());
         }
+        entries.values().try_for_each(check_value)?;
         let t = now_ms();
         let lines = entries
             .into_iter()

@@ -43,6 +43,7 @@ mod redis_runs;
 mod redis_status;
 mod runs;
 mod status_file;
+mod values;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,6 +64,7 @@ pub use redis_runs::{CLAIM_TTL, RedisRunStore};
 pub use redis_status::RedisStatusStore;
 pub use runs::{AgentRecord, FileRunStore, RunRecord, RunStore};
 pub use status_file::FileStatusStore;
+pub use values::MAX_VALUE_DEPTH;
 
 /// A stored document with its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

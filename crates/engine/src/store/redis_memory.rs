@@ -19,6 +19,7 @@ use redis::AsyncCommands;
 use serde_json::Value;
 
 use super::redis_connection::RedisConnection;
+use super::values::check_value;
 use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
 
 /// Memory scopes in Redis hashes (see the module docs).
@@ -98,6 +99,7 @@ impl MemoryStore for RedisMemoryStore {
         key: &MemoryKey,
         value: Value,
     ) -> Result<(), StoreError> {
+        check_value(&value)?;
         self.write(scope, vec![(key.as_str().to_string(), encode(&value))])
             .await
     }
@@ -147,6 +149,7 @@ impl MemoryStore for RedisMemoryStore {
         if entries.is_empty() {
             return Ok(());
         }
+        entries.values().try_for_each(check_value)?;
         let fields = entries
             .iter()
             .map(|(key, value)| (key.as_str().to_string(), encode(value)))

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bmad2pf_engine::store::{
-    AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, MemoryStore, RunRecord,
-    RunStore, StatusStore, StatusUpdate, WorkflowId, doc_id, now_ms,
+    AgentRecord, AgentState, DocId, DocStore, MAX_VALUE_DEPTH, MemoryKey, MemoryScope, MemoryStore,
+    RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, WorkflowId, doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -255,6 +255,32 @@ pub async fn memory_roundtrip(memory: Arc<dyn MemoryStore>) -> TestResult {
     memory.set(&qualified, &key("x")?, json!(true)).await?;
     let dotted = MemoryScope::parse("isolated:pack.pm:S1")?;
     assert_eq!(memory.get(&dotted, &key("x")?).await?, Some(json!(true)));
+
+    // A value too deep to be read back is refused, alone or in a batch,
+    // and nothing of the batch is written.
+    let nest = |levels: usize| -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&format!("{}0{}", "[".repeat(levels), "]".repeat(levels)))
+    };
+    let too_deep = memory
+        .set(&pm, &key("deep")?, nest(MAX_VALUE_DEPTH + 1)?)
+        .await;
+    assert!(
+        matches!(too_deep, Err(StoreError::InvalidValue { .. })),
+        "{too_deep:?}"
+    );
+    let batch: BTreeMap<MemoryKey, Value> = [
+        (key("fine")?, json!(1)),
+        (key("deep")?, nest(MAX_VALUE_DEPTH + 60)?),
+    ]
+    .into();
+    assert!(memory.set_many(&pm, batch).await.is_err());
+    memory
+        .set(&pm, &key("deepest")?, nest(MAX_VALUE_DEPTH)?)
+        .await?;
+    assert_eq!(
+        memory.keys(&pm).await?,
+        ["a", "deepest", "notes:v2", "plan"]
+    );
     Ok(())
 }
 

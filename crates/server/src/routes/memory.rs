@@ -7,13 +7,10 @@
 //! [`MemoryKey::parse`]): anything that could leave the memory directory is
 //! a 400 `invalid_id`.
 //!
-//! "Any JSON value" has one limit the spec does not name: nesting depth. A
-//! value is stored inside a record (a JSON Lines line, a Redis field), and
-//! serde_json refuses to read JSON nested deeper than 128 levels — so a
-//! value that the parser just accepted could be written but never read
-//! back, and on the file backend it would make its whole scope unreadable
-//! after a restart. Values nested deeper than [`MAX_VALUE_DEPTH`] are
-//! refused with 422 `invalid_request` before anything is written.
+//! "Any JSON value" has one limit the spec does not name: nesting depth.
+//! The memory stores refuse values nested deeper than
+//! [`MAX_VALUE_DEPTH`](bmad2pf_engine::store::MAX_VALUE_DEPTH) (64 levels; see the engine's `store::values` for
+//! why), answered 422 `invalid_request` before anything is written.
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, MemoryAddress, PathParams};
@@ -22,29 +19,8 @@ use crate::state::AppState;
 use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use bmad2pf_engine::store::{MemoryKey, MemoryScope};
-use serde_json::{Value, json};
-
-/// Deepest nesting of arrays and objects a stored value may have; half of
-/// serde_json's limit, leaving room for the records values are kept in.
-pub const MAX_VALUE_DEPTH: usize = 64;
-
-/// How deeply `value` nests arrays and objects (a scalar is 0, `[]` is 1).
-fn depth(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut pending = vec![(value, 0)];
-    while let Some((value, level)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
-        deepest = deepest.max(level + 1);
-        pending.extend(children.map(|child| (child, level + 1)));
-    }
-    deepest
-}
+use serde_json::Value;
 
 fn key_not_found(scope: &MemoryScope, key: &MemoryKey) -> ApiError {
     ApiError::not_found(format!("memory key `{key}` is not set in scope `{scope}`"))
@@ -88,15 +64,6 @@ pub async fn put_value(
     MemoryAddress { scope, key }: MemoryAddress,
     JsonBody(value): JsonBody<Value>,
 ) -> Result<Json<Success>, ApiError> {
-    let levels = depth(&value);
-    if levels > MAX_VALUE_DEPTH {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            format!("the value nests {levels} levels deep; at most {MAX_VALUE_DEPTH} are stored"),
-        )
-        .with_details(json!({ "field": ".", "max_depth": MAX_VALUE_DEPTH })));
-    }
     state.engine().memory().set(&scope, &key, value).await?;
     Ok(Json(Success::yes()))
 }
@@ -136,16 +103,4 @@ pub async fn list_keys(
 ) -> Result<Json<Vec<String>>, ApiError> {
     let scope = MemoryScope::parse(&scope)?;
     Ok(Json(state.engine().memory().keys(&scope).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn depth_counts_arrays_and_objects() {
-        assert_eq!(depth(&json!(1)), 0);
-        assert_eq!(depth(&json!([])), 1);
-        assert_eq!(depth(&json!({"a": [1, {"b": []}], "c": 2})), 4);
-    }
 }
