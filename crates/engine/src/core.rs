@@ -9,7 +9,7 @@ use crate::stats::Counters;
 use crate::store::RunStore;
 use crate::store::{DocStore, MemoryStore, StatusStore};
 use crate::tools::ToolBox;
-use bmad2pf_compiler::bundle::{AgentSpec, Bundle};
+use bmad2pf_compiler::bundle::{AgentSpec, Bundle, StepSpec};
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_compiler::prompt::PreparedPrompt;
 use std::collections::BTreeMap;
@@ -130,7 +130,35 @@ impl Core {
     pub fn agent(&self, id: &str) -> Option<&AgentSpec> {
         self.bundle.agents.get(id)
     }
+}
 
+/// Documents `agent` writes in `step` (none for the agent on its own): its
+/// `creates`, the step's `creates`, its `updates`, the step's `updates`,
+/// each once — or its default output when none is named.
+pub(crate) fn output_documents(agent: &AgentSpec, step: Option<&StepSpec>) -> Vec<String> {
+    let (step_creates, step_updates): (&[String], &[String]) = match step {
+        Some(step) => (&step.creates, &step.updates),
+        None => (&[], &[]),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in agent
+        .creates
+        .iter()
+        .chain(step_creates)
+        .chain(&agent.updates)
+        .chain(step_updates)
+    {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    if names.is_empty() {
+        names.push(agent.default_output());
+    }
+    names
+}
+
+impl Core {
     /// The provider, model and limits `agent` runs with.
     pub fn llm_for(&self, agent: &AgentSpec) -> Result<AgentLlm, String> {
         let kind = match &agent.llm.provider {

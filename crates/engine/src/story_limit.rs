@@ -21,7 +21,7 @@
 //! agent whose names are all short enough has no limit beyond the story id
 //! rule itself.
 
-use crate::core::Core;
+use crate::core::{Core, output_documents};
 use crate::error::EngineError;
 use crate::store::ids::{MAX_ID_LEN, MAX_ISOLATED_LEN};
 use bmad2pf_compiler::bundle::{AgentSpec, FlowSpec, MemoryScope, StepSpec};
@@ -86,23 +86,8 @@ impl StoryLimit {
     }
 
     fn of_agent_in(core: &Core, agent: &AgentSpec, step: Option<&StepSpec>) -> Option<Self> {
-        let (step_requires, step_writes): (&[String], Vec<&String>) = match step {
-            Some(step) => (
-                &step.requires,
-                step.creates.iter().chain(&step.updates).collect(),
-            ),
-            None => (&[], Vec::new()),
-        };
-        let mut writes: Vec<String> = agent
-            .creates
-            .iter()
-            .chain(&agent.updates)
-            .chain(step_writes)
-            .cloned()
-            .collect();
-        if writes.is_empty() {
-            writes.push(agent.default_output());
-        }
+        let step_requires: &[String] = step.map_or(&[], |step| &step.requires);
+        let writes = output_documents(agent, step);
         let reads = core
             .required_documents(agent, step_requires)
             .into_iter()

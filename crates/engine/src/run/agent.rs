@@ -21,7 +21,7 @@
 //!   run's status writer, in order), return the action.
 
 use super::{Halt, RunContext, RunState, elapsed_ms};
-use crate::core::{AgentLlm, Core};
+use crate::core::{AgentLlm, Core, output_documents};
 use crate::llm::{LlmError, LlmRequest, Message, complete_with_timeout};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
 use crate::reply::{DEFAULT_ACTION, parse_envelope, resolve_action, split_action, summarize};
@@ -189,23 +189,7 @@ impl AgentNode {
     /// Document names the agent writes: `creates` and `updates` (its own and
     /// the step's), else its default output.
     fn output_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for name in self
-            .agent
-            .creates
-            .iter()
-            .chain(&self.step.creates)
-            .chain(&self.agent.updates)
-            .chain(&self.step.updates)
-        {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        if names.is_empty() {
-            names.push(self.agent.default_output());
-        }
-        names
+        output_documents(&self.agent, Some(&self.step))
     }
 
     async fn prepare(&self, state: &RunState) -> AgentPrep {
