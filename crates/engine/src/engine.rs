@@ -15,7 +15,7 @@ use crate::stats::{Counters, EngineStats};
 use crate::store::{
     DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
     RedisConnection, RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore,
-    StatusStore, ids::check_story_id,
+    StatusStore, StoreError, ids::check_story_id,
 };
 use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
@@ -213,8 +213,9 @@ impl Engine {
             .graphs
             .get(&request.flow)
             .ok_or_else(|| EngineError::UnknownFlow(request.flow.clone()))?;
-        check_story_id(&request.story_id)
-            .map_err(|e| EngineError::InvalidRequest(format!("story_id: {}", e.reason)))?;
+        // A story id names documents: a bad one is an id error (400) like
+        // every other id, whoever sends it.
+        check_story_id(&request.story_id).map_err(StoreError::from)?;
         StoryLimit::check(
             self.flow_limits.get(&request.flow),
             &format!("flow `{}`", request.flow),
@@ -264,6 +265,7 @@ impl Engine {
         agent_id: &str,
         story_id: &str,
     ) -> Result<Readiness, EngineError> {
+        check_story_id(story_id).map_err(StoreError::from)?;
         StoryLimit::check(
             self.agent_limits.get(agent_id),
             &format!("agent `{agent_id}`"),

@@ -9,7 +9,7 @@ use bmad2pf_compiler::config::{OnMissingDoc, ProviderKind, RuntimeConfig};
 use bmad2pf_engine::outcome::{
     AgentRunStatus, ExecuteRequest, ExecuteStatus, RunEvent, RunRequest, RunStatus,
 };
-use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope, WorkflowId};
+use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope, StoreError, WorkflowId};
 use bmad2pf_engine::{Engine, EngineError};
 use llm_common::{Reply, VendorServer};
 use serde_json::json;
@@ -548,7 +548,11 @@ async fn unknown_flows_and_bad_story_ids_are_request_errors() {
     ));
     assert!(matches!(
         engine.run(run("default", "../etc"), None).await,
-        Err(EngineError::InvalidRequest(_))
+        Err(EngineError::Store(StoreError::InvalidId(_)))
+    ));
+    assert!(matches!(
+        engine.readiness("pm", "..").await,
+        Err(EngineError::Store(StoreError::InvalidId(_)))
     ));
     assert!(!Path::new("/etc/__brief.md").exists());
 }

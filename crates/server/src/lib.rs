@@ -31,7 +31,7 @@
 //! - `DELETE` of something absent is a 404, like `GET`.
 //! - Ids in JSON bodies and queries (`workflow_id`, `story_id` of `/run`,
 //!   `/doc` and `/agent/{id}/ready`) are validated like path ids: 400
-//!   `invalid_id`, before the engine sees them.
+//!   `invalid_id` (the stores' and the engine's id errors).
 //! - Without `server.cors_origins` there is no CORS layer, so `OPTIONS` is
 //!   like any other method a route lacks: 405 (404 on an unknown route, 401
 //!   without the key).

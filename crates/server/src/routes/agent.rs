@@ -9,8 +9,8 @@
 //!
 //! Like every other body, the execute body refuses unknown fields (422
 //! naming the field), so a misspelt `documnets` is not silently an empty
-//! set of documents. The story id of `/ready` is checked here, before the
-//! engine, so a bad one is a 400 `invalid_id` whatever the agent requires.
+//! set of documents. The engine checks the story id of `/ready` first, so a
+//! bad one is a 400 `invalid_id` whatever the agent requires.
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
@@ -19,7 +19,6 @@ use crate::wire::{ErrorBody, ExecuteOutcomeDoc, ReadinessDoc};
 use axum::Json;
 use axum::extract::State;
 use bmad2pf_engine::outcome::{ExecuteOutcome, ExecuteRequest, Readiness};
-use bmad2pf_engine::store::ids::check_story_id;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -73,7 +72,6 @@ pub async fn ready(
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<ReadyQuery>,
 ) -> Result<Json<Readiness>, ApiError> {
-    check_story_id(&query.story_id)?;
     Ok(Json(state.engine().readiness(&id, &query.story_id).await?))
 }
 

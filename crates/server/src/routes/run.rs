@@ -14,9 +14,9 @@
 //! body a JSON request gets; `error` `{code, message}` when the run ended
 //! without an outcome; a `: keep-alive` comment every 15 seconds.
 //!
-//! The story id is checked here before the run is handed to the engine: a
-//! story id names documents, so a bad one is a 400 `invalid_id` like every
-//! other id (SPEC 5 "Rules"), not a 422.
+//! A bad story id names documents that could not exist: the engine refuses
+//! it as an id error, 400 `invalid_id` like every other id (SPEC 5
+//! "Rules"), on both paths.
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -28,7 +28,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bmad2pf_engine::outcome::{RunEvent, RunOutcome, RunRequest};
-use bmad2pf_engine::store::ids::check_story_id;
 use bmad2pf_engine::{Engine, EngineError};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -82,7 +81,6 @@ pub async fn run(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> Result<Response, ApiError> {
-    check_story_id(&body.story_id)?;
     let streaming = body.stream || accepts_event_stream(&headers);
     let request = RunRequest {
         flow: body.flow,
