@@ -25,7 +25,9 @@ use crate::core::{AgentLlm, Core, output_documents};
 use crate::llm::{LlmError, LlmRequest, Message, complete_with_timeout};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
 use crate::reply::{DEFAULT_ACTION, parse_envelope, resolve_action, split_action, summarize};
-use crate::store::{AgentRecord, AgentState, DocId, MemoryKey, MemoryScope, doc_id, now_ms};
+use crate::store::{
+    AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
+};
 use crate::tools::ToolContext;
 use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, SequenceAction, StepSpec};
 use bmad2pf_compiler::config::OnMissingDoc;

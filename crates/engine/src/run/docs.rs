@@ -3,15 +3,23 @@
 //!
 //! A run reads back what its own agents wrote (agent *b* requires the
 //! document agent *a* just produced). Every write still goes to the store
-//! first, durably; the copy kept here only saves the read that would follow,
-//! which on a fast flow is a large part of an agent's cost. All of a run's
-//! writes go through this type (agent outputs, fallback placeholders, the
+//! first; the copy kept here only saves the read that would follow, which
+//! on a fast flow is a large part of an agent's cost. All of a run's writes
+//! go through this type (agent outputs, fallback placeholders, the
 //! `write_doc` tool), so its copies are the latest the run knows of. A
 //! document changed through the API while a run is in progress is seen by
 //! that run unless the run wrote the same document itself before; the copies
 //! are dropped when the run ends.
+//!
+//! A write is visible to every reader of the store when `put` returns, but
+//! the run does not wait there for it to be durable: [`RunDocs::settle`]
+//! waits for all of them at the end, together with the memory flush and
+//! before the run record, so a run pays for one document `fdatasync` round
+//! instead of one per agent, and none on its own. A crash before then loses
+//! documents whose run never answered and saved no record: the next run of
+//! the story finds them missing and redoes their agents.
 
-use crate::store::{DocId, DocMeta, DocStore, Document, StoreError, now_ms};
+use crate::store::{DocId, DocMeta, DocStore, Document, Durability, StoreError, now_ms};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +29,8 @@ pub(crate) struct RunDocs {
     store: Arc<dyn DocStore>,
     /// Documents written by this run: `None` marks one it deleted.
     written: Mutex<HashMap<DocId, Option<Document>>>,
+    /// What is left to make this run's writes durable.
+    unsettled: Mutex<Vec<(DocId, Durability)>>,
 }
 
 impl RunDocs {
@@ -28,7 +38,27 @@ impl RunDocs {
         Self {
             store,
             written: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Waits until every document this run wrote is durable; the documents
+    /// that may be lost, with why.
+    pub async fn settle(&self) -> Vec<(DocId, StoreError)> {
+        let unsettled = std::mem::take(
+            &mut *self
+                .unsettled
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let waits = unsettled
+            .into_iter()
+            .map(|(id, durability)| async move { durability.wait().await.err().map(|e| (id, e)) });
+        futures::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// What this run wrote for `id`: `Some(None)` when it deleted it,
@@ -54,7 +84,11 @@ impl DocStore for RunDocs {
     }
 
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let bytes = self.store.put(id, content).await?;
+        let (bytes, durability) = self.store.put_visible(id, content).await?;
+        self.unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id.clone(), durability));
         self.remember(
             id,
             Some(Document {
@@ -104,8 +138,9 @@ mod tests {
         let docs = RunDocs::new(store.clone());
         let id = DocId::parse("s1__plan")?;
         docs.put(&id, "v1").await?;
-        // The write reached the store…
+        // The write reached the store, and becomes durable when settled…
         assert_eq!(store.get(&id).await?.map(|d| d.content), Some("v1".into()));
+        assert!(docs.settle().await.is_empty());
         // …and the run's later read is served from its copy.
         std::fs::remove_file(dir.path().join("s1__plan.md"))?;
         assert_eq!(docs.get(&id).await?.map(|d| d.content), Some("v1".into()));

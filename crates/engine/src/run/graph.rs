@@ -24,6 +24,7 @@ use super::agent::AgentNode;
 use super::{Halt, RunState};
 use crate::core::Core;
 use crate::reply::DEFAULT_ACTION;
+use crate::store::DocStore;
 use bmad2pf_compiler::bundle::{END_STEP, FlowSpec, StepSpec};
 use bmad2pf_compiler::config::OnMissingDoc;
 use pocketflow::{Action, BatchFlow, Flow, Node, NodeError, ParallelBatchFlow, ParamSets, Params};

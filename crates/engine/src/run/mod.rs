@@ -19,7 +19,7 @@ use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::store::in_place_io;
 use crate::store::{
-    AgentState, DocStore, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+    AgentState, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
 };
 use docs::RunDocs;
 use serde_json::Value;
@@ -37,7 +37,7 @@ pub(crate) struct RunContext {
     pub force: bool,
     events: Option<UnboundedSender<RunEvent>>,
     /// The documents as this run sees them (its own writes kept in memory).
-    pub docs: Arc<dyn DocStore>,
+    pub docs: Arc<RunDocs>,
     /// Orchestration status updates, written in order by the run's status
     /// writer (so no agent waits for that I/O while holding the run's lock).
     status: UnboundedSender<StatusUpdate>,
@@ -190,7 +190,18 @@ async fn run_in_place(
             message: error.to_string(),
         });
     }
-    let memory_written = flush_memory(core, &mut state).await;
+    // The run's documents and memory become durable together: one wait
+    // for every file rather than one after the other.
+    let docs = state.ctx.docs.clone();
+    let (unsettled_docs, memory_written) =
+        tokio::join!(docs.settle(), flush_memory(core, &mut state));
+    let docs_written = unsettled_docs.is_empty();
+    for (id, error) in unsettled_docs {
+        tracing::error!(run_id, %id, %error, "a document of the run could not be made durable");
+        state
+            .errors
+            .insert(format!("document:{id}"), error.to_string());
+    }
     let RunState {
         ctx,
         results,
@@ -220,13 +231,19 @@ async fn run_in_place(
         .unwrap_or_default();
     record.updated_at = now_ms();
     // The record is the commit point: saved, it tells the next run that
-    // this one's work is done, so it must not be saved over memory that
-    // was not written (the errors say which scope failed).
-    if !memory_written {
+    // this one's work is done, so it must not be saved over memory or
+    // documents that were not written (the errors say which failed).
+    if !memory_written || !docs_written {
+        let what = if memory_written {
+            "documents"
+        } else {
+            "memory"
+        };
         errors.insert(
             "run_record".into(),
-            "not saved: the run's memory could not be written; the next run will redo this one"
-                .into(),
+            format!(
+                "not saved: the run's {what} could not be written; the next run will redo this one"
+            ),
         );
     } else if let Err(error) = core.runs.save(&flow, &story, &record).await {
         tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
@@ -278,13 +295,20 @@ async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
     Ok(())
 }
 
-/// Writes the run's changed memory entries back to the store, one scope at
-/// a time; false when a scope could not be written (recorded in the run's
+/// Writes the run's changed memory entries back to the store, every scope
+/// at once; false when a scope could not be written (recorded in the run's
 /// errors as `memory:{scope}`).
 async fn flush_memory(core: &Core, state: &mut RunState) -> bool {
+    let writes =
+        std::mem::take(&mut state.memory.dirty)
+            .into_iter()
+            .map(|(scope, entries)| async move {
+                let written = core.memory.set_many(&scope, entries).await;
+                (scope, written)
+            });
     let mut written = true;
-    for (scope, entries) in std::mem::take(&mut state.memory.dirty) {
-        if let Err(error) = core.memory.set_many(&scope, entries).await {
+    for (scope, result) in futures::future::join_all(writes).await {
+        if let Err(error) = result {
             tracing::error!(run_id = state.ctx.run_id, %scope, %error, "memory flush failed");
             state
                 .errors
@@ -305,14 +329,22 @@ mod tests {
     use crate::engine::{Engine, Stores};
     use crate::outcome::AgentRunStatus;
     use crate::store::{
-        DocId, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
-        StoreError,
+        DocId, DocMeta, DocStore, Document, Durability, FileDocStore, FileMemoryStore,
+        FileRunStore, FileStatusStore, MemoryStore, StoreError,
     };
     use async_trait::async_trait;
     use bmad2pf_compiler::config::RuntimeConfig;
+    use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn injected() -> StoreError {
+        StoreError::Io {
+            message: "storage error: could not write (injected)".into(),
+            detail: "write: ENOSPC".into(),
+        }
+    }
 
     /// File memory whose `set_many` (a run's flush) fails while `failing` is set.
     struct FlakyMemory {
@@ -352,10 +384,7 @@ mod tests {
             entries: BTreeMap<MemoryKey, Value>,
         ) -> Result<(), StoreError> {
             if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Io {
-                    message: "storage error: could not write (injected)".into(),
-                    detail: "write: ENOSPC".into(),
-                });
+                return Err(injected());
             }
             self.inner.set_many(scope, entries).await
         }
@@ -364,10 +393,57 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_whose_memory_was_not_written_saves_no_record() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let root = dir.path();
+    /// File documents whose writes, visible at once, fail to become durable
+    /// while `failing` is set.
+    struct FlakyDocs {
+        inner: FileDocStore,
+        failing: AtomicBool,
+    }
+
+    #[async_trait]
+    impl DocStore for FlakyDocs {
+        async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
+            self.inner.get(id).await
+        }
+        async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
+            let (bytes, durability) = self.put_visible(id, content).await?;
+            durability.wait().await?;
+            Ok(bytes)
+        }
+        async fn put_visible(
+            &self,
+            id: &DocId,
+            content: &str,
+        ) -> Result<(u64, Durability), StoreError> {
+            let (bytes, durability) = self.inner.put_visible(id, content).await?;
+            if self.failing.load(Ordering::SeqCst) {
+                durability.wait().await?;
+                return Ok((bytes, Durability::after(async { Err(injected()) })));
+            }
+            Ok((bytes, durability))
+        }
+        async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
+            self.inner.delete(id).await
+        }
+        async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
+            self.inner.meta(id).await
+        }
+        async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
+            self.inner.list(story_id).await
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            self.inner.health().await
+        }
+    }
+
+    /// An engine whose one flow runs an analyst writing `brief.md` with
+    /// memory `shared:plan`, on the file stores of `root` but `docs` and
+    /// `memory`.
+    async fn analyst_engine(
+        root: &Path,
+        docs: Arc<dyn DocStore>,
+        memory: Arc<dyn MemoryStore>,
+    ) -> Result<(Engine, String), Box<dyn std::error::Error>> {
         let agents = root.join("src/agents");
         std::fs::create_dir_all(&agents)?;
         std::fs::write(
@@ -378,13 +454,9 @@ mod tests {
             .bundle
             .ok_or("the sources compile")?;
         let flow = bundle.flows.keys().next().cloned().ok_or("a flow")?;
-        let memory = Arc::new(FlakyMemory {
-            inner: FileMemoryStore::open(root.join("memory")).await?,
-            failing: AtomicBool::new(true),
-        });
         let stores = Stores {
-            docs: Arc::new(FileDocStore::open(root.join("docs")).await?),
-            memory: memory.clone(),
+            docs,
+            memory,
             status: Arc::new(FileStatusStore::open(root.join("status")).await?),
             runs: Arc::new(FileRunStore::open(root.join("status/runs")).await?),
         };
@@ -392,8 +464,20 @@ mod tests {
             Engine::with_stores(Arc::new(bundle), RuntimeConfig::default(), stores, &|_| {
                 None
             })?;
+        Ok((engine, flow))
+    }
+
+    /// Runs the analyst's flow while a store fails (`failing`), then again
+    /// after it recovered: the first run is an error naming `failed` and
+    /// saves no record, so the second redoes the work and saves one.
+    async fn a_failed_write_saves_no_record(
+        engine: &Engine,
+        flow: &str,
+        failing: &AtomicBool,
+        failed: &str,
+    ) -> TestResult {
         let request = || RunRequest {
-            flow: flow.clone(),
+            flow: flow.to_string(),
             story_id: "s1".into(),
             input: "a todo app".into(),
             force: false,
@@ -402,7 +486,7 @@ mod tests {
         let outcome = engine.run(request(), None).await?;
         assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
         assert!(
-            outcome.errors["memory:shared:plan"].contains("(injected)"),
+            outcome.errors[failed].contains("(injected)"),
             "{outcome:#?}"
         );
         assert!(
@@ -418,8 +502,8 @@ mod tests {
         );
 
         // No record was saved, so the next run does the work again, and
-        // with the memory back its record is saved.
-        memory.failing.store(false, Ordering::SeqCst);
+        // with the store back its record is saved.
+        failing.store(false, Ordering::SeqCst);
         let again = engine.run(request(), None).await?;
         assert_eq!(again.status, RunStatus::Success, "{again:#?}");
         assert_eq!(
@@ -434,5 +518,29 @@ mod tests {
             "{third:#?}"
         );
         Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_memory_was_not_written_saves_no_record() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let memory = Arc::new(FlakyMemory {
+            inner: FileMemoryStore::open(dir.path().join("memory")).await?,
+            failing: AtomicBool::new(true),
+        });
+        let docs = Arc::new(FileDocStore::open(dir.path().join("docs")).await?);
+        let (engine, flow) = analyst_engine(dir.path(), docs, memory.clone()).await?;
+        a_failed_write_saves_no_record(&engine, &flow, &memory.failing, "memory:shared:plan").await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_documents_were_not_made_durable_saves_no_record() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let docs = Arc::new(FlakyDocs {
+            inner: FileDocStore::open(dir.path().join("docs")).await?,
+            failing: AtomicBool::new(true),
+        });
+        let memory = Arc::new(FileMemoryStore::open(dir.path().join("memory")).await?);
+        let (engine, flow) = analyst_engine(dir.path(), docs.clone(), memory).await?;
+        a_failed_write_saves_no_record(&engine, &flow, &docs.failing, "document:s1__brief").await
     }
 }

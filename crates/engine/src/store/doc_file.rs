@@ -27,7 +27,7 @@ use super::doc_journal::{DocJournal, RunningJournal, UnappliedWrite, file_name};
 use super::files::{DurableDir, blocking, probe_dir, system_time_ms};
 use super::ids::check_story_id;
 use super::jsonl::settle;
-use super::{DocId, DocMeta, DocStore, Document, StoreError};
+use super::{DocId, DocMeta, DocStore, Document, Durability, StoreError};
 
 /// Documents in one directory (see the module docs). Clones share one
 /// journal; the last one dropped checkpoints it.
@@ -176,12 +176,24 @@ impl DocStore for FileDocStore {
     }
 
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let (journal, id) = (self.journal(), id.clone());
+        let (bytes, durability) = self.put_visible(id, content).await?;
+        durability.wait().await?;
+        Ok(bytes)
+    }
+
+    async fn put_visible(
+        &self,
+        id: &DocId,
+        content: &str,
+    ) -> Result<(u64, Durability), StoreError> {
         let content: Arc<str> = Arc::from(content);
         let bytes = content.len() as u64;
-        // An append, done in place (see `files`).
-        let pending = journal.put(&id, content)?;
-        settle(Ok(bytes), pending).await
+        // An append, done in place (see `files`); visible once it returns.
+        let durability = match self.journal().put(id, content)? {
+            Some(pending) => Durability::after(pending.wait()),
+            None => Durability::done(),
+        };
+        Ok((bytes, durability))
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {

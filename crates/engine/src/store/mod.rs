@@ -49,6 +49,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,6 +98,18 @@ pub trait DocStore: Send + Sync {
     /// the old or the new content, never a mix; of concurrent writers the
     /// last one wins. Returns the number of bytes written.
     async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError>;
+    /// [`put`](Self::put) that returns once every reader sees the new
+    /// content, leaving the wait for it to be durable to the caller (see
+    /// [`Durability`]). A run writes its documents this way and waits for
+    /// them together with its memory, before its record. By default the
+    /// write is made durable before this returns.
+    async fn put_visible(
+        &self,
+        id: &DocId,
+        content: &str,
+    ) -> Result<(u64, Durability), StoreError> {
+        Ok((self.put(id, content).await?, Durability::done()))
+    }
     /// Removes the document; `true` when it existed.
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError>;
     /// Size and modification time, or `None` when it does not exist.
@@ -113,6 +126,32 @@ pub trait DocStore: Send + Sync {
     }
     /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// What is left to make a write durable, from [`DocStore::put_visible`]: the
+/// write is not acknowledged until [`Durability::wait`] succeeds. Dropped
+/// unwaited, the write may still become durable, or be lost in a crash.
+#[must_use = "a write is durable only once its Durability is waited for"]
+pub struct Durability(Option<BoxFuture<'static, Result<(), StoreError>>>);
+
+impl Durability {
+    /// A write that is durable already.
+    pub fn done() -> Self {
+        Self(None)
+    }
+
+    /// A write that is durable once `wait` completes with `Ok`.
+    pub fn after(wait: impl Future<Output = Result<(), StoreError>> + Send + 'static) -> Self {
+        Self(Some(Box::pin(wait)))
+    }
+
+    /// Waits until the write is durable; an error means it may be lost.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            Some(wait) => wait.await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// Memory: JSON values by key, grouped in scopes (SPEC 4.4, `/memory`).
