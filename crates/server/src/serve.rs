@@ -25,15 +25,25 @@
 //!   from when hyper starts reading it: for the first request from the end
 //!   of the wait above (so a head that trickles in can take up to twice the
 //!   timeout from the accept), for the next ones from the end of the previous
-//!   response. This is also the idle keep-alive timeout: an HTTP/1
-//!   connection idle between requests for that long is closed.
+//!   response;
+//! - and every connection, HTTP/1 or HTTP/2, that has had no request in
+//!   flight for the timeout — since the wait above, or since its last
+//!   response ended — is shut down gracefully: this is the idle keep-alive
+//!   timeout. HTTP/1 closes at once; HTTP/2 sends GOAWAY and closes when
+//!   the client has answered its PING and the streams it opened meanwhile
+//!   are answered. hyper has no idle timer for HTTP/2 (its keep-alive pings
+//!   only detect dead peers), so the accept loop counts each connection's
+//!   requests in flight itself. A connection still open and idle a further
+//!   timeout after a graceful shutdown (a client that never answers the
+//!   PING) is dropped; that also holds after a server shutdown.
 //!
 //! It never cuts a request already being answered (a streamed run can last
-//! an hour). A request body that stalls gets the same bound between two of
+//! an hour): a request is in flight from when its head arrived until its
+//! response body has been sent or dropped, not only until the handler
+//! returned. A request body that stalls gets the same bound between two of
 //! its reads (tower-http's `RequestBodyTimeout`): the read fails, the
 //! request is answered 400 `unreadable_body`, and a shutdown does not wait
-//! on it. Idle HTTP/2 connections are not closed (hyper has no idle timer
-//! for HTTP/2; its keep-alive pings only detect dead peers).
+//! on it.
 //!
 //! 30 s is hyper's own default. A real client sends its head in one write,
 //! so 30 s only matters on a badly stalled link; as the keep-alive idle
@@ -51,14 +61,19 @@ use crate::error::ServerError;
 use crate::router;
 use crate::state::AppState;
 use axum::Router;
+use axum::body::{Body, Bytes};
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::Engine;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -260,8 +275,10 @@ fn log_panic(ended: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Serves one connection until it ends, or until `stop` turns true: then
-/// the connection finishes what it is answering and closes.
+/// Serves one connection until it ends, or until it has had no request in
+/// flight for `header_read_timeout` or `stop` turns true: then it finishes
+/// what it is answering and closes, or is dropped when still idle a
+/// timeout later.
 async fn connection(
     stream: TcpStream,
     app: Router,
@@ -283,15 +300,36 @@ async fn connection(
     // The same bound for a request body that stalls: a read that waits
     // longer than the timeout for its next bytes fails (400
     // `unreadable_body`), so the handler ends instead of waiting forever.
-    let service = TowerToHyperService::new(RequestBodyTimeout::new(app, header_read_timeout));
+    let app = TowerToHyperService::new(RequestBodyTimeout::new(app, header_read_timeout));
+    let (requests, mut in_flight) = watch::channel(0usize);
+    let service = service_fn(move |request| {
+        let counted = InFlight::begin(&requests);
+        let response = app.call(request);
+        async move {
+            response
+                .await
+                .map(|response| response.map(|body| counted.hold(body)))
+        }
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        () = stopping(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            () = stopping(&mut stop), if !closing => {}
+            () = idle_for(&mut in_flight, header_read_timeout) => {
+                if closing {
+                    // Asked to close and still idle a timeout later: an
+                    // HTTP/2 client that never answers the PING of the
+                    // graceful shutdown would keep it open forever.
+                    tracing::debug!("connection idle after a graceful shutdown; dropped");
+                    return;
+                }
+            }
         }
+        conn.as_mut().graceful_shutdown();
+        closing = true;
     };
     if let Err(error) = ended {
         // Header-read timeouts, malformed requests, clients gone: theirs.
@@ -303,6 +341,76 @@ async fn connection(
 async fn stopping(stop: &mut watch::Receiver<bool>) {
     // The borrow `wait_for` returns is not `Send`: drop it here.
     let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Completes once a connection has had no request in flight for
+/// `timeout`: the count starts again whenever a request ends.
+async fn idle_for(in_flight: &mut watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        if in_flight.wait_for(|requests| *requests == 0).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(timeout, in_flight.changed()).await {
+            // No request for the whole timeout.
+            Err(_) => return,
+            // A request began (and maybe ended): wait for none again.
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+        }
+    }
+    // The count's sender went with the connection, which reports its own end.
+    std::future::pending().await
+}
+
+/// One request in flight on a connection, counted from the call of the
+/// service until the response body that holds it (see [`InFlight::hold`])
+/// has been sent or dropped — an SSE body can stream for an hour.
+struct InFlight(watch::Sender<usize>);
+
+impl InFlight {
+    fn begin(requests: &watch::Sender<usize>) -> Self {
+        requests.send_modify(|count| *count += 1);
+        Self(requests.clone())
+    }
+
+    fn hold(self, body: Body) -> CountedBody {
+        CountedBody {
+            body,
+            _in_flight: self,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count -= 1);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct CountedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Waits, until `deadline` at most, for the first bytes of a connection to

@@ -6,6 +6,8 @@
 mod common;
 
 use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of, read_response};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -691,6 +693,157 @@ async fn a_streamed_run_outlasts_the_header_read_timeout() -> TestResult {
         first_result.is_some_and(|(_, at)| *at + Duration::from_millis(800) < last),
         "{arrivals:?}"
     );
+    server.stop().await;
+    Ok(())
+}
+
+/// The HTTP/2 frame types and flag the idle tests use (RFC 9113 6).
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+
+/// Writes one HTTP/2 frame on stream 0 (the connection).
+async fn write_frame(stream: &mut TcpStream, kind: u8, flags: u8, payload: &[u8]) -> TestResult {
+    let length = u32::try_from(payload.len())?.to_be_bytes();
+    let mut frame = vec![length[1], length[2], length[3], kind, flags, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    stream.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one HTTP/2 frame: its type, flags and payload; `None` when the
+/// server closed (or reset) the connection.
+async fn read_frame(stream: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+    let mut payload = vec![0u8; usize::try_from(length).ok()?];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+/// What an HTTP/2 client that never sends a request saw until the server
+/// closed its connection, counted from the preface.
+struct IdleHttp2 {
+    goaways: usize,
+    first_goaway: Duration,
+    closed: Duration,
+}
+
+/// Opens an HTTP/2 connection (preface and SETTINGS), sends no request,
+/// acknowledges the server's SETTINGS and, when `answer_pings`, its PINGs,
+/// and reads until the server closes the connection (10 s at most).
+async fn idle_http2(
+    server: &TestServer,
+    answer_pings: bool,
+) -> Result<IdleHttp2, Box<dyn std::error::Error + Send + Sync>> {
+    let mut stream = TcpStream::connect(server.address).await?;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await?;
+    write_frame(&mut stream, SETTINGS, 0, &[]).await?;
+    let started = Instant::now();
+    let mut goaways = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut stream))
+            .await
+            .map_err(|_| "still open after 10 s")?;
+        let Some((kind, flags, payload)) = frame else {
+            break;
+        };
+        match kind {
+            SETTINGS if flags & ACK == 0 => write_frame(&mut stream, SETTINGS, ACK, &[]).await?,
+            PING if flags & ACK == 0 && answer_pings => {
+                write_frame(&mut stream, PING, ACK, &payload).await?
+            }
+            GOAWAY => {
+                assert_eq!(payload.get(4..8), Some(&[0u8; 4][..]), "not NO_ERROR");
+                goaways.push(started.elapsed());
+            }
+            _ => {}
+        }
+    }
+    Ok(IdleHttp2 {
+        goaways: goaways.len(),
+        first_goaway: *goaways.first().ok_or("closed without a GOAWAY")?,
+        closed: started.elapsed(),
+    })
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed() -> TestResult {
+    let server = impatient_server(0).await?;
+    let (polite, deaf) = tokio::try_join!(idle_http2(&server, true), idle_http2(&server, false))?;
+    // Both idle for the timeout, then a graceful shutdown: GOAWAY and PING.
+    for client in [&polite, &deaf] {
+        assert!(
+            client.first_goaway >= Duration::from_millis(800),
+            "GOAWAY after {:?}",
+            client.first_goaway
+        );
+    }
+    // The PING answered, the server sends its final GOAWAY and closes.
+    assert_eq!(polite.goaways, 2);
+    // Unanswered, it drops the connection a second timeout later.
+    assert_eq!(deaf.goaways, 1);
+    assert!(
+        deaf.closed >= deaf.first_goaway + Duration::from_millis(800),
+        "GOAWAY after {:?}, closed after {:?}",
+        deaf.first_goaway,
+        deaf.closed
+    );
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_http2_connection_streaming_a_run_is_closed_only_once_idle() -> TestResult {
+    // Each agent answers after 1.2 s: the run's events are further apart
+    // than the timeout, and the run lasts more than twice as long.
+    let server = impatient_server(1200).await?;
+    let stream = TcpStream::connect(server.address).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let run = hyper::Request::post(server.url("/run"))
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "text/event-stream")
+        .body(json!({"flow": "default", "story_id": "h2-slow", "input": "x"}).to_string())?;
+    let started = Instant::now();
+    let response = sender.send_request(run).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = response.into_body().collect().await?.to_bytes();
+    let events = String::from_utf8(events.to_vec())?;
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the run took {:?}",
+        started.elapsed()
+    );
+    let done = events
+        .split("\n\n")
+        .find_map(|event| event.strip_prefix("event: done\ndata: "))
+        .ok_or_else(|| format!("no done event in {events}"))?;
+    assert_eq!(serde_json::from_str::<Value>(done)?["status"], "success");
+    // No GOAWAY came while the run streamed: the connection takes another
+    // request, and only after that one is it idle.
+    sender.ready().await?;
+    let health = sender
+        .send_request(hyper::Request::get(server.url("/health")).body(String::new())?)
+        .await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    health.into_body().collect().await?;
+    let idle_from = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .map_err(|_| "still open 5 s after going idle")???;
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(800),
+        "closed {:?} after going idle",
+        idle_from.elapsed()
+    );
+    drop(sender);
     server.stop().await;
     Ok(())
 }
