@@ -152,11 +152,25 @@ async fn run_in_place(
     let story = request.story_id.clone();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
     let status_store = core.status.clone();
+    // Updates are written in order as they come; whenever none is queued,
+    // the writer waits until those written are durable (one fsync for
+    // all), so a fast chain of agents queues many updates per fsync.
     let status_writer = tokio::spawn(in_place_io(async move {
+        let mut unsettled = Vec::new();
         while let Some(update) = status_rx.recv().await {
             let agent = update.agent_id.clone();
-            if let Err(error) = status_store.update(update).await {
-                tracing::warn!(agent, %error, "orchestration status update failed");
+            match status_store.update_visible(update).await {
+                Ok((_, durability)) => unsettled.push((agent, durability)),
+                Err(error) => {
+                    tracing::warn!(agent, %error, "orchestration status update failed");
+                }
+            }
+            if status_rx.is_empty() {
+                for (agent, durability) in unsettled.drain(..) {
+                    if let Err(error) = durability.wait().await {
+                        tracing::warn!(agent, %error, "orchestration status update failed");
+                    }
+                }
             }
         }
     }));

@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use super::doc_journal::{DocJournal, RunningJournal, UnappliedWrite, file_name};
 use super::files::{DurableDir, blocking, probe_dir, system_time_ms};
 use super::ids::check_story_id;
-use super::jsonl::settle;
+use super::jsonl::{durability, settle};
 use super::{DocId, DocMeta, DocStore, Document, Durability, StoreError};
 
 /// Documents in one directory (see the module docs). Clones share one
@@ -189,11 +189,7 @@ impl DocStore for FileDocStore {
         let content: Arc<str> = Arc::from(content);
         let bytes = content.len() as u64;
         // An append, done in place (see `files`); visible once it returns.
-        let durability = match self.journal().put(id, content)? {
-            Some(pending) => Durability::after(pending.wait()),
-            None => Durability::done(),
-        };
-        Ok((bytes, durability))
+        Ok((bytes, durability(self.journal().put(id, content)?)))
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
 use super::files::DurableDir;
 use super::group_sync::{GroupSync, SyncKind, Ticket};
+use super::{Durability, StoreError};
 
 /// Position and size of one JSON Lines file, as this process last saw it.
 #[derive(Debug)]
@@ -69,6 +69,14 @@ pub(crate) async fn settle<T>(
         pending.wait().await?;
     }
     result
+}
+
+/// What is left to make appends durable, for a caller that waits later.
+pub(crate) fn durability(pending: Option<Pending>) -> Durability {
+    match pending {
+        Some(pending) => Durability::after(pending.wait()),
+        None => Durability::done(),
+    }
 }
 
 /// Appends that are written but not yet known to be durable; see

@@ -332,6 +332,17 @@ pub trait StatusStore: Send + Sync {
     /// update's story) and returns the workflow as it now is. The agent
     /// gets `last_execution` = now and the update's summary.
     async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError>;
+    /// [`update`](Self::update) that returns once readers see the update,
+    /// leaving the wait for it to be durable to the caller (see
+    /// [`Durability`]): a run records its agents' progress this way and
+    /// waits for all of it at its end. By default the update is durable
+    /// before this returns.
+    async fn update_visible(
+        &self,
+        update: StatusUpdate,
+    ) -> Result<(WorkflowStatus, Durability), StoreError> {
+        Ok((self.update(update).await?, Durability::done()))
+    }
     /// All workflows, sorted by id.
     async fn list(&self) -> Result<Vec<WorkflowSummary>, StoreError>;
     /// The workflow's updates, oldest first (creation is not a change; its

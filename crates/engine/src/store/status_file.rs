@@ -31,10 +31,10 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::files::{blocking, now_ms, probe_dir};
 use super::ids::{check_status_agent_id, check_story_id};
-use super::jsonl::{JsonlLog, settle, worth_compacting};
+use super::jsonl::{JsonlLog, durability, worth_compacting};
 use super::{
-    AgentState, AgentStatus, StatusChange, StatusStore, StatusUpdate, StoreError, WorkflowId,
-    WorkflowStatus, WorkflowSummary,
+    AgentState, AgentStatus, Durability, StatusChange, StatusStore, StatusUpdate, StoreError,
+    WorkflowId, WorkflowStatus, WorkflowSummary,
 };
 
 /// The log's file name inside `orchestrator.path`.
@@ -264,11 +264,31 @@ impl FileStatusStore {
     where
         F: FnOnce(&mut StatusIndex) -> Result<T, StoreError>,
     {
+        let (out, durability) = self.with_index_visible(write).await?;
+        durability.wait().await?;
+        Ok(out)
+    }
+
+    /// Runs `write` on the index; what it appended is visible when this
+    /// returns and durable once the [`Durability`] is waited for.
+    async fn with_index_visible<T, F>(&self, write: F) -> Result<(T, Durability), StoreError>
+    where
+        F: FnOnce(&mut StatusIndex) -> Result<T, StoreError>,
+    {
         let mut index = self.index.lock().await;
         let out = write(&mut index);
         let pending = index.log.take_pending();
         drop(index);
-        settle(out, pending).await
+        let durability = durability(pending);
+        match out {
+            Ok(out) => Ok((out, durability)),
+            // An append made before the failure is still waited for: an
+            // error must not be answered while earlier lines may be lost.
+            Err(error) => {
+                durability.wait().await?;
+                Err(error)
+            }
+        }
     }
 }
 
@@ -309,11 +329,20 @@ impl StatusStore for FileStatusStore {
     }
 
     async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError> {
+        let (status, durability) = self.update_visible(update).await?;
+        durability.wait().await?;
+        Ok(status)
+    }
+
+    async fn update_visible(
+        &self,
+        update: StatusUpdate,
+    ) -> Result<(WorkflowStatus, Durability), StoreError> {
         check_status_agent_id(&update.agent_id)?;
         if let Some(story) = &update.story_id {
             check_story_id(story)?;
         }
-        self.with_index_mut(move |index| {
+        self.with_index_visible(move |index| {
             let workflow_id = update.workflow_id;
             let existing_story = index
                 .workflows
