@@ -73,6 +73,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -301,7 +302,8 @@ async fn connection(
     // longer than the timeout for its next bytes fails (400
     // `unreadable_body`), so the handler ends instead of waiting forever.
     let app = TowerToHyperService::new(RequestBodyTimeout::new(app, header_read_timeout));
-    let (requests, mut in_flight) = watch::channel(0usize);
+    let activity = Arc::new(Activity::new());
+    let requests = Arc::clone(&activity);
     let service = service_fn(move |request| {
         let counted = InFlight::begin(&requests);
         let response = app.call(request);
@@ -318,7 +320,7 @@ async fn connection(
         tokio::select! {
             ended = conn.as_mut() => break ended,
             () = stopping(&mut stop), if !closing => {}
-            () = idle_for(&mut in_flight, header_read_timeout) => {
+            () = idle_for(&activity, header_read_timeout) => {
                 if closing {
                     // Asked to close and still idle a timeout later: an
                     // HTTP/2 client that never answers the PING of the
@@ -344,33 +346,56 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Completes once a connection has had no request in flight for
-/// `timeout`: the count starts again whenever a request ends.
-async fn idle_for(in_flight: &mut watch::Receiver<usize>, timeout: Duration) {
+/// `timeout`, counted from the call or from the end of its last request.
+/// It looks only when the timeout could have run out, so requests cost the
+/// connection's task no wake-up and no timer of their own.
+async fn idle_for(activity: &Activity, timeout: Duration) {
+    let mut deadline = Instant::now() + timeout;
     loop {
-        if in_flight.wait_for(|requests| *requests == 0).await.is_err() {
-            break;
-        }
-        match tokio::time::timeout(timeout, in_flight.changed()).await {
-            // No request for the whole timeout.
-            Err(_) => return,
-            // A request began (and maybe ended): wait for none again.
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
+        tokio::time::sleep_until(deadline).await;
+        let now = Instant::now();
+        deadline = if activity.in_flight.load(Ordering::Acquire) > 0 {
+            now + timeout
+        } else {
+            let idle_since = activity.opened
+                + Duration::from_millis(activity.last_end_ms.load(Ordering::Acquire));
+            let due = idle_since + timeout;
+            if due <= now {
+                return;
+            }
+            due
+        };
+    }
+}
+
+/// What the idle timer of a connection reads: its requests in flight and
+/// when the last one ended.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request ended, ms after `opened`.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
         }
     }
-    // The count's sender went with the connection, which reports its own end.
-    std::future::pending().await
 }
 
 /// One request in flight on a connection, counted from the call of the
 /// service until the response body that holds it (see [`InFlight::hold`])
 /// has been sent or dropped — an SSE body can stream for an hour.
-struct InFlight(watch::Sender<usize>);
+struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn begin(requests: &watch::Sender<usize>) -> Self {
-        requests.send_modify(|count| *count += 1);
-        Self(requests.clone())
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(activity))
     }
 
     fn hold(self, body: Body) -> CountedBody {
@@ -383,7 +408,12 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|count| *count -= 1);
+        let activity = &self.0;
+        let ended = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The end time first: a timer that sees no request in flight then
+        // also sees when it ended.
+        activity.last_end_ms.fetch_max(ended, Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
