@@ -4,7 +4,7 @@
 //! Variants are what a caller acts on: retry ([`LlmError::is_retryable`], with
 //! [`LlmError::retry_after`]), fix the configuration (auth, model, key), or give
 //! up. Messages name the provider, the HTTP status and the vendor's own error
-//! message, and never contain the API key: [`error_from_http`] scrubs it out of
+//! message, and never contain the API key: `error_from_http` scrubs it out of
 //! anything the vendor echoes back.
 
 use std::time::{Duration, SystemTime};

@@ -14,8 +14,9 @@
 //! A write is visible to every reader of the store when `put` returns, but
 //! the run does not wait there for it to be durable: [`RunDocs::settle`]
 //! waits for all of them at the end, together with the memory flush and
-//! before the run record, so a run pays for one document `fdatasync` round
-//! instead of one per agent, and none on its own. A crash before then loses
+//! before the run record, so a run waits for one `fdatasync` round of the
+//! document journal (shared with other writers) instead of one per agent.
+//! A crash before then loses
 //! documents whose run never answered and saved no record: the next run of
 //! the story finds them missing and redoes their agents.
 

@@ -128,8 +128,9 @@ pub trait DocStore: Send + Sync {
     async fn health(&self) -> Result<(), StoreError>;
 }
 
-/// What is left to make a write durable, from [`DocStore::put_visible`]: the
-/// write is not acknowledged until [`Durability::wait`] succeeds. Dropped
+/// What is left to make a write durable, from [`DocStore::put_visible`] or
+/// [`StatusStore::update_visible`]: the write is not acknowledged until
+/// [`Durability::wait`] succeeds. Dropped
 /// unwaited, the write may still become durable, or be lost in a crash.
 #[must_use = "a write is durable only once its Durability is waited for"]
 pub struct Durability(Option<BoxFuture<'static, Result<(), StoreError>>>);
