@@ -13,6 +13,8 @@
 # Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
 # BENCH_ROUTES (default "health get_doc put_doc put_memory run") picks the
 # routes measured, e.g. BENCH_ROUTES="put_doc run" when comparing store changes.
+# BENCH_MEMORY_KEYS (default 1000 per wrk thread) is how many keys PUT /memory
+# cycles over; 0 never repeats one, so the scope is never compacted.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
