@@ -248,10 +248,10 @@ async fn run_in_place(
     // this one's work is done, so it must not be saved over memory or
     // documents that were not written (the errors say which failed).
     if !memory_written || !docs_written {
-        let what = if memory_written {
-            "documents"
-        } else {
-            "memory"
+        let what = match (memory_written, docs_written) {
+            (false, false) => "memory and documents",
+            (false, true) => "memory",
+            _ => "documents",
         };
         errors.insert(
             "run_record".into(),
