@@ -315,6 +315,11 @@ impl Engine {
             all.forget();
         }
         self.core.agent_permits.close();
+        futures::join!(
+            self.core.memory.flush(),
+            self.core.status.flush(),
+            self.core.runs.flush()
+        );
         if let Err(error) = self.core.docs.flush().await {
             tracing::error!(%error, "flushing the document store failed; the next start replays its journal");
         }

@@ -61,8 +61,11 @@ async fn suite_memory_roundtrip() -> TestResult {
 async fn suite_memory_concurrent_writes_lose_nothing() -> TestResult {
     let dir = TempDir::new()?;
     let memory = memory_in(dir.path()).await?;
-    store_suite::memory_concurrent_writes_lose_nothing(Arc::clone(&memory), memory).await?;
-    // …and the file says the same to a freshly started process.
+    store_suite::memory_concurrent_writes_lose_nothing(Arc::clone(&memory), Arc::clone(&memory))
+        .await?;
+    // …and the file says the same to a freshly started process, once the
+    // compactions in the background have ended.
+    memory.flush().await;
     let reopened = memory_in(dir.path()).await?;
     store_suite::memory_contended_scope_is_complete(&reopened).await?;
     // 1000 writes to 250 keys: compaction has kept the file well below 1000 lines.
@@ -346,6 +349,7 @@ async fn compaction_keeps_live_values_and_shrinks_the_file() -> TestResult {
         memory.delete(&scope, &MemoryKey::parse("temp")?).await?;
     }
     // 100 lines were written for 11 live keys.
+    memory.flush().await;
     let lines = line_count(&file)?;
     assert!(lines < 100, "file has {lines} lines");
 
@@ -438,6 +442,7 @@ async fn status_compaction_drops_deleted_workflows_only() -> TestResult {
             .await?;
     }
     // 200 lines for the workflows plus 90 deletions, of which 20 are live.
+    status.flush().await;
     let lines = line_count(&file)?;
     assert!(lines < 290, "file has {lines} lines");
 

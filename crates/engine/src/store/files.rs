@@ -16,9 +16,10 @@
 //! series of small store calls, where the two thread hand-offs of each were
 //! most of an agent's overhead. The few synchronous waits for the disk left
 //! in a write — the directory fsync after a new file (a new memory scope),
-//! a log's compaction, a document journal that is far behind — go through
-//! [`disk_wait`], which lets tokio move the worker's other tasks to another
-//! thread meanwhile.
+//! a document journal that is far behind — go through [`disk_wait`], which
+//! lets tokio move the worker's other tasks to another thread meanwhile. A
+//! log's compaction runs in the background, on the blocking pool (see
+//! `jsonl`).
 //!
 //! Atomic replacement is the classic sequence: write a temporary file in the
 //! same directory, fsync it, rename it over the target (atomic on POSIX),
@@ -132,19 +133,10 @@ pub(crate) fn rename_into(temp: &Path, dir: &Path, name: &str) -> io::Result<()>
     renamed
 }
 
-/// Writes `bytes` to a fsync'd temporary file in `dir` and renames it over
-/// `dir/name`; the directory's fsync is left to the caller.
-fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let temp = write_temp(dir, name, bytes, File::sync_all)?;
-    rename_into(&temp, dir, name)
-}
-
-/// A directory of files that are replaced atomically, whose entry changes
-/// (renames, removals) concurrent writers make durable with a shared fsync
-/// of the directory (group commit, see [`group_sync`](super::group_sync)).
-/// Each writer still fsyncs its own file before the rename. (An open
-/// directory handle to fsync is a Unix notion: the file backends are for
-/// Unix filesystems.)
+/// A directory of logs, whose new entries concurrent writers make durable
+/// with a shared fsync of the directory (group commit, see
+/// [`group_sync`](super::group_sync)). (An open directory handle to fsync
+/// is a Unix notion: the file backends are for Unix filesystems.)
 #[derive(Debug)]
 pub(crate) struct DurableDir {
     path: PathBuf,
@@ -163,14 +155,6 @@ impl DurableDir {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Replaces the file `name` of this directory with `bytes`, atomically
-    /// and durably (blocking).
-    pub fn replace(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.sync.check()?;
-        disk_wait(|| replace_file(&self.path, name, bytes))?;
-        self.sync_entries()
     }
 
     /// Makes the entries created, renamed or removed in this directory so
@@ -241,12 +225,15 @@ mod tests {
     #[test]
     fn atomic_write_replaces_content_and_leaves_no_temporary_file() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
-        let durable = DurableDir::open(dir.path().join("sub"))?;
-        durable.replace("a.md", b"one")?;
-        durable.replace("a.md", b"two")?;
-        let target = dir.path().join("sub").join("a.md");
-        assert_eq!(fs::read(&target)?, b"two");
-        let names: Vec<_> = fs::read_dir(target.parent().unwrap_or(dir.path()))?
+        for content in [b"one", b"two"] {
+            let temp = write_temp(dir.path(), "a.md", content, File::sync_all)?;
+            assert!(is_temp_name(
+                &temp.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            rename_into(&temp, dir.path(), "a.md")?;
+        }
+        assert_eq!(fs::read(dir.path().join("a.md"))?, b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         assert_eq!(names, vec![std::ffi::OsString::from("a.md")]);

@@ -71,16 +71,43 @@ enum Step {
     Done(io::Result<()>),
     /// A sync is running: wait for it to end, then look again.
     Wait,
-    /// No sync is running: this waiter runs one, flushing `handle` up to
-    /// ticket `target` (the `syncing` flag is set).
-    Sync { handle: Arc<File>, target: Ticket },
+    /// No sync is running: this waiter runs one, flushing `handle` (then
+    /// running `publish`, when `handle` replaces the file) up to ticket
+    /// `target` (the `syncing` flag is set).
+    Sync {
+        handle: Arc<File>,
+        publish: Option<Publish>,
+        target: Ticket,
+    },
+}
+
+/// What makes a replacement the file itself — a rename over it and an
+/// fsync of its directory — run by the first sync after
+/// [`GroupSync::replaced`], once the replacement's data is flushed. Dropped
+/// unrun (a sync failed first, or a later replacement came), it cleans up
+/// after itself.
+pub(crate) struct Publish(Box<dyn FnOnce() -> io::Result<()> + Send>);
+
+impl Publish {
+    pub fn new(publish: impl FnOnce() -> io::Result<()> + Send + 'static) -> Self {
+        Self(Box::new(publish))
+    }
+}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publish")
+    }
 }
 
 #[derive(Debug, Default)]
 struct SyncState {
     /// The handle a sync flushes; changes are made through it (or, for a
-    /// directory, inside it). Replaced when a log is rewritten.
+    /// directory, inside it). Replaced when a log is compacted.
     handle: Option<Arc<File>>,
+    /// What the next sync runs after flushing `handle`, which replaces the
+    /// file (see [`GroupSync::replaced`]).
+    publish: Option<Publish>,
     /// Tickets handed out so far.
     changed: Ticket,
     /// Every change up to this ticket is durable.
@@ -117,14 +144,37 @@ impl GroupSync {
         state.changed
     }
 
-    /// Records that every change so far is durable already (a log was
-    /// rewritten and fsync'd as a whole); later changes go through `handle`.
+    /// Records that every change so far is durable already (a journal was
+    /// emptied once what it recorded was durable elsewhere); later changes
+    /// go through `handle`.
     pub fn all_durable(&self, handle: Option<Arc<File>>) {
         let mut state = self.lock();
         state.handle = handle;
         state.durable = state.changed;
         drop(state);
         self.notify_finished();
+    }
+
+    /// Records that `handle`, a new file holding every change made so far,
+    /// replaces the file: changes go through it from now on, and the next
+    /// sync flushes it, then runs `publish` to put it in the file's place,
+    /// before it counts any change as durable. Returns the ticket of the
+    /// replacement itself, to wait for it.
+    ///
+    /// Until `publish` has run, the old file is the file: the changes
+    /// counted as durable before are durable there (a sync running now
+    /// still counts for the changes it covers), and the later ones are not
+    /// answered yet. A `publish` still waiting is dropped for this one, which
+    /// holds all it would have published.
+    pub fn replaced(&self, handle: &Arc<File>, publish: Publish) -> Ticket {
+        let mut state = self.lock();
+        state.handle = Some(Arc::clone(handle));
+        let superseded = state.publish.replace(publish);
+        state.changed += 1;
+        let ticket = state.changed;
+        drop(state);
+        drop(superseded);
+        ticket
     }
 
     /// Fails when an earlier sync failed (see the module docs); checked
@@ -149,9 +199,13 @@ impl GroupSync {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                Step::Sync { handle, target } => {
+                Step::Sync {
+                    handle,
+                    publish,
+                    target,
+                } => {
                     drop(state);
-                    self.sync(&handle, target);
+                    self.sync(&handle, publish, target);
                     state = self.lock();
                 }
             }
@@ -175,14 +229,23 @@ impl GroupSync {
             match step {
                 Step::Done(result) => return result,
                 Step::Wait => {}
-                Step::Sync { handle, target } if fast => {
-                    self.sync(&handle, target);
+                Step::Sync {
+                    handle,
+                    publish,
+                    target,
+                } if fast => {
+                    self.sync(&handle, publish, target);
                     continue;
                 }
-                Step::Sync { handle, target } => {
+                Step::Sync {
+                    handle,
+                    publish,
+                    target,
+                } => {
                     let job = SyncJob {
                         group: Arc::clone(self),
                         handle,
+                        publish,
                         target,
                     };
                     drop(tokio::task::spawn_blocking(move || drop(job)));
@@ -210,17 +273,19 @@ impl GroupSync {
         state.syncing = true;
         Step::Sync {
             handle,
+            publish: state.publish.take(),
             target: state.changed,
         }
     }
 
     /// Runs the sync a [`Step::Sync`] handed out and tells every waiter.
-    fn sync(&self, handle: &File, target: Ticket) {
+    fn sync(&self, handle: &File, publish: Option<Publish>, target: Ticket) {
         let started = Instant::now();
         let result = match self.kind {
             SyncKind::Data => handle.sync_data(),
             SyncKind::All => handle.sync_all(),
-        };
+        }
+        .and_then(|()| publish.map_or(Ok(()), |publish| (publish.0)()));
         let took = started.elapsed();
         let mut state = self.lock();
         state.syncing = false;
@@ -246,12 +311,14 @@ impl GroupSync {
 struct SyncJob {
     group: Arc<GroupSync>,
     handle: Arc<File>,
+    publish: Option<Publish>,
     target: Ticket,
 }
 
 impl Drop for SyncJob {
     fn drop(&mut self) {
-        self.group.sync(&self.handle, self.target);
+        self.group
+            .sync(&self.handle, self.publish.take(), self.target);
     }
 }
 
@@ -403,13 +470,49 @@ mod tests {
     }
 
     #[test]
-    fn a_rewrite_makes_earlier_changes_durable() -> io::Result<()> {
+    fn all_durable_makes_earlier_changes_durable() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         let file = Arc::new(File::create(dir.path().join("log"))?);
         let sync = GroupSync::new(SyncKind::Data);
         let ticket = sync.changed(&file);
         sync.all_durable(None);
         sync.wait(ticket)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_replacement_is_published_before_any_change_counts_as_durable() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let old = Arc::new(File::create(dir.path().join("log"))?);
+        let sync = GroupSync::new(SyncKind::Data);
+        let before = sync.changed(&old);
+        let new = Arc::new(File::create(dir.path().join("new"))?);
+        let (from, to) = (dir.path().join("new"), dir.path().join("log"));
+        let replaced = sync.replaced(&new, Publish::new(move || std::fs::rename(from, to)));
+        let after = sync.changed(&new);
+        assert!(replaced < after && sync.lock().publish.is_some());
+        sync.wait(before)?;
+        assert!(sync.lock().publish.is_none(), "published");
+        assert!(
+            !dir.path().join("new").exists(),
+            "renamed over the old file"
+        );
+        assert!(
+            sync.lock().durable >= after,
+            "one sync covered every change"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_publication_fails_the_sync() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let new = Arc::new(File::create(dir.path().join("new"))?);
+        let sync = GroupSync::new(SyncKind::Data);
+        let failing = Publish::new(|| Err(io::ErrorKind::StorageFull.into()));
+        let ticket = sync.replaced(&new, failing);
+        assert!(sync.wait(ticket).is_err());
+        assert!(sync.check().is_err(), "and every later write");
         Ok(())
     }
 }

@@ -16,17 +16,41 @@
 //! A complete line that does not parse is not a crash artefact: loading
 //! fails with [`StoreError::Corrupt`] naming the line, rather than guessing
 //! and later compacting data away.
+//!
+//! Compaction — replacing the file with its live records alone, once dead
+//! lines dominate — keeps writers waiting only while a short tail is
+//! copied:
+//! 1. Under the owner's lock, [`JsonlLog::plan_compaction`] encodes the
+//!    live records and notes where the file ends.
+//! 2. Off the lock, [`Compactions::start`] writes them to a temporary file
+//!    next to the log and fsyncs it, while appends go on.
+//! 3. Under the lock again, [`JsonlLog::finish_compaction`] copies the
+//!    lines appended meanwhile to the new file, and appends go to the new
+//!    file from then on.
+//! 4. The next sync flushes the new file, renames it over the log and
+//!    fsyncs the directory, before it counts any change as durable (see
+//!    [`GroupSync::replaced`]); the compaction waits for that sync itself,
+//!    so it never waits for a writer.
+//!
+//! A crash at any point leaves either the old file, holding every
+//! acknowledged line, or the new one, renamed only once durable with every
+//! line of the old one. A compaction that fails before step 4 is logged
+//! and abandoned (its temporary file removed); a later write plans another.
+//! A failure in step 4 is a failed sync, refused from then on like any.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
 
-use super::files::DurableDir;
-use super::group_sync::{GroupSync, SyncKind, Ticket};
+use super::files::{DurableDir, blocking, rename_into, write_temp};
+use super::group_sync::{GroupSync, Publish, SyncKind, Ticket};
 use super::{Durability, StoreError};
 
 /// Position and size of one JSON Lines file, as this process last saw it.
@@ -55,6 +79,10 @@ pub(crate) struct JsonlLog {
     sync: Arc<GroupSync>,
     /// The ticket of the last append, until it is known to be durable.
     last_append: Option<Ticket>,
+    /// A compaction is planned or under way: no second one is planned.
+    compacting: bool,
+    /// The compaction planned, until the owner takes it to start it.
+    planned: Option<CompactionPlan>,
 }
 
 /// The answer to a writer: `result` of its change, once the appends it made
@@ -148,13 +176,10 @@ impl JsonlLog {
             tail_to_cut: valid < bytes.len(),
             sync: Arc::new(GroupSync::new(SyncKind::Data)),
             last_append: None,
+            compacting: false,
+            planned: None,
         };
         Ok((log, records))
-    }
-
-    /// Number of complete lines in the file.
-    pub(crate) fn lines(&self) -> usize {
-        self.lines
     }
 
     /// Appends `records` as lines with one write, after cutting off
@@ -200,9 +225,11 @@ impl JsonlLog {
         written.map(|()| file)
     }
 
-    /// Opens (creating, durably, when missing) the file for appending.
+    /// Opens (creating, durably, when missing) the file for appending, and
+    /// for reading what a compaction copies.
     fn open_for_append(&mut self) -> io::Result<File> {
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
@@ -225,21 +252,225 @@ impl JsonlLog {
             .map(|ticket| Pending::new(Arc::clone(&self.sync), ticket, &self.what, &self.path))
     }
 
-    /// Replaces the whole file with `records` (compaction), atomically: a
-    /// crash leaves either the old log or the new one.
-    pub(crate) fn rewrite<T: Serialize>(&mut self, records: &[T]) -> Result<(), StoreError> {
-        let bytes = encode_lines(records, &self.what, &self.path)?;
-        self.dir
-            .replace(&self.name, &bytes)
-            .map_err(|err| StoreError::io(format!("compact {}", self.what), &self.path, &err))?;
-        self.end = bytes.len() as u64;
-        self.lines = records.len();
+    /// Plans a compaction (step 1 of the module docs) when dead lines
+    /// dominate — `live` of the file's lines are still needed — and none is
+    /// under way; `records` gives the live records, in the order a load
+    /// should replay them. The owner takes the plan with
+    /// [`JsonlLog::take_compaction`] after its write and starts it.
+    pub(crate) fn plan_compaction<T: Serialize>(
+        &mut self,
+        live: usize,
+        records: impl FnOnce() -> Vec<T>,
+    ) {
+        if self.compacting || !worth_compacting(self.lines, live) {
+            return;
+        }
+        let records = records();
+        match encode_lines(&records, &self.what, &self.path) {
+            Ok(bytes) => {
+                self.compacting = true;
+                self.planned = Some(CompactionPlan {
+                    dir: Arc::clone(&self.dir),
+                    name: self.name.clone(),
+                    what: self.what.clone(),
+                    path: self.path.clone(),
+                    bytes,
+                    lines: records.len(),
+                    snapshot_end: self.end,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, detail = err.detail(), "compaction not started");
+            }
+        }
+    }
+
+    /// The compaction planned by the last writes, to start once the lock is
+    /// released.
+    pub(crate) fn take_compaction(&mut self) -> Option<CompactionPlan> {
+        self.planned.take()
+    }
+
+    /// Step 3 of the module docs, under the owner's lock: makes the
+    /// compacted file the one appends go to, and returns the wait for step
+    /// 4. When the file could not be built, ends the compaction so that a
+    /// later write plans another.
+    fn finish_compaction(
+        &mut self,
+        built: Result<CompactedFile, StoreError>,
+    ) -> Result<Pending, StoreError> {
+        self.compacting = false;
+        let switched = self.switch_to(built?);
+        switched.map_err(|err| StoreError::io(format!("compact {}", self.what), &self.path, &err))
+    }
+
+    fn switch_to(&mut self, compacted: CompactedFile) -> io::Result<Pending> {
+        self.sync.check()?;
+        let CompactedFile {
+            temp,
+            file,
+            len,
+            lines,
+            snapshot_end,
+        } = compacted;
+        let tail_len = self
+            .end
+            .checked_sub(snapshot_end)
+            .ok_or_else(|| io::Error::other("the log shrank while it was compacted"))?;
+        let mut tail = vec![0; usize::try_from(tail_len).map_err(io::Error::other)?];
+        if !tail.is_empty() {
+            // Read through the handle appends went through: the file at the
+            // log's path is an older one while an earlier compaction's
+            // rename is still to come.
+            let current = self
+                .file
+                .as_ref()
+                .ok_or_else(|| io::Error::other("lines were appended without an open file"))?;
+            current.read_exact_at(&mut tail, snapshot_end)?;
+            file.write_all_at(&tail, len)?;
+        }
+        let file = Arc::new(file);
+        let (dir, name) = (self.dir.path().to_path_buf(), self.name.clone());
+        let ticket = self
+            .sync
+            .replaced(&file, Publish::new(move || temp.publish(&dir, &name)));
+        self.end = len + tail_len;
+        self.lines = lines + tail.iter().filter(|&&byte| byte == b'\n').count();
         self.tail_to_cut = false;
-        // The new file holds every record and is durable as a whole; the
-        // next append opens it (the old handle points at the replaced file).
-        self.file = None;
-        self.sync.all_durable(None);
-        Ok(())
+        self.file = Some(file);
+        Ok(Pending::new(
+            Arc::clone(&self.sync),
+            ticket,
+            &self.what,
+            &self.path,
+        ))
+    }
+}
+
+/// A compaction planned under the owner's lock ([`JsonlLog::plan_compaction`]):
+/// the live records, encoded, and where the log ended then.
+#[derive(Debug)]
+pub(crate) struct CompactionPlan {
+    dir: Arc<DurableDir>,
+    name: String,
+    what: String,
+    path: PathBuf,
+    bytes: Vec<u8>,
+    lines: usize,
+    snapshot_end: u64,
+}
+
+impl CompactionPlan {
+    /// Step 2 of the module docs (blocking): writes the live records to a
+    /// temporary file next to the log and fsyncs it.
+    fn build(self) -> Result<CompactedFile, StoreError> {
+        let fail =
+            |err: io::Error| StoreError::io(format!("compact {}", self.what), &self.path, &err);
+        let temp = write_temp(self.dir.path(), &self.name, &self.bytes, File::sync_all)
+            .map(|path| TempFile {
+                path,
+                renamed: false,
+            })
+            .map_err(fail)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&temp.path)
+            .map_err(fail)?;
+        Ok(CompactedFile {
+            temp,
+            file,
+            len: self.bytes.len() as u64,
+            lines: self.lines,
+            snapshot_end: self.snapshot_end,
+        })
+    }
+}
+
+/// The live records of a log, durable in a temporary file, with the
+/// plan's snapshot: what [`JsonlLog::finish_compaction`] puts in place.
+struct CompactedFile {
+    temp: TempFile,
+    /// `temp`, open for the tail and the appends after it.
+    file: File,
+    /// Its length, and the lines in it.
+    len: u64,
+    lines: usize,
+    /// Where the log ended when the plan was made.
+    snapshot_end: u64,
+}
+
+/// A temporary file, removed when dropped before it was renamed.
+struct TempFile {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl TempFile {
+    /// Renames the file over `dir/name` (or removes it when that fails)
+    /// and makes the rename durable.
+    fn publish(mut self, dir: &Path, name: &str) -> io::Result<()> {
+        self.renamed = true;
+        rename_into(&self.path, dir, name)?;
+        File::open(dir)?.sync_all()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            // Best effort: a leftover temporary file is never read.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The compactions of a store's logs under way in the background (see the
+/// module docs), for the store's `flush` to wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Compactions {
+    running: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Compactions {
+    /// Starts `plan`, the compaction of the log that `log_of` finds in what
+    /// `owner`'s lock guards: built off the lock, switched to under it (the
+    /// tail copy is done in place, as appends are), then published.
+    pub(crate) fn start<S: Send + 'static>(
+        &self,
+        owner: Arc<AsyncMutex<S>>,
+        plan: CompactionPlan,
+        log_of: fn(&mut S) -> Option<&mut JsonlLog>,
+    ) {
+        let what = plan.what.clone();
+        let task = tokio::spawn(async move {
+            let built = blocking(move || plan.build()).await;
+            let switched = {
+                let mut guard = owner.lock().await;
+                log_of(&mut guard).map(|log| log.finish_compaction(built))
+            };
+            let published = match switched {
+                Some(Ok(pending)) => pending.wait().await,
+                Some(Err(err)) => Err(err),
+                None => Ok(()),
+            };
+            if let Err(err) = published {
+                tracing::warn!(log = %what, error = %err, detail = err.detail(), "compaction failed; a later write retries it");
+            }
+        });
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.retain(|task| !task.is_finished());
+        running.push(task);
+    }
+
+    /// Waits until the compactions started so far have ended.
+    pub(crate) async fn wait(&self) {
+        let running =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in running {
+            // A compaction that panicked left the old file in place.
+            let _ = task.await;
+        }
     }
 }
 
@@ -293,7 +524,7 @@ pub(crate) fn encode_lines<T: Serialize>(
 /// Whether a log with `lines` lines of which `live` are still needed is
 /// worth rewriting: dead lines are the majority and there are enough of
 /// them that the rewrite is not churn on a tiny file.
-pub(crate) fn worth_compacting(lines: usize, live: usize) -> bool {
+fn worth_compacting(lines: usize, live: usize) -> bool {
     const MIN_DEAD_LINES: usize = 64;
     let dead = lines.saturating_sub(live);
     dead >= MIN_DEAD_LINES && dead * 2 > lines
@@ -334,7 +565,7 @@ mod tests {
             fs::read_to_string(&path)?,
             "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
         );
-        assert_eq!(log.lines(), 3);
+        assert_eq!(log.lines, 3);
         Ok(())
     }
 
@@ -354,17 +585,74 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn rewrite_replaces_and_repositions() -> Result<(), Box<dyn std::error::Error>> {
+    /// 100 lines of which only the last is live, and a compaction planned
+    /// for them.
+    fn log_to_compact(
+        path: &Path,
+    ) -> Result<(JsonlLog, CompactionPlan), Box<dyn std::error::Error>> {
+        let (mut log, _) = load(path)?;
+        let lines: Vec<Value> = (0..100).map(Value::from).collect();
+        log.append(&lines)?;
+        log.plan_compaction(1, || vec![json!(99)]);
+        let plan = log.take_compaction().ok_or("no compaction planned")?;
+        Ok((log, plan))
+    }
+
+    fn names_in(dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    #[tokio::test]
+    async fn a_compaction_keeps_the_lines_appended_while_it_was_built()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("log.jsonl");
-        let (mut log, _) = load(&path)?;
-        log.append(&[json!(1), json!(2), json!(3)])?;
-        log.rewrite(&[json!(3)])?;
-        log.append(&[json!(4)])?;
+        let (mut log, plan) = log_to_compact(&path)?;
+        log.plan_compaction(1, || vec![json!(99)]);
+        assert!(log.take_compaction().is_none(), "one compaction at a time");
+        let built = plan.build();
+        log.append(&[json!(100)])?;
+        let before = log.take_pending();
+        let published = log.finish_compaction(built)?;
+        log.append(&[json!(101)])?;
+        // Until the next sync, the old file is the log, and nothing after
+        // the switch counts as durable.
+        assert_eq!(load(&path)?.1.len(), 101);
+        assert_eq!(
+            names_in(dir.path())?.len(),
+            2,
+            "the new file is still temporary"
+        );
+        for pending in [before, log.take_pending()].into_iter().flatten() {
+            pending.wait().await?;
+        }
+        published.wait().await?;
+        assert_eq!(log.lines, 3);
         let (reloaded, records) = load(&path)?;
-        assert_eq!(records, vec![json!(3), json!(4)]);
-        assert_eq!(reloaded.lines(), 2);
+        assert_eq!(records, vec![json!(99), json!(100), json!(101)]);
+        assert_eq!(reloaded.lines, 3);
+        assert_eq!(names_in(dir.path())?, vec!["log.jsonl"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_compaction_that_failed_leaves_the_log_and_can_be_planned_again()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log.jsonl");
+        let (mut log, plan) = log_to_compact(&path)?;
+        // Built, then dropped unused: its temporary file goes with it.
+        drop(plan.build()?);
+        assert_eq!(names_in(dir.path())?, vec!["log.jsonl"]);
+        let failed = StoreError::io("compact", &path, &io::ErrorKind::StorageFull.into());
+        assert!(log.finish_compaction(Err(failed)).is_err());
+        assert_eq!(log.lines, 100);
+        log.plan_compaction(1, || vec![json!(99)]);
+        assert!(log.take_compaction().is_some(), "planned again");
         Ok(())
     }
 

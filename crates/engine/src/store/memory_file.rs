@@ -13,7 +13,8 @@
 //! key wins. Crash safety (torn last line ignored and cut off on the next
 //! write) comes from the `jsonl` log. When dead lines (overwritten values
 //! and deletions) are the majority of a file, it is rewritten with only the
-//! live entries, atomically.
+//! live entries, atomically and in the background: the scope's writers wait
+//! only while the lines appended meanwhile are copied (see `jsonl`).
 //!
 //! Concurrency: each scope has an async mutex; all reads and writes of the
 //! scope hold it, so writes are serialized per scope. Writes queue up while
@@ -28,6 +29,7 @@
 //! the data of the stories this process has worked on, which is the
 //! intended scale of the file backend.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,18 +41,20 @@ use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::files::{DurableDir, blocking, now_ms, probe_dir};
-use super::jsonl::{JsonlLog, settle, worth_compacting};
+use super::jsonl::{CompactionPlan, Compactions, JsonlLog, settle};
 use super::values::check_value;
 use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
 
-/// One line of a memory file.
+/// One line of a memory file. It borrows the key and value when a
+/// compaction writes the scope's live entries (no copy of the scope is made
+/// under its lock), and owns them otherwise.
 #[derive(Debug, Serialize, Deserialize)]
-struct MemoryLine {
+struct MemoryLine<'a> {
     /// The key.
-    k: String,
+    k: Cow<'a, str>,
     /// The value; absent for a deletion (a set to JSON `null` writes `"v": null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    v: Option<Value>,
+    v: Option<Cow<'a, Value>>,
     /// Marks a deletion.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     d: bool,
@@ -75,7 +79,7 @@ struct ScopeLog {
 
 impl ScopeLog {
     fn load(dir: Arc<DurableDir>, name: String, what: String) -> Result<Self, StoreError> {
-        let (log, lines) = JsonlLog::load::<MemoryLine>(dir, name, what)?;
+        let (log, lines) = JsonlLog::load::<MemoryLine<'static>>(dir, name, what)?;
         let mut scope = Self {
             log,
             live: BTreeMap::new(),
@@ -84,38 +88,35 @@ impl ScopeLog {
         Ok(scope)
     }
 
-    fn index(&mut self, lines: Vec<MemoryLine>) {
+    fn index(&mut self, lines: Vec<MemoryLine<'static>>) {
         for line in lines {
             if line.d {
-                self.live.remove(&line.k);
+                self.live.remove(&*line.k);
             } else {
-                let value = line.v.unwrap_or(Value::Null);
-                self.live.insert(line.k, Entry { value, t: line.t });
+                let value = line.v.map_or(Value::Null, Cow::into_owned);
+                let entry = Entry { value, t: line.t };
+                self.live.insert(line.k.into_owned(), entry);
             }
         }
     }
 
-    /// Appends `lines` durably, then applies them to the index and compacts
-    /// when dead lines dominate. A failed compaction is logged, not
-    /// returned: the write itself is already safe on disk.
-    fn write(&mut self, lines: Vec<MemoryLine>) -> Result<(), StoreError> {
+    /// Appends `lines` (durable once the log's pending sync is waited
+    /// for), then applies them to the index, and plans a compaction when
+    /// dead lines dominate.
+    fn write(&mut self, lines: Vec<MemoryLine<'static>>) -> Result<(), StoreError> {
         self.log.append(&lines)?;
         self.index(lines);
-        if worth_compacting(self.log.lines(), self.live.len()) {
-            let live: Vec<MemoryLine> = self
-                .live
-                .iter()
+        let live = &self.live;
+        self.log.plan_compaction(live.len(), || {
+            live.iter()
                 .map(|(k, entry)| MemoryLine {
-                    k: k.clone(),
-                    v: Some(entry.value.clone()),
+                    k: Cow::Borrowed(k),
+                    v: Some(Cow::Borrowed(&entry.value)),
                     d: false,
                     t: entry.t,
                 })
-                .collect();
-            if let Err(err) = self.log.rewrite(&live) {
-                tracing::warn!(error = %err, detail = err.detail(), "memory compaction failed; will retry on a later write");
-            }
-        }
+                .collect()
+        });
         Ok(())
     }
 }
@@ -162,6 +163,8 @@ pub struct FileMemoryStore {
     /// One slot per scope used so far. The std mutex guards only the map
     /// lookup; the per-scope async mutex is held across file I/O.
     scopes: Mutex<HashMap<MemoryScope, ScopeSlot>>,
+    /// The scope compactions under way.
+    compactions: Compactions,
 }
 
 impl FileMemoryStore {
@@ -185,6 +188,7 @@ impl FileMemoryStore {
             isolated,
             shared,
             scopes: Mutex::new(HashMap::new()),
+            compactions: Compactions::default(),
         })
     }
 
@@ -274,7 +278,10 @@ impl FileMemoryStore {
                     .into_iter()
                     .map(|write| write(loaded.as_mut().map_err(|e| &*e)))
                     .collect();
-                let pending = loaded.as_mut().ok().and_then(|l| l.log.take_pending());
+                let (pending, compaction) = match loaded.as_mut() {
+                    Ok(scope) => (scope.log.take_pending(), scope.log.take_compaction()),
+                    Err(_) => (None, None),
+                };
                 *guard = loaded.ok();
                 drop(guard);
                 // Waited for and answered by a task of its own, so that every
@@ -286,14 +293,20 @@ impl FileMemoryStore {
                         answer(synced.as_ref().map(|_| ()));
                     }
                 });
-                Ok(())
+                Ok(compaction)
             };
             // Appends are done in place (see `files`); a scope's first
             // load reads its whole file, on the blocking pool.
-            if scope_loaded {
-                run_batch()?;
+            let compaction: Option<CompactionPlan> = if scope_loaded {
+                run_batch()?
             } else {
-                blocking(run_batch).await?;
+                blocking(run_batch).await?
+            };
+            if let Some(plan) = compaction {
+                self.compactions
+                    .start(Arc::clone(&slot.log), plan, |scope| {
+                        scope.as_mut().map(|scope| &mut scope.log)
+                    });
             }
         }
         answered.await.unwrap_or_else(|_| {
@@ -321,8 +334,8 @@ impl MemoryStore for FileMemoryStore {
     ) -> Result<(), StoreError> {
         check_value(&value)?;
         let line = MemoryLine {
-            k: key.as_str().to_string(),
-            v: Some(value),
+            k: Cow::Owned(key.as_str().to_string()),
+            v: Some(Cow::Owned(value)),
             d: false,
             t: now_ms(),
         };
@@ -337,7 +350,7 @@ impl MemoryStore for FileMemoryStore {
                 return Ok(false);
             }
             s.write(vec![MemoryLine {
-                k: key,
+                k: Cow::Owned(key),
                 v: None,
                 d: true,
                 t: now_ms(),
@@ -375,13 +388,17 @@ impl MemoryStore for FileMemoryStore {
         let lines = entries
             .into_iter()
             .map(|(k, v)| MemoryLine {
-                k: k.as_str().to_string(),
-                v: Some(v),
+                k: Cow::Owned(k.as_str().to_string()),
+                v: Some(Cow::Owned(v)),
                 d: false,
                 t,
             })
             .collect();
         self.with_scope_mut(scope, move |s| s.write(lines)).await
+    }
+
+    async fn flush(&self) {
+        self.compactions.wait().await;
     }
 
     async fn health(&self) -> Result<(), StoreError> {
@@ -475,7 +492,7 @@ mod tests {
     fn lines_have_the_documented_shape() -> Result<(), serde_json::Error> {
         let set = MemoryLine {
             k: "a".into(),
-            v: Some(Value::Null),
+            v: Some(Cow::Owned(Value::Null)),
             d: false,
             t: 5,
         };

@@ -12,7 +12,7 @@
 
 use super::StoreError;
 use super::files::blocking;
-use super::jsonl::{JsonlLog, settle, worth_compacting};
+use super::jsonl::{Compactions, JsonlLog, settle};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +56,9 @@ pub trait RunStore: Send + Sync {
     async fn release(&self, flow: &str, story: &str, run_id: &str) -> Result<(), StoreError>;
     async fn load(&self, flow: &str, story: &str) -> Result<Option<RunRecord>, StoreError>;
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError>;
+    /// Finishes background work on the saves made so far, before the
+    /// process stops: the file backend waits for a compaction under way.
+    async fn flush(&self) {}
 }
 
 /// The log's file name inside the run record directory.
@@ -77,25 +80,21 @@ struct RecordLog {
 
 impl RecordLog {
     /// Appends `line` (durable once the log's pending sync is waited for),
-    /// then compacts when dead lines dominate (a failed compaction is
-    /// logged: the data is safe).
+    /// then plans a compaction when dead lines dominate.
     fn save(&mut self, line: RecordLine) -> Result<(), StoreError> {
         self.log.append(std::slice::from_ref(&line))?;
         self.latest.insert((line.flow, line.story), line.record);
-        if worth_compacting(self.log.lines(), self.latest.len()) {
-            let live: Vec<RecordLine> = self
-                .latest
+        let latest = &self.latest;
+        self.log.plan_compaction(latest.len(), || {
+            latest
                 .iter()
                 .map(|((flow, story), record)| RecordLine {
                     flow: flow.clone(),
                     story: story.clone(),
                     record: record.clone(),
                 })
-                .collect();
-            if let Err(err) = self.log.rewrite(&live) {
-                tracing::warn!(error = %err, detail = err.detail(), "run record compaction failed; will retry on a later save");
-            }
-        }
+                .collect()
+        });
         Ok(())
     }
 }
@@ -104,6 +103,7 @@ impl RecordLog {
 pub struct FileRunStore {
     records: Arc<AsyncMutex<RecordLog>>,
     claims: Mutex<HashMap<(String, String), String>>,
+    compactions: Compactions,
 }
 
 impl FileRunStore {
@@ -123,6 +123,7 @@ impl FileRunStore {
         Ok(Self {
             records: Arc::new(AsyncMutex::new(records)),
             claims: Mutex::new(HashMap::new()),
+            compactions: Compactions::default(),
         })
     }
 }
@@ -178,8 +179,19 @@ impl RunStore for FileRunStore {
         let mut records = self.records.lock().await;
         let saved = records.save(line);
         let pending = records.log.take_pending();
+        let compaction = records.log.take_compaction();
         drop(records);
+        if let Some(plan) = compaction {
+            self.compactions
+                .start(Arc::clone(&self.records), plan, |records| {
+                    Some(&mut records.log)
+                });
+        }
         settle(saved, pending).await
+    }
+
+    async fn flush(&self) {
+        self.compactions.wait().await;
     }
 }
 
@@ -212,6 +224,7 @@ mod tests {
             store.save("f", "a", &record(&format!("a{i}"))).await?;
             store.save("f", "b", &record(&format!("b{i}"))).await?;
         }
+        store.flush().await;
         drop(store);
         let lines = std::fs::read_to_string(dir.path().join(RECORDS_FILE))?
             .lines()

@@ -31,7 +31,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::files::{blocking, now_ms, probe_dir};
 use super::ids::{check_status_agent_id, check_story_id};
-use super::jsonl::{JsonlLog, durability, worth_compacting};
+use super::jsonl::{Compactions, JsonlLog, durability};
 use super::{
     AgentState, AgentStatus, Durability, StatusChange, StatusStore, StatusUpdate, StoreError,
     WorkflowId, WorkflowStatus, WorkflowSummary,
@@ -194,20 +194,17 @@ impl StatusIndex {
         }
     }
 
-    /// Appends `records` durably, applies them, and compacts when dead
-    /// lines dominate (a failed compaction is logged: the data is safe).
+    /// Appends `records` (durable once the log's pending sync is waited
+    /// for), applies them, and plans a compaction when dead lines dominate.
     fn record(&mut self, records: Vec<StatusRecord>) -> Result<(), StoreError> {
         self.log.append(&records)?;
         for record in records {
             self.apply(record);
         }
-        if worth_compacting(self.log.lines(), self.live_lines) {
-            let live: Vec<StatusRecord> =
-                self.workflows.values().flat_map(Tracked::records).collect();
-            if let Err(err) = self.log.rewrite(&live) {
-                tracing::warn!(error = %err, detail = err.detail(), "status compaction failed; will retry on a later write");
-            }
-        }
+        let workflows = &self.workflows;
+        self.log.plan_compaction(self.live_lines, || {
+            workflows.values().flat_map(Tracked::records).collect()
+        });
         Ok(())
     }
 
@@ -228,6 +225,8 @@ pub struct FileStatusStore {
     dir: PathBuf,
     /// The index; its lock also serializes writes to the log.
     index: Arc<AsyncMutex<StatusIndex>>,
+    /// The log's compaction under way.
+    compactions: Compactions,
 }
 
 impl FileStatusStore {
@@ -253,6 +252,7 @@ impl FileStatusStore {
         Ok(Self {
             dir,
             index: Arc::new(AsyncMutex::new(index)),
+            compactions: Compactions::default(),
         })
     }
 
@@ -278,7 +278,12 @@ impl FileStatusStore {
         let mut index = self.index.lock().await;
         let out = write(&mut index);
         let pending = index.log.take_pending();
+        let compaction = index.log.take_compaction();
         drop(index);
+        if let Some(plan) = compaction {
+            self.compactions
+                .start(Arc::clone(&self.index), plan, |index| Some(&mut index.log));
+        }
         let durability = durability(pending);
         match out {
             Ok(out) => Ok((out, durability)),
@@ -424,6 +429,10 @@ impl StatusStore for FileStatusStore {
             Ok(removed)
         })
         .await
+    }
+
+    async fn flush(&self) {
+        self.compactions.wait().await;
     }
 
     async fn health(&self) -> Result<(), StoreError> {
