@@ -12,7 +12,9 @@
 //! - `kill -9` of a file-backend server during a burst of writes: after a
 //!   restart every acknowledged write is there and every file loads; the
 //!   same during a burst of runs: every acknowledged run's document and run
-//!   record are there (a second run of its story skips the agent).
+//!   record are there (a second run of its story skips the agent); and
+//!   during overwrites that keep memory scopes compacting: each key holds
+//!   its last acknowledged value (or the one in flight at the kill).
 //!
 //! Redis comes from `BMAD2PF_TEST_REDIS_URL` (the shared one) and
 //! `BMAD2PF_TEST_REDIS_SERVER` (the `redis-server` binary, for the private
@@ -20,6 +22,7 @@
 //! Without them the Redis tests print a loud `SKIPPED` line and pass,
 //! except under CI (`CI` set), where that is a failure.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -694,6 +697,93 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
             .send()
             .await?;
         assert_eq!(response.status(), StatusCode::OK, "memory file {name}");
+    }
+    assert_healthy(&http, &mut restarted).await
+}
+
+/// What one writer of `kill_9_while_memory_is_compacted_keeps_every_last_value`
+/// knows: the value of each key it last had acknowledged, and the write it
+/// had sent but not seen answered when the server died.
+#[derive(Default)]
+struct OverwriteLog {
+    acked: BTreeMap<String, Value>,
+    in_flight: Option<(String, Value)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_memory_is_compacted_keeps_every_last_value() -> TestResult {
+    // Each writer cycles over a few keys, so the scopes are compacted over
+    // and over (in the background, while the writes go on) before the kill.
+    const WRITERS: usize = 4;
+    const KEYS_PER_WRITER: usize = 8;
+    const ACKED_BEFORE_KILL: usize = 2000;
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path(), &[])?;
+    let http = reqwest::Client::new();
+    let logs: Vec<Arc<Mutex<OverwriteLog>>> = (0..WRITERS).map(|_| Arc::default()).collect();
+    let acked_writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    let mut writers = Vec::new();
+    for (writer, log) in logs.iter().enumerate() {
+        let (http, base) = (http.clone(), server.base.clone());
+        let (log, acked_writes) = (Arc::clone(log), Arc::clone(&acked_writes));
+        writers.push(tokio::spawn(async move {
+            for i in 0usize.. {
+                let key = format!("shared:hot{}/w{writer}-{}", writer % 2, i % KEYS_PER_WRITER);
+                let value = json!({"writer": writer, "i": i});
+                if let Ok(mut log) = log.lock() {
+                    log.in_flight = Some((key.clone(), value.clone()));
+                }
+                let answer = http
+                    .put(format!("{base}/memory/{key}"))
+                    .json(&value)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        if let Ok(mut log) = log.lock() {
+                            log.in_flight = None;
+                            log.acked.insert(key, value);
+                        }
+                        acked_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    let count = || acked_writes.load(std::sync::atomic::Ordering::Relaxed);
+    let mut restarted =
+        kill_9_and_restart(&mut server, dir.path(), ACKED_BEFORE_KILL, count, writers).await?;
+
+    for log in &logs {
+        let log = std::mem::take(&mut *log.lock().map_err(|_| "poisoned")?);
+        for (key, acked) in &log.acked {
+            let response = http
+                .get(restarted.url(&format!("/memory/{key}")))
+                .send()
+                .await?;
+            assert_eq!(response.status(), StatusCode::OK, "memory {key} lost");
+            let stored = response.json::<Value>().await?;
+            // The write in flight at the kill may or may not have landed.
+            let in_flight = log
+                .in_flight
+                .as_ref()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v);
+            assert!(
+                &stored == acked || Some(&stored) == in_flight,
+                "memory {key}: {stored} is neither the last acknowledged value {acked} nor the one in flight"
+            );
+        }
+    }
+    // The scopes were compacted on the way: far fewer lines than writes.
+    for scope in ["hot0", "hot1"] {
+        let file = dir
+            .path()
+            .join(format!(".bmad2pf/memory/shared/{scope}.jsonl"));
+        let lines = std::fs::read_to_string(&file)?.lines().count();
+        assert!(lines < ACKED_BEFORE_KILL / 4, "{scope}: {lines} lines");
     }
     assert_healthy(&http, &mut restarted).await
 }
