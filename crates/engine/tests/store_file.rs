@@ -363,6 +363,25 @@ async fn compaction_keeps_live_values_and_shrinks_the_file() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_compaction_a_crash_interrupted_leaves_nothing_behind_after_a_restart() -> TestResult {
+    let dir = TempDir::new()?;
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared)?;
+    std::fs::write(shared.join("s.jsonl"), "{\"k\":\"a\",\"v\":1,\"t\":1}\n")?;
+    // A compacted file that was still being written, or not yet renamed.
+    let leftover = shared.join(".s.jsonl.tmp-0123456789abcdef");
+    std::fs::write(&leftover, "{\"k\":\"a\",\"v\":0,")?;
+    let memory = memory_in(dir.path()).await?;
+    assert!(!leftover.exists(), "the temporary file was removed");
+    let scope = MemoryScope::parse("shared:s")?;
+    assert_eq!(
+        memory.get(&scope, &MemoryKey::parse("a")?).await?,
+        Some(json!(1))
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_garbled_complete_line_is_an_error_not_a_guess() -> TestResult {
     let dir = TempDir::new()?;
     std::fs::create_dir_all(dir.path().join("shared"))?;

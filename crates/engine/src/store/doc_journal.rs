@@ -44,8 +44,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::files::{
-    DurableDir, SYNC_EACH_FILE, disk_wait, flush_filesystem, is_temp_name, now_ms, rename_into,
-    write_temp,
+    DurableDir, SYNC_EACH_FILE, disk_wait, flush_filesystem, now_ms, remove_if_present,
+    remove_temp_files, rename_into, write_temp,
 };
 use super::journal::{Journal, JournalThread, JournalWork, Wakeup, lock};
 use super::jsonl::Pending;
@@ -130,7 +130,7 @@ impl DocJournal {
     /// Opens the journal of `dir` (blocking): removes leftover temporary
     /// files and replays what the journal still holds (see the module docs).
     fn open(dir: Arc<DurableDir>, wakeup: Wakeup) -> Result<Self, StoreError> {
-        remove_temp_files(dir.path())?;
+        remove_temp_files(dir.path(), "the document directory")?;
         let (journal, records) =
             Journal::open::<JournalRecord<'static>>(Arc::clone(&dir), "the document journal")?;
         replay(dir.path(), records)?;
@@ -364,25 +364,6 @@ impl Drop for RunningJournal {
         if let Err(error) = self.journal.flush() {
             tracing::error!(%error, "document journal: the last flush failed; the next start replays the journal");
         }
-    }
-}
-
-/// Removes the temporary files a crash left in `dir`.
-fn remove_temp_files(dir: &Path) -> Result<(), StoreError> {
-    let failed = |err: &io::Error| StoreError::io("clean up the document directory", dir, err);
-    for entry in fs::read_dir(dir).map_err(|e| failed(&e))? {
-        let entry = entry.map_err(|e| failed(&e))?;
-        if entry.file_name().to_str().is_some_and(is_temp_name) {
-            remove_if_present(&entry.path()).map_err(|e| failed(&e))?;
-        }
-    }
-    Ok(())
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
     }
 }
 

@@ -119,8 +119,28 @@ pub(crate) fn write_temp(
 const TEMP_MARKER: &str = ".tmp-";
 
 /// Whether `name` is one of [`write_temp`]'s temporary files.
-pub(crate) fn is_temp_name(name: &str) -> bool {
+fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARKER)
+}
+
+/// Removes the temporary files a crash left in `dir` (`what`, for errors).
+pub(crate) fn remove_temp_files(dir: &Path, what: &str) -> Result<(), StoreError> {
+    let failed = |err: &io::Error| StoreError::io(format!("clean up {what}"), dir, err);
+    for entry in fs::read_dir(dir).map_err(|e| failed(&e))? {
+        let entry = entry.map_err(|e| failed(&e))?;
+        if entry.file_name().to_str().is_some_and(is_temp_name) {
+            remove_if_present(&entry.path()).map_err(|e| failed(&e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path`; a file that is not there is not an error.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// Renames the temporary file `temp` over `dir/name` (atomic on POSIX),

@@ -49,7 +49,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
-use super::files::{DurableDir, blocking, rename_into, write_temp};
+use super::files::{DurableDir, blocking, remove_temp_files, rename_into, write_temp};
 use super::group_sync::{GroupSync, Publish, SyncKind, Ticket};
 use super::{Durability, StoreError};
 
@@ -139,7 +139,8 @@ impl Pending {
 
 impl JsonlLog {
     /// [`JsonlLog::load`] for a log alone in its directory `dir` (created
-    /// when missing).
+    /// when missing), after removing the temporary files of compactions a
+    /// crash interrupted.
     pub(crate) fn open<T: DeserializeOwned>(
         dir: PathBuf,
         name: &str,
@@ -147,6 +148,7 @@ impl JsonlLog {
     ) -> Result<(Self, Vec<T>), StoreError> {
         let durable = DurableDir::open(dir.clone())
             .map_err(|err| StoreError::io(format!("open the directory of {what}"), &dir, &err))?;
+        remove_temp_files(&dir, &format!("the directory of {what}"))?;
         Self::load(Arc::new(durable), name.to_string(), what.to_string())
     }
 

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::files::{DurableDir, blocking, now_ms, probe_dir};
+use super::files::{DurableDir, blocking, now_ms, probe_dir, remove_temp_files};
 use super::jsonl::{CompactionPlan, Compactions, JsonlLog, settle};
 use super::values::check_value;
 use super::{MemoryKey, MemoryScope, MemoryStore, StoreError};
@@ -174,11 +174,15 @@ impl FileMemoryStore {
         let root: PathBuf = root.into();
         let open = root.clone();
         let (isolated, shared) = blocking(move || {
+            // Also removes the temporary files of compactions a crash
+            // interrupted.
             let dir = |name: &str| {
                 let path = open.join(name);
-                DurableDir::open(path.clone())
+                let dir = DurableDir::open(path.clone())
                     .map(Arc::new)
-                    .map_err(|err| StoreError::io("create the memory directory", &path, &err))
+                    .map_err(|err| StoreError::io("create the memory directory", &path, &err))?;
+                remove_temp_files(&path, "the memory directory")?;
+                Ok::<_, StoreError>(dir)
             };
             Ok((dir("isolated")?, dir("shared")?))
         })
