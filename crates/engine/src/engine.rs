@@ -303,11 +303,12 @@ impl Engine {
     }
 
     /// Waits for running agents to finish their LLM calls, then refuses new
-    /// ones, and flushes the document store. Every store write is durable
-    /// when it returns and runs flush their memory before they end; the
-    /// flush only retires the file backend's journal, so that the document
-    /// files alone hold every document (a failure is logged: the next start
-    /// replays the journal).
+    /// ones, and flushes the stores. Every store write is durable when it
+    /// returns and runs flush their memory before they end; the flush only
+    /// finishes the file backends' background work: the compactions of
+    /// memory, status and run-record logs under way, then the document
+    /// journal, retired so that the document files alone hold every
+    /// document (a failure is logged: the next start replays the journal).
     pub async fn shutdown(&self) {
         let permits =
             u32::try_from(self.core.config.server.max_parallel_agents.max(1)).unwrap_or(u32::MAX);

@@ -56,8 +56,8 @@ use super::{Durability, StoreError};
 /// Position and size of one JSON Lines file, as this process last saw it.
 #[derive(Debug)]
 pub(crate) struct JsonlLog {
-    /// The directory the file is in: a new file's entry and a rewrite are
-    /// made durable through it.
+    /// The directory the file is in: a new file's entry is made durable
+    /// through it, and a compaction writes its file there.
     dir: Arc<DurableDir>,
     /// The file's name in `dir`.
     name: String,
