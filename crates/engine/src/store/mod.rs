@@ -180,11 +180,11 @@ pub trait MemoryStore: Send + Sync {
         scope: &MemoryScope,
         entries: BTreeMap<MemoryKey, Value>,
     ) -> Result<(), StoreError>;
-    /// Whether the backend can serve reads and writes now.
     /// Finishes background work on the writes made so far, before the
     /// process stops: the file backend waits for the compactions under way.
     /// Every write is durable before it returns, so this never loses data.
     async fn flush(&self) {}
+    /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
 }
 
@@ -358,9 +358,9 @@ pub trait StatusStore: Send + Sync {
     /// Removes every workflow whose last change (`updated_at`) is older
     /// than `retention` before `now_ms`; returns how many were removed.
     async fn cleanup(&self, retention: Duration, now_ms: u64) -> Result<usize, StoreError>;
-    /// Whether the backend can serve reads and writes now.
     /// Finishes background work on the writes made so far, before the
     /// process stops: the file backend waits for a compaction under way.
     async fn flush(&self) {}
+    /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
 }
