@@ -37,7 +37,7 @@ COPY examples examples
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p bmad2pf --target x86_64-unknown-linux-musl \
-    && mkdir -p /out/bin /out/data/docs /out/data/memory /out/data/status /out/data/replay \
+    && mkdir -p /out/bin /out/data/docs /out/data/replay \
     && cp target/x86_64-unknown-linux-musl/release/bmad2pf /out/bin/bmad2pf \
     && if readelf --program-headers /out/bin/bmad2pf | grep -q 'program interpreter'; then \
            echo 'bmad2pf is not statically linked' >&2; exit 1; \
@@ -60,13 +60,12 @@ COPY --from=build /out/bundle /app/bundle
 # The store directories exist in the image, owned by the runtime user, so a
 # fresh named volume mounted on /data starts with the right owner.
 COPY --from=build --chown=${RUNTIME_UID}:${RUNTIME_UID} /out/data /data
-# Stores live under the volume; JSON logs for log collectors; listen on every
+# Stores live under the volume (the database is /data/bmad2pf.db); JSON logs for log collectors; listen on every
 # interface. PORT wins over runtime.yaml's server.port (platforms set it).
 ENV PORT=8000 \
     BMAD2PF_SERVER_HOST=0.0.0.0 \
     BMAD2PF_DOCS_PATH=/data/docs \
-    BMAD2PF_MEMORY_PATH=/data/memory \
-    BMAD2PF_ORCHESTRATOR_PATH=/data/status \
+    BMAD2PF_MEMORY_PATH=/data \
     BMAD2PF_REPLAY_PATH=/data/replay \
     BMAD2PF_LOGGING_FORMAT=json
 WORKDIR /data

@@ -8,13 +8,14 @@
 # PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
 # Also: time from process start to the first successful /health (measured by
 # bench/first_health.py, which polls from one process: a curl per poll would
-# add its own start-up to the figure), and idle RSS.
+# add its own start-up to the figure), idle RSS, and SQLite's commit rate on
+# the same disk (bench/sqlite_commits.py), the ceiling of the write routes.
 #
 # Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
 # BENCH_ROUTES (default "health get_doc put_doc put_memory run") picks the
 # routes measured, e.g. BENCH_ROUTES="put_doc run" when comparing store changes.
 # BENCH_MEMORY_KEYS (default 1000 per wrk thread) is how many keys PUT /memory
-# cycles over; 0 never repeats one, so the scope is never compacted.
+# cycles over; 0 never repeats one.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -65,6 +66,8 @@ rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 
 echo "server: ${server[*]}"
 echo "$ready"
+# What the disk under the data directory allows, for the write routes below.
+python3 "$root/bench/sqlite_commits.py" "$work" 2
 echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB)"
 echo "wrk: $threads threads, $connections connections, $duration per route"
 printf '%-28s %12s %10s %10s\n' route "req/s" p50 p99

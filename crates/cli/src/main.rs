@@ -1,7 +1,7 @@
 //! The `bmad2pf` binary: argument parsing and wiring, nothing else.
 //!
 //! Commands live in their own modules ([`generate`], [`validate`],
-//! [`graph`], [`run`], [`exec`], [`serve`]); they share the way problems are
+//! [`graph`], [`run`], [`exec`], [`serve`], [`backup`]); they share the way problems are
 //! reported ([`report`]), the progress lines on stderr ([`progress`]) and,
 //! for the commands that execute agents, bundle loading and configuration
 //! ([`runtime`]). The contract is SPEC section 2:
@@ -14,6 +14,7 @@
 //!   `--format json`, where one JSON document on stdout carries the
 //!   diagnostics and the result (shape documented in [`report`]).
 
+mod backup;
 mod exec;
 mod generate;
 mod graph;
@@ -62,6 +63,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Serve the REST API.
     Serve(serve::ServeArgs),
+    /// Copy the embedded store to a new file, consistently, while it is in use.
+    Backup(backup::BackupArgs),
 }
 
 /// Arguments of `generate` (and of the short form).
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
         (Some(Command::Run(args)), _) => run::run(&args),
         (Some(Command::Exec(args)), _) => exec::run(&args),
         (Some(Command::Serve(args)), _) => serve::run(&args),
+        (Some(Command::Backup(args)), _) => backup::run(&args),
         // `arg_required_else_help` makes clap print the help before we get here.
         (None, None) => Outcome::Failure,
     };

@@ -2,8 +2,10 @@
 //!
 //! Per-agent progress goes to stderr as it happens; the outcome goes to
 //! stdout (a short table, or the API's JSON body with `--json`). Exit code:
-//! 0 success, 1 the run failed, 3 the run is pending (documents missing:
-//! put them into the docs directory and run again), 2 usage or start-up error.
+//! 0 success, 1 the run failed (or the flow is already running for this
+//! story in another process: `error[run_in_progress]`), 3 the run is pending
+//! (documents missing: put them into the docs directory and run again), 2
+//! usage or start-up error.
 
 use crate::Outcome;
 use crate::report::stdout;
@@ -65,6 +67,12 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
                     message: format!("{error} (flows: {})", flows.join(", ")),
                     invalid_sources: false,
                 });
+            }
+            // Another process (a server, another CLI run) runs this flow
+            // for this story: a failed run, named by its code.
+            Err(error @ EngineError::RunInProgress { .. }) => {
+                eprintln!("error[{}]: {error}", error.code());
+                return Ok(Outcome::Invalid);
             }
             Err(error) => {
                 return Err(StartError {

@@ -428,7 +428,6 @@ fn image_environment_is_a_valid_configuration_with_stores_on_the_volume() -> Tes
     for (key, path) in [
         ("docs.path", &config.docs.path),
         ("memory.path", &config.memory.path),
-        ("orchestrator.path", &config.orchestrator.path),
         ("replay.path", &config.replay.path),
     ] {
         assert!(

@@ -9,12 +9,12 @@
 //!   JSON error shape, `/health` says `degraded` and names Redis, nothing
 //!   panics; Redis restarted on the same port: the replica recovers by
 //!   itself, no restart;
-//! - `kill -9` of a file-backend server during a burst of writes: after a
-//!   restart every acknowledged write is there and every file loads; the
-//!   same during a burst of runs: every acknowledged run's document and run
-//!   record are there (a second run of its story skips the agent); and
-//!   during overwrites that keep memory scopes compacting: each key holds
-//!   its last acknowledged value (or the one in flight at the kill).
+//! - `kill -9` of a server on the embedded store during a burst of writes:
+//!   after a restart every acknowledged write is there and every document
+//!   file loads; the same during a burst of runs: every acknowledged run's
+//!   document and run record are there (a second run of its story skips the
+//!   agent); and during overwrites of a few keys: each key holds its last
+//!   acknowledged value (or the one in flight at the kill).
 //!
 //! Redis comes from `BMAD2PF_TEST_REDIS_URL` (the shared one) and
 //! `BMAD2PF_TEST_REDIS_SERVER` (the `redis-server` binary, for the private
@@ -687,21 +687,22 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
             .await?;
         assert_eq!(response.status(), StatusCode::OK, "document file {name}");
     }
-    for entry in std::fs::read_dir(dir.path().join(".bmad2pf/memory/shared"))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(namespace) = name.strip_suffix(".jsonl") else {
-            continue;
-        };
+    let scopes: std::collections::BTreeSet<&str> = acked
+        .memory
+        .iter()
+        .filter_map(|(key, _)| key.split('/').next())
+        .collect();
+    for scope in scopes {
         let response = http
-            .get(restarted.url(&format!("/memory/shared:{namespace}")))
+            .get(restarted.url(&format!("/memory/{scope}")))
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::OK, "memory file {name}");
+        assert_eq!(response.status(), StatusCode::OK, "memory scope {scope}");
     }
     assert_healthy(&http, &mut restarted).await
 }
 
-/// What one writer of `kill_9_while_memory_is_compacted_keeps_every_last_value`
+/// What one writer of `kill_9_while_keys_are_overwritten_keeps_every_last_value`
 /// knows: the value of each key it last had acknowledged, and the write it
 /// had sent but not seen answered when the server died.
 #[derive(Default)]
@@ -711,9 +712,9 @@ struct OverwriteLog {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_while_memory_is_compacted_keeps_every_last_value() -> TestResult {
-    // Each writer cycles over a few keys, so the scopes are compacted over
-    // and over (in the background, while the writes go on) before the kill.
+async fn kill_9_while_keys_are_overwritten_keeps_every_last_value() -> TestResult {
+    // Each writer cycles over a few keys, so every key is overwritten many
+    // times, by writes that share commits, before the kill.
     const WRITERS: usize = 4;
     const KEYS_PER_WRITER: usize = 8;
     const ACKED_BEFORE_KILL: usize = 2000;
@@ -776,14 +777,6 @@ async fn kill_9_while_memory_is_compacted_keeps_every_last_value() -> TestResult
                 "memory {key}: {stored} is neither the last acknowledged value {acked} nor the one in flight"
             );
         }
-    }
-    // The scopes were compacted on the way: far fewer lines than writes.
-    for scope in ["hot0", "hot1"] {
-        let file = dir
-            .path()
-            .join(format!(".bmad2pf/memory/shared/{scope}.jsonl"));
-        let lines = std::fs::read_to_string(&file)?.lines().count();
-        assert!(lines < ACKED_BEFORE_KILL / 4, "{scope}: {lines} lines");
     }
     assert_healthy(&http, &mut restarted).await
 }
@@ -860,4 +853,230 @@ async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult
     assert_eq!(memory.status(), StatusCode::OK);
     assert!(!restarted.panicked(), "the log shows a panic");
     assert_healthy(&http, &mut restarted).await
+}
+
+/// `bmad2pf run FLOW --story STORY` in `cwd` on the planning example, with
+/// `env`; its exit code and stderr.
+async fn cli_run(
+    cwd: &Path,
+    flow: &str,
+    story: &str,
+    env: &[(&str, &str)],
+) -> Result<(Option<i32>, String), BoxError> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(cwd)
+        .args([
+            "run",
+            flow,
+            "--story",
+            story,
+            "--input",
+            "a shared shopping list",
+        ])
+        .arg("--src")
+        .arg(planning())
+        .env("LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .await?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_cli_runs_share_a_directory_through_a_kill_9() -> TestResult {
+    const WRITERS: usize = 3;
+    const CLI_RUNS: usize = 6;
+    const ACKED_BEFORE_KILL: usize = 150;
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path(), &[])?;
+    let http = reqwest::Client::new();
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
+
+    // Clients write memory (one shared scope, like the example's agents)
+    // and documents through the server…
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let (http, base, acked) = (http.clone(), server.base.clone(), Arc::clone(&acked));
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                // A scope no agent of the flow reads, so the CLI runs'
+                // inputs do not change under them.
+                let key = format!("shared:notes/w{writer}-{i}");
+                let value = json!({"writer": writer, "i": i});
+                let answer = http
+                    .put(format!("{base}/memory/{key}"))
+                    .json(&value)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        if let Ok(mut acked) = acked.lock() {
+                            acked.memory.push((key, value));
+                        }
+                    }
+                    _ => break,
+                }
+                let (id, text) = (format!("w{writer}__note{i}"), format!("note {i}\n"));
+                let answer = http
+                    .put(format!("{base}/doc/{id}"))
+                    .header("content-type", "text/markdown")
+                    .body(text.clone())
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        if let Ok(mut acked) = acked.lock() {
+                            acked.docs.push((id, text));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    // …while CLI runs of the planning flow write to the same directory.
+    let runs: Vec<_> = (0..CLI_RUNS)
+        .map(|i| {
+            let cwd = dir.path().to_path_buf();
+            tokio::spawn(async move { cli_run(&cwd, "planning", &format!("cli-{i}"), &[]).await })
+        })
+        .collect();
+    let count = || {
+        acked
+            .lock()
+            .map(|a| a.docs.len() + a.memory.len())
+            .unwrap_or(0)
+    };
+    let mut restarted =
+        kill_9_and_restart(&mut server, dir.path(), ACKED_BEFORE_KILL, count, writers).await?;
+    for run in runs {
+        let (code, stderr) = run.await??;
+        assert_eq!(
+            code,
+            Some(0),
+            "a CLI run failed beside the server:\n{stderr}"
+        );
+    }
+
+    let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
+    for (id, content) in &acked.docs {
+        let response = http
+            .get(restarted.url(&format!("/doc/{id}")))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK, "document {id} lost");
+        assert_eq!(&response.text().await?, content, "document {id}");
+    }
+    for (key, value) in &acked.memory {
+        let response = http
+            .get(restarted.url(&format!("/memory/{key}")))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK, "memory {key} lost");
+        assert_eq!(&response.json::<Value>().await?, value, "memory {key}");
+    }
+    for i in 0..CLI_RUNS {
+        let story = format!("cli-{i}");
+        let status: Value = http
+            .get(restarted.url(&format!(
+                "/orchestration/status?workflow_id=planning__{story}"
+            )))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let agents = status["agent_statuses"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!agents.is_empty(), "no status for {story}: {status}");
+        assert!(
+            agents.values().all(|a| a["status"] == "completed"),
+            "{story}: {status}"
+        );
+        // The CLI run's record is seen by the server: the first agent is not
+        // run again (later ones may be: the runs of the other stories
+        // changed the shared memory they read).
+        let again: Value = http
+            .post(restarted.url("/run"))
+            .json(
+                &json!({"flow": "planning", "story_id": story, "input": "a shared shopping list"}),
+            )
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            again["results"]["analyst"]["status"], "skipped",
+            "the run record of {story} is missing: {again}"
+        );
+    }
+    assert!(!restarted.panicked(), "the log shows a panic");
+    assert_healthy(&http, &mut restarted).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_per_flow_and_story_holds_between_the_server_and_the_cli() -> TestResult {
+    // Slow agents, so that each run is still going when the other process asks.
+    let slow = [("BMAD2PF_LLM_MOCK_LATENCY_MS", "3000")];
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path(), &slow)?;
+    let http = reqwest::Client::new();
+
+    // The server runs the story (streamed, so its first event says it has
+    // started): the CLI is refused.
+    let mut streamed = http
+        .post(server.url("/run"))
+        .json(&json!({"flow": "brief", "story_id": "s1", "input": "x", "stream": true}))
+        .send()
+        .await?;
+    let mut seen = String::new();
+    while !seen.contains("event: progress") {
+        let chunk = streamed.chunk().await?.ok_or("the stream ended early")?;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (code, stderr) = cli_run(dir.path(), "brief", "s1", &[]).await?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("error[run_in_progress]"), "{stderr}");
+    while let Some(chunk) = streamed.chunk().await? {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: done"), "{seen}");
+
+    // The CLI runs a story (its first progress line says it has started):
+    // the server answers 409.
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(dir.path())
+        .args(["run", "brief", "--story", "s2", "--input", "x", "--src"])
+        .arg(planning())
+        .envs(slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = cli.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let started = tokio::task::spawn_blocking(move || {
+        let found = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("started"));
+        (found, lines)
+    });
+    let (found, lines) = started.await?;
+    assert!(found, "the CLI run never started");
+    let refused = http
+        .post(server.url("/run"))
+        .json(&json!({"flow": "brief", "story_id": "s2", "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let body: Value = refused.json().await?;
+    assert_eq!(body["error"]["code"], "run_in_progress", "{body}");
+    drop(lines);
+    let status = tokio::task::spawn_blocking(move || cli.wait()).await??;
+    assert_eq!(status.code(), Some(0));
+    assert_healthy(&http, &mut server).await
 }

@@ -118,7 +118,11 @@ pub struct MockConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreBackend {
+    /// The embedded store: one SQLite database in `memory.path`, documents
+    /// mirrored as files in `docs.path` (SPEC 4.4). Named `file` because it
+    /// keeps everything in local files.
     File,
+    /// Redis, shared by every replica (SPEC 6).
     Redis,
 }
 
@@ -126,6 +130,7 @@ pub enum StoreBackend {
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryConfig {
     pub backend: StoreBackend,
+    /// The data directory: the embedded store's database lives here.
     pub path: String,
     pub redis: RedisConfig,
 }
@@ -134,7 +139,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         Self {
             backend: StoreBackend::File,
-            path: "./memory".into(),
+            path: "./.bmad2pf".into(),
             redis: RedisConfig::default(),
         }
     }
@@ -228,15 +233,11 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OrchestratorConfig {
     pub retention_days: u32,
-    pub path: String,
 }
 
 impl Default for OrchestratorConfig {
     fn default() -> Self {
-        Self {
-            retention_days: 7,
-            path: "./status".into(),
-        }
+        Self { retention_days: 7 }
     }
 }
 

@@ -63,7 +63,6 @@ fn setup(agents: usize, parallel: bool, latency_ms: u64) -> Setup {
     let mut config = RuntimeConfig::default();
     config.docs.path = dir.path().join("docs").display().to_string();
     config.memory.path = dir.path().join("memory").display().to_string();
-    config.orchestrator.path = dir.path().join("status").display().to_string();
     config.llm.mock.latency_ms = latency_ms;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,53 +13,63 @@ use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunOut
 use crate::run::{RunState, graph::build_flow, run_flow};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
-    DocStore, FileDocStore, FileMemoryStore, FileRunStore, FileStatusStore, MemoryStore,
-    RedisConnection, RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore,
-    StatusStore, StoreError, ids::check_story_id,
+    CLAIM_TTL, Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore,
+    RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, SqliteDocStore, SqliteMemoryStore,
+    SqliteRunStore, SqliteStatusStore, StatusStore, StoreError, ids::check_story_id,
 };
 use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
 use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::{RuntimeConfig, StoreBackend};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The stores an engine works with; the file backends unless the caller
+/// The stores an engine works with; the embedded ones unless the caller
 /// supplies others (Redis, test doubles).
 pub struct Stores {
     pub docs: Arc<dyn DocStore>,
     pub memory: Arc<dyn MemoryStore>,
     pub status: Arc<dyn StatusStore>,
     pub runs: Arc<dyn RunStore>,
+    /// Where the backends count their failures (see [`Incidents`]).
+    pub incidents: Incidents,
 }
 
 impl Stores {
     /// The stores runtime.yaml selects with `memory.backend`.
     ///
-    /// `file`: the file backends at `docs.path`, `memory.path` and
-    /// `orchestrator.path` (run records under `orchestrator.path/runs`).
+    /// `file`: the embedded store, the SQLite database in `memory.path`
+    /// with documents mirrored in `docs.path` (SPEC 4.4); a database this
+    /// program must not use stops here with a message naming it.
     /// `redis`: all four on one Redis (`memory.redis`), shared by every
     /// replica pointed at it (SPEC 6). The Redis connection is made lazily:
     /// a Redis that does not answer yet is logged and the process starts
     /// `degraded` (503 from the stores) until it does.
     pub async fn open(config: &RuntimeConfig) -> Result<Self, EngineError> {
+        let incidents = Incidents::default();
         match config.memory.backend {
             StoreBackend::File => {
-                let status_dir = Path::new(&config.orchestrator.path);
+                let data_dir = std::path::PathBuf::from(&config.memory.path);
+                let for_open = incidents.clone();
+                let db = tokio::task::spawn_blocking(move || Database::open(&data_dir, for_open))
+                    .await
+                    .map_err(|e| {
+                        EngineError::Config(format!("opening the database failed: {e}"))
+                    })??;
                 Ok(Self {
-                    docs: Arc::new(FileDocStore::open(&config.docs.path).await?),
-                    memory: Arc::new(FileMemoryStore::open(&config.memory.path).await?),
-                    status: Arc::new(FileStatusStore::open(status_dir).await?),
-                    runs: Arc::new(FileRunStore::open(status_dir.join("runs")).await?),
+                    docs: Arc::new(SqliteDocStore::open(db.clone(), &config.docs.path).await?),
+                    memory: Arc::new(SqliteMemoryStore::new(db.clone())),
+                    status: Arc::new(SqliteStatusStore::new(db.clone())),
+                    runs: Arc::new(SqliteRunStore::new(db)),
+                    incidents,
                 })
             }
             StoreBackend::Redis => {
                 let settings = &config.memory.redis;
-                let redis = RedisConnection::open(settings)
+                let redis = RedisConnection::open(settings, incidents.clone())
                     .map_err(|e| EngineError::Config(e.to_string()))?;
                 match redis.ping().await {
                     Ok(()) => tracing::info!(
@@ -79,6 +89,7 @@ impl Stores {
                     memory: Arc::new(RedisMemoryStore::new(redis.clone(), settings.ttl)),
                     status: Arc::new(RedisStatusStore::new(redis.clone())),
                     runs: Arc::new(RedisRunStore::new(redis)),
+                    incidents,
                 })
             }
         }
@@ -88,13 +99,22 @@ impl Stores {
 /// Each backend's name and whether it works (the error message when not).
 pub type BackendHealth = Vec<(&'static str, Result<(), String>)>;
 
-/// How long a health check's answer is reused.
+/// How long a health check's answer is reused while no backend fails.
 pub const HEALTH_TTL: Duration = Duration::from_secs(1);
+
+/// A health report, when it was taken, and the failure count then.
+struct HealthReport {
+    taken: Instant,
+    incidents: u64,
+    backends: BackendHealth,
+}
 
 pub struct Engine {
     core: Arc<Core>,
-    /// The last health report and when it was taken.
-    health: tokio::sync::Mutex<Option<(Instant, BackendHealth)>>,
+    /// The last health report.
+    health: tokio::sync::Mutex<Option<HealthReport>>,
+    /// Where the stores count their failures.
+    incidents: Incidents,
     /// Flow name → its PocketFlow graph.
     graphs: BTreeMap<String, pocketflow::Flow<RunState>>,
     /// Flow name → the longest story id its runs accept, for flows that have a limit.
@@ -161,6 +181,7 @@ impl Engine {
             flow_limits,
             agent_limits,
             health: tokio::sync::Mutex::new(None),
+            incidents: stores.incidents,
         })
     }
 
@@ -172,6 +193,7 @@ impl Engine {
             memory: self.core.memory.clone(),
             status: self.core.status.clone(),
             runs: self.core.runs.clone(),
+            incidents: self.incidents.clone(),
         }
     }
 
@@ -230,13 +252,12 @@ impl Engine {
         {
             return Err(EngineError::RunInProgress { run_id: active });
         }
-        let mut claim = Claim {
-            runs: core.runs.clone(),
-            flow: request.flow.clone(),
-            story: request.story_id.clone(),
-            run_id: run_id.clone(),
-            released: false,
-        };
+        let mut claim = Claim::held(
+            core.runs.clone(),
+            request.flow.clone(),
+            request.story_id.clone(),
+            run_id.clone(),
+        );
         tracing::info!(
             run_id,
             flow = claim.flow,
@@ -275,15 +296,21 @@ impl Engine {
     }
 
     /// Each backend's health: `docs`, `memory`, `status`. A backend check
-    /// does real I/O (a probe write, a PING), so the answer is reused for
-    /// [`HEALTH_TTL`]: a flood of `/health` requests costs one check a second.
+    /// does real I/O (a read and a write, a PING), so the answer is reused
+    /// for [`HEALTH_TTL`] — a flood of `/health` requests costs one check a
+    /// second — unless a backend has failed since it was taken: then the
+    /// check runs again, so a failure shows at once.
     pub async fn health(&self) -> BackendHealth {
         let mut cached = self.health.lock().await;
-        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < HEALTH_TTL) {
-            return report.clone();
+        let incidents = self.incidents.count();
+        if let Some(report) = cached
+            .as_ref()
+            .filter(|r| r.taken.elapsed() < HEALTH_TTL && r.incidents == incidents)
+        {
+            return report.backends.clone();
         }
         let core = &self.core;
-        let report = vec![
+        let backends = vec![
             ("docs", core.docs.health().await.map_err(|e| e.to_string())),
             (
                 "memory",
@@ -294,21 +321,23 @@ impl Engine {
                 core.status.health().await.map_err(|e| e.to_string()),
             ),
         ];
-        *cached = Some((Instant::now(), report.clone()));
-        report
+        // Counted after the checks, so their own failures do not make the
+        // next request check again.
+        *cached = Some(HealthReport {
+            taken: Instant::now(),
+            incidents: self.incidents.count(),
+            backends: backends.clone(),
+        });
+        backends
     }
 
     pub fn stats(&self) -> EngineStats {
         self.core.counters.snapshot()
     }
 
-    /// Waits for running agents to finish their LLM calls, then refuses new
-    /// ones, and flushes the stores. Every store write is durable when it
-    /// returns and runs flush their memory before they end; the flush only
-    /// finishes the file backends' background work: the compactions of
-    /// memory, status and run-record logs under way, then the document
-    /// journal, retired so that the document files alone hold every
-    /// document (a failure is logged: the next start replays the journal).
+    /// Waits for running agents to finish their LLM calls, then refuses
+    /// new ones. Every store write is durable when its call returns, and
+    /// runs write their memory before they end, so nothing is left to flush.
     pub async fn shutdown(&self) {
         let permits =
             u32::try_from(self.core.config.server.max_parallel_agents.max(1)).unwrap_or(u32::MAX);
@@ -316,31 +345,63 @@ impl Engine {
             all.forget();
         }
         self.core.agent_permits.close();
-        futures::join!(
-            self.core.memory.flush(),
-            self.core.status.flush(),
-            self.core.runs.flush()
-        );
-        if let Err(error) = self.core.docs.flush().await {
-            tracing::error!(%error, "flushing the document store failed; the next start replays its journal");
-        }
     }
 }
 
-/// A held (flow, story) claim. Released when the run ends; if the run's
-/// future is dropped midway (a cancelled caller), released from `Drop` on a
-/// spawned task, so the pair is never left blocked.
+/// A held (flow, story) claim, renewed every third of [`CLAIM_TTL`] while
+/// the run lives. Released when the run ends; if the run's future is
+/// dropped midway (a cancelled caller), released from `Drop` on a spawned
+/// task, so the pair is never left blocked.
 struct Claim {
     runs: Arc<dyn RunStore>,
     flow: String,
     story: String,
     run_id: String,
     released: bool,
+    renewal: tokio::task::JoinHandle<()>,
 }
 
 impl Claim {
+    /// A claim just taken by `run_id`; starts its renewal.
+    fn held(runs: Arc<dyn RunStore>, flow: String, story: String, run_id: String) -> Self {
+        let renewal = tokio::spawn({
+            let (runs, flow, story, run_id) =
+                (runs.clone(), flow.clone(), story.clone(), run_id.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(CLAIM_TTL / 3).await;
+                    match runs.renew(&flow, &story, &run_id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(
+                                run_id,
+                                flow,
+                                story,
+                                "the run's claim expired before it was renewed; another run may take this story"
+                            );
+                            break;
+                        }
+                        // The store is down: keep trying while the claim lives.
+                        Err(error) => {
+                            tracing::warn!(run_id, %error, "renewing the run claim failed")
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            runs,
+            flow,
+            story,
+            run_id,
+            released: false,
+            renewal,
+        }
+    }
+
     async fn release(&mut self) {
         self.released = true;
+        self.renewal.abort();
         if let Err(error) = self
             .runs
             .release(&self.flow, &self.story, &self.run_id)
@@ -353,6 +414,7 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        self.renewal.abort();
         if self.released {
             return;
         }

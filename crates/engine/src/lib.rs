@@ -10,7 +10,8 @@
 //!   agents (`agent.rs`); the shared store of a run and its memory cache.
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
-//! - [`store`]: document, memory, orchestration-status and run-record stores.
+//! - [`store`]: document, memory, orchestration-status and run-record
+//!   stores: the embedded SQLite store and the Redis one.
 //! - [`tools`]: builtin, http and command tools offered to the LLM.
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).

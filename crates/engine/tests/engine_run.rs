@@ -37,7 +37,6 @@ impl Project {
         let mut config = RuntimeConfig::default();
         config.docs.path = root.join("docs").display().to_string();
         config.memory.path = root.join("memory").display().to_string();
-        config.orchestrator.path = root.join("status").display().to_string();
         config.replay.path = root.join("replay").display().to_string();
         config
     }
@@ -226,7 +225,11 @@ async fn missing_documents_make_the_run_pending_until_they_are_put() {
     assert!(doc(&engine, "s2__writer").await.is_none());
 
     let spec = DocId::parse("s2__spec.md").expect("id");
-    engine.docs().put(&spec, "# Spec\n").await.expect("put");
+    engine
+        .docs()
+        .put(&spec, "# Spec\n", bmad2pf_engine::store::DocWriter::Api)
+        .await
+        .expect("put");
     let done = engine.run(run("default", "s2"), None).await.expect("rerun");
     assert_eq!(done.status, RunStatus::Success, "{done:#?}");
     assert!(doc(&engine, "s2__writer").await.is_some());

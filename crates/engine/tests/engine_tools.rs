@@ -67,7 +67,6 @@ async fn setup(tools_yaml: &str, agent_tools: &str, llm: &VendorServer) -> Setup
     let mut config = RuntimeConfig::default();
     config.docs.path = dir.path().join("docs").display().to_string();
     config.memory.path = dir.path().join("memory").display().to_string();
-    config.orchestrator.path = dir.path().join("status").display().to_string();
     config.llm.provider = ProviderKind::OpenaiCompatible;
     config.llm.base_url = Some(format!("{}/v1", llm.url));
     let engine = Engine::start(Arc::new(bundle), config, &|_| None)

@@ -13,12 +13,12 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The example's runtime.yaml, with every store path moved into `root`.
+/// The example's runtime.yaml, with every store path moved into `root`
+/// (the database in `root/memory`).
 fn config_in(runtime: RuntimeConfig, root: &Path) -> RuntimeConfig {
     let mut config = runtime;
     config.docs.path = root.join("docs").display().to_string();
     config.memory.path = root.join("memory").display().to_string();
-    config.orchestrator.path = root.join("status").display().to_string();
     config.replay.path = root.join("replay").display().to_string();
     config
 }
@@ -101,8 +101,7 @@ async fn a_replayed_run_reproduces_the_recorded_documents_byte_for_byte() {
         read_docs(&root.path().join("docs"))
     };
     std::fs::remove_dir_all(root.path().join("docs")).expect("clear docs");
-    std::fs::remove_dir_all(root.path().join("status")).expect("clear run records");
-    std::fs::remove_dir_all(root.path().join("memory")).expect("clear memory");
+    std::fs::remove_dir_all(root.path().join("memory")).expect("clear the database");
     let engine = engine_for("planning", root.path(), |c| {
         c.replay.mode = ReplayMode::Replay
     })

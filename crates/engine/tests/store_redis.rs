@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use bmad2pf_compiler::config::RedisConfig;
 use bmad2pf_engine::store::{
-    DocStore, MemoryKey, MemoryScope, MemoryStore, RedisConnection, RedisDocStore,
-    RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, StatusStore, StoreError,
-    WorkflowId, doc_id,
+    DocStore, DocWriter, Incidents, MemoryKey, MemoryScope, MemoryStore, RedisConnection,
+    RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, StatusStore,
+    StoreError, WorkflowId, doc_id,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -61,11 +61,14 @@ impl TestRedis {
 
     /// A new connection (as a separate replica would open).
     fn connect(&self) -> Result<RedisConnection, StoreError> {
-        RedisConnection::open(&RedisConfig {
-            url: self.url.clone(),
-            key_prefix: self.prefix.clone(),
-            ..RedisConfig::default()
-        })
+        RedisConnection::open(
+            &RedisConfig {
+                url: self.url.clone(),
+                key_prefix: self.prefix.clone(),
+                ..RedisConfig::default()
+            },
+            Incidents::default(),
+        )
     }
 
     /// A plain redis-rs connection for looking at keys directly.
@@ -112,6 +115,12 @@ fn runs(redis: &TestRedis) -> Result<Arc<dyn RunStore>, StoreError> {
 async fn suite_docs_roundtrip() -> TestResult {
     let redis = test_redis!("docs_roundtrip");
     store_suite::docs_roundtrip(docs(&redis)?).await
+}
+
+#[tokio::test]
+async fn suite_docs_versions() -> TestResult {
+    let redis = test_redis!("docs_versions");
+    store_suite::docs_versions(docs(&redis)?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +185,8 @@ async fn keys_follow_the_documented_layout() -> TestResult {
     let mut raw = redis.raw().await?;
 
     let docs = docs(&redis)?;
-    docs.put(&doc_id("S1", "prd")?, "# PRD").await?;
+    docs.put(&doc_id("S1", "prd")?, "# PRD", DocWriter::Api)
+        .await?;
     let doc: std::collections::HashMap<String, String> =
         raw.hgetall(redis.key("doc:S1__prd")).await?;
     assert_eq!(doc.get("content").map(String::as_str), Some("# PRD"));
@@ -185,6 +195,13 @@ async fn keys_follow_the_documented_layout() -> TestResult {
         doc.get("modified")
             .is_some_and(|t| t.parse::<u64>().is_ok())
     );
+    assert_eq!(doc.get("version").map(String::as_str), Some("1"));
+    assert_eq!(
+        doc.get("writer").map(String::as_str),
+        Some(r#"{"kind":"api"}"#)
+    );
+    let versions: Vec<u64> = raw.hkeys(redis.key("doc:S1__prd:versions")).await?;
+    assert_eq!(versions, [1]);
     let index: Vec<String> = raw.zrange(redis.key("docs"), 0, -1).await?;
     assert_eq!(index, ["S1__prd"]);
 
@@ -271,14 +288,18 @@ async fn a_live_claim_is_renewed_and_a_dead_replicas_claim_expires() -> TestResu
     let other = RedisRunStore::with_claim_ttl(redis.connect()?, ttl);
 
     assert_eq!(holder.claim("planning", "S1", "run-alive").await?, None);
-    // Several TTLs later the claim is still held: its replica renews it.
-    tokio::time::sleep(ttl * 4).await;
+    // Several TTLs later the claim is still held: its run renews it (as
+    // the engine does, every third of the TTL).
+    for _ in 0..12 {
+        tokio::time::sleep(ttl / 3).await;
+        assert!(holder.renew("planning", "S1", "run-alive").await?);
+    }
     assert_eq!(
         other.claim("planning", "S1", "run-other").await?,
         Some("run-alive".into())
     );
 
-    // The holding replica dies without releasing (its renewals stop with it).
+    // The holding replica dies without releasing: nothing renews its claim.
     assert_eq!(holder.claim("planning", "S2", "run-crashed").await?, None);
     drop(holder);
     let started = Instant::now();
@@ -320,11 +341,15 @@ async fn a_value_this_program_did_not_write_is_reported_as_corrupt() -> TestResu
 #[tokio::test]
 async fn every_operation_reports_unavailable_when_redis_is_not_there() -> TestResult {
     // Port 1 on loopback: nothing listens, connections are refused at once.
-    let redis = RedisConnection::open(&RedisConfig {
-        url: "redis://127.0.0.1:1/0".into(),
-        key_prefix: "nowhere:".into(),
-        ..RedisConfig::default()
-    })?;
+    let incidents = Incidents::default();
+    let redis = RedisConnection::open(
+        &RedisConfig {
+            url: "redis://127.0.0.1:1/0".into(),
+            key_prefix: "nowhere:".into(),
+            ..RedisConfig::default()
+        },
+        incidents.clone(),
+    )?;
     let docs = RedisDocStore::new(redis.clone());
     let memory = RedisMemoryStore::new(redis.clone(), TTL_SECS);
     let status = RedisStatusStore::new(redis.clone());
@@ -335,7 +360,13 @@ async fn every_operation_reports_unavailable_when_redis_is_not_there() -> TestRe
 
     let codes: Vec<(&str, Option<&'static str>)> = vec![
         ("docs.get", docs.get(&id).await.err().map(|e| e.code())),
-        ("docs.put", docs.put(&id, "x").await.err().map(|e| e.code())),
+        (
+            "docs.put",
+            docs.put(&id, "x", DocWriter::Api)
+                .await
+                .err()
+                .map(|e| e.code()),
+        ),
         (
             "docs.delete",
             docs.delete(&id).await.err().map(|e| e.code()),
@@ -384,6 +415,8 @@ async fn every_operation_reports_unavailable_when_redis_is_not_there() -> TestRe
     for (operation, code) in codes {
         assert_eq!(code, Some("storage_unavailable"), "{operation}");
     }
+    // Every failure was counted, which is what turns /health degraded at once.
+    assert!(incidents.count() > 0);
     let message = docs
         .health()
         .await

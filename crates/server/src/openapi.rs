@@ -25,6 +25,7 @@ use utoipa::OpenApi;
         run::run,
         bundle::flows, bundle::agents, bundle::agent,
         docs::list_docs, docs::get_doc, docs::put_doc, docs::delete_doc, docs::doc_status,
+        docs::doc_versions,
         memory::list_keys, memory::get_value, memory::put_value, memory::delete_value,
         agent::ready, agent::execute,
         orchestration::get_status, orchestration::put_status, orchestration::list_workflows,

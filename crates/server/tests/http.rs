@@ -112,7 +112,7 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
     assert_eq!(put.status(), StatusCode::OK);
     assert_eq!(
         json_of(put).await?,
-        json!({"success": true, "id": "s1__brief", "bytes": 19})
+        json!({"success": true, "id": "s1__brief", "bytes": 19, "version": 1})
     );
 
     let get = c.get(server.url("/doc/s1__brief")).send().await?;
@@ -163,6 +163,58 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
     assert_eq!(error_code(&json_of(gone).await?), "not_found");
     let again = c.delete(server.url("/doc/s1__brief")).send().await?;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_write_of_a_document_is_a_version_readable_later() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    for text in ["first", "second"] {
+        let put = c
+            .put(server.url("/doc/s1__prd"))
+            .header(CONTENT_TYPE, "text/markdown")
+            .body(text)
+            .send()
+            .await?;
+        assert_eq!(put.status(), StatusCode::OK);
+    }
+    let versions = json_of(c.get(server.url("/doc/s1__prd/versions")).send().await?).await?;
+    let listed: Vec<(u64, u64, Value)> = versions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap_or(0),
+                v["bytes"].as_u64().unwrap_or(0),
+                v["writer"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1, 5, json!({"kind": "api"})),
+            (2, 6, json!({"kind": "api"}))
+        ]
+    );
+    let latest = c.get(server.url("/doc/s1__prd")).send().await?;
+    assert_eq!(latest.headers()["x-doc-version"], "2");
+    assert_eq!(latest.text().await?, "second");
+    let first = c.get(server.url("/doc/s1__prd?version=1")).send().await?;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.text().await?, "first");
+    let missing = c.get(server.url("/doc/s1__prd?version=9")).send().await?;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let bad = c
+        .get(server.url("/doc/s1__prd?version=first"))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let none = c.get(server.url("/doc/s1__none/versions")).send().await?;
+    assert_eq!(none.status(), StatusCode::NOT_FOUND);
     server.stop().await;
     Ok(())
 }
@@ -805,6 +857,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/doc/{id}"),
     ("delete", "/doc/{id}"),
     ("get", "/doc/{id}/status"),
+    ("get", "/doc/{id}/versions"),
     ("get", "/memory/{scope}"),
     ("get", "/memory/{scope}/{key}"),
     ("put", "/memory/{scope}/{key}"),

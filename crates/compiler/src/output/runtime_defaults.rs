@@ -29,8 +29,8 @@ llm:
     seed: 0
 
 memory:
-  backend: file             # file | redis
-  path: ./memory
+  backend: file             # file (the embedded SQLite store) | redis
+  path: ./.bmad2pf          # data directory: the database bmad2pf.db lives here
   redis:
     url: "redis://127.0.0.1:6379/0"
     pool_size: 16
@@ -38,7 +38,7 @@ memory:
     key_prefix: "bmad2pf:"
 
 docs:
-  path: ./docs
+  path: ./docs              # each document's latest version as Markdown, to read and edit
 
 logging:
   level: info
@@ -54,7 +54,6 @@ server:
 
 orchestrator:
   retention_days: 7
-  path: ./status
 
 on_missing_doc: wait        # wait | skip | error
 

@@ -313,6 +313,7 @@ impl AgentNode {
                 memory_scope: scope,
                 docs: ctx.docs.clone(),
                 memory: self.core.memory.clone(),
+                writer: ctx.writer(&self.agent.id),
             },
             started: Instant::now(),
             announced: AtomicBool::new(false),
@@ -668,7 +669,8 @@ impl AgentNode {
                 );
                 let mut wrote_all = true;
                 for doc in outputs {
-                    if let Err(e) = state.ctx.docs.put(doc, &placeholder).await {
+                    let writer = state.ctx.writer(&id);
+                    if let Err(e) = state.ctx.docs.put(doc, &placeholder, writer).await {
                         tracing::error!(agent = id, %e, "writing the fallback placeholder failed");
                         wrote_all = false;
                     }
@@ -755,7 +757,8 @@ impl AgentNode {
             }
         }
         for (doc, text) in &writes {
-            if let Err(e) = call.ctx.docs.put(doc, text).await {
+            let writer = call.ctx.writer(&self.agent.id);
+            if let Err(e) = call.ctx.docs.put(doc, text, writer).await {
                 return AgentExec::Failed {
                     code: e.code(),
                     message: e.to_string(),

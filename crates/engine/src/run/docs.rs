@@ -11,16 +11,10 @@
 //! that run unless the run wrote the same document itself before; the copies
 //! are dropped when the run ends.
 //!
-//! A write is visible to every reader of the store when `put` returns, but
-//! the run does not wait there for it to be durable: [`RunDocs::settle`]
-//! waits for all of them at the end, together with the memory flush and
-//! before the run record, so a run waits for one `fdatasync` round of the
-//! document journal (shared with other writers) instead of one per agent.
-//! A crash before then loses
-//! documents whose run never answered and saved no record: the next run of
-//! the story finds them missing and redoes their agents.
+//! A write is durable when `put` returns, so a document an agent wrote
+//! survives a crash of the run that wrote it.
 
-use crate::store::{DocId, DocMeta, DocStore, Document, Durability, StoreError, now_ms};
+use crate::store::{DocId, DocMeta, DocStore, DocVersion, DocWriter, Document, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,8 +24,6 @@ pub(crate) struct RunDocs {
     store: Arc<dyn DocStore>,
     /// Documents written by this run: `None` marks one it deleted.
     written: Mutex<HashMap<DocId, Option<Document>>>,
-    /// What is left to make this run's writes durable.
-    unsettled: Mutex<Vec<(DocId, Durability)>>,
 }
 
 impl RunDocs {
@@ -39,27 +31,7 @@ impl RunDocs {
         Self {
             store,
             written: Mutex::new(HashMap::new()),
-            unsettled: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Waits until every document this run wrote is durable; the documents
-    /// that may be lost, with why.
-    pub async fn settle(&self) -> Vec<(DocId, StoreError)> {
-        let unsettled = std::mem::take(
-            &mut *self
-                .unsettled
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let waits = unsettled
-            .into_iter()
-            .map(|(id, durability)| async move { durability.wait().await.err().map(|e| (id, e)) });
-        futures::future::join_all(waits)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
     }
 
     /// What this run wrote for `id`: `Some(None)` when it deleted it,
@@ -84,21 +56,32 @@ impl DocStore for RunDocs {
         }
     }
 
-    async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let (bytes, durability) = self.store.put_visible(id, content).await?;
-        self.unsettled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((id.clone(), durability));
+    async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError> {
+        self.store.get_version(id, version).await
+    }
+
+    async fn versions(&self, id: &DocId) -> Result<Vec<DocVersion>, StoreError> {
+        self.store.versions(id).await
+    }
+
+    async fn put(
+        &self,
+        id: &DocId,
+        content: &str,
+        writer: DocWriter,
+    ) -> Result<DocVersion, StoreError> {
+        let written = self.store.put(id, content, writer).await?;
         self.remember(
             id,
             Some(Document {
                 content: content.to_string(),
-                bytes,
-                modified: now_ms(),
+                bytes: written.bytes,
+                modified: written.at,
+                version: written.version,
+                writer: written.writer.clone(),
             }),
         );
-        Ok(bytes)
+        Ok(written)
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
@@ -130,20 +113,28 @@ impl DocStore for RunDocs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::FileDocStore;
+    use crate::store::{Database, Incidents, SqliteDocStore};
 
     #[tokio::test]
     async fn a_run_reads_its_own_writes_from_memory() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store: Arc<dyn DocStore> = Arc::new(FileDocStore::open(dir.path()).await?);
+        let db = Database::open(&dir.path().join("data"), Incidents::default())?;
+        let docs_dir = dir.path().join("docs");
+        let store: Arc<dyn DocStore> = Arc::new(SqliteDocStore::open(db, &docs_dir).await?);
         let docs = RunDocs::new(store.clone());
         let id = DocId::parse("s1__plan")?;
-        docs.put(&id, "v1").await?;
-        // The write reached the store, and becomes durable when settled…
-        assert_eq!(store.get(&id).await?.map(|d| d.content), Some("v1".into()));
-        assert!(docs.settle().await.is_empty());
-        // …and the run's later read is served from its copy.
-        std::fs::remove_file(dir.path().join("s1__plan.md"))?;
+        let writer = DocWriter::Agent {
+            agent: "pm".into(),
+            run_id: "run-1".into(),
+        };
+        docs.put(&id, "v1", writer.clone()).await?;
+        // The write reached the store…
+        let stored = store.get(&id).await?.ok_or("stored")?;
+        assert_eq!((stored.content.as_str(), stored.version), ("v1", 1));
+        assert_eq!(stored.writer, writer);
+        // …and the run's later read is served from its copy, even when the
+        // store no longer has it.
+        store.delete(&id).await?;
         assert_eq!(docs.get(&id).await?.map(|d| d.content), Some("v1".into()));
         assert_eq!(docs.meta(&id).await?.map(|m| m.bytes), Some(2));
         docs.delete(&id).await?;
@@ -151,7 +142,7 @@ mod tests {
         assert_eq!(docs.meta(&id).await?, None);
         // Documents the run did not write come from the store.
         let other = DocId::parse("s1__brief")?;
-        store.put(&other, "from the api").await?;
+        store.put(&other, "from the api", DocWriter::Api).await?;
         assert_eq!(
             docs.get(&other).await?.map(|d| d.content),
             Some("from the api".into())

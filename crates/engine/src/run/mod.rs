@@ -17,9 +17,8 @@ pub(crate) mod graph;
 
 use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
-use crate::store::in_place_io;
 use crate::store::{
-    AgentState, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+    AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
 };
 use docs::RunDocs;
 use serde_json::Value;
@@ -70,6 +69,14 @@ impl RunContext {
             status,
             output_summary,
         });
+    }
+
+    /// Who `agent`'s document writes in this run are recorded as written by.
+    pub fn writer(&self, agent: &str) -> DocWriter {
+        DocWriter::Agent {
+            agent: agent.to_string(),
+            run_id: self.run_id.clone(),
+        }
     }
 
     pub fn streaming(&self) -> bool {
@@ -127,19 +134,8 @@ impl MemoryCache {
 }
 
 /// Runs `request` on `graph` to its end. The caller holds the (flow, story)
-/// claim. A run does its file-store work in place (see
-/// [`in_place_io`](crate::store::in_place_io)).
+/// claim.
 pub(crate) async fn run_flow(
-    core: &Arc<Core>,
-    graph: &pocketflow::Flow<RunState>,
-    request: RunRequest,
-    run_id: String,
-    events: Option<UnboundedSender<RunEvent>>,
-) -> RunOutcome {
-    in_place_io(run_in_place(core, graph, request, run_id, events)).await
-}
-
-async fn run_in_place(
     core: &Arc<Core>,
     graph: &pocketflow::Flow<RunState>,
     request: RunRequest,
@@ -152,28 +148,16 @@ async fn run_in_place(
     let story = request.story_id.clone();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
     let status_store = core.status.clone();
-    // Updates are written in order as they come; whenever none is queued,
-    // the writer waits until those written are durable (one fsync for
-    // all), so a fast chain of agents queues many updates per fsync.
-    let status_writer = tokio::spawn(in_place_io(async move {
-        let mut unsettled = Vec::new();
+    // Updates are written in order by this task, so no agent waits for
+    // them; the run waits for the last one before it answers.
+    let status_writer = tokio::spawn(async move {
         while let Some(update) = status_rx.recv().await {
             let agent = update.agent_id.clone();
-            match status_store.update_visible(update).await {
-                Ok((_, durability)) => unsettled.push((agent, durability)),
-                Err(error) => {
-                    tracing::warn!(agent, %error, "orchestration status update failed");
-                }
-            }
-            if status_rx.is_empty() {
-                for (agent, durability) in unsettled.drain(..) {
-                    if let Err(error) = durability.wait().await {
-                        tracing::warn!(agent, %error, "orchestration status update failed");
-                    }
-                }
+            if let Err(error) = status_store.update(update).await {
+                tracing::warn!(agent, %error, "orchestration status update failed");
             }
         }
-    }));
+    });
     let mut state = RunState {
         ctx: Arc::new(RunContext {
             run_id: run_id.clone(),
@@ -204,18 +188,7 @@ async fn run_in_place(
             message: error.to_string(),
         });
     }
-    // The run's documents and memory become durable together: one wait
-    // for every file rather than one after the other.
-    let docs = state.ctx.docs.clone();
-    let (unsettled_docs, memory_written) =
-        tokio::join!(docs.settle(), flush_memory(core, &mut state));
-    let docs_written = unsettled_docs.is_empty();
-    for (id, error) in unsettled_docs {
-        tracing::error!(run_id, %id, %error, "a document of the run could not be made durable");
-        state
-            .errors
-            .insert(format!("document:{id}"), error.to_string());
-    }
+    let memory_written = flush_memory(core, &mut state).await;
     let RunState {
         ctx,
         results,
@@ -245,19 +218,14 @@ async fn run_in_place(
         .unwrap_or_default();
     record.updated_at = now_ms();
     // The record is the commit point: saved, it tells the next run that
-    // this one's work is done, so it must not be saved over memory or
-    // documents that were not written (the errors say which failed).
-    if !memory_written || !docs_written {
-        let what = match (memory_written, docs_written) {
-            (false, false) => "memory and documents",
-            (false, true) => "memory",
-            _ => "documents",
-        };
+    // this one's work is done, so it must not be saved over memory that was
+    // not written (the errors say which scope failed). Documents are
+    // durable when their write returns; one that failed failed its agent.
+    if !memory_written {
         errors.insert(
             "run_record".into(),
-            format!(
-                "not saved: the run's {what} could not be written; the next run will redo this one"
-            ),
+            "not saved: the run's memory could not be written; the next run will redo this one"
+                .into(),
         );
     } else if let Err(error) = core.runs.save(&flow, &story, &record).await {
         tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
@@ -343,8 +311,8 @@ mod tests {
     use crate::engine::{Engine, Stores};
     use crate::outcome::AgentRunStatus;
     use crate::store::{
-        DocId, DocMeta, DocStore, Document, Durability, FileDocStore, FileMemoryStore,
-        FileRunStore, FileStatusStore, MemoryStore, StoreError,
+        Database, DocId, Incidents, MemoryStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
+        SqliteStatusStore, StoreError,
     };
     use async_trait::async_trait;
     use bmad2pf_compiler::config::RuntimeConfig;
@@ -360,9 +328,9 @@ mod tests {
         }
     }
 
-    /// File memory whose `set_many` (a run's flush) fails while `failing` is set.
+    /// Memory whose `set_many` (a run's flush) fails while `failing` is set.
     struct FlakyMemory {
-        inner: FileMemoryStore,
+        inner: SqliteMemoryStore,
         failing: AtomicBool,
     }
 
@@ -407,55 +375,12 @@ mod tests {
         }
     }
 
-    /// File documents whose writes, visible at once, fail to become durable
-    /// while `failing` is set.
-    struct FlakyDocs {
-        inner: FileDocStore,
-        failing: AtomicBool,
-    }
-
-    #[async_trait]
-    impl DocStore for FlakyDocs {
-        async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
-            self.inner.get(id).await
-        }
-        async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-            let (bytes, durability) = self.put_visible(id, content).await?;
-            durability.wait().await?;
-            Ok(bytes)
-        }
-        async fn put_visible(
-            &self,
-            id: &DocId,
-            content: &str,
-        ) -> Result<(u64, Durability), StoreError> {
-            let (bytes, durability) = self.inner.put_visible(id, content).await?;
-            if self.failing.load(Ordering::SeqCst) {
-                durability.wait().await?;
-                return Ok((bytes, Durability::after(async { Err(injected()) })));
-            }
-            Ok((bytes, durability))
-        }
-        async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
-            self.inner.delete(id).await
-        }
-        async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
-            self.inner.meta(id).await
-        }
-        async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
-            self.inner.list(story_id).await
-        }
-        async fn health(&self) -> Result<(), StoreError> {
-            self.inner.health().await
-        }
-    }
-
     /// An engine whose one flow runs an analyst writing `brief.md` with
-    /// memory `shared:plan`, on the file stores of `root` but `docs` and
-    /// `memory`.
+    /// memory `shared:plan`, on the embedded store `db` (documents in
+    /// `root/docs`) but `memory`.
     async fn analyst_engine(
         root: &Path,
-        docs: Arc<dyn DocStore>,
+        db: Database,
         memory: Arc<dyn MemoryStore>,
     ) -> Result<(Engine, String), Box<dyn std::error::Error>> {
         let agents = root.join("src/agents");
@@ -469,10 +394,11 @@ mod tests {
             .ok_or("the sources compile")?;
         let flow = bundle.flows.keys().next().cloned().ok_or("a flow")?;
         let stores = Stores {
-            docs,
+            docs: Arc::new(SqliteDocStore::open(db.clone(), root.join("docs")).await?),
             memory,
-            status: Arc::new(FileStatusStore::open(root.join("status")).await?),
-            runs: Arc::new(FileRunStore::open(root.join("status/runs")).await?),
+            status: Arc::new(SqliteStatusStore::new(db.clone())),
+            runs: Arc::new(SqliteRunStore::new(db)),
+            incidents: Incidents::default(),
         };
         let engine =
             Engine::with_stores(Arc::new(bundle), RuntimeConfig::default(), stores, &|_| {
@@ -537,24 +463,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_whose_memory_was_not_written_saves_no_record() -> TestResult {
         let dir = tempfile::tempdir()?;
+        let db = Database::open(&dir.path().join("data"), Incidents::default())?;
         let memory = Arc::new(FlakyMemory {
-            inner: FileMemoryStore::open(dir.path().join("memory")).await?,
+            inner: SqliteMemoryStore::new(db.clone()),
             failing: AtomicBool::new(true),
         });
-        let docs = Arc::new(FileDocStore::open(dir.path().join("docs")).await?);
-        let (engine, flow) = analyst_engine(dir.path(), docs, memory.clone()).await?;
+        let (engine, flow) = analyst_engine(dir.path(), db, memory.clone()).await?;
         a_failed_write_saves_no_record(&engine, &flow, &memory.failing, "memory:shared:plan").await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_whose_documents_were_not_made_durable_saves_no_record() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let docs = Arc::new(FlakyDocs {
-            inner: FileDocStore::open(dir.path().join("docs")).await?,
-            failing: AtomicBool::new(true),
-        });
-        let memory = Arc::new(FileMemoryStore::open(dir.path().join("memory")).await?);
-        let (engine, flow) = analyst_engine(dir.path(), docs.clone(), memory).await?;
-        a_failed_write_saves_no_record(&engine, &flow, &docs.failing, "document:s1__brief").await
     }
 }

@@ -88,6 +88,15 @@ impl StoreError {
         }
     }
 
+    /// Whether this is the backend failing (I/O, damaged data, an
+    /// unavailable database or Redis), rather than a request it refused.
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Io { .. } | Self::Corrupt { .. } | Self::Unavailable { .. }
+        )
+    }
+
     /// The log-only detail (paths, OS errors), when there is one.
     pub fn detail(&self) -> Option<&str> {
         match self {
@@ -111,16 +120,13 @@ impl StoreError {
         }
     }
 
-    /// Unreadable stored data in `path` ("memory scope `shared:x`, line 3").
-    pub(crate) fn corrupt(
-        what: impl AsRef<str>,
-        path: &Path,
-        cause: impl std::fmt::Display,
-    ) -> Self {
+    /// Unreadable stored data: `what` names it for clients ("memory key
+    /// `k` of scope `s`"), `cause` says why, for logs.
+    pub(crate) fn corrupt(what: impl AsRef<str>, cause: impl std::fmt::Display) -> Self {
         let what = what.as_ref();
         Self::Corrupt {
             message: format!("stored data is corrupt: {what}"),
-            detail: format!("{what}: {}: {cause}", path.display()),
+            detail: format!("{what}: {cause}"),
         }
     }
 }

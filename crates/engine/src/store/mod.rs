@@ -1,71 +1,105 @@
-//! The storage layer: documents, memory and orchestration status, each
-//! behind an async, object-safe trait used as `Arc<dyn …>`.
+//! The storage layer: documents, memory, orchestration status and run
+//! records, each behind an async, object-safe trait used as `Arc<dyn …>`.
 //!
 //! # Layout
 //! - [`ids`]: validated names ([`DocId`], [`MemoryScope`], [`MemoryKey`],
 //!   [`WorkflowId`]); nothing unvalidated reaches a backend.
 //! - [`StoreError`]: the one error type, with stable codes for HTTP.
-//! - The traits below, [`DocStore`], [`MemoryStore`], [`StatusStore`], and
-//!   the records they exchange. Signatures hold no file-system types, so a
-//!   Redis backend implements them the same way the file backends do.
-//! - File backends: [`FileDocStore`] (one Markdown file per document,
-//!   atomic writes made durable through a write-ahead journal), [`FileMemoryStore`] (one JSON Lines log per scope,
-//!   SPEC 4.4) and [`FileStatusStore`] (one JSON Lines log of status
-//!   changes), built on the crash-safe log in `jsonl`.
+//! - The traits below, [`DocStore`], [`MemoryStore`], [`StatusStore`] and
+//!   [`RunStore`] (`runs.rs`), and the records they exchange. Signatures
+//!   hold no backend types, so every backend implements them the same way.
+//! - [`sqlite`]: the embedded store, one SQLite database per data
+//!   directory (SPEC 4.4), safe for several processes at once; documents
+//!   are versioned there and mirrored as Markdown files.
 //! - Redis backends, for several replicas sharing one state (SPEC 6):
 //!   [`RedisDocStore`], [`RedisMemoryStore`] (a hash per scope with a TTL,
 //!   SPEC 4.4), [`RedisStatusStore`] and [`RedisRunStore`], all on one
 //!   [`RedisConnection`] (shared, self-reconnecting, key prefix).
+//! - [`Incidents`]: the count of backend failures, which `/health` reads.
 //!
 //! # Conventions
 //! - Every timestamp is **milliseconds since the Unix epoch** (`u64`):
-//!   document `modified`, memory line `t`, `last_execution`, `created_at`,
-//!   `updated_at`, history `at`.
+//!   document `modified`, `last_execution`, `created_at`, `updated_at`,
+//!   history `at`.
 //! - A lookup of something absent is `Ok(None)` / `Ok(false)`, not an error.
-//! - The file backends are single-process by design: each keeps an
-//!   in-memory index and assumes it is the only writer of its directory.
-//!   Several processes (replicas) share state through the Redis backends.
+//! - A write is durable when its call returns `Ok`.
 
-mod doc_file;
-mod doc_journal;
 mod error;
-mod files;
-mod group_sync;
 pub mod ids;
-mod journal;
-mod journal_file;
-mod jsonl;
-mod memory_file;
 mod redis_connection;
 mod redis_docs;
 mod redis_memory;
 mod redis_runs;
 mod redis_status;
 mod runs;
-mod status_file;
+pub mod sqlite;
 mod values;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use doc_file::FileDocStore;
 pub use error::StoreError;
-pub use files::{in_place_io, now_ms};
 pub use ids::{DocId, IdError, MemoryKey, MemoryScope, WorkflowId, doc_id};
-pub use memory_file::FileMemoryStore;
 pub use redis_connection::RedisConnection;
 pub use redis_docs::RedisDocStore;
 pub use redis_memory::RedisMemoryStore;
-pub use redis_runs::{CLAIM_TTL, RedisRunStore};
+pub use redis_runs::RedisRunStore;
 pub use redis_status::RedisStatusStore;
-pub use runs::{AgentRecord, FileRunStore, RunRecord, RunStore};
-pub use status_file::FileStatusStore;
+pub use runs::{AgentRecord, CLAIM_TTL, RunRecord, RunStore};
+pub use sqlite::{
+    DATABASE_FILE, Database, SqliteDocStore, SqliteMemoryStore, SqliteRunStore, SqliteStatusStore,
+};
 pub use values::MAX_VALUE_DEPTH;
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How many times a backend has failed (an I/O error, an unreachable
+/// Redis, damaged data) since the process started. Backends count every
+/// such failure here; the engine's health report, which it reuses for a
+/// moment to keep `/health` cheap, is taken again as soon as the count
+/// moves, so a failure shows as `degraded` at once. Cloning shares the count.
+#[derive(Debug, Clone, Default)]
+pub struct Incidents(Arc<AtomicU64>);
+
+impl Incidents {
+    /// Counts one failure.
+    pub fn record(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The failures counted so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Who wrote a version of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DocWriter {
+    /// An agent, as its output or through the `write_doc` tool, in a run.
+    Agent {
+        /// The agent's id.
+        agent: String,
+        /// The run it wrote in.
+        run_id: String,
+    },
+    /// A client of the HTTP API (`PUT /doc/{id}`).
+    Api,
+    /// A person, by editing the document's Markdown file.
+    File,
+}
 
 /// A stored document with its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,6 +110,23 @@ pub struct Document {
     pub bytes: u64,
     /// Last write, unix ms.
     pub modified: u64,
+    /// Its version number: 1 for the first write, one more for each after.
+    pub version: u64,
+    /// Who wrote this version.
+    pub writer: DocWriter,
+}
+
+/// One version of a document, without its content (`GET /doc/{id}/versions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DocVersion {
+    /// 1 for the first write, one more for each after.
+    pub version: u64,
+    /// Size of its content in bytes.
+    pub bytes: u64,
+    /// Who wrote it.
+    pub writer: DocWriter,
+    /// When, unix ms.
+    pub at: u64,
 }
 
 /// What is known about a document without reading it (listings, `/status`).
@@ -89,70 +140,36 @@ pub struct DocMeta {
     pub modified: u64,
 }
 
-/// Documents: Markdown text addressed by [`DocId`] (SPEC 4.2, `/doc`).
+/// Documents: versioned Markdown text addressed by [`DocId`] (SPEC 4.2,
+/// 4.4, `/doc`).
 #[async_trait]
 pub trait DocStore: Send + Sync {
-    /// The document, or `None` when it does not exist.
+    /// The latest version, or `None` when the document does not exist.
     async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError>;
-    /// Writes (creates or replaces) the document atomically: a reader sees
-    /// the old or the new content, never a mix; of concurrent writers the
-    /// last one wins. Returns the number of bytes written.
-    async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError>;
-    /// [`put`](Self::put) that returns once every reader sees the new
-    /// content, leaving the wait for it to be durable to the caller (see
-    /// [`Durability`]). A run writes its documents this way and waits for
-    /// them together with its memory, before its record. By default the
-    /// write is made durable before this returns.
-    async fn put_visible(
+    /// Version `version` of the document, or `None` when there is no such
+    /// version.
+    async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError>;
+    /// Every version of the document, oldest first; empty when it does not
+    /// exist.
+    async fn versions(&self, id: &DocId) -> Result<Vec<DocVersion>, StoreError>;
+    /// Writes the document's next version atomically: a reader sees the old
+    /// or the new content, never a mix; of concurrent writers the last one
+    /// wins. Returns the version written.
+    async fn put(
         &self,
         id: &DocId,
         content: &str,
-    ) -> Result<(u64, Durability), StoreError> {
-        Ok((self.put(id, content).await?, Durability::done()))
-    }
-    /// Removes the document; `true` when it existed.
+        writer: DocWriter,
+    ) -> Result<DocVersion, StoreError>;
+    /// Removes the document and its versions; `true` when it existed.
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError>;
     /// Size and modification time, or `None` when it does not exist.
     async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError>;
     /// All documents sorted by id, or only those of one story (ids starting
     /// with `{story_id}__`). An invalid `story_id` is an `InvalidId` error.
     async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError>;
-    /// Finishes background work on the writes made so far, before the
-    /// process stops: the file backend retires its journal, so the
-    /// document files alone hold everything. Backends that write in place
-    /// have nothing to do.
-    async fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
     /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
-}
-
-/// What is left to make a write durable, from [`DocStore::put_visible`] or
-/// [`StatusStore::update_visible`]: the write is not acknowledged until
-/// [`Durability::wait`] succeeds. Dropped
-/// unwaited, the write may still become durable, or be lost in a crash.
-#[must_use = "a write is durable only once its Durability is waited for"]
-pub struct Durability(Option<BoxFuture<'static, Result<(), StoreError>>>);
-
-impl Durability {
-    /// A write that is durable already.
-    pub fn done() -> Self {
-        Self(None)
-    }
-
-    /// A write that is durable once `wait` completes with `Ok`.
-    pub fn after(wait: impl Future<Output = Result<(), StoreError>> + Send + 'static) -> Self {
-        Self(Some(Box::pin(wait)))
-    }
-
-    /// Waits until the write is durable; an error means it may be lost.
-    pub async fn wait(self) -> Result<(), StoreError> {
-        match self.0 {
-            Some(wait) => wait.await,
-            None => Ok(()),
-        }
-    }
 }
 
 /// Memory: JSON values by key, grouped in scopes (SPEC 4.4, `/memory`).
@@ -180,10 +197,6 @@ pub trait MemoryStore: Send + Sync {
         scope: &MemoryScope,
         entries: BTreeMap<MemoryKey, Value>,
     ) -> Result<(), StoreError>;
-    /// Finishes background work on the writes made so far, before the
-    /// process stops: the file backend waits for the compactions under way.
-    /// Every write is durable before it returns, so this never loses data.
-    async fn flush(&self) {}
     /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
 }
@@ -337,17 +350,6 @@ pub trait StatusStore: Send + Sync {
     /// update's story) and returns the workflow as it now is. The agent
     /// gets `last_execution` = now and the update's summary.
     async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError>;
-    /// [`update`](Self::update) that returns once readers see the update,
-    /// leaving the wait for it to be durable to the caller (see
-    /// [`Durability`]): a run records its agents' progress this way and
-    /// waits for all of it at its end. By default the update is durable
-    /// before this returns.
-    async fn update_visible(
-        &self,
-        update: StatusUpdate,
-    ) -> Result<(WorkflowStatus, Durability), StoreError> {
-        Ok((self.update(update).await?, Durability::done()))
-    }
     /// All workflows, sorted by id.
     async fn list(&self) -> Result<Vec<WorkflowSummary>, StoreError>;
     /// The workflow's updates, oldest first (creation is not a change; its
@@ -358,9 +360,6 @@ pub trait StatusStore: Send + Sync {
     /// Removes every workflow whose last change (`updated_at`) is older
     /// than `retention` before `now_ms`; returns how many were removed.
     async fn cleanup(&self, retention: Duration, now_ms: u64) -> Result<usize, StoreError>;
-    /// Finishes background work on the writes made so far, before the
-    /// process stops: the file backend waits for a compaction under way.
-    async fn flush(&self) {}
     /// Whether the backend can serve reads and writes now.
     async fn health(&self) -> Result<(), StoreError>;
 }

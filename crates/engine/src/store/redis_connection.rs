@@ -26,7 +26,7 @@ use redis::{Client, RedisError};
 
 use bmad2pf_compiler::config::RedisConfig;
 
-use super::StoreError;
+use super::{Incidents, StoreError};
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,6 +51,8 @@ pub struct RedisConnection {
     prefix: String,
     /// `host:port` of the server, for logs (the URL may carry a password).
     server: String,
+    /// Where every failure is counted, for `/health`.
+    incidents: Incidents,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -67,7 +69,7 @@ impl RedisConnection {
     /// `key_prefix`) without contacting Redis yet; the first command
     /// connects. Must be called inside a tokio runtime. Fails only for a
     /// URL this build cannot use (not a Redis URL, or `rediss://`).
-    pub fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+    pub fn open(config: &RedisConfig, incidents: Incidents) -> Result<Self, StoreError> {
         let client = Client::open(config.url.as_str()).map_err(|err| StoreError::Unavailable {
             message: format!(
                 "memory.redis.url is not a usable Redis URL ({}); expected \
@@ -98,6 +100,7 @@ impl RedisConnection {
             manager,
             prefix: config.key_prefix.clone(),
             server,
+            incidents,
         })
     }
 
@@ -131,6 +134,7 @@ impl RedisConnection {
         if reply == "PONG" {
             Ok(())
         } else {
+            self.incidents.record();
             Err(StoreError::Unavailable {
                 message: "Redis is unavailable: PING got an unexpected reply".into(),
                 detail: format!("{}: PING answered {reply:?}", self.server),
@@ -140,6 +144,7 @@ impl RedisConnection {
 
     /// The error for a Redis failure while doing `action` ("read document `x`").
     pub(crate) fn unavailable(&self, action: &str, err: &RedisError) -> StoreError {
+        self.incidents.record();
         StoreError::Unavailable {
             message: format!("Redis is unavailable: could not {action} ({})", cause(err)),
             detail: format!("{action}: redis at {}: {err}", self.server),
@@ -149,6 +154,7 @@ impl RedisConnection {
     /// The error for a value in Redis this program did not write in that
     /// shape (another program, or a key prefix shared by mistake).
     pub(crate) fn corrupt(&self, what: &str, cause: impl std::fmt::Display) -> StoreError {
+        self.incidents.record();
         StoreError::Corrupt {
             message: format!("stored data is corrupt: {what}"),
             detail: format!(
@@ -182,7 +188,7 @@ mod tests {
             url: "http://user:secret@example.invalid/0".into(),
             ..RedisConfig::default()
         };
-        let err = RedisConnection::open(&config).err();
+        let err = RedisConnection::open(&config, Incidents::default()).err();
         let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
         assert!(message.contains("not a usable Redis URL"), "{message}");
         assert!(!message.contains("secret"), "{message}");
@@ -196,7 +202,7 @@ mod tests {
             key_prefix: "app:".into(),
             ..RedisConfig::default()
         };
-        let redis = RedisConnection::open(&config)?;
+        let redis = RedisConnection::open(&config, Incidents::default())?;
         assert_eq!(redis.key("doc:a"), "app:doc:a");
         assert_eq!(redis.server(), "127.0.0.1:1");
         let down = redis.ping().await.err();

@@ -1,40 +1,105 @@
-//! `RedisDocStore`: documents in Redis, shared by every replica.
+//! `RedisDocStore`: versioned documents in Redis, shared by every replica.
 //!
 //! Keys (after `key_prefix`):
-//! - `doc:{id}`: a hash with `content` (the Markdown), `bytes` (its UTF-8
-//!   length) and `modified` (unix ms of the write). Keeping size and time
-//!   beside the content lets `meta` and listings skip the content.
+//! - `doc:{id}`: a hash with the latest version: `content` (the Markdown),
+//!   `bytes` (its UTF-8 length), `modified` (unix ms of the write),
+//!   `version` and `writer` (JSON, as in [`DocWriter`]). Keeping size and
+//!   time beside the content lets `meta` and listings skip the content.
+//! - `doc:{id}:versions`: a hash from version number to that version as
+//!   JSON (`{"content", "writer", "at"}`).
 //! - `docs`: a sorted set of every document id, all with score 0, so Redis
 //!   orders it by bytes — the order listings use — and a story's documents
 //!   (`{story}__…`) are one `ZRANGEBYLEX` range.
 //!
-//! A put writes the hash (one `HSET` of all three fields: readers see the
-//! old or the new version, never a mix) and adds the id to the index in one
-//! `MULTI`/`EXEC`; a delete removes both the same way. Of concurrent writers
-//! the last one wins, as with files.
+//! A put is one Lua script, atomic in Redis: it numbers the version, writes
+//! the head and the version and indexes the id, so readers see the old or
+//! the new version, never a mix, and concurrent writers get distinct
+//! numbers (the last one wins). A delete removes all three the same way.
+//! A document written before versions existed reads as version 1 by `api`.
+//! Replicas share no files, so this backend keeps no Markdown mirror.
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
 
-use super::files::now_ms;
 use super::ids::check_story_id;
+use super::now_ms;
 use super::redis_connection::RedisConnection;
-use super::{DocId, DocMeta, DocStore, Document, StoreError};
+use super::{DocId, DocMeta, DocStore, DocVersion, DocWriter, Document, StoreError};
+
+/// KEYS: head, versions, index. ARGV: id, content, bytes, at, writer, version JSON.
+/// Returns the new version's number.
+const PUT_SCRIPT: &str = r"
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'content', ARGV[2], 'bytes', ARGV[3], 'modified', ARGV[4], 'writer', ARGV[5])
+redis.call('HSET', KEYS[2], version, ARGV[6])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return version
+";
+
+/// One stored version, the value of a `doc:{id}:versions` field.
+#[derive(Serialize, Deserialize)]
+struct StoredVersion {
+    content: String,
+    writer: DocWriter,
+    at: u64,
+}
 
 /// Documents in Redis (see the module docs).
 #[derive(Debug, Clone)]
 pub struct RedisDocStore {
     redis: RedisConnection,
+    put: Script,
 }
 
 impl RedisDocStore {
     /// Documents on `redis`, under its key prefix.
     pub fn new(redis: RedisConnection) -> Self {
-        Self { redis }
+        Self {
+            redis,
+            put: Script::new(PUT_SCRIPT),
+        }
     }
 
     fn doc_key(&self, id: &DocId) -> String {
         self.redis.key(&format!("doc:{id}"))
+    }
+
+    fn versions_key(&self, id: &DocId) -> String {
+        self.redis.key(&format!("doc:{id}:versions"))
+    }
+
+    fn parse_writer(&self, id: &DocId, text: Option<String>) -> Result<DocWriter, StoreError> {
+        match text {
+            None => Ok(DocWriter::Api),
+            Some(text) => serde_json::from_str(&text).map_err(|err| {
+                self.redis
+                    .corrupt(&format!("the writer of document `{id}`"), err)
+            }),
+        }
+    }
+
+    /// All stored versions of `id`, oldest first.
+    async fn stored_versions(&self, id: &DocId) -> Result<Vec<(u64, StoredVersion)>, StoreError> {
+        let mut redis = self.redis.handle();
+        let fields: Vec<(u64, String)> =
+            redis.hgetall(self.versions_key(id)).await.map_err(|err| {
+                self.redis
+                    .unavailable(&format!("read the versions of document `{id}`"), &err)
+            })?;
+        let mut versions = fields
+            .into_iter()
+            .map(|(version, text)| {
+                serde_json::from_str(&text)
+                    .map(|stored| (version, stored))
+                    .map_err(|err| {
+                        self.redis
+                            .corrupt(&format!("version {version} of document `{id}`"), err)
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        versions.sort_by_key(|(version, _)| *version);
+        Ok(versions)
     }
 
     fn index_key(&self) -> String {
@@ -46,43 +111,113 @@ impl RedisDocStore {
 impl DocStore for RedisDocStore {
     async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
         let mut redis = self.redis.handle();
-        let (content, modified): (Option<String>, Option<u64>) = redis
-            .hmget(self.doc_key(id), &["content", "modified"])
+        let (content, modified, version, writer): (
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<String>,
+        ) = redis
+            .hmget(
+                self.doc_key(id),
+                &["content", "modified", "version", "writer"],
+            )
             .await
             .map_err(|err| {
                 self.redis
                     .unavailable(&format!("read document `{id}`"), &err)
             })?;
-        Ok(content.map(|content| Document {
+        let Some(content) = content else {
+            return Ok(None);
+        };
+        Ok(Some(Document {
             bytes: content.len() as u64,
             content,
             modified: modified.unwrap_or(0),
+            version: version.unwrap_or(1),
+            writer: self.parse_writer(id, writer)?,
         }))
     }
 
-    async fn put(&self, id: &DocId, content: &str) -> Result<u64, StoreError> {
-        let bytes = content.len() as u64;
+    async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError> {
         let mut redis = self.redis.handle();
-        redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(self.doc_key(id))
-            .arg("content")
+        let text: Option<String> =
+            redis
+                .hget(self.versions_key(id), version)
+                .await
+                .map_err(|err| {
+                    self.redis
+                        .unavailable(&format!("read document `{id}`"), &err)
+                })?;
+        text.map(|text| {
+            let stored: StoredVersion = serde_json::from_str(&text).map_err(|err| {
+                self.redis
+                    .corrupt(&format!("version {version} of document `{id}`"), err)
+            })?;
+            Ok(Document {
+                bytes: stored.content.len() as u64,
+                content: stored.content,
+                modified: stored.at,
+                version,
+                writer: stored.writer,
+            })
+        })
+        .transpose()
+    }
+
+    async fn versions(&self, id: &DocId) -> Result<Vec<DocVersion>, StoreError> {
+        Ok(self
+            .stored_versions(id)
+            .await?
+            .into_iter()
+            .map(|(version, stored)| DocVersion {
+                version,
+                bytes: stored.content.len() as u64,
+                writer: stored.writer,
+                at: stored.at,
+            })
+            .collect())
+    }
+
+    async fn put(
+        &self,
+        id: &DocId,
+        content: &str,
+        writer: DocWriter,
+    ) -> Result<DocVersion, StoreError> {
+        let bytes = content.len() as u64;
+        let at = now_ms();
+        let stored = StoredVersion {
+            content: content.to_string(),
+            writer,
+            at,
+        };
+        let encode = |err| self.redis.corrupt(&format!("document `{id}`"), err);
+        let writer_json = serde_json::to_string(&stored.writer).map_err(encode)?;
+        let version_json = serde_json::to_string(&stored).map_err(encode)?;
+        let mut redis = self.redis.handle();
+        let version: u64 = self
+            .put
+            .key(self.doc_key(id))
+            .key(self.versions_key(id))
+            .key(self.index_key())
+            .arg(id.as_str())
             .arg(content)
-            .arg("bytes")
             .arg(bytes)
-            .arg("modified")
-            .arg(now_ms())
-            .ignore()
-            .zadd(self.index_key(), id.as_str(), 0)
-            .ignore()
-            .exec_async(&mut redis)
+            .arg(at)
+            .arg(writer_json)
+            .arg(version_json)
+            .invoke_async(&mut redis)
             .await
             .map_err(|err| {
                 self.redis
                     .unavailable(&format!("write document `{id}`"), &err)
             })?;
-        Ok(bytes)
+        Ok(DocVersion {
+            version,
+            bytes,
+            writer: stored.writer,
+            at,
+        })
     }
 
     async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
@@ -90,6 +225,8 @@ impl DocStore for RedisDocStore {
         let (deleted,): (u64,) = redis::pipe()
             .atomic()
             .del(self.doc_key(id))
+            .del(self.versions_key(id))
+            .ignore()
             .zrem(self.index_key(), id.as_str())
             .ignore()
             .query_async(&mut redis)

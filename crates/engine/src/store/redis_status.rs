@@ -29,8 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
-use super::files::now_ms;
 use super::ids::{check_status_agent_id, check_story_id};
+use super::now_ms;
 use super::redis_connection::RedisConnection;
 use super::{
     AgentState, AgentStatus, StatusChange, StatusStore, StatusUpdate, StoreError, WorkflowId,

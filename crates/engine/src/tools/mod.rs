@@ -15,7 +15,7 @@
 mod external;
 
 use crate::llm::ToolDefinition;
-use crate::store::{DocStore, MemoryKey, MemoryScope, MemoryStore, doc_id};
+use crate::store::{DocStore, DocWriter, MemoryKey, MemoryScope, MemoryStore, doc_id};
 use bmad2pf_compiler::bundle::{ToolKind, ToolSpec};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -43,6 +43,8 @@ pub struct ToolContext {
     pub memory_scope: MemoryScope,
     pub docs: Arc<dyn DocStore>,
     pub memory: Arc<dyn MemoryStore>,
+    /// Who the documents written through `write_doc` are recorded as written by.
+    pub writer: DocWriter,
 }
 
 /// Every tool of a bundle, ready to call.
@@ -159,12 +161,12 @@ async fn call_builtin(name: &str, args: &Value, ctx: &ToolContext) -> Result<Str
         }
         "write_doc" => {
             let id = doc_id(&ctx.story_id, string_arg(args, "name")?).map_err(bad_id)?;
-            let bytes = ctx
+            let written = ctx
                 .docs
-                .put(&id, string_arg(args, "content")?)
+                .put(&id, string_arg(args, "content")?, ctx.writer.clone())
                 .await
                 .map_err(failed)?;
-            Ok(json!({"id": id.as_str(), "bytes": bytes}).to_string())
+            Ok(json!({"id": id.as_str(), "bytes": written.bytes}).to_string())
         }
         "memory_get" => {
             let key = MemoryKey::parse(string_arg(args, "key")?).map_err(bad_id)?;

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bmad2pf_engine::store::{
-    AgentRecord, AgentState, DocId, DocStore, MAX_VALUE_DEPTH, MemoryKey, MemoryScope, MemoryStore,
-    RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, WorkflowId, doc_id, now_ms,
+    AgentRecord, AgentState, DocId, DocStore, DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope,
+    MemoryStore, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, WorkflowId, doc_id,
+    now_ms,
 };
 use serde_json::{Value, json};
 
@@ -47,7 +48,8 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     assert_eq!(docs.meta(&prd).await?, None);
 
     let text = "# PRD\n\nCafé — ünïcode ✓\n";
-    assert_eq!(docs.put(&prd, text).await?, text.len() as u64);
+    let written = docs.put(&prd, text, DocWriter::Api).await?;
+    assert_eq!((written.version, written.bytes), (1, text.len() as u64));
     let got = docs.get(&prd).await?.ok_or("document missing after put")?;
     assert_eq!(got.content, text);
     assert_eq!(got.bytes, text.len() as u64);
@@ -66,17 +68,19 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     );
 
     // Replace, and empty content is a document too.
-    assert_eq!(docs.put(&prd, "v2").await?, 2);
+    assert_eq!(docs.put(&prd, "v2", DocWriter::Api).await?.bytes, 2);
     assert_eq!(docs.get(&prd).await?.map(|d| d.content), Some("v2".into()));
-    docs.put(&doc("S1__empty")?, "").await?;
+    docs.put(&doc("S1__empty")?, "", DocWriter::Api).await?;
     assert_eq!(
         docs.meta(&doc("S1__empty")?).await?.map(|m| m.bytes),
         Some(0)
     );
 
-    docs.put(&doc("S2__prd")?, "other story").await?;
-    docs.put(&doc("S10__prd")?, "prefix lookalike").await?;
-    docs.put(&doc("notes")?, "no story").await?;
+    docs.put(&doc("S2__prd")?, "other story", DocWriter::Api)
+        .await?;
+    docs.put(&doc("S10__prd")?, "prefix lookalike", DocWriter::Api)
+        .await?;
+    docs.put(&doc("notes")?, "no story", DocWriter::Api).await?;
 
     let all: Vec<String> = docs
         .list(None)
@@ -113,6 +117,41 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     Ok(())
 }
 
+/// Every write is a version, numbered from 1, with its writer; old
+/// versions stay readable; a delete removes them all.
+pub async fn docs_versions(docs: Arc<dyn DocStore>) -> TestResult {
+    let id = doc_id("S1", "prd")?;
+    assert!(docs.versions(&id).await?.is_empty());
+    assert_eq!(docs.get_version(&id, 1).await?, None);
+    let agent = DocWriter::Agent {
+        agent: "pm".into(),
+        run_id: "run-1".into(),
+    };
+    docs.put(&id, "first", agent.clone()).await?;
+    docs.put(&id, "second, longer", DocWriter::Api).await?;
+    let latest = docs.get(&id).await?.ok_or("latest")?;
+    assert_eq!(
+        (latest.content.as_str(), latest.version, &latest.writer),
+        ("second, longer", 2, &DocWriter::Api)
+    );
+    let versions = docs.versions(&id).await?;
+    let listed: Vec<(u64, u64, &DocWriter)> = versions
+        .iter()
+        .map(|v| (v.version, v.bytes, &v.writer))
+        .collect();
+    assert_eq!(listed, [(1, 5, &agent), (2, 14, &DocWriter::Api)]);
+    assert!(versions[0].at <= versions[1].at && versions[0].at > 0);
+    let first = docs.get_version(&id, 1).await?.ok_or("version 1")?;
+    assert_eq!((first.content.as_str(), first.writer), ("first", agent));
+    assert_eq!(docs.get_version(&id, 3).await?, None);
+    assert!(docs.delete(&id).await?);
+    assert!(docs.versions(&id).await?.is_empty());
+    assert_eq!(docs.get_version(&id, 1).await?, None);
+    // A new document of the same id starts again at version 1.
+    assert_eq!(docs.put(&id, "again", DocWriter::Api).await?.version, 1);
+    Ok(())
+}
+
 /// One document's content for writer `writer`, round `round`: many lines that
 /// all carry the same tag, so a mix of two versions is detectable.
 fn version(writer: usize, round: usize) -> String {
@@ -134,14 +173,15 @@ pub async fn docs_concurrent_puts_never_tear(docs: Arc<dyn DocStore>) -> TestRes
     const WRITERS: usize = 50;
     const ROUNDS: usize = 20;
     let id = doc("S1__contended")?;
-    docs.put(&id, &version(0, 0)).await?;
+    docs.put(&id, &version(0, 0), DocWriter::Api).await?;
 
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let (docs, id) = (Arc::clone(&docs), id.clone());
         writers.push(tokio::spawn(async move {
             for round in 0..ROUNDS {
-                docs.put(&id, &version(writer, round)).await?;
+                docs.put(&id, &version(writer, round), DocWriter::Api)
+                    .await?;
             }
             Ok::<(), bmad2pf_engine::store::StoreError>(())
         }));
@@ -673,6 +713,10 @@ pub async fn runs_claims_and_records(runs: Arc<dyn RunStore>) -> TestResult {
     runs.release("planning", "S1", "run-e").await?;
     runs.release("never", "S9", "run-x").await?;
     assert_eq!(runs.claim("planning", "S1", "run-f").await?, None);
+    // Only the holder renews.
+    assert!(runs.renew("planning", "S1", "run-f").await?);
+    assert!(!runs.renew("planning", "S1", "run-a").await?);
+    assert!(!runs.renew("never", "S9", "run-x").await?);
     for (flow, story, run) in [
         ("planning", "S1", "run-f"),
         ("planning", "S2", "run-c"),

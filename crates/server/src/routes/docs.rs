@@ -5,6 +5,10 @@
 //! `/`, `\`, NUL and `%` (any encoded form that survived the router's one
 //! decoding) are refused with 400 `invalid_id`. A trailing `.md` is optional.
 //!
+//! Every write is a new version (SPEC 4.4): `GET /doc/{id}/versions` lists
+//! them with who wrote each, `GET /doc/{id}?version=N` reads one; a plain
+//! `GET` reads the latest. A `PUT` is recorded as written by `api`.
+//!
 //! Documents are stored as UTF-8. A Markdown or text body that declares
 //! another charset (`text/plain; charset=iso-8859-1`) is refused with 415
 //! rather than read as UTF-8 and mangled or refused as invalid; `utf-8`,
@@ -21,7 +25,7 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bmad2pf_engine::store::{DocId, DocMeta};
+use bmad2pf_engine::store::{DocId, DocMeta, DocVersion, DocWriter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -41,6 +45,16 @@ pub struct DocWritten {
     pub id: String,
     /// Bytes written.
     pub bytes: u64,
+    /// The version this write created (1 for a new document).
+    pub version: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DocGetQuery {
+    /// A version to read instead of the latest (see `/doc/{id}/versions`).
+    #[param(minimum = 1)]
+    pub version: Option<u64>,
 }
 
 /// Answer to `GET /doc/{id}/status`.
@@ -65,30 +79,54 @@ fn doc_not_found(id: &DocId) -> ApiError {
     ApiError::not_found(format!("document `{id}` does not exist"))
 }
 
-/// Reads a document.
+/// Reads a document: its latest version, or the one `version` names.
 #[utoipa::path(get, path = "/doc/{id}", tag = "documents",
-    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    params(("id" = String, Path, description = "Document id, `.md` optional"), DocGetQuery),
     responses(
-        (status = 200, description = "The Markdown text", body = String, content_type = "text/markdown"),
-        (status = 400, description = "Invalid id", body = ErrorBody),
-        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 200, description = "The Markdown text; the `x-doc-version` header gives its version", body = String, content_type = "text/markdown"),
+        (status = 400, description = "Invalid id or version", body = ErrorBody),
+        (status = 404, description = "No such document, or no such version of it", body = ErrorBody),
     ))]
 pub async fn get_doc(
     State(state): State<AppState>,
     DocIdParam(id): DocIdParam,
+    QueryParams(query): QueryParams<DocGetQuery>,
 ) -> Result<Response, ApiError> {
-    let document = state
-        .engine()
-        .docs()
-        .get(&id)
-        .await?
-        .ok_or_else(|| doc_not_found(&id))?;
+    let engine = state.engine();
+    let docs = engine.docs();
+    let document = match query.version {
+        None => docs.get(&id).await?.ok_or_else(|| doc_not_found(&id))?,
+        Some(version) => docs.get_version(&id, version).await?.ok_or_else(|| {
+            ApiError::not_found(format!("document `{id}` has no version {version}"))
+        })?,
+    };
     let mut response = document.content.into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/markdown; charset=utf-8"),
     );
+    headers.insert("x-doc-version", HeaderValue::from(document.version));
     Ok(response)
+}
+
+/// Every version of a document, oldest first, with who wrote each and when.
+#[utoipa::path(get, path = "/doc/{id}/versions", tag = "documents",
+    params(("id" = String, Path, description = "Document id, `.md` optional")),
+    responses(
+        (status = 200, description = "The versions, oldest first", body = Vec<DocVersion>),
+        (status = 400, description = "Invalid id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ))]
+pub async fn doc_versions(
+    State(state): State<AppState>,
+    DocIdParam(id): DocIdParam,
+) -> Result<Json<Vec<DocVersion>>, ApiError> {
+    let versions = state.engine().docs().versions(&id).await?;
+    if versions.is_empty() {
+        return Err(doc_not_found(&id));
+    }
+    Ok(Json(versions))
 }
 
 /// Writes (creates or replaces) a document.
@@ -131,11 +169,16 @@ pub async fn put_doc(
             ));
         }
     };
-    let bytes = state.engine().docs().put(&id, &content).await?;
+    let written = state
+        .engine()
+        .docs()
+        .put(&id, &content, DocWriter::Api)
+        .await?;
     Ok(Json(DocWritten {
         success: true,
         id: id.to_string(),
-        bytes,
+        bytes: written.bytes,
+        version: written.version,
     }))
 }
 

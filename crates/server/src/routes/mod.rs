@@ -47,6 +47,7 @@ pub fn api_routes() -> Router<AppState> {
                 .delete(docs::delete_doc),
         )
         .route("/doc/{id}/status", get(docs::doc_status))
+        .route("/doc/{id}/versions", get(docs::doc_versions))
         .route("/memory/{scope}", get(memory::list_keys))
         .route(
             "/memory/{scope}/{key}",

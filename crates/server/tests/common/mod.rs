@@ -139,7 +139,6 @@ pub async fn engine(
     let data = dir.join("data");
     config.docs.path = data.join("docs").display().to_string();
     config.memory.path = data.join("memory").display().to_string();
-    config.orchestrator.path = data.join("status").display().to_string();
     configure(&mut config);
     Ok(Engine::start(Arc::new(bundle(flows)), config, &|_| None).await?)
 }

@@ -1,0 +1,654 @@
+//! `Database`: the one SQLite file of the embedded store, with one writer
+//! thread and a few read connections.
+//!
+//! **Writes** go through [`Database::write`]: the closure is sent to the
+//! writer thread, which owns the only write connection of this process.
+//! The thread takes every job that has queued, runs each inside its own
+//! savepoint of one `BEGIN IMMEDIATE` transaction (a job that fails rolls
+//! back alone), commits once, and only then answers each caller. So
+//! concurrent writers share one commit — SQLite's commit, with
+//! `synchronous=FULL` in WAL mode, is the only fsync of a write — and a
+//! write is acknowledged only once it is durable. A job may leave work
+//! to do after the commit (a document's Markdown mirror), which the
+//! thread runs in commit order before answering.
+//!
+//! **Reads** go through [`Database::read`]: the closure runs on tokio's
+//! blocking pool with a connection from a small pool of read
+//! connections (WAL lets them read while the writer writes). The pool is a
+//! `Vec` behind a mutex: idle connections are reused, a reader that finds
+//! none opens one, and at most [`IDLE_READERS`] are kept. That is all a
+//! pool has to do here, so no pool crate is pulled in for it.
+//!
+//! **Several processes** may open the same file: SQLite's file locks
+//! order their write transactions (each waits up to [`BUSY_TIMEOUT`]
+//! for another process's commit), and every read sees the last commit of
+//! any of them. Nothing is cached across calls, so there is nothing to go
+//! stale.
+//!
+//! **Opening refuses anything it could damage** ([`Database::open`]): a
+//! file that is not SQLite, one cut short, or one whose schema is newer
+//! than this program stops the process with a message naming the file and
+//! what to do; the file is never written to in that case.
+
+use std::any::Any;
+use std::fs::File;
+use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::schema;
+use crate::store::{Incidents, StoreError};
+
+/// The database's file name inside the data directory (`memory.path`).
+pub const DATABASE_FILE: &str = "bmad2pf.db";
+
+/// How long a write waits for another process's write transaction, and a
+/// read for a lock during recovery, before giving up with `storage_busy`.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+/// Most jobs committed together; a larger queue is taken in several commits.
+const MAX_BATCH: usize = 512;
+
+/// Work for the writer thread, boxed so that jobs of any result type share
+/// one queue.
+trait Job: Send {
+    /// Runs the job inside the open transaction; what is left to do once
+    /// the transaction's fate is known.
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Settle>;
+    /// Answers the caller without running (the transaction could not start).
+    fn refuse(self: Box<Self>, error: StoreError);
+}
+
+/// The second half of a job: called with the commit's result.
+trait Settle: Send {
+    fn settle(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// Something to do on the writer thread after the commit that made a job
+/// durable, before its caller is answered (and before later commits).
+pub(crate) type AfterCommit = Box<dyn FnOnce() + Send>;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct WriteJob<T, F> {
+    work: F,
+    reply: Reply<T>,
+}
+
+impl<T, F> Job for WriteJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<(T, Option<AfterCommit>), StoreError> + Send,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Settle> {
+        let WriteJob { work, reply } = *self;
+        let result = in_savepoint(conn, work);
+        Box::new(Ran { result, reply })
+    }
+
+    fn refuse(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+/// A job that ran, waiting for its commit.
+struct Ran<T> {
+    result: Result<(T, Option<AfterCommit>), StoreError>,
+    reply: Reply<T>,
+}
+
+impl<T: Send + 'static> Settle for Ran<T> {
+    fn settle(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match (committed, self.result) {
+            (Ok(()), Ok((value, after))) => {
+                if let Some(after) = after {
+                    after();
+                }
+                Ok(value)
+            }
+            // A job that failed was rolled back to its savepoint: its own
+            // error stands whatever became of the commit.
+            (_, Err(error)) | (Err(error), Ok(_)) => Err(error),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Runs `work` in a savepoint, so that its failure undoes only its own
+/// changes; a panic is caught and answered as an internal storage error
+/// instead of ending the writer thread.
+fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(|e| sql_error("start a write", &e))?;
+    let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|panic| {
+        Err(StoreError::Io {
+            message: "storage error: a write failed unexpectedly".into(),
+            detail: format!("a write job panicked: {}", panic_message(&panic)),
+        })
+    });
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)
+        .map_err(|e| sql_error("finish a write", &e))?;
+    result
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// The shared state of a [`Database`].
+struct Shared {
+    /// The database file.
+    path: PathBuf,
+    /// Jobs for the writer thread; it ends when the last sender is dropped.
+    jobs: Mutex<mpsc::Sender<Box<dyn Job>>>,
+    /// Idle read connections.
+    readers: Mutex<Vec<Connection>>,
+    /// Where backend failures are counted, for `/health`.
+    incidents: Incidents,
+}
+
+/// The embedded store's database (see the module docs). Cloning shares it.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens (creating when missing) `{dir}/bmad2pf.db`, checks that it is
+    /// a database this program may use, migrates its schema to the current
+    /// version and starts the writer thread. Blocking: call it from
+    /// `spawn_blocking` or before the runtime serves anything.
+    pub fn open(dir: &Path, incidents: Incidents) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| StoreError::io("create the data directory", dir, &err))?;
+        let path = dir.join(DATABASE_FILE);
+        check_file(&path)?;
+        let writer = connect(&path, false)?;
+        // WAL is a property of the file; setting it needs a moment of
+        // exclusive access, which the busy timeout waits for.
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(|e| open_error(&path, &e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(refused(
+                &path,
+                &format!("could not switch it to WAL mode (it is in `{mode}` mode)"),
+            ));
+        }
+        schema::migrate(&writer).map_err(|error| match error {
+            schema::MigrateError::Newer { found, known } => refused(
+                &path,
+                &format!(
+                    "its schema version {found} is newer than this program knows ({known}); \
+                     run a newer bmad2pf on it, or move it away to start empty"
+                ),
+            ),
+            schema::MigrateError::Sql(e) => open_error(&path, &e),
+        })?;
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("bmad2pf-db-writer".into())
+            .spawn(move || write_loop(writer, queue))
+            .map_err(|err| StoreError::io("start the database writer", &path, &err))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                jobs: Mutex::new(jobs),
+                readers: Mutex::new(Vec::new()),
+                incidents,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `work` in the next write transaction (see the module docs);
+    /// its result once the transaction is committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_then(move |conn| work(conn).map(|value| (value, None)))
+            .await
+    }
+
+    /// [`write`](Self::write) whose work may leave an [`AfterCommit`] step.
+    pub(crate) async fn write_then<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<(T, Option<AfterCommit>), StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(WriteJob { work, reply });
+        let sent = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job);
+        let result = match sent {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(writer_gone())),
+            Err(_) => Err(writer_gone()),
+        };
+        self.note(result)
+    }
+
+    /// Runs `work` on a read connection, on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = shared.take_reader()?;
+            let result = work(&conn);
+            shared.return_reader(conn);
+            result
+        })
+        .await
+        .unwrap_or_else(|join| {
+            Err(StoreError::Io {
+                message: "storage error: a read failed unexpectedly".into(),
+                detail: format!("a read task failed: {join}"),
+            })
+        });
+        self.note(result)
+    }
+
+    /// Counts a backend failure (not a client's mistake) for `/health`.
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result
+            && error.is_backend_failure()
+        {
+            self.shared.incidents.record();
+        }
+        result
+    }
+
+    /// Whether the database answers a read and the writer thread a write.
+    pub(crate) async fn health(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                .map_err(|e| sql_error("read the database", &e))
+        })
+        .await?;
+        self.write(|_| Ok(())).await
+    }
+
+    /// Copies the whole database to `target` with SQLite's online backup,
+    /// consistent while other connections (and processes) keep writing.
+    /// `target` must not exist yet.
+    pub async fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        let target = target.to_path_buf();
+        self.read(move |conn| {
+            if target.exists() {
+                return Err(StoreError::Conflict {
+                    message: format!("{} exists already; back up to a new file", target.display()),
+                });
+            }
+            conn.backup(
+                rusqlite::MAIN_DB,
+                &target,
+                None::<fn(rusqlite::backup::Progress)>,
+            )
+            .map_err(|e| StoreError::Io {
+                message: "storage error: could not write the backup".into(),
+                detail: format!("backup to {}: {e}", target.display()),
+            })
+        })
+        .await
+    }
+}
+
+impl Shared {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => connect(&self.path, true),
+        }
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if readers.len() < IDLE_READERS {
+            readers.push(conn);
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable {
+        message: "storage unavailable: the database writer has stopped".into(),
+        detail: "the writer thread's queue is closed".into(),
+    }
+}
+
+/// The writer thread: takes what has queued, commits it as one
+/// transaction, answers (see the module docs). Ends when every
+/// [`Database`] clone is gone.
+fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let error = sql_error("start a write transaction", &e);
+                for job in batch {
+                    job.refuse(error.clone());
+                }
+                continue;
+            }
+        };
+        let ran: Vec<Box<dyn Settle>> = batch.into_iter().map(|job| job.run(&tx)).collect();
+        let committed = tx
+            .commit()
+            .map_err(|e| sql_error("commit a write transaction", &e));
+        for job in ran {
+            job.settle(committed.clone());
+        }
+    }
+}
+
+/// Opens a connection with the settings every connection of the store
+/// uses; `read_only` ones also refuse writes (`query_only`).
+fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, &e))?;
+    let pragmas = if read_only {
+        "PRAGMA query_only=ON;"
+    } else {
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+    };
+    conn.execute_batch(pragmas)
+        .map_err(|e| open_error(path, &e))?;
+    Ok(conn)
+}
+
+/// The 16 bytes every SQLite database file starts with.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses, before SQLite touches it, a file that is not a SQLite
+/// database or that is shorter than its header says (cut short by a copy
+/// or a full disk). A missing or empty file is a new database.
+fn check_file(path: &Path) -> Result<(), StoreError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(StoreError::io("open the database", path, &err)),
+    };
+    let len = file
+        .metadata()
+        .map_err(|err| StoreError::io("open the database", path, &err))?
+        .len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    let read = read_up_to(&mut file, &mut header)
+        .map_err(|err| StoreError::io("read the database header", path, &err))?;
+    if read < header.len() || &header[..16] != SQLITE_MAGIC {
+        return Err(refused(path, "it is not a SQLite database"));
+    }
+    // Page size at 16 (1 means 65536), page count at 28, valid only when
+    // the "version valid for" number at 92 matches the change counter at 24.
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        size => u64::from(size),
+    };
+    let pages = u64::from(be32(28));
+    if be32(92) == be32(24) && pages > 0 && len < pages * page_size {
+        return Err(refused(
+            path,
+            &format!(
+                "it is cut short: {len} bytes where its header says {}",
+                pages * page_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// The error that stops a process from using a database file.
+fn refused(path: &Path, why: &str) -> StoreError {
+    let message = format!(
+        "the database {} cannot be used: {why}. It was not changed. Restore it from a backup \
+         (bmad2pf backup), or move it away to start with an empty store",
+        path.display()
+    );
+    StoreError::Corrupt {
+        detail: message.clone(),
+        message,
+    }
+}
+
+/// An SQLite error while opening `path`: a file SQLite does not recognise
+/// is refused like [`check_file`] refuses it.
+fn open_error(path: &Path, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            refused(path, &format!("SQLite says: {error}"))
+        }
+        _ => StoreError::Unavailable {
+            message: format!(
+                "storage unavailable: could not open the database {}",
+                path.display()
+            ),
+            detail: format!("open {}: {error}", path.display()),
+        },
+    }
+}
+
+/// An SQLite error during `action`, as a store error: damaged data is
+/// `Corrupt`, a lock held too long by another process or a full disk is
+/// `Unavailable`, anything else `Io`.
+pub(crate) fn sql_error(action: &str, error: &rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let detail = format!("{action}: {error}");
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+            message: format!("stored data is corrupt: could not {action}"),
+            detail,
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
+            message: format!(
+                "storage busy: could not {action} within {} s (another process holds the database)",
+                BUSY_TIMEOUT.as_secs()
+            ),
+            detail,
+        },
+        Some(ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable {
+                message: format!("storage unavailable: could not {action}"),
+                detail,
+            }
+        }
+        _ => StoreError::Io {
+            message: format!("storage error: could not {action}"),
+            detail,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_a_failed_job_rolls_back_alone() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let db = Database::open(dir.path(), Incidents::default())?;
+        db.write(|conn| {
+            conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+                .map_err(|e| sql_error("create", &e))
+        })
+        .await?;
+        let writes = (0..100).map(|k| {
+            let db = db.clone();
+            async move {
+                db.write(move |conn| {
+                    conn.execute("INSERT INTO t (k) VALUES (?1)", [k])
+                        .map_err(|e| sql_error("insert", &e))?;
+                    if k % 10 == 0 {
+                        return Err(StoreError::Conflict {
+                            message: "refused".into(),
+                        });
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 10);
+        let count: i64 = db
+            .read(|conn| {
+                conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+                    .map_err(|e| sql_error("count", &e))
+            })
+            .await?;
+        assert_eq!(count, 90);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_an_error_and_the_writer_goes_on() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let db = Database::open(dir.path(), Incidents::default())?;
+        let panicked = db
+            .write(|_| -> Result<(), StoreError> { panic!("a bug") })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Io { .. })),
+            "{panicked:?}"
+        );
+        db.health().await?;
+        Ok(())
+    }
+
+    #[test]
+    fn files_that_are_not_databases_are_refused_and_left_alone() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(DATABASE_FILE);
+        let text = b"not a database, but somebody's notes\n".repeat(10);
+        std::fs::write(&path, &text)?;
+        let refused = Database::open(dir.path(), Incidents::default());
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("not a SQLite database"), "{message}");
+        assert!(message.contains(DATABASE_FILE), "{message}");
+        assert_eq!(std::fs::read(&path)?, text);
+        Ok(())
+    }
+
+    #[test]
+    fn a_database_cut_short_is_refused_and_left_alone() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        {
+            let db = Database::open(dir.path(), Incidents::default())?;
+            drop(db);
+        }
+        // A checkpointed file of several pages, then cut in half.
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(
+                "CREATE TABLE filler (x BLOB); \
+                 INSERT INTO filler VALUES (zeroblob(50000)); \
+                 PRAGMA wal_checkpoint(TRUNCATE);",
+            )?;
+        }
+        let whole = std::fs::read(&path)?;
+        let cut = &whole[..whole.len() / 2];
+        std::fs::write(&path, cut)?;
+        let _ = std::fs::remove_file(dir.path().join(format!("{DATABASE_FILE}-wal")));
+        let message = Database::open(dir.path(), Incidents::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("cut short"), "{message}");
+        assert_eq!(std::fs::read(&path)?, cut);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_a_database_with_the_same_rows() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let db = Database::open(&dir.path().join("data"), Incidents::default())?;
+        db.write(|conn| {
+            conn.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('kept');")
+                .map_err(|e| sql_error("fill", &e))
+        })
+        .await?;
+        let target = dir.path().join("backup.db");
+        db.backup_to(&target).await?;
+        assert!(db.backup_to(&target).await.is_err(), "never overwrites");
+        let copy = Connection::open(&target)?;
+        let v: String = copy.query_row("SELECT v FROM t", [], |row| row.get(0))?;
+        assert_eq!(v, "kept");
+        Ok(())
+    }
+}

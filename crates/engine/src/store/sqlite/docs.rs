@@ -1,0 +1,491 @@
+//! `SqliteDocStore`: versioned documents in the embedded database,
+//! mirrored as Markdown files (see [`mirror`](super::mirror)).
+//!
+//! Every write adds a version (`doc_versions`) and moves the document's
+//! head (`documents`) in one transaction; once it is committed the writer
+//! thread writes the file, and only then is the write acknowledged.
+//!
+//! People edit the files. A file is reconciled with the database on every
+//! read of its document, before every write, and for all documents at
+//! start ([`SqliteDocStore::open`]):
+//! - it holds the latest version: nothing to do;
+//! - it is missing, or holds an *older* version's text (left stale by a
+//!   crash between commit and file write, or by two processes writing the
+//!   same document at once): it is rewritten from the database;
+//! - it holds text no version has: a person's edit, stored as a new version
+//!   written by `file` (also a file made by hand for a document the store
+//!   does not know yet, which becomes its version 1).
+//!
+//! So an edit is never lost to a later write: the write first stores the
+//! edit, then its own version on top. A person who puts back the exact
+//! text of an older version sees the file rewritten to the latest: that
+//! text is kept in the history, not taken as an edit. A file whose bytes
+//! are not UTF-8 is left alone and the database's version is served.
+//! `DELETE` removes the document, every version and the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::database::{AfterCommit, Database, sql_error};
+use super::mirror::{self, FileContent};
+use crate::store::ids::check_story_id;
+use crate::store::{DocId, DocMeta, DocStore, DocVersion, DocWriter, Document, StoreError, now_ms};
+
+/// Documents in the embedded database and the docs directory (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SqliteDocStore {
+    db: Database,
+    /// The `docs.path` directory of the Markdown files.
+    dir: Arc<PathBuf>,
+}
+
+/// The head of a document: its latest version.
+struct Head {
+    version: u64,
+    content: String,
+    writer: String,
+    at: u64,
+}
+
+fn read_error(e: rusqlite::Error) -> StoreError {
+    sql_error("read a document", &e)
+}
+
+fn write_error(e: rusqlite::Error) -> StoreError {
+    sql_error("write a document", &e)
+}
+
+fn parse_writer(id: &DocId, text: &str) -> Result<DocWriter, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format!("the writer of document `{id}`"), e))
+}
+
+fn head(conn: &Connection, id: &DocId) -> Result<Option<Head>, StoreError> {
+    conn.prepare_cached(
+        "SELECT v.version, v.content, v.writer, v.at FROM documents d
+         JOIN doc_versions v ON v.id = d.id AND v.version = d.version WHERE d.id = ?1",
+    )
+    .and_then(|mut q| {
+        q.query_row([id.as_str()], |row| {
+            Ok(Head {
+                version: row.get(0)?,
+                content: row.get(1)?,
+                writer: row.get(2)?,
+                at: row.get(3)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(read_error)
+}
+
+fn document(id: &DocId, head: Head) -> Result<Document, StoreError> {
+    Ok(Document {
+        bytes: head.content.len() as u64,
+        writer: parse_writer(id, &head.writer)?,
+        content: head.content,
+        modified: head.at,
+        version: head.version,
+    })
+}
+
+/// Whether a file's text is some stored version of `id` (so a stale copy,
+/// not an edit).
+fn is_known_version(conn: &Connection, id: &DocId, text: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM doc_versions WHERE id = ?1 AND content = ?2")
+        .and_then(|mut q| q.exists(params![id.as_str(), text]))
+        .map_err(read_error)
+}
+
+/// What reconciling a document's file needs (see the module docs).
+enum FileCheck {
+    /// File and database agree (or the file is not text, left alone).
+    InSync,
+    /// The file must be rewritten from the latest version.
+    Stale,
+    /// The file holds an edit, to store as a new version.
+    Edited(String),
+}
+
+fn check_file(
+    conn: &Connection,
+    dir: &Path,
+    id: &DocId,
+    head: Option<&Head>,
+) -> Result<FileCheck, StoreError> {
+    Ok(match (mirror::read(dir, id)?, head) {
+        (FileContent::NotText, _) => {
+            tracing::warn!(document = %id, "the document's file is not UTF-8; it is left alone and the stored version is served");
+            FileCheck::InSync
+        }
+        (FileContent::Missing, None) => FileCheck::InSync,
+        (FileContent::Missing, Some(_)) => FileCheck::Stale,
+        (FileContent::Text(text), None) => FileCheck::Edited(text),
+        (FileContent::Text(text), Some(head)) if text == head.content => FileCheck::InSync,
+        (FileContent::Text(text), Some(_)) if is_known_version(conn, id, &text)? => {
+            FileCheck::Stale
+        }
+        (FileContent::Text(text), Some(_)) => FileCheck::Edited(text),
+    })
+}
+
+/// Adds `content` as the next version of `id`, written by `writer`
+/// (inside the caller's transaction).
+fn add_version(
+    conn: &Connection,
+    id: &DocId,
+    content: &str,
+    writer: DocWriter,
+) -> Result<DocVersion, StoreError> {
+    let writer_json = serde_json::to_string(&writer).map_err(|e| StoreError::Io {
+        message: "storage error: could not encode a document's writer".into(),
+        detail: e.to_string(),
+    })?;
+    let last: Option<u64> = conn
+        .prepare_cached("SELECT max(version) FROM doc_versions WHERE id = ?1")
+        .and_then(|mut q| q.query_row([id.as_str()], |row| row.get(0)))
+        .map_err(read_error)?;
+    let version = last.unwrap_or(0) + 1;
+    let at = now_ms();
+    conn.prepare_cached(
+        "INSERT INTO doc_versions (id, version, content, writer, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut q| q.execute(params![id.as_str(), version, content, writer_json, at]))
+    .map_err(write_error)?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO documents (id, version, bytes, modified) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut q| q.execute(params![id.as_str(), version, content.len() as u64, at]))
+    .map_err(write_error)?;
+    Ok(DocVersion {
+        version,
+        bytes: content.len() as u64,
+        writer,
+        at,
+    })
+}
+
+/// Brings `id`'s file and versions into agreement (inside the caller's
+/// transaction): an edit becomes a version now, a stale file is rewritten
+/// after the commit by the returned step.
+fn reconcile(
+    conn: &Connection,
+    dir: &Arc<PathBuf>,
+    id: &DocId,
+) -> Result<Option<AfterCommit>, StoreError> {
+    let head = head(conn, id)?;
+    match check_file(conn, dir, id, head.as_ref())? {
+        FileCheck::InSync => Ok(None),
+        FileCheck::Edited(text) => {
+            add_version(conn, id, &text, DocWriter::File)?;
+            tracing::info!(document = %id, "an edit of the document's file was stored as a new version");
+            Ok(None)
+        }
+        FileCheck::Stale => {
+            let content = head.map(|h| h.content).unwrap_or_default();
+            Ok(Some(rewrite_file(dir, id, content)))
+        }
+    }
+}
+
+/// The after-commit step that writes `content` to `id`'s file. A failure
+/// is logged: the database holds the version, and the next read or start
+/// rewrites the file.
+fn rewrite_file(dir: &Arc<PathBuf>, id: &DocId, content: String) -> AfterCommit {
+    let (dir, id) = (Arc::clone(dir), id.clone());
+    Box::new(move || {
+        if let Err(error) = mirror::write(&dir, &id, &content) {
+            tracing::warn!(document = %id, %error, "could not write the document's file; it is rewritten on the next read");
+        }
+    })
+}
+
+/// Chains two after-commit steps.
+fn then(first: Option<AfterCommit>, second: AfterCommit) -> AfterCommit {
+    Box::new(move || {
+        if let Some(first) = first {
+            first();
+        }
+        second();
+    })
+}
+
+impl SqliteDocStore {
+    /// Documents in `db`, mirrored in `dir` (created when missing). Every
+    /// file is reconciled with the database first (see the module docs):
+    /// files left stale by a crash are rewritten, edits and new files made
+    /// while no process ran are stored as versions.
+    pub async fn open(db: Database, dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir: PathBuf = dir.into();
+        let store = Self {
+            db,
+            dir: Arc::new(dir),
+        };
+        let dir = Arc::clone(&store.dir);
+        store
+            .db
+            .read(move |_| {
+                std::fs::create_dir_all(dir.as_path())
+                    .map_err(|err| StoreError::io("create the documents directory", &dir, &err))
+            })
+            .await?;
+        store.reconcile_all().await?;
+        Ok(store)
+    }
+
+    /// Reconciles every document the database or the directory holds. A
+    /// read pass finds the ones that need it, so a start with nothing to
+    /// fix takes no write lock.
+    async fn reconcile_all(&self) -> Result<(), StoreError> {
+        let dir = Arc::clone(&self.dir);
+        let out_of_sync = self
+            .db
+            .read(move |conn| {
+                let mut ids: Vec<String> = conn
+                    .prepare("SELECT id FROM documents")
+                    .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
+                    .map_err(read_error)?;
+                ids.extend(mirror::list(&dir)?.into_iter().map(|f| f.id.to_string()));
+                ids.sort();
+                ids.dedup();
+                let mut out_of_sync = Vec::new();
+                for id in ids {
+                    let Ok(id) = DocId::parse(&id) else { continue };
+                    let head = head(conn, &id)?;
+                    if !matches!(
+                        check_file(conn, &dir, &id, head.as_ref())?,
+                        FileCheck::InSync
+                    ) {
+                        out_of_sync.push(id);
+                    }
+                }
+                Ok(out_of_sync)
+            })
+            .await?;
+        if out_of_sync.is_empty() {
+            return Ok(());
+        }
+        let dir = Arc::clone(&self.dir);
+        self.db
+            .write_then(move |conn| {
+                let mut steps = Vec::new();
+                for id in &out_of_sync {
+                    steps.extend(reconcile(conn, &dir, id)?);
+                }
+                let after: AfterCommit =
+                    Box::new(move || steps.into_iter().for_each(|step| step()));
+                Ok(((), Some(after)))
+            })
+            .await
+    }
+
+    /// The latest version of `id`, after reconciling its file.
+    async fn latest(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
+        let (dir, read_id) = (Arc::clone(&self.dir), id.clone());
+        // Most reads find the file in sync and need no write.
+        let in_sync = self
+            .db
+            .read(move |conn| {
+                let tx = conn.unchecked_transaction().map_err(read_error)?;
+                let head = head(&tx, &read_id)?;
+                match check_file(&tx, &dir, &read_id, head.as_ref())? {
+                    FileCheck::InSync => Ok(Some(head.map(|h| document(&read_id, h)).transpose()?)),
+                    FileCheck::Stale | FileCheck::Edited(_) => Ok(None),
+                }
+            })
+            .await?;
+        if let Some(document) = in_sync {
+            return Ok(document);
+        }
+        let (dir, id) = (Arc::clone(&self.dir), id.clone());
+        self.db
+            .write_then(move |conn| {
+                let after = reconcile(conn, &dir, &id)?;
+                let document = head(conn, &id)?.map(|h| document(&id, h)).transpose()?;
+                Ok((document, after))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl DocStore for SqliteDocStore {
+    async fn get(&self, id: &DocId) -> Result<Option<Document>, StoreError> {
+        self.latest(id).await
+    }
+
+    async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError> {
+        // Reconciled first, so an edit waiting in the file has its number.
+        if self.latest(id).await?.is_none() {
+            return Ok(None);
+        }
+        let id = id.clone();
+        self.db
+            .read(move |conn| {
+                let found: Option<(String, String, u64)> = conn
+                    .prepare_cached(
+                        "SELECT content, writer, at FROM doc_versions WHERE id = ?1 AND version = ?2",
+                    )
+                    .and_then(|mut q| {
+                        q.query_row(params![id.as_str(), version], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(read_error)?;
+                found
+                    .map(|(content, writer, at)| {
+                        document(&id, Head { version, content, writer, at })
+                    })
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn versions(&self, id: &DocId) -> Result<Vec<DocVersion>, StoreError> {
+        if self.latest(id).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let id = id.clone();
+        self.db
+            .read(move |conn| {
+                let mut query = conn
+                    .prepare_cached(
+                        "SELECT version, length(CAST(content AS BLOB)), writer, at FROM doc_versions
+                         WHERE id = ?1 ORDER BY version",
+                    )
+                    .map_err(read_error)?;
+                let rows: Vec<(u64, u64, String, u64)> = query
+                    .query_map([id.as_str()], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .and_then(|rows| rows.collect())
+                    .map_err(read_error)?;
+                rows.into_iter()
+                    .map(|(version, bytes, writer, at)| {
+                        Ok(DocVersion {
+                            version,
+                            bytes,
+                            writer: parse_writer(&id, &writer)?,
+                            at,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    async fn put(
+        &self,
+        id: &DocId,
+        content: &str,
+        writer: DocWriter,
+    ) -> Result<DocVersion, StoreError> {
+        let (dir, id, content) = (Arc::clone(&self.dir), id.clone(), content.to_string());
+        self.db
+            .write_then(move |conn| {
+                // An edit waiting in the file is stored first, so this write
+                // does not bury it.
+                let stale = reconcile(conn, &dir, &id)?;
+                let written = add_version(conn, &id, &content, writer)?;
+                Ok((written, Some(then(stale, rewrite_file(&dir, &id, content)))))
+            })
+            .await
+    }
+
+    async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
+        let (dir, id) = (Arc::clone(&self.dir), id.clone());
+        self.db
+            .write_then(move |conn| {
+                let had_file = !matches!(mirror::read(&dir, &id)?, FileContent::Missing);
+                let deleted = conn
+                    .execute("DELETE FROM documents WHERE id = ?1", [id.as_str()])
+                    .and_then(|n| {
+                        conn.execute("DELETE FROM doc_versions WHERE id = ?1", [id.as_str()])
+                            .map(|_| n)
+                    })
+                    .map_err(write_error)?;
+                let remove: AfterCommit = Box::new(move || {
+                    if let Err(error) = mirror::remove(&dir, &id) {
+                        tracing::warn!(document = %id, %error, "could not remove the deleted document's file");
+                    }
+                });
+                Ok((deleted > 0 || had_file, Some(remove)))
+            })
+            .await
+    }
+
+    async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
+        Ok(self.latest(id).await?.map(|d| DocMeta {
+            id: id.clone(),
+            bytes: d.bytes,
+            modified: d.modified,
+        }))
+    }
+
+    async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
+        if let Some(story) = story_id {
+            check_story_id(story)?;
+        }
+        let prefix = story_id.map(|story| format!("{story}__"));
+        let dir = Arc::clone(&self.dir);
+        self.db
+            .read(move |conn| {
+                // Ids are ASCII below DEL, so `{story}__` ≤ id < `{story}__\x7f`
+                // is exactly the story's documents.
+                let (low, high) = match &prefix {
+                    Some(prefix) => (prefix.clone(), format!("{prefix}\u{7f}")),
+                    None => (String::new(), "\u{7f}".to_string()),
+                };
+                let mut query = conn
+                    .prepare_cached(
+                        "SELECT id, bytes, modified FROM documents WHERE id >= ?1 AND id < ?2",
+                    )
+                    .map_err(read_error)?;
+                let rows: Vec<(String, u64, u64)> = query
+                    .query_map(params![low, high], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .and_then(|rows| rows.collect())
+                    .map_err(read_error)?;
+                let mut listed: std::collections::BTreeMap<String, DocMeta> = rows
+                    .into_iter()
+                    .filter_map(|(id, bytes, modified)| {
+                        let id = DocId::parse(&id).ok()?;
+                        Some((
+                            id.to_string(),
+                            DocMeta {
+                                id,
+                                bytes,
+                                modified,
+                            },
+                        ))
+                    })
+                    .collect();
+                // Files made by hand that no read has stored yet are
+                // documents too.
+                for file in mirror::list(&dir)? {
+                    if prefix
+                        .as_ref()
+                        .is_some_and(|p| !file.id.as_str().starts_with(p.as_str()))
+                    {
+                        continue;
+                    }
+                    listed.entry(file.id.to_string()).or_insert(DocMeta {
+                        id: file.id,
+                        bytes: file.bytes,
+                        modified: file.modified,
+                    });
+                }
+                Ok(listed.into_values().collect())
+            })
+            .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.db.health().await
+    }
+}

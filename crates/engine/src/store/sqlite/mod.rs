@@ -1,0 +1,31 @@
+//! The embedded store (SPEC 4.4): one SQLite database in the data
+//! directory, `{memory.path}/bmad2pf.db`, holding memory, orchestration
+//! status, run records and claims, and every version of every document
+//! (mirrored as Markdown files in `docs.path`).
+//!
+//! # Layout
+//! - [`Database`] (`database.rs`): the connection layer every table family
+//!   shares — the checks at open, the writer thread that commits queued
+//!   writes together, the read connections, backups.
+//! - `schema.rs`: the tables and their migrations.
+//! - One module per table family, each implementing its store trait:
+//!   [`SqliteMemoryStore`], [`SqliteStatusStore`], [`SqliteRunStore`],
+//!   [`SqliteDocStore`] (with `mirror.rs`, the Markdown files).
+//!
+//! Any number of processes may use one data directory at once: they share
+//! the file through SQLite's locks, so nothing is cached between calls and
+//! every answer reflects the last commit of any of them.
+
+mod database;
+mod docs;
+mod memory;
+mod mirror;
+mod runs;
+mod schema;
+mod status;
+
+pub use database::{DATABASE_FILE, Database};
+pub use docs::SqliteDocStore;
+pub use memory::SqliteMemoryStore;
+pub use runs::SqliteRunStore;
+pub use status::SqliteStatusStore;

@@ -1,0 +1,221 @@
+//! The embedded store's schema and its migrations.
+//!
+//! The schema version is SQLite's `PRAGMA user_version`. [`MIGRATIONS`]
+//! lists, in order, the SQL that takes a database from version `n` to
+//! `n + 1`; at start [`migrate`] applies the ones a database lacks, all in
+//! one `BEGIN IMMEDIATE` transaction (two processes starting at once on a
+//! new directory: the second waits, then finds nothing to do). A database
+//! whose version is newer than the last migration is refused, never
+//! touched. A new version of the schema is a new entry at the end, with a
+//! test that migrates a database of the version before it.
+//!
+//! Version 1 (`docs/operations.md`, "The embedded store", describes it for
+//! users):
+//! - `memory (scope, key, value, updated_at)`: one row per key; `value` is
+//!   the JSON text.
+//! - `workflows`, `workflow_agents`, `status_history`: orchestration status
+//!   (SPEC 5), the current state of each agent and every update in order.
+//! - `run_records (flow, story, record)`: what the last run of a (flow,
+//!   story) did, as JSON; `run_claims (flow, story, run_id, expires_at)`:
+//!   which run holds the pair, until when unless renewed.
+//! - `documents (id, version, bytes, modified)`: the latest version of each
+//!   document; `doc_versions (id, version, content, writer, at)`: every
+//!   version, `writer` as JSON (`{"kind":"agent","agent":…,"run_id":…}`,
+//!   `{"kind":"api"}`, `{"kind":"file"}`).
+
+use rusqlite::Connection;
+
+/// The SQL of each migration; entry `n` takes version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1
+    "
+    CREATE TABLE memory (
+        scope      TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE workflows (
+        workflow_id TEXT PRIMARY KEY,
+        story_id    TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX workflows_by_update ON workflows (updated_at);
+    CREATE TABLE workflow_agents (
+        workflow_id    TEXT NOT NULL REFERENCES workflows ON DELETE CASCADE,
+        agent_id       TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        last_execution INTEGER,
+        output_summary TEXT,
+        PRIMARY KEY (workflow_id, agent_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE status_history (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id    TEXT NOT NULL REFERENCES workflows ON DELETE CASCADE,
+        agent_id       TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        output_summary TEXT,
+        at             INTEGER NOT NULL
+    );
+    CREATE INDEX status_history_by_workflow ON status_history (workflow_id, seq);
+
+    CREATE TABLE run_records (
+        flow   TEXT NOT NULL,
+        story  TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (flow, story)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_claims (
+        flow       TEXT NOT NULL,
+        story      TEXT NOT NULL,
+        run_id     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (flow, story)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE documents (
+        id       TEXT PRIMARY KEY,
+        version  INTEGER NOT NULL,
+        bytes    INTEGER NOT NULL,
+        modified INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE doc_versions (
+        id      TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        writer  TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        PRIMARY KEY (id, version)
+    );
+    ",
+];
+
+/// The schema version this program writes.
+pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Why a database could not be brought to [`SCHEMA_VERSION`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MigrateError {
+    /// Written by a newer program: left as it is.
+    #[error("schema version {found} is newer than this program knows ({known})")]
+    Newer { found: u32, known: u32 },
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Applies the migrations `conn`'s database lacks (see the module docs).
+pub(crate) fn migrate(conn: &Connection) -> Result<(), MigrateError> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Migrates up to `target` (tests stop at earlier versions).
+fn migrate_to(conn: &Connection, target: u32) -> Result<(), MigrateError> {
+    // Read before taking the write lock: an up-to-date database (every
+    // start but the first) is not locked at all.
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(MigrateError::Newer {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if found >= target {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let applied = (|| {
+        // Another process may have migrated while we waited for the lock.
+        let found = version(conn)?;
+        if found > SCHEMA_VERSION {
+            return Err(MigrateError::Newer {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (from, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .take(target as usize)
+            .skip(found as usize)
+        {
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", from as u32 + 1)?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn tables(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+        let mut query =
+            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+        let names = query.query_map([], |row| row.get(0))?;
+        names.collect()
+    }
+
+    #[test]
+    fn each_migration_applies_to_a_database_of_the_version_before() -> TestResult {
+        for target in 1..=SCHEMA_VERSION {
+            let conn = Connection::open_in_memory()?;
+            migrate_to(&conn, target - 1)?;
+            assert_eq!(version(&conn)?, target - 1);
+            migrate_to(&conn, target)?;
+            assert_eq!(version(&conn)?, target);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn version_1_has_every_table_and_migrating_again_does_nothing() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn)?;
+        let expected = [
+            "doc_versions",
+            "documents",
+            "memory",
+            "run_claims",
+            "run_records",
+            "sqlite_sequence",
+            "status_history",
+            "workflow_agents",
+            "workflows",
+        ];
+        assert_eq!(tables(&conn)?, expected);
+        migrate(&conn)?;
+        assert_eq!(version(&conn)?, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+        let refused = migrate(&conn);
+        assert!(
+            matches!(refused, Err(MigrateError::Newer { found, .. }) if found == SCHEMA_VERSION + 1),
+            "{refused:?}"
+        );
+        assert!(tables(&conn)?.is_empty());
+        Ok(())
+    }
+}

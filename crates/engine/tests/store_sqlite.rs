@@ -1,0 +1,513 @@
+//! The embedded store (SQLite): the shared store suite (`store_suite`),
+//! each two-handle check on two databases opened separately on one file
+//! (as two processes would), plus what only the embedded store has — the
+//! Markdown mirror of documents and people's edits of it, restarts, damaged
+//! rows, expired claims, and id rejection before anything touches disk.
+
+mod store_suite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bmad2pf_engine::store::{
+    AgentState, DATABASE_FILE, Database, DocId, DocStore, DocWriter, Incidents, MemoryKey,
+    MemoryScope, MemoryStore, RunStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
+    SqliteStatusStore, StatusStore, StatusUpdate, WorkflowId, doc_id,
+};
+use serde_json::json;
+use store_suite::TestResult;
+use tempfile::TempDir;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A database on `root/data`, opened as a new process would open it.
+fn database(root: &Path) -> Result<Database, BoxError> {
+    Ok(Database::open(&root.join("data"), Incidents::default())?)
+}
+
+async fn docs_in(root: &Path) -> Result<Arc<dyn DocStore>, BoxError> {
+    Ok(Arc::new(
+        SqliteDocStore::open(database(root)?, root.join("docs")).await?,
+    ))
+}
+
+fn memory_in(root: &Path) -> Result<Arc<dyn MemoryStore>, BoxError> {
+    Ok(Arc::new(SqliteMemoryStore::new(database(root)?)))
+}
+
+fn status_in(root: &Path) -> Result<Arc<dyn StatusStore>, BoxError> {
+    Ok(Arc::new(SqliteStatusStore::new(database(root)?)))
+}
+
+fn runs_in(root: &Path) -> Result<Arc<dyn RunStore>, BoxError> {
+    Ok(Arc::new(SqliteRunStore::new(database(root)?)))
+}
+
+/// A raw connection to the database file, to damage it as a disk or a
+/// person with the sqlite3 shell would.
+fn raw(root: &Path) -> Result<rusqlite::Connection, BoxError> {
+    let conn = rusqlite::Connection::open(root.join("data").join(DATABASE_FILE))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+// ------------------------------------------------------- the shared suite
+
+#[tokio::test]
+async fn suite_docs_roundtrip() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::docs_roundtrip(docs_in(dir.path()).await?).await
+}
+
+#[tokio::test]
+async fn suite_docs_versions() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::docs_versions(docs_in(dir.path()).await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_docs_concurrent_puts_never_tear() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::docs_concurrent_puts_never_tear(docs_in(dir.path()).await?).await
+}
+
+#[tokio::test]
+async fn suite_memory_roundtrip() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::memory_roundtrip(memory_in(dir.path())?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_memory_concurrent_writes_lose_nothing() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::memory_concurrent_writes_lose_nothing(
+        memory_in(dir.path())?,
+        memory_in(dir.path())?,
+    )
+    .await?;
+    // …and a process started afterwards reads the same.
+    store_suite::memory_contended_scope_is_complete(&memory_in(dir.path())?).await
+}
+
+#[tokio::test]
+async fn suite_status_lifecycle() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::status_lifecycle(status_in(dir.path())?).await
+}
+
+#[tokio::test]
+async fn suite_status_isolation_and_implicit_create() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::status_isolation_and_implicit_create(status_in(dir.path())?).await
+}
+
+#[tokio::test]
+async fn suite_status_cleanup_by_retention() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::status_cleanup_by_retention(status_in(dir.path())?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_status_concurrent_updates_lose_nothing() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::status_concurrent_updates_lose_nothing(
+        status_in(dir.path())?,
+        status_in(dir.path())?,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn suite_runs_claims_and_records() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::runs_claims_and_records(runs_in(dir.path())?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::runs_one_claim_wins_across_handles(runs_in(dir.path())?, runs_in(dir.path())?)
+        .await
+}
+
+// ------------------------------------------------------------------- ids
+
+#[test]
+fn traversal_attempts_are_rejected_for_every_id_kind() {
+    let attempts = [
+        "..",
+        "../secret",
+        "a/../../etc/passwd",
+        "%2e%2e",
+        "%2e%2e%2fsecret",
+        "%2E%2E%2F",
+        "%252e%252e%252f",
+        "..%2f",
+        "%2f",
+        "/etc/passwd",
+        "/",
+        "a/b",
+        "..\\windows",
+        "a\\b",
+        "C:\\Windows",
+        "a\0b",
+        "\0",
+        ".hidden",
+        "",
+    ];
+    for attempt in attempts {
+        assert!(DocId::parse(attempt).is_err(), "doc id {attempt:?}");
+        assert!(
+            DocId::parse(&format!("{attempt}.md")).is_err(),
+            "doc id {attempt:?}.md"
+        );
+        assert!(MemoryKey::parse(attempt).is_err(), "memory key {attempt:?}");
+        assert!(
+            WorkflowId::parse(attempt).is_err(),
+            "workflow id {attempt:?}"
+        );
+        assert!(
+            MemoryScope::parse(&format!("shared:{attempt}")).is_err(),
+            "namespace {attempt:?}"
+        );
+        assert!(
+            MemoryScope::parse(&format!("isolated:{attempt}:S1")).is_err(),
+            "agent {attempt:?}"
+        );
+        assert!(
+            MemoryScope::parse(&format!("isolated:pm:{attempt}")).is_err(),
+            "story {attempt:?}"
+        );
+        // `isolated()` maps a pack qualifier's `/` to `.`; only a plain
+        // `pack/agent` form survives that, and it stays one path segment.
+        let mapped = MemoryScope::isolated(attempt, "S1").map(|s| s.to_string());
+        if attempt == "a/b" {
+            assert_eq!(mapped.as_deref(), Ok("isolated:a.b:S1"));
+        } else {
+            assert!(mapped.is_err(), "agent {attempt:?}");
+        }
+        assert!(doc_id(attempt, "prd").is_err(), "story {attempt:?}");
+        assert!(doc_id("S1", attempt).is_err(), "name {attempt:?}");
+    }
+}
+
+#[test]
+fn id_errors_name_the_problem() {
+    let message = |r: Result<DocId, _>| {
+        r.err()
+            .map(|e: bmad2pf_engine::store::IdError| e.to_string())
+    };
+    assert_eq!(
+        message(DocId::parse("a/b")),
+        Some("invalid document id \"a/b\": must not contain a path separator ('/')".into())
+    );
+    let scope = MemoryScope::parse("isolated:pm")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        scope,
+        Some(
+            "invalid memory scope \"isolated:pm\": expected `isolated:<agent_id>:<story_id>`"
+                .into()
+        )
+    );
+}
+
+// ------------------------------------------------------------- documents
+
+fn file_of(root: &Path, id: &str) -> std::path::PathBuf {
+    root.join("docs").join(format!("{id}.md"))
+}
+
+#[tokio::test]
+async fn each_document_is_mirrored_as_a_markdown_file_named_by_id() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = docs_in(dir.path()).await?;
+    docs.put(&doc_id("S1", "prd")?, "# PRD\n", DocWriter::Api)
+        .await?;
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "# PRD\n"
+    );
+    docs.put(&doc_id("S1", "prd")?, "# PRD v2\n", DocWriter::Api)
+        .await?;
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "# PRD v2\n"
+    );
+    // Only whole documents in the directory: no temporary file is left.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("docs"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    assert_eq!(names, ["S1__prd.md"]);
+    assert!(docs.delete(&doc_id("S1", "prd")?).await?);
+    assert!(!file_of(dir.path(), "S1__prd").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_edit_of_the_file_becomes_a_version_written_by_file() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = docs_in(dir.path()).await?;
+    let id = doc_id("S1", "prd")?;
+    docs.put(&id, "by the api", DocWriter::Api).await?;
+    std::fs::write(file_of(dir.path(), "S1__prd"), "edited by a person")?;
+    let read = docs.get(&id).await?.ok_or("document")?;
+    assert_eq!(
+        (read.content.as_str(), read.version, read.writer),
+        ("edited by a person", 2, DocWriter::File)
+    );
+    // A write after another edit stores the edit first: nothing is lost.
+    std::fs::write(file_of(dir.path(), "S1__prd"), "edited again")?;
+    let agent = DocWriter::Agent {
+        agent: "pm".into(),
+        run_id: "run-1".into(),
+    };
+    assert_eq!(
+        docs.put(&id, "by the agent", agent.clone()).await?.version,
+        4
+    );
+    let writers: Vec<(u64, DocWriter)> = docs
+        .versions(&id)
+        .await?
+        .into_iter()
+        .map(|v| (v.version, v.writer))
+        .collect();
+    assert_eq!(
+        writers,
+        [
+            (1, DocWriter::Api),
+            (2, DocWriter::File),
+            (3, DocWriter::File),
+            (4, agent)
+        ]
+    );
+    assert_eq!(
+        docs.get_version(&id, 3).await?.map(|d| d.content),
+        Some("edited again".into())
+    );
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "by the agent"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_or_missing_file_is_rewritten_from_the_database() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = docs_in(dir.path()).await?;
+    let id = doc_id("S1", "prd")?;
+    docs.put(&id, "old", DocWriter::Api).await?;
+    docs.put(&id, "new", DocWriter::Api).await?;
+    // An older version's text, as a crash between commit and file write
+    // (or two processes racing) leaves it: not an edit.
+    std::fs::write(file_of(dir.path(), "S1__prd"), "old")?;
+    let read = docs.get(&id).await?.ok_or("document")?;
+    assert_eq!((read.content.as_str(), read.version), ("new", 2));
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "new"
+    );
+    std::fs::remove_file(file_of(dir.path(), "S1__prd"))?;
+    assert_eq!(docs.get(&id).await?.map(|d| d.version), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "new"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn at_start_stale_files_are_rewritten_and_edits_and_new_files_stored() -> TestResult {
+    let dir = TempDir::new()?;
+    {
+        let docs = docs_in(dir.path()).await?;
+        docs.put(&doc_id("S1", "stale")?, "v1", DocWriter::Api)
+            .await?;
+        docs.put(&doc_id("S1", "stale")?, "v2", DocWriter::Api)
+            .await?;
+        docs.put(&doc_id("S1", "edited")?, "v1", DocWriter::Api)
+            .await?;
+        docs.put(&doc_id("S1", "lost")?, "v1", DocWriter::Api)
+            .await?;
+    }
+    // While no process runs: a file left stale, an edit, a file removed,
+    // a document written by hand, and a stray file that is not a document.
+    std::fs::write(file_of(dir.path(), "S1__stale"), "v1")?;
+    std::fs::write(file_of(dir.path(), "S1__edited"), "a person's edit")?;
+    std::fs::remove_file(file_of(dir.path(), "S1__lost"))?;
+    std::fs::write(file_of(dir.path(), "S1__new"), "written by hand")?;
+    std::fs::write(dir.path().join("docs/.hidden.md"), "not a document")?;
+
+    let docs = docs_in(dir.path()).await?;
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__stale"))?,
+        "v2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__lost"))?,
+        "v1"
+    );
+    let versions = |id: &'static str| {
+        let docs = Arc::clone(&docs);
+        async move {
+            Ok::<_, BoxError>(
+                docs.versions(&doc_id("S1", id)?)
+                    .await?
+                    .into_iter()
+                    .map(|v| (v.version, v.writer))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        versions("edited").await?,
+        [(1, DocWriter::Api), (2, DocWriter::File)]
+    );
+    assert_eq!(versions("new").await?, [(1, DocWriter::File)]);
+    let listed: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(listed, ["S1__edited", "S1__lost", "S1__new", "S1__stale"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_utf8_is_left_alone_and_the_stored_version_served() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = docs_in(dir.path()).await?;
+    let id = doc_id("S1", "prd")?;
+    docs.put(&id, "stored", DocWriter::Api).await?;
+    std::fs::write(file_of(dir.path(), "S1__prd"), [0xff, 0xfe, b'x'])?;
+    assert_eq!(
+        docs.get(&id).await?.map(|d| d.content),
+        Some("stored".into())
+    );
+    assert_eq!(
+        std::fs::read(file_of(dir.path(), "S1__prd"))?,
+        [0xff, 0xfe, b'x']
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------- restarts and damage
+
+#[tokio::test]
+async fn everything_survives_a_restart() -> TestResult {
+    let dir = TempDir::new()?;
+    let scope = MemoryScope::parse("shared:plan")?;
+    let workflow = WorkflowId::parse("wf-1")?;
+    {
+        memory_in(dir.path())?
+            .set(&scope, &MemoryKey::parse("goal")?, json!({"n": 1}))
+            .await?;
+        let status = status_in(dir.path())?;
+        status
+            .create(Some(workflow.clone()), "S1", &["pm".into()])
+            .await?;
+        status
+            .update(StatusUpdate {
+                workflow_id: workflow.clone(),
+                story_id: None,
+                agent_id: "pm".into(),
+                status: AgentState::Completed,
+                output_summary: Some("done".into()),
+            })
+            .await?;
+    }
+    let memory = memory_in(dir.path())?;
+    assert_eq!(
+        memory.get(&scope, &MemoryKey::parse("goal")?).await?,
+        Some(json!({"n": 1}))
+    );
+    let status = status_in(dir.path())?;
+    let history = status.history(&workflow).await?;
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        status
+            .get(&workflow)
+            .await?
+            .map(|w| w.agent_statuses["pm"].status),
+        Some(AgentState::Completed)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_damaged_memory_row_fails_alone() -> TestResult {
+    let dir = TempDir::new()?;
+    let memory = memory_in(dir.path())?;
+    let scope = MemoryScope::parse("shared:plan")?;
+    memory
+        .set(&scope, &MemoryKey::parse("good")?, json!(1))
+        .await?;
+    memory
+        .set(&scope, &MemoryKey::parse("bad")?, json!(2))
+        .await?;
+    raw(dir.path())?.execute(
+        "UPDATE memory SET value = '{not json' WHERE key = 'bad'",
+        [],
+    )?;
+    let bad = memory.get(&scope, &MemoryKey::parse("bad")?).await;
+    assert_eq!(bad.err().map(|e| e.code()), Some("storage_corrupt"));
+    assert_eq!(
+        memory.get(&scope, &MemoryKey::parse("good")?).await?,
+        Some(json!(1))
+    );
+    assert_eq!(memory.keys(&scope).await?, ["bad", "good"]);
+    // Loading the scope (a run needs it whole) says which key is damaged…
+    let load = memory
+        .load(&scope)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(load.contains("`bad`"), "{load}");
+    // …and deleting or overwriting that key repairs it.
+    assert!(memory.delete(&scope, &MemoryKey::parse("bad")?).await?);
+    assert_eq!(memory.load(&scope).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_dead_process_expires() -> TestResult {
+    let dir = TempDir::new()?;
+    let runs = runs_in(dir.path())?;
+    assert_eq!(runs.claim("planning", "S1", "run-dead").await?, None);
+    assert_eq!(
+        runs.claim("planning", "S1", "run-b").await?,
+        Some("run-dead".to_string())
+    );
+    // The holder's process died: nobody renews, and the claim runs out.
+    raw(dir.path())?.execute("UPDATE run_claims SET expires_at = 1", [])?;
+    assert_eq!(runs.claim("planning", "S1", "run-b").await?, None);
+    // The dead run can no longer renew or release the new holder's claim.
+    assert!(!runs.renew("planning", "S1", "run-dead").await?);
+    runs.release("planning", "S1", "run-dead").await?;
+    assert_eq!(
+        runs.claim("planning", "S1", "run-c").await?,
+        Some("run-b".to_string())
+    );
+    Ok(())
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused_and_left_alone() -> TestResult {
+    let dir = TempDir::new()?;
+    drop(database(dir.path())?);
+    raw(dir.path())?.pragma_update(None, "user_version", 999)?;
+    let path = dir.path().join("data").join(DATABASE_FILE);
+    let before = std::fs::read(&path)?;
+    let message = Database::open(&dir.path().join("data"), Incidents::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("schema version 999"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert_eq!(std::fs::read(&path)?, before);
+    Ok(())
+}
