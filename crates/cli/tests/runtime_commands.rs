@@ -97,6 +97,63 @@ fn a_pending_run_exits_3_and_continues_after_the_document_is_added() -> TestResu
 }
 
 #[test]
+fn a_backup_restored_into_a_new_directory_has_the_documents_and_their_history() -> TestResult {
+    let (dir, restored) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let src = planning();
+    let src = src.to_str().unwrap_or_default();
+    let run = [
+        "run", "planning", "--story", "s1", "--input", "todo app", "--src", src,
+    ];
+    assert_eq!(bmad2pf(dir.path(), &run, &[])?.status.code(), Some(0));
+    // A person's edit of a document file, not yet read by anything.
+    let brief = Path::new(".bmad2pf/docs/s1__project-brief.md");
+    std::fs::write(dir.path().join(brief), "# Brief, edited by hand\n")?;
+    let backup = dir.path().join("backup.db");
+    let backup_arg = backup.to_str().unwrap_or_default();
+    let made = bmad2pf(
+        dir.path(),
+        &["backup", "--to", backup_arg, "--src", src],
+        &[],
+    )?;
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    assert!(
+        text(&made.stdout).contains("backed up"),
+        "{}",
+        text(&made.stdout)
+    );
+    // Never over an existing file.
+    let again = bmad2pf(
+        dir.path(),
+        &["backup", "--to", backup_arg, "--src", src],
+        &[],
+    )?;
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("exists already"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // Restore: the backup becomes the database of an empty directory.
+    std::fs::create_dir_all(restored.path().join(".bmad2pf"))?;
+    std::fs::copy(&backup, restored.path().join(".bmad2pf/bmad2pf.db"))?;
+    // The next run finds every agent up to date, and the start wrote the
+    // document files back from the database, the edit included.
+    let rerun = bmad2pf(restored.path(), &run, &[])?;
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun.stderr));
+    assert!(
+        text(&rerun.stdout).contains("skipped"),
+        "{}",
+        text(&rerun.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(restored.path().join(brief))?,
+        "# Brief, edited by hand\n"
+    );
+    Ok(())
+}
+
+#[test]
 fn exec_asks_for_inputs_then_answers() -> TestResult {
     let dir = tempfile::tempdir()?;
     let src = planning();
