@@ -590,6 +590,53 @@ async fn a_redis_outage_answers_503_and_heals_without_a_restart() -> TestResult 
     Ok(())
 }
 
+/// A client writing documents and keys of memory `scope` through the
+/// server at `base` until the server is gone; each write answered 200 is
+/// added to `acked`.
+fn spawn_write_burst(
+    http: reqwest::Client,
+    base: String,
+    writer: usize,
+    scope: String,
+    acked: Arc<Mutex<Acknowledged>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0usize.. {
+            let id = format!("k9__w{writer}-{i:05}");
+            let content = format!("# writer {writer} write {i}\n").repeat(20);
+            let doc = http
+                .put(format!("{base}/doc/{id}"))
+                .header("content-type", "text/markdown")
+                .body(content.clone())
+                .send()
+                .await;
+            match doc {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    if let Ok(mut acked) = acked.lock() {
+                        acked.docs.push((id, content));
+                    }
+                }
+                _ => break,
+            }
+            let key = format!("{scope}/w{writer}-{i:05}");
+            let value = json!({"writer": writer, "i": i});
+            let memory = http
+                .put(format!("{base}/memory/{key}"))
+                .json(&value)
+                .send()
+                .await;
+            match memory {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    if let Ok(mut acked) = acked.lock() {
+                        acked.memory.push((key, value));
+                    }
+                }
+                _ => break,
+            }
+        }
+    })
+}
+
 /// What one writer had acknowledged before the kill.
 #[derive(Default)]
 struct Acknowledged {
@@ -609,43 +656,8 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let (http, base, acked) = (http.clone(), server.base.clone(), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            // Writes until the server is gone; only 200s count as acknowledged.
-            for i in 0usize.. {
-                let id = format!("k9__w{writer}-{i:05}");
-                let content = format!("# writer {writer} write {i}\n").repeat(20);
-                let doc = http
-                    .put(format!("{base}/doc/{id}"))
-                    .header("content-type", "text/markdown")
-                    .body(content.clone())
-                    .send()
-                    .await;
-                match doc {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        if let Ok(mut acked) = acked.lock() {
-                            acked.docs.push((id, content));
-                        }
-                    }
-                    _ => break,
-                }
-                let scope = format!("shared:burst{}", writer % 2);
-                let key = format!("{scope}/w{writer}-{i:05}");
-                let value = json!({"writer": writer, "i": i});
-                let memory = http
-                    .put(format!("{base}/memory/{key}"))
-                    .json(&value)
-                    .send()
-                    .await;
-                match memory {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        if let Ok(mut acked) = acked.lock() {
-                            acked.memory.push((key, value));
-                        }
-                    }
-                    _ => break,
-                }
-            }
-        }));
+        let scope = format!("shared:burst{}", writer % 2);
+        writers.push(spawn_write_burst(http, base, writer, scope, acked));
     }
     let count = || {
         acked
@@ -895,47 +907,19 @@ async fn a_server_and_cli_runs_share_a_directory_through_a_kill_9() -> TestResul
     let http = reqwest::Client::new();
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
 
-    // Clients write memory (one shared scope, like the example's agents)
-    // and documents through the server…
+    // Clients write documents and memory through the server…
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
         let (http, base, acked) = (http.clone(), server.base.clone(), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                // A scope no agent of the flow reads, so the CLI runs'
-                // inputs do not change under them.
-                let key = format!("shared:notes/w{writer}-{i}");
-                let value = json!({"writer": writer, "i": i});
-                let answer = http
-                    .put(format!("{base}/memory/{key}"))
-                    .json(&value)
-                    .send()
-                    .await;
-                match answer {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        if let Ok(mut acked) = acked.lock() {
-                            acked.memory.push((key, value));
-                        }
-                    }
-                    _ => break,
-                }
-                let (id, text) = (format!("w{writer}__note{i}"), format!("note {i}\n"));
-                let answer = http
-                    .put(format!("{base}/doc/{id}"))
-                    .header("content-type", "text/markdown")
-                    .body(text.clone())
-                    .send()
-                    .await;
-                match answer {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        if let Ok(mut acked) = acked.lock() {
-                            acked.docs.push((id, text));
-                        }
-                    }
-                    _ => break,
-                }
-            }
-        }));
+        // A scope no agent of the flow reads, so the CLI runs' inputs do
+        // not change under them.
+        writers.push(spawn_write_burst(
+            http,
+            base,
+            writer,
+            "shared:notes".into(),
+            acked,
+        ));
     }
     // …while CLI runs of the planning flow write to the same directory.
     let runs: Vec<_> = (0..CLI_RUNS)
