@@ -474,6 +474,34 @@ async fn a_damaged_memory_row_fails_alone() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_damaged_status_row_hides_only_its_workflow() -> TestResult {
+    let dir = TempDir::new()?;
+    let status = status_in(dir.path())?;
+    let (good, bad) = (WorkflowId::parse("wf-good")?, WorkflowId::parse("wf-bad")?);
+    status
+        .create(Some(good.clone()), "S1", &["pm".into()])
+        .await?;
+    status
+        .create(Some(bad.clone()), "S1", &["pm".into()])
+        .await?;
+    raw(dir.path())?.execute(
+        "UPDATE workflow_agents SET status = 'exploded' WHERE workflow_id = 'wf-bad'",
+        [],
+    )?;
+    let listed: Vec<String> = status
+        .list()
+        .await?
+        .into_iter()
+        .map(|w| w.workflow_id.to_string())
+        .collect();
+    assert_eq!(listed, ["wf-good"]);
+    assert!(status.get(&good).await?.is_some());
+    let read = status.get(&bad).await.err().map(|e| e.code());
+    assert_eq!(read, Some("storage_corrupt"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_claim_left_by_a_dead_process_expires() -> TestResult {
     let dir = TempDir::new()?;
     let runs = runs_in(dir.path())?;

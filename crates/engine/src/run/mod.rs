@@ -328,10 +328,13 @@ mod tests {
         }
     }
 
-    /// Memory whose `set_many` (a run's flush) fails while `failing` is set.
+    /// Memory whose `set_many` (a run's flush) and health check fail
+    /// while `failing` is set; failures are counted in `incidents`, as a
+    /// real backend counts them.
     struct FlakyMemory {
         inner: SqliteMemoryStore,
         failing: AtomicBool,
+        incidents: Incidents,
     }
 
     #[async_trait]
@@ -366,11 +369,15 @@ mod tests {
             entries: BTreeMap<MemoryKey, Value>,
         ) -> Result<(), StoreError> {
             if self.failing.load(Ordering::SeqCst) {
+                self.incidents.record();
                 return Err(injected());
             }
             self.inner.set_many(scope, entries).await
         }
         async fn health(&self) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(injected());
+            }
             self.inner.health().await
         }
     }
@@ -381,7 +388,7 @@ mod tests {
     async fn analyst_engine(
         root: &Path,
         db: Database,
-        memory: Arc<dyn MemoryStore>,
+        memory: Arc<FlakyMemory>,
     ) -> Result<(Engine, String), Box<dyn std::error::Error>> {
         let agents = root.join("src/agents");
         std::fs::create_dir_all(&agents)?;
@@ -395,10 +402,10 @@ mod tests {
         let flow = bundle.flows.keys().next().cloned().ok_or("a flow")?;
         let stores = Stores {
             docs: Arc::new(SqliteDocStore::open(db.clone(), root.join("docs")).await?),
+            incidents: memory.incidents.clone(),
             memory,
             status: Arc::new(SqliteStatusStore::new(db.clone())),
             runs: Arc::new(SqliteRunStore::new(db)),
-            incidents: Incidents::default(),
         };
         let engine =
             Engine::with_stores(Arc::new(bundle), RuntimeConfig::default(), stores, &|_| {
@@ -460,14 +467,44 @@ mod tests {
         Ok(())
     }
 
+    /// A flaky memory store on a fresh database in `root`, working for now.
+    fn flaky_memory(root: &Path) -> Result<(Database, Arc<FlakyMemory>), StoreError> {
+        let db = Database::open(&root.join("data"), Incidents::default())?;
+        let memory = Arc::new(FlakyMemory {
+            inner: SqliteMemoryStore::new(db.clone()),
+            failing: AtomicBool::new(false),
+            incidents: Incidents::default(),
+        });
+        Ok((db, memory))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_says_degraded_at_once_after_a_backend_fails() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let (db, memory) = flaky_memory(dir.path())?;
+        let (engine, _) = analyst_engine(dir.path(), db, memory.clone()).await?;
+        let memory_health = |report: crate::BackendHealth| {
+            report
+                .into_iter()
+                .find(|(name, _)| *name == "memory")
+                .map(|(_, h)| h.is_ok())
+        };
+        assert_eq!(memory_health(engine.health().await), Some(true));
+        // The backend breaks; a request finds out…
+        memory.failing.store(true, Ordering::SeqCst);
+        let scope = MemoryScope::parse("shared:plan")?;
+        let entries = BTreeMap::from([(MemoryKey::parse("k")?, Value::Bool(true))]);
+        assert!(engine.memory().set_many(&scope, entries).await.is_err());
+        // …and the very next /health says so, within the reuse window.
+        assert_eq!(memory_health(engine.health().await), Some(false));
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_whose_memory_was_not_written_saves_no_record() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let db = Database::open(&dir.path().join("data"), Incidents::default())?;
-        let memory = Arc::new(FlakyMemory {
-            inner: SqliteMemoryStore::new(db.clone()),
-            failing: AtomicBool::new(true),
-        });
+        let (db, memory) = flaky_memory(dir.path())?;
+        memory.failing.store(true, Ordering::SeqCst);
         let (engine, flow) = analyst_engine(dir.path(), db, memory.clone()).await?;
         a_failed_write_saves_no_record(&engine, &flow, &memory.failing, "memory:shared:plan").await
     }

@@ -246,9 +246,19 @@ impl StatusStore for SqliteStatusStore {
                     })
                     .and_then(|rows| rows.collect())
                     .map_err(read_error)?;
+                // A damaged row is left out of the listing (and logged)
+                // rather than hiding every other workflow; reading that
+                // workflow itself reports it.
                 for (id, story_id, created_at, updated_at) in rows {
+                    let workflow_id = match parse_workflow_id(&id) {
+                        Ok(workflow_id) => workflow_id,
+                        Err(error) => {
+                            tracing::warn!(%error, detail = error.detail(), "a workflow is left out of the listing");
+                            continue;
+                        }
+                    };
                     let summary = WorkflowSummary {
-                        workflow_id: parse_workflow_id(&id)?,
+                        workflow_id,
                         story_id,
                         agents: BTreeMap::new(),
                         created_at,
@@ -264,9 +274,16 @@ impl StatusStore for SqliteStatusStore {
                     .and_then(|rows| rows.collect())
                     .map_err(read_error)?;
                 for (id, agent, status) in rows {
-                    let status = parse_state(&id, &status)?;
-                    if let Some(summary) = workflows.get_mut(&id) {
-                        summary.agents.insert(agent, status);
+                    match parse_state(&id, &status) {
+                        Ok(status) => {
+                            if let Some(summary) = workflows.get_mut(&id) {
+                                summary.agents.insert(agent, status);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, detail = error.detail(), "a workflow is left out of the listing");
+                            workflows.remove(&id);
+                        }
                     }
                 }
                 Ok(workflows.into_values().collect())
