@@ -546,9 +546,8 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
     assert_eq!(health["status"], "healthy", "{health}");
 
     // A document lands in the volume, where backups and restarts find it:
-    // in the document journal when the write is answered, and in its own
-    // Markdown file once the server has stopped (it retires the journal on
-    // SIGTERM).
+    // in the database and in its own Markdown file when the write is
+    // answered.
     let put = reqwest::Client::new()
         .put(format!("{base}/doc/smoke__note"))
         .header("content-type", "text/markdown")
@@ -582,14 +581,8 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
         std::fs::read_to_string(docs.join("smoke__note.md"))?,
         "# written in the container layout\n"
     );
-    for journal in [".journal-0.jsonl", ".journal-1.jsonl"] {
-        // A journal file is padded with zeros; its content ends at the first.
-        let bytes = std::fs::read(docs.join(journal)).unwrap_or_default();
-        assert!(
-            bytes.first().is_none_or(|&b| b == 0),
-            "{journal} still holds writes after SIGTERM"
-        );
-    }
+    let database = host_path(&image.config()?.memory.path);
+    assert!(Path::new(&database).join("bmad2pf.db").is_file());
     Ok(())
 }
 

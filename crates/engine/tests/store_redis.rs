@@ -1,5 +1,5 @@
 //! The Redis backends against a real `redis-server`: the shared store suite
-//! (`store_suite`, the same functions the file backends pass), each
+//! (`store_suite`, the same functions the embedded store passes), each
 //! two-handle check on two independently opened connections (two replicas),
 //! plus what only Redis has — the key layout, memory TTLs, claim expiry and
 //! renewal, and 503s (never panics) when Redis is not there.

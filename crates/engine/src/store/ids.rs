@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 /// Longest id, in bytes (all valid characters are ASCII).
 pub(crate) const MAX_ID_LEN: usize = 200;
 
-/// Longest `agent + story` of an isolated memory scope: the file backend
-/// stores such a scope as `{agent}_{story}.jsonl`, and that has to fit in a
-/// file name (255 bytes on common file systems) on every backend alike.
+/// Longest `agent + story` of an isolated memory scope. The limit comes from
+/// an earlier store that named a file after each scope; it is kept so that
+/// every scope accepted before is accepted now, and no more than that.
 pub(crate) const MAX_ISOLATED_LEN: usize = 240;
 
 /// Why an id was refused: which kind of id, the offending value (escaped and

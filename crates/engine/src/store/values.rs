@@ -1,12 +1,10 @@
 //! What a memory value may be: any JSON value, nested at most
 //! [`MAX_VALUE_DEPTH`] levels deep.
 //!
-//! The one limit comes from reading back: a value is stored inside a
-//! record (a JSON Lines line `{"k", "v", "t"}`, a Redis field), and
-//! serde_json refuses to parse JSON nested deeper than 128 levels. A value
-//! that was accepted but nests close to that would be written and never
-//! read again — on the file backend, its whole scope would fail to load
-//! after a restart. So every memory store refuses deeper values before it
+//! The one limit comes from reading back: serde_json refuses to parse JSON
+//! nested deeper than 128 levels, and a value may be read back inside a
+//! larger record (a run's memory, a Redis field). A value that was
+//! accepted but nests close to that would be written and never read again. So every memory store refuses deeper values before it
 //! writes, whoever sends them: an API client, an agent's `memory_set` tool
 //! call with arguments an LLM chose, a run's flush.
 
