@@ -10,7 +10,8 @@
 //! `synchronous=FULL` in WAL mode, is the only fsync of a write — and a
 //! write is acknowledged only once it is durable. A job may leave work
 //! to do after the commit (a document's Markdown mirror), which the
-//! thread runs in commit order before answering.
+//! thread runs in commit order before answering; of several such steps for
+//! one document in one commit only the last runs.
 //!
 //! **Reads** go through [`Database::read`]: the closure runs on tokio's
 //! blocking pool with a connection from a small pool of read
@@ -52,8 +53,10 @@ pub const DATABASE_FILE: &str = "bmad2pf.db";
 /// read for a lock during recovery, before giving up with `storage_busy`.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 4;
+/// Read connections kept open between reads: enough for the reads a busy
+/// server has in flight at once, since opening one (and preparing its
+/// statements again) costs more than most reads.
+const IDLE_READERS: usize = 32;
 
 /// Most jobs committed together; a larger queue is taken in several commits.
 const MAX_BATCH: usize = 512;
@@ -70,12 +73,24 @@ trait Job: Send {
 
 /// The second half of a job: called with the commit's result.
 trait Settle: Send {
-    fn settle(self: Box<Self>, committed: Result<(), StoreError>);
+    /// What the job's [`AfterCommit`] step is about, when it has one and
+    /// the job succeeded.
+    fn after_key(&self) -> Option<&str>;
+    /// Answers the caller; runs the job's after-commit step first unless
+    /// `superseded` (a later job of the same commit has a step for the same
+    /// key, which makes this one's work moot).
+    fn settle(self: Box<Self>, committed: Result<(), StoreError>, superseded: bool);
 }
 
 /// Something to do on the writer thread after the commit that made a job
-/// durable, before its caller is answered (and before later commits).
-pub(crate) type AfterCommit = Box<dyn FnOnce() + Send>;
+/// durable, before its caller is answered (and before later commits):
+/// `run`, about `key`. Of several steps with one key in one commit only the
+/// last runs — writing a document's file once for the latest of its
+/// versions committed together, not once per version.
+pub(crate) struct AfterCommit {
+    pub key: String,
+    pub run: Box<dyn FnOnce() + Send>,
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -107,11 +122,18 @@ struct Ran<T> {
 }
 
 impl<T: Send + 'static> Settle for Ran<T> {
-    fn settle(self: Box<Self>, committed: Result<(), StoreError>) {
+    fn after_key(&self) -> Option<&str> {
+        match &self.result {
+            Ok((_, Some(after))) => Some(&after.key),
+            _ => None,
+        }
+    }
+
+    fn settle(self: Box<Self>, committed: Result<(), StoreError>, superseded: bool) {
         let answer = match (committed, self.result) {
             (Ok(()), Ok((value, after))) => {
-                if let Some(after) = after {
-                    after();
+                if let Some(after) = after.filter(|_| !superseded) {
+                    (after.run)();
                 }
                 Ok(value)
             }
@@ -388,8 +410,18 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
         let committed = tx
             .commit()
             .map_err(|e| sql_error("commit a write transaction", &e));
-        for job in ran {
-            job.settle(committed.clone());
+        // The last step of each key runs; earlier ones are superseded.
+        let mut last_of_key = std::collections::HashMap::new();
+        for (at, job) in ran.iter().enumerate() {
+            if let Some(key) = job.after_key() {
+                last_of_key.insert(key.to_string(), at);
+            }
+        }
+        for (at, job) in ran.into_iter().enumerate() {
+            let superseded = job
+                .after_key()
+                .is_some_and(|key| last_of_key.get(key).is_some_and(|&last| last != at));
+            job.settle(committed.clone(), superseded);
         }
     }
 }
@@ -403,8 +435,10 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
+    // Readers keep a small page cache: a commit by any connection empties
+    // it in WAL mode, and the OS caches the file anyway.
     let pragmas = if read_only {
-        "PRAGMA query_only=ON;"
+        "PRAGMA query_only=ON; PRAGMA cache_size=-256;"
     } else {
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
     };

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
 use super::database::{AfterCommit, Database, sql_error};
 use super::mirror::{self, FileContent};
@@ -42,10 +43,13 @@ pub struct SqliteDocStore {
     dir: Arc<PathBuf>,
 }
 
-/// The head of a document: its latest version.
+/// The head of a document: what is known of its latest version without
+/// its content (the `documents` row).
 struct Head {
     version: u64,
-    content: String,
+    bytes: u64,
+    /// [`content_hash`] of its content, to compare the file with.
+    hash: String,
     writer: String,
     at: u64,
 }
@@ -65,16 +69,16 @@ fn parse_writer(id: &DocId, text: &str) -> Result<DocWriter, StoreError> {
 
 fn head(conn: &Connection, id: &DocId) -> Result<Option<Head>, StoreError> {
     conn.prepare_cached(
-        "SELECT v.version, v.content, v.writer, v.at FROM documents d
-         JOIN doc_versions v ON v.id = d.id AND v.version = d.version WHERE d.id = ?1",
+        "SELECT version, bytes, hash, writer, modified FROM documents WHERE id = ?1",
     )
     .and_then(|mut q| {
         q.query_row([id.as_str()], |row| {
             Ok(Head {
                 version: row.get(0)?,
-                content: row.get(1)?,
-                writer: row.get(2)?,
-                at: row.get(3)?,
+                bytes: row.get(1)?,
+                hash: row.get(2)?,
+                writer: row.get(3)?,
+                at: row.get(4)?,
             })
         })
         .optional()
@@ -82,28 +86,42 @@ fn head(conn: &Connection, id: &DocId) -> Result<Option<Head>, StoreError> {
     .map_err(read_error)
 }
 
-fn document(id: &DocId, head: Head) -> Result<Document, StoreError> {
+/// The content of version `version` of `id`, which exists.
+fn version_content(conn: &Connection, id: &DocId, version: u64) -> Result<String, StoreError> {
+    conn.prepare_cached("SELECT content FROM doc_versions WHERE id = ?1 AND version = ?2")
+        .and_then(|mut q| q.query_row(params![id.as_str(), version], |row| row.get(0)))
+        .map_err(read_error)
+}
+
+fn document(id: &DocId, head: Head, content: String) -> Result<Document, StoreError> {
     Ok(Document {
-        bytes: head.content.len() as u64,
+        bytes: head.bytes,
         writer: parse_writer(id, &head.writer)?,
-        content: head.content,
+        content,
         modified: head.at,
         version: head.version,
     })
 }
 
+/// The hash a version's text is found by: SHA-256, hex.
+fn content_hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
 /// Whether a file's text is some stored version of `id` (so a stale copy,
 /// not an edit).
 fn is_known_version(conn: &Connection, id: &DocId, text: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM doc_versions WHERE id = ?1 AND content = ?2")
-        .and_then(|mut q| q.exists(params![id.as_str(), text]))
+    conn.prepare_cached("SELECT 1 FROM doc_versions WHERE id = ?1 AND hash = ?2")
+        .and_then(|mut q| q.exists(params![id.as_str(), content_hash(text)]))
         .map_err(read_error)
 }
 
 /// What reconciling a document's file needs (see the module docs).
 enum FileCheck {
-    /// File and database agree (or the file is not text, left alone).
-    InSync,
+    /// File and database agree: the file's text when it holds the latest
+    /// version (`None`: no document at all, or a file that is not text,
+    /// left alone).
+    InSync(Option<String>),
     /// The file must be rewritten from the latest version.
     Stale,
     /// The file holds an edit, to store as a new version.
@@ -119,17 +137,35 @@ fn check_file(
     Ok(match (mirror::read(dir, id)?, head) {
         (FileContent::NotText, _) => {
             tracing::warn!(document = %id, "the document's file is not UTF-8; it is left alone and the stored version is served");
-            FileCheck::InSync
+            FileCheck::InSync(None)
         }
-        (FileContent::Missing, None) => FileCheck::InSync,
+        (FileContent::Missing, None) => FileCheck::InSync(None),
         (FileContent::Missing, Some(_)) => FileCheck::Stale,
         (FileContent::Text(text), None) => FileCheck::Edited(text),
-        (FileContent::Text(text), Some(head)) if text == head.content => FileCheck::InSync,
+        (FileContent::Text(text), Some(head)) if content_hash(&text) == head.hash => {
+            FileCheck::InSync(Some(text))
+        }
         (FileContent::Text(text), Some(_)) if is_known_version(conn, id, &text)? => {
             FileCheck::Stale
         }
         (FileContent::Text(text), Some(_)) => FileCheck::Edited(text),
     })
+}
+
+/// The latest version of `id` as the file and database now agree on it:
+/// the file's text, or the database's when the file is not text.
+fn agreed_document(
+    conn: &Connection,
+    id: &DocId,
+    head: Option<Head>,
+    file_text: Option<String>,
+) -> Result<Option<Document>, StoreError> {
+    let Some(head) = head else { return Ok(None) };
+    let content = match file_text {
+        Some(text) => text,
+        None => version_content(conn, id, head.version)?,
+    };
+    document(id, head, content).map(Some)
 }
 
 /// Adds `content` as the next version of `id`, written by `writer`
@@ -150,19 +186,31 @@ fn add_version(
         .map_err(read_error)?;
     let version = last.unwrap_or(0) + 1;
     let at = now_ms();
+    let (hash, bytes) = (content_hash(content), content.len() as u64);
     conn.prepare_cached(
-        "INSERT INTO doc_versions (id, version, content, writer, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO doc_versions (id, version, content, hash, writer, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut q| q.execute(params![id.as_str(), version, content, writer_json, at]))
+    .and_then(|mut q| {
+        q.execute(params![
+            id.as_str(),
+            version,
+            content,
+            hash,
+            writer_json,
+            at
+        ])
+    })
     .map_err(write_error)?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO documents (id, version, bytes, modified) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR REPLACE INTO documents (id, version, bytes, modified, hash, writer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut q| q.execute(params![id.as_str(), version, content.len() as u64, at]))
+    .and_then(|mut q| q.execute(params![id.as_str(), version, bytes, at, hash, writer_json]))
     .map_err(write_error)?;
     Ok(DocVersion {
         version,
-        bytes: content.len() as u64,
+        bytes,
         writer,
         at,
     })
@@ -178,14 +226,17 @@ fn reconcile(
 ) -> Result<Option<AfterCommit>, StoreError> {
     let head = head(conn, id)?;
     match check_file(conn, dir, id, head.as_ref())? {
-        FileCheck::InSync => Ok(None),
+        FileCheck::InSync(_) => Ok(None),
         FileCheck::Edited(text) => {
             add_version(conn, id, &text, DocWriter::File)?;
             tracing::info!(document = %id, "an edit of the document's file was stored as a new version");
             Ok(None)
         }
         FileCheck::Stale => {
-            let content = head.map(|h| h.content).unwrap_or_default();
+            let content = match head {
+                Some(head) => version_content(conn, id, head.version)?,
+                None => String::new(),
+            };
             Ok(Some(rewrite_file(dir, id, content)))
         }
     }
@@ -196,21 +247,14 @@ fn reconcile(
 /// rewrites the file.
 fn rewrite_file(dir: &Arc<PathBuf>, id: &DocId, content: String) -> AfterCommit {
     let (dir, id) = (Arc::clone(dir), id.clone());
-    Box::new(move || {
-        if let Err(error) = mirror::write(&dir, &id, &content) {
-            tracing::warn!(document = %id, %error, "could not write the document's file; it is rewritten on the next read");
-        }
-    })
-}
-
-/// Chains two after-commit steps.
-fn then(first: Option<AfterCommit>, second: AfterCommit) -> AfterCommit {
-    Box::new(move || {
-        if let Some(first) = first {
-            first();
-        }
-        second();
-    })
+    AfterCommit {
+        key: id.to_string(),
+        run: Box::new(move || {
+            if let Err(error) = mirror::write(&dir, &id, &content) {
+                tracing::warn!(document = %id, %error, "could not write the document's file; it is rewritten on the next read");
+            }
+        }),
+    }
 }
 
 impl SqliteDocStore {
@@ -257,7 +301,7 @@ impl SqliteDocStore {
                     let head = head(conn, &id)?;
                     if !matches!(
                         check_file(conn, &dir, &id, head.as_ref())?,
-                        FileCheck::InSync
+                        FileCheck::InSync(_)
                     ) {
                         out_of_sync.push(id);
                     }
@@ -275,8 +319,10 @@ impl SqliteDocStore {
                 for id in &out_of_sync {
                     steps.extend(reconcile(conn, &dir, id)?);
                 }
-                let after: AfterCommit =
-                    Box::new(move || steps.into_iter().for_each(|step| step()));
+                let after = AfterCommit {
+                    key: "documents at start".into(),
+                    run: Box::new(move || steps.into_iter().for_each(|step| (step.run)())),
+                };
                 Ok(((), Some(after)))
             })
             .await
@@ -289,10 +335,13 @@ impl SqliteDocStore {
         let in_sync = self
             .db
             .read(move |conn| {
-                let tx = conn.unchecked_transaction().map_err(read_error)?;
-                let head = head(&tx, &read_id)?;
-                match check_file(&tx, &dir, &read_id, head.as_ref())? {
-                    FileCheck::InSync => Ok(Some(head.map(|h| document(&read_id, h)).transpose()?)),
+                // No transaction: should the file check see a newer commit
+                // than the head, the write below checks again.
+                let head = head(conn, &read_id)?;
+                match check_file(conn, &dir, &read_id, head.as_ref())? {
+                    FileCheck::InSync(text) => {
+                        agreed_document(conn, &read_id, head, text).map(Some)
+                    }
                     FileCheck::Stale | FileCheck::Edited(_) => Ok(None),
                 }
             })
@@ -304,7 +353,13 @@ impl SqliteDocStore {
         self.db
             .write_then(move |conn| {
                 let after = reconcile(conn, &dir, &id)?;
-                let document = head(conn, &id)?.map(|h| document(&id, h)).transpose()?;
+                let document = match head(conn, &id)? {
+                    Some(head) => {
+                        let content = version_content(conn, &id, head.version)?;
+                        Some(document(&id, head, content)?)
+                    }
+                    None => None,
+                };
                 Ok((document, after))
             })
             .await
@@ -338,7 +393,13 @@ impl DocStore for SqliteDocStore {
                     .map_err(read_error)?;
                 found
                     .map(|(content, writer, at)| {
-                        document(&id, Head { version, content, writer, at })
+                        Ok(Document {
+                            bytes: content.len() as u64,
+                            writer: parse_writer(&id, &writer)?,
+                            content,
+                            modified: at,
+                            version,
+                        })
                     })
                     .transpose()
             })
@@ -388,10 +449,14 @@ impl DocStore for SqliteDocStore {
         self.db
             .write_then(move |conn| {
                 // An edit waiting in the file is stored first, so this write
-                // does not bury it.
-                let stale = reconcile(conn, &dir, &id)?;
+                // does not bury it; a stale file needs nothing, as this
+                // write replaces it.
+                let head = head(conn, &id)?;
+                if let FileCheck::Edited(text) = check_file(conn, &dir, &id, head.as_ref())? {
+                    add_version(conn, &id, &text, DocWriter::File)?;
+                }
                 let written = add_version(conn, &id, &content, writer)?;
-                Ok((written, Some(then(stale, rewrite_file(&dir, &id, content)))))
+                Ok((written, Some(rewrite_file(&dir, &id, content))))
             })
             .await
     }
@@ -408,11 +473,15 @@ impl DocStore for SqliteDocStore {
                             .map(|_| n)
                     })
                     .map_err(write_error)?;
-                let remove: AfterCommit = Box::new(move || {
-                    if let Err(error) = mirror::remove(&dir, &id) {
-                        tracing::warn!(document = %id, %error, "could not remove the deleted document's file");
-                    }
-                });
+                let key = id.to_string();
+                let remove = AfterCommit {
+                    key,
+                    run: Box::new(move || {
+                        if let Err(error) = mirror::remove(&dir, &id) {
+                            tracing::warn!(document = %id, %error, "could not remove the deleted document's file");
+                        }
+                    }),
+                };
                 Ok((deleted > 0 || had_file, Some(remove)))
             })
             .await

@@ -18,9 +18,11 @@
 //! - `run_records (flow, story, record)`: what the last run of a (flow,
 //!   story) did, as JSON; `run_claims (flow, story, run_id, expires_at)`:
 //!   which run holds the pair, until when unless renewed.
-//! - `documents (id, version, bytes, modified)`: the latest version of each
-//!   document; `doc_versions (id, version, content, writer, at)`: every
-//!   version, `writer` as JSON (`{"kind":"agent","agent":…,"run_id":…}`,
+//! - `documents (id, version, bytes, modified, hash, writer)`: the latest
+//!   version of each document, all but its content (a read compares the
+//!   file with `hash` and serves the file); `doc_versions (id, version, content, hash, writer, at)`:
+//!   every version, `hash` the SHA-256 of its content (hex, indexed: is a
+//!   file's text some stored version?), `writer` as JSON (`{"kind":"agent","agent":…,"run_id":…}`,
 //!   `{"kind":"api"}`, `{"kind":"file"}`).
 
 use rusqlite::Connection;
@@ -80,16 +82,20 @@ const MIGRATIONS: &[&str] = &[
         id       TEXT PRIMARY KEY,
         version  INTEGER NOT NULL,
         bytes    INTEGER NOT NULL,
-        modified INTEGER NOT NULL
+        modified INTEGER NOT NULL,
+        hash     TEXT NOT NULL,
+        writer   TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE doc_versions (
         id      TEXT NOT NULL,
         version INTEGER NOT NULL,
         content TEXT NOT NULL,
+        hash    TEXT NOT NULL,
         writer  TEXT NOT NULL,
         at      INTEGER NOT NULL,
         PRIMARY KEY (id, version)
     );
+    CREATE INDEX doc_versions_by_hash ON doc_versions (id, hash);
     ",
 ];
 
