@@ -13,7 +13,6 @@
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 //! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml, runtime.yaml).
 //! - [`prompt`]: prompt template variables, rendering and previews.
-//! - `parallel`: per-item work spread over the cores, results in input order.
 //! - [`compile()`] / [`compile_with`]: the front door — a source directory to a
 //!   [`Compilation`] (with prompt previews when [`CompileOptions`] asks).
 
@@ -23,7 +22,6 @@ pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod output;
-mod parallel;
 pub mod prompt;
 pub mod source;
 pub mod sourcefs;

@@ -26,6 +26,7 @@ use super::manifest::Manifest;
 use super::{
     CheckResult, FileBytes, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport,
 };
+use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -158,11 +159,13 @@ impl Existing {
     fn read(dir: &Path, rendered: &RenderedBundle<'_>) -> Result<Self, OutputError> {
         let listing = Listing::read(dir)?;
         let files: Vec<(&String, &FileBytes<'_>)> = rendered.files.iter().collect();
-        let matches = crate::parallel::map_with_state(
-            &files,
-            || vec![0u8; COMPARE_CHUNK],
-            |buffer, (rel, bytes)| compare_file(&join_rel(dir, rel), bytes, buffer),
-        );
+        let matches: Vec<FileMatch> = files
+            .par_iter()
+            .map_init(
+                || vec![0u8; COMPARE_CHUNK],
+                |buffer, (rel, bytes)| compare_file(&join_rel(dir, rel), bytes, buffer),
+            )
+            .collect();
         let stale = listing
             .files
             .iter()

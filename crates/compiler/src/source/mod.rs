@@ -56,6 +56,7 @@ use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::{self, SourceSnapshot};
 use agent::{AgentContext, ParsedAgent};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use workflow::AgentIndex;
 
@@ -115,14 +116,16 @@ pub fn read(files: &SourceSnapshot, previews: bool, diags: &mut Diagnostics) -> 
         };
         (parsed, file_diags)
     };
-    let read = crate::parallel::map_with_state(
-        &agent_files,
-        || {
-            let ctx = AgentContext::new(files, &tools);
-            if previews { ctx.with_previews() } else { ctx }
-        },
-        read_one,
-    );
+    let read: Vec<_> = agent_files
+        .par_iter()
+        .map_init(
+            || {
+                let ctx = AgentContext::new(files, &tools);
+                if previews { ctx.with_previews() } else { ctx }
+            },
+            read_one,
+        )
+        .collect();
 
     let mut parsed: Vec<ParsedAgent> = Vec::new();
     let mut unreadable: BTreeSet<String> = BTreeSet::new();
