@@ -68,14 +68,10 @@ use resources::ResourceLoader;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// True when `src` looks like a BMAD v4 tree: `agents/*.md` holding a fenced
-/// YAML block with an `agent:` map, or an installed project with a
-/// `.bmad-core/` folder and/or expansion-pack folders beside it.
-pub fn is_bmad_layout(src: &Path) -> bool {
-    !packs::discover(src).is_empty()
-}
-
-/// [`is_bmad_layout`] for a source directory already read into memory.
+/// True when the source directory read into `files` looks like a BMAD v4
+/// tree: `agents/*.md` holding a fenced YAML block with an `agent:` map, or
+/// an installed project with a `.bmad-core/` folder and/or expansion-pack
+/// folders beside it. Deciding the layout reads no file a second time.
 pub fn is_bmad_snapshot(files: &SourceSnapshot) -> bool {
     !packs::discover_in(files).is_empty()
 }
@@ -344,38 +340,4 @@ pub(crate) fn sanitize_name(raw: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flattens_nested_prose() {
-        let mut d = Diagnostics::new();
-        let node = parse_yaml_lenient(
-            "- plain\n- CRITICAL: read it\n- rules:\n    - a\n    - b\n",
-            "f",
-            0,
-            &mut d,
-        );
-        let text = node.as_ref().map(node_text).unwrap_or_default();
-        assert_eq!(text, "plain\nCRITICAL: read it\nrules:\n  a\n  b");
-    }
-
-    #[test]
-    fn yaml_errors_become_warnings() {
-        let mut d = Diagnostics::new();
-        let node = parse_yaml_lenient("a: 1\na: 2\n", "f.yaml", 0, &mut d);
-        assert!(node.is_some());
-        assert!(!d.has_errors());
-        assert_eq!(d.warning_count(), 1);
-    }
-
-    #[test]
-    fn names_are_sanitised() {
-        assert!(is_valid_name("game-dev_2"));
-        assert!(!is_valid_name("2game"));
-        assert!(!is_valid_name("game dev"));
-        assert_eq!(sanitize_name("game dev!"), "game-dev");
-        assert_eq!(sanitize_name("2d game"), "x-2d-game");
-        assert_eq!(sanitize_name("  "), "unnamed");
-    }
-}
+mod tests;

@@ -2,15 +2,15 @@
 //! (SPEC 1.5: "Parsers never panic on any input"). Arbitrary text, and
 //! front matter assembled from real field names with odd values.
 
-use bmad2pf_compiler::bundle::{AgentSpec, ToolSpec};
-use bmad2pf_compiler::diag::Diagnostics;
-use bmad2pf_compiler::source::agent::{AgentContext, parse_agent};
-use bmad2pf_compiler::source::parse_runtime;
-use bmad2pf_compiler::source::template::convert_legacy;
-use bmad2pf_compiler::source::tools::parse_tools;
-use bmad2pf_compiler::source::workflow::{AgentIndex, parse_workflow};
-use bmad2pf_compiler::sourcefs::SourceSnapshot;
-use bmad2pf_compiler::yaml;
+use super::agent::{AgentContext, parse_agent};
+use super::parse_runtime;
+use super::template::convert_legacy;
+use super::tools::parse_tools;
+use super::workflow::{AgentIndex, parse_workflow};
+use crate::bundle::{AgentSpec, ToolSpec};
+use crate::diag::Diagnostics;
+use crate::sourcefs::SourceSnapshot;
+use crate::yaml;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
