@@ -134,29 +134,12 @@ fn read_pack_agents(
     let search_bases = packs::search_bases(src, pack, packs);
     // bare id → file that defined it first, for the duplicate-id error.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for name in list_files(src, &agents_dir) {
-        let rel = join_rel(&agents_dir, &name);
-        if !name.to_ascii_lowercase().ends_with(".md") {
-            if !name.starts_with('.') {
-                diags.warning(
-                    "bmad-skipped-file",
-                    &rel,
-                    Pos::new(1, 1),
-                    "not a Markdown file: ignored (BMAD agents are agents/*.md)",
-                );
-            }
-            continue;
-        }
-        let text = match read_text(src, &rel) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                continue;
-            }
+    let skipped = "not a Markdown file: ignored (BMAD agents are agents/*.md)";
+    for_each_file(src, &agents_dir, &[".md"], skipped, diags, |file, diags| {
+        let Some(draft) = agent::parse_agent(&file.text, &file.rel, diags) else {
+            return;
         };
-        let Some(draft) = agent::parse_agent(&text, &rel, diags) else {
-            continue;
-        };
+        let rel = file.rel;
         if let Some(first) = seen.get(&draft.id) {
             diags
                 .error(
@@ -169,12 +152,11 @@ fn read_pack_agents(
                     ),
                 )
                 .hint = Some("give one of them another `agent.id`".to_string());
-            continue;
+            return;
         }
         seen.insert(draft.id.clone(), rel.clone());
         let qualified = pack.qualify(&draft.id, multi);
-        let stem = name[..name.len() - 3].to_string();
-        index.insert(pack_no, &draft.id, &stem, &qualified);
+        index.insert(pack_no, &draft.id, &file.stem, &qualified);
         let spec = build_agent(
             draft,
             qualified.clone(),
@@ -186,7 +168,7 @@ fn read_pack_agents(
             diags,
         );
         parts.agents.insert(qualified, spec);
-    }
+    });
 }
 
 /// Turns a parsed agent into its [`AgentSpec`], looking up its dependencies.
@@ -253,6 +235,48 @@ fn build_agent(
         list.push(resource);
     }
     spec
+}
+
+/// One file of a pack folder, read as text.
+struct PackFile {
+    /// The file name without the extension it was picked for.
+    stem: String,
+    /// Path relative to the source root (`/` separators).
+    rel: String,
+    text: String,
+}
+
+/// Calls `each` with every file of the pack folder `dir` whose name ends
+/// with one of `extensions` (any case), in name order. Any other file is
+/// skipped with the warning `skipped` (hidden files silently), and a file
+/// that cannot be read as UTF-8 text is skipped with a warning.
+fn for_each_file(
+    src: &Path,
+    dir: &str,
+    extensions: &[&str],
+    skipped: &str,
+    diags: &mut Diagnostics,
+    mut each: impl FnMut(PackFile, &mut Diagnostics),
+) {
+    for name in list_files(src, dir) {
+        let rel = join_rel(dir, &name);
+        let lower = name.to_ascii_lowercase();
+        let Some(ext) = extensions.iter().find(|ext| lower.ends_with(*ext)) else {
+            if !name.starts_with('.') {
+                diags.warning("bmad-skipped-file", &rel, Pos::new(1, 1), skipped);
+            }
+            continue;
+        };
+        match read_text(src, &rel) {
+            Ok(text) => {
+                let stem = name[..name.len() - ext.len()].to_string();
+                each(PackFile { stem, rel, text }, diags);
+            }
+            Err(message) => {
+                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
+            }
+        }
+    }
 }
 
 /// Parses YAML leniently: problems the strict parser reports as errors

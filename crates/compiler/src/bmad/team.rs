@@ -8,10 +8,10 @@
 //! `agents: ['*']` means every agent of the team's pack.
 
 use super::packs::{AgentIndex, Pack};
-use super::parse_yaml_lenient;
+use super::{PackFile, for_each_file, parse_yaml_lenient};
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::sourcefs::join_rel;
 use crate::yaml::Node;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -34,82 +34,67 @@ pub fn read_pack_teams(
     diags: &mut Diagnostics,
 ) {
     let dir = join_rel(&pack.dir, "agent-teams");
-    for file in list_files(src, &dir) {
-        let rel = join_rel(&dir, &file);
-        let lower = file.to_ascii_lowercase();
-        let Some(stem) = [".yaml", ".yml"].iter().find_map(|ext| {
-            lower
-                .ends_with(ext)
-                .then(|| &file[..file.len() - ext.len()])
-        }) else {
-            if !file.starts_with('.') {
+    let skipped = "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)";
+    for_each_file(
+        src,
+        &dir,
+        &[".yaml", ".yml"],
+        skipped,
+        diags,
+        |file, diags| {
+            let PackFile { stem, rel, text } = file;
+            let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
                 diags.warning(
-                    "bmad-skipped-file",
+                    "bmad-team",
                     &rel,
                     Pos::new(1, 1),
-                    "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)",
+                    "team file is not valid YAML: skipped",
                 );
-            }
-            continue;
-        };
-        let text = match read_text(src, &rel) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                continue;
-            }
-        };
-        let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
-            diags.warning(
-                "bmad-team",
-                &rel,
-                Pos::new(1, 1),
-                "team file is not valid YAML: skipped",
-            );
-            continue;
-        };
-        let Some(entries) = root.as_map() else {
-            diags.warning(
-                "bmad-team",
-                &rel,
-                root.pos,
-                format!(
-                    "a team file should be a map, found {}: skipped",
-                    root.type_name()
-                ),
-            );
-            continue;
-        };
-        for (key, _) in entries {
-            if !TEAM_KEYS.contains(&key.name.as_str()) {
-                let diag = diags.warning(
-                    "bmad-unknown-key",
+                return;
+            };
+            let Some(entries) = root.as_map() else {
+                diags.warning(
+                    "bmad-team",
                     &rel,
-                    key.pos,
-                    format!("unknown key `{}` in a team file: ignored", key.name),
+                    root.pos,
+                    format!(
+                        "a team file should be a map, found {}: skipped",
+                        root.type_name()
+                    ),
                 );
-                if let Some(close) = did_you_mean(&key.name, TEAM_KEYS) {
-                    diag.hint = Some(format!("did you mean `{close}`?"));
+                return;
+            };
+            for (key, _) in entries {
+                if !TEAM_KEYS.contains(&key.name.as_str()) {
+                    let diag = diags.warning(
+                        "bmad-unknown-key",
+                        &rel,
+                        key.pos,
+                        format!("unknown key `{}` in a team file: ignored", key.name),
+                    );
+                    if let Some(close) = did_you_mean(&key.name, TEAM_KEYS) {
+                        diag.hint = Some(format!("did you mean `{close}`?"));
+                    }
                 }
             }
-        }
-        let team = pack.qualify(stem, multi);
-        let members = team_members(root.get("agents"), pack_no, index, &rel, diags);
-        for member in members {
-            if let Some(agent) = parts.agents.get_mut(&member) {
-                let teams = agent
-                    .metadata
-                    .entry("teams".to_string())
-                    .or_insert_with(|| Json::Array(Vec::new()));
-                if let Json::Array(list) = teams
-                    && !list.iter().any(|t| t.as_str() == Some(&team))
-                {
-                    list.push(Json::String(team.clone()));
+            let team = pack.qualify(&stem, multi);
+            let members = team_members(root.get("agents"), pack_no, index, &rel, diags);
+            for member in members {
+                if let Some(agent) = parts.agents.get_mut(&member) {
+                    let teams = agent
+                        .metadata
+                        .entry("teams".to_string())
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                    if let Json::Array(list) = teams
+                        && !list.iter().any(|t| t.as_str() == Some(&team))
+                    {
+                        list.push(Json::String(team.clone()));
+                    }
                 }
             }
-        }
-        check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
-    }
+            check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
+        },
+    );
 }
 
 /// Bundle ids of the agents a team names; unknown names are warnings.
