@@ -237,6 +237,9 @@ fn build_agent(
     spec
 }
 
+/// The extensions of the YAML files of a pack (workflows, teams).
+const YAML_FILES: &[&str] = &[".yaml", ".yml"];
+
 /// One file of a pack folder, read as text.
 struct PackFile {
     /// The file name without the extension it was picked for.

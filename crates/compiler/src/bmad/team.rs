@@ -8,7 +8,7 @@
 //! `agents: ['*']` means every agent of the team's pack.
 
 use super::packs::{AgentIndex, Pack};
-use super::{PackFile, for_each_file, parse_yaml_lenient};
+use super::{PackFile, YAML_FILES, for_each_file, parse_yaml_lenient};
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
 use crate::sourcefs::join_rel;
@@ -35,66 +35,59 @@ pub fn read_pack_teams(
 ) {
     let dir = join_rel(&pack.dir, "agent-teams");
     let skipped = "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)";
-    for_each_file(
-        src,
-        &dir,
-        &[".yaml", ".yml"],
-        skipped,
-        diags,
-        |file, diags| {
-            let PackFile { stem, rel, text } = file;
-            let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
-                diags.warning(
-                    "bmad-team",
+    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+        let PackFile { stem, rel, text } = file;
+        let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
+            diags.warning(
+                "bmad-team",
+                &rel,
+                Pos::new(1, 1),
+                "team file is not valid YAML: skipped",
+            );
+            return;
+        };
+        let Some(entries) = root.as_map() else {
+            diags.warning(
+                "bmad-team",
+                &rel,
+                root.pos,
+                format!(
+                    "a team file should be a map, found {}: skipped",
+                    root.type_name()
+                ),
+            );
+            return;
+        };
+        for (key, _) in entries {
+            if !TEAM_KEYS.contains(&key.name.as_str()) {
+                let diag = diags.warning(
+                    "bmad-unknown-key",
                     &rel,
-                    Pos::new(1, 1),
-                    "team file is not valid YAML: skipped",
+                    key.pos,
+                    format!("unknown key `{}` in a team file: ignored", key.name),
                 );
-                return;
-            };
-            let Some(entries) = root.as_map() else {
-                diags.warning(
-                    "bmad-team",
-                    &rel,
-                    root.pos,
-                    format!(
-                        "a team file should be a map, found {}: skipped",
-                        root.type_name()
-                    ),
-                );
-                return;
-            };
-            for (key, _) in entries {
-                if !TEAM_KEYS.contains(&key.name.as_str()) {
-                    let diag = diags.warning(
-                        "bmad-unknown-key",
-                        &rel,
-                        key.pos,
-                        format!("unknown key `{}` in a team file: ignored", key.name),
-                    );
-                    if let Some(close) = did_you_mean(&key.name, TEAM_KEYS) {
-                        diag.hint = Some(format!("did you mean `{close}`?"));
-                    }
+                if let Some(close) = did_you_mean(&key.name, TEAM_KEYS) {
+                    diag.hint = Some(format!("did you mean `{close}`?"));
                 }
             }
-            let team = pack.qualify(&stem, multi);
-            let members = team_members(root.get("agents"), pack_no, index, &rel, diags);
-            for member in members {
-                if let Some(agent) = parts.agents.get_mut(&member) {
-                    let teams = agent
-                        .metadata
-                        .entry("teams".to_string())
-                        .or_insert_with(|| Json::Array(Vec::new()));
-                    if let Json::Array(list) = teams
-                        && !list.iter().any(|t| t.as_str() == Some(&team))
-                    {
-                        list.push(Json::String(team.clone()));
-                    }
+        }
+        let team = pack.qualify(&stem, multi);
+        let members = team_members(root.get("agents"), pack_no, index, &rel, diags);
+        for member in members {
+            if let Some(agent) = parts.agents.get_mut(&member) {
+                let teams = agent
+                    .metadata
+                    .entry("teams".to_string())
+                    .or_insert_with(|| Json::Array(Vec::new()));
+                if let Json::Array(list) = teams
+                    && !list.iter().any(|t| t.as_str() == Some(&team))
+                {
+                    list.push(Json::String(team.clone()));
                 }
             }
-            check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
-        },
-    );
+        }
+        check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
+    });
 }
 
 /// Bundle ids of the agents a team names; unknown names are warnings.

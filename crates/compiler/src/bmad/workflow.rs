@@ -11,7 +11,9 @@
 //! not a document contract or an agent is kept in the step's metadata.
 
 use super::packs::{AgentIndex, Pack};
-use super::{for_each_file, is_valid_name, node_text, parse_yaml_lenient, sanitize_name};
+use super::{
+    YAML_FILES, for_each_file, is_valid_name, node_text, parse_yaml_lenient, sanitize_name,
+};
 use crate::ProjectParts;
 use crate::bundle::{FlowSpec, StepSpec};
 use crate::diag::{Diagnostics, Pos, did_you_mean};
@@ -84,63 +86,56 @@ pub fn read_pack_workflows(
 ) {
     let dir = join_rel(&pack.dir, "workflows");
     let skipped = "not a YAML file: ignored (BMAD workflows are workflows/*.yaml)";
-    for_each_file(
-        src,
-        &dir,
-        &[".yaml", ".yml"],
-        skipped,
-        diags,
-        |file, diags| {
-            let rel = file.rel;
-            let Some(draft) = parse_workflow(&file.text, &rel, diags) else {
-                return;
+    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+        let rel = file.rel;
+        let Some(draft) = parse_workflow(&file.text, &rel, diags) else {
+            return;
+        };
+        let several = draft.lists.len() > 1;
+        for list in draft.lists {
+            let base = if several {
+                format!("{}.{}", draft.id, list.key)
+            } else {
+                draft.id.clone()
             };
-            let several = draft.lists.len() > 1;
-            for list in draft.lists {
-                let base = if several {
-                    format!("{}.{}", draft.id, list.key)
-                } else {
-                    draft.id.clone()
-                };
-                let name = pack.qualify(&base, multi);
-                let first_pos = list.entries.first().map_or(Pos::new(1, 1), |e| e.pos);
-                if let Some(existing) = parts.flows.get(&name) {
-                    diags.warning(
-                        "bmad-duplicate-flow",
-                        &rel,
-                        first_pos,
-                        format!(
-                            "flow `{name}` is already defined by {}: this list is skipped",
-                            existing.source
-                        ),
-                    );
-                    continue;
-                }
-                let resolve = |agent: &str| index.resolve(agent, pack_no).map(str::to_string);
-                let steps = build_steps(&list.entries, &rel, &resolve, diags);
-                if steps.is_empty() {
-                    diags.warning(
-                        "bmad-empty-flow",
-                        &rel,
-                        first_pos,
-                        format!("`{}` has no steps: no flow `{name}`", list.key),
-                    );
-                    continue;
-                }
-                parts.flows.insert(
-                    name.clone(),
-                    FlowSpec {
-                        name,
-                        description: draft.description.clone(),
-                        source: rel.clone(),
-                        steps,
-                        max_visits: DEFAULT_MAX_VISITS,
-                        metadata: draft.metadata.clone(),
-                    },
+            let name = pack.qualify(&base, multi);
+            let first_pos = list.entries.first().map_or(Pos::new(1, 1), |e| e.pos);
+            if let Some(existing) = parts.flows.get(&name) {
+                diags.warning(
+                    "bmad-duplicate-flow",
+                    &rel,
+                    first_pos,
+                    format!(
+                        "flow `{name}` is already defined by {}: this list is skipped",
+                        existing.source
+                    ),
                 );
+                continue;
             }
-        },
-    );
+            let resolve = |agent: &str| index.resolve(agent, pack_no).map(str::to_string);
+            let steps = build_steps(&list.entries, &rel, &resolve, diags);
+            if steps.is_empty() {
+                diags.warning(
+                    "bmad-empty-flow",
+                    &rel,
+                    first_pos,
+                    format!("`{}` has no steps: no flow `{name}`", list.key),
+                );
+                continue;
+            }
+            parts.flows.insert(
+                name.clone(),
+                FlowSpec {
+                    name,
+                    description: draft.description.clone(),
+                    source: rel.clone(),
+                    steps,
+                    max_visits: DEFAULT_MAX_VISITS,
+                    metadata: draft.metadata.clone(),
+                },
+            );
+        }
+    });
 }
 
 /// Reads a workflow file's id, description and step lists. `None` (with a

@@ -2,7 +2,7 @@
 //! (SPEC 1.5: "Parsers never panic on any input"). Arbitrary text, and
 //! front matter assembled from real field names with odd values.
 
-use super::agent::{AgentContext, parse_agent};
+use super::agent::{AgentContext, V1_FIELDS, V2_ONLY_FIELDS, parse_agent};
 use super::parse_runtime;
 use super::template::convert_legacy;
 use super::tools::parse_tools;
@@ -15,31 +15,12 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const FIELDS: &[&str] = &[
-    "id",
-    "description",
-    "persona",
-    "tasks",
-    "checklists",
-    "templates",
-    "commands",
-    "tools",
-    "memory_scope",
-    "wait_for",
-    "creates",
-    "requires",
-    "reads",
-    "updates",
-    "parallel",
-    "sequence",
-    "timeout",
-    "retry_count",
-    "error_handling",
-    "llm",
-    "output_schema",
-    "format_version",
-    "tols",
-];
+/// Every front matter key of both formats, and a misspelt one.
+fn fields() -> Vec<&'static str> {
+    let mut fields: Vec<&str> = V1_FIELDS.iter().chain(&V2_ONLY_FIELDS).copied().collect();
+    fields.push("tols");
+    fields
+}
 
 const VALUES: &[&str] = &[
     "",
@@ -93,7 +74,7 @@ const BODIES: &[&str] = &[
 
 fn front_matter() -> impl Strategy<Value = String> {
     let entry = (
-        prop::sample::select(FIELDS),
+        prop::sample::select(fields()),
         prop_oneof![
             prop::sample::select(VALUES).prop_map(str::to_string),
             ".{0,20}"
