@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Times `bmad2pf generate` as a whole process on synthetic trees of 10, 100
-# and 1,000 agents (bench/gen_synthetic.py) and prints, per size, the median
+# and 1,000 agents (bench/gen_synthetic.py) and on a BMAD v4 installed
+# project of 40 agents, a core and six expansion packs (size `bmad`,
+# bench/gen_bmad.py), and prints, per tree, the median
 # wall time and the peak resident memory, in two cases:
 #   rewrite: the output already holds this bundle (regenerating with no
 #            change: files are compared and hard-linked, not rewritten);
@@ -11,7 +13,7 @@
 # installed (Debian: apt-get install hyperfine), else from a loop of runs
 # timed here; peak memory from /usr/bin/time (max RSS over the runs).
 #
-# Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000)
+# Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000 bmad)
 # Env:   RUNS (default 20), BENCH_DIR (default: a fresh temp dir, removed at exit),
 #        CARGO_TARGET_DIR (where the release binary is built),
 #        BMAD2PF_BIN (a binary built already: nothing is built).
@@ -19,7 +21,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(10 100 1000)
+[ ${#sizes[@]} -gt 0 ] || sizes=(10 100 1000 bmad)
 runs=${RUNS:-20}
 target=${CARGO_TARGET_DIR:-$root/target}
 
@@ -64,7 +66,11 @@ printf '%-8s %16s %16s %14s %8s\n' agents "rewrite (median)" "fresh (median)" "p
 for n in "${sizes[@]}"; do
     src=$work/src-$n
     out=$work/out-$n
-    python3 "$root/bench/gen_synthetic.py" "$n" "$src"
+    if [ "$n" = bmad ]; then
+        python3 "$root/bench/gen_bmad.py" "$src"
+    else
+        python3 "$root/bench/gen_synthetic.py" "$n" "$src"
+    fi
     # One run to check the tree compiles and to create the bundle being replaced.
     "$bin" generate --src "$src" --out "$out" -q
     cmd="$bin generate --src $src --out $out -q"

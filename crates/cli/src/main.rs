@@ -18,7 +18,6 @@ mod backup;
 mod exec;
 mod generate;
 mod graph;
-mod malloc_tuning;
 mod progress;
 mod project;
 mod report;
@@ -145,16 +144,6 @@ impl From<Outcome> for ExitCode {
 fn main() -> ExitCode {
     // Usage errors exit 2, --help and --version exit 0 (clap's convention).
     let cli = Cli::parse();
-    let compiled_src = match (&cli.command, &cli.generate) {
-        (Some(Command::Generate(GenerateArgs { src, .. })), _)
-        | (None, Some(GenerateArgs { src, .. })) => Some(src),
-        (Some(Command::Validate(args)), _) => Some(&args.src),
-        (Some(Command::Graph(args)), _) => Some(&args.src),
-        _ => None,
-    };
-    if let Some(src) = compiled_src {
-        malloc_tuning::reexec_with_huge_pages(src);
-    }
     let outcome = match (cli.command, cli.generate) {
         (Some(Command::Generate(args)), _) | (None, Some(args)) => generate::run(&args),
         (Some(Command::Validate(args)), _) => validate::run(&args),

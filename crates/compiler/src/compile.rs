@@ -13,6 +13,7 @@ use crate::config::RuntimeConfig;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use crate::{ProjectParts, prompt, source};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -180,7 +181,10 @@ fn collect_previews(
         .values()
         .filter(|agent| !rendered.contains_key(&agent.id))
         .collect();
-    let late = crate::parallel::map(&missing, |agent| prompt::preview(agent));
+    let late: Vec<_> = missing
+        .par_iter()
+        .map(|agent| prompt::preview(agent))
+        .collect();
     for (agent, preview) in missing.into_iter().zip(late) {
         rendered.insert(agent.id.clone(), preview);
     }

@@ -6,24 +6,25 @@
 //!
 //! # Layout
 //! - [`diag`]: diagnostics and "did you mean" suggestions.
-//! - [`yaml`]: a YAML tree that keeps positions (on saphyr-parser).
+//! - [`yaml`]: a YAML tree that keeps positions (on saphyr-parser); public
+//!   only for the binary's tests, which read the deploy files with it.
 //! - [`sourcefs`]: reading source files and finding resources.
 //! - [`bundle`]: the bundle types the engine consumes.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
-//! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml, runtime.yaml).
+//! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
+//!   runtime.yaml); its one public item is [`source::parse_runtime`], for the binary.
+//! - `bmad`: the BMAD v4 importer (packs, agents, workflows, teams), internal.
 //! - [`prompt`]: prompt template variables, rendering and previews.
-//! - `parallel`: per-item work spread over the cores, results in input order.
 //! - [`compile()`] / [`compile_with`]: the front door — a source directory to a
 //!   [`Compilation`] (with prompt previews when [`CompileOptions`] asks).
 
-pub mod bmad;
+mod bmad;
 pub mod bundle;
 pub mod compile;
 pub mod config;
 pub mod diag;
 pub mod output;
-mod parallel;
 pub mod prompt;
 pub mod source;
 pub mod sourcefs;

@@ -3,6 +3,7 @@
 //! Paths given to diagnostics are always relative to the source directory
 //! with `/` separators, so messages read the same on every machine.
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,7 +175,10 @@ impl SourceSnapshot {
     pub fn load(src: &Path) -> Self {
         let listed = walk_files(src);
         // Reading a thousand small files is mostly system calls: on all cores.
-        let read = crate::parallel::map(&listed, |rel| std::fs::read(src.join(rel)));
+        let read: Vec<_> = listed
+            .par_iter()
+            .map(|rel| std::fs::read(src.join(rel)))
+            .collect();
         let mut files = BTreeMap::new();
         let mut unreadable = Vec::new();
         for (rel, read) in listed.into_iter().zip(read) {

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Deepest nesting accepted; real agent files use fewer than ten levels.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 /// Most nodes one document may expand to (aliases included).
 const MAX_NODES: usize = 1_000_000;
 
@@ -344,7 +344,7 @@ fn count_nodes(node: &Node) -> usize {
 
 /// Reports every key of `map` that is not in `known`, with a "did you mean" hint.
 /// `what` names the thing being read, e.g. "agent front matter".
-pub fn check_keys(
+pub(crate) fn check_keys(
     map: &[(Key, Node)],
     known: &[&str],
     what: &str,

@@ -68,14 +68,10 @@ use resources::ResourceLoader;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// True when `src` looks like a BMAD v4 tree: `agents/*.md` holding a fenced
-/// YAML block with an `agent:` map, or an installed project with a
-/// `.bmad-core/` folder and/or expansion-pack folders beside it.
-pub fn is_bmad_layout(src: &Path) -> bool {
-    !packs::discover(src).is_empty()
-}
-
-/// [`is_bmad_layout`] for a source directory already read into memory.
+/// True when the source directory read into `files` looks like a BMAD v4
+/// tree: `agents/*.md` holding a fenced YAML block with an `agent:` map, or
+/// an installed project with a `.bmad-core/` folder and/or expansion-pack
+/// folders beside it. Deciding the layout reads no file a second time.
 pub fn is_bmad_snapshot(files: &SourceSnapshot) -> bool {
     !packs::discover_in(files).is_empty()
 }
@@ -138,29 +134,12 @@ fn read_pack_agents(
     let search_bases = packs::search_bases(src, pack, packs);
     // bare id → file that defined it first, for the duplicate-id error.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for name in list_files(src, &agents_dir) {
-        let rel = join_rel(&agents_dir, &name);
-        if !name.to_ascii_lowercase().ends_with(".md") {
-            if !name.starts_with('.') {
-                diags.warning(
-                    "bmad-skipped-file",
-                    &rel,
-                    Pos::new(1, 1),
-                    "not a Markdown file: ignored (BMAD agents are agents/*.md)",
-                );
-            }
-            continue;
-        }
-        let text = match read_text(src, &rel) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                continue;
-            }
+    let skipped = "not a Markdown file: ignored (BMAD agents are agents/*.md)";
+    for_each_file(src, &agents_dir, &[".md"], skipped, diags, |file, diags| {
+        let Some(draft) = agent::parse_agent(&file.text, &file.rel, diags) else {
+            return;
         };
-        let Some(draft) = agent::parse_agent(&text, &rel, diags) else {
-            continue;
-        };
+        let rel = file.rel;
         if let Some(first) = seen.get(&draft.id) {
             diags
                 .error(
@@ -173,12 +152,11 @@ fn read_pack_agents(
                     ),
                 )
                 .hint = Some("give one of them another `agent.id`".to_string());
-            continue;
+            return;
         }
         seen.insert(draft.id.clone(), rel.clone());
         let qualified = pack.qualify(&draft.id, multi);
-        let stem = name[..name.len() - 3].to_string();
-        index.insert(pack_no, &draft.id, &stem, &qualified);
+        index.insert(pack_no, &draft.id, &file.stem, &qualified);
         let spec = build_agent(
             draft,
             qualified.clone(),
@@ -190,7 +168,7 @@ fn read_pack_agents(
             diags,
         );
         parts.agents.insert(qualified, spec);
-    }
+    });
 }
 
 /// Turns a parsed agent into its [`AgentSpec`], looking up its dependencies.
@@ -257,6 +235,51 @@ fn build_agent(
         list.push(resource);
     }
     spec
+}
+
+/// The extensions of the YAML files of a pack (workflows, teams).
+const YAML_FILES: &[&str] = &[".yaml", ".yml"];
+
+/// One file of a pack folder, read as text.
+struct PackFile {
+    /// The file name without the extension it was picked for.
+    stem: String,
+    /// Path relative to the source root (`/` separators).
+    rel: String,
+    text: String,
+}
+
+/// Calls `each` with every file of the pack folder `dir` whose name ends
+/// with one of `extensions` (any case), in name order. Any other file is
+/// skipped with the warning `skipped` (hidden files silently), and a file
+/// that cannot be read as UTF-8 text is skipped with a warning.
+fn for_each_file(
+    src: &Path,
+    dir: &str,
+    extensions: &[&str],
+    skipped: &str,
+    diags: &mut Diagnostics,
+    mut each: impl FnMut(PackFile, &mut Diagnostics),
+) {
+    for name in list_files(src, dir) {
+        let rel = join_rel(dir, &name);
+        let lower = name.to_ascii_lowercase();
+        let Some(ext) = extensions.iter().find(|ext| lower.ends_with(*ext)) else {
+            if !name.starts_with('.') {
+                diags.warning("bmad-skipped-file", &rel, Pos::new(1, 1), skipped);
+            }
+            continue;
+        };
+        match read_text(src, &rel) {
+            Ok(text) => {
+                let stem = name[..name.len() - ext.len()].to_string();
+                each(PackFile { stem, rel, text }, diags);
+            }
+            Err(message) => {
+                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
+            }
+        }
+    }
 }
 
 /// Parses YAML leniently: problems the strict parser reports as errors
@@ -344,38 +367,4 @@ pub(crate) fn sanitize_name(raw: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flattens_nested_prose() {
-        let mut d = Diagnostics::new();
-        let node = parse_yaml_lenient(
-            "- plain\n- CRITICAL: read it\n- rules:\n    - a\n    - b\n",
-            "f",
-            0,
-            &mut d,
-        );
-        let text = node.as_ref().map(node_text).unwrap_or_default();
-        assert_eq!(text, "plain\nCRITICAL: read it\nrules:\n  a\n  b");
-    }
-
-    #[test]
-    fn yaml_errors_become_warnings() {
-        let mut d = Diagnostics::new();
-        let node = parse_yaml_lenient("a: 1\na: 2\n", "f.yaml", 0, &mut d);
-        assert!(node.is_some());
-        assert!(!d.has_errors());
-        assert_eq!(d.warning_count(), 1);
-    }
-
-    #[test]
-    fn names_are_sanitised() {
-        assert!(is_valid_name("game-dev_2"));
-        assert!(!is_valid_name("2game"));
-        assert!(!is_valid_name("game dev"));
-        assert_eq!(sanitize_name("game dev!"), "game-dev");
-        assert_eq!(sanitize_name("2d game"), "x-2d-game");
-        assert_eq!(sanitize_name("  "), "unnamed");
-    }
-}
+mod tests;

@@ -8,10 +8,10 @@
 //! `agents: ['*']` means every agent of the team's pack.
 
 use super::packs::{AgentIndex, Pack};
-use super::parse_yaml_lenient;
+use super::{PackFile, YAML_FILES, for_each_file, parse_yaml_lenient};
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::sourcefs::join_rel;
 use crate::yaml::Node;
 use serde_json::Value as Json;
 use std::path::Path;
@@ -34,31 +34,9 @@ pub fn read_pack_teams(
     diags: &mut Diagnostics,
 ) {
     let dir = join_rel(&pack.dir, "agent-teams");
-    for file in list_files(src, &dir) {
-        let rel = join_rel(&dir, &file);
-        let lower = file.to_ascii_lowercase();
-        let Some(stem) = [".yaml", ".yml"].iter().find_map(|ext| {
-            lower
-                .ends_with(ext)
-                .then(|| &file[..file.len() - ext.len()])
-        }) else {
-            if !file.starts_with('.') {
-                diags.warning(
-                    "bmad-skipped-file",
-                    &rel,
-                    Pos::new(1, 1),
-                    "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)",
-                );
-            }
-            continue;
-        };
-        let text = match read_text(src, &rel) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                continue;
-            }
-        };
+    let skipped = "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)";
+    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+        let PackFile { stem, rel, text } = file;
         let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
             diags.warning(
                 "bmad-team",
@@ -66,7 +44,7 @@ pub fn read_pack_teams(
                 Pos::new(1, 1),
                 "team file is not valid YAML: skipped",
             );
-            continue;
+            return;
         };
         let Some(entries) = root.as_map() else {
             diags.warning(
@@ -78,7 +56,7 @@ pub fn read_pack_teams(
                     root.type_name()
                 ),
             );
-            continue;
+            return;
         };
         for (key, _) in entries {
             if !TEAM_KEYS.contains(&key.name.as_str()) {
@@ -93,7 +71,7 @@ pub fn read_pack_teams(
                 }
             }
         }
-        let team = pack.qualify(stem, multi);
+        let team = pack.qualify(&stem, multi);
         let members = team_members(root.get("agents"), pack_no, index, &rel, diags);
         for member in members {
             if let Some(agent) = parts.agents.get_mut(&member) {
@@ -109,7 +87,7 @@ pub fn read_pack_teams(
             }
         }
         check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
-    }
+    });
 }
 
 /// Bundle ids of the agents a team names; unknown names are warnings.

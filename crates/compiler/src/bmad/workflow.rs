@@ -11,11 +11,13 @@
 //! not a document contract or an agent is kept in the step's metadata.
 
 use super::packs::{AgentIndex, Pack};
-use super::{is_valid_name, node_text, parse_yaml_lenient, sanitize_name};
+use super::{
+    YAML_FILES, for_each_file, is_valid_name, node_text, parse_yaml_lenient, sanitize_name,
+};
 use crate::ProjectParts;
 use crate::bundle::{FlowSpec, StepSpec};
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs::{join_rel, list_files, read_text};
+use crate::sourcefs::join_rel;
 use crate::yaml::{Key, Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,29 +85,11 @@ pub fn read_pack_workflows(
     diags: &mut Diagnostics,
 ) {
     let dir = join_rel(&pack.dir, "workflows");
-    for file in list_files(src, &dir) {
-        let rel = join_rel(&dir, &file);
-        let lower = file.to_ascii_lowercase();
-        if !(lower.ends_with(".yaml") || lower.ends_with(".yml")) {
-            if !file.starts_with('.') {
-                diags.warning(
-                    "bmad-skipped-file",
-                    &rel,
-                    Pos::new(1, 1),
-                    "not a YAML file: ignored (BMAD workflows are workflows/*.yaml)",
-                );
-            }
-            continue;
-        }
-        let text = match read_text(src, &rel) {
-            Ok(text) => text,
-            Err(message) => {
-                diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                continue;
-            }
-        };
-        let Some(draft) = parse_workflow(&text, &rel, diags) else {
-            continue;
+    let skipped = "not a YAML file: ignored (BMAD workflows are workflows/*.yaml)";
+    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+        let rel = file.rel;
+        let Some(draft) = parse_workflow(&file.text, &rel, diags) else {
+            return;
         };
         let several = draft.lists.len() > 1;
         for list in draft.lists {
@@ -151,7 +135,7 @@ pub fn read_pack_workflows(
                 },
             );
         }
-    }
+    });
 }
 
 /// Reads a workflow file's id, description and step lists. `None` (with a

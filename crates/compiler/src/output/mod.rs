@@ -32,7 +32,6 @@
 
 mod file_bytes;
 mod graph;
-mod json;
 mod manifest;
 mod runtime_defaults;
 mod schema;
@@ -43,7 +42,8 @@ pub use graph::{graph, graph_of_flow};
 pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 pub use runtime_defaults::DEFAULT_RUNTIME_YAML;
 
-use crate::bundle::{AgentSpec, Bundle};
+use crate::bundle::Bundle;
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,62 +172,39 @@ pub enum OutputError {
 
 /// Produces every file of the bundle in memory.
 ///
-/// Most of the bytes are per agent (its entry in bundle.json, its prompt
-/// file), so those are rendered and hashed on all cores first; then one
-/// thread hashes bundle.json while the other renders the small files.
-/// bundle.json stays in the pieces it was rendered in and prompt files
-/// borrow the previews of `contents` (see [`FileBytes`]): nothing is copied.
+/// The prompt files (one per agent, hashed for the manifest) are done on
+/// all cores beside the JSON files; prompt files borrow the previews of
+/// `contents` (see [`FileBytes`]).
 pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, OutputError> {
     let bundle = contents.bundle;
     check_prompts_match(bundle, contents.prompts)?;
 
-    // Both maps have the same keys (checked above), so they pair up in order.
-    let agents: Vec<(usize, &String, &AgentSpec, &'a String)> = bundle
-        .agents
-        .iter()
-        .zip(contents.prompts.values())
-        .enumerate()
-        .map(|(index, ((id, spec), prompt))| (index, id, spec, prompt))
-        .collect();
-    let per_agent = crate::parallel::map_with_state(
-        &agents,
-        Vec::new,
-        |scratch: &mut Vec<u8>, (index, id, spec, prompt)| {
-            let entry = agent_entry(*index, id, spec, scratch)?;
-            let file = FileBytes::from(prompt_file(prompt));
-            let digest = ManifestEntry::of(&file);
-            Ok((entry, file, digest))
+    let (prompt_files, json_files) = rayon::join(
+        || {
+            contents
+                .prompts
+                .par_iter()
+                .map(|(id, text)| {
+                    let file = FileBytes::from(prompt_file(text));
+                    let digest = ManifestEntry::of(&file);
+                    (prompt_path(id), file, digest)
+                })
+                .collect::<Vec<_>>()
         },
-    )
-    .into_iter()
-    .collect::<Result<Vec<_>, OutputError>>()?;
+        || -> Result<_, OutputError> {
+            let mut files = vec![(BUNDLE_FILE.to_string(), bundle_json(bundle)?)];
+            files.extend(render_others(contents)?);
+            Ok(files)
+        },
+    );
 
-    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(per_agent.len());
     let mut files: BTreeMap<String, FileBytes<'a>> = BTreeMap::new();
     let mut digests: BTreeMap<String, ManifestEntry> = BTreeMap::new();
-    for (id, (entry, file, digest)) in bundle.agents.keys().zip(per_agent) {
-        let path = prompt_path(id);
-        entries.push(entry);
+    for (path, file, digest) in prompt_files {
         digests.insert(path.clone(), digest);
         files.insert(path, file);
     }
-
-    let (others, bundle_json) = std::thread::scope(|scope| {
-        let bundle_json = scope.spawn(|| {
-            let bytes = bundle_json(bundle, entries)?;
-            let digest = ManifestEntry::of(&bytes);
-            Ok::<_, OutputError>((bytes, digest))
-        });
-        let others = render_others(contents);
-        match bundle_json.join() {
-            Ok(bundle_json) => (others, bundle_json),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
-    let (bundle_json, digest) = bundle_json?;
-    digests.insert(BUNDLE_FILE.into(), digest);
-    files.insert(BUNDLE_FILE.into(), bundle_json);
-    for (path, bytes) in others? {
+    for (path, bytes) in json_files? {
         let bytes = FileBytes::from(bytes);
         digests.insert(path.clone(), ManifestEntry::of(&bytes));
         files.insert(path, bytes);
@@ -247,90 +224,90 @@ pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, O
     })
 }
 
-/// How bundle.json starts: its first key is `agents` (keys are sorted).
+/// How bundle.json starts: `agents` is its first key (keys are sorted).
 const AGENTS_OPEN: &[u8] = b"{\n  \"agents\": {";
 /// Depth of an agent's value in bundle.json (`{"agents": {"<id>": HERE}}`).
 const AGENT_DEPTH: usize = 2;
 
-/// Agent number `index`'s entry in bundle.json's `agents` object, as it
-/// appears there: a comma unless it is the first, then `"<id>": <value>`
-/// on a new line. `scratch` is written first and the result copied out at
-/// its exact size, so one growing buffer per thread is reused instead of
-/// each agent's text growing from empty.
-fn agent_entry(
-    index: usize,
-    id: &str,
-    spec: &AgentSpec,
-    scratch: &mut Vec<u8>,
-) -> Result<Vec<u8>, OutputError> {
-    scratch.clear();
-    if index > 0 {
-        scratch.push(b',');
-    }
-    scratch.extend_from_slice(b"\n    ");
-    json::write_str(scratch, id);
-    scratch.extend_from_slice(b": ");
-    json::write_canonical_at(scratch, spec, AGENT_DEPTH)
-        .map_err(|e| serialise_error(BUNDLE_FILE, &e))?;
-    Ok(scratch.clone())
-}
+/// bundle.json, byte for byte `canonical_json(bundle)`. The agents are most
+/// of its bytes, so each one is made canonical JSON on its own, on all
+/// cores, and the entries are put into the document rendered without them.
+fn bundle_json(bundle: &Bundle) -> Result<Vec<u8>, OutputError> {
+    let serialise_error = |e: serde_json::Error| serialise_error(BUNDLE_FILE, &e);
+    let entries = bundle
+        .agents
+        .par_iter()
+        .map(|(id, spec)| {
+            let mut entry = serde_json::to_vec(id)?;
+            entry.extend_from_slice(b": ");
+            indent_into(&mut entry, &canonical_pretty(spec)?, AGENT_DEPTH);
+            Ok(entry)
+        })
+        .collect::<Result<Vec<Vec<u8>>, serde_json::Error>>()
+        .map_err(serialise_error)?;
 
-/// bundle.json as pieces: the opening up to the `agents` object, each
-/// agent's entry ([`agent_entry`], in key order), then the rest of the
-/// document, which is the canonical JSON of the bundle with no agents cut
-/// after its `"agents": {`.
-fn bundle_json(
-    bundle: &Bundle,
-    agent_entries: Vec<Vec<u8>>,
-) -> Result<FileBytes<'static>, OutputError> {
-    let skeleton = canonical_json(&TopLevelFields(bundle), BUNDLE_FILE)?;
-    if agent_entries.is_empty() {
-        return Ok(skeleton.into());
-    }
-    let Some(rest) = skeleton.strip_prefix(AGENTS_OPEN) else {
+    // Every other field, named so that a new one does not compile until it is here.
+    let Bundle {
+        agents: _,
+        flows,
+        generator,
+        layout,
+        schema_version,
+        source_hash,
+        tools,
+    } = bundle;
+    let without_agents = serde_json::json!({
+        "agents": {},
+        "flows": flows,
+        "generator": generator,
+        "layout": layout,
+        "schema_version": schema_version,
+        "source_hash": source_hash,
+        "tools": tools,
+    });
+    let skeleton = canonical_pretty(&without_agents).map_err(serialise_error)?;
+    let Some(rest) = skeleton
+        .strip_prefix(AGENTS_OPEN)
+        .and_then(|r| r.strip_prefix(b"}"))
+    else {
         return Err(OutputError::Serialise {
             file: BUNDLE_FILE,
             message: "the agents are not its first field".into(),
         });
     };
-    let mut tail = b"\n  ".to_vec();
-    tail.extend_from_slice(rest);
-    let mut pieces: Vec<Cow<'static, [u8]>> = Vec::with_capacity(agent_entries.len() + 2);
-    pieces.push(Cow::Borrowed(AGENTS_OPEN));
-    pieces.extend(agent_entries.into_iter().map(Cow::Owned));
-    pieces.push(Cow::Owned(tail));
-    Ok(FileBytes::from_pieces(pieces))
+    let size = entries
+        .iter()
+        .map(|e| e.len() + 2 * AGENT_DEPTH + 2)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(skeleton.len() + size + 8);
+    bytes.extend_from_slice(AGENTS_OPEN);
+    for (n, entry) in entries.iter().enumerate() {
+        if n > 0 {
+            bytes.push(b',');
+        }
+        indent_into(&mut bytes, b"\n", AGENT_DEPTH);
+        bytes.extend_from_slice(entry);
+    }
+    if !entries.is_empty() {
+        indent_into(&mut bytes, b"\n", AGENT_DEPTH - 1);
+    }
+    bytes.push(b'}');
+    bytes.extend_from_slice(rest);
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
-/// The bundle with its top-level fields in key order and no agents (they
-/// are rendered separately, see [`bundle_json`]). The canonical JSON writer
-/// would sort the fields anyway, by writing them again; handing them over
-/// sorted avoids that. The pattern below names every field: a new one does
-/// not compile until it is placed here.
-struct TopLevelFields<'a>(&'a Bundle);
-
-impl serde::Serialize for TopLevelFields<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let Bundle {
-            agents: _,
-            flows,
-            generator,
-            layout,
-            schema_version,
-            source_hash,
-            tools,
-        } = self.0;
-        let no_agents: BTreeMap<String, AgentSpec> = BTreeMap::new();
-        let mut fields = serializer.serialize_struct("Bundle", 7)?;
-        fields.serialize_field("agents", &no_agents)?;
-        fields.serialize_field("flows", flows)?;
-        fields.serialize_field("generator", generator)?;
-        fields.serialize_field("layout", layout)?;
-        fields.serialize_field("schema_version", schema_version)?;
-        fields.serialize_field("source_hash", source_hash)?;
-        fields.serialize_field("tools", tools)?;
-        fields.end()
+/// Appends `pretty` (serde_json's pretty output) to `out` as it reads
+/// `depth` levels deep in a larger document: every line after the first
+/// two spaces further in per level. JSON strings escape their line breaks,
+/// so every raw `\n` is one the printer put between tokens.
+fn indent_into(out: &mut Vec<u8>, pretty: &[u8], depth: usize) {
+    for (n, line) in pretty.split(|byte| *byte == b'\n').enumerate() {
+        if n > 0 {
+            out.push(b'\n');
+            out.resize(out.len() + 2 * depth, b' ');
+        }
+        out.extend_from_slice(line);
     }
 }
 
@@ -459,9 +436,18 @@ fn canonical_json<T: serde::Serialize + ?Sized>(
     value: &T,
     file: &'static str,
 ) -> Result<Vec<u8>, OutputError> {
-    let mut bytes = json::to_canonical_vec(value).map_err(|e| serialise_error(file, &e))?;
+    let mut bytes = canonical_pretty(value).map_err(|e| serialise_error(file, &e))?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// `value` as serde_json's pretty JSON (two-space indent) with every
+/// object's keys sorted: the same bytes for the same value, whatever order
+/// its maps were built in.
+fn canonical_pretty<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut tree = serde_json::to_value(value)?;
+    tree.sort_all_objects();
+    serde_json::to_vec_pretty(&tree)
 }
 
 fn serialise_error(file: &'static str, e: &serde_json::Error) -> OutputError {

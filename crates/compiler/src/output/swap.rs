@@ -26,6 +26,7 @@ use super::manifest::Manifest;
 use super::{
     CheckResult, FileBytes, FileStatus, OutputError, RUNTIME_FILE, RenderedBundle, WriteReport,
 };
+use rayon::prelude::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -158,11 +159,13 @@ impl Existing {
     fn read(dir: &Path, rendered: &RenderedBundle<'_>) -> Result<Self, OutputError> {
         let listing = Listing::read(dir)?;
         let files: Vec<(&String, &FileBytes<'_>)> = rendered.files.iter().collect();
-        let matches = crate::parallel::map_with_state(
-            &files,
-            || vec![0u8; COMPARE_CHUNK],
-            |buffer, (rel, bytes)| compare_file(&join_rel(dir, rel), bytes, buffer),
-        );
+        let matches: Vec<FileMatch> = files
+            .par_iter()
+            .map_init(
+                || vec![0u8; COMPARE_CHUNK],
+                |buffer, (rel, bytes)| compare_file(&join_rel(dir, rel), bytes, buffer),
+            )
+            .collect();
         let stale = listing
             .files
             .iter()
@@ -220,7 +223,7 @@ fn compare_file(path: &Path, expected: &FileBytes<'_>, buffer: &mut [u8]) -> Fil
         Ok(_) => return FileMatch::Changed,
         Err(e) => return FileMatch::Unreadable(e),
     }
-    let mut rest = expected.reader();
+    let mut rest = expected.as_bytes();
     loop {
         let read = match file.read(buffer) {
             Ok(read) => read,
@@ -228,15 +231,16 @@ fn compare_file(path: &Path, expected: &FileBytes<'_>, buffer: &mut [u8]) -> Fil
             Err(e) => return FileMatch::Unreadable(e),
         };
         if read == 0 {
-            return if rest.is_at_end() {
+            return if rest.is_empty() {
                 FileMatch::Same
             } else {
                 FileMatch::Changed
             };
         }
-        // Also false when the file grew since it was measured.
-        if !rest.take_equal(&buffer[..read]) {
-            return FileMatch::Changed;
+        // Also unequal when the file grew since it was measured.
+        match rest.strip_prefix(&buffer[..read]) {
+            Some(after) => rest = after,
+            None => return FileMatch::Changed,
         }
     }
 }
@@ -475,7 +479,7 @@ fn place(path: &Path, same_old: Option<&Path>, bytes: &FileBytes<'_>) -> Result<
         return Ok(true);
     }
     let mut file = fs::File::create(path).map_err(|e| io("cannot create", path, e))?;
-    write_pieces(&mut file, bytes)
+    file.write_all(bytes.as_bytes())
         .and_then(|()| {
             if durability::SYNC_EACH_FILE {
                 file.sync_all()
@@ -486,22 +490,6 @@ fn place(path: &Path, same_old: Option<&Path>, bytes: &FileBytes<'_>) -> Result<
         .map_err(|e| io("cannot write", path, e))?;
     Ok(false)
 }
-
-/// Writes a file's pieces; many small ones (bundle.json's agents) go out
-/// through a buffer, in few writes.
-fn write_pieces(file: &mut fs::File, bytes: &FileBytes<'_>) -> std::io::Result<()> {
-    if bytes.pieces().nth(1).is_none() {
-        return bytes.pieces().try_for_each(|piece| file.write_all(piece));
-    }
-    let mut writer = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-    bytes
-        .pieces()
-        .try_for_each(|piece| writer.write_all(piece))?;
-    writer.flush()
-}
-
-/// Buffer for writing one file made of many pieces.
-const WRITE_BUFFER: usize = 256 * 1024;
 
 /// How the staged bundle reaches the disk before it is swapped in.
 ///

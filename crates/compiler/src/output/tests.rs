@@ -506,10 +506,11 @@ fn an_unchanged_bundle_is_left_alone_and_leftovers_still_force_a_swap() -> TestR
 }
 
 #[test]
-fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
-    // bundle.json is written straight from the types (top-level fields
-    // handed over in key order); it must equal what sorting a
-    // serde_json::Value tree of the bundle and pretty-printing it gives.
+fn bundle_json_is_canonical_json_of_the_bundle() -> TestResult {
+    // bundle.json is put together from agents rendered one by one; it must
+    // be the canonical JSON of the whole bundle, byte for byte, and list
+    // every object's keys sorted, free-form JSON (output schemas, metadata)
+    // included.
     let mut bundle = sample_bundle();
     let unsorted: serde_json::Value =
         serde_json::from_str(r#"{"z": {"b": [1, {"d": 2, "c": 3}], "a": null}, "m": "é\n\"q\""}"#)?;
@@ -538,8 +539,7 @@ fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
             checklist: None,
         });
     }
-    // Agents are rendered on all cores above a few dozen; none at all
-    // leaves bundle.json with an empty `agents` object.
+    // Many agents, and none at all (an empty `agents` object).
     let mut many = bundle.clone();
     for n in 0..40 {
         let id = format!("extra-{n:02}");
@@ -550,14 +550,20 @@ fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
     for bundle in [bundle, many, none] {
         let prompts = prompts_for(&bundle);
         let rendered = render(&contents(&bundle, &prompts))?;
-        let mut expected = super::json::via_value(&bundle);
-        expected.push(b'\n');
+        // serde_json keeps the document's key order when it parses (feature
+        // `preserve_order`), so the parsed tree shows the order as written.
+        let written: serde_json::Value =
+            serde_json::from_slice(&rendered.files[BUNDLE_FILE].to_vec())?;
+        assert_keys_sorted(&written, "");
         assert_eq!(
             String::from_utf8_lossy(&rendered.files[BUNDLE_FILE].to_vec()),
-            String::from_utf8_lossy(&expected)
+            String::from_utf8_lossy(&super::canonical_json(&bundle, BUNDLE_FILE)?)
         );
-        // bundle.json is hashed piece by piece: its digest must still be
-        // the digest of its bytes, as every other file's is.
+        assert_eq!(
+            Bundle::from_json(&serde_json::to_string(&written)?)?,
+            bundle
+        );
+        // Every file's digest in the manifest is the digest of its bytes.
         let manifest: Manifest = serde_json::from_slice(&rendered.files[MANIFEST_FILE].to_vec())?;
         for (path, entry) in &manifest.files {
             let bytes = rendered.files[path].to_vec();
@@ -570,4 +576,23 @@ fn bundle_json_is_the_sorted_value_tree_byte_for_byte() -> TestResult {
         }
     }
     Ok(())
+}
+
+/// Every object in `value` lists its keys in sorted order.
+fn assert_keys_sorted(value: &serde_json::Value, path: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let keys: Vec<&String> = map.keys().collect();
+            assert!(keys.is_sorted(), "keys of {path:?} not sorted: {keys:?}");
+            for (key, inner) in map {
+                assert_keys_sorted(inner, &format!("{path}/{key}"));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (n, inner) in items.iter().enumerate() {
+                assert_keys_sorted(inner, &format!("{path}/{n}"));
+            }
+        }
+        _ => {}
+    }
 }

@@ -45,21 +45,23 @@
 //! - Numbers: `timeout` 1–86400 s, `retry_count` 0–100, `llm.temperature`
 //!   0–2, `llm.max_tokens` ≥ 1.
 
-pub mod agent;
-pub mod fields;
-pub mod runtime_file;
-pub mod template;
-pub mod tools;
-pub mod workflow;
+pub(crate) mod agent;
+pub(crate) mod fields;
+pub(crate) mod runtime_file;
+pub(crate) mod template;
+pub(crate) mod tools;
+pub(crate) mod workflow;
 
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::{self, SourceSnapshot};
 use agent::{AgentContext, ParsedAgent};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use workflow::AgentIndex;
 
-pub use runtime_file::{parse_runtime, read_runtime};
+pub use runtime_file::parse_runtime;
+pub(crate) use runtime_file::read_runtime;
 
 /// Files with a near-miss name that would otherwise be silently ignored.
 const MISNAMED: [(&str, &str); 4] = [
@@ -70,7 +72,7 @@ const MISNAMED: [(&str, &str); 4] = [
 ];
 
 /// Agent files of a preprocessing source directory (`agents/*.md`), sorted.
-pub fn agent_files(files: &SourceSnapshot) -> Vec<String> {
+pub(crate) fn agent_files(files: &SourceSnapshot) -> Vec<String> {
     files
         .list_files("agents")
         .into_iter()
@@ -82,7 +84,11 @@ pub fn agent_files(files: &SourceSnapshot) -> Vec<String> {
 /// Reads a preprocessing-layout source directory from its snapshot;
 /// with `previews`, every agent's prompt preview is rendered from the
 /// parse that checks its template ([`ProjectParts::previews`]).
-pub fn read(files: &SourceSnapshot, previews: bool, diags: &mut Diagnostics) -> ProjectParts {
+pub(crate) fn read(
+    files: &SourceSnapshot,
+    previews: bool,
+    diags: &mut Diagnostics,
+) -> ProjectParts {
     for (wrong, right) in MISNAMED {
         if files.is_file(wrong) {
             diags
@@ -115,14 +121,16 @@ pub fn read(files: &SourceSnapshot, previews: bool, diags: &mut Diagnostics) -> 
         };
         (parsed, file_diags)
     };
-    let read = crate::parallel::map_with_state(
-        &agent_files,
-        || {
-            let ctx = AgentContext::new(files, &tools);
-            if previews { ctx.with_previews() } else { ctx }
-        },
-        read_one,
-    );
+    let read: Vec<_> = agent_files
+        .par_iter()
+        .map_init(
+            || {
+                let ctx = AgentContext::new(files, &tools);
+                if previews { ctx.with_previews() } else { ctx }
+            },
+            read_one,
+        )
+        .collect();
 
     let mut parsed: Vec<ParsedAgent> = Vec::new();
     let mut unreadable: BTreeSet<String> = BTreeSet::new();
@@ -202,3 +210,6 @@ fn read_optional(files: &SourceSnapshot, file: &str, diags: &mut Diagnostics) ->
         }
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -2,11 +2,9 @@
 //! whatever an agent file, workflow, template or team file holds, the result
 //! is warnings at worst (SPEC 1.5, 1.6).
 
-mod bmad_support;
-
-use bmad_support::read_files;
-use bmad2pf_compiler::bmad::{agent, template, workflow};
-use bmad2pf_compiler::diag::Diagnostics;
+use super::support::read_files;
+use crate::bmad::{agent, template, workflow};
+use crate::diag::Diagnostics;
 use proptest::prelude::*;
 
 /// Arbitrary text, plain or wrapped so that it reaches the YAML stage.

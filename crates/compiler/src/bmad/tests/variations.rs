@@ -1,10 +1,7 @@
 //! The loose shapes real BMAD v4 packs use (SPEC 1.6), each written as a
 //! real file tree in a temporary directory and read through `bmad::read`.
 
-mod bmad_support;
-
-use bmad_support::{agent_md, errors, read, read_files, warnings, write_tree};
-use bmad2pf_compiler::bmad;
+use super::support::{agent_md, errors, is_bmad_layout, read, read_files, warnings, write_tree};
 
 #[test]
 fn crlf_and_non_ascii_text_with_positions() {
@@ -207,12 +204,7 @@ fn with_agents(extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> 
     files
 }
 
-fn read_owned(
-    files: &[(String, String)],
-) -> (
-    bmad2pf_compiler::ProjectParts,
-    bmad2pf_compiler::diag::Diagnostics,
-) {
+fn read_owned(files: &[(String, String)]) -> (crate::ProjectParts, crate::diag::Diagnostics) {
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(p, c)| (p.as_str(), c.as_str()))
@@ -345,7 +337,7 @@ fn installed_project() -> tempfile::TempDir {
 #[test]
 fn installed_project_with_two_packs_qualifies_ids() {
     let dir = installed_project();
-    assert!(bmad::is_bmad_layout(dir.path()));
+    assert!(is_bmad_layout(dir.path()));
     let (parts, diags) = read(dir.path());
     let ids: Vec<&str> = parts.agents.keys().map(String::as_str).collect();
     assert_eq!(
@@ -515,14 +507,14 @@ fn broken_agent_files_are_warnings_and_others_still_load() {
 #[test]
 fn layout_detection() {
     let bmad_core = write_tree(&[(".bmad-core/agents/pm.md", &agent_md("pm", ""))]);
-    assert!(bmad::is_bmad_layout(bmad_core.path()));
+    assert!(is_bmad_layout(bmad_core.path()));
     let preprocessing = write_tree(&[(
         "agents/pm.md",
         "---\nid: pm\n---\nExample:\n```yaml\nagent:\n  id: pm\n```\n",
     )]);
-    assert!(!bmad::is_bmad_layout(preprocessing.path()));
+    assert!(!is_bmad_layout(preprocessing.path()));
     let empty = write_tree(&[("README.md", "hello")]);
-    assert!(!bmad::is_bmad_layout(empty.path()));
+    assert!(!is_bmad_layout(empty.path()));
     let (parts, diags) = read(empty.path());
     assert!(parts.agents.is_empty());
     assert_eq!(warnings(&diags, "bmad-empty").len(), 1);

@@ -2,44 +2,25 @@
 //! (SPEC 1.5: "Parsers never panic on any input"). Arbitrary text, and
 //! front matter assembled from real field names with odd values.
 
-use bmad2pf_compiler::bundle::{AgentSpec, ToolSpec};
-use bmad2pf_compiler::diag::Diagnostics;
-use bmad2pf_compiler::source::agent::{AgentContext, parse_agent};
-use bmad2pf_compiler::source::parse_runtime;
-use bmad2pf_compiler::source::template::convert_legacy;
-use bmad2pf_compiler::source::tools::parse_tools;
-use bmad2pf_compiler::source::workflow::{AgentIndex, parse_workflow};
-use bmad2pf_compiler::sourcefs::SourceSnapshot;
-use bmad2pf_compiler::yaml;
+use super::agent::{AgentContext, V1_FIELDS, V2_ONLY_FIELDS, parse_agent};
+use super::parse_runtime;
+use super::template::convert_legacy;
+use super::tools::parse_tools;
+use super::workflow::{AgentIndex, parse_workflow};
+use crate::bundle::{AgentSpec, ToolSpec};
+use crate::diag::Diagnostics;
+use crate::sourcefs::SourceSnapshot;
+use crate::yaml;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const FIELDS: &[&str] = &[
-    "id",
-    "description",
-    "persona",
-    "tasks",
-    "checklists",
-    "templates",
-    "commands",
-    "tools",
-    "memory_scope",
-    "wait_for",
-    "creates",
-    "requires",
-    "reads",
-    "updates",
-    "parallel",
-    "sequence",
-    "timeout",
-    "retry_count",
-    "error_handling",
-    "llm",
-    "output_schema",
-    "format_version",
-    "tols",
-];
+/// Every front matter key of both formats, and a misspelt one.
+fn fields() -> Vec<&'static str> {
+    let mut fields: Vec<&str> = V1_FIELDS.iter().chain(&V2_ONLY_FIELDS).copied().collect();
+    fields.push("tols");
+    fields
+}
 
 const VALUES: &[&str] = &[
     "",
@@ -93,7 +74,7 @@ const BODIES: &[&str] = &[
 
 fn front_matter() -> impl Strategy<Value = String> {
     let entry = (
-        prop::sample::select(FIELDS),
+        prop::sample::select(fields()),
         prop_oneof![
             prop::sample::select(VALUES).prop_map(str::to_string),
             ".{0,20}"

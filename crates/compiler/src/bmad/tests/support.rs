@@ -1,11 +1,10 @@
 //! Shared helpers for the BMAD importer tests: real source trees written
-//! into temporary directories, read through the public `bmad::read`.
-//! Each test file uses a different subset of the helpers.
-#![allow(dead_code)]
+//! into temporary directories, read through `bmad::read`.
 
-use bmad2pf_compiler::ProjectParts;
-use bmad2pf_compiler::bmad;
-use bmad2pf_compiler::diag::{Diagnostic, Diagnostics, Severity};
+use crate::ProjectParts;
+use crate::bmad;
+use crate::diag::{Diagnostic, Diagnostics, Severity};
+use crate::sourcefs::SourceSnapshot;
 use std::path::Path;
 
 /// Writes `files` (relative path, content) under a fresh temporary directory.
@@ -26,6 +25,11 @@ pub fn read(src: &Path) -> (ProjectParts, Diagnostics) {
     let mut diags = Diagnostics::new();
     let parts = bmad::read(src, &mut diags);
     (parts, diags)
+}
+
+/// Whether the compiler takes `src` for a BMAD tree (as `compile` decides it).
+pub fn is_bmad_layout(src: &Path) -> bool {
+    bmad::is_bmad_snapshot(&SourceSnapshot::load(src))
 }
 
 /// Writes and reads `files` in one go.

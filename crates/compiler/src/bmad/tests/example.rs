@@ -1,10 +1,7 @@
 //! The shipped `examples/bmad-core` pack imports cleanly, with the agents,
 //! commands, resources, flow and team data it was written to have.
 
-mod bmad_support;
-
-use bmad_support::read;
-use bmad2pf_compiler::bmad;
+use super::support::{is_bmad_layout, read};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,7 +12,7 @@ fn example_dir() -> PathBuf {
 #[test]
 fn example_is_detected_and_imports_without_diagnostics() {
     let src = example_dir();
-    assert!(bmad::is_bmad_layout(&src));
+    assert!(is_bmad_layout(&src));
     let (parts, diags) = read(&src);
     let all: Vec<String> = diags.iter().map(ToString::to_string).collect();
     assert!(diags.is_empty(), "{all:#?}");
@@ -49,9 +46,8 @@ fn agents_have_commands_persona_and_resources() {
         Some("Product owner of the \"what\" and the \"why\"")
     );
     assert_eq!(persona.core_principles.len(), 3);
-    let names = |list: &[bmad2pf_compiler::bundle::Resource]| {
-        list.iter().map(|r| r.path.clone()).collect::<Vec<_>>()
-    };
+    let names =
+        |list: &[crate::bundle::Resource]| list.iter().map(|r| r.path.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&pm.tasks),
         [
