@@ -3,9 +3,10 @@
 //! - `run_chain`: a derived flow of `AGENTS` agents in a chain on a
 //!   zero-latency mock, forced to re-run every time; divan's item counter
 //!   gives the per-agent cost, including rendering, the document write
-//!   (temp file, fsync, rename) and the status update. The stores live in
-//!   the directory `BMAD2PF_BENCH_DIR` names, else a temp dir: point it at a
-//!   tmpfs (`/dev/shm`) to see the engine without the disk's fsync cost.
+//!   (a committed version and its Markdown file) and the status update.
+//!   The embedded store lives in the directory `BMAD2PF_BENCH_DIR` names,
+//!   else a temp dir: point it at a tmpfs (`/dev/shm`) to see the engine
+//!   without the disk's fsync cost.
 //!   The run is spawned on the runtime, as `serve` runs it (a handler is a
 //!   task on a worker thread), rather than driven from the bench's own
 //!   thread, which would add two thread hand-offs to every store call.

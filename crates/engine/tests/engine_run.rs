@@ -1,6 +1,6 @@
 //! End-to-end runs of the engine on small projects: compiled from real
 //! source files, executed on the mock provider (or a local OpenAI-compatible
-//! server playing scripted replies), with file stores in a temp directory.
+//! server playing scripted replies), with the embedded store in a temp directory.
 
 mod llm_common;
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::ids::IdError;
 
-/// What went wrong in a store. `Clone`, so that one failure (a failed
-/// fsync of a group commit) can answer every writer it concerns.
+/// What went wrong in a store. `Clone`, so that one failure (a commit
+/// that failed) can answer every writer it concerns.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// An id, scope or key broke the id rules (client error, 400).
