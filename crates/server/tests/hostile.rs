@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of, read_response};
+use common::{
+    Setup, SseReader, TestResult, TestServer, assert_error, error_code, json_of, json_with,
+    read_response,
+};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -18,8 +21,10 @@ use tokio::net::TcpStream;
 /// Asserts that the server is still up and healthy.
 async fn assert_alive(server: &TestServer) -> TestResult {
     let health = server.client.get(server.url("/health")).send().await?;
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(json_of(health).await?["status"], "healthy");
+    assert_eq!(
+        json_with(health, StatusCode::OK).await?["status"],
+        "healthy"
+    );
     Ok(())
 }
 
@@ -45,8 +50,7 @@ async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
         .request(Method::OPTIONS, server.url("/no/such/route"))
         .send()
         .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await?;
     server.stop().await;
 
     let guarded = TestServer::start(Setup {
@@ -144,9 +148,7 @@ async fn valid_json_of_the_wrong_kind_is_422_and_broken_json_is_400() -> TestRes
             .body(body.clone())
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {body}");
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "malformed_json");
+        let answer = assert_error(response, StatusCode::BAD_REQUEST, "malformed_json").await?;
         assert!(answer["error"]["details"]["column"].is_u64());
     }
     assert_alive(&server).await?;
@@ -209,9 +211,7 @@ async fn story_ids_in_queries_and_run_bodies_are_checked_like_every_id() -> Test
         "/agent/pm/ready?story_id=",
     ] {
         let response = server.client.get(server.url(path)).send().await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
-        let body = json_of(response).await?;
-        assert_eq!(error_code(&body), "invalid_id", "{path}");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
         assert_eq!(body["error"]["details"]["kind"], "story id");
     }
     for stream in [false, true] {
@@ -221,8 +221,7 @@ async fn story_ids_in_queries_and_run_bodies_are_checked_like_every_id() -> Test
             .json(&json!({"flow": "default", "story_id": "a/../b", "stream": stream}))
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(error_code(&json_of(response).await?), "invalid_id");
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
     }
     assert_alive(&server).await?;
     server.stop().await;
@@ -238,9 +237,12 @@ async fn execute_refuses_unknown_fields() -> TestResult {
         .json(&json!({"instruction": "plan", "documnets": {"analyst": "# A"}}))
         .send()
         .await?;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body = json_of(response).await?;
-    assert_eq!(error_code(&body), "invalid_request");
+    let body = assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
     assert_eq!(body["error"]["details"]["field"], "documnets");
     server.stop().await;
     Ok(())
@@ -259,8 +261,12 @@ async fn memory_refuses_values_it_could_not_read_back() -> TestResult {
     };
     // 127 levels parse, but the stored record around the value would not.
     let too_deep = put(127).await?;
-    assert_eq!(too_deep.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(error_code(&json_of(too_deep).await?), "invalid_request");
+    assert_error(
+        too_deep,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
     let absent = server
         .client
         .get(server.url("/memory/shared:deep/k"))
@@ -883,9 +889,7 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
             .json(&json!({"flow": "default", "story_id": too_long, "stream": stream}))
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body = json_of(response).await?;
-        assert_eq!(error_code(&body), "invalid_id", "{body}");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(
             message.contains("document `analyst`")
@@ -899,9 +903,7 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
         .get(server.url(&format!("/agent/pm/ready?story_id={too_long}")))
         .send()
         .await?;
-    assert_eq!(ready.status(), StatusCode::BAD_REQUEST);
-    let body = json_of(ready).await?;
-    assert_eq!(error_code(&body), "invalid_id");
+    let body = assert_error(ready, StatusCode::BAD_REQUEST, "invalid_id").await?;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -919,16 +921,14 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
         .get(server.url(&format!("/agent/pm/ready?story_id={at_limit}")))
         .send()
         .await?;
-    assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(json_of(ready).await?["ready"], false);
+    assert_eq!(json_with(ready, StatusCode::OK).await?["ready"], false);
     let run = server
         .client
         .post(server.url("/run"))
         .json(&json!({"flow": "default", "story_id": at_limit, "input": "x"}))
         .send()
         .await?;
-    assert_eq!(run.status(), StatusCode::OK);
-    assert_eq!(json_of(run).await?["status"], "success");
+    assert_eq!(json_with(run, StatusCode::OK).await?["status"], "success");
     assert_eq!(engine.docs().list(Some(&at_limit)).await?.len(), 2);
     server.stop().await;
     Ok(())

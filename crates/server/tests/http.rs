@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of};
+use common::{
+    Setup, SseReader, TestResult, TestServer, assert_error, error_code, json_of, json_with,
+};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
@@ -71,8 +73,7 @@ async fn auth_guards_everything_but_health() -> TestResult {
     .await?;
     for path in ["/flows", "/doc/x", "/metrics", "/openapi.json", "/docs/"] {
         let response = server.client.get(server.url(path)).send().await?;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
-        assert_eq!(error_code(&json_of(response).await?), "unauthorized");
+        assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await?;
     }
     let wrong = server
         .client
@@ -159,8 +160,7 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
     let deleted = c.delete(server.url("/doc/s1__brief")).send().await?;
     assert_eq!(json_of(deleted).await?, json!({"success": true}));
     let gone = c.get(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(gone).await?), "not_found");
+    assert_error(gone, StatusCode::NOT_FOUND, "not_found").await?;
     let again = c.delete(server.url("/doc/s1__brief")).send().await?;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
     server.stop().await;
@@ -260,8 +260,7 @@ async fn memory_values_are_any_json() -> TestResult {
         .await?;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let bad_scope = c.get(server.url("/memory/private/k")).send().await?;
-    assert_eq!(bad_scope.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(bad_scope).await?), "invalid_id");
+    assert_error(bad_scope, StatusCode::BAD_REQUEST, "invalid_id").await?;
     server.stop().await;
     Ok(())
 }
@@ -281,9 +280,7 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body("{\n\"flow\": }")
         .send()
         .await?;
-    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
-    let body = json_of(malformed).await?;
-    assert_eq!(error_code(&body), "malformed_json");
+    let body = assert_error(malformed, StatusCode::BAD_REQUEST, "malformed_json").await?;
     assert_eq!(body["error"]["details"]["line"], 2);
 
     let missing = c
@@ -315,8 +312,12 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body("<run/>")
         .send()
         .await?;
-    assert_eq!(xml.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(error_code(&json_of(xml).await?), "unsupported_media_type");
+    assert_error(
+        xml,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
     let doc_form = c
         .put(server.url("/doc/a"))
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -339,8 +340,12 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body(big.clone())
         .send()
         .await?;
-    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(error_code(&json_of(too_large).await?), "payload_too_large");
+    assert_error(
+        too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await?;
     let too_large_json = c
         .put(server.url("/memory/shared/k"))
         .json(&json!(big))
@@ -357,24 +362,21 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
     );
 
     let unknown = c.get(server.url("/nope")).send().await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await?;
 
     let unknown_flow = c
         .post(server.url("/run"))
         .json(&json!({"flow": "nope", "story_id": "s"}))
         .send()
         .await?;
-    assert_eq!(unknown_flow.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown_flow).await?), "unknown_flow");
+    assert_error(unknown_flow, StatusCode::NOT_FOUND, "unknown_flow").await?;
     let bad_story = c
         .post(server.url("/run"))
         .json(&json!({"flow": "default", "story_id": "../x"}))
         .send()
         .await?;
     // A story id names documents: a bad one is an invalid id (SPEC 5 "Rules").
-    assert_eq!(bad_story.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(bad_story).await?), "invalid_id");
+    assert_error(bad_story, StatusCode::BAD_REQUEST, "invalid_id").await?;
     server.stop().await;
     Ok(())
 }
@@ -460,8 +462,7 @@ async fn a_json_run_writes_its_documents() -> TestResult {
         .json(&json!({"flow": "default", "story_id": "s1", "input": "a todo app"}))
         .send()
         .await?;
-    assert_eq!(run.status(), StatusCode::OK);
-    let body = json_of(run).await?;
+    let body = json_with(run, StatusCode::OK).await?;
     assert_eq!(body["status"], "success", "{body}");
     assert!(body["run_id"].is_string());
     assert_eq!(body["results"]["analyst"]["status"], "completed");
@@ -634,9 +635,7 @@ async fn other_requests_are_served_while_a_run_waits_and_a_second_run_is_refused
         .json(&json!({"flow": "default", "story_id": "busy"}))
         .send()
         .await?;
-    assert_eq!(second.status(), StatusCode::CONFLICT);
-    let body = json_of(second).await?;
-    assert_eq!(error_code(&body), "run_in_progress");
+    let body = assert_error(second, StatusCode::CONFLICT, "run_in_progress").await?;
     assert!(
         body["error"]["details"]["run_id"]
             .as_str()
@@ -724,8 +723,7 @@ async fn readiness_and_stateless_execute() -> TestResult {
     assert_eq!(ready["ready"], false);
     assert_eq!(ready["missing_docs"], json!(["analyst"]));
     let no_story = c.get(server.url("/agent/pm/ready")).send().await?;
-    assert_eq!(no_story.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(no_story).await?), "invalid_query");
+    assert_error(no_story, StatusCode::BAD_REQUEST, "invalid_query").await?;
     let unknown = c
         .get(server.url("/agent/ghost/ready?story_id=s9"))
         .send()
@@ -746,8 +744,7 @@ async fn readiness_and_stateless_execute() -> TestResult {
         .json(&json!({"instruction": "plan", "documents": {"analyst": "# Analysis"}, "execution_id": "e-1"}))
         .send()
         .await?;
-    assert_eq!(done.status(), StatusCode::OK);
-    let done = json_of(done).await?;
+    let done = json_with(done, StatusCode::OK).await?;
     assert_ne!(done["status"], "needs_input", "{done}");
     assert_eq!(done["metadata"]["execution_id"], "e-1");
     assert_eq!(done["metadata"]["provider"], "mock");
