@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    Setup, SseReader, TestResult, TestServer, assert_error, error_code, json_of, json_with,
+    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_of, json_with,
     read_response,
 };
 use http_body_util::BodyExt;
@@ -186,12 +186,9 @@ async fn a_body_declared_too_large_is_refused_before_it_is_sent() -> TestResult 
     );
     let response = server.raw_bytes(chunked.as_bytes()).await?;
     assert_eq!(response.status, 413);
-    let status = json_of(
-        server
-            .client
-            .get(server.url("/doc/big/status"))
-            .send()
-            .await?,
+    let status = call(
+        server.client.get(server.url("/doc/big/status")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(status, json!({"exists": false}));
@@ -275,12 +272,9 @@ async fn memory_refuses_values_it_could_not_read_back() -> TestResult {
     assert_eq!(absent.status(), StatusCode::NOT_FOUND);
     let deepest = put(64).await?;
     assert_eq!(deepest.status(), StatusCode::OK);
-    let read = json_of(
-        server
-            .client
-            .get(server.url("/memory/shared:deep/k"))
-            .send()
-            .await?,
+    let read = call(
+        server.client.get(server.url("/memory/shared:deep/k")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(read, serde_json::from_str::<Value>(&nested(64, "1"))?);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{
-    Setup, SseReader, TestResult, TestServer, assert_error, error_code, json_of, json_with,
+    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_of, json_with,
 };
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -139,14 +139,14 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .await?;
     assert_eq!(plain.status(), StatusCode::OK);
 
-    let status = json_of(c.get(server.url("/doc/s1__brief/status")).send().await?).await?;
+    let status = call(c.get(server.url("/doc/s1__brief/status")), StatusCode::OK).await?;
     assert_eq!(status["exists"], true);
     assert_eq!(status["bytes"], 19);
     assert!(status["modified"].is_u64());
-    let absent = json_of(c.get(server.url("/doc/s1__nothing/status")).send().await?).await?;
+    let absent = call(c.get(server.url("/doc/s1__nothing/status")), StatusCode::OK).await?;
     assert_eq!(absent, json!({"exists": false}));
 
-    let listed = json_of(c.get(server.url("/doc?story_id=s1")).send().await?).await?;
+    let listed = call(c.get(server.url("/doc?story_id=s1")), StatusCode::OK).await?;
     let ids: Vec<&str> = listed
         .as_array()
         .into_iter()
@@ -154,7 +154,7 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .filter_map(|d| d["id"].as_str())
         .collect();
     assert_eq!(ids, ["s1__brief", "s1__notes"]);
-    let all = json_of(c.get(server.url("/doc")).send().await?).await?;
+    let all = call(c.get(server.url("/doc")), StatusCode::OK).await?;
     assert_eq!(all.as_array().map(Vec::len), Some(3));
 
     let deleted = c.delete(server.url("/doc/s1__brief")).send().await?;
@@ -180,7 +180,7 @@ async fn every_write_of_a_document_is_a_version_readable_later() -> TestResult {
             .await?;
         assert_eq!(put.status(), StatusCode::OK);
     }
-    let versions = json_of(c.get(server.url("/doc/s1__prd/versions")).send().await?).await?;
+    let versions = call(c.get(server.url("/doc/s1__prd/versions")), StatusCode::OK).await?;
     let listed: Vec<(u64, u64, Value)> = versions
         .as_array()
         .into_iter()
@@ -237,7 +237,7 @@ async fn memory_values_are_any_json() -> TestResult {
     }
     let plan = c.get(server.url("/memory/shared:team/plan")).send().await?;
     assert_eq!(json_of(plan).await?, json!({"steps": [1, 2]}));
-    let keys = json_of(c.get(server.url("/memory/shared:team")).send().await?).await?;
+    let keys = call(c.get(server.url("/memory/shared:team")), StatusCode::OK).await?;
     assert_eq!(keys, json!(["count", "note", "plan"]));
     let isolated = c
         .put(server.url("/memory/isolated:pm:s1/k"))
@@ -246,10 +246,9 @@ async fn memory_values_are_any_json() -> TestResult {
         .await?;
     assert_eq!(isolated.status(), StatusCode::OK);
     assert_eq!(
-        json_of(
-            c.delete(server.url("/memory/shared:team/count"))
-                .send()
-                .await?
+        call(
+            c.delete(server.url("/memory/shared:team/count")),
+            StatusCode::OK
         )
         .await?,
         json!({"success": true})
@@ -434,12 +433,12 @@ async fn traversal_attempts_never_touch_files_outside_the_data_dirs() -> TestRes
 #[tokio::test]
 async fn bundle_metadata_lists_flows_and_agents() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
-    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    let flows = call(server.client.get(server.url("/flows")), StatusCode::OK).await?;
     assert_eq!(flows[0]["name"], "default");
     assert_eq!(flows[0]["steps"][1]["agents"], json!(["pm"]));
-    let agents = json_of(server.client.get(server.url("/agents")).send().await?).await?;
+    let agents = call(server.client.get(server.url("/agents")), StatusCode::OK).await?;
     assert_eq!(agents.as_array().map(Vec::len), Some(2));
-    let pm = json_of(server.client.get(server.url("/agents/pm")).send().await?).await?;
+    let pm = call(server.client.get(server.url("/agents/pm")), StatusCode::OK).await?;
     assert_eq!(pm["requires"], json!(["analyst"]));
     assert_eq!(pm["outputs"], json!(["pm"]));
     assert!(pm.get("prompt_template").is_none());
@@ -566,12 +565,9 @@ async fn a_client_that_disconnects_does_not_stop_the_run() -> TestResult {
     // The run goes on without its client: wait (bounded) for its last document.
     let mut written = false;
     for _ in 0..200 {
-        let status = json_of(
-            server
-                .client
-                .get(server.url("/doc/gone__pm/status"))
-                .send()
-                .await?,
+        let status = call(
+            server.client.get(server.url("/doc/gone__pm/status")),
+            StatusCode::OK,
         )
         .await?;
         if status["exists"] == true {
@@ -694,12 +690,9 @@ async fn concurrent_writes_lose_nothing_and_tear_nothing() -> TestResult {
         contents.contains(&last),
         "the document is not any one writer's content"
     );
-    let keys = json_of(
-        server
-            .client
-            .get(server.url("/memory/shared:race"))
-            .send()
-            .await?,
+    let keys = call(
+        server.client.get(server.url("/memory/shared:race")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(keys.as_array().map(Vec::len), Some(24));
@@ -713,10 +706,9 @@ async fn concurrent_writes_lose_nothing_and_tear_nothing() -> TestResult {
 async fn readiness_and_stateless_execute() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     let c = &server.client;
-    let ready = json_of(
-        c.get(server.url("/agent/pm/ready?story_id=s9"))
-            .send()
-            .await?,
+    let ready = call(
+        c.get(server.url("/agent/pm/ready?story_id=s9")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(ready["agent"], "pm");
@@ -730,11 +722,10 @@ async fn readiness_and_stateless_execute() -> TestResult {
         .await?;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
-    let needs = json_of(
+    let needs = call(
         c.post(server.url("/agent/pm/execute"))
-            .json(&json!({"instruction": "plan"}))
-            .send()
-            .await?,
+            .json(&json!({"instruction": "plan"})),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(needs["status"], "needs_input");
@@ -772,11 +763,10 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .send()
         .await?;
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
-    let generated = json_of(
+    let generated = call(
         c.post(server.url("/orchestration/workflows"))
-            .json(&json!({"story_id": "s2"}))
-            .send()
-            .await?,
+            .json(&json!({"story_id": "s2"})),
+        StatusCode::CREATED,
     )
     .await?;
     assert!(
@@ -804,25 +794,27 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .await?;
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
 
-    let status = json_of(
-        c.get(server.url("/orchestration/status?workflow_id=wf-1"))
-            .send()
-            .await?,
+    let status = call(
+        c.get(server.url("/orchestration/status?workflow_id=wf-1")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(status["story_id"], "s1");
     assert_eq!(status["agent_statuses"]["analyst"]["status"], "completed");
-    let listed = json_of(c.get(server.url("/orchestration/workflows")).send().await?).await?;
+    let listed = call(
+        c.get(server.url("/orchestration/workflows")),
+        StatusCode::OK,
+    )
+    .await?;
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
-    let history = json_of(
-        c.get(server.url("/orchestration/workflows/wf-1/history"))
-            .send()
-            .await?,
+    let history = call(
+        c.get(server.url("/orchestration/workflows/wf-1/history")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(history.as_array().map(Vec::len), Some(1));
     assert_eq!(history[0]["agent_id"], "analyst");
-    let cleanup = json_of(c.post(server.url("/orchestration/cleanup")).send().await?).await?;
+    let cleanup = call(c.post(server.url("/orchestration/cleanup")), StatusCode::OK).await?;
     assert_eq!(cleanup, json!({"removed": 0}));
     let deleted = c
         .delete(server.url("/orchestration/workflows/wf-1"))
@@ -876,12 +868,9 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn openapi_lists_every_route_and_the_docs_page_is_self_contained() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
-    let document = json_of(
-        server
-            .client
-            .get(server.url("/openapi.json"))
-            .send()
-            .await?,
+    let document = call(
+        server.client.get(server.url("/openapi.json")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(document["openapi"], "3.1.0");
@@ -953,14 +942,11 @@ async fn replacing_the_engine_serves_the_new_bundle() -> TestResult {
     let engine = common::engine(dir.path(), |_| {}, &["default", "review"]).await?;
     let previous = server.state.replace_engine(Arc::new(engine));
     assert_eq!(previous.bundle().flows.len(), 1);
-    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    let flows = call(server.client.get(server.url("/flows")), StatusCode::OK).await?;
     assert_eq!(flows.as_array().map(Vec::len), Some(2));
-    let document = json_of(
-        server
-            .client
-            .get(server.url("/openapi.json"))
-            .send()
-            .await?,
+    let document = call(
+        server.client.get(server.url("/openapi.json")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(

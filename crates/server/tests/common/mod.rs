@@ -36,6 +36,15 @@ pub async fn json_with(
     Ok(serde_json::from_str(&text)?)
 }
 
+/// Sends `request`, asserts that the answer has `status` and returns its
+/// JSON body.
+pub async fn call(
+    request: reqwest::RequestBuilder,
+    status: reqwest::StatusCode,
+) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+    json_with(request.send().await?, status).await
+}
+
 /// Asserts that `response` is an error of `status` with the SPEC error
 /// shape and `code`, and returns its body for further checks.
 pub async fn assert_error(
