@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::{
-    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_of, json_with,
-};
+use common::{Setup, SseReader, TestResult, TestServer, assert_error, call, json_with};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
@@ -21,7 +19,7 @@ async fn health_is_public_and_describes_the_bundle_and_backends() -> TestResult 
     let response = server.client.get(server.url("/health")).send().await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-request-id"));
-    let body = json_of(response).await?;
+    let body = json_with(response, StatusCode::OK).await?;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["bundle"]["agents"], 2);
     assert_eq!(body["bundle"]["flows"], 1);
@@ -110,9 +108,8 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .body("# Brief\n\nBuild it.\n")
         .send()
         .await?;
-    assert_eq!(put.status(), StatusCode::OK);
     assert_eq!(
-        json_of(put).await?,
+        json_with(put, StatusCode::OK).await?,
         json!({"success": true, "id": "s1__brief", "bytes": 19, "version": 1})
     );
 
@@ -130,7 +127,7 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .json(&json!({"content": "n"}))
         .send()
         .await?;
-    assert_eq!(json_of(put_json).await?["bytes"], 1);
+    assert_eq!(json_with(put_json, StatusCode::OK).await?["bytes"], 1);
     let plain = c
         .put(server.url("/doc/s2__x"))
         .header(CONTENT_TYPE, "text/plain")
@@ -158,7 +155,10 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
     assert_eq!(all.as_array().map(Vec::len), Some(3));
 
     let deleted = c.delete(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(json_of(deleted).await?, json!({"success": true}));
+    assert_eq!(
+        json_with(deleted, StatusCode::OK).await?,
+        json!({"success": true})
+    );
     let gone = c.get(server.url("/doc/s1__brief")).send().await?;
     assert_error(gone, StatusCode::NOT_FOUND, "not_found").await?;
     let again = c.delete(server.url("/doc/s1__brief")).send().await?;
@@ -233,10 +233,16 @@ async fn memory_values_are_any_json() -> TestResult {
             .json(&value)
             .send()
             .await?;
-        assert_eq!(json_of(put).await?, json!({"success": true}));
+        assert_eq!(
+            json_with(put, StatusCode::OK).await?,
+            json!({"success": true})
+        );
     }
     let plan = c.get(server.url("/memory/shared:team/plan")).send().await?;
-    assert_eq!(json_of(plan).await?, json!({"steps": [1, 2]}));
+    assert_eq!(
+        json_with(plan, StatusCode::OK).await?,
+        json!({"steps": [1, 2]})
+    );
     let keys = call(c.get(server.url("/memory/shared:team")), StatusCode::OK).await?;
     assert_eq!(keys, json!(["count", "note", "plan"]));
     let isolated = c
@@ -287,9 +293,8 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .json(&json!({"flow": "default"}))
         .send()
         .await?;
-    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        json_of(missing).await?["error"]["message"]
+        json_with(missing, StatusCode::UNPROCESSABLE_ENTITY).await?["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .contains("story_id")
@@ -299,9 +304,8 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .json(&json!({"flow": "default", "story_id": "s", "force": "yes"}))
         .send()
         .await?;
-    assert_eq!(wrong_type.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        json_of(wrong_type).await?["error"]["details"]["field"],
+        json_with(wrong_type, StatusCode::UNPROCESSABLE_ENTITY).await?["error"]["details"]["field"],
         "force"
     );
 
@@ -353,12 +357,13 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
     assert_eq!(too_large_json.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     let wrong_method = c.patch(server.url("/doc/a")).send().await?;
-    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(wrong_method.headers().contains_key("allow"));
-    assert_eq!(
-        error_code(&json_of(wrong_method).await?),
-        "method_not_allowed"
-    );
+    assert_error(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
 
     let unknown = c.get(server.url("/nope")).send().await?;
     assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await?;
@@ -752,9 +757,8 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .json(&json!({"workflow_id": "wf-1", "story_id": "s1", "agents": ["analyst", "pm"]}))
         .send()
         .await?;
-    assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(
-        json_of(created).await?["agent_statuses"]["pm"]["status"],
+        json_with(created, StatusCode::CREATED).await?["agent_statuses"]["pm"]["status"],
         "pending"
     );
     let duplicate = c
@@ -776,9 +780,8 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
     );
 
     let update = c.put(server.url("/orchestration/status")).json(&json!({"workflow_id": "wf-1", "agent_id": "analyst", "status": "completed", "output_summary": "done"})).send().await?;
-    assert_eq!(update.status(), StatusCode::OK);
     assert_eq!(
-        json_of(update).await?["agent_statuses"]["analyst"]["output_summary"],
+        json_with(update, StatusCode::OK).await?["agent_statuses"]["analyst"]["output_summary"],
         "done"
     );
     let bad_status = c
@@ -820,7 +823,10 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .delete(server.url("/orchestration/workflows/wf-1"))
         .send()
         .await?;
-    assert_eq!(json_of(deleted).await?, json!({"success": true}));
+    assert_eq!(
+        json_with(deleted, StatusCode::OK).await?,
+        json!({"success": true})
+    );
     let gone = c
         .get(server.url("/orchestration/status?workflow_id=wf-1"))
         .send()
