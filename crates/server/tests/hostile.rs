@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_of, json_with,
+    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_with,
     read_response,
 };
 use http_body_util::BodyExt;
@@ -41,10 +41,14 @@ async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
         .request(Method::OPTIONS, server.url("/flows"))
         .send()
         .await?;
-    assert_eq!(options.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(options.headers().contains_key("allow"));
     assert!(options.headers().contains_key("x-request-id"));
-    assert_eq!(error_code(&json_of(options).await?), "method_not_allowed");
+    assert_error(
+        options,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
     let unknown = server
         .client
         .request(Method::OPTIONS, server.url("/no/such/route"))
@@ -86,13 +90,12 @@ async fn missing_and_duplicate_fields_are_named_in_the_details() -> TestResult {
             .body(body)
             .send()
             .await?;
-        assert_eq!(
-            response.status(),
+        let answer = assert_error(
+            response,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}"
-        );
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "invalid_request");
+            "invalid_request",
+        )
+        .await?;
         assert_eq!(answer["error"]["details"]["field"], field, "{body}");
     }
     let no_instruction = server
@@ -101,10 +104,13 @@ async fn missing_and_duplicate_fields_are_named_in_the_details() -> TestResult {
         .json(&json!({"documents": {}}))
         .send()
         .await?;
-    assert_eq!(
-        json_of(no_instruction).await?["error"]["details"]["field"],
-        "instruction"
-    );
+    let answer = assert_error(
+        no_instruction,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
+    assert_eq!(answer["error"]["details"]["field"], "instruction");
     assert_alive(&server).await?;
     server.stop().await;
     Ok(())
@@ -122,13 +128,12 @@ async fn valid_json_of_the_wrong_kind_is_422_and_broken_json_is_400() -> TestRes
             .json(&body)
             .send()
             .await?;
-        assert_eq!(
-            response.status(),
+        let answer = assert_error(
+            response,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}"
-        );
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "invalid_request");
+            "invalid_request",
+        )
+        .await?;
         assert_eq!(answer["error"]["details"]["field"], "status");
     }
     // Cut-off bodies whose first error is a type error are still malformed JSON.
@@ -357,9 +362,8 @@ async fn error_responses_from_every_layer_carry_a_request_id() -> TestResult {
     ];
     for (request, status) in responses {
         let response = request.header("x-request-id", "hostile-1").send().await?;
-        assert_eq!(response.status(), status);
         assert_eq!(response.headers()["x-request-id"], "hostile-1", "{status}");
-        error_code(&json_of(response).await?);
+        error_code(&json_with(response, status).await?);
     }
     server.stop().await;
     Ok(())
@@ -465,12 +469,10 @@ async fn text_documents_in_another_charset_are_refused() -> TestResult {
             .body("cafe")
             .send()
             .await?;
-        assert_eq!(response.status(), status, "{content_type}");
-        if status != StatusCode::OK {
-            assert_eq!(
-                error_code(&json_of(response).await?),
-                "unsupported_media_type"
-            );
+        if status == StatusCode::OK {
+            assert_eq!(response.status(), status, "{content_type}");
+        } else {
+            assert_error(response, status, "unsupported_media_type").await?;
         }
     }
     server.stop().await;

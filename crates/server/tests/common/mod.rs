@@ -19,11 +19,6 @@ use tokio::task::JoinHandle;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// The JSON body of a response.
-pub async fn json_of(response: reqwest::Response) -> Result<serde_json::Value, reqwest::Error> {
-    response.json::<serde_json::Value>().await
-}
-
 /// Asserts that `response` has `status` and returns its JSON body.
 pub async fn json_with(
     response: reqwest::Response,
