@@ -62,12 +62,16 @@ async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
         ..Setup::default()
     })
     .await?;
-    let anonymous = guarded
-        .client
-        .request(Method::OPTIONS, guarded.url("/flows"))
-        .send()
-        .await?;
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_error(
+        guarded
+            .client
+            .request(Method::OPTIONS, guarded.url("/flows"))
+            .send()
+            .await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await?;
     guarded.stop().await;
     Ok(())
 }
@@ -269,12 +273,16 @@ async fn memory_refuses_values_it_could_not_read_back() -> TestResult {
         "invalid_request",
     )
     .await?;
-    let absent = server
-        .client
-        .get(server.url("/memory/shared:deep/k"))
-        .send()
-        .await?;
-    assert_eq!(absent.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        server
+            .client
+            .get(server.url("/memory/shared:deep/k"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let deepest = put(64).await?;
     assert_eq!(deepest.status(), StatusCode::OK);
     let read = call(
@@ -398,12 +406,16 @@ async fn any_case_of_the_bearer_scheme_carries_the_key() -> TestResult {
 async fn made_up_methods_do_not_make_new_metric_series() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     for name in ["FOO1", "FOO2", "BREW"] {
-        let response = server
-            .client
-            .request(Method::from_bytes(name.as_bytes())?, server.url("/health"))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_error(
+            server
+                .client
+                .request(Method::from_bytes(name.as_bytes())?, server.url("/health"))
+                .send()
+                .await?,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        )
+        .await?;
     }
     let metrics = server
         .client
@@ -508,8 +520,12 @@ async fn hostile_bytes_neither_crash_nor_hang_the_server() -> TestResult {
         c.get(server.url("/doc/nul")).send().await?.text().await?,
         "a\0b"
     );
-    let segments = c.get(server.url(&"/a".repeat(5000))).send().await?;
-    assert_eq!(segments.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url(&"/a".repeat(5000))).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad_utf8_path = c.get(server.url("/doc/%ff%fe")).send().await?;
     assert_eq!(bad_utf8_path.status(), StatusCode::BAD_REQUEST);
     let (status, _) = server

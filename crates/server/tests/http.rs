@@ -73,13 +73,17 @@ async fn auth_guards_everything_but_health() -> TestResult {
         let response = server.client.get(server.url(path)).send().await?;
         assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await?;
     }
-    let wrong = server
-        .client
-        .get(server.url("/flows"))
-        .bearer_auth("s3cre")
-        .send()
-        .await?;
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_error(
+        server
+            .client
+            .get(server.url("/flows"))
+            .bearer_auth("s3cre")
+            .send()
+            .await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await?;
     let bearer = server
         .client
         .get(server.url("/flows"))
@@ -161,8 +165,12 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
     );
     let gone = c.get(server.url("/doc/s1__brief")).send().await?;
     assert_error(gone, StatusCode::NOT_FOUND, "not_found").await?;
-    let again = c.delete(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.delete(server.url("/doc/s1__brief")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -206,15 +214,23 @@ async fn every_write_of_a_document_is_a_version_readable_later() -> TestResult {
     let first = c.get(server.url("/doc/s1__prd?version=1")).send().await?;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(first.text().await?, "first");
-    let missing = c.get(server.url("/doc/s1__prd?version=9")).send().await?;
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/doc/s1__prd?version=9")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad = c
         .get(server.url("/doc/s1__prd?version=first"))
         .send()
         .await?;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let none = c.get(server.url("/doc/s1__none/versions")).send().await?;
-    assert_eq!(none.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/doc/s1__none/versions")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -259,11 +275,14 @@ async fn memory_values_are_any_json() -> TestResult {
         .await?,
         json!({"success": true})
     );
-    let gone = c
-        .get(server.url("/memory/shared:team/count"))
-        .send()
-        .await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/memory/shared:team/count"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad_scope = c.get(server.url("/memory/private/k")).send().await?;
     assert_error(bad_scope, StatusCode::BAD_REQUEST, "invalid_id").await?;
     server.stop().await;
@@ -321,20 +340,26 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         "unsupported_media_type",
     )
     .await?;
-    let doc_form = c
-        .put(server.url("/doc/a"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("a=b")
-        .send()
-        .await?;
-    assert_eq!(doc_form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let memory_text = c
-        .put(server.url("/memory/shared/k"))
-        .header(CONTENT_TYPE, "text/plain")
-        .body("1")
-        .send()
-        .await?;
-    assert_eq!(memory_text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(
+        c.put(server.url("/doc/a"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("a=b")
+            .send()
+            .await?,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
+    assert_error(
+        c.put(server.url("/memory/shared/k"))
+            .header(CONTENT_TYPE, "text/plain")
+            .body("1")
+            .send()
+            .await?,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
 
     let big = "x".repeat(4096);
     let too_large = c
@@ -349,12 +374,15 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         "payload_too_large",
     )
     .await?;
-    let too_large_json = c
-        .put(server.url("/memory/shared/k"))
-        .json(&json!(big))
-        .send()
-        .await?;
-    assert_eq!(too_large_json.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(
+        c.put(server.url("/memory/shared/k"))
+            .json(&json!(big))
+            .send()
+            .await?,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await?;
 
     let wrong_method = c.patch(server.url("/doc/a")).send().await?;
     assert!(wrong_method.headers().contains_key("allow"));
@@ -447,12 +475,16 @@ async fn bundle_metadata_lists_flows_and_agents() -> TestResult {
     assert_eq!(pm["requires"], json!(["analyst"]));
     assert_eq!(pm["outputs"], json!(["pm"]));
     assert!(pm.get("prompt_template").is_none());
-    let unknown = server
-        .client
-        .get(server.url("/agents/nobody"))
-        .send()
-        .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        server
+            .client
+            .get(server.url("/agents/nobody"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "unknown_agent",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -721,11 +753,14 @@ async fn readiness_and_stateless_execute() -> TestResult {
     assert_eq!(ready["missing_docs"], json!(["analyst"]));
     let no_story = c.get(server.url("/agent/pm/ready")).send().await?;
     assert_error(no_story, StatusCode::BAD_REQUEST, "invalid_query").await?;
-    let unknown = c
-        .get(server.url("/agent/ghost/ready?story_id=s9"))
-        .send()
-        .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/agent/ghost/ready?story_id=s9"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "unknown_agent",
+    )
+    .await?;
 
     let needs = call(
         c.post(server.url("/agent/pm/execute"))
@@ -827,16 +862,22 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         json_with(deleted, StatusCode::OK).await?,
         json!({"success": true})
     );
-    let gone = c
-        .get(server.url("/orchestration/status?workflow_id=wf-1"))
-        .send()
-        .await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    let no_history = c
-        .get(server.url("/orchestration/workflows/wf-1/history"))
-        .send()
-        .await?;
-    assert_eq!(no_history.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/orchestration/status?workflow_id=wf-1"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
+    assert_error(
+        c.get(server.url("/orchestration/workflows/wf-1/history"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
