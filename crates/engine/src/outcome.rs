@@ -20,7 +20,7 @@ pub struct RunRequest {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Every agent that was due ran (or was skipped as up to date).
@@ -32,7 +32,7 @@ pub enum RunStatus {
 }
 
 /// How one agent of a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentRunStatus {
     Completed,
@@ -46,7 +46,7 @@ pub enum AgentRunStatus {
 }
 
 /// Token counts reported by the provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -60,7 +60,7 @@ impl TokenUsage {
 }
 
 /// One agent's result within a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentResult {
     pub status: AgentRunStatus,
     /// The id of the document it wrote (its first output), when it wrote one.
@@ -71,7 +71,7 @@ pub struct AgentResult {
 }
 
 /// The answer to a run (also the `done` event of a streamed run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunOutcome {
     pub run_id: String,
     pub status: RunStatus,
@@ -132,7 +132,7 @@ pub struct ExecuteRequest {
     pub execution_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecuteStatus {
     Completed,
@@ -141,7 +141,7 @@ pub enum ExecuteStatus {
 }
 
 /// The answer to a stateless execute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecuteOutcome {
     pub status: ExecuteStatus,
     pub content: String,
@@ -151,7 +151,7 @@ pub struct ExecuteOutcome {
     pub execution_time_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecuteMetadata {
     pub agent_id: String,
     pub execution_id: String,
@@ -168,7 +168,7 @@ pub struct ExecuteMetadata {
 }
 
 /// Whether an agent could run now for a story (`GET /agent/{id}/ready`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub agent: String,
     pub ready: bool,

@@ -4,10 +4,8 @@ mod llm_common;
 
 use std::sync::Arc;
 
-use bmad2pf_engine::llm::{
-    AnthropicProvider, LlmRequest, Message, TokenSink, ToolCall, ToolDefinition,
-};
-use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_event};
+use bmad2pf_engine::llm::{AnthropicProvider, LlmRequest, Message, ToolCall, ToolDefinition};
+use llm_common::{Reply, VendorCase, complete_streamed, sse_event};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-ant-api03-test-key";
@@ -86,15 +84,15 @@ fn message_end(stop_reason: &str, output_tokens: u64) -> Vec<String> {
 
 #[tokio::test]
 async fn plain_completion_sends_the_documented_request() {
-    let server = VendorServer::start(vec![Reply::json(
-        200,
-        message(
-            json!([{"type": "text", "text": "Hi! My name is Claude."}]),
-            "end_turn",
-        ),
-    )])
-    .await;
-    let provider = (anthropic_case().build)(&server.url);
+    let (server, provider) = anthropic_case()
+        .serve(vec![Reply::json(
+            200,
+            message(
+                json!([{"type": "text", "text": "Hi! My name is Claude."}]),
+                "end_turn",
+            ),
+        )])
+        .await;
     let mut request = LlmRequest::new(MODEL, "Hello");
     request.system = Some("You are a helpful assistant.".into());
     request.max_tokens = 1024;
@@ -139,15 +137,15 @@ async fn plain_completion_sends_the_documented_request() {
 
 #[tokio::test]
 async fn json_output_is_asked_for_in_the_system_prompt() {
-    let server = VendorServer::start(vec![Reply::json(
-        200,
-        message(
-            json!([{"type": "text", "text": "{\"ok\": true}"}]),
-            "end_turn",
-        ),
-    )])
-    .await;
-    let provider = (anthropic_case().build)(&server.url);
+    let (server, provider) = anthropic_case()
+        .serve(vec![Reply::json(
+            200,
+            message(
+                json!([{"type": "text", "text": "{\"ok\": true}"}]),
+                "end_turn",
+            ),
+        )])
+        .await;
     let mut request = LlmRequest::new(MODEL, "Status?");
     request.json_output = true;
     provider.complete(&request, None).await.expect("completion");
@@ -172,17 +170,12 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
     events.extend(pieces.iter().map(|p| text_delta(0, p)));
     events.push(block_stop(0));
     events.extend(message_end("end_turn", 15));
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (anthropic_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new(MODEL, "Hello"), Some(sink))
-        .await
-        .expect("streamed completion");
+    let (server, provider) = anthropic_case().serve(vec![Reply::Sse(events)]).await;
+    let (response, tokens) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new(MODEL, "Hello")).await;
+    let response = response.expect("streamed completion");
 
-    assert_eq!(log.tokens(), pieces);
+    assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
     assert_eq!(
         (response.usage.input_tokens, response.usage.output_tokens),
@@ -201,8 +194,7 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
         ]),
         "tool_use",
     );
-    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
-    let provider = (anthropic_case().build)(&server.url);
+    let (server, provider) = anthropic_case().serve(vec![Reply::json(200, reply)]).await;
     let mut request = LlmRequest::new(MODEL, "Weather in Oslo and Bergen?");
     request.tools = vec![ToolDefinition {
         name: "get_weather".into(),
@@ -289,16 +281,11 @@ async fn streamed_tool_use_is_assembled_from_json_deltas() {
     }
     events.push(block_stop(1));
     events.extend(message_end("tool_use", 89));
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (anthropic_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new(MODEL, "Weather?"), Some(sink))
-        .await
-        .expect("completion");
-    assert_eq!(log.tokens(), ["Checking"]);
+    let (_server, provider) = anthropic_case().serve(vec![Reply::Sse(events)]).await;
+    let (response, tokens) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new(MODEL, "Weather?")).await;
+    let response = response.expect("completion");
+    assert_eq!(tokens, ["Checking"]);
     assert_eq!(response.text, "Checking");
     assert_eq!(response.tool_calls.len(), 1);
     assert_eq!(response.tool_calls[0].id, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
@@ -326,14 +313,9 @@ async fn an_overloaded_error_event_mid_stream_is_a_server_error() {
             &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         ),
     ];
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (anthropic_case().build)(&server.url);
-    let sink = |_: &str| {};
-    let sink: &TokenSink = &sink;
-    let error = provider
-        .complete(&LlmRequest::new(MODEL, "hi"), Some(sink))
-        .await
-        .expect_err("the stream failed");
+    let (_server, provider) = anthropic_case().serve(vec![Reply::Sse(events)]).await;
+    let (result, _) = complete_streamed(provider.as_ref(), &LlmRequest::new(MODEL, "hi")).await;
+    let error = result.expect_err("the stream failed");
     assert!(
         matches!(&error, bmad2pf_engine::llm::LlmError::Server { status: 529, message, .. } if message.contains("Overloaded")),
         "{error:?}"

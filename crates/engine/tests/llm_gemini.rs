@@ -5,9 +5,9 @@ mod llm_common;
 use std::sync::Arc;
 
 use bmad2pf_engine::llm::{
-    GeminiProvider, LlmError, LlmProvider, LlmRequest, Message, TokenSink, ToolCall, ToolDefinition,
+    GeminiProvider, LlmError, LlmProvider, LlmRequest, Message, ToolCall, ToolDefinition,
 };
-use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_data};
+use llm_common::{Reply, VendorCase, complete_streamed, sse_data};
 use serde_json::{Value, json};
 
 const KEY: &str = "AIzaSyTest-Key-1234567890";
@@ -57,16 +57,16 @@ fn chunk(parts: Value, finish_reason: Option<&str>, usage: Option<(u64, u64)>) -
 
 #[tokio::test]
 async fn plain_completion_sends_the_documented_request() {
-    let server = VendorServer::start(vec![Reply::json(
-        200,
-        chunk(
-            json!([{"text": "AI learns patterns from data."}]),
-            Some("STOP"),
-            Some((8, 6)),
-        ),
-    )])
-    .await;
-    let provider = (gemini_case().build)(&server.url);
+    let (server, provider) = gemini_case()
+        .serve(vec![Reply::json(
+            200,
+            chunk(
+                json!([{"text": "AI learns patterns from data."}]),
+                Some("STOP"),
+                Some((8, 6)),
+            ),
+        )])
+        .await;
     let mut request = LlmRequest::new(MODEL, "Explain AI in one line");
     request.system = Some("You are a cat.".into());
     request.temperature = 0.7;
@@ -124,17 +124,12 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
             ))
         })
         .collect();
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (gemini_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new(MODEL, "Tell a story"), Some(sink))
-        .await
-        .expect("streamed completion");
+    let (server, provider) = gemini_case().serve(vec![Reply::Sse(events)]).await;
+    let (response, tokens) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new(MODEL, "Tell a story")).await;
+    let response = response.expect("streamed completion");
 
-    assert_eq!(log.tokens(), pieces);
+    assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
     assert_eq!(
         (response.usage.input_tokens, response.usage.output_tokens),
@@ -153,8 +148,7 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
         Some("STOP"),
         Some((52, 5)),
     );
-    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
-    let provider = (gemini_case().build)(&server.url);
+    let (server, provider) = gemini_case().serve(vec![Reply::json(200, reply)]).await;
     let mut request = LlmRequest::new(MODEL, "Weather in Oslo, then Boston?");
     request.tools = vec![ToolDefinition {
         name: "get_weather".into(),

@@ -15,7 +15,7 @@ use bmad2pf_engine::llm::{
     LlmError, LlmProvider, LlmRequest, LlmResponse, MockProvider, ReplayProvider, TokenSink,
     build_provider, complete_with_timeout,
 };
-use llm_common::{Reply, TokenLog, VendorServer};
+use llm_common::{Reply, VendorServer, complete_streamed};
 use serde_json::json;
 
 fn mock(latency_ms: u64, failure_rate: f64, seed: u64) -> MockProvider {
@@ -82,14 +82,8 @@ async fn the_mock_answers_json_when_asked() {
 
 #[tokio::test]
 async fn the_mock_streams_its_reply_in_pieces() {
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let reply = mock(0, 0.0, 0)
-        .complete(&request("Stream this please"), Some(sink))
-        .await
-        .expect("reply");
-    let tokens = log.tokens();
+    let (reply, tokens) = complete_streamed(&mock(0, 0.0, 0), &request("Stream this please")).await;
+    let reply = reply.expect("reply");
     assert!(tokens.len() > 1, "{tokens:?}");
     assert_eq!(tokens.concat(), reply.text);
 }
@@ -191,12 +185,10 @@ async fn recorded_calls_replay_identically_without_the_vendor() {
     assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
 
     let player = ReplayProvider::replaying("mock", dir.path());
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let replayed = player.complete(&req, Some(sink)).await.expect("replayed");
+    let (replayed, tokens) = complete_streamed(&player, &req).await;
+    let replayed = replayed.expect("replayed");
     assert_eq!(replayed, recorded);
-    assert_eq!(log.tokens().concat(), recorded.text);
+    assert_eq!(tokens.concat(), recorded.text);
     assert_eq!(
         player.complete(&req.clone(), None).await.expect("again"),
         recorded

@@ -6,9 +6,9 @@ mod llm_common;
 use std::sync::Arc;
 
 use bmad2pf_engine::llm::{
-    LlmProvider, LlmRequest, Message, OpenAiProvider, TokenSink, ToolCall, ToolDefinition,
+    LlmProvider, LlmRequest, Message, OpenAiProvider, ToolCall, ToolDefinition,
 };
-use llm_common::{Reply, TokenLog, VendorCase, VendorServer, sse_data};
+use llm_common::{Reply, VendorCase, VendorServer, complete_streamed, sse_data};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-test-0123456789abcdef";
@@ -111,15 +111,15 @@ fn weather_tool() -> ToolDefinition {
 
 #[tokio::test]
 async fn plain_completion_sends_the_documented_request() {
-    let server = VendorServer::start(vec![Reply::json(
-        200,
-        completion(
-            json!({"role": "assistant", "content": "Hello there!", "refusal": null}),
-            "stop",
-        ),
-    )])
-    .await;
-    let provider = (openai_case().build)(&server.url);
+    let (server, provider) = openai_case()
+        .serve(vec![Reply::json(
+            200,
+            completion(
+                json!({"role": "assistant", "content": "Hello there!", "refusal": null}),
+                "stop",
+            ),
+        )])
+        .await;
     let mut request = LlmRequest::new("gpt-4o-mini", "Say hello");
     request.system = Some("You are terse.".into());
     request.temperature = 0.3;
@@ -173,17 +173,15 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
     events.push(sse_data(&chunk(json!({}), Some("stop"))));
     events.push(sse_data(&usage_chunk(12, 4)));
     events.push("data: [DONE]\n\n".into());
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (openai_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new("gpt-4o-mini", "Say hello"), Some(sink))
-        .await
-        .expect("streamed completion");
+    let (server, provider) = openai_case().serve(vec![Reply::Sse(events)]).await;
+    let (response, tokens) = complete_streamed(
+        provider.as_ref(),
+        &LlmRequest::new("gpt-4o-mini", "Say hello"),
+    )
+    .await;
+    let response = response.expect("streamed completion");
 
-    assert_eq!(log.tokens(), pieces);
+    assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
     assert_eq!(
         (response.usage.input_tokens, response.usage.output_tokens),
@@ -204,8 +202,7 @@ async fn tool_calls_are_parsed_and_sent_back() {
         }]}),
         "tool_calls",
     );
-    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
-    let provider = (openai_case().build)(&server.url);
+    let (server, provider) = openai_case().serve(vec![Reply::json(200, reply)]).await;
     let call = ToolCall {
         id: "call_0".into(),
         name: "get_weather".into(),
@@ -276,21 +273,15 @@ async fn streamed_tool_call_fragments_are_assembled() {
         sse_data(&usage_chunk(40, 9)),
         "data: [DONE]\n\n".into(),
     ];
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (openai_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
+    let (_server, provider) = openai_case().serve(vec![Reply::Sse(events)]).await;
     let mut request = LlmRequest::new("gpt-4o-mini", "Weather in Rome?");
     request.tools = vec![weather_tool()];
-    let response = provider
-        .complete(&request, Some(sink))
-        .await
-        .expect("completion");
+    let (response, tokens) = complete_streamed(provider.as_ref(), &request).await;
+    let response = response.expect("completion");
     assert_eq!(response.tool_calls.len(), 1);
     assert_eq!(response.tool_calls[0].id, "call_xyz");
     assert_eq!(response.tool_calls[0].arguments, json!({"city": "Rome"}));
-    assert!(log.tokens().is_empty());
+    assert!(tokens.is_empty());
     assert_eq!(response.usage.output_tokens, 9);
 }
 
@@ -305,15 +296,11 @@ async fn compatible_server_without_key_or_usage_still_works() {
     let provider =
         OpenAiProvider::compatible(&format!("{}/v1", server.url), None).expect("provider");
     assert_eq!(provider.name(), "openai_compatible");
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new("llama3.2", "one two three"), Some(sink))
-        .await
-        .expect("completion");
+    let (response, tokens) =
+        complete_streamed(&provider, &LlmRequest::new("llama3.2", "one two three")).await;
+    let response = response.expect("completion");
     assert_eq!(response.text, "Hi you");
-    assert_eq!(log.tokens(), ["Hi", " you"]);
+    assert_eq!(tokens, ["Hi", " you"]);
     assert!(response.usage.estimated);
     assert!(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
     let sent = server.single_request();
@@ -323,23 +310,19 @@ async fn compatible_server_without_key_or_usage_still_works() {
 
 #[tokio::test]
 async fn json_reply_to_a_streaming_request_is_accepted() {
-    let server = VendorServer::start(vec![Reply::json(
-        200,
-        completion(
-            json!({"role": "assistant", "content": "whole reply"}),
-            "stop",
-        ),
-    )])
-    .await;
-    let provider = (compatible_case().build)(&server.url);
-    let log = TokenLog::default();
-    let sink = log.sink();
-    let sink: &TokenSink = &sink;
-    let response = provider
-        .complete(&LlmRequest::new("llama3.2", "hi"), Some(sink))
-        .await
-        .expect("completion");
-    assert_eq!(log.tokens(), ["whole reply"]);
+    let (_server, provider) = compatible_case()
+        .serve(vec![Reply::json(
+            200,
+            completion(
+                json!({"role": "assistant", "content": "whole reply"}),
+                "stop",
+            ),
+        )])
+        .await;
+    let (response, tokens) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new("llama3.2", "hi")).await;
+    let response = response.expect("completion");
+    assert_eq!(tokens, ["whole reply"]);
     assert_eq!(response.text, "whole reply");
 }
 
@@ -351,14 +334,10 @@ async fn an_error_inside_the_stream_is_a_server_error() {
             &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}),
         ),
     ];
-    let server = VendorServer::start(vec![Reply::Sse(events)]).await;
-    let provider = (openai_case().build)(&server.url);
-    let sink = |_: &str| {};
-    let sink: &TokenSink = &sink;
-    let error = provider
-        .complete(&LlmRequest::new("gpt-4o-mini", "hi"), Some(sink))
-        .await
-        .expect_err("the stream reported an error");
+    let (_server, provider) = openai_case().serve(vec![Reply::Sse(events)]).await;
+    let (result, _) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new("gpt-4o-mini", "hi")).await;
+    let error = result.expect_err("the stream reported an error");
     assert_eq!(error.code(), "llm_server_error");
     assert!(error.to_string().contains("while processing"), "{error}");
 }
@@ -371,8 +350,7 @@ async fn invalid_tool_arguments_are_malformed() {
         }]}),
         "tool_calls",
     );
-    let server = VendorServer::start(vec![Reply::json(200, reply)]).await;
-    let provider = (openai_case().build)(&server.url);
+    let (_server, provider) = openai_case().serve(vec![Reply::json(200, reply)]).await;
     let error = provider
         .complete(&LlmRequest::new("gpt-4o-mini", "hi"), None)
         .await

@@ -16,7 +16,7 @@
 //! - [`extract`]: body, path and query extractors that fail as [`ApiError`]s.
 //! - [`auth`], [`layers`], [`metrics`]: the middleware.
 //! - [`openapi`]: the generated OpenAPI 3.1 document, fitted to a bundle;
-//!   [`wire`]: schemas of the engine's bodies.
+//!   [`wire`]: schemas of the error body and of the store bodies.
 //!
 //! # Layers, outside in
 //! unusable client request id dropped → request id (set, then propagated

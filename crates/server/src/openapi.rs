@@ -3,13 +3,23 @@
 //! bundle — its flow names become the enum of `RunBody.flow`, its agent ids
 //! the enum of every agent `{id}` path parameter.
 //!
+//! Two things are added to what utoipa generates, each from one table here
+//! so that the document says what the server enforces:
+//! - ids (path and query parameters, and the id fields of JSON bodies) carry
+//!   the stores' id rule (`crate::store::ids` of the engine, SPEC 5) as a
+//!   pattern and a length limit;
+//! - every operation lists the error statuses that the layers in front of
+//!   the handlers can answer (401 with an API key, 413, 500, 503 where a
+//!   store is read or written, and 400/415/422 wherever a JSON body is read),
+//!   each with the error body.
+//!
 //! The server serves this document at `/openapi.json` (and the docs page at
 //! `/docs` reads it); `bmad2pf generate` writes the same document as the
 //! bundle's `openapi.json` through [`openapi_document`].
 
 use crate::routes::{agent, bundle, docs, health, memory, orchestration, run};
 use crate::wire;
-use bmad2pf_compiler::bundle::Bundle;
+use bmad2pf_compiler::bundle::{Bundle, MemoryScope};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -33,7 +43,7 @@ use utoipa::OpenApi;
         orchestration::cleanup,
         health::health, health::metrics, health::openapi,
     ),
-    components(schemas(wire::ErrorBody, wire::RunOutcomeDoc)),
+    components(schemas(wire::ErrorBody)),
     tags(
         (name = "runs", description = "Run flows (JSON or Server-Sent Events)"),
         (name = "bundle", description = "The loaded bundle's flows and agents"),
@@ -45,6 +55,137 @@ use utoipa::OpenApi;
     )
 )]
 struct ApiDoc;
+
+/// One id of the stores' rule, unanchored: a letter or digit first, then
+/// letters, digits, `.`, `_`, `-` (at most 200 characters in all).
+const ID: &str = "[A-Za-z0-9][A-Za-z0-9._-]{0,199}";
+
+/// In front of a pattern: no `..` anywhere.
+const NO_DOUBLE_DOT: &str = r"(?!.*\.\.)";
+
+/// Longest id, in characters (all of them ASCII).
+const MAX_ID_LEN: usize = 200;
+
+/// Longest `agent + story` of an isolated memory scope.
+const MAX_ISOLATED_LEN: usize = 240;
+
+/// Between the story and the name in a document id.
+const DOC_SEPARATOR: &str = "__";
+
+/// The kinds of id the API carries, each with its schema.
+#[derive(Debug, Clone, Copy)]
+enum IdKind {
+    /// Workflow ids, and story ids that name no document: the id rule.
+    Plain,
+    /// A story id; its length limit comes from the bundle (see [`story_id_limit`]).
+    Story,
+    /// A document id: the id rule, `.md` optional (but not twice).
+    Doc,
+    /// A memory key: the id rule plus `:` after the first character.
+    MemoryKey,
+    /// `shared`, `shared:<ns>` or `isolated:<agent>:<story>`, where agent
+    /// and story together have at most 240 characters.
+    MemoryScope,
+    /// An agent id in a status record: ids joined by `/` (`pack/pm`).
+    StatusAgent,
+}
+
+impl IdKind {
+    /// The JSON schema of this kind of id; `story_limit` is the longest
+    /// story id the bundle accepts.
+    fn schema(self, story_limit: usize) -> Value {
+        let (pattern, max_length) = match self {
+            Self::Plain => (format!("^{NO_DOUBLE_DOT}{ID}$"), MAX_ID_LEN),
+            Self::Story => (format!("^{NO_DOUBLE_DOT}{ID}$"), story_limit),
+            Self::Doc => (
+                format!(r"^(?!.*\.\.(?!md$))(?!.*\.md\.md$){ID}(\.md)?$"),
+                MAX_ID_LEN + ".md".len(),
+            ),
+            Self::MemoryKey => (
+                format!("^{NO_DOUBLE_DOT}[A-Za-z0-9][A-Za-z0-9._:-]{{0,199}}$"),
+                MAX_ID_LEN,
+            ),
+            Self::MemoryScope => (
+                format!("^{NO_DOUBLE_DOT}(shared(:{ID})?|isolated:{ID}:{ID})$"),
+                "isolated::".len() + MAX_ISOLATED_LEN,
+            ),
+            Self::StatusAgent => (format!("^{NO_DOUBLE_DOT}{ID}(/{ID})*$"), MAX_ID_LEN),
+        };
+        json!({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern})
+    }
+}
+
+/// The longest story id `POST /run` and `GET /agent/{id}/ready` accept for
+/// `bundle`: a story id prefixes the ids of the documents it names
+/// (`{story}__{name}`, at most 200 characters) and an isolated memory
+/// scope needs agent and story ids within 240 characters together.
+///
+/// The engine holds each flow's and agent's own limit; this is the
+/// smallest of them, one limit for the whole bundle, because a schema
+/// cannot depend on which flow or agent the story id is sent with. So
+/// every story id the document allows is accepted; `GET /agent/{id}/ready`
+/// also refuses a longer one where the agent alone would take it, and a
+/// flow whose documents all have short names may take a longer one than
+/// documented (the engine's limit for it is in a refusal's `details.max_len`).
+pub(crate) fn story_id_limit(bundle: &Bundle) -> usize {
+    let agents = bundle.agents.values();
+    let agent_names = agents.clone().flat_map(|agent| {
+        let named = agent
+            .creates
+            .iter()
+            .chain(&agent.updates)
+            .chain(&agent.requires);
+        let named = named.chain(&agent.wait_for.docs).chain(&agent.reads);
+        named
+            .cloned()
+            .chain(std::iter::once(agent.default_output()))
+    });
+    let step_names = bundle.flows.values().flat_map(|flow| {
+        flow.steps
+            .iter()
+            .flat_map(|step| {
+                step.creates
+                    .iter()
+                    .chain(&step.updates)
+                    .chain(&step.requires)
+            })
+            .cloned()
+    });
+    let documents = agent_names.chain(step_names).map(|name| {
+        let stem = name.strip_suffix(".md").unwrap_or(&name).len();
+        MAX_ID_LEN.saturating_sub(DOC_SEPARATOR.len() + stem)
+    });
+    let scopes = agents
+        .filter(|agent| matches!(agent.memory_scope, MemoryScope::Isolated))
+        .map(|agent| MAX_ISOLATED_LEN.saturating_sub(agent.id.len()));
+    documents.chain(scopes).fold(MAX_ID_LEN, usize::min)
+}
+
+/// Path and query parameters that are ids: (path template, parameter, kind).
+const ID_PARAMETERS: [(&str, &str, IdKind); 11] = [
+    ("/doc", "story_id", IdKind::Plain),
+    ("/doc/{id}", "id", IdKind::Doc),
+    ("/doc/{id}/status", "id", IdKind::Doc),
+    ("/doc/{id}/versions", "id", IdKind::Doc),
+    ("/memory/{scope}", "scope", IdKind::MemoryScope),
+    ("/memory/{scope}/{key}", "scope", IdKind::MemoryScope),
+    ("/memory/{scope}/{key}", "key", IdKind::MemoryKey),
+    ("/agent/{id}/ready", "story_id", IdKind::Story),
+    ("/orchestration/status", "workflow_id", IdKind::Plain),
+    ("/orchestration/workflows/{id}", "id", IdKind::Plain),
+    ("/orchestration/workflows/{id}/history", "id", IdKind::Plain),
+];
+
+/// Id fields of request bodies: (schema, property or `property/items`, kind).
+const ID_FIELDS: [(&str, &str, IdKind); 7] = [
+    ("RunBody", "story_id", IdKind::Story),
+    ("NewWorkflow", "workflow_id", IdKind::Plain),
+    ("NewWorkflow", "story_id", IdKind::Plain),
+    ("StatusReport", "workflow_id", IdKind::Plain),
+    ("StatusReport", "story_id", IdKind::Plain),
+    ("StatusReport", "agent_id", IdKind::StatusAgent),
+    ("NewWorkflow", "agents/items", IdKind::StatusAgent),
+];
 
 /// Path templates whose `{id}` parameter is an agent id.
 const AGENT_ID_PATHS: [&str; 3] = ["/agents/{id}", "/agent/{id}/ready", "/agent/{id}/execute"];
@@ -61,27 +202,37 @@ pub fn openapi_document(bundle: &Bundle) -> Value {
     }
     let agents: Vec<&String> = bundle.agents.keys().collect();
     for path in AGENT_ID_PATHS {
-        let Some(operations) = document["paths"]
-            .get_mut(path)
-            .and_then(Value::as_object_mut)
-        else {
-            continue;
-        };
-        for operation in operations.values_mut() {
-            let Some(parameters) = operation
-                .get_mut("parameters")
-                .and_then(Value::as_array_mut)
-            else {
-                continue;
-            };
-            for parameter in parameters
-                .iter_mut()
-                .filter(|p| p["name"] == "id" && p["in"] == "path")
-            {
-                parameter["schema"]["enum"] = json!(agents);
+        for parameter in parameters_mut(&mut document, path).filter(|p| p["name"] == "id") {
+            parameter["schema"]["enum"] = json!(agents);
+        }
+    }
+
+    let story_limit = story_id_limit(bundle);
+    for (path, name, kind) in ID_PARAMETERS {
+        for parameter in parameters_mut(&mut document, path).filter(|p| p["name"] == name) {
+            parameter["schema"] = kind.schema(story_limit);
+        }
+    }
+    for (schema, property, kind) in ID_FIELDS {
+        let pointer = format!("/components/schemas/{schema}/properties/{property}");
+        if let Some(field) = document.pointer_mut(&pointer) {
+            let description = field.get("description").cloned();
+            let nullable = field["type"]
+                .as_array()
+                .is_some_and(|types| types.contains(&json!("null")));
+            *field = kind.schema(story_limit);
+            if nullable {
+                field["type"] = json!(["string", "null"]);
+            }
+            if let Some(description) = description {
+                field["description"] = description;
             }
         }
     }
+    for parameter in parameters_mut(&mut document, "/doc/{id}").filter(|p| p["name"] == "version") {
+        parameter["schema"]["maximum"] = json!(docs::MAX_VERSION);
+    }
+    add_common_responses(&mut document);
 
     // Auth is optional (server.api_key_env): declare both ways of sending the
     // key, and make "no key" one of the alternatives.
@@ -95,10 +246,94 @@ pub fn openapi_document(bundle: &Bundle) -> Value {
     document
 }
 
+/// The parameters of every operation on `path`.
+fn parameters_mut<'a>(document: &'a mut Value, path: &str) -> impl Iterator<Item = &'a mut Value> {
+    document["paths"]
+        .get_mut(path)
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(|operation| {
+            operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+        })
+        .flatten()
+}
+
+/// Routes that answer without touching a store (so never 503).
+const STORELESS_PATHS: [&str; 6] = [
+    "/flows",
+    "/agents",
+    "/agents/{id}",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+];
+
+/// Adds to every operation the error statuses it can answer that its
+/// handler's attribute does not list: those of the layers in front of every
+/// route, of the stores, and of the JSON body extractor.
+fn add_common_responses(document: &mut Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let reads_json = operation
+                .pointer("/requestBody/content/application~1json")
+                .is_some();
+            let mut statuses = vec![
+                (
+                    "413",
+                    "`Content-Length` above `server.max_body_bytes` (`payload_too_large`)",
+                ),
+                (
+                    "500",
+                    "Internal error (`internal`); details are in the server's log",
+                ),
+            ];
+            if path != "/health" {
+                statuses.push((
+                    "401",
+                    "Missing or wrong API key, when `server.api_key_env` is set (`unauthorized`)",
+                ));
+            }
+            if !STORELESS_PATHS.contains(&path.as_str()) {
+                statuses.push(("503", "A store is unreachable (`storage_unavailable`)"));
+            }
+            if reads_json {
+                statuses.extend([
+                    ("400", "Malformed JSON (`malformed_json`, with `details.line` and `column`) or an invalid id (`invalid_id`)"),
+                    ("415", "A body that is not `application/json` (`unsupported_media_type`)"),
+                    ("422", "JSON that does not fit the body's schema (`invalid_request`, `details.field`)"),
+                ]);
+            }
+            let responses = &mut operation["responses"];
+            for (status, description) in statuses {
+                if responses.get(status).is_none() {
+                    responses[status] = error_response(description);
+                }
+            }
+        }
+    }
+}
+
+/// A response with the error body.
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad2pf_compiler::bundle::{FlowSpec, SourceLayout};
+    use bmad2pf_compiler::bundle::{FlowSpec, SourceLayout, StepSpec};
     use std::collections::BTreeMap;
 
     fn bundle() -> Bundle {
@@ -154,6 +389,77 @@ mod tests {
                 assert_eq!(id.map(|p| &p["schema"]["enum"]), Some(&json!([])), "{path}");
             }
         }
+    }
+
+    #[test]
+    fn id_parameters_and_fields_carry_the_id_rule() {
+        let document = openapi_document(&bundle());
+        for (path, name, _) in ID_PARAMETERS {
+            for parameter in document["paths"][path]
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.values())
+                .filter_map(|operation| operation["parameters"].as_array())
+                .flatten()
+                .filter(|p| p["name"] == name)
+            {
+                assert!(parameter["schema"]["pattern"].is_string(), "{path} {name}");
+                assert!(parameter["schema"]["maxLength"].is_u64(), "{path} {name}");
+            }
+        }
+        for (schema, property, _) in ID_FIELDS {
+            let pointer = format!("/components/schemas/{schema}/properties/{property}/pattern");
+            assert!(document.pointer(&pointer).is_some(), "{pointer}");
+        }
+        let doc_id = IdKind::Doc.schema(0);
+        assert_eq!(doc_id["maxLength"], 203);
+        let scope = IdKind::MemoryScope.schema(0);
+        assert_eq!(scope["maxLength"], 250);
+    }
+
+    #[test]
+    fn the_story_id_limit_is_the_tightest_of_the_bundle() {
+        let mut bundle = bundle();
+        assert_eq!(story_id_limit(&bundle), MAX_ID_LEN);
+        let step = StepSpec {
+            id: "brief".into(),
+            agents: vec![],
+            next: BTreeMap::new(),
+            creates: vec!["project-brief.md".into()],
+            requires: vec![],
+            updates: vec![],
+            metadata: BTreeMap::new(),
+        };
+        if let Some(flow) = bundle.flows.get_mut("review") {
+            flow.steps.push(step);
+        }
+        // `{story}__project-brief` within 200 characters.
+        assert_eq!(story_id_limit(&bundle), 200 - 2 - 13);
+    }
+
+    #[test]
+    fn every_operation_lists_the_statuses_of_the_layers() {
+        let document = openapi_document(&bundle());
+        let paths = document["paths"].as_object().into_iter().flatten();
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().into_iter().flatten() {
+                let responses = &operation["responses"];
+                for status in ["413", "500"] {
+                    assert!(responses.get(status).is_some(), "{method} {path} {status}");
+                }
+                assert_eq!(responses.get("401").is_some(), path != "/health", "{path}");
+                if operation
+                    .pointer("/requestBody/content/application~1json")
+                    .is_some()
+                {
+                    for status in ["400", "415", "422"] {
+                        assert!(responses.get(status).is_some(), "{method} {path} {status}");
+                    }
+                }
+            }
+        }
+        assert!(document["paths"]["/doc/{id}"]["get"]["responses"]["503"].is_object());
+        assert!(document["paths"]["/flows"]["get"]["responses"]["503"].is_null());
     }
 
     #[test]

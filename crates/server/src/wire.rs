@@ -1,10 +1,12 @@
-//! OpenAPI descriptions of the bodies the engine and its stores define.
+//! OpenAPI descriptions of the error body and of the store bodies whose
+//! types do not derive their schema.
 //!
-//! The engine's types (`RunOutcome`, `ExecuteOutcome`, `WorkflowStatus`…)
-//! are serialised as they are; the engine does not depend on utoipa, so
-//! their schemas are written here. A unit test serialises real engine values
-//! and checks that they have exactly the fields these schemas name, so the
-//! two cannot drift apart silently.
+//! The engine's outcomes (`RunOutcome`, `ExecuteOutcome`, `Readiness`)
+//! derive `ToSchema` where they are defined and are used directly. The
+//! store's listing and status types (`DocMeta`, `WorkflowStatus`…) do not
+//! yet, so their schemas are written here; a unit test serialises real
+//! store values and checks that they have exactly the fields these schemas
+//! name, so the two cannot drift apart silently.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -26,94 +28,32 @@ pub struct ErrorDetail {
     pub details: Option<Value>,
 }
 
+/// The name of a Server-Sent Event of a streamed run.
 #[derive(ToSchema)]
-#[schema(as = RunStatus)]
-pub enum RunStatusDoc {
-    #[schema(rename = "success")]
-    Success,
-    #[schema(rename = "pending")]
-    Pending,
+#[schema(as = RunEventName)]
+pub enum RunEventNameDoc {
+    #[schema(rename = "progress")]
+    Progress,
+    #[schema(rename = "token")]
+    Token,
+    #[schema(rename = "result")]
+    Result,
+    #[schema(rename = "done")]
+    Done,
     #[schema(rename = "error")]
     Error,
 }
 
-/// Token counts reported by the provider.
+/// One Server-Sent Event of a streamed run (`POST /run` with streaming),
+/// as an event-stream parser reads it.
 #[derive(ToSchema)]
-#[schema(as = TokenUsage)]
-pub struct TokenUsageDoc {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-/// One agent's result within a run.
-#[derive(ToSchema)]
-#[schema(as = AgentResult)]
-pub struct AgentResultDoc {
-    /// `completed`, `skipped`, `waiting`, `failed` or `fallback`.
-    pub status: String,
-    /// The document it wrote, if any.
-    pub document: Option<String>,
-    pub summary: String,
-    pub duration_ms: u64,
-    pub usage: TokenUsageDoc,
-}
-
-/// The answer to `POST /run` (and the `done` event of a streamed run).
-#[derive(ToSchema)]
-#[schema(as = RunOutcome)]
-pub struct RunOutcomeDoc {
-    pub run_id: String,
-    pub status: RunStatusDoc,
-    /// Agent id → result.
-    pub results: BTreeMap<String, AgentResultDoc>,
-    /// Documents agents wait for; PUT them and run again.
-    pub pending_docs: Vec<String>,
-    /// Agent id → what went wrong.
-    pub errors: BTreeMap<String, String>,
-    /// Set when the run as a whole failed (e.g. `loop_limit`).
-    pub error_code: Option<String>,
-    pub duration_ms: u64,
-}
-
-/// Metadata of a stateless execution.
-#[derive(ToSchema)]
-#[schema(as = ExecuteMetadata)]
-pub struct ExecuteMetadataDoc {
-    pub agent_id: String,
-    pub execution_id: String,
-    pub provider: String,
-    pub model: String,
-    pub usage: TokenUsageDoc,
-    pub input_hash: String,
-    /// True when the answer came from the replay store.
-    pub cached: bool,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-}
-
-/// Answer to `POST /agent/{id}/execute`.
-#[derive(ToSchema)]
-#[schema(as = ExecuteOutcome)]
-pub struct ExecuteOutcomeDoc {
-    /// `completed`, `needs_input` or `failed`.
-    pub status: String,
-    pub content: String,
-    pub summary: String,
-    pub missing_inputs: Vec<String>,
-    pub metadata: ExecuteMetadataDoc,
-    pub execution_time_ms: u64,
-}
-
-/// Answer to `GET /agent/{id}/ready`.
-#[derive(ToSchema)]
-#[schema(as = Readiness)]
-pub struct ReadinessDoc {
-    pub agent: String,
-    pub ready: bool,
-    pub missing_docs: Vec<String>,
-    pub missing_agents: Vec<String>,
-    /// Unix ms of its last recorded execution for this story.
-    pub last_execution: Option<u64>,
+#[schema(as = RunStreamEvent)]
+pub struct RunStreamEventDoc {
+    pub event: RunEventNameDoc,
+    /// JSON text: `progress` `{agent, status, duration_ms?, timestamp}`,
+    /// `token` `{agent, delta}`, `result` `{agent, data}`, `done` the
+    /// `RunOutcome`, `error` `{code, message}`.
+    pub data: String,
 }
 
 /// A document in a listing.
@@ -191,12 +131,9 @@ pub struct StatusChangeDoc {
 mod tests {
     use super::*;
     use crate::routes::agent::ExecuteBody;
-    use bmad2pf_engine::outcome::{
-        AgentResult, AgentRunStatus, ExecuteMetadata, ExecuteOutcome, ExecuteRequest,
-        ExecuteStatus, Readiness, RunOutcome, RunStatus, TokenUsage,
-    };
+    use bmad2pf_engine::outcome::ExecuteRequest;
     use bmad2pf_engine::store::{
-        AgentState, StatusChange, WorkflowId, WorkflowStatus, WorkflowSummary,
+        AgentState, DocId, DocMeta, StatusChange, WorkflowId, WorkflowStatus, WorkflowSummary,
     };
     use std::collections::BTreeSet;
     use utoipa::PartialSchema;
@@ -217,49 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn schemas_name_exactly_the_engine_fields() -> Result<(), Box<dyn std::error::Error>> {
-        let usage = TokenUsage::default();
-        let result = AgentResult {
-            status: AgentRunStatus::Completed,
-            document: Some("s__a".into()),
-            summary: String::new(),
-            duration_ms: 1,
-            usage,
-        };
-        let outcome = RunOutcome {
-            run_id: "r".into(),
-            status: RunStatus::Error,
-            results: BTreeMap::from([("a".to_string(), result.clone())]),
-            pending_docs: vec![],
-            errors: BTreeMap::new(),
-            error_code: Some("loop_limit".into()),
-            duration_ms: 1,
-        };
-        let metadata = ExecuteMetadata {
-            agent_id: "a".into(),
-            execution_id: "e".into(),
-            provider: "mock".into(),
-            model: "m".into(),
-            usage,
-            input_hash: "h".into(),
-            cached: false,
-            error: Some("x".into()),
-        };
-        let execute = ExecuteOutcome {
-            status: ExecuteStatus::Failed,
-            content: String::new(),
-            summary: String::new(),
-            missing_inputs: vec![],
-            metadata: metadata.clone(),
-            execution_time_ms: 1,
-        };
-        let readiness = Readiness {
-            agent: "a".into(),
-            ready: true,
-            missing_docs: vec![],
-            missing_agents: vec![],
-            last_execution: None,
-        };
+    fn schemas_name_exactly_the_store_fields() -> Result<(), Box<dyn std::error::Error>> {
         let workflow = WorkflowStatus {
             workflow_id: WorkflowId::parse("w")?,
             story_id: Some("s".into()),
@@ -273,19 +168,16 @@ mod tests {
             output_summary: None,
             at: 1,
         };
-        assert_eq!(schema_fields::<TokenUsageDoc>(), value_fields(&usage));
-        assert_eq!(schema_fields::<AgentResultDoc>(), value_fields(&result));
-        assert_eq!(schema_fields::<RunOutcomeDoc>(), value_fields(&outcome));
-        assert_eq!(
-            schema_fields::<ExecuteMetadataDoc>(),
-            value_fields(&metadata)
-        );
-        assert_eq!(schema_fields::<ExecuteOutcomeDoc>(), value_fields(&execute));
+        let meta = DocMeta {
+            id: DocId::parse("s__a")?,
+            bytes: 1,
+            modified: 1,
+        };
+        assert_eq!(schema_fields::<DocMetaDoc>(), value_fields(&meta));
         assert_eq!(
             schema_fields::<ExecuteBody>(),
             value_fields(&ExecuteRequest::default())
         );
-        assert_eq!(schema_fields::<ReadinessDoc>(), value_fields(&readiness));
         assert_eq!(
             schema_fields::<WorkflowStatusDoc>(),
             value_fields(&workflow)

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of, read_response};
+use common::{
+    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_with,
+    read_response,
+};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -18,8 +21,10 @@ use tokio::net::TcpStream;
 /// Asserts that the server is still up and healthy.
 async fn assert_alive(server: &TestServer) -> TestResult {
     let health = server.client.get(server.url("/health")).send().await?;
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(json_of(health).await?["status"], "healthy");
+    assert_eq!(
+        json_with(health, StatusCode::OK).await?["status"],
+        "healthy"
+    );
     Ok(())
 }
 
@@ -36,17 +41,20 @@ async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
         .request(Method::OPTIONS, server.url("/flows"))
         .send()
         .await?;
-    assert_eq!(options.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(options.headers().contains_key("allow"));
     assert!(options.headers().contains_key("x-request-id"));
-    assert_eq!(error_code(&json_of(options).await?), "method_not_allowed");
+    assert_error(
+        options,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
     let unknown = server
         .client
         .request(Method::OPTIONS, server.url("/no/such/route"))
         .send()
         .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await?;
     server.stop().await;
 
     let guarded = TestServer::start(Setup {
@@ -54,12 +62,16 @@ async fn options_without_cors_is_a_method_like_any_other() -> TestResult {
         ..Setup::default()
     })
     .await?;
-    let anonymous = guarded
-        .client
-        .request(Method::OPTIONS, guarded.url("/flows"))
-        .send()
-        .await?;
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_error(
+        guarded
+            .client
+            .request(Method::OPTIONS, guarded.url("/flows"))
+            .send()
+            .await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await?;
     guarded.stop().await;
     Ok(())
 }
@@ -82,13 +94,12 @@ async fn missing_and_duplicate_fields_are_named_in_the_details() -> TestResult {
             .body(body)
             .send()
             .await?;
-        assert_eq!(
-            response.status(),
+        let answer = assert_error(
+            response,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}"
-        );
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "invalid_request");
+            "invalid_request",
+        )
+        .await?;
         assert_eq!(answer["error"]["details"]["field"], field, "{body}");
     }
     let no_instruction = server
@@ -97,10 +108,13 @@ async fn missing_and_duplicate_fields_are_named_in_the_details() -> TestResult {
         .json(&json!({"documents": {}}))
         .send()
         .await?;
-    assert_eq!(
-        json_of(no_instruction).await?["error"]["details"]["field"],
-        "instruction"
-    );
+    let answer = assert_error(
+        no_instruction,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
+    assert_eq!(answer["error"]["details"]["field"], "instruction");
     assert_alive(&server).await?;
     server.stop().await;
     Ok(())
@@ -118,13 +132,12 @@ async fn valid_json_of_the_wrong_kind_is_422_and_broken_json_is_400() -> TestRes
             .json(&body)
             .send()
             .await?;
-        assert_eq!(
-            response.status(),
+        let answer = assert_error(
+            response,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}"
-        );
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "invalid_request");
+            "invalid_request",
+        )
+        .await?;
         assert_eq!(answer["error"]["details"]["field"], "status");
     }
     // Cut-off bodies whose first error is a type error are still malformed JSON.
@@ -144,9 +157,7 @@ async fn valid_json_of_the_wrong_kind_is_422_and_broken_json_is_400() -> TestRes
             .body(body.clone())
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path} {body}");
-        let answer = json_of(response).await?;
-        assert_eq!(error_code(&answer), "malformed_json");
+        let answer = assert_error(response, StatusCode::BAD_REQUEST, "malformed_json").await?;
         assert!(answer["error"]["details"]["column"].is_u64());
     }
     assert_alive(&server).await?;
@@ -184,12 +195,9 @@ async fn a_body_declared_too_large_is_refused_before_it_is_sent() -> TestResult 
     );
     let response = server.raw_bytes(chunked.as_bytes()).await?;
     assert_eq!(response.status, 413);
-    let status = json_of(
-        server
-            .client
-            .get(server.url("/doc/big/status"))
-            .send()
-            .await?,
+    let status = call(
+        server.client.get(server.url("/doc/big/status")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(status, json!({"exists": false}));
@@ -209,9 +217,7 @@ async fn story_ids_in_queries_and_run_bodies_are_checked_like_every_id() -> Test
         "/agent/pm/ready?story_id=",
     ] {
         let response = server.client.get(server.url(path)).send().await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
-        let body = json_of(response).await?;
-        assert_eq!(error_code(&body), "invalid_id", "{path}");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
         assert_eq!(body["error"]["details"]["kind"], "story id");
     }
     for stream in [false, true] {
@@ -221,8 +227,7 @@ async fn story_ids_in_queries_and_run_bodies_are_checked_like_every_id() -> Test
             .json(&json!({"flow": "default", "story_id": "a/../b", "stream": stream}))
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(error_code(&json_of(response).await?), "invalid_id");
+        assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
     }
     assert_alive(&server).await?;
     server.stop().await;
@@ -238,9 +243,12 @@ async fn execute_refuses_unknown_fields() -> TestResult {
         .json(&json!({"instruction": "plan", "documnets": {"analyst": "# A"}}))
         .send()
         .await?;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body = json_of(response).await?;
-    assert_eq!(error_code(&body), "invalid_request");
+    let body = assert_error(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
     assert_eq!(body["error"]["details"]["field"], "documnets");
     server.stop().await;
     Ok(())
@@ -259,22 +267,27 @@ async fn memory_refuses_values_it_could_not_read_back() -> TestResult {
     };
     // 127 levels parse, but the stored record around the value would not.
     let too_deep = put(127).await?;
-    assert_eq!(too_deep.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(error_code(&json_of(too_deep).await?), "invalid_request");
-    let absent = server
-        .client
-        .get(server.url("/memory/shared:deep/k"))
-        .send()
-        .await?;
-    assert_eq!(absent.status(), StatusCode::NOT_FOUND);
-    let deepest = put(64).await?;
-    assert_eq!(deepest.status(), StatusCode::OK);
-    let read = json_of(
+    assert_error(
+        too_deep,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
+    assert_error(
         server
             .client
             .get(server.url("/memory/shared:deep/k"))
             .send()
             .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
+    let deepest = put(64).await?;
+    assert_eq!(deepest.status(), StatusCode::OK);
+    let read = call(
+        server.client.get(server.url("/memory/shared:deep/k")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(read, serde_json::from_str::<Value>(&nested(64, "1"))?);
@@ -357,9 +370,8 @@ async fn error_responses_from_every_layer_carry_a_request_id() -> TestResult {
     ];
     for (request, status) in responses {
         let response = request.header("x-request-id", "hostile-1").send().await?;
-        assert_eq!(response.status(), status);
         assert_eq!(response.headers()["x-request-id"], "hostile-1", "{status}");
-        error_code(&json_of(response).await?);
+        error_code(&json_with(response, status).await?);
     }
     server.stop().await;
     Ok(())
@@ -394,12 +406,16 @@ async fn any_case_of_the_bearer_scheme_carries_the_key() -> TestResult {
 async fn made_up_methods_do_not_make_new_metric_series() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     for name in ["FOO1", "FOO2", "BREW"] {
-        let response = server
-            .client
-            .request(Method::from_bytes(name.as_bytes())?, server.url("/health"))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_error(
+            server
+                .client
+                .request(Method::from_bytes(name.as_bytes())?, server.url("/health"))
+                .send()
+                .await?,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        )
+        .await?;
     }
     let metrics = server
         .client
@@ -465,12 +481,10 @@ async fn text_documents_in_another_charset_are_refused() -> TestResult {
             .body("cafe")
             .send()
             .await?;
-        assert_eq!(response.status(), status, "{content_type}");
-        if status != StatusCode::OK {
-            assert_eq!(
-                error_code(&json_of(response).await?),
-                "unsupported_media_type"
-            );
+        if status == StatusCode::OK {
+            assert_eq!(response.status(), status, "{content_type}");
+        } else {
+            assert_error(response, status, "unsupported_media_type").await?;
         }
     }
     server.stop().await;
@@ -506,8 +520,12 @@ async fn hostile_bytes_neither_crash_nor_hang_the_server() -> TestResult {
         c.get(server.url("/doc/nul")).send().await?.text().await?,
         "a\0b"
     );
-    let segments = c.get(server.url(&"/a".repeat(5000))).send().await?;
-    assert_eq!(segments.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url(&"/a".repeat(5000))).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad_utf8_path = c.get(server.url("/doc/%ff%fe")).send().await?;
     assert_eq!(bad_utf8_path.status(), StatusCode::BAD_REQUEST);
     let (status, _) = server
@@ -883,9 +901,7 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
             .json(&json!({"flow": "default", "story_id": too_long, "stream": stream}))
             .send()
             .await?;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body = json_of(response).await?;
-        assert_eq!(error_code(&body), "invalid_id", "{body}");
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(
             message.contains("document `analyst`")
@@ -899,9 +915,7 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
         .get(server.url(&format!("/agent/pm/ready?story_id={too_long}")))
         .send()
         .await?;
-    assert_eq!(ready.status(), StatusCode::BAD_REQUEST);
-    let body = json_of(ready).await?;
-    assert_eq!(error_code(&body), "invalid_id");
+    let body = assert_error(ready, StatusCode::BAD_REQUEST, "invalid_id").await?;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -919,16 +933,14 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
         .get(server.url(&format!("/agent/pm/ready?story_id={at_limit}")))
         .send()
         .await?;
-    assert_eq!(ready.status(), StatusCode::OK);
-    assert_eq!(json_of(ready).await?["ready"], false);
+    assert_eq!(json_with(ready, StatusCode::OK).await?["ready"], false);
     let run = server
         .client
         .post(server.url("/run"))
         .json(&json!({"flow": "default", "story_id": at_limit, "input": "x"}))
         .send()
         .await?;
-    assert_eq!(run.status(), StatusCode::OK);
-    assert_eq!(json_of(run).await?["status"], "success");
+    assert_eq!(json_with(run, StatusCode::OK).await?["status"], "success");
     assert_eq!(engine.docs().list(Some(&at_limit)).await?.len(), 2);
     server.stop().await;
     Ok(())

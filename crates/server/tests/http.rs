@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Setup, SseReader, TestResult, TestServer, error_code, json_of};
+use common::{Setup, SseReader, TestResult, TestServer, assert_error, call, json_with};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ async fn health_is_public_and_describes_the_bundle_and_backends() -> TestResult 
     let response = server.client.get(server.url("/health")).send().await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-request-id"));
-    let body = json_of(response).await?;
+    let body = json_with(response, StatusCode::OK).await?;
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["bundle"]["agents"], 2);
     assert_eq!(body["bundle"]["flows"], 1);
@@ -71,16 +71,19 @@ async fn auth_guards_everything_but_health() -> TestResult {
     .await?;
     for path in ["/flows", "/doc/x", "/metrics", "/openapi.json", "/docs/"] {
         let response = server.client.get(server.url(path)).send().await?;
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
-        assert_eq!(error_code(&json_of(response).await?), "unauthorized");
+        assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await?;
     }
-    let wrong = server
-        .client
-        .get(server.url("/flows"))
-        .bearer_auth("s3cre")
-        .send()
-        .await?;
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_error(
+        server
+            .client
+            .get(server.url("/flows"))
+            .bearer_auth("s3cre")
+            .send()
+            .await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await?;
     let bearer = server
         .client
         .get(server.url("/flows"))
@@ -109,9 +112,8 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .body("# Brief\n\nBuild it.\n")
         .send()
         .await?;
-    assert_eq!(put.status(), StatusCode::OK);
     assert_eq!(
-        json_of(put).await?,
+        json_with(put, StatusCode::OK).await?,
         json!({"success": true, "id": "s1__brief", "bytes": 19, "version": 1})
     );
 
@@ -129,7 +131,7 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .json(&json!({"content": "n"}))
         .send()
         .await?;
-    assert_eq!(json_of(put_json).await?["bytes"], 1);
+    assert_eq!(json_with(put_json, StatusCode::OK).await?["bytes"], 1);
     let plain = c
         .put(server.url("/doc/s2__x"))
         .header(CONTENT_TYPE, "text/plain")
@@ -138,14 +140,14 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .await?;
     assert_eq!(plain.status(), StatusCode::OK);
 
-    let status = json_of(c.get(server.url("/doc/s1__brief/status")).send().await?).await?;
+    let status = call(c.get(server.url("/doc/s1__brief/status")), StatusCode::OK).await?;
     assert_eq!(status["exists"], true);
     assert_eq!(status["bytes"], 19);
     assert!(status["modified"].is_u64());
-    let absent = json_of(c.get(server.url("/doc/s1__nothing/status")).send().await?).await?;
+    let absent = call(c.get(server.url("/doc/s1__nothing/status")), StatusCode::OK).await?;
     assert_eq!(absent, json!({"exists": false}));
 
-    let listed = json_of(c.get(server.url("/doc?story_id=s1")).send().await?).await?;
+    let listed = call(c.get(server.url("/doc?story_id=s1")), StatusCode::OK).await?;
     let ids: Vec<&str> = listed
         .as_array()
         .into_iter()
@@ -153,16 +155,22 @@ async fn documents_can_be_written_read_listed_and_deleted() -> TestResult {
         .filter_map(|d| d["id"].as_str())
         .collect();
     assert_eq!(ids, ["s1__brief", "s1__notes"]);
-    let all = json_of(c.get(server.url("/doc")).send().await?).await?;
+    let all = call(c.get(server.url("/doc")), StatusCode::OK).await?;
     assert_eq!(all.as_array().map(Vec::len), Some(3));
 
     let deleted = c.delete(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(json_of(deleted).await?, json!({"success": true}));
+    assert_eq!(
+        json_with(deleted, StatusCode::OK).await?,
+        json!({"success": true})
+    );
     let gone = c.get(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(gone).await?), "not_found");
-    let again = c.delete(server.url("/doc/s1__brief")).send().await?;
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_error(gone, StatusCode::NOT_FOUND, "not_found").await?;
+    assert_error(
+        c.delete(server.url("/doc/s1__brief")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -180,7 +188,7 @@ async fn every_write_of_a_document_is_a_version_readable_later() -> TestResult {
             .await?;
         assert_eq!(put.status(), StatusCode::OK);
     }
-    let versions = json_of(c.get(server.url("/doc/s1__prd/versions")).send().await?).await?;
+    let versions = call(c.get(server.url("/doc/s1__prd/versions")), StatusCode::OK).await?;
     let listed: Vec<(u64, u64, Value)> = versions
         .as_array()
         .into_iter()
@@ -206,15 +214,29 @@ async fn every_write_of_a_document_is_a_version_readable_later() -> TestResult {
     let first = c.get(server.url("/doc/s1__prd?version=1")).send().await?;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(first.text().await?, "first");
-    let missing = c.get(server.url("/doc/s1__prd?version=9")).send().await?;
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/doc/s1__prd?version=9")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad = c
         .get(server.url("/doc/s1__prd?version=first"))
         .send()
         .await?;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let none = c.get(server.url("/doc/s1__none/versions")).send().await?;
-    assert_eq!(none.status(), StatusCode::NOT_FOUND);
+    // Above what a store can hold (2^63 - 1): refused, not a store failure.
+    let beyond = c
+        .get(server.url("/doc/s1__prd?version=9223372036854775808"))
+        .send()
+        .await?;
+    assert_error(beyond, StatusCode::BAD_REQUEST, "invalid_query").await?;
+    assert_error(
+        c.get(server.url("/doc/s1__none/versions")).send().await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -233,11 +255,17 @@ async fn memory_values_are_any_json() -> TestResult {
             .json(&value)
             .send()
             .await?;
-        assert_eq!(json_of(put).await?, json!({"success": true}));
+        assert_eq!(
+            json_with(put, StatusCode::OK).await?,
+            json!({"success": true})
+        );
     }
     let plan = c.get(server.url("/memory/shared:team/plan")).send().await?;
-    assert_eq!(json_of(plan).await?, json!({"steps": [1, 2]}));
-    let keys = json_of(c.get(server.url("/memory/shared:team")).send().await?).await?;
+    assert_eq!(
+        json_with(plan, StatusCode::OK).await?,
+        json!({"steps": [1, 2]})
+    );
+    let keys = call(c.get(server.url("/memory/shared:team")), StatusCode::OK).await?;
     assert_eq!(keys, json!(["count", "note", "plan"]));
     let isolated = c
         .put(server.url("/memory/isolated:pm:s1/k"))
@@ -246,22 +274,23 @@ async fn memory_values_are_any_json() -> TestResult {
         .await?;
     assert_eq!(isolated.status(), StatusCode::OK);
     assert_eq!(
-        json_of(
-            c.delete(server.url("/memory/shared:team/count"))
-                .send()
-                .await?
+        call(
+            c.delete(server.url("/memory/shared:team/count")),
+            StatusCode::OK
         )
         .await?,
         json!({"success": true})
     );
-    let gone = c
-        .get(server.url("/memory/shared:team/count"))
-        .send()
-        .await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        c.get(server.url("/memory/shared:team/count"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     let bad_scope = c.get(server.url("/memory/private/k")).send().await?;
-    assert_eq!(bad_scope.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(bad_scope).await?), "invalid_id");
+    assert_error(bad_scope, StatusCode::BAD_REQUEST, "invalid_id").await?;
     server.stop().await;
     Ok(())
 }
@@ -281,9 +310,7 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body("{\n\"flow\": }")
         .send()
         .await?;
-    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
-    let body = json_of(malformed).await?;
-    assert_eq!(error_code(&body), "malformed_json");
+    let body = assert_error(malformed, StatusCode::BAD_REQUEST, "malformed_json").await?;
     assert_eq!(body["error"]["details"]["line"], 2);
 
     let missing = c
@@ -291,9 +318,8 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .json(&json!({"flow": "default"}))
         .send()
         .await?;
-    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        json_of(missing).await?["error"]["message"]
+        json_with(missing, StatusCode::UNPROCESSABLE_ENTITY).await?["error"]["message"]
             .as_str()
             .unwrap_or_default()
             .contains("story_id")
@@ -303,9 +329,8 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .json(&json!({"flow": "default", "story_id": "s", "force": "yes"}))
         .send()
         .await?;
-    assert_eq!(wrong_type.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        json_of(wrong_type).await?["error"]["details"]["field"],
+        json_with(wrong_type, StatusCode::UNPROCESSABLE_ENTITY).await?["error"]["details"]["field"],
         "force"
     );
 
@@ -315,22 +340,32 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body("<run/>")
         .send()
         .await?;
-    assert_eq!(xml.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(error_code(&json_of(xml).await?), "unsupported_media_type");
-    let doc_form = c
-        .put(server.url("/doc/a"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("a=b")
-        .send()
-        .await?;
-    assert_eq!(doc_form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let memory_text = c
-        .put(server.url("/memory/shared/k"))
-        .header(CONTENT_TYPE, "text/plain")
-        .body("1")
-        .send()
-        .await?;
-    assert_eq!(memory_text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(
+        xml,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
+    assert_error(
+        c.put(server.url("/doc/a"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("a=b")
+            .send()
+            .await?,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
+    assert_error(
+        c.put(server.url("/memory/shared/k"))
+            .header(CONTENT_TYPE, "text/plain")
+            .body("1")
+            .send()
+            .await?,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await?;
 
     let big = "x".repeat(4096);
     let too_large = c
@@ -339,42 +374,47 @@ async fn malformed_requests_get_the_right_status_and_shape() -> TestResult {
         .body(big.clone())
         .send()
         .await?;
-    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(error_code(&json_of(too_large).await?), "payload_too_large");
-    let too_large_json = c
-        .put(server.url("/memory/shared/k"))
-        .json(&json!(big))
-        .send()
-        .await?;
-    assert_eq!(too_large_json.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(
+        too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await?;
+    assert_error(
+        c.put(server.url("/memory/shared/k"))
+            .json(&json!(big))
+            .send()
+            .await?,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await?;
 
     let wrong_method = c.patch(server.url("/doc/a")).send().await?;
-    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(wrong_method.headers().contains_key("allow"));
-    assert_eq!(
-        error_code(&json_of(wrong_method).await?),
-        "method_not_allowed"
-    );
+    assert_error(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await?;
 
     let unknown = c.get(server.url("/nope")).send().await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown).await?), "not_found");
+    assert_error(unknown, StatusCode::NOT_FOUND, "not_found").await?;
 
     let unknown_flow = c
         .post(server.url("/run"))
         .json(&json!({"flow": "nope", "story_id": "s"}))
         .send()
         .await?;
-    assert_eq!(unknown_flow.status(), StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&json_of(unknown_flow).await?), "unknown_flow");
+    assert_error(unknown_flow, StatusCode::NOT_FOUND, "unknown_flow").await?;
     let bad_story = c
         .post(server.url("/run"))
         .json(&json!({"flow": "default", "story_id": "../x"}))
         .send()
         .await?;
     // A story id names documents: a bad one is an invalid id (SPEC 5 "Rules").
-    assert_eq!(bad_story.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(bad_story).await?), "invalid_id");
+    assert_error(bad_story, StatusCode::BAD_REQUEST, "invalid_id").await?;
     server.stop().await;
     Ok(())
 }
@@ -432,21 +472,25 @@ async fn traversal_attempts_never_touch_files_outside_the_data_dirs() -> TestRes
 #[tokio::test]
 async fn bundle_metadata_lists_flows_and_agents() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
-    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    let flows = call(server.client.get(server.url("/flows")), StatusCode::OK).await?;
     assert_eq!(flows[0]["name"], "default");
     assert_eq!(flows[0]["steps"][1]["agents"], json!(["pm"]));
-    let agents = json_of(server.client.get(server.url("/agents")).send().await?).await?;
+    let agents = call(server.client.get(server.url("/agents")), StatusCode::OK).await?;
     assert_eq!(agents.as_array().map(Vec::len), Some(2));
-    let pm = json_of(server.client.get(server.url("/agents/pm")).send().await?).await?;
+    let pm = call(server.client.get(server.url("/agents/pm")), StatusCode::OK).await?;
     assert_eq!(pm["requires"], json!(["analyst"]));
     assert_eq!(pm["outputs"], json!(["pm"]));
     assert!(pm.get("prompt_template").is_none());
-    let unknown = server
-        .client
-        .get(server.url("/agents/nobody"))
-        .send()
-        .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        server
+            .client
+            .get(server.url("/agents/nobody"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "unknown_agent",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -460,8 +504,7 @@ async fn a_json_run_writes_its_documents() -> TestResult {
         .json(&json!({"flow": "default", "story_id": "s1", "input": "a todo app"}))
         .send()
         .await?;
-    assert_eq!(run.status(), StatusCode::OK);
-    let body = json_of(run).await?;
+    let body = json_with(run, StatusCode::OK).await?;
     assert_eq!(body["status"], "success", "{body}");
     assert!(body["run_id"].is_string());
     assert_eq!(body["results"]["analyst"]["status"], "completed");
@@ -565,12 +608,9 @@ async fn a_client_that_disconnects_does_not_stop_the_run() -> TestResult {
     // The run goes on without its client: wait (bounded) for its last document.
     let mut written = false;
     for _ in 0..200 {
-        let status = json_of(
-            server
-                .client
-                .get(server.url("/doc/gone__pm/status"))
-                .send()
-                .await?,
+        let status = call(
+            server.client.get(server.url("/doc/gone__pm/status")),
+            StatusCode::OK,
         )
         .await?;
         if status["exists"] == true {
@@ -634,9 +674,7 @@ async fn other_requests_are_served_while_a_run_waits_and_a_second_run_is_refused
         .json(&json!({"flow": "default", "story_id": "busy"}))
         .send()
         .await?;
-    assert_eq!(second.status(), StatusCode::CONFLICT);
-    let body = json_of(second).await?;
-    assert_eq!(error_code(&body), "run_in_progress");
+    let body = assert_error(second, StatusCode::CONFLICT, "run_in_progress").await?;
     assert!(
         body["error"]["details"]["run_id"]
             .as_str()
@@ -695,12 +733,9 @@ async fn concurrent_writes_lose_nothing_and_tear_nothing() -> TestResult {
         contents.contains(&last),
         "the document is not any one writer's content"
     );
-    let keys = json_of(
-        server
-            .client
-            .get(server.url("/memory/shared:race"))
-            .send()
-            .await?,
+    let keys = call(
+        server.client.get(server.url("/memory/shared:race")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(keys.as_array().map(Vec::len), Some(24));
@@ -714,29 +749,29 @@ async fn concurrent_writes_lose_nothing_and_tear_nothing() -> TestResult {
 async fn readiness_and_stateless_execute() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     let c = &server.client;
-    let ready = json_of(
-        c.get(server.url("/agent/pm/ready?story_id=s9"))
-            .send()
-            .await?,
+    let ready = call(
+        c.get(server.url("/agent/pm/ready?story_id=s9")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(ready["agent"], "pm");
     assert_eq!(ready["ready"], false);
     assert_eq!(ready["missing_docs"], json!(["analyst"]));
     let no_story = c.get(server.url("/agent/pm/ready")).send().await?;
-    assert_eq!(no_story.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&json_of(no_story).await?), "invalid_query");
-    let unknown = c
-        .get(server.url("/agent/ghost/ready?story_id=s9"))
-        .send()
-        .await?;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-
-    let needs = json_of(
-        c.post(server.url("/agent/pm/execute"))
-            .json(&json!({"instruction": "plan"}))
+    assert_error(no_story, StatusCode::BAD_REQUEST, "invalid_query").await?;
+    assert_error(
+        c.get(server.url("/agent/ghost/ready?story_id=s9"))
             .send()
             .await?,
+        StatusCode::NOT_FOUND,
+        "unknown_agent",
+    )
+    .await?;
+
+    let needs = call(
+        c.post(server.url("/agent/pm/execute"))
+            .json(&json!({"instruction": "plan"})),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(needs["status"], "needs_input");
@@ -746,8 +781,7 @@ async fn readiness_and_stateless_execute() -> TestResult {
         .json(&json!({"instruction": "plan", "documents": {"analyst": "# Analysis"}, "execution_id": "e-1"}))
         .send()
         .await?;
-    assert_eq!(done.status(), StatusCode::OK);
-    let done = json_of(done).await?;
+    let done = json_with(done, StatusCode::OK).await?;
     assert_ne!(done["status"], "needs_input", "{done}");
     assert_eq!(done["metadata"]["execution_id"], "e-1");
     assert_eq!(done["metadata"]["provider"], "mock");
@@ -764,9 +798,8 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .json(&json!({"workflow_id": "wf-1", "story_id": "s1", "agents": ["analyst", "pm"]}))
         .send()
         .await?;
-    assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(
-        json_of(created).await?["agent_statuses"]["pm"]["status"],
+        json_with(created, StatusCode::CREATED).await?["agent_statuses"]["pm"]["status"],
         "pending"
     );
     let duplicate = c
@@ -775,11 +808,10 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .send()
         .await?;
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
-    let generated = json_of(
+    let generated = call(
         c.post(server.url("/orchestration/workflows"))
-            .json(&json!({"story_id": "s2"}))
-            .send()
-            .await?,
+            .json(&json!({"story_id": "s2"})),
+        StatusCode::CREATED,
     )
     .await?;
     assert!(
@@ -789,9 +821,8 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
     );
 
     let update = c.put(server.url("/orchestration/status")).json(&json!({"workflow_id": "wf-1", "agent_id": "analyst", "status": "completed", "output_summary": "done"})).send().await?;
-    assert_eq!(update.status(), StatusCode::OK);
     assert_eq!(
-        json_of(update).await?["agent_statuses"]["analyst"]["output_summary"],
+        json_with(update, StatusCode::OK).await?["agent_statuses"]["analyst"]["output_summary"],
         "done"
     );
     let bad_status = c
@@ -807,41 +838,52 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
         .await?;
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
 
-    let status = json_of(
-        c.get(server.url("/orchestration/status?workflow_id=wf-1"))
-            .send()
-            .await?,
+    let status = call(
+        c.get(server.url("/orchestration/status?workflow_id=wf-1")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(status["story_id"], "s1");
     assert_eq!(status["agent_statuses"]["analyst"]["status"], "completed");
-    let listed = json_of(c.get(server.url("/orchestration/workflows")).send().await?).await?;
+    let listed = call(
+        c.get(server.url("/orchestration/workflows")),
+        StatusCode::OK,
+    )
+    .await?;
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
-    let history = json_of(
-        c.get(server.url("/orchestration/workflows/wf-1/history"))
-            .send()
-            .await?,
+    let history = call(
+        c.get(server.url("/orchestration/workflows/wf-1/history")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(history.as_array().map(Vec::len), Some(1));
     assert_eq!(history[0]["agent_id"], "analyst");
-    let cleanup = json_of(c.post(server.url("/orchestration/cleanup")).send().await?).await?;
+    let cleanup = call(c.post(server.url("/orchestration/cleanup")), StatusCode::OK).await?;
     assert_eq!(cleanup, json!({"removed": 0}));
     let deleted = c
         .delete(server.url("/orchestration/workflows/wf-1"))
         .send()
         .await?;
-    assert_eq!(json_of(deleted).await?, json!({"success": true}));
-    let gone = c
-        .get(server.url("/orchestration/status?workflow_id=wf-1"))
-        .send()
-        .await?;
-    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    let no_history = c
-        .get(server.url("/orchestration/workflows/wf-1/history"))
-        .send()
-        .await?;
-    assert_eq!(no_history.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_with(deleted, StatusCode::OK).await?,
+        json!({"success": true})
+    );
+    assert_error(
+        c.get(server.url("/orchestration/status?workflow_id=wf-1"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
+    assert_error(
+        c.get(server.url("/orchestration/workflows/wf-1/history"))
+            .send()
+            .await?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await?;
     server.stop().await;
     Ok(())
 }
@@ -879,12 +921,9 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test]
 async fn openapi_lists_every_route_and_the_docs_page_is_self_contained() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
-    let document = json_of(
-        server
-            .client
-            .get(server.url("/openapi.json"))
-            .send()
-            .await?,
+    let document = call(
+        server.client.get(server.url("/openapi.json")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(document["openapi"], "3.1.0");
@@ -956,14 +995,11 @@ async fn replacing_the_engine_serves_the_new_bundle() -> TestResult {
     let engine = common::engine(dir.path(), |_| {}, &["default", "review"]).await?;
     let previous = server.state.replace_engine(Arc::new(engine));
     assert_eq!(previous.bundle().flows.len(), 1);
-    let flows = json_of(server.client.get(server.url("/flows")).send().await?).await?;
+    let flows = call(server.client.get(server.url("/flows")), StatusCode::OK).await?;
     assert_eq!(flows.as_array().map(Vec::len), Some(2));
-    let document = json_of(
-        server
-            .client
-            .get(server.url("/openapi.json"))
-            .send()
-            .await?,
+    let document = call(
+        server.client.get(server.url("/openapi.json")),
+        StatusCode::OK,
     )
     .await?;
     assert_eq!(

@@ -19,7 +19,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use bmad2pf_engine::llm::{LlmError, LlmProvider, LlmRequest, TokenSink, complete_with_timeout};
+use bmad2pf_engine::llm::{
+    LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink, complete_with_timeout,
+};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -229,6 +231,18 @@ impl TokenLog {
     }
 }
 
+/// Streams `request` through `provider` with a sink that records every
+/// token: the provider's result, and the tokens in the order they arrived.
+pub async fn complete_streamed<P: LlmProvider + ?Sized>(
+    provider: &P,
+    request: &LlmRequest,
+) -> (Result<LlmResponse, LlmError>, Vec<String>) {
+    let log = TokenLog::default();
+    let sink = log.sink();
+    let result = provider.complete(request, Some(&sink)).await;
+    (result, log.tokens())
+}
+
 /// How one vendor looks on the wire, for the shared error checks.
 pub struct VendorCase {
     /// The provider's `name()`.
@@ -249,10 +263,16 @@ impl VendorCase {
         LlmRequest::new(self.model, "Summarise the project brief.")
     }
 
+    /// A server playing `replies`, and this vendor's provider pointed at it.
+    pub async fn serve(&self, replies: Vec<Reply>) -> (VendorServer, Arc<dyn LlmProvider>) {
+        let server = VendorServer::start(replies).await;
+        let provider = (self.build)(&server.url);
+        (server, provider)
+    }
+
     /// Runs one request (streamed when `stream`) against a server playing `reply`.
     pub async fn call(&self, reply: Reply, stream: bool, timeout: Duration) -> LlmError {
-        let server = VendorServer::start(vec![reply]).await;
-        let provider = (self.build)(&server.url);
+        let (_server, provider) = self.serve(vec![reply]).await;
         let tokens = TokenLog::default();
         let sink = tokens.sink();
         let sink: &TokenSink = &sink;

@@ -49,10 +49,14 @@ pub struct DocWritten {
     pub version: u64,
 }
 
+/// Highest version a store can hold: SQLite integers are signed 64-bit.
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DocGetQuery {
-    /// A version to read instead of the latest (see `/doc/{id}/versions`).
+    /// A version to read instead of the latest (see `/doc/{id}/versions`);
+    /// at most 2^63 - 1.
     #[param(minimum = 1)]
     pub version: Option<u64>,
 }
@@ -96,6 +100,12 @@ pub async fn get_doc(
     let docs = engine.docs();
     let document = match query.version {
         None => docs.get(&id).await?.ok_or_else(|| doc_not_found(&id))?,
+        Some(version) if version > MAX_VERSION => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("version {version} is above the highest possible, {MAX_VERSION}"),
+            ));
+        }
         Some(version) => docs.get_version(&id, version).await?.ok_or_else(|| {
             ApiError::not_found(format!("document `{id}` has no version {version}"))
         })?,
@@ -132,8 +142,9 @@ pub async fn doc_versions(
 /// Writes (creates or replaces) a document.
 #[utoipa::path(put, path = "/doc/{id}", tag = "documents",
     params(("id" = String, Path, description = "Document id, `.md` optional")),
-    request_body(description = "Markdown as `text/markdown` or `text/plain`, or JSON `{\"content\": \"...\"}`",
-        content((String = "text/markdown"), (String = "text/plain"), (DocContent = "application/json"))),
+    request_body(description = "Markdown as `text/markdown` or `text/plain` (any UTF-8 text, taken as it is), \
+        or JSON `{\"content\": \"...\"}`",
+        content((serde_json::Value = "text/markdown"), (serde_json::Value = "text/plain"), (DocContent = "application/json"))),
     responses(
         (status = 200, description = "Written", body = DocWritten),
         (status = 400, description = "Invalid id, malformed JSON or text that is not UTF-8", body = ErrorBody),

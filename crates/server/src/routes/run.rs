@@ -21,7 +21,7 @@
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
-use crate::wire::{ErrorBody, RunOutcomeDoc};
+use crate::wire::{ErrorBody, RunStreamEventDoc};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -68,7 +68,7 @@ pub struct RunBody {
     responses(
         (status = 200, description = "The run's outcome; with streaming, an event stream: \
             `progress`, `token`, `result` events, then `done` (this body) or `error`",
-            content((RunOutcomeDoc = "application/json"), (String = "text/event-stream"))),
+            content((RunOutcome = "application/json"), (RunStreamEventDoc = "text/event-stream"))),
         (status = 400, description = "Invalid story id", body = ErrorBody),
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow is already running for this story \

@@ -19,9 +19,38 @@ use tokio::task::JoinHandle;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// The JSON body of a response.
-pub async fn json_of(response: reqwest::Response) -> Result<serde_json::Value, reqwest::Error> {
-    response.json::<serde_json::Value>().await
+/// Asserts that `response` has `status` and returns its JSON body.
+pub async fn json_with(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+    let url = response.url().clone();
+    let actual = response.status();
+    let text = response.text().await?;
+    assert_eq!(actual, status, "{url}: {text}");
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Sends `request`, asserts that the answer has `status` and returns its
+/// JSON body.
+pub async fn call(
+    request: reqwest::RequestBuilder,
+    status: reqwest::StatusCode,
+) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+    json_with(request.send().await?, status).await
+}
+
+/// Asserts that `response` is an error of `status` with the SPEC error
+/// shape and `code`, and returns its body for further checks.
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+    code: &str,
+) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+    let url = response.url().clone();
+    let body = json_with(response, status).await?;
+    assert_eq!(error_code(&body), code, "{url}: {body}");
+    Ok(body)
 }
 
 /// Asserts the SPEC error shape and returns its code.
