@@ -144,6 +144,7 @@ pub async fn docs_versions(docs: Arc<dyn DocStore>) -> TestResult {
     let first = docs.get_version(&id, 1).await?.ok_or("version 1")?;
     assert_eq!((first.content.as_str(), first.writer), ("first", agent));
     assert_eq!(docs.get_version(&id, 3).await?, None);
+    assert_eq!(docs.get_version(&id, u64::MAX).await?, None);
     assert!(docs.delete(&id).await?);
     assert!(docs.versions(&id).await?.is_empty());
     assert_eq!(docs.get_version(&id, 1).await?, None);

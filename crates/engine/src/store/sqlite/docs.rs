@@ -373,6 +373,10 @@ impl DocStore for SqliteDocStore {
     }
 
     async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError> {
+        // SQLite integers stop at 2^63-1: no version is numbered above.
+        if i64::try_from(version).is_err() {
+            return Ok(None);
+        }
         // Reconciled first, so an edit waiting in the file has its number.
         if self.latest(id).await?.is_none() {
             return Ok(None);
