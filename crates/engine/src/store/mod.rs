@@ -130,9 +130,10 @@ pub struct DocVersion {
 }
 
 /// What is known about a document without reading it (listings, `/status`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DocMeta {
     /// The document id, without `.md`.
+    #[schema(value_type = String)]
     pub id: DocId,
     /// Size in bytes.
     pub bytes: u64,
@@ -202,7 +203,19 @@ pub trait MemoryStore: Send + Sync {
 }
 
 /// State of one agent in an orchestrated workflow (SPEC 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     /// Not started.
@@ -240,7 +253,7 @@ impl std::fmt::Display for AgentState {
 }
 
 /// The recorded state of one agent within a workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentStatus {
     /// What the caller last said.
     pub status: AgentState,
@@ -252,9 +265,10 @@ pub struct AgentStatus {
 }
 
 /// One orchestrated workflow: what its callers have reported, per agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowStatus {
     /// The workflow's id.
+    #[schema(value_type = String)]
     pub workflow_id: WorkflowId,
     /// The story it works on; `None` only for a workflow created implicitly
     /// by an update that named no story.
@@ -268,9 +282,10 @@ pub struct WorkflowStatus {
 }
 
 /// A workflow in a listing: its identity, times and each agent's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkflowSummary {
     /// The workflow's id.
+    #[schema(value_type = String)]
     pub workflow_id: WorkflowId,
     /// The story it works on (see [`WorkflowStatus::story_id`]).
     pub story_id: Option<String>,
@@ -318,7 +333,7 @@ pub struct StatusUpdate {
 }
 
 /// One entry of a workflow's history: an update as it was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusChange {
     /// The agent reported on.
     pub agent_id: String,

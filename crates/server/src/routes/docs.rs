@@ -20,7 +20,7 @@ use crate::extract::{
 };
 use crate::routes::Success;
 use crate::state::AppState;
-use crate::wire::{DocMetaDoc, ErrorBody};
+use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
@@ -234,7 +234,7 @@ pub async fn doc_status(
 /// Lists documents, all or one story's.
 #[utoipa::path(get, path = "/doc", tag = "documents", params(DocListQuery),
     responses(
-        (status = 200, description = "Documents sorted by id", body = Vec<DocMetaDoc>),
+        (status = 200, description = "Documents sorted by id", body = Vec<DocMeta>),
         (status = 400, description = "Invalid story id", body = ErrorBody),
     ))]
 pub async fn list_docs(

@@ -6,9 +6,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::routes::Success;
 use crate::state::AppState;
-use crate::wire::{
-    AgentStateDoc, ErrorBody, StatusChangeDoc, WorkflowStatusDoc, WorkflowSummaryDoc,
-};
+use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,7 +36,6 @@ pub struct StatusReport {
     #[serde(default)]
     pub story_id: Option<String>,
     pub agent_id: String,
-    #[schema(value_type = AgentStateDoc)]
     pub status: AgentState,
     #[serde(default)]
     pub output_summary: Option<String>,
@@ -71,7 +68,7 @@ fn workflow_not_found(id: &WorkflowId) -> ApiError {
 /// One workflow's status.
 #[utoipa::path(get, path = "/orchestration/status", tag = "orchestration", params(StatusQuery),
     responses(
-        (status = 200, description = "The workflow", body = WorkflowStatusDoc),
+        (status = 200, description = "The workflow", body = WorkflowStatus),
         (status = 400, description = "Missing or invalid workflow_id", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
     ))]
@@ -87,7 +84,7 @@ pub async fn get_status(
 /// Records an agent's status (creating the workflow when absent).
 #[utoipa::path(put, path = "/orchestration/status", tag = "orchestration", request_body = StatusReport,
     responses(
-        (status = 200, description = "The workflow as it now is", body = WorkflowStatusDoc),
+        (status = 200, description = "The workflow as it now is", body = WorkflowStatus),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 409, description = "`story_id` differs from the workflow's", body = ErrorBody),
         (status = 422, description = "Invalid body (e.g. an unknown status)", body = ErrorBody),
@@ -108,7 +105,7 @@ pub async fn put_status(
 
 /// Lists workflows.
 #[utoipa::path(get, path = "/orchestration/workflows", tag = "orchestration",
-    responses((status = 200, description = "Workflows sorted by id", body = Vec<WorkflowSummaryDoc>)))]
+    responses((status = 200, description = "Workflows sorted by id", body = Vec<WorkflowSummary>)))]
 pub async fn list_workflows(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<WorkflowSummary>>, ApiError> {
@@ -118,7 +115,7 @@ pub async fn list_workflows(
 /// Creates a workflow.
 #[utoipa::path(post, path = "/orchestration/workflows", tag = "orchestration", request_body = NewWorkflow,
     responses(
-        (status = 201, description = "Created", body = WorkflowStatusDoc),
+        (status = 201, description = "Created", body = WorkflowStatus),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 409, description = "The workflow exists", body = ErrorBody),
     ))]
@@ -143,7 +140,7 @@ pub async fn create_workflow(
 #[utoipa::path(get, path = "/orchestration/workflows/{id}/history", tag = "orchestration",
     params(("id" = String, Path, description = "Workflow id")),
     responses(
-        (status = 200, description = "Changes, oldest first", body = Vec<StatusChangeDoc>),
+        (status = 200, description = "Changes, oldest first", body = Vec<StatusChange>),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody),
     ))]
