@@ -8,6 +8,7 @@
 //! LLM call. An LLM that fails after its retries gives `failed` with the
 //! provider's reason — never `completed`.
 
+use crate::canonical::canonical_hash;
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::llm::{LlmRequest, Message, complete_with_retry};
@@ -20,7 +21,6 @@ use crate::run::elapsed_ms;
 use crate::store::doc_id;
 use bmad2pf_compiler::config::ReplayMode;
 use bmad2pf_compiler::prompt::RunInputs;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -213,14 +213,15 @@ pub(crate) async fn execute(
     ))
 }
 
+/// What a stateless answer is derived from, hashed canonically: the same
+/// request with its `context_data` keys in another order hashes the same.
 fn hash_request(agent_id: &str, request: &ExecuteRequest) -> String {
-    let canonical = serde_json::json!({
+    canonical_hash(&serde_json::json!({
         "agent": agent_id,
         "instruction": request.instruction,
         "documents": request.documents,
         "context": request.context_data,
-    });
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }))
 }
 
 pub(crate) async fn readiness(

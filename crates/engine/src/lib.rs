@@ -16,7 +16,9 @@
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).
 //! - [`stats`]: counters for metrics.
+//! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
 
+mod canonical;
 mod core;
 mod engine;
 mod error;

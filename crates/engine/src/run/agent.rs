@@ -21,6 +21,7 @@
 //!   run's status writer, in order), return the action.
 
 use super::{Halt, RunContext, RunState, elapsed_ms};
+use crate::canonical::canonical_hash;
 use crate::core::{AgentLlm, Core, output_documents};
 use crate::llm::{LlmError, LlmRequest, Message, complete_with_timeout};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
@@ -34,7 +35,6 @@ use bmad2pf_compiler::config::OnMissingDoc;
 use bmad2pf_compiler::prompt::{self, RunInputs};
 use pocketflow::{Action, Node, NodeError, Params};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1026,13 +1026,14 @@ fn hash_inputs(
     inputs: &OwnedInputs,
     has_sequence: bool,
 ) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(provider.as_bytes());
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(request).unwrap_or_default());
-    if has_sequence {
-        hasher.update([0]);
-        hasher.update(serde_json::to_vec(&inputs.docs).unwrap_or_default());
-    }
-    hex::encode(hasher.finalize())
+    let docs = if has_sequence {
+        json!(inputs.docs)
+    } else {
+        Value::Null
+    };
+    canonical_hash(&json!({
+        "provider": provider,
+        "request": request,
+        "docs": docs,
+    }))
 }
