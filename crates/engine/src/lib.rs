@@ -7,7 +7,11 @@
 //! - [`Engine`] (`engine.rs`): the public API — run a flow, execute one
 //!   agent statelessly, readiness, health, counters.
 //! - `run/`: a flow as a PocketFlow graph (`graph.rs`) whose nodes are the
-//!   agents (`agent.rs`); the shared store of a run and its memory cache.
+//!   agents (`agent.rs`, with their inputs in `inputs.rs` and the `sequence`
+//!   interpreter in `sequence.rs`); the shared store of a run and its memory
+//!   cache.
+//! - `conversation.rs`: the conversation with a model (tool loop, structured
+//!   reply, repair), used by the agents of flows and by stateless execute.
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
 //! - [`store`]: document, memory, orchestration-status and run-record
@@ -19,6 +23,7 @@
 //! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
 
 mod canonical;
+mod conversation;
 mod core;
 mod engine;
 mod error;

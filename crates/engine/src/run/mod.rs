@@ -3,9 +3,10 @@
 //! A flow of the bundle becomes a PocketFlow graph once, at engine start
 //! ([`graph`]): one node per step, edges for `next` routes. Every agent is a
 //! PocketFlow node ([`agent::AgentNode`]): prep gathers its documents and
-//! memory and renders its prompt, exec calls the LLM (with retries),
-//! exec_fallback applies `error_handling`, post writes documents, memory and
-//! status and returns the action.
+//! memory and renders its prompt, exec talks with the LLM (retried by the
+//! node) and writes the output documents outside the run's lock,
+//! exec_fallback turns the last failure into a result, post applies
+//! `error_handling`, records memory and status and returns the action.
 //!
 //! The shared store of one run is a [`RunState`]. It holds what the run has
 //! learnt so far (results, errors, documents waited for, step visits) and a
@@ -14,6 +15,8 @@
 pub(crate) mod agent;
 mod docs;
 pub(crate) mod graph;
+mod inputs;
+mod sequence;
 
 use crate::core::Core;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
