@@ -20,6 +20,7 @@
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).
 //! - [`stats`]: counters for metrics.
+//! - [`failure`]: the codes of failed agents and stopped runs.
 //! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
 
 mod canonical;
@@ -28,6 +29,7 @@ mod core;
 mod engine;
 mod error;
 mod execute;
+pub mod failure;
 pub mod llm;
 pub mod outcome;
 pub mod reply;
@@ -38,5 +40,5 @@ mod story_limit;
 pub mod tools;
 
 pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};
-pub use error::EngineError;
+pub use error::{EngineError, EngineErrorCode};
 pub use stats::EngineStats;

@@ -26,7 +26,8 @@ use super::sequence::{PreparedStep, SequenceRun, prepare_sequence};
 use super::{Halt, RunContext, RunState, elapsed_ms};
 use crate::conversation::{Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, ToolAccess};
 use crate::core::{AgentLlm, Core, output_documents};
-use crate::llm::{LlmError, LlmRequest, Message, TokenSink};
+use crate::failure::{AgentErrorCode, FailureCode, HaltCode};
+use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
 use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
 use crate::store::{
@@ -81,7 +82,7 @@ pub(crate) enum AgentPrep {
     },
     /// Could not even start (missing document with `on_missing_doc: error`, a prompt that does not render…).
     Failed {
-        code: &'static str,
+        code: FailureCode,
         message: String,
     },
     Run(Box<AgentCall>),
@@ -108,7 +109,7 @@ pub(crate) struct AgentCall {
 pub(crate) enum AgentExec {
     NotRun,
     Done(Delivered),
-    Failed { code: &'static str, message: String },
+    Failed { code: FailureCode, message: String },
 }
 
 /// A finished agent's output, already written to the document store.
@@ -131,7 +132,7 @@ pub(crate) struct Reply {
 /// Why an agent's work with the model failed: LLM errors may be retried, others not.
 pub(super) enum CallError {
     Llm(LlmError),
-    Other { code: &'static str, message: String },
+    Other { code: FailureCode, message: String },
 }
 
 impl From<ConversationError> for CallError {
@@ -139,11 +140,11 @@ impl From<ConversationError> for CallError {
         match error {
             ConversationError::Llm(error) => Self::Llm(error),
             ConversationError::ToolLoopLimit => Self::Other {
-                code: "tool_loop_limit",
+                code: AgentErrorCode::ToolLoopLimit.into(),
                 message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
             },
             ConversationError::InvalidOutput { problem } => Self::Other {
-                code: "invalid_output",
+                code: AgentErrorCode::InvalidOutput.into(),
                 message: format!(
                     "the reply did not match the output schema after one repair attempt: {problem}"
                 ),
@@ -173,7 +174,7 @@ impl AgentNode {
 
     async fn prepare(&self, state: &RunState) -> AgentPrep {
         let ctx = &state.ctx;
-        let failed = |code, message: String| AgentPrep::Failed { code, message };
+        let failed = |code: FailureCode, message: String| AgentPrep::Failed { code, message };
         let story = ctx.story_id.as_str();
 
         let docs = match gather_documents(&self.core, &self.agent, &self.step, ctx).await {
@@ -184,7 +185,7 @@ impl AgentNode {
 
         let scope = match memory_scope(&self.agent, story) {
             Ok(scope) => scope,
-            Err(e) => return failed("invalid_memory_scope", e.to_string()),
+            Err(e) => return failed(AgentErrorCode::InvalidMemoryScope.into(), e.to_string()),
         };
         let inputs = OwnedInputs {
             input: ctx.input.clone(),
@@ -198,12 +199,12 @@ impl AgentNode {
                 .map_err(|e| e.to_string())
         }) {
             Ok(text) => text,
-            Err(message) => return failed("prompt_render_error", message),
+            Err(message) => return failed(AgentErrorCode::PromptRenderError.into(), message),
         };
         let sequence = prepare_sequence(&self.agent);
         let llm = match self.core.llm_for(&self.agent) {
             Ok(llm) => llm,
-            Err(message) => return failed("llm_config", message),
+            Err(message) => return failed(FailureCode::Llm(LlmErrorCode::Config), message),
         };
         let request = LlmRequest {
             model: llm.model.clone(),
@@ -224,7 +225,9 @@ impl AgentNode {
         for name in self.output_names() {
             match doc_id(story, &name) {
                 Ok(id) => outputs.push(id),
-                Err(e) => return failed("invalid_document_name", e.to_string()),
+                Err(e) => {
+                    return failed(AgentErrorCode::InvalidDocumentName.into(), e.to_string());
+                }
             }
         }
 
@@ -347,7 +350,7 @@ impl AgentNode {
     async fn record_failure(
         &self,
         state: &mut RunState,
-        code: &'static str,
+        code: FailureCode,
         message: String,
         started: Option<Instant>,
         outputs: &[DocId],
@@ -358,10 +361,10 @@ impl AgentNode {
         let mut document = None;
         match self.agent.error_handling {
             ErrorHandling::Stop => {
-                state.halted = Some(Halt {
-                    code: "agent_failed",
-                    message: format!("agent `{id}` failed ({code}): {message}"),
-                });
+                state.halted = Some(Halt::new(
+                    HaltCode::AgentFailed,
+                    format!("agent `{id}` failed ({code}): {message}"),
+                ));
             }
             ErrorHandling::Continue => {}
             ErrorHandling::Fallback => {
@@ -382,7 +385,7 @@ impl AgentNode {
                 }
             }
         }
-        tracing::warn!(run_id = state.ctx.run_id, agent = id, code, %message, "agent failed");
+        tracing::warn!(run_id = state.ctx.run_id, agent = id, %code, %message, "agent failed");
         state
             .errors
             .insert(id.clone(), format!("{code}: {message}"));
@@ -451,7 +454,7 @@ impl AgentNode {
                 Ok(doc) => writes.push((doc, text.as_str())),
                 Err(e) => {
                     return AgentExec::Failed {
-                        code: "invalid_document_name",
+                        code: AgentErrorCode::InvalidDocumentName.into(),
                         message: e.to_string(),
                     };
                 }
@@ -461,7 +464,7 @@ impl AgentNode {
             let writer = call.ctx.writer(&self.agent.id);
             if let Err(e) = call.ctx.docs.put(doc, text, writer).await {
                 return AgentExec::Failed {
-                    code: e.code(),
+                    code: (&e).into(),
                     message: e.to_string(),
                 };
             }
@@ -589,7 +592,7 @@ impl Node<RunState> for AgentNode {
             // Only LLM errors that may pass are worth another attempt.
             Err(CallError::Llm(error)) if error.is_retryable() => Err(Box::new(error)),
             Err(CallError::Llm(error)) => Ok(AgentExec::Failed {
-                code: error.code(),
+                code: (&error).into(),
                 message: error.to_string(),
             }),
             Err(CallError::Other { code, message }) => Ok(AgentExec::Failed { code, message }),
@@ -603,7 +606,7 @@ impl Node<RunState> for AgentNode {
     ) -> Result<AgentExec, NodeError> {
         let code = error
             .downcast_ref::<LlmError>()
-            .map_or("agent_failed", LlmError::code);
+            .map_or(AgentErrorCode::AgentFailed.into(), FailureCode::from);
         Ok(AgentExec::Failed {
             code,
             message: format!("{error} (after {} attempts)", self.max_retries()),
@@ -676,7 +679,7 @@ impl Node<RunState> for AgentNode {
             (AgentPrep::Run(call), AgentExec::NotRun) => {
                 self.record_failure(
                     state,
-                    "internal_error",
+                    AgentErrorCode::Internal.into(),
                     "the agent did not run".into(),
                     Some(call.started),
                     &[],

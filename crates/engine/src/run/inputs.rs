@@ -8,6 +8,7 @@ use super::RunContext;
 use crate::canonical::canonical_hash;
 use crate::conversation::envelope_instructions;
 use crate::core::Core;
+use crate::failure::{AgentErrorCode, FailureCode};
 use crate::llm::LlmRequest;
 use crate::store::{DocStore, doc_id};
 use bmad2pf_compiler::bundle::{AgentSpec, StepSpec};
@@ -48,7 +49,7 @@ pub(super) enum Documents {
     /// Required documents are missing (`on_missing_doc: wait`).
     Waiting(Vec<String>),
     Failed {
-        code: &'static str,
+        code: FailureCode,
         message: String,
     },
 }
@@ -62,14 +63,14 @@ pub(super) async fn gather_documents(
     step: &StepSpec,
     ctx: &RunContext,
 ) -> Documents {
-    let failed = |code, message: String| Documents::Failed { code, message };
+    let failed = |code: FailureCode, message: String| Documents::Failed { code, message };
     let story = ctx.story_id.as_str();
     let mut docs: BTreeMap<String, String> = BTreeMap::new();
     let mut missing = Vec::new();
     for (key, name) in core.required_documents(agent, &step.requires) {
         let id = match doc_id(story, &name) {
             Ok(id) => id,
-            Err(e) => return failed("invalid_document_name", e.to_string()),
+            Err(e) => return failed(AgentErrorCode::InvalidDocumentName.into(), e.to_string()),
         };
         match ctx.docs.get(&id).await {
             Ok(Some(doc)) => {
@@ -81,13 +82,13 @@ pub(super) async fn gather_documents(
                 }
                 OnMissingDoc::Wait | OnMissingDoc::Error => missing.push(name),
             },
-            Err(e) => return failed(e.code(), e.to_string()),
+            Err(e) => return failed((&e).into(), e.to_string()),
         }
     }
     if !missing.is_empty() {
         return match core.config.on_missing_doc {
             OnMissingDoc::Error => failed(
-                "dependency_missing",
+                AgentErrorCode::DependencyMissing.into(),
                 format!("missing required documents: {}", missing.join(", ")),
             ),
             _ => Documents::Waiting(missing),
@@ -107,7 +108,7 @@ pub(super) async fn gather_documents(
                 docs.insert(name.clone(), doc.content);
             }
             Ok(None) => {}
-            Err(e) => return failed(e.code(), e.to_string()),
+            Err(e) => return failed((&e).into(), e.to_string()),
         }
     }
     Documents::Ready(docs)

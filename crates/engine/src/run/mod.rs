@@ -19,9 +19,11 @@ mod inputs;
 mod sequence;
 
 use crate::core::Core;
+use crate::failure::HaltCode;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::store::{
-    AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+    AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
+    now_ms,
 };
 use docs::RunDocs;
 use serde_json::Value;
@@ -90,8 +92,27 @@ impl RunContext {
 /// Why a run stopped early.
 #[derive(Debug, Clone)]
 pub(crate) struct Halt {
-    pub code: &'static str,
-    pub message: String,
+    /// A [`HaltCode`]'s, or a store error's when the run's state could not be loaded.
+    code: &'static str,
+    message: String,
+}
+
+impl Halt {
+    pub fn new(code: HaltCode, message: String) -> Self {
+        Self {
+            code: code.as_str(),
+            message,
+        }
+    }
+}
+
+impl From<StoreError> for Halt {
+    fn from(error: StoreError) -> Self {
+        Self {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// The shared store of one run (the `S` of its PocketFlow graph).
@@ -186,10 +207,7 @@ pub(crate) async fn run_flow(
     } else if let Err(error) = graph.run(&mut state).await {
         // Agent failures are results, not errors; this is the machinery failing.
         tracing::error!(run_id, %error, "run failed");
-        state.halted = Some(Halt {
-            code: "internal_error",
-            message: error.to_string(),
-        });
+        state.halted = Some(Halt::new(HaltCode::Internal, error.to_string()));
     }
     let memory_written = flush_memory(core, &mut state).await;
     let RunState {
@@ -252,16 +270,12 @@ pub(crate) async fn run_flow(
 
 /// Loads the previous run record and the memory scopes of the flow's agents.
 async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
-    let storage = |e: crate::store::StoreError| Halt {
-        code: e.code(),
-        message: e.to_string(),
-    };
     let ctx = state.ctx.clone();
     state.record = core
         .runs
         .load(&ctx.flow, &ctx.story_id)
         .await
-        .map_err(storage)?
+        .map_err(Halt::from)?
         .unwrap_or_default();
     let Some(flow) = core.bundle.flows.get(&ctx.flow) else {
         return Ok(());
@@ -274,7 +288,7 @@ async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
         .filter_map(|agent| agent::memory_scope(agent, &ctx.story_id).ok())
         .collect();
     for scope in scopes {
-        let values = core.memory.load(&scope).await.map_err(storage)?;
+        let values = core.memory.load(&scope).await.map_err(Halt::from)?;
         state.memory.scopes.insert(scope, values);
     }
     Ok(())

@@ -10,6 +10,7 @@ use super::agent::CallError;
 use super::inputs::OwnedInputs;
 use crate::conversation::Conversation;
 use crate::core::Core;
+use crate::failure::AgentErrorCode;
 use crate::reply::parse_envelope;
 use crate::tools::ToolContext;
 use bmad2pf_compiler::bundle::{AgentSpec, SequenceAction};
@@ -112,7 +113,7 @@ impl SequenceRun<'_> {
                     let tool = step.tool.as_deref().unwrap_or(&step.name);
                     let args: Value = match &text {
                         Some(text) => serde_json::from_str(text).map_err(|e| CallError::Other {
-                            code: "tool_arguments",
+                            code: AgentErrorCode::ToolArguments.into(),
                             message: format!(
                                 "sequence step `{}`: tool arguments are not JSON: {e}",
                                 step.name
@@ -126,7 +127,7 @@ impl SequenceRun<'_> {
                         .call(tool, &args, self.tool_ctx)
                         .await
                         .map_err(|e| CallError::Other {
-                            code: "tool_failed",
+                            code: AgentErrorCode::ToolFailed.into(),
                             message: format!("sequence step `{}`: tool `{tool}`: {e}", step.name),
                         })?;
                     conversation.say(format!("Result of tool `{tool}`:\n{output}"));
@@ -161,7 +162,7 @@ impl SequenceRun<'_> {
                     .map_err(|e| e.to_string())
             })
             .map_err(|message| CallError::Other {
-                code: "prompt_render_error",
+                code: AgentErrorCode::PromptRenderError.into(),
                 message: format!("sequence step `{step}`: {message}"),
             })
     }
