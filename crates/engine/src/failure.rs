@@ -3,7 +3,7 @@
 //!
 //! These are results, not [`EngineError`](crate::EngineError)s: a failed
 //! agent is reported in the run's outcome (`errors`, `error_code`). Each code
-//! is a variant of an enum made by [`error_codes!`], which also lists every
+//! is a variant of an enum made by the `error_codes!` macro, which also lists every
 //! variant in `ALL`, so the documentation can be checked against the enums
 //! rather than against the source text. The wire strings never change:
 //! clients branch on them.
