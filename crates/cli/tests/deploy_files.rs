@@ -15,7 +15,8 @@
 //! - Every platform file agrees with the Dockerfile on port, health path and
 //!   volume; the workflow runs `.ci/run` and builds the image.
 //! - docs/operations.md lists every runtime.yaml key with its default and
-//!   its variable, every error code the code defines and every metric.
+//!   its variable, every error code of the engine's and the server's code
+//!   enums and lists (not found by reading source text) and every metric.
 //!
 //! The readers here are small on purpose: a Dockerfile instruction reader,
 //! a TOML reader for the key = value subset fly.toml uses, and the
@@ -24,6 +25,10 @@
 
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_compiler::diag::Diagnostics;
+use bmad2pf_engine::EngineErrorCode;
+use bmad2pf_engine::failure::{AgentErrorCode, HaltCode};
+use bmad2pf_engine::llm::LlmErrorCode;
+use bmad2pf_engine::store::{IdError, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
 use std::io::{BufRead, BufReader};
@@ -860,25 +865,6 @@ fn runtime_keys() -> TestResult<Vec<(String, serde_json::Value)>> {
     Ok(keys)
 }
 
-/// The string literal `text` starts with (after whitespace), if any.
-fn leading_literal(text: &str) -> Option<String> {
-    let (literal, _) = text.trim_start().strip_prefix('"')?.split_once('"')?;
-    Some(literal.to_string())
-}
-
-/// The string literals that follow each `anchor` (after optional `skip` text).
-fn literals_after(text: &str, anchor: &str, skip: &[&str]) -> Vec<String> {
-    text.match_indices(anchor)
-        .filter_map(|(at, _)| {
-            let mut rest = text[at + anchor.len()..].trim_start();
-            for prefix in skip {
-                rest = rest.strip_prefix(prefix).unwrap_or(rest).trim_start();
-            }
-            leading_literal(rest)
-        })
-        .collect()
-}
-
 /// Source text without its `#[cfg(test)]` module.
 fn source(relative: &str) -> TestResult<String> {
     let text = read(relative)?;
@@ -889,62 +875,61 @@ fn source(relative: &str) -> TestResult<String> {
         .to_string())
 }
 
-/// Every `code` the API and run results can carry, read from the code.
-fn error_codes() -> TestResult<BTreeSet<String>> {
-    let mut codes = BTreeSet::new();
-    for file in [
-        "crates/engine/src/error.rs",
-        "crates/engine/src/store/error.rs",
-        "crates/engine/src/llm/error.rs",
-    ] {
-        let text = source(file)?;
-        let body = text
-            .split_once("fn code(&self)")
-            .ok_or_else(|| format!("{file} has no code()"))?
-            .1;
-        let body = body.split("\n    }\n").next().unwrap_or_default();
-        codes.extend(literals_after(body, "=> ", &[]));
-    }
-    for file in [
-        "crates/engine/src/run/agent.rs",
-        "crates/engine/src/run/graph.rs",
-        "crates/engine/src/run/mod.rs",
-    ] {
-        let text = source(file)?;
-        codes.extend(literals_after(&text, "code: ", &[]));
-        codes.extend(literals_after(&text, "failed(", &[]));
-        codes.extend(literals_after(&text, "record_failure(", &["state,"]));
-    }
-    let server = repo().join("crates/server/src");
-    let mut files = vec![
-        server.join("error.rs"),
-        server.join("extract.rs"),
-        server.join("auth.rs"),
+/// One store error of each kind; the match makes a new kind fail to compile here.
+fn store_error_examples() -> Vec<StoreError> {
+    let text = String::new;
+    let examples = vec![
+        StoreError::InvalidId(IdError {
+            kind: "document id",
+            value: text(),
+            reason: text(),
+        }),
+        StoreError::NotFound { what: text() },
+        StoreError::AlreadyExists { what: text() },
+        StoreError::Conflict { message: text() },
+        StoreError::Io {
+            message: text(),
+            detail: text(),
+        },
+        StoreError::InvalidValue {
+            message: text(),
+            max_depth: 0,
+        },
+        StoreError::Corrupt {
+            message: text(),
+            detail: text(),
+        },
+        StoreError::Unavailable {
+            message: text(),
+            detail: text(),
+        },
     ];
-    for entry in std::fs::read_dir(server.join("routes"))? {
-        files.push(entry?.path());
-    }
-    for file in files {
-        let text = std::fs::read_to_string(&file)?;
-        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-        codes.extend(literals_after(text, "bad_request(", &[]));
-        codes.extend(literals_after(text, "=> (", &[]));
-        for (at, _) in text.match_indices("StatusCode::") {
-            let rest = &text[at + "StatusCode::".len()..];
-            let ident_len = rest
-                .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-                .unwrap_or(rest.len());
-            if let Some(after) = rest[ident_len..].trim_start().strip_prefix(',') {
-                codes.extend(leading_literal(after));
-            }
+    for example in &examples {
+        match example {
+            StoreError::InvalidId(_)
+            | StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::Io { .. }
+            | StoreError::InvalidValue { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Unavailable { .. } => {}
         }
     }
-    codes.retain(|c| {
-        c.starts_with(|ch: char| ch.is_ascii_lowercase())
-            && c.chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
-    });
-    Ok(codes)
+    examples
+}
+
+/// Every `code` the API and run results can carry: the engine's code enums,
+/// the store's errors and the HTTP layer's own codes.
+fn error_codes() -> BTreeSet<&'static str> {
+    let mut codes = BTreeSet::new();
+    codes.extend(EngineErrorCode::ALL.iter().map(|c| c.as_str()));
+    codes.extend(AgentErrorCode::ALL.iter().map(|c| c.as_str()));
+    codes.extend(HaltCode::ALL.iter().map(|c| c.as_str()));
+    codes.extend(LlmErrorCode::ALL.iter().map(|c| c.as_str()));
+    codes.extend(store_error_examples().iter().map(StoreError::code));
+    codes.extend(bmad2pf_server::error::HTTP_CODES.iter().copied());
+    codes
 }
 
 #[test]
@@ -992,7 +977,7 @@ fn operations_doc_lists_every_key_variable_code_and_metric() -> TestResult {
             "{variable} is not documented"
         );
     }
-    let codes = error_codes()?;
+    let codes = error_codes();
     for expected in [
         "invalid_id",
         "invalid_utf8",
@@ -1004,7 +989,7 @@ fn operations_doc_lists_every_key_variable_code_and_metric() -> TestResult {
     ] {
         assert!(
             codes.contains(expected),
-            "the code scan missed {expected}: {codes:?}"
+            "the code enums lack {expected}: {codes:?}"
         );
     }
     for code in &codes {

@@ -5,6 +5,7 @@
 //! These variants are about the request itself or the machinery, and each
 //! maps to one HTTP status in the server.
 
+use crate::failure::error_codes;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,15 +49,29 @@ pub enum EngineError {
 impl EngineError {
     /// A stable snake_case code for the HTTP layer's `error.code`.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::UnknownFlow(_) => "unknown_flow",
-            Self::UnknownAgent(_) => "unknown_agent",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::StoryIdTooLong { .. } => "invalid_id",
-            Self::RunInProgress { .. } => "run_in_progress",
-            Self::Store(e) => e.code(),
-            Self::Config(_) => "config_error",
-            Self::Internal(_) => "internal_error",
-        }
+        let code = match self {
+            Self::UnknownFlow(_) => EngineErrorCode::UnknownFlow,
+            Self::UnknownAgent(_) => EngineErrorCode::UnknownAgent,
+            Self::InvalidRequest(_) => EngineErrorCode::InvalidRequest,
+            Self::StoryIdTooLong { .. } => EngineErrorCode::InvalidId,
+            Self::RunInProgress { .. } => EngineErrorCode::RunInProgress,
+            Self::Store(e) => return e.code(),
+            Self::Config(_) => EngineErrorCode::ConfigError,
+            Self::Internal(_) => EngineErrorCode::InternalError,
+        };
+        code.as_str()
+    }
+}
+
+error_codes! {
+    /// The codes of [`EngineError`] other than a store's (`StoreError::code`).
+    pub enum EngineErrorCode {
+        UnknownFlow => "unknown_flow",
+        UnknownAgent => "unknown_agent",
+        InvalidRequest => "invalid_request",
+        InvalidId => "invalid_id",
+        RunInProgress => "run_in_progress",
+        ConfigError => "config_error",
+        InternalError => "internal_error",
     }
 }

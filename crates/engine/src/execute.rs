@@ -3,24 +3,26 @@
 //! `execute` runs one agent on documents the caller supplies, without
 //! touching the document store or memory: the answer is a structured
 //! envelope (see [`crate::reply`]) validated against the agent's
-//! `output_schema`, with one repair attempt. If a required document is
+//! `output_schema`, with one repair attempt: the same conversation code as
+//! a flow's agents ([`crate::conversation`]), retrying failed calls itself. If a required document is
 //! absent from the request the answer is `needs_input`, at once, without an
 //! LLM call. An LLM that fails after its retries gives `failed` with the
 //! provider's reason — never `completed`.
 
+use crate::canonical::canonical_hash;
+use crate::conversation::{
+    Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, envelope_instructions,
+};
 use crate::core::Core;
 use crate::error::EngineError;
-use crate::llm::{LlmRequest, Message, complete_with_retry};
+use crate::llm::{LlmRequest, Message};
 use crate::outcome::{
     ExecuteMetadata, ExecuteOutcome, ExecuteRequest, ExecuteStatus, Readiness, TokenUsage,
 };
-use crate::reply::parse_envelope;
-use crate::run::agent::{ENVELOPE_INSTRUCTIONS, repair_message};
 use crate::run::elapsed_ms;
 use crate::store::doc_id;
 use bmad2pf_compiler::config::ReplayMode;
 use bmad2pf_compiler::prompt::RunInputs;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -130,13 +132,12 @@ pub(crate) async fn execute(
             ));
         }
     };
-    let mut first = format!("{}\n\n{ENVELOPE_INSTRUCTIONS}", request.instruction.trim());
-    if let Some(schema) = &agent.output_schema {
-        first.push_str(&format!(
-            "\n`data` must match this JSON Schema:\n{schema}\n"
-        ));
-    }
-    let mut llm_request = LlmRequest {
+    let first = format!(
+        "{}\n\n{}",
+        request.instruction.trim(),
+        envelope_instructions(agent.output_schema.as_ref())
+    );
+    let llm_request = LlmRequest {
         model: llm.model.clone(),
         system: Some(system),
         messages: vec![Message::User(first)],
@@ -147,80 +148,58 @@ pub(crate) async fn execute(
         output_schema: agent.output_schema.clone(),
     };
 
-    // The first answer, then at most one repair.
-    let mut last_problem = String::new();
-    for attempt in 0..2 {
-        let response =
-            match complete_with_retry(llm.provider.as_ref(), &llm_request, None, &llm.policy).await
-            {
-                Ok((response, attempts)) => {
-                    for failure in &attempts.failures {
-                        core.counters.llm_call(Err(failure.code()));
-                    }
-                    core.counters.llm_call(Ok((
-                        response.usage.input_tokens,
-                        response.usage.output_tokens,
-                    )));
-                    response
-                }
-                Err(error) => {
-                    core.counters.llm_call(Err(error.code()));
-                    metadata.error = Some(error.to_string());
-                    let summary = format!("the LLM call failed: {}", error.code());
-                    return Ok(outcome(
-                        ExecuteStatus::Failed,
-                        String::new(),
-                        summary,
-                        Vec::new(),
-                        metadata,
-                    ));
-                }
-            };
-        metadata.usage.add(TokenUsage {
-            input_tokens: response.usage.input_tokens,
-            output_tokens: response.usage.output_tokens,
-        });
-        match parse_envelope(&response.text, agent.output_schema.as_ref()) {
-            Ok(envelope) => {
-                return Ok(outcome(
-                    ExecuteStatus::Completed,
-                    envelope.content,
-                    envelope.summary,
-                    Vec::new(),
-                    metadata,
-                ));
-            }
-            Err(problem) if attempt == 0 => {
-                llm_request.messages.push(Message::Assistant {
-                    text: response.text,
-                    tool_calls: Vec::new(),
-                });
-                llm_request
-                    .messages
-                    .push(Message::User(repair_message(&problem)));
-                last_problem = problem;
-            }
-            Err(problem) => last_problem = problem,
+    let mut conversation = Conversation::new(core, &llm, &llm_request, Retries::InCall);
+    let reply = match conversation.exchange().await {
+        Ok(text) => {
+            conversation
+                .structured_reply(&text, agent.output_schema.as_ref())
+                .await
         }
-    }
-    metadata.error = Some(last_problem.clone());
+        Err(error) => Err(error),
+    };
+    metadata.usage = conversation.usage;
+    let (summary, error) = match reply {
+        Ok(envelope) => {
+            return Ok(outcome(
+                ExecuteStatus::Completed,
+                envelope.content,
+                envelope.summary,
+                Vec::new(),
+                metadata,
+            ));
+        }
+        Err(ConversationError::Llm(error)) => (
+            format!("the LLM call failed: {}", error.code()),
+            error.to_string(),
+        ),
+        Err(ConversationError::InvalidOutput { problem }) => (
+            "the reply was not valid structured output after one repair attempt".to_string(),
+            problem,
+        ),
+        Err(ConversationError::ToolLoopLimit) => (
+            "the model kept calling tools".to_string(),
+            format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+        ),
+    };
+    metadata.error = Some(error);
     Ok(outcome(
         ExecuteStatus::Failed,
         String::new(),
-        "the reply was not valid structured output after one repair attempt".into(),
+        summary,
         Vec::new(),
         metadata,
     ))
 }
 
+/// What a stateless answer is derived from, hashed canonically: the same
+/// request with its `context_data` keys in another order hashes the same.
 fn hash_request(agent_id: &str, request: &ExecuteRequest) -> String {
-    let canonical = serde_json::json!({
+    canonical_hash(&serde_json::json!({
         "agent": agent_id,
         "instruction": request.instruction,
         "documents": request.documents,
         "context": request.context_data,
-    });
-    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }))
 }
 
 pub(crate) async fn readiness(

@@ -6,8 +6,14 @@
 //! # Layout
 //! - [`Engine`] (`engine.rs`): the public API — run a flow, execute one
 //!   agent statelessly, readiness, health, counters.
+//! - `core.rs`: what every part of a run needs (bundle, configuration,
+//!   stores, providers, tools, counters), built once per engine.
 //! - `run/`: a flow as a PocketFlow graph (`graph.rs`) whose nodes are the
-//!   agents (`agent.rs`); the shared store of a run and its memory cache.
+//!   agents (`agent.rs`, with their inputs in `inputs.rs` and the `sequence`
+//!   interpreter in `sequence.rs`); the shared store of a run, its memory
+//!   cache and its view of the documents (`docs.rs`).
+//! - `conversation.rs`: the conversation with a model (tool loop, structured
+//!   reply, repair), used by the agents of flows and by stateless execute.
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
 //! - [`store`]: document, memory, orchestration-status and run-record
@@ -15,12 +21,19 @@
 //! - [`tools`]: builtin, http and command tools offered to the LLM.
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).
+//! - [`EngineError`] (`error.rs`): what a request to the engine can fail with.
+//! - [`failure`]: the codes of failed agents and stopped runs.
 //! - [`stats`]: counters for metrics.
+//! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
+//! - `story_limit.rs`: how long a story id may be for one flow or agent.
 
+mod canonical;
+mod conversation;
 mod core;
 mod engine;
 mod error;
 mod execute;
+pub mod failure;
 pub mod llm;
 pub mod outcome;
 pub mod reply;
@@ -31,5 +44,5 @@ mod story_limit;
 pub mod tools;
 
 pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};
-pub use error::EngineError;
+pub use error::{EngineError, EngineErrorCode};
 pub use stats::EngineStats;

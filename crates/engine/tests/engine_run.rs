@@ -529,6 +529,25 @@ async fn stateless_execute_validates_structured_output_with_one_repair() {
 }
 
 #[tokio::test]
+async fn stateless_execute_hashes_the_same_request_the_same_whatever_its_key_order() {
+    let agents = [agent("pm", "")];
+    let project = project(&files(&agents, &[]));
+    let engine = project.engine().await;
+    let request_with = |context: &str| -> ExecuteRequest {
+        let body = format!(r#"{{"instruction": "Write the PRD", "context_data": {context}}}"#);
+        serde_json::from_str(&body).expect("request")
+    };
+    let ordered = request_with(r#"{"a": 1, "b": {"x": true, "y": [1, {"c": 0, "d": 1}]}}"#);
+    let reordered = request_with(r#"{"b": {"y": [1, {"d": 1, "c": 0}], "x": true}, "a": 1}"#);
+    let first = engine.execute("pm", ordered).await.expect("execute");
+    let second = engine.execute("pm", reordered).await.expect("execute");
+    assert_eq!(first.metadata.input_hash, second.metadata.input_hash);
+    let other = request_with(r#"{"a": 2}"#);
+    let third = engine.execute("pm", other).await.expect("execute");
+    assert_ne!(first.metadata.input_hash, third.metadata.input_hash);
+}
+
+#[tokio::test]
 async fn readiness_lists_missing_documents_and_agents() {
     let project = planning();
     let engine = project.engine().await;

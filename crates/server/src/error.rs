@@ -14,6 +14,29 @@ use bmad2pf_engine::EngineError;
 use bmad2pf_engine::store::{IdError, StoreError};
 use serde_json::{Value, json};
 
+/// The codes the HTTP layer answers with itself, beside those of engine and
+/// store errors (`EngineErrorCode`, `StoreError::code`): a request that could
+/// not be read, parsed, routed or authorised, and the bare statuses of
+/// [`ApiError::from_status`]. docs/operations.md is checked against this
+/// list and the engine's code enums.
+pub const HTTP_CODES: &[&str] = &[
+    "bad_request",
+    "malformed_json",
+    "invalid_id",
+    "invalid_path",
+    "invalid_query",
+    "invalid_utf8",
+    "unreadable_body",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "request_timeout",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid_request",
+    "internal_error",
+];
+
 /// An error response: status, stable snake_case code, a message for humans
 /// and optional machine-readable details.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,6 +240,23 @@ pub enum ServerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_statuses_answer_with_listed_codes() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ] {
+            let code = ApiError::from_status(status).code;
+            assert!(HTTP_CODES.contains(&code), "{status}: {code}");
+        }
+    }
 
     #[test]
     fn statuses_follow_the_error_kind() {

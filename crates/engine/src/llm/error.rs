@@ -7,6 +7,7 @@
 //! message, and never contain the API key: `error_from_http` scrubs it out of
 //! anything the vendor echoes back.
 
+use crate::failure::error_codes;
 use std::time::{Duration, SystemTime};
 
 /// The longest vendor error text kept in a message (HTML error pages from
@@ -116,23 +117,48 @@ impl LlmError {
         }
     }
 
+    /// The code of this error (see [`LlmErrorCode`]).
+    pub fn kind(&self) -> LlmErrorCode {
+        match self {
+            Self::Auth { .. } => LlmErrorCode::Auth,
+            Self::ModelNotFound { .. } => LlmErrorCode::ModelNotFound,
+            Self::RateLimited { .. } => LlmErrorCode::RateLimited,
+            Self::Server { .. } => LlmErrorCode::ServerError,
+            Self::BadRequest { .. } => LlmErrorCode::BadRequest,
+            Self::Timeout { .. } => LlmErrorCode::Timeout,
+            Self::Network { .. } => LlmErrorCode::Network,
+            Self::Malformed { .. } => LlmErrorCode::MalformedResponse,
+            Self::ContentBlocked { .. } => LlmErrorCode::ContentBlocked,
+            Self::MissingApiKey { .. } => LlmErrorCode::MissingApiKey,
+            Self::Config(_) => LlmErrorCode::Config,
+            Self::ReplayMiss { .. } => LlmErrorCode::ReplayMiss,
+            Self::ReplayStore { .. } => LlmErrorCode::ReplayStore,
+        }
+    }
+
     /// A stable snake_case code for API responses, metrics and logs.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Auth { .. } => "llm_auth",
-            Self::ModelNotFound { .. } => "llm_model_not_found",
-            Self::RateLimited { .. } => "llm_rate_limited",
-            Self::Server { .. } => "llm_server_error",
-            Self::BadRequest { .. } => "llm_bad_request",
-            Self::Timeout { .. } => "llm_timeout",
-            Self::Network { .. } => "llm_network",
-            Self::Malformed { .. } => "llm_malformed_response",
-            Self::ContentBlocked { .. } => "llm_content_blocked",
-            Self::MissingApiKey { .. } => "llm_missing_api_key",
-            Self::Config(_) => "llm_config",
-            Self::ReplayMiss { .. } => "llm_replay_miss",
-            Self::ReplayStore { .. } => "llm_replay_store",
-        }
+        self.kind().as_str()
+    }
+}
+
+error_codes! {
+    /// The code of an [`LlmError`], one per variant: the `code` of a failed
+    /// agent or execute and the `code` label of the LLM error metric.
+    pub enum LlmErrorCode {
+        Auth => "llm_auth",
+        ModelNotFound => "llm_model_not_found",
+        RateLimited => "llm_rate_limited",
+        ServerError => "llm_server_error",
+        BadRequest => "llm_bad_request",
+        Timeout => "llm_timeout",
+        Network => "llm_network",
+        MalformedResponse => "llm_malformed_response",
+        ContentBlocked => "llm_content_blocked",
+        MissingApiKey => "llm_missing_api_key",
+        Config => "llm_config",
+        ReplayMiss => "llm_replay_miss",
+        ReplayStore => "llm_replay_store",
     }
 }
 

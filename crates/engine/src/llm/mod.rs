@@ -32,7 +32,7 @@ pub mod sse;
 mod transport;
 
 pub use anthropic::AnthropicProvider;
-pub use error::LlmError;
+pub use error::{LlmError, LlmErrorCode};
 pub use factory::build_provider;
 pub use gemini::GeminiProvider;
 pub use mock::MockProvider;

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink};
+use crate::canonical::canonical_hash;
 
 /// Version of the recording file layout.
 const RECORDING_VERSION: u32 = 1;
@@ -79,8 +79,7 @@ impl ReplayProvider {
 
     /// The key of `request`: hex sha256 of its canonical JSON.
     pub fn key(&self, request: &LlmRequest) -> String {
-        let canonical = canonical_json(&key_inputs(self.provider_name(), request));
-        hex::encode(Sha256::digest(canonical.as_bytes()))
+        canonical_hash(&key_inputs(self.provider_name(), request))
     }
 
     /// Where the recording of `request` lives.
@@ -164,28 +163,6 @@ fn key_inputs(provider: &str, request: &LlmRequest) -> Value {
     })
 }
 
-/// JSON text with object keys sorted at every level, so equal values hash equally
-/// whatever order their maps were built in.
-fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    sorted(value).to_string()
-}
-
 async fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LlmError> {
     tokio::fs::create_dir_all(dir)
         .await
@@ -219,21 +196,6 @@ fn store_error(path: &Path, error: impl std::fmt::Display) -> LlmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_json_ignores_key_order() {
-        let a: Value =
-            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"d": 0, "c": 1}], "x": null}}"#)
-                .unwrap_or_default();
-        let b: Value =
-            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"c": 1, "d": 0}]}, "b": 1}"#)
-                .unwrap_or_default();
-        assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"x":null,"y":[1,{"c":1,"d":0}]},"b":1}"#
-        );
-    }
 
     #[test]
     fn keys_depend_on_provider_and_parameters() {

@@ -1,47 +1,45 @@
 //! One agent as one PocketFlow node.
 //!
 //! - **prep** (store read-locked): skip the agent if the run has halted;
-//!   gather its required documents (`requires`, `wait_for.docs`, outputs of
-//!   `wait_for.agents`, the step's own `requires`) and optional ones
-//!   (`reads`, `updates`); apply `on_missing_doc`; read its memory from the
-//!   run's cache; render its prompt; hash its inputs and skip it when its
+//!   gather its documents and render its prompt ([`super::inputs`]); read
+//!   its memory from the run's cache; hash its inputs and skip it when its
 //!   outputs exist and the hash matches the last run (unless `force`, and
 //!   only on a step's first visit: a loop back to a step runs it again).
-//! - **exec** (no lock): the LLM call under a concurrency permit, with the
-//!   tool-call loop, or the agent's `sequence` of steps. Retryable LLM
-//!   errors (429, 5xx, timeouts, network) are returned as errors so
-//!   PocketFlow retries them; `wait` computes exponential backoff with jitter
-//!   and honours `Retry-After`. Other failures end the agent at once.
+//! - **exec** (no lock): under a concurrency permit, the conversation with
+//!   the model ([`crate::conversation`]: tool loop, structured reply and
+//!   repair), or the agent's `sequence` of steps ([`super::sequence`]).
+//!   Retryable LLM errors (429, 5xx, timeouts, network) are returned as
+//!   errors so PocketFlow retries them; `wait` computes exponential backoff
+//!   with jitter and honours `Retry-After`. Other failures end the agent at
+//!   once. At its end exec writes the output documents (atomically): outside
+//!   the run's lock, so the agents of a parallel step write concurrently.
 //! - **exec_fallback**: the last failure becomes a failed result; what that
 //!   means for the run (`stop`, `continue`, `fallback`) is decided in post.
-//!   At its end exec writes the output documents (atomically): outside the
-//!   run's lock, so the agents of a parallel step write concurrently.
 //! - **post** (store write-locked): record the result, the memory entry
 //!   (in the run's cache) and the orchestration status (queued to the
 //!   run's status writer, in order), return the action.
 
+use super::inputs::{
+    Documents, OwnedInputs, gather_documents, hash_inputs, user_message, uses_variable,
+};
+use super::sequence::{PreparedStep, SequenceRun, prepare_sequence};
 use super::{Halt, RunContext, RunState, elapsed_ms};
+use crate::conversation::{Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, ToolAccess};
 use crate::core::{AgentLlm, Core, output_documents};
-use crate::llm::{LlmError, LlmRequest, Message, complete_with_timeout};
+use crate::failure::{AgentErrorCode, FailureCode, HaltCode};
+use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
-use crate::reply::{DEFAULT_ACTION, parse_envelope, resolve_action, split_action, summarize};
+use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
 use crate::tools::ToolContext;
-use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, SequenceAction, StepSpec};
-use bmad2pf_compiler::config::OnMissingDoc;
-use bmad2pf_compiler::prompt::{self, RunInputs};
+use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, StepSpec};
 use pocketflow::{Action, Node, NodeError, Params};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Most rounds of "model calls tools, tools answer" in one LLM exchange.
-const MAX_TOOL_ROUNDS: usize = 8;
 
 /// The memory key an agent's last output is recorded under.
 const LAST_OUTPUT_KEY: &str = "last_output";
@@ -84,7 +82,7 @@ pub(crate) enum AgentPrep {
     },
     /// Could not even start (missing document with `on_missing_doc: error`, a prompt that does not render…).
     Failed {
-        code: &'static str,
+        code: FailureCode,
         message: String,
     },
     Run(Box<AgentCall>),
@@ -107,49 +105,11 @@ pub(crate) struct AgentCall {
     announced: AtomicBool,
 }
 
-/// A `sequence` step, ready to run. Its template and condition are rendered
-/// when the step runs, since they may read earlier steps' outputs (`steps`).
-struct PreparedStep {
-    name: String,
-    action: SequenceAction,
-    condition: Option<String>,
-    template: Option<String>,
-    tool: Option<String>,
-    document: Option<String>,
-    /// Checklist content for `checklist` steps.
-    checklist: Option<String>,
-}
-
-/// The run inputs of one agent execution, owned so exec can render with them.
-struct OwnedInputs {
-    input: String,
-    story_id: String,
-    docs: BTreeMap<String, String>,
-    memory: BTreeMap<String, Value>,
-}
-
-impl OwnedInputs {
-    fn view<'a>(
-        &'a self,
-        context: &'a Value,
-        steps: Option<&'a BTreeMap<String, String>>,
-    ) -> RunInputs<'a> {
-        RunInputs {
-            input: &self.input,
-            story_id: &self.story_id,
-            docs: &self.docs,
-            memory: &self.memory,
-            context,
-            steps,
-        }
-    }
-}
-
 /// What exec produced.
 pub(crate) enum AgentExec {
     NotRun,
     Done(Delivered),
-    Failed { code: &'static str, message: String },
+    Failed { code: FailureCode, message: String },
 }
 
 /// A finished agent's output, already written to the document store.
@@ -169,10 +129,28 @@ pub(crate) struct Reply {
     usage: TokenUsage,
 }
 
-/// Why an exchange with the model failed: LLM errors may be retried, others not.
-enum CallError {
+/// Why an agent's work with the model failed: LLM errors may be retried, others not.
+pub(super) enum CallError {
     Llm(LlmError),
-    Other { code: &'static str, message: String },
+    Other { code: FailureCode, message: String },
+}
+
+impl From<ConversationError> for CallError {
+    fn from(error: ConversationError) -> Self {
+        match error {
+            ConversationError::Llm(error) => Self::Llm(error),
+            ConversationError::ToolLoopLimit => Self::Other {
+                code: AgentErrorCode::ToolLoopLimit.into(),
+                message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+            },
+            ConversationError::InvalidOutput { problem } => Self::Other {
+                code: AgentErrorCode::InvalidOutput.into(),
+                message: format!(
+                    "the reply did not match the output schema after one repair attempt: {problem}"
+                ),
+            },
+        }
+    }
 }
 
 impl AgentNode {
@@ -196,63 +174,18 @@ impl AgentNode {
 
     async fn prepare(&self, state: &RunState) -> AgentPrep {
         let ctx = &state.ctx;
-        let failed = |code, message: String| AgentPrep::Failed { code, message };
+        let failed = |code: FailureCode, message: String| AgentPrep::Failed { code, message };
         let story = ctx.story_id.as_str();
 
-        let mut docs: BTreeMap<String, String> = BTreeMap::new();
-        let mut missing = Vec::new();
-        for (key, name) in self
-            .core
-            .required_documents(&self.agent, &self.step.requires)
-        {
-            let id = match doc_id(story, &name) {
-                Ok(id) => id,
-                Err(e) => return failed("invalid_document_name", e.to_string()),
-            };
-            match ctx.docs.get(&id).await {
-                Ok(Some(doc)) => {
-                    docs.insert(key, doc.content);
-                }
-                Ok(None) => match self.core.config.on_missing_doc {
-                    OnMissingDoc::Skip => {
-                        docs.insert(key, String::new());
-                    }
-                    OnMissingDoc::Wait | OnMissingDoc::Error => missing.push(name),
-                },
-                Err(e) => return failed(e.code(), e.to_string()),
-            }
-        }
-        if !missing.is_empty() {
-            return match self.core.config.on_missing_doc {
-                OnMissingDoc::Error => failed(
-                    "dependency_missing",
-                    format!("missing required documents: {}", missing.join(", ")),
-                ),
-                _ => AgentPrep::Waiting { missing },
-            };
-        }
-        for name in self
-            .agent
-            .reads
-            .iter()
-            .chain(&self.agent.updates)
-            .chain(&self.step.updates)
-        {
-            let Ok(id) = doc_id(story, name) else {
-                continue;
-            };
-            match ctx.docs.get(&id).await {
-                Ok(Some(doc)) => {
-                    docs.insert(name.clone(), doc.content);
-                }
-                Ok(None) => {}
-                Err(e) => return failed(e.code(), e.to_string()),
-            }
-        }
+        let docs = match gather_documents(&self.core, &self.agent, &self.step, ctx).await {
+            Documents::Ready(docs) => docs,
+            Documents::Waiting(missing) => return AgentPrep::Waiting { missing },
+            Documents::Failed { code, message } => return failed(code, message),
+        };
 
         let scope = match memory_scope(&self.agent, story) {
             Ok(scope) => scope,
-            Err(e) => return failed("invalid_memory_scope", e.to_string()),
+            Err(e) => return failed(AgentErrorCode::InvalidMemoryScope.into(), e.to_string()),
         };
         let inputs = OwnedInputs {
             input: ctx.input.clone(),
@@ -266,17 +199,21 @@ impl AgentNode {
                 .map_err(|e| e.to_string())
         }) {
             Ok(text) => text,
-            Err(message) => return failed("prompt_render_error", message),
+            Err(message) => return failed(AgentErrorCode::PromptRenderError.into(), message),
         };
-        let sequence = self.prepare_sequence();
+        let sequence = prepare_sequence(&self.agent);
         let llm = match self.core.llm_for(&self.agent) {
             Ok(llm) => llm,
-            Err(message) => return failed("llm_config", message),
+            Err(message) => return failed(FailureCode::Llm(LlmErrorCode::Config), message),
         };
         let request = LlmRequest {
             model: llm.model.clone(),
             system: Some(system),
-            messages: vec![Message::User(self.user_message(&ctx.input))],
+            messages: vec![Message::User(user_message(
+                &self.agent,
+                self.template_uses_input,
+                &ctx.input,
+            ))],
             temperature: llm.temperature,
             max_tokens: llm.max_tokens,
             tools: self.core.tools.definitions(&self.agent.tools),
@@ -288,7 +225,9 @@ impl AgentNode {
         for name in self.output_names() {
             match doc_id(story, &name) {
                 Ok(id) => outputs.push(id),
-                Err(e) => return failed("invalid_document_name", e.to_string()),
+                Err(e) => {
+                    return failed(AgentErrorCode::InvalidDocumentName.into(), e.to_string());
+                }
             }
         }
 
@@ -320,81 +259,6 @@ impl AgentNode {
         }))
     }
 
-    /// The first user message: the run's input (when the template does not
-    /// already show it) and how to name the next action.
-    fn user_message(&self, input: &str) -> String {
-        let mut text = String::new();
-        if !self.template_uses_input && !input.trim().is_empty() {
-            text.push_str(input.trim());
-            text.push_str("\n\n");
-        }
-        if self.agent.output_schema.is_some() {
-            text.push_str(ENVELOPE_INSTRUCTIONS);
-            if let Some(schema) = &self.agent.output_schema {
-                text.push_str(&format!(
-                    "\n`data` must match this JSON Schema:\n{schema}\n"
-                ));
-            }
-        } else if !self.agent.commands.is_empty() {
-            let names: Vec<&str> = self
-                .agent
-                .commands
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            text.push_str(&format!(
-                "Write your output as a Markdown document. If one of your commands applies as the next step, end with a line `ACTION: <command>`, one of: {}.",
-                names.join(", ")
-            ));
-        } else {
-            text.push_str("Write your output as a Markdown document.");
-        }
-        text
-    }
-
-    fn prepare_sequence(&self) -> Vec<PreparedStep> {
-        self.agent
-            .sequence
-            .iter()
-            .map(|step| PreparedStep {
-                name: step.step.clone(),
-                action: step.action,
-                condition: step.condition.clone(),
-                template: step.template.clone(),
-                tool: step.tool.clone(),
-                document: step.document.clone(),
-                checklist: step.checklist.as_ref().and_then(|name| {
-                    self.agent
-                        .checklists
-                        .iter()
-                        .find(|c| &c.name == name || c.path.ends_with(name.as_str()))
-                        .map(|c| c.content.clone())
-                }),
-            })
-            .collect()
-    }
-
-    /// Renders a sequence step's template or condition with the outputs of the steps before it.
-    fn render_step(
-        &self,
-        call: &AgentCall,
-        step: &str,
-        template: &str,
-        outputs: &BTreeMap<String, String>,
-    ) -> Result<String, CallError> {
-        let no_context = Value::Null;
-        self.core
-            .prompt(&self.agent.id)
-            .and_then(|p| {
-                p.render_str(template, &call.inputs.view(&no_context, Some(outputs)))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|message| CallError::Other {
-                code: "prompt_render_error",
-                message: format!("sequence step `{step}`: {message}"),
-            })
-    }
-
     async fn outputs_current(&self, state: &RunState, input_hash: &str, outputs: &[DocId]) -> bool {
         let Some(record) = state.record.agents.get(&self.agent.id) else {
             return false;
@@ -412,129 +276,59 @@ impl AgentNode {
 
     /// Runs the agent's LLM work: one exchange, or its sequence.
     async fn call(&self, call: &AgentCall) -> Result<Reply, CallError> {
-        let mut usage = TokenUsage::default();
-        let mut messages = call.request.messages.clone();
-        if call.sequence.is_empty() {
-            let text = self.exchange(call, &mut messages, &mut usage).await?;
-            return self.finish_reply(call, text, messages, usage).await;
-        }
-        // A sequence: each step adds to one conversation; `current` is the
-        // latest draft; `outputs` holds each step's output for `steps.<name>`.
-        let mut current = String::new();
-        let mut outputs: BTreeMap<String, String> = BTreeMap::new();
-        let mut extra_docs = Vec::new();
-        for step in &call.sequence {
-            if let Some(condition) = &step.condition {
-                let probe = format!("{{% if {condition} %}}yes{{% endif %}}");
-                if self.render_step(call, &step.name, &probe, &outputs)?.trim() != "yes" {
-                    continue;
-                }
-            }
-            let text = match &step.template {
-                Some(template) => Some(self.render_step(call, &step.name, template, &outputs)?),
-                None => None,
+        let agent = self.agent.id.clone();
+        let ctx = call.ctx.clone();
+        let sink = move |delta: &str| {
+            ctx.emit(RunEvent::Token {
+                agent: agent.clone(),
+                delta: delta.to_string(),
+            });
+        };
+        let on_token: Option<&TokenSink> = if call.ctx.streaming() {
+            Some(&sink)
+        } else {
+            None
+        };
+        let mut conversation =
+            Conversation::new(&self.core, &call.llm, &call.request, Retries::ByCaller)
+                .with_tools(ToolAccess {
+                    allowed: &self.agent.tools,
+                    ctx: &call.tool_ctx,
+                })
+                .streaming_to(on_token);
+        let (text, extra_docs) = if call.sequence.is_empty() {
+            (conversation.exchange().await?, Vec::new())
+        } else {
+            let sequence = SequenceRun {
+                core: &self.core,
+                agent: &self.agent,
+                inputs: &call.inputs,
+                tool_ctx: &call.tool_ctx,
             };
-            let output = match step.action {
-                SequenceAction::LlmCall => {
-                    match text {
-                        Some(text) => messages.push(Message::User(text)),
-                        None if !matches!(messages.last(), Some(Message::User(_))) => {
-                            messages.push(Message::User(format!(
-                                "Continue with step `{}`.",
-                                step.name
-                            )));
-                        }
-                        None => {}
-                    }
-                    current = self.exchange(call, &mut messages, &mut usage).await?;
-                    self.readable(&current)
-                }
-                SequenceAction::Checklist => {
-                    let checklist = step.checklist.clone().or(text).unwrap_or_default();
-                    messages.push(Message::User(format!(
-                        "Review the work so far against this checklist and list what is missing or wrong.\n\n{checklist}"
-                    )));
-                    self.exchange(call, &mut messages, &mut usage).await?
-                }
-                SequenceAction::ToolCall => {
-                    let tool = step.tool.as_deref().unwrap_or(&step.name);
-                    let args: Value = match &text {
-                        Some(text) => serde_json::from_str(text).map_err(|e| CallError::Other {
-                            code: "tool_arguments",
-                            message: format!(
-                                "sequence step `{}`: tool arguments are not JSON: {e}",
-                                step.name
-                            ),
-                        })?,
-                        None => json!({}),
-                    };
-                    let output = self
-                        .core
-                        .tools
-                        .call(tool, &args, &call.tool_ctx)
-                        .await
-                        .map_err(|e| CallError::Other {
-                            code: "tool_failed",
-                            message: format!("sequence step `{}`: tool `{tool}`: {e}", step.name),
-                        })?;
-                    messages.push(Message::User(format!("Result of tool `{tool}`:\n{output}")));
-                    output
-                }
-                SequenceAction::CreateDocument | SequenceAction::UpdateDocument => {
-                    let content = text.unwrap_or_else(|| self.readable(&current));
-                    match &step.document {
-                        Some(name) => extra_docs.push((name.clone(), content.clone())),
-                        None => current = content.clone(),
-                    }
-                    content
-                }
-            };
-            outputs.insert(step.name.clone(), output);
-        }
-        let mut reply = self.finish_reply(call, current, messages, usage).await?;
+            let output = sequence.run(&call.sequence, &mut conversation).await?;
+            (output.draft, output.documents)
+        };
+        let mut reply = self.finish_reply(&mut conversation, text).await?;
         reply.extra_docs = extra_docs;
         Ok(reply)
-    }
-
-    /// What a sequence step's reply says: for a structured agent the
-    /// envelope's `content` (when the reply parses), else the reply itself.
-    fn readable(&self, reply: &str) -> String {
-        match &self.agent.output_schema {
-            Some(_) => {
-                parse_envelope(reply, None).map_or_else(|_| reply.to_string(), |e| e.content)
-            }
-            None => reply.to_string(),
-        }
     }
 
     /// Turns the final text into a reply; structured agents get their
     /// envelope parsed and validated, with one repair attempt.
     async fn finish_reply(
         &self,
-        call: &AgentCall,
+        conversation: &mut Conversation<'_>,
         text: String,
-        mut messages: Vec<Message>,
-        mut usage: TokenUsage,
     ) -> Result<Reply, CallError> {
         let Some(schema) = &self.agent.output_schema else {
             return Ok(Reply {
                 text,
                 action: None,
                 extra_docs: Vec::new(),
-                usage,
+                usage: conversation.usage,
             });
         };
-        let envelope = match parse_envelope(&text, Some(schema)) {
-            Ok(envelope) => envelope,
-            Err(problem) => {
-                messages.push(Message::User(repair_message(&problem)));
-                let retry = self.exchange(call, &mut messages, &mut usage).await?;
-                parse_envelope(&retry, Some(schema)).map_err(|problem| CallError::Other {
-                    code: "invalid_output",
-                    message: format!("the reply did not match the output schema after one repair attempt: {problem}"),
-                })?
-            }
-        };
+        let envelope = conversation.structured_reply(&text, Some(schema)).await?;
         // The action may sit in the envelope or, per the agent's schema, in its data.
         let action = envelope.action.clone().or_else(|| {
             envelope
@@ -548,97 +342,7 @@ impl AgentNode {
             text: envelope.content,
             action,
             extra_docs: Vec::new(),
-            usage,
-        })
-    }
-
-    /// One exchange with the model, running the tools it calls, until it answers in text.
-    async fn exchange(
-        &self,
-        call: &AgentCall,
-        messages: &mut Vec<Message>,
-        usage: &mut TokenUsage,
-    ) -> Result<String, CallError> {
-        let agent = self.agent.id.clone();
-        let ctx = call.ctx.clone();
-        let sink = move |delta: &str| {
-            ctx.emit(RunEvent::Token {
-                agent: agent.clone(),
-                delta: delta.to_string(),
-            });
-        };
-        let on_token: Option<&crate::llm::TokenSink> = if call.ctx.streaming() {
-            Some(&sink)
-        } else {
-            None
-        };
-        for _ in 0..=MAX_TOOL_ROUNDS {
-            let request = LlmRequest {
-                messages: messages.clone(),
-                ..call.request.clone()
-            };
-            let response = complete_with_timeout(
-                call.llm.provider.as_ref(),
-                &request,
-                on_token,
-                call.llm.policy.attempt_timeout,
-            )
-            .await;
-            let response = match response {
-                Ok(response) => {
-                    self.core.counters.llm_call(Ok((
-                        response.usage.input_tokens,
-                        response.usage.output_tokens,
-                    )));
-                    response
-                }
-                Err(error) => {
-                    self.core.counters.llm_call(Err(error.code()));
-                    return Err(CallError::Llm(error));
-                }
-            };
-            usage.add(TokenUsage {
-                input_tokens: response.usage.input_tokens,
-                output_tokens: response.usage.output_tokens,
-            });
-            if response.tool_calls.is_empty() {
-                messages.push(Message::Assistant {
-                    text: response.text.clone(),
-                    tool_calls: Vec::new(),
-                });
-                return Ok(response.text);
-            }
-            messages.push(Message::Assistant {
-                text: response.text.clone(),
-                tool_calls: response.tool_calls.clone(),
-            });
-            for tool_call in &response.tool_calls {
-                let content = if self.agent.tools.contains(&tool_call.name) {
-                    match self
-                        .core
-                        .tools
-                        .call(&tool_call.name, &tool_call.arguments, &call.tool_ctx)
-                        .await
-                    {
-                        Ok(output) => output,
-                        Err(e) => format!("error: {e}"),
-                    }
-                } else {
-                    format!(
-                        "error: tool `{}` is not available to this agent",
-                        tool_call.name
-                    )
-                };
-                messages.push(Message::ToolResult {
-                    call_id: tool_call.id.clone(),
-                    name: tool_call.name.clone(),
-                    content,
-                });
-            }
-        }
-        Err(CallError::Other {
-            code: "tool_loop_limit",
-            message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+            usage: conversation.usage,
         })
     }
 
@@ -646,7 +350,7 @@ impl AgentNode {
     async fn record_failure(
         &self,
         state: &mut RunState,
-        code: &'static str,
+        code: FailureCode,
         message: String,
         started: Option<Instant>,
         outputs: &[DocId],
@@ -657,10 +361,10 @@ impl AgentNode {
         let mut document = None;
         match self.agent.error_handling {
             ErrorHandling::Stop => {
-                state.halted = Some(Halt {
-                    code: "agent_failed",
-                    message: format!("agent `{id}` failed ({code}): {message}"),
-                });
+                state.halted = Some(Halt::new(
+                    HaltCode::AgentFailed,
+                    format!("agent `{id}` failed ({code}): {message}"),
+                ));
             }
             ErrorHandling::Continue => {}
             ErrorHandling::Fallback => {
@@ -681,7 +385,7 @@ impl AgentNode {
                 }
             }
         }
-        tracing::warn!(run_id = state.ctx.run_id, agent = id, code, %message, "agent failed");
+        tracing::warn!(run_id = state.ctx.run_id, agent = id, %code, %message, "agent failed");
         state
             .errors
             .insert(id.clone(), format!("{code}: {message}"));
@@ -750,7 +454,7 @@ impl AgentNode {
                 Ok(doc) => writes.push((doc, text.as_str())),
                 Err(e) => {
                     return AgentExec::Failed {
-                        code: "invalid_document_name",
+                        code: AgentErrorCode::InvalidDocumentName.into(),
                         message: e.to_string(),
                     };
                 }
@@ -760,7 +464,7 @@ impl AgentNode {
             let writer = call.ctx.writer(&self.agent.id);
             if let Err(e) = call.ctx.docs.put(doc, text, writer).await {
                 return AgentExec::Failed {
-                    code: e.code(),
+                    code: (&e).into(),
                     message: e.to_string(),
                 };
             }
@@ -888,7 +592,7 @@ impl Node<RunState> for AgentNode {
             // Only LLM errors that may pass are worth another attempt.
             Err(CallError::Llm(error)) if error.is_retryable() => Err(Box::new(error)),
             Err(CallError::Llm(error)) => Ok(AgentExec::Failed {
-                code: error.code(),
+                code: (&error).into(),
                 message: error.to_string(),
             }),
             Err(CallError::Other { code, message }) => Ok(AgentExec::Failed { code, message }),
@@ -902,7 +606,7 @@ impl Node<RunState> for AgentNode {
     ) -> Result<AgentExec, NodeError> {
         let code = error
             .downcast_ref::<LlmError>()
-            .map_or("agent_failed", LlmError::code);
+            .map_or(AgentErrorCode::AgentFailed.into(), FailureCode::from);
         Ok(AgentExec::Failed {
             code,
             message: format!("{error} (after {} attempts)", self.max_retries()),
@@ -975,7 +679,7 @@ impl Node<RunState> for AgentNode {
             (AgentPrep::Run(call), AgentExec::NotRun) => {
                 self.record_failure(
                     state,
-                    "internal_error",
+                    AgentErrorCode::Internal.into(),
                     "the agent did not run".into(),
                     Some(call.started),
                     &[],
@@ -995,44 +699,4 @@ impl AgentNode {
             .filter_map(|n| doc_id(story, n).ok())
             .collect()
     }
-}
-
-/// Told to a structured agent in its first message (see [`crate::reply`]).
-pub(crate) const ENVELOPE_INSTRUCTIONS: &str = "Reply with one JSON object and nothing else: \
-{\"content\": \"<your output, Markdown>\", \"summary\": \"<one line>\", \"action\": \"<one of your commands, optional>\", \"data\": <structured result>}.";
-
-pub(crate) fn repair_message(problem: &str) -> String {
-    format!(
-        "Your reply could not be used: {problem}. Reply again with only the corrected JSON object."
-    )
-}
-
-/// Whether `template` reads variable `name` (a template that does not parse reads nothing).
-fn uses_variable(template: &str, name: &str) -> bool {
-    let env = prompt::environment();
-    env.template_from_str(template)
-        .map(|t| t.undeclared_variables(false).contains(name))
-        .unwrap_or(false)
-}
-
-/// sha256 over what the agent's output is derived from: the request
-/// (rendered prompt, model settings, tools) and, for a sequence, the
-/// documents its step templates may read when they run. (Memory is not
-/// hashed: every run writes the agent's own `last_output`, which would make
-/// every agent look changed.)
-fn hash_inputs(
-    provider: &str,
-    request: &LlmRequest,
-    inputs: &OwnedInputs,
-    has_sequence: bool,
-) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(provider.as_bytes());
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(request).unwrap_or_default());
-    if has_sequence {
-        hasher.update([0]);
-        hasher.update(serde_json::to_vec(&inputs.docs).unwrap_or_default());
-    }
-    hex::encode(hasher.finalize())
 }

@@ -23,6 +23,7 @@
 use super::agent::AgentNode;
 use super::{Halt, RunState};
 use crate::core::Core;
+use crate::failure::HaltCode;
 use crate::reply::DEFAULT_ACTION;
 use crate::store::DocStore;
 use bmad2pf_compiler::bundle::{END_STEP, FlowSpec, StepSpec};
@@ -285,13 +286,13 @@ fn visit_guard(
             }
             let visits = state.visits.entry(step.clone()).or_insert(0);
             if *visits >= max_visits {
-                state.halted = Some(Halt {
-                    code: "loop_limit",
-                    message: format!(
+                state.halted = Some(Halt::new(
+                    HaltCode::LoopLimit,
+                    format!(
                         "step `{step}` was about to run a {}th time (max_visits is {max_visits})",
                         max_visits + 1
                     ),
-                });
+                ));
                 return Ok(Action::new(HALT));
             }
             *visits += 1;

@@ -3,9 +3,10 @@
 //! A flow of the bundle becomes a PocketFlow graph once, at engine start
 //! ([`graph`]): one node per step, edges for `next` routes. Every agent is a
 //! PocketFlow node ([`agent::AgentNode`]): prep gathers its documents and
-//! memory and renders its prompt, exec calls the LLM (with retries),
-//! exec_fallback applies `error_handling`, post writes documents, memory and
-//! status and returns the action.
+//! memory and renders its prompt, exec talks with the LLM (retried by the
+//! node) and writes the output documents outside the run's lock,
+//! exec_fallback turns the last failure into a result, post applies
+//! `error_handling`, records memory and status and returns the action.
 //!
 //! The shared store of one run is a [`RunState`]. It holds what the run has
 //! learnt so far (results, errors, documents waited for, step visits) and a
@@ -14,11 +15,15 @@
 pub(crate) mod agent;
 mod docs;
 pub(crate) mod graph;
+mod inputs;
+mod sequence;
 
 use crate::core::Core;
+use crate::failure::HaltCode;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::store::{
-    AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, WorkflowId, now_ms,
+    AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
+    now_ms,
 };
 use docs::RunDocs;
 use serde_json::Value;
@@ -87,8 +92,27 @@ impl RunContext {
 /// Why a run stopped early.
 #[derive(Debug, Clone)]
 pub(crate) struct Halt {
-    pub code: &'static str,
-    pub message: String,
+    /// A [`HaltCode`]'s, or a store error's when the run's state could not be loaded.
+    code: &'static str,
+    message: String,
+}
+
+impl Halt {
+    pub fn new(code: HaltCode, message: String) -> Self {
+        Self {
+            code: code.as_str(),
+            message,
+        }
+    }
+}
+
+impl From<StoreError> for Halt {
+    fn from(error: StoreError) -> Self {
+        Self {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// The shared store of one run (the `S` of its PocketFlow graph).
@@ -183,10 +207,7 @@ pub(crate) async fn run_flow(
     } else if let Err(error) = graph.run(&mut state).await {
         // Agent failures are results, not errors; this is the machinery failing.
         tracing::error!(run_id, %error, "run failed");
-        state.halted = Some(Halt {
-            code: "internal_error",
-            message: error.to_string(),
-        });
+        state.halted = Some(Halt::new(HaltCode::Internal, error.to_string()));
     }
     let memory_written = flush_memory(core, &mut state).await;
     let RunState {
@@ -249,16 +270,12 @@ pub(crate) async fn run_flow(
 
 /// Loads the previous run record and the memory scopes of the flow's agents.
 async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
-    let storage = |e: crate::store::StoreError| Halt {
-        code: e.code(),
-        message: e.to_string(),
-    };
     let ctx = state.ctx.clone();
     state.record = core
         .runs
         .load(&ctx.flow, &ctx.story_id)
         .await
-        .map_err(storage)?
+        .map_err(Halt::from)?
         .unwrap_or_default();
     let Some(flow) = core.bundle.flows.get(&ctx.flow) else {
         return Ok(());
@@ -271,7 +288,7 @@ async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
         .filter_map(|agent| agent::memory_scope(agent, &ctx.story_id).ok())
         .collect();
     for scope in scopes {
-        let values = core.memory.load(&scope).await.map_err(storage)?;
+        let values = core.memory.load(&scope).await.map_err(Halt::from)?;
         state.memory.scopes.insert(scope, values);
     }
     Ok(())

@@ -1,0 +1,168 @@
+//! What an agent of a flow works from: its documents, its memory, its
+//! prompt and first message, and the hash of all that.
+//!
+//! The agent's prep gathers these under the run's read lock; the hash lets a
+//! resumed run skip an agent whose inputs have not changed since it last ran.
+
+use super::RunContext;
+use crate::canonical::canonical_hash;
+use crate::conversation::envelope_instructions;
+use crate::core::Core;
+use crate::failure::{AgentErrorCode, FailureCode};
+use crate::llm::LlmRequest;
+use crate::store::{DocStore, doc_id};
+use bmad2pf_compiler::bundle::{AgentSpec, StepSpec};
+use bmad2pf_compiler::config::OnMissingDoc;
+use bmad2pf_compiler::prompt::{self, RunInputs};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The run inputs of one agent execution, owned so exec can render with them.
+pub(super) struct OwnedInputs {
+    pub input: String,
+    pub story_id: String,
+    pub docs: BTreeMap<String, String>,
+    pub memory: BTreeMap<String, Value>,
+}
+
+impl OwnedInputs {
+    pub fn view<'a>(
+        &'a self,
+        context: &'a Value,
+        steps: Option<&'a BTreeMap<String, String>>,
+    ) -> RunInputs<'a> {
+        RunInputs {
+            input: &self.input,
+            story_id: &self.story_id,
+            docs: &self.docs,
+            memory: &self.memory,
+            context,
+            steps,
+        }
+    }
+}
+
+/// The documents an agent reads, or why it cannot start.
+pub(super) enum Documents {
+    /// Document key → content, required and optional ones.
+    Ready(BTreeMap<String, String>),
+    /// Required documents are missing (`on_missing_doc: wait`).
+    Waiting(Vec<String>),
+    Failed {
+        code: FailureCode,
+        message: String,
+    },
+}
+
+/// Reads the agent's required documents (`requires`, `wait_for`, the step's
+/// `requires`), applying `on_missing_doc`, and the optional ones it reads
+/// or updates.
+pub(super) async fn gather_documents(
+    core: &Core,
+    agent: &AgentSpec,
+    step: &StepSpec,
+    ctx: &RunContext,
+) -> Documents {
+    let failed = |code: FailureCode, message: String| Documents::Failed { code, message };
+    let story = ctx.story_id.as_str();
+    let mut docs: BTreeMap<String, String> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (key, name) in core.required_documents(agent, &step.requires) {
+        let id = match doc_id(story, &name) {
+            Ok(id) => id,
+            Err(e) => return failed(AgentErrorCode::InvalidDocumentName.into(), e.to_string()),
+        };
+        match ctx.docs.get(&id).await {
+            Ok(Some(doc)) => {
+                docs.insert(key, doc.content);
+            }
+            Ok(None) => match core.config.on_missing_doc {
+                OnMissingDoc::Skip => {
+                    docs.insert(key, String::new());
+                }
+                OnMissingDoc::Wait | OnMissingDoc::Error => missing.push(name),
+            },
+            Err(e) => return failed((&e).into(), e.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return match core.config.on_missing_doc {
+            OnMissingDoc::Error => failed(
+                AgentErrorCode::DependencyMissing.into(),
+                format!("missing required documents: {}", missing.join(", ")),
+            ),
+            _ => Documents::Waiting(missing),
+        };
+    }
+    for name in agent
+        .reads
+        .iter()
+        .chain(&agent.updates)
+        .chain(&step.updates)
+    {
+        let Ok(id) = doc_id(story, name) else {
+            continue;
+        };
+        match ctx.docs.get(&id).await {
+            Ok(Some(doc)) => {
+                docs.insert(name.clone(), doc.content);
+            }
+            Ok(None) => {}
+            Err(e) => return failed((&e).into(), e.to_string()),
+        }
+    }
+    Documents::Ready(docs)
+}
+
+/// The first user message: the run's input (when the template does not
+/// already show it) and how to write the reply and name the next action.
+pub(super) fn user_message(agent: &AgentSpec, template_uses_input: bool, input: &str) -> String {
+    let mut text = String::new();
+    if !template_uses_input && !input.trim().is_empty() {
+        text.push_str(input.trim());
+        text.push_str("\n\n");
+    }
+    if agent.output_schema.is_some() {
+        text.push_str(&envelope_instructions(agent.output_schema.as_ref()));
+    } else if !agent.commands.is_empty() {
+        let names: Vec<&str> = agent.commands.iter().map(|c| c.name.as_str()).collect();
+        text.push_str(&format!(
+            "Write your output as a Markdown document. If one of your commands applies as the next step, end with a line `ACTION: <command>`, one of: {}.",
+            names.join(", ")
+        ));
+    } else {
+        text.push_str("Write your output as a Markdown document.");
+    }
+    text
+}
+
+/// Whether `template` reads variable `name` (a template that does not parse reads nothing).
+pub(super) fn uses_variable(template: &str, name: &str) -> bool {
+    let env = prompt::environment();
+    env.template_from_str(template)
+        .map(|t| t.undeclared_variables(false).contains(name))
+        .unwrap_or(false)
+}
+
+/// sha256 over what the agent's output is derived from: the request
+/// (rendered prompt, model settings, tools) and, for a sequence, the
+/// documents its step templates may read when they run. (Memory is not
+/// hashed: every run writes the agent's own `last_output`, which would make
+/// every agent look changed.)
+pub(super) fn hash_inputs(
+    provider: &str,
+    request: &LlmRequest,
+    inputs: &OwnedInputs,
+    has_sequence: bool,
+) -> String {
+    let docs = if has_sequence {
+        json!(inputs.docs)
+    } else {
+        Value::Null
+    };
+    canonical_hash(&json!({
+        "provider": provider,
+        "request": request,
+        "docs": docs,
+    }))
+}
