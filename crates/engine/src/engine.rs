@@ -14,8 +14,9 @@ use crate::run::{RunState, graph::build_flow, run_flow};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
     CLAIM_TTL, Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore,
-    RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, SqliteDocStore, SqliteMemoryStore,
-    SqliteRunStore, SqliteStatusStore, StatusStore, StoreError, ids::check_story_id,
+    RedisMemoryStore, RedisRunStore, RedisStatusStore, RunRecord, RunStore, SqliteDocStore,
+    SqliteMemoryStore, SqliteRunStore, SqliteStatusStore, StatusStore, StoreError,
+    ids::check_story_id,
 };
 use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
@@ -264,8 +265,14 @@ impl Engine {
             story = claim.story,
             "run started"
         );
-        let outcome = run_flow(core, graph, request, run_id.clone(), events).await;
-        claim.release().await;
+        let finished = run_flow(core, graph, request, run_id.clone(), events).await;
+        let mut outcome = finished.outcome;
+        if let Err(error) = claim.finish(finished.record.as_ref()).await {
+            tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
+            outcome
+                .errors
+                .insert("run_record".into(), error.to_string());
+        }
         tracing::info!(run_id, status = ?outcome.status, duration_ms = outcome.duration_ms, "run finished");
         Ok(outcome)
     }
@@ -399,16 +406,20 @@ impl Claim {
         }
     }
 
-    async fn release(&mut self) {
+    /// Ends the run: saves its `record` (when it has one) and gives up
+    /// the claim, in one write where the store can. Should that fail, the
+    /// claim is still released, and the error says the record was not saved.
+    async fn finish(&mut self, record: Option<&RunRecord>) -> Result<(), StoreError> {
         self.released = true;
         self.renewal.abort();
-        if let Err(error) = self
-            .runs
-            .release(&self.flow, &self.story, &self.run_id)
-            .await
+        let (flow, story, run_id) = (&self.flow, &self.story, &self.run_id);
+        let finished = self.runs.finish(flow, story, run_id, record).await;
+        if finished.is_err()
+            && let Err(error) = self.runs.release(flow, story, run_id).await
         {
-            tracing::error!(run_id = self.run_id, %error, "releasing the run claim failed");
+            tracing::error!(run_id, %error, "releasing the run claim failed");
         }
+        finished
     }
 }
 

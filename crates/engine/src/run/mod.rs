@@ -157,19 +157,25 @@ impl MemoryCache {
     }
 }
 
+/// How a run ended: its outcome, and the record to save when its claim is
+/// released (`None` when its memory could not be written, so that the
+/// next run does the work again).
+pub(crate) struct Finished {
+    pub outcome: RunOutcome,
+    pub record: Option<RunRecord>,
+}
+
 /// Runs `request` on `graph` to its end. The caller holds the (flow, story)
-/// claim.
+/// claim, and saves the record as it gives it up.
 pub(crate) async fn run_flow(
     core: &Arc<Core>,
     graph: &pocketflow::Flow<RunState>,
     request: RunRequest,
     run_id: String,
     events: Option<UnboundedSender<RunEvent>>,
-) -> RunOutcome {
+) -> Finished {
     use pocketflow::Runnable;
     let started = Instant::now();
-    let flow = request.flow.clone();
-    let story = request.story_id.clone();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
     let status_store = core.status.clone();
     // Updates are written in order by this task, so no agent waits for
@@ -242,29 +248,33 @@ pub(crate) async fn run_flow(
     // this one's work is done, so it must not be saved over memory that was
     // not written (the errors say which scope failed). Documents are
     // durable when their write returns; one that failed failed its agent.
-    if !memory_written {
+    // The caller saves it, together with the claim's release.
+    let record = if memory_written {
+        Some(record)
+    } else {
         errors.insert(
             "run_record".into(),
             "not saved: the run's memory could not be written; the next run will redo this one"
                 .into(),
         );
-    } else if let Err(error) = core.runs.save(&flow, &story, &record).await {
-        tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
-        errors.insert("run_record".into(), error.to_string());
-    }
+        None
+    };
     core.counters.run_finished(status);
     let error_code = halted.as_ref().map(|h| h.code.to_string());
     if let Some(halt) = halted {
         errors.entry("run".to_string()).or_insert(halt.message);
     }
-    RunOutcome {
-        run_id,
-        status,
-        results,
-        pending_docs: pending_docs.into_iter().collect(),
-        errors,
-        error_code,
-        duration_ms: elapsed_ms(started),
+    Finished {
+        outcome: RunOutcome {
+            run_id,
+            status,
+            results,
+            pending_docs: pending_docs.into_iter().collect(),
+            errors,
+            error_code,
+            duration_ms: elapsed_ms(started),
+        },
+        record,
     }
 }
 

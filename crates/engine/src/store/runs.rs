@@ -60,4 +60,22 @@ pub trait RunStore: Send + Sync {
     async fn load(&self, flow: &str, story: &str) -> Result<Option<RunRecord>, StoreError>;
     /// Replaces the record of (flow, story).
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError>;
+    /// How a run ends: saves its `record`, when given, and releases
+    /// `run_id`'s claim. This default does the two in turn (the claim is
+    /// released even when the save fails, whose error is returned); a
+    /// backend may make them one write.
+    async fn finish(
+        &self,
+        flow: &str,
+        story: &str,
+        run_id: &str,
+        record: Option<&RunRecord>,
+    ) -> Result<(), StoreError> {
+        let saved = match record {
+            Some(record) => self.save(flow, story, record).await,
+            None => Ok(()),
+        };
+        self.release(flow, story, run_id).await?;
+        saved
+    }
 }

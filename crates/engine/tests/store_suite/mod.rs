@@ -735,6 +735,18 @@ pub async fn runs_claims_and_records(runs: Arc<dyn RunStore>) -> TestResult {
     assert_eq!(runs.load("planning", "S1").await?, Some(second));
     assert_eq!(runs.load("planning", "S2").await?, None);
     assert_eq!(runs.load("brief", "S1").await?, None);
+
+    // A run ends by saving its record and releasing its claim together…
+    assert_eq!(runs.claim("brief", "S1", "run-g").await?, None);
+    let third = record("run-g", "success", &[("analyst", "h3")]);
+    runs.finish("brief", "S1", "run-g", Some(&third)).await?;
+    assert_eq!(runs.load("brief", "S1").await?, Some(third.clone()));
+    // …or, when its work must be redone, by releasing it alone.
+    assert_eq!(runs.claim("brief", "S1", "run-h").await?, None);
+    runs.finish("brief", "S1", "run-h", None).await?;
+    assert_eq!(runs.load("brief", "S1").await?, Some(third));
+    assert_eq!(runs.claim("brief", "S1", "run-i").await?, None);
+    runs.release("brief", "S1", "run-i").await?;
     Ok(())
 }
 

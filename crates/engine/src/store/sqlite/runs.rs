@@ -9,7 +9,7 @@
 //! story for ever. A record is one JSON row per (flow, story).
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::database::{Database, sql_error};
 use crate::store::{CLAIM_TTL, RunRecord, RunStore, StoreError, now_ms};
@@ -85,14 +85,7 @@ impl RunStore for SqliteRunStore {
     async fn release(&self, flow: &str, story: &str, run_id: &str) -> Result<(), StoreError> {
         let (flow, story, run_id) = (flow.to_string(), story.to_string(), run_id.to_string());
         self.db
-            .write(move |conn| {
-                conn.prepare_cached(
-                    "DELETE FROM run_claims WHERE flow = ?1 AND story = ?2 AND run_id = ?3",
-                )
-                .and_then(|mut q| q.execute(params![flow, story, run_id]))
-                .map(drop)
-                .map_err(|e| sql_error("release a run claim", &e))
-            })
+            .write(move |conn| release_claim(conn, &flow, &story, &run_id))
             .await
     }
 
@@ -118,20 +111,58 @@ impl RunStore for SqliteRunStore {
     }
 
     async fn save(&self, flow: &str, story: &str, record: &RunRecord) -> Result<(), StoreError> {
-        let text = serde_json::to_string(record).map_err(|e| StoreError::Io {
-            message: "storage error: could not encode a run record".into(),
-            detail: e.to_string(),
-        })?;
+        let text = encode(record)?;
         let (flow, story) = (flow.to_string(), story.to_string());
         self.db
+            .write(move |conn| save_record(conn, &flow, &story, &text))
+            .await
+    }
+
+    async fn finish(
+        &self,
+        flow: &str,
+        story: &str,
+        run_id: &str,
+        record: Option<&RunRecord>,
+    ) -> Result<(), StoreError> {
+        let text = record.map(encode).transpose()?;
+        let (flow, story, run_id) = (flow.to_string(), story.to_string(), run_id.to_string());
+        // One transaction: the record and the release share a commit.
+        self.db
             .write(move |conn| {
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO run_records (flow, story, record) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut q| q.execute(params![flow, story, text]))
-                .map(drop)
-                .map_err(|e| sql_error("write a run record", &e))
+                if let Some(text) = &text {
+                    save_record(conn, &flow, &story, text)?;
+                }
+                release_claim(conn, &flow, &story, &run_id)
             })
             .await
     }
+}
+
+fn encode(record: &RunRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Io {
+        message: "storage error: could not encode a run record".into(),
+        detail: e.to_string(),
+    })
+}
+
+fn save_record(conn: &Connection, flow: &str, story: &str, text: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO run_records (flow, story, record) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut q| q.execute(params![flow, story, text]))
+    .map(drop)
+    .map_err(|e| sql_error("write a run record", &e))
+}
+
+fn release_claim(
+    conn: &Connection,
+    flow: &str,
+    story: &str,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM run_claims WHERE flow = ?1 AND story = ?2 AND run_id = ?3")
+        .and_then(|mut q| q.execute(params![flow, story, run_id]))
+        .map(drop)
+        .map_err(|e| sql_error("release a run claim", &e))
 }
