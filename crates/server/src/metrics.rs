@@ -5,7 +5,8 @@
 //! of series; the engine counts runs, agent executions, LLM calls, tokens
 //! and LLM errors ([`EngineStats`]). [`encode`] writes both in the
 //! Prometheus text exposition format (version 0.0.4). Writing it here is a
-//! few dozen lines, smaller than wiring a metrics crate for two families.
+//! few dozen lines for a handful of counter families and one histogram,
+//! smaller than wiring a metrics crate.
 
 use bmad2pf_engine::stats::EngineStats;
 use std::collections::BTreeMap;
