@@ -637,6 +637,29 @@ fn spawn_write_burst(
     })
 }
 
+/// Every acknowledged document and memory value reads back from `server`
+/// as it was written.
+async fn assert_every_write_is_there(
+    http: &reqwest::Client,
+    server: &Server,
+    acked: &Acknowledged,
+) -> TestResult {
+    for (id, content) in &acked.docs {
+        let response = http.get(server.url(&format!("/doc/{id}"))).send().await?;
+        assert_eq!(response.status(), StatusCode::OK, "document {id} lost");
+        assert_eq!(&response.text().await?, content, "document {id}");
+    }
+    for (key, value) in &acked.memory {
+        let response = http
+            .get(server.url(&format!("/memory/{key}")))
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK, "memory {key} lost");
+        assert_eq!(&response.json::<Value>().await?, value, "memory {key}");
+    }
+    Ok(())
+}
+
 /// What one writer had acknowledged before the kill.
 #[derive(Default)]
 struct Acknowledged {
@@ -669,22 +692,7 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
         kill_9_and_restart(&mut server, dir.path(), ACKED_BEFORE_KILL, count, writers).await?;
     let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
     assert!(acked.docs.len() + acked.memory.len() >= ACKED_BEFORE_KILL);
-    for (id, content) in &acked.docs {
-        let response = http
-            .get(restarted.url(&format!("/doc/{id}")))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK, "document {id} lost");
-        assert_eq!(&response.text().await?, content, "document {id}");
-    }
-    for (key, value) in &acked.memory {
-        let response = http
-            .get(restarted.url(&format!("/memory/{key}")))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK, "memory {key} lost");
-        assert_eq!(&response.json::<Value>().await?, value, "memory {key}");
-    }
+    assert_every_write_is_there(&http, &restarted, &acked).await?;
 
     // Every file on disk loads: each document, each memory scope.
     let docs_dir = dir.path().join(".bmad2pf/docs");
@@ -946,22 +954,7 @@ async fn a_server_and_cli_runs_share_a_directory_through_a_kill_9() -> TestResul
     }
 
     let acked = std::mem::take(&mut *acked.lock().map_err(|_| "poisoned")?);
-    for (id, content) in &acked.docs {
-        let response = http
-            .get(restarted.url(&format!("/doc/{id}")))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK, "document {id} lost");
-        assert_eq!(&response.text().await?, content, "document {id}");
-    }
-    for (key, value) in &acked.memory {
-        let response = http
-            .get(restarted.url(&format!("/memory/{key}")))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK, "memory {key} lost");
-        assert_eq!(&response.json::<Value>().await?, value, "memory {key}");
-    }
+    assert_every_write_is_there(&http, &restarted, &acked).await?;
     for i in 0..CLI_RUNS {
         let story = format!("cli-{i}");
         let status: Value = http

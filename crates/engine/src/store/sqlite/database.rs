@@ -451,8 +451,9 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Refuses, before SQLite touches it, a file that is not a SQLite
-/// database or that is shorter than its header says (cut short by a copy
-/// or a full disk). A missing or empty file is a new database.
+/// database or that is shorter than its header says with no write-ahead
+/// log to complete it (cut short by a copy or a full disk). A missing or
+/// empty file is a new database.
 fn check_file(path: &Path) -> Result<(), StoreError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -482,7 +483,12 @@ fn check_file(path: &Path) -> Result<(), StoreError> {
         size => u64::from(size),
     };
     let pages = u64::from(be32(28));
-    if be32(92) == be32(24) && pages > 0 && len < pages * page_size {
+    // While a write-ahead log holds frames, the file may be shorter than
+    // its header says: a checkpoint writes the first page first and may be
+    // cut off by a crash, and the log still holds the rest. Only a file
+    // with no log to finish it is judged by its size.
+    let log_len = std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
+    if log_len == 0 && be32(92) == be32(24) && pages > 0 && len < pages * page_size {
         return Err(refused(
             path,
             &format!(
