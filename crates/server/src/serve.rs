@@ -202,7 +202,7 @@ pub async fn serve_on(
     accept_until(listener, app, options.header_read_timeout, shutdown).await;
     tracing::info!("HTTP server stopped; shutting the engine down");
     state.engine().shutdown().await;
-    tracing::info!("engine stopped; stores flushed");
+    tracing::info!("engine stopped");
     Ok(())
 }
 
