@@ -22,7 +22,8 @@ pub struct BackupArgs {
     /// The file to write: a SQLite database; must not exist yet.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
-    /// Where runtime.yaml is found (the store's paths come from it).
+    /// Where runtime.yaml is found (the store's paths come from it): the
+    /// sources, the bundle, or `--config FILE` alone.
     #[command(flatten)]
     bundle: BundleArgs,
 }
@@ -32,8 +33,7 @@ pub fn run(args: &BackupArgs) -> Outcome {
 }
 
 fn backup(args: &BackupArgs) -> Result<Outcome, StartError> {
-    let loaded = args.bundle.load()?;
-    let config = loaded.config;
+    let config = args.bundle.load_config()?;
     init_logging(&config, true);
     let failed = |message: String| StartError {
         message,

@@ -151,6 +151,25 @@ impl BundleArgs {
             .map_err(|e| StartError::usage(e.to_string()))?;
         Ok(Loaded { bundle, config })
     }
+
+    /// Only the runtime configuration, for a command that uses the store
+    /// but runs no agent (`backup`): as [`load`](Self::load) finds it, or
+    /// from `--config` alone, without sources or a bundle.
+    pub fn load_config(&self) -> Result<RuntimeConfig, StartError> {
+        match (&self.config, &self.bundle, &self.src) {
+            (Some(path), None, None) => {
+                let mut config = read_runtime_file(path)?;
+                config
+                    .apply_env(std::env::vars())
+                    .map_err(|e| StartError::usage(e.to_string()))?;
+                Ok(config)
+            }
+            (None, None, None) => Err(StartError::usage(
+                "give --src DIR, --bundle DIR or --config FILE (the store's paths come from runtime.yaml)",
+            )),
+            _ => Ok(self.load()?.config),
+        }
+    }
 }
 
 /// Starts logging to stderr as `logging:` says (`serve`), or quieter for

@@ -121,10 +121,12 @@ fn a_backup_restored_into_a_new_directory_has_the_documents_and_their_history() 
         "{}",
         text(&made.stdout)
     );
-    // Never over an existing file.
+    // Never over an existing file; runtime.yaml alone is enough to find the store.
+    let runtime = planning().join("runtime.yaml");
+    let runtime = runtime.to_str().unwrap_or_default();
     let again = bmad2pf(
         dir.path(),
-        &["backup", "--to", backup_arg, "--src", src],
+        &["backup", "--to", backup_arg, "--config", runtime],
         &[],
     )?;
     assert_eq!(again.status.code(), Some(2));
