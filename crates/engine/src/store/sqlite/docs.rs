@@ -469,7 +469,8 @@ impl DocStore for SqliteDocStore {
         let (dir, id) = (Arc::clone(&self.dir), id.clone());
         self.db
             .write_then(move |conn| {
-                let had_file = !matches!(mirror::read(&dir, &id)?, FileContent::Missing);
+                // Only whether it is there: its content is deleted unread.
+                let had_file = mirror::file_path(&dir, &id).symlink_metadata().is_ok();
                 let deleted = conn
                     .execute("DELETE FROM documents WHERE id = ?1", [id.as_str()])
                     .and_then(|n| {
