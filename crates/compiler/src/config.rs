@@ -19,6 +19,12 @@ pub struct RuntimeConfig {
     pub orchestrator: OrchestratorConfig,
     pub on_missing_doc: OnMissingDoc,
     pub replay: ReplayConfig,
+    pub bmad: BmadConfig,
+    pub runs: RunsConfig,
+    /// Model name (as configured) → its price (SPEC 8.4). No built-in list:
+    /// a model without an entry has no cost, never a guessed one.
+    pub pricing: std::collections::BTreeMap<String, ModelPrice>,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -32,6 +38,10 @@ impl Default for RuntimeConfig {
             orchestrator: OrchestratorConfig::default(),
             on_missing_doc: OnMissingDoc::Wait,
             replay: ReplayConfig::default(),
+            bmad: BmadConfig::default(),
+            runs: RunsConfig::default(),
+            pricing: std::collections::BTreeMap::new(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -273,6 +283,88 @@ impl Default for ReplayConfig {
         Self {
             mode: ReplayMode::Off,
             path: "./replay".into(),
+        }
+    }
+}
+
+/// BMAD v6 and skills sources (SPEC 1.7).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BmadConfig {
+    /// What `{project-root}` means outside an installed project; `None`:
+    /// the working directory.
+    pub project_root: Option<String>,
+    /// Variables for BMAD text, over every config layer but a flow's own.
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs as resources (SPEC 8.1, 8.8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunsConfig {
+    /// Runs executing at once in one process; the rest wait queued.
+    pub max_running_runs: usize,
+    /// Queued runs accepted before `queue_full`.
+    pub max_queued_runs: usize,
+    /// Seconds running runs get to end on SIGTERM before they are marked.
+    pub shutdown_grace_s: u64,
+    /// Days an ended run is kept.
+    pub retention_days: u32,
+    /// Seconds an interrupt may stay open; `None`: for ever.
+    pub interrupt_timeout_s: Option<u64>,
+    /// Default budget of a run in US dollars; `None`: none.
+    pub budget_usd: Option<f64>,
+    /// Default budget of a run in tokens (input + output); `None`: none.
+    pub budget_tokens: Option<u64>,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        Self {
+            max_running_runs: 32,
+            max_queued_runs: 1000,
+            shutdown_grace_s: 30,
+            retention_days: 7,
+            interrupt_timeout_s: None,
+            budget_usd: None,
+            budget_tokens: None,
+        }
+    }
+}
+
+/// The price of one model, in US dollars per million tokens (SPEC 8.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default)]
+    pub cache_read_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+/// Signed webhook deliveries (SPEC 8.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// The environment variable holding the signing secret.
+    pub secret_env: String,
+    /// Seconds per delivery attempt.
+    pub timeout: u64,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    /// Hosts webhooks may be sent to; empty: any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            secret_env: "BMAD2PF_WEBHOOK_SECRET".into(),
+            timeout: 10,
+            max_attempts: 6,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -60,4 +60,25 @@ on_missing_doc: wait        # wait | skip | error
 replay:
   mode: off                 # off | record | replay
   path: ./replay
+
+bmad:                       # BMAD v6 and skills sources
+  project_root: null        # what {project-root} means outside an install; null: the working directory
+  vars: {}                  # variables for BMAD text, e.g. {user_name: Ada}
+
+runs:                       # runs as resources
+  max_running_runs: 32      # per process; the rest wait queued
+  max_queued_runs: 1000     # above this, 503 queue_full
+  shutdown_grace_s: 30      # on SIGTERM, before running runs are marked
+  retention_days: 7         # an ended run is deleted this long after it ended
+  interrupt_timeout_s: null # seconds a question may wait for a person; null: for ever
+  budget_usd: null          # default per-run budget in US dollars
+  budget_tokens: null       # default per-run budget in tokens (input + output)
+
+pricing: {}                 # model -> {input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok}, USD
+
+webhooks:
+  secret_env: BMAD2PF_WEBHOOK_SECRET   # deliveries are signed with this variable's value
+  timeout: 10               # seconds per attempt
+  max_attempts: 6
+  allowed_hosts: []         # empty: any host
 "#;

@@ -116,6 +116,16 @@ impl Walk<'_> {
         else {
             return;
         };
+        // An empty map by default (`pricing`, `bmad.vars`) takes any key:
+        // each entry is checked as a value of its own.
+        if template.is_empty() {
+            for (key, value) in entries {
+                path.push(key.name.clone());
+                self.leaf(value, path, merged);
+                path.pop();
+            }
+            return;
+        }
         let known: Vec<&str> = template.keys().map(String::as_str).collect();
         let what = if path.is_empty() {
             "runtime.yaml".to_string()
@@ -217,7 +227,25 @@ fn check_rules(config: &RuntimeConfig, root: &Node, file: &str, diags: &mut Diag
             );
         }
     }
-    let at_least_one: [(&[&str], u64); 5] = [
+    for (model, price) in &config.pricing {
+        let rates = [
+            ("input_per_mtok", Some(price.input_per_mtok)),
+            ("output_per_mtok", Some(price.output_per_mtok)),
+            ("cache_read_per_mtok", price.cache_read_per_mtok),
+            ("cache_write_per_mtok", price.cache_write_per_mtok),
+        ];
+        for (key, rate) in rates {
+            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                diags.error(
+                    "bad-value",
+                    file,
+                    pos_of(root, &["pricing", model, key]),
+                    format!("`pricing.{model}.{key}` must be a price of 0 or more"),
+                );
+            }
+        }
+    }
+    let at_least_one: [(&[&str], u64); 7] = [
         (&["llm", "max_tokens"], u64::from(llm.max_tokens)),
         (&["llm", "timeout"], llm.timeout),
         (
@@ -231,6 +259,14 @@ fn check_rules(config: &RuntimeConfig, root: &Node, file: &str, diags: &mut Diag
         (
             &["server", "max_parallel_agents"],
             config.server.max_parallel_agents as u64,
+        ),
+        (
+            &["runs", "max_running_runs"],
+            config.runs.max_running_runs as u64,
+        ),
+        (
+            &["webhooks", "max_attempts"],
+            u64::from(config.webhooks.max_attempts),
         ),
     ];
     for (path, value) in at_least_one {
@@ -297,6 +333,19 @@ mod tests {
             d[0].message
         );
         assert_eq!(c.server.port, 8000);
+    }
+
+    #[test]
+    fn free_maps_take_any_key_and_check_each_value() {
+        let (c, d) = parse(
+            "pricing:\n  gpt-4o: {input_per_mtok: 2.5, output_per_mtok: 10}\n  bad: {input_per_mtok: 1}\n  neg: {input_per_mtok: -1, output_per_mtok: 1}\nbmad:\n  vars: {user_name: Ada}\n",
+        );
+        let found: Vec<(&str, u32)> = d.iter().map(|x| (x.code, x.line)).collect();
+        assert_eq!(found, vec![("bad-value", 3), ("bad-value", 4)], "{d:?}");
+        assert!(d[0].message.starts_with("`pricing.bad`"), "{}", d[0].message);
+        assert_eq!(c.pricing["gpt-4o"].output_per_mtok, 10.0);
+        assert!(!c.pricing.contains_key("bad"));
+        assert_eq!(c.bmad.vars["user_name"], "Ada");
     }
 
     #[test]
