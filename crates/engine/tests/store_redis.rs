@@ -171,6 +171,12 @@ async fn suite_runs_claims_and_records() -> TestResult {
     store_suite::runs_claims_and_records(runs(&redis)?).await
 }
 
+#[tokio::test]
+async fn suite_runs_as_resources() -> TestResult {
+    let redis = test_redis!("runs_resources");
+    store_suite::runs_as_resources(runs(&redis)?).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     let redis = test_redis!("runs_one_claim");

@@ -51,7 +51,9 @@ pub use redis_docs::RedisDocStore;
 pub use redis_memory::RedisMemoryStore;
 pub use redis_runs::RedisRunStore;
 pub use redis_status::RedisStatusStore;
-pub use runs::{AgentRecord, CLAIM_TTL, RunRecord, RunStore};
+pub use runs::{
+    AgentRecord, CLAIM_TTL, EVENTS_PAGE, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun,
+};
 pub use sqlite::{
     DATABASE_FILE, Database, SqliteDocStore, SqliteMemoryStore, SqliteRunStore, SqliteStatusStore,
 };

@@ -9,12 +9,26 @@
 //!   while its run lives.
 //! - `run:record:{flow}__{story}`: the [`RunRecord`] as JSON.
 //!
+//! - `run:{id}`: a run resource, a hash of its [`StoredRun`] columns
+//!   (`flow`, `story_id`, `status`, `created_at`, `updated_at`,
+//!   `finished_at`, `cancel`, `body`).
+//! - `run:{id}:events`: its events, a sorted set scored by event id.
+//! - `runs:all`, `runs:story:{story}`, `runs:flow:{flow}`,
+//!   `runs:status:{status}`: indexes of run ids for listings, sorted sets
+//!   whose members are `{created_at, 20 digits}|{run_id}` (all scored 0),
+//!   so their lexical order is (created_at, run_id) and a page is one
+//!   `ZREVRANGEBYLEX` from the cursor.
+//!
 //! Claiming, renewing and releasing are Lua scripts, each atomic in Redis:
 //! a claim sets the key or reports the holder in one step (no window where
 //! the holder expires between the two), and renew and release act only
 //! while the key still holds *our* run id — a run whose claim expired and
 //! was taken by another never extends or deletes the newcomer's claim.
+//! Creating a run claims and indexes it in one script; updating it moves
+//! it between status indexes, appends its events and (when it ends) saves
+//! the record and releases the claim, in one script.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +36,53 @@ use redis::{AsyncCommands, Script};
 
 use super::StoreError;
 use super::redis_connection::RedisConnection;
-use super::runs::{CLAIM_TTL, RunRecord, RunStore};
+use super::runs::{CLAIM_TTL, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun};
+
+/// KEYS: claim, run, runs:all, runs:story:…, runs:flow:…, runs:status:….
+/// ARGV: run id, ttl ms, index member, then the run's fields as name,
+/// value pairs. The holder when the pair is claimed, else nil and the run
+/// is stored and indexed.
+const CREATE_SCRIPT: &str = r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('GET', KEYS[1])
+end
+local fields = {}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+for i = 3, 6 do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
+return false
+";
+
+/// KEYS: run, events, claim, record. ARGV: key prefix, index member,
+/// expected status ('' for any), record JSON ('' for none), release (1/0),
+/// run id, the number of field pairs n, n name/value pairs, then the
+/// events as id, JSON pairs. 1 when written; 0 when the run is absent or
+/// its status was not the expected one.
+const UPDATE_SCRIPT: &str = r"
+local old = redis.call('HGET', KEYS[1], 'status')
+if not old then return 0 end
+if ARGV[3] ~= '' and old ~= ARGV[3] then return 0 end
+local n = tonumber(ARGV[7])
+local fields = {}
+local new = old
+for i = 8, 7 + 2 * n, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  if ARGV[i] == 'status' then new = ARGV[i + 1] end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if redis.call('HGET', KEYS[1], 'finished_at') == '' then redis.call('HDEL', KEYS[1], 'finished_at') end
+if new ~= old then
+  redis.call('ZREM', ARGV[1] .. 'runs:status:' .. old, ARGV[2])
+  redis.call('ZADD', ARGV[1] .. 'runs:status:' .. new, 0, ARGV[2])
+end
+for i = 8 + 2 * n, #ARGV, 2 do
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[i]), ARGV[i + 1])
+end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
+if ARGV[5] == '1' and redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('DEL', KEYS[3]) end
+return 1
+";
 
 /// KEYS: claim. ARGV: run id, ttl ms. Nil when the claim is ours, else the holder.
 const CLAIM_SCRIPT: &str = r"
@@ -51,6 +111,17 @@ pub struct RedisRunStore {
     claim: Script,
     renew: Script,
     release: Script,
+    create_run: Script,
+    update_run: Script,
+}
+
+/// How a run update ends, for [`RedisRunStore::write_run`].
+struct RunWrite<'a> {
+    run: &'a StoredRun,
+    events: &'a [StoredEvent],
+    expected: Option<&'a str>,
+    record: Option<String>,
+    release: bool,
 }
 
 impl RedisRunStore {
@@ -68,7 +139,137 @@ impl RedisRunStore {
             claim: Script::new(CLAIM_SCRIPT),
             renew: Script::new(RENEW_SCRIPT),
             release: Script::new(RELEASE_SCRIPT),
+            create_run: Script::new(CREATE_SCRIPT),
+            update_run: Script::new(UPDATE_SCRIPT),
         }
+    }
+
+    fn run_key(&self, run_id: &str) -> String {
+        self.redis.key(&format!("run:{run_id}"))
+    }
+
+    fn events_key(&self, run_id: &str) -> String {
+        self.redis.key(&format!("run:{run_id}:events"))
+    }
+
+    /// The member of a run in the listing indexes (see the module docs).
+    fn member(created_at: u64, run_id: &str) -> String {
+        format!("{created_at:020}|{run_id}")
+    }
+
+    /// The run's columns as hash fields (not `cancel`: only
+    /// [`RunStore::request_cancel`] sets it). An absent `finished_at` is
+    /// written empty, and the update script removes it.
+    fn fields(run: &StoredRun) -> Vec<(&'static str, String)> {
+        vec![
+            ("flow", run.flow.clone()),
+            ("story_id", run.story_id.clone()),
+            ("status", run.status.clone()),
+            ("created_at", run.created_at.to_string()),
+            ("updated_at", run.updated_at.to_string()),
+            (
+                "finished_at",
+                run.finished_at.map(|t| t.to_string()).unwrap_or_default(),
+            ),
+            ("body", run.body.clone()),
+        ]
+    }
+
+    /// Reads a run's hash back; `None` when it holds nothing.
+    fn from_fields(
+        &self,
+        run_id: &str,
+        mut hash: HashMap<String, String>,
+    ) -> Result<Option<StoredRun>, StoreError> {
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let mut take = |name: &str| {
+            hash.remove(name)
+                .ok_or_else(|| self.redis.corrupt(&format!("run `{run_id}`"), format!("no `{name}`")))
+        };
+        let number = |text: String, name: &str| {
+            text.parse::<u64>().map_err(|e| {
+                self.redis
+                    .corrupt(&format!("run `{run_id}`"), format!("`{name}`: {e}"))
+            })
+        };
+        let flow = take("flow")?;
+        let story_id = take("story_id")?;
+        let status = take("status")?;
+        let created_at = number(take("created_at")?, "created_at")?;
+        let updated_at = number(take("updated_at")?, "updated_at")?;
+        let body = take("body")?;
+        let finished_at = match hash.remove("finished_at").filter(|t| !t.is_empty()) {
+            Some(text) => Some(number(text, "finished_at")?),
+            None => None,
+        };
+        Ok(Some(StoredRun {
+            run_id: run_id.to_string(),
+            flow,
+            story_id,
+            status,
+            created_at,
+            updated_at,
+            finished_at,
+            cancel_requested: hash.get("cancel").is_some_and(|c| c == "1"),
+            body,
+        }))
+    }
+
+    async fn write_run(&self, write: RunWrite<'_>) -> Result<bool, StoreError> {
+        let run = write.run;
+        let mut invocation = self.update_run.prepare_invoke();
+        invocation
+            .key(self.run_key(&run.run_id))
+            .key(self.events_key(&run.run_id))
+            .key(self.claim_key(&run.flow, &run.story_id))
+            .key(self.record_key(&run.flow, &run.story_id))
+            .arg(self.redis.key(""))
+            .arg(Self::member(run.created_at, &run.run_id))
+            .arg(write.expected.unwrap_or(""))
+            .arg(write.record.unwrap_or_default())
+            .arg(if write.release { "1" } else { "0" })
+            .arg(&run.run_id);
+        let fields = Self::fields(run);
+        invocation.arg(fields.len());
+        for (name, value) in fields {
+            invocation.arg(name).arg(value);
+        }
+        for event in write.events {
+            let json = serde_json::to_string(event)
+                .map_err(|e| self.redis.corrupt(&format!("an event of run `{}`", run.run_id), e))?;
+            invocation.arg(event.id).arg(json);
+        }
+        let mut redis = self.redis.handle();
+        let written: i64 = invocation.invoke_async(&mut redis).await.map_err(|err| {
+            self.redis
+                .unavailable(&format!("write run `{}`", run.run_id), &err)
+        })?;
+        Ok(written == 1)
+    }
+
+    /// The runs of `ids`, in that order, skipping any that are gone.
+    async fn runs_of(&self, ids: &[String]) -> Result<Vec<StoredRun>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reads = redis::pipe();
+        for run_id in ids {
+            reads.hgetall(self.run_key(run_id));
+        }
+        let mut redis = self.redis.handle();
+        let hashes: Vec<HashMap<String, String>> = reads
+            .query_async(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("read runs", &err))?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for (run_id, hash) in ids.iter().zip(hashes) {
+            if let Some(run) = self.from_fields(run_id, hash)? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
     }
 
     fn claim_key(&self, flow: &str, story: &str) -> String {
@@ -174,5 +375,260 @@ impl RunStore for RedisRunStore {
                 self.redis
                     .unavailable(&format!("write the run record of `{flow}__{story}`"), &err)
             })
+    }
+
+    async fn create_run(&self, run: &StoredRun) -> Result<Option<String>, StoreError> {
+        let mut invocation = self.create_run.prepare_invoke();
+        invocation
+            .key(self.claim_key(&run.flow, &run.story_id))
+            .key(self.run_key(&run.run_id))
+            .key(self.redis.key("runs:all"))
+            .key(self.redis.key(&format!("runs:story:{}", run.story_id)))
+            .key(self.redis.key(&format!("runs:flow:{}", run.flow)))
+            .key(self.redis.key(&format!("runs:status:{}", run.status)))
+            .arg(&run.run_id)
+            .arg(self.ttl_ms())
+            .arg(Self::member(run.created_at, &run.run_id));
+        for (name, value) in Self::fields(run)
+            .into_iter()
+            .filter(|(name, value)| *name != "finished_at" || !value.is_empty())
+        {
+            invocation.arg(name).arg(value);
+        }
+        let mut redis = self.redis.handle();
+        invocation.invoke_async(&mut redis).await.map_err(|err| {
+            self.redis
+                .unavailable(&format!("create run `{}`", run.run_id), &err)
+        })
+    }
+
+    async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError> {
+        self.write_run(RunWrite {
+            run,
+            events,
+            expected: None,
+            record: None,
+            release: false,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn update_run_if(
+        &self,
+        run: &StoredRun,
+        expected: &str,
+        events: &[StoredEvent],
+    ) -> Result<bool, StoreError> {
+        self.write_run(RunWrite {
+            run,
+            events,
+            expected: Some(expected),
+            record: None,
+            release: false,
+        })
+        .await
+    }
+
+    async fn end_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+        record: Option<&RunRecord>,
+    ) -> Result<(), StoreError> {
+        let record = record
+            .map(|record| {
+                serde_json::to_string(record).map_err(|err| {
+                    self.redis.corrupt(
+                        &format!("run record `{}__{}`", run.flow, run.story_id),
+                        err,
+                    )
+                })
+            })
+            .transpose()?;
+        self.write_run(RunWrite {
+            run,
+            events,
+            expected: None,
+            record,
+            release: true,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn append_events(&self, run_id: &str, events: &[StoredEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::with_capacity(events.len());
+        for event in events {
+            let json = serde_json::to_string(event)
+                .map_err(|e| self.redis.corrupt(&format!("an event of run `{run_id}`"), e))?;
+            items.push((event.id, json));
+        }
+        let mut redis = self.redis.handle();
+        redis
+            .zadd_multiple::<_, _, _, ()>(self.events_key(run_id), &items)
+            .await
+            .map_err(|err| {
+                self.redis
+                    .unavailable(&format!("store the events of run `{run_id}`"), &err)
+            })
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, StoreError> {
+        let mut redis = self.redis.handle();
+        let hash: HashMap<String, String> = redis
+            .hgetall(self.run_key(run_id))
+            .await
+            .map_err(|err| self.redis.unavailable(&format!("read run `{run_id}`"), &err))?;
+        self.from_fields(run_id, hash)
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<StoredRun>, StoreError> {
+        // The most selective index the query names; the other filters are
+        // checked on the runs read from it.
+        let index = match (&query.story_id, &query.flow, query.statuses.as_slice()) {
+            (Some(story), _, _) => format!("runs:story:{story}"),
+            (None, Some(flow), _) => format!("runs:flow:{flow}"),
+            (None, None, [status]) => format!("runs:status:{status}"),
+            _ => "runs:all".to_string(),
+        };
+        let index = self.redis.key(&index);
+        let mut upper = match &query.before {
+            Some((created_at, run_id)) => format!("({}", Self::member(*created_at, run_id)),
+            None => "+".to_string(),
+        };
+        let page = query.limit.clamp(1, 500);
+        let mut runs = Vec::new();
+        while runs.len() < query.limit {
+            let mut redis = self.redis.handle();
+            let members: Vec<String> = redis
+                .zrevrangebylex_limit(&index, &upper, "-", 0, page as isize)
+                .await
+                .map_err(|err| self.redis.unavailable("list runs", &err))?;
+            let Some(last) = members.last() else { break };
+            upper = format!("({last}");
+            let ids: Vec<String> = members
+                .iter()
+                .filter_map(|m| m.split_once('|').map(|(_, id)| id.to_string()))
+                .collect();
+            runs.extend(
+                self.runs_of(&ids)
+                    .await?
+                    .into_iter()
+                    .filter(|run| query.matches(run)),
+            );
+            if members.len() < page {
+                break;
+            }
+        }
+        runs.truncate(query.limit);
+        Ok(runs)
+    }
+
+    async fn events_after(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut redis = self.redis.handle();
+        let items: Vec<String> = redis
+            .zrangebyscore_limit(
+                self.events_key(run_id),
+                format!("({after}"),
+                "+inf",
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX),
+            )
+            .await
+            .map_err(|err| {
+                self.redis
+                    .unavailable(&format!("read the events of run `{run_id}`"), &err)
+            })?;
+        items
+            .iter()
+            .map(|item| {
+                serde_json::from_str(item)
+                    .map_err(|e| self.redis.corrupt(&format!("an event of run `{run_id}`"), e))
+            })
+            .collect()
+    }
+
+    async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        let mut redis = self.redis.handle();
+        // The flag is set only on a run that exists, or it would make a
+        // hash that reads as a damaged run.
+        let exists: bool = redis
+            .exists(self.run_key(run_id))
+            .await
+            .map_err(|err| self.redis.unavailable(&format!("cancel run `{run_id}`"), &err))?;
+        if exists {
+            redis
+                .hset::<_, _, _, ()>(self.run_key(run_id), "cancel", "1")
+                .await
+                .map_err(|err| self.redis.unavailable(&format!("cancel run `{run_id}`"), &err))?;
+        }
+        Ok(exists)
+    }
+
+    async fn cancel_requested(&self, run_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reads = redis::pipe();
+        for run_id in run_ids {
+            reads.hget(self.run_key(run_id), "cancel");
+        }
+        let mut redis = self.redis.handle();
+        let flags: Vec<Option<String>> = reads
+            .query_async(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("read cancel requests", &err))?;
+        Ok(run_ids
+            .iter()
+            .zip(flags)
+            .filter(|(_, flag)| flag.as_deref() == Some("1"))
+            .map(|(run_id, _)| run_id.clone())
+            .collect())
+    }
+
+    async fn orphaned_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        let mut live = Vec::new();
+        for status in ["queued", "running"] {
+            let mut redis = self.redis.handle();
+            let members: Vec<String> = redis
+                .zrangebylex(self.redis.key(&format!("runs:status:{status}")), "-", "+")
+                .await
+                .map_err(|err| self.redis.unavailable("find orphaned runs", &err))?;
+            live.extend(
+                members
+                    .iter()
+                    .filter_map(|m| m.split_once('|').map(|(_, id)| id.to_string())),
+            );
+        }
+        let runs = self.runs_of(&live).await?;
+        if runs.is_empty() {
+            return Ok(runs);
+        }
+        let mut reads = redis::pipe();
+        for run in &runs {
+            reads.get(self.claim_key(&run.flow, &run.story_id));
+        }
+        let mut redis = self.redis.handle();
+        let holders: Vec<Option<String>> = reads
+            .query_async(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("find orphaned runs", &err))?;
+        let mut orphans: Vec<StoredRun> = runs
+            .into_iter()
+            .zip(holders)
+            .filter(|(run, holder)| holder.as_deref() != Some(run.run_id.as_str()))
+            .map(|(run, _)| run)
+            .collect();
+        orphans.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
+        Ok(orphans)
     }
 }

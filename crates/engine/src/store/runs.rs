@@ -1,13 +1,18 @@
-//! Run records: which run holds a (flow, story), and what each agent last ran on.
+//! Runs in the store: which run holds a (flow, story), what each agent last
+//! ran on, and every run as a resource with its events (SPEC 8).
 //!
-//! Two jobs, one store. *Claims* make runs exclusive per (flow, story): a
+//! Three jobs, one store. *Claims* make runs exclusive per (flow, story): a
 //! second run is refused while the first holds the claim, whichever
 //! process or replica started either. A claim lives [`CLAIM_TTL`] unless
 //! renewed: the engine renews it while its run lives, so the claim of a
 //! process that died mid-run expires instead of blocking the story for
 //! ever. *Records* make runs resumable: for each agent the hash of its
 //! inputs and the documents it wrote, so a re-run skips agents whose
-//! outputs exist and whose inputs did not change.
+//! outputs exist and whose inputs did not change. *Runs* ([`StoredRun`])
+//! are what clients list, follow and cancel: the store knows the columns a
+//! run is found by (flow, story, status, times) and keeps the rest as the
+//! engine's JSON; a run's events ([`StoredEvent`]) are kept in order, so a
+//! client that reconnects replays what it missed.
 
 use super::StoreError;
 use async_trait::async_trait;
@@ -40,6 +45,64 @@ pub struct RunRecord {
     pub agents: BTreeMap<String, AgentRecord>,
     pub updated_at: u64,
 }
+
+/// A run as the store keeps it: what it is found and ordered by, and the
+/// rest as the engine's JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRun {
+    pub run_id: String,
+    pub flow: String,
+    pub story_id: String,
+    /// `queued`, `running`, `interrupted`, `pending`, `success`, `error` or `cancelled`.
+    pub status: String,
+    /// Unix ms; with `run_id`, the order of listings (newest first).
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// Unix ms, once the run has ended; retention counts from here.
+    pub finished_at: Option<u64>,
+    /// Whether a client asked to cancel it. Set only by
+    /// [`RunStore::request_cancel`]; writes of the run leave it as it is.
+    pub cancel_requested: bool,
+    /// The run as JSON (the engine's `Run`).
+    pub body: String,
+}
+
+/// One event of a run, as stored for replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// 1, 2, … per run, in emission order (token events take ids but are
+    /// not stored, so stored ids may skip).
+    pub id: u64,
+    /// The SSE event name (`progress`, `status`, `done`…).
+    pub event: String,
+    /// The event's data as JSON.
+    pub data: String,
+}
+
+/// Which runs to list: every filter given must match; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    pub story_id: Option<String>,
+    pub flow: Option<String>,
+    /// Any of these statuses; empty: any status.
+    pub statuses: Vec<String>,
+    /// Only runs older than this `(created_at, run_id)` (keyset paging).
+    pub before: Option<(u64, String)>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl RunQuery {
+    /// Whether `run` passes the filters (not `before` or `limit`).
+    pub fn matches(&self, run: &StoredRun) -> bool {
+        self.story_id.as_ref().is_none_or(|s| *s == run.story_id)
+            && self.flow.as_ref().is_none_or(|f| *f == run.flow)
+            && (self.statuses.is_empty() || self.statuses.contains(&run.status))
+    }
+}
+
+/// Most events read in one call of [`RunStore::events_after`].
+pub const EVENTS_PAGE: usize = 1000;
 
 #[async_trait]
 pub trait RunStore: Send + Sync {
@@ -78,4 +141,47 @@ pub trait RunStore: Send + Sync {
         self.release(flow, story, run_id).await?;
         saved
     }
+
+    /// Claims (flow, story) for `run` and stores it, as one write.
+    /// `Ok(Some(holder))` names the run that holds the pair; then nothing
+    /// is stored.
+    async fn create_run(&self, run: &StoredRun) -> Result<Option<String>, StoreError>;
+    /// Replaces the stored run (all but its cancel request) and appends `events`.
+    async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// [`update_run`](Self::update_run), only while the stored status is
+    /// `expected`; `false` when it was not (another process got there first).
+    async fn update_run_if(
+        &self,
+        run: &StoredRun,
+        expected: &str,
+        events: &[StoredEvent],
+    ) -> Result<bool, StoreError>;
+    /// How a run ends: [`update_run`](Self::update_run), saves `record`
+    /// when given and releases the run's claim, as one write.
+    async fn end_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+        record: Option<&RunRecord>,
+    ) -> Result<(), StoreError>;
+    /// Appends events of a run, in order.
+    async fn append_events(&self, run_id: &str, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// The run, or `None`.
+    async fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, StoreError>;
+    /// The runs `query` selects, newest first (by `created_at`, then `run_id`).
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<StoredRun>, StoreError>;
+    /// The run's stored events with ids above `after`, in order, at most `limit`.
+    async fn events_after(
+        &self,
+        run_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Marks the run as asked to cancel; `false` when there is no such run.
+    async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError>;
+    /// Of `run_ids`, those asked to cancel.
+    async fn cancel_requested(&self, run_ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Queued and running runs whose claim is gone: the process that held
+    /// them died (or lost the claim), so nobody is working on them.
+    async fn orphaned_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bmad2pf_engine::store::{
     AgentRecord, AgentState, DocId, DocStore, DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope,
-    MemoryStore, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, WorkflowId, doc_id,
-    now_ms,
+    MemoryStore, RunQuery, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError,
+    StoredEvent, StoredRun, WorkflowId, doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -803,5 +803,158 @@ pub async fn runs_one_claim_wins_across_handles(
     other_side
         .release("planning", "contended", "run-late")
         .await?;
+    Ok(())
+}
+
+fn stored_run(run_id: &str, flow: &str, story: &str, status: &str, created_at: u64) -> StoredRun {
+    StoredRun {
+        run_id: run_id.into(),
+        flow: flow.into(),
+        story_id: story.into(),
+        status: status.into(),
+        created_at,
+        updated_at: created_at,
+        finished_at: None,
+        cancel_requested: false,
+        body: format!("{{\"run_id\":\"{run_id}\"}}"),
+    }
+}
+
+fn event(id: u64, name: &str) -> StoredEvent {
+    StoredEvent {
+        id,
+        event: name.into(),
+        data: format!("{{\"n\":{id}}}"),
+    }
+}
+
+/// Run resources: creating one claims its (flow, story); updates move its
+/// status (conditionally when asked); events replay in order from any id;
+/// listings filter and page newest first; ending releases the claim and
+/// saves the record; a cancel request survives later writes of the run;
+/// a queued or running run without its claim is an orphan.
+pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
+    let base = 1_700_000_000_000;
+    let first = stored_run("run-1", "planning", "S1", "queued", base);
+    assert_eq!(runs.create_run(&first).await?, None);
+    assert_eq!(runs.get_run("run-1").await?, Some(first.clone()));
+    // The pair is claimed: a second run of it is refused and not stored.
+    let second = stored_run("run-2", "planning", "S1", "queued", base + 1);
+    assert_eq!(runs.create_run(&second).await?, Some("run-1".into()));
+    assert_eq!(runs.get_run("run-2").await?, None);
+    assert_eq!(runs.get_run("run-none").await?, None);
+
+    // Running, with events; a conditional update on a stale status loses.
+    let mut running = first.clone();
+    running.status = "running".into();
+    running.updated_at = base + 5;
+    runs.update_run(&running, &[event(1, "status"), event(2, "progress")])
+        .await?;
+    let mut stale = running.clone();
+    stale.status = "error".into();
+    assert!(!runs.update_run_if(&stale, "queued", &[event(9, "x")]).await?);
+    assert_eq!(runs.get_run("run-1").await?, Some(running.clone()));
+    runs.append_events("run-1", &[event(4, "result"), event(5, "progress")])
+        .await?;
+    let ids = |events: Vec<StoredEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(runs.events_after("run-1", 0, 100).await?), [1, 2, 4, 5]);
+    assert_eq!(ids(runs.events_after("run-1", 2, 100).await?), [4, 5]);
+    assert_eq!(ids(runs.events_after("run-1", 3, 1).await?), [4]);
+    assert_eq!(runs.events_after("run-1", 0, 100).await?[0], event(1, "status"));
+    assert!(runs.events_after("run-none", 0, 100).await?.is_empty());
+
+    // A cancel request is kept across writes of the run.
+    assert!(runs.request_cancel("run-1").await?);
+    assert!(!runs.request_cancel("run-none").await?);
+    runs.update_run(&running, &[]).await?;
+    assert_eq!(
+        runs.cancel_requested(&["run-1".into(), "run-none".into()])
+            .await?,
+        ["run-1"]
+    );
+    assert!(runs.get_run("run-1").await?.is_some_and(|r| r.cancel_requested));
+
+    // Ending saves the record, releases the claim, keeps the events.
+    let mut ended = running.clone();
+    ended.status = "cancelled".into();
+    ended.finished_at = Some(base + 9);
+    ended.updated_at = base + 9;
+    let rec = record("run-1", "cancelled", &[("analyst", "h1")]);
+    runs.end_run(&ended, &[event(6, "done")], Some(&rec)).await?;
+    assert_eq!(runs.load("planning", "S1").await?, Some(rec));
+    let stored = runs.get_run("run-1").await?.ok_or("run-1 is stored")?;
+    assert_eq!(
+        (stored.status.as_str(), stored.finished_at),
+        ("cancelled", Some(base + 9))
+    );
+    assert_eq!(ids(runs.events_after("run-1", 5, 100).await?), [6]);
+    assert_eq!(runs.create_run(&second).await?, None);
+
+    // More runs, to list: newest first, filtered, paged by a cursor.
+    for (i, (flow, story, status)) in [
+        ("planning", "S2", "queued"),
+        ("brief", "S1", "running"),
+        ("brief", "S2", "success"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = stored_run(&format!("run-{}", i + 3), flow, story, status, base + 10 + i as u64);
+        assert_eq!(runs.create_run(&run).await?, None);
+    }
+    let listed = |query: RunQuery| {
+        let runs = runs.clone();
+        async move {
+            Ok::<_, StoreError>(
+                runs.list_runs(&query)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.run_id)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let all = RunQuery {
+        limit: 10,
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        listed(all.clone()).await?,
+        ["run-5", "run-4", "run-3", "run-2", "run-1"]
+    );
+    let story = RunQuery {
+        story_id: Some("S1".into()),
+        ..all.clone()
+    };
+    assert_eq!(listed(story).await?, ["run-4", "run-2", "run-1"]);
+    let flow_and_status = RunQuery {
+        flow: Some("planning".into()),
+        statuses: vec!["queued".into(), "cancelled".into()],
+        ..all.clone()
+    };
+    assert_eq!(listed(flow_and_status).await?, ["run-3", "run-2", "run-1"]);
+    let page = RunQuery {
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(listed(page).await?, ["run-5", "run-4"]);
+    let next = RunQuery {
+        limit: 2,
+        before: Some((base + 11, "run-4".into())),
+        ..all.clone()
+    };
+    assert_eq!(listed(next).await?, ["run-3", "run-2"]);
+
+    // Queued and running runs that lost their claim are orphans.
+    assert!(runs.orphaned_runs().await?.is_empty());
+    runs.release("planning", "S2", "run-3").await?;
+    runs.release("brief", "S1", "run-4").await?;
+    let orphans: Vec<String> = runs
+        .orphaned_runs()
+        .await?
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(orphans, ["run-3", "run-4"]);
     Ok(())
 }

@@ -24,6 +24,13 @@
 //!   every version, `hash` the SHA-256 of its content (hex, indexed: is a
 //!   file's text some stored version?), `writer` as JSON (`{"kind":"agent","agent":…,"run_id":…}`,
 //!   `{"kind":"api"}`, `{"kind":"file"}`).
+//!
+//! Version 2 adds runs as resources (SPEC 8):
+//! - `runs (run_id, flow, story_id, status, created_at, updated_at,
+//!   finished_at, cancel_requested, body)`: one row per run, `body` the
+//!   engine's JSON of it; indexed for listings by story, flow and status,
+//!   newest first.
+//! - `run_events (run_id, id, event, data)`: the events of each run, for replay.
 
 use rusqlite::Connection;
 
@@ -96,6 +103,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (id, version)
     );
     CREATE INDEX doc_versions_by_hash ON doc_versions (id, hash);
+    ",
+    // 1 → 2
+    "
+    CREATE TABLE runs (
+        run_id           TEXT PRIMARY KEY,
+        flow             TEXT NOT NULL,
+        story_id         TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        finished_at      INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        body             TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_by_age ON runs (created_at, run_id);
+    CREATE INDEX runs_by_story ON runs (story_id, created_at, run_id);
+    CREATE INDEX runs_by_flow ON runs (flow, created_at, run_id);
+    CREATE INDEX runs_by_status ON runs (status, created_at, run_id);
+    CREATE TABLE run_events (
+        run_id TEXT NOT NULL,
+        id     INTEGER NOT NULL,
+        event  TEXT NOT NULL,
+        data   TEXT NOT NULL,
+        PRIMARY KEY (run_id, id)
+    ) WITHOUT ROWID;
     ",
 ];
 
@@ -192,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn version_1_has_every_table_and_migrating_again_does_nothing() -> TestResult {
+    fn the_last_version_has_every_table_and_migrating_again_does_nothing() -> TestResult {
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
         let expected = [
@@ -200,7 +232,9 @@ mod tests {
             "documents",
             "memory",
             "run_claims",
+            "run_events",
             "run_records",
+            "runs",
             "sqlite_sequence",
             "status_history",
             "workflow_agents",
