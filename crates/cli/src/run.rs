@@ -1,9 +1,12 @@
 //! `bmad2pf run FLOW --story ID --input TEXT`: one flow run, from the terminal.
 //!
 //! Per-agent progress goes to stderr as it happens; the outcome goes to
-//! stdout (a short table, or the API's JSON body with `--json`). Exit code:
-//! 0 success, 1 the run failed (or the flow is already running for this
-//! story in another process: `error[run_in_progress]`), 3 the run is pending
+//! stdout (a short table, or the API's JSON body with `--json`). The run is
+//! stored like every run (SPEC 8): a server on the same data directory
+//! lists it, follows it and can cancel it. It runs headless: agents cannot
+//! ask questions yet. Exit code: 0 success, 1 the run failed or was
+//! cancelled (or the flow is already running for this story in another
+//! process: `error[run_in_progress]`), 3 the run is pending
 //! (documents missing: put them into the docs directory and run again), 2
 //! usage or start-up error.
 
@@ -11,7 +14,8 @@ use crate::Outcome;
 use crate::report::stdout;
 use crate::runtime::{BundleArgs, StartError, init_logging, start_engine, tokio_runtime};
 use bmad2pf_engine::EngineError;
-use bmad2pf_engine::outcome::{ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use bmad2pf_engine::outcome::{ProgressStatus, RunEvent, RunRequest, RunStatus};
+use bmad2pf_engine::runs::{Run, RunMode};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -57,10 +61,10 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
             input: args.input.clone(),
             force: args.force,
         };
-        let result = engine.run(request, Some(events)).await;
+        let result = engine.run(request, RunMode::Headless, Some(events)).await;
         let _ = printer.await;
-        let outcome = match result {
-            Ok(outcome) => outcome,
+        let run = match result {
+            Ok(run) => run,
             Err(error @ EngineError::UnknownFlow(_)) => {
                 let flows: Vec<&str> = engine.bundle().flows.keys().map(String::as_str).collect();
                 return Err(StartError {
@@ -82,11 +86,13 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
             }
         };
         engine.shutdown().await;
-        print_outcome(&outcome, args.json);
-        Ok(match outcome.status {
+        print_run(&run, args.json);
+        Ok(match run.outcome.status {
             RunStatus::Success => Outcome::Success,
-            RunStatus::Error => Outcome::Invalid,
             RunStatus::Pending => Outcome::Pending,
+            RunStatus::Error | RunStatus::Cancelled | RunStatus::Queued | RunStatus::Running => {
+                Outcome::Invalid
+            }
         })
     })
 }
@@ -115,18 +121,16 @@ fn print_progress(event: &RunEvent) {
     }
 }
 
-fn print_outcome(outcome: &RunOutcome, json: bool) {
+fn print_run(run: &Run, json: bool) {
+    let outcome = &run.outcome;
     let text = if json {
-        serde_json::to_string_pretty(outcome).unwrap_or_default()
+        serde_json::to_string_pretty(run).unwrap_or_default()
     } else {
         let mut lines = vec![format!(
             "{} {}: {} in {} ms",
             "run",
             outcome.run_id,
-            serde_json::to_value(outcome.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            outcome.status.as_str(),
             outcome.duration_ms
         )];
         for (agent, result) in &outcome.results {

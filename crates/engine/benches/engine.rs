@@ -16,6 +16,7 @@
 //!
 //! Run with `cargo bench -p bmad2pf-engine`.
 
+use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::Engine;
@@ -96,7 +97,7 @@ fn run_chain(bencher: Bencher) {
         let engine = Arc::clone(&engine);
         s.runtime
             .block_on(async move {
-                tokio::spawn(async move { engine.run(request(), None).await }).await
+                tokio::spawn(async move { engine.run(request(), RunMode::Headless, None).await }).await
             })
             .expect("task")
             .expect("run")
@@ -108,7 +109,7 @@ fn parallel_step(bencher: Bencher) {
     let s = setup(8, true, 200);
     bencher.bench_local(|| {
         s.runtime
-            .block_on(s.engine.run(request(), None))
+            .block_on(s.engine.run(request(), RunMode::Headless, None))
             .expect("run")
     });
 }

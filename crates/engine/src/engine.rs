@@ -9,14 +9,14 @@
 
 use crate::core::Core;
 use crate::error::EngineError;
-use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunOutcome, RunRequest};
-use crate::run::{RunState, graph::build_flow, run_flow};
+use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunRequest};
+use crate::run::graph::build_flow;
+use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, Runner};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
-    CLAIM_TTL, Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore,
-    RedisMemoryStore, RedisRunStore, RedisStatusStore, RunRecord, RunStore, SqliteDocStore,
-    SqliteMemoryStore, SqliteRunStore, SqliteStatusStore, StatusStore, StoreError,
-    ids::check_story_id,
+    Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore, RedisMemoryStore,
+    RedisRunStore, RedisStatusStore, RunStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
+    SqliteStatusStore, StatusStore, StoreError, StoredEvent, ids::check_story_id,
 };
 use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
@@ -116,8 +116,10 @@ pub struct Engine {
     health: tokio::sync::Mutex<Option<HealthReport>>,
     /// Where the stores count their failures.
     incidents: Incidents,
-    /// Flow name → its PocketFlow graph.
-    graphs: BTreeMap<String, pocketflow::Flow<RunState>>,
+    /// Starts, watches and cancels runs (SPEC 8).
+    runner: Arc<Runner>,
+    /// The runner's background tasks, stopped with the engine.
+    background: Vec<tokio::task::JoinHandle<()>>,
     /// Flow name → the longest story id its runs accept, for flows that have a limit.
     flow_limits: BTreeMap<String, StoryLimit>,
     /// Agent id → the longest story id its readiness check accepts, where limited.
@@ -162,8 +164,10 @@ impl Engine {
             .bundle
             .flows
             .values()
-            .map(|flow| (flow.name.clone(), build_flow(&core, flow)))
+            .map(|flow| (flow.name.clone(), Arc::new(build_flow(&core, flow))))
             .collect();
+        let runner = Arc::new(Runner::new(core.clone(), graphs));
+        let background = runner.start_background();
         let flow_limits = core
             .bundle
             .flows
@@ -178,7 +182,8 @@ impl Engine {
             .collect();
         Ok(Self {
             core,
-            graphs,
+            runner,
+            background,
             flow_limits,
             agent_limits,
             health: tokio::sync::Mutex::new(None),
@@ -218,24 +223,49 @@ impl Engine {
         &self.core.status
     }
 
-    /// Runs a flow for a story to its end.
+    /// Runs a flow for a story to its end (`POST /run`, `bmad2pf run`):
+    /// [`submit`](Self::submit), then waits for the run to end.
     ///
-    /// Progress, token and result events go to `events` as they happen; a
-    /// receiver that went away is ignored (the run finishes and writes its
-    /// documents). Failures of agents are part of the outcome; an `Err` is
-    /// about the request: unknown flow, bad story id, a story id too long for
-    /// the flow's documents ([`EngineError::StoryIdTooLong`], before anything
-    /// runs), or the flow already running for this story
-    /// ([`EngineError::RunInProgress`]).
+    /// Progress, token and result events also go to `observer` as they
+    /// happen; an observer that went away is ignored (the run finishes
+    /// and writes its documents).
     pub async fn run(
         &self,
         request: RunRequest,
-        events: Option<UnboundedSender<RunEvent>>,
-    ) -> Result<RunOutcome, EngineError> {
-        let graph = self
-            .graphs
-            .get(&request.flow)
-            .ok_or_else(|| EngineError::UnknownFlow(request.flow.clone()))?;
+        mode: RunMode,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<Run, EngineError> {
+        let (run, mut ended) = self.start_run(request, mode, observer).await?;
+        match ended.wait_for(Option::is_some).await {
+            Ok(ended) => Ok(ended.as_ref().map_or(run, |run| run.as_ref().clone())),
+            Err(_) => Err(EngineError::Internal(
+                "the run's task stopped before the run ended".into(),
+            )),
+        }
+    }
+
+    /// Starts a run in the background (`POST /runs`): stored `queued`, it
+    /// runs once a slot is free. The run as stored.
+    ///
+    /// An `Err` is about the request: unknown flow, bad story id, a story id
+    /// too long for the flow's documents ([`EngineError::StoryIdTooLong`],
+    /// before anything runs), the flow already queued or running for this
+    /// story ([`EngineError::RunInProgress`]), too many runs queued.
+    pub async fn submit(&self, request: RunRequest, mode: RunMode) -> Result<Run, EngineError> {
+        self.start_run(request, mode, None)
+            .await
+            .map(|(run, _)| run)
+    }
+
+    async fn start_run(
+        &self,
+        request: RunRequest,
+        mode: RunMode,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<(Run, tokio::sync::watch::Receiver<Option<Arc<Run>>>), EngineError> {
+        if !self.runner.has_flow(&request.flow) {
+            return Err(EngineError::UnknownFlow(request.flow.clone()));
+        }
         // A story id names documents: a bad one is an id error (400) like
         // every other id, whoever sends it.
         check_story_id(&request.story_id).map_err(StoreError::from)?;
@@ -244,37 +274,40 @@ impl Engine {
             &format!("flow `{}`", request.flow),
             &request.story_id,
         )?;
-        let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
-        let core = &self.core;
-        if let Some(active) = core
-            .runs
-            .claim(&request.flow, &request.story_id, &run_id)
-            .await?
-        {
-            return Err(EngineError::RunInProgress { run_id: active });
+        self.runner.submit(request, mode, observer).await
+    }
+
+    /// A run, from any process on the store.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, EngineError> {
+        self.runner.get(run_id).await
+    }
+
+    /// A page of runs, newest first.
+    pub async fn list_runs(&self, filter: RunFilter) -> Result<RunPage, EngineError> {
+        if let Some(story_id) = &filter.story_id {
+            check_story_id(story_id).map_err(StoreError::from)?;
         }
-        let mut claim = Claim::held(
-            core.runs.clone(),
-            request.flow.clone(),
-            request.story_id.clone(),
-            run_id.clone(),
-        );
-        tracing::info!(
-            run_id,
-            flow = claim.flow,
-            story = claim.story,
-            "run started"
-        );
-        let finished = run_flow(core, graph, request, run_id.clone(), events).await;
-        let mut outcome = finished.outcome;
-        if let Err(error) = claim.finish(finished.record.as_ref()).await {
-            tracing::error!(run_id, %error, "the run record could not be saved; the next run will redo this one");
-            outcome
-                .errors
-                .insert("run_record".into(), error.to_string());
-        }
-        tracing::info!(run_id, status = ?outcome.status, duration_ms = outcome.duration_ms, "run finished");
-        Ok(outcome)
+        self.runner.list(filter).await
+    }
+
+    /// The run's events after id `after` (0: all): the stored ones, then
+    /// live ones until it ends.
+    pub async fn follow_run(
+        &self,
+        run_id: &str,
+        after: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<StoredEvent>>, EngineError> {
+        self.runner.follow(run_id, after).await
+    }
+
+    /// The run once it has ended, or as it is after `timeout`.
+    pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Result<Run, EngineError> {
+        self.runner.wait(run_id, timeout).await
+    }
+
+    /// Cancels a queued or running run (SPEC 8.2).
+    pub async fn cancel_run(&self, run_id: &str) -> Result<Cancelled, EngineError> {
+        self.runner.cancel(run_id).await
     }
 
     /// Executes one agent statelessly (SPEC 5, `POST /agent/{id}/execute`).
@@ -355,92 +388,10 @@ impl Engine {
     }
 }
 
-/// A held (flow, story) claim, renewed every third of [`CLAIM_TTL`] while
-/// the run lives. Released when the run ends; if the run's future is
-/// dropped midway (a cancelled caller), released from `Drop` on a spawned
-/// task, so the pair is never left blocked.
-struct Claim {
-    runs: Arc<dyn RunStore>,
-    flow: String,
-    story: String,
-    run_id: String,
-    released: bool,
-    renewal: tokio::task::JoinHandle<()>,
-}
-
-impl Claim {
-    /// A claim just taken by `run_id`; starts its renewal.
-    fn held(runs: Arc<dyn RunStore>, flow: String, story: String, run_id: String) -> Self {
-        let renewal = tokio::spawn({
-            let (runs, flow, story, run_id) =
-                (runs.clone(), flow.clone(), story.clone(), run_id.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(CLAIM_TTL / 3).await;
-                    match runs.renew(&flow, &story, &run_id).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(
-                                run_id,
-                                flow,
-                                story,
-                                "the run's claim expired before it was renewed; another run may take this story"
-                            );
-                            break;
-                        }
-                        // The store is down: keep trying while the claim lives.
-                        Err(error) => {
-                            tracing::warn!(run_id, %error, "renewing the run claim failed")
-                        }
-                    }
-                }
-            }
-        });
-        Self {
-            runs,
-            flow,
-            story,
-            run_id,
-            released: false,
-            renewal,
-        }
-    }
-
-    /// Ends the run: saves its `record` (when it has one) and gives up
-    /// the claim, in one write where the store can. Should that fail, the
-    /// claim is still released, and the error says the record was not saved.
-    async fn finish(&mut self, record: Option<&RunRecord>) -> Result<(), StoreError> {
-        self.released = true;
-        self.renewal.abort();
-        let (flow, story, run_id) = (&self.flow, &self.story, &self.run_id);
-        let finished = self.runs.finish(flow, story, run_id, record).await;
-        if finished.is_err()
-            && let Err(error) = self.runs.release(flow, story, run_id).await
-        {
-            tracing::error!(run_id, %error, "releasing the run claim failed");
-        }
-        finished
-    }
-}
-
-impl Drop for Claim {
+impl Drop for Engine {
     fn drop(&mut self) {
-        self.renewal.abort();
-        if self.released {
-            return;
-        }
-        let (runs, flow, story, run_id) = (
-            self.runs.clone(),
-            std::mem::take(&mut self.flow),
-            std::mem::take(&mut self.story),
-            std::mem::take(&mut self.run_id),
-        );
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(error) = runs.release(&flow, &story, &run_id).await {
-                    tracing::error!(run_id, %error, "releasing the claim of a cancelled run failed");
-                }
-            });
+        for task in &self.background {
+            task.abort();
         }
     }
 }

@@ -32,9 +32,28 @@ pub enum EngineError {
         /// The id that sets the limit, in words.
         too_long_for: String,
     },
-    /// This flow is already running for this story (409).
+    /// This flow has a queued or running run for this story (409); its
+    /// status, when it could be read.
     #[error("flow is already running for this story (run {run_id})")]
-    RunInProgress { run_id: String },
+    RunInProgress {
+        run_id: String,
+        status: Option<String>,
+    },
+    /// Too many runs wait for a slot (503).
+    #[error("too many runs are queued ({0}); retry later")]
+    QueueFull(usize),
+    /// No run of that id (404).
+    #[error("unknown run `{0}`")]
+    UnknownRun(String),
+    /// A run id this program never makes (400).
+    #[error("{0}")]
+    InvalidRunId(String),
+    /// A listing cursor that this program never makes (400).
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
+    /// Cancel of a run that ended other than cancelled (409).
+    #[error("run `{run_id}` has ended ({status}); only a queued or running run can be cancelled")]
+    RunNotActive { run_id: String, status: String },
     /// A store failed (status per the store error's kind).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,6 +74,11 @@ impl EngineError {
             Self::InvalidRequest(_) => EngineErrorCode::InvalidRequest,
             Self::StoryIdTooLong { .. } => EngineErrorCode::InvalidId,
             Self::RunInProgress { .. } => EngineErrorCode::RunInProgress,
+            Self::QueueFull(_) => EngineErrorCode::QueueFull,
+            Self::UnknownRun(_) => EngineErrorCode::NotFound,
+            Self::InvalidRunId(_) => EngineErrorCode::InvalidId,
+            Self::InvalidCursor(_) => EngineErrorCode::InvalidCursor,
+            Self::RunNotActive { .. } => EngineErrorCode::RunNotActive,
             Self::Store(e) => return e.code(),
             Self::Config(_) => EngineErrorCode::ConfigError,
             Self::Internal(_) => EngineErrorCode::InternalError,
@@ -71,6 +95,10 @@ error_codes! {
         InvalidRequest => "invalid_request",
         InvalidId => "invalid_id",
         RunInProgress => "run_in_progress",
+        QueueFull => "queue_full",
+        NotFound => "not_found",
+        InvalidCursor => "invalid_cursor",
+        RunNotActive => "run_not_active",
         ConfigError => "config_error",
         InternalError => "internal_error",
     }

@@ -84,6 +84,11 @@ error_codes! {
         LoopLimit => "loop_limit",
         /// The graph itself failed.
         Internal => "internal_error",
+        /// The process running it died or was stopped (SPEC 8.1); the run
+        /// is marked, never replayed.
+        InterruptedByRestart => "interrupted_by_restart",
+        /// Its flow is no longer in the bundle of the process that took it over.
+        BundleChanged => "bundle_changed",
     }
 }
 

@@ -14,6 +14,8 @@
 //!   cache and its view of the documents (`docs.rs`).
 //! - `conversation.rs`: the conversation with a model (tool loop, structured
 //!   reply, repair), used by the agents of flows and by stateless execute.
+//! - [`runs`]: runs as resources — stored, queued, followed, cancelled,
+//!   and marked when their process died (SPEC 8).
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
 //! - [`store`]: document, memory, orchestration-status and run-record
@@ -38,6 +40,7 @@ pub mod llm;
 pub mod outcome;
 pub mod reply;
 mod run;
+pub mod runs;
 pub mod stats;
 pub mod store;
 mod story_limit;

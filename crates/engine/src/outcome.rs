@@ -20,15 +20,47 @@ pub struct RunRequest {
     pub force: bool,
 }
 
+/// Where a run is in its life (SPEC 8.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
-    /// Every agent that was due ran (or was skipped as up to date).
+    /// Accepted, waiting for a running slot.
+    Queued,
+    /// Executing in one process.
+    Running,
+    /// Ended: every agent that was due ran (or was skipped as up to date).
     Success,
-    /// Some agents wait for documents; PUT them and run again.
+    /// Ended: some agents wait for documents; PUT them and run again.
     Pending,
-    /// An agent failed with `error_handling: stop`, or the run hit `loop_limit`.
+    /// Ended: an agent failed with `error_handling: stop`, the run hit
+    /// `loop_limit`, or its process died (`error_code` says which).
     Error,
+    /// Ended by a cancel request or Ctrl-C.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The wire form (`queued`, `success`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Pending => "pending",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every status, for checking filters.
+    pub const ALL: [RunStatus; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Success,
+        Self::Pending,
+        Self::Error,
+        Self::Cancelled,
+    ];
 }
 
 /// How one agent of a run ended.
@@ -117,6 +149,41 @@ pub enum RunEvent {
         agent: String,
         data: AgentResult,
     },
+    /// The run's status changed.
+    Status {
+        status: RunStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_code: Option<String>,
+        /// Unix milliseconds.
+        at: u64,
+    },
+    /// The run ended: the whole run.
+    Done(Box<crate::runs::Run>),
+}
+
+impl RunEvent {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Progress { .. } => "progress",
+            Self::Token { .. } => "token",
+            Self::Result { .. } => "result",
+            Self::Status { .. } => "status",
+            Self::Done(_) => "done",
+        }
+    }
+
+    /// The SSE event name and its data as JSON text.
+    pub fn name_and_data(&self) -> (&'static str, String) {
+        let data = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut fields)) => fields
+                .remove("data")
+                .map(|data| data.to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        (self.name(), data)
+    }
 }
 
 /// A stateless single-agent request (`POST /agent/{id}/execute`).

@@ -14,6 +14,7 @@ pub struct Counters {
     runs_success: AtomicU64,
     runs_pending: AtomicU64,
     runs_error: AtomicU64,
+    runs_cancelled: AtomicU64,
     agents_completed: AtomicU64,
     agents_failed: AtomicU64,
     agents_skipped: AtomicU64,
@@ -28,7 +29,7 @@ pub struct Counters {
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EngineStats {
-    /// Finished runs by status (`success`, `pending`, `error`).
+    /// Finished runs by status (`success`, `pending`, `error`, `cancelled`).
     pub runs: BTreeMap<&'static str, u64>,
     /// Agent executions by result (`completed`, `failed`, `skipped`, `waiting`).
     pub agent_executions: BTreeMap<&'static str, u64>,
@@ -43,12 +44,15 @@ pub struct EngineStats {
 impl Counters {
     pub(crate) fn run_finished(&self, status: crate::outcome::RunStatus) {
         use crate::outcome::RunStatus::*;
-        match status {
+        let counter = match status {
             Success => &self.runs_success,
             Pending => &self.runs_pending,
             Error => &self.runs_error,
-        }
-        .fetch_add(1, Relaxed);
+            Cancelled => &self.runs_cancelled,
+            // Not an end: nothing to count.
+            Queued | Running => return,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn agent_finished(&self, status: crate::outcome::AgentRunStatus) {
@@ -82,6 +86,7 @@ impl Counters {
             ("success", &self.runs_success),
             ("pending", &self.runs_pending),
             ("error", &self.runs_error),
+            ("cancelled", &self.runs_cancelled),
         ];
         let agents = [
             ("completed", &self.agents_completed),

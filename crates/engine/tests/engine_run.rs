@@ -4,6 +4,7 @@
 
 mod llm_common;
 
+use bmad2pf_engine::runs::{Cancelled, RunMode};
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{OnMissingDoc, ProviderKind, RuntimeConfig};
 use bmad2pf_engine::outcome::{
@@ -122,7 +123,7 @@ fn planning() -> Project {
 async fn a_derived_flow_runs_end_to_end_and_writes_documents() {
     let project = planning();
     let engine = project.engine().await;
-    let outcome = engine.run(run("default", "s1"), None).await.expect("run");
+    let outcome = engine.run(run("default", "s1"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     for agent in ["analyst", "pm", "architect", "po"] {
         assert_eq!(
@@ -164,13 +165,14 @@ async fn a_second_run_skips_up_to_date_agents_unless_forced() {
     let project = planning();
     let engine = project.engine().await;
     engine
-        .run(run("default", "s1"), None)
+        .run(run("default", "s1"), RunMode::Headless, None)
         .await
         .expect("first run");
     let again = engine
-        .run(run("default", "s1"), None)
+        .run(run("default", "s1"), RunMode::Headless, None)
         .await
-        .expect("second run");
+        .expect("second run")
+        .outcome;
     assert_eq!(again.status, RunStatus::Success);
     assert!(
         again
@@ -185,10 +187,12 @@ async fn a_second_run_skips_up_to_date_agents_unless_forced() {
                 force: true,
                 ..run("default", "s1")
             },
+            RunMode::Headless,
             None,
         )
         .await
-        .expect("forced run");
+        .expect("forced run")
+        .outcome;
     assert!(
         forced
             .results
@@ -202,10 +206,12 @@ async fn a_second_run_skips_up_to_date_agents_unless_forced() {
                 input: "Build a calendar".into(),
                 ..run("default", "s1")
             },
+            RunMode::Headless,
             None,
         )
         .await
-        .expect("changed input");
+        .expect("changed input")
+        .outcome;
     assert_eq!(
         changed.results["analyst"].status,
         AgentRunStatus::Completed,
@@ -218,7 +224,7 @@ async fn missing_documents_make_the_run_pending_until_they_are_put() {
     let agents = [agent("writer", "requires: [spec.md]\n")];
     let project = project(&files(&agents, &[]));
     let engine = project.engine().await;
-    let pending = engine.run(run("default", "s2"), None).await.expect("run");
+    let pending = engine.run(run("default", "s2"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(pending.status, RunStatus::Pending);
     assert_eq!(pending.pending_docs, vec!["spec.md".to_string()]);
     assert_eq!(pending.results["writer"].status, AgentRunStatus::Waiting);
@@ -230,7 +236,7 @@ async fn missing_documents_make_the_run_pending_until_they_are_put() {
         .put(&spec, "# Spec\n", bmad2pf_engine::store::DocWriter::Api)
         .await
         .expect("put");
-    let done = engine.run(run("default", "s2"), None).await.expect("rerun");
+    let done = engine.run(run("default", "s2"), RunMode::Headless, None).await.expect("rerun").outcome;
     assert_eq!(done.status, RunStatus::Success, "{done:#?}");
     assert!(doc(&engine, "s2__writer").await.is_some());
 }
@@ -242,7 +248,7 @@ async fn on_missing_doc_error_fails_the_agent_and_skip_runs_it() {
     let mut config = project.config();
     config.on_missing_doc = OnMissingDoc::Error;
     let engine = project.engine_with(config.clone()).await;
-    let failed = engine.run(run("default", "s3"), None).await.expect("run");
+    let failed = engine.run(run("default", "s3"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(failed.status, RunStatus::Error);
     assert!(
         failed.errors["writer"].starts_with("dependency_missing"),
@@ -251,7 +257,7 @@ async fn on_missing_doc_error_fails_the_agent_and_skip_runs_it() {
 
     config.on_missing_doc = OnMissingDoc::Skip;
     let engine = project.engine_with(config).await;
-    let ran = engine.run(run("default", "s3"), None).await.expect("run");
+    let ran = engine.run(run("default", "s3"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(ran.status, RunStatus::Success, "{ran:#?}");
 }
 
@@ -265,7 +271,7 @@ async fn an_llm_outage_is_never_a_success() {
     let mut config = project.config();
     config.llm.mock.failure_rate = 1.0;
     let engine = project.engine_with(config).await;
-    let outcome = engine.run(run("default", "s4"), None).await.expect("run");
+    let outcome = engine.run(run("default", "s4"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.error_code.as_deref(), Some("agent_failed"));
     assert_eq!(outcome.results["first"].status, AgentRunStatus::Failed);
@@ -291,7 +297,7 @@ async fn continue_and_fallback_go_on_but_still_report_the_failure() {
     let mut config = project.config();
     config.llm.mock.failure_rate = 1.0;
     let engine = project.engine_with(config).await;
-    let outcome = engine.run(run("default", "s5"), None).await.expect("run");
+    let outcome = engine.run(run("default", "s5"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
     assert_eq!(outcome.results["flaky"].status, AgentRunStatus::Fallback);
     let placeholder = doc(&engine, "s5__flaky")
@@ -347,7 +353,7 @@ async fn actions_route_between_steps() {
     let engine = project
         .engine_with(scripted_config(&project, &server))
         .await;
-    let outcome = engine.run(run("plan", "s6"), None).await.expect("run");
+    let outcome = engine.run(run("plan", "s6"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(
         server.requests().len(),
@@ -374,7 +380,7 @@ async fn a_loop_stops_at_max_visits_with_loop_limit() {
     let engine = project
         .engine_with(scripted_config(&project, &server))
         .await;
-    let outcome = engine.run(run("plan", "s7"), None).await.expect("run");
+    let outcome = engine.run(run("plan", "s7"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.error_code.as_deref(), Some("loop_limit"));
     assert!(outcome.errors["run"].contains("`write`"), "{outcome:#?}");
@@ -394,23 +400,27 @@ async fn one_run_per_flow_and_story_at_a_time() {
     let engine = Arc::new(project.engine_with(config).await);
     let first = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.run(run("default", "s8"), None).await }
+        async move { engine.run(run("default", "s8"), RunMode::Headless, None).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let refused = engine.run(run("default", "s8"), None).await;
+    let refused = engine.run(run("default", "s8"), RunMode::Headless, None).await;
     let other_story = engine
-        .run(run("default", "s9"), None)
+        .run(run("default", "s9"), RunMode::Headless, None)
         .await
-        .expect("other story runs");
-    let first = first.await.expect("join").expect("first run");
+        .expect("other story runs")
+        .outcome;
+    let first = first.await.expect("join").expect("first run").outcome;
     match refused {
-        Err(EngineError::RunInProgress { run_id }) => assert_eq!(run_id, first.run_id),
+        Err(EngineError::RunInProgress { run_id, status }) => {
+            assert_eq!(run_id, first.run_id);
+            assert_eq!(status.as_deref(), Some("running"));
+        }
         other => panic!("expected run_in_progress, got {other:?}"),
     }
     assert_eq!(other_story.status, RunStatus::Success);
     // The claim is released: the same pair may run again.
     engine
-        .run(run("default", "s8"), None)
+        .run(run("default", "s8"), RunMode::Headless, None)
         .await
         .expect("third run");
 }
@@ -421,9 +431,10 @@ async fn streaming_callers_get_progress_tokens_and_results_in_order() {
     let engine = project.engine().await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let outcome = engine
-        .run(run("default", "s10"), Some(tx))
+        .run(run("default", "s10"), RunMode::Headless, Some(tx))
         .await
-        .expect("run");
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success);
     let mut events = Vec::new();
     while let Ok(event) = rx.try_recv() {
@@ -554,7 +565,7 @@ async fn readiness_lists_missing_documents_and_agents() {
     let before = engine.readiness("pm", "s11").await.expect("ready");
     assert!(!before.ready);
     assert_eq!(before.missing_docs, vec!["brief.md".to_string()]);
-    engine.run(run("default", "s11"), None).await.expect("run");
+    engine.run(run("default", "s11"), RunMode::Headless, None).await.expect("run").outcome;
     let after = engine.readiness("pm", "s11").await.expect("ready");
     assert!(after.ready);
     assert!(after.last_execution.is_some());
@@ -565,11 +576,11 @@ async fn unknown_flows_and_bad_story_ids_are_request_errors() {
     let project = planning();
     let engine = project.engine().await;
     assert!(matches!(
-        engine.run(run("nope", "s"), None).await,
+        engine.run(run("nope", "s"), RunMode::Headless, None).await,
         Err(EngineError::UnknownFlow(_))
     ));
     assert!(matches!(
-        engine.run(run("default", "../etc"), None).await,
+        engine.run(run("default", "../etc"), RunMode::Headless, None).await,
         Err(EngineError::Store(StoreError::InvalidId(_)))
     ));
     assert!(matches!(
@@ -579,42 +590,50 @@ async fn unknown_flows_and_bad_story_ids_are_request_errors() {
     assert!(!Path::new("/etc/__brief.md").exists());
 }
 
+/// A caller that goes away does not stop its run (it finishes and
+/// writes its documents); a cancel does, at once, and gives the claim back.
 #[tokio::test]
-async fn a_cancelled_run_gives_its_claim_back() {
+async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
     let agents = [agent("slow", "")];
     let project = project(&files(&agents, &[]));
     let mut config = project.config();
     config.llm.mock.latency_ms = 5_000;
     let engine = Arc::new(project.engine_with(config).await);
-    let cancelled = tokio::spawn({
+    let caller = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.run(run("default", "s12"), None).await }
+        async move { engine.run(run("default", "s12"), RunMode::Headless, None).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let Err(EngineError::RunInProgress { run_id, .. }) =
+        engine.run(run("default", "s12"), RunMode::Headless, None).await
+    else {
+        panic!("the first run holds the story");
+    };
+    caller.abort();
+    let _ = caller.await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let running = engine.get_run(&run_id).await.expect("stored");
+    assert_eq!(running.outcome.status, RunStatus::Running, "{running:#?}");
+    assert_eq!(running.running_agents, ["slow"], "{running:#?}");
+
+    let cancelled = engine.cancel_run(&run_id).await.expect("cancel");
+    assert!(matches!(cancelled, Cancelled::Requested { .. }), "{cancelled:?}");
+    let ended = engine
+        .wait_run(&run_id, std::time::Duration::from_secs(2))
+        .await
+        .expect("wait");
+    assert_eq!(ended.outcome.status, RunStatus::Cancelled, "{ended:#?}");
+    // Cancelling again answers the run; the story is free.
     assert!(matches!(
-        engine.run(run("default", "s12"), None).await,
-        Err(EngineError::RunInProgress { .. })
+        engine.cancel_run(&run_id).await,
+        Ok(Cancelled::Ended(_))
     ));
-    cancelled.abort();
-    let _ = cancelled.await;
-    // The claim is released on a spawned task; give it a moment.
-    let mut claimed = true;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let probe = tokio::time::timeout(
-            std::time::Duration::from_millis(10),
-            engine.run(run("default", "s12"), None),
-        )
-        .await;
-        match probe {
-            Ok(Err(EngineError::RunInProgress { .. })) => continue,
-            _ => {
-                claimed = false;
-                break;
-            }
-        }
-    }
-    assert!(!claimed, "the cancelled run's claim was never released");
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        engine.submit(run("default", "s12"), RunMode::Headless),
+    )
+    .await;
+    assert!(matches!(probe, Ok(Ok(_))), "{probe:?}");
 }
 
 #[tokio::test]
@@ -638,11 +657,11 @@ async fn runtime_retries_apply_unless_the_agent_sets_its_own() {
     config.llm.max_retries = 0;
     let engine = project.engine_with(config).await;
     // llm.max_retries = 0 and the agent says nothing: one attempt, then failure.
-    let plain = engine.run(run("plain", "s13"), None).await.expect("run");
+    let plain = engine.run(run("plain", "s13"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(plain.status, RunStatus::Error, "{plain:#?}");
     assert_eq!(server.requests().len(), 1);
     // The agent's own retry_count wins: a second attempt succeeds.
-    let stubborn = engine.run(run("stubborn", "s13"), None).await.expect("run");
+    let stubborn = engine.run(run("stubborn", "s13"), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(stubborn.status, RunStatus::Success, "{stubborn:#?}");
     assert_eq!(server.requests().len(), 3);
 }

@@ -4,6 +4,7 @@
 
 mod llm_common;
 
+use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_engine::Engine;
@@ -128,7 +129,7 @@ async fn builtin_tools_read_and_write_the_stores() {
         &llm,
     )
     .await;
-    let outcome = s.engine.run(request(), None).await.expect("run");
+    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     let results: Vec<String> = tool_results(&llm)
         .iter()
@@ -181,7 +182,7 @@ async fn http_and_command_tools_run_without_a_shell() {
         wiki.url
     );
     let s = setup(&tools, "wiki, echo_args", &llm).await;
-    let outcome = s.engine.run(request(), None).await.expect("run");
+    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(wiki.single_request().target, "/search?q=a%20b%26c");
     let results = tool_results(&llm);
@@ -201,7 +202,7 @@ async fn a_model_that_never_stops_calling_tools_fails_the_agent() {
         .collect();
     let llm = VendorServer::start(replies).await;
     let s = setup("tools: {}\n", "word_count", &llm).await;
-    let outcome = s.engine.run(request(), None).await.expect("run");
+    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.results["researcher"].status, AgentRunStatus::Failed);
     assert!(

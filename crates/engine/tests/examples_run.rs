@@ -1,5 +1,6 @@
 //! The shipped examples run end to end on the mock provider.
 
+use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ReplayMode, RuntimeConfig};
 use bmad2pf_engine::outcome::{RunRequest, RunStatus};
@@ -56,7 +57,7 @@ async fn the_planning_example_runs_every_flow() {
     let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
     assert!(!flows.is_empty());
     for flow in flows {
-        let outcome = engine.run(request(&flow), None).await.expect("run");
+        let outcome = engine.run(request(&flow), RunMode::Headless, None).await.expect("run").outcome;
         assert_eq!(
             outcome.status,
             RunStatus::Success,
@@ -72,7 +73,7 @@ async fn the_bmad_example_runs_until_it_needs_a_human() {
     let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
     assert!(!flows.is_empty());
     for flow in flows {
-        let outcome = engine.run(request(&flow), None).await.expect("run");
+        let outcome = engine.run(request(&flow), RunMode::Headless, None).await.expect("run").outcome;
         assert_ne!(
             outcome.status,
             RunStatus::Error,
@@ -94,9 +95,10 @@ async fn a_replayed_run_reproduces_the_recorded_documents_byte_for_byte() {
         })
         .await;
         let outcome = engine
-            .run(request("planning"), None)
+            .run(request("planning"), RunMode::Headless, None)
             .await
-            .expect("record run");
+            .expect("record run")
+            .outcome;
         assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
         read_docs(&root.path().join("docs"))
     };
@@ -107,9 +109,10 @@ async fn a_replayed_run_reproduces_the_recorded_documents_byte_for_byte() {
     })
     .await;
     let outcome = engine
-        .run(request("planning"), None)
+        .run(request("planning"), RunMode::Headless, None)
         .await
-        .expect("replay run");
+        .expect("replay run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(read_docs(&root.path().join("docs")), recorded);
     assert!(!recorded.is_empty());
@@ -138,7 +141,7 @@ async fn story_limit_of(engine: &Engine, flow: &str) -> usize {
         story_id: "s".repeat(200),
         ..request(flow)
     };
-    match engine.run(longest, None).await {
+    match engine.run(longest, RunMode::Headless, None).await {
         Err(EngineError::StoryIdTooLong { max_len, .. }) => max_len,
         Err(other) => panic!("flow {flow}: {other}"),
         Ok(_) => 200,
@@ -154,7 +157,7 @@ async fn story_ids_too_long_for_a_flows_documents_are_refused_before_the_run() {
         story_id: "s".repeat(190),
         ..request("brief")
     };
-    let error = engine.run(refused, None).await.expect_err("refused");
+    let error = engine.run(refused, RunMode::Headless, None).await.expect_err("refused");
     assert_eq!(error.code(), "invalid_id");
     let message = error.to_string();
     assert!(
@@ -186,7 +189,7 @@ async fn a_story_exactly_at_a_flows_limit_runs() {
                 story_id: "s".repeat(limit),
                 ..request(&flow)
             };
-            let outcome = engine.run(at_limit, None).await.expect("runs");
+            let outcome = engine.run(at_limit, RunMode::Headless, None).await.expect("runs").outcome;
             assert_ne!(
                 outcome.status,
                 RunStatus::Error,

@@ -130,9 +130,19 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// Seconds a client told `queue_full` waits before it retries.
+const QUEUE_FULL_RETRY_AFTER: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE && self.code == "queue_full" {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(QUEUE_FULL_RETRY_AFTER),
+            );
+        }
+        response
     }
 }
 
@@ -198,12 +208,22 @@ impl From<EngineError> for ApiError {
                     "max_len": max_len,
                 }))
             }
-            EngineError::RunInProgress { run_id } => Self::new(
+            EngineError::RunInProgress { run_id, status } => Self::new(
                 StatusCode::CONFLICT,
                 code,
                 format!("this flow is already running for this story (run {run_id})"),
             )
-            .with_details(json!({ "run_id": run_id })),
+            .with_details(json!({ "run_id": run_id, "status": status })),
+            EngineError::QueueFull(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, error.to_string())
+            }
+            EngineError::UnknownRun(_) => Self::new(StatusCode::NOT_FOUND, code, error.to_string()),
+            EngineError::InvalidRunId(message) => Self::bad_request(code, message),
+            EngineError::InvalidCursor(_) => Self::bad_request(code, error.to_string()),
+            EngineError::RunNotActive { ref status, .. } => {
+                let details = json!({ "status": status });
+                Self::new(StatusCode::CONFLICT, code, error.to_string()).with_details(details)
+            }
             EngineError::Store(store) => store.into(),
             EngineError::Config(message) | EngineError::Internal(message) => {
                 tracing::error!(code, %message, "engine failure");
@@ -274,6 +294,7 @@ mod tests {
             (
                 EngineError::RunInProgress {
                     run_id: "run-1".into(),
+                    status: Some("running".into()),
                 }
                 .into(),
                 StatusCode::CONFLICT,
@@ -319,8 +340,10 @@ mod tests {
     fn run_in_progress_names_the_active_run() {
         let error: ApiError = EngineError::RunInProgress {
             run_id: "run-7".into(),
+            status: Some("queued".into()),
         }
         .into();
         assert_eq!(error.body()["error"]["details"]["run_id"], "run-7");
+        assert_eq!(error.body()["error"]["details"]["status"], "queued");
     }
 }

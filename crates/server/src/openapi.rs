@@ -17,7 +17,7 @@
 //! `/docs` reads it); `bmad2pf generate` writes the same document as the
 //! bundle's `openapi.json` through [`openapi_document`].
 
-use crate::routes::{agent, bundle, docs, health, memory, orchestration, run};
+use crate::routes::{agent, bundle, docs, health, memory, orchestration, run, runs};
 use crate::wire;
 use bmad2pf_compiler::bundle::{Bundle, MemoryScope};
 use serde_json::{Value, json};
@@ -33,6 +33,8 @@ use utoipa::OpenApi;
     ),
     paths(
         run::run,
+        runs::start_run, runs::list_runs, runs::get_run, runs::run_events, runs::wait_run,
+        runs::cancel_run,
         bundle::flows, bundle::agents, bundle::agent,
         docs::list_docs, docs::get_doc, docs::put_doc, docs::delete_doc, docs::doc_status,
         docs::doc_versions,
@@ -45,7 +47,8 @@ use utoipa::OpenApi;
     ),
     components(schemas(wire::ErrorBody)),
     tags(
-        (name = "runs", description = "Run flows (JSON or Server-Sent Events)"),
+        (name = "runs", description = "Run flows: synchronously (JSON or Server-Sent Events) or \
+            in the background, as stored resources to list, follow, wait for and cancel"),
         (name = "bundle", description = "The loaded bundle's flows and agents"),
         (name = "documents", description = "Markdown documents"),
         (name = "memory", description = "Agents' memory"),
@@ -88,6 +91,8 @@ enum IdKind {
     MemoryScope,
     /// An agent id in a status record: ids joined by `/` (`pack/pm`).
     StatusAgent,
+    /// A run id: `run-` and 16 hex digits.
+    Run,
 }
 
 impl IdKind {
@@ -110,6 +115,7 @@ impl IdKind {
                 "isolated::".len() + MAX_ISOLATED_LEN,
             ),
             Self::StatusAgent => (format!("^{NO_DOUBLE_DOT}{ID}(/{ID})*$"), MAX_ID_LEN),
+            Self::Run => ("^run-[0-9A-Fa-f]{16}$".to_string(), "run-".len() + 16),
         };
         json!({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern})
     }
@@ -162,7 +168,12 @@ pub(crate) fn story_id_limit(bundle: &Bundle) -> usize {
 }
 
 /// Path and query parameters that are ids: (path template, parameter, kind).
-const ID_PARAMETERS: [(&str, &str, IdKind); 11] = [
+const ID_PARAMETERS: [(&str, &str, IdKind); 16] = [
+    ("/runs", "story_id", IdKind::Plain),
+    ("/runs/{id}", "id", IdKind::Run),
+    ("/runs/{id}/events", "id", IdKind::Run),
+    ("/runs/{id}/wait", "id", IdKind::Run),
+    ("/runs/{id}/cancel", "id", IdKind::Run),
     ("/doc", "story_id", IdKind::Plain),
     ("/doc/{id}", "id", IdKind::Doc),
     ("/doc/{id}/status", "id", IdKind::Doc),

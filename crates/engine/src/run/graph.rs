@@ -296,6 +296,7 @@ fn visit_guard(
                 return Ok(Action::new(HALT));
             }
             *visits += 1;
+            state.ctx.log.enter_step(&step);
             Ok(Action::DEFAULT)
         },
     }

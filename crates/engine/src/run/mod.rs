@@ -25,6 +25,7 @@ use crate::store::{
     AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
     now_ms,
 };
+use crate::runs::EventLog;
 use docs::RunDocs;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,7 +40,10 @@ pub(crate) struct RunContext {
     pub story_id: String,
     pub input: String,
     pub force: bool,
-    events: Option<UnboundedSender<RunEvent>>,
+    /// The run's event log: numbered, stored, followed by clients.
+    pub log: EventLog,
+    /// Who started the run in this process and watches it (the CLI's progress).
+    observer: Option<UnboundedSender<RunEvent>>,
     /// The documents as this run sees them (its own writes kept in memory).
     pub docs: Arc<RunDocs>,
     /// Orchestration status updates, written in order by the run's status
@@ -48,11 +52,13 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
-    /// Sends an event to a streaming caller; a caller that went away is ignored.
+    /// Logs an event of the run and shows it to the observer; an observer
+    /// that went away is ignored.
     pub fn emit(&self, event: RunEvent) {
-        if let Some(events) = &self.events {
-            let _ = events.send(event);
+        if let Some(observer) = &self.observer {
+            let _ = observer.send(event.clone());
         }
+        self.log.emit(event);
     }
 
     /// Records what happened to `agent` in the orchestration status of
@@ -84,8 +90,9 @@ impl RunContext {
         }
     }
 
+    /// Whether anyone watches tokens as they come (else replies are not streamed).
     pub fn streaming(&self) -> bool {
-        self.events.as_ref().is_some_and(|e| !e.is_closed())
+        self.observer.as_ref().is_some_and(|e| !e.is_closed()) || self.log.followed()
     }
 }
 
@@ -165,14 +172,17 @@ pub(crate) struct Finished {
     pub record: Option<RunRecord>,
 }
 
-/// Runs `request` on `graph` to its end. The caller holds the (flow, story)
-/// claim, and saves the record as it gives it up.
+/// Runs `request` on `graph` to its end, or until `cancel` turns true
+/// (then it ends `cancelled`, keeping what was written). The caller holds
+/// the (flow, story) claim, and saves the record as it gives it up.
 pub(crate) async fn run_flow(
     core: &Arc<Core>,
     graph: &pocketflow::Flow<RunState>,
     request: RunRequest,
     run_id: String,
-    events: Option<UnboundedSender<RunEvent>>,
+    observer: Option<UnboundedSender<RunEvent>>,
+    log: EventLog,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Finished {
     use pocketflow::Runnable;
     let started = Instant::now();
@@ -196,7 +206,8 @@ pub(crate) async fn run_flow(
             input: request.input,
             force: request.force,
             docs: Arc::new(RunDocs::new(core.docs.clone())),
-            events,
+            log,
+            observer,
             status: status_tx,
         }),
         results: BTreeMap::new(),
@@ -208,12 +219,22 @@ pub(crate) async fn run_flow(
         record: RunRecord::default(),
         memory: MemoryCache::default(),
     };
+    let mut cancelled = false;
     if let Err(halt) = load_state(core, &mut state).await {
         state.halted = Some(halt);
-    } else if let Err(error) = graph.run(&mut state).await {
-        // Agent failures are results, not errors; this is the machinery failing.
-        tracing::error!(run_id, %error, "run failed");
-        state.halted = Some(Halt::new(HaltCode::Internal, error.to_string()));
+    } else {
+        // A cancel drops the graph mid-step: calls in flight are dropped,
+        // `command` tools killed (kill_on_drop); what was written stays.
+        tokio::select! {
+            ran = graph.run(&mut state) => {
+                if let Err(error) = ran {
+                    // Agent failures are results, not errors; this is the machinery failing.
+                    tracing::error!(run_id, %error, "run failed");
+                    state.halted = Some(Halt::new(HaltCode::Internal, error.to_string()));
+                }
+            }
+            Ok(_) = cancel.wait_for(|asked| *asked) => cancelled = true,
+        }
     }
     let memory_written = flush_memory(core, &mut state).await;
     let RunState {
@@ -231,7 +252,9 @@ pub(crate) async fn run_flow(
     if let Err(error) = status_writer.await {
         tracing::error!(run_id, %error, "the status writer stopped early");
     }
-    let status = if halted.is_some() || !errors.is_empty() {
+    let status = if cancelled {
+        RunStatus::Cancelled
+    } else if halted.is_some() || !errors.is_empty() {
         RunStatus::Error
     } else if !pending_docs.is_empty() {
         RunStatus::Pending
@@ -259,7 +282,6 @@ pub(crate) async fn run_flow(
         );
         None
     };
-    core.counters.run_finished(status);
     let error_code = halted.as_ref().map(|h| h.code.to_string());
     if let Some(halt) = halted {
         errors.entry("run".to_string()).or_insert(halt.message);
@@ -336,6 +358,7 @@ pub(crate) fn elapsed_ms(since: Instant) -> u64 {
 mod tests {
     use super::*;
     use crate::engine::{Engine, Stores};
+    use crate::runs::RunMode;
     use crate::outcome::AgentRunStatus;
     use crate::store::{
         Database, DocId, Incidents, MemoryStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
@@ -457,7 +480,7 @@ mod tests {
             force: false,
         };
 
-        let outcome = engine.run(request(), None).await?;
+        let outcome = engine.run(request(), RunMode::Headless, None).await?.outcome;
         assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
         assert!(
             outcome.errors[failed].contains("(injected)"),
@@ -478,14 +501,14 @@ mod tests {
         // No record was saved, so the next run does the work again, and
         // with the store back its record is saved.
         failing.store(false, Ordering::SeqCst);
-        let again = engine.run(request(), None).await?;
+        let again = engine.run(request(), RunMode::Headless, None).await?.outcome;
         assert_eq!(again.status, RunStatus::Success, "{again:#?}");
         assert_eq!(
             again.results["analyst"].status,
             AgentRunStatus::Completed,
             "{again:#?}"
         );
-        let third = engine.run(request(), None).await?;
+        let third = engine.run(request(), RunMode::Headless, None).await?.outcome;
         assert_eq!(
             third.results["analyst"].status,
             AgentRunStatus::Skipped,

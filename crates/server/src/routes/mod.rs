@@ -13,6 +13,7 @@ pub mod health;
 pub mod memory;
 pub mod orchestration;
 pub mod run;
+pub mod runs;
 
 use crate::state::AppState;
 use axum::Router;
@@ -36,6 +37,11 @@ impl Success {
 pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/run", post(run::run))
+        .route("/runs", get(runs::list_runs).post(runs::start_run))
+        .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/events", get(runs::run_events))
+        .route("/runs/{id}/wait", get(runs::wait_run))
+        .route("/runs/{id}/cancel", post(runs::cancel_run))
         .route("/flows", get(bundle::flows))
         .route("/agents", get(bundle::agents))
         .route("/agents/{id}", get(bundle::agent))

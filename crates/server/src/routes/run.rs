@@ -1,18 +1,17 @@
-//! `POST /run`: run a flow for a story, answered as JSON or streamed as
-//! Server-Sent Events.
+//! `POST /run`: run a flow for a story and answer when it ends, as JSON or
+//! as Server-Sent Events — the synchronous form of `POST /runs`.
 //!
-//! Either way the run is spawned as its own task: a client that disconnects
-//! (or whose request is cancelled) does not cancel the run, which finishes
-//! and writes its documents.
+//! Either way the run is a stored resource running in the background (SPEC
+//! 8): a client that disconnects (or whose request is cancelled) does not
+//! cancel the run, which finishes and writes its documents, and a dropped
+//! stream continues at `GET /runs/{id}/events` with the same event ids.
 //!
-//! Streaming (`Accept: text/event-stream` or `"stream": true`): the response
-//! starts once the run has produced its first event (or ended), so that a
-//! request the engine refuses outright — unknown flow, the flow already
-//! running for the story — still gets its HTTP status (404, 409) instead
-//! of a 200 stream holding an error. After that: events
-//! `progress`, `token`, `result` as they happen, then `done` with the same
-//! body a JSON request gets; `error` `{code, message}` when the run ended
-//! without an outcome; a `: keep-alive` comment every 15 seconds.
+//! Streaming (`Accept: text/event-stream` or `"stream": true`): the run is
+//! started before the response, so a request the engine refuses outright
+//! — unknown flow, the flow already running for the story — gets its HTTP
+//! status (404, 409) instead of a 200 stream holding an error. Then the
+//! run's events as they happen, each with its `id`, ending with `done`
+//! (the run, the same body a JSON request gets).
 //!
 //! A bad story id names documents that could not exist: the engine refuses
 //! it as an id error, 400 `invalid_id` like every other id (SPEC 5
@@ -20,27 +19,19 @@
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::routes::runs::event_stream;
 use crate::state::AppState;
 use crate::wire::{ErrorBody, RunStreamEventDoc};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use bmad2pf_engine::outcome::{RunEvent, RunOutcome, RunRequest};
-use bmad2pf_engine::{Engine, EngineError};
+use bmad2pf_engine::outcome::RunRequest;
+use bmad2pf_engine::runs::{Run, RunMode};
 use serde::Deserialize;
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::{JoinError, JoinHandle};
 use utoipa::ToSchema;
 
-/// Interval of the `: keep-alive` comment on an idle stream.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Body of `POST /run`.
+/// Body of `POST /run` and `POST /runs`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
@@ -54,9 +45,24 @@ pub struct RunBody {
     /// Re-run agents whose outputs exist and whose inputs are unchanged.
     #[serde(default)]
     pub force: bool,
-    /// Stream Server-Sent Events (same as `Accept: text/event-stream`).
+    /// `POST /run` only: stream Server-Sent Events (same as `Accept: text/event-stream`).
     #[serde(default)]
     pub stream: bool,
+    /// `interactive` or `headless`; default `headless` for `POST /run`,
+    /// `interactive` for `POST /runs`. Recorded on the run (agents do not
+    /// ask people questions yet, so both run the same way).
+    #[serde(default)]
+    pub mode: Option<RunMode>,
+}
+
+/// The engine's request for a body.
+pub(crate) fn run_request(body: RunBody) -> RunRequest {
+    RunRequest {
+        flow: body.flow,
+        story_id: body.story_id,
+        input: body.input,
+        force: body.force,
+    }
 }
 
 /// Runs a flow.
@@ -66,14 +72,16 @@ pub struct RunBody {
     tag = "runs",
     request_body = RunBody,
     responses(
-        (status = 200, description = "The run's outcome; with streaming, an event stream: \
-            `progress`, `token`, `result` events, then `done` (this body) or `error`",
-            content((RunOutcome = "application/json"), (RunStreamEventDoc = "text/event-stream"))),
+        (status = 200, description = "The run, ended; with streaming, an event stream of its \
+            events (each with its `id`) ending with `done` (this body)",
+            content((Run = "application/json"), (RunStreamEventDoc = "text/event-stream"))),
         (status = 400, description = "Invalid story id", body = ErrorBody),
         (status = 404, description = "Unknown flow", body = ErrorBody),
-        (status = 409, description = "The flow is already running for this story \
-            (`run_in_progress`, `details.run_id`)", body = ErrorBody),
+        (status = 409, description = "The flow has a queued or running run for this story \
+            (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
+            or a store is unreachable", body = ErrorBody),
     )
 )]
 pub async fn run(
@@ -82,19 +90,22 @@ pub async fn run(
     JsonBody(body): JsonBody<RunBody>,
 ) -> Result<Response, ApiError> {
     let streaming = body.stream || accepts_event_stream(&headers);
-    let request = RunRequest {
-        flow: body.flow,
-        story_id: body.story_id,
-        input: body.input,
-        force: body.force,
-    };
+    let mode = body.mode.unwrap_or(RunMode::Headless);
+    let request = run_request(body);
     let engine = state.engine();
     if streaming {
-        return stream_run(engine, request).await;
+        let run = engine.submit(request, mode).await?;
+        let events = engine.follow_run(&run.outcome.run_id, 0).await?;
+        return Ok(event_stream(events));
     }
-    let task = tokio::spawn(async move { engine.run(request, None).await });
-    let outcome = joined(task.await)?.map_err(ApiError::from)?;
-    Ok(Json(outcome).into_response())
+    // On its own task, so that a client going away does not drop the wait
+    // midway (the run itself goes on either way).
+    let task = tokio::spawn(async move { engine.run(request, mode, None).await });
+    let run = task.await.map_err(|error| {
+        tracing::error!(%error, "run task failed");
+        ApiError::internal()
+    })??;
+    Ok(Json(run).into_response())
 }
 
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
@@ -108,110 +119,10 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The run task's result, with a panicked task turned into a 500.
-fn joined(
-    result: Result<Result<RunOutcome, EngineError>, JoinError>,
-) -> Result<Result<RunOutcome, EngineError>, ApiError> {
-    result.map_err(|error| {
-        tracing::error!(%error, "run task failed");
-        ApiError::internal()
-    })
-}
-
-/// What ended the wait for a streamed run's start.
-enum Start {
-    /// The run produced its first event.
-    Event(RunEvent),
-    /// The run ended before producing any event.
-    Finished(Result<Result<RunOutcome, EngineError>, JoinError>),
-}
-
-async fn stream_run(engine: Arc<Engine>, request: RunRequest) -> Result<Response, ApiError> {
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
-    let mut task: JoinHandle<_> =
-        tokio::spawn(async move { engine.run(request, Some(events_tx)).await });
-    let start = tokio::select! {
-        biased;
-        Some(event) = events_rx.recv() => Start::Event(event),
-        result = &mut task => Start::Finished(result),
-    };
-    let (sse_tx, sse_rx) = mpsc::unbounded_channel::<Event>();
-    match start {
-        Start::Finished(result) => {
-            // Refused before it began: answer with the HTTP status.
-            let outcome = joined(result)?.map_err(ApiError::from)?;
-            forward_buffered(&mut events_rx, &sse_tx);
-            let _ = sse_tx.send(done_event(&outcome));
-        }
-        Start::Event(first) => {
-            let _ = sse_tx.send(run_event(&first));
-            tokio::spawn(async move {
-                // Sends fail only when the client has gone; the run goes on regardless.
-                while let Some(event) = events_rx.recv().await {
-                    let _ = sse_tx.send(run_event(&event));
-                }
-                let last = match joined(task.await) {
-                    Ok(Ok(outcome)) => done_event(&outcome),
-                    Ok(Err(error)) => error_event(&ApiError::from(error)),
-                    Err(error) => error_event(&error),
-                };
-                let _ = sse_tx.send(last);
-            });
-        }
-    }
-    let stream = futures::stream::unfold(sse_rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|event| (Ok::<Event, Infallible>(event), rx))
-    });
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
-}
-
-/// Events already sent by a run that has ended.
-fn forward_buffered(
-    events: &mut mpsc::UnboundedReceiver<RunEvent>,
-    sse: &mpsc::UnboundedSender<Event>,
-) {
-    while let Ok(event) = events.try_recv() {
-        let _ = sse.send(run_event(&event));
-    }
-}
-
-/// An engine event as an SSE event: its tag is the event name, its data the JSON.
-fn run_event(event: &RunEvent) -> Event {
-    let value = serde_json::to_value(event).unwrap_or_default();
-    let name = value
-        .get("event")
-        .and_then(|v| v.as_str())
-        .unwrap_or("message");
-    Event::default().event(name).data(
-        value
-            .get("data")
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-    )
-}
-
-fn done_event(outcome: &RunOutcome) -> Event {
-    Event::default()
-        .event("done")
-        .data(serde_json::to_string(outcome).unwrap_or_default())
-}
-
-fn error_event(error: &ApiError) -> Event {
-    let body = serde_json::json!({ "code": error.code, "message": error.message });
-    Event::default().event("error").data(body.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn event_stream_is_recognised_among_other_types() {

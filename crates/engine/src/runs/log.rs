@@ -1,0 +1,219 @@
+//! One run's events, in order: numbered, stored, then handed to the
+//! clients that follow the run live (SPEC 8.6).
+//!
+//! Every event of a run — from its agents, running in parallel, and from
+//! the run's own changes of status — goes through one writer task per run,
+//! which numbers it (1, 2, …), stores what is stored (all but `token`) and
+//! only then broadcasts it. Broadcasting after storing is what lets a
+//! follower join at any moment without a gap: it subscribes first, then
+//! reads the store; an event it does not find stored had not been
+//! broadcast yet, so it will arrive live (duplicates are skipped by id).
+//! A change of the run itself ([`EventLog::write_run`]) is stored together
+//! with the events queued before it and its own, in one write.
+//!
+//! The writer drains whatever has queued before each write, so a busy run
+//! stores many events per commit.
+
+use crate::outcome::RunEvent;
+use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Events a live follower may fall behind by before it re-reads the store.
+const LIVE_BUFFER: usize = 1024;
+
+/// What a run is doing now, as its events tell.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Progress {
+    /// The step running now, or the last one that ran.
+    pub step: Option<String>,
+    /// Agents started and not yet finished.
+    pub running_agents: BTreeSet<String>,
+}
+
+/// A change of the run, with the events that announce it.
+struct RunWrite {
+    run: StoredRun,
+    events: Vec<RunEvent>,
+    /// `Some` when the run ends: its record (or `None` when it must not be saved).
+    end: Option<Option<RunRecord>>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+enum Entry {
+    Event(RunEvent),
+    Run(RunWrite),
+}
+
+/// The event log of one run (see the module docs). Cloning shares it; the
+/// writer ends when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct EventLog {
+    entries: mpsc::UnboundedSender<Entry>,
+    live: broadcast::Sender<Arc<StoredEvent>>,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl EventLog {
+    /// Starts the writer of run `run_id`, whose next event id is `next_id`.
+    pub fn start(runs: Arc<dyn RunStore>, run_id: String, next_id: u64) -> Self {
+        let (entries, receiver) = mpsc::unbounded_channel();
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let writer = Writer {
+            runs,
+            run_id,
+            next_id,
+            live: live.clone(),
+            progress: progress.clone(),
+        };
+        tokio::spawn(writer.run(receiver));
+        Self {
+            entries,
+            live,
+            progress,
+        }
+    }
+
+    /// Logs an event of the run.
+    pub fn emit(&self, event: RunEvent) {
+        let _ = self.entries.send(Entry::Event(event));
+    }
+
+    /// Stores `run` as it is now, with `events` after those queued before;
+    /// when `end` is given, ends it (saves that record, releases the claim).
+    /// Returns once written.
+    pub async fn write_run(
+        &self,
+        run: StoredRun,
+        events: Vec<RunEvent>,
+        end: Option<Option<RunRecord>>,
+    ) -> Result<(), StoreError> {
+        let (done, written) = oneshot::channel();
+        let entry = Entry::Run(RunWrite {
+            run,
+            events,
+            end,
+            done,
+        });
+        if self.entries.send(entry).is_err() {
+            return Err(writer_gone());
+        }
+        written.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Live events from now on (see the module docs for joining without a gap).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.live.subscribe()
+    }
+
+    /// Whether anyone follows the run live now.
+    pub fn followed(&self) -> bool {
+        self.live.receiver_count() > 0
+    }
+
+    /// Records the step the run has entered.
+    pub fn enter_step(&self, step: &str) {
+        self.progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .step = Some(step.to_string());
+    }
+
+    /// What the run is doing now.
+    pub fn progress(&self) -> Progress {
+        self.progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Io {
+        message: "storage error: the run's event log stopped".into(),
+        detail: "the event writer of the run is gone".into(),
+    }
+}
+
+/// The writer task's state.
+struct Writer {
+    runs: Arc<dyn RunStore>,
+    run_id: String,
+    next_id: u64,
+    live: broadcast::Sender<Arc<StoredEvent>>,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Writer {
+    async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Entry>) {
+        let mut batch = Vec::new();
+        while receiver.recv_many(&mut batch, 512).await > 0 {
+            let mut numbered = Vec::new();
+            for entry in batch.drain(..) {
+                match entry {
+                    Entry::Event(event) => numbered.push(self.number(&event)),
+                    Entry::Run(write) => {
+                        numbered.extend(write.events.iter().map(|e| self.number(e)));
+                        let stored = stored_only(&numbered);
+                        let result = match &write.end {
+                            Some(record) => {
+                                self.runs
+                                    .end_run(&write.run, &stored, record.as_ref())
+                                    .await
+                            }
+                            None => self.runs.update_run(&write.run, &stored).await,
+                        };
+                        self.publish(std::mem::take(&mut numbered));
+                        let _ = write.done.send(result);
+                    }
+                }
+            }
+            let stored = stored_only(&numbered);
+            if !stored.is_empty()
+                && let Err(error) = self.runs.append_events(&self.run_id, &stored).await
+            {
+                // Live followers still get them; a replay will miss them.
+                tracing::error!(run_id = self.run_id, %error, "storing run events failed");
+            }
+            self.publish(numbered);
+        }
+    }
+
+    /// Gives `event` the next id, and notes what it says about progress.
+    fn number(&mut self, event: &RunEvent) -> StoredEvent {
+        if let RunEvent::Progress { agent, status, .. } = event {
+            let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+            if *status == crate::outcome::ProgressStatus::Started {
+                progress.running_agents.insert(agent.clone());
+            } else {
+                progress.running_agents.remove(agent);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (name, data) = event.name_and_data();
+        StoredEvent {
+            id,
+            event: name.to_string(),
+            data,
+        }
+    }
+
+    fn publish(&self, events: Vec<StoredEvent>) {
+        for event in events {
+            // No follower is not an error.
+            let _ = self.live.send(Arc::new(event));
+        }
+    }
+}
+
+/// The events that are stored: all but tokens (SPEC 8.6).
+fn stored_only(events: &[StoredEvent]) -> Vec<StoredEvent> {
+    events
+        .iter()
+        .filter(|e| e.event != "token")
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! Runs as resources (SPEC 8): every run — from `POST /run`, `POST /runs`
+//! or the CLI — is stored with its status and its events, so that clients
+//! list, follow, wait for and cancel it, from any process on the same store.
+//!
+//! # Layout
+//! - this file: a run as clients see it ([`Run`], [`RunSummary`]) and its
+//!   stored form.
+//! - `log.rs`: one run's events in order: numbered, stored, then handed to
+//!   the clients following it live.
+//! - `runner.rs`: the runs this process executes — running slots and the
+//!   queue, cancel requests — the clients who watch runs, and the sweep
+//!   that marks the runs of a process that died.
+//! - `claim.rs`: a run's (flow, story) claim, renewed while it lives.
+
+mod claim;
+mod log;
+mod runner;
+
+pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage};
+pub(crate) use log::EventLog;
+pub(crate) use runner::Runner;
+
+use crate::outcome::{RunOutcome, RunStatus};
+use crate::store::{StoreError, StoredRun};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Whether a run may stop to ask a person (SPEC 8.3). Recorded on the run;
+/// agents cannot ask questions yet, so both modes run the same way today.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    #[default]
+    Interactive,
+    Headless,
+}
+
+/// A run as clients see it: its outcome so far and what it was asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Run {
+    /// `run_id`, `status`, `results`, `pending_docs`, `errors`,
+    /// `error_code`, `duration_ms`: the body `POST /run` always answered.
+    #[serde(flatten)]
+    pub outcome: RunOutcome,
+    pub flow: String,
+    pub story_id: String,
+    pub input: String,
+    /// Whether agents re-run although their outputs are up to date.
+    pub force: bool,
+    pub mode: RunMode,
+    /// The step running now, or the last one that ran.
+    pub step: Option<String>,
+    /// Agents executing now.
+    pub running_agents: Vec<String>,
+    /// More about `error_code`, e.g. `{step, completed_agents}` for
+    /// `interrupted_by_restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    /// Unix ms.
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub updated_at: u64,
+}
+
+/// A run in a listing: the run without `results`, `errors` and `input`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    pub flow: String,
+    pub story_id: String,
+    pub mode: RunMode,
+    pub step: Option<String>,
+    pub running_agents: Vec<String>,
+    pub pending_docs: Vec<String>,
+    pub duration_ms: u64,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub updated_at: u64,
+}
+
+impl From<Run> for RunSummary {
+    fn from(run: Run) -> Self {
+        Self {
+            run_id: run.outcome.run_id,
+            status: run.outcome.status,
+            error_code: run.outcome.error_code,
+            flow: run.flow,
+            story_id: run.story_id,
+            mode: run.mode,
+            step: run.step,
+            running_agents: run.running_agents,
+            pending_docs: run.outcome.pending_docs,
+            duration_ms: run.outcome.duration_ms,
+            created_at: run.created_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            updated_at: run.updated_at,
+        }
+    }
+}
+
+impl RunStatus {
+    /// Whether a run in this status has ended (it will not change again).
+    pub fn has_ended(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+impl Run {
+    /// The run's stored form.
+    pub(crate) fn to_stored(&self) -> Result<StoredRun, StoreError> {
+        let body = serde_json::to_string(self).map_err(|e| StoreError::Io {
+            message: "storage error: could not encode a run".into(),
+            detail: e.to_string(),
+        })?;
+        Ok(StoredRun {
+            run_id: self.outcome.run_id.clone(),
+            flow: self.flow.clone(),
+            story_id: self.story_id.clone(),
+            status: self.outcome.status.as_str().to_string(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+            cancel_requested: false,
+            body,
+        })
+    }
+
+    /// A run read back from the store.
+    pub(crate) fn from_stored(stored: &StoredRun) -> Result<Self, StoreError> {
+        serde_json::from_str(&stored.body).map_err(|e| {
+            StoreError::corrupt(format!("the stored run `{}`", stored.run_id), e)
+        })
+    }
+}

@@ -1,0 +1,735 @@
+//! The runs of this process, and the clients who watch runs.
+//!
+//! [`Runner`] starts runs: each is stored `queued` with its (flow, story)
+//! claim, waits for one of `runs.max_running_runs` slots (first come,
+//! first served: tokio's semaphore is fair), runs, and stores its ending
+//! with its record in one write. Beyond `runs.max_queued_runs` waiting, a
+//! new run is refused (`queue_full`).
+//!
+//! Watching works for a run of any process on the store: a run of this
+//! process is followed through its [`EventLog`] (live, no polling); a run
+//! of another process (a CLI run beside a server, another replica on
+//! Redis) by reading the store every [`POLL`].
+//!
+//! Two background tasks per runner: every [`CANCEL_POLL`] it reads which
+//! of its runs a client (through any process) asked to cancel; every
+//! [`SWEEP`], and at start, it looks for runs whose process died — their
+//! claim expired — and marks the running ones `error` /
+//! `interrupted_by_restart` (a mid-flight agent may have paid for a reply
+//! or run a tool the store never saw, so it is never replayed), and takes
+//! over the queued ones, which had not started.
+
+use super::claim::Claim;
+use super::log::EventLog;
+use super::{Run, RunMode, RunSummary};
+use crate::core::Core;
+use crate::error::EngineError;
+use crate::failure::HaltCode;
+use crate::outcome::{AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::run::{RunState, run_flow};
+use crate::store::{EVENTS_PAGE, RunQuery, StoreError, StoredEvent, StoredRun, now_ms};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// How often a run of another process is re-read while watched.
+const POLL: Duration = Duration::from_millis(200);
+/// How often this process reads the cancel requests of its runs (SPEC 8.2: within 1 s).
+const CANCEL_POLL: Duration = Duration::from_millis(500);
+/// How often runs whose process died are looked for.
+const SWEEP: Duration = Duration::from_secs(10);
+/// Most runs a listing returns.
+pub const MAX_PAGE: usize = 100;
+
+/// A run this process executes.
+struct LiveRun {
+    log: EventLog,
+    /// Set to ask the run to stop.
+    cancel: watch::Sender<bool>,
+    /// The run, once it has ended.
+    ended: watch::Sender<Option<Arc<Run>>>,
+}
+
+/// Which runs to list (`GET /runs`).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub story_id: Option<String>,
+    pub flow: Option<String>,
+    /// Any of these; empty: any status.
+    pub statuses: Vec<RunStatus>,
+    /// 1 to [`MAX_PAGE`].
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone)]
+pub enum Cancelled {
+    /// The run ended at once (it was queued, or already cancelled).
+    Ended(Box<Run>),
+    /// The run is running; it stops within a second.
+    Requested { run_id: String },
+}
+
+pub(crate) struct Runner {
+    core: Arc<Core>,
+    /// Flow name → its PocketFlow graph.
+    graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>,
+    live: Mutex<HashMap<String, Arc<LiveRun>>>,
+    slots: Arc<Semaphore>,
+    /// Runs of this process waiting for a slot.
+    queued: AtomicUsize,
+}
+
+impl Runner {
+    pub fn new(core: Arc<Core>, graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>) -> Self {
+        let slots = Arc::new(Semaphore::new(core.config.runs.max_running_runs.max(1)));
+        Self {
+            core,
+            graphs,
+            live: Mutex::new(HashMap::new()),
+            slots,
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn has_flow(&self, flow: &str) -> bool {
+        self.graphs.contains_key(flow)
+    }
+
+    fn live_run(&self, run_id: &str) -> Option<Arc<LiveRun>> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(run_id)
+            .cloned()
+    }
+
+    /// Starts the background tasks (see the module docs); they end when
+    /// the runner is dropped.
+    pub fn start_background(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let cancels = {
+            let runner = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CANCEL_POLL).await;
+                    let Some(runner) = runner.upgrade() else { return };
+                    runner.read_cancel_requests().await;
+                }
+            })
+        };
+        let sweep = {
+            let runner = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    {
+                        let Some(runner) = runner.upgrade() else { return };
+                        if let Err(error) = runner.sweep().await {
+                            tracing::warn!(%error, "looking for runs of dead processes failed");
+                        }
+                    }
+                    tokio::time::sleep(SWEEP).await;
+                }
+            })
+        };
+        vec![cancels, sweep]
+    }
+
+    /// Stores a new run `queued` and starts it; the run as stored.
+    /// `observer` gets the run's events as they happen (the CLI's progress).
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: RunRequest,
+        mode: RunMode,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
+        let max_queued = self.core.config.runs.max_queued_runs;
+        if self.queued.load(Ordering::Relaxed) >= max_queued {
+            return Err(EngineError::QueueFull(max_queued));
+        }
+        let now = now_ms();
+        let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let run = Run {
+            outcome: RunOutcome {
+                run_id: run_id.clone(),
+                status: RunStatus::Queued,
+                results: BTreeMap::new(),
+                pending_docs: Vec::new(),
+                errors: BTreeMap::new(),
+                error_code: None,
+                duration_ms: 0,
+            },
+            flow: request.flow.clone(),
+            story_id: request.story_id.clone(),
+            input: request.input.clone(),
+            force: request.force,
+            mode,
+            step: None,
+            running_agents: Vec::new(),
+            details: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+        };
+        let runs = &self.core.runs;
+        if let Some(holder) = runs.create_run(&run.to_stored()?).await? {
+            let status = runs.get_run(&holder).await?.map(|stored| stored.status);
+            return Err(EngineError::RunInProgress {
+                run_id: holder,
+                status,
+            });
+        }
+        let claim = Claim::held(
+            runs.clone(),
+            run.flow.clone(),
+            run.story_id.clone(),
+            run_id.clone(),
+        );
+        tracing::info!(run_id, flow = run.flow, story = run.story_id, "run queued");
+        let ended = self.launch(run.clone(), request, claim, 1, observer);
+        Ok((run, ended))
+    }
+
+    /// Registers a queued run and spawns its task; its `ended` receiver.
+    fn launch(
+        self: &Arc<Self>,
+        run: Run,
+        request: RunRequest,
+        claim: Claim,
+        next_event: u64,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> watch::Receiver<Option<Arc<Run>>> {
+        let run_id = run.outcome.run_id.clone();
+        let log = EventLog::start(self.core.runs.clone(), run_id.clone(), next_event);
+        log.emit(RunEvent::Status {
+            status: RunStatus::Queued,
+            error_code: None,
+            at: run.updated_at,
+        });
+        let (cancel, _) = watch::channel(false);
+        let (ended, ended_rx) = watch::channel(None);
+        let live = Arc::new(LiveRun { log, cancel, ended });
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id, live.clone());
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(self.clone().drive(run, request, claim, live, observer));
+        ended_rx
+    }
+
+    /// A run's life after it is queued: a slot (or a cancel), the flow, the end.
+    async fn drive(
+        self: Arc<Self>,
+        mut run: Run,
+        request: RunRequest,
+        claim: Claim,
+        live: Arc<LiveRun>,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) {
+        let run_id = run.outcome.run_id.clone();
+        let mut cancel = live.cancel.subscribe();
+        let permit = tokio::select! {
+            biased;
+            Ok(_) = cancel.wait_for(|asked| *asked) => None,
+            permit = self.slots.clone().acquire_owned() => permit.ok(),
+        };
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let record = match (permit, self.graphs.get(&run.flow)) {
+            (Some(permit), Some(graph)) => {
+                let now = now_ms();
+                run.outcome.status = RunStatus::Running;
+                run.started_at = Some(now);
+                run.updated_at = now;
+                let running = RunEvent::Status {
+                    status: RunStatus::Running,
+                    error_code: None,
+                    at: now,
+                };
+                if let Err(error) = self.store_change(&live, &run, vec![running], None).await {
+                    tracing::error!(run_id, %error, "storing that the run started failed");
+                }
+                tracing::info!(run_id, "run started");
+                let finished = run_flow(
+                    &self.core,
+                    graph,
+                    request,
+                    run_id.clone(),
+                    observer,
+                    live.log.clone(),
+                    cancel,
+                )
+                .await;
+                drop(permit);
+                run.outcome = finished.outcome;
+                finished.record
+            }
+            (None, _) => {
+                run.outcome.status = RunStatus::Cancelled;
+                None
+            }
+            (Some(_), None) => {
+                run.outcome.status = RunStatus::Error;
+                run.outcome.error_code = Some(HaltCode::BundleChanged.as_str().into());
+                None
+            }
+        };
+        let now = now_ms();
+        run.step = live.log.progress().step;
+        run.running_agents.clear();
+        run.finished_at = Some(now);
+        run.updated_at = now;
+        let status = run.outcome.status;
+        self.core.counters.run_finished(status);
+        let events = vec![
+            RunEvent::Status {
+                status,
+                error_code: run.outcome.error_code.clone(),
+                at: now,
+            },
+            RunEvent::Done(Box::new(run.clone())),
+        ];
+        match self.store_change(&live, &run, events, Some(record)).await {
+            Ok(()) => claim.released(),
+            Err(error) => {
+                // The claim is released as `claim` drops; the stored run
+                // stays `running` until a sweep marks it.
+                tracing::error!(run_id, %error, "storing the run's end failed; the next run will redo this one");
+                run.outcome
+                    .errors
+                    .insert("run_record".into(), error.to_string());
+            }
+        }
+        tracing::info!(run_id, status = status.as_str(), duration_ms = run.outcome.duration_ms, "run finished");
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run_id);
+        live.ended.send_replace(Some(Arc::new(run)));
+    }
+
+    async fn store_change(
+        &self,
+        live: &LiveRun,
+        run: &Run,
+        events: Vec<RunEvent>,
+        end: Option<Option<crate::store::RunRecord>>,
+    ) -> Result<(), StoreError> {
+        live.log.write_run(run.to_stored()?, events, end).await
+    }
+
+    /// The run as stored, with what a run of this process is doing now.
+    pub async fn get(&self, run_id: &str) -> Result<Run, EngineError> {
+        check_run_id(run_id)?;
+        let stored = self
+            .core
+            .runs
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
+        let mut run = Run::from_stored(&stored)?;
+        if let Some(live) = self.live_run(run_id)
+            && !run.outcome.status.has_ended()
+        {
+            let progress = live.log.progress();
+            run.step = progress.step;
+            run.running_agents = progress.running_agents.into_iter().collect();
+        }
+        Ok(run)
+    }
+
+    /// A page of runs, newest first.
+    pub async fn list(&self, filter: RunFilter) -> Result<RunPage, EngineError> {
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        let before = filter.cursor.as_deref().map(decode_cursor).transpose()?;
+        let query = RunQuery {
+            story_id: filter.story_id,
+            flow: filter.flow,
+            statuses: filter
+                .statuses
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            before,
+            limit: limit + 1,
+        };
+        let mut stored = self.core.runs.list_runs(&query).await?;
+        let next_cursor = if stored.len() > limit {
+            stored.truncate(limit);
+            stored
+                .last()
+                .map(|last| encode_cursor(last.created_at, &last.run_id))
+        } else {
+            None
+        };
+        let runs = stored
+            .iter()
+            .map(|s| Run::from_stored(s).map(RunSummary::from))
+            .collect::<Result<_, _>>()?;
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    /// The run's events after id `after`: those stored, then live ones,
+    /// until `done` (see the module docs). The receiver ends with the run,
+    /// or early when the store fails.
+    pub async fn follow(
+        &self,
+        run_id: &str,
+        after: u64,
+    ) -> Result<mpsc::Receiver<Arc<StoredEvent>>, EngineError> {
+        self.get(run_id).await?;
+        let runs = self.core.runs.clone();
+        let mut live = self.live_run(run_id).map(|live| live.log.subscribe());
+        let run_id = run_id.to_string();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut last = after;
+            let mut ended_seen = false;
+            loop {
+                // What is stored after `last`.
+                loop {
+                    let page = match runs.events_after(&run_id, last, EVENTS_PAGE).await {
+                        Ok(page) => page,
+                        Err(error) => {
+                            tracing::warn!(run_id, %error, "reading a run's events failed");
+                            return;
+                        }
+                    };
+                    let full = page.len() == EVENTS_PAGE;
+                    for event in page {
+                        last = event.id;
+                        let end = is_last(&event);
+                        if tx.send(Arc::new(event)).await.is_err() || end {
+                            return;
+                        }
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+                match &mut live {
+                    Some(events) => loop {
+                        match events.recv().await {
+                            Ok(event) if event.id <= last => {}
+                            Ok(event) => {
+                                last = event.id;
+                                let end = is_last(&event);
+                                if tx.send(event).await.is_err() || end {
+                                    return;
+                                }
+                            }
+                            // Fell behind: read the rest from the store.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            // The run ended here: its last events are stored.
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                live = None;
+                                break;
+                            }
+                        }
+                    },
+                    None => {
+                        if ended_seen {
+                            return;
+                        }
+                        match runs.get_run(&run_id).await {
+                            Ok(Some(stored)) if has_ended(&stored.status) => ended_seen = true,
+                            Ok(Some(_)) => tokio::time::sleep(POLL).await,
+                            Ok(None) | Err(_) => return,
+                        }
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// The run once it has ended, or as it is after `timeout`.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Run, EngineError> {
+        let run = self.get(run_id).await?;
+        if run.outcome.status.has_ended() {
+            return Ok(run);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(live) = self.live_run(run_id) {
+            let mut ended = live.ended.subscribe();
+            if let Ok(Ok(run)) =
+                tokio::time::timeout_at(deadline, ended.wait_for(Option::is_some)).await
+                && let Some(run) = run.as_ref()
+            {
+                return Ok(run.as_ref().clone());
+            }
+            return self.get(run_id).await;
+        }
+        loop {
+            let run = self.get(run_id).await?;
+            if run.outcome.status.has_ended() || tokio::time::Instant::now() >= deadline {
+                return Ok(run);
+            }
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL)).await;
+        }
+    }
+
+    /// Asks a run to stop (SPEC 8.2).
+    pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, EngineError> {
+        let run = self.get(run_id).await?;
+        match run.outcome.status {
+            RunStatus::Cancelled => return Ok(Cancelled::Ended(Box::new(run))),
+            status if status.has_ended() => {
+                return Err(EngineError::RunNotActive {
+                    run_id: run_id.to_string(),
+                    status: status.as_str().to_string(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(live) = self.live_run(run_id) {
+            let mut ended = live.ended.subscribe();
+            live.cancel.send_replace(true);
+            if run.outcome.status == RunStatus::Queued {
+                // Not started: it ends at once.
+                if let Ok(Ok(run)) =
+                    tokio::time::timeout(Duration::from_secs(5), ended.wait_for(Option::is_some))
+                        .await
+                    && let Some(run) = run.as_ref()
+                {
+                    return Ok(Cancelled::Ended(Box::new(run.as_ref().clone())));
+                }
+            }
+        } else {
+            // Another process runs it and reads the request within a second.
+            self.core.runs.request_cancel(run_id).await?;
+        }
+        Ok(Cancelled::Requested {
+            run_id: run_id.to_string(),
+        })
+    }
+
+    /// Passes the cancel requests stored for this process's runs on to them.
+    async fn read_cancel_requests(&self) {
+        let ids: Vec<String> = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.core.runs.cancel_requested(&ids).await {
+            Ok(asked) => {
+                for run_id in asked {
+                    if let Some(live) = self.live_run(&run_id) {
+                        live.cancel.send_replace(true);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reading cancel requests failed"),
+        }
+    }
+
+    /// Marks or takes over the runs of processes that died (module docs).
+    async fn sweep(self: &Arc<Self>) -> Result<(), StoreError> {
+        for stored in self.core.runs.orphaned_runs().await? {
+            let run = match Run::from_stored(&stored) {
+                Ok(run) => run,
+                Err(error) => {
+                    tracing::error!(run_id = stored.run_id, %error, "an orphaned run is unreadable");
+                    continue;
+                }
+            };
+            let events = self.stored_events(&stored.run_id).await?;
+            let next_event = events.last().map_or(1, |e| e.id + 1);
+            if run.outcome.status == RunStatus::Queued
+                && self.graphs.contains_key(&run.flow)
+                && self
+                    .core
+                    .runs
+                    .claim(&run.flow, &run.story_id, &run.outcome.run_id)
+                    .await?
+                    .is_none()
+            {
+                let claim = Claim::held(
+                    self.core.runs.clone(),
+                    run.flow.clone(),
+                    run.story_id.clone(),
+                    run.outcome.run_id.clone(),
+                );
+                tracing::info!(run_id = run.outcome.run_id, "took over a queued run of a process that died");
+                let request = RunRequest {
+                    flow: run.flow.clone(),
+                    story_id: run.story_id.clone(),
+                    input: run.input.clone(),
+                    force: run.force,
+                };
+                drop(self.launch(run, request, claim, next_event, None));
+                continue;
+            }
+            self.mark_interrupted(&stored, run, &events, next_event).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends a run whose process died: `error` / `interrupted_by_restart`
+    /// with the step it was in and the agents it completed.
+    async fn mark_interrupted(
+        &self,
+        stored: &StoredRun,
+        mut run: Run,
+        events: &[StoredEvent],
+        next_event: u64,
+    ) -> Result<(), StoreError> {
+        let completed: Vec<String> = events
+            .iter()
+            .filter(|e| e.event == "progress")
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
+            .filter(|data| {
+                data["status"] == serde_json::to_value(ProgressStatus::Completed).unwrap_or_default()
+            })
+            .filter_map(|data| data["agent"].as_str().map(str::to_string))
+            .collect();
+        let now = now_ms();
+        run.outcome.status = RunStatus::Error;
+        run.outcome.error_code = Some(HaltCode::InterruptedByRestart.as_str().into());
+        run.outcome.errors.insert(
+            "run".into(),
+            "the process running it stopped; it was not replayed (run it again to redo what was in flight)".into(),
+        );
+        for agent in &completed {
+            run.outcome
+                .results
+                .entry(agent.clone())
+                .and_modify(|r| r.status = AgentRunStatus::Completed);
+        }
+        run.details = Some(json!({ "step": run.step, "completed_agents": completed }));
+        run.running_agents.clear();
+        run.finished_at = Some(now);
+        run.updated_at = now;
+        let ending = [
+            RunEvent::Status {
+                status: RunStatus::Error,
+                error_code: run.outcome.error_code.clone(),
+                at: now,
+            },
+            RunEvent::Done(Box::new(run.clone())),
+        ];
+        let events: Vec<StoredEvent> = ending
+            .iter()
+            .zip(next_event..)
+            .map(|(event, id)| {
+                let (name, data) = event.name_and_data();
+                StoredEvent {
+                    id,
+                    event: name.into(),
+                    data,
+                }
+            })
+            .collect();
+        if self
+            .core
+            .runs
+            .update_run_if(&run.to_stored()?, &stored.status, &events)
+            .await?
+        {
+            tracing::warn!(run_id = run.outcome.run_id, "marked a run whose process died: interrupted_by_restart");
+            self.core.counters.run_finished(RunStatus::Error);
+        }
+        Ok(())
+    }
+
+    async fn stored_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut all: Vec<StoredEvent> = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |e| e.id);
+            let page = self.core.runs.events_after(run_id, after, EVENTS_PAGE).await?;
+            let full = page.len() == EVENTS_PAGE;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// Whether the stream of a run ends with this event.
+fn is_last(event: &StoredEvent) -> bool {
+    event.event == "done" || event.event == "error"
+}
+
+fn has_ended(status: &str) -> bool {
+    !matches!(status, "queued" | "running")
+}
+
+/// Run ids are `run-` and 16 hex digits; anything else names no run.
+pub(crate) fn check_run_id(run_id: &str) -> Result<(), EngineError> {
+    let valid = run_id
+        .strip_prefix("run-")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if valid {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidRunId(format!(
+            "invalid run id {:?}: run ids are `run-` and 16 hexadecimal digits",
+            run_id.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+/// The cursor after a run: opaque to clients (hex of `created_at:run_id`).
+fn encode_cursor(created_at: u64, run_id: &str) -> String {
+    hex::encode(format!("{created_at}:{run_id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(u64, String), EngineError> {
+    let invalid = || EngineError::InvalidCursor("pass a `next_cursor` of a previous page".into());
+    let text = hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(invalid)?;
+    let (at, run_id) = text.split_once(':').ok_or_else(invalid)?;
+    let at = at.parse().map_err(|_| invalid())?;
+    check_run_id(run_id).map_err(|_| invalid())?;
+    Ok((at, run_id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = encode_cursor(1_700_000_000_123, "run-0123456789abcdef");
+        assert_eq!(
+            decode_cursor(&cursor).ok(),
+            Some((1_700_000_000_123, "run-0123456789abcdef".to_string()))
+        );
+        for bad in ["", "zz", "00", &hex::encode("12:run-x"), &hex::encode("x:run-0123456789abcdef")] {
+            assert!(
+                matches!(decode_cursor(bad), Err(EngineError::InvalidCursor(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn run_ids_are_checked() {
+        assert!(check_run_id("run-0123456789abcdef").is_ok());
+        for bad in ["", "run-", "run-0123456789abcdeg", "x-0123456789abcdef", "run-0123456789abcdef0"] {
+            assert!(check_run_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! `/runs`: runs as resources (SPEC 8.2) — start one in the background,
+//! list them, read one, follow its events, wait for it, cancel it.
+//!
+//! Every route works for a run of any process on the same store (a CLI run
+//! beside the server, another replica on Redis): the engine reads the
+//! store and follows its own runs live.
+//!
+//! The event stream (also `POST /run`'s, see [`event_stream`]) carries
+//! each event's `id`; a client that reconnects with `Last-Event-ID` (or
+//! `?after=N`) gets what it missed, then live events, with no gap and no
+//! repeat. The stream closes after `done`.
+
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::routes::run::{RunBody, run_request};
+use crate::state::AppState;
+use crate::wire::{ErrorBody, RunStreamEventDoc};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bmad2pf_engine::outcome::RunStatus;
+use bmad2pf_engine::runs::{Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage};
+use bmad2pf_engine::store::StoredEvent;
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Interval of the `: keep-alive` comment on an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// `GET /runs` page size when `limit` is not given.
+const DEFAULT_PAGE: usize = 20;
+/// `GET /runs/{id}/wait` timeout when `timeout_s` is not given, and its maximum.
+const DEFAULT_WAIT_S: u64 = 30;
+const MAX_WAIT_S: u64 = 300;
+
+/// `202` answer of `POST /runs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunAccepted {
+    pub run_id: String,
+    /// `queued` (or `running`, when it started at once).
+    pub status: RunStatus,
+}
+
+/// `202` answer of cancelling a running run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelRequested {
+    pub run_id: String,
+    /// `running`: it stops within a second.
+    pub status: RunStatus,
+    pub cancel_requested: bool,
+}
+
+/// Starts a run in the background.
+#[utoipa::path(
+    post,
+    path = "/runs",
+    tag = "runs",
+    request_body = RunBody,
+    responses(
+        (status = 202, description = "Stored and queued; `Location` names the run", body = RunAccepted),
+        (status = 400, description = "Invalid story id", body = ErrorBody),
+        (status = 404, description = "Unknown flow", body = ErrorBody),
+        (status = 409, description = "The flow has a queued or running run for this story \
+            (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
+            or a store is unreachable", body = ErrorBody),
+    )
+)]
+pub async fn start_run(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RunBody>,
+) -> Result<Response, ApiError> {
+    if body.stream {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "`stream` is for POST /run; follow a background run at GET /runs/{id}/events",
+        )
+        .with_details(serde_json::json!({ "field": "stream" })));
+    }
+    let mode = body.mode.unwrap_or(RunMode::Interactive);
+    let run = state.engine().submit(run_request(body), mode).await?;
+    let location = HeaderValue::from_str(&format!("/runs/{}", run.outcome.run_id))
+        .map_err(|_| ApiError::internal())?;
+    let accepted = RunAccepted {
+        run_id: run.outcome.run_id,
+        status: run.outcome.status,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+/// Query of `GET /runs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunListQuery {
+    /// Only runs of this story.
+    pub story_id: Option<String>,
+    /// Only runs of this flow.
+    pub flow: Option<String>,
+    /// Only runs in one of these statuses, comma-separated
+    /// (`queued,running`).
+    pub status: Option<String>,
+    /// Runs per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lists runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/runs",
+    tag = "runs",
+    params(RunListQuery),
+    responses(
+        (status = 200, description = "A page of runs, newest first", body = RunPage),
+        (status = 400, description = "Invalid cursor or query", body = ErrorBody),
+        (status = 422, description = "Unknown status or a limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<RunListQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    let statuses = query
+        .status
+        .as_deref()
+        .map(parse_statuses)
+        .transpose()?
+        .unwrap_or_default();
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(unprocessable(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let filter = RunFilter {
+        story_id: query.story_id,
+        flow: query.flow,
+        statuses,
+        limit,
+        cursor: query.cursor,
+    };
+    Ok(Json(state.engine().list_runs(filter).await?))
+}
+
+fn parse_statuses(list: &str) -> Result<Vec<RunStatus>, ApiError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            RunStatus::ALL
+                .into_iter()
+                .find(|status| status.as_str() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    unprocessable(
+                        "status",
+                        format!("unknown status {name:?}; known: {}", known.join(", ")),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn unprocessable(field: &str, message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+        .with_details(serde_json::json!({ "field": field }))
+}
+
+/// Reads a run.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub async fn get_run(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Run>, ApiError> {
+    Ok(Json(state.engine().get_run(&id).await?))
+}
+
+/// Query of `GET /runs/{id}/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events after this id (as `Last-Event-ID`, which wins).
+    pub after: Option<u64>,
+}
+
+/// Follows a run's events.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/events",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id"), EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received")),
+    responses(
+        (status = 200, description = "Server-Sent Events: those stored after the given id, \
+            then live ones; the stream closes after `done`", body = RunStreamEventDoc,
+            content_type = "text/event-stream"),
+        (status = 400, description = "Invalid run id or `Last-Event-ID`", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub async fn run_events(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_request", "`Last-Event-ID` must be an event id (a number)")
+            })?,
+        None => query.after.unwrap_or(0),
+    };
+    let events = state.engine().follow_run(&id, after).await?;
+    Ok(event_stream(events))
+}
+
+/// Query of `GET /runs/{id}/wait`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Seconds to wait at most, up to 300 (default 30).
+    #[param(minimum = 0, maximum = 300)]
+    pub timeout_s: Option<u64>,
+}
+
+/// Waits for a run to end.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/wait",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id"), WaitQuery),
+    responses(
+        (status = 200, description = "The run, once it has ended, or at the timeout \
+            (its `status` says which)", body = Run),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 422, description = "`timeout_s` above 300", body = ErrorBody),
+    )
+)]
+pub async fn wait_run(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<WaitQuery>,
+) -> Result<Json<Run>, ApiError> {
+    let timeout = query.timeout_s.unwrap_or(DEFAULT_WAIT_S);
+    if timeout > MAX_WAIT_S {
+        return Err(unprocessable(
+            "timeout_s",
+            format!("`timeout_s` must be at most {MAX_WAIT_S}"),
+        ));
+    }
+    let run = state
+        .engine()
+        .wait_run(&id, Duration::from_secs(timeout))
+        .await?;
+    Ok(Json(run))
+}
+
+/// Cancels a queued or running run.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run, ended at once (it was queued, or already cancelled)", body = Run),
+        (status = 202, description = "The run is running; it stops within a second", body = CancelRequested),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run ended other than cancelled (`run_not_active`, `details.status`)", body = ErrorBody),
+    )
+)]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Response, ApiError> {
+    Ok(match state.engine().cancel_run(&id).await? {
+        Cancelled::Ended(run) => Json(run).into_response(),
+        Cancelled::Requested { run_id } => (
+            StatusCode::ACCEPTED,
+            Json(CancelRequested {
+                run_id,
+                status: RunStatus::Running,
+                cancel_requested: true,
+            }),
+        )
+            .into_response(),
+    })
+}
+
+/// A run's events as a Server-Sent Events response: `id`, `event` and
+/// `data` per event, a keep-alive comment when idle, and the headers that
+/// keep proxies from holding events back.
+pub fn event_stream(events: mpsc::Receiver<Arc<StoredEvent>>) -> Response {
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        events.recv().await.map(|event| {
+            let sse = Event::default()
+                .id(event.id.to_string())
+                .event(event.event.as_str())
+                .data(event.data.as_str());
+            (Ok::<Event, Infallible>(sse), events)
+        })
+    });
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
