@@ -549,8 +549,10 @@ async fn a_streamed_run_sends_progress_then_results_then_done() -> TestResult {
     assert!(response.headers().contains_key("x-request-id"));
     let mut reader = SseReader::new(response);
     let mut names = Vec::new();
+    let mut ids = Vec::new();
     let mut done = Value::Null;
     while let Some(event) = reader.next().await? {
+        ids.push(event.id.unwrap_or_default());
         if event.event == "done" {
             done = serde_json::from_str(&event.data)?;
         }
@@ -560,8 +562,10 @@ async fn a_streamed_run_sends_progress_then_results_then_done() -> TestResult {
         }
         names.push(event.event);
     }
-    assert_eq!(names.first().map(String::as_str), Some("progress"));
+    // Queued, running, then the agents; every event numbered in order.
+    assert_eq!(names[..3], ["status", "status", "progress"], "{names:?}");
     assert_eq!(names.last().map(String::as_str), Some("done"));
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "{names:?}");
     let first_result = names.iter().position(|n| n == "result");
     assert!(first_result.is_some_and(|i| i > 0), "{names:?}");
     assert_eq!(
@@ -602,8 +606,7 @@ async fn a_client_that_disconnects_does_not_stop_the_run() -> TestResult {
         .send()
         .await?;
     let mut reader = SseReader::new(response);
-    let first = reader.next().await?;
-    assert_eq!(first.map(|e| e.event).as_deref(), Some("progress"));
+    assert!(reader.next_named("progress").await?.is_some());
     drop(reader);
     // The run goes on without its client: wait (bounded) for its last document.
     let mut written = false;
@@ -647,11 +650,8 @@ async fn other_requests_are_served_while_a_run_waits_and_a_second_run_is_refused
         .send()
         .await?;
     let mut reader = SseReader::new(response);
-    // The run has started (its first event is here) and waits on the slow mock.
-    assert_eq!(
-        reader.next().await?.map(|e| e.event).as_deref(),
-        Some("progress")
-    );
+    // The run has started (its first agent is here) and waits on the slow mock.
+    assert!(reader.next_named("progress").await?.is_some());
     let rest = tokio::spawn(async move {
         let mut names = Vec::new();
         while let Ok(Some(event)) = reader.next().await {
@@ -891,6 +891,12 @@ async fn orchestration_records_workflows_and_their_history() -> TestResult {
 /// Every route of the API, as the OpenAPI document must list it.
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/run"),
+    ("post", "/runs"),
+    ("get", "/runs"),
+    ("get", "/runs/{id}"),
+    ("get", "/runs/{id}/events"),
+    ("get", "/runs/{id}/wait"),
+    ("post", "/runs/{id}/cancel"),
     ("get", "/flows"),
     ("get", "/agents"),
     ("get", "/agents/{id}"),
@@ -1056,10 +1062,7 @@ async fn shutdown_drains_a_run_in_flight() -> TestResult {
         .send()
         .await?;
     let mut reader = SseReader::new(response);
-    assert_eq!(
-        reader.next().await?.map(|e| e.event).as_deref(),
-        Some("progress")
-    );
+    assert!(reader.next_named("progress").await?.is_some());
     // Shut down while the run is in flight: the stream still ends with `done`.
     let stopped = server.begin_shutdown();
     let mut last = String::new();

@@ -333,6 +333,8 @@ impl RawResponse {
 /// One parsed Server-Sent Event.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
+    /// The `id:` line, when there is one.
+    pub id: Option<u64>,
     pub event: String,
     pub data: String,
 }
@@ -351,6 +353,19 @@ impl SseReader {
         }
     }
 
+    /// The next event called `name` (others skipped), or `None` at the end.
+    pub async fn next_named(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<SseEvent>, Box<dyn std::error::Error + Send + Sync>> {
+        while let Some(event) = self.next().await? {
+            if event.event == name {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
     /// The next event (comments skipped), or `None` at the end of the stream.
     pub async fn next(
         &mut self,
@@ -360,12 +375,15 @@ impl SseReader {
                 let (block, rest) = (block.to_string(), rest.to_string());
                 self.buffer = rest;
                 let mut event = SseEvent {
+                    id: None,
                     event: "message".into(),
                     data: String::new(),
                 };
                 let mut is_comment_only = true;
                 for line in block.lines() {
-                    if let Some(name) = line.strip_prefix("event: ") {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = id.parse().ok();
+                    } else if let Some(name) = line.strip_prefix("event: ") {
                         event.event = name.to_string();
                         is_comment_only = false;
                     } else if let Some(data) = line.strip_prefix("data: ") {
