@@ -16,11 +16,11 @@
 //!
 //! Run with `cargo bench -p bmad2pf-engine`.
 
-use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::Engine;
 use bmad2pf_engine::outcome::{ExecuteRequest, RunRequest};
+use bmad2pf_engine::runs::RunMode;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use std::path::Path;
@@ -97,7 +97,8 @@ fn run_chain(bencher: Bencher) {
         let engine = Arc::clone(&engine);
         s.runtime
             .block_on(async move {
-                tokio::spawn(async move { engine.run(request(), RunMode::Headless, None).await }).await
+                tokio::spawn(async move { engine.run(request(), RunMode::Headless, None).await })
+                    .await
             })
             .expect("task")
             .expect("run")

@@ -4,12 +4,12 @@
 
 mod llm_common;
 
-use bmad2pf_engine::runs::{Cancelled, RunMode};
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{OnMissingDoc, ProviderKind, RuntimeConfig};
 use bmad2pf_engine::outcome::{
     AgentRunStatus, ExecuteRequest, ExecuteStatus, RunEvent, RunRequest, RunStatus,
 };
+use bmad2pf_engine::runs::{Cancelled, RunMode};
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope, StoreError, WorkflowId};
 use bmad2pf_engine::{Engine, EngineError};
 use llm_common::{Reply, VendorServer};
@@ -123,7 +123,11 @@ fn planning() -> Project {
 async fn a_derived_flow_runs_end_to_end_and_writes_documents() {
     let project = planning();
     let engine = project.engine().await;
-    let outcome = engine.run(run("default", "s1"), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = engine
+        .run(run("default", "s1"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     for agent in ["analyst", "pm", "architect", "po"] {
         assert_eq!(
@@ -224,7 +228,11 @@ async fn missing_documents_make_the_run_pending_until_they_are_put() {
     let agents = [agent("writer", "requires: [spec.md]\n")];
     let project = project(&files(&agents, &[]));
     let engine = project.engine().await;
-    let pending = engine.run(run("default", "s2"), RunMode::Headless, None).await.expect("run").outcome;
+    let pending = engine
+        .run(run("default", "s2"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(pending.status, RunStatus::Pending);
     assert_eq!(pending.pending_docs, vec!["spec.md".to_string()]);
     assert_eq!(pending.results["writer"].status, AgentRunStatus::Waiting);
@@ -236,7 +244,11 @@ async fn missing_documents_make_the_run_pending_until_they_are_put() {
         .put(&spec, "# Spec\n", bmad2pf_engine::store::DocWriter::Api)
         .await
         .expect("put");
-    let done = engine.run(run("default", "s2"), RunMode::Headless, None).await.expect("rerun").outcome;
+    let done = engine
+        .run(run("default", "s2"), RunMode::Headless, None)
+        .await
+        .expect("rerun")
+        .outcome;
     assert_eq!(done.status, RunStatus::Success, "{done:#?}");
     assert!(doc(&engine, "s2__writer").await.is_some());
 }
@@ -248,7 +260,11 @@ async fn on_missing_doc_error_fails_the_agent_and_skip_runs_it() {
     let mut config = project.config();
     config.on_missing_doc = OnMissingDoc::Error;
     let engine = project.engine_with(config.clone()).await;
-    let failed = engine.run(run("default", "s3"), RunMode::Headless, None).await.expect("run").outcome;
+    let failed = engine
+        .run(run("default", "s3"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(failed.status, RunStatus::Error);
     assert!(
         failed.errors["writer"].starts_with("dependency_missing"),
@@ -257,7 +273,11 @@ async fn on_missing_doc_error_fails_the_agent_and_skip_runs_it() {
 
     config.on_missing_doc = OnMissingDoc::Skip;
     let engine = project.engine_with(config).await;
-    let ran = engine.run(run("default", "s3"), RunMode::Headless, None).await.expect("run").outcome;
+    let ran = engine
+        .run(run("default", "s3"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(ran.status, RunStatus::Success, "{ran:#?}");
 }
 
@@ -271,7 +291,11 @@ async fn an_llm_outage_is_never_a_success() {
     let mut config = project.config();
     config.llm.mock.failure_rate = 1.0;
     let engine = project.engine_with(config).await;
-    let outcome = engine.run(run("default", "s4"), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = engine
+        .run(run("default", "s4"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.error_code.as_deref(), Some("agent_failed"));
     assert_eq!(outcome.results["first"].status, AgentRunStatus::Failed);
@@ -297,7 +321,11 @@ async fn continue_and_fallback_go_on_but_still_report_the_failure() {
     let mut config = project.config();
     config.llm.mock.failure_rate = 1.0;
     let engine = project.engine_with(config).await;
-    let outcome = engine.run(run("default", "s5"), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = engine
+        .run(run("default", "s5"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
     assert_eq!(outcome.results["flaky"].status, AgentRunStatus::Fallback);
     let placeholder = doc(&engine, "s5__flaky")
@@ -353,7 +381,11 @@ async fn actions_route_between_steps() {
     let engine = project
         .engine_with(scripted_config(&project, &server))
         .await;
-    let outcome = engine.run(run("plan", "s6"), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = engine
+        .run(run("plan", "s6"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(
         server.requests().len(),
@@ -380,7 +412,11 @@ async fn a_loop_stops_at_max_visits_with_loop_limit() {
     let engine = project
         .engine_with(scripted_config(&project, &server))
         .await;
-    let outcome = engine.run(run("plan", "s7"), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = engine
+        .run(run("plan", "s7"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.error_code.as_deref(), Some("loop_limit"));
     assert!(outcome.errors["run"].contains("`write`"), "{outcome:#?}");
@@ -400,10 +436,16 @@ async fn one_run_per_flow_and_story_at_a_time() {
     let engine = Arc::new(project.engine_with(config).await);
     let first = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.run(run("default", "s8"), RunMode::Headless, None).await }
+        async move {
+            engine
+                .run(run("default", "s8"), RunMode::Headless, None)
+                .await
+        }
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let refused = engine.run(run("default", "s8"), RunMode::Headless, None).await;
+    let refused = engine
+        .run(run("default", "s8"), RunMode::Headless, None)
+        .await;
     let other_story = engine
         .run(run("default", "s9"), RunMode::Headless, None)
         .await
@@ -565,7 +607,11 @@ async fn readiness_lists_missing_documents_and_agents() {
     let before = engine.readiness("pm", "s11").await.expect("ready");
     assert!(!before.ready);
     assert_eq!(before.missing_docs, vec!["brief.md".to_string()]);
-    engine.run(run("default", "s11"), RunMode::Headless, None).await.expect("run").outcome;
+    engine
+        .run(run("default", "s11"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     let after = engine.readiness("pm", "s11").await.expect("ready");
     assert!(after.ready);
     assert!(after.last_execution.is_some());
@@ -580,7 +626,9 @@ async fn unknown_flows_and_bad_story_ids_are_request_errors() {
         Err(EngineError::UnknownFlow(_))
     ));
     assert!(matches!(
-        engine.run(run("default", "../etc"), RunMode::Headless, None).await,
+        engine
+            .run(run("default", "../etc"), RunMode::Headless, None)
+            .await,
         Err(EngineError::Store(StoreError::InvalidId(_)))
     ));
     assert!(matches!(
@@ -601,11 +649,16 @@ async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
     let engine = Arc::new(project.engine_with(config).await);
     let caller = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.run(run("default", "s12"), RunMode::Headless, None).await }
+        async move {
+            engine
+                .run(run("default", "s12"), RunMode::Headless, None)
+                .await
+        }
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let Err(EngineError::RunInProgress { run_id, .. }) =
-        engine.run(run("default", "s12"), RunMode::Headless, None).await
+    let Err(EngineError::RunInProgress { run_id, .. }) = engine
+        .run(run("default", "s12"), RunMode::Headless, None)
+        .await
     else {
         panic!("the first run holds the story");
     };
@@ -617,7 +670,10 @@ async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
     assert_eq!(running.running_agents, ["slow"], "{running:#?}");
 
     let cancelled = engine.cancel_run(&run_id).await.expect("cancel");
-    assert!(matches!(cancelled, Cancelled::Requested { .. }), "{cancelled:?}");
+    assert!(
+        matches!(cancelled, Cancelled::Requested { .. }),
+        "{cancelled:?}"
+    );
     let ended = engine
         .wait_run(&run_id, std::time::Duration::from_secs(2))
         .await
@@ -657,11 +713,19 @@ async fn runtime_retries_apply_unless_the_agent_sets_its_own() {
     config.llm.max_retries = 0;
     let engine = project.engine_with(config).await;
     // llm.max_retries = 0 and the agent says nothing: one attempt, then failure.
-    let plain = engine.run(run("plain", "s13"), RunMode::Headless, None).await.expect("run").outcome;
+    let plain = engine
+        .run(run("plain", "s13"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(plain.status, RunStatus::Error, "{plain:#?}");
     assert_eq!(server.requests().len(), 1);
     // The agent's own retry_count wins: a second attempt succeeds.
-    let stubborn = engine.run(run("stubborn", "s13"), RunMode::Headless, None).await.expect("run").outcome;
+    let stubborn = engine
+        .run(run("stubborn", "s13"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(stubborn.status, RunStatus::Success, "{stubborn:#?}");
     assert_eq!(server.requests().len(), 3);
 }

@@ -4,11 +4,11 @@
 
 mod llm_common;
 
-use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_engine::Engine;
 use bmad2pf_engine::outcome::{AgentRunStatus, RunRequest, RunStatus};
+use bmad2pf_engine::runs::RunMode;
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope};
 use llm_common::{Reply, VendorServer};
 use serde_json::{Value, json};
@@ -129,7 +129,12 @@ async fn builtin_tools_read_and_write_the_stores() {
         &llm,
     )
     .await;
-    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = s
+        .engine
+        .run(request(), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     let results: Vec<String> = tool_results(&llm)
         .iter()
@@ -182,7 +187,12 @@ async fn http_and_command_tools_run_without_a_shell() {
         wiki.url
     );
     let s = setup(&tools, "wiki, echo_args", &llm).await;
-    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = s
+        .engine
+        .run(request(), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(wiki.single_request().target, "/search?q=a%20b%26c");
     let results = tool_results(&llm);
@@ -202,7 +212,12 @@ async fn a_model_that_never_stops_calling_tools_fails_the_agent() {
         .collect();
     let llm = VendorServer::start(replies).await;
     let s = setup("tools: {}\n", "word_count", &llm).await;
-    let outcome = s.engine.run(request(), RunMode::Headless, None).await.expect("run").outcome;
+    let outcome = s
+        .engine
+        .run(request(), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.results["researcher"].status, AgentRunStatus::Failed);
     assert!(

@@ -1,9 +1,9 @@
 //! The shipped examples run end to end on the mock provider.
 
-use bmad2pf_engine::runs::RunMode;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ReplayMode, RuntimeConfig};
 use bmad2pf_engine::outcome::{RunRequest, RunStatus};
+use bmad2pf_engine::runs::RunMode;
 use bmad2pf_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +57,11 @@ async fn the_planning_example_runs_every_flow() {
     let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
     assert!(!flows.is_empty());
     for flow in flows {
-        let outcome = engine.run(request(&flow), RunMode::Headless, None).await.expect("run").outcome;
+        let outcome = engine
+            .run(request(&flow), RunMode::Headless, None)
+            .await
+            .expect("run")
+            .outcome;
         assert_eq!(
             outcome.status,
             RunStatus::Success,
@@ -73,7 +77,11 @@ async fn the_bmad_example_runs_until_it_needs_a_human() {
     let flows: Vec<String> = engine.bundle().flows.keys().cloned().collect();
     assert!(!flows.is_empty());
     for flow in flows {
-        let outcome = engine.run(request(&flow), RunMode::Headless, None).await.expect("run").outcome;
+        let outcome = engine
+            .run(request(&flow), RunMode::Headless, None)
+            .await
+            .expect("run")
+            .outcome;
         assert_ne!(
             outcome.status,
             RunStatus::Error,
@@ -157,7 +165,10 @@ async fn story_ids_too_long_for_a_flows_documents_are_refused_before_the_run() {
         story_id: "s".repeat(190),
         ..request("brief")
     };
-    let error = engine.run(refused, RunMode::Headless, None).await.expect_err("refused");
+    let error = engine
+        .run(refused, RunMode::Headless, None)
+        .await
+        .expect_err("refused");
     assert_eq!(error.code(), "invalid_id");
     let message = error.to_string();
     assert!(
@@ -189,7 +200,11 @@ async fn a_story_exactly_at_a_flows_limit_runs() {
                 story_id: "s".repeat(limit),
                 ..request(&flow)
             };
-            let outcome = engine.run(at_limit, RunMode::Headless, None).await.expect("runs").outcome;
+            let outcome = engine
+                .run(at_limit, RunMode::Headless, None)
+                .await
+                .expect("runs")
+                .outcome;
             assert_ne!(
                 outcome.status,
                 RunStatus::Error,

@@ -21,11 +21,11 @@ mod sequence;
 use crate::core::Core;
 use crate::failure::HaltCode;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::runs::EventLog;
 use crate::store::{
     AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
     now_ms,
 };
-use crate::runs::EventLog;
 use docs::RunDocs;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -358,8 +358,8 @@ pub(crate) fn elapsed_ms(since: Instant) -> u64 {
 mod tests {
     use super::*;
     use crate::engine::{Engine, Stores};
-    use crate::runs::RunMode;
     use crate::outcome::AgentRunStatus;
+    use crate::runs::RunMode;
     use crate::store::{
         Database, DocId, Incidents, MemoryStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
         SqliteStatusStore, StoreError,
@@ -480,7 +480,10 @@ mod tests {
             force: false,
         };
 
-        let outcome = engine.run(request(), RunMode::Headless, None).await?.outcome;
+        let outcome = engine
+            .run(request(), RunMode::Headless, None)
+            .await?
+            .outcome;
         assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
         assert!(
             outcome.errors[failed].contains("(injected)"),
@@ -501,14 +504,20 @@ mod tests {
         // No record was saved, so the next run does the work again, and
         // with the store back its record is saved.
         failing.store(false, Ordering::SeqCst);
-        let again = engine.run(request(), RunMode::Headless, None).await?.outcome;
+        let again = engine
+            .run(request(), RunMode::Headless, None)
+            .await?
+            .outcome;
         assert_eq!(again.status, RunStatus::Success, "{again:#?}");
         assert_eq!(
             again.results["analyst"].status,
             AgentRunStatus::Completed,
             "{again:#?}"
         );
-        let third = engine.run(request(), RunMode::Headless, None).await?.outcome;
+        let third = engine
+            .run(request(), RunMode::Headless, None)
+            .await?
+            .outcome;
         assert_eq!(
             third.results["analyst"].status,
             AgentRunStatus::Skipped,

@@ -16,9 +16,9 @@ mod claim;
 mod log;
 mod runner;
 
-pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage};
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
+pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};
@@ -133,8 +133,7 @@ impl Run {
 
     /// A run read back from the store.
     pub(crate) fn from_stored(stored: &StoredRun) -> Result<Self, StoreError> {
-        serde_json::from_str(&stored.body).map_err(|e| {
-            StoreError::corrupt(format!("the stored run `{}`", stored.run_id), e)
-        })
+        serde_json::from_str(&stored.body)
+            .map_err(|e| StoreError::corrupt(format!("the stored run `{}`", stored.run_id), e))
     }
 }

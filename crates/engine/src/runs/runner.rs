@@ -126,7 +126,9 @@ impl Runner {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(CANCEL_POLL).await;
-                    let Some(runner) = runner.upgrade() else { return };
+                    let Some(runner) = runner.upgrade() else {
+                        return;
+                    };
                     runner.read_cancel_requests().await;
                 }
             })
@@ -136,7 +138,9 @@ impl Runner {
             tokio::spawn(async move {
                 loop {
                     {
-                        let Some(runner) = runner.upgrade() else { return };
+                        let Some(runner) = runner.upgrade() else {
+                            return;
+                        };
                         if let Err(error) = runner.sweep().await {
                             tracing::warn!(%error, "looking for runs of dead processes failed");
                         }
@@ -156,12 +160,22 @@ impl Runner {
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
     ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
-        let max_queued = self.core.config.runs.max_queued_runs;
-        if self.queued.load(Ordering::Relaxed) >= max_queued {
-            return Err(EngineError::QueueFull(max_queued));
-        }
         let now = now_ms();
         let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let runs = &self.core.runs;
+        let max_queued = self.core.config.runs.max_queued_runs;
+        if self.queued.load(Ordering::Relaxed) >= max_queued {
+            // A client retrying a lost request learns its run rather than
+            // `queue_full`: the story's claim is looked at first.
+            let (flow, story) = (&request.flow, &request.story_id);
+            return match runs.claim(flow, story, &run_id).await? {
+                Some(holder) => Err(self.in_progress(holder).await?),
+                None => {
+                    runs.release(flow, story, &run_id).await?;
+                    Err(EngineError::QueueFull(max_queued))
+                }
+            };
+        }
         let run = Run {
             outcome: RunOutcome {
                 run_id: run_id.clone(),
@@ -185,13 +199,8 @@ impl Runner {
             finished_at: None,
             updated_at: now,
         };
-        let runs = &self.core.runs;
         if let Some(holder) = runs.create_run(&run.to_stored()?).await? {
-            let status = runs.get_run(&holder).await?.map(|stored| stored.status);
-            return Err(EngineError::RunInProgress {
-                run_id: holder,
-                status,
-            });
+            return Err(self.in_progress(holder).await?);
         }
         let claim = Claim::held(
             runs.clone(),
@@ -202,6 +211,15 @@ impl Runner {
         tracing::info!(run_id, flow = run.flow, story = run.story_id, "run queued");
         let ended = self.launch(run.clone(), request, claim, 1, observer);
         Ok((run, ended))
+    }
+
+    /// The refusal of a run whose (flow, story) `holder` holds.
+    async fn in_progress(&self, holder: String) -> Result<EngineError, StoreError> {
+        let status = self.core.runs.get_run(&holder).await?.map(|s| s.status);
+        Ok(EngineError::RunInProgress {
+            run_id: holder,
+            status,
+        })
     }
 
     /// Registers a queued run and spawns its task; its `ended` receiver.
@@ -314,7 +332,12 @@ impl Runner {
                     .insert("run_record".into(), error.to_string());
             }
         }
-        tracing::info!(run_id, status = status.as_str(), duration_ms = run.outcome.duration_ms, "run finished");
+        tracing::info!(
+            run_id,
+            status = status.as_str(),
+            duration_ms = run.outcome.duration_ms,
+            "run finished"
+        );
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -569,7 +592,10 @@ impl Runner {
                     run.story_id.clone(),
                     run.outcome.run_id.clone(),
                 );
-                tracing::info!(run_id = run.outcome.run_id, "took over a queued run of a process that died");
+                tracing::info!(
+                    run_id = run.outcome.run_id,
+                    "took over a queued run of a process that died"
+                );
                 let request = RunRequest {
                     flow: run.flow.clone(),
                     story_id: run.story_id.clone(),
@@ -579,7 +605,8 @@ impl Runner {
                 drop(self.launch(run, request, claim, next_event, None));
                 continue;
             }
-            self.mark_interrupted(&stored, run, &events, next_event).await?;
+            self.mark_interrupted(&stored, run, &events, next_event)
+                .await?;
         }
         Ok(())
     }
@@ -598,7 +625,8 @@ impl Runner {
             .filter(|e| e.event == "progress")
             .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
             .filter(|data| {
-                data["status"] == serde_json::to_value(ProgressStatus::Completed).unwrap_or_default()
+                data["status"]
+                    == serde_json::to_value(ProgressStatus::Completed).unwrap_or_default()
             })
             .filter_map(|data| data["agent"].as_str().map(str::to_string))
             .collect();
@@ -645,7 +673,10 @@ impl Runner {
             .update_run_if(&run.to_stored()?, &stored.status, &events)
             .await?
         {
-            tracing::warn!(run_id = run.outcome.run_id, "marked a run whose process died: interrupted_by_restart");
+            tracing::warn!(
+                run_id = run.outcome.run_id,
+                "marked a run whose process died: interrupted_by_restart"
+            );
             self.core.counters.run_finished(RunStatus::Error);
         }
         Ok(())
@@ -655,7 +686,11 @@ impl Runner {
         let mut all: Vec<StoredEvent> = Vec::new();
         loop {
             let after = all.last().map_or(0, |e| e.id);
-            let page = self.core.runs.events_after(run_id, after, EVENTS_PAGE).await?;
+            let page = self
+                .core
+                .runs
+                .events_after(run_id, after, EVENTS_PAGE)
+                .await?;
             let full = page.len() == EVENTS_PAGE;
             all.extend(page);
             if !full {
@@ -717,7 +752,13 @@ mod tests {
             decode_cursor(&cursor).ok(),
             Some((1_700_000_000_123, "run-0123456789abcdef".to_string()))
         );
-        for bad in ["", "zz", "00", &hex::encode("12:run-x"), &hex::encode("x:run-0123456789abcdef")] {
+        for bad in [
+            "",
+            "zz",
+            "00",
+            &hex::encode("12:run-x"),
+            &hex::encode("x:run-0123456789abcdef"),
+        ] {
             assert!(
                 matches!(decode_cursor(bad), Err(EngineError::InvalidCursor(_))),
                 "{bad}"
@@ -728,7 +769,13 @@ mod tests {
     #[test]
     fn run_ids_are_checked() {
         assert!(check_run_id("run-0123456789abcdef").is_ok());
-        for bad in ["", "run-", "run-0123456789abcdeg", "x-0123456789abcdef", "run-0123456789abcdef0"] {
+        for bad in [
+            "",
+            "run-",
+            "run-0123456789abcdeg",
+            "x-0123456789abcdef",
+            "run-0123456789abcdef0",
+        ] {
             assert!(check_run_id(bad).is_err(), "{bad}");
         }
     }

@@ -185,8 +185,10 @@ impl RedisRunStore {
             return Ok(None);
         }
         let mut take = |name: &str| {
-            hash.remove(name)
-                .ok_or_else(|| self.redis.corrupt(&format!("run `{run_id}`"), format!("no `{name}`")))
+            hash.remove(name).ok_or_else(|| {
+                self.redis
+                    .corrupt(&format!("run `{run_id}`"), format!("no `{name}`"))
+            })
         };
         let number = |text: String, name: &str| {
             text.parse::<u64>().map_err(|e| {
@@ -237,8 +239,10 @@ impl RedisRunStore {
             invocation.arg(name).arg(value);
         }
         for event in write.events {
-            let json = serde_json::to_string(event)
-                .map_err(|e| self.redis.corrupt(&format!("an event of run `{}`", run.run_id), e))?;
+            let json = serde_json::to_string(event).map_err(|e| {
+                self.redis
+                    .corrupt(&format!("an event of run `{}`", run.run_id), e)
+            })?;
             invocation.arg(event.id).arg(json);
         }
         let mut redis = self.redis.handle();
@@ -439,10 +443,8 @@ impl RunStore for RedisRunStore {
         let record = record
             .map(|record| {
                 serde_json::to_string(record).map_err(|err| {
-                    self.redis.corrupt(
-                        &format!("run record `{}__{}`", run.flow, run.story_id),
-                        err,
-                    )
+                    self.redis
+                        .corrupt(&format!("run record `{}__{}`", run.flow, run.story_id), err)
                 })
             })
             .transpose()?;
@@ -463,8 +465,10 @@ impl RunStore for RedisRunStore {
         }
         let mut items = Vec::with_capacity(events.len());
         for event in events {
-            let json = serde_json::to_string(event)
-                .map_err(|e| self.redis.corrupt(&format!("an event of run `{run_id}`"), e))?;
+            let json = serde_json::to_string(event).map_err(|e| {
+                self.redis
+                    .corrupt(&format!("an event of run `{run_id}`"), e)
+            })?;
             items.push((event.id, json));
         }
         let mut redis = self.redis.handle();
@@ -479,10 +483,11 @@ impl RunStore for RedisRunStore {
 
     async fn get_run(&self, run_id: &str) -> Result<Option<StoredRun>, StoreError> {
         let mut redis = self.redis.handle();
-        let hash: HashMap<String, String> = redis
-            .hgetall(self.run_key(run_id))
-            .await
-            .map_err(|err| self.redis.unavailable(&format!("read run `{run_id}`"), &err))?;
+        let hash: HashMap<String, String> =
+            redis.hgetall(self.run_key(run_id)).await.map_err(|err| {
+                self.redis
+                    .unavailable(&format!("read run `{run_id}`"), &err)
+            })?;
         self.from_fields(run_id, hash)
     }
 
@@ -551,8 +556,10 @@ impl RunStore for RedisRunStore {
         items
             .iter()
             .map(|item| {
-                serde_json::from_str(item)
-                    .map_err(|e| self.redis.corrupt(&format!("an event of run `{run_id}`"), e))
+                serde_json::from_str(item).map_err(|e| {
+                    self.redis
+                        .corrupt(&format!("an event of run `{run_id}`"), e)
+                })
             })
             .collect()
     }
@@ -561,15 +568,18 @@ impl RunStore for RedisRunStore {
         let mut redis = self.redis.handle();
         // The flag is set only on a run that exists, or it would make a
         // hash that reads as a damaged run.
-        let exists: bool = redis
-            .exists(self.run_key(run_id))
-            .await
-            .map_err(|err| self.redis.unavailable(&format!("cancel run `{run_id}`"), &err))?;
+        let exists: bool = redis.exists(self.run_key(run_id)).await.map_err(|err| {
+            self.redis
+                .unavailable(&format!("cancel run `{run_id}`"), &err)
+        })?;
         if exists {
             redis
                 .hset::<_, _, _, ()>(self.run_key(run_id), "cancel", "1")
                 .await
-                .map_err(|err| self.redis.unavailable(&format!("cancel run `{run_id}`"), &err))?;
+                .map_err(|err| {
+                    self.redis
+                        .unavailable(&format!("cancel run `{run_id}`"), &err)
+                })?;
         }
         Ok(exists)
     }

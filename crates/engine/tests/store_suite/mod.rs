@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bmad2pf_engine::store::{
     AgentRecord, AgentState, DocId, DocStore, DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope,
-    MemoryStore, RunQuery, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError,
-    StoredEvent, StoredRun, WorkflowId, doc_id, now_ms,
+    MemoryStore, RunQuery, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, StoredEvent,
+    StoredRun, WorkflowId, doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -852,7 +852,11 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         .await?;
     let mut stale = running.clone();
     stale.status = "error".into();
-    assert!(!runs.update_run_if(&stale, "queued", &[event(9, "x")]).await?);
+    assert!(
+        !runs
+            .update_run_if(&stale, "queued", &[event(9, "x")])
+            .await?
+    );
     assert_eq!(runs.get_run("run-1").await?, Some(running.clone()));
     runs.append_events("run-1", &[event(4, "result"), event(5, "progress")])
         .await?;
@@ -860,7 +864,10 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     assert_eq!(ids(runs.events_after("run-1", 0, 100).await?), [1, 2, 4, 5]);
     assert_eq!(ids(runs.events_after("run-1", 2, 100).await?), [4, 5]);
     assert_eq!(ids(runs.events_after("run-1", 3, 1).await?), [4]);
-    assert_eq!(runs.events_after("run-1", 0, 100).await?[0], event(1, "status"));
+    assert_eq!(
+        runs.events_after("run-1", 0, 100).await?[0],
+        event(1, "status")
+    );
     assert!(runs.events_after("run-none", 0, 100).await?.is_empty());
 
     // A cancel request is kept across writes of the run.
@@ -872,7 +879,11 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
             .await?,
         ["run-1"]
     );
-    assert!(runs.get_run("run-1").await?.is_some_and(|r| r.cancel_requested));
+    assert!(
+        runs.get_run("run-1")
+            .await?
+            .is_some_and(|r| r.cancel_requested)
+    );
 
     // Ending saves the record, releases the claim, keeps the events.
     let mut ended = running.clone();
@@ -880,7 +891,8 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     ended.finished_at = Some(base + 9);
     ended.updated_at = base + 9;
     let rec = record("run-1", "cancelled", &[("analyst", "h1")]);
-    runs.end_run(&ended, &[event(6, "done")], Some(&rec)).await?;
+    runs.end_run(&ended, &[event(6, "done")], Some(&rec))
+        .await?;
     assert_eq!(runs.load("planning", "S1").await?, Some(rec));
     let stored = runs.get_run("run-1").await?.ok_or("run-1 is stored")?;
     assert_eq!(
@@ -899,7 +911,13 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     .into_iter()
     .enumerate()
     {
-        let run = stored_run(&format!("run-{}", i + 3), flow, story, status, base + 10 + i as u64);
+        let run = stored_run(
+            &format!("run-{}", i + 3),
+            flow,
+            story,
+            status,
+            base + 10 + i as u64,
+        );
         assert_eq!(runs.create_run(&run).await?, None);
     }
     let listed = |query: RunQuery| {

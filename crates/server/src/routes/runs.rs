@@ -237,7 +237,10 @@ pub async fn run_events(
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .ok_or_else(|| {
-                ApiError::bad_request("bad_request", "`Last-Event-ID` must be an event id (a number)")
+                ApiError::bad_request(
+                    "bad_request",
+                    "`Last-Event-ID` must be an event id (a number)",
+                )
             })?,
         None => query.after.unwrap_or(0),
     };

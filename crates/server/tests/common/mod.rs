@@ -143,6 +143,9 @@ pub struct Setup {
     pub cors_origins: Vec<String>,
     /// Overrides the server's header-read timeout (30 s).
     pub header_read_timeout: Option<std::time::Duration>,
+    /// Overrides `runs.max_running_runs` and `runs.max_queued_runs`.
+    pub max_running_runs: Option<usize>,
+    pub max_queued_runs: Option<usize>,
 }
 
 pub struct TestServer {
@@ -182,6 +185,12 @@ impl TestServer {
                 config.server.max_body_bytes = max;
             }
             config.server.cors_origins = setup.cors_origins;
+            if let Some(max) = setup.max_running_runs {
+                config.runs.max_running_runs = max;
+            }
+            if let Some(max) = setup.max_queued_runs {
+                config.runs.max_queued_runs = max;
+            }
         };
         let engine = engine(dir.path(), configure, &["default"]).await?;
         let state = AppState::new(Arc::new(engine), setup.api_key);

@@ -391,7 +391,8 @@ fn take_claim(
 }
 
 /// The columns of a [`StoredRun`], in the order [`stored_run`] reads them.
-const RUN_COLUMNS: &str = "run_id, flow, story_id, status, created_at, updated_at, finished_at, cancel_requested, body";
+const RUN_COLUMNS: &str =
+    "run_id, flow, story_id, status, created_at, updated_at, finished_at, cancel_requested, body";
 
 fn stored_run(row: &Row<'_>) -> Result<StoredRun, rusqlite::Error> {
     Ok(StoredRun {
