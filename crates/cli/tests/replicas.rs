@@ -1057,3 +1057,90 @@ async fn one_run_per_flow_and_story_holds_between_the_server_and_the_cli() -> Te
     assert_eq!(status.code(), Some(0));
     assert_healthy(&http, &mut server).await
 }
+
+/// SPEC 8.1 at a `kill -9`: the run that was running is marked `error` /
+/// `interrupted_by_restart` (never replayed) with the agents it completed,
+/// and the run that was queued behind it is taken over and finishes —
+/// once the dead process's claims expire, found by the restarted server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let slow = [
+        ("BMAD2PF_LLM_MOCK_LATENCY_MS", "800"),
+        ("BMAD2PF_RUNS_MAX_RUNNING_RUNS", "1"),
+    ];
+    let mut server = Server::start(dir.path(), &slow)?;
+    let http = reqwest::Client::new();
+    let start = |flow: &str, story: &str| {
+        http.post(server.url("/runs"))
+            .json(&json!({"flow": flow, "story_id": story, "input": "a todo app"}))
+            .send()
+    };
+    let running: Value = start("planning", "k9-running").await?.json().await?;
+    let queued: Value = start("brief", "k9-queued").await?.json().await?;
+    let (running, queued) = (
+        running["run_id"].as_str().ok_or("a run id")?.to_string(),
+        queued["run_id"].as_str().ok_or("a run id")?.to_string(),
+    );
+    // Killed once the analyst is done and the design step runs.
+    eventually("the first agent to complete", || {
+        let request = http.get(server.url(&format!("/runs/{running}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok((run["step"] == "design").then_some(()))
+        }
+    })
+    .await?;
+    // The design agents have started (their events are stored within
+    // milliseconds) and wait 800 ms on the mock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill_hard()?;
+
+    let restarted = Server::start(dir.path(), &[])?;
+    let started = Instant::now();
+    let (marked, finished) = loop {
+        let get = |id: &str| http.get(restarted.url(&format!("/runs/{id}"))).send();
+        let marked: Value = get(&running).await?.json().await?;
+        let finished: Value = get(&queued).await?.json().await?;
+        if marked["status"] == "error" && finished["status"] == "success" {
+            break (marked, finished);
+        }
+        // The dead claims expire after 30 s; a sweep runs every 10 s.
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!("not marked in time: {marked}\n{finished}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(marked["error_code"], "interrupted_by_restart", "{marked}");
+    assert_eq!(marked["details"]["step"], "design", "{marked}");
+    assert_eq!(
+        marked["details"]["completed_agents"],
+        json!(["analyst"]),
+        "{marked}"
+    );
+    assert_eq!(
+        marked["results"]["analyst"]["status"], "completed",
+        "{marked}"
+    );
+    assert_eq!(finished["results"]["analyst"]["status"], "completed");
+    // The marked run's stream ends with it.
+    let events = http
+        .get(restarted.url(&format!("/runs/{running}/events")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let last = events
+        .split("\n\n")
+        .filter(|block| block.contains("event: "))
+        .last()
+        .ok_or("no events")?;
+    assert!(last.lines().any(|l| l == "event: done"), "{events}");
+    let data = last
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .ok_or("no data")?;
+    assert_eq!(serde_json::from_str::<Value>(data)?, marked);
+    assert!(!restarted.panicked(), "the log shows a panic");
+    Ok(())
+}

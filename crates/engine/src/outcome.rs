@@ -135,6 +135,8 @@ pub enum ProgressStatus {
 pub enum RunEvent {
     Progress {
         agent: String,
+        /// The flow step the agent runs in.
+        step: String,
         status: ProgressStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,

@@ -610,8 +610,7 @@ async fn readiness_lists_missing_documents_and_agents() {
     engine
         .run(run("default", "s11"), RunMode::Headless, None)
         .await
-        .expect("run")
-        .outcome;
+        .expect("run");
     let after = engine.readiness("pm", "s11").await.expect("ready");
     assert!(after.ready);
     assert!(after.last_execution.is_some());

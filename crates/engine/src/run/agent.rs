@@ -420,6 +420,7 @@ impl AgentNode {
         let ctx = state.ctx.clone();
         ctx.emit(RunEvent::Progress {
             agent: id.clone(),
+            step: self.step.id.clone(),
             status: progress,
             duration_ms: Some(result.duration_ms),
             timestamp: now_ms(),
@@ -576,6 +577,7 @@ impl Node<RunState> for AgentNode {
         if !call.announced.swap(true, Ordering::Relaxed) {
             call.ctx.emit(RunEvent::Progress {
                 agent: self.agent.id.clone(),
+                step: self.step.id.clone(),
                 status: ProgressStatus::Started,
                 duration_ms: None,
                 timestamp: now_ms(),

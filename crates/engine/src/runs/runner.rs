@@ -25,7 +25,7 @@ use super::{Run, RunMode, RunSummary};
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::failure::HaltCode;
-use crate::outcome::{AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::outcome::{AgentResult, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::run::{RunState, run_flow};
 use crate::store::{EVENTS_PAGE, RunQuery, StoreError, StoredEvent, StoredRun, now_ms};
 use serde_json::json;
@@ -611,8 +611,9 @@ impl Runner {
         Ok(())
     }
 
-    /// Ends a run whose process died: `error` / `interrupted_by_restart`
-    /// with the step it was in and the agents it completed.
+    /// Ends a run whose process died: `error` / `interrupted_by_restart`,
+    /// with what its stored events tell — the results of the agents that
+    /// finished, the step it was in, the agents it completed.
     async fn mark_interrupted(
         &self,
         stored: &StoredRun,
@@ -620,16 +621,25 @@ impl Runner {
         events: &[StoredEvent],
         next_event: u64,
     ) -> Result<(), StoreError> {
-        let completed: Vec<String> = events
-            .iter()
-            .filter(|e| e.event == "progress")
-            .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.data).ok())
-            .filter(|data| {
-                data["status"]
-                    == serde_json::to_value(ProgressStatus::Completed).unwrap_or_default()
-            })
-            .filter_map(|data| data["agent"].as_str().map(str::to_string))
-            .collect();
+        let mut completed = Vec::new();
+        for event in events {
+            match serde_json::from_str::<RunEventData>(&event.data) {
+                Ok(RunEventData::Progress {
+                    agent,
+                    step,
+                    status,
+                }) if event.event == "progress" => {
+                    run.step = Some(step);
+                    if status == ProgressStatus::Completed {
+                        completed.push(agent);
+                    }
+                }
+                Ok(RunEventData::Result { agent, data }) if event.event == "result" => {
+                    run.outcome.results.insert(agent, data);
+                }
+                _ => {}
+            }
+        }
         let now = now_ms();
         run.outcome.status = RunStatus::Error;
         run.outcome.error_code = Some(HaltCode::InterruptedByRestart.as_str().into());
@@ -637,12 +647,6 @@ impl Runner {
             "run".into(),
             "the process running it stopped; it was not replayed (run it again to redo what was in flight)".into(),
         );
-        for agent in &completed {
-            run.outcome
-                .results
-                .entry(agent.clone())
-                .and_modify(|r| r.status = AgentRunStatus::Completed);
-        }
         run.details = Some(json!({ "step": run.step, "completed_agents": completed }));
         run.running_agents.clear();
         run.finished_at = Some(now);
@@ -698,6 +702,21 @@ impl Runner {
             }
         }
     }
+}
+
+/// The data of the stored events a sweep reads back.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RunEventData {
+    Progress {
+        agent: String,
+        step: String,
+        status: ProgressStatus,
+    },
+    Result {
+        agent: String,
+        data: AgentResult,
+    },
 }
 
 /// Whether the stream of a run ends with this event.

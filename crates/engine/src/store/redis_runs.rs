@@ -176,7 +176,7 @@ impl RedisRunStore {
     }
 
     /// Reads a run's hash back; `None` when it holds nothing.
-    fn from_fields(
+    fn run_from_fields(
         &self,
         run_id: &str,
         mut hash: HashMap<String, String>,
@@ -269,7 +269,7 @@ impl RedisRunStore {
             .map_err(|err| self.redis.unavailable("read runs", &err))?;
         let mut runs = Vec::with_capacity(ids.len());
         for (run_id, hash) in ids.iter().zip(hashes) {
-            if let Some(run) = self.from_fields(run_id, hash)? {
+            if let Some(run) = self.run_from_fields(run_id, hash)? {
                 runs.push(run);
             }
         }
@@ -488,7 +488,7 @@ impl RunStore for RedisRunStore {
                 self.redis
                     .unavailable(&format!("read run `{run_id}`"), &err)
             })?;
-        self.from_fields(run_id, hash)
+        self.run_from_fields(run_id, hash)
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<StoredRun>, StoreError> {
