@@ -1144,3 +1144,98 @@ async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() 
     assert!(!restarted.panicked(), "the log shows a panic");
     Ok(())
 }
+
+/// SPEC 8.8 on Redis: a run started on one replica is read, listed,
+/// followed live, waited for and cancelled through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> TestResult {
+    let url = std::env::var("BMAD2PF_TEST_REDIS_URL").unwrap_or_default();
+    if url.is_empty() {
+        return skip("the replica runs test", "BMAD2PF_TEST_REDIS_URL");
+    }
+    let prefix = unique_prefix("replica-runs");
+    let mut env = redis_env(&url, &prefix);
+    env.push(("BMAD2PF_LLM_MOCK_LATENCY_MS", "400"));
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let a = Server::start(dir_a.path(), &env)?;
+    let b = Server::start(dir_b.path(), &env)?;
+    let http = reqwest::Client::new();
+    let start = |story: &str| {
+        http.post(a.url("/runs"))
+            .json(&json!({"flow": "planning", "story_id": story, "input": "a todo app"}))
+            .send()
+    };
+
+    // Followed through B from the start: every event, in order, to `done`.
+    let started: Value = start("rr-follow").await?.json().await?;
+    let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
+    let events = http
+        .get(b.url(&format!("/runs/{run_id}/events")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let ids: Vec<u64> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{events}");
+    assert!(events.contains("event: done"), "{events}");
+    let through_b: Value = http
+        .get(b.url(&format!("/runs/{run_id}/wait?timeout_s=1")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let through_a: Value = http
+        .get(a.url(&format!("/runs/{run_id}")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(through_b, through_a);
+    assert!(
+        ["success", "error"].contains(&through_b["status"].as_str().unwrap_or_default()),
+        "{through_b}"
+    );
+    let listed: Value = http
+        .get(b.url("/runs?story_id=rr-follow"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["runs"][0]["run_id"], run_id.as_str(), "{listed}");
+
+    // Cancelled through B while A runs it: A sees the request within a second.
+    let started: Value = start("rr-cancel").await?.json().await?;
+    let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
+    eventually("the run to start", || {
+        let request = http.get(b.url(&format!("/runs/{run_id}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok((run["status"] == "running").then_some(()))
+        }
+    })
+    .await?;
+    let asked = http
+        .post(b.url(&format!("/runs/{run_id}/cancel")))
+        .send()
+        .await?;
+    assert_eq!(asked.status(), StatusCode::ACCEPTED);
+    let stopped: Value = http
+        .get(b.url(&format!("/runs/{run_id}/wait?timeout_s=5")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(stopped["status"], "cancelled", "{stopped}");
+    // The story is free on both.
+    let again = http
+        .post(b.url("/runs"))
+        .json(&json!({"flow": "planning", "story_id": "rr-cancel", "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert!(!a.panicked() && !b.panicked(), "a log shows a panic");
+    Ok(())
+}
