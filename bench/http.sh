@@ -5,14 +5,16 @@
 # Needs: cargo, wrk (Debian: `apt-get install -y wrk`), curl. Installs nothing.
 # Measures, at $BENCH_CONNECTIONS connections (default 32) for $BENCH_DURATION
 # (default 10s) each: GET /health, GET /doc/{id}, PUT /doc/{id},
-# PUT /memory/{scope}/{key}, POST /run — requests/s, p50 and p99 latency.
+# PUT /memory/{scope}/{key}, POST /run, and POST /runs each followed by
+# GET /runs/{id}/wait (runs/s is half its req/s) — requests/s, p50 and p99
+# latency.
 # Also: time from process start to the first successful /health (measured by
 # bench/first_health.py, which polls from one process: a curl per poll would
 # add its own start-up to the figure), idle RSS, and SQLite's commit rate on
 # the same disk (bench/sqlite_commits.py), the ceiling of the write routes.
 #
 # Serves with `bmad2pf serve --src` (BMAD2PF_BIN=path uses a prebuilt binary).
-# BENCH_ROUTES (default "health get_doc put_doc put_memory run") picks the
+# BENCH_ROUTES (default "health get_doc put_doc put_memory run runs_wait") picks the
 # routes measured, e.g. BENCH_ROUTES="put_doc run" when comparing store changes.
 # BENCH_MEMORY_KEYS (default 1000 per wrk thread) is how many keys PUT /memory
 # cycles over; 0 never repeats one.
@@ -24,7 +26,7 @@ connections="${BENCH_CONNECTIONS:-32}"
 duration="${BENCH_DURATION:-10s}"
 threads="${BENCH_THREADS:-2}"
 port="${BENCH_PORT:-18080}"
-routes=" ${BENCH_ROUTES:-health get_doc put_doc put_memory run} "
+routes=" ${BENCH_ROUTES:-health get_doc put_doc put_memory run runs_wait} "
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 for tool in cargo wrk curl python3; do
@@ -92,3 +94,4 @@ measure get_doc "GET /doc/{id}" "$base/doc/bench__read"
 measure put_doc "PUT /doc/{id}" -s "$root/bench/http/put_doc.lua" "$base"
 measure put_memory "PUT /memory/{scope}/{key}" -s "$root/bench/http/put_memory.lua" "$base"
 measure run "POST /run (flow brief)" -s "$root/bench/http/post_run.lua" "$base"
+measure runs_wait "POST /runs + GET wait" -s "$root/bench/http/runs_wait.lua" "$base"

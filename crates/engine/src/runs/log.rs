@@ -8,11 +8,10 @@
 //! follower join at any moment without a gap: it subscribes first, then
 //! reads the store; an event it does not find stored had not been
 //! broadcast yet, so it will arrive live (duplicates are skipped by id).
-//! A change of the run itself ([`EventLog::write_run`]) is stored together
-//! with the events queued before it and its own, in one write.
-//!
-//! The writer drains whatever has queued before each write, so a busy run
-//! stores many events per commit.
+//! The writer drains whatever has queued before each write and stores it
+//! as one: a change of the run itself ([`EventLog::write_run`]) goes
+//! together with the events around it, so a busy run stores many events
+//! per commit.
 
 use crate::outcome::RunEvent;
 use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};
@@ -147,37 +146,45 @@ struct Writer {
 }
 
 impl Writer {
+    /// Each pass takes everything queued and stores it in one write: the
+    /// events in order, with the last state of the run when it changed
+    /// (a later state supersedes an earlier one; an ending is always the
+    /// last entry, as the run sends nothing after it).
     async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Entry>) {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, 512).await > 0 {
             let mut numbered = Vec::new();
+            let mut state: Option<(StoredRun, Option<Option<RunRecord>>)> = None;
+            let mut acks = Vec::new();
             for entry in batch.drain(..) {
                 match entry {
                     Entry::Event(event) => numbered.push(self.number(&event)),
                     Entry::Run(write) => {
                         numbered.extend(write.events.iter().map(|e| self.number(e)));
-                        let stored = stored_only(&numbered);
-                        let result = match &write.end {
-                            Some(record) => {
-                                self.runs
-                                    .end_run(&write.run, &stored, record.as_ref())
-                                    .await
-                            }
-                            None => self.runs.update_run(&write.run, &stored).await,
-                        };
-                        self.publish(std::mem::take(&mut numbered));
-                        let _ = write.done.send(result);
+                        state = Some((write.run, write.end));
+                        acks.push(write.done);
                     }
                 }
             }
             let stored = stored_only(&numbered);
-            if !stored.is_empty()
-                && let Err(error) = self.runs.append_events(&self.run_id, &stored).await
+            let result = match &state {
+                Some((run, Some(record))) => {
+                    self.runs.end_run(run, &stored, record.as_ref()).await
+                }
+                Some((run, None)) => self.runs.update_run(run, &stored).await,
+                None if stored.is_empty() => Ok(()),
+                None => self.runs.append_events(&self.run_id, &stored).await,
+            };
+            if let Err(error) = &result
+                && acks.is_empty()
             {
                 // Live followers still get them; a replay will miss them.
                 tracing::error!(run_id = self.run_id, %error, "storing run events failed");
             }
             self.publish(numbered);
+            for ack in acks {
+                let _ = ack.send(result.clone());
+            }
         }
     }
 
