@@ -320,29 +320,25 @@ mod tests {
         }
     }
 
+    /// A reply with `tool_calls` that used `[input, output, cache read, cache write]` tokens.
     fn answer(
         text: &str,
         tool_calls: Vec<ToolCall>,
-        usage: Usage,
+        [input, output, cache_read, cache_write]: [u64; 4],
     ) -> Result<LlmResponse, LlmError> {
         Ok(LlmResponse {
             text: text.into(),
             tool_calls,
-            usage,
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cache_read_tokens: cache_read,
+                cache_write_tokens: cache_write,
+                ..Usage::default()
+            },
             model: "claude-sonnet-4-5-20250929".into(),
             finish_reason: Some("end_turn".into()),
         })
-    }
-
-    fn counts(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
-        Usage {
-            input_tokens: input,
-            output_tokens: output,
-            cache_read_tokens: cache_read,
-            cache_write_tokens: cache_write,
-            reasoning_tokens: 0,
-            estimated: false,
-        }
     }
 
     /// A core with no agents on an embedded store in `dir`, pricing `claude`.
@@ -410,12 +406,12 @@ mod tests {
         let llm = llm(
             "claude",
             vec![
-                answer("", vec![lookup], counts(2_000, 50, 1_500, 400)),
-                answer("not json", Vec::new(), counts(2_100, 20, 1_900, 0)),
+                answer("", vec![lookup], [2_000, 50, 1_500, 400]),
+                answer("not json", Vec::new(), [2_100, 20, 1_900, 0]),
                 answer(
                     r#"{"content": "Done.", "summary": "done"}"#,
                     Vec::new(),
-                    counts(2_200, 30, 2_000, 0),
+                    [2_200, 30, 2_000, 0],
                 ),
             ],
         );
@@ -507,7 +503,7 @@ mod tests {
                 answer(
                     r#"{"content": "ok", "summary": "ok"}"#,
                     Vec::new(),
-                    counts(10, 5, 0, 0),
+                    [10, 5, 0, 0],
                 ),
             ],
         );

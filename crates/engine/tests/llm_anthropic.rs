@@ -75,6 +75,18 @@ fn block_stop(index: usize) -> String {
     )
 }
 
+/// A whole text block at `index`: its start, one delta with `text`, its stop.
+fn text_block(index: usize, text: &str) -> Vec<String> {
+    vec![
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        ),
+        text_delta(index, text),
+        block_stop(index),
+    ]
+}
+
 fn message_end(stop_reason: &str, output_tokens: u64) -> Vec<String> {
     vec![
         sse_event(
@@ -258,20 +270,13 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
 
 #[tokio::test]
 async fn streamed_tool_use_is_assembled_from_json_deltas() {
-    let mut events = vec![
-        sse_event("message_start", &message_start(472, 0, 0)),
-        sse_event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        text_delta(0, "Checking"),
-        block_stop(0),
-        sse_event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 1, "content_block": {
-                "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
-        ),
-    ];
+    let mut events = vec![sse_event("message_start", &message_start(472, 0, 0))];
+    events.extend(text_block(0, "Checking"));
+    events.push(sse_event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
+    ));
     for part in ["", "{\"city\": \"San", " Francisco\"}"] {
         events.push(sse_event(
             "content_block_delta",
@@ -323,15 +328,8 @@ async fn an_overloaded_error_event_mid_stream_is_a_server_error() {
 async fn cumulative_counts_in_message_delta_replace_those_of_message_start() {
     // message_delta's usage is cumulative; besides output_tokens it may
     // carry the input and cache counts, which then win.
-    let mut events = vec![
-        sse_event("message_start", &message_start(30, 0, 4000)),
-        sse_event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        text_delta(0, "Done."),
-        block_stop(0),
-    ];
+    let mut events = vec![sse_event("message_start", &message_start(30, 0, 4000))];
+    events.extend(text_block(0, "Done."));
     events.push(sse_event(
         "message_delta",
         &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},

@@ -7,7 +7,9 @@ mod llm_common;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ModelPrice, ProviderKind, RuntimeConfig};
 use bmad2pf_engine::Engine;
-use bmad2pf_engine::outcome::{ExecuteRequest, ExecuteStatus, RunRequest, RunStatus};
+use bmad2pf_engine::outcome::{
+    ExecuteOutcome, ExecuteRequest, ExecuteStatus, RunOutcome, RunRequest, RunStatus,
+};
 use bmad2pf_engine::runs::RunMode;
 use llm_common::{Reply, VendorServer};
 use serde_json::json;
@@ -67,6 +69,31 @@ async fn engine(dir: &tempfile::TempDir, server: Option<&VendorServer>, pricing:
     .expect("engine starts")
 }
 
+/// Executes `pm` statelessly.
+async fn execute_pm(engine: &Engine) -> ExecuteOutcome {
+    let request = ExecuteRequest {
+        instruction: "Write the PRD".into(),
+        ..ExecuteRequest::default()
+    };
+    engine.execute("pm", request).await.expect("execute")
+}
+
+/// Runs the default flow (the agent `pm`) for `story`, which must succeed.
+async fn run_pm(engine: &Engine, story: &str) -> RunOutcome {
+    let request = RunRequest {
+        flow: "default".into(),
+        story_id: story.into(),
+        input: "a todo app".into(),
+        force: false,
+    };
+    let run = engine
+        .run(request, RunMode::Headless, None)
+        .await
+        .expect("run");
+    assert_eq!(run.outcome.status, RunStatus::Success, "{run:#?}");
+    run.outcome
+}
+
 fn cost(prompt: u64, cached: u64, completion: u64) -> f64 {
     ((prompt - cached) as f64 * 2.0 + cached as f64 * 0.5 + completion as f64 * 8.0) / 1e6
 }
@@ -90,16 +117,7 @@ async fn execute_counts_and_prices_every_call_repair_included() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&dir, Some(&server), true).await;
-    let outcome = engine
-        .execute(
-            "pm",
-            ExecuteRequest {
-                instruction: "Write the PRD".into(),
-                ..ExecuteRequest::default()
-            },
-        )
-        .await
-        .expect("execute");
+    let outcome = execute_pm(&engine).await;
     assert_eq!(outcome.status, ExecuteStatus::Completed, "{outcome:#?}");
     let usage = outcome.metadata.usage;
     assert_eq!(usage.calls, 2);
@@ -130,21 +148,7 @@ async fn a_run_reports_each_agents_usage_and_leaves_unpriced_models_without_cost
     let server = VendorServer::start(vec![reply("# PRD\n\nThe plan.", 900, 0, 150, 0)]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&dir, Some(&server), false).await;
-    let outcome = engine
-        .run(
-            RunRequest {
-                flow: "default".into(),
-                story_id: "s1".into(),
-                input: "a todo app".into(),
-                force: false,
-            },
-            RunMode::Headless,
-            None,
-        )
-        .await
-        .expect("run")
-        .outcome;
-    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    let outcome = run_pm(&engine, "s1").await;
     let usage = outcome.results["pm"].usage;
     assert_eq!(
         (usage.calls, usage.input_tokens, usage.output_tokens),
@@ -163,16 +167,7 @@ async fn a_run_reports_each_agents_usage_and_leaves_unpriced_models_without_cost
 async fn the_mock_providers_estimates_are_never_priced() {
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&dir, None, true).await;
-    let outcome = engine
-        .execute(
-            "pm",
-            ExecuteRequest {
-                instruction: "Write the PRD".into(),
-                ..ExecuteRequest::default()
-            },
-        )
-        .await
-        .expect("execute");
+    let outcome = execute_pm(&engine).await;
     let usage = outcome.metadata.usage;
     assert_eq!(usage.calls, 1);
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
@@ -206,21 +201,7 @@ async fn a_retried_agent_reports_the_calls_of_its_failed_attempts_too() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let engine = engine(&dir, Some(&server), true).await;
-    let outcome = engine
-        .run(
-            RunRequest {
-                flow: "default".into(),
-                story_id: "s2".into(),
-                input: "a todo app".into(),
-                force: false,
-            },
-            RunMode::Headless,
-            None,
-        )
-        .await
-        .expect("run")
-        .outcome;
-    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    let outcome = run_pm(&engine, "s2").await;
     let usage = outcome.results["pm"].usage;
     assert_eq!(
         (usage.calls, usage.input_tokens, usage.output_tokens),
