@@ -86,7 +86,7 @@ pub struct AgentResult {
     pub document: Option<String>,
     pub summary: String,
     pub duration_ms: u64,
-    /// The model calls of the agent's conversation.
+    /// The agent's model calls, those of attempts that failed and were retried included.
     pub usage: UsageTotals,
 }
 
