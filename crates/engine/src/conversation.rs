@@ -6,18 +6,24 @@
 //! for (up to [`MAX_TOOL_ROUNDS`] rounds) until it answers in text;
 //! [`Conversation::structured_reply`] reads that answer as the envelope of
 //! [`crate::reply`], checks it against the agent's `output_schema` and, when
-//! it does not fit, asks once for a repaired reply. Every call is counted in
-//! the engine's counters.
+//! it does not fit, asks once for a repaired reply. Every call that answers
+//! becomes a [`CallRecord`] (priced from runtime.yaml's `pricing`), added to
+//! the conversation's [`UsageTotals`], counted in the engine's counters and
+//! handed to the [`CallSink`] the caller attached, if any; failed attempts
+//! are counted by error code.
 
 use crate::core::{AgentLlm, Core};
 use crate::llm::{
-    LlmError, LlmRequest, LlmResponse, Message, TokenSink, complete_with_retry,
+    LlmError, LlmRequest, LlmResponse, Message, TokenSink, Usage, complete_with_retry,
     complete_with_timeout,
 };
-use crate::outcome::TokenUsage;
 use crate::reply::{Envelope, parse_envelope};
+use crate::store::now_ms;
 use crate::tools::ToolContext;
+use crate::usage::{CallRecord, CallSink, UsageTotals, call_cost};
 use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Most rounds of "model calls tools, tools answer" in one exchange.
 pub(crate) const MAX_TOOL_ROUNDS: usize = 8;
@@ -81,19 +87,31 @@ pub(crate) struct Conversation<'a> {
     request: &'a LlmRequest,
     tools: Option<ToolAccess<'a>>,
     on_token: Option<&'a TokenSink>,
+    /// Told about every call that answers, as it answers.
+    on_call: Option<&'a CallSink>,
     retries: Retries,
+    /// The agent talking, for the call records.
+    agent: &'a str,
+    /// The flow step it runs in (`None` for stateless execute), for the call records.
+    step: Option<&'a str>,
+    /// The caller's attempt at this agent (a flow's node retries the whole
+    /// conversation), for the call records of [`Retries::ByCaller`].
+    attempt: u32,
     messages: Vec<Message>,
-    /// Tokens of every call so far, failed repairs included.
-    pub usage: TokenUsage,
+    /// Every call so far, failed repairs included.
+    pub usage: UsageTotals,
 }
 
 impl<'a> Conversation<'a> {
-    /// A conversation that starts with the messages of `request`.
+    /// A conversation of `agent` (in flow step `step`, if any) that starts
+    /// with the messages of `request`.
     pub fn new(
         core: &'a Core,
         llm: &'a AgentLlm,
         request: &'a LlmRequest,
         retries: Retries,
+        agent: &'a str,
+        step: Option<&'a str>,
     ) -> Self {
         Self {
             core,
@@ -101,10 +119,20 @@ impl<'a> Conversation<'a> {
             request,
             tools: None,
             on_token: None,
+            on_call: None,
             retries,
+            agent,
+            step,
+            attempt: 1,
             messages: request.messages.clone(),
-            usage: TokenUsage::default(),
+            usage: UsageTotals::default(),
         }
+    }
+
+    /// Says which attempt of the caller this is (1 when not called).
+    pub fn at_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
     }
 
     /// Lets the model call `tools`.
@@ -116,6 +144,12 @@ impl<'a> Conversation<'a> {
     /// Sends the reply's tokens to `on_token` as they arrive.
     pub fn streaming_to(mut self, on_token: Option<&'a TokenSink>) -> Self {
         self.on_token = on_token;
+        self
+    }
+
+    /// Hands the record of each call that answers to `on_call`, as it answers.
+    pub fn recording_to(mut self, on_call: Option<&'a CallSink>) -> Self {
+        self.on_call = on_call;
         self
     }
 
@@ -140,10 +174,6 @@ impl<'a> Conversation<'a> {
                 .complete(&request)
                 .await
                 .map_err(ConversationError::Llm)?;
-            self.usage.add(TokenUsage {
-                input_tokens: response.usage.input_tokens,
-                output_tokens: response.usage.output_tokens,
-            });
             self.messages.push(Message::Assistant {
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),
@@ -195,38 +225,321 @@ impl<'a> Conversation<'a> {
         }
     }
 
-    /// One model call, counted in the engine's counters.
-    async fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
-        let provider = self.llm.provider.as_ref();
-        let counters = &self.core.counters;
-        let result = match self.retries {
+    /// One model call: recorded when it answers, counted in the engine's
+    /// counters either way.
+    async fn complete(&mut self, request: &LlmRequest) -> Result<LlmResponse, LlmError> {
+        let (core, llm) = (self.core, self.llm);
+        let (provider, counters) = (llm.provider.as_ref(), &core.counters);
+        let answered = match self.retries {
             Retries::ByCaller => {
-                complete_with_timeout(
-                    provider,
-                    request,
-                    self.on_token,
-                    self.llm.policy.attempt_timeout,
-                )
-                .await
-            }
-            Retries::InCall => {
-                complete_with_retry(provider, request, self.on_token, &self.llm.policy)
+                let started = Instant::now();
+                complete_with_timeout(provider, request, self.on_token, llm.policy.attempt_timeout)
                     .await
-                    .map(|(response, attempts)| {
-                        for failure in &attempts.failures {
-                            counters.llm_call(Err(failure.code()));
-                        }
-                        response
-                    })
+                    .map(|response| (response, self.attempt, started.elapsed()))
+            }
+            Retries::InCall => complete_with_retry(provider, request, self.on_token, &llm.policy)
+                .await
+                .map(|(response, attempts)| {
+                    for failure in &attempts.failures {
+                        counters.llm_failed(failure.code());
+                    }
+                    (response, attempts.count, attempts.latency)
+                }),
+        };
+        match answered {
+            Ok((response, attempt, latency)) => {
+                self.record(&response.usage, attempt, latency);
+                Ok(response)
+            }
+            Err(error) => {
+                counters.llm_failed(error.code());
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes the record of a call that answered, and hands it on.
+    fn record(&mut self, usage: &Usage, attempt: u32, latency: Duration) {
+        let model = &self.llm.model;
+        let record = CallRecord {
+            agent: self.agent.to_string(),
+            step: self.step.map(str::to_string),
+            provider: self.llm.provider.name().to_string(),
+            model: model.clone(),
+            attempt,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            estimated: usage.estimated,
+            cost_usd: call_cost(&self.core.config.pricing, model, usage),
+            at: now_ms(),
+        };
+        self.usage.add(&record);
+        self.core.counters.llm_answered(&record);
+        if let Some(on_call) = self.on_call {
+            on_call(&record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Stores;
+    use crate::llm::{LlmProvider, RetryPolicy, ToolCall};
+    use crate::stats::Counters;
+    use crate::tools::ToolBox;
+    use async_trait::async_trait;
+    use bmad2pf_compiler::bundle::{Bundle, SCHEMA_VERSION, SourceLayout};
+    use bmad2pf_compiler::config::{ModelPrice, RuntimeConfig};
+    use std::collections::{BTreeMap, VecDeque};
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Answers with its script, one entry per call.
+    struct Scripted(Mutex<VecDeque<Result<LlmResponse, LlmError>>>);
+
+    #[async_trait]
+    impl LlmProvider for Scripted {
+        fn name(&self) -> &str {
+            "anthropic"
+        }
+
+        async fn complete(
+            &self,
+            _request: &LlmRequest,
+            _on_token: Option<&TokenSink>,
+        ) -> Result<LlmResponse, LlmError> {
+            let next = self.0.lock().ok().and_then(|mut s| s.pop_front());
+            next.unwrap_or_else(|| Err(LlmError::Config("the script is over".into())))
+        }
+    }
+
+    /// A reply with `tool_calls` that used `[input, output, cache read, cache write]` tokens.
+    fn answer(
+        text: &str,
+        tool_calls: Vec<ToolCall>,
+        [input, output, cache_read, cache_write]: [u64; 4],
+    ) -> Result<LlmResponse, LlmError> {
+        Ok(LlmResponse {
+            text: text.into(),
+            tool_calls,
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cache_read_tokens: cache_read,
+                cache_write_tokens: cache_write,
+                ..Usage::default()
+            },
+            model: "claude-sonnet-4-5-20250929".into(),
+            finish_reason: Some("end_turn".into()),
+        })
+    }
+
+    /// A core with no agents on an embedded store in `dir`, pricing `claude`.
+    async fn core(dir: &Path) -> Result<Core, Box<dyn std::error::Error>> {
+        let mut config = RuntimeConfig::default();
+        config.memory.path = dir.join("data").display().to_string();
+        config.docs.path = dir.join("docs").display().to_string();
+        config.pricing.insert(
+            "claude".into(),
+            ModelPrice {
+                input_per_mtok: 3.0,
+                output_per_mtok: 15.0,
+                cache_read_per_mtok: Some(0.3),
+                cache_write_per_mtok: Some(3.75),
+            },
+        );
+        let stores = Stores::open(&config).await?;
+        Ok(Core {
+            bundle: Arc::new(Bundle {
+                schema_version: SCHEMA_VERSION,
+                generator: "test".into(),
+                source_hash: String::new(),
+                layout: SourceLayout::Preprocessing,
+                agents: BTreeMap::new(),
+                flows: BTreeMap::new(),
+                tools: BTreeMap::new(),
+            }),
+            config,
+            docs: stores.docs,
+            memory: stores.memory,
+            status: stores.status,
+            runs: stores.runs,
+            providers: BTreeMap::new(),
+            tools: ToolBox::new(&BTreeMap::new()),
+            prompts: BTreeMap::new(),
+            agent_permits: tokio::sync::Semaphore::new(1),
+            counters: Counters::default(),
+        })
+    }
+
+    fn llm(model: &str, script: Vec<Result<LlmResponse, LlmError>>) -> AgentLlm {
+        AgentLlm {
+            provider: Arc::new(Scripted(Mutex::new(script.into()))),
+            model: model.into(),
+            temperature: 0.0,
+            max_tokens: 100,
+            policy: RetryPolicy {
+                max_retries: 2,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(1),
+                attempt_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_rounds_and_repairs_are_each_recorded_priced_and_observed() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let core = core(dir.path()).await?;
+        let lookup = ToolCall {
+            id: "toolu_1".into(),
+            name: "lookup".into(),
+            arguments: serde_json::json!({}),
+        };
+        let llm = llm(
+            "claude",
+            vec![
+                answer("", vec![lookup], [2_000, 50, 1_500, 400]),
+                answer("not json", Vec::new(), [2_100, 20, 1_900, 0]),
+                answer(
+                    r#"{"content": "Done.", "summary": "done"}"#,
+                    Vec::new(),
+                    [2_200, 30, 2_000, 0],
+                ),
+            ],
+        );
+        let request = LlmRequest::new("claude", "Plan it");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let observer = move |record: &CallRecord| {
+            if let Ok(mut log) = log.lock() {
+                log.push(record.clone());
             }
         };
-        match &result {
-            Ok(response) => counters.llm_call(Ok((
-                response.usage.input_tokens,
-                response.usage.output_tokens,
-            ))),
-            Err(error) => counters.llm_call(Err(error.code())),
+        let mut conversation = Conversation::new(
+            &core,
+            &llm,
+            &request,
+            Retries::ByCaller,
+            "pm",
+            Some("write"),
+        )
+        .at_attempt(2)
+        .recording_to(Some(&observer));
+        let text = conversation
+            .exchange()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let envelope = conversation
+            .structured_reply(&text, None)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        assert_eq!(envelope.content, "Done.");
+
+        let records = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(records.len(), 3, "a tool round, the answer, the repair");
+        for record in &records {
+            assert_eq!(record.agent, "pm");
+            assert_eq!(record.step.as_deref(), Some("write"));
+            assert_eq!(record.provider, "anthropic");
+            assert_eq!(record.model, "claude", "the model as configured");
+            assert_eq!(record.attempt, 2);
+            assert!(!record.estimated);
+            assert!(record.at > 0);
         }
-        result
+        let first = &records[0];
+        assert_eq!(
+            (
+                first.input_tokens,
+                first.output_tokens,
+                first.cache_read_tokens,
+                first.cache_write_tokens
+            ),
+            (2_000, 50, 1_500, 400)
+        );
+        let expected = (100.0 * 3.0 + 1_500.0 * 0.3 + 400.0 * 3.75 + 50.0 * 15.0) / 1e6;
+        assert!(
+            first.cost_usd.is_some_and(|c| (c - expected).abs() < 1e-12),
+            "{first:?}"
+        );
+
+        let totals = conversation.usage;
+        assert_eq!(totals.calls, 3);
+        assert_eq!(totals.input_tokens, 6_300);
+        assert_eq!(totals.output_tokens, 100);
+        assert_eq!(totals.cache_read_tokens, 5_400);
+        assert_eq!(totals.unpriced_calls, 0);
+        let sum: f64 = records.iter().filter_map(|r| r.cost_usd).sum();
+        assert!(totals.cost_usd.is_some_and(|c| (c - sum).abs() < 1e-12));
+
+        let stats = core.counters.snapshot();
+        assert_eq!(stats.llm_calls, 3);
+        assert_eq!(stats.llm_usage["anthropic"]["claude"], totals);
+        assert_eq!((stats.tokens_in, stats.tokens_out), (6_300, 100));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_call_that_retries_itself_records_the_attempt_that_answered() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let core = core(dir.path()).await?;
+        let overloaded = LlmError::Server {
+            provider: "anthropic".into(),
+            status: 529,
+            retry_after: None,
+            message: "Overloaded".into(),
+        };
+        let llm = llm(
+            "unlisted-model",
+            vec![
+                Err(overloaded),
+                answer(
+                    r#"{"content": "ok", "summary": "ok"}"#,
+                    Vec::new(),
+                    [10, 5, 0, 0],
+                ),
+            ],
+        );
+        let request = LlmRequest::new("unlisted-model", "hi");
+        let seen = Arc::new(Mutex::new(None));
+        let log = seen.clone();
+        let observer = move |record: &CallRecord| {
+            if let Ok(mut log) = log.lock() {
+                *log = Some((record.attempt, record.step.clone()));
+            }
+        };
+        let mut conversation =
+            Conversation::new(&core, &llm, &request, Retries::InCall, "analyst", None)
+                .recording_to(Some(&observer));
+        conversation
+            .exchange()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            Some((2, None)),
+            "the second attempt answered; no step"
+        );
+
+        let totals = conversation.usage;
+        assert_eq!(
+            (totals.calls, totals.input_tokens, totals.output_tokens),
+            (1, 10, 5)
+        );
+        assert_eq!(totals.cost_usd, None, "the model has no price");
+        assert_eq!(totals.unpriced_calls, 1);
+        let stats = core.counters.snapshot();
+        assert_eq!(stats.llm_calls, 2, "both attempts count as calls");
+        assert_eq!(stats.llm_errors.get("llm_server_error"), Some(&1));
+        assert_eq!(stats.llm_usage["anthropic"]["unlisted-model"].calls, 1);
+        Ok(())
     }
 }

@@ -16,11 +16,10 @@ use crate::conversation::{
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::llm::{LlmRequest, Message};
-use crate::outcome::{
-    ExecuteMetadata, ExecuteOutcome, ExecuteRequest, ExecuteStatus, Readiness, TokenUsage,
-};
+use crate::outcome::{ExecuteMetadata, ExecuteOutcome, ExecuteRequest, ExecuteStatus, Readiness};
 use crate::run::elapsed_ms;
 use crate::store::doc_id;
+use crate::usage::UsageTotals;
 use bmad2pf_compiler::config::ReplayMode;
 use bmad2pf_compiler::prompt::RunInputs;
 use std::collections::BTreeMap;
@@ -64,7 +63,7 @@ pub(crate) async fn execute(
         execution_id,
         provider: llm.provider.name().to_string(),
         model: llm.model.clone(),
-        usage: TokenUsage::default(),
+        usage: UsageTotals::default(),
         input_hash,
         cached: core.config.replay.mode == ReplayMode::Replay,
         error: None,
@@ -148,7 +147,8 @@ pub(crate) async fn execute(
         output_schema: agent.output_schema.clone(),
     };
 
-    let mut conversation = Conversation::new(core, &llm, &llm_request, Retries::InCall);
+    let mut conversation =
+        Conversation::new(core, &llm, &llm_request, Retries::InCall, agent_id, None);
     let reply = match conversation.exchange().await {
         Ok(text) => {
             conversation

@@ -25,6 +25,8 @@
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).
 //! - [`EngineError`] (`error.rs`): what a request to the engine can fail with.
 //! - [`failure`]: the codes of failed agents and stopped runs.
+//! - [`usage`]: usage accounting: each model call's record, totals, and
+//!   its cost from runtime.yaml's `pricing`.
 //! - [`stats`]: counters for metrics.
 //! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
 //! - `story_limit.rs`: how long a story id may be for one flow or agent.
@@ -45,6 +47,7 @@ pub mod stats;
 pub mod store;
 mod story_limit;
 pub mod tools;
+pub mod usage;
 
 pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};
 pub use error::{EngineError, EngineErrorCode};

@@ -5,6 +5,7 @@
 //! as the bodies SPEC 5 describes (`POST /run`, `POST /agent/{id}/execute`,
 //! `GET /agent/{id}/ready`), so field names here are the wire names.
 
+use crate::usage::UsageTotals;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -77,20 +78,6 @@ pub enum AgentRunStatus {
     Fallback,
 }
 
-/// Token counts reported by the provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TokenUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-impl TokenUsage {
-    pub fn add(&mut self, other: TokenUsage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-    }
-}
-
 /// One agent's result within a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentResult {
@@ -99,7 +86,8 @@ pub struct AgentResult {
     pub document: Option<String>,
     pub summary: String,
     pub duration_ms: u64,
-    pub usage: TokenUsage,
+    /// The agent's model calls, those of attempts that failed and were retried included.
+    pub usage: UsageTotals,
 }
 
 /// The answer to a run (also the `done` event of a streamed run).
@@ -226,7 +214,8 @@ pub struct ExecuteMetadata {
     pub execution_id: String,
     pub provider: String,
     pub model: String,
-    pub usage: TokenUsage,
+    /// The model calls of the execution, repairs and retries included.
+    pub usage: UsageTotals,
     /// sha256 of the agent id, instruction, documents and context.
     pub input_hash: String,
     /// True when the answer came from the replay store rather than a live call.

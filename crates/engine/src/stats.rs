@@ -1,8 +1,11 @@
 //! Counters the engine keeps for `/metrics` and `/health`.
 //!
 //! Plain atomics behind one struct: cheap to bump on the hot path, read as
-//! a consistent-enough snapshot ([`EngineStats`]) by the server.
+//! a consistent-enough snapshot ([`EngineStats`]) by the server. Token and
+//! cost counts are kept per provider and model, as [`UsageTotals`] fed with
+//! each call's record.
 
+use crate::usage::{CallRecord, UsageTotals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,14 +23,15 @@ pub struct Counters {
     agents_skipped: AtomicU64,
     agents_waiting: AtomicU64,
     llm_calls: AtomicU64,
-    tokens_in: AtomicU64,
-    tokens_out: AtomicU64,
+    /// Provider → model → what its answered calls used. A mutex: held for a
+    /// few additions once per call, which takes far longer itself.
+    llm_usage: Mutex<BTreeMap<String, BTreeMap<String, UsageTotals>>>,
     /// LLM error code → count. A mutex, since codes are few and errors rare.
     llm_errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A snapshot of the counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EngineStats {
     /// Finished runs by status (`success`, `pending`, `error`, `cancelled`).
     pub runs: BTreeMap<&'static str, u64>,
@@ -35,8 +39,12 @@ pub struct EngineStats {
     pub agent_executions: BTreeMap<&'static str, u64>,
     /// LLM call attempts, including retries.
     pub llm_calls: u64,
+    /// Input tokens of all answered calls (the sum over `llm_usage`).
     pub tokens_in: u64,
+    /// Output tokens of all answered calls (the sum over `llm_usage`).
     pub tokens_out: u64,
+    /// Provider → model (as configured) → what the answered calls used and cost.
+    pub llm_usage: BTreeMap<String, BTreeMap<String, UsageTotals>>,
     /// Failed LLM attempts by error code.
     pub llm_errors: BTreeMap<&'static str, u64>,
 }
@@ -66,18 +74,24 @@ impl Counters {
         .fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn llm_call(&self, result: Result<(u64, u64), &'static str>) {
+    /// Counts an LLM attempt that answered, with its tokens and cost.
+    pub(crate) fn llm_answered(&self, call: &CallRecord) {
         self.llm_calls.fetch_add(1, Relaxed);
-        match result {
-            Ok((tokens_in, tokens_out)) => {
-                self.tokens_in.fetch_add(tokens_in, Relaxed);
-                self.tokens_out.fetch_add(tokens_out, Relaxed);
-            }
-            Err(code) => {
-                if let Ok(mut errors) = self.llm_errors.lock() {
-                    *errors.entry(code).or_default() += 1;
-                }
-            }
+        if let Ok(mut usage) = self.llm_usage.lock() {
+            usage
+                .entry(call.provider.clone())
+                .or_default()
+                .entry(call.model.clone())
+                .or_default()
+                .add(call);
+        }
+    }
+
+    /// Counts an LLM attempt that failed with error `code`.
+    pub(crate) fn llm_failed(&self, code: &'static str) {
+        self.llm_calls.fetch_add(1, Relaxed);
+        if let Ok(mut errors) = self.llm_errors.lock() {
+            *errors.entry(code).or_default() += 1;
         }
     }
 
@@ -97,12 +111,18 @@ impl Counters {
         let read = |pairs: &[(&'static str, &AtomicU64)]| {
             pairs.iter().map(|(k, v)| (*k, v.load(Relaxed))).collect()
         };
+        let llm_usage = self.llm_usage.lock().map(|u| u.clone()).unwrap_or_default();
+        let all = llm_usage.values().flat_map(BTreeMap::values);
+        let (tokens_in, tokens_out) = all.fold((0, 0), |(i, o), t| {
+            (i + t.input_tokens, o + t.output_tokens)
+        });
         EngineStats {
             runs: read(&runs),
             agent_executions: read(&agents),
             llm_calls: self.llm_calls.load(Relaxed),
-            tokens_in: self.tokens_in.load(Relaxed),
-            tokens_out: self.tokens_out.load(Relaxed),
+            tokens_in,
+            tokens_out,
+            llm_usage,
             llm_errors: self
                 .llm_errors
                 .lock()

@@ -5,7 +5,7 @@ mod llm_common;
 use std::sync::Arc;
 
 use bmad2pf_engine::llm::{AnthropicProvider, LlmRequest, Message, ToolCall, ToolDefinition};
-use llm_common::{Reply, VendorCase, complete_streamed, sse_event};
+use llm_common::{Reply, VendorCase, complete_streamed, reported, sse_event};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-ant-api03-test-key";
@@ -18,7 +18,7 @@ fn anthropic_case() -> VendorCase {
         api_key: KEY,
         build: |url| Arc::new(AnthropicProvider::new(KEY.into(), Some(url)).expect("provider")),
         error_body,
-        stream_start: || sse_event("message_start", &message_start(25)),
+        stream_start: || sse_event("message_start", &message_start(25, 0, 0)),
     }
 }
 
@@ -45,15 +45,19 @@ fn message(content: Value, stop_reason: &str) -> Value {
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": null,
-        "usage": {"input_tokens": 21, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 7}
+        "usage": {"input_tokens": 21, "cache_creation_input_tokens": 188, "cache_read_input_tokens": 2048,
+                  "cache_creation": {"ephemeral_5m_input_tokens": 188, "ephemeral_1h_input_tokens": 0},
+                  "output_tokens": 7, "service_tier": "standard"}
     })
 }
 
-fn message_start(input_tokens: u64) -> Value {
+/// `message_start`; Anthropic's `input_tokens` leaves out the cache reads and writes.
+fn message_start(input_tokens: u64, cache_write: u64, cache_read: u64) -> Value {
     json!({"type": "message_start", "message": {
         "id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", "role": "assistant",
         "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": input_tokens, "output_tokens": 1}
+        "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": cache_write,
+                  "cache_read_input_tokens": cache_read, "output_tokens": 1}
     }})
 }
 
@@ -69,6 +73,18 @@ fn block_stop(index: usize) -> String {
         "content_block_stop",
         &json!({"type": "content_block_stop", "index": index}),
     )
+}
+
+/// A whole text block at `index`: its start, one delta with `text`, its stop.
+fn text_block(index: usize, text: &str) -> Vec<String> {
+    vec![
+        sse_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        ),
+        text_delta(index, text),
+        block_stop(index),
+    ]
 }
 
 fn message_end(stop_reason: &str, output_tokens: u64) -> Vec<String> {
@@ -109,10 +125,8 @@ async fn plain_completion_sends_the_documented_request() {
     assert_eq!(response.text, "Hi! My name is Claude.");
     assert_eq!(response.model, "claude-sonnet-4-5-20250929");
     assert_eq!(response.finish_reason.as_deref(), Some("end_turn"));
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (21, 7)
-    );
+    // input_tokens (21) + cache writes (188) + cache reads (2048).
+    assert_eq!(response.usage, reported(2257, 7, 2048, 188, 0));
 
     let sent = server.single_request();
     assert_eq!(sent.target, "/v1/messages");
@@ -160,7 +174,7 @@ async fn json_output_is_asked_for_in_the_system_prompt() {
 async fn streaming_delivers_deltas_in_order_with_usage() {
     let pieces = ["Hello", "! How", " can I hel", "p — ✓"];
     let mut events = vec![
-        sse_event("message_start", &message_start(25)),
+        sse_event("message_start", &message_start(25, 1100, 0)),
         sse_event(
             "content_block_start",
             &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
@@ -177,10 +191,7 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
 
     assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (25, 15)
-    );
+    assert_eq!(response.usage, reported(1125, 15, 0, 1100, 0));
     assert_eq!(response.finish_reason.as_deref(), Some("end_turn"));
     assert_eq!(server.single_request().body["stream"], json!(true));
 }
@@ -259,20 +270,13 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
 
 #[tokio::test]
 async fn streamed_tool_use_is_assembled_from_json_deltas() {
-    let mut events = vec![
-        sse_event("message_start", &message_start(472)),
-        sse_event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-        text_delta(0, "Checking"),
-        block_stop(0),
-        sse_event(
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": 1, "content_block": {
-                "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
-        ),
-    ];
+    let mut events = vec![sse_event("message_start", &message_start(472, 0, 0))];
+    events.extend(text_block(0, "Checking"));
+    events.push(sse_event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "name": "get_weather", "input": {}}}),
+    ));
     for part in ["", "{\"city\": \"San", " Francisco\"}"] {
         events.push(sse_event(
             "content_block_delta",
@@ -293,16 +297,13 @@ async fn streamed_tool_use_is_assembled_from_json_deltas() {
         response.tool_calls[0].arguments,
         json!({"city": "San Francisco"})
     );
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (472, 89)
-    );
+    assert_eq!(response.usage, reported(472, 89, 0, 0, 0));
 }
 
 #[tokio::test]
 async fn an_overloaded_error_event_mid_stream_is_a_server_error() {
     let events = vec![
-        sse_event("message_start", &message_start(10)),
+        sse_event("message_start", &message_start(10, 0, 0)),
         sse_event(
             "content_block_start",
             &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
@@ -321,4 +322,36 @@ async fn an_overloaded_error_event_mid_stream_is_a_server_error() {
         "{error:?}"
     );
     assert!(error.is_retryable());
+}
+
+#[tokio::test]
+async fn cumulative_counts_in_message_delta_replace_those_of_message_start() {
+    // message_delta's usage is cumulative; besides output_tokens it may
+    // carry the input and cache counts, which then win.
+    let mut events = vec![sse_event("message_start", &message_start(30, 0, 4000))];
+    events.extend(text_block(0, "Done."));
+    events.push(sse_event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"input_tokens": 35, "cache_creation_input_tokens": 500,
+                          "cache_read_input_tokens": 4000, "output_tokens": 42}}),
+    ));
+    events.push(sse_event("message_stop", &json!({"type": "message_stop"})));
+    let (_server, provider) = anthropic_case().serve(vec![Reply::Sse(events)]).await;
+    let (response, _) = complete_streamed(provider.as_ref(), &LlmRequest::new(MODEL, "hi")).await;
+    let response = response.expect("completion");
+    assert_eq!(response.usage, reported(4535, 42, 4000, 500, 0));
+}
+
+#[tokio::test]
+async fn null_cache_counts_are_zero() {
+    let mut reply = message(json!([{"type": "text", "text": "ok"}]), "end_turn");
+    reply["usage"] = json!({"input_tokens": 12, "cache_creation_input_tokens": null,
+                            "cache_read_input_tokens": null, "output_tokens": 3});
+    let (_server, provider) = anthropic_case().serve(vec![Reply::json(200, reply)]).await;
+    let response = provider
+        .complete(&LlmRequest::new(MODEL, "hi"), None)
+        .await
+        .expect("completion");
+    assert_eq!(response.usage, reported(12, 3, 0, 0, 0));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bmad2pf_engine::llm::{
     GeminiProvider, LlmError, LlmProvider, LlmRequest, Message, ToolCall, ToolDefinition,
 };
-use llm_common::{Reply, VendorCase, complete_streamed, sse_data};
+use llm_common::{Reply, VendorCase, complete_streamed, reported, sse_data};
 use serde_json::{Value, json};
 
 const KEY: &str = "AIzaSyTest-Key-1234567890";
@@ -38,19 +38,47 @@ fn error_body(status: u16, message: &str) -> Value {
     json!({"error": {"code": status, "message": message, "status": name}})
 }
 
+/// The counts of a `usageMetadata`; a zero count is left out, as Gemini does.
+#[derive(Clone, Copy)]
+struct Counts {
+    prompt: u64,
+    candidates: u64,
+    cached: u64,
+    thoughts: u64,
+}
+
+/// Prompt and candidate tokens only.
+fn counts(prompt: u64, candidates: u64) -> Counts {
+    Counts {
+        prompt,
+        candidates,
+        cached: 0,
+        thoughts: 0,
+    }
+}
+
 /// One `GenerateContentResponse` (a whole reply, or one stream event).
-fn chunk(parts: Value, finish_reason: Option<&str>, usage: Option<(u64, u64)>) -> Value {
+fn chunk(parts: Value, finish_reason: Option<&str>, usage: Option<Counts>) -> Value {
     let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
     if let Some(reason) = finish_reason {
         candidate["finishReason"] = json!(reason);
     }
     let mut reply = json!({"candidates": [candidate], "modelVersion": "gemini-2.0-flash-001",
                            "responseId": "Hn3MaP3fLI2Gz7IPp7Gg6Qc"});
-    if let Some((prompt, output)) = usage {
-        reply["usageMetadata"] = json!({
-            "promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]
+    if let Some(c) = usage {
+        let mut metadata = json!({
+            "promptTokenCount": c.prompt, "candidatesTokenCount": c.candidates,
+            "totalTokenCount": c.prompt + c.candidates + c.thoughts,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": c.prompt}]
         });
+        if c.cached > 0 {
+            metadata["cachedContentTokenCount"] = json!(c.cached);
+            metadata["cacheTokensDetails"] = json!([{"modality": "TEXT", "tokenCount": c.cached}]);
+        }
+        if c.thoughts > 0 {
+            metadata["thoughtsTokenCount"] = json!(c.thoughts);
+        }
+        reply["usageMetadata"] = metadata;
     }
     reply
 }
@@ -63,7 +91,12 @@ async fn plain_completion_sends_the_documented_request() {
             chunk(
                 json!([{"text": "AI learns patterns from data."}]),
                 Some("STOP"),
-                Some((8, 6)),
+                Some(Counts {
+                    prompt: 8200,
+                    candidates: 6,
+                    cached: 8000,
+                    thoughts: 350,
+                }),
             ),
         )])
         .await;
@@ -82,10 +115,9 @@ async fn plain_completion_sends_the_documented_request() {
     assert_eq!(response.text, "AI learns patterns from data.");
     assert_eq!(response.model, "gemini-2.0-flash-001");
     assert_eq!(response.finish_reason.as_deref(), Some("STOP"));
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (8, 6)
-    );
+    // The prompt count includes the cached tokens; the thoughts come apart
+    // from the candidates and are billed as output.
+    assert_eq!(response.usage, reported(8200, 356, 8000, 0, 350));
 
     let sent = server.single_request();
     assert_eq!(
@@ -120,7 +152,10 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
             sse_data(&chunk(
                 json!([{"text": p}]),
                 done.then_some("STOP"),
-                Some((9, if done { 31 } else { 0 })),
+                Some(Counts {
+                    thoughts: 90,
+                    ..counts(9, if done { 31 } else { 0 })
+                }),
             ))
         })
         .collect();
@@ -131,10 +166,7 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
 
     assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (9, 31)
-    );
+    assert_eq!(response.usage, reported(9, 121, 0, 0, 90));
     assert_eq!(
         server.single_request().target,
         "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
@@ -146,7 +178,7 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
     let reply = chunk(
         json!([{"functionCall": {"name": "get_weather", "args": {"city": "Boston"}}}]),
         Some("STOP"),
-        Some((52, 5)),
+        Some(counts(52, 5)),
     );
     let (server, provider) = gemini_case().serve(vec![Reply::json(200, reply)]).await;
     let mut request = LlmRequest::new(MODEL, "Weather in Oslo, then Boston?");

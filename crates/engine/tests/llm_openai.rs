@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bmad2pf_engine::llm::{
     LlmProvider, LlmRequest, Message, OpenAiProvider, ToolCall, ToolDefinition,
 };
-use llm_common::{Reply, VendorCase, VendorServer, complete_streamed, sse_data};
+use llm_common::{Reply, VendorCase, VendorServer, complete_streamed, reported, sse_data};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-test-0123456789abcdef";
@@ -73,9 +73,10 @@ fn completion(message: Value, finish_reason: &str) -> Value {
         "model": "gpt-4o-mini-2024-07-18",
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
         "usage": {
-            "prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}
+            "prompt_tokens": 1519, "completion_tokens": 410, "total_tokens": 1929,
+            "prompt_tokens_details": {"cached_tokens": 1280, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 256, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
         },
         "service_tier": "default",
         "system_fingerprint": "fp_06737a9306"
@@ -92,12 +93,15 @@ fn chunk(delta: Value, finish_reason: Option<&str>) -> Value {
     })
 }
 
-/// The final chunk `stream_options.include_usage` adds: no choices, the counts.
-fn usage_chunk(prompt: u64, completion: u64) -> Value {
+/// The final chunk `stream_options.include_usage` adds: no choices, the
+/// counts, cached prompt tokens and reasoning tokens included in the totals.
+fn usage_chunk(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> Value {
     json!({
         "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1741569952,
         "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_06737a9306", "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                  "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0}}
     })
 }
 
@@ -130,11 +134,9 @@ async fn plain_completion_sends_the_documented_request() {
     assert_eq!(response.text, "Hello there!");
     assert_eq!(response.model, "gpt-4o-mini-2024-07-18");
     assert_eq!(response.finish_reason.as_deref(), Some("stop"));
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (19, 10)
-    );
-    assert!(!response.usage.estimated);
+    // Cached prompt tokens are already part of `prompt_tokens`, reasoning
+    // tokens part of `completion_tokens`.
+    assert_eq!(response.usage, reported(1519, 410, 1280, 0, 256));
 
     let sent = server.single_request();
     assert_eq!(sent.method, "POST");
@@ -171,7 +173,7 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
             .map(|p| sse_data(&chunk(json!({"content": p}), None))),
     );
     events.push(sse_data(&chunk(json!({}), Some("stop"))));
-    events.push(sse_data(&usage_chunk(12, 4)));
+    events.push(sse_data(&usage_chunk(2060, 700, 2048, 512)));
     events.push("data: [DONE]\n\n".into());
     let (server, provider) = openai_case().serve(vec![Reply::Sse(events)]).await;
     let (response, tokens) = complete_streamed(
@@ -183,10 +185,7 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
 
     assert_eq!(tokens, pieces);
     assert_eq!(response.text, pieces.concat());
-    assert_eq!(
-        (response.usage.input_tokens, response.usage.output_tokens),
-        (12, 4)
-    );
+    assert_eq!(response.usage, reported(2060, 700, 2048, 0, 512));
     assert_eq!(response.finish_reason.as_deref(), Some("stop"));
     let sent = server.single_request();
     assert_eq!(sent.body["stream"], json!(true));
@@ -270,7 +269,7 @@ async fn streamed_tool_call_fragments_are_assembled() {
             None,
         )),
         sse_data(&chunk(json!({}), Some("tool_calls"))),
-        sse_data(&usage_chunk(40, 9)),
+        sse_data(&usage_chunk(40, 9, 0, 0)),
         "data: [DONE]\n\n".into(),
     ];
     let (_server, provider) = openai_case().serve(vec![Reply::Sse(events)]).await;
@@ -282,7 +281,7 @@ async fn streamed_tool_call_fragments_are_assembled() {
     assert_eq!(response.tool_calls[0].id, "call_xyz");
     assert_eq!(response.tool_calls[0].arguments, json!({"city": "Rome"}));
     assert!(tokens.is_empty());
-    assert_eq!(response.usage.output_tokens, 9);
+    assert_eq!(response.usage, reported(40, 9, 0, 0, 0));
 }
 
 #[tokio::test]
@@ -357,4 +356,32 @@ async fn invalid_tool_arguments_are_malformed() {
         .expect_err("bad arguments");
     assert!(error.to_string().contains("get_weather"), "{error}");
     assert_eq!(error.code(), "llm_malformed_response");
+}
+
+#[tokio::test]
+async fn usage_without_details_counts_no_cache_or_reasoning() {
+    // Compatible servers leave the details out, send them as null, or empty.
+    let bare = |details: Option<Value>| {
+        let mut reply = completion(json!({"role": "assistant", "content": "ok"}), "stop");
+        reply["usage"] = json!({"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38});
+        if let Some(details) = details {
+            reply["usage"]["prompt_tokens_details"] = details.clone();
+            reply["usage"]["completion_tokens_details"] = details;
+        }
+        Reply::json(200, reply)
+    };
+    let (_server, provider) = compatible_case()
+        .serve(vec![
+            bare(None),
+            bare(Some(Value::Null)),
+            bare(Some(json!({}))),
+        ])
+        .await;
+    for _ in 0..3 {
+        let response = provider
+            .complete(&LlmRequest::new("llama3.2", "hi"), None)
+            .await
+            .expect("completion");
+        assert_eq!(response.usage, reported(30, 8, 0, 0, 0));
+    }
 }

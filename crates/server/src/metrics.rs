@@ -3,7 +3,9 @@
 //! The server counts requests and their latency per *route template*
 //! (`/doc/{id}`, never `/doc/story-1__prd`), so ids cannot blow up the number
 //! of series; the engine counts runs, agent executions, LLM calls, tokens
-//! and LLM errors ([`EngineStats`]). [`encode`] writes both in the
+//! and cost per provider and model, and LLM errors ([`EngineStats`]). Model
+//! names come from the operator's configuration, so like every label value
+//! they are escaped. [`encode`] writes both in the
 //! Prometheus text exposition format (version 0.0.4). Writing it here is a
 //! few dozen lines for a handful of counter families and one histogram,
 //! smaller than wiring a metrics crate.
@@ -160,22 +162,7 @@ pub fn encode(http: &HttpMetrics, engine: &EngineStats, uptime: Duration) -> Str
         "LLM call attempts, retries included.",
     );
     let _ = writeln!(out, "bmad2pf_llm_calls_total {}", engine.llm_calls);
-    family(
-        &mut out,
-        "bmad2pf_llm_tokens_total",
-        "counter",
-        "Tokens reported by LLM providers.",
-    );
-    let _ = writeln!(
-        out,
-        "bmad2pf_llm_tokens_total{{direction=\"in\"}} {}",
-        engine.tokens_in
-    );
-    let _ = writeln!(
-        out,
-        "bmad2pf_llm_tokens_total{{direction=\"out\"}} {}",
-        engine.tokens_out
-    );
+    llm_usage(&mut out, engine);
     labelled_counter(
         &mut out,
         "bmad2pf_llm_errors_total",
@@ -192,6 +179,54 @@ pub fn encode(http: &HttpMetrics, engine: &EngineStats, uptime: Duration) -> Str
     );
     let _ = writeln!(out, "bmad2pf_uptime_seconds {}", uptime.as_secs());
     out
+}
+
+/// Tokens and cost of answered LLM calls, per provider and model.
+fn llm_usage(out: &mut String, engine: &EngineStats) {
+    let models = || {
+        engine.llm_usage.iter().flat_map(|(provider, models)| {
+            models
+                .iter()
+                .map(move |(model, totals)| (provider.as_str(), model.as_str(), totals))
+        })
+    };
+    let name = "bmad2pf_llm_tokens_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Tokens of answered LLM calls by provider, model and direction; \
+         cache_read and cache_write are parts of in, reasoning a part of out.",
+    );
+    for (provider, model, totals) in models() {
+        for (direction, count) in [
+            ("in", totals.input_tokens),
+            ("out", totals.output_tokens),
+            ("cache_read", totals.cache_read_tokens),
+            ("cache_write", totals.cache_write_tokens),
+            ("reasoning", totals.reasoning_tokens),
+        ] {
+            let labels = labels(&[
+                ("provider", provider),
+                ("model", model),
+                ("direction", direction),
+            ]);
+            let _ = writeln!(out, "{name}{labels} {count}");
+        }
+    }
+    let name = "bmad2pf_llm_cost_usd_total";
+    family(
+        out,
+        name,
+        "counter",
+        "USD of the LLM calls priced by runtime.yaml's pricing, by provider and model.",
+    );
+    for (provider, model, totals) in models() {
+        if let Some(cost) = totals.cost_usd {
+            let labels = labels(&[("provider", provider), ("model", model)]);
+            let _ = writeln!(out, "{name}{labels} {cost}");
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -254,6 +289,53 @@ mod tests {
                 client_errors: 1
             }
         );
+    }
+
+    #[test]
+    fn llm_tokens_and_cost_are_per_provider_and_model() {
+        let totals = |cost_usd| bmad2pf_engine::usage::UsageTotals {
+            calls: 2,
+            input_tokens: 100,
+            output_tokens: 40,
+            cache_read_tokens: 60,
+            cache_write_tokens: 10,
+            reasoning_tokens: 25,
+            cost_usd,
+            unpriced_calls: 0,
+        };
+        let mut engine = EngineStats::default();
+        engine.llm_usage.insert(
+            "anthropic".into(),
+            BTreeMap::from([("claude-sonnet-4-5".to_string(), totals(Some(0.5)))]),
+        );
+        engine.llm_usage.insert(
+            "openai_compatible".into(),
+            BTreeMap::from([("my \"local\" \\ model\n".to_string(), totals(None))]),
+        );
+        let text = encode(&HttpMetrics::default(), &engine, Duration::ZERO);
+        for (direction, count) in [
+            ("in", 100),
+            ("out", 40),
+            ("cache_read", 60),
+            ("cache_write", 10),
+            ("reasoning", 25),
+        ] {
+            let line = format!(
+                r#"bmad2pf_llm_tokens_total{{provider="anthropic",model="claude-sonnet-4-5",direction="{direction}"}} {count}"#
+            );
+            assert!(text.contains(&line), "{line} not in\n{text}");
+        }
+        assert!(text.contains(
+            r#"bmad2pf_llm_cost_usd_total{provider="anthropic",model="claude-sonnet-4-5"} 0.5"#
+        ));
+        assert!(text.contains(
+            r#"bmad2pf_llm_tokens_total{provider="openai_compatible",model="my \"local\" \\ model\n",direction="in"} 100"#
+        ), "{text}");
+        assert!(
+            !text.contains(r#"bmad2pf_llm_cost_usd_total{provider="openai_compatible""#),
+            "an unpriced model adds no cost series: {text}"
+        );
+        assert!(text.contains("# TYPE bmad2pf_llm_cost_usd_total counter"));
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //!
 //! Streaming events: `message_start` (input tokens), `content_block_start`,
 //! `content_block_delta` (`text_delta`, `input_json_delta`), `content_block_stop`,
-//! `message_delta` (stop reason, output tokens), `message_stop`, `ping`, `error`.
+//! `message_delta` (stop reason, cumulative token counts), `message_stop`, `ping`, `error`.
+//!
+//! Token counts: Anthropic's `input_tokens` are only the prompt tokens after
+//! the last cache breakpoint; `cache_read_input_tokens` and
+//! `cache_creation_input_tokens` come apart from it, so the three are added
+//! up into [`Usage::input_tokens`]. Thinking is billed inside `output_tokens`
+//! and not counted apart, so `reasoning_tokens` stays 0.
 
 use std::collections::BTreeMap;
 
@@ -162,7 +168,7 @@ impl WireFormat for AnthropicProvider {
         Box::new(EventAssembler {
             model: request.model.clone(),
             blocks: BTreeMap::new(),
-            usage: Usage::default(),
+            usage: AnthropicUsage::default(),
             stop_reason: None,
             stopped: false,
         })
@@ -180,7 +186,8 @@ struct EventAssembler {
     model: String,
     /// Blocks by their `index`, so the final text keeps the vendor's order.
     blocks: BTreeMap<usize, BlockState>,
-    usage: Usage,
+    /// The vendor's counts as last reported; normalised at the end.
+    usage: AnthropicUsage,
     stop_reason: Option<String>,
     /// `message_stop` was seen.
     stopped: bool,
@@ -193,7 +200,7 @@ impl StreamAssembler for EventAssembler {
                 if let Some(model) = message.model {
                     self.model = model;
                 }
-                self.usage = message.usage.into();
+                self.usage = message.usage;
             }
             StreamEvent::ContentBlockStart {
                 index,
@@ -232,10 +239,7 @@ impl StreamAssembler for EventAssembler {
                     self.stop_reason = delta.stop_reason;
                 }
                 if let Some(usage) = usage {
-                    self.usage.output_tokens = usage.output_tokens;
-                    if let Some(input) = usage.input_tokens {
-                        self.usage.input_tokens = input;
-                    }
+                    self.usage.absorb(usage);
                 }
             }
             StreamEvent::MessageStop => {
@@ -270,7 +274,7 @@ impl StreamAssembler for EventAssembler {
         Ok(LlmResponse {
             text,
             tool_calls,
-            usage: self.usage,
+            usage: self.usage.into(),
             model: self.model,
             finish_reason: self.stop_reason,
         })
@@ -337,19 +341,50 @@ enum Block {
     Other,
 }
 
-#[derive(Deserialize, Default)]
+/// `usage` of a message (or of `message_start`). The cache counts are
+/// `null` or absent when caching was not used.
+#[derive(Deserialize, Default, Clone, Copy)]
 struct AnthropicUsage {
     #[serde(default)]
     input_tokens: u64,
     #[serde(default)]
     output_tokens: u64,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Takes the cumulative counts of a `message_delta`: the output count
+    /// always, the others when it carries them.
+    fn absorb(&mut self, delta: DeltaUsage) {
+        self.output_tokens = delta.output_tokens;
+        if let Some(input) = delta.input_tokens {
+            self.input_tokens = input;
+        }
+        if delta.cache_creation_input_tokens.is_some() {
+            self.cache_creation_input_tokens = delta.cache_creation_input_tokens;
+        }
+        if delta.cache_read_input_tokens.is_some() {
+            self.cache_read_input_tokens = delta.cache_read_input_tokens;
+        }
+    }
 }
 
 impl From<AnthropicUsage> for Usage {
     fn from(u: AnthropicUsage) -> Self {
+        let cache_read = u.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = u.cache_creation_input_tokens.unwrap_or(0);
         Self {
-            input_tokens: u.input_tokens,
+            input_tokens: u
+                .input_tokens
+                .saturating_add(cache_read)
+                .saturating_add(cache_write),
             output_tokens: u.output_tokens,
+            cache_read_tokens: cache_read,
+            cache_write_tokens: cache_write,
+            reasoning_tokens: 0,
             estimated: false,
         }
     }
@@ -409,11 +444,14 @@ struct MessageDeltaBody {
     stop_reason: Option<String>,
 }
 
+/// The cumulative counts a `message_delta` carries; only `output_tokens` is sure to be there.
 #[derive(Deserialize)]
 struct DeltaUsage {
     #[serde(default)]
     output_tokens: u64,
     input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,11 @@
 //! parts. Streaming uses `:streamGenerateContent?alt=sse`: every event is a
 //! partial `GenerateContentResponse`, the last one with `finishReason` and the
 //! final `usageMetadata`; there is no end marker.
+//!
+//! Token counts: `promptTokenCount` already includes `cachedContentTokenCount`,
+//! but `candidatesTokenCount` leaves out `thoughtsTokenCount`, which is billed
+//! as output too, so the thoughts are added into [`Usage::output_tokens`].
+//! Gemini reports no cache writes (a cache is created by its own call).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -194,11 +199,7 @@ impl ReplyAssembler {
         }
         // Counts are cumulative: the last report wins.
         if let Some(usage) = reply.usage_metadata {
-            self.usage = Usage {
-                input_tokens: usage.prompt_token_count,
-                output_tokens: usage.candidates_token_count,
-                estimated: false,
-            };
+            self.usage = usage.into();
         }
         let Some(candidate) = reply.candidates.into_iter().next() else {
             return Ok(());
@@ -305,6 +306,7 @@ struct FunctionCall {
     args: Option<Value>,
 }
 
+/// `usageMetadata`; a count is absent when it is zero.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct UsageMetadata {
@@ -312,6 +314,25 @@ struct UsageMetadata {
     prompt_token_count: u64,
     #[serde(default)]
     candidates_token_count: u64,
+    #[serde(default)]
+    cached_content_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: u64,
+}
+
+impl From<UsageMetadata> for Usage {
+    fn from(u: UsageMetadata) -> Self {
+        Self {
+            input_tokens: u.prompt_token_count,
+            output_tokens: u
+                .candidates_token_count
+                .saturating_add(u.thoughts_token_count),
+            cache_read_tokens: u.cached_content_token_count,
+            cache_write_tokens: 0,
+            reasoning_tokens: u.thoughts_token_count,
+            estimated: false,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -328,10 +328,26 @@ struct FunctionCall {
     arguments: String,
 }
 
+/// `usage` of a completion or of the last chunk. `prompt_tokens` already
+/// counts the cached tokens and `completion_tokens` the reasoning tokens, so
+/// both map as they are; OpenAI reports no cache writes. The details objects
+/// are absent or `null` on older models and on many compatible servers.
 #[derive(Deserialize, Clone, Copy)]
 struct OpenAiUsage {
     prompt_tokens: u64,
     completion_tokens: u64,
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct PromptTokensDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct CompletionTokensDetails {
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<OpenAiUsage> for Usage {
@@ -339,6 +355,15 @@ impl From<OpenAiUsage> for Usage {
         Self {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
             estimated: false,
         }
     }

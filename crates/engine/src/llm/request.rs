@@ -90,11 +90,28 @@ pub struct ToolCall {
     pub arguments: serde_json::Value,
 }
 
-/// Token counts of one call.
+/// Token counts of one call, the same whatever the vendor (SPEC 8.4).
+///
+/// Vendors split their counts differently; each provider folds its own into
+/// this shape, so that cost and budgets need no vendor knowledge: the cache
+/// counts are parts of `input_tokens` and `reasoning_tokens` is a part of
+/// `output_tokens`. A count the vendor did not report is 0. The three newer
+/// fields default to 0 so that recordings made before them still replay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Every prompt token, cache reads and writes included.
     pub input_tokens: u64,
+    /// Every billed output token, reasoning included.
     pub output_tokens: u64,
+    /// Prompt tokens served from the vendor's prompt cache (billed at a lower rate).
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the vendor's prompt cache (billed at a higher rate).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// Output tokens the model spent thinking, not shown in the reply.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
     /// True when the counts are an estimate from the text (the mock provider,
     /// or a compatible server that reported no usage) rather than the vendor's count.
     #[serde(default)]
@@ -130,6 +147,7 @@ impl Usage {
                 + request.system.as_deref().map_or(0, Self::estimate_tokens),
             output_tokens: Self::estimate_tokens(reply),
             estimated: true,
+            ..Self::default()
         }
     }
 }
@@ -158,6 +176,20 @@ mod tests {
         assert_eq!(Usage::estimate_tokens(""), 0);
         assert_eq!(Usage::estimate_tokens("one two three"), 4);
         assert!(Usage::estimate_tokens("a b c d e f g") > 7);
+    }
+
+    #[test]
+    fn usage_recorded_before_the_cache_and_reasoning_counts_still_reads() {
+        let old = serde_json::json!({"input_tokens": 5, "output_tokens": 2});
+        let usage: Usage = serde_json::from_value(old).unwrap_or_default();
+        assert_eq!(
+            usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                ..Usage::default()
+            }
+        );
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Attempts {
     pub failures: Vec<LlmError>,
     /// Total time spent waiting between attempts.
     pub waited: Duration,
+    /// How long the attempt that answered took (the waits and failed attempts not included).
+    pub latency: Duration,
 }
 
 /// One attempt under a time limit (zero: none). A hung connection, or a
@@ -125,10 +127,14 @@ pub async fn complete_with_retry(
     let mut attempts = Attempts::default();
     loop {
         attempts.count += 1;
+        let started = tokio::time::Instant::now();
         let error = match complete_with_timeout(provider, request, on_token, policy.attempt_timeout)
             .await
         {
-            Ok(response) => return Ok((response, attempts)),
+            Ok(response) => {
+                attempts.latency = started.elapsed();
+                return Ok((response, attempts));
+            }
             Err(error) => error,
         };
         let retry = attempts.count - 1;

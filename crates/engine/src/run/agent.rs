@@ -28,17 +28,18 @@ use crate::conversation::{Conversation, ConversationError, MAX_TOOL_ROUNDS, Retr
 use crate::core::{AgentLlm, Core, output_documents};
 use crate::failure::{AgentErrorCode, FailureCode, HaltCode};
 use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
-use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent, TokenUsage};
+use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent};
 use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
 use crate::tools::ToolContext;
+use crate::usage::{CallRecord, UsageTotals};
 use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, StepSpec};
 use pocketflow::{Action, Node, NodeError, Params};
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The memory key an agent's last output is recorded under.
@@ -101,8 +102,19 @@ pub(crate) struct AgentCall {
     inputs: OwnedInputs,
     tool_ctx: ToolContext,
     started: Instant,
-    /// The `started` progress event goes out once, not once per attempt.
-    announced: AtomicBool,
+    /// Attempts of exec so far: the `started` progress event goes out on the
+    /// first only, and each call record says which attempt made it.
+    attempts: AtomicU32,
+    /// The model calls of every attempt so far, those of failed attempts
+    /// too (they were paid for): the agent's result reports them all.
+    usage: Arc<Mutex<UsageTotals>>,
+}
+
+impl AgentCall {
+    /// The calls made so far, in all attempts.
+    fn usage(&self) -> UsageTotals {
+        self.usage.lock().map(|u| *u).unwrap_or_default()
+    }
 }
 
 /// What exec produced.
@@ -117,7 +129,6 @@ pub(crate) struct Delivered {
     /// The document text (without the `ACTION:` line).
     content: String,
     action: String,
-    usage: TokenUsage,
 }
 
 pub(crate) struct Reply {
@@ -126,7 +137,6 @@ pub(crate) struct Reply {
     action: Option<String>,
     /// Documents written by `create_document` / `update_document` steps: name → content.
     extra_docs: Vec<(String, String)>,
-    usage: TokenUsage,
 }
 
 /// Why an agent's work with the model failed: LLM errors may be retried, others not.
@@ -255,7 +265,8 @@ impl AgentNode {
                 writer: ctx.writer(&self.agent.id),
             },
             started: Instant::now(),
-            announced: AtomicBool::new(false),
+            attempts: AtomicU32::new(0),
+            usage: Arc::default(),
         }))
     }
 
@@ -274,8 +285,8 @@ impl AgentNode {
         true
     }
 
-    /// Runs the agent's LLM work: one exchange, or its sequence.
-    async fn call(&self, call: &AgentCall) -> Result<Reply, CallError> {
+    /// Runs the agent's LLM work (attempt `attempt` of exec): one exchange, or its sequence.
+    async fn call(&self, call: &AgentCall, attempt: u32) -> Result<Reply, CallError> {
         let agent = self.agent.id.clone();
         let ctx = call.ctx.clone();
         let sink = move |delta: &str| {
@@ -289,13 +300,27 @@ impl AgentNode {
         } else {
             None
         };
-        let mut conversation =
-            Conversation::new(&self.core, &call.llm, &call.request, Retries::ByCaller)
-                .with_tools(ToolAccess {
-                    allowed: &self.agent.tools,
-                    ctx: &call.tool_ctx,
-                })
-                .streaming_to(on_token);
+        let tally = call.usage.clone();
+        let on_call = move |record: &CallRecord| {
+            if let Ok(mut usage) = tally.lock() {
+                usage.add(record);
+            }
+        };
+        let mut conversation = Conversation::new(
+            &self.core,
+            &call.llm,
+            &call.request,
+            Retries::ByCaller,
+            &self.agent.id,
+            Some(&self.step.id),
+        )
+        .at_attempt(attempt)
+        .with_tools(ToolAccess {
+            allowed: &self.agent.tools,
+            ctx: &call.tool_ctx,
+        })
+        .streaming_to(on_token)
+        .recording_to(Some(&on_call));
         let (text, extra_docs) = if call.sequence.is_empty() {
             (conversation.exchange().await?, Vec::new())
         } else {
@@ -325,7 +350,6 @@ impl AgentNode {
                 text,
                 action: None,
                 extra_docs: Vec::new(),
-                usage: conversation.usage,
             });
         };
         let envelope = conversation.structured_reply(&text, Some(schema)).await?;
@@ -342,7 +366,6 @@ impl AgentNode {
             text: envelope.content,
             action,
             extra_docs: Vec::new(),
-            usage: conversation.usage,
         })
     }
 
@@ -354,6 +377,7 @@ impl AgentNode {
         message: String,
         started: Option<Instant>,
         outputs: &[DocId],
+        usage: UsageTotals,
     ) {
         let id = self.agent.id.clone();
         let duration_ms = started.map_or(0, elapsed_ms);
@@ -394,7 +418,7 @@ impl AgentNode {
             document,
             summary: String::new(),
             duration_ms,
-            usage: TokenUsage::default(),
+            usage,
         };
         self.finish(
             state,
@@ -470,11 +494,7 @@ impl AgentNode {
                 };
             }
         }
-        AgentExec::Done(Delivered {
-            content,
-            action,
-            usage: reply.usage,
-        })
+        AgentExec::Done(Delivered { content, action })
     }
 
     /// Records a delivered output in the run: memory, run record, result.
@@ -485,11 +505,7 @@ impl AgentNode {
         delivered: Delivered,
     ) -> Action {
         let id = self.agent.id.clone();
-        let Delivered {
-            content,
-            action,
-            usage,
-        } = delivered;
+        let Delivered { content, action } = delivered;
         let summary = summarize(&content);
         if let Ok(key) = MemoryKey::parse(&format!(
             "{}.{LAST_OUTPUT_KEY}",
@@ -519,7 +535,7 @@ impl AgentNode {
             document: call.outputs.first().map(|d| d.to_string()),
             summary: summary.clone(),
             duration_ms: elapsed_ms(call.started),
-            usage,
+            usage: call.usage(),
         };
         self.finish(
             state,
@@ -574,7 +590,8 @@ impl Node<RunState> for AgentNode {
         let AgentPrep::Run(call) = prep else {
             return Ok(AgentExec::NotRun);
         };
-        if !call.announced.swap(true, Ordering::Relaxed) {
+        let attempt = call.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        if attempt == 1 {
             call.ctx.emit(RunEvent::Progress {
                 agent: self.agent.id.clone(),
                 step: self.step.id.clone(),
@@ -589,7 +606,7 @@ impl Node<RunState> for AgentNode {
             .acquire()
             .await
             .map_err(|_| NodeError::from("the engine is shutting down"))?;
-        match self.call(call).await {
+        match self.call(call, attempt).await {
             Ok(reply) => Ok(self.deliver(call, reply).await),
             // Only LLM errors that may pass are worth another attempt.
             Err(CallError::Llm(error)) if error.is_retryable() => Err(Box::new(error)),
@@ -632,7 +649,7 @@ impl Node<RunState> for AgentNode {
                     document,
                     summary: "outputs are up to date; not run again".into(),
                     duration_ms: 0,
-                    usage: TokenUsage::default(),
+                    usage: UsageTotals::default(),
                 };
                 self.finish(
                     state,
@@ -652,7 +669,7 @@ impl Node<RunState> for AgentNode {
                     document: None,
                     summary: summary.clone(),
                     duration_ms: 0,
-                    usage: TokenUsage::default(),
+                    usage: UsageTotals::default(),
                 };
                 self.finish(
                     state,
@@ -666,7 +683,7 @@ impl Node<RunState> for AgentNode {
             }
             (AgentPrep::Failed { code, message }, _) => {
                 let outputs = self.fallback_outputs(&state.ctx.story_id);
-                self.record_failure(state, code, message, None, &outputs)
+                self.record_failure(state, code, message, None, &outputs, UsageTotals::default())
                     .await;
                 Action::DEFAULT
             }
@@ -674,8 +691,15 @@ impl Node<RunState> for AgentNode {
                 self.complete(state, call, reply).await
             }
             (AgentPrep::Run(call), AgentExec::Failed { code, message }) => {
-                self.record_failure(state, code, message, Some(call.started), &call.outputs)
-                    .await;
+                self.record_failure(
+                    state,
+                    code,
+                    message,
+                    Some(call.started),
+                    &call.outputs,
+                    call.usage(),
+                )
+                .await;
                 Action::DEFAULT
             }
             (AgentPrep::Run(call), AgentExec::NotRun) => {
@@ -685,6 +709,7 @@ impl Node<RunState> for AgentNode {
                     "the agent did not run".into(),
                     Some(call.started),
                     &[],
+                    call.usage(),
                 )
                 .await;
                 Action::DEFAULT

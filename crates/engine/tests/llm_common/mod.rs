@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use bmad2pf_engine::llm::{
-    LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink, complete_with_timeout,
+    LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink, Usage, complete_with_timeout,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -213,6 +213,25 @@ pub fn sse_data(data: &Value) -> String {
 /// An SSE event with a type.
 pub fn sse_event(event: &str, data: &Value) -> String {
     format!("event: {event}\ndata: {data}\n\n")
+}
+
+/// The normalised counts (SPEC 8.4) a provider must make of a vendor's
+/// report: the cache counts are parts of `input`, `reasoning` of `output`.
+pub fn reported(
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
+    reasoning: u64,
+) -> Usage {
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_tokens: cache_read,
+        cache_write_tokens: cache_write,
+        reasoning_tokens: reasoning,
+        estimated: false,
+    }
 }
 
 /// Collects streamed tokens.
