@@ -60,6 +60,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
             story_id: args.story.clone(),
             input: args.input.clone(),
             force: args.force,
+            budget: None,
         };
         let result = engine.run(request, RunMode::Headless, Some(events)).await;
         let _ = printer.await;

@@ -86,6 +86,7 @@ fn request() -> RunRequest {
         story_id: "bench".into(),
         input: "Plan a small service".into(),
         force: true,
+        budget: None,
     }
 }
 

@@ -69,7 +69,12 @@ pub(crate) enum ConversationError {
     ToolLoopLimit,
     /// The reply did not fit the envelope or schema, also after one repair.
     InvalidOutput { problem: String },
+    /// The caller's stop check said to start no more calls.
+    Stopped,
 }
+
+/// Asked before each call of a conversation; `true` starts no more.
+pub(crate) type StopCheck = dyn Fn() -> bool + Send + Sync;
 
 /// The tools a conversation may run for the model.
 pub(crate) struct ToolAccess<'a> {
@@ -89,6 +94,8 @@ pub(crate) struct Conversation<'a> {
     on_token: Option<&'a TokenSink>,
     /// Told about every call that answers, as it answers.
     on_call: Option<&'a CallSink>,
+    /// Asked before each call: `true` starts no more (a run over budget).
+    stop: Option<&'a StopCheck>,
     retries: Retries,
     /// The agent talking, for the call records.
     agent: &'a str,
@@ -120,6 +127,7 @@ impl<'a> Conversation<'a> {
             tools: None,
             on_token: None,
             on_call: None,
+            stop: None,
             retries,
             agent,
             step,
@@ -147,6 +155,12 @@ impl<'a> Conversation<'a> {
         self
     }
 
+    /// Starts no more calls once `stop` says so ([`ConversationError::Stopped`]).
+    pub fn stopping_when(mut self, stop: Option<&'a StopCheck>) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Hands the record of each call that answers to `on_call`, as it answers.
     pub fn recording_to(mut self, on_call: Option<&'a CallSink>) -> Self {
         self.on_call = on_call;
@@ -166,6 +180,9 @@ impl<'a> Conversation<'a> {
     /// One exchange with the model, running the tools it calls, until it answers in text.
     pub async fn exchange(&mut self) -> Result<String, ConversationError> {
         for _ in 0..=MAX_TOOL_ROUNDS {
+            if self.stop.is_some_and(|stop| stop()) {
+                return Err(ConversationError::Stopped);
+            }
             let request = LlmRequest {
                 messages: self.messages.clone(),
                 ..self.request.clone()

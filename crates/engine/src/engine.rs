@@ -11,7 +11,7 @@ use crate::core::Core;
 use crate::error::EngineError;
 use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunRequest};
 use crate::run::graph::build_flow;
-use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, Runner};
+use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, RunUsage, Runner};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
     Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore, RedisMemoryStore,
@@ -303,6 +303,11 @@ impl Engine {
     /// The run once it has ended, or as it is after `timeout`.
     pub async fn wait_run(&self, run_id: &str, timeout: Duration) -> Result<Run, EngineError> {
         self.runner.wait(run_id, timeout).await
+    }
+
+    /// What a run's LLM calls used; each call too when `calls`.
+    pub async fn run_usage(&self, run_id: &str, calls: bool) -> Result<RunUsage, EngineError> {
+        self.runner.usage(run_id, calls).await
     }
 
     /// Cancels a queued or running run (SPEC 8.2).

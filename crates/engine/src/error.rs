@@ -51,6 +51,12 @@ pub enum EngineError {
     /// A listing cursor that this program never makes (400).
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
+    /// A budget in US dollars on a flow whose agents use a model without
+    /// a price in runtime.yaml `pricing` (422).
+    #[error(
+        "a budget in US dollars needs a price for every model of the flow; `{0}` has none in runtime.yaml `pricing`"
+    )]
+    BudgetUnenforceable(String),
     /// Cancel of a run that ended other than cancelled (409).
     #[error("run `{run_id}` has ended ({status}); only a queued or running run can be cancelled")]
     RunNotActive { run_id: String, status: String },
@@ -79,6 +85,7 @@ impl EngineError {
             Self::InvalidRunId(_) => EngineErrorCode::InvalidId,
             Self::InvalidCursor(_) => EngineErrorCode::InvalidCursor,
             Self::RunNotActive { .. } => EngineErrorCode::RunNotActive,
+            Self::BudgetUnenforceable(_) => EngineErrorCode::BudgetUnenforceable,
             Self::Store(e) => return e.code(),
             Self::Config(_) => EngineErrorCode::ConfigError,
             Self::Internal(_) => EngineErrorCode::InternalError,
@@ -99,6 +106,7 @@ error_codes! {
         NotFound => "not_found",
         InvalidCursor => "invalid_cursor",
         RunNotActive => "run_not_active",
+        BudgetUnenforceable => "budget_unenforceable",
         ConfigError => "config_error",
         InternalError => "internal_error",
     }

@@ -176,6 +176,11 @@ pub(crate) async fn execute(
             "the reply was not valid structured output after one repair attempt".to_string(),
             problem,
         ),
+        // Stateless execute has no budget, so nothing stops its calls.
+        Err(ConversationError::Stopped) => (
+            "the call was stopped".to_string(),
+            "the conversation was stopped before its next call".to_string(),
+        ),
         Err(ConversationError::ToolLoopLimit) => (
             "the model kept calling tools".to_string(),
             format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),

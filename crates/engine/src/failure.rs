@@ -67,6 +67,8 @@ error_codes! {
         ToolFailed => "tool_failed",
         /// The model kept calling tools past the limit.
         ToolLoopLimit => "tool_loop_limit",
+        /// The run's budget was used up before the agent's next LLM call.
+        BudgetExceeded => "budget_exceeded",
         /// Every attempt failed, the last for a reason other than the LLM's.
         AgentFailed => "agent_failed",
         /// The engine itself went wrong (the agent did not run).
@@ -89,6 +91,8 @@ error_codes! {
         InterruptedByRestart => "interrupted_by_restart",
         /// Its flow is no longer in the bundle of the process that took it over.
         BundleChanged => "bundle_changed",
+        /// It used its budget (SPEC 8.4); what was written is kept.
+        BudgetExceeded => "budget_exceeded",
     }
 }
 

@@ -19,6 +19,10 @@ pub struct RunRequest {
     /// Re-run agents even when their outputs exist and inputs are unchanged.
     #[serde(default)]
     pub force: bool,
+    /// Stops the run once it has used this much (SPEC 8.4); `None`: the
+    /// defaults of runtime.yaml `runs`.
+    #[serde(default)]
+    pub budget: Option<crate::runs::Budget>,
 }
 
 /// Where a run is in its life (SPEC 8.1).
@@ -147,6 +151,8 @@ pub enum RunEvent {
         /// Unix milliseconds.
         at: u64,
     },
+    /// An LLM call returned (SPEC 8.4).
+    Usage(Box<crate::usage::CallRecord>),
     /// The run ended: the whole run.
     Done(Box<crate::runs::Run>),
 }
@@ -159,6 +165,7 @@ impl RunEvent {
             Self::Token { .. } => "token",
             Self::Result { .. } => "result",
             Self::Status { .. } => "status",
+            Self::Usage(_) => "usage",
             Self::Done(_) => "done",
         }
     }

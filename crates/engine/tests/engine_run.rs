@@ -86,6 +86,7 @@ fn run(flow: &str, story: &str) -> RunRequest {
         story_id: story.into(),
         input: "Build a todo app".into(),
         force: false,
+        budget: None,
     }
 }
 
@@ -189,6 +190,7 @@ async fn a_second_run_skips_up_to_date_agents_unless_forced() {
         .run(
             RunRequest {
                 force: true,
+                budget: None,
                 ..run("default", "s1")
             },
             RunMode::Headless,

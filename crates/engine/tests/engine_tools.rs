@@ -82,6 +82,7 @@ fn request() -> RunRequest {
         story_id: "s".into(),
         input: "caching".into(),
         force: false,
+        budget: None,
     }
 }
 

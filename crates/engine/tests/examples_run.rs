@@ -47,6 +47,7 @@ fn request(flow: &str) -> RunRequest {
         story_id: "demo".into(),
         input: "A small web app to share shopping lists".into(),
         force: false,
+        budget: None,
     }
 }
 

@@ -85,6 +85,7 @@ async fn run_pm(engine: &Engine, story: &str) -> RunOutcome {
         story_id: story.into(),
         input: "a todo app".into(),
         force: false,
+        budget: None,
     };
     let run = engine
         .run(request, RunMode::Headless, None)

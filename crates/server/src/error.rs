@@ -196,6 +196,11 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidRequest(message) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
+            EngineError::BudgetUnenforceable(ref model) => {
+                let details = json!({ "field": "budget.usd", "model": model });
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+                    .with_details(details)
+            }
             EngineError::StoryIdTooLong {
                 max_len,
                 ref too_long_for,

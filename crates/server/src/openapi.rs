@@ -34,7 +34,7 @@ use utoipa::OpenApi;
     paths(
         run::run,
         runs::start_run, runs::list_runs, runs::get_run, runs::run_events, runs::wait_run,
-        runs::cancel_run,
+        runs::cancel_run, runs::run_usage,
         bundle::flows, bundle::agents, bundle::agent,
         docs::list_docs, docs::get_doc, docs::put_doc, docs::delete_doc, docs::doc_status,
         docs::doc_versions,
@@ -168,7 +168,8 @@ pub(crate) fn story_id_limit(bundle: &Bundle) -> usize {
 }
 
 /// Path and query parameters that are ids: (path template, parameter, kind).
-const ID_PARAMETERS: [(&str, &str, IdKind); 16] = [
+const ID_PARAMETERS: [(&str, &str, IdKind); 17] = [
+    ("/runs/{id}/usage", "id", IdKind::Run),
     ("/runs", "story_id", IdKind::Plain),
     ("/runs/{id}", "id", IdKind::Run),
     ("/runs/{id}/events", "id", IdKind::Run),

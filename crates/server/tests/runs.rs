@@ -416,3 +416,106 @@ async fn the_queue_is_bounded_and_runs_cancel_queued_or_running() -> TestResult 
     server.stop().await;
     Ok(())
 }
+
+/// SPEC 8.4: every call is recorded, totalled per run, agent and model,
+/// on the run, its `done` event and `/usage`.
+#[tokio::test]
+async fn usage_is_totalled_per_run_agent_and_model() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let run_id = start(&server, "spent").await?;
+    let run = wait(&server, &run_id).await?;
+    let usage = call(
+        server
+            .client
+            .get(server.url(&format!("/runs/{run_id}/usage"))),
+        StatusCode::OK,
+    )
+    .await?;
+    assert_eq!(usage["run_id"], run_id.as_str());
+    assert_eq!(usage["totals"]["calls"], 2, "{usage}");
+    assert_eq!(usage["totals"], run["usage"], "{run}");
+    assert!(
+        usage["totals"]["input_tokens"].as_u64() > Some(0),
+        "{usage}"
+    );
+    // The mock's counts are estimates: never priced.
+    assert!(usage["totals"].get("cost_usd").is_none(), "{usage}");
+    assert_eq!(usage["totals"]["unpriced_calls"], 2, "{usage}");
+    let agents: Vec<&String> = usage["by_agent"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(agents, ["analyst", "pm"]);
+    assert_eq!(usage["by_model"]["gpt-4o-mini"]["calls"], 2, "{usage}");
+    assert!(usage.get("calls").is_none());
+    let with_calls = call(
+        server
+            .client
+            .get(server.url(&format!("/runs/{run_id}/usage?calls=true"))),
+        StatusCode::OK,
+    )
+    .await?;
+    let calls = with_calls["calls"].as_array().ok_or("calls")?;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["agent"], "analyst");
+    assert_eq!(calls[0]["step"], "step-1");
+    assert_eq!(calls[0]["estimated"], true);
+    // Each call is also an event of the run.
+    let replay = events(&server, &run_id, None).await?;
+    assert_eq!(
+        replay.iter().filter(|(_, name, _)| name == "usage").count(),
+        2
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// A token budget stops the run after the call that reached it: the next
+/// agent never calls its model, the run ends `error` / `budget_exceeded`
+/// keeping what was written. A dollar budget needs prices (422).
+#[tokio::test]
+async fn a_budget_stops_the_run_and_a_dollar_budget_needs_prices() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let response = server
+        .client
+        .post(server.url("/runs"))
+        .json(
+            &json!({"flow": "default", "story_id": "tight", "input": "x", "budget": {"tokens": 1}}),
+        )
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let run_id = response.json::<Value>().await?["run_id"]
+        .as_str()
+        .ok_or("a run id")?
+        .to_string();
+    let run = wait(&server, &run_id).await?;
+    assert_eq!(run["status"], "error", "{run}");
+    assert_eq!(run["error_code"], "budget_exceeded", "{run}");
+    assert_eq!(run["budget"], json!({"tokens": 1}));
+    assert_eq!(run["usage"]["calls"], 1, "{run}");
+    assert_eq!(run["results"]["analyst"]["status"], "completed", "{run}");
+    assert!(run["results"].get("pm").is_none(), "{run}");
+    let written = server
+        .client
+        .get(server.url("/doc/tight__analyst"))
+        .send()
+        .await?;
+    assert_eq!(written.status(), StatusCode::OK);
+
+    let unpriced = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "usd", "budget": {"usd": 0.5}}))
+        .send()
+        .await?;
+    let body = assert_error(
+        unpriced,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "budget_unenforceable",
+    )
+    .await?;
+    assert_eq!(body["error"]["details"]["model"], "gpt-4o-mini");
+    server.stop().await;
+    Ok(())
+}

@@ -149,6 +149,10 @@ impl From<ConversationError> for CallError {
     fn from(error: ConversationError) -> Self {
         match error {
             ConversationError::Llm(error) => Self::Llm(error),
+            ConversationError::Stopped => Self::Other {
+                code: AgentErrorCode::BudgetExceeded.into(),
+                message: "the run's budget is used up; no further LLM call was made".into(),
+            },
             ConversationError::ToolLoopLimit => Self::Other {
                 code: AgentErrorCode::ToolLoopLimit.into(),
                 message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
@@ -301,11 +305,15 @@ impl AgentNode {
             None
         };
         let tally = call.usage.clone();
+        let run = call.ctx.clone();
         let on_call = move |record: &CallRecord| {
             if let Ok(mut usage) = tally.lock() {
                 usage.add(record);
             }
+            run.record_call(record);
         };
+        let run = call.ctx.clone();
+        let over_budget = move || run.over_budget();
         let mut conversation = Conversation::new(
             &self.core,
             &call.llm,
@@ -320,7 +328,8 @@ impl AgentNode {
             ctx: &call.tool_ctx,
         })
         .streaming_to(on_token)
-        .recording_to(Some(&on_call));
+        .recording_to(Some(&on_call))
+        .stopping_when(Some(&over_budget));
         let (text, extra_docs) = if call.sequence.is_empty() {
             (conversation.exchange().await?, Vec::new())
         } else {
@@ -580,7 +589,7 @@ impl Node<RunState> for AgentNode {
     }
 
     async fn prep(&self, state: &RunState, _params: &Params) -> Result<AgentPrep, NodeError> {
-        if state.halted.is_some() {
+        if state.halted.is_some() || state.ctx.over_budget() {
             return Ok(AgentPrep::Halted);
         }
         Ok(self.prepare(state).await)

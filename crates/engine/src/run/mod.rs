@@ -21,15 +21,18 @@ mod sequence;
 use crate::core::Core;
 use crate::failure::HaltCode;
 use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
-use crate::runs::EventLog;
+use crate::runs::{Budget, EventLog};
 use crate::store::{
     AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
     now_ms,
 };
+use crate::usage::{CallRecord, UsageTotals};
 use docs::RunDocs;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -49,6 +52,10 @@ pub(crate) struct RunContext {
     /// Orchestration status updates, written in order by the run's status
     /// writer (so no agent waits for that I/O while holding the run's lock).
     status: UnboundedSender<StatusUpdate>,
+    /// What the run may use, and what it used so far (SPEC 8.4).
+    budget: Option<Budget>,
+    spent: std::sync::Mutex<UsageTotals>,
+    over_budget: AtomicBool,
 }
 
 impl RunContext {
@@ -88,6 +95,23 @@ impl RunContext {
             agent: agent.to_string(),
             run_id: self.run_id.clone(),
         }
+    }
+
+    /// Records an LLM call that returned: a `usage` event, and the run's
+    /// spending, checked against its budget.
+    pub fn record_call(&self, record: &CallRecord) {
+        self.emit(RunEvent::Usage(Box::new(record.clone())));
+        let Some(budget) = &self.budget else { return };
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        spent.add(record);
+        if budget.reached_by(&spent) {
+            self.over_budget.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the run has used its budget: no new LLM call may start.
+    pub fn over_budget(&self) -> bool {
+        self.over_budget.load(Ordering::Relaxed)
     }
 
     /// Whether anyone watches tokens as they come (else replies are not streamed).
@@ -209,6 +233,9 @@ pub(crate) async fn run_flow(
             log,
             observer,
             status: status_tx,
+            budget: request.budget,
+            spent: std::sync::Mutex::default(),
+            over_budget: AtomicBool::new(false),
         }),
         results: BTreeMap::new(),
         errors: BTreeMap::new(),
@@ -235,6 +262,12 @@ pub(crate) async fn run_flow(
             }
             Ok(_) = cancel.wait_for(|asked| *asked) => cancelled = true,
         }
+    }
+    if state.ctx.over_budget() && !cancelled {
+        state.halted = Some(Halt::new(
+            HaltCode::BudgetExceeded,
+            "the run used its budget; no LLM call was started after that".into(),
+        ));
     }
     let memory_written = flush_memory(core, &mut state).await;
     let RunState {
@@ -478,6 +511,7 @@ mod tests {
             story_id: "s1".into(),
             input: "a todo app".into(),
             force: false,
+            budget: None,
         };
 
         let outcome = engine

@@ -15,6 +15,7 @@
 
 use crate::outcome::RunEvent;
 use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};
+use crate::usage::UsageTotals;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -29,6 +30,8 @@ pub(crate) struct Progress {
     pub step: Option<String>,
     /// Agents started and not yet finished.
     pub running_agents: BTreeSet<String>,
+    /// What the run's LLM calls used so far.
+    pub usage: UsageTotals,
 }
 
 /// A change of the run, with the events that announce it.
@@ -168,9 +171,7 @@ impl Writer {
             }
             let stored = stored_only(&numbered);
             let result = match &state {
-                Some((run, Some(record))) => {
-                    self.runs.end_run(run, &stored, record.as_ref()).await
-                }
+                Some((run, Some(record))) => self.runs.end_run(run, &stored, record.as_ref()).await,
                 Some((run, None)) => self.runs.update_run(run, &stored).await,
                 None if stored.is_empty() => Ok(()),
                 None => self.runs.append_events(&self.run_id, &stored).await,
@@ -190,13 +191,20 @@ impl Writer {
 
     /// Gives `event` the next id, and notes what it says about progress.
     fn number(&mut self, event: &RunEvent) -> StoredEvent {
-        if let RunEvent::Progress { agent, status, .. } = event {
-            let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-            if *status == crate::outcome::ProgressStatus::Started {
-                progress.running_agents.insert(agent.clone());
-            } else {
-                progress.running_agents.remove(agent);
+        match event {
+            RunEvent::Progress { agent, status, .. } => {
+                let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                if *status == crate::outcome::ProgressStatus::Started {
+                    progress.running_agents.insert(agent.clone());
+                } else {
+                    progress.running_agents.remove(agent);
+                }
             }
+            RunEvent::Usage(record) => {
+                let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+                progress.usage.add(record);
+            }
+            _ => {}
         }
         let id = self.next_id;
         self.next_id += 1;

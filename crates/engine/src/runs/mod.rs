@@ -18,10 +18,11 @@ mod runner;
 
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
-pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage};
+pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};
+use crate::usage::UsageTotals;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +34,33 @@ pub enum RunMode {
     #[default]
     Interactive,
     Headless,
+}
+
+/// What a run may use before it is stopped with `budget_exceeded` (SPEC 8.4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// US dollars, of priced calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
+    /// Tokens, input plus output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+impl Budget {
+    /// Whether `usage` has reached this budget.
+    pub fn reached_by(&self, usage: &UsageTotals) -> bool {
+        let tokens = usage.input_tokens + usage.output_tokens;
+        self.tokens.is_some_and(|max| tokens >= max)
+            || self
+                .usd
+                .is_some_and(|max| usage.cost_usd.unwrap_or(0.0) >= max)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.usd.is_none() && self.tokens.is_none()
+    }
 }
 
 /// A run as clients see it: its outcome so far and what it was asked to do.
@@ -52,6 +80,11 @@ pub struct Run {
     pub step: Option<String>,
     /// Agents executing now.
     pub running_agents: Vec<String>,
+    /// What its LLM calls used so far (SPEC 8.4).
+    pub usage: UsageTotals,
+    /// The budget it runs under, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     /// More about `error_code`, e.g. `{step, completed_agents}` for
     /// `interrupted_by_restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +109,7 @@ pub struct RunSummary {
     pub step: Option<String>,
     pub running_agents: Vec<String>,
     pub pending_docs: Vec<String>,
+    pub usage: UsageTotals,
     pub duration_ms: u64,
     pub created_at: u64,
     pub started_at: Option<u64>,
@@ -95,6 +129,7 @@ impl From<Run> for RunSummary {
             step: run.step,
             running_agents: run.running_agents,
             pending_docs: run.outcome.pending_docs,
+            usage: run.usage,
             duration_ms: run.outcome.duration_ms,
             created_at: run.created_at,
             started_at: run.started_at,

@@ -21,13 +21,14 @@
 
 use super::claim::Claim;
 use super::log::EventLog;
-use super::{Run, RunMode, RunSummary};
+use super::{Budget, Run, RunMode, RunSummary};
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::failure::HaltCode;
 use crate::outcome::{AgentResult, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
 use crate::run::{RunState, run_flow};
 use crate::store::{EVENTS_PAGE, RunQuery, StoreError, StoredEvent, StoredRun, now_ms};
+use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +74,19 @@ pub struct RunPage {
     pub runs: Vec<RunSummary>,
     /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
+}
+
+/// What a run's LLM calls used (`GET /runs/{id}/usage`, SPEC 8.4).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RunUsage {
+    pub run_id: String,
+    pub totals: UsageTotals,
+    pub by_agent: BTreeMap<String, UsageTotals>,
+    /// By the model as configured.
+    pub by_model: BTreeMap<String, UsageTotals>,
+    /// Each call, oldest first, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Vec<CallRecord>>,
 }
 
 /// What a cancel did.
@@ -160,6 +174,8 @@ impl Runner {
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
     ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
+        let mut request = request;
+        request.budget = self.budget_of(&request)?;
         let now = now_ms();
         let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
         let runs = &self.core.runs;
@@ -193,6 +209,8 @@ impl Runner {
             mode,
             step: None,
             running_agents: Vec::new(),
+            usage: UsageTotals::default(),
+            budget: request.budget,
             details: None,
             created_at: now,
             started_at: None,
@@ -211,6 +229,33 @@ impl Runner {
         tracing::info!(run_id, flow = run.flow, story = run.story_id, "run queued");
         let ended = self.launch(run.clone(), request, claim, 1, observer);
         Ok((run, ended))
+    }
+
+    /// The budget a run of `request` runs under: its own, else the
+    /// defaults of runtime.yaml `runs`. A budget in dollars needs a price
+    /// for every model the flow's agents use (else `budget_unenforceable`).
+    fn budget_of(&self, request: &RunRequest) -> Result<Option<Budget>, EngineError> {
+        let config = &self.core.config;
+        let budget = request
+            .budget
+            .filter(|b| !b.is_empty())
+            .or(Some(Budget {
+                usd: config.runs.budget_usd,
+                tokens: config.runs.budget_tokens,
+            }))
+            .filter(|b| !b.is_empty());
+        if budget.is_some_and(|b| b.usd.is_some())
+            && let Some(flow) = self.core.bundle.flows.get(&request.flow)
+        {
+            let agents = flow.steps.iter().flat_map(|step| &step.agents);
+            for agent in agents.filter_map(|id| self.core.agent(id)) {
+                let model = self.core.llm_for(agent).map_err(EngineError::Config)?.model;
+                if !config.pricing.contains_key(&model) {
+                    return Err(EngineError::BudgetUnenforceable(model));
+                }
+            }
+        }
+        Ok(budget)
     }
 
     /// The refusal of a run whose (flow, story) `holder` holds.
@@ -307,7 +352,9 @@ impl Runner {
             }
         };
         let now = now_ms();
-        run.step = live.log.progress().step;
+        let progress = live.log.progress();
+        run.step = progress.step;
+        run.usage = progress.usage;
         run.running_agents.clear();
         run.finished_at = Some(now);
         run.updated_at = now;
@@ -371,6 +418,7 @@ impl Runner {
             let progress = live.log.progress();
             run.step = progress.step;
             run.running_agents = progress.running_agents.into_iter().collect();
+            run.usage = progress.usage;
         }
         Ok(run)
     }
@@ -541,6 +589,41 @@ impl Runner {
         })
     }
 
+    /// What a run's LLM calls used, in all and per agent and model, read
+    /// from its stored `usage` events; each call too when `calls`.
+    pub async fn usage(&self, run_id: &str, calls: bool) -> Result<RunUsage, EngineError> {
+        self.get(run_id).await?;
+        let records: Vec<CallRecord> = self
+            .stored_events(run_id)
+            .await?
+            .iter()
+            .filter(|event| event.event == "usage")
+            .filter_map(|event| serde_json::from_str(&event.data).ok())
+            .collect();
+        let mut usage = RunUsage {
+            run_id: run_id.to_string(),
+            totals: UsageTotals::default(),
+            by_agent: BTreeMap::new(),
+            by_model: BTreeMap::new(),
+            calls: None,
+        };
+        for record in &records {
+            usage.totals.add(record);
+            usage
+                .by_agent
+                .entry(record.agent.clone())
+                .or_default()
+                .add(record);
+            usage
+                .by_model
+                .entry(record.model.clone())
+                .or_default()
+                .add(record);
+        }
+        usage.calls = calls.then_some(records);
+        Ok(usage)
+    }
+
     /// Passes the cancel requests stored for this process's runs on to them.
     async fn read_cancel_requests(&self) {
         let ids: Vec<String> = self
@@ -601,6 +684,7 @@ impl Runner {
                     story_id: run.story_id.clone(),
                     input: run.input.clone(),
                     force: run.force,
+                    budget: run.budget,
                 };
                 drop(self.launch(run, request, claim, next_event, None));
                 continue;
@@ -636,6 +720,9 @@ impl Runner {
                 }
                 Ok(RunEventData::Result { agent, data }) if event.event == "result" => {
                     run.outcome.results.insert(agent, data);
+                }
+                Ok(RunEventData::Usage(record)) if event.event == "usage" => {
+                    run.usage.add(&record);
                 }
                 _ => {}
             }
@@ -717,6 +804,7 @@ enum RunEventData {
         agent: String,
         data: AgentResult,
     },
+    Usage(Box<CallRecord>),
 }
 
 /// Whether the stream of a run ends with this event.

@@ -27,7 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bmad2pf_engine::outcome::RunRequest;
-use bmad2pf_engine::runs::{Run, RunMode};
+use bmad2pf_engine::runs::{Budget, Run, RunMode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -53,6 +53,12 @@ pub struct RunBody {
     /// ask people questions yet, so both run the same way).
     #[serde(default)]
     pub mode: Option<RunMode>,
+    /// Stop the run once it has used this much (`budget_exceeded`); default
+    /// runtime.yaml `runs.budget_usd` / `runs.budget_tokens`. A `usd`
+    /// budget needs a price for every model of the flow (else 422
+    /// `budget_unenforceable`).
+    #[serde(default)]
+    pub budget: Option<Budget>,
 }
 
 /// The engine's request for a body.
@@ -62,6 +68,7 @@ pub(crate) fn run_request(body: RunBody) -> RunRequest {
         story_id: body.story_id,
         input: body.input,
         force: body.force,
+        budget: body.budget,
     }
 }
 
@@ -79,7 +86,8 @@ pub(crate) fn run_request(body: RunBody) -> RunRequest {
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow has a queued or running run for this story \
             (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
-        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 422, description = "Invalid body, or a `usd` budget on a flow with an \
+            unpriced model (`budget_unenforceable`)", body = ErrorBody),
         (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
             or a store is unreachable", body = ErrorBody),
     )

@@ -1,5 +1,6 @@
 //! `/runs`: runs as resources (SPEC 8.2) — start one in the background,
-//! list them, read one, follow its events, wait for it, cancel it.
+//! list them, read one, follow its events, wait for it, cancel it, see
+//! what its LLM calls used.
 //!
 //! Every route works for a run of any process on the same store (a CLI run
 //! beside the server, another replica on Redis): the engine reads the
@@ -21,7 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bmad2pf_engine::outcome::RunStatus;
-use bmad2pf_engine::runs::{Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage};
+use bmad2pf_engine::runs::{Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage, RunUsage};
 use bmad2pf_engine::store::StoredEvent;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -67,7 +68,8 @@ pub struct CancelRequested {
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow has a queued or running run for this story \
             (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
-        (status = 422, description = "Invalid body", body = ErrorBody),
+        (status = 422, description = "Invalid body, or a `usd` budget on a flow with an \
+            unpriced model (`budget_unenforceable`)", body = ErrorBody),
         (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
             or a store is unreachable", body = ErrorBody),
     )
@@ -321,6 +323,37 @@ pub async fn cancel_run(
         )
             .into_response(),
     })
+}
+
+/// Query of `GET /runs/{id}/usage`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Also list each call.
+    #[serde(default)]
+    pub calls: bool,
+}
+
+/// What a run's LLM calls used.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/usage",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id"), UsageQuery),
+    responses(
+        (status = 200, description = "Totals, by agent and by model (and each call with \
+            `calls=true`)", body = RunUsage),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub async fn run_usage(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<UsageQuery>,
+) -> Result<Json<RunUsage>, ApiError> {
+    Ok(Json(state.engine().run_usage(&id, query.calls).await?))
 }
 
 /// A run's events as a Server-Sent Events response: `id`, `event` and
