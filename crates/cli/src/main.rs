@@ -15,6 +15,7 @@
 //!   diagnostics and the result (shape documented in [`report`]).
 
 mod backup;
+mod cancel;
 mod exec;
 mod generate;
 mod graph;
@@ -56,7 +57,7 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the Mermaid diagram of the flows to stdout.
     Graph(GraphArgs),
-    /// Run a flow for a story (exit 0 success, 1 error, 3 pending).
+    /// Run a flow for a story (exit 0 success, 1 error, 3 pending, 130 Ctrl-C).
     Run(run::RunArgs),
     /// Execute one agent statelessly (exit 0 completed, 1 failed, 3 needs input).
     Exec(exec::ExecArgs),
@@ -64,6 +65,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Copy the embedded store to a new file, consistently, while it is in use.
     Backup(backup::BackupArgs),
+    /// Cancel a queued or running run, in whichever process runs it.
+    Cancel(cancel::CancelArgs),
 }
 
 /// Arguments of `generate` (and of the short form).
@@ -128,6 +131,8 @@ enum Outcome {
     Failure,
     /// A run waits for documents; an execute needs input.
     Pending,
+    /// Stopped by Ctrl-C (the run is cancelled, its documents kept).
+    Interrupted,
 }
 
 impl From<Outcome> for ExitCode {
@@ -137,6 +142,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Failure => ExitCode::from(2),
             Outcome::Pending => ExitCode::from(3),
+            Outcome::Interrupted => ExitCode::from(130),
         }
     }
 }
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
         (Some(Command::Exec(args)), _) => exec::run(&args),
         (Some(Command::Serve(args)), _) => serve::run(&args),
         (Some(Command::Backup(args)), _) => backup::run(&args),
+        (Some(Command::Cancel(args)), _) => cancel::run(&args),
         // `arg_required_else_help` makes clap print the help before we get here.
         (None, None) => Outcome::Failure,
     };

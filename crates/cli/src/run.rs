@@ -6,7 +6,8 @@
 //! lists it, follows it and can cancel it. It runs headless: agents cannot
 //! ask questions yet. Exit code: 0 success, 1 the run failed or was
 //! cancelled (or the flow is already running for this story in another
-//! process: `error[run_in_progress]`), 3 the run is pending
+//! process: `error[run_in_progress]`), 130 Ctrl-C (the run is cancelled,
+//! its documents kept), 3 the run is pending
 //! (documents missing: put them into the docs directory and run again), 2
 //! usage or start-up error.
 
@@ -62,7 +63,26 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
             force: args.force,
             budget: None,
         };
-        let result = engine.run(request, RunMode::Headless, Some(events)).await;
+        let started = engine
+            .begin_run(request, RunMode::Headless, Some(events))
+            .await;
+        let mut interrupted = false;
+        let result = match started {
+            Ok((run, mut end)) => {
+                tokio::select! {
+                    ended = end.wait() => ended,
+                    _ = tokio::signal::ctrl_c() => {
+                        interrupted = true;
+                        eprintln!("interrupted: cancelling run {}…", run.outcome.run_id);
+                        if let Err(error) = engine.cancel_run(&run.outcome.run_id).await {
+                            eprintln!("error: cancelling failed: {error}");
+                        }
+                        end.wait().await
+                    }
+                }
+            }
+            Err(error) => Err(error),
+        };
         let _ = printer.await;
         let run = match result {
             Ok(run) => run,
@@ -88,6 +108,9 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
         };
         engine.shutdown().await;
         print_run(&run, args.json);
+        if interrupted {
+            return Ok(Outcome::Interrupted);
+        }
         Ok(match run.outcome.status {
             RunStatus::Success => Outcome::Success,
             RunStatus::Pending => Outcome::Pending,

@@ -1239,3 +1239,114 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
     assert!(!a.panicked() && !b.panicked(), "a log shows a panic");
     Ok(())
 }
+
+/// `bmad2pf cancel RUN_ID` in `cwd` on the planning example's store; its
+/// exit code and stderr.
+async fn cli_cancel(cwd: &Path, run_id: &str) -> Result<(Option<i32>, String), BoxError> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(cwd)
+        .args(["cancel", run_id, "--src"])
+        .arg(planning())
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .await?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+/// The CLI cancels a run that a server on the same directory executes:
+/// the server reads the stored request and stops the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_cancels_a_run_the_server_executes() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[("BMAD2PF_LLM_MOCK_LATENCY_MS", "3000")])?;
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(server.url("/runs"))
+        .json(&json!({"flow": "planning", "story_id": "cli-cancel", "input": "x"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
+    eventually("the run to start", || {
+        let request = http.get(server.url(&format!("/runs/{run_id}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok((run["status"] == "running").then_some(()))
+        }
+    })
+    .await?;
+    let (code, stderr) = cli_cancel(dir.path(), &run_id).await?;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("is cancelled"), "{stderr}");
+    let run: Value = http
+        .get(server.url(&format!("/runs/{run_id}")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    // Again: it is cancelled. An unknown run and a malformed id are errors.
+    assert_eq!(cli_cancel(dir.path(), &run_id).await?.0, Some(0));
+    let (code, stderr) = cli_cancel(dir.path(), "run-0000000000000000").await?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no run"), "{stderr}");
+    let (code, stderr) = cli_cancel(dir.path(), "../etc").await?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("invalid run id"), "{stderr}");
+    Ok(())
+}
+
+/// Ctrl-C (SIGINT) during `bmad2pf run` cancels the run: exit 130, the
+/// story is free at once for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_a_cli_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(dir.path())
+        .args([
+            "run", "planning", "--story", "ctrl-c", "--input", "x", "--src",
+        ])
+        .arg(planning())
+        .env("LOG_LEVEL", "warn")
+        .env("BMAD2PF_LLM_MOCK_LATENCY_MS", "5000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The first agent has started: the run is stored and running.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("started")) {
+        seen.push(rx.recv_timeout(PATIENCE)?);
+    }
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    assert!(interrupt.success());
+    let started = Instant::now();
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    seen.extend(rx.try_iter());
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("interrupted: cancelling run")),
+        "{seen:?}"
+    );
+    let (code, stderr) = cli_run(dir.path(), "planning", "ctrl-c", &[]).await?;
+    assert_eq!(code, Some(0), "the story stayed claimed: {stderr}");
+    Ok(())
+}

@@ -235,13 +235,21 @@ impl Engine {
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
     ) -> Result<Run, EngineError> {
-        let (run, mut ended) = self.start_run(request, mode, observer).await?;
-        match ended.wait_for(Option::is_some).await {
-            Ok(ended) => Ok(ended.as_ref().map_or(run, |run| run.as_ref().clone())),
-            Err(_) => Err(EngineError::Internal(
-                "the run's task stopped before the run ended".into(),
-            )),
-        }
+        let (_, mut end) = self.begin_run(request, mode, observer).await?;
+        end.wait().await
+    }
+
+    /// Starts a run like [`submit`](Self::submit) and hands back, with the
+    /// run as stored, a [`RunEnd`] to wait for its end (the CLI waits, and
+    /// cancels it on Ctrl-C).
+    pub async fn begin_run(
+        &self,
+        request: RunRequest,
+        mode: RunMode,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<(Run, RunEnd), EngineError> {
+        let (run, ended) = self.start_run(request, mode, observer).await?;
+        Ok((run, RunEnd(ended)))
     }
 
     /// Starts a run in the background (`POST /runs`): stored `queued`, it
@@ -390,6 +398,24 @@ impl Engine {
             all.forget();
         }
         self.core.agent_permits.close();
+    }
+}
+
+/// The end of a run started by [`Engine::begin_run`], to wait for.
+pub struct RunEnd(tokio::sync::watch::Receiver<Option<Arc<Run>>>);
+
+impl RunEnd {
+    /// The run, once it has ended.
+    pub async fn wait(&mut self) -> Result<Run, EngineError> {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(ended) => ended
+                .as_ref()
+                .map(|run| run.as_ref().clone())
+                .ok_or_else(|| EngineError::Internal("the run ended without its state".into())),
+            Err(_) => Err(EngineError::Internal(
+                "the run's task stopped before the run ended".into(),
+            )),
+        }
     }
 }
 

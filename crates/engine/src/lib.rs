@@ -49,6 +49,6 @@ mod story_limit;
 pub mod tools;
 pub mod usage;
 
-pub use engine::{BackendHealth, Engine, HEALTH_TTL, Stores};
+pub use engine::{BackendHealth, Engine, HEALTH_TTL, RunEnd, Stores};
 pub use error::{EngineError, EngineErrorCode};
 pub use stats::EngineStats;

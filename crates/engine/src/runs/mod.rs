@@ -18,7 +18,7 @@ mod runner;
 
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
-pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage};
+pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, check_run_id};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};
@@ -167,7 +167,7 @@ impl Run {
     }
 
     /// A run read back from the store.
-    pub(crate) fn from_stored(stored: &StoredRun) -> Result<Self, StoreError> {
+    pub fn from_stored(stored: &StoredRun) -> Result<Self, StoreError> {
         serde_json::from_str(&stored.body)
             .map_err(|e| StoreError::corrupt(format!("the stored run `{}`", stored.run_id), e))
     }

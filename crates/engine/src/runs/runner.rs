@@ -817,7 +817,7 @@ fn has_ended(status: &str) -> bool {
 }
 
 /// Run ids are `run-` and 16 hex digits; anything else names no run.
-pub(crate) fn check_run_id(run_id: &str) -> Result<(), EngineError> {
+pub fn check_run_id(run_id: &str) -> Result<(), EngineError> {
     let valid = run_id
         .strip_prefix("run-")
         .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
