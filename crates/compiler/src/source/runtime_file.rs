@@ -342,7 +342,11 @@ mod tests {
         );
         let found: Vec<(&str, u32)> = d.iter().map(|x| (x.code, x.line)).collect();
         assert_eq!(found, vec![("bad-value", 3), ("bad-value", 4)], "{d:?}");
-        assert!(d[0].message.starts_with("`pricing.bad`"), "{}", d[0].message);
+        assert!(
+            d[0].message.starts_with("`pricing.bad`"),
+            "{}",
+            d[0].message
+        );
         assert_eq!(c.pricing["gpt-4o"].output_per_mtok, 10.0);
         assert!(!c.pricing.contains_key("bad"));
         assert_eq!(c.bmad.vars["user_name"], "Ada");
