@@ -430,3 +430,145 @@ fn bundles_are_deterministic() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Writes `files` (path, text) under a fresh temporary directory.
+fn tree(files: &[(&str, &str)]) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(path, text).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
+#[test]
+fn installed_project() -> Result<(), String> {
+    let dir = tree(&[
+        (
+            "_bmad/bbq/config.yaml",
+            "user_name: Pat\noutput_folder: '{project-root}/out'\n",
+        ),
+        (
+            "_bmad/config.toml",
+            "[core]\ncommunication_language = 'French'\n[modules.bbq]\nuser_name = 'Toml'\n",
+        ),
+        ("_bmad/bbq/agents/pm.md", "# compiled agent\n"),
+        ("_bmad/_config/manifest.csv", "name\nx\n"),
+        (
+            "_bmad/bbq/workflows/plan/workflow.md",
+            "---\nname: plan\n---\nFor {user_name} in {communication_language}: start at steps/step-01-a.md\n",
+        ),
+        (
+            "_bmad/bbq/workflows/plan/steps/step-01-a.md",
+            "---\nnextStepFile: ./step-02-b.md\n---\nA into {output_folder}/plan.md\n",
+        ),
+        (
+            "_bmad/bbq/workflows/plan/steps/step-02-b.md",
+            "B, or back to ./step-01-a.md\n",
+        ),
+        (
+            ".claude/skills/bmad-hello/SKILL.md",
+            "---\nname: bmad-hello\ndescription: Say hello\n---\nHello {user_name}.\n",
+        ),
+        (
+            ".cursor/skills/bmad-hello/SKILL.md",
+            "---\nname: bmad-hello\ndescription: Say hi\n---\nHi.\n",
+        ),
+        (
+            ".agents/skills/bmad-agent-x/SKILL.md",
+            "---\nname: bmad-agent-x\ndescription: X\n---\nI am {agent.name}.\n",
+        ),
+        (
+            ".agents/skills/bmad-agent-x/customize.toml",
+            "[agent]\nname = 'Base'\n[[agent.menu]]\ncode = 'HI'\ndescription = '[HI] Hello'\nskill = 'bmad-hello'\n[[agent.menu]]\ncode = 'PL'\ndescription = '[PL] Plan'\nskill = 'bmad-bbq-plan'\n",
+        ),
+        (
+            "_bmad/custom/bmad-agent-x.toml",
+            "[agent]\nname = 'Custom'\n",
+        ),
+        ("src/main.rs", "fn main() {}\n"),
+    ])?;
+    let c = compile(dir.path());
+    let b = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    assert_eq!(b.layout, SourceLayout::BmadInstall);
+    assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["bmad-agent-x"]);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bbq/plan", "bmad-hello"]
+    );
+    let x = &b.agents["bmad-agent-x"];
+    assert!(x.tasks[0].content.contains("I am Custom."));
+    let commands: Vec<&str> = x.commands.iter().map(|c| c.name.as_str()).collect();
+    // `bmad-bbq-plan` is the module-help form of `bbq/plan`; `*a` is plan's loop back.
+    assert_eq!(commands, ["*hi", "*pl", "*a"]);
+    let plan = flow(&b, "bbq/plan")?;
+    assert_eq!(
+        routes(&plan.steps[1]),
+        [("*a", "step-01-a"), ("default", "end")]
+    );
+    let p = prompt(&plan.steps[0]);
+    assert!(p.contains("For Toml in French"), "{p}");
+    assert!(p.contains("A into out/plan.md"), "{p}");
+    assert!(prompt(&flow(&b, "bmad-hello")?.steps[0]).contains("Hello {user_name}."));
+    assert_eq!(
+        warnings(&c),
+        [
+            (
+                "bmad-skill-copy",
+                ".cursor/skills/bmad-hello/SKILL.md".to_string(),
+                1
+            ),
+            ("bmad-skipped-file", "_bmad/bbq/agents/pm.md".to_string(), 1),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn the_only_errors_are_duplicates() -> Result<(), String> {
+    let dir = tree(&[
+        ("m/module.yaml", "code: m\n"),
+        (
+            "m/agents/a/pm.agent.yaml",
+            "agent:\n  metadata: {title: A}\n",
+        ),
+        (
+            "m/agents/b/pm.agent.yaml",
+            "agent:\n  metadata: {title: B}\n",
+        ),
+        ("x/SKILL.md", "---\nname: same\n---\nx\n"),
+        ("y/SKILL.md", "---\nname: same\n---\ny\n"),
+        ("z/SKILL.md", "---\nname: [broken\n---\nz\n"),
+        ("z/customize.toml", "[agent\n"),
+    ])?;
+    let c = compile(dir.path());
+    assert!(c.bundle.is_none());
+    let errors: Vec<(&str, String)> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == bmad2pf_compiler::diag::Severity::Error)
+        .map(|d| (d.code, d.message.clone()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "duplicate-agent-id",
+                "agent id `m/pm` twice in module `m`: in m/agents/a/pm.agent.yaml and in m/agents/b/pm.agent.yaml".to_string()
+            ),
+            ("duplicate-skill", "skill name `same` twice: in x/SKILL.md and in y/SKILL.md".to_string()),
+        ]
+    );
+    let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code).collect();
+    assert!(
+        codes.contains(&"bmad-yaml-repaired") && codes.contains(&"bmad-toml"),
+        "{codes:?}"
+    );
+    Ok(())
+}

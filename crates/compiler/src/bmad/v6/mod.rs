@@ -102,6 +102,8 @@ pub fn read(
     }
     check_rosters(&modules, &drafts, diags);
     let skills = skill::read_skills(&tree, &layout.skills, &vars, diags);
+    // Every SKILL.md was read, the copies an install keeps once included.
+    used.extend(layout.skills.iter().cloned());
     let mut aliases: BTreeMap<String, (String, String)> = BTreeMap::new();
     for s in skills {
         used.insert(s.rel.clone());
