@@ -281,14 +281,7 @@ fn read_module_workflows(
             let mut metadata = w.metadata;
             metadata.insert("kind".to_string(), json!("workflow-yaml"));
             metadata.insert("main_document".to_string(), json!(w.main_document));
-            let flow = FlowSpec {
-                name: id,
-                description: w.description,
-                source: rel.to_string(),
-                steps: vec![w.step],
-                max_visits: MAX_VISITS,
-                metadata,
-            };
+            let flow = flow_spec(&id, &w.description, rel, vec![w.step], metadata);
             let place = FlowPlace {
                 dir: &dir,
                 files: vec![rel.to_string(), dir.clone()],
@@ -424,11 +417,22 @@ fn step_flow(
     if !handoffs.is_empty() {
         metadata.insert("suggests".to_string(), json!(handoffs));
     }
+    flow_spec(id, description, rel, built.steps, metadata)
+}
+
+/// A flow of imported steps, with the importer's loop guard.
+fn flow_spec(
+    id: &str,
+    description: &str,
+    rel: &str,
+    steps: Vec<StepSpec>,
+    metadata: BTreeMap<String, serde_json::Value>,
+) -> FlowSpec {
     FlowSpec {
         name: id.to_string(),
         description: description.to_string(),
         source: rel.to_string(),
-        steps: built.steps,
+        steps,
         max_visits: MAX_VISITS,
         metadata,
     }
@@ -450,25 +454,20 @@ fn one_step_flow(id: &str, description: &str, rel: &str, text: String) -> FlowSp
     if !waits.is_empty() {
         step_meta.insert("waits".to_string(), json!(waits));
     }
-    FlowSpec {
-        name: id.to_string(),
-        description: description.to_string(),
-        source: rel.to_string(),
-        steps: vec![StepSpec {
-            id: step_id,
-            agents: Vec::new(),
-            next: BTreeMap::new(),
-            creates: vec![document.clone()],
-            requires: Vec::new(),
-            updates: Vec::new(),
-            metadata: step_meta,
-        }],
-        max_visits: MAX_VISITS,
-        metadata: BTreeMap::from([
-            ("kind".to_string(), json!("one-step")),
-            ("main_document".to_string(), json!(document)),
-        ]),
-    }
+    let step = StepSpec {
+        id: step_id,
+        agents: Vec::new(),
+        next: BTreeMap::new(),
+        creates: vec![document.clone()],
+        requires: Vec::new(),
+        updates: Vec::new(),
+        metadata: step_meta,
+    };
+    let metadata = BTreeMap::from([
+        ("kind".to_string(), json!("one-step")),
+        ("main_document".to_string(), json!(document)),
+    ]);
+    flow_spec(id, description, rel, vec![step], metadata)
 }
 
 /// A `{x}` near a known variable name is a typo more often than not.
