@@ -195,7 +195,8 @@ fn v6_module_tree() -> Result<(), String> {
     assert_eq!(shop.steps.len(), 1);
     let s = &shop.steps[0];
     assert_eq!(s.id, "shopping-list");
-    assert_eq!(s.agents, ["bbq/grocer"]);
+    // module-help.csv names the pitmaster, though the grocer (first by id) has it in its menu.
+    assert_eq!(s.agents, ["bbq/pitmaster"]);
     assert_eq!(s.creates, ["shopping-list"]);
     assert_eq!(
         s.metadata["reads_matching"],
@@ -246,6 +247,11 @@ fn v6_module_tree() -> Result<(), String> {
                 "bmad-unknown-target",
                 "src/bbq/agents/pitmaster.agent.yaml".to_string(),
                 31
+            ),
+            (
+                "bmad-unknown-agent",
+                "src/bbq/module-help.csv".to_string(),
+                4
             ),
             ("bmad-unknown-agent", "src/bbq/module.yaml".to_string(), 1),
             (

@@ -17,6 +17,7 @@
 //! - [`skill`]: `SKILL.md` skills, classified.
 //! - [`steps`]: step-file workflows → chained steps with routes.
 //! - [`workflow_yaml`]: `workflow.yaml` workflows → one-step flows.
+//! - [`help`]: `module-help.csv` rows naming who runs a workflow.
 //! - [`owner`]: who runs each flow, menu targets → commands, ids and aliases.
 //! - [`resources`]: the other files of a flow's folder, and the files read by no one.
 //!
@@ -33,6 +34,7 @@
 pub mod agent;
 pub mod config;
 pub mod customize;
+pub mod help;
 pub mod layout;
 pub mod markdown;
 pub mod owner;
@@ -157,7 +159,17 @@ pub fn read(
         }
     }
     resources::attach(&tree, layout, &mut flows, &mut used, diags);
-    owner::assemble(&tree, &vars, drafts, flows, &aliases, diags)
+    let help: Vec<help::HelpRow> = all_modules
+        .iter()
+        .flat_map(|m| help::read_help(files, &m.dir, &m.code, diags))
+        .collect();
+    let found = owner::Found {
+        drafts,
+        flows,
+        aliases,
+        help,
+    };
+    owner::assemble(&tree, &vars, found, diags)
 }
 
 /// `agents/**/*.agent.yaml` of one module; a duplicate id is an error.

@@ -1,8 +1,9 @@
 //! Who runs each flow, and agents' menus turned into commands (SPEC 1.7,
 //! "Owner", "Ids").
 //!
-//! A flow runs as the first agent (by id) whose menu names it, else as a
-//! synthetic agent without persona. Menu targets are resolved by file
+//! A flow runs as the `agent` of its `module-help.csv` row, else as the
+//! first agent (by id) whose menu names it, else as a synthetic agent
+//! without persona. Menu targets are resolved by file
 //! (`exec: {project-root}/_bmad/bmm/workflows/prd/workflow.md`) or by name
 //! (`skill = "bmad-create-prd"`), where a name resolves as an id, in the
 //! agent's own module, in `core`, through the `bmad-<module>-` and
@@ -12,26 +13,41 @@
 use super::FlowDraft;
 use super::agent::{AgentDraft, MenuTarget, prompt_template};
 use super::config::CORE;
+use super::help::HelpRow;
 use super::layout::parent;
 use super::paths::Tree;
 use super::vars::Vars;
 use crate::ProjectParts;
 use crate::bmad::bmad_agent;
 use crate::bundle::{AgentSpec, Command};
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Pos};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What the readers found, for [`assemble`].
+pub struct Found {
+    pub drafts: Vec<AgentDraft>,
+    pub flows: BTreeMap<String, FlowDraft>,
+    /// Shim name → (target, intent).
+    pub aliases: BTreeMap<String, (String, String)>,
+    pub help: Vec<HelpRow>,
+}
 
 /// Builds the agents (with their commands) and the flows (with their owner
 /// on every step).
 pub fn assemble(
     tree: &Tree<'_>,
     vars: &BTreeMap<String, Vars>,
-    mut drafts: Vec<AgentDraft>,
-    mut flows: BTreeMap<String, FlowDraft>,
-    aliases: &BTreeMap<String, (String, String)>,
+    found: Found,
     diags: &mut Diagnostics,
 ) -> ProjectParts {
+    let Found {
+        mut drafts,
+        mut flows,
+        aliases,
+        help,
+    } = found;
+    let aliases = &aliases;
     drafts.sort_by(|a, b| a.id.cmp(&b.id));
     let by_file: BTreeMap<&str, &str> = flows
         .values()
@@ -50,8 +66,54 @@ pub fn assemble(
         modules: tree.module_dirs.keys().cloned().collect(),
         aliases,
     };
-    // Resolve every menu item first: commands, and flows' owners.
+    // The help catalogue names owners first, then menus (below).
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for row in &help {
+        let by_command = row
+            .command
+            .as_deref()
+            .and_then(|c| names.resolve(c, &row.module))
+            .filter(|f| flows.contains_key(f));
+        let by_file = || {
+            let written = row.workflow_file.as_deref()?;
+            let empty = Vars::default();
+            let path = tree.resolve(
+                written,
+                parent(&row.file),
+                vars.get(&row.module).unwrap_or(&empty),
+            );
+            by_file.get(path.as_str()).map(|f| f.to_string())
+        };
+        let agent = names
+            .resolve(&row.agent, &row.module)
+            .filter(|a| drafts.iter().any(|d| d.id == *a));
+        match (by_command.or_else(by_file), agent) {
+            (Some(flow), Some(agent)) => {
+                owners.entry(flow).or_insert(agent);
+            }
+            (_, None) => {
+                diags.warning(
+                    "bmad-unknown-agent",
+                    &row.file,
+                    Pos::new(row.line, 1),
+                    format!("`agent` names `{}`, which is no agent here", row.agent),
+                );
+            }
+            (None, Some(_)) => {
+                diags.warning(
+                    "bmad-unknown-target",
+                    &row.file,
+                    Pos::new(row.line, 1),
+                    format!(
+                        "the row names no workflow here (command `{}`, workflow-file `{}`)",
+                        row.command.as_deref().unwrap_or_default(),
+                        row.workflow_file.as_deref().unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    // Then every menu item: commands, and the owners still missing.
     let mut agents: BTreeMap<String, AgentSpec> = BTreeMap::new();
     let mut menus: Vec<(String, Vec<Command>, Vec<serde_json::Value>)> = Vec::new();
     for draft in &drafts {
