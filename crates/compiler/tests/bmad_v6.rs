@@ -279,6 +279,11 @@ fn v6_module_tree() -> Result<(), String> {
                 "src/bbq/workflows/plan-menu/workflow.md".to_string(),
                 14
             ),
+            (
+                "bmad-missing-file",
+                "src/bbq/workflows/plan-menu/workflow.md".to_string(),
+                16
+            ),
         ]
     );
     Ok(())

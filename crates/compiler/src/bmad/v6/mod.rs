@@ -147,7 +147,7 @@ pub fn read(
             }
             skill::SkillKind::Single { rel, text } => {
                 used.insert(rel.clone());
-                warn_near_misses(module_vars, &s.doc, &s.rel, diags);
+                check_body(&tree, module_vars, &s.doc, &s.rel, diags);
                 let flow = one_step_flow(&s.name, &s.description, &rel, text);
                 let place = FlowPlace {
                     dir: &s.dir,
@@ -330,7 +330,7 @@ fn read_module_workflows(
                 diags,
             ),
             _ => {
-                warn_near_misses(&vars, &doc, rel, diags);
+                check_body(tree, &vars, &doc, rel, diags);
                 one_step_flow(&id, &description, rel, vars.substitute(doc.body.trim()))
             }
         };
@@ -403,7 +403,7 @@ fn step_flow(
     used: &mut BTreeSet<String>,
     diags: &mut Diagnostics,
 ) -> FlowSpec {
-    warn_near_misses(vars, doc, rel, diags);
+    check_body(tree, vars, doc, rel, diags);
     let input = steps::StepFlow {
         id,
         rel,
@@ -482,8 +482,10 @@ fn one_step_flow(id: &str, description: &str, rel: &str, text: String) -> FlowSp
     flow_spec(id, description, rel, vec![step], metadata)
 }
 
-/// A `{x}` near a known variable name is a typo more often than not.
-fn warn_near_misses(vars: &Vars, doc: &Markdown, rel: &str, diags: &mut Diagnostics) {
+/// Checks a workflow or skill body: install paths naming no file, and a
+/// `{x}` near a known variable name (a typo more often than not).
+fn check_body(tree: &Tree<'_>, vars: &Vars, doc: &Markdown, rel: &str, diags: &mut Diagnostics) {
+    tree.check_install_paths(&doc.body, rel, doc.body_line, vars, diags);
     for (line, written, known) in vars.near_misses(&doc.body) {
         diags
             .warning(

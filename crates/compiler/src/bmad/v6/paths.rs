@@ -8,6 +8,7 @@
 
 use super::layout::INSTALL_DIR;
 use super::vars::Vars;
+use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use std::collections::BTreeMap;
 
@@ -62,6 +63,44 @@ impl Tree<'_> {
             .filter(|p| p.starts_with(&prefix) && super::layout::file_name(p) == name)
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// Parts of an install that a source tree does not have: paths into them are
+/// not checked outside an installed project.
+const INSTALL_TIME: [&str; 5] = ["_config/", "custom/", "scripts/", "_memory/", "config.yaml"];
+
+impl Tree<'_> {
+    /// Warns for every `{project-root}/_bmad/…` path of `text` (a body
+    /// starting at line `first_line` of `rel`) that names no file.
+    pub fn check_install_paths(
+        &self,
+        text: &str,
+        rel: &str,
+        first_line: u32,
+        vars: &Vars,
+        diags: &mut Diagnostics,
+    ) {
+        for (written, line) in super::steps::named_files(text) {
+            let Some(inside) = written.strip_prefix("{project-root}/_bmad/") else {
+                continue;
+            };
+            let install_time = INSTALL_TIME
+                .iter()
+                .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)));
+            if (install_time && !self.installed) || inside.contains('*') {
+                continue;
+            }
+            let path = self.resolve(&written, "", vars);
+            if !self.files.is_file(&path) {
+                diags.warning(
+                    "bmad-missing-file",
+                    rel,
+                    Pos::new(first_line + line - 1, 1),
+                    format!("`{written}` names no file"),
+                );
+            }
+        }
     }
 }
 

@@ -180,6 +180,13 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         .collect();
     let mut links: Vec<Links> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
+        tree.check_install_paths(
+            &step.doc.body,
+            &step.rel,
+            step.doc.body_line,
+            flow.vars,
+            diags,
+        );
         links.push(step_links(tree, flow, &steps, &by_name, i, step, diags));
     }
     let reachable = reachable(&links);

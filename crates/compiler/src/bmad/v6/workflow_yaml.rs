@@ -11,7 +11,7 @@ use super::steps::{RUNTIME_NOTE, doc_name, waits};
 use super::vars::Vars;
 use crate::bmad::{node_text, parse_yaml_lenient};
 use crate::bundle::StepSpec;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Pos};
 use crate::yaml::Node;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -69,6 +69,9 @@ pub fn read(
             }
             resolved.push((key.name.clone(), value));
         }
+    }
+    if let Some((key, value)) = entries.iter().find(|(k, _)| k.name == "config_source") {
+        check_config_source(tree, value, rel, key.pos, diags);
     }
     let name = root
         .get("name")
@@ -152,6 +155,31 @@ pub fn read(
         used,
         metadata,
     })
+}
+
+/// Warns when `config_source` names the config of a module the tree lacks.
+fn check_config_source(
+    tree: &Tree<'_>,
+    value: &Node,
+    rel: &str,
+    pos: Pos,
+    diags: &mut Diagnostics,
+) {
+    let Some(text) = value.scalar_text() else {
+        return;
+    };
+    let module = text
+        .split_once("_bmad/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default();
+    if !module.is_empty() && !tree.module_dirs.contains_key(module) {
+        diags.warning(
+            "bmad-config-source",
+            rel,
+            pos,
+            format!("`config_source` names module `{module}`, which this tree does not have"),
+        );
+    }
 }
 
 /// The file part of every glob under `input_file_patterns` (`*prd*`).
