@@ -401,9 +401,11 @@ fn skills_tree() -> Result<(), String> {
     // The single-file skill: `{workflow.<key>}` and `on_complete`.
     let water = flow(&b, "bmad-water-check")?;
     let p = prompt(&water.steps[0]);
-    assert!(p.contains("Check the beds every morning. Consider:\n\n- Dry top soil\n- Drooping leaves\n\nWrite the result for The Allotment."));
+    assert!(p.contains("Check the beds every morning. Consider:\n\n- Dry top soil\n- Drooping leaves\n\nWrite the result for The Allotment.\n\nHeadless mode:"));
     assert!(p.ends_with("## On completion\n\nTell the user which beds to water first."));
     assert_eq!(water.steps[0].agents, ["bmad-agent-gardener"]);
+    assert_eq!(water.metadata["headless_contract"], serde_json::json!(true));
+    assert!(!beds.metadata.contains_key("headless_contract"));
 
     assert_eq!(
         warnings(&c),

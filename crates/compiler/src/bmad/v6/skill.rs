@@ -395,6 +395,11 @@ pub fn skill_metadata(skill: &Skill) -> BTreeMap<String, serde_json::Value> {
     if let Some((_, v)) = skill.doc.fields.iter().find(|(k, _)| k.name == "metadata") {
         meta.insert("skill_metadata".to_string(), v.to_json());
     }
+    // A skill that speaks of a headless mode has a headless contract: the
+    // engine passes `headless: true` and reads its closing JSON.
+    if skill.doc.body.to_ascii_lowercase().contains("headless") {
+        meta.insert("headless_contract".to_string(), json!(true));
+    }
     meta
 }
 

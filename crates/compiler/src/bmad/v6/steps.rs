@@ -159,7 +159,15 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         used.push(rel);
     }
     steps.sort_by(|a, b| (&a.key, &a.stem).cmp(&(&b.key, &b.stem)));
-    let first = steps.first()?;
+    let Some(first) = steps.first() else {
+        diags.warning(
+            "bmad-missing-file",
+            flow.rel,
+            *named_pos,
+            format!("`{folder}` holds no step file: the workflow is one step of its own text"),
+        );
+        return None;
+    };
     if file_name(named) != file_name(&first.rel) {
         diags.warning(
             "bmad-first-step",
