@@ -112,9 +112,13 @@ fn v6_module_tree() -> Result<(), String> {
     assert_eq!(pit.tasks[0].name, "critical_actions");
     assert_eq!(
         pit.tasks[0].content,
-        "- Load {project-root}/_bmad/bbq/config.yaml before anything else\n- Greet {user_name} by name"
+        "- Load _bmad/bbq/config.yaml before anything else\n- Greet Sam by name"
     );
     assert_eq!(pit.data[0].name, "menu *ch");
+    assert_eq!(
+        pit.data[0].content,
+        "Talk about fire and smoke; answer in English. {{keep_this}}"
+    );
     assert!(
         pit.prompt_template
             .ends_with("## Instructions\n{{ tasks }}\n")

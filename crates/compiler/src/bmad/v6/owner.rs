@@ -201,8 +201,14 @@ pub fn assemble(
         spec.description = draft.description;
         spec.persona = draft.persona;
         spec.commands = commands;
+        // Agent text is BMAD text too: config variables filled in, the rest kept.
+        let empty = Vars::default();
+        let agent_vars = vars.get(&draft.module).unwrap_or(&empty);
         spec.tasks = draft.instructions;
         spec.data = draft.data;
+        for resource in spec.tasks.iter_mut().chain(spec.data.iter_mut()) {
+            resource.content = agent_vars.substitute(&resource.content);
+        }
         spec.metadata = draft.metadata;
         spec.metadata
             .insert("module".to_string(), json!(draft.module));
