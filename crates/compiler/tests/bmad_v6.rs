@@ -183,6 +183,9 @@ fn v6_module_tree() -> Result<(), String> {
     assert!(p2.starts_with("You are running one step of a BMAD workflow"));
     assert!(p2.contains("Pick dishes from `src/bbq/workflows/plan-menu/data/cuts.csv`"));
     assert!(p2.contains("You are Sam's pitmaster. Speak English."));
+    assert!(p2.ends_with(
+        "end your reply with the line that names it:\n- `ACTION: *alt` → step-02b-vegetarian\n"
+    ));
     assert!(p2.contains("Plans go to\n`_bmad-output/plans`"));
     assert!(
         prompt(step(plan, "step-01-guests")?)

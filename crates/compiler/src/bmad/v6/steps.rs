@@ -228,7 +228,15 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         }
         let mut metadata = BTreeMap::new();
         metadata.insert("source".to_string(), json!(step.rel));
-        metadata.insert("prompt".to_string(), json!(step_prompt(tree, flow, step)));
+        let mut prompt = step_prompt(tree, flow, step);
+        if !link.routes.is_empty() {
+            // The step text says "load step-02b-…"; in bmad2pf that is a route.
+            prompt.push_str("\n\n## Other steps\n\nWhen the step sends you to another step file, end your reply with the line that names it:\n");
+            for (action, j) in &link.routes {
+                prompt.push_str(&format!("- `ACTION: {action}` → {}\n", steps[*j].stem));
+            }
+        }
+        metadata.insert("prompt".to_string(), json!(prompt));
         let waits = waits(&step.doc.body);
         if !waits.is_empty() {
             metadata.insert("waits".to_string(), json!(waits));
