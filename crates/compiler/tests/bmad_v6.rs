@@ -114,6 +114,10 @@ fn v6_module_tree() -> Result<(), String> {
         pit.tasks[0].content,
         "- Load _bmad/bbq/config.yaml before anything else\n- Greet Sam by name"
     );
+    assert_eq!(
+        pit.metadata["resources"],
+        serde_json::json!({"bbq/pitmaster/fire-log.md": "# Fire log\n\nLast cook: ribs, 5 hours.\n"})
+    );
     assert_eq!(pit.data[0].name, "menu *ch");
     assert_eq!(
         pit.data[0].content,
@@ -354,6 +358,10 @@ fn skills_tree() -> Result<(), String> {
     );
     assert!(skill_md.contains("## Principles\n\n- Feed the soil, not the plant.\n- Plant what you will eat.\n- Rotate the crops every year."));
     assert!(skill_md.contains("## Things you never do\n\n_None._"));
+    assert_eq!(
+        g.metadata["resources"],
+        serde_json::json!({"bmad-agent-gardener/references/compost.md": "# Compost\n\nGreens and browns, half and half.\n"})
+    );
     let names: Vec<&str> = g.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["SKILL.md", "activation_steps"]);
     assert_eq!(

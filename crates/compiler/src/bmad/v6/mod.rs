@@ -158,7 +158,33 @@ pub fn read(
             }
         }
     }
-    resources::attach(&tree, layout, &mut flows, &mut used, diags);
+    let mut holders: BTreeMap<String, resources::Holder> = BTreeMap::new();
+    for (name, flow) in &flows {
+        holders
+            .entry(flow.dir.clone())
+            .or_insert_with(|| resources::Holder::Flow(name.clone()));
+    }
+    for draft in &drafts {
+        let dir = match draft.source.strip_suffix(".agent.yaml") {
+            Some(stem) => format!("{stem}-sidecar"),
+            None => parent(&draft.source).to_string(),
+        };
+        holders
+            .entry(dir)
+            .or_insert_with(|| resources::Holder::Agent(draft.id.clone()));
+    }
+    for (holder, found) in resources::attach(&tree, layout, &holders, &mut used, diags) {
+        let metadata = match &holder {
+            resources::Holder::Flow(name) => flows.get_mut(name).map(|f| &mut f.spec.metadata),
+            resources::Holder::Agent(id) => drafts
+                .iter_mut()
+                .find(|d| d.id == *id)
+                .map(|d| &mut d.metadata),
+        };
+        if let Some(metadata) = metadata {
+            metadata.insert("resources".to_string(), json!(found));
+        }
+    }
     let help: Vec<help::HelpRow> = all_modules
         .iter()
         .flat_map(|m| help::read_help(files, &m.dir, &m.code, diags))

@@ -2,13 +2,13 @@
 //! one-line warning each (SPEC 1.7, "Resources", "Skipped").
 //!
 //! Every other non-script file of a workflow or skill folder becomes a
-//! resource of that flow, `<flow>/<path in the folder>`, kept verbatim in
-//! the flow's metadata `resources` (read on demand by the model through the
-//! `read_resource` tool). Scripts never run and are warned one by one;
+//! resource of that flow (or agent skill), `<flow>/<path in the folder>`,
+//! kept verbatim in its metadata `resources` (read on demand by the model
+//! through the `read_resource` tool); so do the files of a v6 agent's
+//! `<agent>-sidecar/` folder. Scripts never run and are warned one by one;
 //! catalogue and config files are metadata, unwarned; anything else is
 //! warned as not read, so nothing is dropped silently.
 
-use super::FlowDraft;
 use super::layout::{INSTALL_DIR, Layout, file_name};
 use super::paths::Tree;
 use crate::diag::{Diagnostics, Pos};
@@ -29,21 +29,33 @@ const STATE_DIRS: [&str; 3] = ["_bmad/_config/", "_bmad/_memory/", "_bmad/custom
 /// Extensions of files that would run code.
 const SCRIPT_EXTENSIONS: [&str; 5] = [".py", ".sh", ".js", ".ps1", ".ts"];
 
-/// Gives every unconsumed file of the tree its fate.
+/// Who a folder's other files belong to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Holder {
+    Flow(String),
+    /// An agent skill's folder, or a v6 agent's `<agent>-sidecar/` folder.
+    Agent(String),
+}
+
+impl Holder {
+    fn name(&self) -> &str {
+        match self {
+            Self::Flow(name) | Self::Agent(name) => name,
+        }
+    }
+}
+
+/// Gives every unconsumed file of the tree its fate; returns the resources
+/// found per holder (`<holder>/<path in its folder>` → text). `holders`
+/// maps a folder to who owns the files below it (the deepest folder wins).
 pub fn attach(
     tree: &Tree<'_>,
     layout: &Layout,
-    flows: &mut BTreeMap<String, FlowDraft>,
+    holders: &BTreeMap<String, Holder>,
     used: &mut BTreeSet<String>,
     diags: &mut Diagnostics,
-) {
-    let mut by_dir: BTreeMap<String, String> = BTreeMap::new();
-    for (name, flow) in flows.iter() {
-        by_dir
-            .entry(flow.dir.clone())
-            .or_insert_with(|| name.clone());
-    }
-    let mut found: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+) -> BTreeMap<Holder, BTreeMap<String, String>> {
+    let mut found: BTreeMap<Holder, BTreeMap<String, String>> = BTreeMap::new();
     for rel in tree.files.paths() {
         if used.contains(rel) || quiet(rel, layout) {
             continue;
@@ -57,12 +69,11 @@ pub fn attach(
             );
             continue;
         }
-        let owner = by_dir
+        let owner = holders
             .iter()
             .filter(|(dir, _)| dir.is_empty() || rel.starts_with(&format!("{dir}/")))
-            .max_by_key(|(dir, _)| dir.len())
-            .map(|(dir, flow)| (dir.clone(), flow.clone()));
-        let Some((dir, flow)) = owner else {
+            .max_by_key(|(dir, _)| dir.len());
+        let Some((dir, holder)) = owner else {
             diags.warning(
                 "bmad-skipped-file",
                 rel,
@@ -75,9 +86,9 @@ pub fn attach(
             Ok(text) => {
                 let local = rel.strip_prefix(&format!("{dir}/")).unwrap_or(rel);
                 found
-                    .entry(flow.clone())
+                    .entry(holder.clone())
                     .or_default()
-                    .insert(format!("{flow}/{local}"), text.to_string());
+                    .insert(format!("{}/{local}", holder.name()), text.to_string());
                 used.insert(rel.to_string());
             }
             Err(message) => {
@@ -90,14 +101,7 @@ pub fn attach(
             }
         }
     }
-    for (flow, resources) in found {
-        if let Some(draft) = flows.get_mut(&flow) {
-            draft
-                .spec
-                .metadata
-                .insert("resources".to_string(), serde_json::json!(resources));
-        }
-    }
+    found
 }
 
 /// Files that are neither sources nor worth a warning.
