@@ -600,3 +600,15 @@ fn the_only_errors_are_duplicates() -> Result<(), String> {
     );
     Ok(())
 }
+
+#[test]
+fn one_module_folder_is_a_tree_too() -> Result<(), String> {
+    let c = compile(&example("bmad-v6").join("src/bbq"));
+    let b = c.bundle.ok_or("no bundle")?;
+    assert_eq!(b.layout, SourceLayout::BmadV6);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bbq/plan-menu", "bbq/shopping-list"]
+    );
+    Ok(())
+}

@@ -161,9 +161,18 @@ fn module_dirs(files: &SourceSnapshot) -> Vec<ModuleDir> {
         .into_iter()
         .filter(|dir| dir.is_empty() || dir.matches('/').count() <= 1)
         .filter(|dir| holds_module_content(files, dir))
-        .map(|dir| ModuleDir {
-            name: dir.rsplit('/').next().unwrap_or_default().to_string(),
-            dir,
+        .map(|dir| {
+            // The source folder itself as a module: named after the folder.
+            let name = match dir.rsplit('/').next() {
+                Some(last) if !last.is_empty() => last.to_string(),
+                _ => files
+                    .root()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("module")
+                    .to_string(),
+            };
+            ModuleDir { name, dir }
         })
         .collect()
 }
