@@ -191,10 +191,10 @@ fn v6_module_tree() -> Result<(), String> {
         "end your reply with the line that names it:\n- `ACTION: *alt` → step-02b-vegetarian\n"
     ));
     assert!(p2.contains("Plans go to\n`_bmad-output/plans`"));
-    assert!(
-        prompt(step(plan, "step-01-guests")?)
-            .contains("Create `_bmad-output/plans/menu-plan-{{date}}.md`")
-    );
+    let p1 = prompt(step(plan, "step-01-guests")?);
+    assert!(p1.contains("Create `_bmad-output/plans/menu-plan-{{date}}.md` from `src/bbq/workflows/plan-menu/templates/menu-template.md`"));
+    // The template a step's front matter names is inlined, not a resource.
+    assert!(p1.ends_with("## `templateFile` (src/bbq/workflows/plan-menu/templates/menu-template.md)\n\n---\nstepsCompleted: []\n---\n\n# Menu plan for Sam ({{date}})\n\n## Guests\n\n## Dishes\n\n## Timings"));
     assert_eq!(
         plan.metadata["resources"],
         serde_json::json!({"bbq/plan-menu/data/cuts.csv": "cut,minutes\nbrisket,720\nribs,300\ncorn,20\n"})

@@ -228,7 +228,8 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         }
         let mut metadata = BTreeMap::new();
         metadata.insert("source".to_string(), json!(step.rel));
-        let mut prompt = step_prompt(tree, flow, step);
+        let (mut prompt, inlined) = step_prompt(tree, flow, step);
+        used.extend(inlined);
         if !link.routes.is_empty() {
             // The step text says "load step-02b-…"; in bmad2pf that is a route.
             prompt.push_str("\n\n## Other steps\n\nWhen the step sends you to another step file, end your reply with the line that names it:\n");
@@ -610,10 +611,13 @@ pub fn waits(body: &str) -> Vec<String> {
 
 /// A step's task prompt: the runtime note, the workflow body, the step body,
 /// with known variables substituted (the step's front-matter values, paths
-/// resolved from its file, over the flow's variables).
-fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> String {
+/// resolved from its file, over the flow's variables), then the templates
+/// and checklists its front matter names, inlined. Also returns the files
+/// inlined.
+fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> (String, Vec<String>) {
     let mut vars = flow.vars.clone();
     let dir = parent(&step.rel);
+    let mut inlined = Vec::new();
     for (key, value) in &step.doc.fields {
         if let Some(text) = value.scalar_text() {
             let looks_like_path = text.contains('/') || text.ends_with(".md");
@@ -622,10 +626,16 @@ fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> String 
             } else {
                 flow.vars.substitute(&text)
             };
+            let lower = key.name.to_ascii_lowercase();
+            if (lower.contains("template") || lower.contains("checklist"))
+                && tree.files.is_file(&value)
+            {
+                inlined.push((key.name.clone(), value.clone()));
+            }
             vars.set(&key.name, value);
         }
     }
-    format!(
+    let mut prompt = format!(
         "{RUNTIME_NOTE}\n\n## Workflow `{}` ({})\n\n{}\n\n## Step `{}` ({})\n\n{}",
         flow.id,
         flow.rel,
@@ -633,7 +643,18 @@ fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> String 
         step.stem,
         step.rel,
         vars.substitute(step.doc.body.trim()),
-    )
+    );
+    let mut used = Vec::new();
+    for (key, path) in inlined {
+        if let Ok(content) = tree.files.text(&path) {
+            prompt.push_str(&format!(
+                "\n\n## `{key}` ({path})\n\n{}",
+                vars.substitute(content.trim())
+            ));
+            used.push(path);
+        }
+    }
+    (prompt, used)
 }
 
 #[cfg(test)]
