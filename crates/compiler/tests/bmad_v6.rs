@@ -236,6 +236,10 @@ fn v6_module_tree() -> Result<(), String> {
     );
     let grocer = &b.agents["bbq/grocer"];
     assert_eq!(
+        grocer.metadata["teams"],
+        serde_json::json!(["bbq/party-team"])
+    );
+    assert_eq!(
         grocer.persona.as_ref().map(|p| p.core_principles.len()),
         Some(2)
     );
@@ -266,9 +270,14 @@ fn v6_module_tree() -> Result<(), String> {
             ),
             ("bmad-unknown-agent", "src/bbq/module.yaml".to_string(), 1),
             (
-                "bmad-skipped-file",
+                "bmad-team-unknown-agent",
                 "src/bbq/teams/party-team.yaml".to_string(),
-                1
+                4
+            ),
+            (
+                "bmad-team-unknown-workflow",
+                "src/bbq/teams/party-team.yaml".to_string(),
+                5
             ),
             (
                 "bmad-script-skipped",

@@ -19,6 +19,7 @@
 //! - [`workflow_yaml`]: `workflow.yaml` workflows → one-step flows.
 //! - [`help`]: `module-help.csv` rows naming who runs a workflow.
 //! - [`owner`]: who runs each flow, menu targets → commands, ids and aliases.
+//! - [`team`]: `<module>/teams/*.yaml`, checked and recorded on the agents.
 //! - [`resources`]: the other files of a flow's folder, and the files read by no one.
 //!
 //! # Decisions (also in docs/bmad-v6.md)
@@ -42,6 +43,7 @@ pub mod paths;
 pub mod resources;
 pub mod skill;
 pub mod steps;
+pub mod team;
 pub mod vars;
 pub mod workflow_yaml;
 
@@ -157,6 +159,9 @@ pub fn read(
                 insert_flow(&mut flows, flow, place, diags);
             }
         }
+    }
+    for module in &modules {
+        team::read_teams(files, module, &mut drafts, &flows, &mut used, diags);
     }
     let mut holders: BTreeMap<String, resources::Holder> = BTreeMap::new();
     for (name, flow) in &flows {
