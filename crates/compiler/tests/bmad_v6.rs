@@ -290,6 +290,11 @@ fn v6_module_tree() -> Result<(), String> {
                 5
             ),
             (
+                "bmad-variable",
+                "src/bbq/workflows/plan-menu/steps/step-04-done.md".to_string(),
+                8
+            ),
+            (
                 "bmad-unreachable-step",
                 "src/bbq/workflows/plan-menu/steps/step-05-leftovers.md".to_string(),
                 1

@@ -188,13 +188,12 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         .collect();
     let mut links: Vec<Links> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        tree.check_install_paths(
-            &step.doc.body,
-            &step.rel,
-            step.doc.body_line,
-            flow.vars,
-            diags,
-        );
+        // The step's own front-matter names are known variables of its body.
+        let mut known = flow.vars.clone();
+        for (key, _) in &step.doc.fields {
+            known.set(&key.name, "");
+        }
+        super::check_body(tree, &known, &step.doc, &step.rel, diags);
         links.push(step_links(tree, flow, &steps, &by_name, i, step, diags));
     }
     let reachable = reachable(&links);
