@@ -19,7 +19,8 @@
 //! ```
 //!
 //! `ok` is true exactly when the exit code is 0. `summary` also has `agents`
-//! and `flows` when the sources compiled. `error` is present only for a
+//! and `flows` when the sources compiled, and `layout` (as `validate`'s
+//! summary line shows it) for a BMAD v6 / skills tree. `error` is present only for a
 //! failure that is not a diagnostic (I/O, a missing source directory).
 //! Commands add their result under one more key: `output` for `generate`,
 //! `check` for `generate --check` (see [`crate::generate`]).
@@ -56,6 +57,9 @@ impl Reporter {
         if let Some(bundle) = bundle {
             summary["agents"] = json!(bundle.agents.len());
             summary["flows"] = json!(bundle.flows.len());
+            if let Some(layout) = bmad2pf_compiler::layout_summary(bundle) {
+                summary["layout"] = json!(layout);
+            }
         }
         match self.format {
             Format::Text => {

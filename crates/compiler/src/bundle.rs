@@ -43,6 +43,14 @@ pub enum SourceLayout {
     Preprocessing,
     /// A BMAD-METHOD v4 core (or installed project / expansion pack) directory.
     BmadV4,
+    /// A project installed by BMAD v6 or later: `_bmad/` plus `.<tool>/skills/` (SPEC 1.7).
+    BmadInstall,
+    /// A BMAD v6 module tree: folders with `module.yaml`, agents and workflows.
+    BmadV6,
+    /// A tree of BMAD skills (folders holding a `SKILL.md`).
+    BmadSkills,
+    /// A v6 module tree that also holds skills.
+    BmadV6Skills,
 }
 
 /// One agent, fully resolved.

@@ -1,15 +1,15 @@
 //! [`compile`]: a source directory → a [`Bundle`] plus every diagnostic.
 //!
 //! This is the compiler's front door, used by `generate`, `validate`,
-//! `graph` and `serve --src`. It detects the layout (a BMAD-METHOD v4 core
-//! directory, else the preprocessing layout), hashes the sources, reads
+//! `graph` and `serve --src`. It detects the layout (BMAD v6 / skills, a
+//! BMAD-METHOD v4 core directory, else the preprocessing layout), hashes the sources, reads
 //! them, reads runtime.yaml, and returns everything it learned — the
 //! bundle only when there is no error, so nothing is ever built from
 //! sources with a known problem. It never panics on any input and never
 //! stops at the first problem.
 
 use crate::bundle::{AgentSpec, Bundle, SCHEMA_VERSION, SourceLayout};
-use crate::config::RuntimeConfig;
+use crate::config::{BmadConfig, RuntimeConfig};
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use crate::{ProjectParts, prompt, source};
@@ -87,23 +87,25 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     }
     phases.push(("load", started.elapsed()));
 
+    // runtime.yaml first: BMAD v6 sources read its `bmad` section.
+    let started = Instant::now();
+    let (runtime, runtime_yaml) = source::read_runtime(src, &mut diags);
+    let runtime_time = started.elapsed();
+
     let started = Instant::now();
     // The source hash is one sha256 stream, so it cannot be split: it runs
     // on a thread of its own beside the parsing (which spreads over the
     // cores itself) instead of before it.
     let (source_hash, (layout, parts)) = std::thread::scope(|scope| {
         let source_hash = scope.spawn(|| files.hash());
-        let read = read_layout(&files, &shown, options.previews, &mut diags);
+        let read = read_layout(&files, &shown, options.previews, &runtime.bmad, &mut diags);
         match source_hash.join() {
             Ok(source_hash) => (source_hash, read),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     });
     phases.push(("read", started.elapsed()));
-
-    let started = Instant::now();
-    let (runtime, runtime_yaml) = source::read_runtime(src, &mut diags);
-    phases.push(("runtime", started.elapsed()));
+    phases.push(("runtime", runtime_time));
 
     let ProjectParts {
         agents,
@@ -140,14 +142,69 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
     }
 }
 
+/// What `validate`'s summary line adds for a BMAD v6 / skills bundle: the
+/// layout and its counts (`BMAD v6 module tree: 2 modules, 0 skills, 9
+/// steps`); `None` for the other layouts, whose line stays as it was.
+pub fn layout_summary(bundle: &Bundle) -> Option<String> {
+    if matches!(
+        bundle.layout,
+        SourceLayout::Preprocessing | SourceLayout::BmadV4
+    ) {
+        return None;
+    }
+    let meta = |m: &BTreeMap<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let modules: std::collections::BTreeSet<String> = bundle
+        .flows
+        .values()
+        .filter_map(|f| meta(&f.metadata, "module"))
+        .chain(
+            bundle
+                .agents
+                .values()
+                .filter_map(|a| meta(&a.metadata, "module")),
+        )
+        .collect();
+    let skills = bundle
+        .flows
+        .values()
+        .filter(|f| f.metadata.contains_key("skill"))
+        .count()
+        + bundle
+            .agents
+            .values()
+            .filter(|a| a.metadata.contains_key("skill"))
+            .count();
+    let steps: usize = bundle.flows.values().map(|f| f.steps.len()).sum();
+    Some(format!(
+        "{}: {} module{}, {} skill{}, {} step{}",
+        crate::bmad::v6::layout::layout_name(bundle.layout),
+        modules.len(),
+        if modules.len() == 1 { "" } else { "s" },
+        skills,
+        if skills == 1 { "" } else { "s" },
+        steps,
+        if steps == 1 { "" } else { "s" },
+    ))
+}
+
 /// Reads whichever layout `src` holds; `None` (with an error) when it holds neither.
 fn read_layout(
     files: &SourceSnapshot,
     shown: &str,
     previews: bool,
+    bmad: &BmadConfig,
     diags: &mut Diagnostics,
 ) -> (Option<SourceLayout>, ProjectParts) {
     let src = files.root();
+    if let Some(layout) = crate::bmad::v6::layout::detect(files) {
+        crate::bmad::v6::layout::report_mixed(files, &layout, diags);
+        return (
+            Some(layout.kind),
+            crate::bmad::v6::read(files, &layout, bmad, diags),
+        );
+    }
     if crate::bmad::is_bmad_snapshot(files) {
         return (Some(SourceLayout::BmadV4), crate::bmad::read(src, diags));
     }

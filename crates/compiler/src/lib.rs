@@ -14,7 +14,8 @@
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 //! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
 //!   runtime.yaml); its one public item is [`source::parse_runtime`], for the binary.
-//! - `bmad`: the BMAD v4 importer (packs, agents, workflows, teams), internal.
+//! - `bmad`: the BMAD v4 importer (packs, agents, workflows, teams) and,
+//!   in `bmad::v6`, the BMAD v6 and skills importer; internal.
 //! - [`prompt`]: prompt template variables, rendering and previews.
 //! - [`compile()`] / [`compile_with`]: the front door — a source directory to a
 //!   [`Compilation`] (with prompt previews when [`CompileOptions`] asks).
@@ -30,7 +31,7 @@ pub mod source;
 pub mod sourcefs;
 pub mod yaml;
 
-pub use compile::{Compilation, CompileOptions, compile, compile_with};
+pub use compile::{Compilation, CompileOptions, compile, compile_with, layout_summary};
 
 use bundle::{AgentSpec, FlowSpec, ToolSpec};
 use std::collections::BTreeMap;

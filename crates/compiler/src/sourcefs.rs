@@ -222,6 +222,11 @@ impl SourceSnapshot {
         &self.unreadable
     }
 
+    /// Every file's relative path, sorted (layout detection looks at names only).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
     pub fn is_file(&self, rel: &str) -> bool {
         self.files.contains_key(rel)
     }

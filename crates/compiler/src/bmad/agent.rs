@@ -762,37 +762,55 @@ pub fn clean_dependency_name(text: &str) -> Option<String> {
 /// text is the agent's display name, inserted as a Jinja string literal when
 /// it contains template syntax.
 pub fn prompt_template(display_name: &str, id: &str) -> String {
-    format!(
-        "You are {name} (BMAD agent `{id}`).\n\
-         \n\
-         ## Persona\n\
-         {{{{ persona }}}}\n\
-         \n\
-         ## Commands\n\
-         {{{{ commands }}}}\n\
-         \n\
-         ## Tasks\n\
-         {{{{ tasks }}}}\n\
-         \n\
-         ## Templates\n\
-         {{{{ templates }}}}\n\
-         \n\
-         ## Checklists\n\
-         {{{{ checklists }}}}\n\
-         \n\
-         ## Data\n\
-         {{{{ data }}}}\n\
-         \n\
-         ## Documents\n\
-         {{% for name, content in docs|items %}}\n\
-         ### {{{{ name }}}}\n\
-         {{{{ content }}}}\n\
-         {{% endfor %}}\n\
-         ## Request\n\
-         {{{{ input }}}}\n",
+    sections_template(
+        display_name,
+        id,
+        &[
+            ("Persona", "persona"),
+            ("Commands", "commands"),
+            ("Tasks", "tasks"),
+            ("Templates", "templates"),
+            ("Checklists", "checklists"),
+            ("Data", "data"),
+        ],
+        &[],
+    )
+}
+
+/// A BMAD agent's prompt template: a header naming the agent, a `## <title>`
+/// section per variable in `before`, the run's documents and request, then
+/// the sections of `after` (BMAD v6 agents close with their instructions).
+/// Only variables are placed in it, never resource text.
+pub fn sections_template(
+    display_name: &str,
+    id: &str,
+    before: &[(&str, &str)],
+    after: &[(&str, &str)],
+) -> String {
+    let section = |(title, variable): &(&str, &str)| format!("## {title}\n{{{{ {variable} }}}}\n");
+    let mut out = format!(
+        "You are {name} (BMAD agent `{id}`).\n\n",
         name = jinja_text(display_name),
         id = jinja_text(id),
-    )
+    );
+    for s in before {
+        out.push_str(&section(s));
+        out.push('\n');
+    }
+    out.push_str(
+        "## Documents\n\
+         {% for name, content in docs|items %}\n\
+         ### {{ name }}\n\
+         {{ content }}\n\
+         {% endfor %}\n\
+         ## Request\n\
+         {{ input }}\n",
+    );
+    for s in after {
+        out.push('\n');
+        out.push_str(&section(s));
+    }
+    out
 }
 
 /// `text` made safe to place in a Jinja template: as is when it holds no

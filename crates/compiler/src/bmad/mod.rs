@@ -56,6 +56,7 @@ pub mod packs;
 pub mod resources;
 pub mod team;
 pub mod template;
+pub mod v6;
 pub mod workflow;
 
 use crate::ProjectParts;
@@ -190,34 +191,12 @@ fn build_agent(
             serde_json::Value::String(pack.name.clone()),
         );
     }
-    let mut spec = AgentSpec {
-        prompt_template: agent::prompt_template(&draft.display_name, &id),
-        id,
-        format_version: "bmad-v4".to_string(),
-        source: rel.to_string(),
-        description: draft.description,
-        persona: draft.persona,
-        tasks: Vec::new(),
-        checklists: Vec::new(),
-        templates: Vec::new(),
-        data: Vec::new(),
-        commands: draft.commands,
-        tools: Vec::new(),
-        memory_scope: MemoryScope::Isolated,
-        wait_for: WaitFor::default(),
-        creates: Vec::new(),
-        requires: Vec::new(),
-        reads: Vec::new(),
-        updates: Vec::new(),
-        parallel: false,
-        sequence: Vec::new(),
-        timeout_s: None,
-        retry_count: None,
-        error_handling: ErrorHandling::Stop,
-        llm: LlmOverride::default(),
-        output_schema: None,
-        metadata,
-    };
+    let prompt_template = agent::prompt_template(&draft.display_name, &id);
+    let mut spec = bmad_agent(id, "bmad-v4", rel, prompt_template);
+    spec.description = draft.description;
+    spec.persona = draft.persona;
+    spec.commands = draft.commands;
+    spec.metadata = metadata;
     let mut taken: BTreeSet<(resources::DependencyKind, String)> = BTreeSet::new();
     for dep in &draft.dependencies {
         let Some(resource) = loader.resolve(dep, search_bases, rel, diags) else {
@@ -235,6 +214,44 @@ fn build_agent(
         list.push(resource);
     }
     spec
+}
+
+/// A BMAD agent with every field at its default: one LLM call, isolated
+/// memory, `stop` on failure; the readers fill in what their files say.
+pub(crate) fn bmad_agent(
+    id: String,
+    format_version: &str,
+    source: &str,
+    prompt_template: String,
+) -> AgentSpec {
+    AgentSpec {
+        id,
+        format_version: format_version.to_string(),
+        source: source.to_string(),
+        description: String::new(),
+        persona: None,
+        tasks: Vec::new(),
+        checklists: Vec::new(),
+        templates: Vec::new(),
+        data: Vec::new(),
+        commands: Vec::new(),
+        tools: Vec::new(),
+        memory_scope: MemoryScope::Isolated,
+        wait_for: WaitFor::default(),
+        creates: Vec::new(),
+        requires: Vec::new(),
+        reads: Vec::new(),
+        updates: Vec::new(),
+        parallel: false,
+        sequence: Vec::new(),
+        timeout_s: None,
+        retry_count: None,
+        error_handling: ErrorHandling::Stop,
+        llm: LlmOverride::default(),
+        output_schema: None,
+        prompt_template,
+        metadata: BTreeMap::new(),
+    }
 }
 
 /// The extensions of the YAML files of a pack (workflows, teams).

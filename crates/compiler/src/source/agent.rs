@@ -159,17 +159,19 @@ impl<'a> AgentContext<'a> {
     }
 }
 
-/// The two parts of an agent file.
-struct Parts<'t> {
-    front_matter: &'t str,
+/// The two parts of a Markdown file with `---` front matter (an agent file
+/// here; BMAD v6 step files and skills too).
+pub(crate) struct Parts<'t> {
+    pub(crate) front_matter: &'t str,
     /// Lines before the front matter text (the opening fence), for positions.
-    front_matter_offset: u32,
-    body: &'t str,
+    pub(crate) front_matter_offset: u32,
+    pub(crate) body: &'t str,
     /// Line of the file where the body starts.
-    body_line: u32,
+    pub(crate) body_line: u32,
 }
 
-fn split_front_matter(text: &str) -> Result<Parts<'_>, &'static str> {
+/// Splits `---` front matter from the body (`\n` line ends expected).
+pub(crate) fn split_front_matter(text: &str) -> Result<Parts<'_>, &'static str> {
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or("");
     if first.trim_end() != "---" {

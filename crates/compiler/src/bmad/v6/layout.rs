@@ -1,0 +1,277 @@
+//! Which BMAD v6 / skills layout a source tree holds (SPEC 1.7, "Layout").
+//!
+//! Detection looks at file names only (the snapshot is already in memory),
+//! in SPEC order: an installed project (`_bmad/` at the root), then v6
+//! module trees (folders, or folders of `src/`, holding `module.yaml` plus
+//! agents or workflows) and skills trees (`**/SKILL.md`), which combine.
+//! Nothing found means the tree is BMAD v4 or the preprocessing layout,
+//! and [`detect`] says `None`.
+
+use crate::bundle::SourceLayout;
+use crate::diag::{Diagnostics, Pos};
+use crate::sourcefs::SourceSnapshot;
+use std::collections::BTreeSet;
+
+/// The folder of an installed project that holds its modules and config.
+pub const INSTALL_DIR: &str = "_bmad";
+
+/// Folders of `_bmad/` that are install state, not modules.
+const INSTALL_STATE_DIRS: [&str; 4] = ["_config", "_memory", "custom", "scripts"];
+
+/// One v6 module folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleDir {
+    /// Folder relative to the source root (`src/bmm`, `_bmad/bmm`).
+    pub dir: String,
+    /// The folder name; [`super::modules`] replaces it by `module.yaml`'s `code`.
+    pub name: String,
+}
+
+/// What [`detect`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub kind: SourceLayout,
+    /// True for an installed project (`_bmad/` at the root).
+    pub installed: bool,
+    pub modules: Vec<ModuleDir>,
+    /// Every `SKILL.md` to read, sorted; an install's copies of one skill
+    /// under several tool folders are all listed (the reader keeps one).
+    pub skills: Vec<String>,
+}
+
+/// The BMAD v6 / skills layout of `files`, or `None` when it holds neither.
+pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
+    let installed = files
+        .paths()
+        .any(|p| p.starts_with(INSTALL_DIR) && p[INSTALL_DIR.len()..].starts_with('/'));
+    if installed {
+        return Some(install_layout(files));
+    }
+    let modules = module_dirs(files);
+    let skills: Vec<String> = files
+        .paths()
+        .filter(|p| file_name(p) == "SKILL.md")
+        .map(str::to_string)
+        .collect();
+    let kind = match (modules.is_empty(), skills.is_empty()) {
+        (true, true) => return None,
+        (false, true) => SourceLayout::BmadV6,
+        (true, false) => SourceLayout::BmadSkills,
+        (false, false) => SourceLayout::BmadV6Skills,
+    };
+    Some(Layout {
+        kind,
+        installed: false,
+        modules,
+        skills,
+    })
+}
+
+/// Says what else a tree read as BMAD v6 / skills holds: a BMAD v4 pack
+/// or preprocessing agents are not read beside it (one warning).
+pub fn report_mixed(files: &SourceSnapshot, layout: &Layout, diags: &mut Diagnostics) {
+    let v4 = crate::bmad::is_bmad_snapshot(files);
+    let preprocessing = !v4 && !crate::source::agent_files(files).is_empty();
+    if v4 || preprocessing {
+        let what = if v4 {
+            "a BMAD v4 pack"
+        } else {
+            "preprocessing agents (agents/*.md)"
+        };
+        diags.warning(
+            "bmad-layout-mixed",
+            ".",
+            Pos::new(1, 1),
+            format!(
+                "read as {} ({} modules, {} skills); the tree also holds {what}, which is not read",
+                layout_name(layout.kind),
+                layout.modules.len(),
+                layout.skills.len()
+            ),
+        );
+    }
+}
+
+/// How a layout is named on `validate`'s summary line and in messages.
+pub fn layout_name(kind: SourceLayout) -> &'static str {
+    match kind {
+        SourceLayout::Preprocessing => "preprocessing",
+        SourceLayout::BmadV4 => "BMAD v4",
+        SourceLayout::BmadInstall => "BMAD installed project",
+        SourceLayout::BmadV6 => "BMAD v6 module tree",
+        SourceLayout::BmadSkills => "BMAD skills",
+        SourceLayout::BmadV6Skills => "BMAD v6 modules + skills",
+    }
+}
+
+/// `_bmad/<code>/` modules plus `.<tool>/skills/*/SKILL.md` and any
+/// `SKILL.md` under `_bmad/`.
+fn install_layout(files: &SourceSnapshot) -> Layout {
+    let prefix = format!("{INSTALL_DIR}/");
+    let mut names = BTreeSet::new();
+    let mut skills = Vec::new();
+    for path in files.paths() {
+        let parts: Vec<&str> = path.split('/').collect();
+        if let Some(rest) = path.strip_prefix(&prefix) {
+            if let Some((module, _)) = rest.split_once('/')
+                && !INSTALL_STATE_DIRS.contains(&module)
+            {
+                names.insert(module.to_string());
+            }
+            if file_name(path) == "SKILL.md" {
+                skills.push(path.to_string());
+            }
+        } else if parts.len() == 4
+            && parts[0].starts_with('.')
+            && parts[1] == "skills"
+            && parts[3] == "SKILL.md"
+        {
+            skills.push(path.to_string());
+        }
+    }
+    skills.sort();
+    Layout {
+        kind: SourceLayout::BmadInstall,
+        installed: true,
+        modules: names
+            .into_iter()
+            .map(|name| ModuleDir {
+                dir: format!("{prefix}{name}"),
+                name,
+            })
+            .collect(),
+        skills,
+    }
+}
+
+/// Folders (of the root, of `src/`, or the root itself) holding
+/// `module.yaml` plus `agents/**/*.agent.yaml` or `workflows/**/workflow*`.
+fn module_dirs(files: &SourceSnapshot) -> Vec<ModuleDir> {
+    let mut candidates: BTreeSet<String> = BTreeSet::new();
+    for path in files.paths() {
+        let Some(dir) = path.strip_suffix("module.yaml") else {
+            continue;
+        };
+        let dir = dir.trim_end_matches('/');
+        if dir.is_empty() || dir.split('/').count() == 1 || dir.starts_with("src/") {
+            candidates.insert(dir.to_string());
+        }
+    }
+    candidates
+        .into_iter()
+        .filter(|dir| dir.is_empty() || dir.matches('/').count() <= 1)
+        .filter(|dir| holds_module_content(files, dir))
+        .map(|dir| {
+            // The source folder itself as a module: named after the folder.
+            let name = match dir.rsplit('/').next() {
+                Some(last) if !last.is_empty() => last.to_string(),
+                _ => files
+                    .root()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("module")
+                    .to_string(),
+            };
+            ModuleDir { name, dir }
+        })
+        .collect()
+}
+
+fn holds_module_content(files: &SourceSnapshot, dir: &str) -> bool {
+    let prefix = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    files.paths().any(|p| {
+        let Some(rest) = p.strip_prefix(&prefix) else {
+            return false;
+        };
+        (rest.starts_with("agents/") && rest.ends_with(".agent.yaml"))
+            || (rest.starts_with("workflows/") && is_workflow_file(file_name(rest)))
+    })
+}
+
+/// Folders with a `module.yaml` that are not module folders of `layout`
+/// (a skills tree groups its skills under them): their variables apply to
+/// the skills below them.
+pub fn other_module_dirs(files: &SourceSnapshot, layout: &Layout) -> Vec<ModuleDir> {
+    files
+        .paths()
+        .filter(|p| file_name(p) == "module.yaml")
+        .map(parent)
+        .filter(|dir| !layout.modules.iter().any(|m| m.dir == *dir))
+        .map(|dir| ModuleDir {
+            dir: dir.to_string(),
+            name: file_name(dir).to_string(),
+        })
+        .collect()
+}
+
+/// `workflow.md`, `workflow-<name>.md`, `workflow.yaml`.
+pub fn is_workflow_file(name: &str) -> bool {
+    name.starts_with("workflow") && (name.ends_with(".md") || name.ends_with(".yaml"))
+}
+
+/// The last segment of a `/`-separated path.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The folder of a `/`-separated path (`""` for the root).
+pub fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(paths: &[&str]) -> Result<(tempfile::TempDir, SourceSnapshot), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        for p in paths {
+            let full = dir.path().join(p);
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(full, "x").map_err(|e| e.to_string())?;
+        }
+        let snap = SourceSnapshot::load(dir.path());
+        Ok((dir, snap))
+    }
+
+    #[test]
+    fn layouts_in_spec_order() -> Result<(), String> {
+        let (_d, s) = snapshot(&[
+            "src/bmm/module.yaml",
+            "src/bmm/agents/pm.agent.yaml",
+            "src/core/module.yaml",
+            "src/core/tasks/help.md",
+        ])?;
+        let l = detect(&s).ok_or("no layout")?;
+        assert_eq!(l.kind, SourceLayout::BmadV6);
+        assert_eq!(l.modules.len(), 1);
+        assert_eq!(l.modules[0].dir, "src/bmm");
+
+        let (_d, s) = snapshot(&["plan/a/SKILL.md", "b/SKILL.md", "README.md"])?;
+        let l = detect(&s).ok_or("no layout")?;
+        assert_eq!(l.kind, SourceLayout::BmadSkills);
+        assert_eq!(l.skills, ["b/SKILL.md", "plan/a/SKILL.md"]);
+
+        let (_d, s) = snapshot(&[
+            "_bmad/bmm/config.yaml",
+            "_bmad/_config/manifest.yaml",
+            ".claude/skills/x/SKILL.md",
+            ".cursor/skills/x/SKILL.md",
+            "docs/y/SKILL.md",
+        ])?;
+        let l = detect(&s).ok_or("no layout")?;
+        assert_eq!(l.kind, SourceLayout::BmadInstall);
+        assert_eq!(l.modules.len(), 1);
+        assert_eq!(l.skills.len(), 2);
+
+        let (_d, s) = snapshot(&["agents/pm.md"])?;
+        assert_eq!(detect(&s), None);
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Paths written in BMAD text, resolved to files of the source tree.
+//!
+//! BMAD names files as `{project-root}/_bmad/<m>/…` (the installed
+//! location), `{installed_path}/…`, `./step-02.md` or a bare relative
+//! path. [`Tree::resolve`] substitutes the variables, resolves `.` and `..`,
+//! and, outside an installed project, maps `_bmad/<m>/…` to the module's
+//! folder in the tree (`src/bmm/…`), as SPEC 1.7's layout 4 says.
+
+use super::layout::INSTALL_DIR;
+use super::vars::Vars;
+use crate::diag::{Diagnostics, Pos};
+use crate::sourcefs::SourceSnapshot;
+use std::collections::BTreeMap;
+
+/// The source tree and its modules, for path lookups.
+pub struct Tree<'a> {
+    pub files: &'a SourceSnapshot,
+    pub installed: bool,
+    /// Module code → its folder.
+    pub module_dirs: BTreeMap<String, String>,
+}
+
+impl Tree<'_> {
+    /// The tree-relative path `written` names, from a file in `base_dir`.
+    /// The result may name no file; the caller checks.
+    pub fn resolve(&self, written: &str, base_dir: &str, vars: &Vars) -> String {
+        let written = written.trim().trim_matches(['\'', '"', '`']);
+        let substituted = vars.substitute(written);
+        // A path that starts with a variable is rooted at the project
+        // (`{installed_path}` and `{skill-root}` are tree-relative folders).
+        let rooted = written.starts_with('{') || substituted.starts_with(INSTALL_DIR);
+        let joined = if rooted || base_dir.is_empty() {
+            substituted.trim_start_matches('/').to_string()
+        } else {
+            format!("{base_dir}/{substituted}")
+        };
+        let normal = normalize(&joined);
+        if self.installed {
+            return normal;
+        }
+        match normal
+            .strip_prefix(INSTALL_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.split_once('/'))
+        {
+            Some((module, rest)) => match self.module_dirs.get(module) {
+                Some(dir) => crate::sourcefs::join_rel(dir, rest),
+                None => normal,
+            },
+            None => normal,
+        }
+    }
+
+    /// Tree files whose name is `name`, under `dir`, sorted.
+    pub fn find_by_name(&self, dir: &str, name: &str) -> Vec<String> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        self.files
+            .paths()
+            .filter(|p| p.starts_with(&prefix) && super::layout::file_name(p) == name)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Parts of an install that a source tree does not have: paths into them are
+/// not checked outside an installed project.
+const INSTALL_TIME: [&str; 5] = ["_config/", "custom/", "scripts/", "_memory/", "config.yaml"];
+
+impl Tree<'_> {
+    /// Warns for every `{project-root}/_bmad/…` path of `text` (a body
+    /// starting at line `first_line` of `rel`) that names no file.
+    pub fn check_install_paths(
+        &self,
+        text: &str,
+        rel: &str,
+        first_line: u32,
+        vars: &Vars,
+        diags: &mut Diagnostics,
+    ) {
+        for (written, line) in super::steps::named_files(text) {
+            let Some(inside) = written.strip_prefix("{project-root}/_bmad/") else {
+                continue;
+            };
+            let install_time = INSTALL_TIME
+                .iter()
+                .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)));
+            if (install_time && !self.installed) || inside.contains('*') {
+                continue;
+            }
+            let path = self.resolve(&written, "", vars);
+            if !self.files.is_file(&path) {
+                diags.warning(
+                    "bmad-missing-file",
+                    rel,
+                    Pos::new(first_line + line - 1, 1),
+                    format!("`{written}` names no file"),
+                );
+            }
+        }
+    }
+}
+
+/// `a/./b/../c` → `a/c`; leading `..` that would leave the tree are dropped.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_rooted_and_module_paths() {
+        let files = SourceSnapshot::default();
+        let tree = Tree {
+            files: &files,
+            installed: false,
+            module_dirs: BTreeMap::from([("bmm".to_string(), "src/bmm".to_string())]),
+        };
+        let mut vars = Vars::new(None);
+        vars.set("installed_path", "src/bmm/workflows/prd");
+        assert_eq!(
+            tree.resolve("'./step-02.md'", "src/bmm/workflows/prd/steps", &vars),
+            "src/bmm/workflows/prd/steps/step-02.md"
+        );
+        assert_eq!(
+            tree.resolve("{project-root}/_bmad/bmm/data/x.csv", "a", &vars),
+            "src/bmm/data/x.csv"
+        );
+        assert_eq!(
+            tree.resolve("{installed_path}/../t.md", "a", &vars),
+            "src/bmm/workflows/t.md"
+        );
+        assert_eq!(tree.resolve("../../x.md", "a", &vars), "x.md");
+    }
+}

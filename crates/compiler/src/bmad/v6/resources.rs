@@ -1,0 +1,136 @@
+//! The files no reader consumed: a flow's resources, metadata, or a
+//! one-line warning each (SPEC 1.7, "Resources", "Skipped").
+//!
+//! Every other non-script file of a workflow or skill folder becomes a
+//! resource of that flow (or agent skill), `<flow>/<path in the folder>`,
+//! kept verbatim in its metadata `resources` (read on demand by the model
+//! through the `read_resource` tool); so do the files of a v6 agent's
+//! `<agent>-sidecar/` folder. Scripts never run and are warned one by one;
+//! catalogue and config files are metadata, unwarned; anything else is
+//! warned as not read, so nothing is dropped silently.
+
+use super::layout::{INSTALL_DIR, Layout, file_name};
+use super::paths::Tree;
+use crate::diag::{Diagnostics, Pos};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// File names that are metadata of a module or install, read or not.
+const METADATA_FILES: [&str; 7] = [
+    "module.yaml",
+    "module-help.csv",
+    "config.yaml",
+    "customize.toml",
+    "bmad-manifest.json",
+    "runtime.yaml",
+    "manifest.yaml",
+];
+/// Folders of an install that hold its state, not sources.
+const STATE_DIRS: [&str; 3] = ["_bmad/_config/", "_bmad/_memory/", "_bmad/custom/"];
+/// Extensions of files that would run code.
+const SCRIPT_EXTENSIONS: [&str; 5] = [".py", ".sh", ".js", ".ps1", ".ts"];
+
+/// Who a folder's other files belong to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Holder {
+    Flow(String),
+    /// An agent skill's folder, or a v6 agent's `<agent>-sidecar/` folder.
+    Agent(String),
+}
+
+impl Holder {
+    fn name(&self) -> &str {
+        match self {
+            Self::Flow(name) | Self::Agent(name) => name,
+        }
+    }
+}
+
+/// Gives every unconsumed file of the tree its fate; returns the resources
+/// found per holder (`<holder>/<path in its folder>` → text). `holders`
+/// maps a folder to who owns the files below it (the deepest folder wins).
+pub fn attach(
+    tree: &Tree<'_>,
+    layout: &Layout,
+    holders: &BTreeMap<String, Holder>,
+    used: &mut BTreeSet<String>,
+    diags: &mut Diagnostics,
+) -> BTreeMap<Holder, BTreeMap<String, String>> {
+    let mut found: BTreeMap<Holder, BTreeMap<String, String>> = BTreeMap::new();
+    for rel in tree.files.paths() {
+        if used.contains(rel) || quiet(rel, layout) {
+            continue;
+        }
+        if is_script(rel) {
+            diags.warning(
+                "bmad-script-skipped",
+                rel,
+                Pos::new(1, 1),
+                "script: never run by bmad2pf (the text's fallback applies)",
+            );
+            continue;
+        }
+        let owner = holders
+            .iter()
+            .filter(|(dir, _)| dir.is_empty() || rel.starts_with(&format!("{dir}/")))
+            .max_by_key(|(dir, _)| dir.len());
+        let Some((dir, holder)) = owner else {
+            diags.warning(
+                "bmad-skipped-file",
+                rel,
+                Pos::new(1, 1),
+                "not part of any agent, workflow or skill: not read",
+            );
+            continue;
+        };
+        match tree.files.text(rel) {
+            Ok(text) => {
+                let local = rel.strip_prefix(&format!("{dir}/")).unwrap_or(rel);
+                found
+                    .entry(holder.clone())
+                    .or_default()
+                    .insert(format!("{}/{local}", holder.name()), text.to_string());
+                used.insert(rel.to_string());
+            }
+            Err(message) => {
+                diags.warning(
+                    "bmad-read",
+                    rel,
+                    Pos::new(1, 1),
+                    format!("{message}: not a resource"),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// Files that are neither sources nor worth a warning.
+fn quiet(rel: &str, layout: &Layout) -> bool {
+    let name = file_name(rel);
+    let in_skills = rel.contains("/skills/");
+    if name.starts_with('.') || METADATA_FILES.contains(&name) {
+        return true;
+    }
+    // IDE folders (`.claude/`, `.cursor/`) outside the skills read from them.
+    if rel.split('/').any(|segment| segment.starts_with('.')) && !in_skills {
+        return true;
+    }
+    let config_toml = rel.ends_with(".toml")
+        && (rel.starts_with("custom/")
+            || rel.starts_with("_bmad/config")
+            || rel.starts_with("_bmad/custom/"));
+    // The tree's own README (documentation of the tree, not a BMAD file).
+    if config_toml || rel == "config/runtime.yaml" || rel == "README.md" {
+        return true;
+    }
+    if layout.installed {
+        // The project's own files are not BMAD sources; install state is metadata.
+        let in_install = rel.starts_with(INSTALL_DIR) && rel[INSTALL_DIR.len()..].starts_with('/');
+        return (!in_install && !in_skills) || STATE_DIRS.iter().any(|d| rel.starts_with(d));
+    }
+    false
+}
+
+fn is_script(rel: &str) -> bool {
+    rel.split('/').any(|s| s == "scripts") || SCRIPT_EXTENSIONS.iter().any(|e| rel.ends_with(e))
+}

@@ -1,0 +1,170 @@
+//! Variables of BMAD text and their substitution (SPEC 1.7, "Variables").
+//!
+//! BMAD text is never rendered as Jinja. Instead, at compile time, `{x}`,
+//! `{{x}}` and `{{.x}}` are replaced when `x` is known from the config
+//! layers, and everything else (`{date}`, `{{project_name}}`, handlebars
+//! blocks, JSON braces) stays as written for the model. A [`Vars`] is one
+//! set of layers; later [`Vars::set`] calls win, so callers add the layers
+//! in SPEC order (built-ins, module.yaml, config files, `bmad.vars`, the
+//! flow's own keys).
+//!
+//! `{project-root}` is replaced by `bmad.project_root` when runtime.yaml sets
+//! it; otherwise `{project-root}/` is dropped, so paths read project-relative
+//! and the bundle does not depend on the directory it was compiled in.
+
+use std::collections::BTreeMap;
+
+/// The built-in variable naming the project root.
+pub const PROJECT_ROOT: &str = "project-root";
+
+/// Shortest `{x}` checked for being a near miss of a known name.
+const NEAR_MISS_MIN_CHARS: usize = 6;
+
+/// A set of known variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vars {
+    values: BTreeMap<String, String>,
+}
+
+impl Vars {
+    /// The built-in layer: `{project-root}` (see the module docs).
+    pub fn new(project_root: Option<&str>) -> Self {
+        let mut vars = Self::default();
+        vars.set(PROJECT_ROOT, project_root.unwrap_or_default());
+        vars
+    }
+
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.values.insert(name.to_string(), value.into());
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// A value as a config file writes it: `{config_source}:key` is the
+    /// config's `key` (left as written when unknown), other text is substituted.
+    pub fn config_value(&self, raw: &str) -> String {
+        match raw.strip_prefix("{config_source}:") {
+            Some(key) => self
+                .get(key.trim())
+                .map_or_else(|| raw.to_string(), str::to_string),
+            None => self.substitute(raw),
+        }
+    }
+
+    /// `text` with every known `{x}`, `{{x}}` and `{{.x}}` replaced.
+    pub fn substitute(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find('{') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            match self.placeholder(rest) {
+                Some((len, value)) => {
+                    let mut after = &rest[len..];
+                    if value.is_empty() && after.starts_with('/') {
+                        // `{project-root}/x` with no root set: project-relative `x`.
+                        after = &after[1..];
+                    }
+                    out.push_str(value);
+                    rest = after;
+                }
+                None => {
+                    out.push('{');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The known placeholder `text` starts with: its length and value.
+    fn placeholder<'s>(&'s self, text: &str) -> Option<(usize, &'s str)> {
+        let (name, len) = placeholder_name(text)?;
+        self.get(name).map(|value| (len, value))
+    }
+
+    /// `{x}` placeholders of `text` (6+ characters, unknown) within edit
+    /// distance 2 of a known name: (1-based line, written, known name).
+    pub fn near_misses(&self, text: &str) -> Vec<(u32, String, String)> {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find('{') {
+                rest = &rest[at..];
+                let step = match placeholder_name(rest) {
+                    Some((name, len)) => {
+                        if name.len() >= NEAR_MISS_MIN_CHARS
+                            && self.get(name).is_none()
+                            && let Some(known) = self.values.keys().find(|k| {
+                                k.len() >= NEAR_MISS_MIN_CHARS && strsim::levenshtein(k, name) <= 2
+                            })
+                        {
+                            out.push((i as u32 + 1, name.to_string(), known.clone()));
+                        }
+                        len
+                    }
+                    None => 1,
+                };
+                rest = &rest[step..];
+            }
+        }
+        out
+    }
+}
+
+/// The variable name of the placeholder `text` starts with and the
+/// placeholder's length: `{x}`, `{{x}}`, `{{ x }}`, `{{.x}}`. Names are
+/// `[A-Za-z][A-Za-z0-9_.-]*`; anything else (`{{#if x}}`, JSON) is not one.
+fn placeholder_name(text: &str) -> Option<(&str, usize)> {
+    let (inner, len) = if let Some(rest) = text.strip_prefix("{{") {
+        let end = rest.find("}}")?;
+        let inner = rest[..end].trim();
+        (inner.strip_prefix('.').unwrap_or(inner), end + 4)
+    } else {
+        let rest = &text[1..];
+        let end = rest.find('}')?;
+        (&rest[..end], end + 2)
+    };
+    let mut chars = inner.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    valid.then_some((inner, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_names_are_replaced_the_rest_stays() {
+        let mut v = Vars::new(None);
+        v.set("output_folder", "out");
+        v.set("user_name", "Ada");
+        assert_eq!(
+            v.substitute("{project-root}/_bmad/x {output_folder}/a {{user_name}} {{.user_name}} {{ user_name }} {date} {{#if x}} {\"a\": 1} { { x } }"),
+            "_bmad/x out/a Ada Ada Ada {date} {{#if x}} {\"a\": 1} { { x } }"
+        );
+        let rooted = Vars::new(Some("/p"));
+        assert_eq!(rooted.substitute("{project-root}/a"), "/p/a");
+        assert_eq!(v.config_value("{config_source}:user_name"), "Ada");
+        assert_eq!(
+            v.config_value("{config_source}:nope"),
+            "{config_source}:nope"
+        );
+        assert_eq!(v.substitute("{"), "{");
+        assert_eq!(v.substitute("a{é}{{"), "a{é}{{");
+    }
+
+    #[test]
+    fn near_misses_are_found() {
+        let mut v = Vars::new(None);
+        v.set("output_folder", "out");
+        assert_eq!(
+            v.near_misses("x\n{output_foldr} {outpt} {output_folder}"),
+            vec![(2, "output_foldr".to_string(), "output_folder".to_string())]
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! `workflow.yaml` workflows → one-step flows (SPEC 1.7, "`workflow.yaml`
+//! flows"): the step's prompt holds the resolved keys, the instructions,
+//! the template and the checklist, each inlined verbatim after variable
+//! substitution. `input_file_patterns` become the step's `reads_matching`
+//! metadata (the file part of each glob); the main document comes from
+//! `default_output_file`.
+
+use super::layout::parent;
+use super::paths::Tree;
+use super::steps::{RUNTIME_NOTE, doc_name, waits};
+use super::vars::Vars;
+use crate::bmad::{node_text, parse_yaml_lenient};
+use crate::bundle::StepSpec;
+use crate::diag::{Diagnostics, Pos};
+use crate::yaml::Node;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Keys whose value is a file inlined into the prompt, with its heading.
+const INLINED: [(&str, &str); 4] = [
+    ("instructions", "Instructions"),
+    ("template", "Template"),
+    ("validation", "Checklist"),
+    ("checklist", "Checklist"),
+];
+
+/// A `workflow.yaml`, read.
+pub struct YamlWorkflow {
+    /// `name` (else the folder name).
+    pub name: String,
+    pub description: String,
+    pub step: StepSpec,
+    pub main_document: String,
+    /// Files inlined (they are not resources too).
+    pub used: Vec<String>,
+    /// The other keys, kept as flow metadata.
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Reads `rel`; `module_vars` are the module's layers.
+pub fn read(
+    tree: &Tree<'_>,
+    rel: &str,
+    text: &str,
+    module_vars: &Vars,
+    diags: &mut Diagnostics,
+) -> Option<YamlWorkflow> {
+    let root = parse_yaml_lenient(text, rel, 0, diags)?;
+    let Some(entries) = root.as_map() else {
+        diags.warning(
+            "bmad-workflow",
+            rel,
+            root.pos,
+            "not a map: not read as a workflow",
+        );
+        return None;
+    };
+    let dir = parent(rel);
+    let mut vars = module_vars.clone();
+    vars.set("installed_path", dir);
+    // Flow layer: every scalar key, `{config_source}:k` read from the config.
+    let mut resolved: Vec<(String, String)> = Vec::new();
+    for (key, value) in entries {
+        if let Some(raw) = value.scalar_text() {
+            let value = vars.config_value(&raw);
+            // `date: system-generated` is filled per run: `{date}` stays.
+            if raw != "system-generated" {
+                vars.set(&key.name, value.clone());
+            }
+            resolved.push((key.name.clone(), value));
+        }
+    }
+    if let Some((key, value)) = entries.iter().find(|(k, _)| k.name == "config_source") {
+        check_config_source(tree, value, rel, key.pos, diags);
+    }
+    let name = root
+        .get("name")
+        .and_then(Node::scalar_text)
+        .unwrap_or_else(|| super::layout::file_name(dir).to_string());
+    let description = root.get("description").map(node_text).unwrap_or_default();
+
+    let mut prompt = format!("{RUNTIME_NOTE}\n\n## Workflow `{name}` ({rel})\n");
+    for (key, value) in &resolved {
+        prompt.push_str(&format!("- {key}: {value}\n"));
+    }
+    let mut used = Vec::new();
+    let mut all_text = String::new();
+    for (key, heading) in INLINED {
+        let Some((k, node)) = entries.iter().find(|(k, _)| k.name == key) else {
+            continue;
+        };
+        let Some(raw) = node
+            .scalar_text()
+            .filter(|v| v != "false" && !v.trim().is_empty())
+        else {
+            continue;
+        };
+        let path = tree.resolve(&raw, dir, &vars);
+        match tree.files.text(&path) {
+            Ok(content) => {
+                prompt.push_str(&format!(
+                    "\n## {heading} ({path})\n\n{}\n",
+                    vars.substitute(content.trim())
+                ));
+                all_text.push_str(content);
+                used.push(path);
+            }
+            Err(_) => {
+                diags.warning(
+                    "bmad-missing-file",
+                    rel,
+                    k.pos,
+                    format!("`{key}` names `{raw}`, which is no file: left out"),
+                );
+            }
+        }
+    }
+    let mut step_meta = BTreeMap::new();
+    if let Some(patterns) = root.get("input_file_patterns") {
+        let globs = file_globs(patterns);
+        if !globs.is_empty() {
+            step_meta.insert("reads_matching".to_string(), json!(globs));
+        }
+    }
+    let waits = waits(&all_text);
+    if !waits.is_empty() {
+        step_meta.insert("waits".to_string(), json!(waits));
+    }
+    step_meta.insert("source".to_string(), json!(rel));
+    step_meta.insert("prompt".to_string(), json!(prompt));
+    let main_document = root
+        .get("default_output_file")
+        .and_then(Node::scalar_text)
+        .and_then(|v| doc_name(&v))
+        .unwrap_or_else(|| crate::bmad::sanitize_name(&name));
+    let mut metadata = BTreeMap::new();
+    for (key, value) in entries {
+        if !["name", "description"].contains(&key.name.as_str()) {
+            metadata.insert(key.name.clone(), value.to_json());
+        }
+    }
+    Some(YamlWorkflow {
+        step: StepSpec {
+            id: crate::bmad::sanitize_name(&name),
+            agents: Vec::new(),
+            next: BTreeMap::new(),
+            creates: vec![main_document.clone()],
+            requires: Vec::new(),
+            updates: Vec::new(),
+            metadata: step_meta,
+        },
+        name,
+        description,
+        main_document,
+        used,
+        metadata,
+    })
+}
+
+/// Warns when `config_source` names the config of a module the tree lacks.
+fn check_config_source(
+    tree: &Tree<'_>,
+    value: &Node,
+    rel: &str,
+    pos: Pos,
+    diags: &mut Diagnostics,
+) {
+    let Some(text) = value.scalar_text() else {
+        return;
+    };
+    let module = text
+        .split_once("_bmad/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default();
+    if !module.is_empty() && !tree.module_dirs.contains_key(module) {
+        diags.warning(
+            "bmad-config-source",
+            rel,
+            pos,
+            format!("`config_source` names module `{module}`, which this tree does not have"),
+        );
+    }
+}
+
+/// The file part of every glob under `input_file_patterns` (`*prd*`).
+fn file_globs(node: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match (n.as_map(), n.as_seq(), n.scalar_text()) {
+            (Some(entries), _, _) => stack.extend(entries.iter().rev().map(|(_, v)| v)),
+            (_, Some(items), _) => stack.extend(items.iter().rev()),
+            (_, _, Some(text)) if text.contains('*') => {
+                let part = super::layout::file_name(&text).to_string();
+                if !out.contains(&part) {
+                    out.push(part);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

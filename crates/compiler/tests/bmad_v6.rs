@@ -1,0 +1,628 @@
+//! The BMAD v6 and skills examples (`examples/bmad-v6`, `examples/bmad-skills`)
+//! compiled and checked precisely: layout, agents, commands, flows, step
+//! chains, routes, documents, metadata and every warning.
+
+use bmad2pf_compiler::bundle::{Bundle, FlowSpec, SourceLayout, StepSpec};
+use bmad2pf_compiler::{Compilation, compile, layout_summary};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+fn compiled(name: &str) -> Result<(Compilation, Bundle), String> {
+    let c = compile(&example(name));
+    let bundle = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("no bundle: {:?}", c.diagnostics))?;
+    Ok((c, bundle))
+}
+
+/// `(code, file, line)` of every diagnostic.
+fn warnings(c: &Compilation) -> Vec<(&'static str, String, u32)> {
+    c.diagnostics
+        .iter()
+        .map(|d| (d.code, d.file.clone(), d.line))
+        .collect()
+}
+
+fn flow<'b>(b: &'b Bundle, name: &str) -> Result<&'b FlowSpec, String> {
+    b.flows.get(name).ok_or_else(|| format!("no flow {name}"))
+}
+
+fn step<'f>(f: &'f FlowSpec, id: &str) -> Result<&'f StepSpec, String> {
+    f.steps
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| format!("no step {id}"))
+}
+
+/// The `next` map of a step, as `(action, target)` pairs.
+fn routes(s: &StepSpec) -> Vec<(&str, &str)> {
+    s.next
+        .iter()
+        .map(|(a, t)| (a.as_str(), t.as_str()))
+        .collect()
+}
+
+fn meta_str<'m>(m: &'m BTreeMap<String, serde_json::Value>, key: &str) -> &'m str {
+    m.get(key).and_then(|v| v.as_str()).unwrap_or_default()
+}
+
+fn prompt(s: &StepSpec) -> &str {
+    meta_str(&s.metadata, "prompt")
+}
+
+#[test]
+fn v6_module_tree() -> Result<(), String> {
+    let (c, b) = compiled("bmad-v6")?;
+    assert_eq!(b.layout, SourceLayout::BmadV6);
+    assert_eq!(
+        layout_summary(&b).as_deref(),
+        Some("BMAD v6 module tree: 2 modules, 0 skills, 7 steps")
+    );
+    assert_eq!(
+        b.agents.keys().collect::<Vec<_>>(),
+        ["bbq/grocer", "bbq/pitmaster", "core/host"]
+    );
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bbq/plan-menu", "bbq/shopping-list", "core/help"]
+    );
+
+    // The agent: description, persona, commands (menu, aliases, routes), prompt parts.
+    let pit = &b.agents["bbq/pitmaster"];
+    assert_eq!(pit.format_version, "bmad-v6");
+    assert_eq!(pit.description, "Pitmaster: menu planning, fire management");
+    let persona = pit.persona.as_ref().ok_or("persona")?;
+    assert_eq!(
+        persona.style.as_deref(),
+        Some("Short sentences, with the odd ember pun. It's a \\'friendly\\' style.")
+    );
+    assert_eq!(
+        persona.core_principles,
+        [
+            "Plan for the guests you have, not the ones you wish for.",
+            "Low and slow beats hot and fast. Patience is an ingredient."
+        ]
+    );
+    let commands: Vec<&str> = pit.commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        commands,
+        [
+            "*mp",
+            "*plan-menu",
+            "*sl",
+            "*shopping-list",
+            "*ch",
+            "*chat",
+            "*gx",
+            "*alt",
+            "*dishes"
+        ]
+    );
+    assert_eq!(
+        pit.commands[0].description,
+        "Plan the menu (runs flow `bbq/plan-menu`)"
+    );
+    assert_eq!(pit.tasks[0].name, "critical_actions");
+    assert_eq!(
+        pit.tasks[0].content,
+        "- Load _bmad/bbq/config.yaml before anything else\n- Greet Sam by name"
+    );
+    assert_eq!(
+        pit.metadata["resources"],
+        serde_json::json!({"bbq/pitmaster/fire-log.md": "# Fire log\n\nLast cook: ribs, 5 hours.\n"})
+    );
+    assert_eq!(pit.data[0].name, "menu *ch");
+    assert_eq!(
+        pit.data[0].content,
+        "Talk about fire and smoke; answer in English. {{keep_this}}"
+    );
+    assert!(
+        pit.prompt_template
+            .ends_with("## Instructions\n{{ tasks }}\n")
+    );
+
+    // The step-file flow: chain, branch, loop, documents, waits.
+    let plan = flow(&b, "bbq/plan-menu")?;
+    let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "step-01-guests",
+            "step-02-dishes",
+            "step-02b-vegetarian",
+            "step-03-review",
+            "step-04-done"
+        ]
+    );
+    assert!(plan.steps.iter().all(|s| s.agents == ["bbq/pitmaster"]));
+    assert_eq!(
+        routes(step(plan, "step-01-guests")?),
+        [("default", "step-02-dishes")]
+    );
+    assert_eq!(
+        routes(step(plan, "step-02-dishes")?),
+        [
+            ("*alt", "step-02b-vegetarian"),
+            ("default", "step-03-review")
+        ]
+    );
+    assert_eq!(
+        routes(step(plan, "step-02b-vegetarian")?),
+        [("default", "step-03-review")]
+    );
+    assert_eq!(
+        routes(step(plan, "step-03-review")?),
+        [("*dishes", "step-02-dishes"), ("default", "step-04-done")]
+    );
+    assert_eq!(routes(step(plan, "step-04-done")?), [("default", "end")]);
+    assert_eq!(plan.max_visits, 10);
+    assert_eq!(meta_str(&plan.metadata, "main_document"), "menu-plan");
+    assert_eq!(plan.steps[0].creates, ["menu-plan"]);
+    assert!(
+        plan.steps[1..]
+            .iter()
+            .all(|s| s.updates == ["menu-plan"] && s.creates.is_empty())
+    );
+    assert_eq!(
+        step(plan, "step-01-guests")?.metadata["waits"],
+        serde_json::json!(["menu:C"])
+    );
+    assert_eq!(
+        step(plan, "step-02-dishes")?.metadata["waits"],
+        serde_json::json!(["ask"])
+    );
+    assert_eq!(
+        step(plan, "step-03-review")?.metadata["waits"],
+        serde_json::json!(["menu:A,C,P"])
+    );
+    // Variables: module.yaml layers, bmad.vars, step front matter; the rest stays.
+    let p2 = prompt(step(plan, "step-02-dishes")?);
+    assert!(p2.starts_with("You are running one step of a BMAD workflow"));
+    assert!(p2.contains("Pick dishes from `src/bbq/workflows/plan-menu/data/cuts.csv`"));
+    assert!(p2.contains("You are Sam's pitmaster. Speak English."));
+    assert!(p2.ends_with(
+        "end your reply with the line that names it:\n- `ACTION: *alt` → step-02b-vegetarian\n"
+    ));
+    assert!(p2.contains("Plans go to\n`_bmad-output/plans`"));
+    let p1 = prompt(step(plan, "step-01-guests")?);
+    assert!(p1.contains("Create `_bmad-output/plans/menu-plan-{{date}}.md` from `src/bbq/workflows/plan-menu/templates/menu-template.md`"));
+    // The template a step's front matter names is inlined, not a resource.
+    assert!(p1.ends_with("## `templateFile` (src/bbq/workflows/plan-menu/templates/menu-template.md)\n\n---\nstepsCompleted: []\n---\n\n# Menu plan for Sam ({{date}})\n\n## Guests\n\n## Dishes\n\n## Timings"));
+    assert_eq!(
+        plan.metadata["resources"],
+        serde_json::json!({"bbq/plan-menu/data/cuts.csv": "cut,minutes\nbrisket,720\nribs,300\ncorn,20\n"})
+    );
+    assert_eq!(meta_str(&plan.metadata, "owner"), "bbq/pitmaster");
+
+    // The workflow.yaml flow: one step with instructions, template, checklist.
+    let shop = flow(&b, "bbq/shopping-list")?;
+    assert_eq!(shop.steps.len(), 1);
+    let s = &shop.steps[0];
+    assert_eq!(s.id, "shopping-list");
+    // module-help.csv names the pitmaster, though the grocer (first by id) has it in its menu.
+    assert_eq!(s.agents, ["bbq/pitmaster"]);
+    assert_eq!(s.creates, ["shopping-list"]);
+    assert_eq!(
+        s.metadata["reads_matching"],
+        serde_json::json!(["*menu-plan*.md"])
+    );
+    assert_eq!(
+        s.metadata["waits"],
+        serde_json::json!(["ask", "template-output"])
+    );
+    let p = prompt(s);
+    for part in [
+        "- output_folder: _bmad-output\n",
+        "- user_name: Sam\n",
+        "## Instructions (src/bbq/workflows/shopping-list/instructions.md)",
+        "<template-output>shopping_list</template-output>",
+        "## Template (src/bbq/workflows/shopping-list/template.md)",
+        "# Shopping list for {{project_name}}\n\nPrepared for Sam on {{date}}.",
+        "## Checklist (src/bbq/workflows/shopping-list/checklist.md)",
+        "- [ ] Charcoal and lighters are on the list",
+    ] {
+        assert!(p.contains(part), "missing {part:?} in {p}");
+    }
+    assert_eq!(
+        shop.metadata["resources"],
+        serde_json::json!({"bbq/shopping-list/data/prices.csv": "item,price\ncharcoal,12\n"})
+    );
+    let grocer = &b.agents["bbq/grocer"];
+    assert_eq!(
+        grocer.metadata["teams"],
+        serde_json::json!(["bbq/party-team"])
+    );
+    assert_eq!(
+        grocer.persona.as_ref().map(|p| p.core_principles.len()),
+        Some(2)
+    );
+    assert_eq!(
+        grocer.commands[0].description,
+        "Write the shopping list (input: {project-root}/_bmad/bbq/workflows/shopping-list/data/prices.csv) (runs flow `bbq/shopping-list`)"
+    );
+
+    // The core task, owned by the agent whose menu names it.
+    let help = flow(&b, "core/help")?;
+    assert_eq!(help.steps[0].agents, ["core/host"]);
+    assert!(
+        prompt(&help.steps[0]).contains("List the workflows of this project for Sam, in English,")
+    );
+
+    assert_eq!(
+        warnings(&c),
+        [
+            (
+                "bmad-unknown-target",
+                "src/bbq/agents/pitmaster.agent.yaml".to_string(),
+                31
+            ),
+            (
+                "bmad-unknown-agent",
+                "src/bbq/module-help.csv".to_string(),
+                4
+            ),
+            ("bmad-unknown-agent", "src/bbq/module.yaml".to_string(), 1),
+            (
+                "bmad-team-unknown-agent",
+                "src/bbq/teams/party-team.yaml".to_string(),
+                4
+            ),
+            (
+                "bmad-team-unknown-workflow",
+                "src/bbq/teams/party-team.yaml".to_string(),
+                5
+            ),
+            (
+                "bmad-script-skipped",
+                "src/bbq/workflows/plan-menu/scripts/count.py".to_string(),
+                1
+            ),
+            (
+                "bmad-yaml-repaired",
+                "src/bbq/workflows/plan-menu/steps/step-03-review.md".to_string(),
+                5
+            ),
+            (
+                "bmad-variable",
+                "src/bbq/workflows/plan-menu/steps/step-04-done.md".to_string(),
+                8
+            ),
+            (
+                "bmad-unreachable-step",
+                "src/bbq/workflows/plan-menu/steps/step-05-leftovers.md".to_string(),
+                1
+            ),
+            (
+                "bmad-variable",
+                "src/bbq/workflows/plan-menu/workflow.md".to_string(),
+                14
+            ),
+            (
+                "bmad-missing-file",
+                "src/bbq/workflows/plan-menu/workflow.md".to_string(),
+                16
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn skills_tree() -> Result<(), String> {
+    let (c, b) = compiled("bmad-skills")?;
+    assert_eq!(b.layout, SourceLayout::BmadSkills);
+    assert_eq!(
+        layout_summary(&b).as_deref(),
+        Some("BMAD skills: 2 modules, 3 skills, 5 steps")
+    );
+    assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["bmad-agent-gardener"]);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bmad-plan-beds", "bmad-water-check"]
+    );
+
+    // customize.toml merged with custom/<skill>.toml and custom/<skill>.user.toml.
+    let g = &b.agents["bmad-agent-gardener"];
+    assert_eq!(g.format_version, "bmad-skill");
+    assert_eq!(
+        g.description,
+        "A gardener who plans beds and answers questions about soil"
+    );
+    let persona = g.persona.as_ref().ok_or("persona")?;
+    assert_eq!(
+        persona.style.as_deref(),
+        Some("Brief, with a dry sense of humour.")
+    );
+    assert_eq!(
+        persona.core_principles,
+        [
+            "Feed the soil, not the plant.",
+            "Plant what you will eat.",
+            "Rotate the crops every year."
+        ]
+    );
+    let commands: Vec<(&str, &str)> = g
+        .commands
+        .iter()
+        .map(|c| (c.name.as_str(), c.description.as_str()))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            (
+                "*pb",
+                "Plan the beds for this season (runs flow `bmad-plan-beds`)"
+            ),
+            ("*sq", "Ask about soil"),
+            ("*wc", "Check the watering (runs flow `bmad-water-check`)"),
+            ("*oneshot", "route of flow `bmad-plan-beds`"),
+        ]
+    );
+    let skill_md = &g.tasks[0].content;
+    assert!(
+        skill_md
+            .starts_with("# Gardener\n\nYou are Flora, Head Gardener, working on The Allotment.")
+    );
+    assert!(skill_md.contains("## Principles\n\n- Feed the soil, not the plant.\n- Plant what you will eat.\n- Rotate the crops every year."));
+    assert!(skill_md.contains("## Things you never do\n\n_None._"));
+    assert_eq!(
+        g.metadata["resources"],
+        serde_json::json!({"bmad-agent-gardener/references/compost.md": "# Compost\n\nGreens and browns, half and half.\n"})
+    );
+    let names: Vec<&str> = g.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["SKILL.md", "activation_steps"]);
+    assert_eq!(
+        g.tasks[1].content,
+        "- Read the persistent facts.\n- Greet the user and show the menu."
+    );
+    assert!(g.data.iter().any(|d| d.name == "persistent_facts"
+        && d.content.contains("- file:notes/garden-*.md")));
+
+    // The step-file skill: chain, a prose route, resources, shim alias.
+    let beds = flow(&b, "bmad-plan-beds")?;
+    let ids: Vec<&str> = beds.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "step-01-survey",
+            "step-02-layout",
+            "step-03-planting",
+            "step-04-oneshot"
+        ]
+    );
+    assert_eq!(routes(&beds.steps[0]), [("default", "step-02-layout")]);
+    assert_eq!(
+        routes(&beds.steps[1]),
+        [
+            ("*oneshot", "step-04-oneshot"),
+            ("default", "step-03-planting")
+        ]
+    );
+    assert_eq!(routes(&beds.steps[2]), [("default", "end")]);
+    assert_eq!(routes(&beds.steps[3]), [("default", "end")]);
+    assert_eq!(meta_str(&beds.metadata, "main_document"), "bed-plan");
+    assert_eq!(beds.steps[2].metadata["waits"], serde_json::json!(["halt"]));
+    assert_eq!(
+        beds.steps[1].metadata["front_matter"]["spec_file"],
+        serde_json::json!("")
+    );
+    assert!(
+        prompt(&beds.steps[0])
+            .contains("Output goes to `garden-output/bed-plan.md`, beds to `garden-output/beds`.")
+    );
+    assert_eq!(
+        beds.metadata["aliases"],
+        serde_json::json!({"bmad-old-beds": "plan from the old menu"})
+    );
+    assert_eq!(
+        beds.metadata["resources"],
+        serde_json::json!({"bmad-plan-beds/references/soil.md": "# Soil types\n\nClay holds water; sand drains; loam is the gardener's friend.\n"})
+    );
+    assert_eq!(meta_str(&beds.metadata, "module"), "gdn");
+
+    // The single-file skill: `{workflow.<key>}` and `on_complete`.
+    let water = flow(&b, "bmad-water-check")?;
+    let p = prompt(&water.steps[0]);
+    assert!(p.contains("Check the beds every morning. Consider:\n\n- Dry top soil\n- Drooping leaves\n\nWrite the result for The Allotment.\n\nHeadless mode:"));
+    assert!(p.ends_with("## On completion\n\nTell the user which beds to water first."));
+    assert_eq!(water.steps[0].agents, ["bmad-agent-gardener"]);
+    assert_eq!(water.metadata["headless_contract"], serde_json::json!(true));
+    assert!(!beds.metadata.contains_key("headless_contract"));
+
+    assert_eq!(
+        warnings(&c),
+        [
+            // `[[bmad-snapshot:step-01-survey.md]]` means the skill root; the file is in steps/.
+            (
+                "bmad-step-path",
+                "plan/bmad-plan-beds/SKILL.md".to_string(),
+                9
+            ),
+            (
+                "bmad-script-skipped",
+                "plan/bmad-plan-beds/scripts/measure.py".to_string(),
+                1
+            ),
+            ("bmad-skipped-file", "v6-shims/README.md".to_string(), 1),
+            (
+                "bmad-shim",
+                "v6-shims/bmad-old-beds/SKILL.md".to_string(),
+                4
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn bundles_are_deterministic() -> Result<(), String> {
+    for name in ["bmad-v6", "bmad-skills"] {
+        let (_, a) = compiled(name)?;
+        let (_, b) = compiled(name)?;
+        let a = serde_json::to_string(&a).map_err(|e| e.to_string())?;
+        let b = serde_json::to_string(&b).map_err(|e| e.to_string())?;
+        assert_eq!(a, b);
+    }
+    Ok(())
+}
+
+/// Writes `files` (path, text) under a fresh temporary directory.
+fn tree(files: &[(&str, &str)]) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for (rel, text) in files {
+        let path = dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(path, text).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
+#[test]
+fn installed_project() -> Result<(), String> {
+    let dir = tree(&[
+        (
+            "_bmad/bbq/config.yaml",
+            "user_name: Pat\noutput_folder: '{project-root}/out'\n",
+        ),
+        (
+            "_bmad/config.toml",
+            "[core]\ncommunication_language = 'French'\n[modules.bbq]\nuser_name = 'Toml'\n",
+        ),
+        ("_bmad/bbq/agents/pm.md", "# compiled agent\n"),
+        ("_bmad/_config/manifest.csv", "name\nx\n"),
+        (
+            "_bmad/bbq/workflows/plan/workflow.md",
+            "---\nname: plan\n---\nFor {user_name} in {communication_language}: start at steps/step-01-a.md\n",
+        ),
+        (
+            "_bmad/bbq/workflows/plan/steps/step-01-a.md",
+            "---\nnextStepFile: ./step-02-b.md\n---\nA into {output_folder}/plan.md\n",
+        ),
+        (
+            "_bmad/bbq/workflows/plan/steps/step-02-b.md",
+            "B, or back to ./step-01-a.md\n",
+        ),
+        (
+            ".claude/skills/bmad-hello/SKILL.md",
+            "---\nname: bmad-hello\ndescription: Say hello\n---\nHello {user_name}.\n",
+        ),
+        (
+            ".cursor/skills/bmad-hello/SKILL.md",
+            "---\nname: bmad-hello\ndescription: Say hi\n---\nHi.\n",
+        ),
+        (
+            ".agents/skills/bmad-agent-x/SKILL.md",
+            "---\nname: bmad-agent-x\ndescription: X\n---\nI am {agent.name}.\n",
+        ),
+        (
+            ".agents/skills/bmad-agent-x/customize.toml",
+            "[agent]\nname = 'Base'\n[[agent.menu]]\ncode = 'HI'\ndescription = '[HI] Hello'\nskill = 'bmad-hello'\n[[agent.menu]]\ncode = 'PL'\ndescription = '[PL] Plan'\nskill = 'bmad-bbq-plan'\n",
+        ),
+        (
+            "_bmad/custom/bmad-agent-x.toml",
+            "[agent]\nname = 'Custom'\n",
+        ),
+        ("src/main.rs", "fn main() {}\n"),
+    ])?;
+    let c = compile(dir.path());
+    let b = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    assert_eq!(b.layout, SourceLayout::BmadInstall);
+    assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["bmad-agent-x"]);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bbq/plan", "bmad-hello"]
+    );
+    let x = &b.agents["bmad-agent-x"];
+    assert!(x.tasks[0].content.contains("I am Custom."));
+    let commands: Vec<&str> = x.commands.iter().map(|c| c.name.as_str()).collect();
+    // `bmad-bbq-plan` is the module-help form of `bbq/plan`; `*a` is plan's loop back.
+    assert_eq!(commands, ["*hi", "*pl", "*a"]);
+    let plan = flow(&b, "bbq/plan")?;
+    assert_eq!(
+        routes(&plan.steps[1]),
+        [("*a", "step-01-a"), ("default", "end")]
+    );
+    let p = prompt(&plan.steps[0]);
+    assert!(p.contains("For Toml in French"), "{p}");
+    assert!(p.contains("A into out/plan.md"), "{p}");
+    assert!(prompt(&flow(&b, "bmad-hello")?.steps[0]).contains("Hello {user_name}."));
+    assert_eq!(
+        warnings(&c),
+        [
+            (
+                "bmad-skill-copy",
+                ".cursor/skills/bmad-hello/SKILL.md".to_string(),
+                1
+            ),
+            ("bmad-skipped-file", "_bmad/bbq/agents/pm.md".to_string(), 1),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn the_only_errors_are_duplicates() -> Result<(), String> {
+    let dir = tree(&[
+        ("m/module.yaml", "code: m\n"),
+        (
+            "m/agents/a/pm.agent.yaml",
+            "agent:\n  metadata: {title: A}\n",
+        ),
+        (
+            "m/agents/b/pm.agent.yaml",
+            "agent:\n  metadata: {title: B}\n",
+        ),
+        ("x/SKILL.md", "---\nname: same\n---\nx\n"),
+        ("y/SKILL.md", "---\nname: same\n---\ny\n"),
+        ("z/SKILL.md", "---\nname: [broken\n---\nz\n"),
+        ("z/customize.toml", "[agent\n"),
+    ])?;
+    let c = compile(dir.path());
+    assert!(c.bundle.is_none());
+    let errors: Vec<(&str, String)> = c
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == bmad2pf_compiler::diag::Severity::Error)
+        .map(|d| (d.code, d.message.clone()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (
+                "duplicate-agent-id",
+                "agent id `m/pm` twice in module `m`: in m/agents/a/pm.agent.yaml and in m/agents/b/pm.agent.yaml".to_string()
+            ),
+            ("duplicate-skill", "skill name `same` twice: in x/SKILL.md and in y/SKILL.md".to_string()),
+        ]
+    );
+    let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code).collect();
+    assert!(
+        codes.contains(&"bmad-yaml-repaired") && codes.contains(&"bmad-toml"),
+        "{codes:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn one_module_folder_is_a_tree_too() -> Result<(), String> {
+    let c = compile(&example("bmad-v6").join("src/bbq"));
+    let b = c.bundle.ok_or("no bundle")?;
+    assert_eq!(b.layout, SourceLayout::BmadV6);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["bbq/plan-menu", "bbq/shopping-list"]
+    );
+    Ok(())
+}
