@@ -90,6 +90,12 @@ fn a_step_file_flow_runs_on_the_mock() -> TestResult {
     // Every step of the chain ran (the mock never returns a route action).
     let progress = text(&out.stderr);
     assert_eq!(progress.matches("completed").count(), 4, "{progress}");
-    assert!(dir.path().join(".bmad2pf/docs/s1__menu-plan.md").is_file());
+    // Each step's task (the runtime note, then the step file's text) is
+    // the model's message: the mock echoes its start.
+    let document = std::fs::read_to_string(dir.path().join(".bmad2pf/docs/s1__menu-plan.md"))?;
+    assert!(
+        document.contains("You are running one step of a BMAD workflow"),
+        "{document}"
+    );
     Ok(())
 }

@@ -225,6 +225,7 @@ impl AgentNode {
             system: Some(system),
             messages: vec![Message::User(user_message(
                 &self.agent,
+                &self.step,
                 self.template_uses_input,
                 &ctx.input,
             ))],

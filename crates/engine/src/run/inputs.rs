@@ -114,10 +114,26 @@ pub(super) async fn gather_documents(
     Documents::Ready(docs)
 }
 
-/// The first user message: the run's input (when the template does not
-/// already show it) and how to write the reply and name the next action.
-pub(super) fn user_message(agent: &AgentSpec, template_uses_input: bool, input: &str) -> String {
+/// The first user message: the step's own task when it has one (a BMAD v6
+/// step file's text, compiled into the step's `metadata.prompt`, SPEC
+/// 1.7), the run's input (when the template does not already show it), and
+/// how to write the reply and name the next action.
+pub(super) fn user_message(
+    agent: &AgentSpec,
+    step: &StepSpec,
+    template_uses_input: bool,
+    input: &str,
+) -> String {
     let mut text = String::new();
+    if let Some(task) = step
+        .metadata
+        .get("prompt")
+        .and_then(serde_json::Value::as_str)
+        .filter(|task| !task.trim().is_empty())
+    {
+        text.push_str(task.trim());
+        text.push_str("\n\n");
+    }
     if !template_uses_input && !input.trim().is_empty() {
         text.push_str(input.trim());
         text.push_str("\n\n");
