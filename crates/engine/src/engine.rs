@@ -118,8 +118,6 @@ pub struct Engine {
     incidents: Incidents,
     /// Starts, watches and cancels runs (SPEC 8).
     runner: Arc<Runner>,
-    /// The runner's background tasks, stopped with the engine.
-    background: Vec<tokio::task::JoinHandle<()>>,
     /// Flow name → the longest story id its runs accept, for flows that have a limit.
     flow_limits: BTreeMap<String, StoryLimit>,
     /// Agent id → the longest story id its readiness check accepts, where limited.
@@ -167,7 +165,7 @@ impl Engine {
             .map(|flow| (flow.name.clone(), Arc::new(build_flow(&core, flow))))
             .collect();
         let runner = Arc::new(Runner::new(core.clone(), graphs));
-        let background = runner.start_background();
+        runner.start_background();
         let flow_limits = core
             .bundle
             .flows
@@ -183,7 +181,6 @@ impl Engine {
         Ok(Self {
             core,
             runner,
-            background,
             flow_limits,
             agent_limits,
             health: tokio::sync::Mutex::new(None),
@@ -415,14 +412,6 @@ impl RunEnd {
             Err(_) => Err(EngineError::Internal(
                 "the run's task stopped before the run ended".into(),
             )),
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        for task in &self.background {
-            task.abort();
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Events a live follower may fall behind by before it re-reads the store.
-const LIVE_BUFFER: usize = 1024;
+const LIVE_BUFFER: usize = 256;
 
 /// What a run is doing now, as its events tell.
 #[derive(Debug, Default, Clone)]

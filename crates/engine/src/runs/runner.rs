@@ -132,10 +132,12 @@ impl Runner {
             .cloned()
     }
 
-    /// Starts the background tasks (see the module docs); they end when
-    /// the runner is dropped.
-    pub fn start_background(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let cancels = {
+    /// Starts the background tasks (see the module docs). They hold the
+    /// runner weakly, so they end once it is dropped: when its engine is,
+    /// and the last of its runs has ended (a run outlives an engine
+    /// replaced by `serve --watch`, and stays cancellable).
+    pub fn start_background(self: &Arc<Self>) {
+        {
             let runner = Arc::downgrade(self);
             tokio::spawn(async move {
                 loop {
@@ -145,9 +147,9 @@ impl Runner {
                     };
                     runner.read_cancel_requests().await;
                 }
-            })
-        };
-        let sweep = {
+            });
+        }
+        {
             let runner = Arc::downgrade(self);
             tokio::spawn(async move {
                 loop {
@@ -161,9 +163,8 @@ impl Runner {
                     }
                     tokio::time::sleep(SWEEP).await;
                 }
-            })
-        };
-        vec![cancels, sweep]
+            });
+        }
     }
 
     /// Stores a new run `queued` and starts it; the run as stored.
