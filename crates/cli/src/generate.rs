@@ -33,7 +33,7 @@ pub fn run(args: &GenerateArgs) -> Outcome {
     ) {
         Ok(project) => {
             let started = Instant::now();
-            let openapi = bmad2pf_server::openapi_document(&project.bundle);
+            let openapi = bmad2pf_server::openapi_document(&project.bundle, &project.config);
             let outcome = match render(&project, &openapi) {
                 Ok(rendered) => {
                     progress.phase("render", started.elapsed());

@@ -17,6 +17,8 @@ pub struct Project {
     pub prompts: BTreeMap<String, String>,
     /// The source runtime.yaml text, if there is one.
     pub runtime_yaml: Option<String>,
+    /// runtime.yaml as read (defaults where it is silent or absent).
+    pub config: bmad2pf_compiler::config::RuntimeConfig,
 }
 
 /// Compiles `src` (with prompt previews when `options` asks), printing
@@ -63,6 +65,7 @@ pub fn compile_project(
             bundle,
             prompts: compilation.prompts,
             runtime_yaml: compilation.runtime_yaml,
+            config: compilation.runtime,
         }),
         None => Err(Outcome::Invalid),
     }

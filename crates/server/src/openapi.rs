@@ -20,6 +20,7 @@
 use crate::routes::{agent, bundle, docs, health, memory, orchestration, run, runs};
 use crate::wire;
 use bmad2pf_compiler::bundle::{Bundle, MemoryScope};
+use bmad2pf_compiler::config::RuntimeConfig;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -189,8 +190,9 @@ const ID_PARAMETERS: [(&str, &str, IdKind); 17] = [
 ];
 
 /// Id fields of request bodies: (schema, property or `property/items`, kind).
-const ID_FIELDS: [(&str, &str, IdKind); 7] = [
+const ID_FIELDS: [(&str, &str, IdKind); 8] = [
     ("RunBody", "story_id", IdKind::Story),
+    ("NewRun", "story_id", IdKind::Story),
     ("NewWorkflow", "workflow_id", IdKind::Plain),
     ("NewWorkflow", "story_id", IdKind::Plain),
     ("StatusReport", "workflow_id", IdKind::Plain),
@@ -199,18 +201,51 @@ const ID_FIELDS: [(&str, &str, IdKind); 7] = [
     ("NewWorkflow", "agents/items", IdKind::StatusAgent),
 ];
 
+/// Whether every agent's model (its own, else `llm.model`) has a price.
+fn every_model_priced(bundle: &Bundle, config: &RuntimeConfig) -> bool {
+    bundle.agents.values().all(|agent| {
+        let model = agent.llm.model.as_ref().unwrap_or(&config.llm.model);
+        config.pricing.contains_key(model)
+    })
+}
+
+/// The run parameters whose rule is more than a type: the statuses a
+/// listing filters on, its cursor (hex of `{created_at}:{run id}`, which
+/// this pattern spells out, so every cursor it allows can be read), and
+/// event ids (at most 2^63 - 1, as JSON readers keep them exact).
+fn run_parameters() -> [(&'static str, &'static str, Value); 3] {
+    let status = "(queued|running|success|pending|error|cancelled)";
+    let event_id = json!({"type": "integer", "minimum": 0, "maximum": runs::MAX_EVENT_ID});
+    [
+        (
+            "/runs",
+            "status",
+            json!({"type": "string", "pattern": format!("^{status}(,{status})*$")}),
+        ),
+        (
+            "/runs",
+            "cursor",
+            json!({"type": "string", "pattern": "^(3[0-9]){1,19}3a72756e2d(3[0-9]|6[1-6]){16}$"}),
+        ),
+        ("/runs/{id}/events", "Last-Event-ID", event_id),
+    ]
+}
+
 /// Path templates whose `{id}` parameter is an agent id.
 const AGENT_ID_PATHS: [&str; 3] = ["/agents/{id}", "/agent/{id}/ready", "/agent/{id}/execute"];
 
-/// The OpenAPI document of the API serving `bundle`.
-pub fn openapi_document(bundle: &Bundle) -> Value {
+/// The OpenAPI document of the API serving `bundle` with `config`.
+pub fn openapi_document(bundle: &Bundle, config: &RuntimeConfig) -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     document["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     document["info"]["x-bundle-source-hash"] = json!(bundle.source_hash);
 
     let flows: Vec<&String> = bundle.flows.keys().collect();
-    if let Some(flow) = document.pointer_mut("/components/schemas/RunBody/properties/flow") {
-        flow["enum"] = json!(flows);
+    for body in ["RunBody", "NewRun"] {
+        let pointer = format!("/components/schemas/{body}/properties/flow");
+        if let Some(flow) = document.pointer_mut(&pointer) {
+            flow["enum"] = json!(flows);
+        }
     }
     let agents: Vec<&String> = bundle.agents.keys().collect();
     for path in AGENT_ID_PATHS {
@@ -243,6 +278,22 @@ pub fn openapi_document(bundle: &Bundle) -> Value {
     }
     for parameter in parameters_mut(&mut document, "/doc/{id}").filter(|p| p["name"] == "version") {
         parameter["schema"]["maximum"] = json!(docs::MAX_VERSION);
+    }
+    for (path, name, schema) in run_parameters() {
+        for parameter in parameters_mut(&mut document, path).filter(|p| p["name"] == name) {
+            parameter["schema"] = schema.clone();
+        }
+    }
+    if let Some(budget) = document.pointer_mut("/components/schemas/Budget") {
+        // A budget in dollars needs a price for every model a flow uses
+        // (else 422 `budget_unenforceable`): without prices, the document
+        // offers budgets in tokens only.
+        if !every_model_priced(bundle, config)
+            && let Some(properties) = budget["properties"].as_object_mut()
+        {
+            properties.remove("usd");
+        }
+        budget["additionalProperties"] = json!(false);
     }
     add_common_responses(&mut document);
 
@@ -373,7 +424,7 @@ mod tests {
 
     #[test]
     fn flow_names_become_an_enum() {
-        let document = openapi_document(&bundle());
+        let document = openapi_document(&bundle(), &RuntimeConfig::default());
         assert_eq!(document["openapi"], "3.1.0");
         assert_eq!(
             document.pointer("/components/schemas/RunBody/properties/flow/enum"),
@@ -383,7 +434,7 @@ mod tests {
 
     #[test]
     fn agent_id_parameters_get_the_agent_enum() {
-        let document = openapi_document(&bundle());
+        let document = openapi_document(&bundle(), &RuntimeConfig::default());
         for path in AGENT_ID_PATHS {
             let operations = document["paths"][path]
                 .as_object()
@@ -405,7 +456,7 @@ mod tests {
 
     #[test]
     fn id_parameters_and_fields_carry_the_id_rule() {
-        let document = openapi_document(&bundle());
+        let document = openapi_document(&bundle(), &RuntimeConfig::default());
         for (path, name, _) in ID_PARAMETERS {
             for parameter in document["paths"][path]
                 .as_object()
@@ -451,7 +502,7 @@ mod tests {
 
     #[test]
     fn every_operation_lists_the_statuses_of_the_layers() {
-        let document = openapi_document(&bundle());
+        let document = openapi_document(&bundle(), &RuntimeConfig::default());
         let paths = document["paths"].as_object().into_iter().flatten();
         for (path, operations) in paths {
             for (method, operation) in operations.as_object().into_iter().flatten() {
@@ -477,8 +528,8 @@ mod tests {
     #[test]
     fn the_document_is_deterministic() {
         assert_eq!(
-            serde_json::to_string(&openapi_document(&bundle())).ok(),
-            serde_json::to_string(&openapi_document(&bundle())).ok()
+            serde_json::to_string(&openapi_document(&bundle(), &RuntimeConfig::default())).ok(),
+            serde_json::to_string(&openapi_document(&bundle(), &RuntimeConfig::default())).ok()
         );
     }
 }

@@ -41,7 +41,7 @@ struct Current {
 
 impl Current {
     fn new(engine: Arc<Engine>) -> Self {
-        let openapi = Arc::new(openapi_document(engine.bundle()));
+        let openapi = Arc::new(openapi_document(engine.bundle(), engine.config()));
         Self { engine, openapi }
     }
 }

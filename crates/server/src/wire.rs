@@ -34,21 +34,29 @@ pub enum RunEventNameDoc {
     Token,
     #[schema(rename = "result")]
     Result,
+    #[schema(rename = "status")]
+    Status,
+    #[schema(rename = "usage")]
+    Usage,
     #[schema(rename = "done")]
     Done,
     #[schema(rename = "error")]
     Error,
 }
 
-/// One Server-Sent Event of a streamed run (`POST /run` with streaming),
-/// as an event-stream parser reads it.
+/// One Server-Sent Event of a run (`POST /run` with streaming, `GET
+/// /runs/{id}/events`), as an event-stream parser reads it.
 #[derive(ToSchema)]
 #[schema(as = RunStreamEvent)]
 pub struct RunStreamEventDoc {
+    /// 1, 2, … per run, in emission order; send the last one seen as
+    /// `Last-Event-ID` to resume after it.
+    pub id: String,
     pub event: RunEventNameDoc,
-    /// JSON text: `progress` `{agent, status, duration_ms?, timestamp}`,
-    /// `token` `{agent, delta}`, `result` `{agent, data}`, `done` the
-    /// `RunOutcome`, `error` `{code, message}`.
+    /// JSON text: `status` `{status, error_code?, at}`, `progress` `{agent,
+    /// step, status, duration_ms?, timestamp}`, `token` `{agent, delta}`
+    /// (live only, never replayed), `result` `{agent, data}`, `usage` the
+    /// record of one LLM call, `done` the run, `error` `{code, message}`.
     pub data: String,
 }
 

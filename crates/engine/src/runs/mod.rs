@@ -37,15 +37,59 @@ pub enum RunMode {
 }
 
 /// What a run may use before it is stopped with `budget_exceeded` (SPEC 8.4).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Budget {
     /// US dollars, of priced calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub usd: Option<f64>,
-    /// Tokens, input plus output.
+    /// Tokens, input plus output; at most 2^63 - 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub tokens: Option<u64>,
+}
+
+/// Read from a JSON object only: serde would also take a struct from an
+/// array (`[1.5, 1000]`), which the API does not promise.
+impl<'de> Deserialize<'de> for Budget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            usd: Option<f64>,
+            /// A JSON number: `1000.0` is the integer JSON Schema says it is.
+            #[serde(default)]
+            tokens: Option<serde_json::Number>,
+        }
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object {usd?, tokens?}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let Fields { usd, tokens } = deserializer.deserialize_map(ObjectOnly)?;
+        let tokens = tokens
+            .map(|n| {
+                n.as_u64()
+                    .or_else(|| {
+                        n.as_f64()
+                            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+                            .map(|f| f as u64)
+                    })
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "`tokens` must be a whole number of tokens, 0 or more, found {n}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        Ok(Self { usd, tokens })
+    }
 }
 
 impl Budget {
@@ -60,6 +104,18 @@ impl Budget {
 
     pub fn is_empty(&self) -> bool {
         self.usd.is_none() && self.tokens.is_none()
+    }
+
+    /// Why this budget cannot be one (a negative or infinite amount, more
+    /// tokens than the documented limit), if so.
+    pub fn problem(&self) -> Option<String> {
+        if self.usd.is_some_and(|usd| !usd.is_finite() || usd < 0.0) {
+            return Some("`budget.usd` must be a number of dollars, 0 or more".into());
+        }
+        if self.tokens.is_some_and(|tokens| tokens > i64::MAX as u64) {
+            return Some(format!("`budget.tokens` must be at most {}", i64::MAX));
+        }
+        None
     }
 }
 
@@ -170,5 +226,47 @@ impl Run {
     pub fn from_stored(stored: &StoredRun) -> Result<Self, StoreError> {
         serde_json::from_str(&stored.body)
             .map_err(|e| StoreError::corrupt(format!("the stored run `{}`", stored.run_id), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_is_read_from_an_object_only_with_whole_tokens() {
+        let read = |text: &str| serde_json::from_str::<Budget>(text);
+        assert_eq!(
+            read(r#"{"usd": 1.5, "tokens": 1000.0}"#).ok(),
+            Some(Budget {
+                usd: Some(1.5),
+                tokens: Some(1000)
+            })
+        );
+        assert_eq!(read("{}").ok(), Some(Budget::default()));
+        for bad in [
+            r#"[1.5, 1000]"#,
+            r#"{"tokens": 1.5}"#,
+            r#"{"tokens": -1}"#,
+            r#"{"cents": 3}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let negative = Budget {
+            usd: Some(-1.0),
+            tokens: None,
+        };
+        assert!(negative.problem().is_some());
+        let usage = UsageTotals {
+            input_tokens: 600,
+            output_tokens: 400,
+            ..UsageTotals::default()
+        };
+        let tokens = |n| Budget {
+            usd: None,
+            tokens: Some(n),
+        };
+        assert!(tokens(1000).reached_by(&usage));
+        assert!(!tokens(1001).reached_by(&usage));
     }
 }

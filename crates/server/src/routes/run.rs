@@ -31,7 +31,7 @@ use bmad2pf_engine::runs::{Budget, Run, RunMode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-/// Body of `POST /run` and `POST /runs`.
+/// Body of `POST /run`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
@@ -45,12 +45,11 @@ pub struct RunBody {
     /// Re-run agents whose outputs exist and whose inputs are unchanged.
     #[serde(default)]
     pub force: bool,
-    /// `POST /run` only: stream Server-Sent Events (same as `Accept: text/event-stream`).
+    /// Stream Server-Sent Events (same as `Accept: text/event-stream`).
     #[serde(default)]
     pub stream: bool,
-    /// `interactive` or `headless`; default `headless` for `POST /run`,
-    /// `interactive` for `POST /runs`. Recorded on the run (agents do not
-    /// ask people questions yet, so both run the same way).
+    /// `headless` (the default) or `interactive`. Recorded on the run
+    /// (agents do not ask people questions yet, so both run the same way).
     #[serde(default)]
     pub mode: Option<RunMode>,
     /// Stop the run once it has used this much (`budget_exceeded`); default
@@ -62,7 +61,7 @@ pub struct RunBody {
 }
 
 /// The engine's request for a body.
-pub(crate) fn run_request(body: RunBody) -> RunRequest {
+fn run_request(body: RunBody) -> RunRequest {
     RunRequest {
         flow: body.flow,
         story_id: body.story_id,

@@ -13,7 +13,6 @@
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::routes::run::{RunBody, run_request};
 use crate::state::AppState;
 use crate::wire::{ErrorBody, RunStreamEventDoc};
 use axum::Json;
@@ -21,8 +20,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use bmad2pf_engine::outcome::RunStatus;
-use bmad2pf_engine::runs::{Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage, RunUsage};
+use bmad2pf_engine::outcome::{RunRequest, RunStatus};
+use bmad2pf_engine::runs::{
+    Budget, Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage, RunUsage,
+};
 use bmad2pf_engine::store::StoredEvent;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -33,11 +34,38 @@ use utoipa::{IntoParams, ToSchema};
 
 /// Interval of the `: keep-alive` comment on an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The highest event id a client may name (ids are counted from 1; the
+/// bound keeps them within every JSON number reader's exact integers).
+pub const MAX_EVENT_ID: u64 = i64::MAX as u64;
 /// `GET /runs` page size when `limit` is not given.
 const DEFAULT_PAGE: usize = 20;
 /// `GET /runs/{id}/wait` timeout when `timeout_s` is not given, and its maximum.
 const DEFAULT_WAIT_S: u64 = 30;
 const MAX_WAIT_S: u64 = 300;
+
+/// Body of `POST /runs`: `POST /run`'s without `stream` (a background run
+/// is followed at `GET /runs/{id}/events`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRun {
+    /// Flow name (one of the bundle's flows).
+    pub flow: String,
+    /// The user's input for the first agents.
+    #[serde(default)]
+    pub input: String,
+    /// The story this run works on; prefixes its documents' ids.
+    pub story_id: String,
+    /// Re-run agents whose outputs exist and whose inputs are unchanged.
+    #[serde(default)]
+    pub force: bool,
+    /// `interactive` (the default) or `headless`. Recorded on the run
+    /// (agents do not ask people questions yet, so both run the same way).
+    #[serde(default)]
+    pub mode: Option<RunMode>,
+    /// Stop the run once it has used this much (see `POST /run`).
+    #[serde(default)]
+    pub budget: Option<Budget>,
+}
 
 /// `202` answer of `POST /runs`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,7 +89,7 @@ pub struct CancelRequested {
     post,
     path = "/runs",
     tag = "runs",
-    request_body = RunBody,
+    request_body = NewRun,
     responses(
         (status = 202, description = "Stored and queued; `Location` names the run", body = RunAccepted),
         (status = 400, description = "Invalid story id", body = ErrorBody),
@@ -76,18 +104,17 @@ pub struct CancelRequested {
 )]
 pub async fn start_run(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<RunBody>,
+    JsonBody(body): JsonBody<NewRun>,
 ) -> Result<Response, ApiError> {
-    if body.stream {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "`stream` is for POST /run; follow a background run at GET /runs/{id}/events",
-        )
-        .with_details(serde_json::json!({ "field": "stream" })));
-    }
     let mode = body.mode.unwrap_or(RunMode::Interactive);
-    let run = state.engine().submit(run_request(body), mode).await?;
+    let request = RunRequest {
+        flow: body.flow,
+        story_id: body.story_id,
+        input: body.input,
+        force: body.force,
+        budget: body.budget,
+    };
+    let run = state.engine().submit(request, mode).await?;
     let location = HeaderValue::from_str(&format!("/runs/{}", run.outcome.run_id))
         .map_err(|_| ApiError::internal())?;
     let accepted = RunAccepted {
@@ -160,10 +187,10 @@ pub async fn list_runs(
     Ok(Json(state.engine().list_runs(filter).await?))
 }
 
+/// `queued,running`: known statuses, comma-separated, nothing else (the
+/// pattern the OpenAPI document gives `status`).
 fn parse_statuses(list: &str) -> Result<Vec<RunStatus>, ApiError> {
     list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
         .map(|name| {
             RunStatus::ALL
                 .into_iter()
@@ -209,6 +236,7 @@ pub async fn get_run(
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this id (as `Last-Event-ID`, which wins).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub after: Option<u64>,
 }
 
@@ -225,6 +253,7 @@ pub struct EventsQuery {
             content_type = "text/event-stream"),
         (status = 400, description = "Invalid run id or `Last-Event-ID`", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
+        (status = 422, description = "`after` above 2^63 - 1", body = ErrorBody),
     )
 )]
 pub async fn run_events(
@@ -233,11 +262,18 @@ pub async fn run_events(
     QueryParams(query): QueryParams<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if query.after.is_some_and(|after| after > MAX_EVENT_ID) {
+        return Err(unprocessable(
+            "after",
+            format!("`after` must be at most {MAX_EVENT_ID}"),
+        ));
+    }
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|id| *id <= MAX_EVENT_ID)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "bad_request",
