@@ -40,7 +40,8 @@ struct RunWrite {
     events: Vec<RunEvent>,
     /// `Some` when the run ends: its record (or `None` when it must not be saved).
     end: Option<Option<RunRecord>>,
-    done: oneshot::Sender<Result<(), StoreError>>,
+    /// Told once it is written, when the sender waits for that.
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 enum Entry {
@@ -97,12 +98,23 @@ impl EventLog {
             run,
             events,
             end,
-            done,
+            done: Some(done),
         });
         if self.entries.send(entry).is_err() {
             return Err(writer_gone());
         }
         written.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Stores `run` as it is now, with `events`, without waiting for the
+    /// write: what follows in the log is stored with it or after it.
+    pub fn update_run(&self, run: StoredRun, events: Vec<RunEvent>) {
+        let _ = self.entries.send(Entry::Run(RunWrite {
+            run,
+            events,
+            end: None,
+            done: None,
+        }));
     }
 
     /// Live events from now on (see the module docs for joining without a gap).
@@ -165,7 +177,7 @@ impl Writer {
                     Entry::Run(write) => {
                         numbered.extend(write.events.iter().map(|e| self.number(e)));
                         state = Some((write.run, write.end));
-                        acks.push(write.done);
+                        acks.extend(write.done);
                     }
                 }
             }
@@ -179,8 +191,9 @@ impl Writer {
             if let Err(error) = &result
                 && acks.is_empty()
             {
-                // Live followers still get them; a replay will miss them.
-                tracing::error!(run_id = self.run_id, %error, "storing run events failed");
+                // Live followers still get them; a replay will miss them,
+                // and a sweep marks a run whose state was not stored.
+                tracing::error!(run_id = self.run_id, %error, "storing the run's events failed");
             }
             self.publish(numbered);
             for ack in acks {

@@ -327,8 +327,10 @@ impl Runner {
                     error_code: None,
                     at: now,
                 };
-                if let Err(error) = self.store_change(&live, &run, vec![running], None).await {
-                    tracing::error!(run_id, %error, "storing that the run started failed");
+                // Not waited for: the run's first events go in the same write.
+                match run.to_stored() {
+                    Ok(stored) => live.log.update_run(stored, vec![running]),
+                    Err(error) => tracing::error!(run_id, %error, "encoding the run failed"),
                 }
                 tracing::info!(run_id, "run started");
                 let finished = run_flow(
