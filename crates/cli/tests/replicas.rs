@@ -243,6 +243,11 @@ fn redis_env<'a>(url: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
+/// `GET url`, its body as JSON (whatever the status).
+async fn get_json(http: &reqwest::Client, url: String) -> Result<Value, BoxError> {
+    Ok(http.get(url).send().await?.json().await?)
+}
+
 /// Polls `check` until it returns `Some`, for at most [`PATIENCE`].
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T, BoxError>
 where
@@ -332,12 +337,7 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
     let read = http.get(b.url("/doc/s1__notes")).send().await?;
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(read.text().await?, "# Notes\n\nshared ✓\n");
-    let meta: Value = http
-        .get(b.url("/doc/s1__notes/status"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let meta = get_json(&http, b.url("/doc/s1__notes/status")).await?;
     assert_eq!(meta["exists"], true);
     assert_eq!(meta["bytes"], "# Notes\n\nshared ✓\n".len());
     let deleted = http.delete(b.url("/doc/s1__notes")).send().await?;
@@ -353,12 +353,7 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
         .send()
         .await?;
     assert_eq!(set.status(), StatusCode::OK);
-    let got: Value = http
-        .get(b.url("/memory/shared:team/plan"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let got = get_json(&http, b.url("/memory/shared:team/plan")).await?;
     assert_eq!(got, value);
 
     // A run started on A: its status shows on B while it runs, and B
@@ -411,18 +406,8 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
         "{finished}"
     );
     // The run's documents are B's documents too.
-    let listed_a: Value = http
-        .get(a.url("/doc?story_id=r1"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let listed_b: Value = http
-        .get(b.url("/doc?story_id=r1"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let listed_a = get_json(&http, a.url("/doc?story_id=r1")).await?;
+    let listed_b = get_json(&http, b.url("/doc?story_id=r1")).await?;
     assert!(listed_a.as_array().is_some_and(|docs| !docs.is_empty()));
     assert_eq!(listed_a, listed_b);
 
@@ -452,12 +437,7 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
             .await?;
         assert_eq!(keys.len(), 100, "{keys:?}");
     }
-    let last: Value = http
-        .get(a.url("/memory/shared:burst/b-49"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let last = get_json(&http, a.url("/memory/shared:burst/b-49")).await?;
     assert_eq!(last, json!({"i": 49}));
 
     for server in [&mut a, &mut b] {
@@ -1181,29 +1161,14 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{events}");
     assert!(events.contains("event: done"), "{events}");
-    let through_b: Value = http
-        .get(b.url(&format!("/runs/{run_id}/wait?timeout_s=1")))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let through_a: Value = http
-        .get(a.url(&format!("/runs/{run_id}")))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let through_b = get_json(&http, b.url(&format!("/runs/{run_id}/wait?timeout_s=1"))).await?;
+    let through_a = get_json(&http, a.url(&format!("/runs/{run_id}"))).await?;
     assert_eq!(through_b, through_a);
     assert!(
         ["success", "error"].contains(&through_b["status"].as_str().unwrap_or_default()),
         "{through_b}"
     );
-    let listed: Value = http
-        .get(b.url("/runs?story_id=rr-follow"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let listed = get_json(&http, b.url("/runs?story_id=rr-follow")).await?;
     assert_eq!(listed["runs"][0]["run_id"], run_id.as_str(), "{listed}");
 
     // Cancelled through B while A runs it: A sees the request within a second.
@@ -1222,12 +1187,7 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
         .send()
         .await?;
     assert_eq!(asked.status(), StatusCode::ACCEPTED);
-    let stopped: Value = http
-        .get(b.url(&format!("/runs/{run_id}/wait?timeout_s=5")))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stopped = get_json(&http, b.url(&format!("/runs/{run_id}/wait?timeout_s=5"))).await?;
     assert_eq!(stopped["status"], "cancelled", "{stopped}");
     // The story is free on both.
     let again = http
@@ -1282,12 +1242,7 @@ async fn the_cli_cancels_a_run_the_server_executes() -> TestResult {
     let (code, stderr) = cli_cancel(dir.path(), &run_id).await?;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("is cancelled"), "{stderr}");
-    let run: Value = http
-        .get(server.url(&format!("/runs/{run_id}")))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let run = get_json(&http, server.url(&format!("/runs/{run_id}"))).await?;
     assert_eq!(run["status"], "cancelled", "{run}");
     // Again: it is cancelled. An unknown run and a malformed id are errors.
     assert_eq!(cli_cancel(dir.path(), &run_id).await?.0, Some(0));
