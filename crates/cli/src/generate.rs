@@ -34,29 +34,20 @@ pub fn run(args: &GenerateArgs) -> Outcome {
         Ok(project) => {
             let started = Instant::now();
             let openapi = bmad2pf_server::openapi_document(&project.bundle, &project.config);
-            let outcome = match render(&project, &openapi) {
+            match render(&project, &openapi) {
                 Ok(rendered) => {
                     progress.phase("render", started.elapsed());
-                    let outcome = if args.check {
+                    if args.check {
                         check(args, &rendered, &mut reporter)
                     } else {
                         write(args, &project, &rendered, &mut reporter, &progress)
-                    };
-                    std::mem::forget(rendered);
-                    outcome
+                    }
                 }
                 Err(e) => {
                     reporter.error(e);
                     Outcome::Failure
                 }
-            };
-            // The process ends right after this: freeing the bundle, the
-            // previews and the rendered files one allocation at a time
-            // (about 6 ms for 1,000 agents) would only delay the exit that
-            // hands all of it back to the OS at once. They hold no files,
-            // locks or buffers that need a drop to finish.
-            std::mem::forget((project, openapi));
-            outcome
+            }
         }
         Err(outcome) => outcome,
     };
