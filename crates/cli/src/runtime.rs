@@ -12,7 +12,7 @@ use crate::Outcome;
 use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::{LogFormat, RuntimeConfig};
 use bmad2pf_compiler::diag::Diagnostics;
-use bmad2pf_compiler::{compile, source};
+use bmad2pf_compiler::{compile, parse_runtime};
 use bmad2pf_engine::Engine;
 use clap::Args;
 use std::io::IsTerminal;
@@ -102,7 +102,7 @@ fn read_runtime_file(path: &Path) -> Result<RuntimeConfig, StartError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| StartError::usage(format!("cannot read {}: {e}", path.display())))?;
     let mut diags = Diagnostics::new();
-    let config = source::parse_runtime(&text, &path.display().to_string(), &mut diags);
+    let config = parse_runtime(&text, &path.display().to_string(), &mut diags);
     for diagnostic in diags.iter() {
         eprintln!("{diagnostic}");
     }

@@ -24,7 +24,6 @@
 //! own validators do; see docs/operations.md.
 
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
-use bmad2pf_compiler::diag::Diagnostics;
 use bmad2pf_engine::EngineErrorCode;
 use bmad2pf_engine::failure::{AgentErrorCode, HaltCode};
 use bmad2pf_engine::llm::LlmErrorCode;
@@ -739,13 +738,8 @@ fn railway_config_matches_the_image() -> TestResult {
 
 /// Parses YAML with the compiler's parser, as JSON for pointer lookups.
 fn read_yaml(relative: &str) -> TestResult<serde_json::Value> {
-    let mut diags = Diagnostics::new();
-    let node = bmad2pf_compiler::yaml::parse(&read(relative)?, relative, 0, &mut diags);
-    let problems: Vec<String> = diags.iter().map(ToString::to_string).collect();
-    match node {
-        Some(node) if !diags.has_errors() => Ok(node.to_json()),
-        _ => Err(format!("{relative} is not valid YAML: {problems:?}").into()),
-    }
+    bmad2pf_compiler::yaml_to_json(&read(relative)?, relative)
+        .map_err(|problems| format!("{relative} is not valid YAML: {problems:?}").into())
 }
 
 #[test]

@@ -6,14 +6,15 @@
 //!
 //! # Layout
 //! - [`diag`]: diagnostics and "did you mean" suggestions.
-//! - [`yaml`]: a YAML tree that keeps positions (on saphyr-parser); public
-//!   only for the binary's tests, which read the deploy files with it.
+//! - `yaml`: a YAML tree that keeps positions (on saphyr-parser); internal,
+//!   but for [`yaml_to_json`], YAML read the way sources are.
 //! - [`sourcefs`]: reading source files and finding resources.
 //! - [`bundle`]: the bundle types the engine consumes.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
-//! - [`source`]: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
-//!   runtime.yaml); its one public item is [`source::parse_runtime`], for the binary.
+//! - `source`: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
+//!   runtime.yaml); internal, but for [`parse_runtime`] (a runtime.yaml given
+//!   with `--config`).
 //! - `bmad`: the BMAD v4 importer (packs, agents, workflows, teams) and,
 //!   in `bmad::v6`, the BMAD v6 and skills importer; internal.
 //! - [`prompt`]: prompt template variables, rendering and previews.
@@ -27,11 +28,13 @@ pub mod config;
 pub mod diag;
 pub mod output;
 pub mod prompt;
-pub mod source;
+mod source;
 pub mod sourcefs;
-pub mod yaml;
+mod yaml;
 
 pub use compile::{Compilation, CompileOptions, compile, compile_with, layout_summary};
+pub use source::parse_runtime;
+pub use yaml::to_json as yaml_to_json;
 
 use bundle::{AgentSpec, FlowSpec, ToolSpec};
 use std::collections::BTreeMap;

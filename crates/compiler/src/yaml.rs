@@ -62,13 +62,6 @@ impl Node {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
     /// The text of any scalar (numbers and booleans written plainly, e.g. `version: 1.0`).
     pub fn scalar_text(&self) -> Option<String> {
         match &self.value {
@@ -131,6 +124,16 @@ impl Node {
                     .collect(),
             ),
         }
+    }
+}
+
+/// YAML text as JSON, read the way sources are; when it cannot be read,
+/// its problems as `file:line:col` text.
+pub fn to_json(text: &str, file: &str) -> Result<serde_json::Value, Vec<String>> {
+    let mut diags = Diagnostics::new();
+    match parse(text, file, 0, &mut diags) {
+        Some(node) if !diags.has_errors() => Ok(node.to_json()),
+        _ => Err(diags.iter().map(ToString::to_string).collect()),
     }
 }
 
