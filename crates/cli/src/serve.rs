@@ -56,6 +56,7 @@ fn serve(args: &ServeArgs) -> Result<(), StartError> {
     let runtime = tokio_runtime()?;
     runtime.block_on(async {
         let engine = start_engine(loaded).await?;
+        engine.take_over_queued_runs();
         let state = AppState::new(engine, api_key);
         if let (true, Some(src)) = (args.watch, &args.bundle.src) {
             tokio::spawn(watch(src.clone(), config, state.clone()));
@@ -117,6 +118,7 @@ async fn watch(src: PathBuf, config: RuntimeConfig, state: AppState) {
         let stores = state.engine().stores();
         match Engine::with_stores(Arc::new(bundle), config.clone(), stores, &env_var) {
             Ok(engine) => {
+                engine.take_over_queued_runs();
                 let agents = engine.bundle().agents.len();
                 state.replace_engine(Arc::new(engine));
                 tracing::info!(agents, "new bundle is serving");

@@ -282,6 +282,13 @@ impl Engine {
         self.runner.submit(request, mode, observer).await
     }
 
+    /// Makes this engine take over the queued runs of processes that died
+    /// (a server's engine does; a one-run CLI process does not, as it exits
+    /// after its own run).
+    pub fn take_over_queued_runs(&self) {
+        self.runner.take_over_queued_runs();
+    }
+
     /// A run, from any process on the store.
     pub async fn get_run(&self, run_id: &str) -> Result<Run, EngineError> {
         self.runner.get(run_id).await

@@ -16,8 +16,8 @@
 //! [`SWEEP`], and at start, it looks for runs whose process died — their
 //! claim expired — and marks the running ones `error` /
 //! `interrupted_by_restart` (a mid-flight agent may have paid for a reply
-//! or run a tool the store never saw, so it is never replayed), and takes
-//! over the queued ones, which had not started.
+//! or run a tool the store never saw, so it is never replayed); a server
+//! also takes over the queued ones, which had not started.
 
 use super::claim::Claim;
 use super::log::EventLog;
@@ -31,7 +31,7 @@ use crate::store::{EVENTS_PAGE, RunQuery, StoreError, StoredEvent, StoredRun, no
 use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -106,6 +106,10 @@ pub(crate) struct Runner {
     slots: Arc<Semaphore>,
     /// Runs of this process waiting for a slot.
     queued: AtomicUsize,
+    /// Whether this process takes over the queued runs of a dead one: a
+    /// server does; a `bmad2pf run` does not, as it exits after its own
+    /// run and would leave them unfinished.
+    takes_over: AtomicBool,
 }
 
 impl Runner {
@@ -117,7 +121,13 @@ impl Runner {
             live: Mutex::new(HashMap::new()),
             slots,
             queued: AtomicUsize::new(0),
+            takes_over: AtomicBool::new(false),
         }
+    }
+
+    /// Makes this process take over the queued runs of dead ones.
+    pub fn take_over_queued_runs(&self) {
+        self.takes_over.store(true, Ordering::Relaxed);
     }
 
     pub fn has_flow(&self, flow: &str) -> bool {
@@ -664,9 +674,13 @@ impl Runner {
                     continue;
                 }
             };
+            let queued = run.outcome.status == RunStatus::Queued;
+            if queued && !self.takes_over.load(Ordering::Relaxed) {
+                continue;
+            }
             let events = self.stored_events(&stored.run_id).await?;
             let next_event = events.last().map_or(1, |e| e.id + 1);
-            if run.outcome.status == RunStatus::Queued
+            if queued
                 && self.graphs.contains_key(&run.flow)
                 && self
                     .core
