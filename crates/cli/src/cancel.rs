@@ -11,6 +11,7 @@
 use crate::Outcome;
 use crate::runtime::{BundleArgs, StartError, init_logging, tokio_runtime};
 use bmad2pf_engine::Stores;
+use bmad2pf_engine::outcome::RunStatus;
 use bmad2pf_engine::runs::{Run, check_run_id};
 use clap::Args;
 use std::time::{Duration, Instant};
@@ -83,7 +84,7 @@ fn cancel(args: &CancelArgs) -> Result<Outcome, StartError> {
 /// Reports a run that has ended: success for `cancelled`.
 fn ended(run: &Run) -> Outcome {
     let status = run.outcome.status.as_str();
-    if status == "cancelled" {
+    if run.outcome.status == RunStatus::Cancelled {
         eprintln!("run {} is cancelled", run.outcome.run_id);
         Outcome::Success
     } else {

@@ -855,24 +855,16 @@ async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult
     assert_healthy(&http, &mut restarted).await
 }
 
-/// `bmad2pf run FLOW --story STORY` in `cwd` on the planning example, with
-/// `env`; its exit code and stderr.
-async fn cli_run(
+/// `bmad2pf ARGS --src examples/planning` in `cwd`, with `env`; its exit
+/// code and stderr.
+async fn cli(
     cwd: &Path,
-    flow: &str,
-    story: &str,
+    args: &[&str],
     env: &[(&str, &str)],
 ) -> Result<(Option<i32>, String), BoxError> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
         .current_dir(cwd)
-        .args([
-            "run",
-            flow,
-            "--story",
-            story,
-            "--input",
-            "a shared shopping list",
-        ])
+        .args(args)
         .arg("--src")
         .arg(planning())
         .env("LOG_LEVEL", "warn")
@@ -883,6 +875,25 @@ async fn cli_run(
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     ))
+}
+
+/// `bmad2pf run FLOW --story STORY` in `cwd` on the planning example, with
+/// `env`; its exit code and stderr.
+async fn cli_run(
+    cwd: &Path,
+    flow: &str,
+    story: &str,
+    env: &[(&str, &str)],
+) -> Result<(Option<i32>, String), BoxError> {
+    let args = [
+        "run",
+        flow,
+        "--story",
+        story,
+        "--input",
+        "a shared shopping list",
+    ];
+    cli(cwd, &args, env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1203,17 +1214,7 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
 /// `bmad2pf cancel RUN_ID` in `cwd` on the planning example's store; its
 /// exit code and stderr.
 async fn cli_cancel(cwd: &Path, run_id: &str) -> Result<(Option<i32>, String), BoxError> {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
-        .current_dir(cwd)
-        .args(["cancel", run_id, "--src"])
-        .arg(planning())
-        .env("LOG_LEVEL", "warn")
-        .output()
-        .await?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
+    cli(cwd, &["cancel", run_id], &[]).await
 }
 
 /// The CLI cancels a run that a server on the same directory executes:

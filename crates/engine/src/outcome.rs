@@ -57,6 +57,11 @@ impl RunStatus {
         }
     }
 
+    /// The status of a wire form, or `None` for one this program does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     /// Every status, for checking filters.
     pub const ALL: [RunStatus; 6] = [
         Self::Queued,

@@ -10,8 +10,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bmad2pf_engine::EngineError;
 use bmad2pf_engine::store::{IdError, StoreError};
+use bmad2pf_engine::{EngineError, EngineErrorCode};
 use serde_json::{Value, json};
 
 /// The codes the HTTP layer answers with itself, beside those of engine and
@@ -136,7 +136,7 @@ const QUEUE_FULL_RETRY_AFTER: &str = "1";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE && self.code == "queue_full" {
+        if self.code == EngineErrorCode::QueueFull.as_str() {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static(QUEUE_FULL_RETRY_AFTER),

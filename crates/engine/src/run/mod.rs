@@ -295,10 +295,7 @@ pub(crate) async fn run_flow(
         RunStatus::Success
     };
     record.run_id = run_id.clone();
-    record.status = serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    record.status = status.as_str().to_string();
     record.updated_at = now_ms();
     // The record is the commit point: saved, it tells the next run that
     // this one's work is done, so it must not be saved over memory that was

@@ -533,7 +533,12 @@ impl Runner {
                             return;
                         }
                         match runs.get_run(&run_id).await {
-                            Ok(Some(stored)) if has_ended(&stored.status) => ended_seen = true,
+                            Ok(Some(stored))
+                                if RunStatus::parse(&stored.status)
+                                    .is_none_or(RunStatus::has_ended) =>
+                            {
+                                ended_seen = true
+                            }
                             Ok(Some(_)) => tokio::time::sleep(POLL).await,
                             Ok(None) | Err(_) => return,
                         }
@@ -830,10 +835,6 @@ enum RunEventData {
 /// Whether the stream of a run ends with this event.
 fn is_last(event: &StoredEvent) -> bool {
     event.event == "done" || event.event == "error"
-}
-
-fn has_ended(status: &str) -> bool {
-    !matches!(status, "queued" | "running")
 }
 
 /// Run ids are `run-` and 16 hex digits; anything else names no run.

@@ -192,16 +192,13 @@ pub async fn list_runs(
 fn parse_statuses(list: &str) -> Result<Vec<RunStatus>, ApiError> {
     list.split(',')
         .map(|name| {
-            RunStatus::ALL
-                .into_iter()
-                .find(|status| status.as_str() == name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-                    unprocessable(
-                        "status",
-                        format!("unknown status {name:?}; known: {}", known.join(", ")),
-                    )
-                })
+            RunStatus::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                unprocessable(
+                    "status",
+                    format!("unknown status {name:?}; known: {}", known.join(", ")),
+                )
+            })
         })
         .collect()
 }
