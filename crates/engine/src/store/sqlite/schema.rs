@@ -31,6 +31,10 @@
 //!   engine's JSON of it; indexed for listings by story, flow and status,
 //!   newest first.
 //! - `run_events (run_id, id, event, data)`: the events of each run, for replay.
+//!
+//! Version 3 adds human in the loop (SPEC 8.3):
+//! - `run_checkpoints (run_id, body)`: what an interrupted run continues
+//!   from once a person answers, as JSON; removed when the run ends.
 
 use rusqlite::Connection;
 
@@ -127,6 +131,13 @@ const MIGRATIONS: &[&str] = &[
         event  TEXT NOT NULL,
         data   TEXT NOT NULL,
         PRIMARY KEY (run_id, id)
+    ) WITHOUT ROWID;
+    ",
+    // 2 → 3
+    "
+    CREATE TABLE run_checkpoints (
+        run_id TEXT PRIMARY KEY,
+        body   TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
 ];
@@ -231,6 +242,7 @@ mod tests {
             "doc_versions",
             "documents",
             "memory",
+            "run_checkpoints",
             "run_claims",
             "run_events",
             "run_records",
