@@ -146,6 +146,8 @@ pub struct Setup {
     /// Overrides `runs.max_running_runs` and `runs.max_queued_runs`.
     pub max_running_runs: Option<usize>,
     pub max_queued_runs: Option<usize>,
+    /// Gives the analyst the `ask_human` tool: on the mock, it asks once.
+    pub analyst_asks: bool,
 }
 
 pub struct TestServer {
@@ -167,12 +169,21 @@ pub async fn engine(
     configure: impl FnOnce(&mut RuntimeConfig),
     flows: &[&str],
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
+    engine_of(dir, configure, bundle(flows)).await
+}
+
+/// [`engine`] running `bundle`.
+async fn engine_of(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut RuntimeConfig),
+    bundle: Bundle,
+) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
     let mut config = RuntimeConfig::default();
     let data = dir.join("data");
     config.docs.path = data.join("docs").display().to_string();
     config.memory.path = data.join("memory").display().to_string();
     configure(&mut config);
-    Ok(Engine::start(Arc::new(bundle(flows)), config, &|_| None).await?)
+    Ok(Engine::start(Arc::new(bundle), config, &|_| None).await?)
 }
 
 impl TestServer {
@@ -192,7 +203,13 @@ impl TestServer {
                 config.runs.max_queued_runs = max;
             }
         };
-        let engine = engine(dir.path(), configure, &["default"]).await?;
+        let mut bundle = bundle(&["default"]);
+        if setup.analyst_asks
+            && let Some(analyst) = bundle.agents.get_mut("analyst")
+        {
+            analyst.tools = vec!["ask_human".into()];
+        }
+        let engine = engine_of(dir.path(), configure, bundle).await?;
         let state = AppState::new(Arc::new(engine), setup.api_key);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
