@@ -1306,3 +1306,111 @@ async fn ctrl_c_cancels_a_cli_run() -> TestResult {
     assert_eq!(code, Some(0), "the story stayed claimed: {stderr}");
     Ok(())
 }
+
+/// Starts the `kickoff` flow (its interviewer asks once) through `server`
+/// and waits until the run stops for the answer; (run id, interrupt id).
+async fn interrupted_kickoff(
+    http: &reqwest::Client,
+    server: &Server,
+    story: &str,
+) -> Result<(String, String), BoxError> {
+    let started: Value = http
+        .post(server.url("/runs"))
+        .json(&json!({"flow": "kickoff", "story_id": story, "input": "a todo app"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
+    let run = get_json(
+        http,
+        server.url(&format!("/runs/{run_id}/wait?timeout_s=20")),
+    )
+    .await?;
+    assert_eq!(run["status"], "interrupted", "{run}");
+    let interrupt = run["interrupts"][0]["id"].as_str().ok_or("an interrupt")?;
+    Ok((run_id, interrupt.to_string()))
+}
+
+/// Answers `interrupt` of `run_id` through `server`; the run once it ends.
+async fn answer_and_wait(
+    http: &reqwest::Client,
+    server: &Server,
+    run_id: &str,
+    interrupt: &str,
+) -> Result<Value, BoxError> {
+    let resumed = http
+        .post(server.url(&format!("/runs/{run_id}/resume")))
+        .json(&json!({"interrupt_id": interrupt, "answer": "Families first"}))
+        .send()
+        .await?;
+    assert_eq!(resumed.status(), StatusCode::ACCEPTED);
+    get_json(
+        http,
+        server.url(&format!("/runs/{run_id}/wait?timeout_s=20")),
+    )
+    .await
+}
+
+/// SPEC 8.3: a run waiting for a person holds nothing in memory — killed
+/// with `kill -9`, the restarted server (whose start sweeps for dead runs)
+/// leaves it interrupted, and answering it there finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_an_answer_survives_a_kill_9_and_is_resumed_after_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::new();
+    let mut server = Server::start(dir.path(), &[])?;
+    let (run_id, interrupt) = interrupted_kickoff(&http, &server, "k9-ask").await?;
+    server.kill_hard()?;
+
+    let restarted = Server::start(dir.path(), &[])?;
+    let waiting = get_json(&http, restarted.url(&format!("/runs/{run_id}"))).await?;
+    assert_eq!(waiting["status"], "interrupted", "{waiting}");
+    assert_eq!(waiting["interrupts"][0]["status"], "open");
+    let refused = http
+        .post(restarted.url("/runs"))
+        .json(&json!({"flow": "kickoff", "story_id": "k9-ask"}))
+        .send()
+        .await?;
+    expect_error(refused, StatusCode::CONFLICT, "run_in_progress").await?;
+
+    let done = answer_and_wait(&http, &restarted, &run_id, &interrupt).await?;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["results"]["interviewer"]["status"], "completed");
+    assert_eq!(done["interrupts"][0]["answer"], "Families first");
+    let notes = http
+        .get(restarted.url("/doc/k9-ask__kickoff-notes"))
+        .send()
+        .await?;
+    assert_eq!(notes.status(), StatusCode::OK);
+    assert!(!restarted.panicked(), "the log shows a panic");
+    Ok(())
+}
+
+/// SPEC 8.3 on Redis: a run interrupted on one replica is answered through
+/// the other, which continues it from the checkpoint in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_on_one_replica_is_resumed_on_the_other() -> TestResult {
+    let url = std::env::var("BMAD2PF_TEST_REDIS_URL").unwrap_or_default();
+    if url.is_empty() {
+        return skip("the replica resume test", "BMAD2PF_TEST_REDIS_URL");
+    }
+    let prefix = unique_prefix("replica-resume");
+    let env = redis_env(&url, &prefix);
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let a = Server::start(dir_a.path(), &env)?;
+    let b = Server::start(dir_b.path(), &env)?;
+    let http = reqwest::Client::new();
+    let (run_id, interrupt) = interrupted_kickoff(&http, &a, "rr-ask").await?;
+    let through_b = get_json(&http, b.url(&format!("/runs/{run_id}"))).await?;
+    assert_eq!(through_b["status"], "interrupted", "{through_b}");
+
+    let done = answer_and_wait(&http, &b, &run_id, &interrupt).await?;
+    assert_eq!(done["status"], "success", "{done}");
+    let through_a = get_json(&http, a.url(&format!("/runs/{run_id}"))).await?;
+    assert_eq!(through_a["status"], "success", "{through_a}");
+    let notes = http.get(a.url("/doc/rr-ask__kickoff-notes")).send().await?;
+    assert_eq!(notes.status(), StatusCode::OK);
+    assert!(!a.panicked() && !b.panicked(), "a log shows a panic");
+    Ok(())
+}

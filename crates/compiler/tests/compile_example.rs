@@ -36,9 +36,13 @@ fn agents_flows_steps_and_routes() {
     assert_eq!(b.layout, SourceLayout::Preprocessing);
     assert_eq!(
         b.agents.keys().collect::<Vec<_>>(),
-        ["analyst", "architect", "pm", "po"]
+        ["analyst", "architect", "interviewer", "pm", "po"]
     );
-    assert_eq!(b.flows.keys().collect::<Vec<_>>(), ["brief", "planning"]);
+    assert_eq!(
+        b.flows.keys().collect::<Vec<_>>(),
+        ["brief", "kickoff", "planning"]
+    );
+    assert_eq!(b.agents["interviewer"].tools, ["ask_human"]);
 
     let planning = &b.flows["planning"];
     assert_eq!(planning.max_visits, 3);
