@@ -11,14 +11,19 @@
 //!   queue, cancel requests — the clients who watch runs, and the sweep
 //!   that marks the runs of a process that died.
 //! - `claim.rs`: a run's (flow, story) claim, renewed while it lives.
+//! - `webhooks/`: the signed webhooks a run sends when it ends or waits
+//!   for a person, through an outbox in the store.
 
 mod claim;
 mod log;
 mod runner;
+mod webhooks;
 
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
 pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, check_run_id};
+pub(crate) use webhooks::Webhooks;
+pub use webhooks::{RunWebhook, WebhookDelivery, WebhookEvent};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};
@@ -145,6 +150,9 @@ pub struct Run {
     /// `interrupted_by_restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Its webhook (SPEC 8.5), when it was started with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<RunWebhook>,
     /// Unix ms.
     pub created_at: u64,
     pub started_at: Option<u64>,

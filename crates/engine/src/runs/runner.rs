@@ -21,7 +21,8 @@
 
 use super::claim::Claim;
 use super::log::EventLog;
-use super::{Budget, Run, RunMode, RunSummary};
+use super::webhooks::{Target, WebhookEvent, Webhooks};
+use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::failure::HaltCode;
@@ -110,10 +111,16 @@ pub(crate) struct Runner {
     /// server does; a `bmad2pf run` does not, as it exits after its own
     /// run and would leave them unfinished.
     takes_over: AtomicBool,
+    /// The webhooks of its runs (SPEC 8.5).
+    webhooks: Arc<Webhooks>,
 }
 
 impl Runner {
-    pub fn new(core: Arc<Core>, graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>,
+        webhooks: Arc<Webhooks>,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(core.config.runs.max_running_runs.max(1)));
         Self {
             core,
@@ -122,12 +129,15 @@ impl Runner {
             slots,
             queued: AtomicUsize::new(0),
             takes_over: AtomicBool::new(false),
+            webhooks,
         }
     }
 
-    /// Makes this process take over the queued runs of dead ones.
+    /// Makes this process take over the queued runs of dead ones, and
+    /// send webhooks (for the same reason: see `webhooks/mod.rs`).
     pub fn take_over_queued_runs(&self) {
         self.takes_over.store(true, Ordering::Relaxed);
+        self.webhooks.start_sender();
     }
 
     pub fn has_flow(&self, flow: &str) -> bool {
@@ -178,12 +188,14 @@ impl Runner {
     }
 
     /// Stores a new run `queued` and starts it; the run as stored.
-    /// `observer` gets the run's events as they happen (the CLI's progress).
+    /// `observer` gets the run's events as they happen (the CLI's progress);
+    /// `webhook` is told when it ends (SPEC 8.5).
     pub async fn submit(
         self: &Arc<Self>,
         request: RunRequest,
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
+        webhook: Option<Target>,
     ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
         let mut request = request;
         request.budget = self.budget_of(&request)?;
@@ -223,12 +235,24 @@ impl Runner {
             usage: UsageTotals::default(),
             budget: request.budget,
             details: None,
+            webhook: webhook.as_ref().map(|target| RunWebhook {
+                url: target.masked(),
+                deliveries: Vec::new(),
+            }),
             created_at: now,
             started_at: None,
             finished_at: None,
             updated_at: now,
         };
+        // The target first: a run is never stored without the webhook it
+        // was accepted with.
+        if let Some(target) = &webhook {
+            self.webhooks.register(&run_id, target).await?;
+        }
         if let Some(holder) = runs.create_run(&run.to_stored()?).await? {
+            if webhook.is_some() {
+                self.webhooks.forget(&run_id).await;
+            }
             return Err(self.in_progress(holder).await?);
         }
         let claim = Claim::held(
@@ -376,6 +400,9 @@ impl Runner {
         run.updated_at = now;
         let status = run.outcome.status;
         self.core.counters.run_finished(status);
+        self.webhooks
+            .enqueue(&mut run, WebhookEvent::RunFinished, None)
+            .await;
         let events = vec![
             RunEvent::Status {
                 status,
@@ -436,6 +463,7 @@ impl Runner {
             run.running_agents = progress.running_agents.into_iter().collect();
             run.usage = progress.usage;
         }
+        self.webhooks.show_deliveries(&mut run).await?;
         Ok(run)
     }
 
@@ -763,6 +791,9 @@ impl Runner {
         run.running_agents.clear();
         run.finished_at = Some(now);
         run.updated_at = now;
+        self.webhooks
+            .enqueue(&mut run, WebhookEvent::RunFinished, None)
+            .await;
         let ending = [
             RunEvent::Status {
                 status: RunStatus::Error,

@@ -31,6 +31,15 @@
 //!   engine's JSON of it; indexed for listings by story, flow and status,
 //!   newest first.
 //! - `run_events (run_id, id, event, data)`: the events of each run, for replay.
+//!
+//! Version 3 adds webhooks (SPEC 8.5):
+//! - `webhook_targets (run_id, url)`: the webhook URL a run was started
+//!   with, apart from the run's body, which clients see.
+//! - `webhook_deliveries (delivery_id, run_id, event, url, body, state,
+//!   attempts, created_at, next_attempt_at)`: the outbox, one row per event
+//!   to send; `attempts` is a JSON array; `next_attempt_at` is when it is
+//!   due (or its lease ends), NULL once delivered or failed, and indexed
+//!   where set, so finding due deliveries reads only pending ones.
 
 use rusqlite::Connection;
 
@@ -128,6 +137,27 @@ const MIGRATIONS: &[&str] = &[
         data   TEXT NOT NULL,
         PRIMARY KEY (run_id, id)
     ) WITHOUT ROWID;
+    ",
+    // 2 → 3
+    "
+    CREATE TABLE webhook_targets (
+        run_id TEXT PRIMARY KEY,
+        url    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_deliveries (
+        delivery_id     TEXT PRIMARY KEY,
+        run_id          TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, created_at, delivery_id);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE next_attempt_at IS NOT NULL;
     ",
 ];
 
@@ -237,12 +267,43 @@ mod tests {
             "runs",
             "sqlite_sequence",
             "status_history",
+            "webhook_deliveries",
+            "webhook_targets",
             "workflow_agents",
             "workflows",
         ];
         assert_eq!(tables(&conn)?, expected);
         migrate(&conn)?;
         assert_eq!(version(&conn)?, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    #[test]
+    fn version_3_keeps_the_runs_of_version_2_and_adds_the_webhook_outbox() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        migrate_to(&conn, 2)?;
+        conn.execute(
+            "INSERT INTO runs (run_id, flow, story_id, status, created_at, updated_at, body)
+             VALUES ('run-1', 'planning', 'S1', 'success', 1, 2, '{}')",
+            [],
+        )?;
+        migrate_to(&conn, 3)?;
+        let kept: String = conn.query_row(
+            "SELECT status FROM runs WHERE run_id = 'run-1'",
+            [],
+            |row| row.get(0),
+        )?;
+        assert_eq!(kept, "success");
+        conn.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, run_id, event, url, body, state,
+                 attempts, created_at, next_attempt_at)
+             VALUES ('dlv-1', 'run-1', 'run.finished', 'http://h/', '{}', 'pending', '[]', 1, 1)",
+            [],
+        )?;
+        conn.execute(
+            "INSERT INTO webhook_targets (run_id, url) VALUES ('run-1', 'http://h/')",
+            [],
+        )?;
         Ok(())
     }
 
