@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use bmad2pf_compiler::config::RedisConfig;
 use bmad2pf_engine::store::{
-    DocStore, DocWriter, Incidents, MemoryKey, MemoryScope, MemoryStore, RedisConnection,
-    RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, StatusStore,
-    StoreError, WorkflowId, doc_id,
+    DeliveryStore, DocStore, DocWriter, Incidents, MemoryKey, MemoryScope, MemoryStore,
+    RedisConnection, RedisDeliveryStore, RedisDocStore, RedisMemoryStore, RedisRunStore,
+    RedisStatusStore, RunStore, StatusStore, StoreError, WorkflowId, doc_id,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -109,6 +109,10 @@ fn runs(redis: &TestRedis) -> Result<Arc<dyn RunStore>, StoreError> {
     Ok(Arc::new(RedisRunStore::new(redis.connect()?)))
 }
 
+fn deliveries(redis: &TestRedis) -> Result<Arc<dyn DeliveryStore>, StoreError> {
+    Ok(Arc::new(RedisDeliveryStore::new(redis.connect()?)))
+}
+
 // ------------------------------------------------------- the shared suite
 
 #[tokio::test]
@@ -181,6 +185,18 @@ async fn suite_runs_as_resources() -> TestResult {
 async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     let redis = test_redis!("runs_one_claim");
     store_suite::runs_one_claim_wins_across_handles(runs(&redis)?, runs(&redis)?).await
+}
+
+#[tokio::test]
+async fn suite_deliveries_outbox() -> TestResult {
+    let redis = test_redis!("deliveries_outbox");
+    store_suite::deliveries_outbox(deliveries(&redis)?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_deliveries_one_claim_per_lease() -> TestResult {
+    let redis = test_redis!("deliveries_one_claim");
+    store_suite::deliveries_one_claim_per_lease(deliveries(&redis)?, deliveries(&redis)?).await
 }
 
 // ------------------------------------------------------------- Redis only
