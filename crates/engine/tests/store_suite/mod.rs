@@ -1033,7 +1033,10 @@ pub async fn deliveries_outbox(store: Arc<dyn DeliveryStore>) -> TestResult {
     assert_eq!(ids_of(&claimed), ["dlv-1", "dlv-2"]);
     assert!(claimed.iter().all(|d| d.next_attempt_at == Some(lease)));
     assert!(store.claim_due(base + 50, lease, 10).await?.is_empty());
-    assert_eq!(ids_of(&store.claim_due(base + 100, lease, 1).await?), ["dlv-3"]);
+    assert_eq!(
+        ids_of(&store.claim_due(base + 100, lease, 1).await?),
+        ["dlv-3"]
+    );
 
     // Delivered, under the lease only.
     let mut delivered = claimed[0].clone();
@@ -1073,7 +1076,12 @@ pub async fn deliveries_outbox(store: Arc<dyn DeliveryStore>) -> TestResult {
     assert!(store.record_attempt(&late, lease + 5_000).await?);
 
     // Only the retried one is ever due again, at its time.
-    assert!(store.claim_due(base + 1_999, base + 9_000, 10).await?.is_empty());
+    assert!(
+        store
+            .claim_due(base + 1_999, base + 9_000, 10)
+            .await?
+            .is_empty()
+    );
     assert_eq!(
         ids_of(&store.claim_due(base + 2_000, base + 9_000, 10).await?),
         ["dlv-2"]

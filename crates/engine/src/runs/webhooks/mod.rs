@@ -294,9 +294,9 @@ impl Webhooks {
             return;
         }
         if self.secret.is_none() {
-            tracing::warn!(
+            tracing::info!(
                 variable = self.config.secret_env,
-                "no webhook signing secret: this process sends no webhooks"
+                "no webhook signing secret is set: this process sends no webhooks"
             );
             return;
         }
