@@ -531,7 +531,7 @@ mod tests {
         for pointer in [
             "/components/schemas/RunBody/properties/webhook",
             "/components/schemas/NewRun/properties/webhook",
-            "/components/schemas/Run/properties/webhook",
+            "/components/schemas/Run/allOf/1/properties/webhook",
             "/components/schemas/RunWebhook/properties/deliveries",
             "/components/schemas/WebhookDelivery/properties/attempts",
             "/components/schemas/DeliveryAttempt/properties/status_code",
