@@ -4,7 +4,8 @@
 //! `bmad2pf run`, another replica on Redis), so this does not stop it
 //! itself: it stores the request, which that process reads within a
 //! second (SPEC 8.2), then waits a few seconds for the run to end and
-//! prints how it ended. Exit code: 0 the run is cancelled (or the request
+//! prints how it ended. A run waiting for a person runs nowhere: it is
+//! cancelled here, in the store. Exit code: 0 the run is cancelled (or the request
 //! is stored and it is still stopping), 1 it had ended otherwise, 2 no such
 //! run or a store error.
 
@@ -12,7 +13,7 @@ use crate::Outcome;
 use crate::runtime::{BundleArgs, StartError, init_logging, tokio_runtime};
 use bmad2pf_engine::Stores;
 use bmad2pf_engine::outcome::RunStatus;
-use bmad2pf_engine::runs::{Run, check_run_id};
+use bmad2pf_engine::runs::{Run, cancel_interrupted, check_run_id};
 use clap::Args;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,18 @@ fn cancel(args: &CancelArgs) -> Result<Outcome, StartError> {
                 .ok_or_else(|| failed(format!("no run `{}` in this store", args.run_id)))?;
             Run::from_stored(&stored).map_err(|e| failed(e.to_string()))
         };
-        let run = read().await?;
+        let mut run = read().await?;
+        if run.outcome.status == RunStatus::Interrupted {
+            // Nobody executes it: it ends here, where it is stored.
+            match cancel_interrupted(stores.runs.as_ref(), run)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+            {
+                Some(cancelled) => return Ok(ended(&cancelled)),
+                // A resume got there first: it runs now, somewhere.
+                None => run = read().await?,
+            }
+        }
         if run.outcome.status.has_ended() {
             return Ok(ended(&run));
         }

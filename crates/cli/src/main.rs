@@ -133,6 +133,8 @@ enum Outcome {
     Pending,
     /// Stopped by Ctrl-C (the run is cancelled, its documents kept).
     Interrupted,
+    /// The run waits for a person's answer (`bmad2pf resume` continues it).
+    WaitsForAnswer,
 }
 
 impl From<Outcome> for ExitCode {
@@ -143,6 +145,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Failure => ExitCode::from(2),
             Outcome::Pending => ExitCode::from(3),
             Outcome::Interrupted => ExitCode::from(130),
+            Outcome::WaitsForAnswer => ExitCode::from(4),
         }
     }
 }

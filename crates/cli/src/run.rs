@@ -114,6 +114,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
         Ok(match run.outcome.status {
             RunStatus::Success => Outcome::Success,
             RunStatus::Pending => Outcome::Pending,
+            RunStatus::Interrupted => Outcome::WaitsForAnswer,
             RunStatus::Error | RunStatus::Cancelled | RunStatus::Queued | RunStatus::Running => {
                 Outcome::Invalid
             }
@@ -135,6 +136,8 @@ fn print_progress(event: &RunEvent) {
             ProgressStatus::Failed => "FAILED",
             ProgressStatus::Skipped => "up to date",
             ProgressStatus::Waiting => "waiting for documents",
+            ProgressStatus::Interrupted => "waiting for an answer",
+            ProgressStatus::Cancelled => "cancelled",
         };
         match duration_ms {
             Some(ms) if *status != ProgressStatus::Started => {

@@ -309,7 +309,8 @@ pub enum ToolKind {
 }
 
 /// Tools every project has without declaring them.
-pub const BUILTIN_TOOLS: [&str; 6] = [
+pub const BUILTIN_TOOLS: [&str; 7] = [
+    "ask_human",
     "current_time",
     "memory_get",
     "memory_set",

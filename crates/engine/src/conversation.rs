@@ -11,6 +11,13 @@
 //! the conversation's [`UsageTotals`], counted in the engine's counters and
 //! handed to the [`CallSink`] the caller attached, if any; failed attempts
 //! are counted by error code.
+//!
+//! The builtin `ask_human` tool is the conversation's own (SPEC 8.3): how
+//! it is answered depends on [`Asking`]. Headless, the engine answers at
+//! once that nobody is there; interactive, the exchange stops with
+//! [`ConversationError::Asked`], and the caller keeps the messages so far
+//! ([`Conversation::messages`]) to continue later with the person's answer
+//! as the tool's result ([`Conversation::restore`], [`Conversation::answer`]).
 
 use crate::core::{AgentLlm, Core};
 use crate::llm::{
@@ -18,6 +25,7 @@ use crate::llm::{
     complete_with_timeout,
 };
 use crate::reply::{Envelope, parse_envelope};
+use crate::runs::interrupts::{ASK_HUMAN, HEADLESS_ANSWER, Question};
 use crate::store::now_ms;
 use crate::tools::ToolContext;
 use crate::usage::{CallRecord, CallSink, UsageTotals, call_cost};
@@ -71,6 +79,28 @@ pub(crate) enum ConversationError {
     InvalidOutput { problem: String },
     /// The caller's stop check said to start no more calls.
     Stopped,
+    /// The model asked a person (interactive): the exchange stops here.
+    Asked(Box<Asked>),
+}
+
+/// An `ask_human` call waiting for a person's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Asked {
+    /// The model's id for the call, which the answer goes back under.
+    pub call_id: String,
+    pub question: Question,
+}
+
+/// Told each question a headless conversation answered on its own.
+pub(crate) type QuestionSink = dyn Fn(&Question) + Send + Sync;
+
+/// How the model's `ask_human` calls are answered.
+#[derive(Clone, Copy)]
+pub(crate) enum Asking<'a> {
+    /// At once, with [`HEADLESS_ANSWER`]; each question goes to the sink.
+    Headless(Option<&'a QuestionSink>),
+    /// By a person: the exchange stops with [`ConversationError::Asked`].
+    Interactive,
 }
 
 /// Asked before each call of a conversation; `true` starts no more.
@@ -97,6 +127,7 @@ pub(crate) struct Conversation<'a> {
     /// Asked before each call: `true` starts no more (a run over budget).
     stop: Option<&'a StopCheck>,
     retries: Retries,
+    asking: Asking<'a>,
     /// The agent talking, for the call records.
     agent: &'a str,
     /// The flow step it runs in (`None` for stateless execute), for the call records.
@@ -129,6 +160,7 @@ impl<'a> Conversation<'a> {
             on_call: None,
             stop: None,
             retries,
+            asking: Asking::Headless(None),
             agent,
             step,
             attempt: 1,
@@ -159,6 +191,33 @@ impl<'a> Conversation<'a> {
     pub fn stopping_when(mut self, stop: Option<&'a StopCheck>) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// Says how `ask_human` calls are answered (headless unless told).
+    pub fn asking(mut self, asking: Asking<'a>) -> Self {
+        self.asking = asking;
+        self
+    }
+
+    /// Continues a conversation that stopped: `messages` are its messages
+    /// so far, in place of the request's.
+    pub fn restore(mut self, messages: Vec<Message>) -> Self {
+        self.messages = messages;
+        self
+    }
+
+    /// The messages so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// Gives a person's answer to the `ask_human` call `call_id`.
+    pub fn answer(&mut self, call_id: String, answer: String) {
+        self.messages.push(Message::ToolResult {
+            call_id,
+            name: ASK_HUMAN.to_string(),
+            content: answer,
+        });
     }
 
     /// Hands the record of each call that answers to `on_call`, as it answers.
@@ -198,8 +257,25 @@ impl<'a> Conversation<'a> {
             if response.tool_calls.is_empty() {
                 return Ok(response.text);
             }
+            let mut asked = None;
             for tool_call in &response.tool_calls {
                 let content = match &self.tools {
+                    Some(tools)
+                        if tool_call.name == ASK_HUMAN
+                            && tools.allowed.contains(&tool_call.name) =>
+                    {
+                        match self.ask(tool_call, asked.is_some()) {
+                            Ok(Some(question)) => {
+                                asked = Some(Asked {
+                                    call_id: tool_call.id.clone(),
+                                    question,
+                                });
+                                continue;
+                            }
+                            Ok(None) => HEADLESS_ANSWER.to_string(),
+                            Err(problem) => format!("error: {problem}"),
+                        }
+                    }
                     Some(tools) if tools.allowed.contains(&tool_call.name) => match self
                         .core
                         .tools
@@ -220,8 +296,34 @@ impl<'a> Conversation<'a> {
                     content,
                 });
             }
+            if let Some(asked) = asked {
+                return Err(ConversationError::Asked(Box::new(asked)));
+            }
         }
         Err(ConversationError::ToolLoopLimit)
+    }
+
+    /// Reads an `ask_human` call: `Some(question)` when a person must
+    /// answer it, `None` when it was answered headless (the question went
+    /// to the sink), an error for the model when the call cannot be asked.
+    fn ask(
+        &self,
+        call: &crate::llm::ToolCall,
+        already_asking: bool,
+    ) -> Result<Option<Question>, String> {
+        if already_asking {
+            return Err("ask one question at a time; this one was not asked".into());
+        }
+        let question = Question::from_arguments(&call.arguments)?;
+        match self.asking {
+            Asking::Interactive => Ok(Some(question)),
+            Asking::Headless(sink) => {
+                if let Some(sink) = sink {
+                    sink(&question);
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Reads `reply` (the text of the last exchange) as an envelope that fits

@@ -11,6 +11,7 @@ use crate::core::Core;
 use crate::error::EngineError;
 use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunRequest};
 use crate::run::graph::build_flow;
+use crate::runs::interrupts::Answer;
 use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, RunUsage, Runner, Webhooks};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
@@ -358,6 +359,19 @@ impl Engine {
         self.runner.usage(run_id, calls).await
     }
 
+    /// Answers an open question of an interrupted run and continues it in
+    /// this process (SPEC 8.3); the run as queued, and a [`RunEnd`] to wait
+    /// for the end of its pass. `observer` gets its events as they happen.
+    pub async fn resume_run(
+        &self,
+        run_id: &str,
+        answer: &Answer,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<(Run, RunEnd), EngineError> {
+        let (run, ended) = self.runner.resume(run_id, answer, observer).await?;
+        Ok((run, RunEnd(ended)))
+    }
+
     /// Cancels a queued or running run (SPEC 8.2).
     pub async fn cancel_run(&self, run_id: &str) -> Result<Cancelled, EngineError> {
         self.runner.cancel(run_id).await
@@ -445,6 +459,7 @@ impl Engine {
 }
 
 /// The end of a run started by [`Engine::begin_run`], to wait for.
+#[derive(Debug)]
 pub struct RunEnd(tokio::sync::watch::Receiver<Option<Arc<Run>>>);
 
 impl RunEnd {

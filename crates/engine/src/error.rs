@@ -70,6 +70,24 @@ pub enum EngineError {
     /// Cancel of a run that ended other than cancelled (409).
     #[error("run `{run_id}` has ended ({status}); only a queued or running run can be cancelled")]
     RunNotActive { run_id: String, status: String },
+    /// Resume of a run that waits for no answer (409).
+    #[error("run `{run_id}` is {status}, not interrupted: it waits for no answer")]
+    NotInterrupted { run_id: String, status: String },
+    /// Resume naming an interrupt the run does not have open (409).
+    #[error("interrupt `{interrupt_id}` is not open on run `{run_id}`")]
+    InterruptNotOpen {
+        run_id: String,
+        interrupt_id: String,
+        /// The ids of the run's open interrupts.
+        open: Vec<String>,
+    },
+    /// An answer that does not fit its question (422).
+    #[error("{message}")]
+    InvalidAnswer {
+        message: String,
+        /// For a `choose` question, its options.
+        options: Option<Vec<String>>,
+    },
     /// A store failed (status per the store error's kind).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -96,6 +114,9 @@ impl EngineError {
             Self::InvalidCursor(_) => EngineErrorCode::InvalidCursor,
             Self::RunNotActive { .. } => EngineErrorCode::RunNotActive,
             Self::BudgetUnenforceable(_) => EngineErrorCode::BudgetUnenforceable,
+            Self::NotInterrupted { .. } => EngineErrorCode::NotInterrupted,
+            Self::InterruptNotOpen { .. } => EngineErrorCode::InterruptNotOpen,
+            Self::InvalidAnswer { .. } => EngineErrorCode::InvalidAnswer,
             Self::InvalidWebhook(_) => EngineErrorCode::InvalidWebhook,
             Self::WebhookSecretMissing { .. } => EngineErrorCode::WebhookSecretMissing,
             Self::Store(e) => return e.code(),
@@ -119,6 +140,9 @@ error_codes! {
         InvalidCursor => "invalid_cursor",
         RunNotActive => "run_not_active",
         BudgetUnenforceable => "budget_unenforceable",
+        NotInterrupted => "not_interrupted",
+        InterruptNotOpen => "interrupt_not_open",
+        InvalidAnswer => "invalid_answer",
         InvalidWebhook => "invalid_webhook",
         WebhookSecretMissing => "webhook_secret_missing",
         ConfigError => "config_error",

@@ -181,6 +181,11 @@ pub(crate) async fn execute(
             "the call was stopped".to_string(),
             "the conversation was stopped before its next call".to_string(),
         ),
+        // Execute offers no tools and answers headless: it never waits for a person.
+        Err(ConversationError::Asked(asked)) => (
+            "the model asked a person, which a stateless execute cannot wait for".to_string(),
+            format!("ask_human: {}", asked.question.prompt),
+        ),
         Err(ConversationError::ToolLoopLimit) => (
             "the model kept calling tools".to_string(),
             format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),

@@ -93,6 +93,8 @@ error_codes! {
         BundleChanged => "bundle_changed",
         /// It used its budget (SPEC 8.4); what was written is kept.
         BudgetExceeded => "budget_exceeded",
+        /// A question stayed open past `runs.interrupt_timeout_s` (SPEC 8.3).
+        InterruptTimeout => "interrupt_timeout",
     }
 }
 

@@ -33,6 +33,9 @@ pub enum RunStatus {
     Queued,
     /// Executing in one process.
     Running,
+    /// Waiting for a person to answer (SPEC 8.3): nothing executes, the
+    /// (flow, story) stays claimed.
+    Interrupted,
     /// Ended: every agent that was due ran (or was skipped as up to date).
     Success,
     /// Ended: some agents wait for documents; PUT them and run again.
@@ -50,6 +53,7 @@ impl RunStatus {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Interrupted => "interrupted",
             Self::Success => "success",
             Self::Pending => "pending",
             Self::Error => "error",
@@ -63,9 +67,10 @@ impl RunStatus {
     }
 
     /// Every status, for checking filters.
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         Self::Queued,
         Self::Running,
+        Self::Interrupted,
         Self::Success,
         Self::Pending,
         Self::Error,
@@ -85,6 +90,10 @@ pub enum AgentRunStatus {
     Failed,
     /// Failed, and a placeholder marked as fallback was written instead.
     Fallback,
+    /// Asked a person and waits for the answer (SPEC 8.3).
+    Interrupted,
+    /// Waited for a person when its run was cancelled.
+    Cancelled,
 }
 
 /// One agent's result within a run.
@@ -124,6 +133,10 @@ pub enum ProgressStatus {
     Failed,
     Skipped,
     Waiting,
+    /// The agent asked a person and waits for the answer.
+    Interrupted,
+    /// The run was cancelled while the agent ran or waited.
+    Cancelled,
 }
 
 /// Something that happened during a run, in order, for streaming callers.
@@ -158,6 +171,8 @@ pub enum RunEvent {
     },
     /// An LLM call returned (SPEC 8.4).
     Usage(Box<crate::usage::CallRecord>),
+    /// An agent or a gate asked a person (SPEC 8.3).
+    Interrupt(Box<crate::runs::interrupts::Interrupt>),
     /// The run ended: the whole run.
     Done(Box<crate::runs::Run>),
 }
@@ -171,6 +186,7 @@ impl RunEvent {
             Self::Result { .. } => "result",
             Self::Status { .. } => "status",
             Self::Usage(_) => "usage",
+            Self::Interrupt(_) => "interrupt",
             Self::Done(_) => "done",
         }
     }

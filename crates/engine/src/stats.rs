@@ -63,7 +63,7 @@ impl Counters {
             Error => &self.runs_error,
             Cancelled => &self.runs_cancelled,
             // Not an end: nothing to count.
-            Queued | Running => return,
+            Queued | Running | Interrupted => return,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -75,6 +75,8 @@ impl Counters {
             Failed | Fallback => &self.agents_failed,
             Skipped => &self.agents_skipped,
             Waiting => &self.agents_waiting,
+            // Not an end of its work: counted when it finishes.
+            Interrupted | Cancelled => return,
         }
         .fetch_add(1, Relaxed);
     }

@@ -181,6 +181,12 @@ async fn suite_runs_as_resources() -> TestResult {
     store_suite::runs_as_resources(runs(&redis)?).await
 }
 
+#[tokio::test]
+async fn suite_runs_wait_for_a_person() -> TestResult {
+    let redis = test_redis!("runs_wait_for_a_person");
+    store_suite::runs_wait_for_a_person(runs(&redis)?).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     let redis = test_redis!("runs_one_claim");

@@ -134,6 +134,12 @@ async fn suite_runs_as_resources() -> TestResult {
     store_suite::runs_as_resources(runs_in(dir.path())?).await
 }
 
+#[tokio::test]
+async fn suite_runs_wait_for_a_person() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::runs_wait_for_a_person(runs_in(dir.path())?).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     let dir = TempDir::new()?;

@@ -238,6 +238,21 @@ impl From<EngineError> for ApiError {
                 let details = json!({ "status": status });
                 Self::new(StatusCode::CONFLICT, code, error.to_string()).with_details(details)
             }
+            EngineError::NotInterrupted { ref status, .. } => {
+                let details = json!({ "status": status });
+                Self::new(StatusCode::CONFLICT, code, error.to_string()).with_details(details)
+            }
+            EngineError::InterruptNotOpen { ref open, .. } => {
+                let details = json!({ "open": open });
+                Self::new(StatusCode::CONFLICT, code, error.to_string()).with_details(details)
+            }
+            EngineError::InvalidAnswer { message, options } => {
+                let details = match options {
+                    Some(options) => json!({ "options": options }),
+                    None => json!({}),
+                };
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(details)
+            }
             EngineError::Store(store) => store.into(),
             EngineError::Config(message) | EngineError::Internal(message) => {
                 tracing::error!(code, %message, "engine failure");

@@ -8,6 +8,10 @@
 //! (`latency_ms`, a tokio sleep, so tests with a paused clock run instantly) and
 //! flaky (`failure_rate`, drawn from an RNG seeded with `seed`, so one seed
 //! always gives the same sequence of failures; failures look like a vendor's 503).
+//!
+//! Offered the `ask_human` tool, it asks once per conversation (a free-text
+//! question echoing the request) before it replies, so that a run of the
+//! built-in example can show a question and its resume offline.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 use bmad2pf_compiler::config::MockConfig;
 
-use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, Usage};
+use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+use crate::runs::interrupts::ASK_HUMAN;
 
 /// How much of the last user message the reply echoes, in characters.
 const ECHO_CHARS: usize = 80;
@@ -84,6 +89,28 @@ impl MockProvider {
         } else {
             text
         }
+    }
+
+    /// The `ask_human` call it makes: when the tool is offered and the
+    /// conversation has not asked yet.
+    fn question(request: &LlmRequest) -> Option<ToolCall> {
+        let offered = request.tools.iter().any(|t| t.name == ASK_HUMAN);
+        let asked = request
+            .messages
+            .iter()
+            .any(|m| matches!(m, Message::ToolResult { name, .. } if name == ASK_HUMAN));
+        if !offered || asked {
+            return None;
+        }
+        let digest = request_digest(request);
+        Some(ToolCall {
+            id: format!("mock-ask-{digest}"),
+            name: ASK_HUMAN.into(),
+            arguments: serde_json::json!({
+                "kind": "ask",
+                "prompt": format!("mock question {digest}: what should I know before I start?"),
+            }),
+        })
     }
 
     fn draw_failure(&self) -> bool {
@@ -213,6 +240,15 @@ impl LlmProvider for MockProvider {
                     "simulated failure (llm.mock.failure_rate = {})",
                     self.failure_rate
                 ),
+            });
+        }
+        if let Some(question) = Self::question(request) {
+            return Ok(LlmResponse {
+                usage: Usage::estimate(request, ""),
+                text: String::new(),
+                tool_calls: vec![question],
+                model: request.model.clone(),
+                finish_reason: Some("tool_calls".into()),
             });
         }
         let text = Self::reply_text(request);

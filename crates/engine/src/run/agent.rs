@@ -18,18 +18,31 @@
 //! - **post** (store write-locked): record the result, the memory entry
 //!   (in the run's cache) and the orchestration status (queued to the
 //!   run's status writer, in order), return the action.
+//!
+//! An agent that asks a person (`ask_human`, interactive runs) ends its
+//! exec with its conversation so far; post turns it into an open
+//! interrupt and keeps the conversation in the run's state for the
+//! checkpoint ([`super::checkpoint`]). When the run resumes, prep finds the
+//! answer in the run's state and exec continues the same conversation with
+//! it. While a question is open, agents that come after the one that asked
+//! do not start (parallel siblings already running carry on).
 
+use super::checkpoint::AgentCheckpoint;
 use super::inputs::{
     Documents, OwnedInputs, gather_documents, hash_inputs, user_message, uses_variable,
 };
-use super::sequence::{PreparedStep, SequenceRun, prepare_sequence};
+use super::sequence::{PreparedStep, SequenceRun, SequenceState, prepare_sequence};
 use super::{Halt, RunContext, RunState, elapsed_ms};
-use crate::conversation::{Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, ToolAccess};
+use crate::conversation::{
+    Asked, Asking, Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, ToolAccess,
+};
 use crate::core::{AgentLlm, Core, output_documents};
 use crate::failure::{AgentErrorCode, FailureCode, HaltCode};
 use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent};
 use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
+use crate::runs::RunMode;
+use crate::runs::interrupts::{Interrupt, InterruptSource, OpenQuestion, Question};
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
@@ -73,6 +86,9 @@ pub(crate) struct AgentNode {
 pub(crate) enum AgentPrep {
     /// The run already halted: do nothing.
     Halted,
+    /// Nothing to do in this pass: the agent is done in this visit of its
+    /// step, waits for a person, or comes after an agent that does.
+    Idle,
     /// Outputs exist and inputs are unchanged.
     UpToDate {
         document: Option<String>,
@@ -108,6 +124,23 @@ pub(crate) struct AgentCall {
     /// The model calls of every attempt so far, those of failed attempts
     /// too (they were paid for): the agent's result reports them all.
     usage: Arc<Mutex<UsageTotals>>,
+    /// Set when the agent continues a conversation that asked a person.
+    resume: Option<Resume>,
+}
+
+/// A conversation to continue with a person's answer.
+pub(crate) struct Resume {
+    pub checkpoint: AgentCheckpoint,
+    /// What the agent receives as the result of its `ask_human` call.
+    pub answer: String,
+}
+
+impl AgentCall {
+    /// How long the agent has worked, earlier runs of it included, in ms.
+    fn duration_ms(&self) -> u64 {
+        let earlier = self.resume.as_ref().map_or(0, |r| r.checkpoint.duration_ms);
+        earlier.saturating_add(elapsed_ms(self.started))
+    }
 }
 
 impl AgentCall {
@@ -121,7 +154,15 @@ impl AgentCall {
 pub(crate) enum AgentExec {
     NotRun,
     Done(Delivered),
-    Failed { code: FailureCode, message: String },
+    Failed {
+        code: FailureCode,
+        message: String,
+    },
+    /// The agent asked a person: its question, and where its conversation stopped.
+    Asked {
+        question: Question,
+        checkpoint: Box<AgentCheckpoint>,
+    },
 }
 
 /// A finished agent's output, already written to the document store.
@@ -139,16 +180,32 @@ pub(crate) struct Reply {
     extra_docs: Vec<(String, String)>,
 }
 
-/// Why an agent's work with the model failed: LLM errors may be retried, others not.
+/// Why an agent's work with the model stopped: LLM errors may be retried,
+/// others not; a question for a person suspends it.
 pub(super) enum CallError {
     Llm(LlmError),
     Other { code: FailureCode, message: String },
+    Asked(Box<Suspended>),
+}
+
+/// An agent's work stopped by an `ask_human` call.
+pub(super) struct Suspended {
+    pub asked: Asked,
+    /// Where its sequence stood, for an agent that has one.
+    pub sequence: Option<SequenceState>,
+    /// The conversation so far.
+    pub messages: Vec<Message>,
 }
 
 impl From<ConversationError> for CallError {
     fn from(error: ConversationError) -> Self {
         match error {
             ConversationError::Llm(error) => Self::Llm(error),
+            ConversationError::Asked(asked) => Self::Asked(Box::new(Suspended {
+                asked: *asked,
+                sequence: None,
+                messages: Vec::new(),
+            })),
             ConversationError::Stopped => Self::Other {
                 code: AgentErrorCode::BudgetExceeded.into(),
                 message: "the run's budget is used up; no further LLM call was made".into(),
@@ -186,7 +243,10 @@ impl AgentNode {
         output_documents(&self.agent, Some(&self.step))
     }
 
-    async fn prepare(&self, state: &RunState) -> AgentPrep {
+    /// Gathers what the agent's work needs; `resume` continues a
+    /// conversation that asked a person (its system prompt and input hash
+    /// are those it started with).
+    async fn prepare(&self, state: &RunState, resume: Option<Resume>) -> AgentPrep {
         let ctx = &state.ctx;
         let failed = |code: FailureCode, message: String| AgentPrep::Failed { code, message };
         let story = ctx.story_id.as_str();
@@ -222,7 +282,10 @@ impl AgentNode {
         };
         let request = LlmRequest {
             model: llm.model.clone(),
-            system: Some(system),
+            system: match &resume {
+                Some(resume) => resume.checkpoint.system.clone(),
+                None => Some(system),
+            },
             messages: vec![Message::User(user_message(
                 &self.agent,
                 &self.step,
@@ -235,7 +298,10 @@ impl AgentNode {
             json_output: self.agent.output_schema.is_some(),
             output_schema: self.agent.output_schema.clone(),
         };
-        let input_hash = hash_inputs(llm.provider.name(), &request, &inputs, !sequence.is_empty());
+        let input_hash = match &resume {
+            Some(resume) => resume.checkpoint.input_hash.clone(),
+            None => hash_inputs(llm.provider.name(), &request, &inputs, !sequence.is_empty()),
+        };
         let mut outputs = Vec::new();
         for name in self.output_names() {
             match doc_id(story, &name) {
@@ -249,7 +315,11 @@ impl AgentNode {
         // Resuming skips work done by earlier runs; a step revisited in a
         // loop within this run is asked again, whatever its inputs.
         let first_visit = state.visits.get(&self.step.id).copied().unwrap_or(0) <= 1;
-        if !ctx.force && first_visit && self.outputs_current(state, &input_hash, &outputs).await {
+        if resume.is_none()
+            && !ctx.force
+            && first_visit
+            && self.outputs_current(state, &input_hash, &outputs).await
+        {
             return AgentPrep::UpToDate {
                 document: outputs.first().map(|d| d.to_string()),
             };
@@ -271,7 +341,13 @@ impl AgentNode {
             },
             started: Instant::now(),
             attempts: AtomicU32::new(0),
-            usage: Arc::default(),
+            usage: Arc::new(Mutex::new(
+                resume
+                    .as_ref()
+                    .map(|r| r.checkpoint.usage)
+                    .unwrap_or_default(),
+            )),
+            resume,
         }))
     }
 
@@ -290,7 +366,8 @@ impl AgentNode {
         true
     }
 
-    /// Runs the agent's LLM work (attempt `attempt` of exec): one exchange, or its sequence.
+    /// Runs the agent's LLM work (attempt `attempt` of exec): one exchange,
+    /// or its sequence; from where it asked a person, when it resumes.
     async fn call(&self, call: &AgentCall, attempt: u32) -> Result<Reply, CallError> {
         let agent = self.agent.id.clone();
         let ctx = call.ctx.clone();
@@ -315,6 +392,21 @@ impl AgentNode {
         };
         let run = call.ctx.clone();
         let over_budget = move || run.over_budget();
+        let run = call.ctx.clone();
+        let (agent, step) = (self.agent.id.clone(), self.step.id.clone());
+        let assumed = move |question: &Question| {
+            run.assumed(OpenQuestion {
+                agent: agent.clone(),
+                step: Some(step.clone()),
+                kind: question.kind,
+                prompt: question.prompt.clone(),
+                options: question.options.clone(),
+            });
+        };
+        let asking = match call.ctx.mode {
+            RunMode::Interactive => Asking::Interactive,
+            RunMode::Headless => Asking::Headless(Some(&assumed)),
+        };
         let mut conversation = Conversation::new(
             &self.core,
             &call.llm,
@@ -330,7 +422,30 @@ impl AgentNode {
         })
         .streaming_to(on_token)
         .recording_to(Some(&on_call))
-        .stopping_when(Some(&over_budget));
+        .stopping_when(Some(&over_budget))
+        .asking(asking);
+        let mut sequence_from = SequenceState::default();
+        if let Some(resume) = &call.resume {
+            conversation = conversation.restore(resume.checkpoint.messages.clone());
+            conversation.answer(resume.checkpoint.call_id.clone(), resume.answer.clone());
+            sequence_from = resume.checkpoint.sequence.clone().unwrap_or_default();
+        }
+        match self.converse(call, &mut conversation, sequence_from).await {
+            Err(CallError::Asked(mut suspended)) => {
+                suspended.messages = conversation.messages().to_vec();
+                Err(CallError::Asked(suspended))
+            }
+            other => other,
+        }
+    }
+
+    /// The agent's exchanges with the model, up to its reply.
+    async fn converse(
+        &self,
+        call: &AgentCall,
+        conversation: &mut Conversation<'_>,
+        sequence_from: SequenceState,
+    ) -> Result<Reply, CallError> {
         let (text, extra_docs) = if call.sequence.is_empty() {
             (conversation.exchange().await?, Vec::new())
         } else {
@@ -340,10 +455,12 @@ impl AgentNode {
                 inputs: &call.inputs,
                 tool_ctx: &call.tool_ctx,
             };
-            let output = sequence.run(&call.sequence, &mut conversation).await?;
+            let output = sequence
+                .run(&call.sequence, conversation, sequence_from)
+                .await?;
             (output.draft, output.documents)
         };
-        let mut reply = self.finish_reply(&mut conversation, text).await?;
+        let mut reply = self.finish_reply(conversation, text).await?;
         reply.extra_docs = extra_docs;
         Ok(reply)
     }
@@ -466,7 +583,48 @@ impl AgentNode {
             });
         }
         state.results.insert(id.clone(), result);
+        if progress != ProgressStatus::Interrupted {
+            state.step_done.insert(id.clone());
+        }
         ctx.report_status(id, status, summary);
+    }
+
+    /// Records that the agent asked a person: an open interrupt, its
+    /// conversation kept for the checkpoint.
+    async fn interrupted(
+        &self,
+        state: &mut RunState,
+        question: Question,
+        mut checkpoint: Box<AgentCheckpoint>,
+    ) {
+        let interrupt = Interrupt::open(
+            &self.agent.id,
+            &self.step.id,
+            question,
+            InterruptSource::Tool,
+        );
+        checkpoint.interrupt_id = interrupt.id.clone();
+        let result = AgentResult {
+            status: AgentRunStatus::Interrupted,
+            document: None,
+            summary: interrupt.prompt.clone(),
+            duration_ms: checkpoint.duration_ms,
+            usage: checkpoint.usage,
+        };
+        state
+            .ctx
+            .emit(RunEvent::Interrupt(Box::new(interrupt.clone())));
+        let prompt = interrupt.prompt.clone();
+        state.interrupts.push(interrupt);
+        state.waiting.insert(self.agent.id.clone(), *checkpoint);
+        self.finish(
+            state,
+            result,
+            ProgressStatus::Interrupted,
+            AgentState::NeedsInput,
+            Some(prompt),
+        )
+        .await;
     }
 
     /// Writes the agent's documents: done at the end of exec, outside the
@@ -544,7 +702,7 @@ impl AgentNode {
             status: AgentRunStatus::Completed,
             document: call.outputs.first().map(|d| d.to_string()),
             summary: summary.clone(),
-            duration_ms: elapsed_ms(call.started),
+            duration_ms: call.duration_ms(),
             usage: call.usage(),
         };
         self.finish(
@@ -593,7 +751,21 @@ impl Node<RunState> for AgentNode {
         if state.halted.is_some() || state.ctx.over_budget() {
             return Ok(AgentPrep::Halted);
         }
-        Ok(self.prepare(state).await)
+        let id = &self.agent.id;
+        if let Some((checkpoint, answer)) = state.resuming.get(id) {
+            let resume = Resume {
+                checkpoint: checkpoint.clone(),
+                answer: answer.clone(),
+            };
+            return Ok(self.prepare(state, Some(resume)).await);
+        }
+        // A sequential agent after one that asked needs its answer first;
+        // parallel siblings were started with it and carry on.
+        let behind_a_question = !state.waiting.is_empty() && !self.agent.parallel;
+        if state.waiting.contains_key(id) || state.step_done.contains(id) || behind_a_question {
+            return Ok(AgentPrep::Idle);
+        }
+        Ok(self.prepare(state, None).await)
     }
 
     async fn exec(&self, prep: &AgentPrep) -> Result<AgentExec, NodeError> {
@@ -625,6 +797,26 @@ impl Node<RunState> for AgentNode {
                 message: error.to_string(),
             }),
             Err(CallError::Other { code, message }) => Ok(AgentExec::Failed { code, message }),
+            Err(CallError::Asked(suspended)) => {
+                let Suspended {
+                    asked,
+                    sequence,
+                    messages,
+                } = *suspended;
+                Ok(AgentExec::Asked {
+                    question: asked.question,
+                    checkpoint: Box::new(AgentCheckpoint {
+                        interrupt_id: String::new(),
+                        call_id: asked.call_id,
+                        system: call.request.system.clone(),
+                        messages,
+                        input_hash: call.input_hash.clone(),
+                        sequence,
+                        usage: call.usage(),
+                        duration_ms: call.duration_ms(),
+                    }),
+                })
+            }
         }
     }
 
@@ -650,9 +842,14 @@ impl Node<RunState> for AgentNode {
         exec: AgentExec,
     ) -> Result<Action, NodeError> {
         let id = self.agent.id.clone();
+        if matches!(prep, AgentPrep::Idle) {
+            // Its result and action, if any, stand.
+            return Ok(Action::DEFAULT);
+        }
+        state.resuming.remove(&id);
         state.actions.insert(id.clone(), DEFAULT_ACTION.to_string());
         let action = match (prep, exec) {
-            (AgentPrep::Halted, _) => Action::DEFAULT,
+            (AgentPrep::Halted | AgentPrep::Idle, _) => Action::DEFAULT,
             (AgentPrep::UpToDate { document }, _) => {
                 let result = AgentResult {
                     status: AgentRunStatus::Skipped,
@@ -699,6 +896,16 @@ impl Node<RunState> for AgentNode {
             }
             (AgentPrep::Run(call), AgentExec::Done(reply)) => {
                 self.complete(state, call, reply).await
+            }
+            (
+                AgentPrep::Run(_),
+                AgentExec::Asked {
+                    question,
+                    checkpoint,
+                },
+            ) => {
+                self.interrupted(state, question, checkpoint).await;
+                Action::DEFAULT
             }
             (AgentPrep::Run(call), AgentExec::Failed { code, message }) => {
                 self.record_failure(

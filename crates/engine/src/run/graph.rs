@@ -18,7 +18,12 @@
 //! end for `end`, otherwise to the following step. A step's action is the
 //! first non-default action returned by its agents, in the order the step
 //! lists them. A step about to run for the (max_visits + 1)-th time halts
-//! the run with `loop_limit`; a halted run takes the `halt` edge to the end.
+//! the run with `loop_limit`; a halted run takes the `halt` edge to the end,
+//! and so does a step after which a question waits for a person (the run
+//! is then `interrupted`). A resumed run starts at an entry node that
+//! routes it to the step it stopped in, which it enters again as the same
+//! visit; the agents of a group start only while no question is open,
+//! except those continuing with their answer.
 
 use super::agent::AgentNode;
 use super::{Halt, RunState};
@@ -38,12 +43,17 @@ const HALT: &str = "halt";
 /// Builds the graph of `flow`.
 pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
     let mut graph = Flow::named(flow.name.clone());
+    let entry = graph.add(resume_entry());
     let steps: Vec<_> = flow
         .steps
         .iter()
         .map(|step| graph.add_runnable(build_step(core, step, flow.max_visits)))
         .collect();
     let end = graph.add(end());
+    graph.next(entry, steps.first().copied().unwrap_or(end));
+    for (step, &node) in flow.steps.iter().zip(&steps) {
+        graph.on(entry, resume_action(&step.id), node);
+    }
     let index: HashMap<&str, usize> = flow
         .steps
         .iter()
@@ -80,7 +90,7 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
     let agents = step.agents.clone();
     let mut graph = Flow::named(step.id.clone()).with_post(
         move |state: &mut RunState, _: &Params, _last: Action| {
-            if state.halted.is_some() {
+            if state.halted.is_some() || !state.waiting.is_empty() {
                 return Ok(Action::new(HALT));
             }
             let chosen = agents
@@ -150,10 +160,14 @@ fn groups(core: &Core, step: &StepSpec) -> Vec<Group> {
 struct AgentSets(Vec<String>);
 
 impl ParamSets<RunState> for AgentSets {
-    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<Vec<Params>, NodeError> {
+    /// While a question is open, only the agents continuing with an answer
+    /// start: the others need what the asking agent will write.
+    async fn prep(&self, state: &RunState, _params: &Params) -> Result<Vec<Params>, NodeError> {
+        let waiting = !state.waiting.is_empty();
         Ok(self
             .0
             .iter()
+            .filter(|id| !waiting || state.resuming.contains_key(*id))
             .map(|id| Params::from([("agent".to_string(), serde_json::Value::String(id.clone()))]))
             .collect())
     }
@@ -273,7 +287,28 @@ fn router() -> Decide<impl Fn(&mut RunState, &Params) -> Result<Action, NodeErro
     }
 }
 
+/// The action that takes a resumed run to step `step`.
+fn resume_action(step: &str) -> String {
+    format!("resume:{step}")
+}
+
+/// Where every run starts: a resumed run goes to the step it stopped in,
+/// others to the first step.
+fn resume_entry()
+-> Decide<impl Fn(&mut RunState, &Params) -> Result<Action, NodeError> + Send + Sync> {
+    Decide {
+        name: "resume-entry",
+        decide: |state: &mut RunState, _: &Params| {
+            Ok(match &state.resume_step {
+                Some(step) => Action::new(resume_action(step)),
+                None => Action::DEFAULT,
+            })
+        },
+    }
+}
+
 /// Counts a step's visits and halts the run on the (max_visits + 1)-th.
+/// A resumed run entering the step it stopped in continues that visit.
 fn visit_guard(
     step: String,
     max_visits: u32,
@@ -284,6 +319,12 @@ fn visit_guard(
             if state.halted.is_some() {
                 return Ok(Action::new(HALT));
             }
+            if state.resume_step.as_deref() == Some(step.as_str()) {
+                state.resume_step = None;
+                state.ctx.log.enter_step(&step);
+                return Ok(Action::DEFAULT);
+            }
+            state.step_done.clear();
             let visits = state.visits.entry(step.clone()).or_insert(0);
             if *visits >= max_visits {
                 state.halted = Some(Halt::new(

@@ -11,8 +11,14 @@
 //! The shared store of one run is a [`RunState`]. It holds what the run has
 //! learnt so far (results, errors, documents waited for, step visits) and a
 //! RAM cache of the memory scopes its agents use, flushed once at the end.
+//!
+//! A run whose agent asks a person (interactive) stops once no agent runs
+//! and a question is open: it ends its pass `interrupted`, with a
+//! [`checkpoint::Checkpoint`] of its state, and a resume runs the graph
+//! again from the step it stopped in ([`Resumption`]).
 
 pub(crate) mod agent;
+pub(crate) mod checkpoint;
 mod docs;
 pub(crate) mod graph;
 mod inputs;
@@ -20,13 +26,15 @@ mod sequence;
 
 use crate::core::Core;
 use crate::failure::HaltCode;
-use crate::outcome::{AgentResult, RunEvent, RunOutcome, RunRequest, RunStatus};
-use crate::runs::{Budget, EventLog};
+use crate::outcome::{AgentResult, AgentRunStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::runs::interrupts::{Interrupt, InterruptStatus, OpenQuestion};
+use crate::runs::{Budget, EventLog, RunMode};
 use crate::store::{
     AgentState, DocWriter, MemoryKey, MemoryScope, RunRecord, StatusUpdate, StoreError, WorkflowId,
     now_ms,
 };
 use crate::usage::{CallRecord, UsageTotals};
+use checkpoint::{AgentCheckpoint, Checkpoint};
 use docs::RunDocs;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -43,6 +51,10 @@ pub(crate) struct RunContext {
     pub story_id: String,
     pub input: String,
     pub force: bool,
+    /// Whether agents may stop to ask a person.
+    pub mode: RunMode,
+    /// The questions answered on assumptions (headless).
+    open_questions: std::sync::Mutex<Vec<OpenQuestion>>,
     /// The run's event log: numbered, stored, followed by clients.
     pub log: EventLog,
     /// Who started the run in this process and watches it (the CLI's progress).
@@ -109,6 +121,14 @@ impl RunContext {
         }
     }
 
+    /// Notes a question a headless run answered on its own assumptions.
+    pub fn assumed(&self, question: OpenQuestion) {
+        self.open_questions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(question);
+    }
+
     /// Whether the run has used its budget: no new LLM call may start.
     pub fn over_budget(&self) -> bool {
         self.over_budget.load(Ordering::Relaxed)
@@ -161,6 +181,33 @@ pub(crate) struct RunState {
     /// The record of the previous runs (input hashes), updated as agents finish.
     pub record: RunRecord,
     pub memory: MemoryCache,
+    /// Every question the run asked, earlier passes' included.
+    pub interrupts: Vec<Interrupt>,
+    /// Agents waiting for an answer, and where each stopped.
+    pub waiting: BTreeMap<String, AgentCheckpoint>,
+    /// Agents to continue with an answer in this pass, and the answer.
+    pub resuming: BTreeMap<String, (AgentCheckpoint, String)>,
+    /// Agents of the current step that are done in this visit of it.
+    pub step_done: BTreeSet<String>,
+    /// The step a resumed run enters again (the same visit, not a new one).
+    pub resume_step: Option<String>,
+}
+
+/// What a run continues from: its checkpoint and the answers given.
+pub(crate) struct Resumption {
+    pub checkpoint: Checkpoint,
+    /// The run's interrupts, those answered now marked answered.
+    pub interrupts: Vec<Interrupt>,
+    /// Agent id → what it receives as its `ask_human` result.
+    pub answers: BTreeMap<String, String>,
+}
+
+/// What to run: a new run, or the next pass of an interrupted one.
+pub(crate) struct RunPlan {
+    pub run_id: String,
+    pub request: RunRequest,
+    pub mode: RunMode,
+    pub resumption: Option<Resumption>,
 }
 
 /// The memory scopes a run's agents use, loaded at the start and written
@@ -194,20 +241,30 @@ impl MemoryCache {
 pub(crate) struct Finished {
     pub outcome: RunOutcome,
     pub record: Option<RunRecord>,
+    /// Set when the run stopped to wait for a person (`interrupted`).
+    pub checkpoint: Option<Checkpoint>,
+    pub interrupts: Vec<Interrupt>,
+    pub open_questions: Vec<OpenQuestion>,
 }
 
-/// Runs `request` on `graph` to its end, or until `cancel` turns true
-/// (then it ends `cancelled`, keeping what was written). The caller holds
-/// the (flow, story) claim, and saves the record as it gives it up.
+/// Runs `plan` on `graph` to its end, until it waits for a person, or
+/// until `cancel` turns true (then it ends `cancelled`, keeping what was
+/// written). The caller holds the (flow, story) claim, and saves the
+/// record as it gives it up.
 pub(crate) async fn run_flow(
     core: &Arc<Core>,
     graph: &pocketflow::Flow<RunState>,
-    request: RunRequest,
-    run_id: String,
+    plan: RunPlan,
     observer: Option<UnboundedSender<RunEvent>>,
     log: EventLog,
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Finished {
+    let RunPlan {
+        run_id,
+        request,
+        mode,
+        resumption,
+    } = plan;
     use pocketflow::Runnable;
     let started = Instant::now();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<StatusUpdate>();
@@ -229,12 +286,19 @@ pub(crate) async fn run_flow(
             story_id: request.story_id,
             input: request.input,
             force: request.force,
+            mode,
+            open_questions: std::sync::Mutex::default(),
             docs: Arc::new(RunDocs::new(core.docs.clone())),
             log,
             observer,
             status: status_tx,
             budget: request.budget,
-            spent: std::sync::Mutex::default(),
+            spent: std::sync::Mutex::new(
+                resumption
+                    .as_ref()
+                    .map(|r| r.checkpoint.spent)
+                    .unwrap_or_default(),
+            ),
             over_budget: AtomicBool::new(false),
         }),
         results: BTreeMap::new(),
@@ -245,9 +309,19 @@ pub(crate) async fn run_flow(
         halted: None,
         record: RunRecord::default(),
         memory: MemoryCache::default(),
+        interrupts: Vec::new(),
+        waiting: BTreeMap::new(),
+        resuming: BTreeMap::new(),
+        step_done: BTreeSet::new(),
+        resume_step: None,
     };
+    let earlier_ms = resumption.as_ref().map_or(0, |r| r.checkpoint.duration_ms);
+    let resumed = resumption.is_some();
+    if let Some(resumption) = resumption {
+        state.resume_from(resumption);
+    }
     let mut cancelled = false;
-    if let Err(halt) = load_state(core, &mut state).await {
+    if let Err(halt) = load_state(core, &mut state, !resumed).await {
         state.halted = Some(halt);
     } else {
         // A cancel drops the graph mid-step: calls in flight are dropped,
@@ -270,6 +344,20 @@ pub(crate) async fn run_flow(
         ));
     }
     let memory_written = flush_memory(core, &mut state).await;
+    let waits = !state.waiting.is_empty() && !cancelled && state.halted.is_none() && memory_written;
+    let checkpoint = if waits {
+        Some(state.checkpoint(&core.bundle.source_hash, earlier_ms + elapsed_ms(started)))
+    } else {
+        state.close_questions();
+        None
+    };
+    let open_questions = std::mem::take(
+        &mut *state
+            .ctx
+            .open_questions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     let RunState {
         ctx,
         results,
@@ -277,6 +365,7 @@ pub(crate) async fn run_flow(
         pending_docs,
         halted,
         mut record,
+        interrupts,
         ..
     } = state;
     // The last sender goes with the context: the writer drains and ends, so
@@ -287,6 +376,8 @@ pub(crate) async fn run_flow(
     }
     let status = if cancelled {
         RunStatus::Cancelled
+    } else if waits {
+        RunStatus::Interrupted
     } else if halted.is_some() || !errors.is_empty() {
         RunStatus::Error
     } else if !pending_docs.is_empty() {
@@ -302,7 +393,10 @@ pub(crate) async fn run_flow(
     // not written (the errors say which scope failed). Documents are
     // durable when their write returns; one that failed failed its agent.
     // The caller saves it, together with the claim's release.
-    let record = if memory_written {
+    let record = if waits {
+        // Kept in the checkpoint: saved when the run ends.
+        None
+    } else if memory_written {
         Some(record)
     } else {
         errors.insert(
@@ -324,21 +418,92 @@ pub(crate) async fn run_flow(
             pending_docs: pending_docs.into_iter().collect(),
             errors,
             error_code,
-            duration_ms: elapsed_ms(started),
+            duration_ms: earlier_ms + elapsed_ms(started),
         },
         record,
+        checkpoint,
+        interrupts,
+        open_questions,
     }
 }
 
-/// Loads the previous run record and the memory scopes of the flow's agents.
-async fn load_state(core: &Core, state: &mut RunState) -> Result<(), Halt> {
+impl RunState {
+    /// Takes up an interrupted run where it stopped (module docs).
+    fn resume_from(&mut self, resumption: Resumption) {
+        let Resumption {
+            checkpoint,
+            interrupts,
+            answers,
+        } = resumption;
+        self.results = checkpoint.results;
+        self.errors = checkpoint.errors;
+        self.pending_docs = checkpoint.pending_docs;
+        self.visits = checkpoint.visits;
+        self.actions = checkpoint.actions;
+        self.record = checkpoint.record;
+        self.step_done = checkpoint.step_done;
+        self.interrupts = interrupts;
+        self.resume_step = Some(checkpoint.step);
+        for (agent, waiting) in checkpoint.agents {
+            match answers.get(&agent) {
+                Some(answer) => {
+                    self.resuming.insert(agent, (waiting, answer.clone()));
+                }
+                None => {
+                    self.waiting.insert(agent, waiting);
+                }
+            }
+        }
+    }
+
+    /// The state to continue from once a person answers.
+    fn checkpoint(&mut self, source_hash: &str, duration_ms: u64) -> Checkpoint {
+        Checkpoint {
+            source_hash: source_hash.to_string(),
+            step: self.ctx.log.progress().step.unwrap_or_default(),
+            step_done: self.step_done.clone(),
+            results: self.results.clone(),
+            errors: self.errors.clone(),
+            pending_docs: self.pending_docs.clone(),
+            visits: self.visits.clone(),
+            actions: self.actions.clone(),
+            record: self.record.clone(),
+            agents: std::mem::take(&mut self.waiting),
+            spent: *self
+                .ctx
+                .spent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            duration_ms,
+        }
+    }
+
+    /// A run that ends with questions open (cancelled, or stopped by a
+    /// failure): they are cancelled, and so are the agents waiting on them.
+    fn close_questions(&mut self) {
+        for interrupt in self.interrupts.iter_mut().filter(|i| i.is_open()) {
+            interrupt.status = InterruptStatus::Cancelled;
+        }
+        for agent in std::mem::take(&mut self.waiting).into_keys() {
+            if let Some(result) = self.results.get_mut(&agent) {
+                result.status = AgentRunStatus::Cancelled;
+            }
+        }
+    }
+}
+
+/// Loads the memory scopes of the flow's agents and, unless the run
+/// continues from a checkpoint that holds it, the previous run record.
+async fn load_state(core: &Core, state: &mut RunState, load_record: bool) -> Result<(), Halt> {
     let ctx = state.ctx.clone();
-    state.record = core
-        .runs
-        .load(&ctx.flow, &ctx.story_id)
-        .await
-        .map_err(Halt::from)?
-        .unwrap_or_default();
+    if load_record {
+        state.record = core
+            .runs
+            .load(&ctx.flow, &ctx.story_id)
+            .await
+            .map_err(Halt::from)?
+            .unwrap_or_default();
+    }
     let Some(flow) = core.bundle.flows.get(&ctx.flow) else {
         return Ok(());
     };

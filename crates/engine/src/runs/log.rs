@@ -9,9 +9,11 @@
 //! reads the store; an event it does not find stored had not been
 //! broadcast yet, so it will arrive live (duplicates are skipped by id).
 //! The writer drains whatever has queued before each write and stores it
-//! as one: a change of the run itself ([`EventLog::write_run`]) goes
-//! together with the events around it, so a busy run stores many events
-//! per commit.
+//! as one: a change of the run itself ([`EventLog::write_run`]: an update,
+//! its end, or its stop to wait for a person) goes together with the
+//! events around it, so a busy run stores many events per commit. A run
+//! resumed after a question gets a new log that numbers on from its last
+//! stored event.
 
 use crate::outcome::RunEvent;
 use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};
@@ -34,12 +36,22 @@ pub(crate) struct Progress {
     pub usage: UsageTotals,
 }
 
+/// What a write of the run's state does besides storing it.
+pub(crate) enum RunChange {
+    Update,
+    /// The run ends: its record (or `None` when it must not be saved) is
+    /// saved and its claim released.
+    End(Option<RunRecord>),
+    /// The run waits for a person: its checkpoint (JSON) is stored and its
+    /// claim kept until it ends.
+    Suspend(String),
+}
+
 /// A change of the run, with the events that announce it.
 struct RunWrite {
     run: StoredRun,
     events: Vec<RunEvent>,
-    /// `Some` when the run ends: its record (or `None` when it must not be saved).
-    end: Option<Option<RunRecord>>,
+    change: RunChange,
     /// Told once it is written, when the sender waits for that.
     done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
@@ -59,11 +71,20 @@ pub(crate) struct EventLog {
 }
 
 impl EventLog {
-    /// Starts the writer of run `run_id`, whose next event id is `next_id`.
-    pub fn start(runs: Arc<dyn RunStore>, run_id: String, next_id: u64) -> Self {
+    /// Starts the writer of run `run_id`, whose next event id is `next_id`
+    /// and whose calls so far used `usage`.
+    pub fn start(
+        runs: Arc<dyn RunStore>,
+        run_id: String,
+        next_id: u64,
+        usage: UsageTotals,
+    ) -> Self {
         let (entries, receiver) = mpsc::unbounded_channel();
         let (live, _) = broadcast::channel(LIVE_BUFFER);
-        let progress = Arc::new(Mutex::new(Progress::default()));
+        let progress = Arc::new(Mutex::new(Progress {
+            usage,
+            ..Progress::default()
+        }));
         let writer = Writer {
             runs,
             run_id,
@@ -84,20 +105,19 @@ impl EventLog {
         let _ = self.entries.send(Entry::Event(event));
     }
 
-    /// Stores `run` as it is now, with `events` after those queued before;
-    /// when `end` is given, ends it (saves that record, releases the claim).
-    /// Returns once written.
+    /// Stores `run` as it is now, with `events` after those queued before,
+    /// and makes `change`. Returns once written.
     pub async fn write_run(
         &self,
         run: StoredRun,
         events: Vec<RunEvent>,
-        end: Option<Option<RunRecord>>,
+        change: RunChange,
     ) -> Result<(), StoreError> {
         let (done, written) = oneshot::channel();
         let entry = Entry::Run(RunWrite {
             run,
             events,
-            end,
+            change,
             done: Some(done),
         });
         if self.entries.send(entry).is_err() {
@@ -112,7 +132,7 @@ impl EventLog {
         let _ = self.entries.send(Entry::Run(RunWrite {
             run,
             events,
-            end: None,
+            change: RunChange::Update,
             done: None,
         }));
     }
@@ -169,22 +189,29 @@ impl Writer {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, 512).await > 0 {
             let mut numbered = Vec::new();
-            let mut state: Option<(StoredRun, Option<Option<RunRecord>>)> = None;
+            let mut state: Option<(StoredRun, RunChange)> = None;
             let mut acks = Vec::new();
             for entry in batch.drain(..) {
                 match entry {
                     Entry::Event(event) => numbered.push(self.number(&event)),
                     Entry::Run(write) => {
                         numbered.extend(write.events.iter().map(|e| self.number(e)));
-                        state = Some((write.run, write.end));
+                        state = Some((write.run, write.change));
                         acks.extend(write.done);
                     }
                 }
             }
             let stored = stored_only(&numbered);
             let result = match &state {
-                Some((run, Some(record))) => self.runs.end_run(run, &stored, record.as_ref()).await,
-                Some((run, None)) => self.runs.update_run(run, &stored).await,
+                Some((run, RunChange::End(record))) => self
+                    .runs
+                    .end_run(run, &stored, record.as_ref(), None)
+                    .await
+                    .map(drop),
+                Some((run, RunChange::Suspend(checkpoint))) => {
+                    self.runs.suspend_run(run, &stored, checkpoint).await
+                }
+                Some((run, RunChange::Update)) => self.runs.update_run(run, &stored).await,
                 None if stored.is_empty() => Ok(()),
                 None => self.runs.append_events(&self.run_id, &stored).await,
             };

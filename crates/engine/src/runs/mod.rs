@@ -11,17 +11,21 @@
 //!   queue, cancel requests — the clients who watch runs, and the sweep
 //!   that marks the runs of a process that died.
 //! - `claim.rs`: a run's (flow, story) claim, renewed while it lives.
+//! - `interrupts.rs`: the questions a run asks a person, and their answers.
 //! - `webhooks/`: the signed webhooks a run sends when it ends or waits
 //!   for a person, through an outbox in the store.
 
 mod claim;
+pub mod interrupts;
 mod log;
 mod runner;
 mod webhooks;
 
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
-pub use runner::{Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, check_run_id};
+pub use runner::{
+    Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, cancel_interrupted, check_run_id,
+};
 pub(crate) use webhooks::Webhooks;
 pub use webhooks::{RunWebhook, WebhookDelivery, WebhookEvent};
 
@@ -31,8 +35,10 @@ use crate::usage::UsageTotals;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Whether a run may stop to ask a person (SPEC 8.3). Recorded on the run;
-/// agents cannot ask questions yet, so both modes run the same way today.
+/// Whether a run may stop to ask a person (SPEC 8.3): interactive, an
+/// agent's `ask_human` call interrupts the run until a person answers;
+/// headless, the engine answers it at once and lists the question in the
+/// run's `open_questions`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunMode {
@@ -141,6 +147,12 @@ pub struct Run {
     pub step: Option<String>,
     /// Agents executing now.
     pub running_agents: Vec<String>,
+    /// Every question the run asked a person, open ones first (SPEC 8.3).
+    #[serde(default)]
+    pub interrupts: Vec<interrupts::Interrupt>,
+    /// The questions a headless run answered on its own assumptions.
+    #[serde(default)]
+    pub open_questions: Vec<interrupts::OpenQuestion>,
     /// What its LLM calls used so far (SPEC 8.4).
     pub usage: UsageTotals,
     /// The budget it runs under, when it has one.
@@ -173,6 +185,8 @@ pub struct RunSummary {
     pub step: Option<String>,
     pub running_agents: Vec<String>,
     pub pending_docs: Vec<String>,
+    /// How many of its interrupts wait for an answer.
+    pub open_interrupts: usize,
     pub usage: UsageTotals,
     pub duration_ms: u64,
     pub created_at: u64,
@@ -193,6 +207,7 @@ impl From<Run> for RunSummary {
             step: run.step,
             running_agents: run.running_agents,
             pending_docs: run.outcome.pending_docs,
+            open_interrupts: run.interrupts.iter().filter(|i| i.is_open()).count(),
             usage: run.usage,
             duration_ms: run.outcome.duration_ms,
             created_at: run.created_at,
@@ -206,7 +221,12 @@ impl From<Run> for RunSummary {
 impl RunStatus {
     /// Whether a run in this status has ended (it will not change again).
     pub fn has_ended(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
+        !matches!(self, Self::Queued | Self::Running | Self::Interrupted)
+    }
+
+    /// Whether nothing executes for the run: it has ended, or it waits for a person.
+    pub fn is_settled(self) -> bool {
+        self.has_ended() || self == Self::Interrupted
     }
 }
 

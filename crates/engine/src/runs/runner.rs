@@ -18,17 +18,29 @@
 //! `interrupted_by_restart` (a mid-flight agent may have paid for a reply
 //! or run a tool the store never saw, so it is never replayed); a server
 //! also takes over the queued ones, which had not started.
+//!
+//! A run whose agent asks a person ends its pass `interrupted`: its
+//! checkpoint is stored with it, its slot freed, its claim kept with no
+//! expiry. Any process resumes it ([`Runner::resume`]): the answer is
+//! recorded and the run queued again in one compare-and-set, then it runs
+//! here from its checkpoint. Cancelling an interrupted run, or its question
+//! expiring (`runs.interrupt_timeout_s`, checked by the sweep), ends it
+//! where it is stored.
 
 use super::claim::Claim;
-use super::log::EventLog;
+use super::interrupts::{Answer, InterruptStatus};
+use super::log::{EventLog, RunChange};
 use super::webhooks::{Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::failure::HaltCode;
-use crate::outcome::{AgentResult, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
-use crate::run::{RunState, run_flow};
-use crate::store::{EVENTS_PAGE, RunQuery, StoreError, StoredEvent, StoredRun, now_ms};
+use crate::outcome::{
+    AgentResult, AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus,
+};
+use crate::run::checkpoint::Checkpoint;
+use crate::run::{Resumption, RunPlan, RunState, run_flow};
+use crate::store::{EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms};
 use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -232,6 +244,8 @@ impl Runner {
             mode,
             step: None,
             running_agents: Vec::new(),
+            interrupts: Vec::new(),
+            open_questions: Vec::new(),
             usage: UsageTotals::default(),
             budget: request.budget,
             details: None,
@@ -262,7 +276,13 @@ impl Runner {
             run_id.clone(),
         );
         tracing::info!(run_id, flow = run.flow, story = run.story_id, "run queued");
-        let ended = self.launch(run.clone(), request, claim, 1, observer);
+        let plan = RunPlan {
+            run_id,
+            request,
+            mode,
+            resumption: None,
+        };
+        let ended = self.launch(run.clone(), plan, claim, 1, observer);
         Ok((run, ended))
     }
 
@@ -305,22 +325,31 @@ impl Runner {
         })
     }
 
-    /// Registers a queued run and spawns its task; its `ended` receiver.
+    /// Registers a queued run and spawns its task; its `ended` receiver
+    /// (told when the run ends or waits for a person).
     fn launch(
         self: &Arc<Self>,
         run: Run,
-        request: RunRequest,
+        plan: RunPlan,
         claim: Claim,
         next_event: u64,
         observer: Option<UnboundedSender<RunEvent>>,
     ) -> watch::Receiver<Option<Arc<Run>>> {
         let run_id = run.outcome.run_id.clone();
-        let log = EventLog::start(self.core.runs.clone(), run_id.clone(), next_event);
-        log.emit(RunEvent::Status {
-            status: RunStatus::Queued,
-            error_code: None,
-            at: run.updated_at,
-        });
+        let log = EventLog::start(
+            self.core.runs.clone(),
+            run_id.clone(),
+            next_event,
+            run.usage,
+        );
+        if plan.resumption.is_none() {
+            // A resumed run's `queued` went with the answer's write.
+            log.emit(RunEvent::Status {
+                status: RunStatus::Queued,
+                error_code: None,
+                at: run.updated_at,
+            });
+        }
         let (cancel, _) = watch::channel(false);
         let (ended, ended_rx) = watch::channel(None);
         let live = Arc::new(LiveRun { log, cancel, ended });
@@ -329,15 +358,16 @@ impl Runner {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id, live.clone());
         self.queued.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(self.clone().drive(run, request, claim, live, observer));
+        tokio::spawn(self.clone().drive(run, plan, claim, live, observer));
         ended_rx
     }
 
-    /// A run's life after it is queued: a slot (or a cancel), the flow, the end.
+    /// A run's life after it is queued: a slot (or a cancel), the flow,
+    /// the end — or a stop to wait for a person.
     async fn drive(
         self: Arc<Self>,
         mut run: Run,
-        request: RunRequest,
+        plan: RunPlan,
         claim: Claim,
         live: Arc<LiveRun>,
         observer: Option<UnboundedSender<RunEvent>>,
@@ -350,11 +380,12 @@ impl Runner {
             permit = self.slots.clone().acquire_owned() => permit.ok(),
         };
         self.queued.fetch_sub(1, Ordering::Relaxed);
-        let record = match (permit, self.graphs.get(&run.flow)) {
+        let mut change = RunChange::End(None);
+        match (permit, self.graphs.get(&run.flow)) {
             (Some(permit), Some(graph)) => {
                 let now = now_ms();
                 run.outcome.status = RunStatus::Running;
-                run.started_at = Some(now);
+                run.started_at.get_or_insert(now);
                 run.updated_at = now;
                 let running = RunEvent::Status {
                     status: RunStatus::Running,
@@ -367,51 +398,62 @@ impl Runner {
                     Err(error) => tracing::error!(run_id, %error, "encoding the run failed"),
                 }
                 tracing::info!(run_id, "run started");
-                let finished = run_flow(
-                    &self.core,
-                    graph,
-                    request,
-                    run_id.clone(),
-                    observer,
-                    live.log.clone(),
-                    cancel,
-                )
-                .await;
+                let finished =
+                    run_flow(&self.core, graph, plan, observer, live.log.clone(), cancel).await;
                 drop(permit);
                 run.outcome = finished.outcome;
-                finished.record
+                run.interrupts = finished.interrupts;
+                run.open_questions = finished.open_questions;
+                change = match finished.checkpoint.map(|c| c.encode()) {
+                    Some(Ok(checkpoint)) => RunChange::Suspend(checkpoint),
+                    Some(Err(error)) => {
+                        run.outcome.status = RunStatus::Error;
+                        run.outcome.error_code = Some(error.code().into());
+                        run.outcome.errors.insert("run".into(), error.to_string());
+                        RunChange::End(None)
+                    }
+                    None => RunChange::End(finished.record),
+                };
             }
-            (None, _) => {
-                run.outcome.status = RunStatus::Cancelled;
-                None
-            }
+            (None, _) => run.outcome.status = RunStatus::Cancelled,
             (Some(_), None) => {
                 run.outcome.status = RunStatus::Error;
                 run.outcome.error_code = Some(HaltCode::BundleChanged.as_str().into());
-                None
             }
-        };
+        }
         let now = now_ms();
         let progress = live.log.progress();
         run.step = progress.step;
         run.usage = progress.usage;
         run.running_agents.clear();
-        run.finished_at = Some(now);
         run.updated_at = now;
         let status = run.outcome.status;
-        self.core.counters.run_finished(status);
-        self.webhooks
-            .enqueue(&mut run, WebhookEvent::RunFinished, None)
-            .await;
-        let events = vec![
-            RunEvent::Status {
-                status,
-                error_code: run.outcome.error_code.clone(),
-                at: now,
-            },
-            RunEvent::Done(Box::new(run.clone())),
-        ];
-        match self.store_change(&live, &run, events, Some(record)).await {
+        let mut events = vec![RunEvent::Status {
+            status,
+            error_code: run.outcome.error_code.clone(),
+            at: now,
+        }];
+        let suspended = matches!(change, RunChange::Suspend(_));
+        if suspended {
+            let open: Vec<_> = run.interrupts.iter().filter(|i| i.is_open()).collect();
+            let open = serde_json::to_value(open).ok();
+            self.webhooks
+                .enqueue(&mut run, WebhookEvent::RunInterrupted, open)
+                .await;
+        } else {
+            run.finished_at = Some(now);
+            self.core.counters.run_finished(status);
+            self.webhooks
+                .enqueue(&mut run, WebhookEvent::RunFinished, None)
+                .await;
+            events.push(RunEvent::Done(Box::new(run.clone())));
+        }
+        let written = match run.to_stored() {
+            Ok(stored) => live.log.write_run(stored, events, change).await,
+            Err(error) => Err(error),
+        };
+        match written {
+            // Ended, the claim was released; waiting, it is kept for the resume.
             Ok(()) => claim.released(),
             Err(error) => {
                 // The claim is released as `claim` drops; the stored run
@@ -426,23 +468,13 @@ impl Runner {
             run_id,
             status = status.as_str(),
             duration_ms = run.outcome.duration_ms,
-            "run finished"
+            "run finished its pass"
         );
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&run_id);
         live.ended.send_replace(Some(Arc::new(run)));
-    }
-
-    async fn store_change(
-        &self,
-        live: &LiveRun,
-        run: &Run,
-        events: Vec<RunEvent>,
-        end: Option<Option<crate::store::RunRecord>>,
-    ) -> Result<(), StoreError> {
-        live.log.write_run(run.to_stored()?, events, end).await
     }
 
     /// The run as stored, with what a run of this process is doing now.
@@ -577,10 +609,10 @@ impl Runner {
         Ok(rx)
     }
 
-    /// The run once it has ended, or as it is after `timeout`.
+    /// The run once it has ended or waits for a person, or as it is after `timeout`.
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<Run, EngineError> {
         let run = self.get(run_id).await?;
-        if run.outcome.status.has_ended() {
+        if run.outcome.status.is_settled() {
             return Ok(run);
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -596,7 +628,7 @@ impl Runner {
         }
         loop {
             let run = self.get(run_id).await?;
-            if run.outcome.status.has_ended() || tokio::time::Instant::now() >= deadline {
+            if run.outcome.status.is_settled() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
             tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL)).await;
@@ -608,6 +640,18 @@ impl Runner {
         let run = self.get(run_id).await?;
         match run.outcome.status {
             RunStatus::Cancelled => return Ok(Cancelled::Ended(Box::new(run))),
+            RunStatus::Interrupted => {
+                let ending = Ending {
+                    status: RunStatus::Cancelled,
+                    error_code: None,
+                    interrupts: InterruptStatus::Cancelled,
+                };
+                return match self.end_interrupted(run, ending).await? {
+                    Some(run) => Ok(Cancelled::Ended(Box::new(run))),
+                    // A resume got there first: cancel the run it became.
+                    None => Box::pin(self.cancel(run_id)).await,
+                };
+            }
             status if status.has_ended() => {
                 return Err(EngineError::RunNotActive {
                     run_id: run_id.to_string(),
@@ -636,6 +680,130 @@ impl Runner {
         Ok(Cancelled::Requested {
             run_id: run_id.to_string(),
         })
+    }
+
+    /// Answers one open question of an interrupted run and queues it again
+    /// to continue here (module docs); the run as queued, or as it ended
+    /// when its flow or agent is gone from the bundle (`bundle_changed`).
+    /// `observer` gets its events as they happen.
+    pub async fn resume(
+        self: &Arc<Self>,
+        run_id: &str,
+        answer: &Answer,
+        observer: Option<UnboundedSender<RunEvent>>,
+    ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
+        let mut run = self.get(run_id).await?;
+        if run.outcome.status != RunStatus::Interrupted {
+            return Err(EngineError::NotInterrupted {
+                run_id: run_id.to_string(),
+                status: run.outcome.status.as_str().to_string(),
+            });
+        }
+        let open: Vec<String> = run
+            .interrupts
+            .iter()
+            .filter(|i| i.is_open())
+            .map(|i| i.id.clone())
+            .collect();
+        let not_open = || EngineError::InterruptNotOpen {
+            run_id: run_id.to_string(),
+            interrupt_id: answer.interrupt_id.clone(),
+            open: open.clone(),
+        };
+        let interrupt = run
+            .interrupts
+            .iter_mut()
+            .find(|i| i.id == answer.interrupt_id && i.is_open())
+            .ok_or_else(not_open)?;
+        let reply = interrupt
+            .reply_to(answer)
+            .map_err(|e| EngineError::InvalidAnswer {
+                message: e.message,
+                options: e.options,
+            })?;
+        let now = now_ms();
+        interrupt.status = InterruptStatus::Answered;
+        interrupt.answered_at = Some(now);
+        interrupt.answer = Some(reply.clone());
+        let agent = interrupt.agent.clone();
+        let text = self.core.runs.checkpoint(run_id).await?.ok_or_else(|| {
+            StoreError::corrupt(format!("run `{run_id}`"), "its checkpoint is missing")
+        })?;
+        let checkpoint = Checkpoint::decode(run_id, &text)?;
+        if !self.graphs.contains_key(&run.flow) || self.core.agent(&agent).is_none() {
+            let ending = Ending {
+                status: RunStatus::Error,
+                error_code: Some(HaltCode::BundleChanged),
+                interrupts: InterruptStatus::Cancelled,
+            };
+            let run = self
+                .end_interrupted(run, ending)
+                .await?
+                .ok_or_else(not_open)?;
+            let (_, ended) = watch::channel(Some(Arc::new(run.clone())));
+            return Ok((run, ended));
+        }
+        run.outcome.status = RunStatus::Queued;
+        run.updated_at = now;
+        let next_event = self
+            .stored_events(run_id)
+            .await?
+            .last()
+            .map_or(1, |e| e.id + 1);
+        let queued = RunEvent::Status {
+            status: RunStatus::Queued,
+            error_code: None,
+            at: now,
+        };
+        let events = numbered(&[queued], next_event);
+        if !self
+            .core
+            .runs
+            .resume_run(&run.to_stored()?, &events)
+            .await?
+        {
+            // Another answer, or a cancel, got there first.
+            let now_is = self.get(run_id).await?.outcome.status;
+            return Err(EngineError::NotInterrupted {
+                run_id: run_id.to_string(),
+                status: now_is.as_str().to_string(),
+            });
+        }
+        let claim = Claim::held(
+            self.core.runs.clone(),
+            run.flow.clone(),
+            run.story_id.clone(),
+            run_id.to_string(),
+        );
+        tracing::info!(run_id, interrupt = answer.interrupt_id, "run resumed");
+        let plan = RunPlan {
+            run_id: run_id.to_string(),
+            request: RunRequest {
+                flow: run.flow.clone(),
+                story_id: run.story_id.clone(),
+                input: run.input.clone(),
+                force: run.force,
+                budget: run.budget,
+            },
+            mode: run.mode,
+            resumption: Some(Resumption {
+                checkpoint,
+                interrupts: run.interrupts.clone(),
+                answers: BTreeMap::from([(agent, reply)]),
+            }),
+        };
+        let ended = self.launch(run.clone(), plan, claim, next_event + 1, observer);
+        Ok((run, ended))
+    }
+
+    /// [`end_interrupted`] on this process's store, counted.
+    async fn end_interrupted(&self, run: Run, ending: Ending) -> Result<Option<Run>, EngineError> {
+        let ended =
+            end_interrupted(self.core.runs.as_ref(), Some(&self.webhooks), run, ending).await?;
+        if let Some(run) = &ended {
+            self.core.counters.run_finished(run.outcome.status);
+        }
+        Ok(ended)
     }
 
     /// What a run's LLM calls used, in all and per agent and model, read
@@ -732,14 +900,19 @@ impl Runner {
                     run_id = run.outcome.run_id,
                     "took over a queued run of a process that died"
                 );
-                let request = RunRequest {
-                    flow: run.flow.clone(),
-                    story_id: run.story_id.clone(),
-                    input: run.input.clone(),
-                    force: run.force,
-                    budget: run.budget,
+                let plan = RunPlan {
+                    run_id: run.outcome.run_id.clone(),
+                    request: RunRequest {
+                        flow: run.flow.clone(),
+                        story_id: run.story_id.clone(),
+                        input: run.input.clone(),
+                        force: run.force,
+                        budget: run.budget,
+                    },
+                    mode: run.mode,
+                    resumption: None,
                 };
-                drop(self.launch(run, request, claim, next_event, None));
+                drop(self.launch(run, plan, claim, next_event, None));
                 continue;
             }
             self.mark_interrupted(&stored, run, &events, next_event)
@@ -802,18 +975,7 @@ impl Runner {
             },
             RunEvent::Done(Box::new(run.clone())),
         ];
-        let events: Vec<StoredEvent> = ending
-            .iter()
-            .zip(next_event..)
-            .map(|(event, id)| {
-                let (name, data) = event.name_and_data();
-                StoredEvent {
-                    id,
-                    event: name.into(),
-                    data,
-                }
-            })
-            .collect();
+        let events = numbered(&ending, next_event);
         if self
             .core
             .runs
@@ -830,20 +992,7 @@ impl Runner {
     }
 
     async fn stored_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut all: Vec<StoredEvent> = Vec::new();
-        loop {
-            let after = all.last().map_or(0, |e| e.id);
-            let page = self
-                .core
-                .runs
-                .events_after(run_id, after, EVENTS_PAGE)
-                .await?;
-            let full = page.len() == EVENTS_PAGE;
-            all.extend(page);
-            if !full {
-                return Ok(all);
-            }
-        }
+        stored_events(self.core.runs.as_ref(), run_id).await
     }
 }
 
@@ -861,6 +1010,123 @@ enum RunEventData {
         data: AgentResult,
     },
     Usage(Box<CallRecord>),
+}
+
+/// Ends an interrupted run where it is stored (cancelled, or its question
+/// expired): its open questions closed, the agents waiting on them marked,
+/// the record of what it completed saved, its claim released. `None` when
+/// the run was no longer interrupted (a resume got there first). With
+/// `webhooks`, its `run.finished` is stored first (SPEC 8.5).
+async fn end_interrupted(
+    runs: &dyn RunStore,
+    webhooks: Option<&Webhooks>,
+    mut run: Run,
+    ending: Ending,
+) -> Result<Option<Run>, StoreError> {
+    let run_id = run.outcome.run_id.clone();
+    let checkpoint = match runs.checkpoint(&run_id).await? {
+        Some(text) => Some(Checkpoint::decode(&run_id, &text)?),
+        None => None,
+    };
+    let now = now_ms();
+    for interrupt in run.interrupts.iter_mut().filter(|i| i.is_open()) {
+        interrupt.status = ending.interrupts;
+        if let Some(result) = run.outcome.results.get_mut(&interrupt.agent) {
+            result.status = AgentRunStatus::Cancelled;
+        }
+    }
+    run.outcome.status = ending.status;
+    run.outcome.error_code = ending.error_code.map(|c| c.as_str().to_string());
+    run.finished_at = Some(now);
+    run.updated_at = now;
+    if let Some(webhooks) = webhooks {
+        webhooks
+            .enqueue(&mut run, WebhookEvent::RunFinished, None)
+            .await;
+    }
+    let next_event = stored_events(runs, &run_id)
+        .await?
+        .last()
+        .map_or(1, |e| e.id + 1);
+    let ending_events = [
+        RunEvent::Status {
+            status: run.outcome.status,
+            error_code: run.outcome.error_code.clone(),
+            at: now,
+        },
+        RunEvent::Done(Box::new(run.clone())),
+    ];
+    let events = numbered(&ending_events, next_event);
+    let record = checkpoint.map(|c| c.record);
+    let ended = runs
+        .end_run(
+            &run.to_stored()?,
+            &events,
+            record.as_ref(),
+            Some("interrupted"),
+        )
+        .await?;
+    if !ended {
+        return Ok(None);
+    }
+    tracing::info!(
+        run_id,
+        status = run.outcome.status.as_str(),
+        "interrupted run ended"
+    );
+    Ok(Some(run))
+}
+
+/// Cancels an interrupted run where it is stored (`bmad2pf cancel`, which
+/// runs no engine): the run as cancelled, or `None` when it was no longer
+/// interrupted.
+/// Its webhook gets no `run.finished`: without an engine there is no
+/// webhook outbox here (see `webhooks/mod.rs`).
+pub async fn cancel_interrupted(runs: &dyn RunStore, run: Run) -> Result<Option<Run>, StoreError> {
+    let ending = Ending {
+        status: RunStatus::Cancelled,
+        error_code: None,
+        interrupts: InterruptStatus::Cancelled,
+    };
+    end_interrupted(runs, None, run, ending).await
+}
+
+/// Every stored event of a run, in order.
+async fn stored_events(runs: &dyn RunStore, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut all: Vec<StoredEvent> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e| e.id);
+        let page = runs.events_after(run_id, after, EVENTS_PAGE).await?;
+        let full = page.len() == EVENTS_PAGE;
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
+/// How an interrupted run ends where it is stored.
+struct Ending {
+    status: RunStatus,
+    error_code: Option<HaltCode>,
+    /// What its open questions become.
+    interrupts: InterruptStatus,
+}
+
+/// `events` as stored, numbered from `first`.
+fn numbered(events: &[RunEvent], first: u64) -> Vec<StoredEvent> {
+    events
+        .iter()
+        .zip(first..)
+        .map(|(event, id)| {
+            let (name, data) = event.name_and_data();
+            StoredEvent {
+                id,
+                event: name.into(),
+                data,
+            }
+        })
+        .collect()
 }
 
 /// Whether the stream of a run ends with this event.

@@ -13,6 +13,8 @@
 //!   (`flow`, `story_id`, `status`, `created_at`, `updated_at`,
 //!   `finished_at`, `cancel`, `body`).
 //! - `run:{id}:events`: its events, a sorted set scored by event id.
+//! - `run:{id}:checkpoint`: what an interrupted run continues from (JSON),
+//!   until it ends; its claim has no time to live meanwhile.
 //! - `runs:all`, `runs:story:{story}`, `runs:flow:{flow}`,
 //!   `runs:status:{status}`: indexes of run ids for listings, sorted sets
 //!   whose members are `{created_at, 20 digits}|{run_id}` (all scored 0),
@@ -53,19 +55,21 @@ for i = 3, 6 do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
 return false
 ";
 
-/// KEYS: run, events, claim, record. ARGV: key prefix, index member,
-/// expected status ('' for any), record JSON ('' for none), release (1/0),
-/// run id, the number of field pairs n, n name/value pairs, then the
-/// events as id, JSON pairs. 1 when written; 0 when the run is absent or
-/// its status was not the expected one.
+/// KEYS: run, events, claim, record, checkpoint. ARGV: key prefix, index
+/// member, expected status ('' for any), record JSON ('' for none), what
+/// to do with the claim ('' nothing, `release` it and drop the checkpoint,
+/// `persist` it, `renew` it), run id, ttl ms, checkpoint JSON ('' for
+/// none), the number of field pairs n, n name/value pairs, then the events
+/// as id, JSON pairs. 1 when written; 0 when the run is absent or its
+/// status was not the expected one.
 const UPDATE_SCRIPT: &str = r"
 local old = redis.call('HGET', KEYS[1], 'status')
 if not old then return 0 end
 if ARGV[3] ~= '' and old ~= ARGV[3] then return 0 end
-local n = tonumber(ARGV[7])
+local n = tonumber(ARGV[9])
 local fields = {}
 local new = old
-for i = 8, 7 + 2 * n, 2 do
+for i = 10, 9 + 2 * n, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   if ARGV[i] == 'status' then new = ARGV[i + 1] end
@@ -76,11 +80,20 @@ if new ~= old then
   redis.call('ZREM', ARGV[1] .. 'runs:status:' .. old, ARGV[2])
   redis.call('ZADD', ARGV[1] .. 'runs:status:' .. new, 0, ARGV[2])
 end
-for i = 8 + 2 * n, #ARGV, 2 do
+for i = 10 + 2 * n, #ARGV, 2 do
   redis.call('ZADD', KEYS[2], tonumber(ARGV[i]), ARGV[i + 1])
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
-if ARGV[5] == '1' and redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('DEL', KEYS[3]) end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[5], ARGV[8]) end
+local ours = redis.call('GET', KEYS[3]) == ARGV[6]
+if ARGV[5] == 'release' then
+  redis.call('DEL', KEYS[5])
+  if ours then redis.call('DEL', KEYS[3]) end
+elseif ARGV[5] == 'persist' and ours then
+  redis.call('PERSIST', KEYS[3])
+elseif ARGV[5] == 'renew' and ours then
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
 return 1
 ";
 
@@ -115,13 +128,37 @@ pub struct RedisRunStore {
     update_run: Script,
 }
 
-/// How a run update ends, for [`RedisRunStore::write_run`].
+/// A change of a run, for [`RedisRunStore::write_run`].
 struct RunWrite<'a> {
     run: &'a StoredRun,
     events: &'a [StoredEvent],
     expected: Option<&'a str>,
     record: Option<String>,
-    release: bool,
+    claim: ClaimChange,
+    checkpoint: Option<&'a str>,
+}
+
+/// What a run write does to the run's claim.
+#[derive(Clone, Copy)]
+enum ClaimChange {
+    Keep,
+    /// The run ended: release it (and drop the checkpoint).
+    Release,
+    /// The run waits for a person: no expiry until it ends.
+    Persist,
+    /// The run is taken up again: the usual lifetime, renewed while it runs.
+    Renew,
+}
+
+impl ClaimChange {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Self::Keep => "",
+            Self::Release => "release",
+            Self::Persist => "persist",
+            Self::Renew => "renew",
+        }
+    }
 }
 
 impl RedisRunStore {
@@ -150,6 +187,10 @@ impl RedisRunStore {
 
     fn events_key(&self, run_id: &str) -> String {
         self.redis.key(&format!("run:{run_id}:events"))
+    }
+
+    fn checkpoint_key(&self, run_id: &str) -> String {
+        self.redis.key(&format!("run:{run_id}:checkpoint"))
     }
 
     /// The member of a run in the listing indexes (see the module docs).
@@ -227,12 +268,15 @@ impl RedisRunStore {
             .key(self.events_key(&run.run_id))
             .key(self.claim_key(&run.flow, &run.story_id))
             .key(self.record_key(&run.flow, &run.story_id))
+            .key(self.checkpoint_key(&run.run_id))
             .arg(self.redis.key(""))
             .arg(Self::member(run.created_at, &run.run_id))
             .arg(write.expected.unwrap_or(""))
             .arg(write.record.unwrap_or_default())
-            .arg(if write.release { "1" } else { "0" })
-            .arg(&run.run_id);
+            .arg(write.claim.as_arg())
+            .arg(&run.run_id)
+            .arg(self.ttl_ms())
+            .arg(write.checkpoint.unwrap_or(""));
         let fields = Self::fields(run);
         invocation.arg(fields.len());
         for (name, value) in fields {
@@ -412,7 +456,8 @@ impl RunStore for RedisRunStore {
             events,
             expected: None,
             record: None,
-            release: false,
+            claim: ClaimChange::Keep,
+            checkpoint: None,
         })
         .await
         .map(drop)
@@ -429,7 +474,8 @@ impl RunStore for RedisRunStore {
             events,
             expected: Some(expected),
             record: None,
-            release: false,
+            claim: ClaimChange::Keep,
+            checkpoint: None,
         })
         .await
     }
@@ -439,7 +485,8 @@ impl RunStore for RedisRunStore {
         run: &StoredRun,
         events: &[StoredEvent],
         record: Option<&RunRecord>,
-    ) -> Result<(), StoreError> {
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let record = record
             .map(|record| {
                 serde_json::to_string(record).map_err(|err| {
@@ -451,12 +498,54 @@ impl RunStore for RedisRunStore {
         self.write_run(RunWrite {
             run,
             events,
-            expected: None,
+            expected,
             record,
-            release: true,
+            claim: ClaimChange::Release,
+            checkpoint: None,
+        })
+        .await
+    }
+
+    async fn suspend_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        self.write_run(RunWrite {
+            run,
+            events,
+            expected: None,
+            record: None,
+            claim: ClaimChange::Persist,
+            checkpoint: Some(checkpoint),
         })
         .await
         .map(drop)
+    }
+
+    async fn resume_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+    ) -> Result<bool, StoreError> {
+        self.write_run(RunWrite {
+            run,
+            events,
+            expected: Some("interrupted"),
+            record: None,
+            claim: ClaimChange::Renew,
+            checkpoint: None,
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let mut redis = self.redis.handle();
+        redis.get(self.checkpoint_key(run_id)).await.map_err(|err| {
+            self.redis
+                .unavailable(&format!("read the checkpoint of run `{run_id}`"), &err)
+        })
     }
 
     async fn append_events(&self, run_id: &str, events: &[StoredEvent]) -> Result<(), StoreError> {

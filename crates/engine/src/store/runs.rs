@@ -157,13 +157,35 @@ pub trait RunStore: Send + Sync {
         events: &[StoredEvent],
     ) -> Result<bool, StoreError>;
     /// How a run ends: [`update_run`](Self::update_run), saves `record`
-    /// when given and releases the run's claim, as one write.
+    /// when given, releases the run's claim and drops its checkpoint, as
+    /// one write; only while the stored status is `expected`, when given.
+    /// `false` when it was not (nothing is written).
     async fn end_run(
         &self,
         run: &StoredRun,
         events: &[StoredEvent],
         record: Option<&RunRecord>,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// How a run stops to wait for a person (SPEC 8.3):
+    /// [`update_run`](Self::update_run), stores its `checkpoint` and makes
+    /// its claim last until it ends (no process renews it meanwhile), as
+    /// one write.
+    async fn suspend_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+        checkpoint: &str,
     ) -> Result<(), StoreError>;
+    /// How an interrupted run is taken up again: while its stored status is
+    /// `interrupted`, [`update_run`](Self::update_run) and give its claim
+    /// the usual lifetime again, renewed by whoever runs it, as one write.
+    /// `false` when the run was not interrupted (another answer got there
+    /// first, or it was cancelled).
+    async fn resume_run(&self, run: &StoredRun, events: &[StoredEvent])
+    -> Result<bool, StoreError>;
+    /// The checkpoint of an interrupted run, or `None`.
+    async fn checkpoint(&self, run_id: &str) -> Result<Option<String>, StoreError>;
     /// Appends events of a run, in order.
     async fn append_events(&self, run_id: &str, events: &[StoredEvent]) -> Result<(), StoreError>;
     /// The run, or `None`.
@@ -183,5 +205,6 @@ pub trait RunStore: Send + Sync {
     async fn cancel_requested(&self, run_ids: &[String]) -> Result<Vec<String>, StoreError>;
     /// Queued and running runs whose claim is gone: the process that held
     /// them died (or lost the claim), so nobody is working on them.
+    /// Interrupted runs are not among them: nobody works on them by design.
     async fn orphaned_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
 }

@@ -122,6 +122,10 @@ fn builtin_definition(name: &str) -> Option<ToolDefinition> {
             "Stores a JSON value in this agent's memory.",
             json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {}}, "required": ["key", "value"]}),
         ),
+        crate::runs::interrupts::ASK_HUMAN => (
+            "Asks the person you work for a question and waits for the answer: free text (ask), one of several options (choose), or approve/reject (approve).",
+            crate::runs::interrupts::ask_human_parameters(),
+        ),
         _ => return None,
     };
     Some(ToolDefinition {

@@ -892,8 +892,10 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     ended.finished_at = Some(base + 9);
     ended.updated_at = base + 9;
     let rec = record("run-1", "cancelled", &[("analyst", "h1")]);
-    runs.end_run(&ended, &[event(6, "done")], Some(&rec))
-        .await?;
+    assert!(
+        runs.end_run(&ended, &[event(6, "done")], Some(&rec), None)
+            .await?
+    );
     assert_eq!(runs.load("planning", "S1").await?, Some(rec));
     let stored = runs.get_run("run-1").await?.ok_or("run-1 is stored")?;
     assert_eq!(
@@ -975,6 +977,75 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         .map(|r| r.run_id)
         .collect();
     assert_eq!(orphans, ["run-3", "run-4"]);
+    Ok(())
+}
+
+/// A run waiting for a person: suspending stores its checkpoint and keeps
+/// its claim (it is no orphan); resuming is a compare-and-set on
+/// `interrupted` that only one caller wins; an end conditional on
+/// `interrupted` loses to it; ending drops the checkpoint.
+pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
+    let base = 1_700_000_000_000;
+    let run = stored_run("run-7", "planning", "S7", "queued", base);
+    assert_eq!(runs.create_run(&run).await?, None);
+    let mut interrupted = run.clone();
+    interrupted.status = "interrupted".into();
+    runs.suspend_run(
+        &interrupted,
+        &[event(1, "interrupt")],
+        "{\"step\":\"plan\"}",
+    )
+    .await?;
+    assert_eq!(
+        runs.checkpoint("run-7").await?.as_deref(),
+        Some("{\"step\":\"plan\"}")
+    );
+    assert_eq!(runs.checkpoint("run-none").await?, None);
+    let other = stored_run("run-8", "planning", "S7", "queued", base + 1);
+    assert_eq!(runs.create_run(&other).await?, Some("run-7".into()));
+    assert!(runs.orphaned_runs().await?.is_empty());
+    let listed = runs
+        .list_runs(&RunQuery {
+            statuses: vec!["interrupted".into()],
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await?;
+    assert_eq!(listed.len(), 1);
+
+    let mut queued = interrupted.clone();
+    queued.status = "queued".into();
+    assert!(runs.resume_run(&queued, &[event(2, "status")]).await?);
+    assert!(!runs.resume_run(&queued, &[event(3, "status")]).await?);
+    let mut cancelled = interrupted.clone();
+    cancelled.status = "cancelled".into();
+    assert!(
+        !runs
+            .end_run(&cancelled, &[event(3, "done")], None, Some("interrupted"))
+            .await?
+    );
+    assert_eq!(
+        runs.get_run("run-7").await?.map(|r| r.status),
+        Some("queued".into())
+    );
+    assert!(
+        runs.renew("planning", "S7", "run-7").await?,
+        "the claim is still the run's"
+    );
+
+    let mut ended = queued.clone();
+    ended.status = "success".into();
+    ended.finished_at = Some(base + 9);
+    assert!(
+        runs.end_run(&ended, &[event(3, "done")], None, None)
+            .await?
+    );
+    assert_eq!(runs.checkpoint("run-7").await?, None);
+    assert_eq!(
+        runs.create_run(&other).await?,
+        None,
+        "the claim went with the end"
+    );
     Ok(())
 }
 

@@ -11,7 +11,9 @@
 //! A run resource is a row of `runs` (its columns to find it by, its body
 //! as JSON) and its events rows of `run_events`. Creating a run takes its
 //! claim in the same transaction, and ending it saves the record,
-//! releases the claim and writes its last state and events in one.
+//! releases the claim and writes its last state and events in one. An
+//! interrupted run keeps its claim with no expiry, and its checkpoint in
+//! `run_checkpoints`, until it is resumed or ends.
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -32,6 +34,9 @@ impl SqliteRunStore {
         Self { db }
     }
 }
+
+/// The expiry of the claim of an interrupted run: it lasts until the run ends.
+const NEVER: u64 = i64::MAX as u64;
 
 fn expiry() -> u64 {
     now_ms().saturating_add(u64::try_from(CLAIM_TTL.as_millis()).unwrap_or(u64::MAX))
@@ -160,18 +165,78 @@ impl RunStore for SqliteRunStore {
         run: &StoredRun,
         events: &[StoredEvent],
         record: Option<&RunRecord>,
-    ) -> Result<(), StoreError> {
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let text = record.map(encode).transpose()?;
         let (run, events) = (run.clone(), events.to_vec());
+        let expected = expected.map(str::to_string);
         self.db
             .write(move |conn| {
                 let error = |e: rusqlite::Error| sql_error("end a run", &e);
+                if !replace_run(conn, &run, expected.as_deref()).map_err(error)? {
+                    return Ok(false);
+                }
                 if let Some(text) = &text {
                     save_record(conn, &run.flow, &run.story_id, text)?;
                 }
+                insert_events(conn, &run.run_id, &events).map_err(error)?;
+                conn.prepare_cached("DELETE FROM run_checkpoints WHERE run_id = ?1")
+                    .and_then(|mut q| q.execute(params![run.run_id]))
+                    .map_err(error)?;
+                release_claim(conn, &run.flow, &run.story_id, &run.run_id)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn suspend_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        let (run, events, checkpoint) = (run.clone(), events.to_vec(), checkpoint.to_string());
+        self.db
+            .write(move |conn| {
+                let error = |e: rusqlite::Error| sql_error("suspend a run", &e);
                 replace_run(conn, &run, None).map_err(error)?;
                 insert_events(conn, &run.run_id, &events).map_err(error)?;
-                release_claim(conn, &run.flow, &run.story_id, &run.run_id)
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO run_checkpoints (run_id, body) VALUES (?1, ?2)",
+                )
+                .and_then(|mut q| q.execute(params![run.run_id, checkpoint]))
+                .map_err(error)?;
+                set_claim_expiry(conn, &run, NEVER).map_err(error)
+            })
+            .await
+    }
+
+    async fn resume_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+    ) -> Result<bool, StoreError> {
+        let (run, events) = (run.clone(), events.to_vec());
+        self.db
+            .write(move |conn| {
+                let error = |e: rusqlite::Error| sql_error("resume a run", &e);
+                if !replace_run(conn, &run, Some("interrupted")).map_err(error)? {
+                    return Ok(false);
+                }
+                insert_events(conn, &run.run_id, &events).map_err(error)?;
+                set_claim_expiry(conn, &run, expiry()).map_err(error)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn checkpoint(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let run_id = run_id.to_string();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT body FROM run_checkpoints WHERE run_id = ?1")
+                    .and_then(|mut q| q.query_row(params![run_id], |row| row.get(0)).optional())
+                    .map_err(|e| sql_error("read a run's checkpoint", &e))
             })
             .await
     }
@@ -483,6 +548,19 @@ fn save_record(conn: &Connection, flow: &str, story: &str, text: &str) -> Result
     .and_then(|mut q| q.execute(params![flow, story, text]))
     .map(drop)
     .map_err(|e| sql_error("write a run record", &e))
+}
+
+/// Sets when `run`'s claim expires, if the run holds it.
+fn set_claim_expiry(
+    conn: &Connection,
+    run: &StoredRun,
+    expires_at: u64,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "UPDATE run_claims SET expires_at = ?4 WHERE flow = ?1 AND story = ?2 AND run_id = ?3",
+    )
+    .and_then(|mut q| q.execute(params![run.flow, run.story_id, run.run_id, expires_at]))
+    .map(drop)
 }
 
 fn release_claim(

@@ -32,7 +32,11 @@
 //!   newest first.
 //! - `run_events (run_id, id, event, data)`: the events of each run, for replay.
 //!
-//! Version 3 adds webhooks (SPEC 8.5):
+//! Version 3 adds human in the loop (SPEC 8.3):
+//! - `run_checkpoints (run_id, body)`: what an interrupted run continues
+//!   from once a person answers, as JSON; removed when the run ends.
+//!
+//! Version 4 adds webhooks (SPEC 8.5):
 //! - `webhook_targets (run_id, url)`: the webhook URL a run was started
 //!   with, apart from the run's body, which clients see.
 //! - `webhook_deliveries (delivery_id, run_id, event, url, body, state,
@@ -139,6 +143,13 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ",
     // 2 → 3
+    "
+    CREATE TABLE run_checkpoints (
+        run_id TEXT PRIMARY KEY,
+        body   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
+    // 3 → 4
     "
     CREATE TABLE webhook_targets (
         run_id TEXT PRIMARY KEY,
@@ -261,6 +272,7 @@ mod tests {
             "doc_versions",
             "documents",
             "memory",
+            "run_checkpoints",
             "run_claims",
             "run_events",
             "run_records",
@@ -279,15 +291,15 @@ mod tests {
     }
 
     #[test]
-    fn version_3_keeps_the_runs_of_version_2_and_adds_the_webhook_outbox() -> TestResult {
+    fn version_4_keeps_the_runs_of_version_3_and_adds_the_webhook_outbox() -> TestResult {
         let conn = Connection::open_in_memory()?;
-        migrate_to(&conn, 2)?;
+        migrate_to(&conn, 3)?;
         conn.execute(
             "INSERT INTO runs (run_id, flow, story_id, status, created_at, updated_at, body)
              VALUES ('run-1', 'planning', 'S1', 'success', 1, 2, '{}')",
             [],
         )?;
-        migrate_to(&conn, 3)?;
+        migrate_to(&conn, 4)?;
         let kept: String = conn.query_row(
             "SELECT status FROM runs WHERE run_id = 'run-1'",
             [],

@@ -1,0 +1,327 @@
+//! Runs whose agents ask a person (SPEC 8.3), on a local OpenAI-compatible
+//! server playing scripted replies: the run stops `interrupted`, a resume
+//! continues the same conversation with the answer as the tool's result
+//! (in this engine or a new one on the same store), a headless run answers
+//! on assumptions, and a cancel closes the questions.
+
+mod llm_common;
+
+use bmad2pf_compiler::compile;
+use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
+use bmad2pf_engine::outcome::{AgentRunStatus, RunRequest, RunStatus};
+use bmad2pf_engine::runs::interrupts::{
+    Answer, Decision, InterruptKind, InterruptStatus, OpenQuestion,
+};
+use bmad2pf_engine::runs::{Cancelled, Run, RunMode};
+use bmad2pf_engine::store::DocId;
+use bmad2pf_engine::{Engine, EngineError};
+use llm_common::{Reply, VendorServer};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// pm (may ask) writes prd.md; po reads it.
+fn project() -> Result<tempfile::TempDir, std::io::Error> {
+    let dir = tempfile::tempdir()?;
+    let agents = dir.path().join("src/agents");
+    std::fs::create_dir_all(&agents)?;
+    std::fs::write(
+        agents.join("pm.md"),
+        "---\nid: pm\ncreates: [prd.md]\ntools: [ask_human]\n---\nYou are the PM.\n",
+    )?;
+    std::fs::write(
+        agents.join("po.md"),
+        "---\nid: po\nrequires: [prd.md]\ncreates: [review.md]\n---\nYou are the PO.\n",
+    )?;
+    Ok(dir)
+}
+
+async fn engine(
+    dir: &tempfile::TempDir,
+    server: &VendorServer,
+) -> Result<Engine, Box<dyn std::error::Error>> {
+    let root = dir.path();
+    let mut config = RuntimeConfig::default();
+    config.docs.path = root.join("docs").display().to_string();
+    config.memory.path = root.join("memory").display().to_string();
+    config.llm.provider = ProviderKind::OpenaiCompatible;
+    config.llm.base_url = Some(format!("{}/v1", server.url));
+    let bundle = compile(&root.join("src"))
+        .bundle
+        .ok_or("the sources compile")?;
+    Ok(Engine::start(Arc::new(bundle), config, &|_| None).await?)
+}
+
+fn text(text: &str) -> Reply {
+    Reply::json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}),
+    )
+}
+
+fn asks(arguments: Value) -> Reply {
+    let call = json!({"id": "call_ask", "type": "function",
+                      "function": {"name": "ask_human", "arguments": arguments.to_string()}});
+    Reply::json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]},
+                            "finish_reason": "tool_calls"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}),
+    )
+}
+
+fn request(story: &str) -> RunRequest {
+    RunRequest {
+        flow: "default".into(),
+        story_id: story.into(),
+        input: "A todo app".into(),
+        force: false,
+        budget: None,
+    }
+}
+
+/// The last message the model was sent in request `n` (0-based).
+fn last_message(server: &VendorServer, n: usize) -> Value {
+    let requests = server.requests();
+    requests[n].body["messages"]
+        .as_array()
+        .and_then(|m| m.last().cloned())
+        .unwrap_or_default()
+}
+
+async fn settled(engine: &Engine, run_id: &str) -> Result<Run, EngineError> {
+    engine.wait_run(run_id, Duration::from_secs(10)).await
+}
+
+fn answer(interrupt_id: &str, text: &str) -> Answer {
+    Answer {
+        interrupt_id: interrupt_id.into(),
+        answer: Some(text.into()),
+        ..Answer::default()
+    }
+}
+
+#[tokio::test]
+async fn a_question_interrupts_the_run_and_the_answer_continues_the_same_conversation() -> TestResult
+{
+    let dir = project()?;
+    let server = VendorServer::start(vec![
+        asks(json!({"kind": "choose", "prompt": "Which platform?", "options": ["web", "mobile"]})),
+        text("PRD for the web"),
+        text("Looks good"),
+    ])
+    .await;
+    let engine = engine(&dir, &server).await?;
+    let run = engine.submit(request("s1"), RunMode::Interactive).await?;
+    let run_id = run.outcome.run_id;
+
+    let waiting = settled(&engine, &run_id).await?;
+    assert_eq!(
+        waiting.outcome.status,
+        RunStatus::Interrupted,
+        "{waiting:#?}"
+    );
+    assert_eq!(waiting.interrupts.len(), 1);
+    let question = &waiting.interrupts[0];
+    assert_eq!(
+        (question.agent.as_str(), question.kind),
+        ("pm", InterruptKind::Choose)
+    );
+    assert_eq!(question.status, InterruptStatus::Open);
+    assert_eq!(
+        waiting.outcome.results["pm"].status,
+        AgentRunStatus::Interrupted
+    );
+    assert!(
+        !waiting.outcome.results.contains_key("po"),
+        "po waits behind the question"
+    );
+    assert_eq!(server.requests().len(), 1);
+
+    // The story stays claimed while the run waits.
+    let again = engine.submit(request("s1"), RunMode::Interactive).await;
+    assert!(
+        matches!(&again, Err(EngineError::RunInProgress { status: Some(s), .. }) if s == "interrupted"),
+        "{again:?}"
+    );
+    // Answers that do not fit are refused, and change nothing.
+    let refused = engine
+        .resume_run(&run_id, &answer(&question.id, "desktop"), None)
+        .await;
+    assert!(
+        matches!(&refused, Err(EngineError::InvalidAnswer { options: Some(o), .. }) if o.len() == 2),
+        "{refused:?}"
+    );
+    let unknown = engine
+        .resume_run(&run_id, &answer("int-0000000000000000", "web"), None)
+        .await;
+    assert!(
+        matches!(&unknown, Err(EngineError::InterruptNotOpen { open, .. }) if open == &vec![question.id.clone()]),
+        "{unknown:?}"
+    );
+
+    let (queued, mut end) = engine
+        .resume_run(&run_id, &answer(&question.id, "web"), None)
+        .await?;
+    assert_eq!(queued.outcome.status, RunStatus::Queued);
+    let done = end.wait().await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert_eq!(done.interrupts[0].status, InterruptStatus::Answered);
+    assert_eq!(done.interrupts[0].answer.as_deref(), Some("web"));
+    assert_eq!(done.outcome.results["pm"].status, AgentRunStatus::Completed);
+    assert_eq!(
+        done.outcome.results["pm"].usage.calls, 2,
+        "the call before the question counts"
+    );
+    assert_eq!(done.outcome.results["po"].status, AgentRunStatus::Completed);
+
+    // Nothing was asked twice: the second request continues the first.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "ask, answer, po");
+    let tool_result = last_message(&server, 1);
+    assert_eq!(tool_result["role"], "tool");
+    assert_eq!(tool_result["tool_call_id"], "call_ask");
+    assert_eq!(tool_result["content"], "web");
+    let prd = engine
+        .docs()
+        .get(&DocId::parse("s1__prd")?)
+        .await?
+        .map(|d| d.content);
+    assert_eq!(prd.as_deref(), Some("PRD for the web"));
+
+    let late = engine
+        .resume_run(&run_id, &answer(&question.id, "web"), None)
+        .await;
+    assert!(
+        matches!(&late, Err(EngineError::NotInterrupted { status, .. }) if status == "success"),
+        "{late:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_engine_on_the_same_store_resumes_the_run() -> TestResult {
+    let dir = project()?;
+    let server = VendorServer::start(vec![
+        asks(json!({"kind": "approve", "prompt": "May I write the PRD?"})),
+        text("PRD, approved"),
+        text("Fine"),
+    ])
+    .await;
+    let first = engine(&dir, &server).await?;
+    let run_id = first
+        .submit(request("s2"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let waiting = settled(&first, &run_id).await?;
+    assert_eq!(waiting.outcome.status, RunStatus::Interrupted);
+    let question = waiting.interrupts[0].id.clone();
+    first.shutdown().await;
+    drop(first);
+
+    let second = engine(&dir, &server).await?;
+    let no_decision = second
+        .resume_run(&run_id, &answer(&question, "yes"), None)
+        .await;
+    assert!(
+        matches!(no_decision, Err(EngineError::InvalidAnswer { .. })),
+        "{no_decision:?}"
+    );
+    let approve = Answer {
+        interrupt_id: question,
+        decision: Some(Decision::Reject),
+        feedback: Some("add a budget section".into()),
+        ..Answer::default()
+    };
+    let (_, mut end) = second.resume_run(&run_id, &approve, None).await?;
+    let done = end.wait().await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert_eq!(
+        last_message(&server, 1)["content"],
+        "rejected: add a budget section"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_headless_run_proceeds_on_assumptions_and_lists_the_question() -> TestResult {
+    let dir = project()?;
+    let server = VendorServer::start(vec![
+        asks(json!({"prompt": "Who are the users?"})),
+        text("PRD assuming office workers"),
+        text("Fine"),
+    ])
+    .await;
+    let engine = engine(&dir, &server).await?;
+    let done = engine.run(request("s3"), RunMode::Headless, None).await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert!(done.interrupts.is_empty());
+    let pm_step = engine.bundle().flows["default"]
+        .steps
+        .iter()
+        .find(|s| s.agents.iter().any(|a| a == "pm"))
+        .map(|s| s.id.clone());
+    assert_eq!(
+        done.open_questions,
+        vec![OpenQuestion {
+            agent: "pm".into(),
+            step: pm_step,
+            kind: InterruptKind::Ask,
+            prompt: "Who are the users?".into(),
+            options: None,
+        }]
+    );
+    let told = last_message(&server, 1);
+    assert_eq!(told["role"], "tool");
+    assert!(
+        told["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("assumptions")),
+        "{told}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_an_interrupted_run_closes_its_questions_and_frees_the_story() -> TestResult {
+    let dir = project()?;
+    let server = VendorServer::start(vec![
+        asks(json!({"prompt": "Scope?"})),
+        asks(json!({"prompt": "Scope, again?"})),
+    ])
+    .await;
+    let engine = engine(&dir, &server).await?;
+    let run_id = engine
+        .submit(request("s4"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    assert_eq!(
+        settled(&engine, &run_id).await?.outcome.status,
+        RunStatus::Interrupted
+    );
+    let Cancelled::Ended(cancelled) = engine.cancel_run(&run_id).await? else {
+        return Err("an interrupted run ends at once".into());
+    };
+    assert_eq!(cancelled.outcome.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.interrupts[0].status, InterruptStatus::Cancelled);
+    assert_eq!(
+        cancelled.outcome.results["pm"].status,
+        AgentRunStatus::Cancelled
+    );
+    let stored = engine.get_run(&run_id).await?;
+    assert_eq!(stored.outcome.status, RunStatus::Cancelled);
+    assert!(stored.finished_at.is_some());
+    // The claim went with it: the story takes a new run, which asks anew.
+    let next = engine.submit(request("s4"), RunMode::Interactive).await?;
+    let waiting = settled(&engine, &next.outcome.run_id).await?;
+    assert_eq!(waiting.outcome.status, RunStatus::Interrupted);
+    assert_eq!(waiting.interrupts[0].prompt, "Scope, again?");
+    Ok(())
+}
