@@ -124,14 +124,14 @@ impl RedisDeliveryStore {
         let mut deliveries = Vec::with_capacity(ids.len());
         for (id, hash) in ids.iter().zip(hashes) {
             if !hash.is_empty() {
-                deliveries.push(self.from_fields(id, hash)?);
+                deliveries.push(self.delivery_from_fields(id, hash)?);
             }
         }
         Ok(deliveries)
     }
 
     /// Reads a delivery's hash back.
-    fn from_fields(
+    fn delivery_from_fields(
         &self,
         delivery_id: &str,
         mut hash: HashMap<String, String>,

@@ -157,6 +157,7 @@ impl Webhooks {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout.max(1)))
             .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("bmad2pf/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Config(format!("the webhook HTTP client: {e}")))?;
         Ok(Self {
