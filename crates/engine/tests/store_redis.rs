@@ -1,8 +1,9 @@
 //! The Redis backends against a real `redis-server`: the shared store suite
 //! (`store_suite`, the same functions the embedded store passes), each
 //! two-handle check on two independently opened connections (two replicas),
-//! plus what only Redis has — the key layout (webhook deliveries' too), memory TTLs, claim expiry and
-//! renewal, and 503s (never panics) when Redis is not there.
+//! plus what only Redis has — the key layout (webhook deliveries' too),
+//! memory TTLs, claim expiry and renewal, and 503s (never panics) when
+//! Redis is not there.
 //!
 //! The server comes from `BMAD2PF_TEST_REDIS_URL` (e.g.
 //! `redis://127.0.0.1:6390/0`; `.ci/run` starts one and sets it). Without

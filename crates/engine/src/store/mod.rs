@@ -15,7 +15,8 @@
 //! - Redis backends, for several replicas sharing one state (SPEC 6):
 //!   [`RedisDocStore`], [`RedisMemoryStore`] (a hash per scope with a TTL,
 //!   SPEC 4.4), [`RedisStatusStore`], [`RedisRunStore`] and
-//!   [`RedisDeliveryStore`], all on one [`RedisConnection`] (shared, self-reconnecting, key prefix).
+//!   [`RedisDeliveryStore`], all on one [`RedisConnection`] (shared,
+//!   self-reconnecting, key prefix).
 //! - [`Incidents`]: the count of backend failures, which `/health` reads.
 //!
 //! # Conventions
