@@ -35,7 +35,7 @@ use utoipa::OpenApi;
     paths(
         run::run,
         runs::start_run, runs::list_runs, runs::get_run, runs::run_events, runs::wait_run,
-        runs::cancel_run, runs::run_usage,
+        runs::cancel_run, runs::resume_run, runs::run_usage,
         bundle::flows, bundle::agents, bundle::agent,
         docs::list_docs, docs::get_doc, docs::put_doc, docs::delete_doc, docs::doc_status,
         docs::doc_versions,
@@ -49,7 +49,7 @@ use utoipa::OpenApi;
     components(schemas(wire::ErrorBody)),
     tags(
         (name = "runs", description = "Run flows: synchronously (JSON or Server-Sent Events) or \
-            in the background, as stored resources to list, follow, wait for and cancel"),
+            in the background, as stored resources to list, follow, wait for, answer and cancel"),
         (name = "bundle", description = "The loaded bundle's flows and agents"),
         (name = "documents", description = "Markdown documents"),
         (name = "memory", description = "Agents' memory"),
@@ -169,13 +169,14 @@ pub(crate) fn story_id_limit(bundle: &Bundle) -> usize {
 }
 
 /// Path and query parameters that are ids: (path template, parameter, kind).
-const ID_PARAMETERS: [(&str, &str, IdKind); 17] = [
+const ID_PARAMETERS: [(&str, &str, IdKind); 18] = [
     ("/runs/{id}/usage", "id", IdKind::Run),
     ("/runs", "story_id", IdKind::Plain),
     ("/runs/{id}", "id", IdKind::Run),
     ("/runs/{id}/events", "id", IdKind::Run),
     ("/runs/{id}/wait", "id", IdKind::Run),
     ("/runs/{id}/cancel", "id", IdKind::Run),
+    ("/runs/{id}/resume", "id", IdKind::Run),
     ("/doc", "story_id", IdKind::Plain),
     ("/doc/{id}", "id", IdKind::Doc),
     ("/doc/{id}/status", "id", IdKind::Doc),
@@ -214,7 +215,7 @@ fn every_model_priced(bundle: &Bundle, config: &RuntimeConfig) -> bool {
 /// this pattern spells out, so every cursor it allows can be read), and
 /// event ids (at most 2^63 - 1, as JSON readers keep them exact).
 fn run_parameters() -> [(&'static str, &'static str, Value); 3] {
-    let status = "(queued|running|success|pending|error|cancelled)";
+    let status = "(queued|running|interrupted|success|pending|error|cancelled)";
     let event_id = json!({"type": "integer", "minimum": 0, "maximum": runs::MAX_EVENT_ID});
     [
         (

@@ -38,6 +38,8 @@ pub enum RunEventNameDoc {
     Status,
     #[schema(rename = "usage")]
     Usage,
+    #[schema(rename = "interrupt")]
+    Interrupt,
     #[schema(rename = "done")]
     Done,
     #[schema(rename = "error")]
@@ -56,7 +58,8 @@ pub struct RunStreamEventDoc {
     /// JSON text: `status` `{status, error_code?, at}`, `progress` `{agent,
     /// step, status, duration_ms?, timestamp}`, `token` `{agent, delta}`
     /// (live only, never replayed), `result` `{agent, data}`, `usage` the
-    /// record of one LLM call, `done` the run, `error` `{code, message}`.
+    /// record of one LLM call, `interrupt` a question for a person (an
+    /// interrupt of the run), `done` the run, `error` `{code, message}`.
     pub data: String,
 }
 

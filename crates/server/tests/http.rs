@@ -897,6 +897,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/runs/{id}/events"),
     ("get", "/runs/{id}/wait"),
     ("post", "/runs/{id}/cancel"),
+    ("post", "/runs/{id}/resume"),
     ("get", "/runs/{id}/usage"),
     ("get", "/flows"),
     ("get", "/agents"),

@@ -42,6 +42,7 @@ pub fn api_routes() -> Router<AppState> {
         .route("/runs/{id}/events", get(runs::run_events))
         .route("/runs/{id}/wait", get(runs::wait_run))
         .route("/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/runs/{id}/resume", post(runs::resume_run))
         .route("/runs/{id}/usage", get(runs::run_usage))
         .route("/flows", get(bundle::flows))
         .route("/agents", get(bundle::agents))

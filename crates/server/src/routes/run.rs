@@ -48,8 +48,10 @@ pub struct RunBody {
     /// Stream Server-Sent Events (same as `Accept: text/event-stream`).
     #[serde(default)]
     pub stream: bool,
-    /// `headless` (the default) or `interactive`. Recorded on the run
-    /// (agents do not ask people questions yet, so both run the same way).
+    /// `headless` (the default): agents' questions are answered on stated
+    /// assumptions and listed in `open_questions`. `interactive`: the
+    /// answer comes at the first question, the run `interrupted` (answer
+    /// it with `POST /runs/{id}/resume`); a stream stays open meanwhile.
     #[serde(default)]
     pub mode: Option<RunMode>,
     /// Stop the run once it has used this much (`budget_exceeded`); default
@@ -83,8 +85,9 @@ fn run_request(body: RunBody) -> (RunRequest, Option<String>) {
     tag = "runs",
     request_body = RunBody,
     responses(
-        (status = 200, description = "The run, ended; with streaming, an event stream of its \
-            events (each with its `id`) ending with `done` (this body)",
+        (status = 200, description = "The run, ended (or `interrupted`, in interactive mode); \
+            with streaming, an event stream of its events (each with its `id`) ending with \
+            `done` (this body)",
             content((Run = "application/json"), (RunStreamEventDoc = "text/event-stream"))),
         (status = 400, description = "Invalid story id", body = ErrorBody),
         (status = 404, description = "Unknown flow", body = ErrorBody),

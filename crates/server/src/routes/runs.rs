@@ -1,6 +1,6 @@
 //! `/runs`: runs as resources (SPEC 8.2) — start one in the background,
-//! list them, read one, follow its events, wait for it, cancel it, see
-//! what its LLM calls used.
+//! list them, read one, follow its events, wait for it, answer its
+//! questions (resume), cancel it, see what its LLM calls used.
 //!
 //! Every route works for a run of any process on the same store (a CLI run
 //! beside the server, another replica on Redis): the engine reads the
@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bmad2pf_engine::outcome::{RunRequest, RunStatus};
+use bmad2pf_engine::runs::interrupts::Answer;
 use bmad2pf_engine::runs::{
     Budget, Cancelled, MAX_PAGE, Run, RunFilter, RunMode, RunPage, RunUsage,
 };
@@ -58,8 +59,10 @@ pub struct NewRun {
     /// Re-run agents whose outputs exist and whose inputs are unchanged.
     #[serde(default)]
     pub force: bool,
-    /// `interactive` (the default) or `headless`. Recorded on the run
-    /// (agents do not ask people questions yet, so both run the same way).
+    /// `interactive` (the default): an agent's question (`ask_human`)
+    /// interrupts the run until `POST /runs/{id}/resume` answers it.
+    /// `headless`: questions are answered on stated assumptions and listed
+    /// in the run's `open_questions`.
     #[serde(default)]
     pub mode: Option<RunMode>,
     /// Stop the run once it has used this much (see `POST /run`).
@@ -78,7 +81,8 @@ pub struct NewRun {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunAccepted {
     pub run_id: String,
-    /// `queued` (or `running`, when it started at once).
+    /// `queued` (or `running`, when it started at once; `error` for a
+    /// resume whose flow or agent is gone from the bundle).
     pub status: RunStatus,
 }
 
@@ -311,8 +315,8 @@ pub struct WaitQuery {
     tag = "runs",
     params(("id" = String, Path, description = "Run id"), WaitQuery),
     responses(
-        (status = 200, description = "The run, once it has ended, or at the timeout \
-            (its `status` says which)", body = Run),
+        (status = 200, description = "The run, once it has ended or waits for a person \
+            (`interrupted`), or at the timeout (its `status` says which)", body = Run),
         (status = 400, description = "Invalid run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 422, description = "`timeout_s` above 300", body = ErrorBody),
@@ -337,14 +341,14 @@ pub async fn wait_run(
     Ok(Json(run))
 }
 
-/// Cancels a queued or running run.
+/// Cancels a queued, running or interrupted run.
 #[utoipa::path(
     post,
     path = "/runs/{id}/cancel",
     tag = "runs",
     params(("id" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The run, ended at once (it was queued, or already cancelled)", body = Run),
+        (status = 200, description = "The run, ended at once (it was queued or interrupted, or already cancelled)", body = Run),
         (status = 202, description = "The run is running; it stops within a second", body = CancelRequested),
         (status = 400, description = "Invalid run id", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
@@ -367,6 +371,38 @@ pub async fn cancel_run(
         )
             .into_response(),
     })
+}
+
+/// Answers a question of an interrupted run, which then continues.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/resume",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    request_body = Answer,
+    responses(
+        (status = 202, description = "Answered; the run is queued to continue (or, when its \
+            flow or agent is gone from the bundle, ended `error` / `bundle_changed`)", body = RunAccepted),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run waits for no answer (`not_interrupted`, \
+            `details.status`), or the interrupt is not open (`interrupt_not_open`, \
+            `details.open`)", body = ErrorBody),
+        (status = 422, description = "An answer that does not fit the question \
+            (`invalid_answer`, `details.options` for a choice), or an invalid body", body = ErrorBody),
+    )
+)]
+pub async fn resume_run(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(answer): JsonBody<Answer>,
+) -> Result<Response, ApiError> {
+    let (run, _) = state.engine().resume_run(&id, &answer, None).await?;
+    let accepted = RunAccepted {
+        run_id: run.outcome.run_id,
+        status: run.outcome.status,
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// Query of `GET /runs/{id}/usage`.

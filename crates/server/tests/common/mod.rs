@@ -150,6 +150,8 @@ pub struct Setup {
     pub webhooks: WebhooksConfig,
     /// The value of the variable `webhooks.secret_env` names (unset when `None`).
     pub webhook_secret: Option<String>,
+    /// Gives the analyst the `ask_human` tool: on the mock, it asks once.
+    pub analyst_asks: bool,
 }
 
 pub struct TestServer {
@@ -171,14 +173,15 @@ pub async fn engine(
     configure: impl FnOnce(&mut RuntimeConfig),
     flows: &[&str],
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
-    engine_with_env(dir, configure, flows, &|_| None).await
+    engine_of(dir, configure, bundle(flows), &|_| None).await
 }
 
-/// [`engine`] with `env` as its environment (API keys, the webhook secret).
-pub async fn engine_with_env(
+/// [`engine`] running `bundle`, with `env` as its environment (API keys,
+/// the webhook secret).
+async fn engine_of(
     dir: &std::path::Path,
     configure: impl FnOnce(&mut RuntimeConfig),
-    flows: &[&str],
+    bundle: Bundle,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
     let mut config = RuntimeConfig::default();
@@ -186,7 +189,7 @@ pub async fn engine_with_env(
     config.docs.path = data.join("docs").display().to_string();
     config.memory.path = data.join("memory").display().to_string();
     configure(&mut config);
-    Ok(Engine::start(Arc::new(bundle(flows)), config, env).await?)
+    Ok(Engine::start(Arc::new(bundle), config, env).await?)
 }
 
 impl TestServer {
@@ -207,10 +210,16 @@ impl TestServer {
             }
             config.webhooks = setup.webhooks.clone();
         };
+        let mut bundle = bundle(&["default"]);
+        if setup.analyst_asks
+            && let Some(analyst) = bundle.agents.get_mut("analyst")
+        {
+            analyst.tools = vec!["ask_human".into()];
+        }
         let secret_env = setup.webhooks.secret_env.clone();
         let secret = setup.webhook_secret.clone();
         let env = move |name: &str| secret.clone().filter(|_| name == secret_env);
-        let engine = engine_with_env(dir.path(), configure, &["default"], &env).await?;
+        let engine = engine_of(dir.path(), configure, bundle, &env).await?;
         // As `bmad2pf serve` does: a server takes over the queued runs of
         // dead processes and sends webhooks.
         engine.take_over_queued_runs();
