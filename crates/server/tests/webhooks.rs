@@ -1,6 +1,7 @@
 //! Webhooks (SPEC 8.5) over real HTTP: a server started by the test
 //! harness sends its signed deliveries to receivers run by the test on
-//! loopback, and the run shows each attempt.
+//! loopback, and the run shows each attempt; a run that asks a person
+//! tells `run.interrupted`, and `run.finished` once answered.
 
 mod common;
 
@@ -360,4 +361,63 @@ async fn bad_webhooks_are_refused_with_422() -> TestResult {
     }
     unsigned.stop().await;
     Ok(())
+}
+
+/// The analyst asks (mock LLM): the receiver is told `run.interrupted`
+/// with the open question; once it is answered the run finishes and the
+/// receiver is told `run.finished`.
+#[tokio::test]
+async fn a_question_and_its_answer_are_told_to_the_webhook() -> TestResult {
+    let (receiver, url) = Receiver::start(&[]).await?;
+    let server = server(|setup| setup.analyst_asks = true).await?;
+    let accepted = call(
+        server.client.post(server.url("/runs")).json(&json!({
+            "flow": "default", "story_id": "asks", "input": "x", "webhook": url,
+        })),
+        StatusCode::ACCEPTED,
+    )
+    .await?;
+    let run_id = accepted["run_id"].as_str().ok_or("a run id")?;
+    let run = delivery_in_state(&server, run_id, "delivered").await?;
+    assert_eq!(run["status"], "interrupted", "{run}");
+    let interrupt_id = run["interrupts"][0]["id"].as_str().ok_or("an interrupt")?;
+    let asked = receiver.received();
+    assert_eq!(asked.len(), 1);
+    verify(&asked[0])?;
+    assert_eq!(header(&asked[0], "x-bmad2pf-event"), "run.interrupted");
+    let body: Value = serde_json::from_str(&asked[0].body)?;
+    assert_eq!(body["run"]["status"], "interrupted", "{body}");
+    assert_eq!(body["interrupts"][0]["id"], interrupt_id, "{body}");
+
+    call(
+        server
+            .client
+            .post(server.url(&format!("/runs/{run_id}/resume")))
+            .json(&json!({"interrupt_id": interrupt_id, "answer": "the web"})),
+        StatusCode::ACCEPTED,
+    )
+    .await?;
+    for _ in 0..600 {
+        let run = call(
+            server.client.get(server.url(&format!("/runs/{run_id}"))),
+            StatusCode::OK,
+        )
+        .await?;
+        if run["webhook"]["deliveries"][1]["state"] == "delivered" {
+            assert_eq!(run["status"], "success", "{run}");
+            assert_eq!(run["webhook"]["deliveries"][1]["event"], "run.finished");
+            let told = receiver.received();
+            assert_eq!(told.len(), 2);
+            verify(&told[1])?;
+            assert_eq!(header(&told[1], "x-bmad2pf-event"), "run.finished");
+            assert_ne!(
+                header(&told[0], "x-bmad2pf-delivery"),
+                header(&told[1], "x-bmad2pf-delivery")
+            );
+            server.stop().await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the run's run.finished was never delivered".into())
 }
