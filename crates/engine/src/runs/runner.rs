@@ -30,7 +30,7 @@
 use super::claim::Claim;
 use super::interrupts::{Answer, InterruptStatus};
 use super::log::{EventLog, RunChange};
-use super::webhooks::{Target, WebhookEvent, Webhooks};
+use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
 use crate::error::EngineError;
@@ -40,7 +40,9 @@ use crate::outcome::{
 };
 use crate::run::checkpoint::Checkpoint;
 use crate::run::{Resumption, RunPlan, RunState, run_flow};
-use crate::store::{EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms};
+use crate::store::{
+    DeliveryStore, EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
+};
 use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -798,8 +800,8 @@ impl Runner {
 
     /// [`end_interrupted`] on this process's store, counted.
     async fn end_interrupted(&self, run: Run, ending: Ending) -> Result<Option<Run>, EngineError> {
-        let ended =
-            end_interrupted(self.core.runs.as_ref(), Some(&self.webhooks), run, ending).await?;
+        let outbox = self.webhooks.store();
+        let ended = end_interrupted(self.core.runs.as_ref(), outbox, run, ending).await?;
         if let Some(run) = &ended {
             self.core.counters.run_finished(run.outcome.status);
         }
@@ -1015,11 +1017,12 @@ enum RunEventData {
 /// Ends an interrupted run where it is stored (cancelled, or its question
 /// expired): its open questions closed, the agents waiting on them marked,
 /// the record of what it completed saved, its claim released. `None` when
-/// the run was no longer interrupted (a resume got there first). With
-/// `webhooks`, its `run.finished` is stored first (SPEC 8.5).
+/// the run was no longer interrupted (a resume got there first). Its
+/// `run.finished` is stored first in `outbox` (SPEC 8.5), where the
+/// sender of a server finds it.
 async fn end_interrupted(
     runs: &dyn RunStore,
-    webhooks: Option<&Webhooks>,
+    outbox: &dyn DeliveryStore,
     mut run: Run,
     ending: Ending,
 ) -> Result<Option<Run>, StoreError> {
@@ -1039,11 +1042,7 @@ async fn end_interrupted(
     run.outcome.error_code = ending.error_code.map(|c| c.as_str().to_string());
     run.finished_at = Some(now);
     run.updated_at = now;
-    if let Some(webhooks) = webhooks {
-        webhooks
-            .enqueue(&mut run, WebhookEvent::RunFinished, None)
-            .await;
-    }
+    webhooks::enqueue(outbox, &mut run, WebhookEvent::RunFinished, None).await;
     let next_event = stored_events(runs, &run_id)
         .await?
         .last()
@@ -1079,16 +1078,19 @@ async fn end_interrupted(
 
 /// Cancels an interrupted run where it is stored (`bmad2pf cancel`, which
 /// runs no engine): the run as cancelled, or `None` when it was no longer
-/// interrupted.
-/// Its webhook gets no `run.finished`: without an engine there is no
-/// webhook outbox here (see `webhooks/mod.rs`).
-pub async fn cancel_interrupted(runs: &dyn RunStore, run: Run) -> Result<Option<Run>, StoreError> {
+/// interrupted. Its webhook's `run.finished` goes to `outbox`, for a
+/// server on the store to send.
+pub async fn cancel_interrupted(
+    runs: &dyn RunStore,
+    outbox: &dyn DeliveryStore,
+    run: Run,
+) -> Result<Option<Run>, StoreError> {
     let ending = Ending {
         status: RunStatus::Cancelled,
         error_code: None,
         interrupts: InterruptStatus::Cancelled,
     };
-    end_interrupted(runs, None, run, ending).await
+    end_interrupted(runs, outbox, run, ending).await
 }
 
 /// Every stored event of a run, in order.

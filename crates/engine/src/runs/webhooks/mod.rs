@@ -196,81 +196,18 @@ impl Webhooks {
         }
     }
 
-    /// Stores `event` of `run` as a delivery to its webhook, when it has
-    /// one, and wakes the sender; call it *before* storing the change of
-    /// the run that causes the event (see the module docs). `interrupts`
-    /// (`run.interrupted`: the open interrupts) is added to the body as
-    /// `interrupts`. The delivery, pending, is added to
-    /// `run.webhook.deliveries`, so the run as stored next (and its `done`
-    /// event) shows it.
-    ///
-    /// Never fails the run: a failure to store the delivery is logged, and
-    /// that event is not sent.
+    /// [`enqueue`] on this engine's store, then wakes the sender: how the
+    /// runner stores an event of a run (see [`enqueue`] for when to call it).
     pub async fn enqueue(&self, run: &mut Run, event: WebhookEvent, interrupts: Option<Value>) {
-        if run.webhook.is_none() {
-            return;
-        }
-        let run_id = run.outcome.run_id.clone();
-        match self.store_delivery(run, event, interrupts).await {
-            Ok(Some(delivery)) => {
-                if let Some(webhook) = run.webhook.as_mut() {
-                    webhook
-                        .deliveries
-                        .retain(|d| d.delivery_id != delivery.delivery_id);
-                    webhook.deliveries.push(delivery);
-                }
-                self.wake.notify_one();
-            }
-            Ok(None) => {
-                tracing::warn!(
-                    run_id,
-                    "the run shows a webhook but none is stored; nothing is sent"
-                )
-            }
-            Err(error) => tracing::error!(
-                run_id,
-                event = event.as_str(),
-                %error,
-                "storing a webhook delivery failed; it will not be sent"
-            ),
+        if enqueue(self.store.as_ref(), run, event, interrupts).await {
+            self.wake.notify_one();
         }
     }
 
-    /// Stores the delivery [`enqueue`](Self::enqueue) describes; `None`
-    /// when the run has no stored target.
-    async fn store_delivery(
-        &self,
-        run: &Run,
-        event: WebhookEvent,
-        interrupts: Option<Value>,
-    ) -> Result<Option<WebhookDelivery>, StoreError> {
-        let run_id = &run.outcome.run_id;
-        let Some(url) = self.store.target(run_id).await? else {
-            return Ok(None);
-        };
-        let delivery_id = delivery_id(run_id, event, interrupts.as_ref());
-        let mut body = json!({
-            "event": event.as_str(),
-            "delivery_id": delivery_id,
-            "run": RunSummary::from(run.clone()),
-        });
-        if let (Some(interrupts), Some(fields)) = (interrupts, body.as_object_mut()) {
-            fields.insert("interrupts".into(), interrupts);
-        }
-        let now = now_ms();
-        let stored = StoredDelivery {
-            delivery_id,
-            run_id: run_id.clone(),
-            event: event.as_str().into(),
-            url,
-            body: body.to_string(),
-            state: DeliveryState::Pending,
-            attempts: Vec::new(),
-            created_at: now,
-            next_attempt_at: Some(now),
-        };
-        self.store.enqueue(&stored).await?;
-        WebhookDelivery::from_stored(stored).map(Some)
+    /// The outbox, for [`enqueue`] where the runner ends a run without
+    /// waking the sender (it finds the delivery at its next poll).
+    pub fn store(&self) -> &dyn DeliveryStore {
+        self.store.as_ref()
     }
 
     /// Sets `run.webhook.deliveries` to those stored, when it has a webhook.
@@ -317,6 +254,92 @@ impl Webhooks {
         .map(|(name, count)| (name, count.load(Ordering::Relaxed)))
         .collect()
     }
+}
+
+/// Stores `event` of `run` as a delivery to its webhook, when it has one;
+/// call it *before* storing the change of the run that causes the event
+/// (see the module docs). `interrupts` (`run.interrupted`: the open
+/// interrupts) is added to the body as `interrupts`. The delivery, pending,
+/// is added to `run.webhook.deliveries`, so the run as stored next (and its
+/// `done` event) shows it. Whether it was stored: the sender of a process
+/// polls for it, [`Webhooks::enqueue`] also wakes it.
+///
+/// Never fails the run: a failure to store the delivery is logged, and
+/// that event is not sent.
+pub(crate) async fn enqueue(
+    store: &dyn DeliveryStore,
+    run: &mut Run,
+    event: WebhookEvent,
+    interrupts: Option<Value>,
+) -> bool {
+    if run.webhook.is_none() {
+        return false;
+    }
+    let run_id = run.outcome.run_id.clone();
+    match store_delivery(store, run, event, interrupts).await {
+        Ok(Some(delivery)) => {
+            if let Some(webhook) = run.webhook.as_mut() {
+                webhook
+                    .deliveries
+                    .retain(|d| d.delivery_id != delivery.delivery_id);
+                webhook.deliveries.push(delivery);
+            }
+            true
+        }
+        Ok(None) => {
+            tracing::warn!(
+                run_id,
+                "the run shows a webhook but none is stored; nothing is sent"
+            );
+            false
+        }
+        Err(error) => {
+            tracing::error!(
+                run_id,
+                event = event.as_str(),
+                %error,
+                "storing a webhook delivery failed; it will not be sent"
+            );
+            false
+        }
+    }
+}
+
+/// Stores the delivery [`enqueue`] describes; `None` when the run has no
+/// stored target.
+async fn store_delivery(
+    store: &dyn DeliveryStore,
+    run: &Run,
+    event: WebhookEvent,
+    interrupts: Option<Value>,
+) -> Result<Option<WebhookDelivery>, StoreError> {
+    let run_id = &run.outcome.run_id;
+    let Some(url) = store.target(run_id).await? else {
+        return Ok(None);
+    };
+    let delivery_id = delivery_id(run_id, event, interrupts.as_ref());
+    let mut body = json!({
+        "event": event.as_str(),
+        "delivery_id": delivery_id,
+        "run": RunSummary::from(run.clone()),
+    });
+    if let (Some(interrupts), Some(fields)) = (interrupts, body.as_object_mut()) {
+        fields.insert("interrupts".into(), interrupts);
+    }
+    let now = now_ms();
+    let stored = StoredDelivery {
+        delivery_id,
+        run_id: run_id.clone(),
+        event: event.as_str().into(),
+        url,
+        body: body.to_string(),
+        state: DeliveryState::Pending,
+        attempts: Vec::new(),
+        created_at: now,
+        next_attempt_at: Some(now),
+    };
+    store.enqueue(&stored).await?;
+    WebhookDelivery::from_stored(stored).map(Some)
 }
 
 /// `dlv-` and 16 hex digits of SHA-256 over what identifies the event: the
