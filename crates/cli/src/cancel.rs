@@ -60,7 +60,7 @@ fn cancel(args: &CancelArgs) -> Result<Outcome, StartError> {
         let mut run = read().await?;
         if run.outcome.status == RunStatus::Interrupted {
             // Nobody executes it: it ends here, where it is stored.
-            match cancel_interrupted(stores.runs.as_ref(), run)
+            match cancel_interrupted(stores.runs.as_ref(), stores.deliveries.as_ref(), run)
                 .await
                 .map_err(|e| failed(e.to_string()))?
             {

@@ -12,12 +12,13 @@ use crate::error::EngineError;
 use crate::outcome::{ExecuteOutcome, ExecuteRequest, Readiness, RunEvent, RunRequest};
 use crate::run::graph::build_flow;
 use crate::runs::interrupts::Answer;
-use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, RunUsage, Runner};
+use crate::runs::{Cancelled, Run, RunFilter, RunMode, RunPage, RunUsage, Runner, Webhooks};
 use crate::stats::{Counters, EngineStats};
 use crate::store::{
-    Database, DocStore, Incidents, MemoryStore, RedisConnection, RedisDocStore, RedisMemoryStore,
-    RedisRunStore, RedisStatusStore, RunStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
-    SqliteStatusStore, StatusStore, StoreError, StoredEvent, ids::check_story_id,
+    Database, DeliveryStore, DocStore, Incidents, MemoryStore, RedisConnection, RedisDeliveryStore,
+    RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore,
+    SqliteDeliveryStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore, SqliteStatusStore,
+    StatusStore, StoreError, StoredEvent, ids::check_story_id,
 };
 use crate::story_limit::StoryLimit;
 use crate::tools::ToolBox;
@@ -36,6 +37,8 @@ pub struct Stores {
     pub memory: Arc<dyn MemoryStore>,
     pub status: Arc<dyn StatusStore>,
     pub runs: Arc<dyn RunStore>,
+    /// The webhook outbox (SPEC 8.5).
+    pub deliveries: Arc<dyn DeliveryStore>,
     /// Where the backends count their failures (see [`Incidents`]).
     pub incidents: Incidents,
 }
@@ -46,7 +49,7 @@ impl Stores {
     /// `file`: the embedded store, the SQLite database in `memory.path`
     /// with documents mirrored in `docs.path` (SPEC 4.4); a database this
     /// program must not use stops here with a message naming it.
-    /// `redis`: all four on one Redis (`memory.redis`), shared by every
+    /// `redis`: all five on one Redis (`memory.redis`), shared by every
     /// replica pointed at it (SPEC 6). The Redis connection is made lazily:
     /// a Redis that does not answer yet is logged and the process starts
     /// `degraded` (503 from the stores) until it does.
@@ -65,6 +68,7 @@ impl Stores {
                     docs: Arc::new(SqliteDocStore::open(db.clone(), &config.docs.path).await?),
                     memory: Arc::new(SqliteMemoryStore::new(db.clone())),
                     status: Arc::new(SqliteStatusStore::new(db.clone())),
+                    deliveries: Arc::new(SqliteDeliveryStore::new(db.clone())),
                     runs: Arc::new(SqliteRunStore::new(db)),
                     incidents,
                 })
@@ -90,6 +94,7 @@ impl Stores {
                     docs: Arc::new(RedisDocStore::new(redis.clone())),
                     memory: Arc::new(RedisMemoryStore::new(redis.clone(), settings.ttl)),
                     status: Arc::new(RedisStatusStore::new(redis.clone())),
+                    deliveries: Arc::new(RedisDeliveryStore::new(redis.clone())),
                     runs: Arc::new(RedisRunStore::new(redis)),
                     incidents,
                 })
@@ -119,6 +124,10 @@ pub struct Engine {
     incidents: Incidents,
     /// Starts, watches and cancels runs (SPEC 8).
     runner: Arc<Runner>,
+    /// The webhooks of runs (SPEC 8.5), shared with the runner.
+    webhooks: Arc<Webhooks>,
+    /// The webhook outbox, handed on by [`stores`](Self::stores).
+    deliveries: Arc<dyn DeliveryStore>,
     /// Flow name → the longest story id its runs accept, for flows that have a limit.
     flow_limits: BTreeMap<String, StoryLimit>,
     /// Agent id → the longest story id its readiness check accepts, where limited.
@@ -137,7 +146,8 @@ impl Engine {
         Self::with_stores(bundle, config, stores, env)
     }
 
-    /// Starts an engine on the given stores.
+    /// Starts an engine on the given stores. `env` looks up environment
+    /// variables: API keys, the webhook signing secret (`webhooks.secret_env`).
     pub fn with_stores(
         bundle: Arc<Bundle>,
         config: RuntimeConfig,
@@ -146,6 +156,11 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let providers =
             Core::build_providers(&bundle, &config, env).map_err(EngineError::Config)?;
+        let webhooks = Arc::new(Webhooks::new(
+            &config.webhooks,
+            env(&config.webhooks.secret_env),
+            stores.deliveries.clone(),
+        )?);
         let core = Arc::new(Core {
             tools: ToolBox::new(&bundle.tools),
             prompts: Core::prepare_prompts(&bundle),
@@ -165,7 +180,7 @@ impl Engine {
             .values()
             .map(|flow| (flow.name.clone(), Arc::new(build_flow(&core, flow))))
             .collect();
-        let runner = Arc::new(Runner::new(core.clone(), graphs));
+        let runner = Arc::new(Runner::new(core.clone(), graphs, webhooks.clone()));
         runner.start_background();
         let flow_limits = core
             .bundle
@@ -182,6 +197,8 @@ impl Engine {
         Ok(Self {
             core,
             runner,
+            webhooks,
+            deliveries: stores.deliveries,
             flow_limits,
             agent_limits,
             health: tokio::sync::Mutex::new(None),
@@ -197,6 +214,7 @@ impl Engine {
             memory: self.core.memory.clone(),
             status: self.core.status.clone(),
             runs: self.core.runs.clone(),
+            deliveries: self.deliveries.clone(),
             incidents: self.incidents.clone(),
         }
     }
@@ -246,7 +264,23 @@ impl Engine {
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
     ) -> Result<(Run, RunEnd), EngineError> {
-        let (run, ended) = self.start_run(request, mode, observer).await?;
+        let (run, ended) = self.start_run(request, mode, observer, None).await?;
+        Ok((run, RunEnd(ended)))
+    }
+
+    /// Starts a run like [`begin_run`](Self::begin_run), whose `webhook`
+    /// is told when it ends or waits for a person (SPEC 8.5): an http(s)
+    /// URL with a host in `webhooks.allowed_hosts` (when that is set), else
+    /// [`EngineError::InvalidWebhook`]; refused with
+    /// [`EngineError::WebhookSecretMissing`] while the signing secret is
+    /// unset. `POST /runs` and `POST /run` start runs here.
+    pub async fn begin_run_with_webhook(
+        &self,
+        request: RunRequest,
+        mode: RunMode,
+        webhook: Option<&str>,
+    ) -> Result<(Run, RunEnd), EngineError> {
+        let (run, ended) = self.start_run(request, mode, None, webhook).await?;
         Ok((run, RunEnd(ended)))
     }
 
@@ -258,7 +292,7 @@ impl Engine {
     /// before anything runs), the flow already queued or running for this
     /// story ([`EngineError::RunInProgress`]), too many runs queued.
     pub async fn submit(&self, request: RunRequest, mode: RunMode) -> Result<Run, EngineError> {
-        self.start_run(request, mode, None)
+        self.start_run(request, mode, None, None)
             .await
             .map(|(run, _)| run)
     }
@@ -268,6 +302,7 @@ impl Engine {
         request: RunRequest,
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
+        webhook: Option<&str>,
     ) -> Result<(Run, tokio::sync::watch::Receiver<Option<Arc<Run>>>), EngineError> {
         if !self.runner.has_flow(&request.flow) {
             return Err(EngineError::UnknownFlow(request.flow.clone()));
@@ -280,7 +315,8 @@ impl Engine {
             &format!("flow `{}`", request.flow),
             &request.story_id,
         )?;
-        self.runner.submit(request, mode, observer).await
+        let webhook = webhook.map(|url| self.webhooks.check(url)).transpose()?;
+        self.runner.submit(request, mode, observer, webhook).await
     }
 
     /// Makes this engine take over the queued runs of processes that died
@@ -403,7 +439,10 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
-        self.core.counters.snapshot()
+        EngineStats {
+            webhook_deliveries: self.webhooks.outcomes(),
+            ..self.core.counters.snapshot()
+        }
     }
 
     /// Waits for running agents to finish their LLM calls, then refuses

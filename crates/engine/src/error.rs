@@ -57,6 +57,16 @@ pub enum EngineError {
         "a budget in US dollars needs a price for every model of the flow; `{0}` has none in runtime.yaml `pricing`"
     )]
     BudgetUnenforceable(String),
+    /// A `webhook` that is not an http(s) URL, or whose host is not in
+    /// runtime.yaml `webhooks.allowed_hosts` (422).
+    #[error("invalid webhook: {0}")]
+    InvalidWebhook(String),
+    /// A `webhook` while the signing secret is not set: webhooks are never
+    /// sent unsigned (422). `var` names the environment variable.
+    #[error(
+        "webhooks are signed, and the signing secret is not set: the server's environment variable `{var}` (runtime.yaml `webhooks.secret_env`) is unset or empty"
+    )]
+    WebhookSecretMissing { var: String },
     /// Cancel of a run that ended other than cancelled (409).
     #[error("run `{run_id}` has ended ({status}); only a queued or running run can be cancelled")]
     RunNotActive { run_id: String, status: String },
@@ -107,6 +117,8 @@ impl EngineError {
             Self::NotInterrupted { .. } => EngineErrorCode::NotInterrupted,
             Self::InterruptNotOpen { .. } => EngineErrorCode::InterruptNotOpen,
             Self::InvalidAnswer { .. } => EngineErrorCode::InvalidAnswer,
+            Self::InvalidWebhook(_) => EngineErrorCode::InvalidWebhook,
+            Self::WebhookSecretMissing { .. } => EngineErrorCode::WebhookSecretMissing,
             Self::Store(e) => return e.code(),
             Self::Config(_) => EngineErrorCode::ConfigError,
             Self::Internal(_) => EngineErrorCode::InternalError,
@@ -131,6 +143,8 @@ error_codes! {
         NotInterrupted => "not_interrupted",
         InterruptNotOpen => "interrupt_not_open",
         InvalidAnswer => "invalid_answer",
+        InvalidWebhook => "invalid_webhook",
+        WebhookSecretMissing => "webhook_secret_missing",
         ConfigError => "config_error",
         InternalError => "internal_error",
     }

@@ -15,11 +15,11 @@
 //! - `conversation.rs`: the conversation with a model (tool loop, structured
 //!   reply, repair), used by the agents of flows and by stateless execute.
 //! - [`runs`]: runs as resources — stored, queued, followed, cancelled,
-//!   and marked when their process died (SPEC 8).
+//!   and marked when their process died, with their signed webhooks (SPEC 8).
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
-//! - [`store`]: document, memory, orchestration-status and run-record
-//!   stores: the embedded SQLite store and the Redis one.
+//! - [`store`]: document, memory, orchestration-status, run-record and
+//!   webhook-delivery stores: the embedded SQLite store and the Redis one.
 //! - [`tools`]: builtin, http and command tools offered to the LLM.
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).

@@ -47,6 +47,11 @@ pub struct EngineStats {
     pub llm_usage: BTreeMap<String, BTreeMap<String, UsageTotals>>,
     /// Failed LLM attempts by error code.
     pub llm_errors: BTreeMap<&'static str, u64>,
+    /// Webhook attempts by outcome (`delivered`, `failed`: given up,
+    /// `retried`: failed and due again), SPEC 8.5; kept by the engine's
+    /// webhooks rather than these counters, and added to the snapshot by
+    /// `Engine::stats`.
+    pub webhook_deliveries: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
@@ -130,6 +135,7 @@ impl Counters {
                 .lock()
                 .map(|e| e.clone())
                 .unwrap_or_default(),
+            webhook_deliveries: BTreeMap::new(),
         }
     }
 }

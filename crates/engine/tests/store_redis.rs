@@ -1,8 +1,9 @@
 //! The Redis backends against a real `redis-server`: the shared store suite
 //! (`store_suite`, the same functions the embedded store passes), each
 //! two-handle check on two independently opened connections (two replicas),
-//! plus what only Redis has — the key layout, memory TTLs, claim expiry and
-//! renewal, and 503s (never panics) when Redis is not there.
+//! plus what only Redis has — the key layout (webhook deliveries' too),
+//! memory TTLs, claim expiry and renewal, and 503s (never panics) when
+//! Redis is not there.
 //!
 //! The server comes from `BMAD2PF_TEST_REDIS_URL` (e.g.
 //! `redis://127.0.0.1:6390/0`; `.ci/run` starts one and sets it). Without
@@ -18,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use bmad2pf_compiler::config::RedisConfig;
 use bmad2pf_engine::store::{
-    DocStore, DocWriter, Incidents, MemoryKey, MemoryScope, MemoryStore, RedisConnection,
-    RedisDocStore, RedisMemoryStore, RedisRunStore, RedisStatusStore, RunStore, StatusStore,
-    StoreError, WorkflowId, doc_id,
+    DeliveryState, DeliveryStore, DocStore, DocWriter, Incidents, MemoryKey, MemoryScope,
+    MemoryStore, RedisConnection, RedisDeliveryStore, RedisDocStore, RedisMemoryStore,
+    RedisRunStore, RedisStatusStore, RunStore, StatusStore, StoreError, StoredDelivery, WorkflowId,
+    doc_id,
 };
 use redis::AsyncCommands;
 use serde_json::json;
@@ -109,6 +111,10 @@ fn runs(redis: &TestRedis) -> Result<Arc<dyn RunStore>, StoreError> {
     Ok(Arc::new(RedisRunStore::new(redis.connect()?)))
 }
 
+fn deliveries(redis: &TestRedis) -> Result<Arc<dyn DeliveryStore>, StoreError> {
+    Ok(Arc::new(RedisDeliveryStore::new(redis.connect()?)))
+}
+
 // ------------------------------------------------------- the shared suite
 
 #[tokio::test]
@@ -189,6 +195,18 @@ async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     store_suite::runs_one_claim_wins_across_handles(runs(&redis)?, runs(&redis)?).await
 }
 
+#[tokio::test]
+async fn suite_deliveries_outbox() -> TestResult {
+    let redis = test_redis!("deliveries_outbox");
+    store_suite::deliveries_outbox(deliveries(&redis)?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_deliveries_one_claim_per_lease() -> TestResult {
+    let redis = test_redis!("deliveries_one_claim");
+    store_suite::deliveries_one_claim_per_lease(deliveries(&redis)?, deliveries(&redis)?).await
+}
+
 // ------------------------------------------------------------- Redis only
 
 #[tokio::test]
@@ -258,6 +276,58 @@ async fn keys_follow_the_documented_layout() -> TestResult {
     runs.release("planning", "S1", "run-1").await?;
     let gone: bool = raw.exists(redis.key("run:claim:planning__S1")).await?;
     assert!(!gone);
+    Ok(())
+}
+
+#[tokio::test]
+async fn webhook_deliveries_follow_the_documented_layout() -> TestResult {
+    let redis = test_redis!("deliveries_layout");
+    let mut raw = redis.raw().await?;
+    let store = deliveries(&redis)?;
+    store
+        .save_target("run-1", "https://hooks.example.com/in")
+        .await?;
+    let target: Option<String> = raw.get(redis.key("run:run-1:webhook")).await?;
+    assert_eq!(target.as_deref(), Some("https://hooks.example.com/in"));
+
+    let mut delivery = StoredDelivery {
+        delivery_id: "dlv-1".into(),
+        run_id: "run-1".into(),
+        event: "run.finished".into(),
+        url: "https://hooks.example.com/in".into(),
+        body: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: Vec::new(),
+        created_at: 1_000,
+        next_attempt_at: Some(1_000),
+    };
+    assert!(store.enqueue(&delivery).await?);
+    let hash: std::collections::HashMap<String, String> =
+        raw.hgetall(redis.key("delivery:dlv-1")).await?;
+    assert_eq!(hash.get("state").map(String::as_str), Some("pending"));
+    assert_eq!(hash.get("attempts").map(String::as_str), Some("[]"));
+    assert_eq!(
+        hash.get("next_attempt_at").map(String::as_str),
+        Some("1000")
+    );
+    let of_run: Vec<String> = raw.zrange(redis.key("run:run-1:deliveries"), 0, -1).await?;
+    assert_eq!(of_run, ["dlv-1"]);
+    let due: Option<f64> = raw.zscore(redis.key("deliveries:due"), "dlv-1").await?;
+    assert_eq!(due, Some(1_000.0));
+
+    // Claimed: its score is the lease; delivered: off the due set.
+    assert_eq!(store.claim_due(1_000, 5_000, 10).await?.len(), 1);
+    let leased: Option<f64> = raw.zscore(redis.key("deliveries:due"), "dlv-1").await?;
+    assert_eq!(leased, Some(5_000.0));
+    delivery.state = DeliveryState::Delivered;
+    delivery.next_attempt_at = None;
+    assert!(store.record_attempt(&delivery, 5_000).await?);
+    let gone: Option<f64> = raw.zscore(redis.key("deliveries:due"), "dlv-1").await?;
+    assert_eq!(gone, None);
+    let next: Option<String> = raw
+        .hget(redis.key("delivery:dlv-1"), "next_attempt_at")
+        .await?;
+    assert_eq!(next, None);
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bmad2pf_engine::store::{
-    AgentState, DATABASE_FILE, Database, DocId, DocStore, DocWriter, Incidents, MemoryKey,
-    MemoryScope, MemoryStore, RunStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
-    SqliteStatusStore, StatusStore, StatusUpdate, WorkflowId, doc_id,
+    AgentState, DATABASE_FILE, Database, DeliveryStore, DocId, DocStore, DocWriter, Incidents,
+    MemoryKey, MemoryScope, MemoryStore, RunStore, SqliteDeliveryStore, SqliteDocStore,
+    SqliteMemoryStore, SqliteRunStore, SqliteStatusStore, StatusStore, StatusUpdate, WorkflowId,
+    doc_id,
 };
 use serde_json::json;
 use store_suite::TestResult;
@@ -41,6 +42,10 @@ fn status_in(root: &Path) -> Result<Arc<dyn StatusStore>, BoxError> {
 
 fn runs_in(root: &Path) -> Result<Arc<dyn RunStore>, BoxError> {
     Ok(Arc::new(SqliteRunStore::new(database(root)?)))
+}
+
+fn deliveries_in(root: &Path) -> Result<Arc<dyn DeliveryStore>, BoxError> {
+    Ok(Arc::new(SqliteDeliveryStore::new(database(root)?)))
 }
 
 /// A raw connection to the database file, to damage it as a disk or a
@@ -140,6 +145,22 @@ async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
     let dir = TempDir::new()?;
     store_suite::runs_one_claim_wins_across_handles(runs_in(dir.path())?, runs_in(dir.path())?)
         .await
+}
+
+#[tokio::test]
+async fn suite_deliveries_outbox() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::deliveries_outbox(deliveries_in(dir.path())?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_deliveries_one_claim_per_lease() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::deliveries_one_claim_per_lease(
+        deliveries_in(dir.path())?,
+        deliveries_in(dir.path())?,
+    )
+    .await
 }
 
 // ------------------------------------------------------------------- ids

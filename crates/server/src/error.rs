@@ -201,6 +201,15 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
                     .with_details(details)
             }
+            EngineError::InvalidWebhook(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+                    .with_details(json!({ "field": "webhook" }))
+            }
+            EngineError::WebhookSecretMissing { ref var } => {
+                let details = json!({ "field": "webhook", "variable": var });
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+                    .with_details(details)
+            }
             EngineError::StoryIdTooLong {
                 max_len,
                 ref too_long_for,

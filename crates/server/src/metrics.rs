@@ -170,6 +170,13 @@ pub fn encode(http: &HttpMetrics, engine: &EngineStats, uptime: Duration) -> Str
         "code",
         &engine.llm_errors,
     );
+    labelled_counter(
+        &mut out,
+        "bmad2pf_webhook_deliveries_total",
+        "Webhook attempts by outcome: delivered, failed (given up), retried (due again).",
+        "outcome",
+        &engine.webhook_deliveries,
+    );
 
     family(
         &mut out,

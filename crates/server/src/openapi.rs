@@ -527,6 +527,30 @@ mod tests {
     }
 
     #[test]
+    fn run_bodies_take_a_webhook_and_the_run_shows_its_deliveries() {
+        let document = openapi_document(&bundle(), &RuntimeConfig::default());
+        for pointer in [
+            "/components/schemas/RunBody/properties/webhook",
+            "/components/schemas/NewRun/properties/webhook",
+            "/components/schemas/Run/allOf/1/properties/webhook",
+            "/components/schemas/RunWebhook/properties/deliveries",
+            "/components/schemas/WebhookDelivery/properties/attempts",
+            "/components/schemas/DeliveryAttempt/properties/status_code",
+        ] {
+            assert!(document.pointer(pointer).is_some(), "{pointer}");
+        }
+        assert_eq!(
+            document.pointer("/components/schemas/WebhookEvent/enum"),
+            Some(&json!(["run.finished", "run.interrupted"]))
+        );
+        assert!(
+            document
+                .pointer("/components/schemas/RunSummary/properties/webhook")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn the_document_is_deterministic() {
         assert_eq!(
             serde_json::to_string(&openapi_document(&bundle(), &RuntimeConfig::default())).ok(),

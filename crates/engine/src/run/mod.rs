@@ -556,8 +556,8 @@ mod tests {
     use crate::outcome::AgentRunStatus;
     use crate::runs::RunMode;
     use crate::store::{
-        Database, DocId, Incidents, MemoryStore, SqliteDocStore, SqliteMemoryStore, SqliteRunStore,
-        SqliteStatusStore, StoreError,
+        Database, DocId, Incidents, MemoryStore, SqliteDeliveryStore, SqliteDocStore,
+        SqliteMemoryStore, SqliteRunStore, SqliteStatusStore, StoreError,
     };
     use async_trait::async_trait;
     use bmad2pf_compiler::config::RuntimeConfig;
@@ -650,6 +650,7 @@ mod tests {
             incidents: memory.incidents.clone(),
             memory,
             status: Arc::new(SqliteStatusStore::new(db.clone())),
+            deliveries: Arc::new(SqliteDeliveryStore::new(db.clone())),
             runs: Arc::new(SqliteRunStore::new(db)),
         };
         let engine =

@@ -12,17 +12,22 @@
 //!   that marks the runs of a process that died.
 //! - `claim.rs`: a run's (flow, story) claim, renewed while it lives.
 //! - `interrupts.rs`: the questions a run asks a person, and their answers.
+//! - `webhooks/`: the signed webhooks a run sends when it ends or waits
+//!   for a person, through an outbox in the store.
 
 mod claim;
 pub mod interrupts;
 mod log;
 mod runner;
+mod webhooks;
 
 pub(crate) use log::EventLog;
 pub(crate) use runner::Runner;
 pub use runner::{
     Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, cancel_interrupted, check_run_id,
 };
+pub(crate) use webhooks::Webhooks;
+pub use webhooks::{RunWebhook, WebhookDelivery, WebhookEvent};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};
@@ -157,6 +162,9 @@ pub struct Run {
     /// `interrupted_by_restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Its webhook (SPEC 8.5), when it was started with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<RunWebhook>,
     /// Unix ms.
     pub created_at: u64,
     pub started_at: Option<u64>,

@@ -30,7 +30,8 @@
 use super::claim::Claim;
 use super::interrupts::{Answer, InterruptStatus};
 use super::log::{EventLog, RunChange};
-use super::{Budget, Run, RunMode, RunSummary};
+use super::webhooks::{self, Target, WebhookEvent, Webhooks};
+use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
 use crate::error::EngineError;
 use crate::failure::HaltCode;
@@ -39,7 +40,9 @@ use crate::outcome::{
 };
 use crate::run::checkpoint::Checkpoint;
 use crate::run::{Resumption, RunPlan, RunState, run_flow};
-use crate::store::{EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms};
+use crate::store::{
+    DeliveryStore, EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
+};
 use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -122,10 +125,16 @@ pub(crate) struct Runner {
     /// server does; a `bmad2pf run` does not, as it exits after its own
     /// run and would leave them unfinished.
     takes_over: AtomicBool,
+    /// The webhooks of its runs (SPEC 8.5).
+    webhooks: Arc<Webhooks>,
 }
 
 impl Runner {
-    pub fn new(core: Arc<Core>, graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>,
+        webhooks: Arc<Webhooks>,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(core.config.runs.max_running_runs.max(1)));
         Self {
             core,
@@ -134,12 +143,15 @@ impl Runner {
             slots,
             queued: AtomicUsize::new(0),
             takes_over: AtomicBool::new(false),
+            webhooks,
         }
     }
 
-    /// Makes this process take over the queued runs of dead ones.
+    /// Makes this process take over the queued runs of dead ones, and
+    /// send webhooks (for the same reason: see `webhooks/mod.rs`).
     pub fn take_over_queued_runs(&self) {
         self.takes_over.store(true, Ordering::Relaxed);
+        self.webhooks.start_sender();
     }
 
     pub fn has_flow(&self, flow: &str) -> bool {
@@ -190,12 +202,14 @@ impl Runner {
     }
 
     /// Stores a new run `queued` and starts it; the run as stored.
-    /// `observer` gets the run's events as they happen (the CLI's progress).
+    /// `observer` gets the run's events as they happen (the CLI's progress);
+    /// `webhook` is told when it ends (SPEC 8.5).
     pub async fn submit(
         self: &Arc<Self>,
         request: RunRequest,
         mode: RunMode,
         observer: Option<UnboundedSender<RunEvent>>,
+        webhook: Option<Target>,
     ) -> Result<(Run, watch::Receiver<Option<Arc<Run>>>), EngineError> {
         let mut request = request;
         request.budget = self.budget_of(&request)?;
@@ -237,12 +251,24 @@ impl Runner {
             usage: UsageTotals::default(),
             budget: request.budget,
             details: None,
+            webhook: webhook.as_ref().map(|target| RunWebhook {
+                url: target.masked(),
+                deliveries: Vec::new(),
+            }),
             created_at: now,
             started_at: None,
             finished_at: None,
             updated_at: now,
         };
+        // The target first: a run is never stored without the webhook it
+        // was accepted with.
+        if let Some(target) = &webhook {
+            self.webhooks.register(&run_id, target).await?;
+        }
         if let Some(holder) = runs.create_run(&run.to_stored()?).await? {
+            if webhook.is_some() {
+                self.webhooks.forget(&run_id).await;
+            }
             return Err(self.in_progress(holder).await?);
         }
         let claim = Claim::held(
@@ -410,9 +436,18 @@ impl Runner {
             at: now,
         }];
         let suspended = matches!(change, RunChange::Suspend(_));
-        if !suspended {
+        if suspended {
+            let open: Vec<_> = run.interrupts.iter().filter(|i| i.is_open()).collect();
+            let open = serde_json::to_value(open).ok();
+            self.webhooks
+                .enqueue(&mut run, WebhookEvent::RunInterrupted, open)
+                .await;
+        } else {
             run.finished_at = Some(now);
             self.core.counters.run_finished(status);
+            self.webhooks
+                .enqueue(&mut run, WebhookEvent::RunFinished, None)
+                .await;
             events.push(RunEvent::Done(Box::new(run.clone())));
         }
         let written = match run.to_stored() {
@@ -462,6 +497,7 @@ impl Runner {
             run.running_agents = progress.running_agents.into_iter().collect();
             run.usage = progress.usage;
         }
+        self.webhooks.show_deliveries(&mut run).await?;
         Ok(run)
     }
 
@@ -764,7 +800,8 @@ impl Runner {
 
     /// [`end_interrupted`] on this process's store, counted.
     async fn end_interrupted(&self, run: Run, ending: Ending) -> Result<Option<Run>, EngineError> {
-        let ended = end_interrupted(self.core.runs.as_ref(), run, ending).await?;
+        let outbox = self.webhooks.store();
+        let ended = end_interrupted(self.core.runs.as_ref(), outbox, run, ending).await?;
         if let Some(run) = &ended {
             self.core.counters.run_finished(run.outcome.status);
         }
@@ -929,6 +966,9 @@ impl Runner {
         run.running_agents.clear();
         run.finished_at = Some(now);
         run.updated_at = now;
+        self.webhooks
+            .enqueue(&mut run, WebhookEvent::RunFinished, None)
+            .await;
         let ending = [
             RunEvent::Status {
                 status: RunStatus::Error,
@@ -977,9 +1017,12 @@ enum RunEventData {
 /// Ends an interrupted run where it is stored (cancelled, or its question
 /// expired): its open questions closed, the agents waiting on them marked,
 /// the record of what it completed saved, its claim released. `None` when
-/// the run was no longer interrupted (a resume got there first).
+/// the run was no longer interrupted (a resume got there first). Its
+/// `run.finished` is stored first in `outbox` (SPEC 8.5), where the
+/// sender of a server finds it.
 async fn end_interrupted(
     runs: &dyn RunStore,
+    outbox: &dyn DeliveryStore,
     mut run: Run,
     ending: Ending,
 ) -> Result<Option<Run>, StoreError> {
@@ -999,6 +1042,7 @@ async fn end_interrupted(
     run.outcome.error_code = ending.error_code.map(|c| c.as_str().to_string());
     run.finished_at = Some(now);
     run.updated_at = now;
+    webhooks::enqueue(outbox, &mut run, WebhookEvent::RunFinished, None).await;
     let next_event = stored_events(runs, &run_id)
         .await?
         .last()
@@ -1034,14 +1078,19 @@ async fn end_interrupted(
 
 /// Cancels an interrupted run where it is stored (`bmad2pf cancel`, which
 /// runs no engine): the run as cancelled, or `None` when it was no longer
-/// interrupted.
-pub async fn cancel_interrupted(runs: &dyn RunStore, run: Run) -> Result<Option<Run>, StoreError> {
+/// interrupted. Its webhook's `run.finished` goes to `outbox`, for a
+/// server on the store to send.
+pub async fn cancel_interrupted(
+    runs: &dyn RunStore,
+    outbox: &dyn DeliveryStore,
+    run: Run,
+) -> Result<Option<Run>, StoreError> {
     let ending = Ending {
         status: RunStatus::Cancelled,
         error_code: None,
         interrupts: InterruptStatus::Cancelled,
     };
-    end_interrupted(runs, run, ending).await
+    end_interrupted(runs, outbox, run, ending).await
 }
 
 /// Every stored event of a run, in order.

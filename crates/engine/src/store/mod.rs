@@ -5,16 +5,18 @@
 //! - [`ids`]: validated names ([`DocId`], [`MemoryScope`], [`MemoryKey`],
 //!   [`WorkflowId`]); nothing unvalidated reaches a backend.
 //! - [`StoreError`]: the one error type, with stable codes for HTTP.
-//! - The traits below, [`DocStore`], [`MemoryStore`], [`StatusStore`] and
-//!   [`RunStore`] (`runs.rs`), and the records they exchange. Signatures
+//! - The traits below, [`DocStore`], [`MemoryStore`], [`StatusStore`],
+//!   [`RunStore`] (`runs.rs`) and [`DeliveryStore`] (`deliveries.rs`, the
+//!   webhook outbox), and the records they exchange. Signatures
 //!   hold no backend types, so every backend implements them the same way.
 //! - [`sqlite`]: the embedded store, one SQLite database per data
 //!   directory (SPEC 4.4), safe for several processes at once; documents
 //!   are versioned there and mirrored as Markdown files.
 //! - Redis backends, for several replicas sharing one state (SPEC 6):
 //!   [`RedisDocStore`], [`RedisMemoryStore`] (a hash per scope with a TTL,
-//!   SPEC 4.4), [`RedisStatusStore`] and [`RedisRunStore`], all on one
-//!   [`RedisConnection`] (shared, self-reconnecting, key prefix).
+//!   SPEC 4.4), [`RedisStatusStore`], [`RedisRunStore`] and
+//!   [`RedisDeliveryStore`], all on one [`RedisConnection`] (shared,
+//!   self-reconnecting, key prefix).
 //! - [`Incidents`]: the count of backend failures, which `/health` reads.
 //!
 //! # Conventions
@@ -24,9 +26,11 @@
 //! - A lookup of something absent is `Ok(None)` / `Ok(false)`, not an error.
 //! - A write is durable when its call returns `Ok`.
 
+mod deliveries;
 mod error;
 pub mod ids;
 mod redis_connection;
+mod redis_deliveries;
 mod redis_docs;
 mod redis_memory;
 mod redis_runs;
@@ -44,9 +48,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use deliveries::{DeliveryAttempt, DeliveryState, DeliveryStore, StoredDelivery};
 pub use error::StoreError;
 pub use ids::{DocId, IdError, MemoryKey, MemoryScope, WorkflowId, doc_id};
 pub use redis_connection::RedisConnection;
+pub use redis_deliveries::RedisDeliveryStore;
 pub use redis_docs::RedisDocStore;
 pub use redis_memory::RedisMemoryStore;
 pub use redis_runs::RedisRunStore;
@@ -55,7 +61,8 @@ pub use runs::{
     AgentRecord, CLAIM_TTL, EVENTS_PAGE, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun,
 };
 pub use sqlite::{
-    DATABASE_FILE, Database, SqliteDocStore, SqliteMemoryStore, SqliteRunStore, SqliteStatusStore,
+    DATABASE_FILE, Database, SqliteDeliveryStore, SqliteDocStore, SqliteMemoryStore,
+    SqliteRunStore, SqliteStatusStore,
 };
 pub use values::MAX_VALUE_DEPTH;
 

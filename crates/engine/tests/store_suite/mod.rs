@@ -1,6 +1,6 @@
 //! The behavioural contract of the store traits, written once against
-//! `Arc<dyn DocStore>`, `Arc<dyn MemoryStore>`, `Arc<dyn StatusStore>` and
-//! `Arc<dyn RunStore>`.
+//! `Arc<dyn DocStore>`, `Arc<dyn MemoryStore>`, `Arc<dyn StatusStore>`,
+//! `Arc<dyn RunStore>` and `Arc<dyn DeliveryStore>`.
 //!
 //! Every backend's test file (`store_file.rs`, `store_redis.rs`) calls these
 //! functions with fresh, empty stores. Functions that take two handles
@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bmad2pf_engine::store::{
-    AgentRecord, AgentState, DocId, DocStore, DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope,
-    MemoryStore, RunQuery, RunRecord, RunStore, StatusStore, StatusUpdate, StoreError, StoredEvent,
-    StoredRun, WorkflowId, doc_id, now_ms,
+    AgentRecord, AgentState, DeliveryAttempt, DeliveryState, DeliveryStore, DocId, DocStore,
+    DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope, MemoryStore, RunQuery, RunRecord, RunStore,
+    StatusStore, StatusUpdate, StoreError, StoredDelivery, StoredEvent, StoredRun, WorkflowId,
+    doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -1045,5 +1046,144 @@ pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
         None,
         "the claim went with the end"
     );
+    Ok(())
+}
+
+// ------------------------------------------------------- webhook deliveries
+
+fn delivery(id: &str, run_id: &str, created_at: u64, due: u64) -> StoredDelivery {
+    StoredDelivery {
+        delivery_id: id.into(),
+        run_id: run_id.into(),
+        event: "run.finished".into(),
+        url: "https://user:pw@hooks.example.com/in?token=t".into(),
+        body: format!("{{\"delivery_id\":\"{id}\"}}"),
+        state: DeliveryState::Pending,
+        attempts: Vec::new(),
+        created_at,
+        next_attempt_at: Some(due),
+    }
+}
+
+fn ids_of(deliveries: &[StoredDelivery]) -> Vec<&str> {
+    deliveries.iter().map(|d| d.delivery_id.as_str()).collect()
+}
+
+/// Targets round-trip; a delivery is stored once per id; due deliveries
+/// are claimed under a lease, which only its holder can record an attempt
+/// under; delivered and failed ones are never due again; an expired lease
+/// makes a delivery due again.
+pub async fn deliveries_outbox(store: Arc<dyn DeliveryStore>) -> TestResult {
+    let base = 1_700_000_000_000;
+    let url = "https://user:pw@hooks.example.com/in?token=t";
+    store.save_target("run-1", url).await?;
+    assert_eq!(store.target("run-1").await?.as_deref(), Some(url));
+    assert_eq!(store.target("run-none").await?, None);
+    store.save_target("run-gone", url).await?;
+    store.delete_target("run-gone").await?;
+    assert_eq!(store.target("run-gone").await?, None);
+
+    let first = delivery("dlv-1", "run-1", base, base);
+    let second = delivery("dlv-2", "run-1", base + 1, base + 1);
+    let other = delivery("dlv-3", "run-2", base + 2, base + 100);
+    for d in [&first, &second, &other] {
+        assert!(store.enqueue(d).await?);
+    }
+    let mut again = first.clone();
+    again.body = "{}".into();
+    assert!(!store.enqueue(&again).await?, "an id is stored once");
+    assert_eq!(
+        store.deliveries_of("run-1").await?,
+        [first.clone(), second.clone()]
+    );
+    assert!(store.deliveries_of("run-none").await?.is_empty());
+
+    // Due at base + 50: the first two, oldest due first, leased.
+    let lease = base + 1_000;
+    let claimed = store.claim_due(base + 50, lease, 10).await?;
+    assert_eq!(ids_of(&claimed), ["dlv-1", "dlv-2"]);
+    assert!(claimed.iter().all(|d| d.next_attempt_at == Some(lease)));
+    assert!(store.claim_due(base + 50, lease, 10).await?.is_empty());
+    assert_eq!(
+        ids_of(&store.claim_due(base + 100, lease, 1).await?),
+        ["dlv-3"]
+    );
+
+    // Delivered, under the lease only.
+    let mut delivered = claimed[0].clone();
+    delivered.state = DeliveryState::Delivered;
+    delivered.next_attempt_at = None;
+    delivered.attempts.push(DeliveryAttempt {
+        at: base + 60,
+        status_code: Some(200),
+        error: None,
+        duration_ms: 12,
+    });
+    assert!(!store.record_attempt(&delivered, lease + 1).await?);
+    assert!(store.record_attempt(&delivered, lease).await?);
+    // Retried later, with an attempt that got no answer.
+    let mut retried = claimed[1].clone();
+    retried.next_attempt_at = Some(base + 2_000);
+    retried.attempts.push(DeliveryAttempt {
+        at: base + 60,
+        status_code: None,
+        error: Some("timed out after 1 s".into()),
+        duration_ms: 1_000,
+    });
+    assert!(store.record_attempt(&retried, lease).await?);
+    assert_eq!(
+        store.deliveries_of("run-1").await?,
+        [delivered.clone(), retried.clone()]
+    );
+
+    // The lease of dlv-3 ends unrecorded (its sender died): due again,
+    // and the late sender's record is refused.
+    let reclaimed = store.claim_due(lease, lease + 5_000, 10).await?;
+    assert_eq!(ids_of(&reclaimed), ["dlv-3"]);
+    let mut late = other.clone();
+    late.state = DeliveryState::Failed;
+    late.next_attempt_at = None;
+    assert!(!store.record_attempt(&late, lease).await?);
+    assert!(store.record_attempt(&late, lease + 5_000).await?);
+
+    // Only the retried one is ever due again, at its time.
+    assert!(
+        store
+            .claim_due(base + 1_999, base + 9_000, 10)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(
+        ids_of(&store.claim_due(base + 2_000, base + 9_000, 10).await?),
+        ["dlv-2"]
+    );
+    Ok(())
+}
+
+/// 20 deliveries due at once, claimed by 2 × 10 tasks through handles `a`
+/// and `b` at the same time: each is claimed exactly once.
+pub async fn deliveries_one_claim_per_lease(
+    a: Arc<dyn DeliveryStore>,
+    b: Arc<dyn DeliveryStore>,
+) -> TestResult {
+    let base = 1_700_000_000_000;
+    for i in 0..20 {
+        a.enqueue(&delivery(&format!("dlv-{i:02}"), "run-1", base, base))
+            .await?;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store.claim_due(base + 1, base + 60_000, 2).await
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await??.into_iter().map(|d| d.delivery_id));
+    }
+    claimed.sort();
+    let expected: Vec<String> = (0..20).map(|i| format!("dlv-{i:02}")).collect();
+    assert_eq!(claimed, expected);
     Ok(())
 }

@@ -60,17 +60,22 @@ pub struct RunBody {
     /// `budget_unenforceable`).
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// An http(s) URL told when the run ends, in a signed POST (as on
+    /// `POST /runs`).
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
-/// The engine's request for a body.
-fn run_request(body: RunBody) -> RunRequest {
-    RunRequest {
+/// The engine's request for a body, and the body's webhook.
+fn run_request(body: RunBody) -> (RunRequest, Option<String>) {
+    let request = RunRequest {
         flow: body.flow,
         story_id: body.story_id,
         input: body.input,
         force: body.force,
         budget: body.budget,
-    }
+    };
+    (request, body.webhook)
 }
 
 /// Runs a flow.
@@ -88,8 +93,9 @@ fn run_request(body: RunBody) -> RunRequest {
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow has a queued or running run for this story \
             (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
-        (status = 422, description = "Invalid body, or a `usd` budget on a flow with an \
-            unpriced model (`budget_unenforceable`)", body = ErrorBody),
+        (status = 422, description = "Invalid body, a `usd` budget on a flow with an \
+            unpriced model (`budget_unenforceable`), a webhook that is not an allowed http(s) URL \
+            (`invalid_webhook`) or no signing secret (`webhook_secret_missing`)", body = ErrorBody),
         (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
             or a store is unreachable", body = ErrorBody),
     )
@@ -101,16 +107,23 @@ pub async fn run(
 ) -> Result<Response, ApiError> {
     let streaming = body.stream || accepts_event_stream(&headers);
     let mode = body.mode.unwrap_or(RunMode::Headless);
-    let request = run_request(body);
+    let (request, webhook) = run_request(body);
     let engine = state.engine();
     if streaming {
-        let run = engine.submit(request, mode).await?;
+        let (run, _) = engine
+            .begin_run_with_webhook(request, mode, webhook.as_deref())
+            .await?;
         let events = engine.follow_run(&run.outcome.run_id, 0).await?;
         return Ok(event_stream(events));
     }
     // On its own task, so that a client going away does not drop the wait
     // midway (the run itself goes on either way).
-    let task = tokio::spawn(async move { engine.run(request, mode, None).await });
+    let task = tokio::spawn(async move {
+        let (_, mut end) = engine
+            .begin_run_with_webhook(request, mode, webhook.as_deref())
+            .await?;
+        end.wait().await
+    });
     let run = task.await.map_err(|error| {
         tracing::error!(%error, "run task failed");
         ApiError::internal()

@@ -68,6 +68,13 @@ pub struct NewRun {
     /// Stop the run once it has used this much (see `POST /run`).
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// An http(s) URL told when the run ends or waits for a person, in a
+    /// signed POST (SPEC 8.5; see docs/operations.md, "Webhooks"). Its host
+    /// must be in runtime.yaml `webhooks.allowed_hosts` when that is set
+    /// (else 422 `invalid_webhook`), and the server needs its signing
+    /// secret (else 422 `webhook_secret_missing`).
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 /// `202` answer of `POST /runs`.
@@ -100,8 +107,9 @@ pub struct CancelRequested {
         (status = 404, description = "Unknown flow", body = ErrorBody),
         (status = 409, description = "The flow has a queued or running run for this story \
             (`run_in_progress`, `details.run_id`, `details.status`)", body = ErrorBody),
-        (status = 422, description = "Invalid body, or a `usd` budget on a flow with an \
-            unpriced model (`budget_unenforceable`)", body = ErrorBody),
+        (status = 422, description = "Invalid body, a `usd` budget on a flow with an \
+            unpriced model (`budget_unenforceable`), a webhook that is not an allowed http(s) URL \
+            (`invalid_webhook`) or no signing secret (`webhook_secret_missing`)", body = ErrorBody),
         (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`), \
             or a store is unreachable", body = ErrorBody),
     )
@@ -118,7 +126,10 @@ pub async fn start_run(
         force: body.force,
         budget: body.budget,
     };
-    let run = state.engine().submit(request, mode).await?;
+    let (run, _) = state
+        .engine()
+        .begin_run_with_webhook(request, mode, body.webhook.as_deref())
+        .await?;
     let location = HeaderValue::from_str(&format!("/runs/{}", run.outcome.run_id))
         .map_err(|_| ApiError::internal())?;
     let accepted = RunAccepted {

@@ -7,7 +7,7 @@ use bmad2pf_compiler::bundle::{
     AgentSpec, Bundle, ErrorHandling, FlowSpec, LlmOverride, MemoryScope, SourceLayout, StepSpec,
     WaitFor,
 };
-use bmad2pf_compiler::config::RuntimeConfig;
+use bmad2pf_compiler::config::{RuntimeConfig, WebhooksConfig};
 use bmad2pf_engine::Engine;
 use bmad2pf_server::{AppState, ServeOptions, serve_on};
 use std::collections::BTreeMap;
@@ -146,6 +146,10 @@ pub struct Setup {
     /// Overrides `runs.max_running_runs` and `runs.max_queued_runs`.
     pub max_running_runs: Option<usize>,
     pub max_queued_runs: Option<usize>,
+    /// runtime.yaml `webhooks`.
+    pub webhooks: WebhooksConfig,
+    /// The value of the variable `webhooks.secret_env` names (unset when `None`).
+    pub webhook_secret: Option<String>,
     /// Gives the analyst the `ask_human` tool: on the mock, it asks once.
     pub analyst_asks: bool,
 }
@@ -169,21 +173,23 @@ pub async fn engine(
     configure: impl FnOnce(&mut RuntimeConfig),
     flows: &[&str],
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
-    engine_of(dir, configure, bundle(flows)).await
+    engine_of(dir, configure, bundle(flows), &|_| None).await
 }
 
-/// [`engine`] running `bundle`.
+/// [`engine`] running `bundle`, with `env` as its environment (API keys,
+/// the webhook secret).
 async fn engine_of(
     dir: &std::path::Path,
     configure: impl FnOnce(&mut RuntimeConfig),
     bundle: Bundle,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Engine, Box<dyn std::error::Error + Send + Sync>> {
     let mut config = RuntimeConfig::default();
     let data = dir.join("data");
     config.docs.path = data.join("docs").display().to_string();
     config.memory.path = data.join("memory").display().to_string();
     configure(&mut config);
-    Ok(Engine::start(Arc::new(bundle), config, &|_| None).await?)
+    Ok(Engine::start(Arc::new(bundle), config, env).await?)
 }
 
 impl TestServer {
@@ -202,6 +208,7 @@ impl TestServer {
             if let Some(max) = setup.max_queued_runs {
                 config.runs.max_queued_runs = max;
             }
+            config.webhooks = setup.webhooks.clone();
         };
         let mut bundle = bundle(&["default"]);
         if setup.analyst_asks
@@ -209,7 +216,13 @@ impl TestServer {
         {
             analyst.tools = vec!["ask_human".into()];
         }
-        let engine = engine_of(dir.path(), configure, bundle).await?;
+        let secret_env = setup.webhooks.secret_env.clone();
+        let secret = setup.webhook_secret.clone();
+        let env = move |name: &str| secret.clone().filter(|_| name == secret_env);
+        let engine = engine_of(dir.path(), configure, bundle, &env).await?;
+        // As `bmad2pf serve` does: a server takes over the queued runs of
+        // dead processes and sends webhooks.
+        engine.take_over_queued_runs();
         let state = AppState::new(Arc::new(engine), setup.api_key);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;

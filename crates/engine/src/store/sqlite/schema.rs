@@ -35,6 +35,15 @@
 //! Version 3 adds human in the loop (SPEC 8.3):
 //! - `run_checkpoints (run_id, body)`: what an interrupted run continues
 //!   from once a person answers, as JSON; removed when the run ends.
+//!
+//! Version 4 adds webhooks (SPEC 8.5):
+//! - `webhook_targets (run_id, url)`: the webhook URL a run was started
+//!   with, apart from the run's body, which clients see.
+//! - `webhook_deliveries (delivery_id, run_id, event, url, body, state,
+//!   attempts, created_at, next_attempt_at)`: the outbox, one row per event
+//!   to send; `attempts` is a JSON array; `next_attempt_at` is when it is
+//!   due (or its lease ends), NULL once delivered or failed, and indexed
+//!   where set, so finding due deliveries reads only pending ones.
 
 use rusqlite::Connection;
 
@@ -139,6 +148,27 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT PRIMARY KEY,
         body   TEXT NOT NULL
     ) WITHOUT ROWID;
+    ",
+    // 3 → 4
+    "
+    CREATE TABLE webhook_targets (
+        run_id TEXT PRIMARY KEY,
+        url    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_deliveries (
+        delivery_id     TEXT PRIMARY KEY,
+        run_id          TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, created_at, delivery_id);
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
+        WHERE next_attempt_at IS NOT NULL;
     ",
 ];
 
@@ -249,12 +279,43 @@ mod tests {
             "runs",
             "sqlite_sequence",
             "status_history",
+            "webhook_deliveries",
+            "webhook_targets",
             "workflow_agents",
             "workflows",
         ];
         assert_eq!(tables(&conn)?, expected);
         migrate(&conn)?;
         assert_eq!(version(&conn)?, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    #[test]
+    fn version_4_keeps_the_runs_of_version_3_and_adds_the_webhook_outbox() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        migrate_to(&conn, 3)?;
+        conn.execute(
+            "INSERT INTO runs (run_id, flow, story_id, status, created_at, updated_at, body)
+             VALUES ('run-1', 'planning', 'S1', 'success', 1, 2, '{}')",
+            [],
+        )?;
+        migrate_to(&conn, 4)?;
+        let kept: String = conn.query_row(
+            "SELECT status FROM runs WHERE run_id = 'run-1'",
+            [],
+            |row| row.get(0),
+        )?;
+        assert_eq!(kept, "success");
+        conn.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, run_id, event, url, body, state,
+                 attempts, created_at, next_attempt_at)
+             VALUES ('dlv-1', 'run-1', 'run.finished', 'http://h/', '{}', 'pending', '[]', 1, 1)",
+            [],
+        )?;
+        conn.execute(
+            "INSERT INTO webhook_targets (run_id, url) VALUES ('run-1', 'http://h/')",
+            [],
+        )?;
         Ok(())
     }
 
