@@ -273,10 +273,39 @@ pub struct StepSpec {
     /// Documents this step updates (BMAD `updates`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub updates: Vec<String>,
+    /// A person's approval before or after the step (SPEC 8.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<StepGate>,
     /// Kept from the source, not acted on: `condition`, `optional_steps`,
     /// `repeats`, `notes`, loose values such as `agent: various`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// An approval gate on a step (workflow.yaml `approve`, `approve_prompt`,
+/// `on_reject`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepGate {
+    pub when: GateWhen,
+    /// What the person is asked; a default names the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Where a rejection goes: a step id of the flow or `end`. Without it,
+    /// a rejection before the step ends the run `cancelled`, and one after
+    /// it runs the step again with the person's feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<String>,
+}
+
+/// When a gate asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GateWhen {
+    /// Before the step's agents start: approval runs the step.
+    Before,
+    /// Once the step's agents are done: approval keeps the step's action.
+    After,
 }
 
 /// A tool the LLM may call or a `tool_call` step may invoke.

@@ -15,6 +15,7 @@
 //! | `docs` | document short name → content |
 //! | `memory` | key → JSON value of the agent's memory scope |
 //! | `context` | the caller's `context_data` |
+//! | `feedback` | a person's feedback when an approval gate sent the step back (SPEC 8.3); empty otherwise |
 //!
 //! Resources are passed as *values*, never rendered as templates, so
 //! Jinja-looking text inside a task file reaches the LLM exactly as written.
@@ -89,6 +90,8 @@ pub struct RunInputs<'a> {
     /// For `sequence` step templates and conditions only: the outputs of the
     /// agent's earlier steps, step name → text (the `steps` variable).
     pub steps: Option<&'a BTreeMap<String, String>>,
+    /// A person's feedback on the step's previous output (`""` when none).
+    pub feedback: &'a str,
 }
 
 /// Renders `template` (the agent's `prompt_template`, or a sequence step's
@@ -158,6 +161,7 @@ impl PreparedPrompt {
             ("docs", Value::from_serialize(inputs.docs)),
             ("memory", Value::from_serialize(inputs.memory)),
             ("context", Value::from_serialize(inputs.context)),
+            ("feedback", Value::from(inputs.feedback)),
         ];
         let steps = inputs
             .steps
@@ -202,6 +206,7 @@ pub fn preview_parsed(template: &Template<'_, '_>, agent: &AgentSpec) -> Result<
         ("docs", placeholders("docs", preview_doc_names(agent))),
         ("memory", placeholders("memory", Vec::new())),
         ("context", placeholders("context", Vec::new())),
+        ("feedback", Value::from("{{ feedback }}")),
     ];
     let ctx = Value::from_iter(fixed_variables(agent).into_iter().chain(run));
     template
@@ -416,6 +421,7 @@ mod tests {
             memory: &memory,
             context: &serde_json::Value::Null,
             steps: None,
+            feedback: "",
         };
         let err = render(&a.prompt_template, &a, &inputs);
         assert!(

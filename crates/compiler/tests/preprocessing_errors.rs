@@ -164,3 +164,50 @@ fn missing_source_and_empty_source_are_one_clear_error() {
     assert_eq!(codes, ["no-agents"]);
     assert!(c.bundle.is_none());
 }
+
+#[test]
+fn approval_gates_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = dir.path();
+    write(root, "agents/pm.md", "---\nid: pm\n---\nPlan.\n");
+    write(root, "agents/po.md", "---\nid: po\n---\nReview.\n");
+    write(
+        root,
+        "workflow.yaml",
+        "flows:\n  main:\n    steps:\n      - id: draft\n        agent: pm\n        approve: sometimes\n      - id: review\n        agent: po\n        approve: before\n        on_reject: drfat\n      - agent: pm\n        approve_prompt: Never asked\n",
+    );
+    let c = compile(root);
+    let found: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
+    assert_eq!(
+        found,
+        [
+            ("bad-value", 6),
+            ("unknown-step", 10),
+            ("unused-gate-field", 12)
+        ],
+        "{:#?}",
+        c.diagnostics
+    );
+
+    write(
+        root,
+        "workflow.yaml",
+        "flows:\n  main:\n    steps:\n      - id: draft\n        agent: pm\n        approve: true\n      - id: review\n        agent: po\n        approve: before\n        approve_prompt: Review now?\n        on_reject: draft\n",
+    );
+    let c = compile(root);
+    let bundle = c
+        .bundle
+        .unwrap_or_else(|| panic!("compiles: {:#?}", c.diagnostics));
+    let gates: Vec<_> = bundle.flows["main"]
+        .steps
+        .iter()
+        .map(|s| serde_json::to_value(&s.gate).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        gates,
+        [
+            serde_json::json!({"when": "after"}),
+            serde_json::json!({"when": "before", "prompt": "Review now?", "on_reject": "draft"})
+        ]
+    );
+}

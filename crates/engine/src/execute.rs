@@ -114,6 +114,7 @@ pub(crate) async fn execute(
         memory: &memory,
         context: &context,
         steps: None,
+        feedback: "",
     };
     let system = match core
         .prompt(agent_id)

@@ -95,6 +95,9 @@ error_codes! {
         BudgetExceeded => "budget_exceeded",
         /// A question stayed open past `runs.interrupt_timeout_s` (SPEC 8.3).
         InterruptTimeout => "interrupt_timeout",
+        /// A person rejected a step at its `before` gate; the run ends
+        /// `cancelled` (SPEC 8.3).
+        ApprovalRejected => "approval_rejected",
     }
 }
 

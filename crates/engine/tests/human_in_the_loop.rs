@@ -2,7 +2,8 @@
 //! server playing scripted replies: the run stops `interrupted`, a resume
 //! continues the same conversation with the answer as the tool's result
 //! (in this engine or a new one on the same store), a headless run answers
-//! on assumptions, and a cancel closes the questions.
+//! on assumptions, and a cancel closes the questions. Approval gates on
+//! workflow steps ask the same way.
 
 mod llm_common;
 
@@ -10,7 +11,7 @@ use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_engine::outcome::{AgentRunStatus, RunRequest, RunStatus};
 use bmad2pf_engine::runs::interrupts::{
-    Answer, Decision, InterruptKind, InterruptStatus, OpenQuestion,
+    Answer, Decision, InterruptKind, InterruptSource, InterruptStatus, OpenQuestion,
 };
 use bmad2pf_engine::runs::{Cancelled, Run, RunMode};
 use bmad2pf_engine::store::DocId;
@@ -42,8 +43,16 @@ async fn engine(
     dir: &tempfile::TempDir,
     server: &VendorServer,
 ) -> Result<Engine, Box<dyn std::error::Error>> {
+    engine_with(dir, server, RuntimeConfig::default()).await
+}
+
+/// An engine on `dir`'s store and sources, talking to `server`, with `config` otherwise.
+async fn engine_with(
+    dir: &tempfile::TempDir,
+    server: &VendorServer,
+    mut config: RuntimeConfig,
+) -> Result<Engine, Box<dyn std::error::Error>> {
     let root = dir.path();
-    let mut config = RuntimeConfig::default();
     config.docs.path = root.join("docs").display().to_string();
     config.memory.path = root.join("memory").display().to_string();
     config.llm.provider = ProviderKind::OpenaiCompatible;
@@ -323,5 +332,265 @@ async fn cancelling_an_interrupted_run_closes_its_questions_and_frees_the_story(
     let waiting = settled(&engine, &next.outcome.run_id).await?;
     assert_eq!(waiting.outcome.status, RunStatus::Interrupted);
     assert_eq!(waiting.interrupts[0].prompt, "Scope, again?");
+    Ok(())
+}
+
+/// [`project`] with a `gated` flow: `workflow` lists its steps.
+fn gated_project(steps: &str) -> Result<tempfile::TempDir, std::io::Error> {
+    let dir = project()?;
+    std::fs::write(
+        dir.path().join("src/workflow.yaml"),
+        format!("flows:\n  gated:\n    steps:\n{steps}"),
+    )?;
+    Ok(dir)
+}
+
+fn gated(story: &str) -> RunRequest {
+    RunRequest {
+        flow: "gated".into(),
+        ..request(story)
+    }
+}
+
+fn decide(interrupt_id: &str, decision: Decision, feedback: Option<&str>) -> Answer {
+    Answer {
+        interrupt_id: interrupt_id.into(),
+        decision: Some(decision),
+        feedback: feedback.map(str::to_string),
+        ..Answer::default()
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_after_gate_runs_the_step_again_with_the_feedback() -> TestResult {
+    let dir = gated_project(
+        "      - {id: draft, agent: pm, approve: after, approve_prompt: Is the PRD good?}\n      - {id: review, agent: po}\n",
+    )?;
+    let server = VendorServer::start(vec![
+        text("PRD v1"),
+        text("PRD v2, with a budget"),
+        text("Looks good"),
+    ])
+    .await;
+    let first = engine(&dir, &server).await?;
+    let run_id = first
+        .submit(gated("g1"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let waiting = settled(&first, &run_id).await?;
+    assert_eq!(
+        waiting.outcome.status,
+        RunStatus::Interrupted,
+        "{waiting:#?}"
+    );
+    let gate = &waiting.interrupts[0];
+    assert_eq!(
+        (
+            gate.kind,
+            gate.source,
+            gate.step.as_str(),
+            gate.prompt.as_str()
+        ),
+        (
+            InterruptKind::Approve,
+            InterruptSource::Gate,
+            "draft",
+            "Is the PRD good?"
+        )
+    );
+    assert_eq!(gate.documents, Some(vec!["g1__prd".to_string()]));
+    assert_eq!(server.requests().len(), 1, "po waits for the approval");
+
+    // Rejected with feedback, on another engine: the step runs again and
+    // its agent is told why.
+    let gate_id = gate.id.clone();
+    first.shutdown().await;
+    drop(first);
+    let second = engine(&dir, &server).await?;
+    let (_, mut end) = second
+        .resume_run(
+            &run_id,
+            &decide(&gate_id, Decision::Reject, Some("add a budget")),
+            None,
+        )
+        .await?;
+    let again = end.wait().await?;
+    assert_eq!(again.outcome.status, RunStatus::Interrupted, "{again:#?}");
+    let told = last_message(&server, 1);
+    assert!(
+        told["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Their feedback:\nadd a budget")),
+        "{told}"
+    );
+    let second_gate = again
+        .interrupts
+        .iter()
+        .find(|i| i.is_open())
+        .ok_or("the step's output is asked about again")?;
+    assert_eq!(again.interrupts.len(), 2);
+    let doc = second.docs().get(&DocId::parse("g1__prd")?).await?;
+    assert_eq!(doc.map(|d| d.content), Some("PRD v2, with a budget".into()));
+
+    // Approved: the flow goes on to the review.
+    let (_, mut end) = second
+        .resume_run(
+            &run_id,
+            &decide(&second_gate.id.clone(), Decision::Approve, None),
+            None,
+        )
+        .await?;
+    let done = end.wait().await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert_eq!(done.outcome.results["po"].status, AgentRunStatus::Completed);
+    assert_eq!(server.requests().len(), 3);
+    assert!(
+        done.interrupts
+            .iter()
+            .all(|i| i.status == InterruptStatus::Answered)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rejected_before_gate_cancels_the_run_or_goes_to_on_reject() -> TestResult {
+    let dir = gated_project(
+        "      - {id: draft, agent: pm, approve: before}\n      - {id: review, agent: po, approve: before, on_reject: end}\n",
+    )?;
+    let server = VendorServer::start(vec![text("PRD")]).await;
+    let engine = engine(&dir, &server).await?;
+
+    // Rejected before the first step: nothing ran, the run is cancelled.
+    let run_id = engine
+        .submit(gated("g2"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let waiting = settled(&engine, &run_id).await?;
+    assert_eq!(waiting.interrupts[0].documents, None);
+    assert_eq!(
+        waiting.interrupts[0].prompt,
+        "Approve running step `draft`?"
+    );
+    let (_, mut end) = engine
+        .resume_run(
+            &run_id,
+            &decide(&waiting.interrupts[0].id, Decision::Reject, Some("not now")),
+            None,
+        )
+        .await?;
+    let rejected = end.wait().await?;
+    assert_eq!(rejected.outcome.status, RunStatus::Cancelled);
+    assert_eq!(
+        rejected.outcome.error_code.as_deref(),
+        Some("approval_rejected")
+    );
+    assert!(rejected.outcome.errors["run"].contains("not now"));
+    assert!(server.requests().is_empty());
+
+    // Approved, then the review rejected: `on_reject: end` ends the flow.
+    let run_id = engine
+        .submit(gated("g3"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let first_gate = settled(&engine, &run_id).await?.interrupts[0].id.clone();
+    let (_, mut end) = engine
+        .resume_run(&run_id, &decide(&first_gate, Decision::Approve, None), None)
+        .await?;
+    let at_review = end.wait().await?;
+    let review_gate = at_review
+        .interrupts
+        .iter()
+        .find(|i| i.is_open())
+        .ok_or("the review asks first")?;
+    assert_eq!(review_gate.step, "review");
+    assert_eq!(
+        at_review.outcome.results["pm"].status,
+        AgentRunStatus::Completed
+    );
+    let (_, mut end) = engine
+        .resume_run(
+            &run_id,
+            &decide(&review_gate.id.clone(), Decision::Reject, None),
+            None,
+        )
+        .await?;
+    let done = end.wait().await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert!(!done.outcome.results.contains_key("po"));
+    assert_eq!(server.requests().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_headless_run_approves_its_gates_and_lists_them() -> TestResult {
+    let dir = gated_project("      - {id: draft, agent: pm, approve: true}\n")?;
+    let server = VendorServer::start(vec![text("PRD")]).await;
+    let engine = engine(&dir, &server).await?;
+    let done = engine.run(gated("g4"), RunMode::Headless, None).await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    assert!(done.interrupts.is_empty());
+    assert_eq!(
+        done.open_questions,
+        vec![OpenQuestion {
+            agent: "pm".into(),
+            step: Some("draft".into()),
+            kind: InterruptKind::Approve,
+            prompt: "Approve the output of step `draft`?".into(),
+            options: None,
+        }]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_question_open_past_the_timeout_expires_and_ends_the_run() -> TestResult {
+    let dir = project()?;
+    let server = VendorServer::start(vec![asks(json!({"prompt": "Budget?"}))]).await;
+    let first = engine(&dir, &server).await?;
+    let run_id = first
+        .submit(request("t1"), RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    assert_eq!(
+        settled(&first, &run_id).await?.outcome.status,
+        RunStatus::Interrupted
+    );
+    first.shutdown().await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // A process on the store with a one-second timeout looks at its start.
+    let mut config = RuntimeConfig::default();
+    config.runs.interrupt_timeout_s = Some(1);
+    let second = engine_with(&dir, &server, config).await?;
+    let mut ended = second.get_run(&run_id).await?;
+    for _ in 0..150 {
+        if ended.outcome.status != RunStatus::Interrupted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ended = second.get_run(&run_id).await?;
+    }
+    assert_eq!(ended.outcome.status, RunStatus::Error, "{ended:#?}");
+    assert_eq!(
+        ended.outcome.error_code.as_deref(),
+        Some("interrupt_timeout")
+    );
+    assert_eq!(ended.interrupts[0].status, InterruptStatus::Expired);
+    assert_eq!(
+        ended.outcome.results["pm"].status,
+        AgentRunStatus::Cancelled
+    );
+    let late = second
+        .resume_run(&run_id, &answer(&ended.interrupts[0].id, "10k"), None)
+        .await;
+    assert!(
+        matches!(&late, Err(EngineError::NotInterrupted { .. })),
+        "{late:?}"
+    );
     Ok(())
 }

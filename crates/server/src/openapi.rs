@@ -492,6 +492,7 @@ mod tests {
             creates: vec!["project-brief.md".into()],
             requires: vec![],
             updates: vec![],
+            gate: None,
             metadata: BTreeMap::new(),
         };
         if let Some(flow) = bundle.flows.get_mut("review") {

@@ -397,6 +397,7 @@ fn build_step(
         creates: dedup(creates),
         requires: dedup(requires),
         updates: dedup(updates),
+        gate: None,
         metadata,
     }
 }

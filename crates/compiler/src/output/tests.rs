@@ -54,6 +54,7 @@ fn step(id: &str, agents: &[&str], next: &[(&str, &str)]) -> StepSpec {
         creates: Vec::new(),
         requires: Vec::new(),
         updates: Vec::new(),
+        gate: None,
         metadata: BTreeMap::new(),
     }
 }

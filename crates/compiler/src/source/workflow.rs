@@ -11,6 +11,9 @@
 //!       - id: review                   # single-agent shorthand
 //!         agent: po
 //!         next: {"*revise": fix, "*approve": end}
+//!         approve: after               # a person approves (before|after|true = after)
+//!         approve_prompt: Ship this review?
+//!         on_reject: fix               # a step id or `end` (see StepGate)
 //! ```
 //! Decisions: a step has either `agent` or `agents`, never both; a group
 //! step may carry `id`, and `next` only when it runs exactly one agent
@@ -30,7 +33,7 @@
 
 use super::agent::{DepKind, ParsedAgent};
 use super::fields::{FieldReader, is_name};
-use crate::bundle::{AgentSpec, DEFAULT_FLOW, END_STEP, FlowSpec, StepSpec};
+use crate::bundle::{AgentSpec, DEFAULT_FLOW, END_STEP, FlowSpec, GateWhen, StepGate, StepSpec};
 use crate::diag::{Diagnostics, Pos, did_you_mean};
 use crate::yaml::{self, Key, Node, check_keys};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -204,7 +207,7 @@ fn parse_flow(
                         "unknown-step",
                         r.file,
                         *pos,
-                        format!("`next` for `{action}` goes to unknown step `{target}`"),
+                        format!("`{action}` goes to unknown step `{target}`"),
                     )
                     .hint = Some(hint);
             }
@@ -251,7 +254,15 @@ fn parse_step(
     };
     check_keys(
         entries,
-        &["id", "agent", "agents", "next"],
+        &[
+            "id",
+            "agent",
+            "agents",
+            "next",
+            "approve",
+            "approve_prompt",
+            "on_reject",
+        ],
         "flow step",
         r.file,
         r.diags,
@@ -352,6 +363,7 @@ fn parse_step(
             next.insert(key.name.clone(), target);
         }
     }
+    let gate = parse_gate(r, entries, &mut targets);
     let step = StepSpec {
         id,
         agents: names,
@@ -359,6 +371,7 @@ fn parse_step(
         creates: Vec::new(),
         requires: Vec::new(),
         updates: Vec::new(),
+        gate,
         metadata: BTreeMap::new(),
     };
     Some(ParsedStep {
@@ -366,6 +379,69 @@ fn parse_step(
         pos: item.pos,
         routes: targets,
     })
+}
+
+/// A step's approval gate: `approve: before|after|true|false`, with
+/// `approve_prompt` and `on_reject` (whose target is checked with the
+/// `next` routes, so it goes into `routes`).
+fn parse_gate(
+    r: &mut FieldReader<'_>,
+    entries: &[(Key, Node)],
+    routes: &mut Vec<Route>,
+) -> Option<StepGate> {
+    let get = |field: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k.name == field)
+            .map(|(_, v)| v)
+    };
+    let prompt = get("approve_prompt").and_then(|node| r.string(node, "approve_prompt"));
+    let on_reject = get("on_reject").and_then(|node| {
+        let target = r.string(node, "on_reject")?;
+        routes.push(Route {
+            action: "on_reject".into(),
+            target: target.clone(),
+            pos: node.pos,
+        });
+        Some(target)
+    });
+    let when = match get("approve") {
+        None => None,
+        Some(node) => match &node.value {
+            yaml::Value::Bool(true) => Some(GateWhen::After),
+            yaml::Value::Bool(false) => None,
+            _ => match r.string(node, "approve").as_deref() {
+                Some("before") => Some(GateWhen::Before),
+                Some("after") => Some(GateWhen::After),
+                Some(other) => {
+                    r.bad_value(
+                        node.pos,
+                        format!("`approve` is `before`, `after` or true/false, not `{other}`"),
+                    );
+                    None
+                }
+                None => None,
+            },
+        },
+    };
+    match when {
+        Some(when) => Some(StepGate {
+            when,
+            prompt,
+            on_reject,
+        }),
+        None => {
+            if let Some(node) = get("approve_prompt").or_else(|| get("on_reject")) {
+                r.diags.warning(
+                    "unused-gate-field",
+                    r.file,
+                    node.pos,
+                    "`approve_prompt` and `on_reject` do nothing without `approve: before|after`",
+                );
+            }
+            None
+        }
+    }
 }
 
 /// A `next` key must be `default` or one of the agent's commands.
@@ -589,6 +665,7 @@ pub fn derived_flow(layers: Vec<Vec<String>>) -> FlowSpec {
                 creates: Vec::new(),
                 requires: Vec::new(),
                 updates: Vec::new(),
+                gate: None,
                 metadata: BTreeMap::new(),
             })
             .collect(),

@@ -266,6 +266,7 @@ impl AgentNode {
             story_id: story.to_string(),
             docs,
             memory: state.memory.view(&scope),
+            feedback: state.gates.feedback.get(&self.step.id).cloned(),
         };
         let no_context = Value::Null;
         let system = match self.core.prompt(&self.agent.id).and_then(|p| {
@@ -291,6 +292,7 @@ impl AgentNode {
                 &self.step,
                 self.template_uses_input,
                 &ctx.input,
+                inputs.feedback.as_deref(),
             ))],
             temperature: llm.temperature,
             max_tokens: llm.max_tokens,

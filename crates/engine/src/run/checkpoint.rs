@@ -4,11 +4,13 @@
 //! A [`Checkpoint`] is the run's shared state when it stopped — results,
 //! errors, documents waited for, step visits and actions, the step it
 //! stopped in and which of that step's agents are done, the record of
-//! input hashes, what it spent — and, for each agent waiting for an
+//! input hashes, what it spent, the approval gate waiting and the
+//! feedback of rejected ones — and, for each agent waiting for an
 //! answer, its conversation through the `ask_human` call
 //! ([`AgentCheckpoint`]). A resume gives the answer as that call's result,
 //! so nothing before it runs again and no LLM call is repeated.
 
+use super::gate::OpenGate;
 use super::sequence::SequenceState;
 use crate::llm::Message;
 use crate::outcome::AgentResult;
@@ -33,6 +35,12 @@ pub(crate) struct Checkpoint {
     pub record: RunRecord,
     /// Agent id → where its conversation stopped, for each agent waiting.
     pub agents: BTreeMap<String, AgentCheckpoint>,
+    /// The approval gate waiting, when the run stopped at one.
+    #[serde(default)]
+    pub gate: Option<OpenGate>,
+    /// Step id → feedback of a rejected gate, for the step's next visit.
+    #[serde(default)]
+    pub feedback: BTreeMap<String, String>,
     /// What the run's calls used so far, counted against its budget.
     pub spent: UsageTotals,
     /// How long the run executed before, in ms.

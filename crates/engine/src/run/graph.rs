@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! flow:  [step] --action--> [step] --…--> [end]
-//! step:  [visit guard] -> [group] -> [group] …        (a nested flow)
+//! step:  [visit guard] -> [gate]? -> [group] -> [group] … -> [gate]?   (a nested flow)
 //! group: BatchFlow / ParallelBatchFlow over the group's agents,
 //!        each set running [router] --agent id--> [agent node]
 //! ```
@@ -23,22 +23,28 @@
 //! is then `interrupted`). A resumed run starts at an entry node that
 //! routes it to the step it stopped in, which it enters again as the same
 //! visit; the agents of a group start only while no question is open,
-//! except those continuing with their answer.
+//! except those continuing with their answer. A step with an approval gate
+//! ([`super::gate`]) gets the gate's node before or after its groups, and
+//! a `gate:rejected` edge to `on_reject` (or, for an after gate without
+//! one, back to itself).
 
 use super::agent::AgentNode;
+use super::gate::{GateNode, REJECTED};
 use super::{Halt, RunState};
 use crate::core::Core;
 use crate::failure::HaltCode;
 use crate::reply::DEFAULT_ACTION;
 use crate::store::DocStore;
-use bmad2pf_compiler::bundle::{END_STEP, FlowSpec, StepSpec};
+use bmad2pf_compiler::bundle::{END_STEP, FlowSpec, GateWhen, StepSpec};
 use bmad2pf_compiler::config::OnMissingDoc;
-use pocketflow::{Action, BatchFlow, Flow, Node, NodeError, ParallelBatchFlow, ParamSets, Params};
+use pocketflow::{
+    Action, BatchFlow, Flow, Node, NodeError, NodeId, ParallelBatchFlow, ParamSets, Params,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The action a halted step returns; it leads to the end.
-const HALT: &str = "halt";
+pub(super) const HALT: &str = "halt";
 
 /// Builds the graph of `flow`.
 pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
@@ -70,16 +76,30 @@ pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
             .collect();
         actions.insert(DEFAULT_ACTION.to_string());
         actions.extend(step.next.keys().cloned());
+        let step_node = |id: &str| match id {
+            END_STEP => end,
+            id => index
+                .get(id)
+                .and_then(|&j| steps.get(j).copied())
+                .unwrap_or(end),
+        };
         for action in actions {
-            let target = match step.next.get(&action).map(String::as_str) {
-                Some(END_STEP) => end,
-                Some(id) => index
-                    .get(id)
-                    .and_then(|&j| steps.get(j).copied())
-                    .unwrap_or(end),
+            let target = match step.next.get(&action) {
+                Some(id) => step_node(id),
                 None => following,
             };
             graph.on(steps[i], action, target);
+        }
+        if let Some(gate) = &step.gate {
+            let rejected_to = match (&gate.on_reject, gate.when) {
+                (Some(id), _) => Some(step_node(id)),
+                (None, GateWhen::After) => Some(steps[i]),
+                // The gate ends the run itself.
+                (None, GateWhen::Before) => None,
+            };
+            if let Some(target) = rejected_to {
+                graph.on(steps[i], REJECTED, target);
+            }
         }
         graph.on(steps[i], HALT, end);
     }
@@ -90,8 +110,11 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
     let agents = step.agents.clone();
     let mut graph = Flow::named(step.id.clone()).with_post(
         move |state: &mut RunState, _: &Params, _last: Action| {
-            if state.halted.is_some() || !state.waiting.is_empty() {
+            if state.halted.is_some() || !state.waiting.is_empty() || state.gates.open.is_some() {
                 return Ok(Action::new(HALT));
+            }
+            if std::mem::take(&mut state.gates.rejected) {
+                return Ok(Action::new(REJECTED));
             }
             let chosen = agents
                 .iter()
@@ -106,12 +129,21 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
     let end = graph.add(end());
     graph.on(guard, HALT, end);
     let mut previous = guard;
+    let gate = |graph: &mut Flow<RunState>, previous: NodeId, when: GateWhen| {
+        let gate = step.gate.as_ref().filter(|g| g.when == when)?;
+        let node = graph.add(GateNode::new(step, gate));
+        graph.next(previous, node);
+        graph.on(node, HALT, end);
+        Some(node)
+    };
+    previous = gate(&mut graph, previous, GateWhen::Before).unwrap_or(previous);
     if step.agents.is_empty() {
         let human = graph.add(HumanStep {
             core: core.clone(),
             step: step.clone(),
         });
         graph.next(previous, human);
+        gate(&mut graph, human, GateWhen::After);
         return graph;
     }
     for group in groups(core, step) {
@@ -132,6 +164,7 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
         graph.next(previous, member);
         previous = member;
     }
+    gate(&mut graph, previous, GateWhen::After);
     graph
 }
 

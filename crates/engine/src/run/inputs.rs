@@ -23,6 +23,8 @@ pub(super) struct OwnedInputs {
     pub story_id: String,
     pub docs: BTreeMap<String, String>,
     pub memory: BTreeMap<String, Value>,
+    /// A person's feedback when the step's approval gate sent it back.
+    pub feedback: Option<String>,
 }
 
 impl OwnedInputs {
@@ -38,6 +40,7 @@ impl OwnedInputs {
             memory: &self.memory,
             context,
             steps,
+            feedback: self.feedback.as_deref().unwrap_or_default(),
         }
     }
 }
@@ -116,13 +119,15 @@ pub(super) async fn gather_documents(
 
 /// The first user message: the step's own task when it has one (a BMAD v6
 /// step file's text, compiled into the step's `metadata.prompt`, SPEC
-/// 1.7), the run's input (when the template does not already show it), and
-/// how to write the reply and name the next action.
+/// 1.7), the run's input (when the template does not already show it), a
+/// person's feedback when the step's gate sent it back (SPEC 8.3), and how
+/// to write the reply and name the next action.
 pub(super) fn user_message(
     agent: &AgentSpec,
     step: &StepSpec,
     template_uses_input: bool,
     input: &str,
+    feedback: Option<&str>,
 ) -> String {
     let mut text = String::new();
     if let Some(task) = step
@@ -137,6 +142,15 @@ pub(super) fn user_message(
     if !template_uses_input && !input.trim().is_empty() {
         text.push_str(input.trim());
         text.push_str("\n\n");
+    }
+    match feedback.map(str::trim) {
+        Some("") => text.push_str(
+            "A person reviewed this step's previous output and sent it back without comment: improve it.\n\n",
+        ),
+        Some(feedback) => text.push_str(&format!(
+            "A person reviewed this step's previous output and sent it back. Their feedback:\n{feedback}\n\n"
+        )),
+        None => {}
     }
     if agent.output_schema.is_some() {
         text.push_str(&envelope_instructions(agent.output_schema.as_ref()));

@@ -20,6 +20,7 @@
 pub(crate) mod agent;
 pub(crate) mod checkpoint;
 mod docs;
+pub(crate) mod gate;
 pub(crate) mod graph;
 mod inputs;
 mod sequence;
@@ -36,6 +37,7 @@ use crate::store::{
 use crate::usage::{CallRecord, UsageTotals};
 use checkpoint::{AgentCheckpoint, Checkpoint};
 use docs::RunDocs;
+use gate::{GateDecision, Gates};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -155,6 +157,12 @@ impl Halt {
             message,
         }
     }
+
+    /// Whether the run ends `cancelled` rather than `error` (a person
+    /// rejected a step before it ran).
+    fn cancels(&self) -> bool {
+        self.code == HaltCode::ApprovalRejected.as_str()
+    }
 }
 
 impl From<StoreError> for Halt {
@@ -191,6 +199,8 @@ pub(crate) struct RunState {
     pub step_done: BTreeSet<String>,
     /// The step a resumed run enters again (the same visit, not a new one).
     pub resume_step: Option<String>,
+    /// Approval gates: the one waiting, a decision to apply, feedback.
+    pub gates: Gates,
 }
 
 /// What a run continues from: its checkpoint and the answers given.
@@ -200,6 +210,8 @@ pub(crate) struct Resumption {
     pub interrupts: Vec<Interrupt>,
     /// Agent id → what it receives as its `ask_human` result.
     pub answers: BTreeMap<String, String>,
+    /// The decision on the run's open gate, when that is what was answered.
+    pub gate: Option<GateDecision>,
 }
 
 /// What to run: a new run, or the next pass of an interrupted one.
@@ -314,6 +326,7 @@ pub(crate) async fn run_flow(
         resuming: BTreeMap::new(),
         step_done: BTreeSet::new(),
         resume_step: None,
+        gates: Gates::default(),
     };
     let earlier_ms = resumption.as_ref().map_or(0, |r| r.checkpoint.duration_ms);
     let resumed = resumption.is_some();
@@ -344,7 +357,8 @@ pub(crate) async fn run_flow(
         ));
     }
     let memory_written = flush_memory(core, &mut state).await;
-    let waits = !state.waiting.is_empty() && !cancelled && state.halted.is_none() && memory_written;
+    let asked = !state.waiting.is_empty() || state.gates.open.is_some();
+    let waits = asked && !cancelled && state.halted.is_none() && memory_written;
     let checkpoint = if waits {
         Some(state.checkpoint(&core.bundle.source_hash, earlier_ms + elapsed_ms(started)))
     } else {
@@ -374,7 +388,7 @@ pub(crate) async fn run_flow(
     if let Err(error) = status_writer.await {
         tracing::error!(run_id, %error, "the status writer stopped early");
     }
-    let status = if cancelled {
+    let status = if cancelled || halted.as_ref().is_some_and(Halt::cancels) {
         RunStatus::Cancelled
     } else if waits {
         RunStatus::Interrupted
@@ -434,6 +448,7 @@ impl RunState {
             checkpoint,
             interrupts,
             answers,
+            gate,
         } = resumption;
         self.results = checkpoint.results;
         self.errors = checkpoint.errors;
@@ -444,6 +459,13 @@ impl RunState {
         self.step_done = checkpoint.step_done;
         self.interrupts = interrupts;
         self.resume_step = Some(checkpoint.step);
+        self.gates.feedback = checkpoint.feedback;
+        match (checkpoint.gate, gate) {
+            (Some(open), Some(decision)) if open.interrupt_id == decision.interrupt_id => {
+                self.gates.decided = Some((open, decision));
+            }
+            (open, _) => self.gates.open = open,
+        }
         for (agent, waiting) in checkpoint.agents {
             match answers.get(&agent) {
                 Some(answer) => {
@@ -469,6 +491,8 @@ impl RunState {
             actions: self.actions.clone(),
             record: self.record.clone(),
             agents: std::mem::take(&mut self.waiting),
+            gate: self.gates.open.take(),
+            feedback: self.gates.feedback.clone(),
             spent: *self
                 .ctx
                 .spent

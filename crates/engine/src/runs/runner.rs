@@ -28,7 +28,7 @@
 //! where it is stored.
 
 use super::claim::Claim;
-use super::interrupts::{Answer, InterruptStatus};
+use super::interrupts::{Answer, Decision, Interrupt, InterruptSource, InterruptStatus};
 use super::log::{EventLog, RunChange};
 use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
@@ -39,6 +39,7 @@ use crate::outcome::{
     AgentResult, AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus,
 };
 use crate::run::checkpoint::Checkpoint;
+use crate::run::gate::GateDecision;
 use crate::run::{Resumption, RunPlan, RunState, run_flow};
 use crate::store::{
     DeliveryStore, EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
@@ -727,12 +728,12 @@ impl Runner {
         interrupt.status = InterruptStatus::Answered;
         interrupt.answered_at = Some(now);
         interrupt.answer = Some(reply.clone());
-        let agent = interrupt.agent.clone();
+        let interrupt = interrupt.clone();
         let text = self.core.runs.checkpoint(run_id).await?.ok_or_else(|| {
             StoreError::corrupt(format!("run `{run_id}`"), "its checkpoint is missing")
         })?;
         let checkpoint = Checkpoint::decode(run_id, &text)?;
-        if !self.graphs.contains_key(&run.flow) || self.core.agent(&agent).is_none() {
+        if !self.graphs.contains_key(&run.flow) || !self.still_asks(&run.flow, &interrupt) {
             let ending = Ending {
                 status: RunStatus::Error,
                 error_code: Some(HaltCode::BundleChanged),
@@ -791,11 +792,32 @@ impl Runner {
             resumption: Some(Resumption {
                 checkpoint,
                 interrupts: run.interrupts.clone(),
-                answers: BTreeMap::from([(agent, reply)]),
+                answers: match interrupt.source {
+                    InterruptSource::Tool => BTreeMap::from([(interrupt.agent.clone(), reply)]),
+                    InterruptSource::Gate => BTreeMap::new(),
+                },
+                gate: (interrupt.source == InterruptSource::Gate).then(|| GateDecision {
+                    interrupt_id: interrupt.id.clone(),
+                    approved: answer.decision == Some(Decision::Approve),
+                    feedback: answer.feedback.clone().unwrap_or_default(),
+                }),
             }),
         };
         let ended = self.launch(run.clone(), plan, claim, next_event + 1, observer);
         Ok((run, ended))
+    }
+
+    /// Whether this bundle still has what raised `interrupt` in `flow`: the
+    /// agent that asked, or the step's gate.
+    fn still_asks(&self, flow: &str, interrupt: &Interrupt) -> bool {
+        match interrupt.source {
+            InterruptSource::Tool => self.core.agent(&interrupt.agent).is_some(),
+            InterruptSource::Gate => self.core.bundle.flows.get(flow).is_some_and(|flow| {
+                flow.steps
+                    .iter()
+                    .any(|step| step.id == interrupt.step && step.gate.is_some())
+            }),
+        }
     }
 
     /// [`end_interrupted`] on this process's store, counted.
@@ -867,8 +889,10 @@ impl Runner {
         }
     }
 
-    /// Marks or takes over the runs of processes that died (module docs).
+    /// Marks or takes over the runs of processes that died, and ends the
+    /// runs whose questions expired (module docs).
     async fn sweep(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.expire_questions().await?;
         for stored in self.core.runs.orphaned_runs().await? {
             let run = match Run::from_stored(&stored) {
                 Ok(run) => run,
@@ -921,6 +945,54 @@ impl Runner {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Ends the interrupted runs with a question open longer than
+    /// `runs.interrupt_timeout_s`: `error` / `interrupt_timeout`, their
+    /// open questions `expired`. Every process on the store looks; the
+    /// compare-and-set of the ending lets one of them end each run.
+    async fn expire_questions(&self) -> Result<(), StoreError> {
+        let Some(timeout_s) = self.core.config.runs.interrupt_timeout_s else {
+            return Ok(());
+        };
+        let deadline = now_ms().saturating_sub(timeout_s.saturating_mul(1000));
+        let mut query = RunQuery {
+            statuses: vec![RunStatus::Interrupted.as_str().to_string()],
+            limit: 100,
+            ..RunQuery::default()
+        };
+        loop {
+            let page = self.core.runs.list_runs(&query).await?;
+            for stored in &page {
+                let run = match Run::from_stored(stored) {
+                    Ok(run) => run,
+                    Err(error) => {
+                        tracing::error!(run_id = stored.run_id, %error, "an interrupted run is unreadable");
+                        continue;
+                    }
+                };
+                let expired = run
+                    .interrupts
+                    .iter()
+                    .any(|i| i.is_open() && i.created_at <= deadline);
+                if expired {
+                    let ending = Ending {
+                        status: RunStatus::Error,
+                        error_code: Some(HaltCode::InterruptTimeout),
+                        interrupts: InterruptStatus::Expired,
+                    };
+                    if let Err(error) = self.end_interrupted(run, ending).await {
+                        tracing::warn!(run_id = stored.run_id, %error, "ending a run whose question expired failed");
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == query.limit => {
+                    query.before = Some((last.created_at, last.run_id.clone()));
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Ends a run whose process died: `error` / `interrupted_by_restart`,
@@ -1034,7 +1106,10 @@ async fn end_interrupted(
     let now = now_ms();
     for interrupt in run.interrupts.iter_mut().filter(|i| i.is_open()) {
         interrupt.status = ending.interrupts;
-        if let Some(result) = run.outcome.results.get_mut(&interrupt.agent) {
+        // A gate's agent is done; one that asked never finished.
+        if interrupt.source == InterruptSource::Tool
+            && let Some(result) = run.outcome.results.get_mut(&interrupt.agent)
+        {
             result.status = AgentRunStatus::Cancelled;
         }
     }

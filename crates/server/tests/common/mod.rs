@@ -102,6 +102,7 @@ fn step(id: &str, agent: &str) -> StepSpec {
         creates: vec![],
         requires: vec![],
         updates: vec![],
+        gate: None,
         metadata: BTreeMap::new(),
     }
 }

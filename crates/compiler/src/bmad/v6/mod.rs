@@ -504,6 +504,7 @@ fn one_step_flow(id: &str, description: &str, rel: &str, text: String) -> FlowSp
         creates: vec![document.clone()],
         requires: Vec::new(),
         updates: Vec::new(),
+        gate: None,
         metadata: step_meta,
     };
     let metadata = BTreeMap::from([

@@ -269,6 +269,7 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
             } else {
                 vec![main_document.clone()]
             },
+            gate: None,
             metadata,
         });
     }

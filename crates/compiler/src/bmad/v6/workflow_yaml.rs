@@ -147,6 +147,7 @@ pub fn read(
             creates: vec![main_document.clone()],
             requires: Vec::new(),
             updates: Vec::new(),
+            gate: None,
             metadata: step_meta,
         },
         name,
