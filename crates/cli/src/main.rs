@@ -1,28 +1,37 @@
 //! The `bmad2pf` binary: argument parsing and wiring, nothing else.
 //!
 //! Commands live in their own modules ([`generate`], [`validate`],
-//! [`graph`], [`run`], [`exec`], [`serve`], [`backup`]); they share the way problems are
-//! reported ([`report`]), the progress lines on stderr ([`progress`]) and,
-//! for the commands that execute agents, bundle loading and configuration
-//! ([`runtime`]). The contract is SPEC section 2:
+//! [`graph`], [`run`], [`resume`], [`cancel`], [`exec`], [`serve`],
+//! [`backup`]); they share the way problems are reported ([`report`]), the
+//! progress lines on stderr ([`progress`]) and, for the commands that
+//! execute agents, bundle loading and configuration ([`runtime`]). `run`
+//! and `resume` follow a run the same way ([`follow`]), show it the same
+//! way ([`run_text`]) and ask a person on the terminal ([`ask`]). The
+//! contract is SPEC sections 2 and 8.3:
 //!
 //! - exit code 0: success; 1: invalid sources (or `--check` found the output
 //!   out of date), or a failed run; 2: usage or I/O error (clap's own usage
 //!   errors exit 2 too); 3: a run that is pending, or an execute that needs
-//!   input (not a failure, not a success: documents are missing);
+//!   input (not a failure, not a success: documents are missing); 4: a run
+//!   that waits for a person's answer (`bmad2pf resume` gives it); 130:
+//!   Ctrl-C (the run is cancelled);
 //! - results go to stdout, progress and diagnostics to stderr, except with
 //!   `--format json`, where one JSON document on stdout carries the
 //!   diagnostics and the result (shape documented in [`report`]).
 
+mod ask;
 mod backup;
 mod cancel;
 mod exec;
+mod follow;
 mod generate;
 mod graph;
 mod progress;
 mod project;
 mod report;
+mod resume;
 mod run;
+mod run_text;
 mod runtime;
 mod serve;
 mod validate;
@@ -57,15 +66,18 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the Mermaid diagram of the flows to stdout.
     Graph(GraphArgs),
-    /// Run a flow for a story (exit 0 success, 1 error, 3 pending, 130 Ctrl-C).
+    /// Run a flow for a story; agents may ask you on the terminal (exit 0
+    /// success, 1 error, 3 pending, 4 waits for an answer, 130 Ctrl-C).
     Run(run::RunArgs),
+    /// Answer a question of a run that waits, then follow it like `run`.
+    Resume(resume::ResumeArgs),
     /// Execute one agent statelessly (exit 0 completed, 1 failed, 3 needs input).
     Exec(exec::ExecArgs),
     /// Serve the REST API.
     Serve(serve::ServeArgs),
     /// Copy the embedded store to a new file, consistently, while it is in use.
     Backup(backup::BackupArgs),
-    /// Cancel a queued or running run, in whichever process runs it.
+    /// Cancel a queued, running or waiting run, in whichever process runs it.
     Cancel(cancel::CancelArgs),
 }
 
@@ -158,6 +170,7 @@ fn main() -> ExitCode {
         (Some(Command::Validate(args)), _) => validate::run(&args),
         (Some(Command::Graph(args)), _) => graph::run(&args),
         (Some(Command::Run(args)), _) => run::run(&args),
+        (Some(Command::Resume(args)), _) => resume::run(&args),
         (Some(Command::Exec(args)), _) => exec::run(&args),
         (Some(Command::Serve(args)), _) => serve::run(&args),
         (Some(Command::Backup(args)), _) => backup::run(&args),

@@ -1,22 +1,28 @@
-//! `bmad2pf run FLOW --story ID --input TEXT`: one flow run, from the terminal.
+//! `bmad2pf run FLOW --story ID [--input TEXT] [--headless]`: one flow run,
+//! from the terminal.
 //!
-//! Per-agent progress goes to stderr as it happens; the outcome goes to
-//! stdout (a short table, or the API's JSON body with `--json`). The run is
-//! stored like every run (SPEC 8): a server on the same data directory
-//! lists it, follows it and can cancel it. It runs headless: agents cannot
-//! ask questions yet. Exit code: 0 success, 1 the run failed or was
-//! cancelled (or the flow is already running for this story in another
-//! process: `error[run_in_progress]`), 130 Ctrl-C (the run is cancelled,
-//! its documents kept), 3 the run is pending
-//! (documents missing: put them into the docs directory and run again), 2
-//! usage or start-up error.
+//! The run is stored like every run (SPEC 8): a server on the same data
+//! directory lists it, follows it and can cancel it. It is interactive
+//! unless `--headless`: an agent may ask a person (SPEC 8.3), inline on a
+//! terminal, or else the run is left waiting for `bmad2pf resume`; see
+//! [`follow`](crate::follow) for how it is followed, shown, cancelled with
+//! Ctrl-C, and for the exit codes by its status. `--headless`: questions
+//! are answered on assumptions at once and listed with the outcome.
+//!
+//! Exit code: 0 success; 1 the run failed or was cancelled, or the flow is
+//! already running for this story in another process
+//! (`error[run_in_progress]`); 2 usage or start-up error (an unknown flow,
+//! sources that do not load); 3 pending (documents missing: put them into
+//! the docs directory and run again); 4 waiting for an answer
+//! (`bmad2pf resume`); 130 Ctrl-C (the run is cancelled, its documents
+//! kept).
 
 use crate::Outcome;
-use crate::report::stdout;
+use crate::follow::{Follow, refused};
 use crate::runtime::{BundleArgs, StartError, init_logging, start_engine, tokio_runtime};
 use bmad2pf_engine::EngineError;
-use bmad2pf_engine::outcome::{ProgressStatus, RunEvent, RunRequest, RunStatus};
-use bmad2pf_engine::runs::{Run, RunMode};
+use bmad2pf_engine::outcome::RunRequest;
+use bmad2pf_engine::runs::RunMode;
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -33,9 +39,14 @@ pub struct RunArgs {
     /// Re-run agents whose outputs are up to date.
     #[arg(long)]
     force: bool,
-    /// Print the outcome as JSON (the body `POST /run` answers with).
+    /// Print the outcome as JSON (the run as `GET /runs/{id}` shows it).
     #[arg(long)]
     json: bool,
+    /// Ask no person: agents proceed on assumptions, and their questions
+    /// are listed with the outcome. Without it, questions are asked on the
+    /// terminal, or off one the run waits for `bmad2pf resume` (exit 4).
+    #[arg(long)]
+    headless: bool,
     #[command(flatten)]
     bundle: BundleArgs,
 }
@@ -50,12 +61,7 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
     let runtime = tokio_runtime()?;
     runtime.block_on(async {
         let engine = start_engine(loaded).await?;
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let printer = tokio::spawn(async move {
-            while let Some(event) = received.recv().await {
-                print_progress(&event);
-            }
-        });
+        let follow = Follow::new(&engine, args.json, &args.bundle);
         let request = RunRequest {
             flow: args.flow.clone(),
             story_id: args.story.clone(),
@@ -63,128 +69,24 @@ fn execute(args: &RunArgs) -> Result<Outcome, StartError> {
             force: args.force,
             budget: None,
         };
-        let started = engine
-            .begin_run(request, RunMode::Headless, Some(events))
-            .await;
-        let mut interrupted = false;
-        let result = match started {
-            Ok((run, mut end)) => {
-                tokio::select! {
-                    ended = end.wait() => ended,
-                    _ = tokio::signal::ctrl_c() => {
-                        interrupted = true;
-                        eprintln!("interrupted: cancelling run {}…", run.outcome.run_id);
-                        if let Err(error) = engine.cancel_run(&run.outcome.run_id).await {
-                            eprintln!("error: cancelling failed: {error}");
-                        }
-                        end.wait().await
-                    }
-                }
-            }
-            Err(error) => Err(error),
+        let mode = if args.headless {
+            RunMode::Headless
+        } else {
+            RunMode::Interactive
         };
-        let _ = printer.await;
-        let run = match result {
-            Ok(run) => run,
+        let started = follow
+            .start(|observer| engine.begin_run(request, mode, Some(observer)))
+            .await;
+        match started {
+            Ok(pass) => Ok(follow.until_end(pass).await),
             Err(error @ EngineError::UnknownFlow(_)) => {
                 let flows: Vec<&str> = engine.bundle().flows.keys().map(String::as_str).collect();
-                return Err(StartError {
+                Err(StartError {
                     message: format!("{error} (flows: {})", flows.join(", ")),
                     invalid_sources: false,
-                });
+                })
             }
-            // Another process (a server, another CLI run) runs this flow
-            // for this story: a failed run, named by its code.
-            Err(error @ EngineError::RunInProgress { .. }) => {
-                eprintln!("error[{}]: {error}", error.code());
-                return Ok(Outcome::Invalid);
-            }
-            Err(error) => {
-                return Err(StartError {
-                    message: error.to_string(),
-                    invalid_sources: false,
-                });
-            }
-        };
-        engine.shutdown().await;
-        print_run(&run, args.json);
-        if interrupted {
-            return Ok(Outcome::Interrupted);
+            Err(error) => Ok(refused(&error)),
         }
-        Ok(match run.outcome.status {
-            RunStatus::Success => Outcome::Success,
-            RunStatus::Pending => Outcome::Pending,
-            RunStatus::Interrupted => Outcome::WaitsForAnswer,
-            RunStatus::Error | RunStatus::Cancelled | RunStatus::Queued | RunStatus::Running => {
-                Outcome::Invalid
-            }
-        })
     })
-}
-
-fn print_progress(event: &RunEvent) {
-    if let RunEvent::Progress {
-        agent,
-        status,
-        duration_ms,
-        ..
-    } = event
-    {
-        let word = match status {
-            ProgressStatus::Started => "started",
-            ProgressStatus::Completed => "completed",
-            ProgressStatus::Failed => "FAILED",
-            ProgressStatus::Skipped => "up to date",
-            ProgressStatus::Waiting => "waiting for documents",
-            ProgressStatus::Interrupted => "waiting for an answer",
-            ProgressStatus::Cancelled => "cancelled",
-        };
-        match duration_ms {
-            Some(ms) if *status != ProgressStatus::Started => {
-                eprintln!("  {agent:<24} {word} ({ms} ms)")
-            }
-            _ => eprintln!("  {agent:<24} {word}"),
-        }
-    }
-}
-
-fn print_run(run: &Run, json: bool) {
-    let outcome = &run.outcome;
-    let text = if json {
-        serde_json::to_string_pretty(run).unwrap_or_default()
-    } else {
-        let mut lines = vec![format!(
-            "{} {}: {} in {} ms",
-            "run",
-            outcome.run_id,
-            outcome.status.as_str(),
-            outcome.duration_ms
-        )];
-        for (agent, result) in &outcome.results {
-            let status = serde_json::to_value(result.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            lines.push(format!(
-                "  {agent:<24} {status:<10} {:<32} {} ms, {} → {} tokens",
-                result.document.as_deref().unwrap_or("-"),
-                result.duration_ms,
-                result.usage.input_tokens,
-                result.usage.output_tokens
-            ));
-        }
-        if !outcome.pending_docs.is_empty() {
-            lines.push(format!(
-                "pending: waiting for {}; add them (PUT /doc/<story>__<name>, or a file in the docs directory) and run again",
-                outcome.pending_docs.join(", ")
-            ));
-        }
-        for (who, message) in &outcome.errors {
-            lines.push(format!("error: {who}: {message}"));
-        }
-        lines.join("\n")
-    };
-    if stdout(&text).is_err() {
-        eprintln!("error: cannot write to stdout");
-    }
 }

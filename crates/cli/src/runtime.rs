@@ -1,4 +1,4 @@
-//! What `run`, `exec` and `serve` share: loading a bundle (compiled from
+//! What `run`, `resume`, `cancel`, `exec` and `serve` share: loading a bundle (compiled from
 //! `--src` or read from `--bundle`), the runtime configuration, logging and
 //! the engine.
 //!
@@ -116,6 +116,19 @@ fn read_runtime_file(path: &Path) -> Result<RuntimeConfig, StartError> {
 }
 
 impl BundleArgs {
+    /// These flags as they were given, for a command printed for the
+    /// person to run next (`bmad2pf resume …` needs the same bundle).
+    pub fn flags(&self) -> Vec<(&'static str, &Path)> {
+        [
+            ("--bundle", &self.bundle),
+            ("--src", &self.src),
+            ("--config", &self.config),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| path.as_deref().map(|path| (flag, path)))
+        .collect()
+    }
+
     /// Loads the bundle and the configuration, environment overrides applied.
     pub fn load(&self) -> Result<Loaded, StartError> {
         let (bundle, mut config) = match (&self.bundle, &self.src) {
