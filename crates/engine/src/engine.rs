@@ -441,6 +441,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             webhook_deliveries: self.webhooks.outcomes(),
+            runs_now: self.runner.runs_now(),
             ..self.core.counters.snapshot()
         }
     }

@@ -5,6 +5,7 @@
 //! cost counts are kept per provider and model, as [`UsageTotals`] fed with
 //! each call's record.
 
+use crate::runs::interrupts::InterruptKind;
 use crate::usage::{CallRecord, UsageTotals};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,6 +23,9 @@ pub struct Counters {
     agents_failed: AtomicU64,
     agents_skipped: AtomicU64,
     agents_waiting: AtomicU64,
+    interrupts_ask: AtomicU64,
+    interrupts_choose: AtomicU64,
+    interrupts_approve: AtomicU64,
     llm_calls: AtomicU64,
     /// Provider → model → what its answered calls used. A mutex: held for a
     /// few additions once per call, which takes far longer itself.
@@ -37,6 +41,11 @@ pub struct EngineStats {
     pub runs: BTreeMap<&'static str, u64>,
     /// Agent executions by result (`completed`, `failed`, `skipped`, `waiting`).
     pub agent_executions: BTreeMap<&'static str, u64>,
+    /// Questions asked of a person by kind (`ask`, `choose`, `approve`; gates are `approve`).
+    pub interrupts: BTreeMap<&'static str, u64>,
+    /// Runs of this process now, by status (`queued`, `running`); added to
+    /// the snapshot by `Engine::stats` from its runner.
+    pub runs_now: BTreeMap<&'static str, u64>,
     /// LLM call attempts, including retries.
     pub llm_calls: u64,
     /// Input tokens of all answered calls (the sum over `llm_usage`).
@@ -81,6 +90,16 @@ impl Counters {
         .fetch_add(1, Relaxed);
     }
 
+    /// Counts a question a run asked of a person.
+    pub(crate) fn interrupt_opened(&self, kind: InterruptKind) {
+        match kind {
+            InterruptKind::Ask => &self.interrupts_ask,
+            InterruptKind::Choose => &self.interrupts_choose,
+            InterruptKind::Approve => &self.interrupts_approve,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
     /// Counts an LLM attempt that answered, with its tokens and cost.
     pub(crate) fn llm_answered(&self, call: &CallRecord) {
         self.llm_calls.fetch_add(1, Relaxed);
@@ -115,6 +134,11 @@ impl Counters {
             ("skipped", &self.agents_skipped),
             ("waiting", &self.agents_waiting),
         ];
+        let interrupts = [
+            ("ask", &self.interrupts_ask),
+            ("choose", &self.interrupts_choose),
+            ("approve", &self.interrupts_approve),
+        ];
         let read = |pairs: &[(&'static str, &AtomicU64)]| {
             pairs.iter().map(|(k, v)| (*k, v.load(Relaxed))).collect()
         };
@@ -126,6 +150,8 @@ impl Counters {
         EngineStats {
             runs: read(&runs),
             agent_executions: read(&agents),
+            interrupts: read(&interrupts),
+            runs_now: BTreeMap::new(),
             llm_calls: self.llm_calls.load(Relaxed),
             tokens_in,
             tokens_out,

@@ -172,6 +172,20 @@ pub fn encode(http: &HttpMetrics, engine: &EngineStats, uptime: Duration) -> Str
     );
     labelled_counter(
         &mut out,
+        "bmad2pf_interrupts_total",
+        "Questions runs asked of a person, by kind (gates are approve).",
+        "kind",
+        &engine.interrupts,
+    );
+    labelled(
+        &mut out,
+        ("bmad2pf_runs", "gauge"),
+        "Runs of this process now, by status (queued, running).",
+        "status",
+        &engine.runs_now,
+    );
+    labelled_counter(
+        &mut out,
         "bmad2pf_webhook_deliveries_total",
         "Webhook attempts by outcome: delivered, failed (given up), retried (due again).",
         "outcome",
@@ -247,7 +261,18 @@ fn labelled_counter(
     label: &str,
     values: &BTreeMap<&'static str, u64>,
 ) {
-    family(out, name, "counter", help);
+    labelled(out, (name, "counter"), help, label, values);
+}
+
+/// A family of metric `name` of `kind` with one label.
+fn labelled(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    label: &str,
+    values: &BTreeMap<&'static str, u64>,
+) {
+    family(out, name, kind, help);
     for (value, count) in values {
         let _ = writeln!(out, "{name}{} {count}", labels(&[(label, value)]));
     }

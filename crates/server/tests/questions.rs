@@ -86,6 +86,20 @@ async fn a_question_stops_the_run_and_its_answer_finishes_it() -> TestResult {
     .await?;
     assert_eq!(listed["runs"][0]["run_id"], run_id);
     assert_eq!(listed["runs"][0]["open_interrupts"], 1);
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for line in [
+        r#"bmad2pf_interrupts_total{kind="ask"} 1"#,
+        r#"bmad2pf_runs{status="queued"} 0"#,
+        r#"bmad2pf_runs{status="running"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     let accepted = call(
         resume(

@@ -606,6 +606,7 @@ impl AgentNode {
             InterruptSource::Tool,
         );
         checkpoint.interrupt_id = interrupt.id.clone();
+        self.core.counters.interrupt_opened(interrupt.kind);
         let result = AgentResult {
             status: AgentRunStatus::Interrupted,
             document: None,

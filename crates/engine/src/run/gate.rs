@@ -20,6 +20,7 @@
 
 use super::graph::HALT;
 use super::{Halt, RunState};
+use crate::core::Core;
 use crate::failure::HaltCode;
 use crate::outcome::{AgentRunStatus, RunEvent};
 use crate::runs::RunMode;
@@ -28,6 +29,7 @@ use bmad2pf_compiler::bundle::{GateWhen, StepGate, StepSpec};
 use pocketflow::{Action, Node, NodeError, Params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The action of a step whose gate was rejected: to `on_reject`, or (an
 /// after gate without one) to the step itself.
@@ -78,13 +80,15 @@ impl Gates {
 
 /// The gate of one step, on one side of its agents.
 pub(super) struct GateNode {
+    core: Arc<Core>,
     step: StepSpec,
     gate: StepGate,
 }
 
 impl GateNode {
-    pub fn new(step: &StepSpec, gate: &StepGate) -> Self {
+    pub fn new(core: &Arc<Core>, step: &StepSpec, gate: &StepGate) -> Self {
         Self {
+            core: core.clone(),
             step: step.clone(),
             gate: gate.clone(),
         }
@@ -177,6 +181,7 @@ impl GateNode {
         if self.gate.when == GateWhen::After {
             interrupt.documents = Some(self.documents(state));
         }
+        self.core.counters.interrupt_opened(interrupt.kind);
         state.gates.open = Some(OpenGate {
             interrupt_id: interrupt.id.clone(),
             step: self.step.id.clone(),

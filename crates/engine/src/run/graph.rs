@@ -131,7 +131,7 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
     let mut previous = guard;
     let gate = |graph: &mut Flow<RunState>, previous: NodeId, when: GateWhen| {
         let gate = step.gate.as_ref().filter(|g| g.when == when)?;
-        let node = graph.add(GateNode::new(step, gate));
+        let node = graph.add(GateNode::new(core, step, gate));
         graph.next(previous, node);
         graph.on(node, HALT, end);
         Some(node)

@@ -19,6 +19,7 @@ mod claim;
 pub mod interrupts;
 mod log;
 mod runner;
+mod slots;
 mod webhooks;
 
 pub(crate) use log::EventLog;

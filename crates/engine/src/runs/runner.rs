@@ -2,7 +2,7 @@
 //!
 //! [`Runner`] starts runs: each is stored `queued` with its (flow, story)
 //! claim, waits for one of `runs.max_running_runs` slots (first come,
-//! first served: tokio's semaphore is fair), runs, and stores its ending
+//! first served, resumed runs first: [`Slots`]), runs, and stores its ending
 //! with its record in one write. Beyond `runs.max_queued_runs` waiting, a
 //! new run is refused (`queue_full`).
 //!
@@ -30,6 +30,7 @@
 use super::claim::Claim;
 use super::interrupts::{Answer, Decision, Interrupt, InterruptSource, InterruptStatus};
 use super::log::{EventLog, RunChange};
+use super::slots::{Line, Slots};
 use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
@@ -51,7 +52,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 /// How often a run of another process is re-read while watched.
 const POLL: Duration = Duration::from_millis(200);
@@ -119,7 +120,7 @@ pub(crate) struct Runner {
     /// Flow name → its PocketFlow graph.
     graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>,
     live: Mutex<HashMap<String, Arc<LiveRun>>>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     /// Runs of this process waiting for a slot.
     queued: AtomicUsize,
     /// Whether this process takes over the queued runs of a dead one: a
@@ -136,7 +137,7 @@ impl Runner {
         graphs: BTreeMap<String, Arc<pocketflow::Flow<RunState>>>,
         webhooks: Arc<Webhooks>,
     ) -> Self {
-        let slots = Arc::new(Semaphore::new(core.config.runs.max_running_runs.max(1)));
+        let slots = Slots::new(core.config.runs.max_running_runs);
         Self {
             core,
             graphs,
@@ -153,6 +154,18 @@ impl Runner {
     pub fn take_over_queued_runs(&self) {
         self.takes_over.store(true, Ordering::Relaxed);
         self.webhooks.start_sender();
+    }
+
+    /// This process's runs now: queued (waiting for a slot) and running.
+    pub fn runs_now(&self) -> BTreeMap<&'static str, u64> {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        BTreeMap::from([
+            (
+                RunStatus::Queued.as_str(),
+                count(self.queued.load(Ordering::Relaxed)),
+            ),
+            (RunStatus::Running.as_str(), count(self.slots.held())),
+        ])
     }
 
     pub fn has_flow(&self, flow: &str) -> bool {
@@ -377,10 +390,14 @@ impl Runner {
     ) {
         let run_id = run.outcome.run_id.clone();
         let mut cancel = live.cancel.subscribe();
+        let line = match plan.resumption {
+            Some(_) => Line::Resumed,
+            None => Line::New,
+        };
         let permit = tokio::select! {
             biased;
             Ok(_) = cancel.wait_for(|asked| *asked) => None,
-            permit = self.slots.clone().acquire_owned() => permit.ok(),
+            slot = self.slots.acquire(line) => Some(slot),
         };
         self.queued.fetch_sub(1, Ordering::Relaxed);
         let mut change = RunChange::End(None);
