@@ -25,9 +25,13 @@
 //! checkpoint ([`super::checkpoint`]). When the run resumes, prep finds the
 //! answer in the run's state and exec continues the same conversation with
 //! it. While a question is open, agents that come after the one that asked
-//! do not start (parallel siblings already running carry on).
+//! do not start (parallel siblings already running carry on). A step
+//! marked as waiting for a person (metadata `waits`, from a BMAD v6 step's
+//! menus and asks, SPEC 1.7) offers `ask_human` to its agent even when the
+//! agent does not list it: the step's own text tells the model to ask.
 
 use super::checkpoint::AgentCheckpoint;
+use super::growing;
 use super::inputs::{
     Documents, OwnedInputs, gather_documents, hash_inputs, user_message, uses_variable,
 };
@@ -42,7 +46,7 @@ use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent};
 use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
 use crate::runs::RunMode;
-use crate::runs::interrupts::{Interrupt, InterruptSource, OpenQuestion, Question};
+use crate::runs::interrupts::{ASK_HUMAN, Interrupt, InterruptSource, OpenQuestion, Question};
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
@@ -80,6 +84,12 @@ pub(crate) struct AgentNode {
     name: String,
     /// Whether the prompt template shows `input` itself (else the input is the user message).
     template_uses_input: bool,
+    /// The tools offered in this step: the agent's, and `ask_human` where
+    /// the step waits for a person.
+    tools: Vec<String>,
+    /// The flow's growing main document, when this step writes it
+    /// ([`super::growing`]).
+    grows: Option<String>,
 }
 
 /// What prep decided.
@@ -225,15 +235,28 @@ impl From<ConversationError> for CallError {
 }
 
 impl AgentNode {
-    pub fn new(core: Arc<Core>, agent: AgentSpec, step: StepSpec) -> Self {
+    /// `growing`: the main document of a BMAD step-file flow.
+    pub fn new(core: Arc<Core>, agent: AgentSpec, step: StepSpec, growing: Option<String>) -> Self {
         let name = format!("{}/{}", step.id, agent.id);
         let template_uses_input = uses_variable(&agent.prompt_template, "input");
+        let mut tools = agent.tools.clone();
+        let waits = step
+            .metadata
+            .get("waits")
+            .and_then(Value::as_array)
+            .is_some_and(|waits| !waits.is_empty());
+        if waits && !tools.iter().any(|t| t == ASK_HUMAN) {
+            tools.push(ASK_HUMAN.to_string());
+        }
+        let grows = growing.filter(|name| output_documents(&agent, Some(&step)).contains(name));
         Self {
             core,
             agent,
             step,
             name,
             template_uses_input,
+            tools,
+            grows,
         }
     }
 
@@ -296,7 +319,7 @@ impl AgentNode {
             ))],
             temperature: llm.temperature,
             max_tokens: llm.max_tokens,
-            tools: self.core.tools.definitions(&self.agent.tools),
+            tools: self.core.tools.definitions(&self.tools),
             json_output: self.agent.output_schema.is_some(),
             output_schema: self.agent.output_schema.clone(),
         };
@@ -320,7 +343,8 @@ impl AgentNode {
         if resume.is_none()
             && !ctx.force
             && first_visit
-            && self.outputs_current(state, &input_hash, &outputs).await
+            && (self.outputs_current(state, &input_hash, &outputs).await
+                || self.step_completed(ctx, story).await)
         {
             return AgentPrep::UpToDate {
                 document: outputs.first().map(|d| d.to_string()),
@@ -351,6 +375,18 @@ impl AgentNode {
             )),
             resume,
         }))
+    }
+
+    /// Whether the flow's growing document lists this step as completed.
+    async fn step_completed(&self, ctx: &RunContext, story: &str) -> bool {
+        let Some(id) = self
+            .grows
+            .as_ref()
+            .and_then(|name| doc_id(story, name).ok())
+        else {
+            return false;
+        };
+        matches!(ctx.docs.get(&id).await, Ok(Some(doc)) if growing::completed(&doc.content, &self.step.id))
     }
 
     async fn outputs_current(&self, state: &RunState, input_hash: &str, outputs: &[DocId]) -> bool {
@@ -419,7 +455,7 @@ impl AgentNode {
         )
         .at_attempt(attempt)
         .with_tools(ToolAccess {
-            allowed: &self.agent.tools,
+            allowed: &self.tools,
             ctx: &call.tool_ctx,
         })
         .streaming_to(on_token)
@@ -656,6 +692,22 @@ impl AgentNode {
                 }
             }
         }
+        let grown = match self.grown(call, &content).await {
+            Ok(grown) => grown,
+            Err(e) => {
+                return AgentExec::Failed {
+                    code: (&e).into(),
+                    message: e.to_string(),
+                };
+            }
+        };
+        if let Some((grown_doc, grown_text)) = &grown {
+            for (doc, text) in &mut writes {
+                if doc == grown_doc {
+                    *text = grown_text.as_str();
+                }
+            }
+        }
         for (doc, text) in &writes {
             let writer = call.ctx.writer(&self.agent.id);
             if let Err(e) = call.ctx.docs.put(doc, text, writer).await {
@@ -666,6 +718,32 @@ impl AgentNode {
             }
         }
         AgentExec::Done(Delivered { content, action })
+    }
+
+    /// The flow's growing document with this step's reply added, when the
+    /// step writes it; the step that creates it starts it afresh (a forced
+    /// rerun does not append to the last run's document).
+    async fn grown(
+        &self,
+        call: &AgentCall,
+        reply: &str,
+    ) -> Result<Option<(DocId, String)>, crate::store::StoreError> {
+        let Some(name) = &self.grows else {
+            return Ok(None);
+        };
+        let Ok(id) = doc_id(&call.ctx.story_id, name) else {
+            return Ok(None);
+        };
+        let existing = match self.step.creates.contains(name) {
+            true => None,
+            false => call.ctx.docs.get(&id).await?,
+        };
+        let text = growing::grow(
+            existing.as_ref().map(|d| d.content.as_str()),
+            reply,
+            &self.step.id,
+        );
+        Ok(Some((id, text)))
     }
 
     /// Records a delivered output in the run: memory, run record, result.

@@ -53,7 +53,7 @@ pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
     let steps: Vec<_> = flow
         .steps
         .iter()
-        .map(|step| graph.add_runnable(build_step(core, step, flow.max_visits)))
+        .map(|step| graph.add_runnable(build_step(core, flow, step)))
         .collect();
     let end = graph.add(end());
     graph.next(entry, steps.first().copied().unwrap_or(end));
@@ -106,7 +106,19 @@ pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
     graph
 }
 
-fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunState> {
+/// The document a BMAD step-file flow grows step by step ([`super::growing`]).
+fn growing_document(flow: &FlowSpec) -> Option<String> {
+    let metadata = &flow.metadata;
+    if metadata.get("kind").and_then(|k| k.as_str()) != Some("step-file") {
+        return None;
+    }
+    let name = metadata.get("main_document")?.as_str()?;
+    Some(name.to_string())
+}
+
+fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunState> {
+    let max_visits = flow.max_visits;
+    let growing = growing_document(flow);
     let agents = step.agents.clone();
     let mut graph = Flow::named(step.id.clone()).with_post(
         move |state: &mut RunState, _: &Params, _last: Action| {
@@ -151,7 +163,12 @@ fn build_step(core: &Arc<Core>, step: &StepSpec, max_visits: u32) -> Flow<RunSta
         let router = dispatch.add(router());
         for id in &group.agents {
             if let Some(agent) = core.agent(id) {
-                let node = dispatch.add(AgentNode::new(core.clone(), agent.clone(), step.clone()));
+                let node = dispatch.add(AgentNode::new(
+                    core.clone(),
+                    agent.clone(),
+                    step.clone(),
+                    growing.clone(),
+                ));
                 dispatch.on(router, id.clone(), node);
             }
         }

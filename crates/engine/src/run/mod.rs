@@ -22,6 +22,7 @@ pub(crate) mod checkpoint;
 mod docs;
 pub(crate) mod gate;
 pub(crate) mod graph;
+mod growing;
 mod inputs;
 mod sequence;
 
@@ -379,9 +380,11 @@ pub(crate) async fn run_flow(
         pending_docs,
         halted,
         mut record,
-        interrupts,
+        mut interrupts,
         ..
     } = state;
+    // Listed open first, each part in the order asked (SPEC 8.3).
+    interrupts.sort_by_key(|i| !i.is_open());
     // The last sender goes with the context: the writer drains and ends, so
     // every status update is written before the run answers.
     drop(ctx);
