@@ -338,12 +338,13 @@ pub enum ToolKind {
 }
 
 /// Tools every project has without declaring them.
-pub const BUILTIN_TOOLS: [&str; 7] = [
+pub const BUILTIN_TOOLS: [&str; 8] = [
     "ask_human",
     "current_time",
     "memory_get",
     "memory_set",
     "read_doc",
+    "read_resource",
     "word_count",
     "write_doc",
 ];

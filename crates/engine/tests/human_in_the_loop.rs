@@ -594,3 +594,95 @@ async fn a_question_open_past_the_timeout_expires_and_ends_the_run() -> TestResu
     );
     Ok(())
 }
+
+/// Copies directory `from` into `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn calls(name: &str, arguments: Value) -> Reply {
+    let call = json!({"id": format!("call_{name}"), "type": "function",
+                      "function": {"name": name, "arguments": arguments.to_string()}});
+    Reply::json(
+        200,
+        json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]},
+                            "finish_reason": "tool_calls"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}),
+    )
+}
+
+#[tokio::test]
+async fn a_bmad_v6_step_reads_its_resources_and_asks_the_person() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bmad-v6");
+    copy_tree(&example, &dir.path().join("src"))?;
+    let server = VendorServer::start(vec![
+        calls("read_resource", json!({"path": "data/cuts.csv"})),
+        calls("ask_human", json!({"prompt": "How many guests?"})),
+        text("12 guests"),
+        text("Brisket and corn"),
+        text("Reviewed"),
+        text("Done"),
+    ])
+    .await;
+    let engine = engine(&dir, &server).await?;
+    let request = RunRequest {
+        flow: "bbq/plan-menu".into(),
+        ..request("v6")
+    };
+    let run_id = engine
+        .submit(request, RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let waiting = settled(&engine, &run_id).await?;
+    assert_eq!(
+        waiting.outcome.status,
+        RunStatus::Interrupted,
+        "{waiting:#?}"
+    );
+    let question = &waiting.interrupts[0];
+    assert_eq!(
+        (question.agent.as_str(), question.step.as_str()),
+        ("bbq/pitmaster", "step-01-guests")
+    );
+    // The step's file was read through the tool, from the flow's resources.
+    let read = last_message(&server, 1);
+    assert_eq!(read["role"], "tool");
+    assert!(
+        read["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("brisket,720")),
+        "{read}"
+    );
+
+    let (_, mut end) = engine
+        .resume_run(&run_id, &answer(&question.id, "12"), None)
+        .await?;
+    let done = end.wait().await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    let document = engine
+        .docs()
+        .get(&DocId::parse("v6__menu-plan")?)
+        .await?
+        .ok_or("the flow's document")?
+        .content;
+    assert!(
+        document.starts_with(
+            "---\nstepsCompleted: [step-01-guests, step-02-dishes, step-03-review, step-04-done]\n---\n\n12 guests\n\nBrisket and corn\n\nReviewed\n\nDone"
+        ),
+        "{document}"
+    );
+    Ok(())
+}

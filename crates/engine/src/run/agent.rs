@@ -28,9 +28,11 @@
 //! do not start (parallel siblings already running carry on). A step
 //! marked as waiting for a person (metadata `waits`, from a BMAD v6 step's
 //! menus and asks, SPEC 1.7) offers `ask_human` to its agent even when the
-//! agent does not list it: the step's own text tells the model to ask.
+//! agent does not list it: the step's own text tells the model to ask; a
+//! flow with resources offers `read_resource` the same way.
 
 use super::checkpoint::AgentCheckpoint;
+use super::graph::FlowShared;
 use super::growing;
 use super::inputs::{
     Documents, OwnedInputs, gather_documents, hash_inputs, user_message, uses_variable,
@@ -50,11 +52,12 @@ use crate::runs::interrupts::{ASK_HUMAN, Interrupt, InterruptSource, OpenQuestio
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
-use crate::tools::ToolContext;
+use crate::tools::{READ_RESOURCE, ToolContext};
 use crate::usage::{CallRecord, UsageTotals};
 use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, StepSpec};
 use pocketflow::{Action, Node, NodeError, Params};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +93,8 @@ pub(crate) struct AgentNode {
     /// The flow's growing main document, when this step writes it
     /// ([`super::growing`]).
     grows: Option<String>,
+    /// The flow's files for `read_resource`.
+    resources: Arc<BTreeMap<String, String>>,
 }
 
 /// What prep decided.
@@ -235,8 +240,7 @@ impl From<ConversationError> for CallError {
 }
 
 impl AgentNode {
-    /// `growing`: the main document of a BMAD step-file flow.
-    pub fn new(core: Arc<Core>, agent: AgentSpec, step: StepSpec, growing: Option<String>) -> Self {
+    pub fn new(core: Arc<Core>, agent: AgentSpec, step: StepSpec, flow: &FlowShared) -> Self {
         let name = format!("{}/{}", step.id, agent.id);
         let template_uses_input = uses_variable(&agent.prompt_template, "input");
         let mut tools = agent.tools.clone();
@@ -245,10 +249,17 @@ impl AgentNode {
             .get("waits")
             .and_then(Value::as_array)
             .is_some_and(|waits| !waits.is_empty());
-        if waits && !tools.iter().any(|t| t == ASK_HUMAN) {
-            tools.push(ASK_HUMAN.to_string());
-        }
-        let grows = growing.filter(|name| output_documents(&agent, Some(&step)).contains(name));
+        let mut offer = |tool: &str, offered: bool| {
+            if offered && !tools.iter().any(|t| t == tool) {
+                tools.push(tool.to_string());
+            }
+        };
+        offer(ASK_HUMAN, waits);
+        offer(READ_RESOURCE, !flow.resources.is_empty());
+        let grows = flow
+            .growing
+            .clone()
+            .filter(|name| output_documents(&agent, Some(&step)).contains(name));
         Self {
             core,
             agent,
@@ -257,6 +268,7 @@ impl AgentNode {
             template_uses_input,
             tools,
             grows,
+            resources: flow.resources.clone(),
         }
     }
 
@@ -364,6 +376,7 @@ impl AgentNode {
                 docs: ctx.docs.clone(),
                 memory: self.core.memory.clone(),
                 writer: ctx.writer(&self.agent.id),
+                resources: self.resources.clone(),
             },
             started: Instant::now(),
             attempts: AtomicU32::new(0),

@@ -40,7 +40,7 @@ use bmad2pf_compiler::config::OnMissingDoc;
 use pocketflow::{
     Action, BatchFlow, Flow, Node, NodeError, NodeId, ParallelBatchFlow, ParamSets, Params,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The action a halted step returns; it leads to the end.
@@ -106,19 +106,44 @@ pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
     graph
 }
 
-/// The document a BMAD step-file flow grows step by step ([`super::growing`]).
-fn growing_document(flow: &FlowSpec) -> Option<String> {
-    let metadata = &flow.metadata;
-    if metadata.get("kind").and_then(|k| k.as_str()) != Some("step-file") {
-        return None;
+/// What the agents of a flow share from its metadata (BMAD flows, SPEC 1.7).
+pub(crate) struct FlowShared {
+    /// The document a step-file flow grows step by step ([`super::growing`]).
+    pub growing: Option<String>,
+    /// The files `read_resource` reads, path → content.
+    pub resources: Arc<BTreeMap<String, String>>,
+}
+
+impl FlowShared {
+    fn of(flow: &FlowSpec) -> Self {
+        let metadata = &flow.metadata;
+        let growing = match metadata.get("kind").and_then(|k| k.as_str()) {
+            Some("step-file") => metadata
+                .get("main_document")
+                .and_then(|n| n.as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        let resources = metadata
+            .get("resources")
+            .and_then(|r| r.as_object())
+            .map(|files| {
+                files
+                    .iter()
+                    .filter_map(|(path, text)| Some((path.clone(), text.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            growing,
+            resources: Arc::new(resources),
+        }
     }
-    let name = metadata.get("main_document")?.as_str()?;
-    Some(name.to_string())
 }
 
 fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunState> {
     let max_visits = flow.max_visits;
-    let growing = growing_document(flow);
+    let shared = FlowShared::of(flow);
     let agents = step.agents.clone();
     let mut graph = Flow::named(step.id.clone()).with_post(
         move |state: &mut RunState, _: &Params, _last: Action| {
@@ -167,7 +192,7 @@ fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunSta
                     core.clone(),
                     agent.clone(),
                     step.clone(),
-                    growing.clone(),
+                    &shared,
                 ));
                 dispatch.on(router, id.clone(), node);
             }

@@ -8,9 +8,18 @@
 //! cache), so a value a tool writes is durable at once.
 //!
 //! Builtins: `word_count {text}`, `current_time {}`, `read_doc {name}`,
-//! `write_doc {name, content}`, `memory_get {key}`, `memory_set {key, value}`.
+//! `write_doc {name, content}`, `memory_get {key}`, `memory_set {key, value}`,
+//! `read_resource {path}` (and `ask_human`, which the conversation answers).
 //! Documents are addressed by short name within the run's story, like
 //! `creates`/`requires` names.
+//!
+//! `read_resource` reads a file of the running flow's BMAD workflow or
+//! skill (flow metadata `resources`, SPEC 1.7: data, references, assets).
+//! Its path is found as written in the resources (`<flow>/<path>`), without
+//! the flow's prefix, or as the step's text names it (any path that ends
+//! with a resource's own path, e.g. `src/bbq/workflows/plan-menu/data/cuts.csv`
+//! for `bbq/plan-menu/data/cuts.csv`); a path matching none or several is
+//! an error listing the candidates, which the model may correct.
 
 mod external;
 
@@ -45,6 +54,9 @@ pub struct ToolContext {
     pub memory: Arc<dyn MemoryStore>,
     /// Who the documents written through `write_doc` are recorded as written by.
     pub writer: DocWriter,
+    /// The files `read_resource` reads: path → content (the flow's
+    /// metadata `resources`; empty for other flows).
+    pub resources: Arc<BTreeMap<String, String>>,
 }
 
 /// Every tool of a bundle, ready to call.
@@ -122,6 +134,10 @@ fn builtin_definition(name: &str) -> Option<ToolDefinition> {
             "Stores a JSON value in this agent's memory.",
             json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {}}, "required": ["key", "value"]}),
         ),
+        READ_RESOURCE => (
+            "Reads a file of this workflow (data, references, assets) by the path the instructions give.",
+            json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+        ),
         crate::runs::interrupts::ASK_HUMAN => (
             "Asks the person you work for a question and waits for the answer: free text (ask), one of several options (choose), or approve/reject (approve).",
             crate::runs::interrupts::ask_human_parameters(),
@@ -193,6 +209,107 @@ async fn call_builtin(name: &str, args: &Value, ctx: &ToolContext) -> Result<Str
                 .map_err(failed)?;
             Ok("ok".to_string())
         }
+        READ_RESOURCE => read_resource(&ctx.resources, string_arg(args, "path")?),
         other => Err(ToolError::Unknown(other.to_string())),
+    }
+}
+
+/// The builtin that reads a file of the running flow (module docs).
+pub const READ_RESOURCE: &str = "read_resource";
+
+fn read_resource(resources: &BTreeMap<String, String>, path: &str) -> Result<String, ToolError> {
+    let wanted = path.trim().trim_start_matches("./").trim_start_matches('/');
+    if let Some(text) = resources.get(wanted) {
+        return Ok(text.clone());
+    }
+    // A resource's own path: its key less the flow's prefix (the key's
+    // first segments up to the folder the file sits in are the flow id,
+    // so try every suffix that starts at a segment).
+    let matches_key = |key: &str| {
+        let mut rest = key;
+        while let Some((_, tail)) = rest.split_once('/') {
+            if wanted == tail || wanted.ends_with(&format!("/{tail}")) {
+                return true;
+            }
+            rest = tail;
+        }
+        false
+    };
+    let found: Vec<&String> = resources.keys().filter(|k| matches_key(k)).collect();
+    match found.as_slice() {
+        [key] => Ok(resources[*key].clone()),
+        [] if resources.is_empty() => Err(ToolError::Failed(
+            "this flow has no resources to read".into(),
+        )),
+        [] => Err(ToolError::Failed(format!(
+            "no resource `{wanted}`; this flow has: {}",
+            listed(resources.keys())
+        ))),
+        several => Err(ToolError::Failed(format!(
+            "`{wanted}` could be any of: {}; give the full path",
+            listed(several.iter().copied())
+        ))),
+    }
+}
+
+/// At most 20 paths, comma-separated.
+fn listed<'a>(paths: impl Iterator<Item = &'a String>) -> String {
+    let paths: Vec<&str> = paths.map(String::as_str).collect();
+    let shown = paths
+        .iter()
+        .take(20)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match paths.len() {
+        0..=20 => shown,
+        n => format!("{shown} … ({n} in all)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_is_found_by_any_path_that_names_it() {
+        let resources = BTreeMap::from([
+            (
+                "bbq/plan-menu/data/cuts.csv".to_string(),
+                "cut,minutes".to_string(),
+            ),
+            (
+                "bbq/plan-menu/data/woods.csv".to_string(),
+                "wood".to_string(),
+            ),
+            (
+                "bbq/plan-menu/refs/woods.csv".to_string(),
+                "other".to_string(),
+            ),
+        ]);
+        for path in [
+            "bbq/plan-menu/data/cuts.csv",
+            "data/cuts.csv",
+            "./data/cuts.csv",
+            "cuts.csv",
+            "src/bbq/workflows/plan-menu/data/cuts.csv",
+        ] {
+            assert_eq!(
+                read_resource(&resources, path).as_deref(),
+                Ok("cut,minutes"),
+                "{path}"
+            );
+        }
+        let several = read_resource(&resources, "woods.csv");
+        assert!(
+            matches!(&several, Err(ToolError::Failed(m)) if m.contains("data/woods.csv") && m.contains("refs/woods.csv")),
+            "{several:?}"
+        );
+        let none = read_resource(&resources, "data/beer.csv");
+        assert!(
+            matches!(&none, Err(ToolError::Failed(m)) if m.contains("bbq/plan-menu/data/cuts.csv")),
+            "{none:?}"
+        );
+        assert!(read_resource(&BTreeMap::new(), "x").is_err());
     }
 }
