@@ -107,6 +107,23 @@ async fn settled(engine: &Engine, run_id: &str) -> Result<Run, EngineError> {
     engine.wait_run(run_id, Duration::from_secs(10)).await
 }
 
+/// Starts `request` interactive and waits until it stops for a person.
+async fn waits_for_a_person(
+    engine: &Engine,
+    request: RunRequest,
+) -> Result<Run, Box<dyn std::error::Error>> {
+    let run_id = engine
+        .submit(request, RunMode::Interactive)
+        .await?
+        .outcome
+        .run_id;
+    let run = settled(engine, &run_id).await?;
+    if run.outcome.status != RunStatus::Interrupted {
+        return Err(format!("the run should wait for a person: {run:#?}").into());
+    }
+    Ok(run)
+}
+
 fn answer(interrupt_id: &str, text: &str) -> Answer {
     Answer {
         interrupt_id: interrupt_id.into(),
@@ -223,13 +240,8 @@ async fn another_engine_on_the_same_store_resumes_the_run() -> TestResult {
     ])
     .await;
     let first = engine(&dir, &server).await?;
-    let run_id = first
-        .submit(request("s2"), RunMode::Interactive)
-        .await?
-        .outcome
-        .run_id;
-    let waiting = settled(&first, &run_id).await?;
-    assert_eq!(waiting.outcome.status, RunStatus::Interrupted);
+    let waiting = waits_for_a_person(&first, request("s2")).await?;
+    let run_id = waiting.outcome.run_id.clone();
     let question = waiting.interrupts[0].id.clone();
     first.shutdown().await;
     drop(first);
@@ -306,15 +318,10 @@ async fn cancelling_an_interrupted_run_closes_its_questions_and_frees_the_story(
     ])
     .await;
     let engine = engine(&dir, &server).await?;
-    let run_id = engine
-        .submit(request("s4"), RunMode::Interactive)
+    let run_id = waits_for_a_person(&engine, request("s4"))
         .await?
         .outcome
         .run_id;
-    assert_eq!(
-        settled(&engine, &run_id).await?.outcome.status,
-        RunStatus::Interrupted
-    );
     let Cancelled::Ended(cancelled) = engine.cancel_run(&run_id).await? else {
         return Err("an interrupted run ends at once".into());
     };
@@ -373,17 +380,8 @@ async fn a_rejected_after_gate_runs_the_step_again_with_the_feedback() -> TestRe
     ])
     .await;
     let first = engine(&dir, &server).await?;
-    let run_id = first
-        .submit(gated("g1"), RunMode::Interactive)
-        .await?
-        .outcome
-        .run_id;
-    let waiting = settled(&first, &run_id).await?;
-    assert_eq!(
-        waiting.outcome.status,
-        RunStatus::Interrupted,
-        "{waiting:#?}"
-    );
+    let waiting = waits_for_a_person(&first, gated("g1")).await?;
+    let run_id = waiting.outcome.run_id.clone();
     let gate = &waiting.interrupts[0];
     assert_eq!(
         (
@@ -462,12 +460,8 @@ async fn a_rejected_before_gate_cancels_the_run_or_goes_to_on_reject() -> TestRe
     let engine = engine(&dir, &server).await?;
 
     // Rejected before the first step: nothing ran, the run is cancelled.
-    let run_id = engine
-        .submit(gated("g2"), RunMode::Interactive)
-        .await?
-        .outcome
-        .run_id;
-    let waiting = settled(&engine, &run_id).await?;
+    let waiting = waits_for_a_person(&engine, gated("g2")).await?;
+    let run_id = waiting.outcome.run_id.clone();
     assert_eq!(waiting.interrupts[0].documents, None);
     assert_eq!(
         waiting.interrupts[0].prompt,
@@ -490,12 +484,9 @@ async fn a_rejected_before_gate_cancels_the_run_or_goes_to_on_reject() -> TestRe
     assert!(server.requests().is_empty());
 
     // Approved, then the review rejected: `on_reject: end` ends the flow.
-    let run_id = engine
-        .submit(gated("g3"), RunMode::Interactive)
-        .await?
-        .outcome
-        .run_id;
-    let first_gate = settled(&engine, &run_id).await?.interrupts[0].id.clone();
+    let waiting = waits_for_a_person(&engine, gated("g3")).await?;
+    let run_id = waiting.outcome.run_id.clone();
+    let first_gate = waiting.interrupts[0].id.clone();
     let (_, mut end) = engine
         .resume_run(&run_id, &decide(&first_gate, Decision::Approve, None), None)
         .await?;
@@ -550,15 +541,10 @@ async fn a_question_open_past_the_timeout_expires_and_ends_the_run() -> TestResu
     let dir = project()?;
     let server = VendorServer::start(vec![asks(json!({"prompt": "Budget?"}))]).await;
     let first = engine(&dir, &server).await?;
-    let run_id = first
-        .submit(request("t1"), RunMode::Interactive)
+    let run_id = waits_for_a_person(&first, request("t1"))
         .await?
         .outcome
         .run_id;
-    assert_eq!(
-        settled(&first, &run_id).await?.outcome.status,
-        RunStatus::Interrupted
-    );
     first.shutdown().await;
     drop(first);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -641,17 +627,8 @@ async fn a_bmad_v6_step_reads_its_resources_and_asks_the_person() -> TestResult 
         flow: "bbq/plan-menu".into(),
         ..request("v6")
     };
-    let run_id = engine
-        .submit(request, RunMode::Interactive)
-        .await?
-        .outcome
-        .run_id;
-    let waiting = settled(&engine, &run_id).await?;
-    assert_eq!(
-        waiting.outcome.status,
-        RunStatus::Interrupted,
-        "{waiting:#?}"
-    );
+    let waiting = waits_for_a_person(&engine, request).await?;
+    let run_id = waiting.outcome.run_id.clone();
     let question = &waiting.interrupts[0];
     assert_eq!(
         (question.agent.as_str(), question.step.as_str()),

@@ -417,13 +417,7 @@ async fn made_up_methods_do_not_make_new_metric_series() -> TestResult {
         )
         .await?;
     }
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = server.metrics().await?;
     assert!(
         !metrics.contains("FOO1") && !metrics.contains("BREW"),
         "{metrics}"

@@ -513,7 +513,7 @@ async fn a_json_run_writes_its_documents() -> TestResult {
         let doc = c.get(server.url(&format!("/doc/{id}"))).send().await?;
         assert_eq!(doc.status(), StatusCode::OK, "{id}");
     }
-    let metrics = c.get(server.url("/metrics")).send().await?.text().await?;
+    let metrics = server.metrics().await?;
     assert!(
         metrics.contains(r#"bmad2pf_runs_total{status="success"} 1"#),
         "{metrics}"

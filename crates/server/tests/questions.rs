@@ -86,13 +86,7 @@ async fn a_question_stops_the_run_and_its_answer_finishes_it() -> TestResult {
     .await?;
     assert_eq!(listed["runs"][0]["run_id"], run_id);
     assert_eq!(listed["runs"][0]["open_interrupts"], 1);
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = server.metrics().await?;
     for line in [
         r#"bmad2pf_interrupts_total{kind="ask"} 1"#,
         r#"bmad2pf_runs{status="queued"} 0"#,

@@ -209,13 +209,7 @@ async fn a_failing_receiver_gets_three_signed_attempts_of_one_delivery() -> Test
     }
     assert!(received.windows(2).all(|w| w[0].body == w[1].body));
 
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = server.metrics().await?;
     for line in [
         r#"bmad2pf_webhook_deliveries_total{outcome="delivered"} 1"#,
         r#"bmad2pf_webhook_deliveries_total{outcome="retried"} 2"#,

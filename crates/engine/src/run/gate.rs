@@ -26,7 +26,7 @@ use crate::outcome::{AgentRunStatus, RunEvent};
 use crate::runs::RunMode;
 use crate::runs::interrupts::{Interrupt, InterruptKind, InterruptSource, OpenQuestion, Question};
 use bmad2pf_compiler::bundle::{GateWhen, StepGate, StepSpec};
-use pocketflow::{Action, Node, NodeError, Params};
+use pocketflow::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,7 +78,8 @@ impl Gates {
     }
 }
 
-/// The gate of one step, on one side of its agents.
+/// The gate of one step, on one side of its agents: its graph node is a
+/// decision ([`GateNode::decide`]).
 pub(super) struct GateNode {
     core: Arc<Core>,
     step: StepSpec,
@@ -137,7 +138,7 @@ impl GateNode {
             .collect()
     }
 
-    fn decide(&self, state: &mut RunState) -> Action {
+    pub fn decide(&self, state: &mut RunState) -> Action {
         if state.halted.is_some() || !state.waiting.is_empty() || state.gates.open.is_some() {
             return Action::new(HALT);
         }
@@ -218,32 +219,5 @@ impl GateNode {
             }
         }
         Action::new(HALT)
-    }
-}
-
-impl Node<RunState> for GateNode {
-    type Prep = ();
-    type Exec = ();
-
-    fn name(&self) -> &str {
-        "gate"
-    }
-
-    async fn prep(&self, _state: &RunState, _params: &Params) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn exec(&self, _prep: &()) -> Result<(), NodeError> {
-        Ok(())
-    }
-
-    async fn post(
-        &self,
-        state: &mut RunState,
-        _params: &Params,
-        _prep: (),
-        _exec: (),
-    ) -> Result<Action, NodeError> {
-        Ok(self.decide(state))
     }
 }

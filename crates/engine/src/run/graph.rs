@@ -168,7 +168,11 @@ fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunSta
     let mut previous = guard;
     let gate = |graph: &mut Flow<RunState>, previous: NodeId, when: GateWhen| {
         let gate = step.gate.as_ref().filter(|g| g.when == when)?;
-        let node = graph.add(GateNode::new(core, step, gate));
+        let gate = GateNode::new(core, step, gate);
+        let node = graph.add(Decide {
+            name: "gate",
+            decide: move |state: &mut RunState, _: &Params| Ok(gate.decide(state)),
+        });
         graph.next(previous, node);
         graph.on(node, HALT, end);
         Some(node)

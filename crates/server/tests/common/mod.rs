@@ -257,6 +257,16 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, reqwest::Error> {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+
     /// Sends the request line and headers exactly as given (no client-side
     /// path normalisation) and returns the status code and the body.
     pub async fn raw(
