@@ -48,12 +48,13 @@ pub(super) const HALT: &str = "halt";
 
 /// Builds the graph of `flow`.
 pub(crate) fn build_flow(core: &Arc<Core>, flow: &FlowSpec) -> Flow<RunState> {
+    let shared = FlowShared::of(flow);
     let mut graph = Flow::named(flow.name.clone());
     let entry = graph.add(resume_entry());
     let steps: Vec<_> = flow
         .steps
         .iter()
-        .map(|step| graph.add_runnable(build_step(core, flow, step)))
+        .map(|step| graph.add_runnable(build_step(core, step, flow.max_visits, &shared)))
         .collect();
     let end = graph.add(end());
     graph.next(entry, steps.first().copied().unwrap_or(end));
@@ -141,9 +142,12 @@ impl FlowShared {
     }
 }
 
-fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunState> {
-    let max_visits = flow.max_visits;
-    let shared = FlowShared::of(flow);
+fn build_step(
+    core: &Arc<Core>,
+    step: &StepSpec,
+    max_visits: u32,
+    shared: &FlowShared,
+) -> Flow<RunState> {
     let agents = step.agents.clone();
     let mut graph = Flow::named(step.id.clone()).with_post(
         move |state: &mut RunState, _: &Params, _last: Action| {
@@ -196,7 +200,7 @@ fn build_step(core: &Arc<Core>, flow: &FlowSpec, step: &StepSpec) -> Flow<RunSta
                     core.clone(),
                     agent.clone(),
                     step.clone(),
-                    &shared,
+                    shared,
                 ));
                 dispatch.on(router, id.clone(), node);
             }
