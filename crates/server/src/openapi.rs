@@ -232,6 +232,29 @@ fn run_parameters() -> [(&'static str, &'static str, Value); 3] {
     ]
 }
 
+/// The webhook URLs the document promises the server takes: http(s) with a
+/// plain host name — one of `allowed_hosts` when there are any — an
+/// optional port and a plain path. The server takes more (IP addresses,
+/// hyphens, query strings); the promise is kept narrow so that every URL it
+/// allows is one the server takes (given its signing secret: else 422
+/// `webhook_secret_missing`, whatever the URL).
+fn webhook_schema(allowed_hosts: &[String]) -> Value {
+    let host = match allowed_hosts {
+        [] => "[a-z][a-z0-9]*(\\.[a-z][a-z0-9]*)*".to_string(),
+        hosts => {
+            let escaped: Vec<String> = hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase().replace('.', "\\."))
+                .collect();
+            format!("({})", escaped.join("|"))
+        }
+    };
+    json!({
+        "pattern": format!("^https?://{host}(:[1-9][0-9]{{0,3}})?(/[A-Za-z0-9._~-]*)*$"),
+        "maxLength": 2048,
+    })
+}
+
 /// Path templates whose `{id}` parameter is an agent id.
 const AGENT_ID_PATHS: [&str; 3] = ["/agents/{id}", "/agent/{id}/ready", "/agent/{id}/execute"];
 
@@ -283,6 +306,15 @@ pub fn openapi_document(bundle: &Bundle, config: &RuntimeConfig) -> Value {
     for (path, name, schema) in run_parameters() {
         for parameter in parameters_mut(&mut document, path).filter(|p| p["name"] == name) {
             parameter["schema"] = schema.clone();
+        }
+    }
+    let webhook = webhook_schema(&config.webhooks.allowed_hosts);
+    for body in ["RunBody", "NewRun"] {
+        let pointer = format!("/components/schemas/{body}/properties/webhook");
+        if let Some(field) = document.pointer_mut(&pointer) {
+            for (key, value) in webhook.as_object().into_iter().flatten() {
+                field[key] = value.clone();
+            }
         }
     }
     if let Some(budget) = document.pointer_mut("/components/schemas/Budget") {
@@ -548,6 +580,24 @@ mod tests {
             document
                 .pointer("/components/schemas/RunSummary/properties/webhook")
                 .is_none()
+        );
+        let pattern = |document: &Value| {
+            document
+                .pointer("/components/schemas/NewRun/properties/webhook/pattern")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        assert_eq!(
+            pattern(&document).as_deref(),
+            Some(
+                "^https?://[a-z][a-z0-9]*(\\.[a-z][a-z0-9]*)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
+            )
+        );
+        let mut config = RuntimeConfig::default();
+        config.webhooks.allowed_hosts = vec!["Hooks.Example.com".into(), "ci".into()];
+        assert_eq!(
+            pattern(&openapi_document(&bundle(), &config)).as_deref(),
+            Some("^https?://(hooks\\.example\\.com|ci)(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$")
         );
     }
 
