@@ -15,10 +15,17 @@
 //!
 //! **Reads** go through [`Database::read`]: the closure runs on tokio's
 //! blocking pool with a connection from a small pool of read
-//! connections (WAL lets them read while the writer writes). The pool is a
-//! `Vec` behind a mutex: idle connections are reused, a reader that finds
-//! none opens one, and at most [`IDLE_READERS`] are kept. That is all a
-//! pool has to do here, so no pool crate is pulled in for it.
+//! connections (WAL lets them read while the writer writes). At most
+//! [`READERS`] reads run at once; the others wait their turn (a
+//! semaphore) before they take a thread of the blocking pool. The pool is
+//! a `Vec` behind a mutex: idle connections are reused, a reader that
+//! finds none opens one, so there are never more than [`READERS`]. That
+//! is all a pool has to do here, so no pool crate is pulled in for it.
+//! Bounding the reads bounds memory: each connection holds its own page
+//! cache, schema and lookaside (over 100 KB), and each read in flight a
+//! thread, so a thousand clients polling at once would otherwise open
+//! hundreds of connections (and threads) that two cores cannot serve any
+//! faster than a few.
 //!
 //! **Several processes** may open the same file: SQLite's file locks
 //! order their write transactions (each waits up to [`BUSY_TIMEOUT`]
@@ -41,7 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::schema;
 use crate::store::{Incidents, StoreError};
@@ -53,10 +60,11 @@ pub const DATABASE_FILE: &str = "bmad2pf.db";
 /// read for a lock during recovery, before giving up with `storage_busy`.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read connections kept open between reads: enough for the reads a busy
-/// server has in flight at once, since opening one (and preparing its
-/// statements again) costs more than most reads.
-const IDLE_READERS: usize = 32;
+/// Reads running at once, each on its own connection, kept open between
+/// reads: enough for the reads a busy server has in flight at once, since
+/// opening one (and preparing its statements again) costs more than most
+/// reads.
+const READERS: usize = 32;
 
 /// Most jobs committed together; a larger queue is taken in several commits.
 const MAX_BATCH: usize = 512;
@@ -186,6 +194,8 @@ struct Shared {
     jobs: Mutex<mpsc::Sender<Box<dyn Job>>>,
     /// Idle read connections.
     readers: Mutex<Vec<Connection>>,
+    /// A permit per read running, [`READERS`] in all.
+    reads: Arc<Semaphore>,
     /// Where backend failures are counted, for `/health`.
     incidents: Incidents,
 }
@@ -246,6 +256,7 @@ impl Database {
                 path,
                 jobs: Mutex::new(jobs),
                 readers: Mutex::new(Vec::new()),
+                reads: Arc::new(Semaphore::new(READERS)),
                 incidents,
             }),
         })
@@ -294,11 +305,21 @@ impl Database {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Never closed, so acquiring only fails if that changes. The
+        // permit goes with the work: a caller that gives up waiting does
+        // not free it while the read still holds its connection.
+        let Ok(permit) = Arc::clone(&self.shared.reads).acquire_owned().await else {
+            return Err(StoreError::Unavailable {
+                message: "storage unavailable: reads have stopped".into(),
+                detail: "the read semaphore is closed".into(),
+            });
+        };
         let shared = Arc::clone(&self.shared);
         let result = tokio::task::spawn_blocking(move || {
             let conn = shared.take_reader()?;
             let result = work(&conn);
             shared.return_reader(conn);
+            drop(permit);
             result
         })
         .await
@@ -371,7 +392,7 @@ impl Shared {
 
     fn return_reader(&self, conn: Connection) {
         let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if readers.len() < IDLE_READERS {
+        if readers.len() < READERS {
             readers.push(conn);
         }
     }
