@@ -29,19 +29,8 @@ port="${BENCH_PORT:-18080}"
 routes=" ${BENCH_ROUTES:-health get_doc put_doc put_memory run runs_wait} "
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-for tool in cargo wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench/http.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
-done
-
-if [ -n "${BMAD2PF_BIN:-}" ]; then
-  # a binary built already (e.g. `cargo build --profile bench`); made absolute
-  # because the server runs from a temporary working directory
-  bin="$(realpath "$BMAD2PF_BIN")"
-else
-  echo "building the release binary…" >&2
-  (cd "$root" && cargo build -q --release -p bmad2pf)
-  bin="$target/release/bmad2pf"
-fi
+# shellcheck source=bench/server_binary.sh
+source "$root/bench/server_binary.sh"
 server=("$bin" serve --src "$src")
 
 work="$(mktemp -d)"

@@ -41,18 +41,8 @@ port="${BENCH_PORT:-18080}"
 parts=" ${BENCH_PARTS:-interrupts replay} "
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-for tool in cargo wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench/interrupts.sh needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
-done
-
-if [ -n "${BMAD2PF_BIN:-}" ]; then
-  # made absolute because the server runs from a temporary working directory
-  bin="$(realpath "$BMAD2PF_BIN")"
-else
-  echo "building the release binary…" >&2
-  (cd "$root" && cargo build -q --release -p bmad2pf)
-  bin="$target/release/bmad2pf"
-fi
+# shellcheck source=bench/server_binary.sh
+source "$root/bench/server_binary.sh"
 
 work="$(mktemp -d)"
 pid=""
