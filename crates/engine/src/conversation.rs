@@ -25,7 +25,7 @@ use crate::llm::{
     complete_with_timeout,
 };
 use crate::reply::{Envelope, parse_envelope};
-use crate::runs::interrupts::{ASK_HUMAN, HEADLESS_ANSWER, Question};
+use crate::runs::interrupts::{ASK_HUMAN, Question};
 use crate::store::now_ms;
 use crate::tools::ToolContext;
 use crate::usage::{CallRecord, CallSink, UsageTotals, call_cost};
@@ -97,10 +97,18 @@ pub(crate) type QuestionSink = dyn Fn(&Question) + Send + Sync;
 /// How the model's `ask_human` calls are answered.
 #[derive(Clone, Copy)]
 pub(crate) enum Asking<'a> {
-    /// At once, with [`HEADLESS_ANSWER`]; each question goes to the sink.
+    /// At once ([`Question::headless_answer`]); each question goes to the sink.
     Headless(Option<&'a QuestionSink>),
     /// By a person: the exchange stops with [`ConversationError::Asked`].
     Interactive,
+}
+
+/// What became of one `ask_human` call.
+enum Ask {
+    /// A person must answer it.
+    Person(Question),
+    /// Answered at once (headless): what the model receives.
+    Answered(String),
 }
 
 /// Asked before each call of a conversation; `true` starts no more.
@@ -265,14 +273,14 @@ impl<'a> Conversation<'a> {
                             && tools.allowed.contains(&tool_call.name) =>
                     {
                         match self.ask(tool_call, asked.is_some()) {
-                            Ok(Some(question)) => {
+                            Ok(Ask::Person(question)) => {
                                 asked = Some(Asked {
                                     call_id: tool_call.id.clone(),
                                     question,
                                 });
                                 continue;
                             }
-                            Ok(None) => HEADLESS_ANSWER.to_string(),
+                            Ok(Ask::Answered(answer)) => answer,
                             Err(problem) => format!("error: {problem}"),
                         }
                     }
@@ -303,25 +311,21 @@ impl<'a> Conversation<'a> {
         Err(ConversationError::ToolLoopLimit)
     }
 
-    /// Reads an `ask_human` call: `Some(question)` when a person must
-    /// answer it, `None` when it was answered headless (the question went
-    /// to the sink), an error for the model when the call cannot be asked.
-    fn ask(
-        &self,
-        call: &crate::llm::ToolCall,
-        already_asking: bool,
-    ) -> Result<Option<Question>, String> {
+    /// Reads an `ask_human` call: the question when a person must answer
+    /// it, or the answer a headless run gives at once (the question went to
+    /// the sink); an error for the model when the call cannot be asked.
+    fn ask(&self, call: &crate::llm::ToolCall, already_asking: bool) -> Result<Ask, String> {
         if already_asking {
             return Err("ask one question at a time; this one was not asked".into());
         }
         let question = Question::from_arguments(&call.arguments)?;
         match self.asking {
-            Asking::Interactive => Ok(Some(question)),
+            Asking::Interactive => Ok(Ask::Person(question)),
             Asking::Headless(sink) => {
                 if let Some(sink) = sink {
                     sink(&question);
                 }
-                Ok(None)
+                Ok(Ask::Answered(question.headless_answer()))
             }
         }
     }

@@ -274,7 +274,7 @@ async fn another_engine_on_the_same_store_resumes_the_run() -> TestResult {
 async fn a_headless_run_proceeds_on_assumptions_and_lists_the_question() -> TestResult {
     let dir = project()?;
     let server = VendorServer::start(vec![
-        asks(json!({"prompt": "Who are the users?"})),
+        asks(json!({"prompt": "Who are the users?", "assume": "office workers"})),
         text("PRD assuming office workers"),
         text("Fine"),
     ])
@@ -296,6 +296,7 @@ async fn a_headless_run_proceeds_on_assumptions_and_lists_the_question() -> Test
             kind: InterruptKind::Ask,
             prompt: "Who are the users?".into(),
             options: None,
+            assumed: Some("office workers".into()),
         }]
     );
     let told = last_message(&server, 1);
@@ -303,7 +304,7 @@ async fn a_headless_run_proceeds_on_assumptions_and_lists_the_question() -> Test
     assert!(
         told["content"]
             .as_str()
-            .is_some_and(|c| c.contains("assumptions")),
+            .is_some_and(|c| c.contains("stated assumption: office workers")),
         "{told}"
     );
     Ok(())
@@ -531,6 +532,7 @@ async fn a_headless_run_approves_its_gates_and_lists_them() -> TestResult {
             kind: InterruptKind::Approve,
             prompt: "Approve the output of step `draft`?".into(),
             options: None,
+            assumed: Some("approved".into()),
         }]
     );
     Ok(())

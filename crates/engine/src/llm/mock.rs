@@ -109,6 +109,7 @@ impl MockProvider {
             arguments: serde_json::json!({
                 "kind": "ask",
                 "prompt": format!("mock question {digest}: what should I know before I start?"),
+                "assume": "nothing beyond the input",
             }),
         })
     }

@@ -452,6 +452,7 @@ impl AgentNode {
                 kind: question.kind,
                 prompt: question.prompt.clone(),
                 options: question.options.clone(),
+                assumed: question.assume.clone(),
             });
         };
         let asking = match call.ctx.mode {

@@ -28,6 +28,9 @@ use crate::runs::interrupts::{Interrupt, InterruptKind, InterruptSource, OpenQue
 use bmad2pf_compiler::bundle::{GateWhen, StepGate, StepSpec};
 use pocketflow::Action;
 use serde::{Deserialize, Serialize};
+
+/// What a headless run proceeds on at a gate: `assumed` of its open question.
+const HEADLESS_APPROVAL: &str = "approved";
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -156,6 +159,7 @@ impl GateNode {
                     kind: InterruptKind::Approve,
                     prompt: self.prompt(),
                     options: None,
+                    assumed: Some(HEADLESS_APPROVAL.to_string()),
                 });
                 Action::DEFAULT
             }
@@ -172,6 +176,7 @@ impl GateNode {
             kind: InterruptKind::Approve,
             prompt: self.prompt(),
             options: None,
+            assume: None,
         };
         let mut interrupt = Interrupt::open(
             &self.agent(),

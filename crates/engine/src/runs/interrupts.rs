@@ -12,8 +12,9 @@ pub const ASK_HUMAN: &str = "ask_human";
 /// Most options of a `choose` question.
 const MAX_OPTIONS: usize = 20;
 
-/// What the engine answers an `ask_human` call in a headless run.
-pub(crate) const HEADLESS_ANSWER: &str = "No person is available to answer (this run is headless). \
+/// What the engine answers an `ask_human` call in a headless run that
+/// named no assumption of its own.
+const HEADLESS_ANSWER: &str = "No person is available to answer (this run is headless). \
 Proceed on your own assumptions, and state each assumption you make in your output.";
 
 /// What kind of answer a question wants.
@@ -56,6 +57,9 @@ pub(crate) struct Question {
     pub kind: InterruptKind,
     pub prompt: String,
     pub options: Option<Vec<String>>,
+    /// What the agent proceeds on when no person answers (headless runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume: Option<String>,
 }
 
 impl Question {
@@ -107,11 +111,30 @@ impl Question {
             }
             _ => None,
         };
+        let assume = match arguments.get("assume") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+            Some(_) => {
+                return Err("`assume` must be a string: what you proceed on unanswered".into());
+            }
+        };
         Ok(Self {
             kind,
             prompt,
             options,
+            assume,
         })
+    }
+
+    /// What the agent receives in a headless run, where nobody answers.
+    pub fn headless_answer(&self) -> String {
+        match &self.assume {
+            Some(assume) => format!(
+                "No person is available to answer (this run is headless). Proceed on your \
+                 stated assumption: {assume}. State any other assumption you make in your output."
+            ),
+            None => HEADLESS_ANSWER.to_string(),
+        }
     }
 }
 
@@ -124,7 +147,9 @@ pub(crate) fn ask_human_parameters() -> Value {
                      "description": "ask: free text; choose: one of `options`; approve: approve or reject"},
             "prompt": {"type": "string", "description": "The question, as the person will read it."},
             "options": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": MAX_OPTIONS,
-                        "description": "For `choose`: the options, distinct."}
+                        "description": "For `choose`: the options, distinct."},
+            "assume": {"type": "string",
+                       "description": "What you will proceed on if no person can answer: your best default."}
         },
         "required": ["prompt"]
     })
@@ -273,6 +298,11 @@ pub struct OpenQuestion {
     pub prompt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Vec<String>>,
+    /// What the run proceeded on: the assumption the agent named when it
+    /// asked (`approved` for a gate); absent when the agent named none and
+    /// stated its assumptions in its output instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed: Option<String>,
 }
 
 #[cfg(test)]
@@ -288,8 +318,21 @@ mod tests {
             Ok(Question {
                 kind: InterruptKind::Ask,
                 prompt: "Which market?".into(),
-                options: None
+                options: None,
+                assume: None,
             })
+        );
+        let assuming = Question::from_arguments(
+            &json!({"prompt": "Which market?", "assume": " Europe first "}),
+        );
+        assert_eq!(
+            assuming.as_ref().map(|q| q.assume.as_deref()),
+            Ok(Some("Europe first"))
+        );
+        assert!(
+            assuming
+                .map(|q| q.headless_answer())
+                .is_ok_and(|answer| answer.contains("stated assumption: Europe first"))
         );
         let choose = Question::from_arguments(
             &json!({"kind": "choose", "prompt": "Stack?", "options": ["Rust", "Go"]}),
@@ -306,6 +349,7 @@ mod tests {
             json!({"kind": "choose", "prompt": "x", "options": ["a"]}),
             json!({"kind": "choose", "prompt": "x", "options": ["a", "a"]}),
             json!({"kind": "choose", "prompt": "x", "options": ["a", 3]}),
+            json!({"prompt": "x", "assume": 3}),
             json!({"kind": "choose", "prompt": "x", "options": (0..21).map(|i| i.to_string()).collect::<Vec<_>>()}),
         ] {
             assert!(Question::from_arguments(&bad).is_err(), "{bad}");
