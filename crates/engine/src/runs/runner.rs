@@ -558,9 +558,18 @@ impl Runner {
         run_id: &str,
         after: u64,
     ) -> Result<mpsc::Receiver<Arc<StoredEvent>>, EngineError> {
-        self.get(run_id).await?;
+        check_run_id(run_id)?;
         let runs = self.core.runs.clone();
         let mut live = self.live_run(run_id).map(|live| live.log.subscribe());
+        // Stored events prove the run exists: only a follow that finds
+        // none (and no live run) reads the run itself.
+        let mut first_page = Some(runs.events_after(run_id, after, EVENTS_PAGE).await?);
+        if first_page.as_ref().is_some_and(Vec::is_empty)
+            && live.is_none()
+            && runs.get_run(run_id).await?.is_none()
+        {
+            return Err(EngineError::UnknownRun(run_id.to_string()));
+        }
         let run_id = run_id.to_string();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -569,7 +578,11 @@ impl Runner {
             loop {
                 // What is stored after `last`.
                 loop {
-                    let page = match runs.events_after(&run_id, last, EVENTS_PAGE).await {
+                    let read = match first_page.take() {
+                        Some(page) => Ok(page),
+                        None => runs.events_after(&run_id, last, EVENTS_PAGE).await,
+                    };
+                    let page = match read {
                         Ok(page) => page,
                         Err(error) => {
                             tracing::warn!(run_id, %error, "reading a run's events failed");
@@ -765,11 +778,7 @@ impl Runner {
         }
         run.outcome.status = RunStatus::Queued;
         run.updated_at = now;
-        let next_event = self
-            .stored_events(run_id)
-            .await?
-            .last()
-            .map_or(1, |e| e.id + 1);
+        let next_event = next_event_id(self.core.runs.as_ref(), run_id).await?;
         let queued = RunEvent::Status {
             status: RunStatus::Queued,
             error_code: None,
@@ -1135,10 +1144,7 @@ async fn end_interrupted(
     run.finished_at = Some(now);
     run.updated_at = now;
     webhooks::enqueue(outbox, &mut run, WebhookEvent::RunFinished, None).await;
-    let next_event = stored_events(runs, &run_id)
-        .await?
-        .last()
-        .map_or(1, |e| e.id + 1);
+    let next_event = next_event_id(runs, &run_id).await?;
     let ending_events = [
         RunEvent::Status {
             status: run.outcome.status,
@@ -1183,6 +1189,11 @@ pub async fn cancel_interrupted(
         interrupts: InterruptStatus::Cancelled,
     };
     end_interrupted(runs, outbox, run, ending).await
+}
+
+/// The id the run's next event takes.
+async fn next_event_id(runs: &dyn RunStore, run_id: &str) -> Result<u64, StoreError> {
+    Ok(runs.last_event_id(run_id).await?.map_or(1, |id| id + 1))
 }
 
 /// Every stored event of a run, in order.

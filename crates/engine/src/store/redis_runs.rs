@@ -653,6 +653,19 @@ impl RunStore for RedisRunStore {
             .collect()
     }
 
+    async fn last_event_id(&self, run_id: &str) -> Result<Option<u64>, StoreError> {
+        let mut redis = self.redis.handle();
+        // Scores are the event ids: the highest is the last.
+        let last: Vec<(String, u64)> = redis
+            .zrevrange_withscores(self.events_key(run_id), 0, 0)
+            .await
+            .map_err(|err| {
+                self.redis
+                    .unavailable(&format!("read the last event of run `{run_id}`"), &err)
+            })?;
+        Ok(last.first().map(|(_, id)| *id))
+    }
+
     async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
         let mut redis = self.redis.handle();
         // The flag is set only on a run that exists, or it would make a

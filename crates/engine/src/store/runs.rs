@@ -199,6 +199,8 @@ pub trait RunStore: Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The id of the run's last stored event; `None` when it has none.
+    async fn last_event_id(&self, run_id: &str) -> Result<Option<u64>, StoreError>;
     /// Marks the run as asked to cancel; `false` when there is no such run.
     async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError>;
     /// Of `run_ids`, those asked to cancel.

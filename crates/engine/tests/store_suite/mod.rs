@@ -870,6 +870,8 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         event(1, "status")
     );
     assert!(runs.events_after("run-none", 0, 100).await?.is_empty());
+    assert_eq!(runs.last_event_id("run-1").await?, Some(5));
+    assert_eq!(runs.last_event_id("run-none").await?, None);
 
     // A cancel request is kept across writes of the run.
     assert!(runs.request_cancel("run-1").await?);

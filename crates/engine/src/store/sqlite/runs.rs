@@ -346,6 +346,17 @@ impl RunStore for SqliteRunStore {
             .await
     }
 
+    async fn last_event_id(&self, run_id: &str) -> Result<Option<u64>, StoreError> {
+        let run_id = run_id.to_string();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached("SELECT max(id) FROM run_events WHERE run_id = ?1")
+                    .and_then(|mut q| q.query_row(params![run_id], |row| row.get(0)))
+                    .map_err(|e| sql_error("read the last event of a run", &e))
+            })
+            .await
+    }
+
     async fn request_cancel(&self, run_id: &str) -> Result<bool, StoreError> {
         let run_id = run_id.to_string();
         self.db
