@@ -13,17 +13,22 @@
 //! its end, or its stop to wait for a person) goes together with the
 //! events around it, so a busy run stores many events per commit. A run
 //! resumed after a question gets a new log that numbers on from its last
-//! stored event.
+//! stored event. The live channel is made by the first follower: a run
+//! nobody follows (most runs, and every run waiting for a slot) keeps no
+//! buffer of live events.
 
 use crate::outcome::RunEvent;
 use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};
 use crate::usage::UsageTotals;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Events a live follower may fall behind by before it re-reads the store.
 const LIVE_BUFFER: usize = 256;
+
+/// The run's live events, once someone follows it.
+type Live = Arc<OnceLock<broadcast::Sender<Arc<StoredEvent>>>>;
 
 /// What a run is doing now, as its events tell.
 #[derive(Debug, Default, Clone)]
@@ -66,7 +71,7 @@ enum Entry {
 #[derive(Clone)]
 pub(crate) struct EventLog {
     entries: mpsc::UnboundedSender<Entry>,
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    live: Live,
     progress: Arc<Mutex<Progress>>,
 }
 
@@ -80,7 +85,7 @@ impl EventLog {
         usage: UsageTotals,
     ) -> Self {
         let (entries, receiver) = mpsc::unbounded_channel();
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let live = Live::default();
         let progress = Arc::new(Mutex::new(Progress {
             usage,
             ..Progress::default()
@@ -139,12 +144,14 @@ impl EventLog {
 
     /// Live events from now on (see the module docs for joining without a gap).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
-        self.live.subscribe()
+        self.live
+            .get_or_init(|| broadcast::channel(LIVE_BUFFER).0)
+            .subscribe()
     }
 
     /// Whether anyone follows the run live now.
     pub fn followed(&self) -> bool {
-        self.live.receiver_count() > 0
+        self.live.get().is_some_and(|live| live.receiver_count() > 0)
     }
 
     /// Records the step the run has entered.
@@ -176,7 +183,7 @@ struct Writer {
     runs: Arc<dyn RunStore>,
     run_id: String,
     next_id: u64,
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    live: Live,
     progress: Arc<Mutex<Progress>>,
 }
 
@@ -257,9 +264,14 @@ impl Writer {
     }
 
     fn publish(&self, events: Vec<StoredEvent>) {
+        // Nobody followed yet: a follower that comes later finds these
+        // stored (they were stored before this check).
+        let Some(live) = self.live.get() else {
+            return;
+        };
         for event in events {
             // No follower is not an error.
-            let _ = self.live.send(Arc::new(event));
+            let _ = live.send(Arc::new(event));
         }
     }
 }
