@@ -69,6 +69,8 @@ error_codes! {
         ToolLoopLimit => "tool_loop_limit",
         /// The run's budget was used up before the agent's next LLM call.
         BudgetExceeded => "budget_exceeded",
+        /// A skill run headless closed with `"status": "blocked"` (SPEC 1.7).
+        Blocked => "blocked",
         /// Every attempt failed, the last for a reason other than the LLM's.
         AgentFailed => "agent_failed",
         /// The engine itself went wrong (the agent did not run).

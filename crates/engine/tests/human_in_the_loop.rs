@@ -665,3 +665,93 @@ async fn a_bmad_v6_step_reads_its_resources_and_asks_the_person() -> TestResult 
     );
     Ok(())
 }
+
+/// The skills example in `dir`'s sources, and its flow with a headless
+/// contract (`bmad-water-check`).
+async fn skill_with_a_headless_contract(
+    dir: &tempfile::TempDir,
+    server: &VendorServer,
+) -> Result<(Engine, String), Box<dyn std::error::Error>> {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bmad-skills");
+    copy_tree(&example, &dir.path().join("src"))?;
+    let engine = engine(dir, server).await?;
+    let flow = engine
+        .bundle()
+        .flows
+        .iter()
+        .find(|(_, flow)| flow.metadata.get("headless_contract") == Some(&json!(true)))
+        .map(|(id, _)| id.clone())
+        .ok_or("the example has a skill with a headless contract")?;
+    Ok((engine, flow))
+}
+
+#[tokio::test]
+async fn a_skill_run_headless_is_told_so_and_its_closing_report_is_read() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = VendorServer::start(vec![text(
+        "# Water check\n\nWater bed 2 tonight.\n\n```json\n{\"status\": \"partial\", \"assumptions\": [\"no rain since Monday\"], \"open_questions\": [\"Which bed was sown last?\"]}\n```\n",
+    )])
+    .await;
+    let (engine, flow) = skill_with_a_headless_contract(&dir, &server).await?;
+    let request = RunRequest {
+        flow: flow.clone(),
+        ..request("skill")
+    };
+    let done = engine.run(request, RunMode::Headless, None).await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    let told = last_message(&server, 0);
+    assert!(
+        told["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("headless: true")),
+        "{told}"
+    );
+    let listed: Vec<(&str, Option<&str>)> = done
+        .open_questions
+        .iter()
+        .map(|q| (q.prompt.as_str(), q.assumed.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("Which bed was sown last?", None),
+            ("(assumed without asking)", Some("no rain since Monday")),
+        ]
+    );
+    // The report is for the engine: the document ends before it.
+    let written = engine.docs().list(Some("skill")).await?;
+    let doc = written.first().ok_or("the skill wrote a document")?;
+    let content = engine
+        .docs()
+        .get(&doc.id)
+        .await?
+        .ok_or("its content")?
+        .content;
+    assert!(content.ends_with("Water bed 2 tonight."), "{content}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_skill_that_reports_blocked_fails_with_its_reason() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = VendorServer::start(vec![text(
+        "I cannot check the beds.\n{\"status\": \"blocked\", \"reason\": \"no soil readings for today\"}",
+    )])
+    .await;
+    let (engine, flow) = skill_with_a_headless_contract(&dir, &server).await?;
+    let request = RunRequest {
+        flow,
+        ..request("blocked")
+    };
+    let done = engine.run(request, RunMode::Headless, None).await?;
+    assert_eq!(done.outcome.status, RunStatus::Error, "{done:#?}");
+    let errors: Vec<&String> = done.outcome.errors.values().collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("blocked") && e.contains("no soil readings for today")),
+        "{errors:?}"
+    );
+    Ok(())
+}

@@ -32,6 +32,7 @@
 //! flow with resources offers `read_resource` the same way.
 
 use super::checkpoint::AgentCheckpoint;
+use super::closing_report::{self, ReportStatus};
 use super::graph::FlowShared;
 use super::growing;
 use super::inputs::{
@@ -48,7 +49,9 @@ use crate::llm::{LlmError, LlmErrorCode, LlmRequest, Message, TokenSink};
 use crate::outcome::{AgentResult, AgentRunStatus, ProgressStatus, RunEvent};
 use crate::reply::{DEFAULT_ACTION, resolve_action, split_action, summarize};
 use crate::runs::RunMode;
-use crate::runs::interrupts::{ASK_HUMAN, Interrupt, InterruptSource, OpenQuestion, Question};
+use crate::runs::interrupts::{
+    ASK_HUMAN, Interrupt, InterruptKind, InterruptSource, OpenQuestion, Question,
+};
 use crate::store::{
     AgentRecord, AgentState, DocId, DocStore, MemoryKey, MemoryScope, doc_id, now_ms,
 };
@@ -64,6 +67,10 @@ use std::time::{Duration, Instant};
 
 /// The memory key an agent's last output is recorded under.
 const LAST_OUTPUT_KEY: &str = "last_output";
+
+/// The `prompt` of an assumption a skill's closing report lists without
+/// a question (it is in `assumed`).
+const UNASKED: &str = "(assumed without asking)";
 
 /// The memory scope `agent` uses when working on `story_id`.
 pub(crate) fn memory_scope(
@@ -95,6 +102,8 @@ pub(crate) struct AgentNode {
     grows: Option<String>,
     /// The flow's files for `read_resource`.
     resources: Arc<BTreeMap<String, String>>,
+    /// Whether the flow is a skill with a headless contract.
+    headless_contract: bool,
 }
 
 /// What prep decided.
@@ -269,6 +278,7 @@ impl AgentNode {
             tools,
             grows,
             resources: flow.resources.clone(),
+            headless_contract: flow.headless_contract,
         }
     }
 
@@ -327,6 +337,7 @@ impl AgentNode {
                 &self.step,
                 self.template_uses_input,
                 &ctx.input,
+                self.reports_closing(ctx),
                 inputs.feedback.as_deref(),
             ))],
             temperature: llm.temperature,
@@ -514,7 +525,50 @@ impl AgentNode {
         };
         let mut reply = self.finish_reply(conversation, text).await?;
         reply.extra_docs = extra_docs;
+        if self.reports_closing(&call.ctx) {
+            reply.text = self.read_closing_report(&call.ctx, reply.text)?;
+        }
         Ok(reply)
+    }
+
+    /// Whether this run of the step ends with a skill's closing report:
+    /// a skill with a headless contract, run headless.
+    fn reports_closing(&self, ctx: &RunContext) -> bool {
+        self.headless_contract && ctx.mode == RunMode::Headless
+    }
+
+    /// Reads the closing report off `text` (SPEC 1.7): its open questions
+    /// and assumptions join the run's `open_questions`, `blocked` fails the
+    /// step with its reason; the rest of the text is the step's output. A
+    /// reply without a report is taken as it is.
+    fn read_closing_report(&self, ctx: &RunContext, text: String) -> Result<String, CallError> {
+        let Some((body, report)) = closing_report::split(&text) else {
+            return Ok(text);
+        };
+        let listed = |prompt: String, assumed: Option<String>| OpenQuestion {
+            agent: self.agent.id.clone(),
+            step: Some(self.step.id.clone()),
+            kind: InterruptKind::Ask,
+            prompt,
+            options: None,
+            assumed,
+        };
+        for question in report.open_questions {
+            ctx.assumed(listed(question, None));
+        }
+        for assumption in report.assumptions {
+            ctx.assumed(listed(UNASKED.to_string(), Some(assumption)));
+        }
+        match report.status {
+            ReportStatus::Blocked => Err(CallError::Other {
+                code: AgentErrorCode::Blocked.into(),
+                message: report
+                    .reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "the skill reported it is blocked, giving no reason".into()),
+            }),
+            ReportStatus::Complete | ReportStatus::Partial => Ok(body),
+        }
     }
 
     /// Turns the final text into a reply; structured agents get their

@@ -113,6 +113,10 @@ pub(crate) struct FlowShared {
     pub growing: Option<String>,
     /// The files `read_resource` reads, path → content.
     pub resources: Arc<BTreeMap<String, String>>,
+    /// A skill with a headless contract (flow metadata `headless_contract`,
+    /// SPEC 1.7): run headless, it is told so and ends with a closing
+    /// report ([`super::closing_report`]).
+    pub headless_contract: bool,
 }
 
 impl FlowShared {
@@ -137,6 +141,10 @@ impl FlowShared {
             .unwrap_or_default();
         Self {
             growing,
+            headless_contract: metadata
+                .get("headless_contract")
+                .and_then(|c| c.as_bool())
+                .unwrap_or(false),
             resources: Arc::new(resources),
         }
     }

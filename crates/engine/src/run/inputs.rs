@@ -121,12 +121,14 @@ pub(super) async fn gather_documents(
 /// step file's text, compiled into the step's `metadata.prompt`, SPEC
 /// 1.7), the run's input (when the template does not already show it), a
 /// person's feedback when the step's gate sent it back (SPEC 8.3), and how
-/// to write the reply and name the next action.
+/// to write the reply and name the next action. A skill with a headless
+/// contract run headless reads `headless: true` after the input (SPEC 1.7).
 pub(super) fn user_message(
     agent: &AgentSpec,
     step: &StepSpec,
     template_uses_input: bool,
     input: &str,
+    headless_contract: bool,
     feedback: Option<&str>,
 ) -> String {
     let mut text = String::new();
@@ -142,6 +144,9 @@ pub(super) fn user_message(
     if !template_uses_input && !input.trim().is_empty() {
         text.push_str(input.trim());
         text.push_str("\n\n");
+    }
+    if headless_contract {
+        text.push_str("headless: true\n\n");
     }
     match feedback.map(str::trim) {
         Some("") => text.push_str(

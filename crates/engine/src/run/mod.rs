@@ -19,6 +19,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod checkpoint;
+mod closing_report;
 mod docs;
 pub(crate) mod gate;
 pub(crate) mod graph;

@@ -151,7 +151,9 @@ impl EventLog {
 
     /// Whether anyone follows the run live now.
     pub fn followed(&self) -> bool {
-        self.live.get().is_some_and(|live| live.receiver_count() > 0)
+        self.live
+            .get()
+            .is_some_and(|live| live.receiver_count() > 0)
     }
 
     /// Records the step the run has entered.
