@@ -304,6 +304,7 @@ impl Engine {
         observer: Option<UnboundedSender<RunEvent>>,
         webhook: Option<&str>,
     ) -> Result<(Run, tokio::sync::watch::Receiver<Option<Arc<Run>>>), EngineError> {
+        let request = through_alias(&self.core.bundle, request);
         if !self.runner.has_flow(&request.flow) {
             return Err(EngineError::UnknownFlow(request.flow.clone()));
         }
@@ -475,5 +476,72 @@ impl RunEnd {
                 "the run's task stopped before the run ended".into(),
             )),
         }
+    }
+}
+
+/// `request` for the flow it names: a name that is no flow's id but one of
+/// a flow's `aliases` (a BMAD shim's name, SPEC 1.7) runs that flow, with
+/// the alias's intent before the input.
+fn through_alias(bundle: &Bundle, request: RunRequest) -> RunRequest {
+    if bundle.flows.contains_key(&request.flow) {
+        return request;
+    }
+    let target = bundle.flows.iter().find_map(|(id, flow)| {
+        let intent = flow.metadata.get("aliases")?.get(&request.flow)?;
+        Some((
+            id.clone(),
+            intent.as_str().unwrap_or_default().trim().to_string(),
+        ))
+    });
+    match target {
+        Some((flow, intent)) => RunRequest {
+            flow,
+            input: match (intent.is_empty(), request.input.trim().is_empty()) {
+                (true, _) => request.input,
+                (false, true) => intent,
+                (false, false) => format!("{intent}\n\n{}", request.input),
+            },
+            ..request
+        },
+        None => request,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(flow: &str, input: &str) -> RunRequest {
+        RunRequest {
+            flow: flow.into(),
+            story_id: "s1".into(),
+            input: input.into(),
+            force: false,
+            budget: None,
+        }
+    }
+
+    #[test]
+    fn a_shim_name_runs_its_target_with_the_intent_first() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let bundle = bmad2pf_compiler::compile(&examples.join("bmad-skills"))
+            .bundle
+            .expect("the skills example compiles");
+        let through = through_alias(&bundle, request("bmad-old-beds", "Three beds"));
+        assert_eq!(through.flow, "bmad-plan-beds");
+        assert_eq!(through.input, "plan from the old menu\n\nThree beds");
+        assert_eq!(
+            through_alias(&bundle, request("bmad-old-beds", " ")).input,
+            "plan from the old menu"
+        );
+        // Flow ids and unknown names pass as they are.
+        assert_eq!(
+            through_alias(&bundle, request("bmad-plan-beds", "x")),
+            request("bmad-plan-beds", "x")
+        );
+        assert_eq!(
+            through_alias(&bundle, request("nope", "x")),
+            request("nope", "x")
+        );
     }
 }

@@ -264,7 +264,13 @@ pub fn openapi_document(bundle: &Bundle, config: &RuntimeConfig) -> Value {
     document["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     document["info"]["x-bundle-source-hash"] = json!(bundle.source_hash);
 
-    let flows: Vec<&String> = bundle.flows.keys().collect();
+    // A flow's aliases (BMAD shims' names) run it too.
+    let aliases = bundle
+        .flows
+        .values()
+        .filter_map(|flow| flow.metadata.get("aliases")?.as_object())
+        .flat_map(|aliases| aliases.keys());
+    let flows: Vec<&String> = bundle.flows.keys().chain(aliases).collect();
     for body in ["RunBody", "NewRun"] {
         let pointer = format!("/components/schemas/{body}/properties/flow");
         if let Some(flow) = document.pointer_mut(&pointer) {
