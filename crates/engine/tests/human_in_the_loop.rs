@@ -755,3 +755,34 @@ async fn a_skill_that_reports_blocked_fails_with_its_reason() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_workflow_yaml_step_reads_the_documents_its_patterns_match() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bmad-v6");
+    copy_tree(&example, &dir.path().join("src"))?;
+    let server = VendorServer::start(vec![text("Buy 3 kg of brisket")]).await;
+    let engine = engine(&dir, &server).await?;
+    let api = bmad2pf_engine::store::DocWriter::Api;
+    // `*menu-plan*.md` (the step's input_file_patterns) matches the first only.
+    for (name, content) in [("menu-plan", "Brisket for 12"), ("guest-list", "Ana, Bo")] {
+        engine
+            .docs()
+            .put(
+                &DocId::parse(&format!("shop__{name}"))?,
+                content,
+                api.clone(),
+            )
+            .await?;
+    }
+    let request = RunRequest {
+        flow: "bbq/shopping-list".into(),
+        ..request("shop")
+    };
+    let done = engine.run(request, RunMode::Headless, None).await?;
+    assert_eq!(done.outcome.status, RunStatus::Success, "{done:#?}");
+    let sent = server.requests()[0].body["messages"].to_string();
+    assert!(sent.contains("Brisket for 12"), "{sent}");
+    assert!(!sent.contains("Ana, Bo"), "{sent}");
+    Ok(())
+}

@@ -10,7 +10,7 @@ use crate::conversation::envelope_instructions;
 use crate::core::Core;
 use crate::failure::{AgentErrorCode, FailureCode};
 use crate::llm::LlmRequest;
-use crate::store::{DocStore, doc_id};
+use crate::store::{DocStore, StoreError, doc_id};
 use bmad2pf_compiler::bundle::{AgentSpec, StepSpec};
 use bmad2pf_compiler::config::OnMissingDoc;
 use bmad2pf_compiler::prompt::{self, RunInputs};
@@ -97,11 +97,16 @@ pub(super) async fn gather_documents(
             _ => Documents::Waiting(missing),
         };
     }
+    let matching = match matching_documents(step, ctx).await {
+        Ok(names) => names,
+        Err(e) => return failed((&e).into(), e.to_string()),
+    };
     for name in agent
         .reads
         .iter()
         .chain(&agent.updates)
         .chain(&step.updates)
+        .chain(&matching)
     {
         let Ok(id) = doc_id(story, name) else {
             continue;
@@ -115,6 +120,36 @@ pub(super) async fn gather_documents(
         }
     }
     Documents::Ready(docs)
+}
+
+/// The story's documents the step reads by pattern (step metadata
+/// `reads_matching`: the file part of a BMAD workflow's
+/// `input_file_patterns`, e.g. `*prd*.md`, SPEC 1.7), by name. A pattern
+/// that is not a valid glob matches nothing.
+async fn matching_documents(step: &StepSpec, ctx: &RunContext) -> Result<Vec<String>, StoreError> {
+    let patterns: Vec<glob::Pattern> = step
+        .metadata
+        .get("reads_matching")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|pattern| glob::Pattern::new(pattern).ok())
+        .collect();
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed = ctx.docs.list(Some(&ctx.story_id)).await?;
+    let prefix = format!("{}__", ctx.story_id);
+    Ok(listed
+        .iter()
+        .filter_map(|doc| doc.id.as_str().strip_prefix(&prefix))
+        .filter(|name| {
+            let file = format!("{name}.md");
+            patterns.iter().any(|p| p.matches(name) || p.matches(&file))
+        })
+        .map(str::to_string)
+        .collect())
 }
 
 /// The first user message: the step's own task when it has one (a BMAD v6
