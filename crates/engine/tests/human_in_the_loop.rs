@@ -786,3 +786,58 @@ async fn a_workflow_yaml_step_reads_the_documents_its_patterns_match() -> TestRe
     assert!(!sent.contains("Ana, Bo"), "{sent}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_answer_counts_against_the_queue_bound_and_a_refused_one_leaves_the_run_waiting()
+-> TestResult {
+    let dir = project()?;
+    // Run 1 asks; run 2's call never answers, so it holds the only slot.
+    let server = VendorServer::start(vec![
+        asks(json!({"prompt": "Who are the users?"})),
+        Reply::Hang,
+    ])
+    .await;
+    let mut config = RuntimeConfig::default();
+    config.runs.max_running_runs = 1;
+    config.runs.max_queued_runs = 1;
+    let engine = engine_with(&dir, &server, config).await?;
+    let waiting = waits_for_a_person(&engine, request("q1")).await?;
+    let running = engine.submit(request("q2"), RunMode::Headless).await?;
+    while engine
+        .get_run(&running.outcome.run_id)
+        .await?
+        .outcome
+        .status
+        != RunStatus::Running
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let queued = engine.submit(request("q3"), RunMode::Headless).await?;
+    let question = &waiting.interrupts[0];
+    let refused = engine
+        .resume_run(
+            &waiting.outcome.run_id,
+            &answer(&question.id, "Nurses"),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::QueueFull(1))),
+        "{:?}",
+        refused.map(|(run, _)| run)
+    );
+    let still = engine.get_run(&waiting.outcome.run_id).await?;
+    assert_eq!(still.outcome.status, RunStatus::Interrupted);
+    assert!(still.interrupts[0].is_open());
+    // Room again: the same answer is taken.
+    engine.cancel_run(&queued.outcome.run_id).await?;
+    let (resumed, _) = engine
+        .resume_run(
+            &waiting.outcome.run_id,
+            &answer(&question.id, "Nurses"),
+            None,
+        )
+        .await?;
+    assert_eq!(resumed.outcome.status, RunStatus::Queued);
+    Ok(())
+}

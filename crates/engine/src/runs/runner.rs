@@ -759,6 +759,12 @@ impl Runner {
         interrupt.answered_at = Some(now);
         interrupt.answer = Some(reply.clone());
         let interrupt = interrupt.clone();
+        // A resumed run waits for a slot like a new one, so it counts
+        // against the same bound; refused, the run still waits for its answer.
+        let max_queued = self.core.config.runs.max_queued_runs;
+        if self.queued.load(Ordering::Relaxed) >= max_queued {
+            return Err(EngineError::QueueFull(max_queued));
+        }
         let text = self.core.runs.checkpoint(run_id).await?.ok_or_else(|| {
             StoreError::corrupt(format!("run `{run_id}`"), "its checkpoint is missing")
         })?;

@@ -390,6 +390,8 @@ pub async fn cancel_run(
             `details.open`)", body = ErrorBody),
         (status = 422, description = "An answer that does not fit the question \
             (`invalid_answer`, `details.options` for a choice), or an invalid body", body = ErrorBody),
+        (status = 503, description = "Too many runs queued (`queue_full`, with `Retry-After`; \
+            the run still waits for the answer), or a store is unreachable", body = ErrorBody),
     )
 )]
 pub async fn resume_run(
