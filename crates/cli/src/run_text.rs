@@ -92,6 +92,9 @@ pub fn outcome(run: &Run) -> String {
             if let Some(options) = &question.options {
                 lines.push(format!("    options: {}", options.join(" | ")));
             }
+            if let Some(assumed) = &question.assumed {
+                lines.push(format!("    assumed: {assumed}"));
+            }
         }
     }
     lines.join("\n")

@@ -217,6 +217,11 @@ fn a_headless_run_answers_on_assumptions_and_lists_the_questions() -> TestResult
     assert!(stdout.contains("open questions"), "{stdout}");
     assert!(stdout.contains("pm (step"), "{stdout}");
     assert!(stdout.contains("po (step"), "{stdout}");
+    // What the mock named as its assumption when it asked.
+    assert!(
+        stdout.contains("assumed: nothing beyond the input"),
+        "{stdout}"
+    );
     assert!(dir.path().join("data/docs/s__review.md").is_file());
     Ok(())
 }
