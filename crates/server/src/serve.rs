@@ -225,6 +225,12 @@ async fn accept_until(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Responses are written as they are made (SSE events one by
+                // one): without this, Nagle's algorithm holds a small write
+                // back until the client's delayed ACK, some 40 ms.
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+                }
                 connections.spawn(connection(
                     stream,
                     app.clone(),
