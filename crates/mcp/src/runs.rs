@@ -16,6 +16,7 @@ use crate::report::RunReport;
 use bmad2pf_engine::outcome::{ProgressStatus, RunRequest, RunStatus};
 use bmad2pf_engine::runs::interrupts::{Answer, Decision};
 use bmad2pf_engine::runs::{Run, RunFilter, RunMode};
+use bmad2pf_engine::store::StoredEvent;
 use bmad2pf_engine::{Engine, EngineError};
 use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken};
 use rmcp::service::RequestContext;
@@ -86,69 +87,90 @@ impl Progress {
     }
 
     /// The run once it has ended or waits for a person, or as it is after
-    /// `wait`; progress notifications meanwhile for each agent that starts,
-    /// finishes, fails or asks. `None` when the client cancelled the call.
+    /// `wait`; meanwhile a progress notification (when the client sent a
+    /// token) for each agent that starts, finishes, fails or asks. Events
+    /// before `since` (unix ms) belong to earlier calls and are skipped.
+    /// `None` when the client cancelled the call.
+    ///
+    /// The wait follows the run's events rather than only waiting for its
+    /// end, so every agent's notification is sent before the answer.
     async fn settle(
         &self,
         engine: &Engine,
         run_id: &str,
         wait: Duration,
+        since: u64,
     ) -> Option<Result<Run, EngineError>> {
-        let notify = async {
-            if let Some(token) = &self.token {
-                self.notify_agents(engine, run_id, token).await;
-            }
-            std::future::pending::<()>().await
+        let deadline = tokio::time::Instant::now() + wait;
+        let run = match engine.get_run(run_id).await {
+            Ok(run) => run,
+            Err(error) => return Some(Err(error)),
         };
-        tokio::select! {
-            run = engine.wait_run(run_id, wait) => Some(run),
-            () = notify => None,
-            () = self.context.ct.cancelled() => None,
+        if run.outcome.status.is_settled() || wait.is_zero() {
+            return Some(Ok(run));
         }
-    }
-
-    /// Sends a notification per `progress` event of the run from now on
-    /// (earlier ones, replayed by the event log, belong to earlier calls).
-    async fn notify_agents(&self, engine: &Engine, run_id: &str, token: &ProgressToken) {
-        let since = now_ms();
         let mut events = match engine.follow_run(run_id, 0).await {
             Ok(events) => events,
-            Err(error) => {
-                tracing::warn!(%error, run_id, "cannot follow the run for progress notifications");
-                return;
-            }
+            Err(error) => return Some(Err(error)),
         };
         let mut sent = 0u32;
-        while let Some(event) = events.recv().await {
-            if event.event != "progress" {
-                continue;
-            }
-            let Ok(progress) = serde_json::from_str::<AgentProgress>(&event.data) else {
-                continue;
-            };
-            if progress.timestamp < since {
-                continue;
-            }
-            sent += 1;
-            let message = format!(
-                "{}: {} (step {})",
-                progress.agent,
-                describe(progress.status),
-                progress.step
-            );
-            let notification = ProgressNotificationParam::new(token.clone(), f64::from(sent))
-                .with_message(message);
-            if self
-                .context
-                .peer
-                .notify_progress(notification)
-                .await
-                .is_err()
-            {
-                return;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => {
+                        if self.observe(&event, since, &mut sent).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+                () = self.context.ct.cancelled() => return None,
             }
         }
+        // The run as the engine has it: settled by now, or as it is at the deadline.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        Some(engine.wait_run(run_id, left).await)
     }
+
+    /// Notifies the client of a `progress` event from `since` on; whether
+    /// `event` says the run has settled.
+    async fn observe(&self, event: &StoredEvent, since: u64, sent: &mut u32) -> bool {
+        match event.event.as_str() {
+            "progress" => {
+                let Ok(progress) = serde_json::from_str::<AgentProgress>(&event.data) else {
+                    return false;
+                };
+                if let Some(token) = self.token.as_ref().filter(|_| progress.timestamp >= since) {
+                    *sent += 1;
+                    let message = format!(
+                        "{}: {} (step {})",
+                        progress.agent,
+                        describe(progress.status),
+                        progress.step
+                    );
+                    let notification =
+                        ProgressNotificationParam::new(token.clone(), f64::from(*sent))
+                            .with_message(message);
+                    if let Err(error) = self.context.peer.notify_progress(notification).await {
+                        tracing::debug!(%error, "a progress notification was not sent");
+                    }
+                }
+                false
+            }
+            "status" => serde_json::from_str::<StatusChange>(&event.data)
+                .is_ok_and(|change| change.at >= since && change.status.is_settled()),
+            "done" => true,
+            _ => false,
+        }
+    }
+}
+
+/// The fields of a `status` event this module reads.
+#[derive(Debug, Deserialize)]
+struct StatusChange {
+    status: RunStatus,
+    at: u64,
 }
 
 /// The fields of a `progress` event this module reads.
@@ -195,10 +217,11 @@ async fn wait_and_report(
     engine: &Engine,
     run_id: &str,
     wait_s: u64,
+    since: u64,
     progress: Progress,
 ) -> Result<CallToolResult, McpError> {
     match progress
-        .settle(engine, run_id, Duration::from_secs(wait_s))
+        .settle(engine, run_id, Duration::from_secs(wait_s), since)
         .await
     {
         Some(Ok(run)) => Ok(report(run)),
@@ -226,12 +249,13 @@ pub async fn run_flow(
         budget: None,
     };
     let mode = arguments.mode.unwrap_or(RunMode::Interactive);
+    let since = now_ms();
     let run = match engine.submit(request, mode).await {
         Ok(run) => run,
         Err(error) => return refused(error),
     };
     let wait_s = arguments.wait_s.unwrap_or(DEFAULT_RUN_WAIT_S);
-    wait_and_report(engine, &run.outcome.run_id, wait_s, progress).await
+    wait_and_report(engine, &run.outcome.run_id, wait_s, since, progress).await
 }
 
 /// `get_run`: the run now, or once it settles within `wait_s`.
@@ -242,7 +266,7 @@ pub async fn get_run(
 ) -> Result<CallToolResult, McpError> {
     let arguments: GetRunArguments = arguments.read()?;
     let wait_s = arguments.wait_s.unwrap_or(0);
-    wait_and_report(engine, &arguments.run_id, wait_s, progress).await
+    wait_and_report(engine, &arguments.run_id, wait_s, now_ms(), progress).await
 }
 
 /// `list_runs`: one page of runs, newest first.
@@ -281,9 +305,10 @@ pub async fn answer_question(
         decision: arguments.decision,
         feedback: arguments.feedback,
     };
+    let since = now_ms();
     if let Err(error) = engine.resume_run(&arguments.run_id, &answer, None).await {
         return refused(error);
     }
     let wait_s = arguments.wait_s.unwrap_or(DEFAULT_RUN_WAIT_S);
-    wait_and_report(engine, &arguments.run_id, wait_s, progress).await
+    wait_and_report(engine, &arguments.run_id, wait_s, since, progress).await
 }
