@@ -4,7 +4,9 @@
 //! the same scenario on the shipped examples/planning with the mock LLM:
 //! the tools and their schemas, a flow run to completion with progress
 //! notifications, its document as a resource and through `read_document`,
-//! an interactive run whose question is answered, and bad arguments
+//! an interactive run whose question is answered, a second run of a
+//! story's flow refused while the first waits, a run polled with `get_run`
+//! after the call's wait limit, stateless execute, and bad arguments
 //! answered with MCP errors while the server keeps serving.
 
 use rmcp::model::{
@@ -253,6 +255,59 @@ async fn exercise(client: &Client, recorder: &Recorder) -> TestResult {
         again.structured_content.unwrap_or_default()["error"]["code"],
         "not_interrupted"
     );
+
+    // A story with a run waiting: a second run of the flow is refused as a
+    // tool error that names the run in progress.
+    let waiting = answer(
+        client,
+        "run_kickoff",
+        json!({"story_id": "s5", "input": "x"}),
+    )
+    .await?;
+    assert_eq!(waiting["status"], "interrupted", "{waiting}");
+    let second = call(
+        client,
+        "run_kickoff",
+        json!({"story_id": "s5", "input": "x"}),
+    )
+    .await?;
+    assert_eq!(second.is_error, Some(true));
+    let refused = second.structured_content.unwrap_or_default();
+    assert_eq!(refused["error"]["code"], "run_in_progress", "{refused}");
+    assert_eq!(refused["error"]["details"]["run_id"], waiting["run_id"]);
+
+    // A wait limit: the call answers at once and `get_run` follows the run to its end.
+    let started = answer(
+        client,
+        "run_planning",
+        json!({"story_id": "s4", "input": "a todo app", "mode": "headless", "wait_s": 0}),
+    )
+    .await?;
+    let planning_run = started["run_id"].as_str().ok_or("a run id")?;
+    if started["status"] != "success" {
+        assert!(
+            started["next"]
+                .as_str()
+                .is_some_and(|n| n.contains("get_run")),
+            "{started}"
+        );
+    }
+    let finished = answer(
+        client,
+        "get_run",
+        json!({"run_id": planning_run, "wait_s": 60}),
+    )
+    .await?;
+    assert_eq!(finished["status"], "success", "{finished}");
+    let written: Vec<&str> = finished["documents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    for name in ["project-brief", "prd", "architecture"] {
+        assert!(written.contains(&name), "{name} missing from {written:?}");
+    }
 
     // Stateless execute: its answer, nothing stored.
     let executed = answer(

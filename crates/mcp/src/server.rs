@@ -16,7 +16,7 @@ use bmad2pf_engine::Engine;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -107,12 +107,6 @@ impl ServerHandler for McpServer {
     ) -> Result<ListToolsResult, McpError> {
         let catalog = Catalog::of(&self.engines.engine());
         Ok(ListToolsResult::with_all_items(catalog.tools()))
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        Catalog::of(&self.engines.engine())
-            .find(name)
-            .map(|entry| entry.tool.clone())
     }
 
     async fn call_tool(
