@@ -421,18 +421,24 @@ impl Drop for Server {
 /// The API key the HTTP test's server requires.
 const KEY: &str = "mcp-test-key";
 
-/// Starts `serve` on a free port with an API key; returns once it listens.
-fn serve(cwd: &Path) -> Result<Server, Box<dyn std::error::Error>> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+/// Starts `serve` on a free port, with the API key [`KEY`] when `with_key`;
+/// returns once it listens.
+fn serve(cwd: &Path, with_key: bool) -> Result<Server, Box<dyn std::error::Error>> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bmad2pf"));
+    command
         .current_dir(cwd)
         .arg("serve")
         .arg("--src")
         .arg(planning())
         .args(["--port", "0"])
         .env("LOG_LEVEL", "info")
-        .env("BMAD2PF_LLM_MOCK_LATENCY_MS", "0")
-        .env("BMAD2PF_SERVER_API_KEY_ENV", "MCP_TEST_API_KEY")
-        .env("MCP_TEST_API_KEY", KEY)
+        .env("BMAD2PF_LLM_MOCK_LATENCY_MS", "0");
+    if with_key {
+        command
+            .env("BMAD2PF_SERVER_API_KEY_ENV", "MCP_TEST_API_KEY")
+            .env("MCP_TEST_API_KEY", KEY);
+    }
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -453,22 +459,45 @@ fn serve(cwd: &Path) -> Result<Server, Box<dyn std::error::Error>> {
     Ok(Server { child, base })
 }
 
+/// A raw `initialize` POST to `url`, with `host` as the `Host` header if given.
+async fn initialize(
+    url: &str,
+    host: Option<&str>,
+) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "0"}}});
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(host) = host {
+        request = request.header("host", host);
+    }
+    Ok(request.send().await?)
+}
+
+#[tokio::test]
+async fn over_http_without_a_key_only_loopback_host_names_are_answered() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = serve(dir.path(), false)?;
+    let url = format!("{}/mcp", server.base);
+    let local = initialize(&url, None).await?;
+    assert_eq!(local.status(), reqwest::StatusCode::OK);
+    // A page on another site whose name was rebound to 127.0.0.1 sends its own name.
+    let rebound = initialize(&url, Some("attacker.example")).await?;
+    assert!(rebound.status().is_client_error(), "{}", rebound.status());
+    Ok(())
+}
+
 #[tokio::test]
 async fn over_http_mcp_needs_the_key_and_serves_the_same() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let server = serve(dir.path())?;
+    let server = serve(dir.path(), true)?;
     let url = format!("{}/mcp", server.base);
 
     // Without the key: 401, before any MCP.
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "t", "version": "0"}}});
-    let refused = reqwest::Client::new()
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .json(&initialize)
-        .send()
-        .await?;
+    let refused = initialize(&url, None).await?;
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
     let unauthenticated = ().serve(StreamableHttpClientTransport::from_uri(url.as_str())).await;
     assert!(
