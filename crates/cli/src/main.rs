@@ -2,7 +2,7 @@
 //!
 //! Commands live in their own modules ([`generate`], [`validate`],
 //! [`graph`], [`run`], [`resume`], [`cancel`], [`exec`], [`serve`],
-//! [`backup`]); they share the way problems are reported ([`report`]), the
+//! [`mcp`], [`backup`]); they share the way problems are reported ([`report`]), the
 //! progress lines on stderr ([`progress`]) and, for the commands that
 //! execute agents, bundle loading and configuration ([`runtime`]). `run`
 //! and `resume` follow a run the same way ([`follow`]), show it the same
@@ -26,6 +26,7 @@ mod exec;
 mod follow;
 mod generate;
 mod graph;
+mod mcp;
 mod progress;
 mod project;
 mod report;
@@ -75,6 +76,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Serve the REST API.
     Serve(serve::ServeArgs),
+    /// Serve MCP (Model Context Protocol) on stdin/stdout, for a coding assistant.
+    Mcp(mcp::McpArgs),
     /// Copy the embedded store to a new file, consistently, while it is in use.
     Backup(backup::BackupArgs),
     /// Cancel a queued, running or waiting run, in whichever process runs it.
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
         (Some(Command::Resume(args)), _) => resume::run(&args),
         (Some(Command::Exec(args)), _) => exec::run(&args),
         (Some(Command::Serve(args)), _) => serve::run(&args),
+        (Some(Command::Mcp(args)), _) => mcp::run(&args),
         (Some(Command::Backup(args)), _) => backup::run(&args),
         (Some(Command::Cancel(args)), _) => cancel::run(&args),
         // `arg_required_else_help` makes clap print the help before we get here.

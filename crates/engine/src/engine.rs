@@ -403,6 +403,20 @@ impl Engine {
         crate::execute::readiness(&self.core, agent_id, story_id).await
     }
 
+    /// The documents stateless execute of `agent_id` needs, as (name it is
+    /// supplied under, document name); `None` for an unknown agent.
+    pub fn required_documents(&self, agent_id: &str) -> Option<Vec<(String, String)>> {
+        let agent = self.core.agent(agent_id)?;
+        Some(self.core.required_documents(agent, &[]))
+    }
+
+    /// The longest story id a run of `flow` accepts (see `story_limit`).
+    pub fn flow_story_limit(&self, flow: &str) -> usize {
+        self.flow_limits
+            .get(flow)
+            .map_or(crate::store::ids::MAX_ID_LEN, |limit| limit.max_len)
+    }
+
     /// Each backend's health: `docs`, `memory`, `status`. A backend check
     /// does real I/O (a read and a write, a PING), so the answer is reused
     /// for [`HEALTH_TTL`] — a flood of `/health` requests costs one check a

@@ -28,6 +28,8 @@
 //! - [`usage`]: usage accounting: each model call's record, totals, and
 //!   its cost from runtime.yaml's `pricing`.
 //! - [`stats`]: counters for metrics.
+//! - [`id_schema`]: the JSON Schemas of ids, for the OpenAPI document and
+//!   the MCP tools.
 //! - `canonical.rs`: canonical JSON (keys sorted), hashed for every input hash.
 //! - `story_limit.rs`: how long a story id may be for one flow or agent.
 
@@ -38,6 +40,7 @@ mod engine;
 mod error;
 mod execute;
 pub mod failure;
+pub mod id_schema;
 pub mod llm;
 pub mod outcome;
 pub mod reply;

@@ -6,8 +6,9 @@
 //! engine; every byte stored goes through the engine's stores.
 //!
 //! # Layout
-//! - [`router`] builds the app: the routes of [`routes`] plus the docs page,
-//!   wrapped in the layers below.
+//! - [`router`] builds the app: the routes of [`routes`] plus the docs page
+//!   and the MCP endpoint (`/mcp`, from the `bmad2pf-mcp` crate), wrapped in
+//!   the layers below.
 //! - [`serve()`](serve::serve) binds, serves and shuts down gracefully
 //!   ([`serve::shutdown_signal`] for SIGINT/SIGTERM).
 //! - [`AppState`]: the swappable engine, the API key, request metrics.
@@ -64,6 +65,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 /// Where the interactive docs page lives.
 const DOCS_PATH: &str = "/docs";
+/// Where MCP clients connect (streamable HTTP).
+const MCP_PATH: &str = "/mcp";
 
 /// The whole app for `state`: API routes, docs page and middleware.
 /// Settings come from the state's engine's `server` config at build time.
@@ -76,8 +79,12 @@ pub fn router(state: AppState) -> Result<Router, ServerError> {
     let docs_page: Router<AppState> = SwaggerUi::new(DOCS_PATH)
         .config(Config::from("/openapi.json").validator_url("none"))
         .into();
+    // MCP over streamable HTTP (SPEC 5 auth applies, as to every route but
+    // /health): the MCP crate's service, over this state's current engine.
+    let mcp = bmad2pf_mcp::streamable_http_service(state.clone(), state.api_key().is_some());
     let app = routes::api_routes()
         .merge(docs_page)
+        .route_service(MCP_PATH, mcp)
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
         .layer(from_fn_with_state(
             server.max_body_bytes,

@@ -21,6 +21,8 @@ use crate::routes::{agent, bundle, docs, health, memory, orchestration, run, run
 use crate::wire;
 use bmad2pf_compiler::bundle::{Bundle, MemoryScope};
 use bmad2pf_compiler::config::RuntimeConfig;
+use bmad2pf_engine::id_schema::IdKind;
+use bmad2pf_engine::store::ids::{MAX_ID_LEN, MAX_ISOLATED_LEN};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -60,67 +62,8 @@ use utoipa::OpenApi;
 )]
 struct ApiDoc;
 
-/// One id of the stores' rule, unanchored: a letter or digit first, then
-/// letters, digits, `.`, `_`, `-` (at most 200 characters in all).
-const ID: &str = "[A-Za-z0-9][A-Za-z0-9._-]{0,199}";
-
-/// In front of a pattern: no `..` anywhere.
-const NO_DOUBLE_DOT: &str = r"(?!.*\.\.)";
-
-/// Longest id, in characters (all of them ASCII).
-const MAX_ID_LEN: usize = 200;
-
-/// Longest `agent + story` of an isolated memory scope.
-const MAX_ISOLATED_LEN: usize = 240;
-
 /// Between the story and the name in a document id.
 const DOC_SEPARATOR: &str = "__";
-
-/// The kinds of id the API carries, each with its schema.
-#[derive(Debug, Clone, Copy)]
-enum IdKind {
-    /// Workflow ids, and story ids that name no document: the id rule.
-    Plain,
-    /// A story id; its length limit comes from the bundle (see [`story_id_limit`]).
-    Story,
-    /// A document id: the id rule, `.md` optional (but not twice).
-    Doc,
-    /// A memory key: the id rule plus `:` after the first character.
-    MemoryKey,
-    /// `shared`, `shared:<ns>` or `isolated:<agent>:<story>`, where agent
-    /// and story together have at most 240 characters.
-    MemoryScope,
-    /// An agent id in a status record: ids joined by `/` (`pack/pm`).
-    StatusAgent,
-    /// A run id: `run-` and 16 hex digits.
-    Run,
-}
-
-impl IdKind {
-    /// The JSON schema of this kind of id; `story_limit` is the longest
-    /// story id the bundle accepts.
-    fn schema(self, story_limit: usize) -> Value {
-        let (pattern, max_length) = match self {
-            Self::Plain => (format!("^{NO_DOUBLE_DOT}{ID}$"), MAX_ID_LEN),
-            Self::Story => (format!("^{NO_DOUBLE_DOT}{ID}$"), story_limit),
-            Self::Doc => (
-                format!(r"^(?!.*\.\.(?!md$))(?!.*\.md\.md$){ID}(\.md)?$"),
-                MAX_ID_LEN + ".md".len(),
-            ),
-            Self::MemoryKey => (
-                format!("^{NO_DOUBLE_DOT}[A-Za-z0-9][A-Za-z0-9._:-]{{0,199}}$"),
-                MAX_ID_LEN,
-            ),
-            Self::MemoryScope => (
-                format!("^{NO_DOUBLE_DOT}(shared(:{ID})?|isolated:{ID}:{ID})$"),
-                "isolated::".len() + MAX_ISOLATED_LEN,
-            ),
-            Self::StatusAgent => (format!("^{NO_DOUBLE_DOT}{ID}(/{ID})*$"), MAX_ID_LEN),
-            Self::Run => ("^run-[0-9A-Fa-f]{16}$".to_string(), "run-".len() + 16),
-        };
-        json!({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern})
-    }
-}
 
 /// The longest story id `POST /run` and `GET /agent/{id}/ready` accept for
 /// `bundle`: a story id prefixes the ids of the documents it names

@@ -106,3 +106,11 @@ impl AppState {
         }
     }
 }
+
+/// The MCP endpoint serves each request on the engine current at its start,
+/// like the routes.
+impl bmad2pf_mcp::EngineSource for AppState {
+    fn engine(&self) -> Arc<Engine> {
+        AppState::engine(self)
+    }
+}

@@ -26,12 +26,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest id, in bytes (all valid characters are ASCII).
-pub(crate) const MAX_ID_LEN: usize = 200;
+pub const MAX_ID_LEN: usize = 200;
 
 /// Longest `agent + story` of an isolated memory scope. The limit comes from
 /// an earlier store that named a file after each scope; it is kept so that
 /// every scope accepted before is accepted now, and no more than that.
-pub(crate) const MAX_ISOLATED_LEN: usize = 240;
+pub const MAX_ISOLATED_LEN: usize = 240;
 
 /// Why an id was refused: which kind of id, the offending value (escaped and
 /// shortened for display) and the rule it broke. Its message goes to clients
