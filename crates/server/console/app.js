@@ -51,23 +51,29 @@ async function show() {
 }
 
 /** The number of open questions, beside "Questions" in the navigation. */
-async function refreshQuestionCount() {
+async function updateQuestionCount() {
   const badge = document.getElementById("question-count");
+  const list = await getJson("/runs?status=interrupted&limit=100");
+  const open = list.runs.reduce((sum, r) => sum + (r.open_interrupts ?? 0), 0);
+  badge.textContent = String(open);
+  badge.hidden = open === 0;
+  badge.setAttribute("aria-label", `${open} open`);
+}
+
+/** Keeps the count fresh; stops if the key was never given (no prompt loop). */
+async function watchQuestionCount() {
   try {
-    const list = await getJson("/runs?status=interrupted&limit=100");
-    const open = list.runs.reduce((sum, r) => sum + (r.open_interrupts ?? 0), 0);
-    badge.textContent = String(open);
-    badge.hidden = open === 0;
-    badge.setAttribute("aria-label", `${open} open`);
+    await updateQuestionCount();
   } catch (error) {
     if (error?.status === 401) return;
   }
-  setTimeout(refreshQuestionCount, document.hidden ? 15000 : 4000);
+  setTimeout(watchQuestionCount, document.hidden ? 15000 : 4000);
 }
 
 window.addEventListener("hashchange", () => {
   show();
   main.focus({ preventScroll: true });
+  updateQuestionCount().catch(() => {});
 });
 show();
-refreshQuestionCount();
+watchQuestionCount();

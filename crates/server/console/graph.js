@@ -26,8 +26,8 @@ function edgesOf(flow, index) {
 }
 
 /**
- * The SVG of `flow`. `state.agents` maps agent → status (started,
- * completed, failed, interrupted…), `state.activeSteps` is a Set of step
+ * The SVG of `flow`. `state.agents` maps `step/agent` (or just the agent,
+ * step unknown) → status (started, completed, failed, interrupted…), `state.activeSteps` is a Set of step
  * ids running now, `state.visitedSteps` those run before.
  */
 export function flowGraph(flow, state = {}) {
@@ -106,7 +106,7 @@ export function flowGraph(flow, state = {}) {
     step.agents.forEach((agent, n) => {
       const x = STEP_X + CHIP_GAP + (n % perRow) * (CHIP_WIDTH + CHIP_GAP);
       const cy = box.y + HEADER + Math.floor(n / perRow) * (CHIP_HEIGHT + CHIP_GAP);
-      const status = agents[agent];
+      const status = agents[`${step.id}/${agent}`] ?? agents[agent];
       const chip = svg("g", { class: `agent${status ? ` agent-${status}` : ""}`, "data-agent": agent });
       chip.append(
         svg("title", {}, status ? `${agent}: ${status}` : agent),

@@ -274,7 +274,9 @@ class RunView {
       fill(this.graph, h("p", { class: "muted" }, `The flow ${this.run.flow} is no longer in the bundle.`));
       return;
     }
-    const statuses = Object.fromEntries([...this.agents].map(([name, a]) => [name, a.status]));
+    // Keyed by step and agent: an agent in two steps (pm in design and
+    // revise) is coloured only where it ran last.
+    const statuses = Object.fromEntries([...this.agents].map(([name, a]) => [a.step ? `${a.step}/${name}` : name, a.status]));
     const active = new Set(this.activeSteps);
     if (ACTIVE.has(this.run.status) && active.size === 0 && this.run.step) active.add(this.run.step);
     fill(this.graph, flowGraph(this.flow, { agents: statuses, activeSteps: active, visitedSteps: this.visitedSteps }));
@@ -292,7 +294,7 @@ class RunView {
           h("td", {}, badge(a.status)),
           h("td", { class: "num" }, time),
           h("td", { class: "num" }, tokens === null ? "—" : count(tokens)),
-          h("td", {}, a.document ? h("a", { href: docLink(this.run.story_id, a.document) }, a.document) : "—"));
+          h("td", {}, a.document ? h("a", { href: docLink(this.run.story_id, a.document) }, docName(this.run.story_id, a.document)) : "—"));
       }),
     );
   }
@@ -346,6 +348,11 @@ class RunView {
       fill(this.usage, errorBox(error));
     }
   }
+}
+
+/** `s1__prd` shown as `prd` in a run of story `s1`. */
+function docName(story, document) {
+  return document.startsWith(`${story}__`) ? document.slice(story.length + 2) : document;
 }
 
 function docLink(story, document) {
