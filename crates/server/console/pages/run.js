@@ -38,7 +38,6 @@ class RunView {
     this.agents = new Map();
     this.activeSteps = new Set();
     this.visitedSteps = new Set();
-    this.toolCalls = [];
     this.streamError = null;
     this.pendingText = new Map();
     this.flushScheduled = false;
@@ -146,7 +145,6 @@ class RunView {
         return;
       }
       case "tool_call":
-        this.toolCalls.push(data);
         this.toolRows.append(toolRow(data));
         return;
       case "usage":
@@ -159,13 +157,9 @@ class RunView {
       case "status":
         this.run.status = data.status;
         if (data.error_code) this.run.error_code = data.error_code;
-        if (data.status !== "interrupted") {
-          for (const interrupt of this.run.interrupts ?? []) {
-            if (interrupt.status === "open" && data.status !== "running" && data.status !== "queued") interrupt.status = "cancelled";
-          }
-        }
         this.drawHeader();
         this.drawProblems();
+        this.drawGraph();
         return;
       case "done":
         this.run = data;

@@ -73,6 +73,8 @@ export async function render(container, params) {
   firstPage = first.runs;
   cursor = first.next_cursor;
   draw();
+  // A User Timing mark: when the first page of runs was on screen (bench/console.sh reads it).
+  performance.mark("bmad2pf:runs-rendered");
 
   more.addEventListener("click", async () => {
     more.disabled = true;
