@@ -485,6 +485,62 @@ async fn a_document_edited_in_the_console_is_saved_through_the_api() -> TestResu
 }
 
 #[tokio::test]
+async fn a_document_a_pending_run_waits_for_is_uploaded_from_the_documents_page() -> TestResult {
+    let Some((chromium, driver)) = browser_binaries()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("agents"))?;
+    std::fs::write(
+        src.join("agents/writer.md"),
+        "---\nid: writer\nrequires: [spec.md]\n---\nWrite from {{ docs[\"spec.md\"] }}\n",
+    )?;
+    let server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default()],
+        &[],
+    )?;
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = client
+        .post(format!("{}/runs", server.base))
+        .json(&serde_json::json!({"flow": "default", "story_id": "p1", "input": "x", "mode": "headless"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let run_id = started["run_id"].as_str().ok_or("a run id")?;
+    let run: serde_json::Value = get(&format!("{}/runs/{run_id}/wait?timeout_s=30", server.base))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(run["status"], "pending", "{run}");
+
+    let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
+    browser.open(&format!("{}/#/docs/p1", server.base)).await?;
+    let form = "form.upload[data-missing=\"spec.md\"]";
+    browser
+        .wait_for(&format!("{form} textarea"))
+        .await?
+        .send_keys("# Spec\n\nA list app.")
+        .await?;
+    browser
+        .wait_for(&format!("{form} button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    browser.wait_for_text("#doc-rendered h1", "Spec").await?;
+    let saved = get(&format!("{}/doc/p1__spec", server.base))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(saved, "# Spec\n\nA list app.");
+    browser.client.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_console_asks_for_the_api_key_once_and_keeps_it_for_the_tab() -> TestResult {
     let Some((chromium, driver)) = browser_binaries()? else {
         return Ok(());

@@ -37,7 +37,7 @@ async function show() {
   stopPage?.();
   stopPage = null;
   const [page, key, params] = route(location.hash);
-  for (const link of document.querySelectorAll("nav a")) {
+  for (const link of document.querySelectorAll(".top nav a")) {
     if (link.dataset.page === key) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
