@@ -5,7 +5,13 @@
 //! `X-API-Key: <key>`. Keys are compared as SHA-256 digests in constant
 //! time: hashing first makes the comparison independent of the key's length
 //! too, so neither content nor length leaks through timing.
+//!
+//! The web console's page and assets ([`crate::console`]) load without the
+//! key: they are the same static files for everyone and hold no data; the
+//! page asks for the key when the API answers 401, and sends it like any
+//! client.
 
+use crate::console;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};
@@ -15,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The one route reachable without the key (load balancers and container
+/// The one API route reachable without the key (load balancers and container
 /// health checks have no secret).
 const PUBLIC_PATH: &str = "/health";
 
@@ -66,6 +72,11 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
+/// Whether `path` is reachable without the key: `/health` and the console's files.
+fn is_public(path: &str) -> bool {
+    path == PUBLIC_PATH || console::is_console_path(path)
+}
+
 /// Middleware: 401 unless the route is public, auth is off, or the key matches.
 pub async fn require_api_key(
     State(state): State<AppState>,
@@ -73,7 +84,7 @@ pub async fn require_api_key(
     next: Next,
 ) -> Response {
     match state.api_key() {
-        Some(key) if request.uri().path() != PUBLIC_PATH && !key.admits(request.headers()) => {
+        Some(key) if !is_public(request.uri().path()) && !key.admits(request.headers()) => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -7,8 +7,8 @@
 //!
 //! # Layout
 //! - [`router`] builds the app: the routes of [`routes`] plus the docs page
-//!   and the MCP endpoint (`/mcp`, from the `bmad2pf-mcp` crate), wrapped in
-//!   the layers below.
+//!   and the web [`console`] and the MCP endpoint (`/mcp`, from the
+//!   `bmad2pf-mcp` crate), wrapped in the layers below.
 //! - [`serve()`](serve::serve) binds, serves and shuts down gracefully
 //!   ([`serve::shutdown_signal`] for SIGINT/SIGTERM).
 //! - [`AppState`]: the swappable engine, the API key, request metrics.
@@ -28,7 +28,8 @@
 //! # Decisions
 //! - `/health` is public and answers 200 even when `degraded` (see
 //!   [`routes::health`]); `/docs` and `/openapi.json` need the key like the
-//!   rest when auth is on.
+//!   rest when auth is on. The console's static files (`/`, `/console/…`)
+//!   do not: the page asks for the key on the API's first 401.
 //! - `DELETE` of something absent is a 404, like `GET`.
 //! - Ids in JSON bodies and queries (`workflow_id`, `story_id` of `/run`,
 //!   `/doc` and `/agent/{id}/ready`) are validated like path ids: 400
@@ -40,6 +41,7 @@
 //!   HTTP status (see [`routes::run`]).
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod layers;
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Result<Router, ServerError> {
     let app = routes::api_routes()
         .merge(docs_page)
         .route_service(MCP_PATH, mcp)
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
         .layer(from_fn_with_state(
             server.max_body_bytes,

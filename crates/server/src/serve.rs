@@ -198,6 +198,7 @@ pub async fn serve_on(
             bundle.agents.len(),
             bundle.flows.len(),
         );
+        tracing::info!("console: http://{local}/");
     }
     accept_until(listener, app, options.header_read_timeout, shutdown).await;
     tracing::info!("HTTP server stopped; shutting the engine down");
