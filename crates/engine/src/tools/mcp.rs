@@ -25,7 +25,7 @@ use bmad2pf_compiler::bundle::{
 };
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool};
-use rmcp::service::{RoleClient, RunningService};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{Peer, ServiceError, ServiceExt};
@@ -345,7 +345,7 @@ impl McpServer {
                     .await
             }
         }
-        .map_err(|e| format!("cannot start an MCP session: {e}"))?;
+        .map_err(|e| format!("cannot start an MCP session: {}", session_error(&e)))?;
         let tools = client
             .peer()
             .list_all_tools()
@@ -386,6 +386,21 @@ impl McpServer {
     fn unavailable(&self, why: String) -> ToolError {
         ToolError::Unavailable(format!("MCP server `{}` {why}", self.name))
     }
+}
+
+/// Why a session could not start, for people: a transport's error with
+/// its causes (the SDK's own message names Rust types).
+fn session_error(error: &ClientInitializeError) -> String {
+    let ClientInitializeError::TransportError { error, .. } = error else {
+        return error.to_string();
+    };
+    let mut text = error.error.to_string();
+    let mut cause = error.error.source();
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 /// A call's result as text for the model: its text blocks, else its
