@@ -129,6 +129,9 @@ fn mistakes_in_a_server_declaration_are_reported_where_they_are_written() {
   shell:
     kind: mcp
     command: tracker-mcp --stdio
+  tls:
+    kind: mcp
+    url: https://h/mcp
 ";
     let found = errors(tools, "---\nid: pm\n---\nPlan.\n");
     let at = |code: &'static str, line: u32| (code, "tools.yaml".to_string(), line);
@@ -147,6 +150,7 @@ fn mistakes_in_a_server_declaration_are_reported_where_they_are_written() {
             at("unknown-key", 31),          // envv
             at("bad-value", 35),            // connect_timeout: 0
             at("wrong-type", 38),           // a shell string
+            at("bad-value", 41),            // https is not implemented yet
         ]
     );
 }

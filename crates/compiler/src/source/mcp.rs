@@ -15,7 +15,7 @@
 //! ```
 //!
 //! A server has `command` (an argv, as for `command` tools) or `url`
-//! (`http://` or `https://`), not both; `env` goes with `command` and
+//! (`http://`; `https://` is not implemented yet), not both; `env` goes with `command` and
 //! `headers` with `url`. A value is a string, or `{env: NAME, prefix: ...}`
 //! to read bmad2pf's environment variable `NAME` when the server is
 //! connected (the bundle keeps the reference, never the secret). The server's
@@ -113,10 +113,20 @@ pub(super) fn read_server(
         (None, Some((_, url_node))) => {
             only_with(r, "env", "command");
             let url = r.string(url_node, &format!("tools.{name}.url"))?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            if url.starts_with("https://") {
                 r.bad_value(
                     url_node.pos,
-                    format!("MCP server `{name}`: url must start with http:// or https://"),
+                    format!("MCP server `{name}`: https:// is not implemented yet"),
+                )
+                .hint = Some(
+                    "use an http:// URL on a network you trust (a local proxy can add TLS), or start the server with `command`".into(),
+                );
+                return None;
+            }
+            if !url.starts_with("http://") {
+                r.bad_value(
+                    url_node.pos,
+                    format!("MCP server `{name}`: url must start with http://"),
                 );
                 return None;
             }
