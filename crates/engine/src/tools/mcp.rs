@@ -31,6 +31,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{Peer, ServiceError, ServiceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Every MCP server of a bundle, by name.
@@ -61,6 +62,12 @@ pub(crate) struct McpServer {
     /// Held while connecting, so concurrent users wait for one attempt
     /// instead of starting one each.
     state: tokio::sync::Mutex<State>,
+    /// Connection attempts started so far. A user that waited for the lock
+    /// while another made an attempt takes that attempt's outcome rather
+    /// than making one more, so waiting is bounded by one connect time-out.
+    attempts: AtomicU64,
+    /// Whether a background reconnection (started by a health check) is under way.
+    reconnecting: AtomicBool,
 }
 
 enum State {
@@ -72,6 +79,9 @@ enum State {
 }
 
 struct Connection {
+    /// The attempt that made it, so a failure seen on an older connection
+    /// does not drop a newer one.
+    attempt: u64,
     /// Keeps the client running (dropping it closes the session and, for
     /// stdio, ends the process).
     client: RunningService<RoleClient, ClientConfig>,
@@ -79,7 +89,22 @@ struct Connection {
     tools: Arc<Vec<Tool>>,
 }
 
+/// What a user of a connection needs, taken out of the lock.
+struct Link {
+    attempt: u64,
+    peer: Peer<RoleClient>,
+    tools: Arc<Vec<Tool>>,
+}
+
 impl Connection {
+    fn link(&self) -> Link {
+        Link {
+            attempt: self.attempt,
+            peer: self.client.peer().clone(),
+            tools: self.tools.clone(),
+        }
+    }
+
     fn is_alive(&self) -> bool {
         !self.client.is_closed() && !self.client.peer().is_transport_closed()
     }
@@ -195,6 +220,8 @@ impl McpServer {
             ),
             call_timeout: Duration::from_secs(spec.timeout_s),
             state: tokio::sync::Mutex::new(State::Idle),
+            attempts: AtomicU64::new(0),
+            reconnecting: AtomicBool::new(false),
         })
     }
 
@@ -204,7 +231,7 @@ impl McpServer {
 
     /// The server's tools, connecting first when there is no live connection.
     pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, ToolError> {
-        self.connection().await.map(|(_, tools)| tools)
+        self.connection().await.map(|link| link.tools)
     }
 
     /// Function definitions for the server's tools (`only`: just that one),
@@ -258,16 +285,16 @@ impl McpServer {
                 )));
             }
         };
-        let (peer, _) = self.connection().await?;
+        let link = self.connection().await?;
         let request = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
-        let answer = tokio::time::timeout(self.call_timeout, peer.call_tool(request)).await;
+        let answer = tokio::time::timeout(self.call_timeout, link.peer.call_tool(request)).await;
         let result = match answer {
             Err(_) => {
                 let why = format!(
                     "did not answer `{tool}` within {} s",
                     self.call_timeout.as_secs()
                 );
-                self.drop_connection(&why).await;
+                self.drop_connection(link.attempt, &why).await;
                 return Err(self.unavailable(why));
             }
             // The server answered, with an error of its own (unknown tool,
@@ -280,7 +307,7 @@ impl McpServer {
             }
             Ok(Err(error)) => {
                 let why = format!("failed during `{tool}`: {error}");
-                self.drop_connection(&why).await;
+                self.drop_connection(link.attempt, &why).await;
                 return Err(self.unavailable(why));
             }
             Ok(Ok(result)) => result,
@@ -295,19 +322,24 @@ impl McpServer {
         Ok(text)
     }
 
-    /// A live connection's peer and tools: the one kept, or a new one.
-    async fn connection(&self) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), ToolError> {
+    /// A live connection: the one kept, or a new one.
+    async fn connection(&self) -> Result<Link, ToolError> {
+        let attempts_before = self.attempts.load(Ordering::Acquire);
         let mut state = self.state.lock().await;
-        if let State::Up(connection) = &*state
-            && connection.is_alive()
-        {
-            return Ok((connection.client.peer().clone(), connection.tools.clone()));
+        match &*state {
+            State::Up(connection) if connection.is_alive() => return Ok(connection.link()),
+            // Another user's attempt failed while this one waited: its answer is this one's.
+            State::Down(why) if self.attempts.load(Ordering::Acquire) != attempts_before => {
+                return Err(self.unavailable(why.clone()));
+            }
+            _ => {}
         }
-        match tokio::time::timeout(self.connect_timeout, self.connect()).await {
+        let attempt = self.attempts.fetch_add(1, Ordering::AcqRel) + 1;
+        match tokio::time::timeout(self.connect_timeout, self.connect(attempt)).await {
             Ok(Ok(connection)) => {
-                let found = (connection.client.peer().clone(), connection.tools.clone());
+                let link = connection.link();
                 *state = State::Up(connection);
-                Ok(found)
+                Ok(link)
             }
             Ok(Err(why)) => {
                 *state = State::Down(why.clone());
@@ -325,7 +357,7 @@ impl McpServer {
     }
 
     /// Starts a session (the process, or the HTTP session) and lists the tools.
-    async fn connect(&self) -> Result<Connection, String> {
+    async fn connect(&self, attempt: u64) -> Result<Connection, String> {
         let identity = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("bmad2pf", env!("CARGO_PKG_VERSION")),
@@ -356,15 +388,19 @@ impl McpServer {
             .await
             .map_err(|e| format!("cannot list its tools: {e}"))?;
         Ok(Connection {
+            attempt,
             client,
             tools: Arc::new(tools),
         })
     }
 
-    /// Forgets a connection that failed, so the next use makes a new one.
-    async fn drop_connection(&self, why: &str) {
+    /// Forgets the connection made by `attempt`, which failed, so the next
+    /// use makes a new one (a newer connection is kept).
+    async fn drop_connection(&self, attempt: u64, why: &str) {
         let mut state = self.state.lock().await;
-        *state = State::Down(why.to_string());
+        if matches!(&*state, State::Up(connection) if connection.attempt == attempt) {
+            *state = State::Down(why.to_string());
+        }
     }
 
     fn health(self: &Arc<Self>) -> Result<(), String> {
@@ -378,12 +414,15 @@ impl McpServer {
             State::Idle => "not connected yet".to_string(),
         };
         drop(state);
-        let server = self.clone();
-        tokio::spawn(async move {
-            if server.tools().await.is_ok() {
-                tracing::info!(server = server.name, "MCP server reconnected");
-            }
-        });
+        if !self.reconnecting.swap(true, Ordering::AcqRel) {
+            let server = self.clone();
+            tokio::spawn(async move {
+                if server.tools().await.is_ok() {
+                    tracing::info!(server = server.name, "MCP server reconnected");
+                }
+                server.reconnecting.store(false, Ordering::Release);
+            });
+        }
         Err(why)
     }
 
