@@ -34,6 +34,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The least time between two reconnections started by health checks.
+const HEALTH_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
 /// Every MCP server of a bundle, by name.
 pub(crate) struct McpServers {
     servers: BTreeMap<String, Arc<McpServer>>,
@@ -168,8 +171,8 @@ impl McpServers {
 
     /// Each server's health, as `mcp:<name>`: up, or why not. Never waits
     /// for a connection: a server being connected reports that, and a
-    /// server that is down is tried again in the background, so the next
-    /// check sees it back.
+    /// server that is down is tried again in the background (at most every
+    /// few seconds), so a later check sees it back.
     pub fn health(&self) -> Vec<(String, Result<(), String>)> {
         self.servers
             .values()
@@ -417,8 +420,12 @@ impl McpServer {
         if !self.reconnecting.swap(true, Ordering::AcqRel) {
             let server = self.clone();
             tokio::spawn(async move {
-                if server.tools().await.is_ok() {
-                    tracing::info!(server = server.name, "MCP server reconnected");
+                match server.tools().await {
+                    Ok(_) => tracing::info!(server = server.name, "MCP server reconnected"),
+                    // Health checks come often (load balancers): a server
+                    // that is still down is tried again after a pause, not
+                    // on every check.
+                    Err(_) => tokio::time::sleep(HEALTH_RECONNECT_PAUSE).await,
                 }
                 server.reconnecting.store(false, Ordering::Release);
             });
