@@ -112,6 +112,10 @@ struct ValidateArgs {
     /// Source directory to check.
     #[arg(long, value_name = "DIR")]
     src: PathBuf,
+    /// Also connect to each MCP server of tools.yaml and check that the
+    /// tools agents name exist (without it, no server is contacted).
+    #[arg(long)]
+    check_tools: bool,
     /// How to print diagnostics and the result.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,

@@ -323,10 +323,22 @@ pub struct ToolSpec {
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// For `command`: the argv (never a shell string).
+    /// For `command`, and for an `mcp` server started as a process: the
+    /// argv (never a shell string). For an `mcp` server over streamable
+    /// HTTP, `url` is its endpoint instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// Seconds one call may take (for `mcp`: one `tools/call`).
     pub timeout_s: u64,
+    /// For an `mcp` server started as a process: variables added to its environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, SettingValue>,
+    /// For an `mcp` server over streamable HTTP: headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, SettingValue>,
+    /// For `mcp`: seconds to connect to the server and list its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -335,6 +347,65 @@ pub enum ToolKind {
     Builtin,
     Http,
     Command,
+    /// An MCP server: every tool it lists, each offered as `<server>__<tool>`.
+    Mcp,
+}
+
+/// A value handed to an MCP server (an environment variable of its process,
+/// an HTTP header): written in tools.yaml, or read from an environment
+/// variable of bmad2pf when the server is connected, so secrets stay out of
+/// the sources and the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Text(String),
+    FromEnv(EnvReference),
+}
+
+/// `{env: NAME, prefix: "Bearer "}`: the variable's value after `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvReference {
+    pub env: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+}
+
+impl SettingValue {
+    /// The value, looking variables up with `env`; the error names the unset variable.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        match self {
+            Self::Text(text) => Ok(text.clone()),
+            Self::FromEnv(reference) => env(&reference.env)
+                .map(|value| format!("{}{value}", reference.prefix))
+                .ok_or_else(|| format!("environment variable `{}` is not set", reference.env)),
+        }
+    }
+}
+
+/// Seconds to connect to an MCP server and list its tools, unless tools.yaml's `connect_timeout` says otherwise.
+pub const DEFAULT_MCP_CONNECT_TIMEOUT_S: u64 = 10;
+
+/// Separates an MCP server's name from one of its tools in an agent's
+/// `tools` and in `tool_call` steps: `tracker.create_issue`.
+pub const MCP_TOOL_SEPARATOR: char = '.';
+
+/// Separates them in the function name the model sees,
+/// `tracker__create_issue` (function names may not contain dots).
+pub const MCP_FUNCTION_SEPARATOR: &str = "__";
+
+/// The function name the model calls an MCP server's tool by.
+pub fn mcp_function_name(server: &str, tool: &str) -> String {
+    format!("{server}{MCP_FUNCTION_SEPARATOR}{tool}")
+}
+
+/// Whether `name` may be a function name for the LLM providers:
+/// `^[A-Za-z0-9_-]{1,64}$`.
+pub fn is_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Tools every project has without declaring them.

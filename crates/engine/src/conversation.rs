@@ -27,7 +27,7 @@ use crate::llm::{
 use crate::reply::{Envelope, parse_envelope};
 use crate::runs::interrupts::{ASK_HUMAN, Question};
 use crate::store::now_ms;
-use crate::tools::ToolContext;
+use crate::tools::{ToolContext, ToolError};
 use crate::usage::{CallRecord, CallSink, UsageTotals, call_cost};
 use serde_json::Value;
 use std::time::Duration;
@@ -79,6 +79,9 @@ pub(crate) enum ConversationError {
     InvalidOutput { problem: String },
     /// The caller's stop check said to start no more calls.
     Stopped,
+    /// A tool the model called cannot be used (an MCP server that is down
+    /// or does not answer); the message names it.
+    ToolUnavailable(String),
     /// The model asked a person (interactive): the exchange stops here.
     Asked(Box<Asked>),
 }
@@ -284,15 +287,20 @@ impl<'a> Conversation<'a> {
                             Err(problem) => format!("error: {problem}"),
                         }
                     }
-                    Some(tools) if tools.allowed.contains(&tool_call.name) => match self
-                        .core
-                        .tools
-                        .call(&tool_call.name, &tool_call.arguments, tools.ctx)
-                        .await
-                    {
-                        Ok(output) => output,
-                        Err(e) => format!("error: {e}"),
-                    },
+                    Some(tools) if self.core.tools.allows(tools.allowed, &tool_call.name) => {
+                        match self
+                            .core
+                            .tools
+                            .call(&tool_call.name, &tool_call.arguments, tools.ctx)
+                            .await
+                        {
+                            Ok(output) => output,
+                            Err(ToolError::Unavailable(why)) => {
+                                return Err(ConversationError::ToolUnavailable(why));
+                            }
+                            Err(e) => format!("error: {e}"),
+                        }
+                    }
                     _ => format!(
                         "error: tool `{}` is not available to this agent",
                         tool_call.name
@@ -495,7 +503,7 @@ mod tests {
             status: stores.status,
             runs: stores.runs,
             providers: BTreeMap::new(),
-            tools: ToolBox::new(&BTreeMap::new()),
+            tools: ToolBox::new(&BTreeMap::new(), &|_| None).unwrap_or_else(|e| panic!("{e}")),
             prompts: BTreeMap::new(),
             agent_permits: tokio::sync::Semaphore::new(1),
             counters: Counters::default(),

@@ -104,7 +104,8 @@ impl Stores {
 }
 
 /// Each backend's name and whether it works (the error message when not).
-pub type BackendHealth = Vec<(&'static str, Result<(), String>)>;
+/// MCP servers are listed as `mcp:<name>`.
+pub type BackendHealth = Vec<(String, Result<(), String>)>;
 
 /// How long a health check's answer is reused while no backend fails.
 pub const HEALTH_TTL: Duration = Duration::from_secs(1);
@@ -161,8 +162,10 @@ impl Engine {
             env(&config.webhooks.secret_env),
             stores.deliveries.clone(),
         )?);
+        let tools = ToolBox::new(&bundle.tools, env).map_err(EngineError::Config)?;
+        tools.connect_mcp_servers();
         let core = Arc::new(Core {
-            tools: ToolBox::new(&bundle.tools),
+            tools,
             prompts: Core::prepare_prompts(&bundle),
             agent_permits: Semaphore::new(config.server.max_parallel_agents.max(1)),
             counters: Counters::default(),
@@ -417,7 +420,9 @@ impl Engine {
             .map_or(crate::store::ids::MAX_ID_LEN, |limit| limit.max_len)
     }
 
-    /// Each backend's health: `docs`, `memory`, `status`. A backend check
+    /// Each backend's health: `docs`, `memory`, `status`, then each MCP
+    /// server of tools.yaml as `mcp:<name>` (as last seen: that costs no
+    /// I/O, so it is never reused from an earlier report). A store check
     /// does real I/O (a read and a write, a PING), so the answer is reused
     /// for [`HEALTH_TTL`] — a flood of `/health` requests costs one check a
     /// second — unless a backend has failed since it was taken: then the
@@ -429,17 +434,22 @@ impl Engine {
             .as_ref()
             .filter(|r| r.taken.elapsed() < HEALTH_TTL && r.incidents == incidents)
         {
-            return report.backends.clone();
+            let mut backends = report.backends.clone();
+            backends.extend(self.core.tools.mcp_health());
+            return backends;
         }
         let core = &self.core;
-        let backends = vec![
-            ("docs", core.docs.health().await.map_err(|e| e.to_string())),
+        let mut backends = vec![
             (
-                "memory",
+                "docs".to_string(),
+                core.docs.health().await.map_err(|e| e.to_string()),
+            ),
+            (
+                "memory".to_string(),
                 core.memory.health().await.map_err(|e| e.to_string()),
             ),
             (
-                "status",
+                "status".to_string(),
                 core.status.health().await.map_err(|e| e.to_string()),
             ),
         ];
@@ -450,6 +460,7 @@ impl Engine {
             incidents: self.incidents.count(),
             backends: backends.clone(),
         });
+        backends.extend(core.tools.mcp_health());
         backends
     }
 

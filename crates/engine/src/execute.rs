@@ -187,6 +187,9 @@ pub(crate) async fn execute(
             "the model asked a person, which a stateless execute cannot wait for".to_string(),
             format!("ask_human: {}", asked.question.prompt),
         ),
+        Err(ConversationError::ToolUnavailable(why)) => {
+            ("a tool the model called is unavailable".to_string(), why)
+        }
         Err(ConversationError::ToolLoopLimit) => (
             "the model kept calling tools".to_string(),
             format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),

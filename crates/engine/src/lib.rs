@@ -20,7 +20,7 @@
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
 //! - [`store`]: document, memory, orchestration-status, run-record and
 //!   webhook-delivery stores: the embedded SQLite store and the Redis one.
-//! - [`tools`]: builtin, http and command tools offered to the LLM.
+//! - [`tools`]: builtin, http and command tools, and MCP servers' tools, offered to the LLM.
 //! - [`reply`]: reading replies (`ACTION:` lines, structured envelopes).
 //! - [`outcome`]: request and result shapes (the wire shapes of the API).
 //! - [`EngineError`] (`error.rs`): what a request to the engine can fail with.

@@ -10,36 +10,9 @@ use bmad2pf_engine::Engine;
 use bmad2pf_engine::outcome::{AgentRunStatus, RunRequest, RunStatus};
 use bmad2pf_engine::runs::RunMode;
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope};
-use llm_common::{Reply, VendorServer};
+use llm_common::{Reply, VendorServer, text_reply, tool_call_reply};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn tool_call_reply(calls: &[(&str, Value)]) -> Reply {
-    let calls: Vec<Value> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, (name, args))| {
-            json!({"id": format!("call_{i}"), "type": "function",
-                   "function": {"name": name, "arguments": args.to_string()}})
-        })
-        .collect();
-    Reply::json(
-        200,
-        json!({"id": "c", "object": "chat.completion", "model": "m",
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls},
-                            "finish_reason": "tool_calls"}],
-               "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}),
-    )
-}
-
-fn text_reply(text: &str) -> Reply {
-    Reply::json(
-        200,
-        json!({"id": "c", "object": "chat.completion", "model": "m",
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-               "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}),
-    )
-}
 
 struct Setup {
     _dir: tempfile::TempDir,

@@ -9,10 +9,11 @@
 //! [`super::workflow`], using the [`DepRef`] positions recorded here.
 
 use super::fields::{FieldReader, is_doc_name, is_name, is_resource_name};
+use super::mcp::{self, ToolReference};
 use super::template::{PROMPT_VARIABLES, check_template, convert_legacy};
 use crate::bundle::{
     AgentSpec, BUILTIN_TOOLS, Command, ErrorHandling, LlmOverride, MemoryScope, Persona, Resource,
-    SequenceAction, SequenceStep, ToolSpec, WaitFor,
+    SequenceAction, SequenceStep, ToolKind, ToolSpec, WaitFor,
 };
 use crate::config::ProviderKind;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
@@ -147,8 +148,42 @@ impl<'a> AgentContext<'a> {
             .clone()
     }
 
-    fn tool_known(&self, name: &str) -> bool {
-        BUILTIN_TOOLS.contains(&name) || self.tools.contains_key(name)
+    /// Why `name` cannot be used as a tool, if it cannot: the error code,
+    /// the message, and a close name when there is one. `single`: a
+    /// `tool_call` step, which calls one tool, so an MCP server's tool must
+    /// be named (`server.tool`) rather than the whole server.
+    fn tool_problem(&self, name: &str, single: bool) -> Option<ToolProblem> {
+        if BUILTIN_TOOLS.contains(&name) {
+            return None;
+        }
+        let problem = |message: String, hint: Option<String>| {
+            Some(ToolProblem {
+                code: "bad-tool",
+                message,
+                hint,
+            })
+        };
+        match mcp::reference(self.tools, name) {
+            ToolReference::Declared
+                if single
+                    && self
+                        .tools
+                        .get(name)
+                        .is_some_and(|t| t.kind == ToolKind::Mcp) =>
+            {
+                problem(
+                    format!("`{name}` is an MCP server; a `tool_call` step calls one of its tools"),
+                    Some(format!("write `{name}.<tool>`")),
+                )
+            }
+            ToolReference::Declared | ToolReference::ServerTool => None,
+            ToolReference::Bad(message) => problem(message, None),
+            ToolReference::Unknown => Some(ToolProblem {
+                code: "unknown-tool",
+                message: format!("unknown tool `{name}`"),
+                hint: did_you_mean(name, self.tool_names()).map(|c| format!("did you mean `{c}`?")),
+            }),
+        }
     }
 
     fn tool_names(&self) -> impl Iterator<Item = &str> {
@@ -157,6 +192,13 @@ impl<'a> AgentContext<'a> {
             .copied()
             .chain(self.tools.keys().map(String::as_str))
     }
+}
+
+/// A name that cannot be used as a tool ([`AgentContext::tool_problem`]).
+struct ToolProblem {
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
 }
 
 /// The two parts of a Markdown file with `---` front matter (an agent file
@@ -633,23 +675,19 @@ impl AgentReader<'_, '_, '_> {
     fn tools(&mut self, node: &Node) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (name, pos) in self.r.string_list(node, "tools") {
-            if !self.ctx.tool_known(&name) {
-                let hint = match did_you_mean(&name, self.ctx.tool_names()) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => format!(
-                        "builtin tools are {}; declare others in tools.yaml",
-                        BUILTIN_TOOLS.join(", ")
-                    ),
-                };
+            if let Some(problem) = self.ctx.tool_problem(&name, false) {
+                let hint = problem.hint.or_else(|| {
+                    (problem.code == "unknown-tool").then(|| {
+                        format!(
+                            "builtin tools are {}; declare others in tools.yaml",
+                            BUILTIN_TOOLS.join(", ")
+                        )
+                    })
+                });
                 self.r
                     .diags
-                    .error(
-                        "unknown-tool",
-                        self.file,
-                        pos,
-                        format!("unknown tool `{name}`"),
-                    )
-                    .hint = Some(hint);
+                    .error(problem.code, self.file, pos, problem.message)
+                    .hint = hint;
             } else if !out.contains(&name) {
                 out.push(name);
             }
@@ -1046,16 +1084,11 @@ impl AgentReader<'_, '_, '_> {
         });
         let tool = applicable("tool").and_then(|(_, v)| {
             let name = self.r.string(v, "sequence[].tool")?;
-            if !self.ctx.tool_known(&name) {
-                let hint = did_you_mean(&name, self.ctx.tool_names())
-                    .map(|c| format!("did you mean `{c}`?"));
-                let diag = self.r.diags.error(
-                    "unknown-tool",
-                    self.file,
-                    v.pos,
-                    format!("unknown tool `{name}`"),
-                );
-                diag.hint = hint;
+            if let Some(problem) = self.ctx.tool_problem(&name, true) {
+                self.r
+                    .diags
+                    .error(problem.code, self.file, v.pos, problem.message)
+                    .hint = problem.hint;
             }
             Some(name)
         });

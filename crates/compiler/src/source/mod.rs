@@ -47,6 +47,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod fields;
+pub(crate) mod mcp;
 pub(crate) mod runtime_file;
 pub(crate) mod template;
 pub(crate) mod tools;

@@ -6,6 +6,8 @@
 //!   search: {kind: http, method: GET, url: "http://wiki.local/search?q={{ query }}",
 //!            parameters: {type: object, properties: {query: {type: string}}}, timeout: 10}
 //!   lint: {kind: command, command: ["markdownlint", "--stdin"], timeout: 10}
+//!   tracker: {kind: mcp, command: ["tracker-mcp"], env: {TOKEN: {env: TRACKER_TOKEN}}}
+//!   wiki: {kind: mcp, url: "http://wiki.local/mcp", connect_timeout: 5, timeout: 60}
 //! ```
 //!
 //! Rules: tool names match `^[A-Za-z][A-Za-z0-9_-]*$` (at most 64
@@ -15,8 +17,9 @@
 //! properties); `http` needs an `http(s)://` `url`, a Jinja template that
 //! may only read the declared parameters, and a `method` (default GET);
 //! `command` is an argv list, never a shell string; `timeout` is seconds
-//! (default [`DEFAULT_TOOL_TIMEOUT_S`]). Keys that belong to another kind
-//! are errors, as are unknown keys.
+//! (default [`DEFAULT_TOOL_TIMEOUT_S`]). `mcp` declares an MCP server, read
+//! by [`super::mcp`]. Keys that belong to another kind are errors, as are
+//! unknown keys.
 
 use super::fields::{FieldReader, is_name};
 use super::template::check_template;
@@ -27,7 +30,7 @@ use std::collections::BTreeMap;
 
 pub const DEFAULT_TOOL_TIMEOUT_S: u64 = 30;
 const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-const ALL_KEYS: [&str; 7] = [
+const ALL_KEYS: [&str; 10] = [
     "kind",
     "description",
     "parameters",
@@ -35,7 +38,11 @@ const ALL_KEYS: [&str; 7] = [
     "url",
     "command",
     "timeout",
+    "env",
+    "headers",
+    "connect_timeout",
 ];
+const KINDS: [&str; 4] = ["builtin", "http", "command", "mcp"];
 
 /// Reads tools.yaml text; `file` names it in diagnostics.
 pub fn parse_tools(text: &str, file: &str, diags: &mut Diagnostics) -> BTreeMap<String, ToolSpec> {
@@ -99,14 +106,15 @@ fn parse_tool(
         "builtin" => ToolKind::Builtin,
         "http" => ToolKind::Http,
         "command" => ToolKind::Command,
+        "mcp" => ToolKind::Mcp,
         other => {
-            let hint = did_you_mean(other, ["builtin", "http", "command"]).map_or_else(
-                || "one of: builtin, http, command".into(),
+            let hint = did_you_mean(other, KINDS).map_or_else(
+                || format!("one of: {}", KINDS.join(", ")),
                 |c| format!("did you mean `{c}`?"),
             );
             r.bad_value(
                 kind_node.pos,
-                format!("tool kind `{other}` is not builtin, http or command"),
+                format!("tool kind `{other}` is not builtin, http, command or mcp"),
             )
             .hint = Some(hint);
             return None;
@@ -123,6 +131,7 @@ fn parse_tool(
             "timeout",
         ],
         ToolKind::Command => &["kind", "description", "parameters", "command", "timeout"],
+        ToolKind::Mcp => &super::mcp::KEYS,
     };
     for (k, _) in entries {
         if ALL_KEYS.contains(&k.name.as_str()) && !applicable.contains(&k.name.as_str()) {
@@ -150,7 +159,7 @@ fn parse_tool(
                 )
                 .hint = Some(hint);
         }
-        ToolKind::Http | ToolKind::Command if is_builtin_name => {
+        ToolKind::Http | ToolKind::Command | ToolKind::Mcp if is_builtin_name => {
             r.diags.error(
                 "bad-tool",
                 r.file,
@@ -179,6 +188,9 @@ fn parse_tool(
         url: None,
         command: Vec::new(),
         timeout_s,
+        env: BTreeMap::new(),
+        headers: BTreeMap::new(),
+        connect_timeout_s: None,
     };
     match kind {
         ToolKind::Builtin => {}
@@ -215,6 +227,7 @@ fn parse_tool(
             };
             spec.command = argv(r, cmd_node, &name)?;
         }
+        ToolKind::Mcp => super::mcp::read_server(r, entries, key, node, &mut spec)?,
     }
     Some(spec)
 }
@@ -272,7 +285,7 @@ fn method(r: &mut FieldReader<'_>, node: Option<&Node>, name: &str) -> Option<St
     Some(method)
 }
 
-fn argv(r: &mut FieldReader<'_>, node: &Node, name: &str) -> Option<Vec<String>> {
+pub(super) fn argv(r: &mut FieldReader<'_>, node: &Node, name: &str) -> Option<Vec<String>> {
     if let Value::Str(text) = &node.value {
         let as_list: Vec<String> = text.split_whitespace().map(|w| format!("{w:?}")).collect();
         r.wrong_type(

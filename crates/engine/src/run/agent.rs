@@ -234,6 +234,10 @@ impl From<ConversationError> for CallError {
                 code: AgentErrorCode::BudgetExceeded.into(),
                 message: "the run's budget is used up; no further LLM call was made".into(),
             },
+            ConversationError::ToolUnavailable(message) => Self::Other {
+                code: AgentErrorCode::ToolFailed.into(),
+                message,
+            },
             ConversationError::ToolLoopLimit => Self::Other {
                 code: AgentErrorCode::ToolLoopLimit.into(),
                 message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
@@ -326,6 +330,10 @@ impl AgentNode {
             Ok(llm) => llm,
             Err(message) => return failed(FailureCode::Llm(LlmErrorCode::Config), message),
         };
+        let tools = match self.core.tools.definitions(&self.tools).await {
+            Ok(tools) => tools,
+            Err(e) => return failed(AgentErrorCode::ToolFailed.into(), e.to_string()),
+        };
         let request = LlmRequest {
             model: llm.model.clone(),
             system: match &resume {
@@ -342,7 +350,7 @@ impl AgentNode {
             ))],
             temperature: llm.temperature,
             max_tokens: llm.max_tokens,
-            tools: self.core.tools.definitions(&self.tools),
+            tools,
             json_output: self.agent.output_schema.is_some(),
             output_schema: self.agent.output_schema.clone(),
         };

@@ -1,4 +1,5 @@
-//! Tools an agent may call: the builtins and those declared in tools.yaml.
+//! Tools an agent may call: the builtins, those declared in tools.yaml, and
+//! the tools of the MCP servers declared there ([`mcp`]).
 //!
 //! A [`ToolBox`] is built once per engine from the bundle. During a run an
 //! agent's tools are offered to the LLM as function definitions
@@ -20,12 +21,23 @@
 //! with a resource's own path, e.g. `src/bbq/workflows/plan-menu/data/cuts.csv`
 //! for `bbq/plan-menu/data/cuts.csv`); a path matching none or several is
 //! an error listing the candidates, which the model may correct.
+//!
+//! An agent names an MCP server's tools as `server` (all of them) or
+//! `server.tool` (one); the model sees and calls each as `server__tool`.
+//! Most failures of a tool go back to the model as the tool's answer, which
+//! it may act on; a server that cannot be reached
+//! ([`ToolError::Unavailable`]) ends the agent instead.
 
 mod external;
+mod mcp;
+mod mcp_check;
+
+pub use mcp_check::{ServerCheck, ToolCheck, check_mcp_tools};
 
 use crate::llm::ToolDefinition;
 use crate::store::{DocStore, DocWriter, MemoryKey, MemoryScope, MemoryStore, doc_id};
-use bmad2pf_compiler::bundle::{ToolKind, ToolSpec};
+use bmad2pf_compiler::bundle::{MCP_TOOL_SEPARATOR, ToolKind, ToolSpec};
+use mcp::{McpServer, McpServers};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +55,10 @@ pub enum ToolError {
     Timeout(u64),
     #[error("{0}")]
     Failed(String),
+    /// The tool cannot be used at all (an MCP server that is down or does
+    /// not answer): the agent fails rather than the model carrying on.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What a tool call may touch: the run's story and the calling agent's memory.
@@ -63,39 +79,89 @@ pub struct ToolContext {
 pub struct ToolBox {
     declared: BTreeMap<String, ToolSpec>,
     http: reqwest::Client,
+    mcp: McpServers,
 }
 
 impl ToolBox {
-    pub fn new(declared: &BTreeMap<String, ToolSpec>) -> Self {
-        Self {
+    /// The tools of `declared`; `env` reads the environment variables MCP
+    /// servers' `env` and `headers` refer to (an unset one is an error here).
+    /// No server is contacted yet: see [`connect_mcp_servers`](Self::connect_mcp_servers).
+    pub fn new(
+        declared: &BTreeMap<String, ToolSpec>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        Ok(Self {
             declared: declared.clone(),
             http: reqwest::Client::new(),
-        }
+            mcp: McpServers::new(declared, env)?,
+        })
+    }
+
+    /// Connects to every MCP server in the background and lists its tools.
+    pub fn connect_mcp_servers(&self) {
+        self.mcp.connect_all();
+    }
+
+    /// Each MCP server's health, as `mcp:<name>` (see [`McpServers::health`]).
+    pub fn mcp_health(&self) -> Vec<(String, Result<(), String>)> {
+        self.mcp.health()
     }
 
     /// Function definitions for the named tools (unknown names are skipped;
-    /// the compiler has already rejected them).
-    pub fn definitions(&self, names: &[String]) -> Vec<ToolDefinition> {
-        names
-            .iter()
-            .filter_map(|name| match self.declared.get(name) {
-                Some(spec) if spec.kind != ToolKind::Builtin => Some(ToolDefinition {
-                    name: spec.name.clone(),
-                    description: spec.description.clone(),
-                    parameters: spec.parameters.clone(),
-                }),
-                _ => builtin_definition(name),
-            })
-            .collect()
+    /// the compiler has already rejected them). An MCP server is asked for
+    /// its tools, connecting if need be; one that cannot be reached, or
+    /// lacks a tool named `server.tool`, is an error naming it.
+    pub async fn definitions(&self, names: &[String]) -> Result<Vec<ToolDefinition>, ToolError> {
+        let mut definitions = Vec::new();
+        for name in names {
+            if let Some((server, tool)) = self.mcp_reference(name) {
+                definitions.extend(server.definitions(tool).await?);
+                continue;
+            }
+            match self.declared.get(name) {
+                Some(spec) if spec.kind != ToolKind::Builtin => {
+                    definitions.push(ToolDefinition {
+                        name: spec.name.clone(),
+                        description: spec.description.clone(),
+                        parameters: spec.parameters.clone(),
+                    });
+                }
+                _ => definitions.extend(builtin_definition(name)),
+            }
+        }
+        Ok(definitions)
     }
 
-    /// Runs one tool call and returns its text output.
+    /// Whether `function`, a name the model called, is one of the tools
+    /// `allowed` names: the name itself, or an MCP server's tool
+    /// (`server__tool`) of a server or `server.tool` in `allowed`.
+    pub fn allows(&self, allowed: &[String], function: &str) -> bool {
+        if allowed.iter().any(|name| name == function) {
+            return true;
+        }
+        match self.mcp_reference(function) {
+            Some((server, Some(tool))) => allowed.iter().any(|name| {
+                name == server.name()
+                    || name.split_once(MCP_TOOL_SEPARATOR) == Some((server.name(), tool))
+            }),
+            _ => false,
+        }
+    }
+
+    /// Runs one tool call and returns its text output. `name` is a tool's
+    /// name, or an MCP server's tool as `server.tool` or `server__tool`.
     pub async fn call(
         &self,
         name: &str,
         args: &Value,
         ctx: &ToolContext,
     ) -> Result<String, ToolError> {
+        if let Some((server, tool)) = self.mcp_reference(name) {
+            let tool = tool.ok_or_else(|| {
+                ToolError::Failed(format!("`{name}` is an MCP server; call one of its tools"))
+            })?;
+            return server.call(tool, args).await;
+        }
         match self.declared.get(name) {
             Some(spec) if spec.kind == ToolKind::Http => {
                 external::call_http(&self.http, spec, args).await
@@ -104,6 +170,15 @@ impl ToolBox {
                 external::call_command(spec, args).await
             }
             _ => call_builtin(name, args, ctx).await,
+        }
+    }
+
+    /// The MCP server `name` refers to, and the tool when it names one
+    /// (see [`McpServers::reference`]); never a tool of another kind.
+    fn mcp_reference<'n>(&self, name: &'n str) -> Option<(&Arc<McpServer>, Option<&'n str>)> {
+        match self.declared.get(name) {
+            Some(spec) if spec.kind != ToolKind::Mcp => None,
+            _ => self.mcp.reference(name),
         }
     }
 }

@@ -508,3 +508,32 @@ macro_rules! vendor_error_tests {
         }
     };
 }
+
+/// An OpenAI chat completion that calls `calls` (name, arguments), ids `call_0`, `call_1`, ….
+pub fn tool_call_reply(calls: &[(&str, Value)]) -> Reply {
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| {
+            serde_json::json!({"id": format!("call_{i}"), "type": "function",
+                   "function": {"name": name, "arguments": args.to_string()}})
+        })
+        .collect();
+    Reply::json(
+        200,
+        serde_json::json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls},
+                            "finish_reason": "tool_calls"}],
+               "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}),
+    )
+}
+
+/// An OpenAI chat completion that answers `text`.
+pub fn text_reply(text: &str) -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({"id": "c", "object": "chat.completion", "model": "m",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}),
+    )
+}
