@@ -22,7 +22,7 @@
 use crate::Outcome;
 use crate::ask::Keyboard;
 use crate::report::stdout;
-use crate::run_text::{open_interrupts, outcome, progress_line, waiting};
+use crate::run_text::{console_hint, open_interrupts, outcome, progress_line, waiting};
 use crate::runtime::BundleArgs;
 use bmad2pf_engine::outcome::{RunEvent, RunStatus};
 use bmad2pf_engine::runs::{Cancelled, Run};
@@ -196,6 +196,10 @@ impl<'a> Follow<'a> {
         }
         if run.outcome.status == RunStatus::Interrupted {
             eprintln!("{}", waiting(run, self.bundle).join("\n"));
+        }
+        if !self.json {
+            let server = &self.engine.config().server;
+            eprintln!("{}", console_hint(run, self.bundle, server));
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `bmad2pf resume …` command that answers it.
 
 use crate::runtime::BundleArgs;
+use bmad2pf_compiler::config::ServerConfig;
 use bmad2pf_engine::outcome::{ProgressStatus, RunEvent};
 use bmad2pf_engine::runs::Run;
 use bmad2pf_engine::runs::interrupts::{Interrupt, InterruptKind};
@@ -109,11 +110,7 @@ pub fn waiting(run: &Run, bundle: &BundleArgs) -> Vec<String> {
         open.len(),
         run.outcome.run_id
     )];
-    let flags: String = bundle
-        .flags()
-        .iter()
-        .map(|(flag, path)| format!(" {flag} {}", shell_word(&path.to_string_lossy())))
-        .collect();
+    let flags = bundle_flags(bundle);
     for interrupt in open {
         lines.push(format!(
             "  {}  {} (step {}), {}",
@@ -169,6 +166,31 @@ fn kind_word(kind: InterruptKind) -> &'static str {
 
 /// `text` as one word for a POSIX shell: as it is when it is plainly safe,
 /// else in single quotes.
+/// Where to watch `run` in the web console: the `serve` command on the
+/// same bundle and store, and the run's page at the address `server` binds.
+pub fn console_hint(run: &Run, bundle: &BundleArgs, server: &ServerConfig) -> String {
+    // A server bound to every interface is reached on the loopback here.
+    let host = match server.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        host => host,
+    };
+    format!(
+        "watch it in the web console: bmad2pf serve{}, then http://{host}:{}/#/runs/{}",
+        bundle_flags(bundle),
+        server.port,
+        run.outcome.run_id
+    )
+}
+
+/// The command-line flags naming `bundle` (` --src DIR`…), shell-quoted.
+fn bundle_flags(bundle: &BundleArgs) -> String {
+    bundle
+        .flags()
+        .iter()
+        .map(|(flag, path)| format!(" {flag} {}", shell_word(&path.to_string_lossy())))
+        .collect()
+}
+
 fn shell_word(text: &str) -> String {
     let plain = !text.is_empty()
         && text
