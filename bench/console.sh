@@ -9,16 +9,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
-for tool in python3 chromium chromedriver; do
-  command -v "$tool" >/dev/null || { echo "$(basename "$0") needs $tool (apt-get install -y chromium chromium-driver python3)" >&2; exit 2; }
-done
-if [ -n "${BMAD2PF_BIN:-}" ]; then
-  bin="$(realpath "$BMAD2PF_BIN")"
-else
-  echo "building the release binary…" >&2
-  (cd "$root" && cargo build -q --release -p bmad2pf)
-  bin="$target/release/bmad2pf"
-fi
+tools="python3 chromium chromedriver"
+# shellcheck source=bench/server_binary.sh
+. "$root/bench/server_binary.sh"
 
 exec python3 "$root/bench/console.py" "$bin" "$root/examples/planning" \
   "$(command -v chromium)" "$(command -v chromedriver)" "$root/crates/server/console"

@@ -1,11 +1,12 @@
-# Sourced by the HTTP benchmarks: checks the tools they need and sets
+# Sourced by the server benchmarks: checks the tools they need and sets
 # `bin` to the bmad2pf binary to serve with — $BMAD2PF_BIN when given (a
 # binary built already, e.g. `cargo build --profile bench`; made absolute
 # because the server runs from a temporary working directory), else the
 # release binary, built here. Needs `root` (the checkout) and `target`.
 
-for tool in cargo wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "$(basename "$0") needs $tool (wrk: apt-get install -y wrk)" >&2; exit 2; }
+# `tools` (set before sourcing) names what the script needs besides.
+for tool in cargo ${tools:-wrk curl python3}; do
+  command -v "$tool" >/dev/null || { echo "$(basename "$0") needs $tool (Debian: apt-get install -y $tool; chromedriver is chromium-driver)" >&2; exit 2; }
 done
 
 if [ -n "${BMAD2PF_BIN:-}" ]; then

@@ -21,7 +21,7 @@
 
 use crate::Outcome;
 use crate::ask::Keyboard;
-use crate::report::stdout;
+use crate::report::{stderr, stdout};
 use crate::run_text::{console_hint, open_interrupts, outcome, progress_line, waiting};
 use crate::runtime::BundleArgs;
 use bmad2pf_engine::outcome::{RunEvent, RunStatus};
@@ -199,7 +199,8 @@ impl<'a> Follow<'a> {
         }
         if !self.json {
             let server = &self.engine.config().server;
-            eprintln!("{}", console_hint(run, self.bundle, server));
+            // Nobody reading stderr any more is no reason to fail the run.
+            let _ = stderr(&console_hint(run, self.bundle, server));
         }
     }
 }

@@ -124,7 +124,16 @@ impl Reporter {
 /// Writes `text` and a newline to stdout. A closed pipe (`bmad2pf graph |
 /// head`) is not an error worth a panic: it is reported to the caller.
 pub fn stdout(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    line_to(std::io::stdout().lock(), text)
+}
+
+/// [`stdout`] for stderr: a reader that went away (a closed pipe) is
+/// reported, not a panic as with `eprintln!`.
+pub fn stderr(text: &str) -> std::io::Result<()> {
+    line_to(std::io::stderr().lock(), text)
+}
+
+fn line_to(mut out: impl Write, text: &str) -> std::io::Result<()> {
     writeln!(out, "{text}")?;
     out.flush()
 }

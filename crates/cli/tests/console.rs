@@ -244,6 +244,37 @@ fn screenshot_folder() -> PathBuf {
     tmp.parent().unwrap_or(tmp).join("console-screenshots")
 }
 
+/// The planning example served from a new directory, and a browser on it.
+struct Session {
+    /// The server's working directory (its store); bound first so that it
+    /// is removed last.
+    _dir: tempfile::TempDir,
+    server: Server,
+    browser: Browser,
+}
+
+/// A [`Session`]; `None` when the browser is missing (see [`browser_binaries`]).
+async fn planning_session(
+    env: &[(&str, &str)],
+) -> Result<Option<Session>, Box<dyn std::error::Error>> {
+    let Some((chromium, driver)) = browser_binaries()? else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir()?;
+    let src = planning();
+    let server = serve(
+        dir.path(),
+        &["--src", src.to_str().unwrap_or_default()],
+        env,
+    )?;
+    let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
+    Ok(Some(Session {
+        _dir: dir,
+        server,
+        browser,
+    }))
+}
+
 async fn get(url: &str) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
     Ok(reqwest::get(url).await?.error_for_status()?)
 }
@@ -290,17 +321,14 @@ async fn start_run(
 
 #[tokio::test]
 async fn a_run_started_from_the_form_completes_with_its_documents_listed() -> TestResult {
-    let Some((chromium, driver)) = browser_binaries()? else {
+    let Some(Session {
+        _dir,
+        server,
+        browser,
+    }) = planning_session(&[("BMAD2PF_LLM_MOCK_LATENCY_MS", "150")]).await?
+    else {
         return Ok(());
     };
-    let dir = tempfile::tempdir()?;
-    let src = planning();
-    let server = serve(
-        dir.path(),
-        &["--src", src.to_str().unwrap_or_default()],
-        &[("BMAD2PF_LLM_MOCK_LATENCY_MS", "150")],
-    )?;
-    let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
 
     let run_id = start_run(&browser, &server, "planning", "shop", "headless").await?;
     browser
@@ -360,17 +388,14 @@ async fn a_run_started_from_the_form_completes_with_its_documents_listed() -> Te
 
 #[tokio::test]
 async fn an_interactive_run_is_answered_on_the_questions_page_and_finishes() -> TestResult {
-    let Some((chromium, driver)) = browser_binaries()? else {
+    let Some(Session {
+        _dir,
+        server,
+        browser,
+    }) = planning_session(&[]).await?
+    else {
         return Ok(());
     };
-    let dir = tempfile::tempdir()?;
-    let src = planning();
-    let server = serve(
-        dir.path(),
-        &["--src", src.to_str().unwrap_or_default()],
-        &[],
-    )?;
-    let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
 
     let run_id = start_run(&browser, &server, "kickoff", "kick", "interactive").await?;
     browser
@@ -412,17 +437,14 @@ async fn an_interactive_run_is_answered_on_the_questions_page_and_finishes() -> 
 
 #[tokio::test]
 async fn a_document_edited_in_the_console_is_saved_through_the_api() -> TestResult {
-    let Some((chromium, driver)) = browser_binaries()? else {
+    let Some(Session {
+        _dir,
+        server,
+        browser,
+    }) = planning_session(&[]).await?
+    else {
         return Ok(());
     };
-    let dir = tempfile::tempdir()?;
-    let src = planning();
-    let server = serve(
-        dir.path(),
-        &["--src", src.to_str().unwrap_or_default()],
-        &[],
-    )?;
-    let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
 
     // A document as a model might write it, hostile parts included.
     let hostile = "# Notes\n\n<img src=x onerror=\"document.title='pwned'\">\n\n\
