@@ -13,11 +13,13 @@
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+mod common;
+
+use common::{Server, serve};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -69,49 +71,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `bmad2pf serve` on a free loopback port, and its base URL.
-struct Server {
-    _process: Process,
-    base: String,
-}
-
-fn serve(
-    cwd: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Result<Server, Box<dyn std::error::Error>> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
-        .current_dir(cwd)
-        .arg("serve")
-        .args(args)
-        .args(["--port", "0"])
-        .env("LOG_LEVEL", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let process = Process(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // The console's own line: `console: http://127.0.0.1:PORT/`.
-            if let Some(at) = line.find("console: http://") {
-                let address: String = line[at + "console: ".len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"')
-                    .collect();
-                let _ = tx.send(address.trim_end_matches('/').to_string());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30))?;
-    Ok(Server {
-        _process: process,
-        base,
-    })
 }
 
 /// A headless Chromium session through a private chromedriver.

@@ -18,11 +18,11 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
+
+use common::Server;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -405,58 +405,21 @@ async fn over_stdio_the_binary_serves_every_tool_and_resource() -> TestResult {
     Ok(())
 }
 
-/// A `bmad2pf serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The API key the HTTP test's server requires.
 const KEY: &str = "mcp-test-key";
 
 /// Starts `serve` on a free port, with the API key [`KEY`] when `with_key`;
 /// returns once it listens.
 fn serve(cwd: &Path, with_key: bool) -> Result<Server, Box<dyn std::error::Error>> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bmad2pf"));
-    command
-        .current_dir(cwd)
-        .arg("serve")
-        .arg("--src")
-        .arg(planning())
-        .args(["--port", "0"])
-        .env("LOG_LEVEL", "info")
-        .env("BMAD2PF_LLM_MOCK_LATENCY_MS", "0");
+    let src = planning();
+    let mut env = vec![("BMAD2PF_LLM_MOCK_LATENCY_MS", "0")];
     if with_key {
-        command
-            .env("BMAD2PF_SERVER_API_KEY_ENV", "MCP_TEST_API_KEY")
-            .env("MCP_TEST_API_KEY", KEY);
+        env.extend([
+            ("BMAD2PF_SERVER_API_KEY_ENV", "MCP_TEST_API_KEY"),
+            ("MCP_TEST_API_KEY", KEY),
+        ]);
     }
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("http://127.0.0.1:") {
-                let address: String = line[at..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ')')
-                    .collect();
-                let _ = tx.send(address);
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(60))?;
-    Ok(Server { child, base })
+    common::serve(cwd, &["--src", src.to_str().unwrap_or_default()], &env)
 }
 
 /// A raw `initialize` POST to `url`, with `host` as the `Host` header if given.

@@ -2,10 +2,12 @@
 //! `serve` (with `--watch`) — as real processes, on the shipped examples and
 //! the mock LLM, with stores in a temp working directory.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+mod common;
+
+use common::serve;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -190,52 +192,6 @@ fn exec_asks_for_inputs_then_answers() -> TestResult {
     assert_eq!(answer["status"], "completed");
     assert_eq!(answer["metadata"]["provider"], "mock");
     Ok(())
-}
-
-/// A `bmad2pf serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `serve` on a free port and waits for its "serving on" log line.
-fn serve(
-    cwd: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Result<Server, Box<dyn std::error::Error>> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
-        .current_dir(cwd)
-        .arg("serve")
-        .args(args)
-        .args(["--port", "0"])
-        .env("LOG_LEVEL", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("http://127.0.0.1:") {
-                let address: String = line[at..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '"' && *c != ')')
-                    .collect();
-                let _ = tx.send(address);
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30))?;
-    Ok(Server { child, base })
 }
 
 async fn get_json(url: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
