@@ -101,7 +101,8 @@ export function flowGraph(flow, state = {}) {
     group.append(
       svg("rect", { x: STEP_X, y: box.y, width: STEP_WIDTH, height: box.height, rx: 8 }),
       svg("text", { class: "step-label", x: STEP_X + 10, y: box.y + 16 },
-        step.id + (step.agents.length > 1 ? " · parallel" : "") + (step.agents.length === 0 ? " · waits for documents" : "")),
+        step.id + (step.agents.length > 1 ? " · parallel" : "") + (step.agents.length === 0 ? " · waits for documents" : "")
+          + (step.gate ? ` · approval ${step.gate.when}` : "")),
     );
     step.agents.forEach((agent, n) => {
       const x = STEP_X + CHIP_GAP + (n % perRow) * (CHIP_WIDTH + CHIP_GAP);

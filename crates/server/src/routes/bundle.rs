@@ -11,7 +11,9 @@ use crate::state::AppState;
 use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::State;
-use bmad2pf_compiler::bundle::{AgentSpec, ErrorHandling, FlowSpec, MemoryScope, StepSpec};
+use bmad2pf_compiler::bundle::{
+    AgentSpec, ErrorHandling, FlowSpec, GateWhen, MemoryScope, StepSpec,
+};
 use bmad2pf_compiler::config::LlmConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,6 +41,22 @@ pub struct StepInfo {
     pub next: BTreeMap<String, String>,
     pub creates: Vec<String>,
     pub requires: Vec<String>,
+    /// A person's approval before or after the step (SPEC 8.3), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateInfo>,
+}
+
+/// An approval gate of a step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GateInfo {
+    /// `before` or `after` the step's agents.
+    pub when: String,
+    /// What the person is asked (absent: a default naming the step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Where a rejection goes: a step id or `end` (absent: see SPEC 8.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_reject: Option<String>,
 }
 
 /// An agent of the bundle: its contract, not its prompt.
@@ -86,6 +104,15 @@ impl From<&StepSpec> for StepInfo {
             next: step.next.clone(),
             creates: step.creates.clone(),
             requires: step.requires.clone(),
+            gate: step.gate.as_ref().map(|gate| GateInfo {
+                when: match gate.when {
+                    GateWhen::Before => "before",
+                    GateWhen::After => "after",
+                }
+                .to_string(),
+                prompt: gate.prompt.clone(),
+                on_reject: gate.on_reject.clone(),
+            }),
         }
     }
 }
@@ -190,4 +217,25 @@ pub async fn agent(
                 format!("unknown agent `{id}`"),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_step_shows_its_gate() {
+        let step: StepSpec = serde_json::from_value(json!({
+            "id": "draft", "agents": ["pm"],
+            "gate": {"when": "after", "on_reject": "end"}
+        }))
+        .expect("a step");
+        let shown = serde_json::to_value(StepInfo::from(&step)).expect("JSON");
+        assert_eq!(shown["gate"], json!({"when": "after", "on_reject": "end"}));
+        let plain: StepSpec =
+            serde_json::from_value(json!({"id": "brief", "agents": ["analyst"]})).expect("a step");
+        let shown = serde_json::to_value(StepInfo::from(&plain)).expect("JSON");
+        assert!(shown.get("gate").is_none(), "{shown}");
+    }
 }
