@@ -148,6 +148,18 @@ impl Browser {
             .map_err(|error| format!("waited {PATIENCE:?} for `{css}`: {error}").into())
     }
 
+    /// Types `text` into the element `css` names, once it is there.
+    async fn type_into(&self, css: &str, text: &str) -> TestResult {
+        self.wait_for(css).await?.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// Clicks the element `css` names, once it is there.
+    async fn click(&self, css: &str) -> TestResult {
+        self.wait_for(css).await?.click().await?;
+        Ok(())
+    }
+
     /// The text of `css` once it contains `expected`.
     async fn wait_for_text(
         &self,
@@ -249,24 +261,19 @@ async fn start_run(
     browser.open(&format!("{}/#/flows", server.base)).await?;
     let form = format!("form.start-run[data-flow=\"{flow}\"]");
     browser
-        .wait_for(&format!("{form} input[name=story_id]"))
-        .await?
-        .send_keys(story)
+        .type_into(&format!("{form} input[name=story_id]"), story)
         .await?;
     browser
-        .wait_for(&format!("{form} textarea[name=input]"))
-        .await?
-        .send_keys("A shared shopping list app")
+        .type_into(
+            &format!("{form} textarea[name=input]"),
+            "A shared shopping list app",
+        )
         .await?;
     browser
-        .wait_for(&format!("{form} input[type=radio][value={mode}]"))
-        .await?
-        .click()
+        .click(&format!("{form} input[type=radio][value={mode}]"))
         .await?;
     browser
-        .wait_for(&format!("{form} button[type=submit]"))
-        .await?
-        .click()
+        .click(&format!("{form} button[type=submit]"))
         .await?;
     browser.wait_for("#run-status").await?;
     let url = browser.client.current_url().await?;
@@ -370,14 +377,13 @@ async fn an_interactive_run_is_answered_on_the_questions_page_and_finishes() -> 
         .await?;
     browser.photograph("questions").await?;
     browser
-        .wait_for(&format!("{card} textarea[name=answer]"))
-        .await?
-        .send_keys("Speed matters most")
+        .type_into(
+            &format!("{card} textarea[name=answer]"),
+            "Speed matters most",
+        )
         .await?;
     browser
-        .wait_for(&format!("{card} button[type=submit]"))
-        .await?
-        .click()
+        .click(&format!("{card} button[type=submit]"))
         .await?;
     browser
         .wait_for(&format!("{card} .outcome-status[data-status=\"success\"]"))
@@ -444,13 +450,13 @@ async fn a_document_edited_in_the_console_is_saved_through_the_api() -> TestResu
     );
     assert_ne!(browser.client.title().await?, "pwned");
 
-    browser.wait_for("#doc-edit").await?.click().await?;
+    browser.click("#doc-edit").await?;
     let editor = browser.wait_for("#doc-editor").await?;
     editor.clear().await?;
     editor
         .send_keys("# Edited\n\nThe console saved this.")
         .await?;
-    browser.wait_for("#doc-save").await?.click().await?;
+    browser.click("#doc-save").await?;
     browser.wait_for_text("#doc-rendered h1", "Edited").await?;
     browser
         .wait_for_text(".versions", "edited through the API")
@@ -502,14 +508,10 @@ async fn a_document_a_pending_run_waits_for_is_uploaded_from_the_documents_page(
     browser.open(&format!("{}/#/docs/p1", server.base)).await?;
     let form = "form.upload[data-missing=\"spec.md\"]";
     browser
-        .wait_for(&format!("{form} textarea"))
-        .await?
-        .send_keys("# Spec\n\nA list app.")
+        .type_into(&format!("{form} textarea"), "# Spec\n\nA list app.")
         .await?;
     browser
-        .wait_for(&format!("{form} button[type=submit]"))
-        .await?
-        .click()
+        .click(&format!("{form} button[type=submit]"))
         .await?;
     browser.wait_for_text("#doc-rendered h1", "Spec").await?;
     let saved = get(&format!("{}/doc/p1__spec", server.base))
@@ -566,20 +568,12 @@ async fn the_console_asks_for_the_api_key_once_and_keeps_it_for_the_tab() -> Tes
     browser.photograph("api-key").await?;
 
     // A wrong key is refused and asked for again.
-    browser
-        .wait_for("#key-input")
-        .await?
-        .send_keys("wrong")
-        .await?;
-    browser.wait_for("#key-submit").await?.click().await?;
+    browser.type_into("#key-input", "wrong").await?;
+    browser.click("#key-submit").await?;
     browser.wait_for_text("#key-reason", "refused").await?;
     browser.wait_for("#key-dialog[open]").await?;
-    browser
-        .wait_for("#key-input")
-        .await?
-        .send_keys("open-sesame")
-        .await?;
-    browser.wait_for("#key-submit").await?.click().await?;
+    browser.type_into("#key-input", "open-sesame").await?;
+    browser.click("#key-submit").await?;
     browser
         .wait_for("form.start-run[data-flow=\"planning\"]")
         .await?;
