@@ -790,6 +790,10 @@ fn cloud_run_service_matches_the_image() -> TestResult {
         bmad2pf_compiler::config::StoreBackend::Redis,
         "instances come and go on Cloud Run: the stores must be in Redis"
     );
+    assert!(
+        config.runs.shutdown_grace_s < 10,
+        "Cloud Run kills an instance 10 s after SIGTERM: runs must be marked before"
+    );
     Ok(())
 }
 

@@ -131,6 +131,20 @@ impl Server {
             .unwrap_or(true)
     }
 
+    /// SIGTERM, then waits for the process to exit: its exit status.
+    fn terminate(&mut self) -> Result<std::process::ExitStatus, BoxError> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let asked = Instant::now();
+        while asked.elapsed() < PATIENCE {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("the server did not exit after SIGTERM".into())
+    }
+
     /// `kill -9`: no shutdown, no flushing.
     fn kill_hard(&mut self) -> Result<(), BoxError> {
         self.child.kill()?;
@@ -1133,6 +1147,130 @@ async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() 
         .ok_or("no data")?;
     assert_eq!(serde_json::from_str::<Value>(data)?, marked);
     assert!(!restarted.panicked(), "the log shows a panic");
+    Ok(())
+}
+
+/// SPEC 8.1 on SIGTERM: the running run has `runs.shutdown_grace_s` to
+/// end, then it is stopped and marked `interrupted_by_restart` with
+/// `details.graceful` (its follower's stream ends with it); the queued run
+/// is left queued, and the next server on the directory runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_ones() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let slow = [
+        ("BMAD2PF_LLM_MOCK_LATENCY_MS", "5000"),
+        ("BMAD2PF_RUNS_MAX_RUNNING_RUNS", "1"),
+        ("BMAD2PF_RUNS_SHUTDOWN_GRACE_S", "1"),
+    ];
+    let mut server = Server::start(dir.path(), &slow)?;
+    let http = reqwest::Client::new();
+    let start = |flow: &str, story: &str| {
+        http.post(server.url("/runs"))
+            .json(&json!({"flow": flow, "story_id": story, "input": "a todo app"}))
+            .send()
+    };
+    let running: Value = start("planning", "term-running").await?.json().await?;
+    let queued: Value = start("brief", "term-queued").await?.json().await?;
+    let (running, queued) = (
+        running["run_id"].as_str().ok_or("a run id")?.to_string(),
+        queued["run_id"].as_str().ok_or("a run id")?.to_string(),
+    );
+    eventually("the first run to start", || {
+        let request = http.get(server.url(&format!("/runs/{running}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok((run["status"] == "running").then_some(()))
+        }
+    })
+    .await?;
+    let follower = tokio::spawn(
+        http.get(server.url(&format!("/runs/{running}/events")))
+            .send(),
+    );
+    // The follower is connected before the signal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exit = tokio::task::block_in_place(|| server.terminate())?;
+    assert!(exit.success(), "exit status after SIGTERM: {exit}");
+    let events = follower.await??.text().await?;
+    let last = events
+        .split("\n\n")
+        .filter(|block| block.contains("event: "))
+        .last()
+        .ok_or("no events")?;
+    assert!(last.lines().any(|l| l == "event: done"), "{events}");
+    assert!(!server.panicked(), "the log shows a panic");
+
+    let restarted = Server::start(dir.path(), &[])?;
+    let marked = get_json(&http, restarted.url(&format!("/runs/{running}"))).await?;
+    assert_eq!(marked["status"], "error", "{marked}");
+    assert_eq!(marked["error_code"], "interrupted_by_restart", "{marked}");
+    assert_eq!(marked["details"]["graceful"], true, "{marked}");
+    assert!(marked["details"]["completed_agents"].is_array(), "{marked}");
+    // Left queued with its claim given up: the restarted server takes it over.
+    let finished = eventually("the queued run to finish after the restart", || {
+        let request = http.get(restarted.url(&format!("/runs/{queued}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok((run["status"] == "success").then_some(run))
+        }
+    })
+    .await?;
+    assert_eq!(
+        finished["results"]["analyst"]["status"], "completed",
+        "{finished}"
+    );
+    assert!(!restarted.panicked(), "the log shows a panic");
+    Ok(())
+}
+
+/// SPEC 8.8: a server deletes the runs that ended more than
+/// `runs.retention_days` ago, with their events; a run waiting for a
+/// person is kept however old it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_runs_are_deleted_after_their_retention_and_waiting_ones_kept() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::new();
+    let (ended, waiting) = {
+        let server = Server::start(dir.path(), &[])?;
+        let ended: Value = http
+            .post(server.url("/run"))
+            .json(&json!({"flow": "brief", "story_id": "retained", "input": "a todo app"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(ended["status"], "success", "{ended}");
+        let (waiting, _) = interrupted_kickoff(&http, &server, "retained-waiting").await?;
+        (
+            ended["run_id"].as_str().ok_or("a run id")?.to_string(),
+            waiting,
+        )
+    };
+    // With a retention of 0 days every ended run is past it; the sweep at
+    // start removes it.
+    let server = Server::start(dir.path(), &[("BMAD2PF_RUNS_RETENTION_DAYS", "0")])?;
+    eventually("the ended run to be deleted", || {
+        let request = http.get(server.url(&format!("/runs/{ended}")));
+        async move { Ok((request.send().await?.status() == StatusCode::NOT_FOUND).then_some(())) }
+    })
+    .await?;
+    let events = http
+        .get(server.url(&format!("/runs/{ended}/events")))
+        .send()
+        .await?;
+    assert_eq!(events.status(), StatusCode::NOT_FOUND);
+    let kept = get_json(&http, server.url(&format!("/runs/{waiting}"))).await?;
+    assert_eq!(kept["status"], "interrupted", "{kept}");
+    let listed = get_json(&http, server.url("/runs")).await?;
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .ok_or("runs")?
+        .iter()
+        .filter_map(|run| run["run_id"].as_str())
+        .collect();
+    assert_eq!(ids, [waiting.as_str()], "{listed}");
+    assert!(!server.panicked(), "the log shows a panic");
     Ok(())
 }
 

@@ -472,9 +472,21 @@ impl Engine {
         }
     }
 
-    /// Waits for running agents to finish their LLM calls, then refuses
-    /// new ones. Every store write is durable when its call returns, and
-    /// runs write their memory before they end, so nothing is left to flush.
+    /// Shuts this engine's runs down (SIGTERM, SPEC 8.1): no queued run
+    /// starts (they stay queued for the next process on the store),
+    /// running runs get `runs.shutdown_grace_s` to end, the rest are
+    /// stopped and marked `interrupted_by_restart` with `details.graceful`.
+    /// Returns once they have ended; streams following runs end too.
+    pub async fn stop_runs(&self) {
+        let grace = Duration::from_secs(self.core.config.runs.shutdown_grace_s);
+        self.runner.shut_down(grace).await;
+    }
+
+    /// Waits for running agents to finish their LLM calls (after
+    /// [`stop_runs`](Self::stop_runs), those of stateless executes), then
+    /// refuses new ones. Every store write is durable when its call
+    /// returns, and runs write their memory before they end, so nothing is
+    /// left to flush.
     pub async fn shutdown(&self) {
         let permits =
             u32::try_from(self.core.config.server.max_parallel_agents.max(1)).unwrap_or(u32::MAX);

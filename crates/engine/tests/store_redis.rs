@@ -196,6 +196,12 @@ async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
 }
 
 #[tokio::test]
+async fn suite_runs_past_their_retention() -> TestResult {
+    let redis = test_redis!("runs_retention");
+    store_suite::runs_past_their_retention(runs(&redis)?, deliveries(&redis)?).await
+}
+
+#[tokio::test]
 async fn suite_deliveries_outbox() -> TestResult {
     let redis = test_redis!("deliveries_outbox");
     store_suite::deliveries_outbox(deliveries(&redis)?).await

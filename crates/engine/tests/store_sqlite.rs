@@ -148,6 +148,12 @@ async fn suite_runs_one_claim_wins_across_handles() -> TestResult {
 }
 
 #[tokio::test]
+async fn suite_runs_past_their_retention() -> TestResult {
+    let dir = TempDir::new()?;
+    store_suite::runs_past_their_retention(runs_in(dir.path())?, deliveries_in(dir.path())?).await
+}
+
+#[tokio::test]
 async fn suite_deliveries_outbox() -> TestResult {
     let dir = TempDir::new()?;
     store_suite::deliveries_outbox(deliveries_in(dir.path())?).await

@@ -2,9 +2,13 @@
 //!
 //! Shutdown is explicit: when the `shutdown` future given to [`serve`]
 //! completes (usually [`shutdown_signal`], SIGINT or SIGTERM), the listener
-//! stops accepting, requests in flight — streamed runs included — are
-//! allowed to finish, and then the engine is shut down, which waits for
-//! running agents and leaves every store write durable.
+//! stops accepting and requests in flight are allowed to finish while the
+//! engine shuts its runs down (SPEC 8.1): no queued run starts, running
+//! runs get `runs.shutdown_grace_s` to end, the rest are marked. Streamed
+//! runs and followers' streams end with that; a connection still open
+//! [`LINGER`] after the runs have stopped is dropped. Then the engine is
+//! shut down, which waits for running agents and leaves every store write
+//! durable.
 //!
 //! The accept loop is ours rather than `axum::serve`, which sets no timer:
 //! a client that opened a connection and never finished its request head
@@ -88,6 +92,10 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long accepting pauses after an accept error that is not about one
 /// connection (EMFILE, ENFILE, ENOBUFS…).
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long connections may stay open at a shutdown once the runs have
+/// stopped: their last responses are being written.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// The first bytes of every HTTP/2 connection (RFC 9113 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -200,7 +208,25 @@ pub async fn serve_on(
         );
         tracing::info!("console: http://{local}/");
     }
-    accept_until(listener, app, options.header_read_timeout, shutdown).await;
+    let engine = state.engine();
+    let (runs_stopped, mut stopped) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        tokio::spawn(async move {
+            engine.stop_runs().await;
+            runs_stopped.send_replace(true);
+        });
+    };
+    accept_until(
+        listener,
+        app,
+        options.header_read_timeout,
+        signal,
+        stopped.clone(),
+    )
+    .await;
+    // The connections may all have closed before the runs stopped.
+    let _ = stopped.wait_for(|stopped| *stopped).await;
     tracing::info!("HTTP server stopped; shutting the engine down");
     state.engine().shutdown().await;
     tracing::info!("engine stopped");
@@ -209,12 +235,14 @@ pub async fn serve_on(
 
 /// Accepts connections until `shutdown` completes, then closes the
 /// listener, asks every connection to finish (idle ones close at once,
-/// busy ones after their response) and waits for them all.
+/// busy ones after their response) and waits for them all — at most
+/// [`LINGER`] after `runs_stopped` turns true.
 async fn accept_until(
     listener: TcpListener,
     app: Router,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
+    mut runs_stopped: watch::Receiver<bool>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
     let (stop_all, stop) = watch::channel(false);
@@ -262,8 +290,27 @@ async fn accept_until(
         connections = connections.len(),
         "not accepting connections; draining requests"
     );
-    while let Some(ended) = connections.join_next().await {
-        log_panic(ended);
+    let drained = async {
+        while let Some(ended) = connections.join_next().await {
+            log_panic(ended);
+        }
+    };
+    let cut = async {
+        if runs_stopped.wait_for(|stopped| *stopped).await.is_ok() {
+            tokio::time::sleep(LINGER).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = drained => {}
+        () = cut => {
+            tracing::warn!(
+                connections = connections.len(),
+                "connections still open after the runs stopped; dropped"
+            );
+            connections.abort_all();
+        }
     }
 }
 

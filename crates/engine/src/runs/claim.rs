@@ -61,6 +61,20 @@ impl Claim {
     pub fn released(mut self) {
         self.released = true;
     }
+
+    /// Gives the claim up now and waits for the store: a run left queued
+    /// at a shutdown, for the next process on the store to take over.
+    pub async fn give_up(mut self) {
+        self.renewal.abort();
+        self.released = true;
+        if let Err(error) = self
+            .runs
+            .release(&self.flow, &self.story, &self.run_id)
+            .await
+        {
+            tracing::error!(run_id = self.run_id, %error, "releasing the claim of a run failed");
+        }
+    }
 }
 
 impl Drop for Claim {

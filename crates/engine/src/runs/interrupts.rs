@@ -245,6 +245,21 @@ impl Interrupt {
     }
 }
 
+impl Interrupt {
+    /// The decision an answered `approve` question holds, read back from
+    /// its stored answer (the form [`reply_to`](Self::reply_to) gives it):
+    /// approved, or rejected with the feedback given (may be empty).
+    pub(crate) fn decision(&self) -> Option<(Decision, String)> {
+        let answer = self.answer.as_deref()?;
+        if answer == "approved" {
+            return Some((Decision::Approve, String::new()));
+        }
+        let feedback = answer.strip_prefix("rejected")?;
+        let feedback = feedback.strip_prefix(": ").unwrap_or(feedback);
+        Some((Decision::Reject, feedback.to_string()))
+    }
+}
+
 /// A person's decision on an `approve` question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -403,6 +418,31 @@ mod tests {
             Ok("rejected: too vague".into())
         );
         assert!(approve.reply_to(&answer(Some("yes"), None, None)).is_err());
+
+        // A stored answer gives its decision back (a run taken over after
+        // its answer, before it ran again, goes on with it).
+        let answered = |decision, feedback: Option<&str>| -> Result<_, String> {
+            let mut answered = approve.clone();
+            answered.answer = Some(
+                approve
+                    .reply_to(&answer(None, Some(decision), feedback))
+                    .map_err(|e| e.message)?,
+            );
+            Ok(answered.decision())
+        };
+        assert_eq!(
+            answered(Decision::Approve, None)?,
+            Some((Decision::Approve, String::new()))
+        );
+        assert_eq!(
+            answered(Decision::Reject, Some("too vague"))?,
+            Some((Decision::Reject, "too vague".into()))
+        );
+        assert_eq!(
+            answered(Decision::Reject, None)?,
+            Some((Decision::Reject, String::new()))
+        );
+        assert_eq!(approve.decision(), None);
         Ok(())
     }
 }

@@ -26,11 +26,19 @@
 //! here from its checkpoint. Cancelling an interrupted run, or its question
 //! expiring (`runs.interrupt_timeout_s`, checked by the sweep), ends it
 //! where it is stored.
+//!
+//! At a shutdown (SIGTERM, SPEC 8.1, [`Runner::shut_down`]) no queued run
+//! starts: each stays queued in the store with its claim given up, for the
+//! next process on the store to take over. Running runs get
+//! `runs.shutdown_grace_s` to end; the rest are then stopped and marked
+//! `error` / `interrupted_by_restart` with `details.graceful`, and the
+//! streams of clients following runs end (they resume on another process
+//! with `Last-Event-ID`).
 
 use super::claim::Claim;
 use super::interrupts::{Answer, Decision, Interrupt, InterruptSource, InterruptStatus};
 use super::log::{EventLog, RunChange};
-use super::slots::{Line, Slots};
+use super::slots::{Line, Slot, Slots};
 use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
@@ -60,14 +68,42 @@ const POLL: Duration = Duration::from_millis(200);
 const CANCEL_POLL: Duration = Duration::from_millis(500);
 /// How often runs whose process died are looked for.
 const SWEEP: Duration = Duration::from_secs(10);
+/// How long stopped runs get to store their endings at a shutdown (a
+/// cancel ends a run within a second).
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How often a shutdown looks whether this process's runs have ended.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// Most runs a listing returns.
 pub const MAX_PAGE: usize = 100;
+
+/// Where this process is in a shutdown (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Queued runs start as slots free.
+    Serving,
+    /// No queued run starts; running runs have the grace period.
+    Draining,
+    /// The grace period is over: the runs still running are stopped.
+    Stopping,
+    /// This process's runs have ended; so do the streams of their followers.
+    Stopped,
+}
+
+/// Completes once the shutdown has reached `at`; never, while serving.
+async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
+    if phase.wait_for(|now| *now >= at).await.is_err() {
+        // The runner is gone, and with it any shutdown.
+        std::future::pending::<()>().await;
+    }
+}
 
 /// A run this process executes.
 struct LiveRun {
     log: EventLog,
     /// Set to ask the run to stop.
     cancel: watch::Sender<bool>,
+    /// Whether a shutdown, not a client, asked it to stop.
+    stopped_by_shutdown: AtomicBool,
     /// The run, once it has ended.
     ended: watch::Sender<Option<Arc<Run>>>,
 }
@@ -129,6 +165,7 @@ pub(crate) struct Runner {
     takes_over: AtomicBool,
     /// The webhooks of its runs (SPEC 8.5).
     webhooks: Arc<Webhooks>,
+    phase: watch::Sender<Phase>,
 }
 
 impl Runner {
@@ -146,6 +183,7 @@ impl Runner {
             queued: AtomicUsize::new(0),
             takes_over: AtomicBool::new(false),
             webhooks,
+            phase: watch::Sender::new(Phase::Serving),
         }
     }
 
@@ -368,7 +406,12 @@ impl Runner {
         }
         let (cancel, _) = watch::channel(false);
         let (ended, ended_rx) = watch::channel(None);
-        let live = Arc::new(LiveRun { log, cancel, ended });
+        let live = Arc::new(LiveRun {
+            log,
+            cancel,
+            stopped_by_shutdown: AtomicBool::new(false),
+            ended,
+        });
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -394,12 +437,25 @@ impl Runner {
             Some(_) => Line::Resumed,
             None => Line::New,
         };
-        let permit = tokio::select! {
+        let mut phase = self.phase.subscribe();
+        /// How a run's wait in the queue ends.
+        enum Wait {
+            Slot(Slot),
+            Cancelled,
+            ShuttingDown,
+        }
+        let waited = tokio::select! {
             biased;
-            Ok(_) = cancel.wait_for(|asked| *asked) => None,
-            slot = self.slots.acquire(line) => Some(slot),
+            Ok(_) = cancel.wait_for(|asked| *asked) => Wait::Cancelled,
+            () = reached(&mut phase, Phase::Draining) => Wait::ShuttingDown,
+            slot = self.slots.acquire(line) => Wait::Slot(slot),
         };
         self.queued.fetch_sub(1, Ordering::Relaxed);
+        let permit = match waited {
+            Wait::Slot(slot) => Some(slot),
+            Wait::Cancelled => None,
+            Wait::ShuttingDown => return self.leave_queued(run, claim, &live).await,
+        };
         let mut change = RunChange::End(None);
         match (permit, self.graphs.get(&run.flow)) {
             (Some(permit), Some(graph)) => {
@@ -447,6 +503,11 @@ impl Runner {
         run.usage = progress.usage;
         run.running_agents.clear();
         run.updated_at = now;
+        if run.outcome.status == RunStatus::Cancelled
+            && live.stopped_by_shutdown.load(Ordering::Relaxed)
+        {
+            stopped_by_shutdown(&mut run);
+        }
         let status = run.outcome.status;
         let mut events = vec![RunEvent::Status {
             status,
@@ -495,6 +556,79 @@ impl Runner {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&run_id);
         live.ended.send_replace(Some(Arc::new(run)));
+    }
+
+    /// A queued run at a shutdown: it stays queued in the store and its
+    /// claim is given up, so the next process on the store takes it over
+    /// (the sweep); whoever waits for it gets it as it stands.
+    async fn leave_queued(&self, run: Run, claim: Claim, live: &LiveRun) {
+        claim.give_up().await;
+        let run_id = run.outcome.run_id.clone();
+        tracing::info!(
+            run_id,
+            "shutting down: the run stays queued for the next process"
+        );
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run_id);
+        live.ended.send_replace(Some(Arc::new(run)));
+    }
+
+    /// Shuts this process's runs down (SIGTERM; module docs): starts no
+    /// queued run, gives running runs `grace` to end, then stops and marks
+    /// the rest. Returns once they have ended (or [`STOP_WAIT`] after they
+    /// were asked to stop).
+    pub async fn shut_down(&self, grace: Duration) {
+        self.phase.send_replace(Phase::Draining);
+        let running = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if running > 0 {
+            tracing::info!(
+                running,
+                ?grace,
+                "shutting down: running runs have the grace period to end"
+            );
+        }
+        self.all_ended_within(grace).await;
+        self.phase.send_replace(Phase::Stopping);
+        let left: Vec<Arc<LiveRun>> = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        if !left.is_empty() {
+            tracing::warn!(
+                runs = left.len(),
+                "shutting down: stopping the runs still running (interrupted_by_restart)"
+            );
+        }
+        for live in left {
+            live.stopped_by_shutdown.store(true, Ordering::Relaxed);
+            live.cancel.send_replace(true);
+        }
+        self.all_ended_within(STOP_WAIT).await;
+        self.phase.send_replace(Phase::Stopped);
+    }
+
+    /// Waits until this process runs nothing, at most `limit`.
+    async fn all_ended_within(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        // Polled: this runs once, at a shutdown.
+        while !self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(SHUTDOWN_POLL).await;
+        }
     }
 
     /// The run as stored, with what a run of this process is doing now.
@@ -572,7 +706,8 @@ impl Runner {
         }
         let run_id = run_id.to_string();
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        let mut phase = self.phase.subscribe();
+        let forward = async move {
             let mut last = after;
             let mut ended_seen = false;
             loop {
@@ -637,6 +772,14 @@ impl Runner {
                         }
                     }
                 }
+            }
+        };
+        tokio::spawn(async move {
+            // At a shutdown the stream ends once this process's runs have:
+            // the client resumes on another process with `Last-Event-ID`.
+            tokio::select! {
+                () = forward => {}
+                () = reached(&mut phase, Phase::Stopped) => {}
             }
         });
         Ok(rx)
@@ -757,7 +900,7 @@ impl Runner {
         let now = now_ms();
         interrupt.status = InterruptStatus::Answered;
         interrupt.answered_at = Some(now);
-        interrupt.answer = Some(reply.clone());
+        interrupt.answer = Some(reply);
         let interrupt = interrupt.clone();
         // A resumed run waits for a slot like a new one, so it counts
         // against the same bound; refused, the run still waits for its answer.
@@ -811,30 +954,10 @@ impl Runner {
             run_id.to_string(),
         );
         tracing::info!(run_id, interrupt = answer.interrupt_id, "run resumed");
-        let plan = RunPlan {
-            run_id: run_id.to_string(),
-            request: RunRequest {
-                flow: run.flow.clone(),
-                story_id: run.story_id.clone(),
-                input: run.input.clone(),
-                force: run.force,
-                budget: run.budget,
-            },
-            mode: run.mode,
-            resumption: Some(Resumption {
-                checkpoint,
-                interrupts: run.interrupts.clone(),
-                answers: match interrupt.source {
-                    InterruptSource::Tool => BTreeMap::from([(interrupt.agent.clone(), reply)]),
-                    InterruptSource::Gate => BTreeMap::new(),
-                },
-                gate: (interrupt.source == InterruptSource::Gate).then(|| GateDecision {
-                    interrupt_id: interrupt.id.clone(),
-                    approved: answer.decision == Some(Decision::Approve),
-                    feedback: answer.feedback.clone().unwrap_or_default(),
-                }),
-            }),
-        };
+        let plan = plan_of(
+            &run,
+            Some(resumption(checkpoint, &run.interrupts, &interrupt)),
+        );
         let ended = self.launch(run.clone(), plan, claim, next_event + 1, observer);
         Ok((run, ended))
     }
@@ -925,6 +1048,9 @@ impl Runner {
     /// runs whose questions expired (module docs).
     async fn sweep(self: &Arc<Self>) -> Result<(), StoreError> {
         self.expire_questions().await?;
+        if self.takes_over.load(Ordering::Relaxed) {
+            self.remove_expired_runs().await?;
+        }
         for stored in self.core.runs.orphaned_runs().await? {
             let run = match Run::from_stored(&stored) {
                 Ok(run) => run,
@@ -956,20 +1082,9 @@ impl Runner {
                 );
                 tracing::info!(
                     run_id = run.outcome.run_id,
-                    "took over a queued run of a process that died"
+                    "took over a queued run of a process that stopped"
                 );
-                let plan = RunPlan {
-                    run_id: run.outcome.run_id.clone(),
-                    request: RunRequest {
-                        flow: run.flow.clone(),
-                        story_id: run.story_id.clone(),
-                        input: run.input.clone(),
-                        force: run.force,
-                        budget: run.budget,
-                    },
-                    mode: run.mode,
-                    resumption: None,
-                };
+                let plan = plan_of(&run, self.answered_before(&run).await?);
                 drop(self.launch(run, plan, claim, next_event, None));
                 continue;
             }
@@ -977,6 +1092,53 @@ impl Runner {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Deletes the runs that ended more than `runs.retention_days` ago, and
+    /// all of theirs (SPEC 8.8). Servers do it, a few hundred runs per
+    /// write; a CLI run, which lives for one run, does not.
+    async fn remove_expired_runs(&self) -> Result<(), StoreError> {
+        const BATCH: usize = 200;
+        let days = u64::from(self.core.config.runs.retention_days);
+        let cutoff = now_ms().saturating_sub(days.saturating_mul(24 * 3600 * 1000));
+        loop {
+            let expired = self.core.runs.ended_before(cutoff, BATCH).await?;
+            if expired.is_empty() {
+                return Ok(());
+            }
+            // The webhooks first: should the process die between the two
+            // writes, the run is still there for the next sweep to find,
+            // and nothing of it is left behind.
+            self.webhooks.store().delete_of_runs(&expired).await?;
+            self.core.runs.delete_runs(&expired).await?;
+            tracing::info!(
+                runs = expired.len(),
+                "deleted runs past runs.retention_days"
+            );
+            if expired.len() < BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How a queued run taken over goes on: a run queued by an answer
+    /// still has the checkpoint it stopped at, and goes on from there with
+    /// its latest answer; a new run (no checkpoint) starts from the top.
+    async fn answered_before(&self, run: &Run) -> Result<Option<Resumption>, StoreError> {
+        let run_id = &run.outcome.run_id;
+        let Some(text) = self.core.runs.checkpoint(run_id).await? else {
+            return Ok(None);
+        };
+        let answered = run
+            .interrupts
+            .iter()
+            .filter(|i| i.status == InterruptStatus::Answered)
+            .max_by_key(|i| i.answered_at)
+            .ok_or_else(|| {
+                StoreError::corrupt(format!("run `{run_id}`"), "a checkpoint but no answer")
+            })?;
+        let checkpoint = Checkpoint::decode(run_id, &text)?;
+        Ok(Some(resumption(checkpoint, &run.interrupts, answered)))
     }
 
     /// Ends the interrupted runs with a question open longer than
@@ -1100,6 +1262,75 @@ impl Runner {
     async fn stored_events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         stored_events(self.core.runs.as_ref(), run_id).await
     }
+}
+
+/// What to run for `run`: its request, and how it resumes, if it does.
+fn plan_of(run: &Run, resumption: Option<Resumption>) -> RunPlan {
+    RunPlan {
+        run_id: run.outcome.run_id.clone(),
+        request: RunRequest {
+            flow: run.flow.clone(),
+            story_id: run.story_id.clone(),
+            input: run.input.clone(),
+            force: run.force,
+            budget: run.budget,
+        },
+        mode: run.mode,
+        resumption,
+    }
+}
+
+/// How an interrupted run goes on once `answered` (one of its
+/// `interrupts`) is: from its `checkpoint`, with the answer handed to the
+/// agent that asked, or the decision to the step's gate.
+fn resumption(
+    checkpoint: Checkpoint,
+    interrupts: &[Interrupt],
+    answered: &Interrupt,
+) -> Resumption {
+    let (answers, gate) = match answered.source {
+        InterruptSource::Tool => {
+            let reply = answered.answer.clone().unwrap_or_default();
+            (BTreeMap::from([(answered.agent.clone(), reply)]), None)
+        }
+        InterruptSource::Gate => {
+            let gate = answered
+                .decision()
+                .map(|(decision, feedback)| GateDecision {
+                    interrupt_id: answered.id.clone(),
+                    approved: decision == Decision::Approve,
+                    feedback,
+                });
+            (BTreeMap::new(), gate)
+        }
+    };
+    Resumption {
+        checkpoint,
+        interrupts: interrupts.to_vec(),
+        answers,
+        gate,
+    }
+}
+
+/// A run a shutdown stopped after its grace period: `error` /
+/// `interrupted_by_restart`, as the sweep marks a run whose process died,
+/// with `details.graceful` (SPEC 8.1).
+fn stopped_by_shutdown(run: &mut Run) {
+    let completed: Vec<&String> = run
+        .outcome
+        .results
+        .iter()
+        .filter(|(_, result)| result.status == AgentRunStatus::Completed)
+        .map(|(agent, _)| agent)
+        .collect();
+    run.details =
+        Some(json!({ "step": run.step, "completed_agents": completed, "graceful": true }));
+    run.outcome.status = RunStatus::Error;
+    run.outcome.error_code = Some(HaltCode::InterruptedByRestart.as_str().into());
+    run.outcome.errors.insert(
+        "run".into(),
+        "the server shut down before it finished (runs.shutdown_grace_s); it was not replayed (run it again to redo what was in flight)".into(),
+    );
 }
 
 /// The data of the stored events a sweep reads back.

@@ -116,4 +116,6 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// The deliveries of run `run_id`, oldest first.
     async fn deliveries_of(&self, run_id: &str) -> Result<Vec<StoredDelivery>, StoreError>;
+    /// Deletes the webhook and every delivery of these runs (retention).
+    async fn delete_of_runs(&self, run_ids: &[String]) -> Result<(), StoreError>;
 }

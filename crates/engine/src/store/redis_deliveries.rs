@@ -309,4 +309,36 @@ impl DeliveryStore for RedisDeliveryStore {
             })?;
         self.read(&ids).await
     }
+
+    async fn delete_of_runs(&self, run_ids: &[String]) -> Result<(), StoreError> {
+        let mut reads = redis::pipe();
+        for run_id in run_ids {
+            reads.zrange(self.run_deliveries_key(run_id), 0, -1);
+        }
+        let mut redis = self.redis.handle();
+        let deliveries: Vec<Vec<String>> = reads
+            .query_async(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("read the webhooks of runs", &err))?;
+        let mut delete = redis::pipe();
+        delete.atomic();
+        for (run_id, ids) in run_ids.iter().zip(&deliveries) {
+            for id in ids {
+                delete
+                    .del(self.delivery_key(id))
+                    .ignore()
+                    .zrem(self.due_key(), id)
+                    .ignore();
+            }
+            delete
+                .del(self.run_deliveries_key(run_id))
+                .ignore()
+                .del(self.target_key(run_id))
+                .ignore();
+        }
+        delete
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("delete the webhooks of runs", &err))
+    }
 }

@@ -743,4 +743,74 @@ impl RunStore for RedisRunStore {
         orphans.sort_by(|a, b| (a.created_at, &a.run_id).cmp(&(b.created_at, &b.run_id)));
         Ok(orphans)
     }
+
+    async fn ended_before(&self, cutoff: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        // A run is created before it ends: the runs of each ended status
+        // created before `cutoff` are the candidates, oldest first.
+        let upper = format!("({cutoff:020}|");
+        let count = isize::try_from(limit).unwrap_or(isize::MAX);
+        let mut candidates = Vec::new();
+        for status in ["pending", "success", "error", "cancelled"] {
+            let mut redis = self.redis.handle();
+            let members: Vec<String> = redis
+                .zrangebylex_limit(
+                    self.redis.key(&format!("runs:status:{status}")),
+                    "-",
+                    &upper,
+                    0,
+                    count,
+                )
+                .await
+                .map_err(|err| {
+                    self.redis
+                        .unavailable("find runs past their retention", &err)
+                })?;
+            candidates.extend(
+                members
+                    .iter()
+                    .filter_map(|m| m.split_once('|').map(|(_, id)| id.to_string())),
+            );
+        }
+        let mut ended: Vec<(u64, String)> = self
+            .runs_of(&candidates)
+            .await?
+            .into_iter()
+            .filter_map(|run| Some((run.finished_at.filter(|at| *at < cutoff)?, run.run_id)))
+            .collect();
+        ended.sort();
+        ended.truncate(limit);
+        Ok(ended.into_iter().map(|(_, run_id)| run_id).collect())
+    }
+
+    async fn delete_runs(&self, run_ids: &[String]) -> Result<(), StoreError> {
+        let runs = self.runs_of(run_ids).await?;
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut delete = redis::pipe();
+        delete.atomic();
+        for run in &runs {
+            let member = Self::member(run.created_at, &run.run_id);
+            for index in [
+                "runs:all".to_string(),
+                format!("runs:story:{}", run.story_id),
+                format!("runs:flow:{}", run.flow),
+                format!("runs:status:{}", run.status),
+            ] {
+                delete.zrem(self.redis.key(&index), &member).ignore();
+            }
+            delete
+                .del(self.run_key(&run.run_id))
+                .ignore()
+                .del(self.events_key(&run.run_id))
+                .ignore()
+                .del(self.checkpoint_key(&run.run_id))
+                .ignore();
+        }
+        let mut redis = self.redis.handle();
+        delete
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|err| self.redis.unavailable("delete runs", &err))
+    }
 }

@@ -209,4 +209,10 @@ pub trait RunStore: Send + Sync {
     /// them died (or lost the claim), so nobody is working on them.
     /// Interrupted runs are not among them: nobody works on them by design.
     async fn orphaned_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
+    /// Up to `limit` runs that ended before `cutoff` (unix ms): their ids.
+    /// Runs that have not ended (queued, running, interrupted) never are.
+    async fn ended_before(&self, cutoff: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Deletes these runs and all of theirs: events, checkpoint, cancel
+    /// request (retention, SPEC 8.8). Ids that are not stored are skipped.
+    async fn delete_runs(&self, run_ids: &[String]) -> Result<(), StoreError>;
 }

@@ -1189,3 +1189,92 @@ pub async fn deliveries_one_claim_per_lease(
     assert_eq!(claimed, expected);
     Ok(())
 }
+
+/// Retention (SPEC 8.8): only runs that ended before the cutoff are
+/// found, oldest end first; deleting them removes the run, its events and
+/// checkpoint, and their webhook and deliveries — and nothing of the
+/// other runs, ended later or not ended at all.
+pub async fn runs_past_their_retention(
+    runs: Arc<dyn RunStore>,
+    deliveries: Arc<dyn DeliveryStore>,
+) -> TestResult {
+    let base = 1_700_000_000_000;
+    let cutoff = base + 10_000;
+    let ended = |run_id: &str, story: &str, status: &str, finished_at: u64| {
+        let run = stored_run(run_id, "planning", story, "queued", base);
+        (run, finished_at, status.to_string())
+    };
+    let mut kept = Vec::new();
+    for (mut run, finished_at, status) in [
+        ended("run-old-2", "R1", "success", base + 2_000),
+        ended("run-old-1", "R2", "error", base + 1_000),
+        ended("run-recent", "R3", "success", cutoff + 1),
+    ] {
+        assert_eq!(runs.create_run(&run).await?, None);
+        runs.append_events(&run.run_id, &[event(1, "status")])
+            .await?;
+        run.status = status;
+        run.finished_at = Some(finished_at);
+        run.updated_at = finished_at;
+        assert!(runs.end_run(&run, &[event(2, "done")], None, None).await?);
+        deliveries
+            .save_target(&run.run_id, "https://hooks.example.com/in")
+            .await?;
+        let id = format!("dlv-{}", run.run_id);
+        assert!(
+            deliveries
+                .enqueue(&delivery(&id, &run.run_id, base, base))
+                .await?
+        );
+        kept.push(run);
+    }
+    // Waiting for a person since long before the cutoff: never removed.
+    let waiting = stored_run("run-waiting", "planning", "R4", "queued", base);
+    assert_eq!(runs.create_run(&waiting).await?, None);
+    let mut interrupted = waiting.clone();
+    interrupted.status = "interrupted".into();
+    runs.suspend_run(&interrupted, &[event(1, "status")], "{}")
+        .await?;
+
+    let expired = runs.ended_before(cutoff, 10).await?;
+    assert_eq!(expired, ["run-old-1", "run-old-2"], "oldest end first");
+    assert_eq!(runs.ended_before(cutoff, 1).await?, ["run-old-1"]);
+    deliveries.delete_of_runs(&expired).await?;
+    runs.delete_runs(&expired).await?;
+
+    for gone in &expired {
+        assert_eq!(runs.get_run(gone).await?, None, "{gone}");
+        assert!(runs.events_after(gone, 0, 10).await?.is_empty(), "{gone}");
+        assert_eq!(deliveries.target(gone).await?, None, "{gone}");
+        assert!(deliveries.deliveries_of(gone).await?.is_empty(), "{gone}");
+    }
+    let listed = runs
+        .list_runs(&RunQuery {
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await?;
+    let mut ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["run-recent", "run-waiting"]);
+    let success = RunQuery {
+        statuses: vec!["success".into()],
+        limit: 10,
+        ..RunQuery::default()
+    };
+    assert_eq!(
+        runs.list_runs(&success).await?.len(),
+        1,
+        "the index forgot the deleted run"
+    );
+    assert_eq!(runs.events_after("run-recent", 0, 10).await?.len(), 2);
+    assert_eq!(deliveries.deliveries_of("run-recent").await?.len(), 1);
+    assert!(runs.checkpoint("run-waiting").await?.is_some());
+    assert!(runs.ended_before(cutoff, 10).await?.is_empty());
+    // Deleting again, or runs that never were, is no error.
+    runs.delete_runs(&expired).await?;
+    deliveries
+        .delete_of_runs(&["run-never".to_string()])
+        .await?;
+    Ok(())
+}

@@ -243,4 +243,24 @@ impl DeliveryStore for SqliteDeliveryStore {
             })
             .await
     }
+
+    async fn delete_of_runs(&self, run_ids: &[String]) -> Result<(), StoreError> {
+        let run_ids = run_ids.to_vec();
+        self.db
+            .write(move |conn| {
+                let error = |e: rusqlite::Error| sql_error("delete the webhooks of runs", &e);
+                let mut deliveries = conn
+                    .prepare_cached("DELETE FROM webhook_deliveries WHERE run_id = ?1")
+                    .map_err(error)?;
+                let mut targets = conn
+                    .prepare_cached("DELETE FROM webhook_targets WHERE run_id = ?1")
+                    .map_err(error)?;
+                for run_id in &run_ids {
+                    deliveries.execute(params![run_id]).map_err(error)?;
+                    targets.execute(params![run_id]).map_err(error)?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }

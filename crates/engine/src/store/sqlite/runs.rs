@@ -416,6 +416,48 @@ impl RunStore for SqliteRunStore {
             })
             .await
     }
+
+    async fn ended_before(&self, cutoff: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let cutoff = i64::try_from(cutoff).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |conn| {
+                // A run is created before it ends: `created_at` bounds the
+                // scan of the status index.
+                conn.prepare_cached(
+                    "SELECT run_id FROM runs
+                     WHERE status IN ('pending', 'success', 'error', 'cancelled')
+                       AND created_at < ?1 AND finished_at < ?1
+                     ORDER BY finished_at LIMIT ?2",
+                )
+                .and_then(|mut q| {
+                    q.query_map(params![cutoff, limit], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(|e| sql_error("find runs past their retention", &e))
+            })
+            .await
+    }
+
+    async fn delete_runs(&self, run_ids: &[String]) -> Result<(), StoreError> {
+        let run_ids = run_ids.to_vec();
+        self.db
+            .write(move |conn| {
+                let error = |e: rusqlite::Error| sql_error("delete runs", &e);
+                for sql in [
+                    "DELETE FROM run_events WHERE run_id = ?1",
+                    "DELETE FROM run_checkpoints WHERE run_id = ?1",
+                    "DELETE FROM runs WHERE run_id = ?1",
+                ] {
+                    let mut delete = conn.prepare_cached(sql).map_err(error)?;
+                    for run_id in &run_ids {
+                        delete.execute(params![run_id]).map_err(error)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
 }
 
 impl SqliteRunStore {
