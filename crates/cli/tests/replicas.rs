@@ -1525,6 +1525,66 @@ async fn a_run_waiting_for_an_answer_survives_a_kill_9_and_is_resumed_after_it()
     Ok(())
 }
 
+/// An answered run still waiting for a slot at SIGTERM is left queued; the
+/// next server takes it over from its checkpoint with the answer, rather
+/// than starting it again (which would ask the same question again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_run_queued_at_sigterm_goes_on_from_its_answer_after_the_restart() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::new();
+    let slow = [
+        ("BMAD2PF_LLM_MOCK_LATENCY_MS", "2000"),
+        ("BMAD2PF_RUNS_MAX_RUNNING_RUNS", "1"),
+        ("BMAD2PF_RUNS_SHUTDOWN_GRACE_S", "1"),
+    ];
+    let mut server = Server::start(dir.path(), &slow)?;
+    let (run_id, interrupt) = interrupted_kickoff(&http, &server, "term-answered").await?;
+    // The one slot is taken by a slow run, so the answered run waits queued.
+    let busy = http
+        .post(server.url("/runs"))
+        .json(&json!({"flow": "planning", "story_id": "term-busy", "input": "a todo app"}))
+        .send()
+        .await?;
+    assert_eq!(busy.status(), StatusCode::ACCEPTED);
+    let resumed = http
+        .post(server.url(&format!("/runs/{run_id}/resume")))
+        .json(&json!({"interrupt_id": interrupt, "answer": "Families first"}))
+        .send()
+        .await?;
+    assert_eq!(resumed.status(), StatusCode::ACCEPTED);
+    let queued = get_json(&http, server.url(&format!("/runs/{run_id}"))).await?;
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let exit = tokio::task::block_in_place(|| server.terminate())?;
+    assert!(exit.success(), "exit status after SIGTERM: {exit}");
+
+    let restarted = Server::start(dir.path(), &[])?;
+    let done = eventually("the answered run to finish after the restart", || {
+        let request = http.get(restarted.url(&format!("/runs/{run_id}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok(run["status"]
+                .as_str()
+                .is_some_and(|s| s != "queued" && s != "running")
+                .then_some(run))
+        }
+    })
+    .await?;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(
+        done["interrupts"].as_array().map(Vec::len),
+        Some(1),
+        "{done}"
+    );
+    assert_eq!(done["interrupts"][0]["answer"], "Families first", "{done}");
+    assert_eq!(
+        done["results"]["interviewer"]["status"], "completed",
+        "{done}"
+    );
+    assert!(!restarted.panicked(), "the log shows a panic");
+    Ok(())
+}
+
 /// SPEC 8.3 on Redis: a run interrupted on one replica is answered through
 /// the other, which continues it from the checkpoint in Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
