@@ -61,6 +61,7 @@ fn main() {
         an_agent_calls_an_https_server_its_ca_file_trusts,
         an_https_server_whose_certificate_is_not_trusted_fails_the_agent_naming_it,
         a_ca_file_that_is_not_a_certificate_stops_the_engine_naming_it,
+        a_redirect_is_followed_on_the_server_only,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -725,4 +726,62 @@ async fn a_ca_file_that_is_not_a_certificate_stops_the_engine_naming_it() {
         ),
         "{error}"
     );
+}
+
+async fn a_redirect_is_followed_on_the_server_only() {
+    /// Every request to this router is sent on to `to` with a 307.
+    fn moved_to(to: String) -> axum::Router {
+        axum::Router::new().fallback(move || {
+            let to = to.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, to)],
+                )
+            }
+        })
+    }
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let server_address = server
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    // `/moved` on the server itself, and another origin, both sending on to `/mcp`.
+    let router = notes_router(Arc::default()).nest_service("/moved", moved_to("/mcp".into()));
+    tokio::spawn(async move { axum::serve(server, router).await.ok() });
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let elsewhere_address = elsewhere
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    let to_server = moved_to(format!("http://{server_address}/mcp"));
+    tokio::spawn(async move { axum::serve(elsewhere, to_server).await.ok() });
+
+    let llm = VendorServer::start(vec![
+        tool_call_reply(&[("notes__add", json!({"a": 1, "b": 1}))]),
+        text_reply("2."),
+    ])
+    .await;
+    let tools =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: http://{server_address}/moved\n");
+    let s = setup(&tools, "notes", &llm, &[]).await;
+    let outcome = run(&s.engine).await;
+    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    assert_eq!(tool_results(&llm), ["2"]);
+
+    // Another host would be handed the session and the headers: not followed.
+    let llm = VendorServer::start(vec![text_reply("never asked")]).await;
+    let tools =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: http://{elsewhere_address}/mcp\n");
+    let s = setup(&tools, "notes", &llm, &[]).await;
+    let outcome = run(&s.engine).await;
+    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+    let error = &outcome.errors["researcher"];
+    assert!(
+        error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session"),
+        "{error}"
+    );
+    assert!(llm.requests().is_empty());
 }
