@@ -339,6 +339,22 @@ pub struct ToolSpec {
     /// For `mcp`: seconds to connect to the server and list its tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_s: Option<u64>,
+    /// For an `mcp` server over `https://`: a private CA trusted for this
+    /// server besides the usual roots (tools.yaml `ca_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM file of CA certificates, inlined from the source directory so a
+/// bundle runs without its sources. Certificates are public: nothing secret
+/// reaches the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaFile {
+    /// The file, relative to the source directory.
+    pub path: String,
+    /// Its text: one or more PEM `CERTIFICATE` blocks.
+    pub pem: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

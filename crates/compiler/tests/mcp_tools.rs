@@ -2,7 +2,7 @@
 //! tools: what a good declaration compiles to, and each mistake reported
 //! with its code, file and line.
 
-use bmad2pf_compiler::bundle::{EnvReference, SettingValue, ToolKind};
+use bmad2pf_compiler::bundle::{CaFile, EnvReference, SettingValue, ToolKind};
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::diag::Severity;
 use std::path::Path;
@@ -17,9 +17,21 @@ fn write(root: &Path, rel: &str, text: &str) {
 
 /// The errors of compiling `tools` and `agent` (agents/pm.md), as (code, file, line).
 fn errors(tools: &str, agent: &str) -> Vec<(&'static str, String, u32)> {
+    errors_with_files(tools, agent, &[])
+}
+
+/// [`errors`] with other source `files` (path, text).
+fn errors_with_files(
+    tools: &str,
+    agent: &str,
+    files: &[(&str, &str)],
+) -> Vec<(&'static str, String, u32)> {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     write(dir.path(), "tools.yaml", tools);
     write(dir.path(), "agents/pm.md", agent);
+    for (path, text) in files {
+        write(dir.path(), path, text);
+    }
     let c = compile(dir.path());
     let rendered: Vec<String> = c.diagnostics.iter().map(ToString::to_string).collect();
     println!("{}", rendered.join("\n"));
@@ -129,9 +141,6 @@ fn mistakes_in_a_server_declaration_are_reported_where_they_are_written() {
   shell:
     kind: mcp
     command: tracker-mcp --stdio
-  tls:
-    kind: mcp
-    url: https://h/mcp
 ";
     let found = errors(tools, "---\nid: pm\n---\nPlan.\n");
     let at = |code: &'static str, line: u32| (code, "tools.yaml".to_string(), line);
@@ -150,7 +159,6 @@ fn mistakes_in_a_server_declaration_are_reported_where_they_are_written() {
             at("unknown-key", 31),          // envv
             at("bad-value", 35),            // connect_timeout: 0
             at("wrong-type", 38),           // a shell string
-            at("bad-value", 41),            // https is not implemented yet
         ]
     );
 }
@@ -182,6 +190,142 @@ Plan.
             at("unknown-tool", 7), // no server `nosuch`
             at("bad-tool", 8),     // function name too long
             at("bad-tool", 12),    // a tool_call step calls one tool
+        ]
+    );
+}
+
+/// A self-signed CA certificate, in PEM, and the PEM of its private key.
+fn test_ca() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap_or_else(|e| panic!("params: {e}"));
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let certificate = params
+        .self_signed(&key)
+        .unwrap_or_else(|e| panic!("certificate: {e}"));
+    (certificate.pem(), key.serialize_pem())
+}
+
+#[test]
+fn an_https_server_s_ca_file_is_checked_and_inlined_into_the_bundle() {
+    let (ca, _) = test_ca();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(
+        dir.path(),
+        "tools.yaml",
+        "tools:\n  wiki:\n    kind: mcp\n    url: https://wiki.internal/mcp\n    ca_file: ./certs/ca.pem\n  public:\n    kind: mcp\n    url: https://mcp.example.com/mcp\n",
+    );
+    write(dir.path(), "certs/ca.pem", &ca);
+    write(
+        dir.path(),
+        "agents/pm.md",
+        "---\ntools: [wiki, public]\n---\nPlan.\n",
+    );
+    let c = compile(dir.path());
+    let Some(bundle) = c.bundle else {
+        let rendered: Vec<String> = c.diagnostics.iter().map(ToString::to_string).collect();
+        panic!("no bundle:\n{}", rendered.join("\n"));
+    };
+    assert_eq!(
+        bundle.tools["wiki"].ca_file,
+        Some(CaFile {
+            path: "certs/ca.pem".into(),
+            pem: ca
+        })
+    );
+    assert_eq!(
+        bundle.tools["wiki"].url.as_deref(),
+        Some("https://wiki.internal/mcp")
+    );
+    // Without `ca_file`, the usual roots alone.
+    assert_eq!(bundle.tools["public"].ca_file, None);
+}
+
+#[test]
+fn mistakes_in_a_ca_file_are_reported_on_its_line() {
+    let (ca, key) = test_ca();
+    let tools = "tools:
+  missing:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: certs/none.pem
+  not_pem:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: notes.txt
+  broken:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: broken.pem
+  with_key:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: with-key.pem
+  absolute:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: /etc/ssl/certs/ca.pem
+  outside:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: ../ca.pem
+  plain_http:
+    kind: mcp
+    url: http://h/mcp
+    ca_file: ca.pem
+  stdio:
+    kind: mcp
+    command: [a]
+    ca_file: ca.pem
+  listed:
+    kind: mcp
+    url: https://h/mcp
+    ca_file: [ca.pem]
+";
+    let with_key = format!("{ca}{key}");
+    let files = [
+        ("ca.pem", ca.as_str()),
+        ("notes.txt", "not a certificate\n"),
+        (
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ),
+        ("with-key.pem", with_key.as_str()),
+    ];
+    let found = errors_with_files(tools, "---\nid: pm\n---\nPlan.\n", &files);
+    let at = |code: &'static str, line: u32| (code, "tools.yaml".to_string(), line);
+    assert_eq!(
+        found,
+        [
+            at("bad-ca-file", 5),           // no such file
+            at("bad-ca-file", 9),           // no PEM certificate in it
+            at("bad-ca-file", 13),          // a certificate that does not parse
+            at("bad-ca-file", 17),          // a private key
+            at("bad-ca-file", 21),          // an absolute path
+            at("bad-ca-file", 25),          // outside the source directory
+            at("field-not-applicable", 29), // http://
+            at("field-not-applicable", 33), // stdio
+            at("wrong-type", 37),           // not a string
+        ]
+    );
+}
+
+#[test]
+fn a_ca_file_error_names_the_server_and_the_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(
+        dir.path(),
+        "tools.yaml",
+        "tools:\n  wiki:\n    kind: mcp\n    url: https://h/mcp\n    ca_file: certs/ca.pem\n",
+    );
+    write(dir.path(), "certs/ca.pem", "hello\n");
+    write(dir.path(), "agents/pm.md", "---\nid: pm\n---\nPlan.\n");
+    let c = compile(dir.path());
+    let messages: Vec<String> = c.diagnostics.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        messages,
+        [
+            "MCP server `wiki`: ca_file: `certs/ca.pem` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)"
         ]
     );
 }

@@ -1,7 +1,8 @@
 //! Tools from MCP servers in a run: a real MCP server written here with the
 //! official SDK (`rmcp`), reached over stdio (this test program started
 //! again as the server, see [`SERVE_STDIO`]) and over streamable HTTP on
-//! loopback; the model is a local OpenAI-compatible server playing scripted
+//! loopback, plain and over TLS with a CA and certificate made by the test
+//! ([`TestPki`]); the model is a local OpenAI-compatible server playing scripted
 //! replies that call the server's tools.
 //!
 //! This file has its own `main` (`harness = false` in Cargo.toml): started
@@ -57,6 +58,10 @@ fn main() {
         a_server_that_does_not_answer_fails_the_agent_at_its_time_out,
         a_server_down_at_start_degrades_health_until_it_comes_back,
         the_tool_check_holds_the_names_agents_use_against_the_server,
+        an_agent_calls_an_https_server_its_ca_file_trusts,
+        an_https_server_whose_certificate_is_not_trusted_fails_the_agent_naming_it,
+        a_ca_file_that_is_not_a_certificate_stops_the_engine_naming_it,
+        a_redirect_is_followed_on_the_server_only,
     ];
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -152,30 +157,119 @@ fn serve_stdio() {
 /// The server over streamable HTTP at `/mcp` on `listener`, recording the
 /// `x-test-key` header of each request.
 fn serve_http(listener: tokio::net::TcpListener, keys: Arc<Mutex<Vec<String>>>) {
+    let router = notes_router(keys);
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.ok();
+    });
+}
+
+/// The server's routes: streamable HTTP at `/mcp`, recording the
+/// `x-test-key` header of each request in `keys`.
+fn notes_router(keys: Arc<Mutex<Vec<String>>>) -> axum::Router {
     let service: StreamableHttpService<NotesServer, LocalSessionManager> =
         StreamableHttpService::new(
             || Ok(NotesServer::new()),
             Arc::default(),
             StreamableHttpServerConfig::default(),
         );
-    let router =
-        axum::Router::new()
-            .nest_service("/mcp", service)
-            .layer(axum::middleware::from_fn(
-                move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    let keys = keys.clone();
-                    async move {
-                        if let Some(key) = request.headers().get("x-test-key") {
-                            let key = key.to_str().unwrap_or_default().to_string();
-                            keys.lock().unwrap_or_else(|e| e.into_inner()).push(key);
-                        }
-                        next.run(request).await
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let keys = keys.clone();
+                async move {
+                    if let Some(key) = request.headers().get("x-test-key") {
+                        let key = key.to_str().unwrap_or_default().to_string();
+                        keys.lock().unwrap_or_else(|e| e.into_inner()).push(key);
                     }
-                },
-            ));
+                    next.run(request).await
+                }
+            },
+        ))
+}
+
+// ---- the server over https --------------------------------------------------
+
+/// A CA made for one test, and the TLS set-up of a server whose certificate
+/// (for 127.0.0.1) that CA issued.
+struct TestPki {
+    /// The CA's certificate, as a `ca_file` holds it.
+    ca_pem: String,
+    server_tls: Arc<rustls::ServerConfig>,
+}
+
+impl TestPki {
+    /// A CA named `ca_name` and a server certificate it issued.
+    fn new(ca_name: &str) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("CA key: {e}"));
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap_or_else(|e| panic!("CA params: {e}"));
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, ca_name);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)
+            .unwrap_or_else(|e| panic!("CA certificate: {e}"));
+        let server_key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("key: {e}"));
+        let server_certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .and_then(|params| params.signed_by(&server_key, &ca))
+            .unwrap_or_else(|e| panic!("server certificate: {e}"));
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der());
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_single_cert(vec![server_certificate.der().clone()], key.into())
+        })
+        .unwrap_or_else(|e| panic!("server TLS: {e}"));
+        server_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            ca_pem: ca.pem(),
+            server_tls: Arc::new(server_tls),
+        }
+    }
+}
+
+/// The server over streamable HTTP in TLS at `/mcp` on `listener`, with
+/// `pki`'s server certificate.
+fn serve_https(listener: tokio::net::TcpListener, pki: &TestPki) {
+    let router = notes_router(Arc::default());
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_tls.clone());
     tokio::spawn(async move {
-        axum::serve(listener, router).await.ok();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
     });
+}
+
+/// A loopback listener and its `https://…/mcp` URL.
+async fn https_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    (listener, format!("https://{address}/mcp"))
 }
 
 // ---- the project and the engine --------------------------------------------
@@ -185,11 +279,19 @@ struct Setup {
     engine: Engine,
 }
 
-/// A project whose agent `researcher` has `agent_tools`, with `tools_yaml`, compiled.
-fn project(tools_yaml: &str, agent_tools: &str) -> (tempfile::TempDir, Bundle) {
+/// A project whose agent `researcher` has `agent_tools`, with `tools_yaml`
+/// and the other source `files` (path, text), compiled.
+fn project(
+    tools_yaml: &str,
+    agent_tools: &str,
+    files: &[(&str, &str)],
+) -> (tempfile::TempDir, Bundle) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let src = dir.path().join("src");
     write(&src.join("tools.yaml"), tools_yaml);
+    for (path, text) in files {
+        write(&src.join(path), text);
+    }
     write(
         &src.join("agents/researcher.md"),
         &format!(
@@ -217,23 +319,47 @@ fn lookup(env: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
-/// An engine on [`project`], the model at `llm`, and `env` as its environment.
+/// An engine on [`project`] (without other files), the model at `llm`, and
+/// `env` as its environment.
 async fn setup(
     tools_yaml: &str,
     agent_tools: &str,
     llm: &VendorServer,
     env: &[(&str, &str)],
 ) -> Setup {
-    let (dir, bundle) = project(tools_yaml, agent_tools);
+    setup_with_files(tools_yaml, agent_tools, &[], llm, env).await
+}
+
+/// [`setup`] with other source `files`.
+async fn setup_with_files(
+    tools_yaml: &str,
+    agent_tools: &str,
+    files: &[(&str, &str)],
+    llm: &VendorServer,
+    env: &[(&str, &str)],
+) -> Setup {
+    let (dir, bundle) = project(tools_yaml, agent_tools, files);
+    let engine = start(&dir, bundle, llm, env)
+        .await
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    Setup { _dir: dir, engine }
+}
+
+/// An engine on `bundle`, its stores in `dir`, the model at `llm`.
+async fn start(
+    dir: &tempfile::TempDir,
+    bundle: Bundle,
+    llm: &VendorServer,
+    env: &[(&str, &str)],
+) -> Result<Engine, String> {
     let mut config = RuntimeConfig::default();
     config.docs.path = dir.path().join("docs").display().to_string();
     config.memory.path = dir.path().join("memory").display().to_string();
     config.llm.provider = ProviderKind::OpenaiCompatible;
     config.llm.base_url = Some(format!("{}/v1", llm.url));
-    let engine = Engine::start(Arc::new(bundle), config, &lookup(env))
+    Engine::start(Arc::new(bundle), config, &lookup(env))
         .await
-        .unwrap_or_else(|e| panic!("engine: {e}"));
-    Setup { _dir: dir, engine }
+        .map_err(|e| e.to_string())
 }
 
 fn write(path: &Path, text: &str) {
@@ -493,7 +619,7 @@ async fn a_server_down_at_start_degrades_health_until_it_comes_back() {
 
 async fn the_tool_check_holds_the_names_agents_use_against_the_server() {
     let tools = stdio_tools(&format!("    env: {{{SERVE_STDIO}: \"1\"}}\n"));
-    let (_dir, bundle) = project(&tools, "notes.add, notes.subtract");
+    let (_dir, bundle) = project(&tools, "notes.add, notes.subtract", &[]);
     let check = check_mcp_tools(&bundle, &lookup(&[]))
         .await
         .unwrap_or_else(|e| panic!("check: {e}"));
@@ -510,4 +636,152 @@ async fn the_tool_check_holds_the_names_agents_use_against_the_server() {
             "agent `researcher` names `notes.subtract`, but MCP server `notes` has no tool `subtract`; it has: add, prefix, stall"
         ]
     );
+}
+
+async fn an_agent_calls_an_https_server_its_ca_file_trusts() {
+    let pki = TestPki::new("bmad2pf test CA");
+    let (listener, url) = https_listener().await;
+    serve_https(listener, &pki);
+    let llm = VendorServer::start(vec![
+        tool_call_reply(&[("notes__add", json!({"a": 5, "b": 6}))]),
+        text_reply("11."),
+    ])
+    .await;
+    let tools =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: {url}\n    ca_file: certs/ca.pem\n");
+    let files = [("certs/ca.pem", pki.ca_pem.as_str())];
+    let s = setup_with_files(&tools, "notes", &files, &llm, &[]).await;
+    assert_eq!(notes_health(&s.engine).await, Ok(()));
+    let outcome = run(&s.engine).await;
+    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    assert_eq!(tool_results(&llm), ["11"]);
+    // `validate --check-tools` reaches it the same way.
+    let (_dir, bundle) = project(&tools, "notes.add", &files);
+    let check = check_mcp_tools(&bundle, &lookup(&[]))
+        .await
+        .unwrap_or_else(|e| panic!("check: {e}"));
+    assert_eq!(
+        check.servers,
+        [ServerCheck {
+            server: "notes".into(),
+            tools: Ok(vec!["add".into(), "prefix".into(), "stall".into()]),
+        }]
+    );
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+}
+
+async fn an_https_server_whose_certificate_is_not_trusted_fails_the_agent_naming_it() {
+    let pki = TestPki::new("bmad2pf test CA");
+    let (listener, url) = https_listener().await;
+    serve_https(listener, &pki);
+    let other_ca = TestPki::new("another CA").ca_pem;
+    // Trusted by neither the usual roots nor another CA's file. The connect
+    // time-out is far longer than a refused handshake takes: the error says
+    // why the certificate was refused, not that time ran out.
+    let without_ca_file =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: {url}\n    connect_timeout: 60\n");
+    let with_other_ca = format!("{without_ca_file}    ca_file: other-ca.pem\n");
+    for tools in [without_ca_file, with_other_ca] {
+        let llm = VendorServer::start(vec![text_reply("never asked")]).await;
+        let files = [("other-ca.pem", other_ca.as_str())];
+        let s = setup_with_files(&tools, "notes", &files, &llm, &[]).await;
+        let outcome = run(&s.engine).await;
+        assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+        let error = &outcome.errors["researcher"];
+        assert!(
+            error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session")
+                && error.contains("invalid peer certificate: UnknownIssuer"),
+            "{error}"
+        );
+        assert!(llm.requests().is_empty());
+        let health = notes_health(&s.engine).await;
+        assert!(
+            matches!(&health, Err(why) if why.contains("UnknownIssuer")),
+            "{health:?}"
+        );
+    }
+}
+
+async fn a_ca_file_that_is_not_a_certificate_stops_the_engine_naming_it() {
+    let pki = TestPki::new("bmad2pf test CA");
+    let tools =
+        "tools:\n  notes:\n    kind: mcp\n    url: https://127.0.0.1:9/mcp\n    ca_file: ca.pem\n";
+    let (dir, mut bundle) = project(tools, "notes", &[("ca.pem", pki.ca_pem.as_str())]);
+    // The compiler checks the file; a bundle edited by hand is checked again at start.
+    let Some(ca_file) = bundle
+        .tools
+        .get_mut("notes")
+        .and_then(|spec| spec.ca_file.as_mut())
+    else {
+        panic!("the bundle has no ca_file for notes");
+    };
+    ca_file.pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
+    let llm = VendorServer::start(vec![]).await;
+    let Err(error) = start(&dir, bundle, &llm, &[]).await else {
+        panic!("the engine started with a broken ca_file");
+    };
+    assert!(
+        error.contains(
+            "MCP server `notes` (tools.yaml): ca_file `ca.pem`: certificate 1 is not a valid X.509 certificate"
+        ),
+        "{error}"
+    );
+}
+
+async fn a_redirect_is_followed_on_the_server_only() {
+    /// Every request to this router is sent on to `to` with a 307.
+    fn moved_to(to: String) -> axum::Router {
+        axum::Router::new().fallback(move || {
+            let to = to.clone();
+            async move {
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, to)],
+                )
+            }
+        })
+    }
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let server_address = server
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    // `/moved` on the server itself, and another origin, both sending on to `/mcp`.
+    let router = notes_router(Arc::default()).nest_service("/moved", moved_to("/mcp".into()));
+    tokio::spawn(async move { axum::serve(server, router).await.ok() });
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let elsewhere_address = elsewhere
+        .local_addr()
+        .unwrap_or_else(|e| panic!("address: {e}"));
+    let to_server = moved_to(format!("http://{server_address}/mcp"));
+    tokio::spawn(async move { axum::serve(elsewhere, to_server).await.ok() });
+
+    let llm = VendorServer::start(vec![
+        tool_call_reply(&[("notes__add", json!({"a": 1, "b": 1}))]),
+        text_reply("2."),
+    ])
+    .await;
+    let tools =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: http://{server_address}/moved\n");
+    let s = setup(&tools, "notes", &llm, &[]).await;
+    let outcome = run(&s.engine).await;
+    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    assert_eq!(tool_results(&llm), ["2"]);
+
+    // Another host would be handed the session and the headers: not followed.
+    let llm = VendorServer::start(vec![text_reply("never asked")]).await;
+    let tools =
+        format!("tools:\n  notes:\n    kind: mcp\n    url: http://{elsewhere_address}/mcp\n");
+    let s = setup(&tools, "notes", &llm, &[]).await;
+    let outcome = run(&s.engine).await;
+    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+    let error = &outcome.errors["researcher"];
+    assert!(
+        error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session"),
+        "{error}"
+    );
+    assert!(llm.requests().is_empty());
 }

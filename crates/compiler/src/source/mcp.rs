@@ -8,15 +8,17 @@
 //!     env: {TRACKER_TOKEN: {env: TRACKER_TOKEN}, LOG: quiet}
 //!   wiki:                            # streamable HTTP
 //!     kind: mcp
-//!     url: "http://wiki.local/mcp"
+//!     url: "https://wiki.local/mcp"
 //!     headers: {Authorization: {env: WIKI_TOKEN, prefix: "Bearer "}}
+//!     ca_file: certs/internal-ca.pem # a private CA, besides the usual roots
 //!     connect_timeout: 5             # seconds to connect and list tools (default 10)
 //!     timeout: 60                    # seconds one call may take (default 30)
 //! ```
 //!
 //! A server has `command` (an argv, as for `command` tools) or `url`
-//! (`http://`; `https://` is not implemented yet), not both; `env` goes with `command` and
-//! `headers` with `url`. A value is a string, or `{env: NAME, prefix: ...}`
+//! (`http://` or `https://`), not both; `env` goes with `command`,
+//! `headers` with `url`, and `ca_file` with an `https://` url (read and
+//! checked by [`super::ca_file`]). A value is a string, or `{env: NAME, prefix: ...}`
 //! to read bmad2pf's environment variable `NAME` when the server is
 //! connected (the bundle keeps the reference, never the secret). The server's
 //! tools, their descriptions and input schemas come from the server itself,
@@ -28,16 +30,18 @@
 //! `__`. Whether the tool exists is only known to the server:
 //! `bmad2pf validate --check-tools` asks it.
 
+use super::ca_file::read_ca_file;
 use super::fields::FieldReader;
 use crate::bundle::{
     DEFAULT_MCP_CONNECT_TIMEOUT_S, EnvReference, MCP_FUNCTION_SEPARATOR, MCP_TOOL_SEPARATOR,
     SettingValue, ToolKind, ToolSpec, is_function_name, mcp_function_name,
 };
+use crate::sourcefs::SourceSnapshot;
 use crate::yaml::{Key, Node, Value, check_keys};
 use std::collections::BTreeMap;
 
 /// The keys an MCP server's declaration may have.
-pub(super) const KEYS: [&str; 7] = [
+pub(super) const KEYS: [&str; 8] = [
     "kind",
     "command",
     "url",
@@ -45,12 +49,15 @@ pub(super) const KEYS: [&str; 7] = [
     "headers",
     "timeout",
     "connect_timeout",
+    "ca_file",
 ];
 
 /// Reads the transport of MCP server `key` into `spec` (its `timeout` is
-/// already read); `None` when it has none to use.
+/// already read); `None` when it has none to use. `files` holds the file
+/// `ca_file` names.
 pub(super) fn read_server(
     r: &mut FieldReader<'_>,
+    files: &SourceSnapshot,
     entries: &[(Key, Node)],
     key: &Key,
     node: &Node,
@@ -104,6 +111,7 @@ pub(super) fn read_server(
         }
         (Some((_, command)), None) => {
             only_with(r, "headers", "url");
+            only_with(r, "ca_file", "url");
             spec.command = super::tools::argv(r, command, &name)?;
             if let Some((_, env)) = get("env") {
                 spec.env = values(r, env, &format!("tools.{name}.env"), is_env_name)?;
@@ -113,20 +121,11 @@ pub(super) fn read_server(
         (None, Some((_, url_node))) => {
             only_with(r, "env", "command");
             let url = r.string(url_node, &format!("tools.{name}.url"))?;
-            if url.starts_with("https://") {
+            let https = url.starts_with("https://");
+            if !https && !url.starts_with("http://") {
                 r.bad_value(
                     url_node.pos,
-                    format!("MCP server `{name}`: https:// is not implemented yet"),
-                )
-                .hint = Some(
-                    "use an http:// URL on a network you trust (a local proxy can add TLS), or start the server with `command`".into(),
-                );
-                return None;
-            }
-            if !url.starts_with("http://") {
-                r.bad_value(
-                    url_node.pos,
-                    format!("MCP server `{name}`: url must start with http://"),
+                    format!("MCP server `{name}`: url must start with http:// or https://"),
                 );
                 return None;
             }
@@ -134,6 +133,30 @@ pub(super) fn read_server(
             if let Some((_, headers)) = get("headers") {
                 spec.headers =
                     values(r, headers, &format!("tools.{name}.headers"), is_header_name)?;
+            }
+            if let Some((ca_key, ca_node)) = get("ca_file") {
+                if !https {
+                    r.diags.error(
+                        "field-not-applicable",
+                        r.file,
+                        ca_key.pos,
+                        format!("`ca_file` applies to an https:// url; MCP server `{name}` is reached over http://"),
+                    );
+                    return None;
+                }
+                let path = r.string(ca_node, &format!("tools.{name}.ca_file"))?;
+                match read_ca_file(files, &path) {
+                    Ok(ca_file) => spec.ca_file = Some(ca_file),
+                    Err(why) => {
+                        r.diags.error(
+                            "bad-ca-file",
+                            r.file,
+                            ca_node.pos,
+                            format!("MCP server `{name}`: ca_file: {why}"),
+                        );
+                        return None;
+                    }
+                }
             }
             Some(())
         }

@@ -46,6 +46,7 @@
 //!   0–2, `llm.max_tokens` ≥ 1.
 
 pub(crate) mod agent;
+pub(crate) mod ca_file;
 pub(crate) mod fields;
 pub(crate) mod mcp;
 pub(crate) mod runtime_file;
@@ -103,7 +104,7 @@ pub(crate) fn read(
         }
     }
     let tools = match read_optional(files, "tools.yaml", diags) {
-        Some(text) => tools::parse_tools(&text, "tools.yaml", diags),
+        Some(text) => tools::parse_tools(&text, "tools.yaml", files, diags),
         None => BTreeMap::new(),
     };
 

@@ -126,9 +126,9 @@ proptest! {
         let _ = parse_workflow(&text, "workflow.yaml", index, &mut d);
         let structured = format!("flows:\n  f:\n    steps:\n      - agent: {value}\n        next: {value}\n        id: {value}\n    max_visits: {value}\n");
         let _ = parse_workflow(&structured, "workflow.yaml", index, &mut d);
-        let _ = parse_tools(&text, "tools.yaml", &mut d);
+        let _ = parse_tools(&text, "tools.yaml", &SourceSnapshot::default(), &mut d);
         let tool = format!("tools:\n  t:\n    kind: http\n    url: {value}\n    parameters: {value}\n    method: {value}\n");
-        let _ = parse_tools(&tool, "tools.yaml", &mut d);
+        let _ = parse_tools(&tool, "tools.yaml", &SourceSnapshot::default(), &mut d);
         let _ = parse_runtime(&text, "runtime.yaml", &mut d);
         let _ = parse_runtime(&format!("llm: {value}\nserver: {{port: {value}}}\n"), "runtime.yaml", &mut d);
     }

@@ -7,7 +7,7 @@
 //!            parameters: {type: object, properties: {query: {type: string}}}, timeout: 10}
 //!   lint: {kind: command, command: ["markdownlint", "--stdin"], timeout: 10}
 //!   tracker: {kind: mcp, command: ["tracker-mcp"], env: {TOKEN: {env: TRACKER_TOKEN}}}
-//!   wiki: {kind: mcp, url: "http://wiki.local/mcp", connect_timeout: 5, timeout: 60}
+//!   wiki: {kind: mcp, url: "https://wiki.local/mcp", ca_file: certs/ca.pem, connect_timeout: 5, timeout: 60}
 //! ```
 //!
 //! Rules: tool names match `^[A-Za-z][A-Za-z0-9_-]*$` (at most 64
@@ -18,19 +18,20 @@
 //! may only read the declared parameters, and a `method` (default GET);
 //! `command` is an argv list, never a shell string; `timeout` is seconds
 //! (default [`DEFAULT_TOOL_TIMEOUT_S`]). `mcp` declares an MCP server, read
-//! by [`super::mcp`]. Keys that belong to another kind are errors, as are
+//! by [`super::mcp`] (its `ca_file` from `files`). Keys that belong to another kind are errors, as are
 //! unknown keys.
 
 use super::fields::{FieldReader, is_name};
 use super::template::check_template;
 use crate::bundle::{BUILTIN_TOOLS, ToolKind, ToolSpec};
 use crate::diag::{Diagnostics, did_you_mean};
+use crate::sourcefs::SourceSnapshot;
 use crate::yaml::{self, Key, Node, Value, check_keys};
 use std::collections::BTreeMap;
 
 pub const DEFAULT_TOOL_TIMEOUT_S: u64 = 30;
 const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-const ALL_KEYS: [&str; 10] = [
+const ALL_KEYS: [&str; 11] = [
     "kind",
     "description",
     "parameters",
@@ -41,11 +42,18 @@ const ALL_KEYS: [&str; 10] = [
     "env",
     "headers",
     "connect_timeout",
+    "ca_file",
 ];
 const KINDS: [&str; 4] = ["builtin", "http", "command", "mcp"];
 
-/// Reads tools.yaml text; `file` names it in diagnostics.
-pub fn parse_tools(text: &str, file: &str, diags: &mut Diagnostics) -> BTreeMap<String, ToolSpec> {
+/// Reads tools.yaml text; `file` names it in diagnostics, and `files` holds
+/// the source files it may name (an MCP server's `ca_file`).
+pub fn parse_tools(
+    text: &str,
+    file: &str,
+    files: &SourceSnapshot,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, ToolSpec> {
     let mut out = BTreeMap::new();
     let Some(root) = yaml::parse(text, file, 0, diags) else {
         return out;
@@ -64,7 +72,7 @@ pub fn parse_tools(text: &str, file: &str, diags: &mut Diagnostics) -> BTreeMap<
     };
     let env = crate::prompt::environment();
     for (key, node) in tools {
-        if let Some(spec) = parse_tool(&mut r, &env, key, node) {
+        if let Some(spec) = parse_tool(&mut r, &env, files, key, node) {
             out.insert(spec.name.clone(), spec);
         }
     }
@@ -74,6 +82,7 @@ pub fn parse_tools(text: &str, file: &str, diags: &mut Diagnostics) -> BTreeMap<
 fn parse_tool(
     r: &mut FieldReader<'_>,
     env: &minijinja::Environment<'_>,
+    files: &SourceSnapshot,
     key: &Key,
     node: &Node,
 ) -> Option<ToolSpec> {
@@ -191,6 +200,7 @@ fn parse_tool(
         env: BTreeMap::new(),
         headers: BTreeMap::new(),
         connect_timeout_s: None,
+        ca_file: None,
     };
     match kind {
         ToolKind::Builtin => {}
@@ -227,7 +237,7 @@ fn parse_tool(
             };
             spec.command = argv(r, cmd_node, &name)?;
         }
-        ToolKind::Mcp => super::mcp::read_server(r, entries, key, node, &mut spec)?,
+        ToolKind::Mcp => super::mcp::read_server(r, files, entries, key, node, &mut spec)?,
     }
     Some(spec)
 }

@@ -2,7 +2,8 @@
 //! Rust SDK's client (`rmcp`).
 //!
 //! Each declared server is one [`McpServer`]: a process spoken to over its
-//! stdio, or a streamable HTTP endpoint. The engine connects to every server
+//! stdio, or a streamable HTTP endpoint (`http://` or `https://`, through
+//! the client of [`super::mcp_tls`]). The engine connects to every server
 //! when it starts and lists its tools ([`McpServers::connect_all`]); a server
 //! that is down then is logged and shown on `/health`, not fatal. The
 //! connection is kept and shared by every agent; one that has gone (the
@@ -26,10 +27,13 @@ use bmad2pf_compiler::bundle::{
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool};
 use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{Peer, ServiceError, ServiceExt};
 use std::collections::{BTreeMap, HashMap};
+use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,10 +53,12 @@ enum Endpoint {
         argv: Vec<String>,
         env: Vec<(String, String)>,
     },
-    /// A streamable HTTP endpoint and the headers every request carries.
+    /// A streamable HTTP endpoint, the headers every request carries, and
+    /// the client that sends them (with the server's TLS trust).
     Http {
         url: String,
         headers: HashMap<HeaderName, HeaderValue>,
+        client: rmcp_reqwest::Client,
     },
 }
 
@@ -184,10 +190,6 @@ impl McpServers {
 impl McpServer {
     fn new(spec: &ToolSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
         let endpoint = match &spec.url {
-            // The client is built without TLS (the compiler refuses these too).
-            Some(url) if url.starts_with("https://") => {
-                return Err("https:// is not implemented yet; use http:// or `command`".into());
-            }
             Some(url) => {
                 let mut headers = HashMap::new();
                 for (name, value) in &spec.headers {
@@ -200,6 +202,7 @@ impl McpServer {
                 Endpoint::Http {
                     url: url.clone(),
                     headers,
+                    client: super::mcp_tls::http_client(spec.ca_file.as_ref())?,
                 }
             }
             None => {
@@ -376,11 +379,18 @@ impl McpServer {
                     .map_err(|e| format!("cannot start {program:?}: {e}"))?;
                 identity.serve(transport).await
             }
-            Endpoint::Http { url, headers } => {
+            Endpoint::Http {
+                url,
+                headers,
+                client,
+            } => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(headers.clone());
                 identity
-                    .serve(StreamableHttpClientTransport::from_config(config))
+                    .serve(StreamableHttpClientTransport::with_client(
+                        client.clone(),
+                        config,
+                    ))
                     .await
             }
         }
@@ -445,7 +455,16 @@ fn session_error(error: &ClientInitializeError) -> String {
         return error.to_string();
     };
     let mut text = error.error.to_string();
-    let mut cause = error.error.source();
+    // The streamable HTTP transport's client error does not hand on its
+    // cause as `source()`: reach into it, so a refused certificate or
+    // connection is named.
+    let mut cause = match error
+        .error
+        .downcast_ref::<StreamableHttpError<rmcp_reqwest::Error>>()
+    {
+        Some(StreamableHttpError::Client(client)) => client.source(),
+        _ => error.error.source(),
+    };
     while let Some(inner) = cause {
         text.push_str(&format!(": {inner}"));
         cause = inner.source();

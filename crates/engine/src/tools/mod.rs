@@ -31,6 +31,7 @@
 mod external;
 mod mcp;
 mod mcp_check;
+mod mcp_tls;
 
 pub use mcp_check::{ServerCheck, ToolCheck, check_mcp_tools};
 
