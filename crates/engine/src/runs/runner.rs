@@ -1044,13 +1044,11 @@ impl Runner {
         }
     }
 
-    /// Marks or takes over the runs of processes that died, and ends the
-    /// runs whose questions expired (module docs).
+    /// Marks or takes over the runs of processes that died, ends the runs
+    /// whose questions expired, and deletes those past their retention
+    /// (module docs).
     async fn sweep(self: &Arc<Self>) -> Result<(), StoreError> {
         self.expire_questions().await?;
-        if self.takes_over.load(Ordering::Relaxed) {
-            self.remove_expired_runs().await?;
-        }
         for stored in self.core.runs.orphaned_runs().await? {
             let run = match Run::from_stored(&stored) {
                 Ok(run) => run,
@@ -1084,12 +1082,23 @@ impl Runner {
                     run_id = run.outcome.run_id,
                     "took over a queued run of a process that stopped"
                 );
-                let plan = plan_of(&run, self.answered_before(&run).await?);
-                drop(self.launch(run, plan, claim, next_event, None));
+                match self.answered_before(&run).await {
+                    Ok(resumption) => {
+                        let plan = plan_of(&run, resumption);
+                        drop(self.launch(run, plan, claim, next_event, None));
+                    }
+                    // Its claim is given back as `claim` drops; the others go on.
+                    Err(error) => {
+                        tracing::error!(run_id = stored.run_id, %error, "a queued run cannot be taken over")
+                    }
+                }
                 continue;
             }
             self.mark_interrupted(&stored, run, &events, next_event)
                 .await?;
+        }
+        if self.takes_over.load(Ordering::Relaxed) {
+            self.remove_expired_runs().await?;
         }
         Ok(())
     }
