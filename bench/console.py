@@ -1,9 +1,13 @@
 """Measures the web console in headless Chromium, driven over WebDriver
 (chromedriver's HTTP API, so nothing beyond the standard library here).
 
-1. The runs page with RUNS runs stored: the time from navigation to the
-   first page of runs on screen (the page's `bmad2pf:runs-rendered` User
-   Timing mark), over several loads; and GET /runs?limit=50 alone.
+1. The runs page with RUNS runs stored: its first render — from navigation
+   start to the first page of runs in the document (the page's
+   `bmad2pf:runs-rendered` User Timing mark) — in BROWSERS fresh browsers
+   (a new profile each), LOADS loads each: the first load of a browser is
+   cold (empty HTTP and code caches), the later ones warm. With it, what the
+   cold load fetched before its first render (Resource Timing), and
+   GET /runs?limit=50 alone.
 2. A run view following two agents (pm and architect, in parallel) whose
    model streams TOKENS tokens at RATE tokens/s each (a local
    OpenAI-compatible mock, below): how far the text on screen falls behind
@@ -11,6 +15,7 @@
 3. The size of the embedded console files.
 
 Called by bench/console.sh with: BIN SRC CHROMIUM CHROMEDRIVER CONSOLE_DIR.
+PARTS ("runs", "stream" or "runs,stream", the default) picks what to measure.
 """
 
 import json
@@ -29,7 +34,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 RUNS = int(os.environ.get("RUNS", "1000"))
 TOKENS = int(os.environ.get("TOKENS", "3000"))
 RATE = float(os.environ.get("RATE", "500"))
-LOADS = int(os.environ.get("LOADS", "7"))
+LOADS = int(os.environ.get("LOADS", "4"))
+BROWSERS = int(os.environ.get("BROWSERS", "5"))
+# Which measurements to take: "runs", "stream" or both.
+PARTS = os.environ.get("PARTS", "runs,stream").split(",")
+
+# Read back after a load: the first render, and every request the page made
+# before it (Resource Timing; a 304 transfers its headers only).
+FIRST_RENDER = """
+const mark = performance.getEntriesByName('bmad2pf:runs-rendered')[0];
+if (!mark) return null;
+const before = performance.getEntriesByType('resource').filter((r) => r.startTime < mark.startTime);
+return {
+  at: mark.startTime,
+  html: performance.getEntriesByType('navigation')[0].responseEnd,
+  rows: document.querySelectorAll('table.runs tbody tr').length,
+  requests: before.map((r) => ({path: new URL(r.name).pathname, bytes: r.transferSize})),
+};
+"""
 
 
 def free_port():
@@ -203,32 +225,35 @@ def runs_page(bin_path, src, work, browser_paths):
             api.append((time.monotonic() - t) * 1000)
         assert len(page["runs"]) == 50 and page["next_cursor"]
 
-        browser = Browser(*browser_paths, os.path.join(work, "profile-runs"))
-        try:
-            renders = []
-            after_html = []
-            for _ in range(LOADS):
-                browser.goto("about:blank")
-                browser.goto(f"{base}/#/runs")
-                mark = wait_until(
-                    lambda: browser.run(
-                        "const m = performance.getEntriesByName('bmad2pf:runs-rendered')[0];"
-                        "const n = performance.getEntriesByType('navigation')[0];"
-                        "return m ? {at: m.startTime, html: n.responseEnd, rows: document.querySelectorAll('table.runs tbody tr').length} : null;"
-                    ),
-                    "the runs page",
-                )
-                assert mark["rows"] == 50, mark
-                renders.append(mark["at"])
-                after_html.append(mark["at"] - mark["html"])
-        finally:
-            browser.close()
-        # The first load compiles the scripts into a cold cache; later ones are what a user sees
-        # on each visit. Both are reported.
-        print(f"runs page, {RUNS} runs stored: first render {renders[0]:.0f} ms on the first load, "
-              f"median {statistics.median(renders[1:]):.0f} ms / max {max(renders[1:]):.0f} ms "
-              f"over {len(renders) - 1} more loads (navigation start → 50 rows on screen; "
-              f"median {statistics.median(after_html[1:]):.0f} ms of it after the HTML had arrived)")
+        cold, warm = [], []
+        for n in range(BROWSERS):
+            browser = Browser(*browser_paths, os.path.join(work, f"profile-runs-{n}"))
+            try:
+                for load in range(LOADS):
+                    browser.goto("about:blank")
+                    browser.goto(f"{base}/#/runs")
+                    render = wait_until(lambda: browser.run(FIRST_RENDER), "the runs page")
+                    assert render["rows"] == 50, render
+                    (warm if load else cold).append(render)
+            finally:
+                browser.close()
+
+        def summary(renders):
+            at = [r["at"] for r in renders]
+            after_html = [r["at"] - r["html"] for r in renders]
+            requests = [len(r["requests"]) for r in renders]
+            sent = [sum(q["bytes"] for q in r["requests"]) for r in renders]
+            return (f"median {statistics.median(at):.0f} ms, max {max(at):.0f} ms over {len(at)} loads "
+                    f"({statistics.median(after_html):.0f} ms of it after the HTML had arrived); "
+                    f"before it {statistics.median(requests):.0f} requests besides the page, "
+                    f"{statistics.median(sent) / 1024:.1f} KiB transferred")
+
+        print(f"runs page, {RUNS} runs stored, first render (navigation start → 50 rows in the document), "
+              f"{BROWSERS} fresh browsers:")
+        print(f"  cold (a browser's first load): {summary(cold)}")
+        print(f"  warm (its {LOADS - 1} later loads): {summary(warm)}")
+        paths = sorted({q["path"] for r in cold for q in r["requests"]})
+        print(f"  fetched before the cold first render: {', '.join(paths)}")
         print(f"GET /runs?limit=50 alone: median {statistics.median(api):.1f} ms, max {max(api):.1f} ms")
     finally:
         process.terminate()
@@ -291,6 +316,8 @@ def main():
     print(f"embedded console files: {size:,} bytes ({size / 1024:.0f} KiB)")
     with tempfile.TemporaryDirectory() as work:
         for name, measure in (("runs", runs_page), ("stream", streaming)):
+            if name not in PARTS:
+                continue
             folder = os.path.join(work, name)
             os.makedirs(folder)
             measure(bin_path, src, folder, (chromium, chromedriver))

@@ -1,42 +1,42 @@
 // The console's shell: a hash router (`#/runs/run-…`) that mounts one page
 // at a time in <main>, stops the previous page's polling and streams, and
 // keeps the count of open questions in the navigation.
+//
+// A page's module is imported when the page is first shown, not up front:
+// the first render then waits only for the modules of the page it draws
+// (the shell, api.js, dom.js and that page), not for every page's code.
 
 import { getJson } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
-import * as flows from "./pages/flows.js";
-import * as runs from "./pages/runs.js";
-import * as run from "./pages/run.js";
-import * as questions from "./pages/questions.js";
-import * as documents from "./pages/documents.js";
-import * as health from "./pages/health.js";
 
 const main = document.getElementById("main");
 let stopPage = null;
 
-/** `[page module, nav key, params]` for a location hash. */
+/** `[page module loader, nav key, params]` for a location hash. */
 function route(hash) {
   const [path, query = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = Object.fromEntries(new URLSearchParams(query));
   switch (parts[0]) {
     case "runs":
-      return parts[1] ? [run, "runs", { id: parts[1] }] : [runs, "runs", params];
+      return parts[1]
+        ? [() => import("./pages/run.js"), "runs", { id: parts[1] }]
+        : [() => import("./pages/runs.js"), "runs", params];
     case "questions":
-      return [questions, "questions", params];
+      return [() => import("./pages/questions.js"), "questions", params];
     case "docs":
-      return [documents, "docs", { story: parts[1], doc: parts[2] }];
+      return [() => import("./pages/documents.js"), "docs", { story: parts[1], doc: parts[2] }];
     case "health":
-      return [health, "health", params];
+      return [() => import("./pages/health.js"), "health", params];
     default:
-      return [flows, "flows", params];
+      return [() => import("./pages/flows.js"), "flows", params];
   }
 }
 
 async function show() {
   stopPage?.();
   stopPage = null;
-  const [page, key, params] = route(location.hash);
+  const [loadPage, key, params] = route(location.hash);
   for (const link of document.querySelectorAll(".top nav a")) {
     if (link.dataset.page === key) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -44,6 +44,9 @@ async function show() {
   const container = h("div", { class: "page" });
   fill(main, container);
   try {
+    const page = await loadPage();
+    // Another page was asked for while this one's module loaded: show nothing.
+    if (container.parentNode !== main) return;
     stopPage = (await page.render(container, params)) ?? null;
   } catch (error) {
     fill(container, errorBox(error));

@@ -62,11 +62,19 @@ export function errorBox(error) {
   return h("div", { class: "alert", role: "alert" }, code, code ? " " : null, error?.message ?? String(error));
 }
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+// Dates and counts are formatted by hand rather than with `Intl` or
+// `toLocaleString`: the first use of either in a tab loads the browser's
+// locale data, which would then sit on the critical path of every page's
+// first render (see docs/console.md, Speed).
 
-/** Unix milliseconds as a local date and time. */
+const twoDigits = (n) => String(n).padStart(2, "0");
+
+/** Unix milliseconds as a local date and time: `2026-12-04 21:53:06`. */
 export function when(ms) {
-  return ms ? dateFormat.format(new Date(ms)) : "—";
+  if (!ms) return "—";
+  const d = new Date(ms);
+  const date = `${d.getFullYear()}-${twoDigits(d.getMonth() + 1)}-${twoDigits(d.getDate())}`;
+  return `${date} ${twoDigits(d.getHours())}:${twoDigits(d.getMinutes())}:${twoDigits(d.getSeconds())}`;
 }
 
 /** A duration in milliseconds, short. */
@@ -83,9 +91,12 @@ export function usd(value) {
   return typeof value === "number" ? `$${value.toFixed(4)}` : "—";
 }
 
-/** A count with thousands separators. */
+/** A count with thousands separators: `12,345`. */
 export function count(value) {
-  return typeof value === "number" ? value.toLocaleString() : "—";
+  if (typeof value !== "number") return "—";
+  const [whole, fraction] = String(value).split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+$)/g, ",");
+  return fraction === undefined ? grouped : `${grouped}.${fraction}`;
 }
 
 /** Statuses of runs that have ended. */

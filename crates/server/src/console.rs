@@ -19,14 +19,18 @@
 //! - A strict Content-Security-Policy (scripts and styles from this origin
 //!   only, no inline script, no framing) backs the rule that untrusted text
 //!   is never written as HTML.
-//! - `Cache-Control: no-cache`: browsers revalidate, so a new binary's
-//!   console is picked up at once.
+//! - `Cache-Control: no-cache` with an `ETag` (a hash of the file, computed
+//!   at compile time): browsers revalidate every file, so a new binary's
+//!   console is picked up at once, and an unchanged file costs a `304` with
+//!   no body — which also lets the browser keep its compiled code for the
+//!   file. Versioned, `immutable` paths would save the revalidation too, but
+//!   would need the page rewritten with every file's version.
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -44,87 +48,89 @@ struct Asset {
     path: &'static str,
     content_type: &'static str,
     body: &'static str,
+    /// A hash of `body`, its entity tag: a revalidation that sends it back
+    /// gets a `304` without the body.
+    tag: u64,
+}
+
+/// An [`Asset`], its tag computed at compile time.
+const fn asset(path: &'static str, content_type: &'static str, body: &'static str) -> Asset {
+    Asset {
+        path,
+        content_type,
+        body,
+        tag: fnv1a(body.as_bytes()),
+    }
+}
+
+/// The 64-bit FNV-1a hash: tiny, `const`, and enough to tell versions of a
+/// file apart (it is a cache validator, not a security check).
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut at = 0;
+    while at < bytes.len() {
+        hash ^= bytes[at] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        at += 1;
+    }
+    hash
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page served at `/`.
-const INDEX: &str = include_str!("../console/index.html");
+const INDEX: Asset = asset(
+    "",
+    "text/html; charset=utf-8",
+    include_str!("../console/index.html"),
+);
 
 /// Every file the page loads.
 const ASSETS: &[Asset] = &[
-    Asset {
-        path: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../console/style.css"),
-    },
-    Asset {
-        path: "app.js",
-        content_type: JS,
-        body: include_str!("../console/app.js"),
-    },
-    Asset {
-        path: "api.js",
-        content_type: JS,
-        body: include_str!("../console/api.js"),
-    },
-    Asset {
-        path: "dom.js",
-        content_type: JS,
-        body: include_str!("../console/dom.js"),
-    },
-    Asset {
-        path: "markdown.js",
-        content_type: JS,
-        body: include_str!("../console/markdown.js"),
-    },
-    Asset {
-        path: "graph.js",
-        content_type: JS,
-        body: include_str!("../console/graph.js"),
-    },
-    Asset {
-        path: "question.js",
-        content_type: JS,
-        body: include_str!("../console/question.js"),
-    },
-    Asset {
-        path: "pages/flows.js",
-        content_type: JS,
-        body: include_str!("../console/pages/flows.js"),
-    },
-    Asset {
-        path: "pages/runs.js",
-        content_type: JS,
-        body: include_str!("../console/pages/runs.js"),
-    },
-    Asset {
-        path: "pages/run.js",
-        content_type: JS,
-        body: include_str!("../console/pages/run.js"),
-    },
-    Asset {
-        path: "pages/questions.js",
-        content_type: JS,
-        body: include_str!("../console/pages/questions.js"),
-    },
-    Asset {
-        path: "pages/documents.js",
-        content_type: JS,
-        body: include_str!("../console/pages/documents.js"),
-    },
-    Asset {
-        path: "pages/health.js",
-        content_type: JS,
-        body: include_str!("../console/pages/health.js"),
-    },
+    asset(
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../console/style.css"),
+    ),
+    asset("app.js", JS, include_str!("../console/app.js")),
+    asset("api.js", JS, include_str!("../console/api.js")),
+    asset("dom.js", JS, include_str!("../console/dom.js")),
+    asset("markdown.js", JS, include_str!("../console/markdown.js")),
+    asset("graph.js", JS, include_str!("../console/graph.js")),
+    asset("question.js", JS, include_str!("../console/question.js")),
+    asset(
+        "pages/flows.js",
+        JS,
+        include_str!("../console/pages/flows.js"),
+    ),
+    asset(
+        "pages/runs.js",
+        JS,
+        include_str!("../console/pages/runs.js"),
+    ),
+    asset("pages/run.js", JS, include_str!("../console/pages/run.js")),
+    asset(
+        "pages/questions.js",
+        JS,
+        include_str!("../console/pages/questions.js"),
+    ),
+    asset(
+        "pages/documents.js",
+        JS,
+        include_str!("../console/pages/documents.js"),
+    ),
+    asset(
+        "pages/health.js",
+        JS,
+        include_str!("../console/pages/health.js"),
+    ),
 ];
 
 /// The console's routes: `/` and `/console/{path}`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(index))
-        .route("/console/{*path}", get(asset))
+        .route("/", get(serve_index))
+        .route("/console/{*path}", get(serve_asset))
 }
 
 /// Whether `path` is one of the console's (served without the API key).
@@ -134,25 +140,39 @@ pub fn is_console_path(path: &str) -> bool {
 
 /// The total size of the embedded files, in bytes.
 pub fn embedded_bytes() -> usize {
-    INDEX.len() + ASSETS.iter().map(|asset| asset.body.len()).sum::<usize>()
+    INDEX.body.len() + ASSETS.iter().map(|asset| asset.body.len()).sum::<usize>()
 }
 
-async fn index() -> Response {
-    file_response("text/html; charset=utf-8", INDEX)
+async fn serve_index(request: HeaderMap) -> Response {
+    file_response(&INDEX, &request)
 }
 
-async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
+async fn serve_asset(Path(path): Path<String>, request: HeaderMap) -> Result<Response, ApiError> {
     ASSETS
         .iter()
         .find(|asset| asset.path == path)
-        .map(|asset| file_response(asset.content_type, asset.body))
+        .map(|asset| file_response(asset, &request))
         .ok_or_else(|| ApiError::not_found(format!("no console file `{path}`")))
 }
 
-fn file_response(content_type: &'static str, body: &'static str) -> Response {
-    let mut response = body.into_response();
+/// The file, or a `304` without it when the request's `If-None-Match`
+/// names its current tag.
+fn file_response(asset: &Asset, request: &HeaderMap) -> Response {
+    let etag = format!("\"{:016x}\"", asset.tag);
+    let mut response = if matches_tag(request, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = asset.body.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        response
+    };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -169,6 +189,18 @@ fn file_response(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
+/// Whether `If-None-Match` (a list of tags, weak or strong, or `*`) holds
+/// `etag`: for a `GET`, a weak match is enough (RFC 9110, 13.1.2).
+fn matches_tag(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,14 +208,8 @@ mod tests {
     #[test]
     fn every_module_the_page_imports_is_embedded() {
         for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
-            for line in asset.body.lines() {
-                let Some(rest) = line.trim_start().strip_prefix("import ") else {
-                    continue;
-                };
-                let Some(target) = rest.split('"').nth(1) else {
-                    continue;
-                };
-                let base = asset.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+            let base = asset.path.rsplit_once('/').map_or("", |(dir, _)| dir);
+            for target in imports(asset.body) {
                 let resolved = resolve(base, target);
                 assert!(
                     ASSETS.iter().any(|a| a.path == resolved),
@@ -192,6 +218,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_shell_imports_every_page_on_demand() {
+        let shell = ASSETS.iter().find(|a| a.path == "app.js").map(|a| a.body);
+        let imported = imports(shell.unwrap_or_default());
+        for page in ASSETS.iter().filter(|a| a.path.starts_with("pages/")) {
+            let target = format!("./{}", page.path);
+            assert!(imported.contains(&target.as_str()), "{target}");
+        }
+    }
+
+    /// What a module imports: `import … "x"` lines and `import("x")` calls.
+    fn imports(body: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        for line in body.lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("import ") {
+                found.extend(rest.split('"').nth(1));
+            }
+            found.extend(
+                line.split("import(\"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next()),
+            );
+        }
+        found
     }
 
     /// `target` relative to the folder `base` (only `./` and `../`).
@@ -223,6 +275,47 @@ mod tests {
         ] {
             assert!(!is_console_path(api), "{api}");
         }
+    }
+
+    #[test]
+    fn an_unchanged_file_is_answered_304_without_its_body() {
+        let app = ASSETS.iter().find(|a| a.path == "app.js");
+        let Some(app) = app else {
+            panic!("app.js is not embedded");
+        };
+        let full = file_response(app, &HeaderMap::new());
+        assert_eq!(full.status(), StatusCode::OK);
+        let etag = full.headers().get(header::ETAG).cloned();
+        let Some(etag) = etag else {
+            panic!("no ETag");
+        };
+        for sent in [
+            etag.to_str().map(str::to_owned).unwrap_or_default(),
+            format!("\"other\", W/{}", etag.to_str().unwrap_or_default()),
+            "*".to_owned(),
+        ] {
+            let mut request = HeaderMap::new();
+            request.insert(
+                header::IF_NONE_MATCH,
+                HeaderValue::from_str(&sent).unwrap_or(HeaderValue::from_static("")),
+            );
+            let cached = file_response(app, &request);
+            assert_eq!(cached.status(), StatusCode::NOT_MODIFIED, "{sent}");
+            assert_eq!(cached.headers().get(header::ETAG), Some(&etag));
+            assert!(cached.headers().get(header::CONTENT_TYPE).is_none());
+        }
+        let mut stale = HeaderMap::new();
+        stale.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"0\""));
+        assert_eq!(file_response(app, &stale).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn every_file_has_its_own_tag() {
+        let mut tags: Vec<u64> = ASSETS.iter().map(|a| a.tag).collect();
+        tags.push(INDEX.tag);
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), ASSETS.len() + 1);
     }
 
     #[test]
