@@ -7,7 +7,11 @@
 #   rewrite: the output already holds this bundle (regenerating with no
 #            change: files are compared and hard-linked, not rewritten);
 #   fresh:   the output directory is removed before each run (every file
-#            written and fsync'd).
+#            written, then one syncfs of the filesystem on Linux, or one
+#            fsync per file elsewhere, before the swap).
+# The goals (docs/generate-speed.md) are held to the rewrite case: it is
+# what regenerating costs the compiler itself, while a fresh run adds the
+# filesystem's flush, which depends on whatever else waits to be written.
 #
 # Builds the release binary once. Wall time comes from hyperfine when it is
 # installed (Debian: apt-get install hyperfine), else from a loop of runs

@@ -197,7 +197,6 @@ fn read_layout(
     bmad: &BmadConfig,
     diags: &mut Diagnostics,
 ) -> (Option<SourceLayout>, ProjectParts) {
-    let src = files.root();
     if let Some(layout) = crate::bmad::v6::layout::detect(files) {
         crate::bmad::v6::layout::report_mixed(files, &layout, diags);
         return (
@@ -206,7 +205,7 @@ fn read_layout(
         );
     }
     if crate::bmad::is_bmad_snapshot(files) {
-        return (Some(SourceLayout::BmadV4), crate::bmad::read(src, diags));
+        return (Some(SourceLayout::BmadV4), crate::bmad::read(files, diags));
     }
     if source::agent_files(files).is_empty() {
         diags

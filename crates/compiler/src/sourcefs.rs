@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Reads `rel` under `src` as UTF-8 text (a leading BOM is dropped).
@@ -130,7 +130,22 @@ pub fn join_rel(dir: &str, name: &str) -> String {
 /// Every regular file below `src`, as sorted relative paths; skips `target/`
 /// and `.git/` and does not follow symlinked directories.
 pub fn walk_files(src: &Path) -> Vec<String> {
-    let mut out = Vec::new();
+    walk(src).files
+}
+
+/// What [`walk`] found below a source directory.
+struct Walked {
+    /// Every regular file, as sorted relative paths.
+    files: Vec<String>,
+    /// Every directory that was descended into, as relative paths.
+    dirs: BTreeSet<String>,
+}
+
+/// Lists `src` once: its regular files and the directories that hold them
+/// (see [`walk_files`] for what is skipped).
+fn walk(src: &Path) -> Walked {
+    let mut files = Vec::new();
+    let mut dirs = BTreeSet::new();
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(src.join(&rel_dir)) else {
@@ -142,19 +157,21 @@ pub fn walk_files(src: &Path) -> Vec<String> {
             };
             let rel = rel_dir.join(entry.file_name());
             let name = entry.file_name();
+            let Some(text) = rel.to_str().map(|t| t.replace('\\', "/")) else {
+                continue;
+            };
             if kind.is_dir() {
                 if name != ".git" && name != "target" {
                     stack.push(rel);
+                    dirs.insert(text);
                 }
-            } else if kind.is_file()
-                && let Some(text) = rel.to_str()
-            {
-                out.push(text.replace('\\', "/"));
+            } else if kind.is_file() {
+                files.push(text);
             }
         }
     }
-    out.sort();
-    out
+    files.sort();
+    Walked { files, dirs }
 }
 
 /// Every file of a source directory, read once: the source hash is computed
@@ -166,6 +183,8 @@ pub struct SourceSnapshot {
     root: PathBuf,
     /// Relative path (`/` separators) → bytes, for every file [`walk_files`] lists.
     files: BTreeMap<String, Vec<u8>>,
+    /// Every directory below the root that was listed (relative paths).
+    dirs: BTreeSet<String>,
     /// Files that were listed but could not be read, with the reason.
     unreadable: Vec<(String, String)>,
 }
@@ -173,7 +192,10 @@ pub struct SourceSnapshot {
 impl SourceSnapshot {
     /// Reads every file below `src` (see [`walk_files`] for what is skipped).
     pub fn load(src: &Path) -> Self {
-        let listed = walk_files(src);
+        let Walked {
+            files: listed,
+            dirs,
+        } = walk(src);
         // Reading a thousand small files is mostly system calls: on all cores.
         let read: Vec<_> = listed
             .par_iter()
@@ -195,6 +217,7 @@ impl SourceSnapshot {
         Self {
             root: src.to_path_buf(),
             files,
+            dirs,
             unreadable,
         }
     }
@@ -242,6 +265,27 @@ impl SourceSnapshot {
         Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
     }
 
+    /// Whether `rel` is a directory below the root (the root itself is `""`).
+    pub fn is_dir(&self, rel: &str) -> bool {
+        rel.is_empty() || self.dirs.contains(rel.trim_end_matches('/'))
+    }
+
+    /// Names of the directories directly in `dir`, sorted.
+    pub fn list_dirs(&self, dir: &str) -> Vec<String> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", dir.trim_end_matches('/'))
+        };
+        self.dirs
+            .range(prefix.clone()..)
+            .take_while(|rel| rel.starts_with(&prefix))
+            .filter_map(|rel| rel.strip_prefix(&prefix))
+            .filter(|name| !name.contains('/'))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Like [`list_files`]: names of the files directly in `dir`, sorted.
     pub fn list_files(&self, dir: &str) -> Vec<String> {
         let prefix = if dir.is_empty() {
@@ -286,6 +330,11 @@ mod tests {
         assert_eq!(snap.list_files("tasks"), ["a.md"]);
         assert_eq!(snap.list_files("tasks"), list_files(root, "tasks"));
         assert_eq!(snap.text("tasks/a.md")?, "A");
+        // Directories are known without asking the disk again.
+        assert_eq!(snap.list_dirs(""), ["tasks"]);
+        assert_eq!(snap.list_dirs("tasks"), ["sub"]);
+        assert!(snap.is_dir("") && snap.is_dir("tasks/sub") && snap.is_dir("tasks/"));
+        assert!(!snap.is_dir("tasksx") && !snap.is_dir("tasks/a.md"));
         assert_eq!(
             snap.find_resource(&["tasks"], "a", &[".md"]),
             Ok("tasks/a.md".into())

@@ -62,12 +62,11 @@ pub mod workflow;
 use crate::ProjectParts;
 use crate::bundle::{AgentSpec, ErrorHandling, LlmOverride, MemoryScope, WaitFor};
 use crate::diag::{Diagnostics, Pos};
-use crate::sourcefs::{SourceSnapshot, join_rel, list_files, read_text};
+use crate::sourcefs::{SourceSnapshot, join_rel};
 use crate::yaml::{self, Node, Value};
 use packs::{AgentIndex, Pack};
 use resources::ResourceLoader;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 /// True when the source directory read into `files` looks like a BMAD v4
 /// tree: `agents/*.md` holding a fenced YAML block with an `agent:` map, or
@@ -77,11 +76,13 @@ pub fn is_bmad_snapshot(files: &SourceSnapshot) -> bool {
     !packs::discover_in(files).is_empty()
 }
 
-/// Reads the whole BMAD tree into agents and flows. Every problem goes to
-/// `diags` with `file:line:col` (paths relative to `src`, `/` separators);
-/// only duplicate agent ids within one pack are errors.
-pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
-    let packs = packs::discover(src);
+/// Reads the whole BMAD tree from its snapshot into agents and flows: no
+/// file is read from the disk a second time, and looking a dependency up
+/// costs no system call. Every problem goes to `diags` with `file:line:col`
+/// (paths relative to the source root, `/` separators); only duplicate
+/// agent ids within one pack are errors.
+pub fn read(files: &SourceSnapshot, diags: &mut Diagnostics) -> ProjectParts {
+    let packs = packs::discover_in(files);
     let mut parts = ProjectParts::default();
     if packs.is_empty() {
         diags.warning(
@@ -93,12 +94,12 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
         return parts;
     }
     let multi = packs.len() > 1;
-    let mut loader = ResourceLoader::new(src);
+    let mut loader = ResourceLoader::new(files);
     let mut index = AgentIndex::new(&packs);
 
     for (pack_no, pack) in packs.iter().enumerate() {
         read_pack_agents(
-            src,
+            files,
             pack,
             pack_no,
             &packs,
@@ -110,10 +111,12 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
         );
     }
     for (pack_no, pack) in packs.iter().enumerate() {
-        workflow::read_pack_workflows(src, pack, pack_no, multi, &index, &mut parts, diags);
+        workflow::read_pack_workflows(files, pack, pack_no, multi, &index, &mut parts, diags);
     }
     for (pack_no, pack) in packs.iter().enumerate() {
-        team::read_pack_teams(src, pack, pack_no, &packs, multi, &index, &mut parts, diags);
+        team::read_pack_teams(
+            files, pack, pack_no, &packs, multi, &index, &mut parts, diags,
+        );
     }
     parts
 }
@@ -121,7 +124,7 @@ pub fn read(src: &Path, diags: &mut Diagnostics) -> ProjectParts {
 /// Reads `agents/*.md` of one pack into `parts.agents`.
 #[allow(clippy::too_many_arguments)]
 fn read_pack_agents(
-    src: &Path,
+    files: &SourceSnapshot,
     pack: &Pack,
     pack_no: usize,
     packs: &[Pack],
@@ -132,44 +135,51 @@ fn read_pack_agents(
     diags: &mut Diagnostics,
 ) {
     let agents_dir = join_rel(&pack.dir, "agents");
-    let search_bases = packs::search_bases(src, pack, packs);
+    let search_bases = packs::search_bases(files, pack, packs);
     // bare id → file that defined it first, for the duplicate-id error.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let skipped = "not a Markdown file: ignored (BMAD agents are agents/*.md)";
-    for_each_file(src, &agents_dir, &[".md"], skipped, diags, |file, diags| {
-        let Some(draft) = agent::parse_agent(&file.text, &file.rel, diags) else {
-            return;
-        };
-        let rel = file.rel;
-        if let Some(first) = seen.get(&draft.id) {
-            diags
-                .error(
-                    "duplicate-agent-id",
-                    &rel,
-                    draft.id_pos,
-                    format!(
-                        "duplicate agent id `{}`: defined in {first} and in {rel}",
-                        draft.id
-                    ),
-                )
-                .hint = Some("give one of them another `agent.id`".to_string());
-            return;
-        }
-        seen.insert(draft.id.clone(), rel.clone());
-        let qualified = pack.qualify(&draft.id, multi);
-        index.insert(pack_no, &draft.id, &file.stem, &qualified);
-        let spec = build_agent(
-            draft,
-            qualified.clone(),
-            &rel,
-            pack,
-            multi,
-            &search_bases,
-            loader,
-            diags,
-        );
-        parts.agents.insert(qualified, spec);
-    });
+    for_each_file(
+        files,
+        &agents_dir,
+        &[".md"],
+        skipped,
+        diags,
+        |file, diags| {
+            let Some(draft) = agent::parse_agent(file.text, &file.rel, diags) else {
+                return;
+            };
+            let rel = file.rel;
+            if let Some(first) = seen.get(&draft.id) {
+                diags
+                    .error(
+                        "duplicate-agent-id",
+                        &rel,
+                        draft.id_pos,
+                        format!(
+                            "duplicate agent id `{}`: defined in {first} and in {rel}",
+                            draft.id
+                        ),
+                    )
+                    .hint = Some("give one of them another `agent.id`".to_string());
+                return;
+            }
+            seen.insert(draft.id.clone(), rel.clone());
+            let qualified = pack.qualify(&draft.id, multi);
+            index.insert(pack_no, &draft.id, &file.stem, &qualified);
+            let spec = build_agent(
+                draft,
+                qualified.clone(),
+                &rel,
+                pack,
+                multi,
+                &search_bases,
+                loader,
+                diags,
+            );
+            parts.agents.insert(qualified, spec);
+        },
+    );
 }
 
 /// Turns a parsed agent into its [`AgentSpec`], looking up its dependencies.
@@ -257,13 +267,13 @@ pub(crate) fn bmad_agent(
 /// The extensions of the YAML files of a pack (workflows, teams).
 const YAML_FILES: &[&str] = &[".yaml", ".yml"];
 
-/// One file of a pack folder, read as text.
-struct PackFile {
+/// One file of a pack folder, as text borrowed from the snapshot.
+struct PackFile<'a> {
     /// The file name without the extension it was picked for.
     stem: String,
     /// Path relative to the source root (`/` separators).
     rel: String,
-    text: String,
+    text: &'a str,
 }
 
 /// Calls `each` with every file of the pack folder `dir` whose name ends
@@ -271,14 +281,14 @@ struct PackFile {
 /// skipped with the warning `skipped` (hidden files silently), and a file
 /// that cannot be read as UTF-8 text is skipped with a warning.
 fn for_each_file(
-    src: &Path,
+    files: &SourceSnapshot,
     dir: &str,
     extensions: &[&str],
     skipped: &str,
     diags: &mut Diagnostics,
-    mut each: impl FnMut(PackFile, &mut Diagnostics),
+    mut each: impl FnMut(PackFile<'_>, &mut Diagnostics),
 ) {
-    for name in list_files(src, dir) {
+    for name in files.list_files(dir) {
         let rel = join_rel(dir, &name);
         let lower = name.to_ascii_lowercase();
         let Some(ext) = extensions.iter().find(|ext| lower.ends_with(*ext)) else {
@@ -287,7 +297,7 @@ fn for_each_file(
             }
             continue;
         };
-        match read_text(src, &rel) {
+        match files.text(&rel) {
             Ok(text) => {
                 let stem = name[..name.len() - ext.len()].to_string();
                 each(PackFile { stem, rel, text }, diags);

@@ -14,8 +14,7 @@
 
 use super::agent;
 use super::sanitize_name;
-use crate::sourcefs::{SourceSnapshot, join_rel, list_files, read_text};
-use std::path::Path;
+use crate::sourcefs::{SourceSnapshot, join_rel};
 
 /// Folders whose presence marks a BMAD pack.
 const PACK_FOLDERS: [&str; 3] = ["agents", "workflows", "agent-teams"];
@@ -44,31 +43,23 @@ impl Pack {
     }
 }
 
-/// Finds the packs of `src`, root first, then child folders in name order,
-/// then `expansion-packs/*`. Empty when `src` is not a BMAD tree.
-pub fn discover(src: &Path) -> Vec<Pack> {
-    discover_with(src, |rel| {
-        read_text(src, rel).is_ok_and(|text| agent::is_agent_text(&text))
-    })
-}
-
-/// [`discover`] with the agent files' text taken from a snapshot already
-/// in memory: deciding the layout then reads no file a second time.
+/// Finds the packs of the source tree read into `files`, root first, then
+/// child folders in name order, then `expansion-packs/*`. Empty when it is
+/// not a BMAD tree. Only the snapshot is consulted: deciding the layout
+/// and reading the packs touch no file a second time.
 pub fn discover_in(files: &SourceSnapshot) -> Vec<Pack> {
-    discover_with(files.root(), |rel| {
-        files.text(rel).is_ok_and(agent::is_agent_text)
-    })
-}
-
-/// [`discover`], asking `is_agent_file` whether a `.md` file (path relative
-/// to `src`) is a BMAD agent.
-fn discover_with(src: &Path, is_agent_file: impl Fn(&str) -> bool) -> Vec<Pack> {
+    let src = files.root();
     let has_bmad_agents = |dir: &str| {
         let agents = join_rel(dir, "agents");
-        list_files(src, &agents)
+        files
+            .list_files(&agents)
             .iter()
             .filter(|n| n.to_ascii_lowercase().ends_with(".md"))
-            .any(|n| is_agent_file(&join_rel(&agents, n)))
+            .any(|n| {
+                files
+                    .text(&join_rel(&agents, n))
+                    .is_ok_and(agent::is_agent_text)
+            })
     };
     let mut packs: Vec<Pack> = Vec::new();
     if has_bmad_agents("") {
@@ -82,20 +73,22 @@ fn discover_with(src: &Path, is_agent_file: impl Fn(&str) -> bool) -> Vec<Pack> 
             is_core: true,
         });
     }
-    let mut candidates: Vec<(String, bool)> = list_dirs(src, "")
+    let mut candidates: Vec<(String, bool)> = files
+        .list_dirs("")
         .into_iter()
         .filter(|d| !SKIPPED_FOLDERS.contains(&d.as_str()) && d != "expansion-packs")
         .filter(|d| {
             let base = d.trim_start_matches('.');
-            (base.starts_with("bmad") && has_pack_folder(src, d)) || has_bmad_agents(d)
+            (base.starts_with("bmad") && has_pack_folder(files, d)) || has_bmad_agents(d)
         })
         .map(|d| (d, false))
         .collect();
     candidates.extend(
-        list_dirs(src, "expansion-packs")
+        files
+            .list_dirs("expansion-packs")
             .into_iter()
             .map(|d| join_rel("expansion-packs", &d))
-            .filter(|d| has_pack_folder(src, d))
+            .filter(|d| has_pack_folder(files, d))
             .map(|d| (d, true)),
     );
     let has_root_core = !packs.is_empty();
@@ -117,7 +110,7 @@ fn discover_with(src: &Path, is_agent_file: impl Fn(&str) -> bool) -> Vec<Pack> 
 /// Where a pack's dependencies are looked for, in order: its own folder,
 /// then the core, then the shared `common` folders (the pack's, the core's,
 /// the root's), each only if it exists.
-pub fn search_bases(src: &Path, pack: &Pack, packs: &[Pack]) -> Vec<String> {
+pub fn search_bases(files: &SourceSnapshot, pack: &Pack, packs: &[Pack]) -> Vec<String> {
     let core = packs.iter().find(|p| p.is_core);
     let mut bases = vec![pack.dir.clone()];
     if let Some(core) = core.filter(|c| c.dir != pack.dir) {
@@ -129,7 +122,7 @@ pub fn search_bases(src: &Path, pack: &Pack, packs: &[Pack]) -> Vec<String> {
     }
     commons.push("common".to_string());
     for dir in commons {
-        if src.join(&dir).is_dir() && !bases.contains(&dir) {
+        if files.is_dir(&dir) && !bases.contains(&dir) {
             bases.push(dir);
         }
     }
@@ -229,24 +222,9 @@ impl AgentIndex {
     }
 }
 
-/// True when `dir/agents` holds at least one BMAD agent file.
-fn has_pack_folder(src: &Path, dir: &str) -> bool {
-    PACK_FOLDERS
-        .iter()
-        .any(|f| src.join(join_rel(dir, f)).is_dir())
-}
-
-/// Names of the sub-folders of `src/dir` (sorted); symlinked folders are skipped.
-fn list_dirs(src: &Path, dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(src.join(dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
+/// True when `dir` has one of the folders that mark a pack ([`PACK_FOLDERS`]).
+fn has_pack_folder(files: &SourceSnapshot, dir: &str) -> bool {
+    PACK_FOLDERS.iter().any(|f| files.is_dir(&join_rel(dir, f)))
 }
 
 #[cfg(test)]

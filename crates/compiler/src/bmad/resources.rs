@@ -11,9 +11,8 @@
 use super::template;
 use crate::bundle::Resource;
 use crate::diag::{Diagnostics, Pos};
-use crate::sourcefs::{find_resource, join_rel, read_text};
+use crate::sourcefs::{SourceSnapshot, join_rel};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// The resource folders an agent's `dependencies:` may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,17 +71,18 @@ pub struct DependencyRef {
     pub pos: Pos,
 }
 
-/// Finds and reads dependency files, caching each file's content.
+/// Finds dependency files in the source snapshot, caching each file's
+/// content (a YAML template's outline is rendered once).
 pub struct ResourceLoader<'a> {
-    src: &'a Path,
+    files: &'a SourceSnapshot,
     /// (path, rendered as a template outline) → content, `None` when unreadable.
     cache: HashMap<(String, bool), Option<String>>,
 }
 
 impl<'a> ResourceLoader<'a> {
-    pub fn new(src: &'a Path) -> Self {
+    pub fn new(files: &'a SourceSnapshot) -> Self {
         Self {
-            src,
+            files,
             cache: HashMap::new(),
         }
     }
@@ -111,7 +111,10 @@ impl<'a> ResourceLoader<'a> {
         }
         let dirs: Vec<String> = bases.iter().map(|b| join_rel(b, folder)).collect();
         let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-        let path = match find_resource(self.src, &dir_refs, &dep.name, dep.kind.extensions()) {
+        let path = match self
+            .files
+            .find_resource(&dir_refs, &dep.name, dep.kind.extensions())
+        {
             Ok(path) => path,
             Err(tried) => {
                 let searched: Vec<String> = dirs.iter().map(|d| format!("{d}/")).collect();
@@ -144,9 +147,9 @@ impl<'a> ResourceLoader<'a> {
         if let Some(cached) = self.cache.get(&key) {
             return cached.clone();
         }
-        let content = match read_text(self.src, path) {
-            Ok(text) if render => Some(template::render_outline(&text, path, diags)),
-            Ok(text) => Some(text),
+        let content = match self.files.text(path) {
+            Ok(text) if render => Some(template::render_outline(text, path, diags)),
+            Ok(text) => Some(text.to_string()),
             Err(message) => {
                 diags.warning("bmad-read", path, Pos::new(1, 1), message);
                 None

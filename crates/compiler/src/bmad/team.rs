@@ -11,10 +11,9 @@ use super::packs::{AgentIndex, Pack};
 use super::{PackFile, YAML_FILES, for_each_file, parse_yaml_lenient};
 use crate::ProjectParts;
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs::join_rel;
+use crate::sourcefs::{SourceSnapshot, join_rel};
 use crate::yaml::Node;
 use serde_json::Value as Json;
-use std::path::Path;
 
 const TEAM_KEYS: [&str; 3] = ["bundle", "agents", "workflows"];
 /// Extensions team files write after workflow names (`game-dev-greenfield.md`).
@@ -24,7 +23,7 @@ const WORKFLOW_EXTENSIONS: [&str; 3] = [".yaml", ".yml", ".md"];
 /// `teams` metadata on the agents that exist.
 #[allow(clippy::too_many_arguments)]
 pub fn read_pack_teams(
-    src: &Path,
+    files: &SourceSnapshot,
     pack: &Pack,
     pack_no: usize,
     packs: &[Pack],
@@ -35,9 +34,9 @@ pub fn read_pack_teams(
 ) {
     let dir = join_rel(&pack.dir, "agent-teams");
     let skipped = "not a YAML file: ignored (BMAD teams are agent-teams/*.yaml)";
-    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+    for_each_file(files, &dir, YAML_FILES, skipped, diags, |file, diags| {
         let PackFile { stem, rel, text } = file;
-        let Some(root) = parse_yaml_lenient(&text, &rel, 0, diags) else {
+        let Some(root) = parse_yaml_lenient(text, &rel, 0, diags) else {
             diags.warning(
                 "bmad-team",
                 &rel,
@@ -86,7 +85,15 @@ pub fn read_pack_teams(
                 }
             }
         }
-        check_workflows(root.get("workflows"), src, pack, packs, parts, &rel, diags);
+        check_workflows(
+            root.get("workflows"),
+            files,
+            pack,
+            packs,
+            parts,
+            &rel,
+            diags,
+        );
     });
 }
 
@@ -119,7 +126,7 @@ fn team_members(
 /// Warns for each workflow the team names that neither its pack nor the core has.
 fn check_workflows(
     node: Option<&Node>,
-    src: &Path,
+    files: &SourceSnapshot,
     pack: &Pack,
     packs: &[Pack],
     parts: &ProjectParts,
@@ -138,7 +145,7 @@ fn check_workflows(
         let file_exists = dirs.iter().any(|d| {
             [".yaml", ".yml"]
                 .iter()
-                .any(|ext| src.join(join_rel(d, &format!("{stem}{ext}"))).is_file())
+                .any(|ext| files.is_file(&join_rel(d, &format!("{stem}{ext}"))))
         });
         let flow_exists = parts.flows.values().any(|flow| {
             let in_dirs = dirs

@@ -17,11 +17,10 @@ use super::{
 use crate::ProjectParts;
 use crate::bundle::{FlowSpec, StepSpec};
 use crate::diag::{Diagnostics, Pos, did_you_mean};
-use crate::sourcefs::join_rel;
+use crate::sourcefs::{SourceSnapshot, join_rel};
 use crate::yaml::{Key, Node, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 /// Loop guard per step (SPEC 1.2 default).
 pub const DEFAULT_MAX_VISITS: u32 = 10;
@@ -76,7 +75,7 @@ pub struct StepList {
 
 /// Reads `workflows/*.yaml` of one pack into `parts.flows`.
 pub fn read_pack_workflows(
-    src: &Path,
+    files: &SourceSnapshot,
     pack: &Pack,
     pack_no: usize,
     multi: bool,
@@ -86,9 +85,9 @@ pub fn read_pack_workflows(
 ) {
     let dir = join_rel(&pack.dir, "workflows");
     let skipped = "not a YAML file: ignored (BMAD workflows are workflows/*.yaml)";
-    for_each_file(src, &dir, YAML_FILES, skipped, diags, |file, diags| {
+    for_each_file(files, &dir, YAML_FILES, skipped, diags, |file, diags| {
         let rel = file.rel;
-        let Some(draft) = parse_workflow(&file.text, &rel, diags) else {
+        let Some(draft) = parse_workflow(file.text, &rel, diags) else {
             return;
         };
         let several = draft.lists.len() > 1;

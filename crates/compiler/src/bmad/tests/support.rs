@@ -23,7 +23,7 @@ pub fn write_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// Reads a tree with the BMAD importer.
 pub fn read(src: &Path) -> (ProjectParts, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let parts = bmad::read(src, &mut diags);
+    let parts = bmad::read(&SourceSnapshot::load(src), &mut diags);
     (parts, diags)
 }
 
