@@ -9,7 +9,7 @@
 #   fresh:   the output directory is removed before each run (every file
 #            written, then one syncfs of the filesystem on Linux, or one
 #            fsync per file elsewhere, before the swap).
-# The goals (docs/generate-speed.md) are held to the rewrite case: it is
+# The goals (docs/operations.md, Performance, "generate") are held to the rewrite case: it is
 # what regenerating costs the compiler itself, while a fresh run adds the
 # filesystem's flush, which depends on whatever else waits to be written.
 #
