@@ -1067,6 +1067,28 @@ async fn one_run_per_flow_and_story_holds_between_the_server_and_the_cli() -> Te
 /// `interrupted_by_restart` (never replayed) with the agents it completed,
 /// and the run that was queued behind it is taken over and finishes —
 /// once the dead process's claims expire, found by the restarted server.
+/// Starts a `planning` run and then a `brief` run (stories `{prefix}-running`
+/// and `{prefix}-queued`) on a server with one slot: the first runs, the
+/// second waits queued. Their ids, in that order.
+async fn one_running_one_queued(
+    http: &reqwest::Client,
+    server: &Server,
+    prefix: &str,
+) -> Result<(String, String), BoxError> {
+    let mut ids = Vec::new();
+    for (flow, story) in [("planning", "running"), ("brief", "queued")] {
+        let started: Value = http
+            .post(server.url("/runs"))
+            .json(&json!({"flow": flow, "story_id": format!("{prefix}-{story}"), "input": "a todo app"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(started["run_id"].as_str().ok_or("a run id")?.to_string());
+    }
+    Ok((ids[0].clone(), ids[1].clone()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -1076,17 +1098,7 @@ async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() 
     ];
     let mut server = Server::start(dir.path(), &slow)?;
     let http = reqwest::Client::new();
-    let start = |flow: &str, story: &str| {
-        http.post(server.url("/runs"))
-            .json(&json!({"flow": flow, "story_id": story, "input": "a todo app"}))
-            .send()
-    };
-    let running: Value = start("planning", "k9-running").await?.json().await?;
-    let queued: Value = start("brief", "k9-queued").await?.json().await?;
-    let (running, queued) = (
-        running["run_id"].as_str().ok_or("a run id")?.to_string(),
-        queued["run_id"].as_str().ok_or("a run id")?.to_string(),
-    );
+    let (running, queued) = one_running_one_queued(&http, &server, "k9").await?;
     // Killed once the analyst is done and the design step runs.
     eventually("the first agent to complete", || {
         let request = http.get(server.url(&format!("/runs/{running}")));
@@ -1165,17 +1177,7 @@ async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_
     ];
     let mut server = Server::start(dir.path(), &slow)?;
     let http = reqwest::Client::new();
-    let start = |flow: &str, story: &str| {
-        http.post(server.url("/runs"))
-            .json(&json!({"flow": flow, "story_id": story, "input": "a todo app"}))
-            .send()
-    };
-    let running: Value = start("planning", "term-running").await?.json().await?;
-    let queued: Value = start("brief", "term-queued").await?.json().await?;
-    let (running, queued) = (
-        running["run_id"].as_str().ok_or("a run id")?.to_string(),
-        queued["run_id"].as_str().ok_or("a run id")?.to_string(),
-    );
+    let (running, queued) = one_running_one_queued(&http, &server, "term").await?;
     eventually("the first run to start", || {
         let request = http.get(server.url(&format!("/runs/{running}")));
         async move {

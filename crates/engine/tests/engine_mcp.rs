@@ -617,10 +617,10 @@ async fn a_server_down_at_start_degrades_health_until_it_comes_back() {
     assert_eq!(notes_health(&s.engine).await, Ok(()));
 }
 
-async fn the_tool_check_holds_the_names_agents_use_against_the_server() {
-    let tools = stdio_tools(&format!("    env: {{{SERVE_STDIO}: \"1\"}}\n"));
-    let (_dir, bundle) = project(&tools, "notes.add, notes.subtract", &[]);
-    let check = check_mcp_tools(&bundle, &lookup(&[]))
+/// `validate --check-tools` on `bundle`: it reaches the `notes` server and
+/// lists its tools; the problems it found.
+async fn check_reaches_notes(bundle: &Bundle) -> Vec<String> {
+    let check = check_mcp_tools(bundle, &lookup(&[]))
         .await
         .unwrap_or_else(|e| panic!("check: {e}"));
     assert_eq!(
@@ -630,8 +630,15 @@ async fn the_tool_check_holds_the_names_agents_use_against_the_server() {
             tools: Ok(vec!["add".into(), "prefix".into(), "stall".into()]),
         }]
     );
+    check.problems
+}
+
+async fn the_tool_check_holds_the_names_agents_use_against_the_server() {
+    let tools = stdio_tools(&format!("    env: {{{SERVE_STDIO}: \"1\"}}\n"));
+    let (_dir, bundle) = project(&tools, "notes.add, notes.subtract", &[]);
+    let problems = check_reaches_notes(&bundle).await;
     assert_eq!(
-        check.problems,
+        problems,
         [
             "agent `researcher` names `notes.subtract`, but MCP server `notes` has no tool `subtract`; it has: add, prefix, stall"
         ]
@@ -657,17 +664,8 @@ async fn an_agent_calls_an_https_server_its_ca_file_trusts() {
     assert_eq!(tool_results(&llm), ["11"]);
     // `validate --check-tools` reaches it the same way.
     let (_dir, bundle) = project(&tools, "notes.add", &files);
-    let check = check_mcp_tools(&bundle, &lookup(&[]))
-        .await
-        .unwrap_or_else(|e| panic!("check: {e}"));
-    assert_eq!(
-        check.servers,
-        [ServerCheck {
-            server: "notes".into(),
-            tools: Ok(vec!["add".into(), "prefix".into(), "stall".into()]),
-        }]
-    );
-    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    let problems = check_reaches_notes(&bundle).await;
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 async fn an_https_server_whose_certificate_is_not_trusted_fails_the_agent_naming_it() {

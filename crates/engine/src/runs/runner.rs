@@ -551,10 +551,16 @@ impl Runner {
             duration_ms = run.outcome.duration_ms,
             "run finished its pass"
         );
+        self.pass_over(&live, run);
+    }
+
+    /// A run's pass in this process is over: it leaves the live runs, and
+    /// whoever waits for it gets it as it stands.
+    fn pass_over(&self, live: &LiveRun, run: Run) {
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&run_id);
+            .remove(&run.outcome.run_id);
         live.ended.send_replace(Some(Arc::new(run)));
     }
 
@@ -563,16 +569,11 @@ impl Runner {
     /// (the sweep); whoever waits for it gets it as it stands.
     async fn leave_queued(&self, run: Run, claim: Claim, live: &LiveRun) {
         claim.give_up().await;
-        let run_id = run.outcome.run_id.clone();
         tracing::info!(
-            run_id,
+            run_id = run.outcome.run_id,
             "shutting down: the run stays queued for the next process"
         );
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&run_id);
-        live.ended.send_replace(Some(Arc::new(run)));
+        self.pass_over(live, run);
     }
 
     /// Shuts this process's runs down (SIGTERM; module docs): starts no
