@@ -280,6 +280,26 @@ where
     }
 }
 
+/// Polls `GET /runs/{run_id}` on `server` until `until` holds for the run,
+/// for at most [`PATIENCE`]; the run then.
+async fn run_when(
+    http: &reqwest::Client,
+    server: &Server,
+    run_id: &str,
+    what: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Result<Value, BoxError> {
+    let until = &until;
+    eventually(what, || {
+        let request = http.get(server.url(&format!("/runs/{run_id}")));
+        async move {
+            let run: Value = request.send().await?.json().await?;
+            Ok(until(&run).then_some(run))
+        }
+    })
+    .await
+}
+
 /// Waits until `acknowledged()` counts `at_least` writes, kills the server
 /// with SIGKILL in the middle of the burst, waits for the clients to stop
 /// (their requests fail once it is gone) and starts it again on the same
@@ -1100,13 +1120,13 @@ async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() 
     let http = reqwest::Client::new();
     let (running, queued) = one_running_one_queued(&http, &server, "k9").await?;
     // Killed once the analyst is done and the design step runs.
-    eventually("the first agent to complete", || {
-        let request = http.get(server.url(&format!("/runs/{running}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok((run["step"] == "design").then_some(()))
-        }
-    })
+    run_when(
+        &http,
+        &server,
+        &running,
+        "the first agent to complete",
+        |run| run["step"] == "design",
+    )
     .await?;
     // The design agents have started (their events are stored within
     // milliseconds) and wait 800 ms on the mock.
@@ -1178,12 +1198,8 @@ async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_
     let mut server = Server::start(dir.path(), &slow)?;
     let http = reqwest::Client::new();
     let (running, queued) = one_running_one_queued(&http, &server, "term").await?;
-    eventually("the first run to start", || {
-        let request = http.get(server.url(&format!("/runs/{running}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok((run["status"] == "running").then_some(()))
-        }
+    run_when(&http, &server, &running, "the first run to start", |run| {
+        run["status"] == "running"
     })
     .await?;
     let follower = tokio::spawn(
@@ -1210,13 +1226,13 @@ async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_
     assert_eq!(marked["details"]["graceful"], true, "{marked}");
     assert!(marked["details"]["completed_agents"].is_array(), "{marked}");
     // Left queued with its claim given up: the restarted server takes it over.
-    let finished = eventually("the queued run to finish after the restart", || {
-        let request = http.get(restarted.url(&format!("/runs/{queued}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok((run["status"] == "success").then_some(run))
-        }
-    })
+    let finished = run_when(
+        &http,
+        &restarted,
+        &queued,
+        "the queued run to finish after the restart",
+        |run| run["status"] == "success",
+    )
     .await?;
     assert_eq!(
         finished["results"]["analyst"]["status"], "completed",
@@ -1325,12 +1341,8 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
     // Cancelled through B while A runs it: A sees the request within a second.
     let started: Value = start("rr-cancel").await?.json().await?;
     let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
-    eventually("the run to start", || {
-        let request = http.get(b.url(&format!("/runs/{run_id}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok((run["status"] == "running").then_some(()))
-        }
+    run_when(&http, &b, &run_id, "the run to start", |run| {
+        run["status"] == "running"
     })
     .await?;
     let asked = http
@@ -1372,12 +1384,8 @@ async fn the_cli_cancels_a_run_the_server_executes() -> TestResult {
         .json()
         .await?;
     let run_id = started["run_id"].as_str().ok_or("a run id")?.to_string();
-    eventually("the run to start", || {
-        let request = http.get(server.url(&format!("/runs/{run_id}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok((run["status"] == "running").then_some(()))
-        }
+    run_when(&http, &server, &run_id, "the run to start", |run| {
+        run["status"] == "running"
     })
     .await?;
     let (code, stderr) = cli_cancel(dir.path(), &run_id).await?;
@@ -1561,16 +1569,17 @@ async fn an_answered_run_queued_at_sigterm_goes_on_from_its_answer_after_the_res
     assert!(exit.success(), "exit status after SIGTERM: {exit}");
 
     let restarted = Server::start(dir.path(), &[])?;
-    let done = eventually("the answered run to finish after the restart", || {
-        let request = http.get(restarted.url(&format!("/runs/{run_id}")));
-        async move {
-            let run: Value = request.send().await?.json().await?;
-            Ok(run["status"]
+    let done = run_when(
+        &http,
+        &restarted,
+        &run_id,
+        "the answered run to finish after the restart",
+        |run| {
+            run["status"]
                 .as_str()
                 .is_some_and(|s| s != "queued" && s != "running")
-                .then_some(run))
-        }
-    })
+        },
+    )
     .await?;
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(

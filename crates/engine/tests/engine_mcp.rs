@@ -598,14 +598,7 @@ async fn a_server_down_at_start_degrades_health_until_it_comes_back() {
         "{down:?}"
     );
     // The agent that needs it fails naming it, before any model call.
-    let outcome = run(&s.engine).await;
-    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
-    let error = &outcome.errors["researcher"];
-    assert!(
-        error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session"),
-        "{error}"
-    );
-    assert!(llm.requests().is_empty());
+    no_session_with_notes(&s.engine, &llm).await;
     // The server comes up; the next run connects to it.
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -615,6 +608,20 @@ async fn a_server_down_at_start_degrades_health_until_it_comes_back() {
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(tool_results(&llm), ["42"]);
     assert_eq!(notes_health(&s.engine).await, Ok(()));
+}
+
+/// A run whose agent needs the `notes` server, which cannot be reached:
+/// the agent fails naming it, before any model call; its error.
+async fn no_session_with_notes(engine: &Engine, llm: &VendorServer) -> String {
+    let outcome = run(engine).await;
+    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+    let error = outcome.errors["researcher"].clone();
+    assert!(
+        error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session"),
+        "{error}"
+    );
+    assert!(llm.requests().is_empty());
+    error
 }
 
 /// `validate --check-tools` on `bundle`: it reaches the `notes` server and
@@ -683,15 +690,11 @@ async fn an_https_server_whose_certificate_is_not_trusted_fails_the_agent_naming
         let llm = VendorServer::start(vec![text_reply("never asked")]).await;
         let files = [("other-ca.pem", other_ca.as_str())];
         let s = setup_with_files(&tools, "notes", &files, &llm, &[]).await;
-        let outcome = run(&s.engine).await;
-        assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
-        let error = &outcome.errors["researcher"];
+        let error = no_session_with_notes(&s.engine, &llm).await;
         assert!(
-            error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session")
-                && error.contains("invalid peer certificate: UnknownIssuer"),
+            error.contains("invalid peer certificate: UnknownIssuer"),
             "{error}"
         );
-        assert!(llm.requests().is_empty());
         let health = notes_health(&s.engine).await;
         assert!(
             matches!(&health, Err(why) if why.contains("UnknownIssuer")),
@@ -774,12 +777,5 @@ async fn a_redirect_is_followed_on_the_server_only() {
     let tools =
         format!("tools:\n  notes:\n    kind: mcp\n    url: http://{elsewhere_address}/mcp\n");
     let s = setup(&tools, "notes", &llm, &[]).await;
-    let outcome = run(&s.engine).await;
-    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
-    let error = &outcome.errors["researcher"];
-    assert!(
-        error.starts_with("tool_failed: MCP server `notes` cannot start an MCP session"),
-        "{error}"
-    );
-    assert!(llm.requests().is_empty());
+    no_session_with_notes(&s.engine, &llm).await;
 }
