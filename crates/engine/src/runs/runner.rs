@@ -582,11 +582,7 @@ impl Runner {
     /// were asked to stop).
     pub async fn shut_down(&self, grace: Duration) {
         self.phase.send_replace(Phase::Draining);
-        let running = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let running = self.slots.held();
         if running > 0 {
             tracing::info!(
                 running,
