@@ -13,7 +13,7 @@ use crate::auth::ApiKey;
 use crate::metrics::HttpMetrics;
 use crate::openapi::openapi_document;
 use bmad2pf_engine::Engine;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 /// Shared state of one server. Cheap to clone.
@@ -24,6 +24,9 @@ pub struct AppState {
 
 struct Shared {
     /// The engine and the OpenAPI document of its bundle, swapped together.
+    /// The document is built on its first request, not at start: most
+    /// processes never serve it, and building it runs much of the
+    /// schema code.
     current: RwLock<Current>,
     /// The key every route but `/health` requires; `None` = no auth.
     api_key: Option<ApiKey>,
@@ -36,13 +39,15 @@ struct Shared {
 #[derive(Clone)]
 struct Current {
     engine: Arc<Engine>,
-    openapi: Arc<serde_json::Value>,
+    openapi: Arc<OnceLock<Arc<serde_json::Value>>>,
 }
 
 impl Current {
     fn new(engine: Arc<Engine>) -> Self {
-        let openapi = Arc::new(openapi_document(engine.bundle(), engine.config()));
-        Self { engine, openapi }
+        Self {
+            engine,
+            openapi: Arc::default(),
+        }
     }
 }
 
@@ -82,7 +87,10 @@ impl AppState {
 
     /// The OpenAPI document of the current bundle.
     pub fn openapi(&self) -> Arc<serde_json::Value> {
-        self.current().openapi
+        let Current { engine, openapi } = self.current();
+        openapi
+            .get_or_init(|| Arc::new(openapi_document(engine.bundle(), engine.config())))
+            .clone()
     }
 
     pub(crate) fn api_key(&self) -> Option<&ApiKey> {
