@@ -290,9 +290,11 @@ async fn webhook_deliveries_follow_the_documented_layout() -> TestResult {
     let redis = test_redis!("deliveries_layout");
     let mut raw = redis.raw().await?;
     let store = deliveries(&redis)?;
-    store
-        .save_target("run-1", "https://hooks.example.com/in")
-        .await?;
+    assert!(
+        store
+            .save_target("run-1", "https://hooks.example.com/in")
+            .await?
+    );
     let target: Option<String> = raw.get(redis.key("run:run-1:webhook")).await?;
     assert_eq!(target.as_deref(), Some("https://hooks.example.com/in"));
 

@@ -10,6 +10,7 @@
 //! - `runner.rs`: the runs this process executes — running slots and the
 //!   queue, cancel requests — the clients who watch runs, and the sweep
 //!   that marks the runs of a process that died.
+//! - `run_id.rs`: new run ids, in the order they are made.
 //! - `claim.rs`: a run's (flow, story) claim, renewed while it lives.
 //! - `interrupts.rs`: the questions a run asks a person, and their answers.
 //! - `webhooks/`: the signed webhooks a run sends when it ends or waits
@@ -18,6 +19,7 @@
 mod claim;
 pub mod interrupts;
 mod log;
+mod run_id;
 mod runner;
 mod slots;
 mod webhooks;

@@ -38,6 +38,7 @@
 use super::claim::Claim;
 use super::interrupts::{Answer, Decision, Interrupt, InterruptSource, InterruptStatus};
 use super::log::{EventLog, RunChange};
+use super::run_id::new_run_id;
 use super::slots::{Line, Slot, Slots};
 use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
@@ -51,7 +52,8 @@ use crate::run::checkpoint::Checkpoint;
 use crate::run::gate::GateDecision;
 use crate::run::{Resumption, RunPlan, RunState, run_flow};
 use crate::store::{
-    DeliveryStore, EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
+    Created, DeliveryStore, EVENTS_PAGE, RunQuery, RunStore, StoreError, StoredEvent, StoredRun,
+    now_ms,
 };
 use crate::usage::{CallRecord, UsageTotals};
 use serde_json::json;
@@ -75,6 +77,9 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// Most runs a listing returns.
 pub const MAX_PAGE: usize = 100;
+/// New ids a run is given before storing it fails: one is taken only when
+/// another process made the same id in the same millisecond.
+const ID_DRAWS: usize = 8;
 
 /// Where this process is in a shutdown (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -266,7 +271,7 @@ impl Runner {
         let mut request = request;
         request.budget = self.budget_of(&request)?;
         let now = now_ms();
-        let run_id = format!("run-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let run_id = new_run_id();
         let runs = &self.core.runs;
         let max_queued = self.core.config.runs.max_queued_runs;
         if self.queued.load(Ordering::Relaxed) >= max_queued {
@@ -281,9 +286,9 @@ impl Runner {
                 }
             };
         }
-        let run = Run {
+        let mut run = Run {
             outcome: RunOutcome {
-                run_id: run_id.clone(),
+                run_id,
                 status: RunStatus::Queued,
                 results: BTreeMap::new(),
                 pending_docs: Vec::new(),
@@ -312,17 +317,8 @@ impl Runner {
             finished_at: None,
             updated_at: now,
         };
-        // The target first: a run is never stored without the webhook it
-        // was accepted with.
-        if let Some(target) = &webhook {
-            self.webhooks.register(&run_id, target).await?;
-        }
-        if let Some(holder) = runs.create_run(&run.to_stored()?).await? {
-            if webhook.is_some() {
-                self.webhooks.forget(&run_id).await;
-            }
-            return Err(self.in_progress(holder).await?);
-        }
+        self.store_new(&mut run, webhook.as_ref()).await?;
+        let run_id = run.outcome.run_id.clone();
         let claim = Claim::held(
             runs.clone(),
             run.flow.clone(),
@@ -338,6 +334,35 @@ impl Runner {
         };
         let ended = self.launch(run.clone(), plan, claim, 1, observer);
         Ok((run, ended))
+    }
+
+    /// Stores a new `run` with its claim, drawing another id while its id
+    /// is taken (see `run_id.rs`). The webhook target first: a run is never
+    /// stored without the webhook it was accepted with.
+    async fn store_new(&self, run: &mut Run, webhook: Option<&Target>) -> Result<(), EngineError> {
+        for _ in 0..ID_DRAWS {
+            let run_id = run.outcome.run_id.clone();
+            let registered = match webhook {
+                Some(target) => self.webhooks.register(&run_id, target).await?,
+                None => true,
+            };
+            if registered {
+                let created = self.core.runs.create_run(&run.to_stored()?).await?;
+                if created != Created::Stored && webhook.is_some() {
+                    self.webhooks.forget(&run_id).await;
+                }
+                match created {
+                    Created::Stored => return Ok(()),
+                    Created::Held(holder) => return Err(self.in_progress(holder).await?),
+                    Created::IdTaken => {}
+                }
+            }
+            tracing::debug!(run_id, "the run id is taken; drawing another");
+            run.outcome.run_id = new_run_id();
+        }
+        Err(EngineError::Internal(format!(
+            "{ID_DRAWS} new run ids in a row were taken in the store"
+        )))
     }
 
     /// The budget a run of `request` runs under: its own, else the

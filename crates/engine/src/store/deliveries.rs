@@ -88,8 +88,9 @@ pub struct StoredDelivery {
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Records `url` as the webhook of run `run_id` (before the run is created).
-    async fn save_target(&self, run_id: &str, url: &str) -> Result<(), StoreError>;
+    /// Records `url` as the webhook of run `run_id` (before the run is
+    /// created); `false`, writing nothing, when that run id has one already.
+    async fn save_target(&self, run_id: &str, url: &str) -> Result<bool, StoreError>;
     /// Forgets the webhook of a run that was refused after its target was saved.
     async fn delete_target(&self, run_id: &str) -> Result<(), StoreError>;
     /// The webhook of run `run_id`, or `None`.

@@ -58,7 +58,8 @@ pub use redis_memory::RedisMemoryStore;
 pub use redis_runs::RedisRunStore;
 pub use redis_status::RedisStatusStore;
 pub use runs::{
-    AgentRecord, CLAIM_TTL, EVENTS_PAGE, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun,
+    AgentRecord, CLAIM_TTL, Created, EVENTS_PAGE, RunQuery, RunRecord, RunStore, StoredEvent,
+    StoredRun,
 };
 pub use sqlite::{
     DATABASE_FILE, Database, SqliteDeliveryStore, SqliteDocStore, SqliteMemoryStore,

@@ -176,10 +176,10 @@ impl RedisDeliveryStore {
 
 #[async_trait]
 impl DeliveryStore for RedisDeliveryStore {
-    async fn save_target(&self, run_id: &str, url: &str) -> Result<(), StoreError> {
+    async fn save_target(&self, run_id: &str, url: &str) -> Result<bool, StoreError> {
         let mut redis = self.redis.handle();
         redis
-            .set::<_, _, ()>(self.target_key(run_id), url)
+            .set_nx::<_, _, bool>(self.target_key(run_id), url)
             .await
             .map_err(|err| {
                 self.redis

@@ -38,13 +38,14 @@ use redis::{AsyncCommands, Script};
 
 use super::StoreError;
 use super::redis_connection::RedisConnection;
-use super::runs::{CLAIM_TTL, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun};
+use super::runs::{CLAIM_TTL, Created, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun};
 
 /// KEYS: claim, run, runs:all, runs:story:…, runs:flow:…, runs:status:….
 /// ARGV: run id, ttl ms, index member, then the run's fields as name,
-/// value pairs. The holder when the pair is claimed, else nil and the run
-/// is stored and indexed.
+/// value pairs. 0 when a run with this id exists; the holder when the pair
+/// is claimed; else nil and the run is stored and indexed.
 const CREATE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('GET', KEYS[1])
 end
@@ -425,7 +426,7 @@ impl RunStore for RedisRunStore {
             })
     }
 
-    async fn create_run(&self, run: &StoredRun) -> Result<Option<String>, StoreError> {
+    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError> {
         let mut invocation = self.create_run.prepare_invoke();
         invocation
             .key(self.claim_key(&run.flow, &run.story_id))
@@ -444,10 +445,21 @@ impl RunStore for RedisRunStore {
             invocation.arg(name).arg(value);
         }
         let mut redis = self.redis.handle();
-        invocation.invoke_async(&mut redis).await.map_err(|err| {
+        let created: redis::Value = invocation.invoke_async(&mut redis).await.map_err(|err| {
             self.redis
                 .unavailable(&format!("create run `{}`", run.run_id), &err)
-        })
+        })?;
+        match created {
+            redis::Value::Nil => Ok(Created::Stored),
+            redis::Value::Int(0) => Ok(Created::IdTaken),
+            redis::Value::BulkString(holder) => {
+                Ok(Created::Held(String::from_utf8_lossy(&holder).into_owned()))
+            }
+            other => Err(self.redis.corrupt(
+                &format!("run `{}`", run.run_id),
+                format!("unexpected create reply {other:?}"),
+            )),
+        }
     }
 
     async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError> {

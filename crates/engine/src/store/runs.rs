@@ -48,6 +48,18 @@ pub struct RunRecord {
 
 /// A run as the store keeps it: what it is found and ordered by, and the
 /// rest as the engine's JSON.
+/// What [`RunStore::create_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The run is stored and holds its (flow, story).
+    Stored,
+    /// The run that holds the (flow, story); nothing was stored.
+    Held(String),
+    /// A run with this id is stored already (ids are drawn by each
+    /// process, so two may draw the same one); nothing was stored.
+    IdTaken,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRun {
     pub run_id: String,
@@ -142,10 +154,10 @@ pub trait RunStore: Send + Sync {
         saved
     }
 
-    /// Claims (flow, story) for `run` and stores it, as one write.
-    /// `Ok(Some(holder))` names the run that holds the pair; then nothing
-    /// is stored.
-    async fn create_run(&self, run: &StoredRun) -> Result<Option<String>, StoreError>;
+    /// Claims (flow, story) for `run` and stores it, as one write; when
+    /// another run holds the pair, or a run with this id is stored already,
+    /// nothing is stored.
+    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError>;
     /// Replaces the stored run (all but its cancel request) and appends `events`.
     async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError>;
     /// [`update_run`](Self::update_run), only while the stored status is

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bmad2pf_engine::store::{
-    AgentRecord, AgentState, DeliveryAttempt, DeliveryState, DeliveryStore, DocId, DocStore,
-    DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope, MemoryStore, RunQuery, RunRecord, RunStore,
-    StatusStore, StatusUpdate, StoreError, StoredDelivery, StoredEvent, StoredRun, WorkflowId,
-    doc_id, now_ms,
+    AgentRecord, AgentState, Created, DeliveryAttempt, DeliveryState, DeliveryStore, DocId,
+    DocStore, DocWriter, MAX_VALUE_DEPTH, MemoryKey, MemoryScope, MemoryStore, RunQuery, RunRecord,
+    RunStore, StatusStore, StatusUpdate, StoreError, StoredDelivery, StoredEvent, StoredRun,
+    WorkflowId, doc_id, now_ms,
 };
 use serde_json::{Value, json};
 
@@ -837,12 +837,22 @@ fn event(id: u64, name: &str) -> StoredEvent {
 pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     let base = 1_700_000_000_000;
     let first = stored_run("run-1", "planning", "S1", "queued", base);
-    assert_eq!(runs.create_run(&first).await?, None);
+    assert_eq!(runs.create_run(&first).await?, Created::Stored);
     assert_eq!(runs.get_run("run-1").await?, Some(first.clone()));
     // The pair is claimed: a second run of it is refused and not stored.
     let second = stored_run("run-2", "planning", "S1", "queued", base + 1);
-    assert_eq!(runs.create_run(&second).await?, Some("run-1".into()));
+    assert_eq!(
+        runs.create_run(&second).await?,
+        Created::Held("run-1".into())
+    );
     assert_eq!(runs.get_run("run-2").await?, None);
+    // A stored run's id is refused, whatever its (flow, story), and the
+    // pair is not claimed by the refused run.
+    let same_id = stored_run("run-1", "planning", "S9", "queued", base + 2);
+    assert_eq!(runs.create_run(&same_id).await?, Created::IdTaken);
+    assert_eq!(runs.get_run("run-1").await?, Some(first.clone()));
+    assert_eq!(runs.claim("planning", "S9", "run-3").await?, None);
+    runs.release("planning", "S9", "run-3").await?;
     assert_eq!(runs.get_run("run-none").await?, None);
 
     // Running, with events; a conditional update on a stale status loses.
@@ -905,7 +915,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         ("cancelled", Some(base + 9))
     );
     assert_eq!(ids(runs.events_after("run-1", 5, 100).await?), [6]);
-    assert_eq!(runs.create_run(&second).await?, None);
+    assert_eq!(runs.create_run(&second).await?, Created::Stored);
 
     // More runs, to list: newest first, filtered, paged by a cursor.
     for (i, (flow, story, status)) in [
@@ -923,7 +933,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
             status,
             base + 10 + i as u64,
         );
-        assert_eq!(runs.create_run(&run).await?, None);
+        assert_eq!(runs.create_run(&run).await?, Created::Stored);
     }
     let listed = |query: RunQuery| {
         let runs = runs.clone();
@@ -989,7 +999,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
 pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     let base = 1_700_000_000_000;
     let run = stored_run("run-7", "planning", "S7", "queued", base);
-    assert_eq!(runs.create_run(&run).await?, None);
+    assert_eq!(runs.create_run(&run).await?, Created::Stored);
     let mut interrupted = run.clone();
     interrupted.status = "interrupted".into();
     runs.suspend_run(
@@ -1004,7 +1014,10 @@ pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     );
     assert_eq!(runs.checkpoint("run-none").await?, None);
     let other = stored_run("run-8", "planning", "S7", "queued", base + 1);
-    assert_eq!(runs.create_run(&other).await?, Some("run-7".into()));
+    assert_eq!(
+        runs.create_run(&other).await?,
+        Created::Held("run-7".into())
+    );
     assert!(runs.orphaned_runs().await?.is_empty());
     let listed = runs
         .list_runs(&RunQuery {
@@ -1045,7 +1058,7 @@ pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     assert_eq!(runs.checkpoint("run-7").await?, None);
     assert_eq!(
         runs.create_run(&other).await?,
-        None,
+        Created::Stored,
         "the claim went with the end"
     );
     Ok(())
@@ -1078,10 +1091,17 @@ fn ids_of(deliveries: &[StoredDelivery]) -> Vec<&str> {
 pub async fn deliveries_outbox(store: Arc<dyn DeliveryStore>) -> TestResult {
     let base = 1_700_000_000_000;
     let url = "https://user:pw@hooks.example.com/in?token=t";
-    store.save_target("run-1", url).await?;
+    assert!(store.save_target("run-1", url).await?);
+    assert_eq!(store.target("run-1").await?.as_deref(), Some(url));
+    // A run id with a webhook is taken: another is not written over it.
+    assert!(
+        !store
+            .save_target("run-1", "https://other.example.com/")
+            .await?
+    );
     assert_eq!(store.target("run-1").await?.as_deref(), Some(url));
     assert_eq!(store.target("run-none").await?, None);
-    store.save_target("run-gone", url).await?;
+    assert!(store.save_target("run-gone", url).await?);
     store.delete_target("run-gone").await?;
     assert_eq!(store.target("run-gone").await?, None);
 
@@ -1210,16 +1230,18 @@ pub async fn runs_past_their_retention(
         ended("run-old-1", "R2", "error", base + 1_000),
         ended("run-recent", "R3", "success", cutoff + 1),
     ] {
-        assert_eq!(runs.create_run(&run).await?, None);
+        assert_eq!(runs.create_run(&run).await?, Created::Stored);
         runs.append_events(&run.run_id, &[event(1, "status")])
             .await?;
         run.status = status;
         run.finished_at = Some(finished_at);
         run.updated_at = finished_at;
         assert!(runs.end_run(&run, &[event(2, "done")], None, None).await?);
-        deliveries
-            .save_target(&run.run_id, "https://hooks.example.com/in")
-            .await?;
+        assert!(
+            deliveries
+                .save_target(&run.run_id, "https://hooks.example.com/in")
+                .await?
+        );
         let id = format!("dlv-{}", run.run_id);
         assert!(
             deliveries
@@ -1230,7 +1252,7 @@ pub async fn runs_past_their_retention(
     }
     // Waiting for a person since long before the cutoff: never removed.
     let waiting = stored_run("run-waiting", "planning", "R4", "queued", base);
-    assert_eq!(runs.create_run(&waiting).await?, None);
+    assert_eq!(runs.create_run(&waiting).await?, Created::Stored);
     let mut interrupted = waiting.clone();
     interrupted.status = "interrupted".into();
     runs.suspend_run(&interrupted, &[event(1, "status")], "{}")

@@ -184,8 +184,9 @@ impl Webhooks {
         Ok(target)
     }
 
-    /// Keeps `target` as the webhook of run `run_id`, before the run is stored.
-    pub async fn register(&self, run_id: &str, target: &Target) -> Result<(), StoreError> {
+    /// Keeps `target` as the webhook of run `run_id`, before the run is
+    /// stored; `false` when that run id has a webhook already (it is taken).
+    pub async fn register(&self, run_id: &str, target: &Target) -> Result<bool, StoreError> {
         self.store.save_target(run_id, target.as_str()).await
     }
 

@@ -98,15 +98,15 @@ fn select(
 
 #[async_trait]
 impl DeliveryStore for SqliteDeliveryStore {
-    async fn save_target(&self, run_id: &str, url: &str) -> Result<(), StoreError> {
+    async fn save_target(&self, run_id: &str, url: &str) -> Result<bool, StoreError> {
         let (run_id, url) = (run_id.to_string(), url.to_string());
         self.db
             .write(move |conn| {
                 conn.prepare_cached(
-                    "INSERT OR REPLACE INTO webhook_targets (run_id, url) VALUES (?1, ?2)",
+                    "INSERT OR IGNORE INTO webhook_targets (run_id, url) VALUES (?1, ?2)",
                 )
                 .and_then(|mut q| q.execute(params![run_id, url]))
-                .map(drop)
+                .map(|inserted| inserted == 1)
                 .map_err(|e| sql_error("store a run's webhook", &e))
             })
             .await

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::database::{Database, sql_error};
 use crate::store::{
-    CLAIM_TTL, RunQuery, RunRecord, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
+    CLAIM_TTL, Created, RunQuery, RunRecord, RunStore, StoreError, StoredEvent, StoredRun, now_ms,
 };
 
 /// Run claims and records in the embedded database (see the module docs).
@@ -130,18 +130,21 @@ impl RunStore for SqliteRunStore {
             .await
     }
 
-    async fn create_run(&self, run: &StoredRun) -> Result<Option<String>, StoreError> {
+    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError> {
         let run = run.clone();
         self.db
             .write(move |conn| {
                 let error = |e: rusqlite::Error| sql_error("create a run", &e);
+                if run_exists(conn, &run.run_id).map_err(error)? {
+                    return Ok(Created::IdTaken);
+                }
                 if let Some(holder) =
                     take_claim(conn, &run.flow, &run.story_id, &run.run_id).map_err(error)?
                 {
-                    return Ok(Some(holder));
+                    return Ok(Created::Held(holder));
                 }
                 insert_run(conn, &run).map_err(error)?;
-                Ok(None)
+                Ok(Created::Stored)
             })
             .await
     }
@@ -524,6 +527,11 @@ fn stored_run(row: &Row<'_>) -> Result<StoredRun, rusqlite::Error> {
         cancel_requested: row.get(7)?,
         body: row.get(8)?,
     })
+}
+
+fn run_exists(conn: &Connection, run_id: &str) -> Result<bool, rusqlite::Error> {
+    conn.prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
+        .and_then(|mut q| q.exists(params![run_id]))
 }
 
 fn insert_run(conn: &Connection, run: &StoredRun) -> Result<(), rusqlite::Error> {
