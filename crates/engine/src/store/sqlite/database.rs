@@ -9,9 +9,12 @@
 //! concurrent writers share one commit — SQLite's commit, with
 //! `synchronous=FULL` in WAL mode, is the only fsync of a write — and a
 //! write is acknowledged only once it is durable. A job may leave work
-//! to do after the commit (a document's Markdown mirror), which the
-//! thread runs in commit order before answering; of several such steps for
-//! one document in one commit only the last runs.
+//! to do after the commit (a document's Markdown mirror): a commit with
+//! such steps is handed to a second thread, which runs them in commit
+//! order and then answers that commit's callers, while the writer goes on
+//! to the next transaction (creating files costs about as much as a
+//! commit, so the two overlap instead of taking turns). Of several steps
+//! for one document in one commit only the last runs.
 //!
 //! **Reads** go through [`Database::read`]: the closure runs on tokio's
 //! blocking pool with a connection from a small pool of read
@@ -247,9 +250,14 @@ impl Database {
             schema::MigrateError::Sql(e) => open_error(&path, &e),
         })?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let (settler, commits) = mpsc::channel::<Committed>();
+        std::thread::Builder::new()
+            .name("bmad2pf-db-files".into())
+            .spawn(move || settle_loop(commits))
+            .map_err(|err| StoreError::io("start the documents' file writer", &path, &err))?;
         std::thread::Builder::new()
             .name("bmad2pf-db-writer".into())
-            .spawn(move || write_loop(writer, queue))
+            .spawn(move || write_loop(writer, queue, settler))
             .map_err(|err| StoreError::io("start the database writer", &path, &err))?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -408,7 +416,14 @@ fn writer_gone() -> StoreError {
 /// The writer thread: takes what has queued, commits it as one
 /// transaction, answers (see the module docs). Ends when every
 /// [`Database`] clone is gone.
-fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+/// A commit's jobs and its result, for the thread that settles them.
+type Committed = (Vec<Box<dyn Settle>>, Result<(), StoreError>);
+
+fn write_loop(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    settler: mpsc::Sender<Committed>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -431,19 +446,38 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
         let committed = tx
             .commit()
             .map_err(|e| sql_error("commit a write transaction", &e));
-        // The last step of each key runs; earlier ones are superseded.
-        let mut last_of_key = std::collections::HashMap::new();
-        for (at, job) in ran.iter().enumerate() {
-            if let Some(key) = job.after_key() {
-                last_of_key.insert(key.to_string(), at);
+        if ran.iter().any(|job| job.after_key().is_some()) {
+            if let Err(mpsc::SendError((ran, committed))) = settler.send((ran, committed)) {
+                settle(ran, committed);
             }
+        } else {
+            settle(ran, committed);
         }
-        for (at, job) in ran.into_iter().enumerate() {
-            let superseded = job
-                .after_key()
-                .is_some_and(|key| last_of_key.get(key).is_some_and(|&last| last != at));
-            job.settle(committed.clone(), superseded);
+    }
+}
+
+/// Runs the after-commit steps of each commit handed over by the writer
+/// thread, in commit order, then answers that commit's callers.
+fn settle_loop(commits: mpsc::Receiver<Committed>) {
+    while let Ok((ran, committed)) = commits.recv() {
+        settle(ran, committed);
+    }
+}
+
+/// Answers the jobs of one commit, each after its after-commit step; of
+/// several steps with one key only the last runs.
+fn settle(ran: Vec<Box<dyn Settle>>, committed: Result<(), StoreError>) {
+    let mut last_of_key = std::collections::HashMap::new();
+    for (at, job) in ran.iter().enumerate() {
+        if let Some(key) = job.after_key() {
+            last_of_key.insert(key.to_string(), at);
         }
+    }
+    for (at, job) in ran.into_iter().enumerate() {
+        let superseded = job
+            .after_key()
+            .is_some_and(|key| last_of_key.get(key).is_some_and(|&last| last != at));
+        job.settle(committed.clone(), superseded);
     }
 }
 
