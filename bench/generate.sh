@@ -17,10 +17,16 @@
 # installed (Debian: apt-get install hyperfine), else from a loop of runs
 # timed here; peak memory from /usr/bin/time (max RSS over the runs).
 #
+# With BASELINE_BIN set, compares two builds instead: for each tree, the
+# rewrite case of BASELINE_BIN (A) and of the binary (B) run alternately
+# (A B, B A, ...), and it prints both medians, the median of the per-round
+# ratios B/A with their interquartile range, and the median CPU time.
+#
 # Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000 bmad)
 # Env:   RUNS (default 20), BENCH_DIR (default: a fresh temp dir, removed at exit),
 #        CARGO_TARGET_DIR (where the release binary is built),
-#        BMAD2PF_BIN (a binary built already: nothing is built).
+#        BMAD2PF_BIN (a binary built already: nothing is built),
+#        BASELINE_BIN (a second binary to compare with, see above).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,15 +72,61 @@ median_ms() {
     fi
 }
 
+# Writes the source tree of size $1 (an agent count, or `bmad`) to $2.
+make_tree() {
+    if [ "$1" = bmad ]; then
+        python3 "$root/bench/gen_bmad.py" "$2"
+    else
+        python3 "$root/bench/gen_synthetic.py" "$1" "$2"
+    fi
+}
+
+# Prints "A median, B median, median ratio B/A (IQR), CPU medians" of
+# $runs alternating rounds of the command line after `--`, for binaries $1 and $2.
+compare() {
+    python3 - "$runs" "$@" <<'PY'
+import os, statistics, subprocess, sys, time
+runs, a, b, args = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[5:]
+wall, cpu = {a: [], b: []}, {a: [], b: []}
+def run(binary):
+    start = time.perf_counter()
+    child = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        sys.exit(f"{binary} failed")
+    wall[binary].append((time.perf_counter() - start) * 1000)
+    cpu[binary].append((usage.ru_utime + usage.ru_stime) * 1000)
+for binary in (a, b, a, b):  # warm-up, not counted
+    run(binary)
+    wall[binary].clear(); cpu[binary].clear()
+for n in range(runs):
+    for binary in ((a, b) if n % 2 == 0 else (b, a)):
+        run(binary)
+ratios = [y / x for x, y in zip(wall[a], wall[b])]
+q1, _, q3 = statistics.quantiles(ratios, n=4)
+med = statistics.median
+print(f"{med(wall[a]):8.1f} ms {med(wall[b]):8.1f} ms   {med(ratios):.3f} ({q1:.2f}-{q3:.2f})"
+      f"   {med(cpu[a]):7.1f} ms {med(cpu[b]):7.1f} ms")
+PY
+}
+
+if [ -n "${BASELINE_BIN:-}" ]; then
+    printf '%-8s %11s %11s   %-18s %10s %10s\n' agents "A median" "B median" "B/A median (IQR)" "A CPU" "B CPU"
+    for n in "${sizes[@]}"; do
+        src=$work/src-$n
+        out=$work/out-$n
+        make_tree "$n" "$src"
+        "$bin" generate --src "$src" --out "$out" -q
+        printf '%-8s %s\n' "$n" "$(compare "$BASELINE_BIN" "$bin" -- generate --src "$src" --out "$out" -q)"
+    done
+    exit 0
+fi
+
 printf '%-8s %16s %16s %14s %8s\n' agents "rewrite (median)" "fresh (median)" "peak RSS" files
 for n in "${sizes[@]}"; do
     src=$work/src-$n
     out=$work/out-$n
-    if [ "$n" = bmad ]; then
-        python3 "$root/bench/gen_bmad.py" "$src"
-    else
-        python3 "$root/bench/gen_synthetic.py" "$n" "$src"
-    fi
+    make_tree "$n" "$src"
     # One run to check the tree compiles and to create the bundle being replaced.
     "$bin" generate --src "$src" --out "$out" -q
     cmd="$bin generate --src $src --out $out -q"
