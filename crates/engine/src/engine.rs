@@ -161,7 +161,7 @@ impl Engine {
             &config.webhooks,
             env(&config.webhooks.secret_env),
             stores.deliveries.clone(),
-        )?);
+        ));
         let tools = ToolBox::new(&bundle.tools, env).map_err(EngineError::Config)?;
         tools.connect_mcp_servers();
         let core = Arc::new(Core {

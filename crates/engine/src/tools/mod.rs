@@ -41,7 +41,7 @@ use bmad2pf_compiler::bundle::{MCP_TOOL_SEPARATOR, ToolKind, ToolSpec};
 use mcp::{McpServer, McpServers};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Most bytes of output a tool call keeps; more is cut off.
 pub const MAX_TOOL_OUTPUT_BYTES: usize = 64 * 1024;
@@ -79,7 +79,8 @@ pub struct ToolContext {
 /// Every tool of a bundle, ready to call.
 pub struct ToolBox {
     declared: BTreeMap<String, ToolSpec>,
-    http: reqwest::Client,
+    /// For `http` tools, made at the first call (most bundles have none).
+    http: OnceLock<reqwest::Client>,
     mcp: McpServers,
 }
 
@@ -93,7 +94,7 @@ impl ToolBox {
     ) -> Result<Self, String> {
         Ok(Self {
             declared: declared.clone(),
-            http: reqwest::Client::new(),
+            http: OnceLock::new(),
             mcp: McpServers::new(declared, env)?,
         })
     }
@@ -165,7 +166,8 @@ impl ToolBox {
         }
         match self.declared.get(name) {
             Some(spec) if spec.kind == ToolKind::Http => {
-                external::call_http(&self.http, spec, args).await
+                let http = self.http.get_or_init(reqwest::Client::new);
+                external::call_http(http, spec, args).await
             }
             Some(spec) if spec.kind == ToolKind::Command => {
                 external::call_command(spec, args).await

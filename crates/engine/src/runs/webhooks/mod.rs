@@ -51,8 +51,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
@@ -137,7 +137,9 @@ pub(crate) struct Webhooks {
     /// without it no webhook is accepted, or sent.
     secret: Option<String>,
     /// Sends every attempt: per-attempt timeout, no redirects (`retry.rs`).
-    client: reqwest::Client,
+    /// Made at the first attempt: a process that sends no webhook never
+    /// loads TLS roots for it.
+    client: OnceLock<Result<reqwest::Client, String>>,
     /// Wakes the sender when this process stores a delivery.
     wake: Arc<Notify>,
     /// Whether the sender was started (it is, once).
@@ -153,23 +155,17 @@ impl Webhooks {
         config: &WebhooksConfig,
         secret: Option<String>,
         store: Arc<dyn DeliveryStore>,
-    ) -> Result<Self, EngineError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout.max(1)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("bmad2pf/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EngineError::Config(format!("the webhook HTTP client: {e}")))?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             store,
             config: config.clone(),
             secret: secret.filter(|s| !s.is_empty()),
-            client,
+            client: OnceLock::new(),
             wake: Arc::new(Notify::new()),
             sending: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(sender::MAX_IN_FLIGHT)),
             outcomes: Outcomes::default(),
-        })
+        }
     }
 
     /// A request's `webhook`, checked: an http(s) URL with an allowed host
@@ -182,6 +178,21 @@ impl Webhooks {
             });
         }
         Ok(target)
+    }
+
+    /// The client that sends attempts, made on first use.
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(self.config.timeout.max(1)))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("bmad2pf/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("the webhook HTTP client could not be made: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Keeps `target` as the webhook of run `run_id`, before the run is

@@ -82,9 +82,9 @@ impl Webhooks {
         let Some(secret) = &self.secret else { return };
         let at = now_ms();
         let started = Instant::now();
-        let sent = match signature(secret, at / 1000, &delivery.body) {
-            Some(signed) => self
-                .client
+        let sent = match (signature(secret, at / 1000, &delivery.body), self.client()) {
+            (_, Err(error)) => Err(error),
+            (Some(signed), Ok(client)) => client
                 .post(&delivery.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("X-Bmad2pf-Event", &delivery.event)
@@ -94,7 +94,7 @@ impl Webhooks {
                 .send()
                 .await
                 .map_err(|error| self.describe(&error)),
-            None => Err("the body could not be signed".to_string()),
+            (None, Ok(_)) => Err("the body could not be signed".to_string()),
         };
         let (status_code, retry_after, error) = match sent {
             Ok(response) => {
