@@ -12,7 +12,7 @@
 //! to do after the commit (a document's Markdown mirror): a commit with
 //! such steps is handed to a second thread, which runs them in commit
 //! order and then answers that commit's callers, while the writer goes on
-//! to the next transaction (creating files costs about as much as a
+//! to the next transaction (creating a file can take as long as a
 //! commit, so the two overlap instead of taking turns). Of several steps
 //! for one document in one commit only the last runs.
 //!
@@ -413,12 +413,12 @@ fn writer_gone() -> StoreError {
     }
 }
 
-/// The writer thread: takes what has queued, commits it as one
-/// transaction, answers (see the module docs). Ends when every
-/// [`Database`] clone is gone.
 /// A commit's jobs and its result, for the thread that settles them.
 type Committed = (Vec<Box<dyn Settle>>, Result<(), StoreError>);
 
+/// The writer thread: takes what has queued, commits it as one
+/// transaction, answers or hands the commit to `settler` (see the module
+/// docs). Ends when every [`Database`] clone is gone.
 fn write_loop(
     mut conn: Connection,
     queue: mpsc::Receiver<Box<dyn Job>>,
