@@ -175,25 +175,12 @@ fn run_parameters() -> [(&'static str, &'static str, Value); 3] {
     ]
 }
 
-/// The webhook URLs the document promises the server takes: http(s) with a
-/// plain host name — one of `allowed_hosts` when there are any — an
-/// optional port and a plain path. The server takes more (IP addresses,
-/// hyphens, query strings); the promise is kept narrow so that every URL it
-/// allows is one the server takes (given its signing secret: else 422
-/// `webhook_secret_missing`, whatever the URL).
+/// The webhook URLs the server takes (the engine's pattern, which its
+/// check follows exactly), given its signing secret: else 422
+/// `webhook_secret_missing`, whatever the URL.
 fn webhook_schema(allowed_hosts: &[String]) -> Value {
-    let host = match allowed_hosts {
-        [] => "[a-z][a-z0-9]*(\\.[a-z][a-z0-9]*)*".to_string(),
-        hosts => {
-            let escaped: Vec<String> = hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase().replace('.', "\\."))
-                .collect();
-            format!("({})", escaped.join("|"))
-        }
-    };
     json!({
-        "pattern": format!("^https?://{host}(:[1-9][0-9]{{0,3}})?(/[A-Za-z0-9._~-]*)*$"),
+        "pattern": bmad2pf_engine::runs::webhook_url_pattern(allowed_hosts),
         "maxLength": 2048,
     })
 }
@@ -537,16 +524,15 @@ mod tests {
                 .map(str::to_string)
         };
         assert_eq!(
-            pattern(&document).as_deref(),
-            Some(
-                "^https?://[a-z][a-z0-9]*(\\.[a-z][a-z0-9]*)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
-            )
+            pattern(&document),
+            Some(bmad2pf_engine::runs::webhook_url_pattern(&[]))
         );
         let mut config = RuntimeConfig::default();
-        config.webhooks.allowed_hosts = vec!["Hooks.Example.com".into(), "ci".into()];
+        let hosts = vec!["Hooks.Example.com".to_string(), "ci".to_string()];
+        config.webhooks.allowed_hosts = hosts.clone();
         assert_eq!(
-            pattern(&openapi_document(&bundle(), &config)).as_deref(),
-            Some("^https?://(hooks\\.example\\.com|ci)(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$")
+            pattern(&openapi_document(&bundle(), &config)),
+            Some(bmad2pf_engine::runs::webhook_url_pattern(&hosts))
         );
     }
 

@@ -30,7 +30,7 @@ pub use runner::{
     Cancelled, MAX_PAGE, RunFilter, RunPage, RunUsage, cancel_interrupted, check_run_id,
 };
 pub(crate) use webhooks::Webhooks;
-pub use webhooks::{RunWebhook, WebhookDelivery, WebhookEvent};
+pub use webhooks::{RunWebhook, WebhookDelivery, WebhookEvent, webhook_url_pattern};
 
 use crate::outcome::{RunOutcome, RunStatus};
 use crate::store::{StoreError, StoredRun};

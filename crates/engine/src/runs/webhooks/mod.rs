@@ -40,6 +40,7 @@ mod signature;
 mod target;
 
 pub(crate) use target::Target;
+pub use target::webhook_url_pattern;
 
 use super::{Run, RunSummary};
 use crate::error::EngineError;
