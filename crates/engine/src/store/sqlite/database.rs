@@ -13,8 +13,9 @@
 //! such steps is handed to a second thread, which runs them in commit
 //! order and then answers that commit's callers, while the writer goes on
 //! to the next transaction (creating a file can take as long as a
-//! commit, so the two overlap instead of taking turns). Of several steps
-//! for one document in one commit only the last runs.
+//! commit, so the two overlap instead of taking turns). That thread takes
+//! every commit waiting for it at once, and of several steps for one
+//! document among them only the last runs.
 //!
 //! **Reads** go through [`Database::read`]: the closure runs on tokio's
 //! blocking pool with a connection from a small pool of read
@@ -93,11 +94,11 @@ trait Settle: Send {
     fn settle(self: Box<Self>, committed: Result<(), StoreError>, superseded: bool);
 }
 
-/// Something to do on the writer thread after the commit that made a job
-/// durable, before its caller is answered (and before later commits):
-/// `run`, about `key`. Of several steps with one key in one commit only the
-/// last runs — writing a document's file once for the latest of its
-/// versions committed together, not once per version.
+/// Something to do after the commit that made a job durable, before its
+/// caller is answered (and in commit order): `run`, about `key`. Of
+/// several steps with one key settled together only the last runs —
+/// writing a document's file once for the latest of its versions, not once
+/// per version.
 pub(crate) struct AfterCommit {
     pub key: String,
     pub run: Box<dyn FnOnce() + Send>,
@@ -447,37 +448,51 @@ fn write_loop(
             .commit()
             .map_err(|e| sql_error("commit a write transaction", &e));
         if ran.iter().any(|job| job.after_key().is_some()) {
-            if let Err(mpsc::SendError((ran, committed))) = settler.send((ran, committed)) {
-                settle(ran, committed);
+            if let Err(mpsc::SendError(commit)) = settler.send((ran, committed)) {
+                settle(vec![commit]);
             }
         } else {
-            settle(ran, committed);
+            settle(vec![(ran, committed)]);
         }
     }
 }
 
-/// Runs the after-commit steps of each commit handed over by the writer
-/// thread, in commit order, then answers that commit's callers.
+/// Runs the after-commit steps of the commits handed over by the writer
+/// thread, in commit order, then answers their callers. It takes every
+/// commit waiting at once: while it writes one document's file, the writer
+/// may commit that document several times, and only the latest version's
+/// file is written.
 fn settle_loop(commits: mpsc::Receiver<Committed>) {
-    while let Ok((ran, committed)) = commits.recv() {
-        settle(ran, committed);
+    while let Ok(first) = commits.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(commits.try_iter());
+        settle(waiting);
     }
 }
 
-/// Answers the jobs of one commit, each after its after-commit step; of
-/// several steps with one key only the last runs.
-fn settle(ran: Vec<Box<dyn Settle>>, committed: Result<(), StoreError>) {
+/// Answers the jobs of `commits`, in order, each after its after-commit
+/// step; of several steps with one key, in commits that succeeded, only
+/// the last runs.
+fn settle(commits: Vec<Committed>) {
     let mut last_of_key = std::collections::HashMap::new();
-    for (at, job) in ran.iter().enumerate() {
-        if let Some(key) = job.after_key() {
-            last_of_key.insert(key.to_string(), at);
+    for (commit, (ran, committed)) in commits.iter().enumerate() {
+        if committed.is_ok() {
+            for (at, job) in ran.iter().enumerate() {
+                if let Some(key) = job.after_key() {
+                    last_of_key.insert(key.to_string(), (commit, at));
+                }
+            }
         }
     }
-    for (at, job) in ran.into_iter().enumerate() {
-        let superseded = job
-            .after_key()
-            .is_some_and(|key| last_of_key.get(key).is_some_and(|&last| last != at));
-        job.settle(committed.clone(), superseded);
+    for (commit, (ran, committed)) in commits.into_iter().enumerate() {
+        for (at, job) in ran.into_iter().enumerate() {
+            let superseded = job.after_key().is_some_and(|key| {
+                last_of_key
+                    .get(key)
+                    .is_some_and(|&last| last != (commit, at))
+            });
+            job.settle(committed.clone(), superseded);
+        }
     }
 }
 
