@@ -75,9 +75,10 @@ impl Target {
     }
 }
 
-/// The characters a path, query or fragment may hold: RFC 3986's
-/// unreserved and sub-delimiters, `:`, `@`, and `%` for escapes.
-const URL_CHARS: &str = "A-Za-z0-9._~!$&'()*+,;=:@%-";
+/// Besides letters and digits, the characters a path, query or fragment
+/// may hold: RFC 3986's unreserved and sub-delimiters, `:`, `@`, and `%`
+/// for escapes (`-` last, so that it is no range in a character class).
+const URL_PUNCTUATION: &str = "._~!$&'()*+,;=:@%-";
 
 /// The ECMA-262 pattern of the webhook URLs taken (module docs); with
 /// `allowed_hosts`, the host is one of them, in any case.
@@ -93,9 +94,10 @@ pub fn webhook_url_pattern(allowed_hosts: &[String]) -> String {
     };
     let port =
         "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
-    let userinfo = URL_CHARS.replace('@', "");
+    let url_chars = format!("A-Za-z0-9{URL_PUNCTUATION}");
+    let userinfo = url_chars.replace('@', "");
     format!(
-        "^https?://([{userinfo}]+@)?{host}(:{port})?(/[{URL_CHARS}]*)*(\\?[/?{URL_CHARS}]*)?(#[/?{URL_CHARS}]*)?$"
+        "^https?://([{userinfo}]+@)?{host}(:{port})?(/[{url_chars}]*)*(\\?[/?{url_chars}]*)?(#[/?{url_chars}]*)?$"
     )
 }
 
@@ -106,8 +108,9 @@ fn any_case(host: &str) -> String {
             c if c.is_ascii_alphabetic() => {
                 format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
             }
-            c if c.is_ascii_alphanumeric() || c == '-' => c.to_string(),
-            c => format!("\\{c}"),
+            c if c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii() => c.to_string(),
+            // `\xHH` means the same in every regex flavour clients use.
+            c => format!("\\x{:02x}", u32::from(c)),
         })
         .collect()
 }
@@ -140,7 +143,7 @@ fn has_url_shape(text: &str) -> bool {
 }
 
 fn is_url_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "._~!$&'()*+,;=:@%-".contains(c)
+    c.is_ascii_alphanumeric() || URL_PUNCTUATION.contains(c)
 }
 
 /// Labels of letters, digits and inner hyphens, none starting `xn--`, the
