@@ -18,6 +18,10 @@
 # routes measured, e.g. BENCH_ROUTES="put_doc run" when comparing store changes.
 # BENCH_MEMORY_KEYS (default 1000 per wrk thread) is how many keys PUT /memory
 # cycles over; 0 never repeats one.
+# BENCH_KEEP=1 leaves the data directory in place at exit (its path is
+# printed): on ext4, creating files is slower for a while after thousands
+# were deleted, so rounds compared one after another should not each delete
+# the last one's documents; remove the directories after the last round.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,7 +41,7 @@ work="$(mktemp -d)"
 pid=""
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "data kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 

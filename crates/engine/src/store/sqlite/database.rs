@@ -164,22 +164,28 @@ fn in_savepoint<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(|e| sql_error("start a write", &e))?;
+    run_cached(conn, "SAVEPOINT job").map_err(|e| sql_error("start a write", &e))?;
     let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|panic| {
         Err(StoreError::Io {
             message: "storage error: a write failed unexpectedly".into(),
             detail: format!("a write job panicked: {}", panic_message(&panic)),
         })
     });
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
+    let ended = match result {
+        Ok(_) => run_cached(conn, "RELEASE job"),
+        Err(_) => {
+            run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
+        }
     };
-    conn.execute_batch(end)
-        .map_err(|e| sql_error("finish a write", &e))?;
+    ended.map_err(|e| sql_error("finish a write", &e))?;
     result
+}
+
+/// Runs one statement of the transaction's bookkeeping from the
+/// connection's statement cache: every job runs two, and parsing them
+/// anew each time costs more than the job's own work often does.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
@@ -506,11 +512,15 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
     // Readers keep a small page cache: a commit by any connection empties
-    // it in WAL mode, and the OS caches the file anyway.
+    // it in WAL mode, and the OS caches the file anyway. The writer keeps
+    // its temporary files in memory: the only one it makes is the journal
+    // of a job's savepoint, needed to roll that job back inside the open
+    // transaction and never after a crash (the WAL is what recovers), and
+    // a file would be created and removed again for every commit.
     let pragmas = if read_only {
         "PRAGMA query_only=ON; PRAGMA cache_size=-256;"
     } else {
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
     };
     conn.execute_batch(pragmas)
         .map_err(|e| open_error(path, &e))?;
