@@ -182,8 +182,8 @@ fn in_savepoint<T>(
 }
 
 /// Runs one statement of the transaction's bookkeeping from the
-/// connection's statement cache: every job runs two, and parsing them
-/// anew each time costs more than the job's own work often does.
+/// connection's statement cache: every job runs two of them, so they are
+/// kept prepared rather than parsed again for each job.
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
@@ -513,10 +513,11 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         .map_err(|e| open_error(path, &e))?;
     // Readers keep a small page cache: a commit by any connection empties
     // it in WAL mode, and the OS caches the file anyway. The writer keeps
-    // its temporary files in memory: the only one it makes is the journal
-    // of a job's savepoint, needed to roll that job back inside the open
-    // transaction and never after a crash (the WAL is what recovers), and
-    // a file would be created and removed again for every commit.
+    // its temporary files in memory: otherwise every commit creates and
+    // removes one for the journal of the jobs' savepoints, which rolls one
+    // job back inside the open transaction and is never needed after a
+    // crash (the WAL is what recovers). Its jobs write a few rows each, so
+    // what such files would hold is small.
     let pragmas = if read_only {
         "PRAGMA query_only=ON; PRAGMA cache_size=-256;"
     } else {
