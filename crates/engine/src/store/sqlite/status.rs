@@ -127,20 +127,20 @@ fn apply_update(conn: &Connection, update: &StatusUpdate) -> Result<WorkflowStat
                     ),
                 });
             }
-            conn.execute(
-                "UPDATE workflows SET updated_at = ?2 WHERE workflow_id = ?1",
-                params![id, at],
-            )
+            conn.prepare_cached("UPDATE workflows SET updated_at = ?2 WHERE workflow_id = ?1")
+                .and_then(|mut q| q.execute(params![id, at]))
         }
         // Created implicitly without a story: the first update naming one sets it.
-        Some(None) => conn.execute(
-            "UPDATE workflows SET updated_at = ?2, story_id = ?3 WHERE workflow_id = ?1",
-            params![id, at, update.story_id],
-        ),
-        None => conn.execute(
-            "INSERT INTO workflows (workflow_id, story_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-            params![id, update.story_id, at],
-        ),
+        Some(None) => conn
+            .prepare_cached(
+                "UPDATE workflows SET updated_at = ?2, story_id = ?3 WHERE workflow_id = ?1",
+            )
+            .and_then(|mut q| q.execute(params![id, at, update.story_id])),
+        None => conn
+            .prepare_cached(
+                "INSERT INTO workflows (workflow_id, story_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            )
+            .and_then(|mut q| q.execute(params![id, update.story_id, at])),
     }
     .map_err(write_error)?;
     let status = update.status.as_str();
@@ -188,24 +188,25 @@ impl StatusStore for SqliteStatusStore {
                 let id = workflow_id.as_str();
                 let at = now_ms();
                 let created = conn
-                    .execute(
+                    .prepare_cached(
                         "INSERT INTO workflows (workflow_id, story_id, created_at, updated_at)
                          VALUES (?1, ?2, ?3, ?3) ON CONFLICT DO NOTHING",
-                        params![id, story_id, at],
                     )
+                    .and_then(|mut q| q.execute(params![id, story_id, at]))
                     .map_err(write_error)?;
                 if created == 0 {
                     return Err(StoreError::AlreadyExists {
                         what: format!("workflow `{id}`"),
                     });
                 }
-                for agent in &agents {
-                    conn.execute(
+                let mut pending = conn
+                    .prepare_cached(
                         "INSERT OR IGNORE INTO workflow_agents (workflow_id, agent_id, status)
                          VALUES (?1, ?2, 'pending')",
-                        params![id, agent],
                     )
                     .map_err(write_error)?;
+                for agent in &agents {
+                    pending.execute(params![id, agent]).map_err(write_error)?;
                 }
                 load_status(conn, id)?.ok_or_else(|| not_found(id))
             })
