@@ -256,6 +256,15 @@ impl Database {
             ),
             schema::MigrateError::Sql(e) => open_error(&path, &e),
         })?;
+        // From here on the writer runs only jobs, which write a few rows
+        // each, so it keeps its temporary files in memory: otherwise every
+        // commit creates and removes one for the journal of the jobs'
+        // savepoints, which rolls one job back inside the open transaction
+        // and is never needed after a crash (the WAL is what recovers).
+        // Migrations, which may sort whole tables, keep them on disk.
+        writer
+            .execute_batch("PRAGMA temp_store=MEMORY")
+            .map_err(|e| open_error(&path, &e))?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let (settler, commits) = mpsc::channel::<Committed>();
         std::thread::Builder::new()
@@ -512,16 +521,11 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
     // Readers keep a small page cache: a commit by any connection empties
-    // it in WAL mode, and the OS caches the file anyway. The writer keeps
-    // its temporary files in memory: otherwise every commit creates and
-    // removes one for the journal of the jobs' savepoints, which rolls one
-    // job back inside the open transaction and is never needed after a
-    // crash (the WAL is what recovers). Its jobs write a few rows each, so
-    // what such files would hold is small.
+    // it in WAL mode, and the OS caches the file anyway.
     let pragmas = if read_only {
         "PRAGMA query_only=ON; PRAGMA cache_size=-256;"
     } else {
-        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
     };
     conn.execute_batch(pragmas)
         .map_err(|e| open_error(path, &e))?;
