@@ -11,11 +11,12 @@
 //! The writer drains whatever has queued before each write and stores it
 //! as one: a change of the run itself ([`EventLog::write_run`]: an update,
 //! its end, or its stop to wait for a person) goes together with the
-//! events around it, so a busy run stores many events per commit. A run
-//! resumed after a question gets a new log that numbers on from its last
-//! stored event. The live channel is made by the first follower: a run
-//! nobody follows (most runs, and every run waiting for a slot) keeps no
-//! buffer of live events.
+//! events around it, so a busy run stores many events per commit. A new
+//! run's first event, `queued`, is stored with the run itself, so its log
+//! numbers on from 2; a run resumed after a question gets a new log that
+//! numbers on from its last stored event. The live channel is made by the
+//! first follower: a run nobody follows (most runs, and every run waiting
+//! for a slot) keeps no buffer of live events.
 
 use crate::outcome::RunEvent;
 use crate::store::{RunRecord, RunStore, StoreError, StoredEvent, StoredRun};

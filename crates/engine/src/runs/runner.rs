@@ -332,14 +332,23 @@ impl Runner {
             mode,
             resumption: None,
         };
-        let ended = self.launch(run.clone(), plan, claim, 1, observer);
+        let ended = self.launch(run.clone(), plan, claim, 2, observer);
         Ok((run, ended))
     }
 
-    /// Stores a new `run` with its claim, drawing another id while its id
-    /// is taken (see `run_id.rs`). The webhook target first: a run is never
-    /// stored without the webhook it was accepted with.
+    /// Stores a new `run` with its claim and its first event (`queued`),
+    /// drawing another id while its id is taken (see `run_id.rs`). The
+    /// webhook target first: a run is never stored without the webhook it
+    /// was accepted with.
     async fn store_new(&self, run: &mut Run, webhook: Option<&Target>) -> Result<(), EngineError> {
+        let queued = numbered(
+            &[RunEvent::Status {
+                status: RunStatus::Queued,
+                error_code: None,
+                at: run.created_at,
+            }],
+            1,
+        );
         for _ in 0..ID_DRAWS {
             let run_id = run.outcome.run_id.clone();
             let registered = match webhook {
@@ -347,7 +356,11 @@ impl Runner {
                 None => true,
             };
             if registered {
-                let created = self.core.runs.create_run(&run.to_stored()?).await?;
+                let created = self
+                    .core
+                    .runs
+                    .create_run(&run.to_stored()?, &queued)
+                    .await?;
                 if created != Created::Stored && webhook.is_some() {
                     self.webhooks.forget(&run_id).await;
                 }
@@ -404,8 +417,9 @@ impl Runner {
         })
     }
 
-    /// Registers a queued run and spawns its task; its `ended` receiver
-    /// (told when the run ends or waits for a person).
+    /// Registers a queued run, stored with its `queued` event, and spawns
+    /// its task; its `ended` receiver (told when the run ends or waits for a
+    /// person). `next_event` is the id of the run's next event.
     fn launch(
         self: &Arc<Self>,
         run: Run,
@@ -421,14 +435,6 @@ impl Runner {
             next_event,
             run.usage,
         );
-        if plan.resumption.is_none() {
-            // A resumed run's `queued` went with the answer's write.
-            log.emit(RunEvent::Status {
-                status: RunStatus::Queued,
-                error_code: None,
-                at: run.updated_at,
-            });
-        }
         let (cancel, _) = watch::channel(false);
         let (ended, ended_rx) = watch::channel(None);
         let live = Arc::new(LiveRun {

@@ -40,19 +40,25 @@ use super::StoreError;
 use super::redis_connection::RedisConnection;
 use super::runs::{CLAIM_TTL, Created, RunQuery, RunRecord, RunStore, StoredEvent, StoredRun};
 
-/// KEYS: claim, run, runs:all, runs:story:…, runs:flow:…, runs:status:….
-/// ARGV: run id, ttl ms, index member, then the run's fields as name,
-/// value pairs. 0 when a run with this id exists; the holder when the pair
-/// is claimed; else nil and the run is stored and indexed.
+/// KEYS: claim, run, runs:all, runs:story:…, runs:flow:…, runs:status:…,
+/// events. ARGV: run id, ttl ms, index member, the number of field pairs
+/// n, n name/value pairs of the run's fields, then its first events as
+/// id, JSON pairs. 0 when a run with this id exists; the holder when the
+/// pair is claimed; else nil and the run is stored, indexed and its events
+/// appended.
 const CREATE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return redis.call('GET', KEYS[1])
 end
+local n = tonumber(ARGV[4])
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, 4 + 2 * n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 for i = 3, 6 do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
+for i = 5 + 2 * n, #ARGV, 2 do
+  redis.call('ZADD', KEYS[7], tonumber(ARGV[i]), ARGV[i + 1])
+end
 return false
 ";
 
@@ -261,6 +267,24 @@ impl RedisRunStore {
         }))
     }
 
+    /// `events` as the (score, member) pairs of the run's events set.
+    fn encode_events(
+        &self,
+        run_id: &str,
+        events: &[StoredEvent],
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        events
+            .iter()
+            .map(|event| {
+                let json = serde_json::to_string(event).map_err(|e| {
+                    self.redis
+                        .corrupt(&format!("an event of run `{run_id}`"), e)
+                })?;
+                Ok((event.id, json))
+            })
+            .collect()
+    }
+
     async fn write_run(&self, write: RunWrite<'_>) -> Result<bool, StoreError> {
         let run = write.run;
         let mut invocation = self.update_run.prepare_invoke();
@@ -283,12 +307,8 @@ impl RedisRunStore {
         for (name, value) in fields {
             invocation.arg(name).arg(value);
         }
-        for event in write.events {
-            let json = serde_json::to_string(event).map_err(|e| {
-                self.redis
-                    .corrupt(&format!("an event of run `{}`", run.run_id), e)
-            })?;
-            invocation.arg(event.id).arg(json);
+        for (id, json) in self.encode_events(&run.run_id, write.events)? {
+            invocation.arg(id).arg(json);
         }
         let mut redis = self.redis.handle();
         let written: i64 = invocation.invoke_async(&mut redis).await.map_err(|err| {
@@ -426,7 +446,11 @@ impl RunStore for RedisRunStore {
             })
     }
 
-    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError> {
+    async fn create_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+    ) -> Result<Created, StoreError> {
         let mut invocation = self.create_run.prepare_invoke();
         invocation
             .key(self.claim_key(&run.flow, &run.story_id))
@@ -435,14 +459,20 @@ impl RunStore for RedisRunStore {
             .key(self.redis.key(&format!("runs:story:{}", run.story_id)))
             .key(self.redis.key(&format!("runs:flow:{}", run.flow)))
             .key(self.redis.key(&format!("runs:status:{}", run.status)))
+            .key(self.events_key(&run.run_id))
             .arg(&run.run_id)
             .arg(self.ttl_ms())
             .arg(Self::member(run.created_at, &run.run_id));
-        for (name, value) in Self::fields(run)
+        let fields: Vec<_> = Self::fields(run)
             .into_iter()
             .filter(|(name, value)| *name != "finished_at" || !value.is_empty())
-        {
+            .collect();
+        invocation.arg(fields.len());
+        for (name, value) in fields {
             invocation.arg(name).arg(value);
+        }
+        for (id, json) in self.encode_events(&run.run_id, events)? {
+            invocation.arg(id).arg(json);
         }
         let mut redis = self.redis.handle();
         let created: redis::Value = invocation.invoke_async(&mut redis).await.map_err(|err| {
@@ -564,14 +594,7 @@ impl RunStore for RedisRunStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut items = Vec::with_capacity(events.len());
-        for event in events {
-            let json = serde_json::to_string(event).map_err(|e| {
-                self.redis
-                    .corrupt(&format!("an event of run `{run_id}`"), e)
-            })?;
-            items.push((event.id, json));
-        }
+        let items = self.encode_events(run_id, events)?;
         let mut redis = self.redis.handle();
         redis
             .zadd_multiple::<_, _, _, ()>(self.events_key(run_id), &items)

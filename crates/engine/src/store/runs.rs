@@ -46,8 +46,6 @@ pub struct RunRecord {
     pub updated_at: u64,
 }
 
-/// A run as the store keeps it: what it is found and ordered by, and the
-/// rest as the engine's JSON.
 /// What [`RunStore::create_run`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -60,6 +58,8 @@ pub enum Created {
     IdTaken,
 }
 
+/// A run as the store keeps it: what it is found and ordered by, and the
+/// rest as the engine's JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRun {
     pub run_id: String,
@@ -154,10 +154,14 @@ pub trait RunStore: Send + Sync {
         saved
     }
 
-    /// Claims (flow, story) for `run` and stores it, as one write; when
-    /// another run holds the pair, or a run with this id is stored already,
-    /// nothing is stored.
-    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError>;
+    /// Claims (flow, story) for `run` and stores it with its first
+    /// `events`, as one write; when another run holds the pair, or a run
+    /// with this id is stored already, nothing is stored.
+    async fn create_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+    ) -> Result<Created, StoreError>;
     /// Replaces the stored run (all but its cancel request) and appends `events`.
     async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError>;
     /// [`update_run`](Self::update_run), only while the stored status is

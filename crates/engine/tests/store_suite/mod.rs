@@ -829,7 +829,8 @@ fn event(id: u64, name: &str) -> StoredEvent {
     }
 }
 
-/// Run resources: creating one claims its (flow, story); updates move its
+/// Run resources: creating one claims its (flow, story) and stores its
+/// first events, and a refused one stores neither; updates move its
 /// status (conditionally when asked); events replay in order from any id;
 /// listings filter and page newest first; ending releases the claim and
 /// saves the record; a cancel request survives later writes of the run;
@@ -837,19 +838,26 @@ fn event(id: u64, name: &str) -> StoredEvent {
 pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     let base = 1_700_000_000_000;
     let first = stored_run("run-1", "planning", "S1", "queued", base);
-    assert_eq!(runs.create_run(&first).await?, Created::Stored);
+    assert_eq!(
+        runs.create_run(&first, &[event(1, "status")]).await?,
+        Created::Stored
+    );
     assert_eq!(runs.get_run("run-1").await?, Some(first.clone()));
     // The pair is claimed: a second run of it is refused and not stored.
     let second = stored_run("run-2", "planning", "S1", "queued", base + 1);
     assert_eq!(
-        runs.create_run(&second).await?,
+        runs.create_run(&second, &[event(1, "status")]).await?,
         Created::Held("run-1".into())
     );
     assert_eq!(runs.get_run("run-2").await?, None);
+    assert_eq!(runs.last_event_id("run-2").await?, None);
     // A stored run's id is refused, whatever its (flow, story), and the
     // pair is not claimed by the refused run.
     let same_id = stored_run("run-1", "planning", "S9", "queued", base + 2);
-    assert_eq!(runs.create_run(&same_id).await?, Created::IdTaken);
+    assert_eq!(
+        runs.create_run(&same_id, &[event(3, "status")]).await?,
+        Created::IdTaken
+    );
     assert_eq!(runs.get_run("run-1").await?, Some(first.clone()));
     assert_eq!(runs.claim("planning", "S9", "run-3").await?, None);
     runs.release("planning", "S9", "run-3").await?;
@@ -859,8 +867,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
     let mut running = first.clone();
     running.status = "running".into();
     running.updated_at = base + 5;
-    runs.update_run(&running, &[event(1, "status"), event(2, "progress")])
-        .await?;
+    runs.update_run(&running, &[event(2, "progress")]).await?;
     let mut stale = running.clone();
     stale.status = "error".into();
     assert!(
@@ -915,7 +922,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         ("cancelled", Some(base + 9))
     );
     assert_eq!(ids(runs.events_after("run-1", 5, 100).await?), [6]);
-    assert_eq!(runs.create_run(&second).await?, Created::Stored);
+    assert_eq!(runs.create_run(&second, &[]).await?, Created::Stored);
 
     // More runs, to list: newest first, filtered, paged by a cursor.
     for (i, (flow, story, status)) in [
@@ -933,7 +940,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
             status,
             base + 10 + i as u64,
         );
-        assert_eq!(runs.create_run(&run).await?, Created::Stored);
+        assert_eq!(runs.create_run(&run, &[]).await?, Created::Stored);
     }
     let listed = |query: RunQuery| {
         let runs = runs.clone();
@@ -999,7 +1006,7 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
 pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     let base = 1_700_000_000_000;
     let run = stored_run("run-7", "planning", "S7", "queued", base);
-    assert_eq!(runs.create_run(&run).await?, Created::Stored);
+    assert_eq!(runs.create_run(&run, &[]).await?, Created::Stored);
     let mut interrupted = run.clone();
     interrupted.status = "interrupted".into();
     runs.suspend_run(
@@ -1015,7 +1022,7 @@ pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     assert_eq!(runs.checkpoint("run-none").await?, None);
     let other = stored_run("run-8", "planning", "S7", "queued", base + 1);
     assert_eq!(
-        runs.create_run(&other).await?,
+        runs.create_run(&other, &[]).await?,
         Created::Held("run-7".into())
     );
     assert!(runs.orphaned_runs().await?.is_empty());
@@ -1057,7 +1064,7 @@ pub async fn runs_wait_for_a_person(runs: Arc<dyn RunStore>) -> TestResult {
     );
     assert_eq!(runs.checkpoint("run-7").await?, None);
     assert_eq!(
-        runs.create_run(&other).await?,
+        runs.create_run(&other, &[]).await?,
         Created::Stored,
         "the claim went with the end"
     );
@@ -1230,7 +1237,7 @@ pub async fn runs_past_their_retention(
         ended("run-old-1", "R2", "error", base + 1_000),
         ended("run-recent", "R3", "success", cutoff + 1),
     ] {
-        assert_eq!(runs.create_run(&run).await?, Created::Stored);
+        assert_eq!(runs.create_run(&run, &[]).await?, Created::Stored);
         runs.append_events(&run.run_id, &[event(1, "status")])
             .await?;
         run.status = status;
@@ -1252,7 +1259,7 @@ pub async fn runs_past_their_retention(
     }
     // Waiting for a person since long before the cutoff: never removed.
     let waiting = stored_run("run-waiting", "planning", "R4", "queued", base);
-    assert_eq!(runs.create_run(&waiting).await?, Created::Stored);
+    assert_eq!(runs.create_run(&waiting, &[]).await?, Created::Stored);
     let mut interrupted = waiting.clone();
     interrupted.status = "interrupted".into();
     runs.suspend_run(&interrupted, &[event(1, "status")], "{}")

@@ -130,8 +130,12 @@ impl RunStore for SqliteRunStore {
             .await
     }
 
-    async fn create_run(&self, run: &StoredRun) -> Result<Created, StoreError> {
-        let run = run.clone();
+    async fn create_run(
+        &self,
+        run: &StoredRun,
+        events: &[StoredEvent],
+    ) -> Result<Created, StoreError> {
+        let (run, events) = (run.clone(), events.to_vec());
         self.db
             .write(move |conn| {
                 let error = |e: rusqlite::Error| sql_error("create a run", &e);
@@ -144,6 +148,7 @@ impl RunStore for SqliteRunStore {
                     return Ok(Created::Held(holder));
                 }
                 insert_run(conn, &run).map_err(error)?;
+                insert_events(conn, &run.run_id, &events).map_err(error)?;
                 Ok(Created::Stored)
             })
             .await
