@@ -2,8 +2,7 @@
 //! thread and a few read connections.
 //!
 //! **Writes** go through [`Database::write`]: the closure is sent to the
-//! writer thread, which owns the only connection of this process that
-//! writes rows.
+//! writer thread, which owns the only write connection of this process.
 //! The thread takes every job that has queued, runs each inside its own
 //! savepoint of one `BEGIN IMMEDIATE` transaction (a job that fails rolls
 //! back alone), commits once, and only then answers each caller. So
@@ -16,9 +15,7 @@
 //! to the next transaction (creating a file can take as long as a
 //! commit, so the two overlap instead of taking turns). That thread takes
 //! every commit waiting for it at once, and of several steps for one
-//! document among them only the last runs. A third thread copies the
-//! committed pages from the log into the database file (`checkpointer.rs`),
-//! so commits do not wait for that either.
+//! document among them only the last runs.
 //!
 //! **Reads** go through [`Database::read`]: the closure runs on tokio's
 //! blocking pool with a connection from a small pool of read
@@ -57,7 +54,6 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::checkpointer::{self, WAL_BOUND_PAGES};
 use super::schema;
 use crate::store::{Incidents, StoreError};
 
@@ -266,15 +262,9 @@ impl Database {
         // savepoints, which rolls one job back inside the open transaction
         // and is never needed after a crash (the WAL is what recovers).
         // Migrations, which may sort whole tables, keep them on disk.
-        // The checkpointer copies the log into the file; the writer only
-        // checkpoints itself at the bound (see `checkpointer.rs`).
         writer
-            .execute_batch(&format!(
-                "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint={WAL_BOUND_PAGES};"
-            ))
+            .execute_batch("PRAGMA temp_store=MEMORY")
             .map_err(|e| open_error(&path, &e))?;
-        let checkpoints = checkpointer::start(connect(&path, false)?)
-            .map_err(|err| StoreError::io("start the database checkpointer", &path, &err))?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let (settler, commits) = mpsc::channel::<Committed>();
         std::thread::Builder::new()
@@ -283,7 +273,7 @@ impl Database {
             .map_err(|err| StoreError::io("start the documents' file writer", &path, &err))?;
         std::thread::Builder::new()
             .name("bmad2pf-db-writer".into())
-            .spawn(move || write_loop(writer, queue, settler, checkpoints))
+            .spawn(move || write_loop(writer, queue, settler))
             .map_err(|err| StoreError::io("start the database writer", &path, &err))?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -449,7 +439,6 @@ fn write_loop(
     mut conn: Connection,
     queue: mpsc::Receiver<Box<dyn Job>>,
     settler: mpsc::Sender<Committed>,
-    checkpoints: mpsc::SyncSender<()>,
 ) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
@@ -473,8 +462,6 @@ fn write_loop(
         let committed = tx
             .commit()
             .map_err(|e| sql_error("commit a write transaction", &e));
-        // Full means a pass is due already.
-        let _ = checkpoints.try_send(());
         if ran.iter().any(|job| job.after_key().is_some()) {
             if let Err(mpsc::SendError(commit)) = settler.send((ran, committed)) {
                 settle(vec![commit]);

@@ -7,8 +7,6 @@
 //! - [`Database`] (`database.rs`): the connection layer every table family
 //!   shares — the checks at open, the writer thread that commits queued
 //!   writes together, the read connections, backups.
-//! - `checkpointer.rs`: the thread that copies committed pages from the
-//!   write-ahead log into the database file, off the writer's path.
 //! - `schema.rs`: the tables and their migrations.
 //! - One module per table family, each implementing its store trait:
 //!   [`SqliteMemoryStore`], [`SqliteStatusStore`], [`SqliteRunStore`],
@@ -18,7 +16,6 @@
 //! the file through SQLite's locks, so nothing is cached between calls and
 //! every answer reflects the last commit of any of them.
 
-mod checkpointer;
 mod database;
 mod deliveries;
 mod docs;
