@@ -20,7 +20,9 @@
 # With BASELINE_BIN set, compares two builds instead: for each tree, the
 # rewrite case of BASELINE_BIN (A) and of the binary (B) run alternately
 # (A B, B A, ...), and it prints both medians, the median of the per-round
-# ratios B/A with their interquartile range, and the median CPU time.
+# ratios B/A with their interquartile range, and the median CPU time. Each
+# binary rewrites an output directory of its own, so two builds whose
+# bundles differ in a byte still both time the rewrite case.
 #
 # Usage: bench/generate.sh [SIZES...]        (default: 10 100 1000 bmad)
 # Env:   RUNS (default 20), BENCH_DIR (default: a fresh temp dir, removed at exit),
@@ -82,15 +84,17 @@ make_tree() {
 }
 
 # Prints "A median, B median, median ratio B/A (IQR), CPU medians" of
-# $runs alternating rounds of the command line after `--`, for binaries $1 and $2.
+# $runs alternating rounds of binaries $1 and $2, each given the command
+# line after `--` followed by `--out` and its own directory ($3 for A, $4 for B).
 compare() {
     python3 - "$runs" "$@" <<'PY'
 import os, statistics, subprocess, sys, time
-runs, a, b, args = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[5:]
+runs, a, b, out_a, out_b, args = (int(sys.argv[1]), *sys.argv[2:6], sys.argv[7:])
 wall, cpu = {a: [], b: []}, {a: [], b: []}
+out = {a: out_a, b: out_b}
 def run(binary):
     start = time.perf_counter()
-    child = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([binary] + args + ["--out", out[binary]], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     if status != 0:
         sys.exit(f"{binary} failed")
@@ -114,10 +118,10 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     printf '%-8s %11s %11s   %-18s %10s %10s\n' agents "A median" "B median" "B/A median (IQR)" "A CPU" "B CPU"
     for n in "${sizes[@]}"; do
         src=$work/src-$n
-        out=$work/out-$n
         make_tree "$n" "$src"
-        "$bin" generate --src "$src" --out "$out" -q
-        printf '%-8s %s\n' "$n" "$(compare "$BASELINE_BIN" "$bin" -- generate --src "$src" --out "$out" -q)"
+        "$BASELINE_BIN" generate --src "$src" --out "$work/out-$n-a" -q
+        "$bin" generate --src "$src" --out "$work/out-$n-b" -q
+        printf '%-8s %s\n' "$n" "$(compare "$BASELINE_BIN" "$bin" "$work/out-$n-a" "$work/out-$n-b" -- generate --src "$src" -q)"
     done
     exit 0
 fi

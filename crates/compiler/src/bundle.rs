@@ -7,7 +7,15 @@
 //! agents that exist: the engine does no parsing and no path lookups.
 //!
 //! Bump [`SCHEMA_VERSION`] whenever a field changes meaning or is removed.
+//!
+//! Every struct declares its fields in the sorted order of their JSON
+//! names, and free-form JSON fields are written through
+//! [`crate::sorted_json`]: serialising a bundle gives its keys in sorted
+//! order at every depth, so bundle.json is printed straight from these
+//! types, with no sorted copy of the bundle in between. Keep new fields in
+//! that order (a test of the bundle writer checks it).
 
+use crate::sorted_json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,15 +32,15 @@ pub const END_STEP: &str = "end";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
-    pub schema_version: u32,
-    /// `bmad2pf <version>` of the compiler that wrote it.
-    pub generator: String,
-    /// sha256 over every source file (relative path and bytes, in path order).
-    pub source_hash: String,
-    /// Which source layout was read.
-    pub layout: SourceLayout,
     pub agents: BTreeMap<String, AgentSpec>,
     pub flows: BTreeMap<String, FlowSpec>,
+    /// `bmad2pf <version>` of the compiler that wrote it.
+    pub generator: String,
+    /// Which source layout was read.
+    pub layout: SourceLayout,
+    pub schema_version: u32,
+    /// sha256 over every source file (relative path and bytes, in path order).
+    pub source_hash: String,
     pub tools: BTreeMap<String, ToolSpec>,
 }
 
@@ -57,80 +65,88 @@ pub enum SourceLayout {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
-    /// Unique id; in multi-pack BMAD trees qualified as `pack/id`.
-    pub id: String,
-    /// `1.0`, `2.0` (preprocessing front matter) or `bmad-v4`.
-    pub format_version: String,
-    /// Source file, relative to the source directory.
-    pub source: String,
-    pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persona: Option<Persona>,
-    #[serde(default)]
-    pub tasks: Vec<Resource>,
     #[serde(default)]
     pub checklists: Vec<Resource>,
-    #[serde(default)]
-    pub templates: Vec<Resource>,
-    /// BMAD `data` and `utils` dependencies.
-    #[serde(default)]
-    pub data: Vec<Resource>,
     /// The agent's possible actions, e.g. `*approve`.
     #[serde(default)]
     pub commands: Vec<Command>,
-    /// Names of builtin or tools.yaml tools.
-    #[serde(default)]
-    pub tools: Vec<String>,
-    pub memory_scope: MemoryScope,
-    #[serde(default)]
-    pub wait_for: WaitFor,
     #[serde(default)]
     pub creates: Vec<String>,
+    /// BMAD `data` and `utils` dependencies.
     #[serde(default)]
-    pub requires: Vec<String>,
+    pub data: Vec<Resource>,
+    pub description: String,
+    pub error_handling: ErrorHandling,
+    /// `1.0`, `2.0` (preprocessing front matter) or `bmad-v4`.
+    pub format_version: String,
+    /// Unique id; in multi-pack BMAD trees qualified as `pack/id`.
+    pub id: String,
+    #[serde(default)]
+    pub llm: LlmOverride,
+    pub memory_scope: MemoryScope,
+    /// Source fields kept for reference but not acted on (BMAD `icon`,
+    /// `whenToUse`, `customization`, unknown v4 keys…).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "sorted_json::value_map"
+    )]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted_json::optional_value"
+    )]
+    pub output_schema: Option<serde_json::Value>,
+    #[serde(default)]
+    pub parallel: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona: Option<Persona>,
+    /// The prompt body, in Jinja syntax (legacy `{input}` already converted).
+    pub prompt_template: String,
     #[serde(default)]
     pub reads: Vec<String>,
     #[serde(default)]
-    pub updates: Vec<String>,
-    #[serde(default)]
-    pub parallel: bool,
-    /// Multi-step agents; empty means one LLM call.
-    #[serde(default)]
-    pub sequence: Vec<SequenceStep>,
-    /// Seconds per LLM attempt; `None` when the agent does not say, so
-    /// runtime.yaml's `llm.timeout` applies (default 120).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_s: Option<u64>,
+    pub requires: Vec<String>,
     /// Extra attempts after the first; `None` when the agent does not say,
     /// so runtime.yaml's `llm.max_retries` applies (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_count: Option<u32>,
-    pub error_handling: ErrorHandling,
+    /// Multi-step agents; empty means one LLM call.
     #[serde(default)]
-    pub llm: LlmOverride,
+    pub sequence: Vec<SequenceStep>,
+    /// Source file, relative to the source directory.
+    pub source: String,
+    #[serde(default)]
+    pub tasks: Vec<Resource>,
+    #[serde(default)]
+    pub templates: Vec<Resource>,
+    /// Seconds per LLM attempt; `None` when the agent does not say, so
+    /// runtime.yaml's `llm.timeout` applies (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_schema: Option<serde_json::Value>,
-    /// The prompt body, in Jinja syntax (legacy `{input}` already converted).
-    pub prompt_template: String,
-    /// Source fields kept for reference but not acted on (BMAD `icon`,
-    /// `whenToUse`, `customization`, unknown v4 keys…).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub timeout_s: Option<u64>,
+    /// Names of builtin or tools.yaml tools.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub updates: Vec<String>,
+    #[serde(default)]
+    pub wait_for: WaitFor,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Persona {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub core_principles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub focus: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub core_principles: Vec<String>,
     /// A free-text persona (a string in the front matter, or a personas/ file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -140,21 +156,21 @@ pub struct Persona {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resource {
+    /// The text given to the LLM (YAML templates already rendered to a Markdown outline).
+    pub content: String,
     /// The name as the agent wrote it (`create-doc`, `prd-tmpl.yaml`).
     pub name: String,
     /// The file it resolved to, relative to the source directory.
     pub path: String,
-    /// The text given to the LLM (YAML templates already rendered to a Markdown outline).
-    pub content: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Command {
-    /// With the leading star: `*approve`.
-    pub name: String,
     #[serde(default)]
     pub description: String,
+    /// With the leading star: `*approve`.
+    pub name: String,
 }
 
 /// Where an agent's memory lives.
@@ -171,18 +187,24 @@ pub enum MemoryScope {
 #[serde(deny_unknown_fields)]
 pub struct WaitFor {
     #[serde(default)]
-    pub docs: Vec<String>,
-    #[serde(default)]
     pub agents: Vec<String>,
+    #[serde(default)]
+    pub docs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceStep {
-    pub step: String,
     pub action: SequenceAction,
+    /// Checklist name for `checklist`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Document name for `create_document` / `update_document`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    pub step: String,
     /// Jinja prompt for `llm_call`, content template for `create_document` /
     /// `update_document`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,12 +212,6 @@ pub struct SequenceStep {
     /// Tool name for `tool_call`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
-    /// Document name for `create_document` / `update_document`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document: Option<String>,
-    /// Checklist name for `checklist`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checklist: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -224,62 +240,70 @@ pub enum ErrorHandling {
 #[serde(deny_unknown_fields)]
 pub struct LlmOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub max_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
+    pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
 }
 
 /// A named flow: steps run in order, `next` may route on actions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowSpec {
-    pub name: String,
     #[serde(default)]
     pub description: String,
-    /// Where it came from: `workflow.yaml`, a BMAD workflow file, or `derived`
-    /// (computed from the agents' dependencies).
-    pub source: String,
-    pub steps: Vec<StepSpec>,
     /// How often one step may run in one run (loop guard).
     pub max_visits: u32,
     /// Kept from the source, not acted on: a BMAD workflow's other fields
     /// (`type`, `project_types`, `flow_diagram`, `decision_guidance`, …).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "sorted_json::value_map"
+    )]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    pub name: String,
+    /// Where it came from: `workflow.yaml`, a BMAD workflow file, or `derived`
+    /// (computed from the agents' dependencies).
+    pub source: String,
+    pub steps: Vec<StepSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
-    /// Unique within the flow; `step-<n>` when the source gave none.
-    pub id: String,
     /// Agents run by this step. Empty for a human step (BMAD entries with no
     /// agent): it only waits for `requires`.
     pub agents: Vec<String>,
-    /// action (`*revise`, `default`) → step id or [`END_STEP`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub next: BTreeMap<String, String>,
     /// Documents this step creates in addition to its agents' own `creates`
     /// (BMAD workflow entries name them per step).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub creates: Vec<String>,
+    /// A person's approval before or after the step (SPEC 8.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<StepGate>,
+    /// Unique within the flow; `step-<n>` when the source gave none.
+    pub id: String,
+    /// Kept from the source, not acted on: `condition`, `optional_steps`,
+    /// `repeats`, `notes`, loose values such as `agent: various`.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "sorted_json::value_map"
+    )]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// action (`*revise`, `default`) → step id or [`END_STEP`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub next: BTreeMap<String, String>,
     /// Documents this step needs in addition to its agents' `requires`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires: Vec<String>,
     /// Documents this step updates (BMAD `updates`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub updates: Vec<String>,
-    /// A person's approval before or after the step (SPEC 8.3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<StepGate>,
-    /// Kept from the source, not acted on: `condition`, `optional_steps`,
-    /// `repeats`, `notes`, loose values such as `agent: various`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// An approval gate on a step (workflow.yaml `approve`, `approve_prompt`,
@@ -287,15 +311,15 @@ pub struct StepSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepGate {
-    pub when: GateWhen,
-    /// What the person is asked; a default names the step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
     /// Where a rejection goes: a step id of the flow or `end`. Without it,
     /// a rejection before the step ends the run `cancelled`, and one after
     /// it runs the step again with the person's feedback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_reject: Option<String>,
+    /// What the person is asked; a default names the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    pub when: GateWhen,
 }
 
 /// When a gate asks.
@@ -312,37 +336,38 @@ pub enum GateWhen {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSpec {
-    pub name: String,
-    pub kind: ToolKind,
-    #[serde(default)]
-    pub description: String,
-    /// JSON Schema of the arguments.
-    pub parameters: serde_json::Value,
-    /// For `http`: method and URL template (Jinja over the arguments).
+    /// For an `mcp` server over `https://`: a private CA trusted for this
+    /// server besides the usual roots (tools.yaml `ca_file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub ca_file: Option<CaFile>,
     /// For `command`, and for an `mcp` server started as a process: the
     /// argv (never a shell string). For an `mcp` server over streamable
     /// HTTP, `url` is its endpoint instead.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
-    /// Seconds one call may take (for `mcp`: one `tools/call`).
-    pub timeout_s: u64,
+    /// For `mcp`: seconds to connect to the server and list its tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_s: Option<u64>,
+    #[serde(default)]
+    pub description: String,
     /// For an `mcp` server started as a process: variables added to its environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, SettingValue>,
     /// For an `mcp` server over streamable HTTP: headers sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, SettingValue>,
-    /// For `mcp`: seconds to connect to the server and list its tools.
+    pub kind: ToolKind,
+    /// For `http`: method and URL template (Jinja over the arguments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout_s: Option<u64>,
-    /// For an `mcp` server over `https://`: a private CA trusted for this
-    /// server besides the usual roots (tools.yaml `ca_file`).
+    pub method: Option<String>,
+    pub name: String,
+    /// JSON Schema of the arguments.
+    #[serde(serialize_with = "sorted_json::value")]
+    pub parameters: serde_json::Value,
+    /// Seconds one call may take (for `mcp`: one `tools/call`).
+    pub timeout_s: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<CaFile>,
+    pub url: Option<String>,
 }
 
 /// A PEM file of CA certificates, inlined from the source directory so a

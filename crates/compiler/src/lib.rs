@@ -10,6 +10,7 @@
 //!   but for [`yaml_to_json`], YAML read the way sources are.
 //! - [`sourcefs`]: reading source files and finding resources.
 //! - [`bundle`]: the bundle types the engine consumes.
+//! - `sorted_json`: JSON values written with sorted keys, without a sorted copy.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 //! - `source`: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
@@ -28,6 +29,7 @@ pub mod config;
 pub mod diag;
 pub mod output;
 pub mod prompt;
+mod sorted_json;
 mod source;
 pub mod sourcefs;
 mod yaml;

@@ -14,17 +14,18 @@ use std::path::Path;
 /// File name of the manifest inside the output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// The content of `manifest.json`.
+/// The content of `manifest.json`. Fields are declared in the sorted order
+/// of their names, the order manifest.json lists them in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Relative path (with `/`) → digest and size.
+    pub files: BTreeMap<String, ManifestEntry>,
     /// `bmad2pf <version>`, copied from the bundle; also the mark that says
     /// "this directory was written by bmad2pf".
     pub generator: String,
     pub schema_version: u32,
     /// The bundle's hash of its sources, so a manifest alone tells which sources it came from.
     pub source_hash: String,
-    /// Relative path (with `/`) → digest and size.
-    pub files: BTreeMap<String, ManifestEntry>,
 }
 
 /// One file of the bundle.

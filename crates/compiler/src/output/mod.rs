@@ -43,6 +43,7 @@ pub use manifest::{MANIFEST_FILE, Manifest, ManifestEntry};
 pub use runtime_defaults::DEFAULT_RUNTIME_YAML;
 
 use crate::bundle::Bundle;
+use crate::sorted_json::Sorted;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -192,7 +193,10 @@ pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, O
                 .collect::<Vec<_>>()
         },
         || -> Result<_, OutputError> {
-            let mut files = vec![(BUNDLE_FILE.to_string(), bundle_json(bundle)?)];
+            let mut files = vec![(
+                BUNDLE_FILE.to_string(),
+                canonical_json(bundle, BUNDLE_FILE)?,
+            )];
             files.extend(render_others(contents)?);
             Ok(files)
         },
@@ -224,93 +228,6 @@ pub fn render<'a>(contents: &BundleContents<'a>) -> Result<RenderedBundle<'a>, O
     })
 }
 
-/// How bundle.json starts: `agents` is its first key (keys are sorted).
-const AGENTS_OPEN: &[u8] = b"{\n  \"agents\": {";
-/// Depth of an agent's value in bundle.json (`{"agents": {"<id>": HERE}}`).
-const AGENT_DEPTH: usize = 2;
-
-/// bundle.json, byte for byte `canonical_json(bundle)`. The agents are most
-/// of its bytes, so each one is made canonical JSON on its own, on all
-/// cores, and the entries are put into the document rendered without them.
-fn bundle_json(bundle: &Bundle) -> Result<Vec<u8>, OutputError> {
-    let serialise_error = |e: serde_json::Error| serialise_error(BUNDLE_FILE, &e);
-    let entries = bundle
-        .agents
-        .par_iter()
-        .map(|(id, spec)| {
-            let mut entry = serde_json::to_vec(id)?;
-            entry.extend_from_slice(b": ");
-            indent_into(&mut entry, &canonical_pretty(spec)?, AGENT_DEPTH);
-            Ok(entry)
-        })
-        .collect::<Result<Vec<Vec<u8>>, serde_json::Error>>()
-        .map_err(serialise_error)?;
-
-    // Every other field, named so that a new one does not compile until it is here.
-    let Bundle {
-        agents: _,
-        flows,
-        generator,
-        layout,
-        schema_version,
-        source_hash,
-        tools,
-    } = bundle;
-    let without_agents = serde_json::json!({
-        "agents": {},
-        "flows": flows,
-        "generator": generator,
-        "layout": layout,
-        "schema_version": schema_version,
-        "source_hash": source_hash,
-        "tools": tools,
-    });
-    let skeleton = canonical_pretty(&without_agents).map_err(serialise_error)?;
-    let Some(rest) = skeleton
-        .strip_prefix(AGENTS_OPEN)
-        .and_then(|r| r.strip_prefix(b"}"))
-    else {
-        return Err(OutputError::Serialise {
-            file: BUNDLE_FILE,
-            message: "the agents are not its first field".into(),
-        });
-    };
-    let size = entries
-        .iter()
-        .map(|e| e.len() + 2 * AGENT_DEPTH + 2)
-        .sum::<usize>();
-    let mut bytes = Vec::with_capacity(skeleton.len() + size + 8);
-    bytes.extend_from_slice(AGENTS_OPEN);
-    for (n, entry) in entries.iter().enumerate() {
-        if n > 0 {
-            bytes.push(b',');
-        }
-        indent_into(&mut bytes, b"\n", AGENT_DEPTH);
-        bytes.extend_from_slice(entry);
-    }
-    if !entries.is_empty() {
-        indent_into(&mut bytes, b"\n", AGENT_DEPTH - 1);
-    }
-    bytes.push(b'}');
-    bytes.extend_from_slice(rest);
-    bytes.push(b'\n');
-    Ok(bytes)
-}
-
-/// Appends `pretty` (serde_json's pretty output) to `out` as it reads
-/// `depth` levels deep in a larger document: every line after the first
-/// two spaces further in per level. JSON strings escape their line breaks,
-/// so every raw `\n` is one the printer put between tokens.
-fn indent_into(out: &mut Vec<u8>, pretty: &[u8], depth: usize) {
-    for (n, line) in pretty.split(|byte| *byte == b'\n').enumerate() {
-        if n > 0 {
-            out.push(b'\n');
-            out.resize(out.len() + 2 * depth, b' ');
-        }
-        out.extend_from_slice(line);
-    }
-}
-
 /// An agent's prompt file: the preview itself (borrowed), with a line
 /// break added when it does not end with one.
 fn prompt_file(text: &str) -> Cow<'_, [u8]> {
@@ -329,14 +246,14 @@ fn render_others(contents: &BundleContents<'_>) -> Result<Vec<(String, Vec<u8>)>
     let mut files = vec![
         (
             SCHEMA_FILE.to_string(),
-            canonical_json(&schema::bundle_schema(), SCHEMA_FILE)?,
+            canonical_json(&Sorted(schema::bundle_schema().as_value()), SCHEMA_FILE)?,
         ),
         (GRAPH_FILE.to_string(), graph(contents.bundle).into_bytes()),
     ];
     if let Some(openapi) = contents.openapi {
         files.push((
             OPENAPI_FILE.to_string(),
-            canonical_json(openapi, OPENAPI_FILE)?,
+            canonical_json(&Sorted(openapi), OPENAPI_FILE)?,
         ));
     }
     Ok(files)
@@ -430,24 +347,18 @@ fn check_prompts_match(
     Err(OutputError::PromptMismatch(parts.join("; ")))
 }
 
-/// Pretty JSON with every object's keys sorted and a trailing newline: the
-/// byte form of every JSON file in the bundle.
+/// Pretty JSON (two-space indent) with a trailing newline: the byte form
+/// of every JSON file in the bundle. `value` must write its keys in sorted
+/// order, as the bundle types and [`Manifest`] do and [`Sorted`] does for a
+/// `serde_json::Value`, so the same content always gives the same bytes.
 fn canonical_json<T: serde::Serialize + ?Sized>(
     value: &T,
     file: &'static str,
 ) -> Result<Vec<u8>, OutputError> {
-    let mut bytes = canonical_pretty(value).map_err(|e| serialise_error(file, &e))?;
+    let mut bytes = Vec::new();
+    serde_json::to_writer_pretty(&mut bytes, value).map_err(|e| serialise_error(file, &e))?;
     bytes.push(b'\n');
     Ok(bytes)
-}
-
-/// `value` as serde_json's pretty JSON (two-space indent) with every
-/// object's keys sorted: the same bytes for the same value, whatever order
-/// its maps were built in.
-fn canonical_pretty<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut tree = serde_json::to_value(value)?;
-    tree.sort_all_objects();
-    serde_json::to_vec_pretty(&tree)
 }
 
 fn serialise_error(file: &'static str, e: &serde_json::Error) -> OutputError {

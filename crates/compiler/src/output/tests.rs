@@ -508,10 +508,11 @@ fn an_unchanged_bundle_is_left_alone_and_leftovers_still_force_a_swap() -> TestR
 
 #[test]
 fn bundle_json_is_canonical_json_of_the_bundle() -> TestResult {
-    // bundle.json is put together from agents rendered one by one; it must
-    // be the canonical JSON of the whole bundle, byte for byte, and list
-    // every object's keys sorted, free-form JSON (output schemas, metadata)
-    // included.
+    // bundle.json is printed straight from the bundle types, whose fields
+    // are declared in key order: it must be the JSON of a sorted copy of the
+    // bundle, byte for byte, with every field present (a field declared out
+    // of order shows here), free-form JSON (output schemas, metadata,
+    // tool parameters) included.
     let mut bundle = sample_bundle();
     let unsorted: serde_json::Value =
         serde_json::from_str(r#"{"z": {"b": [1, {"d": 2, "c": 3}], "a": null}, "m": "é\n\"q\""}"#)?;
@@ -520,26 +521,81 @@ fn bundle_json_is_canonical_json_of_the_bundle() -> TestResult {
         pm.metadata.insert("whenToUse".into(), unsorted.clone());
         pm.persona = Some(crate::bundle::Persona {
             role: Some("PM".into()),
+            style: Some("terse".into()),
+            identity: Some("a PM".into()),
+            focus: Some("scope".into()),
             core_principles: vec!["one".into(), "two".into()],
-            ..Default::default()
+            text: Some("free text".into()),
         });
         pm.tasks.push(crate::bundle::Resource {
             name: "t".into(),
             path: "tasks/t.md".into(),
             content: "{{ literal }}\ttab\n".into(),
         });
-        pm.llm.temperature = Some(0.25);
+        pm.llm = LlmOverride {
+            provider: Some("openai".into()),
+            model: Some("gpt".into()),
+            temperature: Some(0.25),
+            max_tokens: Some(100),
+        };
         pm.timeout_s = Some(30);
+        pm.retry_count = Some(1);
+        pm.wait_for = WaitFor {
+            docs: vec!["prd.md".into()],
+            agents: vec!["analyst".into()],
+        };
+        pm.data = pm.tasks.clone();
+        pm.creates = vec!["prd.md".into()];
+        pm.reads = vec!["brief.md".into()];
+        pm.tools = vec!["word_count".into()];
         pm.sequence.push(crate::bundle::SequenceStep {
             step: "draft".into(),
             action: crate::bundle::SequenceAction::LlmCall,
             condition: Some("input".into()),
-            template: None,
-            tool: None,
-            document: None,
-            checklist: None,
+            template: Some("t".into()),
+            tool: Some("word_count".into()),
+            document: Some("prd.md".into()),
+            checklist: Some("c".into()),
         });
     }
+    if let Some(flow) = bundle.flows.get_mut("default") {
+        flow.metadata.insert("type".into(), unsorted.clone());
+        if let Some(step) = flow.steps.first_mut() {
+            step.metadata.insert("notes".into(), unsorted.clone());
+            step.creates = vec!["brief.md".into()];
+            step.requires = vec!["idea.md".into()];
+            step.updates = vec!["log.md".into()];
+            step.gate = Some(crate::bundle::StepGate {
+                when: crate::bundle::GateWhen::After,
+                prompt: Some("ok?".into()),
+                on_reject: Some("step-1".into()),
+            });
+        }
+    }
+    let setting = crate::bundle::SettingValue::FromEnv(crate::bundle::EnvReference {
+        env: "TOKEN".into(),
+        prefix: "Bearer ".into(),
+    });
+    bundle.tools.insert(
+        "fetch".into(),
+        crate::bundle::ToolSpec {
+            name: "fetch".into(),
+            kind: crate::bundle::ToolKind::Http,
+            description: "Fetches".into(),
+            parameters: unsorted.clone(),
+            method: Some("GET".into()),
+            url: Some("https://example.com/{{ q }}".into()),
+            command: vec!["curl".into()],
+            timeout_s: 5,
+            env: BTreeMap::from([("A".to_string(), setting.clone())]),
+            headers: BTreeMap::from([("Authorization".to_string(), setting)]),
+            connect_timeout_s: Some(2),
+            ca_file: Some(crate::bundle::CaFile {
+                path: "ca.pem".into(),
+                pem: "-----BEGIN CERTIFICATE-----".into(),
+            }),
+        },
+    );
     // Many agents, and none at all (an empty `agents` object).
     let mut many = bundle.clone();
     for n in 0..40 {
@@ -556,9 +612,15 @@ fn bundle_json_is_canonical_json_of_the_bundle() -> TestResult {
         let written: serde_json::Value =
             serde_json::from_slice(&rendered.files[BUNDLE_FILE].to_vec())?;
         assert_keys_sorted(&written, "");
+        for file in [MANIFEST_FILE, SCHEMA_FILE] {
+            let other: serde_json::Value = serde_json::from_slice(&rendered.files[file].to_vec())?;
+            assert_keys_sorted(&other, file);
+        }
+        let mut sorted_copy = serde_json::to_value(&bundle)?;
+        sorted_copy.sort_all_objects();
         assert_eq!(
             String::from_utf8_lossy(&rendered.files[BUNDLE_FILE].to_vec()),
-            String::from_utf8_lossy(&super::canonical_json(&bundle, BUNDLE_FILE)?)
+            format!("{}\n", serde_json::to_string_pretty(&sorted_copy)?)
         );
         assert_eq!(
             Bundle::from_json(&serde_json::to_string(&written)?)?,
