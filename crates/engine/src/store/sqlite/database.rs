@@ -73,6 +73,13 @@ const READERS: usize = 32;
 /// Most jobs committed together; a larger queue is taken in several commits.
 const MAX_BATCH: usize = 512;
 
+/// Prepared statements each connection keeps: more than the store has, so
+/// that no statement is parsed twice. rusqlite keeps 16 by default, fewer
+/// than one run's writes use, and its cache evicts the least recently used:
+/// statements used in turn then evict each other, and each use parses its
+/// SQL again.
+const STATEMENTS_KEPT: usize = 128;
+
 /// Work for the writer thread, boxed so that jobs of any result type share
 /// one queue.
 trait Job: Send {
@@ -520,6 +527,7 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     // Readers keep a small page cache: a commit by any connection empties
     // it in WAL mode, and the OS caches the file anyway.
     let pragmas = if read_only {
