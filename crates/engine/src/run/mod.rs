@@ -288,7 +288,7 @@ pub(crate) async fn run_flow(
     let status_writer = tokio::spawn(async move {
         while let Some(update) = status_rx.recv().await {
             let agent = update.agent_id.clone();
-            if let Err(error) = status_store.update(update).await {
+            if let Err(error) = status_store.record(update).await {
                 tracing::warn!(agent, %error, "orchestration status update failed");
             }
         }

@@ -375,6 +375,12 @@ pub trait StatusStore: Send + Sync {
     /// update's story) and returns the workflow as it now is. The agent
     /// gets `last_execution` = now and the update's summary.
     async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError>;
+    /// [`update`](Self::update) without the workflow back: what a run
+    /// writes as its agents go, where nobody reads the answer. A backend
+    /// may skip reading the workflow back.
+    async fn record(&self, update: StatusUpdate) -> Result<(), StoreError> {
+        self.update(update).await.map(drop)
+    }
     /// All workflows, sorted by id.
     async fn list(&self) -> Result<Vec<WorkflowSummary>, StoreError>;
     /// The workflow's updates, oldest first (creation is not a change; its

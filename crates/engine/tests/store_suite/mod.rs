@@ -418,8 +418,9 @@ pub async fn status_lifecycle(status: Arc<dyn StatusStore>) -> TestResult {
         status: state,
         output_summary: summary.map(str::to_string),
     };
+    // `record` is `update` without the workflow back (what runs use).
     status
-        .update(update("analyst", AgentState::Running, None))
+        .record(update("analyst", AgentState::Running, None))
         .await?;
     status
         .update(update(
@@ -487,11 +488,23 @@ pub async fn status_lifecycle(status: Arc<dyn StatusStore>) -> TestResult {
     let mut wrong_story = update("analyst", AgentState::Running, None);
     wrong_story.story_id = Some("S9".into());
     assert_eq!(
-        status.update(wrong_story).await.err().map(|e| e.code()),
+        status
+            .update(wrong_story.clone())
+            .await
+            .err()
+            .map(|e| e.code()),
+        Some("conflict")
+    );
+    assert_eq!(
+        status.record(wrong_story).await.err().map(|e| e.code()),
         Some("conflict")
     );
     let bad_agent = status
         .update(update("../x", AgentState::Running, None))
+        .await;
+    assert_eq!(bad_agent.err().map(|e| e.code()), Some("invalid_id"));
+    let bad_agent = status
+        .record(update("../x", AgentState::Running, None))
         .await;
     assert_eq!(bad_agent.err().map(|e| e.code()), Some("invalid_id"));
     let bad_story = status

@@ -108,8 +108,8 @@ fn load_status(conn: &Connection, id: &str) -> Result<Option<WorkflowStatus>, St
 }
 
 /// Records `update` (see [`StatusStore::update`]) inside the caller's
-/// transaction and returns the workflow as it now is.
-fn apply_update(conn: &Connection, update: &StatusUpdate) -> Result<WorkflowStatus, StoreError> {
+/// transaction.
+fn apply_update(conn: &Connection, update: &StatusUpdate) -> Result<(), StoreError> {
     let id = update.workflow_id.as_str();
     let at = now_ms();
     let existing: Option<Option<String>> = conn
@@ -165,8 +165,17 @@ fn apply_update(conn: &Connection, update: &StatusUpdate) -> Result<WorkflowStat
             at
         ])
     })
-    .map_err(write_error)?;
-    load_status(conn, id)?.ok_or_else(|| not_found(id))
+    .map_err(write_error)
+    .map(drop)
+}
+
+/// Checks what an update names before it is sent to the writer.
+fn check_update(update: &StatusUpdate) -> Result<(), StoreError> {
+    check_status_agent_id(&update.agent_id)?;
+    if let Some(story) = &update.story_id {
+        check_story_id(story)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -224,10 +233,18 @@ impl StatusStore for SqliteStatusStore {
     }
 
     async fn update(&self, update: StatusUpdate) -> Result<WorkflowStatus, StoreError> {
-        check_status_agent_id(&update.agent_id)?;
-        if let Some(story) = &update.story_id {
-            check_story_id(story)?;
-        }
+        check_update(&update)?;
+        self.db
+            .write(move |conn| {
+                apply_update(conn, &update)?;
+                let id = update.workflow_id.as_str();
+                load_status(conn, id)?.ok_or_else(|| not_found(id))
+            })
+            .await
+    }
+
+    async fn record(&self, update: StatusUpdate) -> Result<(), StoreError> {
+        check_update(&update)?;
         self.db.write(move |conn| apply_update(conn, &update)).await
     }
 
