@@ -317,7 +317,7 @@ impl Runner {
             finished_at: None,
             updated_at: now,
         };
-        self.store_new(&mut run, webhook.as_ref()).await?;
+        let next_event = self.store_new(&mut run, webhook.as_ref()).await?;
         let run_id = run.outcome.run_id.clone();
         let claim = Claim::held(
             runs.clone(),
@@ -332,15 +332,15 @@ impl Runner {
             mode,
             resumption: None,
         };
-        let ended = self.launch(run.clone(), plan, claim, 2, observer);
+        let ended = self.launch(run.clone(), plan, claim, next_event, observer);
         Ok((run, ended))
     }
 
     /// Stores a new `run` with its claim and its first event (`queued`),
-    /// drawing another id while its id is taken (see `run_id.rs`). The
-    /// webhook target first: a run is never stored without the webhook it
-    /// was accepted with.
-    async fn store_new(&self, run: &mut Run, webhook: Option<&Target>) -> Result<(), EngineError> {
+    /// drawing another id while its id is taken (see `run_id.rs`), and
+    /// returns the id of its next event. The webhook target first: a run is
+    /// never stored without the webhook it was accepted with.
+    async fn store_new(&self, run: &mut Run, webhook: Option<&Target>) -> Result<u64, EngineError> {
         let queued = numbered(
             &[RunEvent::Status {
                 status: RunStatus::Queued,
@@ -365,7 +365,7 @@ impl Runner {
                     self.webhooks.forget(&run_id).await;
                 }
                 match created {
-                    Created::Stored => return Ok(()),
+                    Created::Stored => return Ok(queued.len() as u64 + 1),
                     Created::Held(holder) => return Err(self.in_progress(holder).await?),
                     Created::IdTaken => {}
                 }
