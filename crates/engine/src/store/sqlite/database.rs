@@ -51,6 +51,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -528,6 +529,13 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_error(path, &e))?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
+    // One plan per statement, whatever values are bound. Without this,
+    // SQLite marks a query with an ORDER BY (or min/max) and a `col = ?`
+    // term as one whose plan may depend on the bound value, and rusqlite,
+    // which clears the bindings of every statement it puts back in its
+    // cache, thereby expires it: the next use parses and plans it again.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(|e| open_error(path, &e))?;
     // Readers keep a small page cache: a commit by any connection empties
     // it in WAL mode, and the OS caches the file anyway.
     let pragmas = if read_only {
@@ -705,6 +713,28 @@ mod tests {
             })
             .await?;
         assert_eq!(count, 90);
+        Ok(())
+    }
+
+    #[test]
+    fn a_cached_query_is_planned_once_whatever_values_are_bound() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let conn = connect(&dir.path().join(DATABASE_FILE), false)?;
+        conn.execute_batch("CREATE TABLE t (k TEXT, v INTEGER, PRIMARY KEY (k, v))")?;
+        // The shape that SQLite would otherwise re-plan for each new value:
+        // an equality on a bound value beside an ORDER BY (min/max is one).
+        let sql = "SELECT max(v) FROM t WHERE k = ?1";
+        for key in ["a", "b", "c"] {
+            conn.execute("INSERT INTO t (k, v) VALUES (?1, 1)", [key])?;
+            let max: i64 = conn
+                .prepare_cached(sql)?
+                .query_row([key], |row| row.get(0))?;
+            assert_eq!(max, 1);
+        }
+        let replans = conn
+            .prepare_cached(sql)?
+            .get_status(rusqlite::StatementStatus::RePrepare);
+        assert_eq!(replans, 0);
         Ok(())
     }
 
