@@ -140,8 +140,9 @@ pub enum ProgressStatus {
 }
 
 /// Something that happened during a run, in order, for streaming callers.
+/// Serialized, it is the event's data; [`RunEvent::name`] is its name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum RunEvent {
     Progress {
         agent: String,
@@ -193,14 +194,7 @@ impl RunEvent {
 
     /// The SSE event name and its data as JSON text.
     pub fn name_and_data(&self) -> (&'static str, String) {
-        let data = match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut fields)) => fields
-                .remove("data")
-                .map(|data| data.to_string())
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        (self.name(), data)
+        (self.name(), serde_json::to_string(self).unwrap_or_default())
     }
 }
 
@@ -263,4 +257,57 @@ pub struct Readiness {
     pub missing_agents: Vec<String>,
     /// Unix milliseconds of its last recorded execution for this story, if any.
     pub last_execution: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data_of(event: &RunEvent) -> (&'static str, serde_json::Value) {
+        let (name, data) = event.name_and_data();
+        (
+            name,
+            serde_json::from_str(&data).expect("event data is JSON"),
+        )
+    }
+
+    #[test]
+    fn an_event_with_fields_has_them_as_its_data() {
+        let progress = RunEvent::Progress {
+            agent: "pm".into(),
+            step: "plan".into(),
+            status: ProgressStatus::Completed,
+            duration_ms: Some(12),
+            timestamp: 1_700_000_000_000,
+        };
+        let expected = json!({
+            "agent": "pm", "step": "plan", "status": "completed",
+            "duration_ms": 12, "timestamp": 1_700_000_000_000_u64,
+        });
+        assert_eq!(data_of(&progress), ("progress", expected));
+        let status = RunEvent::Status {
+            status: RunStatus::Running,
+            error_code: None,
+            at: 5,
+        };
+        assert_eq!(
+            data_of(&status),
+            ("status", json!({"status": "running", "at": 5}))
+        );
+    }
+
+    #[test]
+    fn an_event_that_wraps_a_value_has_that_value_as_its_data() {
+        let record = json!({
+            "agent": "pm", "step": null, "provider": "mock", "model": "m",
+            "attempt": 1, "input_tokens": 3, "output_tokens": 4,
+            "cache_read_tokens": 0, "cache_write_tokens": 0,
+            "reasoning_tokens": 0, "latency_ms": 2, "estimated": true, "at": 9,
+        });
+        let usage = RunEvent::Usage(Box::new(
+            serde_json::from_value(record.clone()).expect("a call record"),
+        ));
+        assert_eq!(data_of(&usage), ("usage", record));
+    }
 }
