@@ -10,7 +10,8 @@
 //!   but for [`yaml_to_json`], YAML read the way sources are.
 //! - [`sourcefs`]: reading source files and finding resources.
 //! - [`bundle`]: the bundle types the engine consumes.
-//! - `sorted_json`: JSON values written with sorted keys, without a sorted copy.
+//! - `sorted_json`: JSON values written with sorted keys, without a sorted
+//!   copy; internal, but for [`SortedJson`], which the engine's input hashes use.
 //! - [`config`]: `RuntimeConfig`, the typed runtime.yaml, and env overrides.
 //! - [`output`]: the bundle directory on disk (bundle.json, schema, prompts, graph, manifest).
 //! - `source`: the preprocessing layout (agents/*.md, workflow.yaml, tools.yaml,
@@ -35,6 +36,7 @@ pub mod sourcefs;
 mod yaml;
 
 pub use compile::{Compilation, CompileOptions, compile, compile_with, layout_summary};
+pub use sorted_json::Sorted as SortedJson;
 pub use source::parse_runtime;
 pub use yaml::to_json as yaml_to_json;
 
