@@ -4,7 +4,7 @@
 # file thread): a figure that moves less with the machine's noise than
 # requests/s, and says which part of the server a change made cheaper.
 #
-#   bench/cpu_per_request.sh [run|runs_wait|put_doc|put_memory] [ROUNDS]
+#   bench/cpu_per_request.sh [run|runs_wait|put_doc|put_memory|get_doc|health] [ROUNDS]
 #
 # Each round starts a fresh server on examples/planning with the
 # zero-latency mock in a new data directory under $TMPDIR (kept: deleting
@@ -24,12 +24,15 @@ connections="${BENCH_CONNECTIONS:-32}"
 duration="${BENCH_DURATION:-5s}"
 port="${BENCH_PORT:-18081}"
 target="${CARGO_TARGET_DIR:-$root/target}"
+# The same requests as bench/http.sh: a wrk script, or a path to GET.
 case "$route" in
-  run) script=post_run.lua ;;
-  runs_wait) script=runs_wait.lua ;;
-  put_doc) script=put_doc.lua ;;
-  put_memory) script=put_memory.lua ;;
-  *) echo "unknown route $route (run, runs_wait, put_doc, put_memory)" >&2; exit 2 ;;
+  run) script_args=(-s "$root/bench/http/post_run.lua"); url_path=/ ;;
+  runs_wait) script_args=(-s "$root/bench/http/runs_wait.lua"); url_path=/ ;;
+  put_doc) script_args=(-s "$root/bench/http/put_doc.lua"); url_path=/ ;;
+  put_memory) script_args=(-s "$root/bench/http/put_memory.lua"); url_path=/ ;;
+  get_doc) script_args=(); url_path=/doc/bench__read ;;
+  health) script_args=(); url_path=/health ;;
+  *) echo "unknown route $route (run, runs_wait, put_doc, put_memory, get_doc, health)" >&2; exit 2 ;;
 esac
 
 # shellcheck source=bench/server_binary.sh
@@ -60,9 +63,12 @@ for round in $(seq "$rounds"); do
     if ! kill -0 "$pid" 2>/dev/null; then echo "server exited:" >&2; cat "$work/server.log" >&2; exit 1; fi
     sleep 0.005
   done
+  base="http://127.0.0.1:$port"
+  # The document GET /doc reads, written before the measure starts.
+  curl -fsS -X PUT -H 'Content-Type: text/markdown' --data-binary '# Read me' "$base/doc/bench__read" >/dev/null
   sleep 0.5
   before=$(ticks "$pid")
-  out=$(wrk -t2 -c"$connections" -d"$duration" -s "$root/bench/http/$script" "http://127.0.0.1:$port")
+  out=$(wrk -t2 -c"$connections" -d"$duration" "${script_args[@]}" "$base$url_path")
   after=$(ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
