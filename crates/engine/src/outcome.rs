@@ -264,16 +264,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn data_of(event: &RunEvent) -> (&'static str, serde_json::Value) {
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn data_of(event: &RunEvent) -> Result<(&'static str, serde_json::Value), serde_json::Error> {
         let (name, data) = event.name_and_data();
-        (
-            name,
-            serde_json::from_str(&data).expect("event data is JSON"),
-        )
+        Ok((name, serde_json::from_str(&data)?))
     }
 
     #[test]
-    fn an_event_with_fields_has_them_as_its_data() {
+    fn an_event_with_fields_has_them_as_its_data() -> TestResult {
         let progress = RunEvent::Progress {
             agent: "pm".into(),
             step: "plan".into(),
@@ -285,29 +284,29 @@ mod tests {
             "agent": "pm", "step": "plan", "status": "completed",
             "duration_ms": 12, "timestamp": 1_700_000_000_000_u64,
         });
-        assert_eq!(data_of(&progress), ("progress", expected));
+        assert_eq!(data_of(&progress)?, ("progress", expected));
         let status = RunEvent::Status {
             status: RunStatus::Running,
             error_code: None,
             at: 5,
         };
         assert_eq!(
-            data_of(&status),
+            data_of(&status)?,
             ("status", json!({"status": "running", "at": 5}))
         );
+        Ok(())
     }
 
     #[test]
-    fn an_event_that_wraps_a_value_has_that_value_as_its_data() {
+    fn an_event_that_wraps_a_value_has_that_value_as_its_data() -> TestResult {
         let record = json!({
             "agent": "pm", "step": null, "provider": "mock", "model": "m",
             "attempt": 1, "input_tokens": 3, "output_tokens": 4,
             "cache_read_tokens": 0, "cache_write_tokens": 0,
             "reasoning_tokens": 0, "latency_ms": 2, "estimated": true, "at": 9,
         });
-        let usage = RunEvent::Usage(Box::new(
-            serde_json::from_value(record.clone()).expect("a call record"),
-        ));
-        assert_eq!(data_of(&usage), ("usage", record));
+        let usage = RunEvent::Usage(Box::new(serde_json::from_value(record.clone())?));
+        assert_eq!(data_of(&usage)?, ("usage", record));
+        Ok(())
     }
 }
