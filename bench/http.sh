@@ -58,12 +58,15 @@ until curl -fsS "$base/health" >/dev/null 2>&1; do
 done
 sleep 1
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+# The process's own memory; the rest of VmRSS is file pages (mostly the
+# executable's), whose count depends on the page cache (docs/operations.md).
+anon_kb=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
 
 echo "server: ${server[*]}"
 echo "$ready"
 # What the disk under the data directory allows, for the write routes below.
 python3 "$root/bench/sqlite_commits.py" "$work" 2
-echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB)"
+echo "idle RSS: $((rss_kb / 1024)) MiB (${rss_kb} kB, of which RssAnon ${anon_kb} kB)"
 echo "wrk: $threads threads, $connections connections, $duration per route"
 printf '%-28s %12s %10s %10s\n' route "req/s" p50 p99
 
