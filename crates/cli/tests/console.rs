@@ -247,7 +247,11 @@ async fn planning_session(
 }
 
 async fn get(url: &str) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
-    Ok(reqwest::get(url).await?.error_for_status()?)
+    Ok(common::http_client()?
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?)
 }
 
 /// Fills the start form of `flow` and submits it; the console then shows the run.
@@ -415,7 +419,7 @@ async fn a_document_edited_in_the_console_is_saved_through_the_api() -> TestResu
     let hostile = "# Notes\n\n<img src=x onerror=\"document.title='pwned'\">\n\n\
                    [bad](javascript:document.title='pwned') and [good](https://example.com/) \
                    with **bold** and `code`\n\n| a | b |\n|---|---|\n| 1 | <script>x</script> |\n";
-    let client = reqwest::Client::new();
+    let client = common::http_client()?;
     client
         .put(format!("{}/doc/ed__notes", server.base))
         .header("content-type", "text/markdown")
@@ -488,7 +492,7 @@ async fn a_document_a_pending_run_waits_for_is_uploaded_from_the_documents_page(
         &["--src", src.to_str().unwrap_or_default()],
         &[],
     )?;
-    let client = reqwest::Client::new();
+    let client = common::http_client()?;
     let started: serde_json::Value = client
         .post(format!("{}/runs", server.base))
         .json(&serde_json::json!({"flow": "default", "story_id": "p1", "input": "x", "mode": "headless"}))
@@ -552,11 +556,17 @@ async fn the_console_asks_for_the_api_key_once_and_keeps_it_for_the_tab() -> Tes
     )?;
     // The page loads without the key; the API does not answer without it.
     assert_eq!(
-        reqwest::get(format!("{}/", server.base)).await?.status(),
+        common::http_client()?
+            .get(format!("{}/", server.base))
+            .send()
+            .await?
+            .status(),
         200
     );
     assert_eq!(
-        reqwest::get(format!("{}/flows", server.base))
+        common::http_client()?
+            .get(format!("{}/flows", server.base))
+            .send()
             .await?
             .status(),
         401

@@ -23,6 +23,8 @@
 //! compiler's YAML parser. What they cannot do is what the platforms'
 //! own validators do; see docs/operations.md.
 
+mod common;
+
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_engine::EngineErrorCode;
 use bmad2pf_engine::failure::{AgentErrorCode, HaltCode};
@@ -544,7 +546,10 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
     let path = &url[url.find('/').ok_or("no path in the HEALTHCHECK URL")?..];
     let path = path.trim_end_matches('"');
     let base = format!("http://127.0.0.1:{}", served.port);
-    let health = reqwest::get(format!("{base}{path}")).await?;
+    let health = common::http_client()?
+        .get(format!("{base}{path}"))
+        .send()
+        .await?;
     assert_eq!(health.status(), 200);
     let health: serde_json::Value = health.json().await?;
     assert_eq!(health["status"], "healthy", "{health}");
@@ -552,7 +557,7 @@ async fn the_image_command_serves_its_bundle_from_the_volume_and_stops_on_sigter
     // A document lands in the volume, where backups and restarts find it:
     // in the database and in its own Markdown file when the write is
     // answered.
-    let put = reqwest::Client::new()
+    let put = common::http_client()?
         .put(format!("{base}/doc/smoke__note"))
         .header("content-type", "text/markdown")
         .body("# written in the container layout\n")

@@ -430,7 +430,7 @@ async fn initialize(
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "t", "version": "0"}}});
-    let mut request = reqwest::Client::new()
+    let mut request = common::http_client()?
         .post(url)
         .header("accept", "application/json, text/event-stream")
         .json(&body);

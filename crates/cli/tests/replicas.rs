@@ -22,6 +22,8 @@
 //! Without them the Redis tests print a loud `SKIPPED` line and pass,
 //! except under CI (`CI` set), where that is a failure.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -358,7 +360,7 @@ async fn two_replicas_on_one_redis_serve_the_same_state() -> TestResult {
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut a = Server::start(dir_a.path(), &env)?;
     let mut b = Server::start(dir_b.path(), &env)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
 
     // Documents: written through A, read, described and deleted through B.
     let put = http
@@ -491,7 +493,7 @@ async fn a_redis_outage_answers_503_and_heals_without_a_restart() -> TestResult 
     let prefix = unique_prefix("outage");
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &redis_env(&url, &prefix))?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
 
     let health: Value = http.get(server.url("/health")).send().await?.json().await?;
     assert_eq!(health["status"], "healthy", "{health}");
@@ -687,7 +689,7 @@ async fn kill_9_during_a_write_burst_loses_no_acknowledged_write() -> TestResult
     const ACKED_BEFORE_KILL: usize = 200;
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &[])?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
 
     let mut writers = Vec::new();
@@ -754,7 +756,7 @@ async fn kill_9_while_keys_are_overwritten_keeps_every_last_value() -> TestResul
     const ACKED_BEFORE_KILL: usize = 2000;
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &[])?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let logs: Vec<Arc<Mutex<OverwriteLog>>> = (0..WRITERS).map(|_| Arc::default()).collect();
     let acked_writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
@@ -821,7 +823,7 @@ async fn kill_9_during_a_burst_of_runs_loses_no_acknowledged_run() -> TestResult
     const ACKED_BEFORE_KILL: usize = 100;
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &[])?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     // (story, document) of every run answered `success`.
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
 
@@ -937,7 +939,7 @@ async fn a_server_and_cli_runs_share_a_directory_through_a_kill_9() -> TestResul
     const ACKED_BEFORE_KILL: usize = 150;
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &[])?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
 
     // Clients write documents and memory through the server…
@@ -1026,7 +1028,7 @@ async fn one_run_per_flow_and_story_holds_between_the_server_and_the_cli() -> Te
     let slow = [("BMAD2PF_LLM_MOCK_LATENCY_MS", "3000")];
     let dir = tempfile::tempdir()?;
     let mut server = Server::start(dir.path(), &slow)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
 
     // The server runs the story (streamed, so its first event says it has
     // started): the CLI is refused.
@@ -1117,7 +1119,7 @@ async fn after_a_kill_9_the_running_run_is_marked_and_the_queued_one_finishes() 
         ("BMAD2PF_RUNS_MAX_RUNNING_RUNS", "1"),
     ];
     let mut server = Server::start(dir.path(), &slow)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let (running, queued) = one_running_one_queued(&http, &server, "k9").await?;
     // Killed once the analyst is done and the design step runs.
     run_when(
@@ -1196,7 +1198,7 @@ async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_
         ("BMAD2PF_RUNS_SHUTDOWN_GRACE_S", "1"),
     ];
     let mut server = Server::start(dir.path(), &slow)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let (running, queued) = one_running_one_queued(&http, &server, "term").await?;
     run_when(&http, &server, &running, "the first run to start", |run| {
         run["status"] == "running"
@@ -1248,7 +1250,7 @@ async fn sigterm_gives_running_runs_the_grace_then_marks_them_and_leaves_queued_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_runs_are_deleted_after_their_retention_and_waiting_ones_kept() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let (ended, waiting) = {
         let server = Server::start(dir.path(), &[])?;
         let ended: Value = http
@@ -1306,7 +1308,7 @@ async fn a_run_on_one_replica_is_followed_and_cancelled_through_another() -> Tes
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let a = Server::start(dir_a.path(), &env)?;
     let b = Server::start(dir_b.path(), &env)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let start = |story: &str| {
         http.post(a.url("/runs"))
             .json(&json!({"flow": "planning", "story_id": story, "input": "a todo app"}))
@@ -1375,7 +1377,7 @@ async fn cli_cancel(cwd: &Path, run_id: &str) -> Result<(Option<i32>, String), B
 async fn the_cli_cancels_a_run_the_server_executes() -> TestResult {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[("BMAD2PF_LLM_MOCK_LATENCY_MS", "3000")])?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let started: Value = http
         .post(server.url("/runs"))
         .json(&json!({"flow": "planning", "story_id": "cli-cancel", "input": "x"}))
@@ -1506,7 +1508,7 @@ async fn answer_and_wait(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_waiting_for_an_answer_survives_a_kill_9_and_is_resumed_after_it() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let mut server = Server::start(dir.path(), &[])?;
     let (run_id, interrupt) = interrupted_kickoff(&http, &server, "k9-ask").await?;
     server.kill_hard()?;
@@ -1542,7 +1544,7 @@ async fn a_run_waiting_for_an_answer_survives_a_kill_9_and_is_resumed_after_it()
 async fn an_answered_run_queued_at_sigterm_goes_on_from_its_answer_after_the_restart() -> TestResult
 {
     let dir = tempfile::tempdir()?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let slow = [
         ("BMAD2PF_LLM_MOCK_LATENCY_MS", "2000"),
         ("BMAD2PF_RUNS_MAX_RUNNING_RUNS", "1"),
@@ -1609,7 +1611,7 @@ async fn a_run_interrupted_on_one_replica_is_resumed_on_the_other() -> TestResul
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let a = Server::start(dir_a.path(), &env)?;
     let b = Server::start(dir_b.path(), &env)?;
-    let http = reqwest::Client::new();
+    let http = common::http_client()?;
     let (run_id, interrupt) = interrupted_kickoff(&http, &a, "rr-ask").await?;
     let through_b = get_json(&http, b.url(&format!("/runs/{run_id}"))).await?;
     assert_eq!(through_b["status"], "interrupted", "{through_b}");

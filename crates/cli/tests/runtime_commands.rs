@@ -195,7 +195,7 @@ fn exec_asks_for_inputs_then_answers() -> TestResult {
 }
 
 async fn get_json(url: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    Ok(reqwest::get(url).await?.json().await?)
+    Ok(common::http_client()?.get(url).send().await?.json().await?)
 }
 
 #[tokio::test]
@@ -209,7 +209,7 @@ async fn serve_answers_and_stops_cleanly_on_sigterm() -> TestResult {
     )?;
     let health = get_json(&format!("{}/health", server.base)).await?;
     assert_eq!(health["status"], "healthy");
-    let client = reqwest::Client::new();
+    let client = common::http_client()?;
     let run: serde_json::Value = client
         .post(format!("{}/run", server.base))
         .json(&serde_json::json!({"flow": "brief", "story_id": "s1", "input": "notes app"}))
@@ -335,7 +335,7 @@ async fn serve_runs_a_flow_against_an_openai_compatible_server() -> TestResult {
             ("BMAD2PF_LLM_MODEL", "local-model"),
         ],
     )?;
-    let run: serde_json::Value = reqwest::Client::new()
+    let run: serde_json::Value = common::http_client()?
         .post(format!("{}/run", server.base))
         .json(&serde_json::json!({"flow": "brief", "story_id": "fam", "input": "a shopping list app"}))
         .send()
@@ -344,7 +344,9 @@ async fn serve_runs_a_flow_against_an_openai_compatible_server() -> TestResult {
         .await?;
     assert_eq!(run["status"], "success", "{run}");
     assert_eq!(run["results"]["analyst"]["usage"]["output_tokens"], 4);
-    let doc = reqwest::get(format!("{}/doc/fam__project-brief", server.base))
+    let doc = common::http_client()?
+        .get(format!("{}/doc/fam__project-brief", server.base))
+        .send()
         .await?
         .text()
         .await?;

@@ -18,6 +18,7 @@
 //!   and marked when their process died, with their signed webhooks (SPEC 8).
 //! - `execute.rs`: stateless execution and readiness.
 //! - [`llm`]: the provider trait, the vendors, mock, replay and retries.
+//! - `outbound.rs`: the HTTP clients of every outbound call, and their TLS.
 //! - [`store`]: document, memory, orchestration-status, run-record and
 //!   webhook-delivery stores: the embedded SQLite store and the Redis one.
 //! - [`tools`]: builtin, http and command tools, and MCP servers' tools, offered to the LLM.
@@ -42,6 +43,7 @@ mod execute;
 pub mod failure;
 pub mod id_schema;
 pub mod llm;
+mod outbound;
 pub mod outcome;
 pub mod reply;
 mod run;

@@ -665,7 +665,9 @@ async fn keep_alive_and_http2_still_work_with_the_timeout() -> TestResult {
         // Idle for less than the timeout between requests.
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build()?;
+    let h2 = common::http_client_builder()
+        .http2_prior_knowledge()
+        .build()?;
     let health = h2.get(server.url("/health")).send().await?;
     assert_eq!(health.version(), reqwest::Version::HTTP_2);
     assert_eq!(health.status(), StatusCode::OK);

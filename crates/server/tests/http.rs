@@ -960,7 +960,7 @@ async fn openapi_lists_every_route_and_the_docs_page_is_self_contained() -> Test
         Some(&json!(["default"]))
     );
 
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = common::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let redirect = no_redirects.get(server.url("/docs")).send().await?;

@@ -1,5 +1,6 @@
 //! What several test files of the binary share: a real `bmad2pf serve` on
-//! a free loopback port.
+//! a free loopback port, and an HTTP client to talk to it.
+#![allow(dead_code)] // Each test binary uses a different part.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -60,4 +61,17 @@ pub fn serve(
         }
     };
     Ok(Server { child, base })
+}
+
+/// A client builder for the tests' requests. reqwest is built without a
+/// TLS crypto provider of its own (the engine hands its clients a
+/// configuration), so ring is installed as this process's provider first.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A client for the tests' requests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    http_client_builder().build()
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::error::{error_from_http, scrub, truncate};
 use super::sse::{SseDecoder, SseEvent};
 use super::{LlmError, LlmProvider, LlmRequest, LlmResponse, TokenSink};
+use crate::outbound;
 use async_trait::async_trait;
 
 /// How much of a body that is not an event stream is quoted in the error.
@@ -74,11 +75,7 @@ pub(crate) trait StreamAssembler: Send {
 
 /// Builds the HTTP client a provider keeps for its lifetime (connection reuse, rustls).
 pub(crate) fn build_client() -> Result<reqwest::Client, LlmError> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .user_agent(concat!("bmad2pf/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))
+    outbound::client().map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 /// Checks a configured base URL and drops its trailing slashes, so paths can be appended.

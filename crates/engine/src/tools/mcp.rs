@@ -3,7 +3,7 @@
 //!
 //! Each declared server is one [`McpServer`]: a process spoken to over its
 //! stdio, or a streamable HTTP endpoint (`http://` or `https://`, through
-//! the client of [`super::mcp_tls`]). The engine connects to every server
+//! the client of [`super::mcp_http`]). The engine connects to every server
 //! when it starts and lists its tools ([`McpServers::connect_all`]); a server
 //! that is down then is logged and shown on `/health`, not fatal. The
 //! connection is kept and shared by every agent; one that has gone (the
@@ -58,7 +58,7 @@ enum Endpoint {
     Http {
         url: String,
         headers: HashMap<HeaderName, HeaderValue>,
-        client: rmcp_reqwest::Client,
+        client: reqwest::Client,
     },
 }
 
@@ -202,7 +202,7 @@ impl McpServer {
                 Endpoint::Http {
                     url: url.clone(),
                     headers,
-                    client: super::mcp_tls::http_client(spec.ca_file.as_ref())?,
+                    client: super::mcp_http::http_client(spec.ca_file.as_ref())?,
                 }
             }
             None => {
@@ -460,7 +460,7 @@ fn session_error(error: &ClientInitializeError) -> String {
     // connection is named.
     let mut cause = match error
         .error
-        .downcast_ref::<StreamableHttpError<rmcp_reqwest::Error>>()
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
     {
         Some(StreamableHttpError::Client(client)) => client.source(),
         _ => error.error.source(),

@@ -31,11 +31,12 @@
 mod external;
 mod mcp;
 mod mcp_check;
-mod mcp_tls;
+mod mcp_http;
 
 pub use mcp_check::{ServerCheck, ToolCheck, check_mcp_tools};
 
 use crate::llm::ToolDefinition;
+use crate::outbound;
 use crate::store::{DocStore, DocWriter, MemoryKey, MemoryScope, MemoryStore, doc_id};
 use bmad2pf_compiler::bundle::{MCP_TOOL_SEPARATOR, ToolKind, ToolSpec};
 use mcp::{McpServer, McpServers};
@@ -80,7 +81,7 @@ pub struct ToolContext {
 pub struct ToolBox {
     declared: BTreeMap<String, ToolSpec>,
     /// For `http` tools, made at the first call (most bundles have none).
-    http: OnceLock<reqwest::Client>,
+    http: OnceLock<Result<reqwest::Client, String>>,
     mcp: McpServers,
 }
 
@@ -166,7 +167,13 @@ impl ToolBox {
         }
         match self.declared.get(name) {
             Some(spec) if spec.kind == ToolKind::Http => {
-                let http = self.http.get_or_init(reqwest::Client::new);
+                let http = self
+                    .http
+                    .get_or_init(outbound::client)
+                    .as_ref()
+                    .map_err(|e| {
+                        ToolError::Failed(format!("cannot set up the HTTP client: {e}"))
+                    })?;
                 external::call_http(http, spec, args).await
             }
             Some(spec) if spec.kind == ToolKind::Command => {

@@ -245,7 +245,7 @@ impl TestServer {
         Ok(Self {
             base: format!("http://{address}"),
             address,
-            client: reqwest::Client::new(),
+            client: http_client()?,
             state,
             dir,
             shutdown: Some(tx),
@@ -452,4 +452,17 @@ impl SseReader {
             }
         }
     }
+}
+
+/// A client builder for the tests' requests. reqwest is built without a
+/// TLS crypto provider of its own (the engine hands its clients a
+/// configuration), so ring is installed as this process's provider first.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A client for the tests' requests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    http_client_builder().build()
 }

@@ -44,6 +44,7 @@ pub use target::webhook_url_pattern;
 
 use super::{Run, RunSummary};
 use crate::error::EngineError;
+use crate::outbound::{self, HttpVersions};
 use crate::store::{
     DeliveryAttempt, DeliveryState, DeliveryStore, StoreError, StoredDelivery, now_ms,
 };
@@ -185,11 +186,14 @@ impl Webhooks {
     fn client(&self) -> Result<&reqwest::Client, String> {
         self.client
             .get_or_init(|| {
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(self.config.timeout.max(1)))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("bmad2pf/", env!("CARGO_PKG_VERSION")))
-                    .build()
+                outbound::builder(None, HttpVersions::Any)
+                    .and_then(|builder| {
+                        builder
+                            .timeout(Duration::from_secs(self.config.timeout.max(1)))
+                            .redirect(reqwest::redirect::Policy::none())
+                            .build()
+                            .map_err(|e| e.to_string())
+                    })
                     .map_err(|e| format!("the webhook HTTP client could not be made: {e}"))
             })
             .as_ref()
