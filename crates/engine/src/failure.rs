@@ -86,7 +86,7 @@ error_codes! {
         AgentFailed => "agent_failed",
         /// A step would run more often than its `max_visits`.
         LoopLimit => "loop_limit",
-        /// The graph itself failed.
+        /// The graph itself failed, or a bug panicked inside the run.
         Internal => "internal_error",
         /// The process running it died or was stopped (SPEC 8.1); the run
         /// is marked, never replayed.
@@ -144,6 +144,15 @@ impl std::fmt::Display for FailureCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What a caught panic said, for the log and the failure it becomes.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 #[cfg(test)]

@@ -603,10 +603,12 @@ mod tests {
 
     /// Memory whose `set_many` (a run's flush) and health check fail
     /// while `failing` is set; failures are counted in `incidents`, as a
-    /// real backend counts them.
+    /// real backend counts them. While `panicking` is set, `set_many`
+    /// panics instead, as a bug would.
     struct FlakyMemory {
         inner: SqliteMemoryStore,
         failing: AtomicBool,
+        panicking: AtomicBool,
         incidents: Incidents,
     }
 
@@ -641,6 +643,7 @@ mod tests {
             scope: &MemoryScope,
             entries: BTreeMap<MemoryKey, Value>,
         ) -> Result<(), StoreError> {
+            assert!(!self.panicking.load(Ordering::SeqCst), "a bug in the store");
             if self.failing.load(Ordering::SeqCst) {
                 self.incidents.record();
                 return Err(injected());
@@ -757,6 +760,7 @@ mod tests {
         let memory = Arc::new(FlakyMemory {
             inner: SqliteMemoryStore::new(db.clone()),
             failing: AtomicBool::new(false),
+            panicking: AtomicBool::new(false),
             incidents: Incidents::default(),
         });
         Ok((db, memory))
@@ -791,5 +795,44 @@ mod tests {
         memory.failing.store(true, Ordering::SeqCst);
         let (engine, flow) = analyst_engine(dir.path(), db, memory.clone()).await?;
         a_failed_write_saves_no_record(&engine, &flow, &memory.failing, "memory:shared:plan").await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_panics_ends_as_an_internal_error_and_frees_its_story() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let (db, memory) = flaky_memory(dir.path())?;
+        memory.panicking.store(true, Ordering::SeqCst);
+        let (engine, flow) = analyst_engine(dir.path(), db, memory.clone()).await?;
+        let request = || RunRequest {
+            flow: flow.clone(),
+            story_id: "s1".into(),
+            input: "a todo app".into(),
+            force: false,
+            budget: None,
+        };
+        // Bounded: before the panic was caught, this waited forever.
+        let limit = std::time::Duration::from_secs(30);
+        let run =
+            tokio::time::timeout(limit, engine.run(request(), RunMode::Headless, None)).await??;
+        assert_eq!(run.outcome.status, RunStatus::Error, "{:#?}", run.outcome);
+        assert_eq!(run.outcome.error_code.as_deref(), Some("internal_error"));
+        assert!(
+            run.outcome.errors["run"].contains("a bug in the store"),
+            "{:#?}",
+            run.outcome
+        );
+        // The stored run says the same, and the story is free again.
+        let stored = engine.get_run(&run.outcome.run_id).await?;
+        assert_eq!(stored.outcome.status, RunStatus::Error);
+        memory.panicking.store(false, Ordering::SeqCst);
+        let again =
+            tokio::time::timeout(limit, engine.run(request(), RunMode::Headless, None)).await??;
+        assert_eq!(
+            again.outcome.status,
+            RunStatus::Success,
+            "{:#?}",
+            again.outcome
+        );
+        Ok(())
     }
 }

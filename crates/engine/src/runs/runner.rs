@@ -44,7 +44,7 @@ use super::webhooks::{self, Target, WebhookEvent, Webhooks};
 use super::{Budget, Run, RunMode, RunSummary, RunWebhook};
 use crate::core::Core;
 use crate::error::EngineError;
-use crate::failure::HaltCode;
+use crate::failure::{HaltCode, panic_message};
 use crate::outcome::{
     AgentResult, AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus,
 };
@@ -56,8 +56,10 @@ use crate::store::{
     now_ms,
 };
 use crate::usage::{CallRecord, UsageTotals};
+use futures::FutureExt;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -505,22 +507,46 @@ impl Runner {
                     Err(error) => tracing::error!(run_id, %error, "encoding the run failed"),
                 }
                 tracing::info!(run_id, "run started");
-                let finished =
-                    run_flow(&self.core, graph, plan, observer, live.log.clone(), cancel).await;
+                // A bug that panics inside the flow ends this run as an
+                // internal error; uncaught, it would end this task and
+                // leave the run `running` and its waiters waiting forever.
+                let finished = AssertUnwindSafe(run_flow(
+                    &self.core,
+                    graph,
+                    plan,
+                    observer,
+                    live.log.clone(),
+                    cancel,
+                ))
+                .catch_unwind()
+                .await;
                 drop(permit);
-                run.outcome = finished.outcome;
-                run.interrupts = finished.interrupts;
-                run.open_questions = finished.open_questions;
-                change = match finished.checkpoint.map(|c| c.encode()) {
-                    Some(Ok(checkpoint)) => RunChange::Suspend(checkpoint),
-                    Some(Err(error)) => {
-                        run.outcome.status = RunStatus::Error;
-                        run.outcome.error_code = Some(error.code().into());
-                        run.outcome.errors.insert("run".into(), error.to_string());
-                        RunChange::End(None)
+                match finished {
+                    Ok(finished) => {
+                        run.outcome = finished.outcome;
+                        run.interrupts = finished.interrupts;
+                        run.open_questions = finished.open_questions;
+                        change = match finished.checkpoint.map(|c| c.encode()) {
+                            Some(Ok(checkpoint)) => RunChange::Suspend(checkpoint),
+                            Some(Err(error)) => {
+                                run.outcome.status = RunStatus::Error;
+                                run.outcome.error_code = Some(error.code().into());
+                                run.outcome.errors.insert("run".into(), error.to_string());
+                                RunChange::End(None)
+                            }
+                            None => RunChange::End(finished.record),
+                        };
                     }
-                    None => RunChange::End(finished.record),
-                };
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        tracing::error!(run_id, panic = message, "the run's execution panicked");
+                        run.outcome.status = RunStatus::Error;
+                        run.outcome.error_code = Some(HaltCode::Internal.as_str().into());
+                        run.outcome
+                            .errors
+                            .insert("run".into(), format!("internal error: {message}"));
+                    }
+                }
             }
             (None, _) => run.outcome.status = RunStatus::Cancelled,
             (Some(_), None) => {

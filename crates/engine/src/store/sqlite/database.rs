@@ -42,7 +42,6 @@
 //! than this program stops the process with a message naming the file and
 //! what to do; the file is never written to in that case.
 
-use std::any::Any;
 use std::fs::File;
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -56,6 +55,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Semaphore, oneshot};
 
 use super::schema;
+use crate::failure::panic_message;
 use crate::store::{Incidents, StoreError};
 
 /// The database's file name inside the data directory (`memory.path`).
@@ -176,7 +176,7 @@ fn in_savepoint<T>(
     let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|panic| {
         Err(StoreError::Io {
             message: "storage error: a write failed unexpectedly".into(),
-            detail: format!("a write job panicked: {}", panic_message(&panic)),
+            detail: format!("a write job panicked: {}", panic_message(&*panic)),
         })
     });
     let ended = match result {
@@ -194,14 +194,6 @@ fn in_savepoint<T>(
 /// kept prepared rather than parsed again for each job.
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-fn panic_message(panic: &Box<dyn Any + Send>) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
 
 /// The shared state of a [`Database`].
