@@ -5,6 +5,10 @@
 
 mod common;
 
+use bmad2pf_engine::Engine;
+use bmad2pf_engine::store::{
+    DocId, DocMeta, DocStore, DocVersion, DocWriter, Document, StoreError,
+};
 use common::{
     Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_with,
     read_response,
@@ -14,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -940,5 +945,75 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
     assert_eq!(json_with(run, StatusCode::OK).await?["status"], "success");
     assert_eq!(engine.docs().list(Some(&at_limit)).await?.len(), 2);
     server.stop().await;
+    Ok(())
+}
+
+/// Documents whose reads panic, as a bug would; everything else is the
+/// real store's.
+struct PanickingReads(Arc<dyn DocStore>);
+
+#[async_trait::async_trait]
+impl DocStore for PanickingReads {
+    async fn get(&self, _: &DocId) -> Result<Option<Document>, StoreError> {
+        panic!("a bug in the document store")
+    }
+    async fn get_version(&self, id: &DocId, version: u64) -> Result<Option<Document>, StoreError> {
+        self.0.get_version(id, version).await
+    }
+    async fn versions(&self, id: &DocId) -> Result<Vec<DocVersion>, StoreError> {
+        self.0.versions(id).await
+    }
+    async fn put(
+        &self,
+        id: &DocId,
+        content: &str,
+        writer: DocWriter,
+    ) -> Result<DocVersion, StoreError> {
+        self.0.put(id, content, writer).await
+    }
+    async fn delete(&self, id: &DocId) -> Result<bool, StoreError> {
+        self.0.delete(id).await
+    }
+    async fn meta(&self, id: &DocId) -> Result<Option<DocMeta>, StoreError> {
+        self.0.meta(id).await
+    }
+    async fn list(&self, story_id: Option<&str>) -> Result<Vec<DocMeta>, StoreError> {
+        self.0.list(story_id).await
+    }
+    async fn health(&self) -> Result<(), StoreError> {
+        self.0.health().await
+    }
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_500_and_the_connection_serves_on() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let engine = server.state.engine();
+    let mut stores = engine.stores();
+    stores.docs = Arc::new(PanickingReads(stores.docs));
+    let panicking = Engine::with_stores(
+        engine.bundle().clone(),
+        engine.config().clone(),
+        stores,
+        &|_| None,
+    )?;
+    server.state.replace_engine(Arc::new(panicking));
+
+    // One HTTP/2 connection: the panic must not take it down.
+    let h2 = common::http_client_builder()
+        .http2_prior_knowledge()
+        .build()?;
+    let url = |path: &str| format!("{}{path}", server.base);
+    let put = h2
+        .put(url("/doc/s1__brief"))
+        .header("content-type", "text/markdown")
+        .body("# Brief")
+        .send()
+        .await?;
+    assert!(put.status().is_success(), "{}", put.status());
+    let read = h2.get(url("/doc/s1__brief")).send().await?;
+    assert_error(read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await?;
+    let listed = h2.get(url("/doc?story_id=s1")).send().await?;
+    assert_eq!(listed.status(), StatusCode::OK);
     Ok(())
 }
