@@ -691,6 +691,17 @@ mod tests {
         Ok((engine, flow))
     }
 
+    /// A run of the analyst's `flow` for story `s1`.
+    fn analyst_request(flow: &str) -> RunRequest {
+        RunRequest {
+            flow: flow.to_string(),
+            story_id: "s1".into(),
+            input: "a todo app".into(),
+            force: false,
+            budget: None,
+        }
+    }
+
     /// Runs the analyst's flow while a store fails (`failing`), then again
     /// after it recovered: the first run is an error naming `failed` and
     /// saves no record, so the second redoes the work and saves one.
@@ -700,13 +711,7 @@ mod tests {
         failing: &AtomicBool,
         failed: &str,
     ) -> TestResult {
-        let request = || RunRequest {
-            flow: flow.to_string(),
-            story_id: "s1".into(),
-            input: "a todo app".into(),
-            force: false,
-            budget: None,
-        };
+        let request = || analyst_request(flow);
 
         let outcome = engine
             .run(request(), RunMode::Headless, None)
@@ -803,13 +808,7 @@ mod tests {
         let (db, memory) = flaky_memory(dir.path())?;
         memory.panicking.store(true, Ordering::SeqCst);
         let (engine, flow) = analyst_engine(dir.path(), db, memory.clone()).await?;
-        let request = || RunRequest {
-            flow: flow.clone(),
-            story_id: "s1".into(),
-            input: "a todo app".into(),
-            force: false,
-            budget: None,
-        };
+        let request = || analyst_request(&flow);
         // Bounded: before the panic was caught, this waited forever.
         let limit = std::time::Duration::from_secs(30);
         let run =
