@@ -147,7 +147,7 @@ impl std::fmt::Display for FailureCode {
 }
 
 /// What a caught panic said, for the log and the failure it becomes.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

@@ -7,12 +7,20 @@
 //!   tool result marked as an error, with the code and details, so the
 //!   model reads it and can act (poll the run in progress, say, or retry);
 //! - the machinery failed (a store, the configuration): an MCP `internal
-//!   error`.
+//!   error`;
+//! - a bug panicked while the request was served: an MCP `internal error`
+//!   too ([`guarded`]). The SDK serves each request on a task of its own,
+//!   and a panic there would otherwise leave the client waiting for an
+//!   answer that never comes.
 
 use bmad2pf_engine::EngineError;
+use bmad2pf_engine::failure::panic_message;
+use futures::FutureExt;
 use rmcp::ErrorData as McpError;
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 /// What a tool answers when the engine refuses or fails its request.
 pub fn refused(error: EngineError) -> Result<CallToolResult, McpError> {
@@ -94,6 +102,22 @@ fn details(error: &EngineError) -> Option<Value> {
     }
 }
 
+/// Serves a request with `work`, answering a panic inside it as an MCP
+/// internal error with the panic's message.
+pub async fn guarded<T>(work: impl Future<Output = Result<T, McpError>>) -> Result<T, McpError> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic_message(&*panic);
+            tracing::error!(panic = message, "an MCP request panicked");
+            Err(McpError::internal_error(
+                format!("internal error: {message}"),
+                None,
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +142,17 @@ mod tests {
 
         let broken = refused(EngineError::Internal("boom".into()));
         assert!(matches!(broken, Err(e) if e.code == ErrorCode::INTERNAL_ERROR));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_panics_is_an_internal_error() {
+        let answered: Result<(), McpError> = guarded(async { panic!("a bug") }).await;
+        let Err(error) = answered else {
+            panic!("a panic is an error")
+        };
+        assert_eq!(error.code, ErrorCode::INTERNAL_ERROR);
+        assert_eq!(error.message, "internal error: a bug");
+        let fine = guarded(async { Ok::<_, McpError>(7) }).await;
+        assert!(matches!(fine, Ok(7)));
     }
 }

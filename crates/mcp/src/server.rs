@@ -2,6 +2,9 @@
 //! `tools/list` from the bundle's catalog, runs `tools/call` through the
 //! catalog's action for the tool, and serves documents as resources.
 //!
+//! Each request is served through [`guarded`], so a bug that panics
+//! answers an MCP internal error instead of no answer at all.
+//!
 //! The engine is fetched from an [`EngineSource`] at the start of each
 //! request, so a server that swaps its engine (`serve --watch`) offers the
 //! new bundle's tools to the next request, and a request finishes on the
@@ -10,6 +13,7 @@
 use crate::arguments::Arguments;
 use crate::catalog::{Action, Catalog};
 use crate::documents;
+use crate::errors::guarded;
 use crate::execute;
 use crate::runs::{self, Progress};
 use bmad2pf_engine::Engine;
@@ -105,8 +109,11 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let catalog = Catalog::of(&self.engines.engine());
-        Ok(ListToolsResult::with_all_items(catalog.tools()))
+        guarded(async {
+            let catalog = Catalog::of(&self.engines.engine());
+            Ok(ListToolsResult::with_all_items(catalog.tools()))
+        })
+        .await
     }
 
     async fn call_tool(
@@ -114,7 +121,7 @@ impl ServerHandler for McpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        self.call(request, context).await.map(Into::into)
+        guarded(self.call(request, context)).await.map(Into::into)
     }
 
     async fn list_resources(
@@ -122,8 +129,11 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let resources = documents::list(&self.engines.engine()).await?;
-        Ok(ListResourcesResult::with_all_items(resources))
+        guarded(async {
+            let resources = documents::list(&self.engines.engine()).await?;
+            Ok(ListResourcesResult::with_all_items(resources))
+        })
+        .await
     }
 
     async fn list_resource_templates(
@@ -141,7 +151,7 @@ impl ServerHandler for McpServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        documents::read(&self.engines.engine(), &request.uri)
+        guarded(documents::read(&self.engines.engine(), &request.uri))
             .await
             .map(Into::into)
     }

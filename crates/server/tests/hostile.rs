@@ -986,7 +986,7 @@ impl DocStore for PanickingReads {
 }
 
 #[tokio::test]
-async fn a_handler_that_panics_answers_500_and_the_connection_serves_on() -> TestResult {
+async fn a_request_that_panics_is_answered_as_an_internal_error() -> TestResult {
     let server = TestServer::start(Setup::default()).await?;
     let engine = server.state.engine();
     let mut stores = engine.stores();
@@ -1015,5 +1015,52 @@ async fn a_handler_that_panics_answers_500_and_the_connection_serves_on() -> Tes
     assert_error(read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await?;
     let listed = h2.get(url("/doc?story_id=s1")).send().await?;
     assert_eq!(listed.status(), StatusCode::OK);
+
+    // Over MCP the same read is an internal error, not a request left
+    // without an answer.
+    let rpc = |session: Option<&str>, body: Value| {
+        let request = server
+            .client
+            .post(url("/mcp"))
+            .header(ACCEPT, "application/json, text/event-stream")
+            .json(&body);
+        match session {
+            Some(session) => request.header("mcp-session-id", session),
+            None => request,
+        }
+    };
+    let initialized = rpc(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+    )
+    .send()
+    .await?;
+    let session = initialized
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("a session id")?
+        .to_string();
+    rpc(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .send()
+    .await?;
+    let read = rpc(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read",
+            "params": {"uri": "doc://s1/brief"}}),
+    )
+    .send();
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), async { read.await?.text().await }).await??;
+    assert!(answer.contains("-32603"), "{answer}");
+    assert!(
+        answer.contains("internal error: a bug in the document store"),
+        "{answer}"
+    );
     Ok(())
 }
