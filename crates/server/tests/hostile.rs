@@ -1003,17 +1003,16 @@ async fn a_request_that_panics_is_answered_as_an_internal_error() -> TestResult 
     let h2 = common::http_client_builder()
         .http2_prior_knowledge()
         .build()?;
-    let url = |path: &str| format!("{}{path}", server.base);
     let put = h2
-        .put(url("/doc/s1__brief"))
+        .put(server.url("/doc/s1__brief"))
         .header("content-type", "text/markdown")
         .body("# Brief")
         .send()
         .await?;
     assert!(put.status().is_success(), "{}", put.status());
-    let read = h2.get(url("/doc/s1__brief")).send().await?;
+    let read = h2.get(server.url("/doc/s1__brief")).send().await?;
     assert_error(read, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await?;
-    let listed = h2.get(url("/doc?story_id=s1")).send().await?;
+    let listed = h2.get(server.url("/doc?story_id=s1")).send().await?;
     assert_eq!(listed.status(), StatusCode::OK);
 
     // Over MCP the same read is an internal error, not a request left
@@ -1021,7 +1020,7 @@ async fn a_request_that_panics_is_answered_as_an_internal_error() -> TestResult 
     let rpc = |session: Option<&str>, body: Value| {
         let request = server
             .client
-            .post(url("/mcp"))
+            .post(server.url("/mcp"))
             .header(ACCEPT, "application/json, text/event-stream")
             .json(&body);
         match session {
