@@ -555,22 +555,11 @@ async fn the_console_asks_for_the_api_key_once_and_keeps_it_for_the_tab() -> Tes
         &[("CONSOLE_TEST_KEY", "open-sesame")],
     )?;
     // The page loads without the key; the API does not answer without it.
-    assert_eq!(
-        common::http_client()?
-            .get(format!("{}/", server.base))
-            .send()
-            .await?
-            .status(),
-        200
-    );
-    assert_eq!(
-        common::http_client()?
-            .get(format!("{}/flows", server.base))
-            .send()
-            .await?
-            .status(),
-        401
-    );
+    let client = common::http_client()?;
+    let page = client.get(format!("{}/", server.base)).send().await?;
+    assert_eq!(page.status(), 200);
+    let flows = client.get(format!("{}/flows", server.base)).send().await?;
+    assert_eq!(flows.status(), 401);
 
     let browser = Browser::start(&chromium, &driver, &dir.path().join("profile")).await?;
     browser.open(&format!("{}/#/flows", server.base)).await?;

@@ -456,9 +456,8 @@ async fn over_http_without_a_key_only_loopback_host_names_are_answered() -> Test
 #[tokio::test]
 async fn over_http_mcp_needs_the_key_and_serves_the_same() -> TestResult {
     // The SDK's default HTTP client (`from_uri`, `from_config`) uses the
-    // process-wide crypto provider; the workspace's rustls has ring only,
-    // installed by nobody else in this program.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // process-wide crypto provider.
+    common::install_crypto_provider();
     let dir = tempfile::tempdir()?;
     let server = serve(dir.path(), true)?;
     let url = format!("{}/mcp", server.base);

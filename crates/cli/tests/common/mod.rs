@@ -63,11 +63,17 @@ pub fn serve(
     Ok(Server { child, base })
 }
 
-/// A client builder for the tests' requests. reqwest is built without a
-/// TLS crypto provider of its own (the engine hands its clients a
-/// configuration), so ring is installed as this process's provider first.
-pub fn http_client_builder() -> reqwest::ClientBuilder {
+/// Installs ring as this process's TLS crypto provider, for the clients
+/// made without a configuration of their own (the tests' reqwest clients,
+/// the MCP SDK's default one): reqwest is built without a provider, and
+/// the workspace's rustls has ring only. Later calls change nothing.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A client builder for the tests' requests (see [`install_crypto_provider`]).
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder()
 }
 
