@@ -1,7 +1,8 @@
 //! Middleware every request passes through: per-request log line and
 //! metrics, the JSON error shape for responses that did not come from a
-//! handler (axum's 404 and 405, a swagger asset that does not exist…), and
-//! the early 413 for a body declared too large.
+//! handler (axum's 404 and 405, a swagger asset that does not exist…) and
+//! for a handler that panicked, and the early 413 for a body declared too
+//! large.
 //!
 //! Request ids are tower-http's `SetRequestId`/`PropagateRequestId`
 //! (wired in [`crate::router`]): a client's `x-request-id` is kept, else a
@@ -29,6 +30,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bmad2pf_engine::failure::panic_message;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 /// Route label of requests that matched no route.
@@ -131,9 +135,21 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 }
 
 /// Gives error responses that are not JSON yet the API's error shape,
-/// keeping their status and headers (`Allow` on a 405).
+/// keeping their status and headers (`Allow` on a 405). A handler that
+/// panics (a bug) answers 500 `internal_error` to its own request;
+/// uncaught, the panic would close the connection, and with it every
+/// other request on an HTTP/2 connection.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            tracing::error!(
+                panic = panic_message(&*panic),
+                "a request's handler panicked"
+            );
+            return ApiError::internal().into_response();
+        }
+    };
     let status = response.status();
     let is_json = response
         .headers()

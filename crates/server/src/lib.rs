@@ -61,7 +61,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -102,12 +101,7 @@ pub fn router(state: AppState) -> Result<Router, ServerError> {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    // A handler that panics (a bug) answers 500 `internal_error` to its
-    // own request (`json_errors` gives the body its JSON shape, `observe`
-    // counts it); uncaught, it would close the connection, and with it
-    // every other request on an HTTP/2 connection.
     let app = app
-        .layer(CatchPanicLayer::new())
         .layer(from_fn(layers::json_errors))
         .layer(from_fn_with_state(state.clone(), layers::observe))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
