@@ -144,22 +144,19 @@ fn install_layout(files: &SourceSnapshot) -> Layout {
     }
 }
 
-/// Folders (of the root, of `src/`, or the root itself) holding
-/// `module.yaml` plus `agents/**/*.agent.yaml` or `workflows/**/workflow*`.
+/// Folders holding `module.yaml` plus `agents/**/*.agent.yaml` or
+/// `workflows/**/workflow*`: the root itself, its folders, the folders of
+/// `src/`, and the folders of `modules/` or `src/modules/` (where
+/// BMAD-METHOD kept its modules before 6.0: `src/modules/bmm`).
 fn module_dirs(files: &SourceSnapshot) -> Vec<ModuleDir> {
-    let mut candidates: BTreeSet<String> = BTreeSet::new();
-    for path in files.paths() {
-        let Some(dir) = path.strip_suffix("module.yaml") else {
-            continue;
-        };
-        let dir = dir.trim_end_matches('/');
-        if dir.is_empty() || dir.split('/').count() == 1 || dir.starts_with("src/") {
-            candidates.insert(dir.to_string());
-        }
-    }
+    let candidates: BTreeSet<&str> = files
+        .paths()
+        .filter(|p| file_name(p) == "module.yaml")
+        .map(parent)
+        .filter(|dir| is_module_folder(dir))
+        .collect();
     candidates
         .into_iter()
-        .filter(|dir| dir.is_empty() || dir.matches('/').count() <= 1)
         .filter(|dir| holds_module_content(files, dir))
         .map(|dir| {
             // The source folder itself as a module: named after the folder.
@@ -172,9 +169,18 @@ fn module_dirs(files: &SourceSnapshot) -> Vec<ModuleDir> {
                     .unwrap_or("module")
                     .to_string(),
             };
-            ModuleDir { name, dir }
+            ModuleDir {
+                name,
+                dir: dir.to_string(),
+            }
         })
         .collect()
+}
+
+/// Where a module folder may sit (see [`module_dirs`]).
+fn is_module_folder(dir: &str) -> bool {
+    let grouping = parent(dir);
+    dir.is_empty() || matches!(grouping, "" | "src" | "modules" | "src/modules")
 }
 
 fn holds_module_content(files: &SourceSnapshot, dir: &str) -> bool {
@@ -252,6 +258,18 @@ mod tests {
         assert_eq!(l.kind, SourceLayout::BmadV6);
         assert_eq!(l.modules.len(), 1);
         assert_eq!(l.modules[0].dir, "src/bmm");
+
+        // Where BMAD-METHOD kept its modules before 6.0.
+        let (_d, s) = snapshot(&[
+            "src/core/module.yaml",
+            "src/core/agents/bmad-master.agent.yaml",
+            "src/modules/bmm/module.yaml",
+            "src/modules/bmm/workflows/prd/workflow.yaml",
+            "src/modules/bmm/data/deep/module.yaml",
+        ])?;
+        let l = detect(&s).ok_or("no layout")?;
+        let dirs: Vec<&str> = l.modules.iter().map(|m| m.dir.as_str()).collect();
+        assert_eq!(dirs, ["src/core", "src/modules/bmm"]);
 
         let (_d, s) = snapshot(&["plan/a/SKILL.md", "b/SKILL.md", "README.md"])?;
         let l = detect(&s).ok_or("no layout")?;

@@ -141,6 +141,11 @@ mod tests {
             tree.resolve("{project-root}/_bmad/bmm/data/x.csv", "a", &vars),
             "src/bmm/data/x.csv"
         );
+        // Before 6.0 the install folder was a variable.
+        assert_eq!(
+            tree.resolve("{project-root}/{bmad_folder}/bmm/data/x.csv", "a", &vars),
+            "src/bmm/data/x.csv"
+        );
         assert_eq!(
             tree.resolve("{installed_path}/../t.md", "a", &vars),
             "src/bmm/workflows/t.md"

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 
 /// The built-in variable naming the project root.
 pub const PROJECT_ROOT: &str = "project-root";
+/// The built-in variable naming the install folder, which BMAD-METHOD
+/// wrote as `{project-root}/{bmad_folder}/<m>/…` before 6.0.
+const BMAD_FOLDER: &str = "bmad_folder";
 
 /// Shortest `{x}` checked for being a near miss of a known name.
 const NEAR_MISS_MIN_CHARS: usize = 6;
@@ -27,10 +30,12 @@ pub struct Vars {
 }
 
 impl Vars {
-    /// The built-in layer: `{project-root}` (see the module docs).
+    /// The built-in layer: `{project-root}` (see the module docs) and
+    /// `{bmad_folder}` (`_bmad`).
     pub fn new(project_root: Option<&str>) -> Self {
         let mut vars = Self::default();
         vars.set(PROJECT_ROOT, project_root.unwrap_or_default());
+        vars.set(BMAD_FOLDER, super::layout::INSTALL_DIR);
         vars
     }
 
