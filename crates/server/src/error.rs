@@ -28,8 +28,10 @@ pub const HTTP_CODES: &[&str] = &[
     "invalid_utf8",
     "unreadable_body",
     "unauthorized",
+    "forbidden",
     "not_found",
     "method_not_allowed",
+    "not_acceptable",
     "request_timeout",
     "payload_too_large",
     "unsupported_media_type",
@@ -108,6 +110,11 @@ impl ApiError {
                 ("unsupported_media_type", "unsupported content type")
             }
             StatusCode::UNAUTHORIZED => ("unauthorized", "missing or wrong API key"),
+            StatusCode::FORBIDDEN => ("forbidden", "the request is not allowed"),
+            StatusCode::NOT_ACCEPTABLE => (
+                "not_acceptable",
+                "no answer in a media type the Accept header allows",
+            ),
             StatusCode::REQUEST_TIMEOUT => ("request_timeout", "request timed out"),
             s if s.is_server_error() => {
                 return Self::new(s, "internal_error", "internal server error");
@@ -295,8 +302,10 @@ mod tests {
         for status in [
             StatusCode::BAD_REQUEST,
             StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
             StatusCode::NOT_FOUND,
             StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::NOT_ACCEPTABLE,
             StatusCode::REQUEST_TIMEOUT,
             StatusCode::PAYLOAD_TOO_LARGE,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

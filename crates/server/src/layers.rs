@@ -134,8 +134,22 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
+/// The most of an error body [`json_errors`] reads to keep as its message.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// `body` as trimmed text, when it is non-empty UTF-8 of at most
+/// [`MAX_REASON_BYTES`].
+async fn short_text(body: Body) -> Option<String> {
+    let bytes = axum::body::to_bytes(body, MAX_REASON_BYTES).await.ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 /// Gives error responses that are not JSON yet the API's error shape,
-/// keeping their status and headers (`Allow` on a 405). A handler that
+/// keeping their status and headers (`Allow` on a 405). A client error
+/// that came with a short text (the MCP SDK's `Not Found: Session not
+/// found`, its reason a body is not JSON-RPC) keeps that text as its
+/// message: the status alone would say `no such route` of `/mcp`. A handler that
 /// panics (a bug) answers 500 `internal_error` to its own request;
 /// uncaught, the panic would close the connection, and with it every
 /// other request on an HTTP/2 connection.
@@ -159,8 +173,14 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let (mut parts, _) = response.into_parts();
-    let replacement = ApiError::from_status(status).into_response();
+    let (mut parts, body) = response.into_parts();
+    let mut error = ApiError::from_status(status);
+    if status.is_client_error()
+        && let Some(reason) = short_text(body).await
+    {
+        error.message = reason;
+    }
+    let replacement = error.into_response();
     let (new_parts, body) = replacement.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);

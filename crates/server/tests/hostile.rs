@@ -383,6 +383,55 @@ async fn error_responses_from_every_layer_carry_a_request_id() -> TestResult {
 }
 
 #[tokio::test]
+async fn mcp_transport_errors_say_what_was_wrong() -> TestResult {
+    let server = TestServer::start(Setup::default()).await?;
+    let c = &server.client;
+    let mcp_accepting = |accept: &str| {
+        c.post(server.url("/mcp"))
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, accept)
+    };
+    let mcp = || mcp_accepting("application/json, text/event-stream");
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // Each with the status the MCP SDK chose and its reason, not the
+    // status's generic message (`no such route` of a route that exists).
+    let cases = [
+        (
+            mcp().body("{"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "deserialize request body",
+        ),
+        (
+            mcp().header("mcp-session-id", "gone").body(list),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Session not found",
+        ),
+        (
+            mcp_accepting("application/json").body(list),
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "text/event-stream",
+        ),
+        (
+            mcp().header("host", "rebinding.example").body(list),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Host",
+        ),
+    ];
+    for (request, status, code, reason) in cases {
+        let body = assert_error(request.send().await?, status, code).await?;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{status}: {message}");
+    }
+    assert_alive(&server).await?;
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn any_case_of_the_bearer_scheme_carries_the_key() -> TestResult {
     let server = TestServer::start(Setup {
         api_key: Some("s3cret".into()),
