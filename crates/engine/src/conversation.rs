@@ -533,6 +533,7 @@ mod tests {
             id: "toolu_1".into(),
             name: "lookup".into(),
             arguments: serde_json::json!({}),
+            signature: None,
         };
         let llm = llm(
             "claude",

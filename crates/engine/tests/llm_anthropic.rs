@@ -219,11 +219,13 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
                 id: "toolu_1".into(),
                 name: "get_weather".into(),
                 arguments: json!({"city": "Oslo"}),
+                signature: None,
             },
             ToolCall {
                 id: "toolu_2".into(),
                 name: "get_weather".into(),
                 arguments: json!({"city": "Bergen"}),
+                signature: None,
             },
         ],
     });
@@ -242,7 +244,8 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
         vec![ToolCall {
             id: "toolu_01A09q90qw90lq917835lq9".into(),
             name: "get_weather".into(),
-            arguments: json!({"city": "San Francisco"})
+            arguments: json!({"city": "San Francisco"}),
+            signature: None,
         }]
     );
     let sent = server.single_request();

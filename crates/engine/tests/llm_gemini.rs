@@ -193,6 +193,7 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
             id: "call_0".into(),
             name: "get_weather".into(),
             arguments: json!({"city": "Oslo"}),
+            signature: None,
         }],
     });
     request.messages.push(Message::ToolResult {
@@ -207,7 +208,8 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
         vec![ToolCall {
             id: "call_0".into(),
             name: "get_weather".into(),
-            arguments: json!({"city": "Boston"})
+            arguments: json!({"city": "Boston"}),
+            signature: None,
         }]
     );
     let sent = server.single_request();
@@ -223,6 +225,59 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
     assert_eq!(
         sent.body["contents"][2],
         json!({"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "4°C"}}}]})
+    );
+}
+
+/// Gemini 3 puts a `thoughtSignature` beside each `functionCall` and
+/// answers 400 to a later turn whose calls come back without theirs.
+#[tokio::test]
+async fn thought_signatures_go_back_with_their_function_calls() {
+    let calls = json!([
+        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2lnLW9zbG8="},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}}
+    ]);
+    let answer = chunk(json!([{"text": "4°C and 6°C"}]), Some("STOP"), None);
+    let (server, provider) = gemini_case()
+        .serve(vec![
+            Reply::Sse(vec![sse_data(&chunk(calls, Some("STOP"), None))]),
+            Reply::json(200, answer),
+        ])
+        .await;
+    let mut request = LlmRequest::new(MODEL, "Weather in Oslo and Bergen?");
+    request.tools = vec![ToolDefinition {
+        name: "get_weather".into(),
+        description: "Current weather for a city".into(),
+        parameters: json!({"type": "object"}),
+    }];
+    let (asked, _) = complete_streamed(provider.as_ref(), &request).await;
+    let asked = asked.expect("streamed function calls");
+    let signatures: Vec<Option<&str>> = asked
+        .tool_calls
+        .iter()
+        .map(|c| c.signature.as_deref())
+        .collect();
+    assert_eq!(signatures, [Some("c2lnLW9zbG8="), None]);
+
+    request.messages.push(Message::Assistant {
+        text: String::new(),
+        tool_calls: asked.tool_calls.clone(),
+    });
+    for (call, temperature) in asked.tool_calls.iter().zip(["4°C", "6°C"]) {
+        request.messages.push(Message::ToolResult {
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            content: temperature.into(),
+        });
+    }
+    let answered = provider.complete(&request, None).await.expect("answer");
+    assert_eq!(answered.text, "4°C and 6°C");
+    let requests = server.requests();
+    assert_eq!(
+        requests[1].body["contents"][1],
+        json!({"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2lnLW9zbG8="},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}}
+        ]})
     );
 }
 

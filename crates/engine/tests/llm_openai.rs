@@ -206,6 +206,7 @@ async fn tool_calls_are_parsed_and_sent_back() {
         id: "call_0".into(),
         name: "get_weather".into(),
         arguments: json!({"city": "Oslo"}),
+        signature: None,
     };
     let mut request = LlmRequest::new("gpt-4o-mini", "Weather in Oslo, then Paris?");
     request.tools = vec![weather_tool()];
@@ -225,7 +226,8 @@ async fn tool_calls_are_parsed_and_sent_back() {
         vec![ToolCall {
             id: "call_abc123".into(),
             name: "get_weather".into(),
-            arguments: json!({"city": "Paris"})
+            arguments: json!({"city": "Paris"}),
+            signature: None,
         }]
     );
     assert_eq!(response.text, "");

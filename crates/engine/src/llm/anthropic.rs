@@ -151,6 +151,7 @@ impl WireFormat for AnthropicProvider {
                     id,
                     name,
                     arguments: input,
+                    signature: None,
                 }),
                 Block::Other => {}
             }
@@ -268,6 +269,7 @@ impl StreamAssembler for EventAssembler {
                     arguments: parse_tool_arguments("anthropic", &name, &json)?,
                     id,
                     name,
+                    signature: None,
                 }),
             }
         }

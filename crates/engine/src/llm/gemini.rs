@@ -7,7 +7,9 @@
 //! JSON output), tools as `functionDeclarations`, replies with `functionCall`
 //! parts. Streaming uses `:streamGenerateContent?alt=sse`: every event is a
 //! partial `GenerateContentResponse`, the last one with `finishReason` and the
-//! final `usageMetadata`; there is no end marker.
+//! final `usageMetadata`; there is no end marker. A `functionCall` part's
+//! `thoughtSignature` is kept on its [`ToolCall`] and sent back beside the
+//! call in later turns, as Gemini 3 requires.
 //!
 //! Token counts: `promptTokenCount` already includes `cachedContentTokenCount`,
 //! but `candidatesTokenCount` leaves out `thoughtsTokenCount`, which is billed
@@ -96,12 +98,12 @@ impl WireFormat for GeminiProvider {
                         push_turn(&mut contents, "model", "parts", json!({"text": text}));
                     }
                     for call in tool_calls {
-                        push_turn(
-                            &mut contents,
-                            "model",
-                            "parts",
-                            json!({"functionCall": {"name": call.name, "args": call.arguments}}),
-                        );
+                        let mut part =
+                            json!({"functionCall": {"name": call.name, "args": call.arguments}});
+                        if let Some(signature) = &call.signature {
+                            part["thoughtSignature"] = json!(signature);
+                        }
+                        push_turn(&mut contents, "model", "parts", part);
                     }
                 }
                 Message::ToolResult { name, content, .. } => push_turn(
@@ -223,6 +225,7 @@ impl ReplyAssembler {
                     id,
                     name: call.name,
                     arguments: call.args.unwrap_or_else(|| json!({})),
+                    signature: part.thought_signature,
                 });
             }
         }
@@ -297,6 +300,8 @@ struct Part {
     /// A thought summary, not part of the answer.
     #[serde(default)]
     thought: bool,
+    /// Sent back with a `functionCall` part (see [`ToolCall::signature`]).
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]

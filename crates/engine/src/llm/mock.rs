@@ -111,6 +111,7 @@ impl MockProvider {
                 "prompt": format!("mock question {digest}: what should I know before I start?"),
                 "assume": "nothing beyond the input",
             }),
+            signature: None,
         })
     }
 

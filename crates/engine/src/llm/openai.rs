@@ -171,6 +171,7 @@ impl WireFormat for OpenAiProvider {
                     )?,
                     id: c.id,
                     name: c.function.name,
+                    signature: None,
                 })
             })
             .collect::<Result<_, LlmError>>()?;
@@ -279,6 +280,7 @@ impl StreamAssembler for ChunkAssembler {
                     arguments: parse_tool_arguments(self.provider, &name, &arguments)?,
                     id,
                     name,
+                    signature: None,
                 })
             })
             .collect::<Result<_, LlmError>>()?;

@@ -88,6 +88,12 @@ pub struct ToolCall {
     pub name: String,
     /// The arguments object, already parsed from the vendor's JSON text.
     pub arguments: serde_json::Value,
+    /// An opaque token the vendor attached to the call and wants back with
+    /// it in the conversation's later turns: Gemini's `thoughtSignature`
+    /// (Gemini 3 refuses a history whose calls lack theirs). `None` for the
+    /// other vendors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Token counts of one call, the same whatever the vendor (SPEC 8.4).
