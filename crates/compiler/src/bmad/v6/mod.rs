@@ -129,6 +129,7 @@ pub fn read(
                 vars.set("skill-root", &s.dir);
                 vars.set("skill-name", &s.name);
                 vars.set("installed_path", &s.dir);
+                let vars = steps::front_matter_vars(&tree, &vars, &doc, &rel);
                 let flow = step_flow(
                     &tree,
                     &s.name,
@@ -348,6 +349,7 @@ fn read_module_workflows(
         };
         let id = format!("{}/{flow_name}", module.code);
         let description = doc.field("description").unwrap_or_default();
+        let vars = steps::front_matter_vars(tree, &vars, &doc, rel);
         let flow = match steps::first_named_step(tree, &doc, rel, &vars) {
             Some(first) if !task => step_flow(
                 tree,

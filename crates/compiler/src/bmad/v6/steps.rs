@@ -609,30 +609,42 @@ pub fn waits(body: &str) -> Vec<String> {
     out
 }
 
-/// A step's task prompt: the runtime note, the workflow body, the step body,
-/// with known variables substituted (the step's front-matter values, paths
-/// resolved from its file, over the flow's variables), then the templates
-/// and checklists its front matter names, inlined. Also returns the files
-/// inlined.
-fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> (String, Vec<String>) {
-    let mut vars = flow.vars.clone();
-    let dir = parent(&step.rel);
-    let mut inlined = Vec::new();
-    for (key, value) in &step.doc.fields {
+/// `base` with the scalar values of the front matter of `doc` (the file
+/// `rel`) over it (SPEC 1.7, variables, layer 6): each value substituted
+/// with `base`, and one that looks like a path resolved from the file.
+pub fn front_matter_vars(tree: &Tree<'_>, base: &Vars, doc: &Markdown, rel: &str) -> Vars {
+    let dir = parent(rel);
+    let mut vars = base.clone();
+    for (key, value) in &doc.fields {
         if let Some(text) = value.scalar_text() {
             let looks_like_path = text.contains('/') || text.ends_with(".md");
             let value = if looks_like_path {
-                tree.resolve(&text, dir, flow.vars)
+                tree.resolve(&text, dir, base)
             } else {
-                flow.vars.substitute(&text)
+                base.substitute(&text)
             };
-            let lower = key.name.to_ascii_lowercase();
-            if (lower.contains("template") || lower.contains("checklist"))
-                && tree.files.is_file(&value)
-            {
-                inlined.push((key.name.clone(), value.clone()));
-            }
             vars.set(&key.name, value);
+        }
+    }
+    vars
+}
+
+/// A step's task prompt: the runtime note, the workflow body, the step body,
+/// with known variables substituted (the step's front-matter values over
+/// the flow's variables, see [`front_matter_vars`]), then the templates and
+/// checklists its front matter names, inlined. Also returns the files
+/// inlined.
+fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> (String, Vec<String>) {
+    let vars = front_matter_vars(tree, flow.vars, &step.doc, &step.rel);
+    let mut inlined = Vec::new();
+    for (key, value) in &step.doc.fields {
+        let lower = key.name.to_ascii_lowercase();
+        if value.scalar_text().is_some()
+            && let Some(path) = vars.get(&key.name)
+            && (lower.contains("template") || lower.contains("checklist"))
+            && tree.files.is_file(path)
+        {
+            inlined.push((key.name.clone(), path.to_string()));
         }
     }
     let mut prompt = format!(
@@ -674,6 +686,46 @@ mod tests {
         assert_eq!(key_action("nextStepFile_modeA", "s"), "*mode-a");
         assert_eq!(key_action("altStepFile", "s"), "*alt");
         assert_eq!(key_action("continueStepFile", "step-03-go-on"), "*go-on");
+    }
+
+    #[test]
+    fn a_workflows_front_matter_names_variables_of_its_body_and_steps() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let files = [
+            ("src/bmm/module.yaml", "code: bmm\nname: Method\n"),
+            (
+                "src/bmm/workflows/brief/workflow.md",
+                "---\nname: brief\ndescription: A brief\nprojectRoot: '{project-root}'\nmain_config: '{project-root}/_bmad/bmm/config.yaml'\n---\nCheck `{projectRoot}/_bmad/bmm/data/x.csv`.\nThen read fully and follow: `./steps/step-01-start.md`\n",
+            ),
+            (
+                "src/bmm/workflows/brief/steps/step-01-start.md",
+                "---\nname: start\ndescription: Start\n---\nLoad `{main_config}`.\n",
+            ),
+        ];
+        for (rel, text) in files {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir.path()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let compiled = crate::compile::compile(dir.path());
+        let variables: Vec<String> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "bmad-variable")
+            .map(ToString::to_string)
+            .collect();
+        assert!(variables.is_empty(), "{variables:#?}");
+        let bundle = compiled.bundle.unwrap_or_else(|| panic!("compiles"));
+        let prompt = bundle.flows["bmm/brief"].steps[0].metadata["prompt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            prompt.contains("Check `_bmad/bmm/data/x.csv`")
+                && prompt.contains("Load `src/bmm/config.yaml`"),
+            "{prompt}"
+        );
     }
 
     #[test]
