@@ -51,6 +51,14 @@ pub(crate) fn envelope_instructions(schema: Option<&Value>) -> String {
     text
 }
 
+/// Why an agent failed whose reply stopped at `max_tokens` ([`ConversationError::Truncated`]).
+pub(crate) fn truncated_message(max_tokens: u32) -> String {
+    format!(
+        "the reply stopped at the token limit ({max_tokens} tokens) before it was complete; \
+raise llm.max_tokens for this agent or in runtime.yaml"
+    )
+}
+
 fn repair_message(problem: &str) -> String {
     format!(
         "Your reply could not be used: {problem}. Reply again with only the corrected JSON object."
@@ -77,6 +85,8 @@ pub(crate) enum ConversationError {
     ToolLoopLimit,
     /// The reply did not fit the envelope or schema, also after one repair.
     InvalidOutput { problem: String },
+    /// The reply stopped at the request's `max_tokens`, unfinished.
+    Truncated { max_tokens: u32 },
     /// The caller's stop check said to start no more calls.
     Stopped,
     /// A tool the model called cannot be used (an MCP server that is down
@@ -266,6 +276,13 @@ impl<'a> Conversation<'a> {
                 tool_calls: response.tool_calls.clone(),
             });
             if response.tool_calls.is_empty() {
+                // A reply cut off at the limit would become a document that
+                // ends mid-sentence, reported as a success.
+                if response.reached_token_limit() {
+                    return Err(ConversationError::Truncated {
+                        max_tokens: request.max_tokens,
+                    });
+                }
                 return Ok(response.text);
             }
             let mut asked = None;

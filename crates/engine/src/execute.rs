@@ -12,6 +12,7 @@
 use crate::canonical::canonical_hash;
 use crate::conversation::{
     Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, envelope_instructions,
+    truncated_message,
 };
 use crate::core::Core;
 use crate::error::EngineError;
@@ -172,6 +173,10 @@ pub(crate) async fn execute(
         Err(ConversationError::Llm(error)) => (
             format!("the LLM call failed: {}", error.code()),
             error.to_string(),
+        ),
+        Err(ConversationError::Truncated { max_tokens }) => (
+            "the reply was cut off at the token limit".to_string(),
+            truncated_message(max_tokens),
         ),
         Err(ConversationError::InvalidOutput { problem }) => (
             "the reply was not valid structured output after one repair attempt".to_string(),

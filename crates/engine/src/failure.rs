@@ -67,6 +67,8 @@ error_codes! {
         ToolFailed => "tool_failed",
         /// The model kept calling tools past the limit.
         ToolLoopLimit => "tool_loop_limit",
+        /// The reply stopped at `llm.max_tokens`, unfinished.
+        OutputTruncated => "output_truncated",
         /// The run's budget was used up before the agent's next LLM call.
         BudgetExceeded => "budget_exceeded",
         /// A skill run headless closed with `"status": "blocked"` (SPEC 1.7).

@@ -339,12 +339,50 @@ async fn continue_and_fallback_go_on_but_still_report_the_failure() {
 }
 
 fn openai_reply(text: &str) -> Reply {
+    openai_reply_ending(text, "stop")
+}
+
+/// A whole chat completion whose choice ended for `finish_reason`.
+fn openai_reply_ending(text: &str, finish_reason: &str) -> Reply {
     Reply::json(
         200,
         json!({"id": "c1", "object": "chat.completion", "model": "m",
-               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}),
     )
+}
+
+#[tokio::test]
+async fn a_reply_cut_off_at_max_tokens_fails_the_agent_instead_of_becoming_its_document() {
+    let project = project(&files(
+        &[agent(
+            "pm",
+            "retry_count: 0
+",
+        )],
+        &[],
+    ));
+    let server = VendorServer::start(vec![openai_reply_ending(
+        "# PRD\n\n## Goals\n\nThe app lets",
+        "length",
+    )])
+    .await;
+    let mut config = scripted_config(&project, &server);
+    config.llm.max_tokens = 12;
+    let engine = project.engine_with(config).await;
+    let outcome = engine
+        .run(run("default", "cut"), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
+    assert_eq!(outcome.status, RunStatus::Error, "{outcome:#?}");
+    assert_eq!(outcome.results["pm"].status, AgentRunStatus::Failed);
+    let error = &outcome.errors["pm"];
+    assert!(
+        error.starts_with("output_truncated: ") && error.contains("(12 tokens)"),
+        "{error}"
+    );
+    assert!(doc(&engine, "cut__pm").await.is_none(), "no half document");
 }
 
 fn scripted_config(project: &Project, server: &VendorServer) -> RuntimeConfig {

@@ -358,3 +358,22 @@ async fn null_cache_counts_are_zero() {
         .expect("completion");
     assert_eq!(response.usage, reported(12, 3, 0, 0, 0));
 }
+
+#[tokio::test]
+async fn a_refusal_stop_is_a_blocked_reply_not_an_answer() {
+    let whole = message(json!([{"type": "text", "text": "I can"}]), "refusal");
+    let mut streamed = vec![sse_event("message_start", &message_start(10, 0, 0))];
+    streamed.extend(text_block(0, "I can"));
+    streamed.extend(message_end("refusal", 3));
+    let (_server, provider) = anthropic_case()
+        .serve(vec![Reply::json(200, whole), Reply::Sse(streamed)])
+        .await;
+    let request = LlmRequest::new(MODEL, "Something it declines");
+    let whole = provider.complete(&request, None).await;
+    let (streamed, _) = complete_streamed(provider.as_ref(), &request).await;
+    for result in [whole, streamed] {
+        let error = result.expect_err("declined");
+        assert_eq!(error.code(), "llm_content_blocked");
+        assert!(error.to_string().contains("refusal"), "{error}");
+    }
+}

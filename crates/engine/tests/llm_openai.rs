@@ -387,3 +387,47 @@ async fn usage_without_details_counts_no_cache_or_reasoning() {
         assert_eq!(response.usage, reported(30, 8, 0, 0, 0));
     }
 }
+
+#[tokio::test]
+async fn a_refusal_is_a_blocked_reply_not_an_answer() {
+    let refusal = "I'm sorry, I cannot help with that request.";
+    let whole = completion(
+        json!({"role": "assistant", "content": null, "refusal": refusal}),
+        "stop",
+    );
+    let streamed = vec![
+        sse_data(&chunk(
+            json!({"role": "assistant", "content": null, "refusal": ""}),
+            None,
+        )),
+        sse_data(&chunk(json!({"refusal": "I'm sorry, I cannot "}), None)),
+        sse_data(&chunk(json!({"refusal": "help with that request."}), None)),
+        sse_data(&chunk(json!({}), Some("stop"))),
+        "data: [DONE]\n\n".to_string(),
+    ];
+    let filtered = completion(
+        json!({"role": "assistant", "content": ""}),
+        "content_filter",
+    );
+    let (_server, provider) = openai_case()
+        .serve(vec![
+            Reply::json(200, whole),
+            Reply::Sse(streamed),
+            Reply::json(200, filtered),
+        ])
+        .await;
+    let request = LlmRequest::new("gpt-4o-mini", "Something it declines");
+    let whole = provider.complete(&request, None).await;
+    let (streamed, _) = complete_streamed(provider.as_ref(), &request).await;
+    let filtered = provider.complete(&request, None).await;
+    for (result, reason) in [
+        (whole, refusal),
+        (streamed, refusal),
+        (filtered, "content_filter"),
+    ] {
+        let error = result.expect_err("declined");
+        assert_eq!(error.code(), "llm_content_blocked");
+        assert!(error.to_string().contains(reason), "{error}");
+        assert!(!error.is_retryable());
+    }
+}

@@ -156,6 +156,7 @@ impl WireFormat for AnthropicProvider {
                 Block::Other => {}
             }
         }
+        refused(reply.stop_reason.as_deref())?;
         Ok(LlmResponse {
             text,
             tool_calls,
@@ -273,6 +274,7 @@ impl StreamAssembler for EventAssembler {
                 }),
             }
         }
+        refused(self.stop_reason.as_deref())?;
         Ok(LlmResponse {
             text,
             tool_calls,
@@ -280,6 +282,18 @@ impl StreamAssembler for EventAssembler {
             model: self.model,
             finish_reason: self.stop_reason,
         })
+    }
+}
+
+/// A reply the model stopped because it declined (`stop_reason: refusal`):
+/// what it wrote before is not an answer.
+fn refused(stop_reason: Option<&str>) -> Result<(), LlmError> {
+    match stop_reason {
+        Some("refusal") => Err(LlmError::ContentBlocked {
+            provider: "anthropic".into(),
+            reason: "stop_reason refusal".into(),
+        }),
+        _ => Ok(()),
     }
 }
 

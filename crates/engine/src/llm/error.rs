@@ -67,8 +67,10 @@ pub enum LlmError {
     /// The vendor answered 200 but not in its documented format.
     #[error("{provider}: malformed response: {message}")]
     Malformed { provider: String, message: String },
-    /// The vendor refused to answer for safety reasons (Gemini `blockReason`).
-    #[error("{provider}: the reply was blocked by the vendor's content filter: {reason}")]
+    /// The vendor withheld the answer (Gemini's `blockReason` and blocked
+    /// finish reasons, OpenAI's `refusal` and `content_filter`, Anthropic's
+    /// `refusal` stop reason).
+    #[error("{provider}: the vendor withheld the reply: {reason}")]
     ContentBlocked { provider: String, reason: String },
     #[error(
         "{provider}: no API key: set the environment variable {env_var} (or name another one in llm.api_key_env)"

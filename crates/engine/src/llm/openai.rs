@@ -153,11 +153,17 @@ impl WireFormat for OpenAiProvider {
                 message: "the reply has no choices".into(),
             });
         };
-        let text = choice
-            .message
-            .content
-            .or(choice.message.refusal)
-            .unwrap_or_default();
+        let text = choice.message.content.unwrap_or_default();
+        if choice.message.tool_calls.is_empty()
+            && let Some(error) = declined(
+                self.name,
+                &text,
+                choice.message.refusal.as_deref(),
+                choice.finish_reason.as_deref(),
+            )
+        {
+            return Err(error);
+        }
         let tool_calls = choice
             .message
             .tool_calls
@@ -191,6 +197,7 @@ impl WireFormat for OpenAiProvider {
             provider: self.name,
             request: request.clone(),
             text: String::new(),
+            refusal: String::new(),
             tools: BTreeMap::new(),
             usage: None,
             model: None,
@@ -206,6 +213,8 @@ struct ChunkAssembler {
     /// For the model-name fallback and a usage estimate when the server sends none.
     request: LlmRequest,
     text: String,
+    /// What the model said instead of answering, when it declined.
+    refusal: String,
     /// Tool calls by their `index`: id, name and the arguments text so far.
     tools: BTreeMap<usize, (String, String, String)>,
     usage: Option<OpenAiUsage>,
@@ -244,6 +253,9 @@ impl StreamAssembler for ChunkAssembler {
                 emit(&delta);
                 self.text.push_str(&delta);
             }
+            if let Some(refusal) = choice.delta.refusal {
+                self.refusal.push_str(&refusal);
+            }
             for call in choice.delta.tool_calls {
                 let entry = self.tools.entry(call.index).or_default();
                 if let Some(id) = call.id {
@@ -272,6 +284,17 @@ impl StreamAssembler for ChunkAssembler {
                 message: "the stream ended before the reply was complete (no [DONE])".into(),
             });
         }
+        let refusal = (!self.refusal.is_empty()).then_some(self.refusal.as_str());
+        if self.tools.is_empty()
+            && let Some(error) = declined(
+                self.provider,
+                &self.text,
+                refusal,
+                self.finish_reason.as_deref(),
+            )
+        {
+            return Err(error);
+        }
         let tool_calls = self
             .tools
             .into_values()
@@ -294,6 +317,28 @@ impl StreamAssembler for ChunkAssembler {
             finish_reason: self.finish_reason,
         })
     }
+}
+
+/// The error for a reply in which the model declined instead of answering:
+/// no text and a `refusal`, or a `content_filter` finish.
+fn declined(
+    provider: &str,
+    text: &str,
+    refusal: Option<&str>,
+    finish_reason: Option<&str>,
+) -> Option<LlmError> {
+    if !text.is_empty() {
+        return None;
+    }
+    let reason = match (refusal, finish_reason) {
+        (Some(refusal), _) => format!("the model refused: {refusal}"),
+        (None, Some("content_filter")) => "finish_reason content_filter".to_string(),
+        _ => return None,
+    };
+    Some(LlmError::ContentBlocked {
+        provider: provider.to_string(),
+        reason,
+    })
 }
 
 #[derive(Deserialize)]
@@ -393,6 +438,7 @@ struct ChunkChoice {
 #[derive(Deserialize, Default)]
 struct ChunkDelta {
     content: Option<String>,
+    refusal: Option<String>,
     #[serde(default)]
     tool_calls: Vec<ChunkToolCall>,
 }

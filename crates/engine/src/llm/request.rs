@@ -173,6 +173,17 @@ pub struct LlmResponse {
     pub finish_reason: Option<String>,
 }
 
+impl LlmResponse {
+    /// Whether the model stopped because it reached the request's
+    /// `max_tokens`, not because it was done: OpenAI's and compatible
+    /// servers' `length`, Anthropic's `max_tokens`, Gemini's `MAX_TOKENS`.
+    pub fn reached_token_limit(&self) -> bool {
+        self.finish_reason.as_deref().is_some_and(|reason| {
+            reason.eq_ignore_ascii_case("length") || reason.eq_ignore_ascii_case("max_tokens")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ use super::sequence::{PreparedStep, SequenceRun, SequenceState, prepare_sequence
 use super::{Halt, RunContext, RunState, elapsed_ms};
 use crate::conversation::{
     Asked, Asking, Conversation, ConversationError, MAX_TOOL_ROUNDS, Retries, ToolAccess,
+    truncated_message,
 };
 use crate::core::{AgentLlm, Core, output_documents};
 use crate::failure::{AgentErrorCode, FailureCode, HaltCode};
@@ -241,6 +242,10 @@ impl From<ConversationError> for CallError {
             ConversationError::ToolLoopLimit => Self::Other {
                 code: AgentErrorCode::ToolLoopLimit.into(),
                 message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
+            },
+            ConversationError::Truncated { max_tokens } => Self::Other {
+                code: AgentErrorCode::OutputTruncated.into(),
+                message: truncated_message(max_tokens),
             },
             ConversationError::InvalidOutput { problem } => Self::Other {
                 code: AgentErrorCode::InvalidOutput.into(),
