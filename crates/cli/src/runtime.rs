@@ -11,7 +11,7 @@
 use crate::Outcome;
 use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::{LogFormat, RuntimeConfig};
-use bmad2pf_compiler::diag::Diagnostics;
+use bmad2pf_compiler::diag::{Diagnostics, Severity};
 use bmad2pf_compiler::{compile, parse_runtime};
 use bmad2pf_engine::Engine;
 use clap::Args;
@@ -72,7 +72,13 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Compiles `src`, printing its diagnostics (warnings too) to stderr.
+/// Most warnings a command that runs the sources prints one by one; past
+/// it (a real BMAD tree has dozens, the same at every run) they are
+/// counted, and `validate` lists them.
+const LISTED_WARNINGS: usize = 10;
+
+/// Compiles `src`, printing its errors and its warnings (or, past
+/// [`LISTED_WARNINGS`], how many there are) to stderr.
 pub fn compile_sources(src: &Path) -> Result<(Bundle, RuntimeConfig, Option<String>), StartError> {
     if !src.is_dir() {
         return Err(StartError::usage(format!(
@@ -81,8 +87,19 @@ pub fn compile_sources(src: &Path) -> Result<(Bundle, RuntimeConfig, Option<Stri
         )));
     }
     let compilation = compile(src);
-    for diagnostic in compilation.diagnostics.iter() {
-        eprintln!("{diagnostic}");
+    let diagnostics = &compilation.diagnostics;
+    let warnings = diagnostics.warning_count();
+    let list_warnings = warnings <= LISTED_WARNINGS;
+    for diagnostic in diagnostics.iter() {
+        if list_warnings || diagnostic.severity == Severity::Error {
+            eprintln!("{diagnostic}");
+        }
+    }
+    if !list_warnings {
+        eprintln!(
+            "warning: {warnings} warnings in the sources; `bmad2pf validate --src {}` lists them",
+            src.display()
+        );
     }
     match compilation.bundle {
         Some(bundle) => Ok((bundle, compilation.runtime, compilation.runtime_yaml)),
