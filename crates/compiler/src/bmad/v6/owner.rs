@@ -74,16 +74,15 @@ pub fn assemble(
             .as_deref()
             .and_then(|c| names.resolve(c, &row.module))
             .filter(|f| flows.contains_key(f));
-        let by_file = || {
-            let written = row.workflow_file.as_deref()?;
-            let empty = Vars::default();
-            let path = tree.resolve(
+        let empty = Vars::default();
+        let path = row.workflow_file.as_deref().map(|written| {
+            tree.resolve(
                 written,
                 parent(&row.file),
                 vars.get(&row.module).unwrap_or(&empty),
-            );
-            by_file.get(path.as_str()).map(|f| f.to_string())
-        };
+            )
+        });
+        let by_file = || by_file.get(path.as_deref()?).map(|f| f.to_string());
         let agent = names
             .resolve(&row.agent, &row.module)
             .filter(|a| drafts.iter().any(|d| d.id == *a));
@@ -99,6 +98,12 @@ pub fn assemble(
                     format!("`agent` names `{}`, which is no agent here", row.agent),
                 );
             }
+            // A row that names its agent's own file is one of the agent's
+            // actions, done by talking to it: no workflow to find.
+            (None, Some(_))
+                if path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with(".agent.yaml") && tree.files.is_file(p)) => {}
             (None, Some(_)) => {
                 diags.warning(
                     "bmad-unknown-target",
