@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn every_code_is_listed_once_in_snake_case() {
         let codes: Vec<&str> = AgentErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(codes.len(), 12);
+        assert_eq!(codes.len(), 13);
         assert!(codes.contains(&"tool_loop_limit"));
         let mut unique = codes.clone();
         unique.sort_unstable();
