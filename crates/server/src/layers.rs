@@ -149,10 +149,10 @@ async fn short_text(body: Body) -> Option<String> {
 /// keeping their status and headers (`Allow` on a 405). A client error
 /// that came with a short text (the MCP SDK's `Not Found: Session not
 /// found`, its reason a body is not JSON-RPC) keeps that text as its
-/// message: the status alone would say `no such route` of `/mcp`. A handler that
-/// panics (a bug) answers 500 `internal_error` to its own request;
-/// uncaught, the panic would close the connection, and with it every
-/// other request on an HTTP/2 connection.
+/// message: the status alone would say `no such route` of `/mcp`. A
+/// handler that panics (a bug) answers 500 `internal_error` to its own
+/// request; uncaught, the panic would close the connection, and with it
+/// every other request on an HTTP/2 connection.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
         Ok(response) => response,
