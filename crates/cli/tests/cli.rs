@@ -378,6 +378,38 @@ fn validate_exit_codes_and_json() -> TestResult {
 }
 
 #[test]
+fn running_sources_with_many_warnings_counts_them_instead_of_listing_them() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    write_sources(&src)?;
+    // An agent without a prompt body warns: twelve of them.
+    for i in 0..12 {
+        fs::write(
+            src.join(format!("agents/quiet{i}.md")),
+            format!("---\nid: quiet{i}\n---\n"),
+        )?;
+    }
+    let validate = bmad2pf(&["validate", "--src", path_str(&src)])?;
+    assert_eq!(
+        stderr(&validate).matches("warning[empty-prompt]").count(),
+        12
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+        .current_dir(dir.path())
+        .args(["run", "brief", "--story", "s1", "--input", "x"])
+        .args(["--src", path_str(&src)])
+        .output()?;
+    let err = stderr(&run);
+    assert_eq!(code(&run), Some(0), "{err}");
+    assert!(!err.contains("warning[empty-prompt]"), "{err}");
+    assert!(
+        err.contains("warning: 12 warnings in the sources; `bmad2pf validate --src"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
 fn graph_prints_every_flow_or_one() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let src = tmp.path().join("src");
