@@ -626,3 +626,31 @@ fn one_module_folder_is_a_tree_too() -> Result<(), String> {
     );
     Ok(())
 }
+
+#[test]
+fn a_catalogue_row_names_a_skill_by_its_name() -> Result<(), String> {
+    // As in BMAD 6.1: the command (`bmad-bbq-buy`) is not the skill's name.
+    let dir = tree(&[
+        ("src/bbq/module.yaml", "code: bbq\nname: Barbecue\n"),
+        (
+            "src/bbq/agents/grocer.agent.yaml",
+            "agent:\n  metadata:\n    name: Gus\n    title: Grocer\n  persona:\n    role: Buys\n  menu: []\n",
+        ),
+        (
+            "src/bbq/module-help.csv",
+            "module,phase,name,code,sequence,workflow-file,command,required,agent,options,description,output-location,outputs,\nbbq,anytime,Buy,BY,,skill:bmad-buy,bmad-bbq-buy,false,grocer,,Buy the food,,list,\n",
+        ),
+        (
+            "src/bbq/skills/bmad-buy/SKILL.md",
+            "---\nname: bmad-buy\ndescription: Buy the food\n---\nWrite the shopping list.\n",
+        ),
+    ])?;
+    let c = compile(dir.path());
+    assert_eq!(warnings(&c), []);
+    let b = c.bundle.ok_or("no bundle")?;
+    assert_eq!(
+        meta_str(&flow(&b, "bmad-buy")?.metadata, "owner"),
+        "bbq/grocer"
+    );
+    Ok(())
+}

@@ -83,10 +83,17 @@ pub fn assemble(
             )
         });
         let by_file = || by_file.get(path.as_deref()?).map(|f| f.to_string());
+        // BMAD 6.1 names a skill as `skill:<name>` in place of a file.
+        let by_skill = || {
+            let name = row.workflow_file.as_deref()?.strip_prefix("skill:")?;
+            names
+                .resolve(name.trim(), &row.module)
+                .filter(|f| flows.contains_key(f))
+        };
         let agent = names
             .resolve(&row.agent, &row.module)
             .filter(|a| drafts.iter().any(|d| d.id == *a));
-        match (by_command.or_else(by_file), agent) {
+        match (by_command.or_else(by_skill).or_else(by_file), agent) {
             (Some(flow), Some(agent)) => {
                 owners.entry(flow).or_insert(agent);
             }
