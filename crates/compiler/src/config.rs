@@ -91,7 +91,9 @@ pub struct LlmConfig {
     pub base_url: Option<String>,
     /// Name of the environment variable holding the API key.
     pub api_key_env: Option<String>,
-    pub temperature: f64,
+    /// Sampling temperature; `None` (`null` in runtime.yaml) sends none, so
+    /// the vendor's default applies (OpenAI's reasoning models accept no other).
+    pub temperature: Option<f64>,
     pub max_tokens: u32,
     /// Seconds per attempt.
     pub timeout: u64,
@@ -106,7 +108,7 @@ impl Default for LlmConfig {
             model: "gpt-4o-mini".into(),
             base_url: None,
             api_key_env: None,
-            temperature: 0.2,
+            temperature: Some(0.2),
             max_tokens: 2000,
             timeout: 120,
             max_retries: 2,
@@ -396,6 +398,10 @@ impl RuntimeConfig {
             var: String::new(),
             message: e.to_string(),
         })?;
+        let defaults = serde_json::to_value(Self::default()).map_err(|e| EnvOverrideError {
+            var: String::new(),
+            message: e.to_string(),
+        })?;
         let mut vars: Vec<(String, String)> = vars.into_iter().collect();
         // Generic names first, so the short aliases below (documented ones) win.
         vars.sort_by_key(|(name, _)| !name.starts_with("BMAD2PF_"));
@@ -425,7 +431,7 @@ impl RuntimeConfig {
                 },
             };
             let Some(path) = path else { continue };
-            set_path(&mut tree, &path, &value);
+            set_path(&mut tree, &defaults, &path, &value);
             *self = serde_json::from_value(tree.clone()).map_err(|e| EnvOverrideError {
                 var: name.clone(),
                 message: format!("invalid value {value:?}: {e}"),
@@ -470,13 +476,26 @@ fn resolve_key_path(tree: &serde_json::Value, flat: &str) -> Option<Vec<String>>
 /// Sets a leaf from environment text, read as the leaf's kind: strings
 /// verbatim (empty clears an optional one), lists as JSON or comma-separated,
 /// numbers and booleans as JSON (anything else then fails deserialisation).
-fn set_path(tree: &mut serde_json::Value, path: &[String], raw: &str) {
+/// A leaf that is null (`temperature: null` in the file) has the kind of its
+/// default in `defaults`.
+fn set_path(
+    tree: &mut serde_json::Value,
+    defaults: &serde_json::Value,
+    path: &[String],
+    raw: &str,
+) {
     use serde_json::Value as J;
     let mut leaf = tree;
+    let mut default = Some(defaults);
     for key in path {
         leaf = &mut leaf[key.as_str()];
+        default = default.and_then(|d| d.get(key.as_str()));
     }
-    *leaf = match leaf {
+    let kind = match (&*leaf, default) {
+        (J::Null, Some(default)) => default,
+        _ => &*leaf,
+    };
+    *leaf = match kind {
         J::String(_) => J::String(raw.to_string()),
         J::Null if raw.is_empty() => J::Null,
         J::Null => J::String(raw.to_string()),
@@ -532,6 +551,17 @@ mod tests {
         assert_eq!(c.on_missing_doc, OnMissingDoc::Skip);
         assert_eq!(c.llm.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
         assert_eq!(c.llm.model, "123");
+        Ok(())
+    }
+
+    #[test]
+    fn a_temperature_can_be_unset_and_set_again() -> Result<(), EnvOverrideError> {
+        let mut c = RuntimeConfig::default();
+        c.apply_env(env(&[("BMAD2PF_LLM_TEMPERATURE", "null")]))?;
+        assert_eq!(c.llm.temperature, None);
+        // Null in the file: the variable is still read as a number.
+        c.apply_env(env(&[("BMAD2PF_LLM_TEMPERATURE", "0.7")]))?;
+        assert_eq!(c.llm.temperature, Some(0.7));
         Ok(())
     }
 

@@ -531,7 +531,7 @@ mod tests {
         AgentLlm {
             provider: Arc::new(Scripted(Mutex::new(script.into()))),
             model: model.into(),
-            temperature: 0.0,
+            temperature: Some(0.0),
             max_tokens: 100,
             policy: RetryPolicy {
                 max_retries: 2,

@@ -38,7 +38,8 @@ pub(crate) struct Core {
 pub(crate) struct AgentLlm {
     pub provider: Arc<dyn LlmProvider>,
     pub model: String,
-    pub temperature: f64,
+    /// `None`: the vendor's default (none is sent).
+    pub temperature: Option<f64>,
     pub max_tokens: u32,
     pub policy: RetryPolicy,
 }
@@ -179,7 +180,7 @@ impl Core {
                 .model
                 .clone()
                 .unwrap_or_else(|| self.config.llm.model.clone()),
-            temperature: agent.llm.temperature.unwrap_or(self.config.llm.temperature),
+            temperature: agent.llm.temperature.or(self.config.llm.temperature),
             max_tokens: agent.llm.max_tokens.unwrap_or(self.config.llm.max_tokens),
             policy: RetryPolicy {
                 max_retries: agent.retry_count.unwrap_or(self.config.llm.max_retries),

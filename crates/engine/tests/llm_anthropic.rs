@@ -112,7 +112,7 @@ async fn plain_completion_sends_the_documented_request() {
     let mut request = LlmRequest::new(MODEL, "Hello");
     request.system = Some("You are a helpful assistant.".into());
     request.max_tokens = 1024;
-    request.temperature = 0.5;
+    request.temperature = Some(0.5);
     request.messages.push(Message::Assistant {
         text: "Hi.".into(),
         tool_calls: Vec::new(),
@@ -147,6 +147,15 @@ async fn plain_completion_sends_the_documented_request() {
             "system": "You are a helpful assistant."
         })
     );
+}
+
+#[tokio::test]
+async fn without_a_temperature_none_is_sent() {
+    let ok = Reply::json(
+        200,
+        message(json!([{"type": "text", "text": "Hi"}]), "end_turn"),
+    );
+    llm_common::no_temperature_is_sent_without_one(&anthropic_case(), ok).await;
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ async fn plain_completion_sends_the_documented_request() {
         .await;
     let mut request = LlmRequest::new(MODEL, "Explain AI in one line");
     request.system = Some("You are a cat.".into());
-    request.temperature = 0.7;
+    request.temperature = Some(0.7);
     request.max_tokens = 256;
     request.json_output = true;
     request.messages.push(Message::Assistant {
@@ -138,6 +138,12 @@ async fn plain_completion_sends_the_documented_request() {
             "systemInstruction": {"parts": [{"text": "You are a cat."}]}
         })
     );
+}
+
+#[tokio::test]
+async fn without_a_temperature_none_is_sent() {
+    let ok = Reply::json(200, chunk(json!([{"text": "Hi"}]), Some("STOP"), None));
+    llm_common::no_temperature_is_sent_without_one(&gemini_case(), ok).await;
 }
 
 #[tokio::test]

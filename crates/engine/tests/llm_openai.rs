@@ -126,7 +126,7 @@ async fn plain_completion_sends_the_documented_request() {
         .await;
     let mut request = LlmRequest::new("gpt-4o-mini", "Say hello");
     request.system = Some("You are terse.".into());
-    request.temperature = 0.3;
+    request.temperature = Some(0.3);
     request.max_tokens = 50;
     request.json_output = true;
     let response = provider.complete(&request, None).await.expect("completion");
@@ -158,6 +158,15 @@ async fn plain_completion_sends_the_documented_request() {
             "response_format": {"type": "json_object"}
         })
     );
+}
+
+#[tokio::test]
+async fn without_a_temperature_none_is_sent() {
+    let ok = Reply::json(
+        200,
+        completion(json!({"role": "assistant", "content": "Hi"}), "stop"),
+    );
+    llm_common::no_temperature_is_sent_without_one(&openai_case(), ok).await;
 }
 
 #[tokio::test]

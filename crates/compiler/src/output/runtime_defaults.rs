@@ -19,7 +19,7 @@ llm:
   model: gpt-4o-mini
   base_url: null            # required for openai_compatible (Ollama, vLLM, llama.cpp server)
   api_key_env: null         # default per provider: OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY
-  temperature: 0.2
+  temperature: 0.2          # null: none sent, the vendor's default (OpenAI reasoning models)
   max_tokens: 2000
   timeout: 120              # seconds per attempt
   max_retries: 2

@@ -205,16 +205,17 @@ fn check_rules(config: &RuntimeConfig, root: &Node, file: &str, diags: &mut Diag
             )
             .hint = Some("e.g. base_url: http://127.0.0.1:11434/v1 for Ollama".into());
     }
-    let ranges: [(&[&str], f64, f64, f64); 2] = [
+    let ranges: [(&[&str], Option<f64>, f64, f64); 2] = [
         (&["llm", "temperature"], llm.temperature, 0.0, 2.0),
         (
             &["llm", "mock", "failure_rate"],
-            llm.mock.failure_rate,
+            Some(llm.mock.failure_rate),
             0.0,
             1.0,
         ),
     ];
     for (path, value, min, max) in ranges {
+        let Some(value) = value else { continue };
         if !(min..=max).contains(&value) {
             diags.error(
                 "bad-value",
@@ -310,6 +311,14 @@ mod tests {
         assert_eq!(c.server.port, 9000);
         assert_eq!(c.server.host, "127.0.0.1");
         assert_eq!(c.on_missing_doc, OnMissingDoc::Skip);
+        assert_eq!(c.llm.temperature, Some(0.2));
+    }
+
+    #[test]
+    fn a_null_temperature_is_none_sent() {
+        let (c, d) = parse("llm:\n  provider: openai\n  temperature: null\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.llm.temperature, None);
     }
 
     #[test]

@@ -108,9 +108,11 @@ impl WireFormat for AnthropicProvider {
         let mut body = json!({
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "messages": turns,
         });
+        if let Some(temperature) = request.temperature {
+            body["temperature"] = json!(temperature);
+        }
+        body["messages"] = json!(turns);
         let system = match (&request.system, request.json_output) {
             (Some(system), true) => Some(format!("{system}\n\n{JSON_INSTRUCTION}")),
             (Some(system), false) => Some(system.clone()),

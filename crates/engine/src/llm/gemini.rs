@@ -114,10 +114,11 @@ impl WireFormat for GeminiProvider {
                 ),
             }
         }
-        let mut generation = json!({
-            "temperature": request.temperature,
-            "maxOutputTokens": request.max_tokens,
-        });
+        let mut generation = json!({});
+        if let Some(temperature) = request.temperature {
+            generation["temperature"] = json!(temperature);
+        }
+        generation["maxOutputTokens"] = json!(request.max_tokens);
         if request.json_output {
             generation["responseMimeType"] = json!("application/json");
         }

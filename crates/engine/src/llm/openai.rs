@@ -105,8 +105,10 @@ impl WireFormat for OpenAiProvider {
         let mut body = json!({
             "model": request.model,
             "messages": messages,
-            "temperature": request.temperature,
         });
+        if let Some(temperature) = request.temperature {
+            body["temperature"] = json!(temperature);
+        }
         // OpenAI deprecated `max_tokens` (reasoning models reject it); compatible
         // servers mostly know only `max_tokens`.
         let max_key = if self.name == "openai" {

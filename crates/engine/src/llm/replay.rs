@@ -204,7 +204,7 @@ mod tests {
         let gemini = ReplayProvider::replaying("gemini", "/nonexistent");
         assert_ne!(openai.key(&request), gemini.key(&request));
         let mut warmer = request.clone();
-        warmer.temperature = 0.9;
+        warmer.temperature = Some(0.9);
         assert_ne!(openai.key(&request), openai.key(&warmer));
         assert_eq!(openai.key(&request), openai.key(&request.clone()));
         assert_eq!(openai.key(&request).len(), 64);

@@ -17,7 +17,8 @@ pub struct LlmRequest {
     pub system: Option<String>,
     /// The conversation so far, oldest first.
     pub messages: Vec<Message>,
-    pub temperature: f64,
+    /// `None`: no temperature is sent, so the vendor's default applies.
+    pub temperature: Option<f64>,
     /// Upper bound on the reply's length, in tokens.
     pub max_tokens: u32,
     /// Functions the model may call; empty means plain text completion.
@@ -40,7 +41,7 @@ impl LlmRequest {
             model: model.into(),
             system: None,
             messages: vec![Message::User(user.into())],
-            temperature: 0.2,
+            temperature: Some(0.2),
             max_tokens: 2000,
             tools: Vec::new(),
             json_output: false,

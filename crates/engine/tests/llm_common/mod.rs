@@ -449,6 +449,17 @@ pub async fn refused_connection_is_network(case: &VendorCase) {
     assert!(error.is_retryable());
 }
 
+/// A request without a temperature (`llm.temperature: null`) sends none,
+/// so the vendor's default applies; `ok` is a successful reply of the vendor.
+pub async fn no_temperature_is_sent_without_one(case: &VendorCase, ok: Reply) {
+    let (server, provider) = case.serve(vec![ok]).await;
+    let mut request = case.request();
+    request.temperature = None;
+    provider.complete(&request, None).await.expect("completion");
+    let body = server.single_request().body;
+    assert!(!body.to_string().contains("temperature"), "{body}");
+}
+
 /// Instantiates the shared error-mapping checks for one vendor; `$case` is a
 /// function returning its [`VendorCase`].
 #[macro_export]
