@@ -308,19 +308,28 @@ impl Engine {
         webhook: Option<&str>,
     ) -> Result<(Run, tokio::sync::watch::Receiver<Option<Arc<Run>>>), EngineError> {
         let request = through_alias(&self.core.bundle, request);
-        if !self.runner.has_flow(&request.flow) {
+        self.check_run(&request)?;
+        let webhook = webhook.map(|url| self.webhooks.check(url)).transpose()?;
+        self.runner.submit(request, mode, observer, webhook).await
+    }
+
+    /// Refuses, as starting it would, a run of an unknown flow (or alias),
+    /// or for a story id that is invalid or too long for the flow's
+    /// documents; nothing is started. The server checks a request with this
+    /// before holding it to its own, bundle-wide, limit on story ids.
+    pub fn check_run(&self, request: &RunRequest) -> Result<(), EngineError> {
+        let flow = flow_name(&self.core.bundle, &request.flow);
+        if !self.runner.has_flow(flow) {
             return Err(EngineError::UnknownFlow(request.flow.clone()));
         }
         // A story id names documents: a bad one is an id error (400) like
         // every other id, whoever sends it.
         check_story_id(&request.story_id).map_err(StoreError::from)?;
         StoryLimit::check(
-            self.flow_limits.get(&request.flow),
-            &format!("flow `{}`", request.flow),
+            self.flow_limits.get(flow),
+            &format!("flow `{flow}`"),
             &request.story_id,
-        )?;
-        let webhook = webhook.map(|url| self.webhooks.check(url)).transpose()?;
-        self.runner.submit(request, mode, observer, webhook).await
+        )
     }
 
     /// Makes this engine take over the queued runs of processes that died
@@ -516,6 +525,23 @@ impl RunEnd {
     }
 }
 
+/// The flow a run of `name` runs: the flow of that id, else the flow it is
+/// an alias of (see [`through_alias`]), else `name` itself.
+fn flow_name<'a>(bundle: &'a Bundle, name: &'a str) -> &'a str {
+    if bundle.flows.contains_key(name) {
+        return name;
+    }
+    alias_target(bundle, name).map_or(name, |(id, _)| id)
+}
+
+/// The id of the flow that has `alias` among its `aliases`, and the alias's intent.
+fn alias_target<'a>(bundle: &'a Bundle, alias: &str) -> Option<(&'a str, &'a serde_json::Value)> {
+    bundle
+        .flows
+        .iter()
+        .find_map(|(id, flow)| Some((id.as_str(), flow.metadata.get("aliases")?.get(alias)?)))
+}
+
 /// `request` for the flow it names: a name that is no flow's id but one of
 /// a flow's `aliases` (a BMAD shim's name, SPEC 1.7) runs that flow, with
 /// the alias's intent before the input.
@@ -523,12 +549,11 @@ fn through_alias(bundle: &Bundle, request: RunRequest) -> RunRequest {
     if bundle.flows.contains_key(&request.flow) {
         return request;
     }
-    let target = bundle.flows.iter().find_map(|(id, flow)| {
-        let intent = flow.metadata.get("aliases")?.get(&request.flow)?;
-        Some((
-            id.clone(),
+    let target = alias_target(bundle, &request.flow).map(|(id, intent)| {
+        (
+            id.to_string(),
             intent.as_str().unwrap_or_default().trim().to_string(),
-        ))
+        )
     });
     match target {
         Some((flow, intent)) => RunRequest {

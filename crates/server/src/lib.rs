@@ -16,7 +16,8 @@
 //!   engine and store errors to statuses.
 //! - [`extract`]: body, path and query extractors that fail as [`ApiError`]s.
 //! - [`auth`], [`layers`], [`metrics`]: the middleware.
-//! - [`openapi`]: the generated OpenAPI 3.1 document, fitted to a bundle;
+//! - [`openapi`]: the generated OpenAPI 3.1 document, fitted to a bundle
+//!   (its one limit on story ids is `story_ids`, which the routes hold to);
 //!   [`wire`]: schemas of the error body and of the store bodies.
 //!
 //! # Layers, outside in
@@ -50,6 +51,7 @@ pub mod openapi;
 pub mod routes;
 pub mod serve;
 pub mod state;
+mod story_ids;
 pub mod wire;
 
 pub use error::{ApiError, ServerError};

@@ -18,11 +18,11 @@
 //! bundle's `openapi.json` through [`openapi_document`].
 
 use crate::routes::{agent, bundle, docs, health, memory, orchestration, run, runs};
+use crate::story_ids::story_id_limit;
 use crate::wire;
-use bmad2pf_compiler::bundle::{Bundle, MemoryScope};
+use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_compiler::config::RuntimeConfig;
 use bmad2pf_engine::id_schema::IdKind;
-use bmad2pf_engine::store::ids::{MAX_ID_LEN, MAX_ISOLATED_LEN};
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
@@ -61,55 +61,6 @@ use utoipa::OpenApi;
     )
 )]
 struct ApiDoc;
-
-/// Between the story and the name in a document id.
-const DOC_SEPARATOR: &str = "__";
-
-/// The longest story id `POST /run` and `GET /agent/{id}/ready` accept for
-/// `bundle`: a story id prefixes the ids of the documents it names
-/// (`{story}__{name}`, at most 200 characters) and an isolated memory
-/// scope needs agent and story ids within 240 characters together.
-///
-/// The engine holds each flow's and agent's own limit; this is the
-/// smallest of them, one limit for the whole bundle, because a schema
-/// cannot depend on which flow or agent the story id is sent with. So
-/// every story id the document allows is accepted; `GET /agent/{id}/ready`
-/// also refuses a longer one where the agent alone would take it, and a
-/// flow whose documents all have short names may take a longer one than
-/// documented (the engine's limit for it is in a refusal's `details.max_len`).
-pub(crate) fn story_id_limit(bundle: &Bundle) -> usize {
-    let agents = bundle.agents.values();
-    let agent_names = agents.clone().flat_map(|agent| {
-        let named = agent
-            .creates
-            .iter()
-            .chain(&agent.updates)
-            .chain(&agent.requires);
-        let named = named.chain(&agent.wait_for.docs).chain(&agent.reads);
-        named
-            .cloned()
-            .chain(std::iter::once(agent.default_output()))
-    });
-    let step_names = bundle.flows.values().flat_map(|flow| {
-        flow.steps
-            .iter()
-            .flat_map(|step| {
-                step.creates
-                    .iter()
-                    .chain(&step.updates)
-                    .chain(&step.requires)
-            })
-            .cloned()
-    });
-    let documents = agent_names.chain(step_names).map(|name| {
-        let stem = name.strip_suffix(".md").unwrap_or(&name).len();
-        MAX_ID_LEN.saturating_sub(DOC_SEPARATOR.len() + stem)
-    });
-    let scopes = agents
-        .filter(|agent| matches!(agent.memory_scope, MemoryScope::Isolated))
-        .map(|agent| MAX_ISOLATED_LEN.saturating_sub(agent.id.len()));
-    documents.chain(scopes).fold(MAX_ID_LEN, usize::min)
-}
 
 /// Path and query parameters that are ids: (path template, parameter, kind).
 const ID_PARAMETERS: [(&str, &str, IdKind); 18] = [
@@ -366,6 +317,7 @@ fn error_response(description: &str) -> Value {
 mod tests {
     use super::*;
     use bmad2pf_compiler::bundle::{FlowSpec, SourceLayout, StepSpec};
+    use bmad2pf_engine::store::ids::MAX_ID_LEN;
     use std::collections::BTreeMap;
 
     fn bundle() -> Bundle {

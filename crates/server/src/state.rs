@@ -12,6 +12,7 @@
 use crate::auth::ApiKey;
 use crate::metrics::HttpMetrics;
 use crate::openapi::openapi_document;
+use crate::story_ids::story_id_limit;
 use bmad2pf_engine::Engine;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -40,11 +41,14 @@ struct Shared {
 struct Current {
     engine: Arc<Engine>,
     openapi: Arc<OnceLock<Arc<serde_json::Value>>>,
+    /// The longest story id the routes accept ([`story_id_limit`]).
+    story_limit: usize,
 }
 
 impl Current {
     fn new(engine: Arc<Engine>) -> Self {
         Self {
+            story_limit: story_id_limit(engine.bundle()),
             engine,
             openapi: Arc::default(),
         }
@@ -71,6 +75,13 @@ impl AppState {
         self.current().engine
     }
 
+    /// The engine requests should use now, and the longest story id the
+    /// routes accept for its bundle (the OpenAPI document's).
+    pub(crate) fn engine_and_story_limit(&self) -> (Arc<Engine>, usize) {
+        let current = self.current();
+        (current.engine, current.story_limit)
+    }
+
     /// Puts `engine` in place for new requests (bundle reload). Requests
     /// already running finish on the engine they started with. Returns the
     /// previous engine, so the caller can shut it down once it is idle.
@@ -87,7 +98,9 @@ impl AppState {
 
     /// The OpenAPI document of the current bundle.
     pub fn openapi(&self) -> Arc<serde_json::Value> {
-        let Current { engine, openapi } = self.current();
+        let Current {
+            engine, openapi, ..
+        } = self.current();
         openapi
             .get_or_init(|| Arc::new(openapi_document(engine.bundle(), engine.config())))
             .clone()

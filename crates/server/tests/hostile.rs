@@ -10,7 +10,7 @@ use bmad2pf_engine::store::{
     DocId, DocMeta, DocStore, DocVersion, DocWriter, Document, StoreError,
 };
 use common::{
-    Setup, SseReader, TestResult, TestServer, assert_error, call, error_code, json_with,
+    Setup, SseReader, TestResult, TestServer, agent, assert_error, call, error_code, json_with,
     read_response,
 };
 use http_body_util::BodyExt;
@@ -993,6 +993,61 @@ async fn story_ids_too_long_for_their_documents_are_refused_up_front() -> TestRe
         .await?;
     assert_eq!(json_with(run, StatusCode::OK).await?["status"], "success");
     assert_eq!(engine.docs().list(Some(&at_limit)).await?.len(), 2);
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn story_ids_beyond_the_documented_limit_are_refused_on_every_route() -> TestResult {
+    // An agent in no flow whose document has a longer name than any of flow
+    // `default`: the bundle's limit (200 - 2 - 23) is below the flow's (191).
+    let mut archivist = agent("archivist", &[]);
+    archivist.creates = vec!["project-archive-summary.md".into()];
+    let server = TestServer::start(Setup {
+        extra_agent: Some(archivist),
+        ..Setup::default()
+    })
+    .await?;
+    let openapi = json_with(
+        server
+            .client
+            .get(server.url("/openapi.json"))
+            .send()
+            .await?,
+        StatusCode::OK,
+    )
+    .await?;
+    for body in ["RunBody", "NewRun"] {
+        let pointer = format!("/components/schemas/{body}/properties/story_id/maxLength");
+        assert_eq!(openapi.pointer(&pointer), Some(&json!(175)), "{body}");
+    }
+    let too_long = "s".repeat(176);
+    for path in ["/run", "/runs"] {
+        let response = server
+            .client
+            .post(server.url(path))
+            .json(&json!({"flow": "default", "story_id": too_long}))
+            .send()
+            .await?;
+        let body = assert_error(response, StatusCode::BAD_REQUEST, "invalid_id").await?;
+        assert_eq!(body["error"]["details"]["max_len"], 175, "{path}");
+    }
+    let ready = server
+        .client
+        .get(server.url(&format!("/agent/pm/ready?story_id={too_long}")))
+        .send()
+        .await?;
+    assert_error(ready, StatusCode::BAD_REQUEST, "invalid_id").await?;
+    let engine = server.state.engine();
+    assert!(engine.list_runs(Default::default()).await?.runs.is_empty());
+    // At the limit, a run works.
+    let run = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"flow": "default", "story_id": "s".repeat(175), "input": "x"}))
+        .send()
+        .await?;
+    assert_eq!(json_with(run, StatusCode::OK).await?["status"], "success");
     server.stop().await;
     Ok(())
 }

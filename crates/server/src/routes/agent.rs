@@ -14,15 +14,13 @@
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::openapi::story_id_limit;
 use crate::state::AppState;
+use crate::story_ids::check_story_id_length;
 use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::State;
-use bmad2pf_compiler::bundle::Bundle;
 use bmad2pf_engine::outcome::{ExecuteOutcome, ExecuteRequest, Readiness};
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -75,32 +73,10 @@ pub async fn ready(
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<ReadyQuery>,
 ) -> Result<Json<Readiness>, ApiError> {
-    let engine = state.engine();
+    let (engine, story_limit) = state.engine_and_story_limit();
     let readiness = engine.readiness(&id, &query.story_id).await?;
-    check_story_id_length(engine.bundle(), &query.story_id)?;
+    check_story_id_length(story_limit, &query.story_id)?;
     Ok(Json(readiness))
-}
-
-/// 400 `invalid_id` for a story id longer than the one limit the OpenAPI
-/// document gives for `bundle` ([`story_id_limit`]). The engine has already
-/// refused one longer than the agent's own limit, with its own message;
-/// this refuses the rest, the few characters by which an agent with short
-/// document names could go beyond the bundle's limit, so that the
-/// readiness of a story id is never reported for one no parameter schema
-/// allows.
-fn check_story_id_length(bundle: &Bundle, story_id: &str) -> Result<(), ApiError> {
-    let max_len = story_id_limit(bundle);
-    if story_id.len() <= max_len {
-        return Ok(());
-    }
-    let reason = format!(
-        "is {} characters long; the agents of this bundle accept story ids of at most {max_len}",
-        story_id.len()
-    );
-    Err(
-        ApiError::bad_request("invalid_id", format!("invalid story id: {reason}"))
-            .with_details(json!({"kind": "story id", "reason": reason, "max_len": max_len})),
-    )
 }
 
 /// Executes one agent statelessly.

@@ -14,6 +14,7 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
+use crate::story_ids::engine_for_run;
 use crate::wire::{ErrorBody, RunStreamEventDoc};
 use axum::Json;
 use axum::extract::State;
@@ -126,8 +127,7 @@ pub async fn start_run(
         force: body.force,
         budget: body.budget,
     };
-    let (run, _) = state
-        .engine()
+    let (run, _) = engine_for_run(&state, &request)?
         .begin_run_with_webhook(request, mode, body.webhook.as_deref())
         .await?;
     let location = HeaderValue::from_str(&format!("/runs/{}", run.outcome.run_id))

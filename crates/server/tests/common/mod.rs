@@ -153,6 +153,8 @@ pub struct Setup {
     pub webhook_secret: Option<String>,
     /// Gives the analyst the `ask_human` tool: on the mock, it asks once.
     pub analyst_asks: bool,
+    /// An agent beside the flow's two, in no flow.
+    pub extra_agent: Option<AgentSpec>,
 }
 
 pub struct TestServer {
@@ -216,6 +218,9 @@ impl TestServer {
             && let Some(analyst) = bundle.agents.get_mut("analyst")
         {
             analyst.tools = vec!["ask_human".into()];
+        }
+        if let Some(extra) = setup.extra_agent {
+            bundle.agents.insert(extra.id.clone(), extra);
         }
         let secret_env = setup.webhooks.secret_env.clone();
         let secret = setup.webhook_secret.clone();
