@@ -654,3 +654,65 @@ fn a_catalogue_row_names_a_skill_by_its_name() -> Result<(), String> {
     );
     Ok(())
 }
+
+#[test]
+fn a_validate_workflow_item_checks_a_flow_it_does_not_own() -> Result<(), String> {
+    // The first 6.0 alphas: modules under src/modules with an installer's
+    // config for `module.yaml`, paths into the install folder `bmad/`.
+    let dir = tree(&[
+        (
+            "src/modules/bbq/_module-installer/install-config.yaml",
+            "code: bbq\nguests:\n  prompt: How many?\n  default: '8'\n  result: '{value}'\n",
+        ),
+        (
+            "src/modules/bbq/agents/pm.agent.yaml",
+            "agent:\n  metadata: {name: Pat, title: PM}\n  menu:\n    - trigger: validate-menu\n      validate-workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Validate the menu against its checklist\n",
+        ),
+        (
+            "src/modules/bbq/agents/chef.agent.yaml",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: menu\n      workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Plan the menu\n",
+        ),
+        (
+            "src/modules/bbq/workflows/menu/workflow.yaml",
+            "name: menu\ndescription: Plan a menu\ninstructions: '{installed_path}/instructions.md'\nvalidation: '{installed_path}/checklist.md'\n",
+        ),
+        (
+            "src/modules/bbq/workflows/menu/instructions.md",
+            "Plan a menu for {guests}.\n",
+        ),
+        (
+            "src/modules/bbq/workflows/menu/checklist.md",
+            "- [ ] every dish has a side\n",
+        ),
+    ])?;
+    let c = compile(dir.path());
+    let b = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let pm = &b.agents["bbq/pm"];
+    let validate = pm
+        .commands
+        .iter()
+        .find(|c| c.name == "*validate-menu")
+        .ok_or("no *validate-menu")?;
+    assert!(
+        validate
+            .description
+            .contains("checks what flow `bbq/menu` wrote against that workflow's checklist"),
+        "{}",
+        validate.description
+    );
+    // The chef runs the workflow, so the chef owns it.
+    let menu = flow(&b, "bbq/menu")?;
+    assert_eq!(menu.steps[0].agents, ["bbq/chef"]);
+    assert!(prompt(&menu.steps[0]).contains("Plan a menu for 8."));
+    let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code).collect();
+    assert!(!codes.contains(&"bmad-menu-item"), "{:?}", c.diagnostics);
+    assert!(
+        !codes.contains(&"bmad-unknown-target"),
+        "{:?}",
+        c.diagnostics
+    );
+    Ok(())
+}

@@ -53,6 +53,9 @@ pub struct MenuItem {
 pub enum MenuTarget {
     /// A file path as written (`exec`, `workflow`).
     File(String),
+    /// The workflow file whose output the item checks against the
+    /// workflow's checklist (`validate-workflow`, BMAD before 6.0).
+    Validate(String),
     /// A skill or flow name (`skill =` of a skill agent's menu).
     Name(String),
     /// An inline prompt (`action`, `prompt`).
@@ -253,6 +256,8 @@ fn menu_item(item: &Node, rel: &str, diags: &mut Diagnostics) -> Option<MenuItem
     let description = text("description").unwrap_or_default();
     let target = if let Some(path) = text("exec").or_else(|| text("workflow")) {
         MenuTarget::File(path)
+    } else if let Some(path) = text("validate-workflow") {
+        MenuTarget::Validate(path)
     } else if let Some(prompt) = text("action") {
         MenuTarget::Prompt(prompt)
     } else {
@@ -260,7 +265,7 @@ fn menu_item(item: &Node, rel: &str, diags: &mut Diagnostics) -> Option<MenuItem
             "bmad-menu-item",
             rel,
             item.pos,
-            "menu item with no `exec`, `workflow` or `action`: skipped",
+            "menu item with no `exec`, `workflow`, `validate-workflow` or `action`: skipped",
         );
         return None;
     };

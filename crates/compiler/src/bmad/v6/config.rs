@@ -3,7 +3,7 @@
 //! (SPEC 1.7, "Variables", layers 1–5).
 
 use super::customize::{read_table, scalars};
-use super::layout::ModuleDir;
+use super::layout::{MODULE_CONFIG_FILES, ModuleDir};
 use super::vars::Vars;
 use crate::bmad::parse_yaml_lenient;
 use crate::config::BmadConfig;
@@ -21,13 +21,16 @@ pub struct Module {
     /// `module.yaml` `code`, else the folder name.
     pub code: String,
     pub dir: String,
+    /// Its configuration file (`module.yaml`), tree-relative.
+    pub file: String,
     /// `module.yaml` prompt variables: name → `default` expanded, `result` applied.
     pub vars: Vec<(String, String)>,
     /// `module.yaml` `agents:` roster entries (names), to fill gaps.
     pub roster: Vec<String>,
 }
 
-/// Reads `module.yaml` of each module folder.
+/// Reads the configuration file of each module folder: its `module.yaml`,
+/// or before 6.0 its `_module-installer/install-config.yaml` (the same keys).
 pub fn read_modules(
     files: &SourceSnapshot,
     dirs: &[ModuleDir],
@@ -35,12 +38,16 @@ pub fn read_modules(
 ) -> Vec<Module> {
     dirs.iter()
         .map(|dir| {
-            let rel = join_rel(&dir.dir, "module.yaml");
+            let rel = MODULE_CONFIG_FILES
+                .iter()
+                .map(|config| join_rel(&dir.dir, config))
+                .find(|rel| files.is_file(rel))
+                .unwrap_or_else(|| join_rel(&dir.dir, MODULE_CONFIG_FILES[0]));
             let root = files
                 .text(&rel)
                 .ok()
                 .and_then(|text| parse_yaml_lenient(text, &rel, 0, diags));
-            module_from_yaml(root.as_ref(), dir)
+            module_from_yaml(root.as_ref(), dir, rel)
         })
         .collect()
 }
@@ -53,7 +60,7 @@ pub fn module_code(files: &SourceSnapshot, rel: &str, diags: &mut Diagnostics) -
         .scalar_text()
 }
 
-fn module_from_yaml(root: Option<&Node>, dir: &ModuleDir) -> Module {
+fn module_from_yaml(root: Option<&Node>, dir: &ModuleDir, file: String) -> Module {
     let code = root
         .and_then(|r| r.get("code"))
         .and_then(Node::scalar_text)
@@ -94,6 +101,7 @@ fn module_from_yaml(root: Option<&Node>, dir: &ModuleDir) -> Module {
     Module {
         code,
         dir: dir.dir.clone(),
+        file,
         vars,
         roster,
     }
@@ -205,6 +213,7 @@ mod tests {
                 dir: "src/bmm".into(),
                 name: "bmm".into(),
             },
+            "src/bmm/module.yaml".into(),
         );
         assert_eq!(m.code, "bmm");
         assert_eq!(m.roster, ["pm", "dev"]);

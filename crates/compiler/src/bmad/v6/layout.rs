@@ -2,8 +2,9 @@
 //!
 //! Detection looks at file names only (the snapshot is already in memory),
 //! in SPEC order: an installed project (`_bmad/` at the root), then v6
-//! module trees (folders, or folders of `src/`, holding `module.yaml` plus
-//! agents or workflows) and skills trees (`**/SKILL.md`), which combine.
+//! module trees (folders, or folders of `src/` or `src/modules/`, holding
+//! `module.yaml`, or before 6.0 `_module-installer/install-config.yaml`,
+//! plus agents or workflows) and skills trees (`**/SKILL.md`), which combine.
 //! Nothing found means the tree is BMAD v4 or the preprocessing layout,
 //! and [`detect`] says `None`.
 
@@ -144,15 +145,33 @@ fn install_layout(files: &SourceSnapshot) -> Layout {
     }
 }
 
-/// Folders holding `module.yaml` plus `agents/**/*.agent.yaml` or
-/// `workflows/**/workflow*`: the root itself, its folders, the folders of
-/// `src/`, and the folders of `modules/` or `src/modules/` (where
+/// Where a module folder keeps its configuration, relative to it: today,
+/// then before 6.0.
+pub const MODULE_CONFIG_FILES: [&str; 2] = ["module.yaml", LEGACY_MODULE_CONFIG];
+
+/// A module's configuration before 6.0, relative to its folder.
+const LEGACY_MODULE_CONFIG: &str = "_module-installer/install-config.yaml";
+
+/// The module folder whose configuration file `path` is, if it is one.
+fn config_file_dir(path: &str) -> Option<&str> {
+    MODULE_CONFIG_FILES.iter().find_map(|config| {
+        let dir = path.strip_suffix(config)?;
+        match dir.strip_suffix('/') {
+            Some(dir) => Some(dir),
+            None => dir.is_empty().then_some(""),
+        }
+    })
+}
+
+/// Folders holding a configuration file (`module.yaml`, or before 6.0
+/// `_module-installer/install-config.yaml`) plus `agents/**/*.agent.yaml`
+/// or `workflows/**/workflow*`: the root itself, its folders, the folders
+/// of `src/`, and the folders of `modules/` or `src/modules/` (where
 /// BMAD-METHOD kept its modules before 6.0: `src/modules/bmm`).
 fn module_dirs(files: &SourceSnapshot) -> Vec<ModuleDir> {
     let candidates: BTreeSet<&str> = files
         .paths()
-        .filter(|p| file_name(p) == "module.yaml")
-        .map(parent)
+        .filter_map(config_file_dir)
         .filter(|dir| is_module_folder(dir))
         .collect();
     candidates
@@ -270,6 +289,16 @@ mod tests {
         let l = detect(&s).ok_or("no layout")?;
         let dirs: Vec<&str> = l.modules.iter().map(|m| m.dir.as_str()).collect();
         assert_eq!(dirs, ["src/core", "src/modules/bmm"]);
+
+        // The first 6.0 alphas: no `module.yaml` yet, an installer's config.
+        let (_d, s) = snapshot(&[
+            "src/modules/bmm/_module-installer/install-config.yaml",
+            "src/modules/bmm/agents/sm.agent.yaml",
+        ])?;
+        let l = detect(&s).ok_or("no layout")?;
+        assert_eq!(l.kind, SourceLayout::BmadV6);
+        let dirs: Vec<&str> = l.modules.iter().map(|m| m.dir.as_str()).collect();
+        assert_eq!(dirs, ["src/modules/bmm"]);
 
         let (_d, s) = snapshot(&["plan/a/SKILL.md", "b/SKILL.md", "README.md"])?;
         let l = detect(&s).ok_or("no layout")?;

@@ -264,7 +264,7 @@ fn check_rosters(
             if !known {
                 diags.warning(
                     "bmad-unknown-agent",
-                    &crate::sourcefs::join_rel(&module.dir, "module.yaml"),
+                    &module.file,
                     Pos::new(1, 1),
                     format!("the `agents` roster names `{name}`, which has no agent file in module `{}`", module.code),
                 );

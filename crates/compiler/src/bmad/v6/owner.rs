@@ -135,7 +135,7 @@ pub fn assemble(
         let agent_vars = vars.get(&draft.module).unwrap_or(&empty);
         for item in &draft.menu {
             let target = match &item.target {
-                MenuTarget::File(path) => {
+                MenuTarget::File(path) | MenuTarget::Validate(path) => {
                     let resolved = tree.resolve(path, parent(&draft.source), agent_vars);
                     let found = by_file
                         .get(resolved.as_str())
@@ -168,15 +168,22 @@ pub fn assemble(
                 }
                 MenuTarget::Prompt(_) => None,
             };
+            let validates = matches!(item.target, MenuTarget::Validate(_));
             let description = match &target {
+                Some(t) if validates => format!(
+                    "{} (checks what flow `{t}` wrote against that workflow's checklist)",
+                    item.description
+                ),
                 Some(t) if flows.contains_key(t) => {
                     format!("{} (runs flow `{t}`)", item.description)
                 }
                 Some(t) => format!("{} (hands over to agent `{t}`)", item.description),
                 None => item.description.clone(),
             };
+            // Checking a workflow's output does not make its agent the owner.
             if let Some(t) = &target
                 && flows.contains_key(t)
+                && !validates
             {
                 owners.entry(t.clone()).or_insert_with(|| draft.id.clone());
             }
@@ -190,11 +197,15 @@ pub fn assemble(
                     });
                 }
             }
-            menu_meta.push(json!({
+            let mut meta = json!({
                 "code": item.code,
                 "alias": item.alias,
                 "target": target,
-            }));
+            });
+            if validates {
+                meta["validates"] = json!(true);
+            }
+            menu_meta.push(meta);
         }
         menus.push((draft.id.clone(), commands, menu_meta));
     }

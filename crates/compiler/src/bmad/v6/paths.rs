@@ -4,13 +4,17 @@
 //! location), `{installed_path}/…`, `./step-02.md` or a bare relative
 //! path. [`Tree::resolve`] substitutes the variables, resolves `.` and `..`,
 //! and, outside an installed project, maps `_bmad/<m>/…` to the module's
-//! folder in the tree (`src/bmm/…`), as SPEC 1.7's layout 4 says.
+//! folder in the tree (`src/bmm/…`), as SPEC 1.7's layout 4 says; so is
+//! `bmad/<m>/…`, the install folder before 6.0.
 
 use super::layout::INSTALL_DIR;
 use super::vars::Vars;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use std::collections::BTreeMap;
+
+/// The install folder of BMAD before 6.0 (`{project-root}/bmad/bmm/…`).
+const LEGACY_INSTALL_DIR: &str = "bmad";
 
 /// The source tree and its modules, for path lookups.
 pub struct Tree<'a> {
@@ -38,11 +42,17 @@ impl Tree<'_> {
         if self.installed {
             return normal;
         }
-        match normal
-            .strip_prefix(INSTALL_DIR)
-            .and_then(|r| r.strip_prefix('/'))
-            .and_then(|r| r.split_once('/'))
-        {
+        // Before 6.0 the install folder was `bmad/`; a tree file of that
+        // path is still taken as written.
+        let install_dirs = if self.files.is_file(&normal) {
+            &[INSTALL_DIR][..]
+        } else {
+            &[INSTALL_DIR, LEGACY_INSTALL_DIR][..]
+        };
+        let inside = install_dirs
+            .iter()
+            .find_map(|dir| normal.strip_prefix(dir)?.strip_prefix('/'));
+        match inside.and_then(|r| r.split_once('/')) {
             Some((module, rest)) => match self.module_dirs.get(module) {
                 Some(dir) => crate::sourcefs::join_rel(dir, rest),
                 None => normal,
@@ -141,7 +151,11 @@ mod tests {
             tree.resolve("{project-root}/_bmad/bmm/data/x.csv", "a", &vars),
             "src/bmm/data/x.csv"
         );
-        // Before 6.0 the install folder was a variable.
+        // Before 6.0 the install folder was `bmad`, then a variable.
+        assert_eq!(
+            tree.resolve("{project-root}/bmad/bmm/data/x.csv", "a", &vars),
+            "src/bmm/data/x.csv"
+        );
         assert_eq!(
             tree.resolve("{project-root}/{bmad_folder}/bmm/data/x.csv", "a", &vars),
             "src/bmm/data/x.csv"

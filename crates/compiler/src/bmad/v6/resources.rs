@@ -15,8 +15,10 @@ use crate::diag::{Diagnostics, Pos};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// File names that are metadata of a module or install, read or not.
-const METADATA_FILES: [&str; 7] = [
+const METADATA_FILES: [&str; 8] = [
     "module.yaml",
+    // A module's `module.yaml` before 6.0, in `_module-installer/`.
+    "install-config.yaml",
     "module-help.csv",
     "config.yaml",
     "customize.toml",
