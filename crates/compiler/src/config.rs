@@ -436,8 +436,103 @@ impl RuntimeConfig {
                 var: name.clone(),
                 message: format!("invalid value {value:?}: {e}"),
             })?;
+            // The file's values were checked when it was read; this one now.
+            if let Some(breach) = self.rule_breaches().into_iter().find(|b| b.path == path) {
+                return Err(EnvOverrideError {
+                    var: name,
+                    message: breach.message,
+                });
+            }
         }
         Ok(())
+    }
+}
+
+/// A value that breaks a rule serde cannot express (a range, a minimum).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleBreach {
+    /// The dotted key, as its parts (`["llm", "temperature"]`).
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl RuntimeConfig {
+    /// Every value out of its range: temperatures and rates, prices, sizes
+    /// and counts that must be at least 1. runtime.yaml is checked against
+    /// these at compile time, environment overrides when they are applied.
+    pub fn rule_breaches(&self) -> Vec<RuleBreach> {
+        let mut breaches = Vec::new();
+        let mut breach = |path: &[&str], message: String| {
+            breaches.push(RuleBreach {
+                path: path.iter().map(|p| p.to_string()).collect(),
+                message,
+            });
+        };
+        let llm = &self.llm;
+        let ranges: [(&[&str], Option<f64>, f64, f64); 2] = [
+            (&["llm", "temperature"], llm.temperature, 0.0, 2.0),
+            (
+                &["llm", "mock", "failure_rate"],
+                Some(llm.mock.failure_rate),
+                0.0,
+                1.0,
+            ),
+        ];
+        for (path, value, min, max) in ranges {
+            if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
+                let key = path.join(".");
+                breach(
+                    path,
+                    format!("`{key}` must be between {min} and {max}, found {value}"),
+                );
+            }
+        }
+        for (model, price) in &self.pricing {
+            let rates = [
+                ("input_per_mtok", Some(price.input_per_mtok)),
+                ("output_per_mtok", Some(price.output_per_mtok)),
+                ("cache_read_per_mtok", price.cache_read_per_mtok),
+                ("cache_write_per_mtok", price.cache_write_per_mtok),
+            ];
+            for (key, rate) in rates {
+                if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                    breach(
+                        &["pricing", model, key],
+                        format!("`pricing.{model}.{key}` must be a price of 0 or more"),
+                    );
+                }
+            }
+        }
+        let at_least_one: [(&[&str], u64); 7] = [
+            (&["llm", "max_tokens"], u64::from(llm.max_tokens)),
+            (&["llm", "timeout"], llm.timeout),
+            (
+                &["memory", "redis", "pool_size"],
+                u64::from(self.memory.redis.pool_size),
+            ),
+            (
+                &["server", "max_body_bytes"],
+                self.server.max_body_bytes as u64,
+            ),
+            (
+                &["server", "max_parallel_agents"],
+                self.server.max_parallel_agents as u64,
+            ),
+            (
+                &["runs", "max_running_runs"],
+                self.runs.max_running_runs as u64,
+            ),
+            (
+                &["webhooks", "max_attempts"],
+                u64::from(self.webhooks.max_attempts),
+            ),
+        ];
+        for (path, value) in at_least_one {
+            if value == 0 {
+                breach(path, format!("`{}` must be at least 1", path.join(".")));
+            }
+        }
+        breaches
     }
 }
 
@@ -570,6 +665,18 @@ mod tests {
         let mut c = RuntimeConfig::default();
         let err = c.apply_env(env(&[("PORT", "eighty")]));
         assert!(err.is_err_and(|e| e.var == "PORT"));
+        // Out of the range runtime.yaml is held to.
+        for (var, value, says) in [
+            ("BMAD2PF_LLM_TEMPERATURE", "7", "between 0 and 2"),
+            ("BMAD2PF_SERVER_MAX_PARALLEL_AGENTS", "0", "at least 1"),
+        ] {
+            let err = RuntimeConfig::default().apply_env(env(&[(var, value)]));
+            assert!(
+                err.as_ref()
+                    .is_err_and(|e| e.var == var && e.message.contains(says)),
+                "{err:?}"
+            );
+        }
         let err = RuntimeConfig::default().apply_env(env(&[("BMAD2PF_LLM_PROVIDR", "x")]));
         assert!(err.is_err_and(|e| e.message.contains("does not name")));
         let mut c = RuntimeConfig::default();

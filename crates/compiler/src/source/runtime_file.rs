@@ -7,7 +7,9 @@
 //! value serde refuses (checked one leaf at a time, in an otherwise default
 //! config), is an error at that value naming the dotted key. Then a few
 //! rules serde cannot express: `openai_compatible` needs `llm.base_url`,
-//! temperatures and rates in range, sizes at least 1.
+//! and the value rules of [`RuntimeConfig::rule_breaches`] (temperatures
+//! and rates in range, sizes at least 1), which environment overrides are
+//! held to as well.
 //!
 //! `runtime.yaml` at the source root wins; `config/runtime.yaml` is read
 //! when the root has none. An empty file is valid (all defaults).
@@ -205,80 +207,9 @@ fn check_rules(config: &RuntimeConfig, root: &Node, file: &str, diags: &mut Diag
             )
             .hint = Some("e.g. base_url: http://127.0.0.1:11434/v1 for Ollama".into());
     }
-    let ranges: [(&[&str], Option<f64>, f64, f64); 2] = [
-        (&["llm", "temperature"], llm.temperature, 0.0, 2.0),
-        (
-            &["llm", "mock", "failure_rate"],
-            Some(llm.mock.failure_rate),
-            0.0,
-            1.0,
-        ),
-    ];
-    for (path, value, min, max) in ranges {
-        let Some(value) = value else { continue };
-        if !(min..=max).contains(&value) {
-            diags.error(
-                "bad-value",
-                file,
-                pos_of(root, path),
-                format!(
-                    "`{}` must be between {min} and {max}, found {value}",
-                    path.join(".")
-                ),
-            );
-        }
-    }
-    for (model, price) in &config.pricing {
-        let rates = [
-            ("input_per_mtok", Some(price.input_per_mtok)),
-            ("output_per_mtok", Some(price.output_per_mtok)),
-            ("cache_read_per_mtok", price.cache_read_per_mtok),
-            ("cache_write_per_mtok", price.cache_write_per_mtok),
-        ];
-        for (key, rate) in rates {
-            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
-                diags.error(
-                    "bad-value",
-                    file,
-                    pos_of(root, &["pricing", model, key]),
-                    format!("`pricing.{model}.{key}` must be a price of 0 or more"),
-                );
-            }
-        }
-    }
-    let at_least_one: [(&[&str], u64); 7] = [
-        (&["llm", "max_tokens"], u64::from(llm.max_tokens)),
-        (&["llm", "timeout"], llm.timeout),
-        (
-            &["memory", "redis", "pool_size"],
-            u64::from(config.memory.redis.pool_size),
-        ),
-        (
-            &["server", "max_body_bytes"],
-            config.server.max_body_bytes as u64,
-        ),
-        (
-            &["server", "max_parallel_agents"],
-            config.server.max_parallel_agents as u64,
-        ),
-        (
-            &["runs", "max_running_runs"],
-            config.runs.max_running_runs as u64,
-        ),
-        (
-            &["webhooks", "max_attempts"],
-            u64::from(config.webhooks.max_attempts),
-        ),
-    ];
-    for (path, value) in at_least_one {
-        if value == 0 {
-            diags.error(
-                "bad-value",
-                file,
-                pos_of(root, path),
-                format!("`{}` must be at least 1", path.join(".")),
-            );
-        }
+    for breach in config.rule_breaches() {
+        let path: Vec<&str> = breach.path.iter().map(String::as_str).collect();
+        diags.error("bad-value", file, pos_of(root, &path), breach.message);
     }
 }
 
