@@ -211,7 +211,7 @@ fn v6_module_tree() -> Result<(), String> {
     assert_eq!(s.creates, ["shopping-list"]);
     assert_eq!(
         s.metadata["reads_matching"],
-        serde_json::json!(["*menu-plan*.md"])
+        serde_json::json!(["*menu-plan*"])
     );
     assert_eq!(
         s.metadata["waits"],
@@ -666,7 +666,12 @@ fn a_validate_workflow_item_checks_a_flow_it_does_not_own() -> Result<(), String
         ),
         (
             "src/modules/bbq/agents/pm.agent.yaml",
-            "agent:\n  metadata: {name: Pat, title: PM}\n  menu:\n    - trigger: validate-menu\n      validate-workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Validate the menu against its checklist\n",
+            "agent:\n  metadata: {name: Pat, title: PM}\n  menu:\n    - trigger: validate-menu\n      validate-workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Validate the menu against its checklist\n    - trigger: tally\n      exec: '{project-root}/bmad/bbq/tasks/tally.xml'\n      description: Tally the votes\n",
+        ),
+        // A task beside the one the menu names, which is missing.
+        (
+            "src/modules/bbq/tasks/shuffle.xml",
+            "<task>Shuffle.</task>\n",
         ),
         (
             "src/modules/bbq/agents/chef.agent.yaml",
@@ -674,11 +679,11 @@ fn a_validate_workflow_item_checks_a_flow_it_does_not_own() -> Result<(), String
         ),
         (
             "src/modules/bbq/workflows/menu/workflow.yaml",
-            "name: menu\ndescription: Plan a menu\ninstructions: '{installed_path}/instructions.md'\nvalidation: '{installed_path}/checklist.md'\n",
+            "name: menu\ndescription: Plan a menu\nconfig_source: '{project-root}/bmad/bbq/config.yaml'\noutput_folder: '{config_source}:output_folder'\ninstructions: '{installed_path}/instructions.md'\nvalidation: '{installed_path}/checklist.md'\nvariables:\n  guest_list: '{output_folder}/guests-of-{guests}.md'\n  dishes: ''\ninput_file_patterns:\n  menu:\n    description: the menu so far\n    whole: '{output_folder}/*menu*.md'\n    sharded: '{output_folder}/*menu*/*.md'\n  recipes:\n    sharded_index: '{output_folder}/recipes/index.md'\n    load_strategy: INDEX_GUIDED\n",
         ),
         (
             "src/modules/bbq/workflows/menu/instructions.md",
-            "Plan a menu for {guests}.\n",
+            "Plan {{dishes}} dishes for {guests}, listed in {guest_list}.\n",
         ),
         (
             "src/modules/bbq/workflows/menu/checklist.md",
@@ -699,20 +704,32 @@ fn a_validate_workflow_item_checks_a_flow_it_does_not_own() -> Result<(), String
     assert!(
         validate
             .description
-            .contains("checks what flow `bbq/menu` wrote against that workflow's checklist"),
+            .contains("checks what flow `bbq/menu` wrote against a checklist"),
         "{}",
         validate.description
     );
     // The chef runs the workflow, so the chef owns it.
     let menu = flow(&b, "bbq/menu")?;
     assert_eq!(menu.steps[0].agents, ["bbq/chef"]);
-    assert!(prompt(&menu.steps[0]).contains("Plan a menu for 8."));
-    let codes: Vec<&str> = c.diagnostics.iter().map(|d| d.code).collect();
-    assert!(!codes.contains(&"bmad-menu-item"), "{:?}", c.diagnostics);
+    // `variables:` are variables too; a config key no layer sets
+    // (`output_folder`, from core) and an empty value stay for the model.
+    let p = prompt(&menu.steps[0]);
     assert!(
-        !codes.contains(&"bmad-unknown-target"),
-        "{:?}",
-        c.diagnostics
+        p.contains("Plan {{dishes}} dishes for 8, listed in {output_folder}/guests-of-8.md."),
+        "{p}"
     );
+    // A sharded document is read by its folder's name.
+    assert_eq!(
+        menu.steps[0].metadata["reads_matching"],
+        serde_json::json!(["*menu*", "recipes"])
+    );
+    // A missing task is named as missing, not taken for another task.
+    let tally = pm.commands.iter().find(|c| c.name == "*tally");
+    assert_eq!(
+        tally.map(|c| c.description.as_str()),
+        Some("Tally the votes")
+    );
+    let warned: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
+    assert_eq!(warned, [("bmad-unknown-target", 7)], "{:?}", c.diagnostics);
     Ok(())
 }

@@ -123,7 +123,7 @@ pub(super) async fn gather_documents(
 }
 
 /// The story's documents the step reads by pattern (step metadata
-/// `reads_matching`: the file part of a BMAD workflow's
+/// `reads_matching`: globs of document names from a BMAD workflow's
 /// `input_file_patterns`, e.g. `*prd*.md`, SPEC 1.7), by name. A pattern
 /// that is not a valid glob matches nothing.
 async fn matching_documents(step: &StepSpec, ctx: &RunContext) -> Result<Vec<String>, StoreError> {

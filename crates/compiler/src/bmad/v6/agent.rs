@@ -113,8 +113,8 @@ pub fn read_agent_yaml(
         (None, None) => String::new(),
     };
     let display = match (&name, &title) {
-        (Some(n), Some(t)) => format!("{n}, {t}"),
-        (Some(n), None) => n.clone(),
+        (Some(n), Some(t)) if n != t => format!("{n}, {t}"),
+        (Some(n), _) => n.clone(),
         (None, Some(t)) => t.clone(),
         (None, None) => id.clone(),
     };
@@ -285,8 +285,15 @@ fn menu_item(item: &Node, rel: &str, diags: &mut Diagnostics) -> Option<MenuItem
         target,
         pos: item.pos,
     };
-    if let Some(data) = text("data") {
-        entry.description = format!("{} (input: {data})", entry.description);
+    // What the item hands its target, as BMAD writes it.
+    for (key, label) in [
+        ("data", "input"),
+        ("checklist", "checklist"),
+        ("document", "document"),
+    ] {
+        if let Some(value) = text(key) {
+            entry.description = format!("{} ({label}: {value})", entry.description);
+        }
     }
     Some(entry)
 }

@@ -367,9 +367,15 @@ fn read_module_workflows(
                 one_step_flow(&id, &description, rel, vars.substitute(doc.body.trim()))
             }
         };
+        // A task's folder is every task's: the task is named by its file only.
+        let files = if task {
+            vec![rel.to_string()]
+        } else {
+            vec![rel.to_string(), dir.clone()]
+        };
         let place = FlowPlace {
             dir: &dir,
-            files: vec![rel.to_string(), dir.clone()],
+            files,
             metadata: meta(),
         };
         insert_flow(flows, flow, place, diags);

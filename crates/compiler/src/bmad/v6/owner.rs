@@ -49,14 +49,23 @@ pub fn assemble(
     } = found;
     let aliases = &aliases;
     drafts.sort_by(|a, b| a.id.cmp(&b.id));
-    let by_file: BTreeMap<&str, &str> = flows
-        .values()
-        .flat_map(|f| {
-            f.files
-                .iter()
-                .map(move |file| (file.as_str(), f.spec.name.as_str()))
-        })
-        .collect();
+    // A file or folder that names one flow; a folder holding several
+    // flows' files (`workflow-create.md` beside `workflow-validate.md`)
+    // names none of them.
+    let mut by_file: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut shared: BTreeSet<&str> = BTreeSet::new();
+    for flow in flows.values() {
+        for file in &flow.files {
+            let name = flow.spec.name.as_str();
+            if by_file
+                .insert(file.as_str(), name)
+                .is_some_and(|other| other != name)
+            {
+                shared.insert(file.as_str());
+            }
+        }
+    }
+    by_file.retain(|file, _| !shared.contains(file));
     let names = Names {
         ids: flows
             .keys()
@@ -171,7 +180,7 @@ pub fn assemble(
             let validates = matches!(item.target, MenuTarget::Validate(_));
             let description = match &target {
                 Some(t) if validates => format!(
-                    "{} (checks what flow `{t}` wrote against that workflow's checklist)",
+                    "{} (checks what flow `{t}` wrote against a checklist)",
                     item.description
                 ),
                 Some(t) if flows.contains_key(t) => {

@@ -9,7 +9,7 @@
 //! catalogue and config files are metadata, unwarned; anything else is
 //! warned as not read, so nothing is dropped silently.
 
-use super::layout::{INSTALL_DIR, Layout, file_name};
+use super::layout::{self, INSTALL_DIR, Layout, file_name};
 use super::paths::Tree;
 use crate::diag::{Diagnostics, Pos};
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,12 +76,14 @@ pub fn attach(
             .filter(|(dir, _)| dir.is_empty() || rel.starts_with(&format!("{dir}/")))
             .max_by_key(|(dir, _)| dir.len());
         let Some((dir, holder)) = owner else {
-            diags.warning(
-                "bmad-skipped-file",
-                rel,
-                Pos::new(1, 1),
-                "not part of any agent, workflow or skill: not read",
-            );
+            // An agent or workflow file outside every module folder is a
+            // source whose folder is not marked as a module.
+            let why = if rel.ends_with(".agent.yaml") || layout::is_workflow_file(file_name(rel)) {
+                "an agent or workflow file outside every module folder (a folder with `module.yaml`): not read"
+            } else {
+                "not part of any agent, workflow or skill: not read"
+            };
+            diags.warning("bmad-skipped-file", rel, Pos::new(1, 1), why);
             continue;
         };
         match tree.files.text(rel) {

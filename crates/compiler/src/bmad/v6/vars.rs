@@ -20,6 +20,9 @@ pub const PROJECT_ROOT: &str = "project-root";
 /// wrote as `{project-root}/{bmad_folder}/<m>/…` before 6.0.
 const BMAD_FOLDER: &str = "bmad_folder";
 
+/// How deep variables named inside variables' values are replaced.
+const MAX_NESTING: usize = 8;
+
 /// Shortest `{x}` checked for being a near miss of a known name.
 const NEAR_MISS_MIN_CHARS: usize = 6;
 
@@ -30,11 +33,13 @@ pub struct Vars {
 }
 
 impl Vars {
-    /// The built-in layer: `{project-root}` (see the module docs) and
-    /// `{bmad_folder}` (`_bmad`).
+    /// The built-in layer: `{project-root}` (see the module docs; BMAD's
+    /// own text sometimes spells it `{project_root}`) and `{bmad_folder}`
+    /// (`_bmad`).
     pub fn new(project_root: Option<&str>) -> Self {
         let mut vars = Self::default();
         vars.set(PROJECT_ROOT, project_root.unwrap_or_default());
+        vars.set("project_root", project_root.unwrap_or_default());
         vars.set(BMAD_FOLDER, super::layout::INSTALL_DIR);
         vars
     }
@@ -48,18 +53,24 @@ impl Vars {
     }
 
     /// A value as a config file writes it: `{config_source}:key` is the
-    /// config's `key` (left as written when unknown), other text is substituted.
-    pub fn config_value(&self, raw: &str) -> String {
+    /// config's `key` (`None` when no layer sets it), other text is substituted.
+    pub fn config_value(&self, raw: &str) -> Option<String> {
         match raw.strip_prefix("{config_source}:") {
-            Some(key) => self
-                .get(key.trim())
-                .map_or_else(|| raw.to_string(), str::to_string),
-            None => self.substitute(raw),
+            Some(key) => self.get(key.trim()).map(str::to_string),
+            None => Some(self.substitute(raw)),
         }
     }
 
-    /// `text` with every known `{x}`, `{{x}}` and `{{.x}}` replaced.
+    /// `text` with every known `{x}`, `{{x}}` and `{{.x}}` replaced. A value
+    /// may name variables itself (a module's `sprint_artifacts` default is
+    /// `{output_folder}/sprint-artifacts`, and `output_folder` may come from
+    /// a later layer): those are replaced too, down to [`MAX_NESTING`]
+    /// levels, so a cycle ends.
     pub fn substitute(&self, text: &str) -> String {
+        self.substitute_nested(text, MAX_NESTING)
+    }
+
+    fn substitute_nested(&self, text: &str, levels: usize) -> String {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(at) = rest.find('{') {
@@ -72,7 +83,11 @@ impl Vars {
                         // `{project-root}/x` with no root set: project-relative `x`.
                         after = &after[1..];
                     }
-                    out.push_str(value);
+                    if levels > 0 && value.contains('{') {
+                        out.push_str(&self.substitute_nested(value, levels - 1));
+                    } else {
+                        out.push_str(value);
+                    }
                     rest = after;
                 }
                 None => {
@@ -154,11 +169,22 @@ mod tests {
         );
         let rooted = Vars::new(Some("/p"));
         assert_eq!(rooted.substitute("{project-root}/a"), "/p/a");
-        assert_eq!(v.config_value("{config_source}:user_name"), "Ada");
+        assert_eq!(rooted.substitute("{project_root}/a"), "/p/a");
         assert_eq!(
-            v.config_value("{config_source}:nope"),
-            "{config_source}:nope"
+            v.config_value("{config_source}:user_name").as_deref(),
+            Some("Ada")
         );
+        assert_eq!(v.config_value("{config_source}:nope"), None);
+        // Values naming variables, set in any order; a cycle stops.
+        v.set("sprint_artifacts", "{output_folder}/sprint");
+        v.set("output_folder", "docs");
+        assert_eq!(
+            v.substitute("{sprint_artifacts}/s.yaml"),
+            "docs/sprint/s.yaml"
+        );
+        v.set("a", "<{b}>");
+        v.set("b", "{a}");
+        assert!(v.substitute("{a}").starts_with("<<<<"));
         assert_eq!(v.substitute("{"), "{");
         assert_eq!(v.substitute("a{é}{{"), "a{é}{{");
     }

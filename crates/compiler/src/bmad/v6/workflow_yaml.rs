@@ -2,7 +2,8 @@
 //! flows"): the step's prompt holds the resolved keys, the instructions,
 //! the template and the checklist, each inlined verbatim after variable
 //! substitution. `input_file_patterns` become the step's `reads_matching`
-//! metadata (the file part of each glob); the main document comes from
+//! metadata (the document-name glob of each path: its file part, or a
+//! sharded document's folder); the main document comes from
 //! `default_output_file`.
 
 use super::layout::parent;
@@ -58,16 +59,29 @@ pub fn read(
     let dir = parent(rel);
     let mut vars = module_vars.clone();
     vars.set("installed_path", dir);
-    // Flow layer: every scalar key, `{config_source}:k` read from the config.
+    // Flow layer: every scalar key, and those of a `variables:` map,
+    // `{config_source}:k` read from the config.
+    let variables = root
+        .get("variables")
+        .and_then(Node::as_map)
+        .unwrap_or_default();
     let mut resolved: Vec<(String, String)> = Vec::new();
-    for (key, value) in entries {
+    for (key, value) in entries.iter().chain(variables) {
         if let Some(raw) = value.scalar_text() {
-            let value = vars.config_value(&raw);
-            // `date: system-generated` is filled per run: `{date}` stays.
-            if raw != "system-generated" {
-                vars.set(&key.name, value.clone());
+            // `date: system-generated` is filled per run, an empty value
+            // (`story_title: ""`) when the workflow runs, and a config key
+            // no layer sets is the model's to find: `{date}`,
+            // `{{story_title}}` and `{output_folder}` stay as written.
+            let known = vars
+                .config_value(&raw)
+                .filter(|value| raw != "system-generated" && !value.is_empty());
+            match known {
+                Some(value) => {
+                    vars.set(&key.name, value.clone());
+                    resolved.push((key.name.clone(), value));
+                }
+                None => resolved.push((key.name.clone(), raw)),
             }
-            resolved.push((key.name.clone(), value));
         }
     }
     if let Some((key, value)) = entries.iter().find(|(k, _)| k.name == "config_source") {
@@ -183,22 +197,131 @@ fn check_config_source(
     }
 }
 
-/// The file part of every glob under `input_file_patterns` (`*prd*`).
+/// Keys of an `input_file_patterns` entry whose values are not paths.
+const NOT_PATHS: [&str; 2] = ["description", "load_strategy"];
+
+/// The document-name glob of every path under `input_file_patterns`
+/// (see [`document_glob`]), in order, once each.
 fn file_globs(node: &Node) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![node];
     while let Some(n) = stack.pop() {
         match (n.as_map(), n.as_seq(), n.scalar_text()) {
-            (Some(entries), _, _) => stack.extend(entries.iter().rev().map(|(_, v)| v)),
+            (Some(entries), _, _) => stack.extend(
+                entries
+                    .iter()
+                    .rev()
+                    .filter(|(k, _)| !NOT_PATHS.contains(&k.name.as_str()))
+                    .map(|(_, v)| v),
+            ),
             (_, Some(items), _) => stack.extend(items.iter().rev()),
-            (_, _, Some(text)) if text.contains('*') => {
-                let part = super::layout::file_name(&text).to_string();
-                if !out.contains(&part) {
-                    out.push(part);
+            (_, _, Some(text)) => {
+                if let Some(glob) = document_glob(&text)
+                    && !out.contains(&glob)
+                {
+                    out.push(glob);
                 }
             }
             _ => {}
         }
     }
     out
+}
+
+/// The glob of document names one input path stands for. Documents are
+/// named by file ([`doc_name`]), so it is the path's file part, named the
+/// same way (`*prd*` of `{output_folder}/*prd*.md`, `sprint-status-yaml`
+/// of `…/sprint-status.yaml`) — unless the path is a sharded document,
+/// whose shards sit in a folder named like the whole document: then it is
+/// that folder (`*prd*` of `{output_folder}/*prd*/*.md` or of
+/// `…/*epic*/index.md`, `prd` of `…/prd/*.md`). Placeholders left in it
+/// match anything (`epic-{{epic_num}}.md` → `epic-*`). `None` for a path
+/// that would match every document.
+fn document_glob(path: &str) -> Option<String> {
+    let path = path.trim();
+    let (folders, file) = path.rsplit_once('/').unwrap_or(("", path));
+    // Folders with a name: not a placeholder, not only wildcards (`**`).
+    let named = |part: &&str| part.chars().any(|c| c != '*') && !part.starts_with('{');
+    let mut folders = folders.rsplit('/').filter(named);
+    let stem = file.split_once('.').map_or(file, |(stem, _)| stem);
+    let shard = stem.chars().all(|c| c == '*') || stem == "index";
+    let part = match folders.clone().find(|f| f.contains('*')) {
+        Some(wild) => wild,
+        None if shard => folders.next()?,
+        None => file,
+    };
+    let glob = name_glob(part.strip_suffix(".md").unwrap_or(part));
+    glob.chars().any(|c| c != '*' && c != '-').then_some(glob)
+}
+
+/// A file name with wildcards as a glob of document names: each `{x}` or
+/// `{{x}}` a `*`, other characters as [`doc_name`] names them (anything
+/// but letters, digits, `_` and `-` becomes one `-`).
+fn name_glob(file: &str) -> String {
+    let mut out = String::with_capacity(file.len());
+    let mut rest = file;
+    let push = |out: &mut String, c: char| {
+        let repeats = matches!(c, '*' | '-') && out.ends_with(c);
+        if !repeats {
+            out.push(c);
+        }
+    };
+    while let Some(c) = rest.chars().next() {
+        let close = match c {
+            '{' if rest.starts_with("{{") => rest.find("}}").map(|end| end + 2),
+            '{' => rest.find('}').map(|end| end + 1),
+            _ => None,
+        };
+        match close {
+            Some(len) => {
+                push(&mut out, '*');
+                rest = &rest[len..];
+            }
+            None => {
+                let named = c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '*');
+                push(&mut out, if named { c } else { '-' });
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document_glob;
+
+    #[test]
+    fn input_paths_become_document_globs() {
+        let cases = [
+            ("{output_folder}/*prd*.md", Some("*prd*")),
+            ("{output_folder}/tech-spec.md", Some("tech-spec")),
+            (
+                "{output_folder}/sprint-status.yaml",
+                Some("sprint-status-yaml"),
+            ),
+            ("{output_folder}/*prd*/*.md", Some("*prd*")),
+            ("{output_folder}/*epic*/index.md", Some("*epic*")),
+            (
+                "{output_folder}/*epic*/epic-{{epic_num}}.md",
+                Some("*epic*"),
+            ),
+            (
+                "{output_folder}/epic-{{epic_num}}-retro-*.md",
+                Some("epic-*-retro-*"),
+            ),
+            ("{output_folder}/prd/*.md", Some("prd")),
+            ("{out}/**/epic-{{n}}-retro-*.md", Some("epic-*-retro-*")),
+            (
+                "{story_dir}/{{story_key}}.context.xml",
+                Some("*-context-xml"),
+            ),
+            ("{output_folder}/*.md", None),
+            ("{output_folder}/index.md", None),
+            ("*", None),
+        ];
+        for (path, glob) in cases {
+            assert_eq!(document_glob(path).as_deref(), glob, "{path}");
+        }
+    }
 }
