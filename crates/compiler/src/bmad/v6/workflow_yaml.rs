@@ -240,6 +240,10 @@ fn file_globs(node: &Node) -> Vec<String> {
 fn document_glob(path: &str) -> Option<String> {
     let path = path.trim();
     let (folders, file) = path.rsplit_once('/').unwrap_or(("", path));
+    // Not a path at all (`required: true`, a note).
+    if folders.is_empty() && !file.contains(['*', '.']) || file.contains(' ') {
+        return None;
+    }
     // Folders with a name: not a placeholder, not only wildcards (`**`).
     let named = |part: &&str| part.chars().any(|c| c != '*') && !part.starts_with('{');
     let mut folders = folders.rsplit('/').filter(named);
@@ -256,15 +260,23 @@ fn document_glob(path: &str) -> Option<String> {
 
 /// A file name with wildcards as a glob of document names: each `{x}` or
 /// `{{x}}` a `*`, other characters as [`doc_name`] names them (anything
-/// but letters, digits, `_` and `-` becomes one `-`).
+/// but letters, digits, `_` and `-` becomes one `-`). A `*` takes the `-`
+/// beside it, as [`doc_name`] drops placeholders with nothing in their
+/// place (`epic-{{n}}.md` names `epic`, which `epic*` matches).
 fn name_glob(file: &str) -> String {
     let mut out = String::with_capacity(file.len());
     let mut rest = file;
-    let push = |out: &mut String, c: char| {
-        let repeats = matches!(c, '*' | '-') && out.ends_with(c);
-        if !repeats {
-            out.push(c);
+    let push = |out: &mut String, c: char| match c {
+        '*' => {
+            while out.ends_with('-') {
+                out.pop();
+            }
+            if !out.ends_with('*') {
+                out.push('*');
+            }
         }
+        '-' if out.ends_with(['-', '*']) => {}
+        c => out.push(c),
     };
     while let Some(c) = rest.chars().next() {
         let close = match c {
@@ -306,19 +318,22 @@ mod tests {
                 "{output_folder}/*epic*/epic-{{epic_num}}.md",
                 Some("*epic*"),
             ),
+            ("{output_folder}/epic-{{epic_num}}.md", Some("epic*")),
             (
                 "{output_folder}/epic-{{epic_num}}-retro-*.md",
-                Some("epic-*-retro-*"),
+                Some("epic*retro*"),
             ),
+            ("{out}/**/epic-{{n}}-retro-*.md", Some("epic*retro*")),
             ("{output_folder}/prd/*.md", Some("prd")),
-            ("{out}/**/epic-{{n}}-retro-*.md", Some("epic-*-retro-*")),
             (
                 "{story_dir}/{{story_key}}.context.xml",
-                Some("*-context-xml"),
+                Some("*context-xml"),
             ),
             ("{output_folder}/*.md", None),
             ("{output_folder}/index.md", None),
             ("*", None),
+            ("true", None),
+            ("Load the whole file", None),
         ];
         for (path, glob) in cases {
             assert_eq!(document_glob(path).as_deref(), glob, "{path}");
