@@ -21,7 +21,7 @@
 
 use crate::core::{AgentLlm, Core};
 use crate::llm::{
-    LlmError, LlmRequest, LlmResponse, Message, TokenSink, Usage, complete_with_retry,
+    Cutoff, LlmError, LlmRequest, LlmResponse, Message, TokenSink, Usage, complete_with_retry,
     complete_with_timeout,
 };
 use crate::reply::{Envelope, parse_envelope};
@@ -51,12 +51,18 @@ pub(crate) fn envelope_instructions(schema: Option<&Value>) -> String {
     text
 }
 
-/// Why an agent failed whose reply stopped at `max_tokens` ([`ConversationError::Truncated`]).
-pub(crate) fn truncated_message(max_tokens: u32) -> String {
-    format!(
-        "the reply stopped at the token limit ({max_tokens} tokens) before it was complete; \
+/// Why an agent failed whose reply stopped at a limit ([`ConversationError::Truncated`]).
+pub(crate) fn truncated_message(cutoff: Cutoff, max_tokens: u32) -> String {
+    match cutoff {
+        Cutoff::MaxTokens => format!(
+            "the reply stopped at the token limit ({max_tokens} tokens) before it was complete; \
 raise llm.max_tokens for this agent or in runtime.yaml"
-    )
+        ),
+        Cutoff::ContextWindow => "the reply stopped at the model's context window before it \
+was complete: the prompt and the reply together fill it; give the agent fewer or shorter \
+documents, or use a model with a larger window"
+            .to_string(),
+    }
 }
 
 fn repair_message(problem: &str) -> String {
@@ -85,8 +91,9 @@ pub(crate) enum ConversationError {
     ToolLoopLimit,
     /// The reply did not fit the envelope or schema, also after one repair.
     InvalidOutput { problem: String },
-    /// The reply stopped at the request's `max_tokens`, unfinished.
-    Truncated { max_tokens: u32 },
+    /// The reply stopped at a limit, unfinished: `cutoff` says which
+    /// (`max_tokens` is the request's).
+    Truncated { cutoff: Cutoff, max_tokens: u32 },
     /// The caller's stop check said to start no more calls.
     Stopped,
     /// A tool the model called cannot be used (an MCP server that is down
@@ -278,8 +285,9 @@ impl<'a> Conversation<'a> {
             if response.tool_calls.is_empty() {
                 // A reply cut off at the limit would become a document that
                 // ends mid-sentence, reported as a success.
-                if response.reached_token_limit() {
+                if let Some(cutoff) = response.cutoff() {
                     return Err(ConversationError::Truncated {
+                        cutoff,
                         max_tokens: request.max_tokens,
                     });
                 }

@@ -174,9 +174,9 @@ pub(crate) async fn execute(
             format!("the LLM call failed: {}", error.code()),
             error.to_string(),
         ),
-        Err(ConversationError::Truncated { max_tokens }) => (
-            "the reply was cut off at the token limit".to_string(),
-            truncated_message(max_tokens),
+        Err(ConversationError::Truncated { cutoff, max_tokens }) => (
+            "the reply was cut off before it was complete".to_string(),
+            truncated_message(cutoff, max_tokens),
         ),
         Err(ConversationError::InvalidOutput { problem }) => (
             "the reply was not valid structured output after one repair attempt".to_string(),

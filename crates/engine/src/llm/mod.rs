@@ -38,7 +38,7 @@ pub use gemini::GeminiProvider;
 pub use mock::MockProvider;
 pub use openai::OpenAiProvider;
 pub use replay::ReplayProvider;
-pub use request::{LlmRequest, LlmResponse, Message, ToolCall, ToolDefinition, Usage};
+pub use request::{Cutoff, LlmRequest, LlmResponse, Message, ToolCall, ToolDefinition, Usage};
 pub use retry::{Attempts, RetryPolicy, complete_with_retry, complete_with_timeout};
 
 use async_trait::async_trait;

@@ -174,14 +174,29 @@ pub struct LlmResponse {
     pub finish_reason: Option<String>,
 }
 
+/// A limit that cut a reply off before the model was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cutoff {
+    /// The request's `max_tokens`: OpenAI's and compatible servers'
+    /// `length`, Anthropic's `max_tokens`, Gemini's `MAX_TOKENS`.
+    MaxTokens,
+    /// The model's context window, which the prompt and the reply filled
+    /// together (Anthropic's `model_context_window_exceeded`).
+    ContextWindow,
+}
+
 impl LlmResponse {
-    /// Whether the model stopped because it reached the request's
-    /// `max_tokens`, not because it was done: OpenAI's and compatible
-    /// servers' `length`, Anthropic's `max_tokens`, Gemini's `MAX_TOKENS`.
-    pub fn reached_token_limit(&self) -> bool {
-        self.finish_reason.as_deref().is_some_and(|reason| {
-            reason.eq_ignore_ascii_case("length") || reason.eq_ignore_ascii_case("max_tokens")
-        })
+    /// The limit the reply stopped at, if it did not stop because the
+    /// model was done.
+    pub fn cutoff(&self) -> Option<Cutoff> {
+        let reason = self.finish_reason.as_deref()?;
+        if reason.eq_ignore_ascii_case("length") || reason.eq_ignore_ascii_case("max_tokens") {
+            Some(Cutoff::MaxTokens)
+        } else if reason == "model_context_window_exceeded" {
+            Some(Cutoff::ContextWindow)
+        } else {
+            None
+        }
     }
 }
 
@@ -208,6 +223,25 @@ mod tests {
                 ..Usage::default()
             }
         );
+    }
+
+    #[test]
+    fn each_vendors_limit_reason_is_a_cutoff() {
+        let reply = |reason: &str| LlmResponse {
+            text: "cut".into(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            model: "m".into(),
+            finish_reason: Some(reason.into()),
+        };
+        for reason in ["length", "max_tokens", "MAX_TOKENS"] {
+            assert_eq!(reply(reason).cutoff(), Some(Cutoff::MaxTokens), "{reason}");
+        }
+        let window = reply("model_context_window_exceeded");
+        assert_eq!(window.cutoff(), Some(Cutoff::ContextWindow));
+        for reason in ["stop", "end_turn", "STOP", "tool_calls", "pause_turn"] {
+            assert_eq!(reply(reason).cutoff(), None, "{reason}");
+        }
     }
 
     #[test]

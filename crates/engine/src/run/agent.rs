@@ -243,9 +243,9 @@ impl From<ConversationError> for CallError {
                 code: AgentErrorCode::ToolLoopLimit.into(),
                 message: format!("the model kept calling tools after {MAX_TOOL_ROUNDS} rounds"),
             },
-            ConversationError::Truncated { max_tokens } => Self::Other {
+            ConversationError::Truncated { cutoff, max_tokens } => Self::Other {
                 code: AgentErrorCode::OutputTruncated.into(),
-                message: truncated_message(max_tokens),
+                message: truncated_message(cutoff, max_tokens),
             },
             ConversationError::InvalidOutput { problem } => Self::Other {
                 code: AgentErrorCode::InvalidOutput.into(),
