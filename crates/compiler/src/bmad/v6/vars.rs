@@ -22,6 +22,10 @@ const BMAD_FOLDER: &str = "bmad_folder";
 
 /// How deep variables named inside variables' values are replaced.
 const MAX_NESTING: usize = 8;
+/// Longest a value may grow to by the variables it names.
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// How much longer than its text a substitution may grow.
+const MAX_GROWTH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Shortest `{x}` checked for being a near miss of a known name.
 const NEAR_MISS_MIN_CHARS: usize = 6;
@@ -65,17 +69,31 @@ impl Vars {
     /// may name variables itself (a module's `sprint_artifacts` default is
     /// `{output_folder}/sprint-artifacts`, and `output_folder` may come from
     /// a later layer): those are replaced too, down to [`MAX_NESTING`]
-    /// levels, so a cycle ends.
+    /// levels, so a cycle ends. Growth is bounded, so that sources cannot
+    /// make it run away: a value whose replacement would pass
+    /// [`MAX_VALUE_BYTES`] goes in as written, and past [`MAX_GROWTH_BYTES`]
+    /// more than `text` the rest of `text` is left as written.
     pub fn substitute(&self, text: &str) -> String {
-        self.substitute_nested(text, MAX_NESTING)
+        self.expand(
+            text,
+            MAX_NESTING,
+            text.len().saturating_add(MAX_GROWTH_BYTES),
+        )
+        .unwrap_or_else(|partial| partial)
     }
 
-    fn substitute_nested(&self, text: &str, levels: usize) -> String {
+    /// `text` with its placeholders replaced; `Err` with what was done,
+    /// the rest of `text` as written, once the result passes `cap` bytes.
+    fn expand(&self, text: &str, levels: usize, cap: usize) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(at) = rest.find('{') {
             out.push_str(&rest[..at]);
             rest = &rest[at..];
+            if out.len() > cap {
+                out.push_str(rest);
+                return Err(out);
+            }
             match self.placeholder(rest) {
                 Some((len, value)) => {
                     let mut after = &rest[len..];
@@ -83,11 +101,10 @@ impl Vars {
                         // `{project-root}/x` with no root set: project-relative `x`.
                         after = &after[1..];
                     }
-                    if levels > 0 && value.contains('{') {
-                        out.push_str(&self.substitute_nested(value, levels - 1));
-                    } else {
-                        out.push_str(value);
-                    }
+                    let nested = (levels > 0 && value.contains('{'))
+                        .then(|| self.expand(value, levels - 1, MAX_VALUE_BYTES).ok())
+                        .flatten();
+                    out.push_str(nested.as_deref().unwrap_or(value));
                     rest = after;
                 }
                 None => {
@@ -97,7 +114,7 @@ impl Vars {
             }
         }
         out.push_str(rest);
-        out
+        if out.len() > cap { Err(out) } else { Ok(out) }
     }
 
     /// The known placeholder `text` starts with: its length and value.
@@ -185,6 +202,14 @@ mod tests {
         v.set("a", "<{b}>");
         v.set("b", "{a}");
         assert!(v.substitute("{a}").starts_with("<<<<"));
+        // Values that multiply as they nest stop growing.
+        v.set("x", &"{y}".repeat(100));
+        v.set("y", &"{z}".repeat(100));
+        v.set("z", &"{w}".repeat(100));
+        v.set("w", "www");
+        let grown = v.substitute("{x}");
+        assert!(grown.len() <= MAX_VALUE_BYTES, "{}", grown.len());
+        assert!(grown.starts_with("{y}"));
         assert_eq!(v.substitute("{"), "{");
         assert_eq!(v.substitute("a{é}{{"), "a{é}{{");
     }
