@@ -203,9 +203,9 @@ mod tests {
         v.set("b", "{a}");
         assert!(v.substitute("{a}").starts_with("<<<<"));
         // Values that multiply as they nest stop growing.
-        v.set("x", &"{y}".repeat(100));
-        v.set("y", &"{z}".repeat(100));
-        v.set("z", &"{w}".repeat(100));
+        v.set("x", "{y}".repeat(100));
+        v.set("y", "{z}".repeat(100));
+        v.set("z", "{w}".repeat(100));
         v.set("w", "www");
         let grown = v.substitute("{x}");
         assert!(grown.len() <= MAX_VALUE_BYTES, "{}", grown.len());
