@@ -656,7 +656,7 @@ fn a_catalogue_row_names_a_skill_by_its_name() -> Result<(), String> {
 }
 
 #[test]
-fn a_validate_workflow_item_checks_a_flow_it_does_not_own() -> Result<(), String> {
+fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
     // The first 6.0 alphas: modules under src/modules with an installer's
     // config for `module.yaml`, paths into the install folder `bmad/`.
     let dir = tree(&[
