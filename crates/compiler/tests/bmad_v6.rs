@@ -733,3 +733,42 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
     assert_eq!(warned, [("bmad-unknown-target", 7)], "{:?}", c.diagnostics);
     Ok(())
 }
+
+#[test]
+fn an_installed_project_without_skills_has_its_compiled_agents() -> Result<(), String> {
+    // A 6.0 install: agents only as the installer compiled them.
+    let pitmaster = "---\nname: \"pitmaster\"\ndescription: \"Pitmaster\"\n---\n\nEmbody this agent.\n\n```xml\n<agent id=\"pitmaster.agent.yaml\" name=\"Sam\" title=\"Pitmaster\" icon=\"P\">\n<activation critical=\"MANDATORY\">\n  <step n=\"1\">Load {project-root}/_bmad/bbq/config.yaml and STOP and WAIT for input</step>\n</activation>\n<persona>\n  <role>Keeps the fire at 110 &amp; 120 degrees.</role>\n  <principles>- Low and slow</principles>\n</persona>\n<menu>\n  <item cmd=\"MH or fuzzy match on menu or help\">[MH] Redisplay Menu Help</item>\n  <item cmd=\"PM or fuzzy match on plan-menu\" exec=\"{project-root}/_bmad/bbq/workflows/plan-menu/workflow.md\">[PM] Plan the menu</item>\n  <item cmd=\"DA or fuzzy match on exit\">[DA] Dismiss Agent</item>\n</menu>\n</agent>\n```\n";
+    let dir = tree(&[
+        ("_bmad/bbq/config.yaml", "user_name: Pat\n"),
+        ("_bmad/bbq/agents/pitmaster.md", pitmaster),
+        (
+            "_bmad/bbq/agents/pitmaster-sidecar/memories.md",
+            "Brisket rests an hour.\n",
+        ),
+        (
+            "_bmad/bbq/workflows/plan-menu/workflow.md",
+            "---\nname: plan-menu\ndescription: Plan a menu\n---\nPlan a menu for {user_name}.\n",
+        ),
+    ])?;
+    let c = compile(dir.path());
+    let b = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let sam = b.agents.get("bbq/pitmaster").ok_or("no bbq/pitmaster")?;
+    let role = sam.persona.as_ref().and_then(|p| p.role.as_deref());
+    assert_eq!(role, Some("Keeps the fire at 110 & 120 degrees."));
+    let commands: Vec<&str> = sam.commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(commands, ["*pm", "*plan-menu"]);
+    // The install's activation steps are the chat client's, not the prompt's.
+    let mut resources = sam.tasks.iter().chain(&sam.data);
+    assert!(resources.all(|r| !r.content.contains("STOP and WAIT")));
+    let plan = flow(&b, "bbq/plan-menu")?;
+    assert_eq!(plan.steps[0].agents, ["bbq/pitmaster"]);
+    assert_eq!(
+        sam.metadata["resources"],
+        serde_json::json!({"bbq/pitmaster/memories.md": "Brisket rests an hour.\n"})
+    );
+    Ok(())
+}

@@ -112,12 +112,7 @@ pub fn read_agent_yaml(
         (None, Some(c)) => c,
         (None, None) => String::new(),
     };
-    let display = match (&name, &title) {
-        (Some(n), Some(t)) if n != t => format!("{n}, {t}"),
-        (Some(n), _) => n.clone(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => id.clone(),
-    };
+    let display = display_name(name.as_deref(), title.as_deref(), &id);
     let persona = agent.get("persona").map(|p| {
         let field = |k: &str| p.get(k).map(node_text).filter(|t| !t.trim().is_empty());
         persona(
@@ -129,16 +124,14 @@ pub fn read_agent_yaml(
                 .unwrap_or_default(),
         )
     });
-    let mut menu = Vec::new();
-    let mut data = Vec::new();
-    for item in agent.get("menu").and_then(Node::as_seq).unwrap_or_default() {
-        if let Some(entry) = menu_item(item, rel, diags) {
-            if let MenuTarget::Prompt(prompt) = &entry.target {
-                data.push(resource(&format!("menu *{}", entry.code), rel, prompt));
-            }
-            menu.push(entry);
-        }
-    }
+    let menu: Vec<MenuItem> = agent
+        .get("menu")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| menu_item(item, rel, diags))
+        .collect();
+    let mut data = menu_prompts(&menu, rel);
     if let Some(prompts) = agent.get("prompts") {
         metadata.insert("prompts".to_string(), prompts.to_json());
         data.push(resource("prompts", rel, &node_text(prompts)));
@@ -249,25 +242,58 @@ pub fn split_bullets(text: &str) -> Vec<String> {
     items
 }
 
+/// How an agent is introduced: "Name, Title", or whichever it has.
+pub fn display_name(name: Option<&str>, title: Option<&str>, id: &str) -> String {
+    match (name, title) {
+        (Some(n), Some(t)) if n != t => format!("{n}, {t}"),
+        (Some(n), _) => n.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => id.to_string(),
+    }
+}
+
+/// The inline prompts of menu entries (`action`), as reference text
+/// (`menu *<code>`).
+pub fn menu_prompts(menu: &[MenuItem], rel: &str) -> Vec<Resource> {
+    menu.iter()
+        .filter_map(|entry| match &entry.target {
+            MenuTarget::Prompt(prompt) => {
+                Some(resource(&format!("menu *{}", entry.code), rel, prompt))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// One `menu` entry of a v6 agent; `None` (with a warning) when it names no target.
 fn menu_item(item: &Node, rel: &str, diags: &mut Diagnostics) -> Option<MenuItem> {
     let text = |k: &str| item.get(k).map(node_text).filter(|t| !t.trim().is_empty());
-    let trigger = text("trigger").unwrap_or_default();
-    let description = text("description").unwrap_or_default();
-    let target = if let Some(path) = text("exec").or_else(|| text("workflow")) {
-        MenuTarget::File(path)
-    } else if let Some(path) = text("validate-workflow") {
-        MenuTarget::Validate(path)
-    } else if let Some(prompt) = text("action") {
-        MenuTarget::Prompt(prompt)
-    } else {
+    let entry = menu_entry(&text, item.pos);
+    if entry.is_none() {
         diags.warning(
             "bmad-menu-item",
             rel,
             item.pos,
             "menu item with no `exec`, `workflow`, `validate-workflow` or `action`: skipped",
         );
-        return None;
+    }
+    entry
+}
+
+/// One menu entry from its fields as `field` reads them (`trigger`,
+/// `description`, and the target keys `exec`, `workflow`,
+/// `validate-workflow`, `action`, with `data`, `checklist`, `document`);
+/// `None` when it names no target.
+pub fn menu_entry(field: &dyn Fn(&str) -> Option<String>, pos: Pos) -> Option<MenuItem> {
+    let text = |k: &str| field(k).filter(|t| !t.trim().is_empty());
+    let trigger = text("trigger").unwrap_or_default();
+    let description = text("description").unwrap_or_default();
+    let target = if let Some(path) = text("exec").or_else(|| text("workflow")) {
+        MenuTarget::File(path)
+    } else if let Some(path) = text("validate-workflow") {
+        MenuTarget::Validate(path)
+    } else {
+        MenuTarget::Prompt(text("action")?)
     };
     let (code, label) = menu_code(&trigger, &description)?;
     let alias = trigger
@@ -283,7 +309,7 @@ fn menu_item(item: &Node, rel: &str, diags: &mut Diagnostics) -> Option<MenuItem
         alias,
         description: label,
         target,
-        pos: item.pos,
+        pos,
     };
     // What the item hands its target, as BMAD writes it.
     for (key, label) in [

@@ -14,6 +14,7 @@
 //! - [`markdown`]: front matter read leniently (key by key when not YAML).
 //! - [`customize`]: `customize.toml` merged with its override layers.
 //! - [`agent`]: `*.agent.yaml` agents, menus, the v6 prompt template.
+//! - [`compiled_agent`]: agents an install compiled (`agents/*.md` with an `<agent>` XML block).
 //! - [`skill`]: `SKILL.md` skills, classified.
 //! - [`steps`]: step-file workflows → chained steps with routes.
 //! - [`workflow_yaml`]: `workflow.yaml` workflows → one-step flows.
@@ -33,6 +34,7 @@
 //!   flow's id (format `bmad-v6-runner`), no persona.
 
 pub mod agent;
+pub mod compiled_agent;
 pub mod config;
 pub mod customize;
 pub mod help;
@@ -171,7 +173,14 @@ pub fn read(
             .or_insert_with(|| resources::Holder::Flow(name.clone()));
     }
     for draft in &drafts {
-        let dir = match draft.source.strip_suffix(".agent.yaml") {
+        // An agent file's sidecar folder, or an agent skill's own folder.
+        let stem = draft.source.strip_suffix(".agent.yaml").or_else(|| {
+            draft
+                .source
+                .strip_suffix(".md")
+                .filter(|_| !draft.source.ends_with("SKILL.md"))
+        });
+        let dir = match stem {
             Some(stem) => format!("{stem}-sidecar"),
             None => parent(&draft.source).to_string(),
         };
@@ -204,7 +213,9 @@ pub fn read(
     owner::assemble(&tree, &vars, found, diags)
 }
 
-/// `agents/**/*.agent.yaml` of one module; a duplicate id is an error.
+/// `agents/**/*.agent.yaml` of one module, and the agents an install
+/// compiled (`agents/**/<name>.md`, read when no `<name>.agent.yaml` sits
+/// beside it); a duplicate id is an error.
 fn read_module_agents(
     tree: &Tree<'_>,
     module: &config::Module,
@@ -216,11 +227,13 @@ fn read_module_agents(
     let prefix = prefix.trim_start_matches('/');
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for rel in tree.files.paths().filter(|p| p.starts_with(prefix)) {
-        let Some(stem) = file_name(rel).strip_suffix(".agent.yaml") else {
-            continue;
+        let (stem, compiled) = match file_name(rel).strip_suffix(".agent.yaml") {
+            Some(stem) => (stem, false),
+            None => match file_name(rel).strip_suffix(".md") {
+                Some(stem) => (stem, true),
+                None => continue,
+            },
         };
-        used.insert(rel.to_string());
-        let id = format!("{}/{stem}", module.code);
         let text = match tree.files.text(rel) {
             Ok(text) => text,
             Err(message) => {
@@ -228,7 +241,25 @@ fn read_module_agents(
                 continue;
             }
         };
-        let Some(draft) = agent::read_agent_yaml(text, rel, id.clone(), &module.code, diags) else {
+        if compiled {
+            let source = format!("{}/{stem}.agent.yaml", parent(rel));
+            if !compiled_agent::is_compiled_agent(text) {
+                continue;
+            }
+            // The install's copy of a source agent read from its YAML.
+            used.insert(rel.to_string());
+            if tree.files.is_file(&source) {
+                continue;
+            }
+        }
+        used.insert(rel.to_string());
+        let id = format!("{}/{stem}", module.code);
+        let draft = if compiled {
+            compiled_agent::read_compiled_agent(text, rel, id.clone(), &module.code, diags)
+        } else {
+            agent::read_agent_yaml(text, rel, id.clone(), &module.code, diags)
+        };
+        let Some(draft) = draft else {
             continue;
         };
         if let Some(first) = seen.get(&id) {

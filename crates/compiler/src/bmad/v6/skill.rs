@@ -11,7 +11,8 @@
 //! differs warns.
 
 use super::agent::{
-    AgentDraft, MenuItem, MenuTarget, cut_description, menu_code, persona, resource, split_bullets,
+    AgentDraft, MenuItem, MenuTarget, cut_description, display_name, menu_code, persona, resource,
+    split_bullets,
 };
 use super::config::{CORE, module_code};
 use super::customize::{self, value_text};
@@ -357,12 +358,8 @@ fn skill_agent(
         ));
     }
     let title = agent.get("title").map(value_text);
-    let display = match (agent.get("name").map(value_text), &title) {
-        (Some(n), Some(t)) => format!("{n}, {t}"),
-        (Some(n), None) => n,
-        (None, Some(t)) => t.clone(),
-        (None, None) => name.to_string(),
-    };
+    let agent_name = agent.get("name").map(value_text);
+    let display = display_name(agent_name.as_deref(), title.as_deref(), name);
     AgentDraft {
         id: name.to_string(),
         module: module.to_string(),
