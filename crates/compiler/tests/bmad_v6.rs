@@ -679,7 +679,7 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
         ),
         (
             "src/modules/bbq/workflows/menu/workflow.yaml",
-            "name: menu\ndescription: Plan a menu\nconfig_source: '{project-root}/bmad/bbq/config.yaml'\noutput_folder: '{config_source}:output_folder'\ninstructions: '{installed_path}/instructions.md'\nvalidation: '{installed_path}/checklist.md'\nvariables:\n  guest_list: '{output_folder}/guests-of-{guests}.md'\n  dishes: ''\ninput_file_patterns:\n  menu:\n    description: the menu so far\n    whole: '{output_folder}/*menu*.md'\n    sharded: '{output_folder}/*menu*/*.md'\n  recipes:\n    sharded_index: '{output_folder}/recipes/index.md'\n    load_strategy: INDEX_GUIDED\n",
+            "name: menu\ndescription: Plan a menu\nconfig_source: '{project-root}/bmad/bbq/config.yaml'\noutput_folder: '{config_source}:output_folder'\ninstructions: '{installed_path}/instructions.md'\nvalidation: '{installed_path}/checklist.md'\ndefault_output_file: '{menu_file}'\nvariables:\n  guest_list: '{output_folder}/guests-of-{guests}.md'\n  dishes: ''\n  menu_file: '{output_folder}/bbq-menu.md'\ninput_file_patterns:\n  menu:\n    description: the menu so far\n    whole: '{output_folder}/*menu*.md'\n    sharded: '{output_folder}/*menu*/*.md'\n  recipes:\n    sharded_index: '{output_folder}/recipes/index.md'\n    load_strategy: INDEX_GUIDED\n",
         ),
         (
             "src/modules/bbq/workflows/menu/instructions.md",
@@ -718,6 +718,8 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
         p.contains("Plan {{dishes}} dishes for 8, listed in {output_folder}/guests-of-8.md."),
         "{p}"
     );
+    // A key naming one of `variables:`, written before it.
+    assert_eq!(menu.steps[0].creates, ["bbq-menu"]);
     // A sharded document is read by its folder's name.
     assert_eq!(
         menu.steps[0].metadata["reads_matching"],

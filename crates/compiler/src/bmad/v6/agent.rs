@@ -332,7 +332,11 @@ pub fn menu_code(trigger: &str, description: &str) -> Option<(String, String)> {
         .strip_prefix('[')
         .and_then(|rest| rest.split_once(']'));
     let (code, label) = match bracketed {
-        Some((code, label)) => (code.trim().to_string(), label.trim().to_string()),
+        // `[US]: Update Standards`: the separator is not part of the label.
+        Some((code, label)) => (
+            code.trim().to_string(),
+            label.trim_start_matches([' ', ':', '-']).trim().to_string(),
+        ),
         None => (
             trigger
                 .split_whitespace()

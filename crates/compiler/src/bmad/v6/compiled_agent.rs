@@ -10,9 +10,10 @@
 //! targets (`exec`, `workflow`, `validate-workflow`, `action`, `data`);
 //! an `action="#id"` names a `<prompt id>` of `<prompts>`. Items without
 //! a target (menu help, chat, dismiss) are the installer's own and are
-//! left out. The `<activation>` steps are not read: they tell a chat
-//! client how to load config and wait for menu choices, which the
-//! engine does itself.
+//! left out. Of the `<activation>` steps only the agent's own critical
+//! actions are read (see [`critical_actions`]): the others tell a chat
+//! client how to load config and wait for menu choices, which the engine
+//! does itself.
 
 use super::agent::{
     AgentDraft, MenuItem, cut_description, display_name, menu_entry, menu_prompts, persona,
@@ -51,17 +52,34 @@ pub fn read_compiled_agent(
     diags: &mut Diagnostics,
 ) -> Option<AgentDraft> {
     let (first_line, xml) = xml_block(text)?;
+    let at = |error: &roxmltree::Error| Pos::new(first_line + error.pos().row - 1, error.pos().col);
+    // Installers have written malformed `<activation>` steps; the rest of
+    // the agent is still worth reading without them.
+    let without_activation;
     let doc = match Document::parse(xml) {
         Ok(doc) => doc,
         Err(error) => {
-            let at = error.pos();
-            diags.warning(
-                "bmad-agent-xml",
-                rel,
-                Pos::new(first_line + at.row - 1, at.col),
-                format!("the compiled agent is not well-formed XML ({error}): not read"),
-            );
-            return None;
+            without_activation = activation_blanked(xml);
+            match without_activation.as_deref().map(Document::parse) {
+                Some(Ok(doc)) => {
+                    diags.warning(
+                        "bmad-agent-xml",
+                        rel,
+                        at(&error),
+                        format!("the `<activation>` steps are not well-formed XML ({error}): the agent's critical actions are not read"),
+                    );
+                    doc
+                }
+                _ => {
+                    diags.warning(
+                        "bmad-agent-xml",
+                        rel,
+                        at(&error),
+                        format!("the compiled agent is not well-formed XML ({error}): not read"),
+                    );
+                    return None;
+                }
+            }
         }
     };
     let agent = doc.root_element();
@@ -87,7 +105,7 @@ pub fn read_compiled_agent(
             field("identity"),
             field("communication_style"),
             field("principles")
-                .map(|text| split_bullets(&text))
+                .map(|text| principles(&text))
                 .unwrap_or_default(),
         )
     });
@@ -120,6 +138,15 @@ pub fn read_compiled_agent(
         let all: Vec<&str> = prompts.values().map(String::as_str).collect();
         data.push(resource("prompts", rel, &all.join("\n\n")));
     }
+    let actions: Vec<String> = critical_actions(agent)
+        .iter()
+        .map(|action| format!("- {action}"))
+        .collect();
+    let instructions = if actions.is_empty() {
+        Vec::new()
+    } else {
+        vec![resource("critical_actions", rel, &actions.join("\n"))]
+    };
     let metadata = BTreeMap::from([
         ("bmad_metadata".to_string(), json!(bmad_metadata)),
         ("compiled".to_string(), json!(true)),
@@ -134,10 +161,50 @@ pub fn read_compiled_agent(
         pos,
         persona,
         menu,
-        instructions: Vec::new(),
+        instructions,
         data,
         metadata,
     })
+}
+
+/// The agent's own critical actions among its `<activation>` steps: the
+/// installer puts them after its opening steps (load the persona, the
+/// config, remember the user's name) and before its closing ones (greet,
+/// show the menu, wait). Without those landmarks, none.
+fn critical_actions(agent: Node) -> Vec<String> {
+    let steps: Vec<String> = child(agent, "activation")
+        .into_iter()
+        .flat_map(|a| a.children().filter(|c| c.has_tag_name("step")))
+        .map(text_of)
+        .collect();
+    let after = steps.iter().position(|s| s.starts_with("Remember: user"));
+    let before = steps.iter().position(|s| s.starts_with("Show greeting"));
+    match (after, before) {
+        (Some(after), Some(before)) if after < before => steps[after + 1..before].to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// `xml` with its `<activation>` element blanked out, its line breaks kept
+/// so that later positions stay right; `None` without one.
+fn activation_blanked(xml: &str) -> Option<String> {
+    let start = xml.find("<activation")?;
+    let end = start + xml[start..].find("</activation>")? + "</activation>".len();
+    let blank: String = xml[start..end].chars().filter(|&c| c == '\n').collect();
+    Some(format!("{}{blank}{}", &xml[..start], &xml[end..]))
+}
+
+/// Principles as the installer writes them: the source's bullets, joined
+/// on one line (`- one - two`) or kept on lines of their own.
+fn principles(text: &str) -> Vec<String> {
+    match text.strip_prefix("- ") {
+        Some(rest) if !text.contains('\n') => rest
+            .split(" - ")
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+        _ => split_bullets(text),
+    }
 }
 
 /// The first child element of `node` named `name`.
@@ -171,6 +238,11 @@ You must fully embody this agent's persona.
 <agent id="pm.agent.yaml" name="Pat" title="Product Manager" icon="P">
 <activation critical="MANDATORY">
   <step n="1">Load persona from this current agent file</step>
+  <step n="2">Load the config</step>
+  <step n="3">Remember: user's name is {user_name}</step>
+  <step n="4">Never skip the tests</step>
+  <step n="5">Show greeting using {user_name}</step>
+  <step n="6">STOP and WAIT for user input</step>
 </activation>
   <persona>
     <role>Product Manager for &apos;small&apos; teams.</role>
@@ -184,7 +256,7 @@ You must fully embody this agent's persona.
   <menu>
     <item cmd="MH or fuzzy match on menu or help">[MH] Redisplay Menu Help</item>
     <item cmd="CP or fuzzy match on create-prd" exec="{project-root}/_bmad/bmm/workflows/prd/workflow.md">[CP] Create PRD</item>
-    <item cmd="PI" action="#pitch">[PI] Pitch it</item>
+    <item cmd="PI" action="#pitch">[PI]: Pitch it</item>
     <item cmd="VP" validate-workflow="{project-root}/_bmad/bmm/workflows/prd/workflow.yaml" checklist="c.md">[VP] Validate PRD</item>
     <item cmd="DA or fuzzy match on exit">[DA] Dismiss Agent</item>
   </menu>
@@ -206,16 +278,19 @@ You must fully embody this agent's persona.
             persona.role.as_deref(),
             Some("Product Manager for 'small' teams.")
         );
-        assert_eq!(persona.core_principles, ["Users first - Ship small"]);
+        assert_eq!(persona.core_principles, ["Users first", "Ship small"]);
+        let actions: Vec<&str> = a.instructions.iter().map(|r| r.content.as_str()).collect();
+        assert_eq!(actions, ["- Never skip the tests"]);
         let codes: Vec<&str> = a.menu.iter().map(|m| m.code.as_str()).collect();
         assert_eq!(codes, ["cp", "pi", "vp"]);
         assert_eq!(a.menu[0].alias.as_deref(), Some("create-prd"));
-        assert_eq!(a.menu[0].pos.line, 24);
+        assert_eq!(a.menu[0].pos.line, 29);
         assert_eq!(
             a.menu[1].target,
             MenuTarget::Prompt("Write a one-line pitch.".into())
         );
         assert!(matches!(a.menu[2].target, MenuTarget::Validate(_)));
+        assert_eq!(a.menu[1].description, "Pitch it");
         assert_eq!(a.menu[2].description, "Validate PRD (checklist: c.md)");
         Ok(())
     }
@@ -228,5 +303,13 @@ You must fully embody this agent's persona.
         let found: Vec<(&str, u32)> = d.iter().map(|x| (x.code, x.line)).collect();
         assert_eq!(found, [("bmad-agent-xml", 5)]);
         assert!(!is_compiled_agent("# notes\n\n```xml\n<config/>\n```\n"));
+        // Broken activation steps cost only the critical actions.
+        let odd = "```xml\n<agent name=\"a\">\n<activation><step n={X}\">x</step></activation>\n<persona><role>R</role></persona>\n</agent>\n```\n";
+        let mut d = Diagnostics::new();
+        let read = read_compiled_agent(odd, "a.md", "m/a".into(), "m", &mut d);
+        let role = read.and_then(|a| a.persona).and_then(|p| p.role);
+        assert_eq!(role.as_deref(), Some("R"));
+        let found: Vec<(&str, u32)> = d.iter().map(|x| (x.code, x.line)).collect();
+        assert_eq!(found, [("bmad-agent-xml", 3)]);
     }
 }

@@ -114,12 +114,10 @@ pub fn assemble(
                     format!("`agent` names `{}`, which is no agent here", row.agent),
                 );
             }
-            // A row that names its agent's own file is one of the agent's
+            // A row that names its agent's own file (or, in an install,
+            // where the compiled copy of it is) is one of the agent's
             // actions, done by talking to it: no workflow to find.
-            (None, Some(_))
-                if path
-                    .as_deref()
-                    .is_some_and(|p| p.ends_with(".agent.yaml") && tree.files.is_file(p)) => {}
+            (None, Some(_)) if path.as_deref().is_some_and(|p| names_agent_file(tree, p)) => {}
             (None, Some(_)) => {
                 diags.warning(
                     "bmad-unknown-target",
@@ -370,6 +368,13 @@ impl Names<'_> {
         }
         None
     }
+}
+
+/// Whether `path` is an agent's file: its `.agent.yaml`, or the `.md` an
+/// install compiled from it.
+fn names_agent_file(tree: &Tree<'_>, path: &str) -> bool {
+    path.strip_suffix(".agent.yaml")
+        .is_some_and(|stem| tree.files.is_file(path) || tree.files.is_file(&format!("{stem}.md")))
 }
 
 #[cfg(test)]

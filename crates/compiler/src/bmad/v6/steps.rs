@@ -576,9 +576,14 @@ pub fn doc_name(path: &str) -> Option<String> {
 pub fn waits(body: &str) -> Vec<String> {
     let mut options = BTreeSet::new();
     let mut kinds = BTreeSet::new();
+    let mut in_code = false;
     for line in body.lines() {
+        // A fenced block shows an example (a report template's `[X] issues`).
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
         let mut rest = line;
-        while let Some(at) = rest.find('[') {
+        while let Some(at) = rest.find('[').filter(|_| !in_code) {
             rest = &rest[at + 1..];
             if let Some((opt, _)) = rest.split_once(']')
                 && opt.len() == 1
@@ -748,5 +753,9 @@ mod tests {
             ),
             ["menu:A,C,P", "ask", "halt"]
         );
+        // A report template shown in a fenced block has no menu.
+        let example =
+            "Write the report:\n```markdown\nFound [X] issues in [Y] areas.\n```\n[C] Continue";
+        assert_eq!(waits(example), ["menu:C"]);
     }
 }

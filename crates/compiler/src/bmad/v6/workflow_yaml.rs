@@ -65,7 +65,7 @@ pub fn read(
         .get("variables")
         .and_then(Node::as_map)
         .unwrap_or_default();
-    let mut resolved: Vec<(String, String)> = Vec::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
     for (key, value) in entries.iter().chain(variables) {
         if let Some(raw) = value.scalar_text() {
             // `date: system-generated` is filled per run, an empty value
@@ -75,15 +75,18 @@ pub fn read(
             let known = vars
                 .config_value(&raw)
                 .filter(|value| raw != "system-generated" && !value.is_empty());
-            match known {
-                Some(value) => {
-                    vars.set(&key.name, value.clone());
-                    resolved.push((key.name.clone(), value));
-                }
-                None => resolved.push((key.name.clone(), raw)),
+            if let Some(value) = &known {
+                vars.set(&key.name, value.clone());
             }
+            keys.push((key.name.clone(), known.unwrap_or(raw)));
         }
     }
+    // Once every key is known, whatever order they came in: a key may name
+    // one of `variables:` (`default_output_file: '{status_file}'`).
+    let resolved: Vec<(String, String)> = keys
+        .into_iter()
+        .map(|(key, value)| (key, vars.substitute(&value)))
+        .collect();
     if let Some((key, value)) = entries.iter().find(|(k, _)| k.name == "config_source") {
         check_config_source(tree, value, rel, key.pos, diags);
     }
@@ -142,10 +145,10 @@ pub fn read(
     }
     step_meta.insert("source".to_string(), json!(rel));
     step_meta.insert("prompt".to_string(), json!(prompt));
-    let main_document = root
-        .get("default_output_file")
-        .and_then(Node::scalar_text)
-        .and_then(|v| doc_name(&v))
+    let main_document = resolved
+        .iter()
+        .find(|(key, _)| key == "default_output_file")
+        .and_then(|(_, value)| doc_name(value))
         .unwrap_or_else(|| crate::bmad::sanitize_name(&name));
     let mut metadata = BTreeMap::new();
     for (key, value) in entries {
