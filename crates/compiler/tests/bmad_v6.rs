@@ -774,3 +774,35 @@ fn an_installed_project_without_skills_has_its_compiled_agents() -> Result<(), S
     );
     Ok(())
 }
+
+#[test]
+fn templates_a_step_names_are_found_or_reported() -> Result<(), String> {
+    let dir = tree(&[
+        ("bbq/module.yaml", "code: bbq\n"),
+        (
+            "bbq/workflows/plan/workflow.md",
+            "---\nname: plan\n---\nStart at ./steps/step-01-a.md\n",
+        ),
+        // `./menu-template.md` is beside workflow.md, not beside the step.
+        (
+            "bbq/workflows/plan/steps/step-01-a.md",
+            "---\ntemplateFile: './menu-template.md'\nchecklistFile: '../gone-checklist.md'\nreportTemplate: '{output_folder}/report-template.md'\n---\nFill {templateFile}.\n",
+        ),
+        ("bbq/workflows/plan/menu-template.md", "# Menu\n"),
+    ])?;
+    let c = compile(dir.path());
+    let b = c
+        .bundle
+        .clone()
+        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let p = prompt(&flow(&b, "bbq/plan")?.steps[0]);
+    assert!(
+        p.contains("Fill bbq/workflows/plan/menu-template.md."),
+        "{p}"
+    );
+    assert!(p.contains("# Menu"), "{p}");
+    // The missing checklist is reported; an output path is not.
+    let warned: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
+    assert_eq!(warned, [("bmad-missing-file", 3)], "{:?}", c.diagnostics);
+    Ok(())
+}

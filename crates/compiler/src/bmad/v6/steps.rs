@@ -227,7 +227,7 @@ pub fn build(tree: &Tree<'_>, flow: &StepFlow<'_>, diags: &mut Diagnostics) -> O
         }
         let mut metadata = BTreeMap::new();
         metadata.insert("source".to_string(), json!(step.rel));
-        let (mut prompt, inlined) = step_prompt(tree, flow, step);
+        let (mut prompt, inlined) = step_prompt(tree, flow, step, diags);
         used.extend(inlined);
         if !link.routes.is_empty() {
             // The step text says "load step-02b-…"; in bmad2pf that is a route.
@@ -624,7 +624,15 @@ pub fn front_matter_vars(tree: &Tree<'_>, base: &Vars, doc: &Markdown, rel: &str
         if let Some(text) = value.scalar_text() {
             let looks_like_path = text.contains('/') || text.ends_with(".md");
             let value = if looks_like_path {
-                tree.resolve(&text, dir, base)
+                let beside = tree.resolve(&text, dir, base);
+                // `./x.md` in a step may mean the workflow's folder (a
+                // skill's root), as the workflow file itself writes it.
+                let from_flow = base
+                    .get("installed_path")
+                    .filter(|_| !tree.files.is_file(&beside) && !text.starts_with('{'))
+                    .map(|flow_dir| tree.resolve(&text, flow_dir, base))
+                    .filter(|path| tree.files.is_file(path));
+                from_flow.unwrap_or(beside)
             } else {
                 base.substitute(&text)
             };
@@ -639,17 +647,37 @@ pub fn front_matter_vars(tree: &Tree<'_>, base: &Vars, doc: &Markdown, rel: &str
 /// the flow's variables, see [`front_matter_vars`]), then the templates and
 /// checklists its front matter names, inlined. Also returns the files
 /// inlined.
-fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> (String, Vec<String>) {
+fn step_prompt(
+    tree: &Tree<'_>,
+    flow: &StepFlow<'_>,
+    step: &StepFile,
+    diags: &mut Diagnostics,
+) -> (String, Vec<String>) {
     let vars = front_matter_vars(tree, flow.vars, &step.doc, &step.rel);
     let mut inlined = Vec::new();
     for (key, value) in &step.doc.fields {
         let lower = key.name.to_ascii_lowercase();
-        if value.scalar_text().is_some()
-            && let Some(path) = vars.get(&key.name)
-            && (lower.contains("template") || lower.contains("checklist"))
-            && tree.files.is_file(path)
-        {
+        let Some(path) = vars
+            .get(&key.name)
+            .filter(|_| value.scalar_text().is_some())
+        else {
+            continue;
+        };
+        if !(lower.contains("template") || lower.contains("checklist")) {
+            continue;
+        }
+        if tree.files.is_file(path) {
             inlined.push((key.name.clone(), path.to_string()));
+        } else if in_tree_folder(tree, path) {
+            diags.warning(
+                "bmad-missing-file",
+                &step.rel,
+                step.doc.key_pos(&key.name),
+                format!(
+                    "`{}` names `{path}`, which is no file: not inlined",
+                    key.name
+                ),
+            );
         }
     }
     let mut prompt = format!(
@@ -672,6 +700,17 @@ fn step_prompt(tree: &Tree<'_>, flow: &StepFlow<'_>, step: &StepFile) -> (String
         }
     }
     (prompt, used)
+}
+
+/// Whether `path` (tree-relative) lies in a module folder: a missing
+/// template there is a missing file, while a path elsewhere (where the run
+/// writes its output) is not.
+fn in_tree_folder(tree: &Tree<'_>, path: &str) -> bool {
+    !path.contains('*')
+        && tree
+            .module_dirs
+            .values()
+            .any(|dir| path.starts_with(&format!("{dir}/")))
 }
 
 #[cfg(test)]
