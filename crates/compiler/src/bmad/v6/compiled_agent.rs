@@ -52,7 +52,9 @@ pub fn read_compiled_agent(
     diags: &mut Diagnostics,
 ) -> Option<AgentDraft> {
     let (first_line, xml) = xml_block(text)?;
-    let at = |error: &roxmltree::Error| Pos::new(first_line + error.pos().row - 1, error.pos().col);
+    // Rows count from 1 within the block, which starts at `first_line`.
+    let line_of = |row: u32| first_line + row.saturating_sub(1);
+    let at = |error: &roxmltree::Error| Pos::new(line_of(error.pos().row), error.pos().col);
     // Installers have written malformed `<activation>` steps; the rest of
     // the agent is still worth reading without them.
     let without_activation;
@@ -85,7 +87,7 @@ pub fn read_compiled_agent(
     let agent = doc.root_element();
     let pos_of = |node: Node| {
         let at = doc.text_pos_at(node.range().start);
-        Pos::new(first_line + at.row - 1, at.col)
+        Pos::new(line_of(at.row), at.col)
     };
     let attribute = |name: &str| {
         agent
