@@ -14,7 +14,13 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn compiled(name: &str) -> Result<(Compilation, Bundle), String> {
-    let c = compile(&example(name));
+    compiled_at(&example(name))
+}
+
+/// The compilation of the tree at `src` and its bundle (an error listing
+/// the diagnostics when there is none).
+fn compiled_at(src: &std::path::Path) -> Result<(Compilation, Bundle), String> {
+    let c = compile(src);
     let bundle = c
         .bundle
         .clone()
@@ -533,11 +539,7 @@ fn installed_project() -> Result<(), String> {
         ),
         ("src/main.rs", "fn main() {}\n"),
     ])?;
-    let c = compile(dir.path());
-    let b = c
-        .bundle
-        .clone()
-        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let (c, b) = compiled_at(dir.path())?;
     assert_eq!(b.layout, SourceLayout::BmadInstall);
     assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["bmad-agent-x"]);
     assert_eq!(
@@ -690,11 +692,7 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
             "- [ ] every dish has a side\n",
         ),
     ])?;
-    let c = compile(dir.path());
-    let b = c
-        .bundle
-        .clone()
-        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let (c, b) = compiled_at(dir.path())?;
     let pm = &b.agents["bbq/pm"];
     let validate = pm
         .commands
@@ -752,11 +750,7 @@ fn an_installed_project_without_skills_has_its_compiled_agents() -> Result<(), S
             "---\nname: plan-menu\ndescription: Plan a menu\n---\nPlan a menu for {user_name}.\n",
         ),
     ])?;
-    let c = compile(dir.path());
-    let b = c
-        .bundle
-        .clone()
-        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let (c, b) = compiled_at(dir.path())?;
     assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
     let sam = b.agents.get("bbq/pitmaster").ok_or("no bbq/pitmaster")?;
     let role = sam.persona.as_ref().and_then(|p| p.role.as_deref());
@@ -790,11 +784,7 @@ fn templates_a_step_names_are_found_or_reported() -> Result<(), String> {
         ),
         ("bbq/workflows/plan/menu-template.md", "# Menu\n"),
     ])?;
-    let c = compile(dir.path());
-    let b = c
-        .bundle
-        .clone()
-        .ok_or_else(|| format!("{:?}", c.diagnostics))?;
+    let (c, b) = compiled_at(dir.path())?;
     let p = prompt(&flow(&b, "bbq/plan")?.steps[0]);
     assert!(
         p.contains("Fill bbq/workflows/plan/menu-template.md."),
