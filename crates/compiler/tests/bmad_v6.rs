@@ -796,3 +796,23 @@ fn templates_a_step_names_are_found_or_reported() -> Result<(), String> {
     assert_eq!(warned, [("bmad-missing-file", 3)], "{:?}", c.diagnostics);
     Ok(())
 }
+
+#[test]
+fn a_compiled_copy_beside_its_agent_yaml_is_not_read_twice() -> Result<(), String> {
+    let dir = tree(&[
+        ("bbq/module.yaml", "code: bbq\n"),
+        (
+            "bbq/agents/chef.agent.yaml",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n",
+        ),
+        (
+            "bbq/agents/chef.md",
+            "```xml\n<agent name=\"Old\" title=\"Chef\"><persona><role>R</role></persona></agent>\n```\n",
+        ),
+    ])?;
+    let (c, b) = compiled_at(dir.path())?;
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["bbq/chef"]);
+    assert!(b.agents["bbq/chef"].persona.is_none(), "read from the YAML");
+    Ok(())
+}

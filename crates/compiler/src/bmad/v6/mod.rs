@@ -241,18 +241,18 @@ fn read_module_agents(
                 continue;
             }
         };
-        if compiled {
-            let source = format!("{}/{stem}.agent.yaml", parent(rel));
-            if !compiled_agent::is_compiled_agent(text) {
-                continue;
-            }
-            // The install's copy of a source agent read from its YAML.
-            used.insert(rel.to_string());
-            if tree.files.is_file(&source) {
-                continue;
-            }
+        if compiled && !compiled_agent::is_compiled_agent(text) {
+            continue;
         }
         used.insert(rel.to_string());
+        // The install's copy of a source agent, which is read from its YAML.
+        if compiled
+            && tree
+                .files
+                .is_file(&format!("{}/{stem}.agent.yaml", parent(rel)))
+        {
+            continue;
+        }
         let id = format!("{}/{stem}", module.code);
         let draft = if compiled {
             compiled_agent::read_compiled_agent(text, rel, id.clone(), &module.code, diags)
