@@ -816,3 +816,78 @@ fn a_compiled_copy_beside_its_agent_yaml_is_not_read_twice() -> Result<(), Strin
     assert!(b.agents["bbq/chef"].persona.is_none(), "read from the YAML");
     Ok(())
 }
+
+/// A project as a 6.0 alpha installed it: `bmad/` with `_cfg/` for its
+/// state, agents compiled to `.md` with `*`-triggers.
+const ALPHA_INSTALL: [(&str, &str); 5] = [
+    (
+        "bmad/_cfg/manifest.yaml",
+        "installation:\n  version: 6.0.0-alpha.9\nmodules:\n  - bbq\n",
+    ),
+    (
+        "bmad/bbq/config.yaml",
+        "user_name: Pat\noutput_folder: '{project-root}/docs'\n",
+    ),
+    (
+        "bmad/bbq/agents/pitmaster.md",
+        "---\nname: pitmaster\n---\n\n```xml\n<agent id=\"bmad/bbq/agents/pitmaster.md\" name=\"Sam\" title=\"Pitmaster\">\n<activation critical=\"MANDATORY\">\n  <step n=\"1\">Load persona from this current agent file</step>\n  <step n=\"2\">Load {project-root}/{bmad_folder}/bbq/config.yaml NOW</step>\n  <step n=\"3\">Remember: user's name is {user_name}</step>\n  <step n=\"4\">Taste before serving.</step>\n  <step n=\"5\">Show greeting using {user_name}</step>\n</activation>\n<persona><role>Keeps the fire low.</role></persona>\n<menu>\n  <item cmd=\"*help\">Show numbered menu</item>\n  <item cmd=\"*plan-menu\" workflow=\"{project-root}/{bmad_folder}/bbq/workflows/plan-menu/workflow.yaml\">Plan the menu</item>\n  <item cmd=\"*exit\">Exit with confirmation</item>\n</menu>\n</agent>\n```\n",
+    ),
+    (
+        "bmad/bbq/workflows/plan-menu/workflow.yaml",
+        "name: plan-menu\ndescription: Plan a menu\nconfig_source: '{project-root}/bmad/bbq/config.yaml'\nuser_name: '{config_source}:user_name'\ninstalled_path: '{project-root}/bmad/bbq/workflows/plan-menu'\ninstructions: '{installed_path}/instructions.md'\n",
+    ),
+    (
+        "bmad/bbq/workflows/plan-menu/instructions.md",
+        "Plan a menu for {user_name}.\n",
+    ),
+];
+
+#[test]
+fn a_project_installed_by_a_6_0_alpha_is_read() -> Result<(), String> {
+    let mut files = ALPHA_INSTALL.to_vec();
+    files.extend([
+        // Install state and the project's own files are not sources.
+        (
+            "bmad/_cfg/agents/bbq-pitmaster.customize.yaml",
+            "persona:\n  role: ''\n",
+        ),
+        ("bmad/_cfg/agent-manifest.csv", "name,path\n"),
+        ("src/main.rs", "fn main() {}\n"),
+    ]);
+    let dir = tree(&files)?;
+    let (c, b) = compiled_at(dir.path())?;
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert_eq!(b.layout, SourceLayout::BmadInstall);
+    let sam = b.agents.get("bbq/pitmaster").ok_or("no bbq/pitmaster")?;
+    let commands: Vec<&str> = sam.commands.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(commands, ["*plan-menu"]);
+    assert!(
+        sam.tasks
+            .iter()
+            .any(|t| t.content.contains("Taste before serving.")),
+        "{:?}",
+        sam.tasks
+    );
+    let plan = flow(&b, "bbq/plan-menu")?;
+    assert_eq!(plan.steps[0].agents, ["bbq/pitmaster"]);
+    assert!(prompt(&plan.steps[0]).contains("Plan a menu for Pat."));
+    Ok(())
+}
+
+#[test]
+fn a_checkout_holding_its_sources_and_an_alpha_install_reads_the_sources() -> Result<(), String> {
+    // BMAD-METHOD's own checkouts of that time held both.
+    let mut files = ALPHA_INSTALL.to_vec();
+    files.extend([
+        ("src/modules/grill/module.yaml", "code: grill\n"),
+        (
+            "src/modules/grill/agents/cook.agent.yaml",
+            "agent:\n  metadata: {name: Cy, title: Cook}\n",
+        ),
+    ]);
+    let dir = tree(&files)?;
+    let (_, b) = compiled_at(dir.path())?;
+    assert_eq!(b.layout, SourceLayout::BmadV6);
+    assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["grill/cook"]);
+    Ok(())
+}

@@ -108,10 +108,12 @@ fn module_from_yaml(root: Option<&Node>, dir: &ModuleDir, file: String) -> Modul
 }
 
 /// Variables of every module, layered per SPEC 1.7 (built-ins, module.yaml
-/// core then module, `_bmad/<m>/config.yaml`, the install's TOML configs,
+/// core then module, `_bmad/<m>/config.yaml` (`bmad/<m>/…` in a project a
+/// 6.0 alpha installed: `install_dir`), the install's TOML configs,
 /// runtime.yaml `bmad.vars`); per-flow keys are added by the flow readers.
 pub fn module_vars(
     files: &SourceSnapshot,
+    install_dir: &str,
     modules: &[Module],
     bmad: &BmadConfig,
     diags: &mut Diagnostics,
@@ -131,7 +133,7 @@ pub fn module_vars(
     .filter_map(|rel| read_table(files, rel, diags))
     .collect();
     let config_yaml = |code: &str, diags: &mut Diagnostics| -> Vec<(String, String)> {
-        let rel = format!("_bmad/{code}/config.yaml");
+        let rel = format!("{install_dir}/{code}/config.yaml");
         let Ok(text) = files.text(&rel) else {
             return Vec::new();
         };
@@ -151,7 +153,7 @@ pub fn module_vars(
         if out.contains_key(code) {
             continue;
         }
-        let mut vars = Vars::new(bmad.project_root.as_deref());
+        let mut vars = Vars::new(bmad.project_root.as_deref(), install_dir);
         let own = modules
             .iter()
             .filter(|m| m.code == code && code != CORE)

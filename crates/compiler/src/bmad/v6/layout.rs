@@ -5,8 +5,11 @@
 //! module trees (folders, or folders of `src/` or `src/modules/`, holding
 //! `module.yaml`, or before 6.0 `_module-installer/install-config.yaml`,
 //! plus agents or workflows) and skills trees (`**/SKILL.md`), which combine.
-//! Nothing found means the tree is BMAD v4 or the preprocessing layout,
-//! and [`detect`] says `None`.
+//! Last comes a project installed by a 6.0 alpha (`bmad/_cfg/manifest.yaml`),
+//! read like an install; it comes after the module trees because
+//! BMAD-METHOD's own checkouts of that time hold both their sources and an
+//! install of them. Nothing found means the tree is BMAD v4 or the
+//! preprocessing layout, and [`detect`] says `None`.
 
 use crate::bundle::SourceLayout;
 use crate::diag::{Diagnostics, Pos};
@@ -16,8 +19,15 @@ use std::collections::BTreeSet;
 /// The folder of an installed project that holds its modules and config.
 pub const INSTALL_DIR: &str = "_bmad";
 
-/// Folders of `_bmad/` that are install state, not modules.
-const INSTALL_STATE_DIRS: [&str; 4] = ["_config", "_memory", "custom", "scripts"];
+/// The same folder as the 6.0 alphas installed it.
+pub const ALPHA_INSTALL_DIR: &str = "bmad";
+
+/// The file that marks a project installed by a 6.0 alpha.
+const ALPHA_INSTALL_MANIFEST: &str = "bmad/_cfg/manifest.yaml";
+
+/// Folders of the install folder that are install state, not modules
+/// (`_cfg` in the 6.0 alphas).
+const INSTALL_STATE_DIRS: [&str; 5] = ["_config", "_cfg", "_memory", "custom", "scripts"];
 
 /// One v6 module folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +42,9 @@ pub struct ModuleDir {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub kind: SourceLayout,
-    /// True for an installed project (`_bmad/` at the root).
-    pub installed: bool,
+    /// The install folder of an installed project (`_bmad`, or `bmad` for
+    /// a 6.0 alpha's); `None` for a source tree.
+    pub install_dir: Option<&'static str>,
     pub modules: Vec<ModuleDir>,
     /// Every `SKILL.md` to read, sorted; an install's copies of one skill
     /// under several tool folders are all listed (the reader keeps one).
@@ -42,11 +53,9 @@ pub struct Layout {
 
 /// The BMAD v6 / skills layout of `files`, or `None` when it holds neither.
 pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
-    let installed = files
-        .paths()
-        .any(|p| p.starts_with(INSTALL_DIR) && p[INSTALL_DIR.len()..].starts_with('/'));
+    let installed = files.paths().any(|p| in_folder(p, INSTALL_DIR));
     if installed {
-        return Some(install_layout(files));
+        return Some(install_layout(files, INSTALL_DIR));
     }
     let modules = module_dirs(files);
     let skills: Vec<String> = files
@@ -54,6 +63,9 @@ pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
         .filter(|p| file_name(p) == "SKILL.md")
         .map(str::to_string)
         .collect();
+    if modules.is_empty() && files.is_file(ALPHA_INSTALL_MANIFEST) {
+        return Some(install_layout(files, ALPHA_INSTALL_DIR));
+    }
     let kind = match (modules.is_empty(), skills.is_empty()) {
         (true, true) => return None,
         (false, true) => SourceLayout::BmadV6,
@@ -62,7 +74,7 @@ pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
     };
     Some(Layout {
         kind,
-        installed: false,
+        install_dir: None,
         modules,
         skills,
     })
@@ -105,10 +117,16 @@ pub fn layout_name(kind: SourceLayout) -> &'static str {
     }
 }
 
-/// `_bmad/<code>/` modules plus `.<tool>/skills/*/SKILL.md` and any
-/// `SKILL.md` under `_bmad/`.
-fn install_layout(files: &SourceSnapshot) -> Layout {
-    let prefix = format!("{INSTALL_DIR}/");
+/// Whether tree path `path` lies inside the top-level folder `dir`.
+pub fn in_folder(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// `<install_dir>/<code>/` modules plus `.<tool>/skills/*/SKILL.md` and any
+/// `SKILL.md` under the install folder.
+fn install_layout(files: &SourceSnapshot, install_dir: &'static str) -> Layout {
+    let prefix = format!("{install_dir}/");
     let mut names = BTreeSet::new();
     let mut skills = Vec::new();
     for path in files.paths() {
@@ -133,7 +151,7 @@ fn install_layout(files: &SourceSnapshot) -> Layout {
     skills.sort();
     Layout {
         kind: SourceLayout::BmadInstall,
-        installed: true,
+        install_dir: Some(install_dir),
         modules: names
             .into_iter()
             .map(|name| ModuleDir {

@@ -88,14 +88,15 @@ pub fn read(
         config::read_modules(files, &layout::other_module_dirs(files, layout), diags);
     let tree = Tree {
         files,
-        installed: layout.installed,
+        install_dir: layout.install_dir,
         module_dirs: modules
             .iter()
             .map(|m| (m.code.clone(), m.dir.clone()))
             .collect(),
     };
     let all_modules: Vec<config::Module> = modules.iter().chain(&skill_modules).cloned().collect();
-    let vars = config::module_vars(files, &all_modules, bmad, diags);
+    let install_dir = layout.install_dir.unwrap_or(layout::INSTALL_DIR);
+    let vars = config::module_vars(files, install_dir, &all_modules, bmad, diags);
     let core_vars = vars.get(config::CORE).cloned().unwrap_or_default();
     let mut used: BTreeSet<String> = BTreeSet::new();
     let mut drafts: Vec<agent::AgentDraft> = Vec::new();

@@ -5,21 +5,19 @@
 //! path. [`Tree::resolve`] substitutes the variables, resolves `.` and `..`,
 //! and, outside an installed project, maps `_bmad/<m>/…` to the module's
 //! folder in the tree (`src/bmm/…`), as SPEC 1.7's layout 4 says; so is
-//! `bmad/<m>/…`, the install folder before 6.0.
+//! `bmad/<m>/…`, the install folder of the 6.0 alphas.
 
-use super::layout::INSTALL_DIR;
+use super::layout::{ALPHA_INSTALL_DIR, INSTALL_DIR};
 use super::vars::Vars;
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use std::collections::BTreeMap;
 
-/// The install folder of BMAD before 6.0 (`{project-root}/bmad/bmm/…`).
-const LEGACY_INSTALL_DIR: &str = "bmad";
-
 /// The source tree and its modules, for path lookups.
 pub struct Tree<'a> {
     pub files: &'a SourceSnapshot,
-    pub installed: bool,
+    /// The install folder of an installed project (see [`super::layout::Layout`]).
+    pub install_dir: Option<&'static str>,
     /// Module code → its folder.
     pub module_dirs: BTreeMap<String, String>,
 }
@@ -39,15 +37,15 @@ impl Tree<'_> {
             format!("{base_dir}/{substituted}")
         };
         let normal = normalize(&joined);
-        if self.installed {
+        if self.install_dir.is_some() {
             return normal;
         }
-        // Before 6.0 the install folder was `bmad/`; a tree file of that
-        // path is still taken as written.
+        // The 6.0 alphas installed into `bmad/`; a tree file of that path
+        // is still taken as written.
         let install_dirs = if self.files.is_file(&normal) {
             &[INSTALL_DIR][..]
         } else {
-            &[INSTALL_DIR, LEGACY_INSTALL_DIR][..]
+            &[INSTALL_DIR, ALPHA_INSTALL_DIR][..]
         };
         let inside = install_dirs
             .iter()
@@ -78,11 +76,19 @@ impl Tree<'_> {
 
 /// Parts of an install that a source tree does not have: paths into them are
 /// not checked outside an installed project.
-const INSTALL_TIME: [&str; 5] = ["_config/", "custom/", "scripts/", "_memory/", "config.yaml"];
+const INSTALL_TIME: [&str; 6] = [
+    "_config/",
+    "_cfg/",
+    "custom/",
+    "scripts/",
+    "_memory/",
+    "config.yaml",
+];
 
 impl Tree<'_> {
-    /// Warns for every `{project-root}/_bmad/…` path of `text` (a body
-    /// starting at line `first_line` of `rel`) that names no file.
+    /// Warns for every `{project-root}/_bmad/…` path (in an installed
+    /// project, into its install folder) of `text` (a body starting at line
+    /// `first_line` of `rel`) that names no file.
     pub fn check_install_paths(
         &self,
         text: &str,
@@ -91,14 +97,19 @@ impl Tree<'_> {
         vars: &Vars,
         diags: &mut Diagnostics,
     ) {
+        let install_dir = self.install_dir.unwrap_or(INSTALL_DIR);
         for (written, line) in super::steps::named_files(text) {
-            let Some(inside) = written.strip_prefix("{project-root}/_bmad/") else {
+            let inside = written
+                .strip_prefix("{project-root}/")
+                .and_then(|p| p.strip_prefix(install_dir))
+                .and_then(|p| p.strip_prefix('/'));
+            let Some(inside) = inside else {
                 continue;
             };
             let install_time = INSTALL_TIME
                 .iter()
                 .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)));
-            if (install_time && !self.installed) || inside.contains('*') {
+            if (install_time && self.install_dir.is_none()) || inside.contains('*') {
                 continue;
             }
             let path = self.resolve(&written, "", vars);
@@ -138,10 +149,10 @@ mod tests {
         let files = SourceSnapshot::default();
         let tree = Tree {
             files: &files,
-            installed: false,
+            install_dir: None,
             module_dirs: BTreeMap::from([("bmm".to_string(), "src/bmm".to_string())]),
         };
-        let mut vars = Vars::new(None);
+        let mut vars = Vars::new(None, INSTALL_DIR);
         vars.set("installed_path", "src/bmm/workflows/prd");
         assert_eq!(
             tree.resolve("'./step-02.md'", "src/bmm/workflows/prd/steps", &vars),

@@ -9,7 +9,7 @@
 //! catalogue and config files are metadata, unwarned; anything else is
 //! warned as not read, so nothing is dropped silently.
 
-use super::layout::{self, INSTALL_DIR, Layout, file_name};
+use super::layout::{self, Layout, file_name};
 use super::paths::Tree;
 use crate::diag::{Diagnostics, Pos};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +26,9 @@ const METADATA_FILES: [&str; 8] = [
     "runtime.yaml",
     "manifest.yaml",
 ];
-/// Folders of an install that hold its state, not sources.
-const STATE_DIRS: [&str; 3] = ["_bmad/_config/", "_bmad/_memory/", "_bmad/custom/"];
+/// Folders of an install folder that hold its state, not sources (`_cfg/`
+/// in the 6.0 alphas).
+const STATE_DIRS: [&str; 4] = ["_config/", "_cfg/", "_memory/", "custom/"];
 /// Extensions of files that would run code.
 const SCRIPT_EXTENSIONS: [&str; 5] = [".py", ".sh", ".js", ".ps1", ".ts"];
 
@@ -127,10 +128,15 @@ fn quiet(rel: &str, layout: &Layout) -> bool {
     if config_toml || rel == "config/runtime.yaml" || rel == "README.md" {
         return true;
     }
-    if layout.installed {
+    if let Some(install_dir) = layout.install_dir {
         // The project's own files are not BMAD sources; install state is metadata.
-        let in_install = rel.starts_with(INSTALL_DIR) && rel[INSTALL_DIR.len()..].starts_with('/');
-        return (!in_install && !in_skills) || STATE_DIRS.iter().any(|d| rel.starts_with(d));
+        return match rel
+            .strip_prefix(install_dir)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            Some(inside) => STATE_DIRS.iter().any(|d| inside.starts_with(d)),
+            None => !in_skills,
+        };
     }
     false
 }

@@ -91,7 +91,7 @@ pub fn read_skills(
             None => folder.clone(),
         };
         if let Some(first) = first_file.get(&name) {
-            if tree.installed {
+            if tree.install_dir.is_some() {
                 if tree.files.text(first).ok() != Some(text) {
                     diags.warning(
                         "bmad-skill-copy",
@@ -175,7 +175,8 @@ fn skill_module(
         }
         at = parent(at);
     }
-    dir.strip_prefix("_bmad/")
+    tree.install_dir
+        .and_then(|install_dir| dir.strip_prefix(install_dir)?.strip_prefix('/'))
         .and_then(|r| r.split('/').next())
         .map_or_else(|| CORE.to_string(), str::to_string)
 }

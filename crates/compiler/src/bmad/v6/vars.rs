@@ -39,12 +39,12 @@ pub struct Vars {
 impl Vars {
     /// The built-in layer: `{project-root}` (see the module docs; BMAD's
     /// own text sometimes spells it `{project_root}`) and `{bmad_folder}`
-    /// (`_bmad`).
-    pub fn new(project_root: Option<&str>) -> Self {
+    /// (`install_dir`: `_bmad`, or `bmad` in a project a 6.0 alpha installed).
+    pub fn new(project_root: Option<&str>, install_dir: &str) -> Self {
         let mut vars = Self::default();
         vars.set(PROJECT_ROOT, project_root.unwrap_or_default());
         vars.set("project_root", project_root.unwrap_or_default());
-        vars.set(BMAD_FOLDER, super::layout::INSTALL_DIR);
+        vars.set(BMAD_FOLDER, install_dir);
         vars
     }
 
@@ -174,17 +174,18 @@ fn placeholder_name(text: &str) -> Option<(&str, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bmad::v6::layout::INSTALL_DIR;
 
     #[test]
     fn known_names_are_replaced_the_rest_stays() {
-        let mut v = Vars::new(None);
+        let mut v = Vars::new(None, INSTALL_DIR);
         v.set("output_folder", "out");
         v.set("user_name", "Ada");
         assert_eq!(
             v.substitute("{project-root}/_bmad/x {output_folder}/a {{user_name}} {{.user_name}} {{ user_name }} {date} {{#if x}} {\"a\": 1} { { x } }"),
             "_bmad/x out/a Ada Ada Ada {date} {{#if x}} {\"a\": 1} { { x } }"
         );
-        let rooted = Vars::new(Some("/p"));
+        let rooted = Vars::new(Some("/p"), INSTALL_DIR);
         assert_eq!(rooted.substitute("{project-root}/a"), "/p/a");
         assert_eq!(rooted.substitute("{project_root}/a"), "/p/a");
         assert_eq!(
@@ -216,7 +217,7 @@ mod tests {
 
     #[test]
     fn near_misses_are_found() {
-        let mut v = Vars::new(None);
+        let mut v = Vars::new(None, INSTALL_DIR);
         v.set("output_folder", "out");
         assert_eq!(
             v.near_misses("x\n{output_foldr} {outpt} {output_folder}"),
