@@ -891,3 +891,37 @@ fn a_checkout_holding_its_sources_and_an_alpha_install_reads_the_sources() -> Re
     assert_eq!(b.agents.keys().collect::<Vec<_>>(), ["grill/cook"]);
     Ok(())
 }
+
+#[test]
+fn a_menu_items_input_file_is_a_resource_of_its_agent() -> Result<(), String> {
+    let dir = tree(&[
+        ("bbq/module.yaml", "code: bbq\n"),
+        (
+            "bbq/agents/chef.agent.yaml",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
+        ),
+        ("bbq/data/pantry.csv", "item,count\nsalt,3\n"),
+        (
+            "bbq/workflows/plan/workflow.md",
+            "---\nname: plan\n---\nPlan a menu.\n",
+        ),
+        (
+            "bbq/workflows/plan/data/cuts.csv",
+            "cut,minutes\nribs,300\n",
+        ),
+    ])?;
+    let (c, b) = compiled_at(dir.path())?;
+    // Outside every workflow's folder: the agent's own. In one: the flow's
+    // (once). An install's state, which a source tree has not: nothing.
+    assert_eq!(
+        b.agents["bbq/chef"].metadata["resources"],
+        serde_json::json!({"bbq/chef/data/pantry.csv": "item,count\nsalt,3\n"})
+    );
+    assert_eq!(
+        flow(&b, "bbq/plan")?.metadata["resources"],
+        serde_json::json!({"bbq/plan/data/cuts.csv": "cut,minutes\nribs,300\n"})
+    );
+    let warned: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
+    assert_eq!(warned, [("bmad-missing-file", 16)], "{:?}", c.diagnostics);
+    Ok(())
+}

@@ -617,6 +617,7 @@ async fn a_bmad_v6_step_reads_its_resources_and_asks_the_person() -> TestResult 
     copy_tree(&example, &dir.path().join("src"))?;
     let server = VendorServer::start(vec![
         calls("read_resource", json!({"path": "data/cuts.csv"})),
+        calls("read_resource", json!({"path": "fire-log.md"})),
         calls("ask_human", json!({"prompt": "How many guests?"})),
         text("12 guests"),
         text("Brisket and corn"),
@@ -643,6 +644,14 @@ async fn a_bmad_v6_step_reads_its_resources_and_asks_the_person() -> TestResult 
         read["content"]
             .as_str()
             .is_some_and(|c| c.contains("brisket,720")),
+        "{read}"
+    );
+    // And a file of the agent's own sidecar folder.
+    let read = last_message(&server, 2);
+    assert!(
+        read["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Last cook: ribs")),
         "{read}"
     );
 

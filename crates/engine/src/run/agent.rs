@@ -101,7 +101,7 @@ pub(crate) struct AgentNode {
     /// The flow's growing main document, when this step writes it
     /// ([`super::growing`]).
     grows: Option<String>,
-    /// The flow's files for `read_resource`.
+    /// The files `read_resource` reads: the flow's and the agent's.
     resources: Arc<BTreeMap<String, String>>,
     /// Whether the flow is a skill with a headless contract.
     headless_contract: bool,
@@ -273,7 +273,17 @@ impl AgentNode {
             }
         };
         offer(ASK_HUMAN, waits);
-        offer(READ_RESOURCE, !flow.resources.is_empty());
+        // The flow's files, and the agent's own (its sidecar folder, the
+        // input files its menu names).
+        let own = super::graph::resources_of(&agent.metadata);
+        let resources = if own.is_empty() {
+            flow.resources.clone()
+        } else {
+            let mut all = (*flow.resources).clone();
+            all.extend(own);
+            Arc::new(all)
+        };
+        offer(READ_RESOURCE, !resources.is_empty());
         let grows = flow
             .growing
             .clone()
@@ -286,7 +296,7 @@ impl AgentNode {
             template_uses_input,
             tools,
             grows,
-            resources: flow.resources.clone(),
+            resources,
             headless_contract: flow.headless_contract,
         }
     }

@@ -129,25 +129,31 @@ impl FlowShared {
                 .map(str::to_string),
             _ => None,
         };
-        let resources = metadata
-            .get("resources")
-            .and_then(|r| r.as_object())
-            .map(|files| {
-                files
-                    .iter()
-                    .filter_map(|(path, text)| Some((path.clone(), text.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
         Self {
             growing,
             headless_contract: metadata
                 .get("headless_contract")
                 .and_then(|c| c.as_bool())
                 .unwrap_or(false),
-            resources: Arc::new(resources),
+            resources: Arc::new(resources_of(metadata)),
         }
     }
+}
+
+/// The files of a flow's or agent's metadata `resources` (SPEC 1.7), path → content.
+pub(crate) fn resources_of(
+    metadata: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, String> {
+    metadata
+        .get("resources")
+        .and_then(|r| r.as_object())
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(|(path, text)| Some((path.clone(), text.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn build_step(

@@ -15,8 +15,9 @@
 //! `creates`/`requires` names.
 //!
 //! `read_resource` reads a file of the running flow's BMAD workflow or
-//! skill (flow metadata `resources`, SPEC 1.7: data, references, assets).
-//! Its path is found as written in the resources (`<flow>/<path>`), without
+//! skill (flow metadata `resources`, SPEC 1.7: data, references, assets),
+//! or one of the calling agent's own (agent metadata `resources`: a v6
+//! agent's sidecar folder, the input files its menu names). Its path is found as written in the resources (`<flow>/<path>`), without
 //! the flow's prefix, or as the step's text names it (any path that ends
 //! with a resource's own path, e.g. `src/bbq/workflows/plan-menu/data/cuts.csv`
 //! for `bbq/plan-menu/data/cuts.csv`); a path matching none or several is
@@ -72,8 +73,8 @@ pub struct ToolContext {
     pub memory: Arc<dyn MemoryStore>,
     /// Who the documents written through `write_doc` are recorded as written by.
     pub writer: DocWriter,
-    /// The files `read_resource` reads: path → content (the flow's
-    /// metadata `resources`; empty for other flows).
+    /// The files `read_resource` reads: path → content (the flow's and the
+    /// agent's metadata `resources`; empty when neither has any).
     pub resources: Arc<BTreeMap<String, String>>,
 }
 

@@ -46,6 +46,8 @@ pub struct MenuItem {
     pub alias: Option<String>,
     pub description: String,
     pub target: MenuTarget,
+    /// The file the item hands its target as input (`data`), as written.
+    pub input: Option<String>,
     pub pos: Pos,
 }
 
@@ -309,6 +311,7 @@ pub fn menu_entry(field: &dyn Fn(&str) -> Option<String>, pos: Pos) -> Option<Me
         alias,
         description: label,
         target,
+        input: text("data"),
         pos,
     };
     // What the item hands its target, as BMAD writes it.

@@ -189,16 +189,23 @@ pub fn read(
             .entry(dir)
             .or_insert_with(|| resources::Holder::Agent(draft.id.clone()));
     }
+    let mut agent_resources =
+        resources::menu_inputs(&tree, &vars, &drafts, &holders, &mut used, diags);
     for (holder, found) in resources::attach(&tree, layout, &holders, &mut used, diags) {
-        let metadata = match &holder {
-            resources::Holder::Flow(name) => flows.get_mut(name).map(|f| &mut f.spec.metadata),
-            resources::Holder::Agent(id) => drafts
-                .iter_mut()
-                .find(|d| d.id == *id)
-                .map(|d| &mut d.metadata),
-        };
-        if let Some(metadata) = metadata {
-            metadata.insert("resources".to_string(), json!(found));
+        match holder {
+            resources::Holder::Flow(name) => {
+                if let Some(flow) = flows.get_mut(&name) {
+                    flow.spec
+                        .metadata
+                        .insert("resources".to_string(), json!(found));
+                }
+            }
+            resources::Holder::Agent(id) => agent_resources.entry(id).or_default().extend(found),
+        }
+    }
+    for draft in &mut drafts {
+        if let Some(found) = agent_resources.remove(&draft.id) {
+            draft.metadata.insert("resources".to_string(), json!(found));
         }
     }
     let help: Vec<help::HelpRow> = all_modules

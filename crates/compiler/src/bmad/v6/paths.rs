@@ -97,19 +97,11 @@ impl Tree<'_> {
         vars: &Vars,
         diags: &mut Diagnostics,
     ) {
-        let install_dir = self.install_dir.unwrap_or(INSTALL_DIR);
         for (written, line) in super::steps::named_files(text) {
-            let inside = written
-                .strip_prefix("{project-root}/")
-                .and_then(|p| p.strip_prefix(install_dir))
-                .and_then(|p| p.strip_prefix('/'));
-            let Some(inside) = inside else {
+            let Some(inside) = self.inside_install(&written) else {
                 continue;
             };
-            let install_time = INSTALL_TIME
-                .iter()
-                .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)));
-            if (install_time && self.install_dir.is_none()) || inside.contains('*') {
+            if inside.contains('*') || self.names_install_state(&written) {
                 continue;
             }
             let path = self.resolve(&written, "", vars);
@@ -122,6 +114,29 @@ impl Tree<'_> {
                 );
             }
         }
+    }
+
+    /// What follows `{project-root}/_bmad/` (in an installed project, its
+    /// install folder) in `written`, if it starts so.
+    fn inside_install<'w>(&self, written: &'w str) -> Option<&'w str> {
+        written
+            .strip_prefix("{project-root}/")?
+            .strip_prefix(self.install_dir.unwrap_or(INSTALL_DIR))?
+            .strip_prefix('/')
+    }
+
+    /// Whether `written` names a part of an install (its config, state or
+    /// scripts) in a source tree, which has none: not a missing file.
+    pub fn names_install_state(&self, written: &str) -> bool {
+        let inside = match self.install_dir {
+            Some(_) => None,
+            None => self.inside_install(written),
+        };
+        inside.is_some_and(|inside| {
+            INSTALL_TIME
+                .iter()
+                .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)))
+        })
     }
 }
 

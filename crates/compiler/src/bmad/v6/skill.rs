@@ -335,6 +335,7 @@ fn skill_agent(
             alias: None,
             description: label,
             target,
+            input: None,
             pos: Pos::new(1, 1),
         });
     }
