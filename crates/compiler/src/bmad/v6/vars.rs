@@ -10,7 +10,9 @@
 //!
 //! `{project-root}` is replaced by `bmad.project_root` when runtime.yaml sets
 //! it; otherwise `{project-root}/` is dropped, so paths read project-relative
-//! and the bundle does not depend on the directory it was compiled in.
+//! and the bundle does not depend on the directory it was compiled in. For
+//! the same reason `{directory_name}` (the project folder's name, BMAD's
+//! default project name) is known only from `bmad.project_root`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,9 @@ pub const PROJECT_ROOT: &str = "project-root";
 /// The built-in variable naming the install folder, which BMAD-METHOD
 /// wrote as `{project-root}/{bmad_folder}/<m>/…` before 6.0.
 const BMAD_FOLDER: &str = "bmad_folder";
+/// The built-in variable naming the project folder (the last segment of
+/// the project root).
+const DIRECTORY_NAME: &str = "directory_name";
 
 /// How deep variables named inside variables' values are replaced.
 const MAX_NESTING: usize = 8;
@@ -39,12 +44,23 @@ pub struct Vars {
 impl Vars {
     /// The built-in layer: `{project-root}` (see the module docs; BMAD's
     /// own text sometimes spells it `{project_root}`) and `{bmad_folder}`
-    /// (`install_dir`: `_bmad`, or `bmad` in a project a 6.0 alpha installed).
+    /// (`install_dir`: `_bmad`, or `bmad` in a project a 6.0 alpha installed),
+    /// and with a project root, `{directory_name}`.
     pub fn new(project_root: Option<&str>, install_dir: &str) -> Self {
         let mut vars = Self::default();
         vars.set(PROJECT_ROOT, project_root.unwrap_or_default());
         vars.set("project_root", project_root.unwrap_or_default());
         vars.set(BMAD_FOLDER, install_dir);
+        let folder = project_root
+            .and_then(|root| {
+                root.trim_end_matches(['/', '\\'])
+                    .rsplit(['/', '\\'])
+                    .next()
+            })
+            .filter(|name| !name.is_empty());
+        if let Some(folder) = folder {
+            vars.set(DIRECTORY_NAME, folder);
+        }
         vars
     }
 
@@ -185,9 +201,14 @@ mod tests {
             v.substitute("{project-root}/_bmad/x {output_folder}/a {{user_name}} {{.user_name}} {{ user_name }} {date} {{#if x}} {\"a\": 1} { { x } }"),
             "_bmad/x out/a Ada Ada Ada {date} {{#if x}} {\"a\": 1} { { x } }"
         );
-        let rooted = Vars::new(Some("/p"), INSTALL_DIR);
-        assert_eq!(rooted.substitute("{project-root}/a"), "/p/a");
-        assert_eq!(rooted.substitute("{project_root}/a"), "/p/a");
+        let rooted = Vars::new(Some("/work/grill"), INSTALL_DIR);
+        assert_eq!(rooted.substitute("{project-root}/a"), "/work/grill/a");
+        assert_eq!(rooted.substitute("{project_root}/a"), "/work/grill/a");
+        // The project folder's name is known only from a project root.
+        assert_eq!(rooted.substitute("{directory_name}"), "grill");
+        let windows = Vars::new(Some("C:\\work\\grill\\"), INSTALL_DIR);
+        assert_eq!(windows.substitute("{directory_name}"), "grill");
+        assert_eq!(v.substitute("{directory_name}"), "{directory_name}");
         assert_eq!(
             v.config_value("{config_source}:user_name").as_deref(),
             Some("Ada")
