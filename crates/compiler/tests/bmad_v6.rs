@@ -131,7 +131,7 @@ fn v6_module_tree() -> Result<(), String> {
     );
     assert!(
         pit.prompt_template
-            .ends_with("## Instructions\n{{ tasks }}\n")
+            .ends_with("{% if tasks %}\n## Instructions\n{{ tasks }}\n{% endif %}")
     );
 
     // The step-file flow: chain, branch, loop, documents, waits.

@@ -780,22 +780,26 @@ pub fn prompt_template(display_name: &str, id: &str) -> String {
 /// A BMAD agent's prompt template: a header naming the agent, a `## <title>`
 /// section per variable in `before`, the run's documents and request, then
 /// the sections of `after` (BMAD v6 agents close with their instructions).
-/// Only variables are placed in it, never resource text.
+/// A section whose variable is empty is left out, so the model reads no
+/// empty headings. Only variables are placed in it, never resource text.
 pub fn sections_template(
     display_name: &str,
     id: &str,
     before: &[(&str, &str)],
     after: &[(&str, &str)],
 ) -> String {
-    let section = |(title, variable): &(&str, &str)| format!("## {title}\n{{{{ {variable} }}}}\n");
+    // `text`, shown when `variable` is not empty.
+    let shown = |variable: &str, text: String| format!("{{% if {variable} %}}{text}{{% endif %}}");
     let mut out = format!(
         "You are {name} (BMAD agent `{id}`).\n\n",
         name = jinja_text(display_name),
         id = jinja_text(id),
     );
-    for s in before {
-        out.push_str(&section(s));
-        out.push('\n');
+    for (title, variable) in before {
+        out.push_str(&shown(
+            variable,
+            format!("## {title}\n{{{{ {variable} }}}}\n\n"),
+        ));
     }
     out.push_str(
         "## Documents\n\
@@ -806,9 +810,11 @@ pub fn sections_template(
          ## Request\n\
          {{ input }}\n",
     );
-    for s in after {
-        out.push('\n');
-        out.push_str(&section(s));
+    for (title, variable) in after {
+        out.push_str(&shown(
+            variable,
+            format!("\n## {title}\n{{{{ {variable} }}}}\n"),
+        ));
     }
     out
 }

@@ -382,6 +382,6 @@ mod tests {
     fn template_is_valid_jinja() {
         let t = prompt_template("A {b}", "bmm/pm");
         assert!(crate::prompt::environment().template_from_str(&t).is_ok());
-        assert!(t.ends_with("## Instructions\n{{ tasks }}\n"));
+        assert!(t.ends_with("{% if tasks %}\n## Instructions\n{{ tasks }}\n{% endif %}"));
     }
 }
