@@ -675,6 +675,11 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
             "src/modules/bbq/tasks/shuffle.xml",
             "<task>Shuffle.</task>\n",
         ),
+        // A task named like a workflow: the workflow is the flow.
+        (
+            "src/modules/bbq/tasks/menu.xml",
+            "<task>An older menu.</task>\n",
+        ),
         (
             "src/modules/bbq/agents/chef.agent.yaml",
             "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: menu\n      workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Plan the menu\n",
@@ -730,7 +735,12 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
         Some("Tally the votes")
     );
     let warned: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
-    assert_eq!(warned, [("bmad-unknown-target", 7)], "{:?}", c.diagnostics);
+    assert_eq!(
+        warned,
+        [("bmad-unknown-target", 7), ("bmad-duplicate-flow", 1)],
+        "{:?}",
+        c.diagnostics
+    );
     Ok(())
 }
 

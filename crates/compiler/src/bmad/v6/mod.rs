@@ -326,11 +326,15 @@ fn read_module_workflows(
     } else {
         format!("{}/", module.dir)
     };
-    let rels: Vec<&str> = tree
+    let mut rels: Vec<&str> = tree
         .files
         .paths()
         .filter(|p| p.starts_with(&base))
         .collect();
+    // Workflows first: where a task and a workflow share an id (a 6.0 alpha
+    // kept `tasks/retrospective.xml` beside `workflows/…/retrospective/`),
+    // the workflow, which menus name, is the flow.
+    rels.sort_by_key(|rel| parent(&rel[base.len()..]) == "tasks");
     for rel in rels {
         let local = &rel[base.len()..];
         let name = file_name(rel);
