@@ -903,14 +903,17 @@ fn a_checkout_holding_its_sources_and_an_alpha_install_reads_the_sources() -> Re
 }
 
 #[test]
-fn a_menu_items_input_file_is_a_resource_of_its_agent() -> Result<(), String> {
+fn files_an_agent_names_are_its_resources() -> Result<(), String> {
     let dir = tree(&[
         ("bbq/module.yaml", "code: bbq\n"),
         (
             "bbq/agents/chef.agent.yaml",
-            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  critical_actions:\n    - 'Load {project-root}/_bmad/bbq/config.yaml'\n    - 'Consult {project-root}/_bmad/bbq/lore/index.csv, then load the fragments you need from {project-root}/_bmad/bbq/lore/fragments/.'\n    - 'Write notes to {project-root}/docs/notes.md'\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
         ),
         ("bbq/data/pantry.csv", "item,count\nsalt,3\n"),
+        ("bbq/lore/index.csv", "id,file\nsmoke,fragments/smoke.md\n"),
+        ("bbq/lore/fragments/smoke.md", "Hickory for pork.\n"),
+        ("bbq/lore/fragments/tally.py", "print(1)\n"),
         (
             "bbq/workflows/plan/workflow.md",
             "---\nname: plan\n---\nPlan a menu.\n",
@@ -919,19 +922,73 @@ fn a_menu_items_input_file_is_a_resource_of_its_agent() -> Result<(), String> {
             "bbq/workflows/plan/data/cuts.csv",
             "cut,minutes\nribs,300\n",
         ),
+        // The project's own files are not the agent's, named or not.
+        ("docs/notes.md", "Old notes.\n"),
     ])?;
     let (c, b) = compiled_at(dir.path())?;
-    // Outside every workflow's folder: the agent's own. In one: the flow's
-    // (once). An install's state, which a source tree has not: nothing.
+    // A menu input outside every workflow's folder, and the files and
+    // folders the critical actions name: the agent's own. A file in a
+    // workflow's folder: the flow's (once). An install's state, which a
+    // source tree has not, the project's files and scripts: nothing.
     assert_eq!(
         b.agents["bbq/chef"].metadata["resources"],
-        serde_json::json!({"bbq/chef/data/pantry.csv": "item,count\nsalt,3\n"})
+        serde_json::json!({
+            "bbq/chef/data/pantry.csv": "item,count\nsalt,3\n",
+            "bbq/chef/lore/fragments/smoke.md": "Hickory for pork.\n",
+            "bbq/chef/lore/index.csv": "id,file\nsmoke,fragments/smoke.md\n",
+        })
     );
     assert_eq!(
         flow(&b, "bbq/plan")?.metadata["resources"],
         serde_json::json!({"bbq/plan/data/cuts.csv": "cut,minutes\nribs,300\n"})
     );
-    let warned: Vec<(&str, u32)> = c.diagnostics.iter().map(|d| (d.code, d.line)).collect();
-    assert_eq!(warned, [("bmad-missing-file", 16)], "{:?}", c.diagnostics);
+    let warned: Vec<(&str, &str, u32)> = c
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.file.as_str(), d.line))
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            ("bmad-missing-file", "bbq/agents/chef.agent.yaml", 20),
+            ("bmad-script-skipped", "bbq/lore/fragments/tally.py", 1),
+            ("bmad-skipped-file", "docs/notes.md", 1),
+        ],
+        "{:?}",
+        c.diagnostics
+    );
+    Ok(())
+}
+
+#[test]
+fn a_project_root_changes_what_paths_say_not_which_files_they_name() -> Result<(), String> {
+    let dir = tree(&[
+        ("runtime.yaml", "bmad:\n  project_root: /srv/grill\n"),
+        (
+            "bbq/module.yaml",
+            "code: bbq\nproject_name:\n  prompt: Name?\n  default: '{directory_name}'\n  result: '{value}'\n",
+        ),
+        (
+            "bbq/agents/chef.agent.yaml",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: SH\n      workflow: '{project-root}/_bmad/bbq/workflows/shop/workflow.yaml'\n      description: '[SH] Shop'\n",
+        ),
+        (
+            "bbq/workflows/shop/workflow.yaml",
+            "name: shop\ninstalled_path: '{project-root}/_bmad/bbq/workflows/shop'\ninstructions: '{installed_path}/instructions.md'\n",
+        ),
+        (
+            "bbq/workflows/shop/instructions.md",
+            "Shop for {project_name}; save to {project-root}/docs/list.md.\n",
+        ),
+    ])?;
+    let (c, b) = compiled_at(dir.path())?;
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    let shop = flow(&b, "bbq/shop")?;
+    assert_eq!(shop.steps[0].agents, ["bbq/chef"]);
+    let p = prompt(&shop.steps[0]);
+    assert!(
+        p.contains("Shop for grill; save to /srv/grill/docs/list.md."),
+        "{p}"
+    );
     Ok(())
 }

@@ -22,6 +22,7 @@
 //! - [`owner`]: who runs each flow, menu targets → commands, ids and aliases.
 //! - [`team`]: `<module>/teams/*.yaml`, checked and recorded on the agents.
 //! - [`resources`]: the other files of a flow's folder, and the files read by no one.
+//! - [`agent_files`]: the files an agent's own text names, as its resources.
 //!
 //! # Decisions (also in docs/bmad-v6.md)
 //! - Every step of a flow runs its owner agent; the step's own task text
@@ -34,6 +35,7 @@
 //!   flow's id (format `bmad-v6-runner`), no persona.
 
 pub mod agent;
+pub mod agent_files;
 pub mod compiled_agent;
 pub mod config;
 pub mod customize;
@@ -190,7 +192,7 @@ pub fn read(
             .or_insert_with(|| resources::Holder::Agent(draft.id.clone()));
     }
     let mut agent_resources =
-        resources::menu_inputs(&tree, &vars, &drafts, &holders, &mut used, diags);
+        agent_files::collect(&tree, &vars, &drafts, &holders, &mut used, diags);
     for (holder, found) in resources::attach(&tree, layout, &holders, &mut used, diags) {
         match holder {
             resources::Holder::Flow(name) => {

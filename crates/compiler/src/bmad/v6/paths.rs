@@ -8,7 +8,7 @@
 //! `bmad/<m>/…`, the install folder of the 6.0 alphas.
 
 use super::layout::{ALPHA_INSTALL_DIR, INSTALL_DIR};
-use super::vars::Vars;
+use super::vars::{PROJECT_ROOT, Vars};
 use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::SourceSnapshot;
 use std::collections::BTreeMap;
@@ -28,6 +28,14 @@ impl Tree<'_> {
     pub fn resolve(&self, written: &str, base_dir: &str, vars: &Vars) -> String {
         let written = written.trim().trim_matches(['\'', '"', '`']);
         let substituted = vars.substitute(written);
+        // With `bmad.project_root` set, values carry it (`{installed_path}`
+        // of a workflow.yaml is `/srv/app/_bmad/…`); in the tree, paths are
+        // project-relative.
+        let root = vars.get(PROJECT_ROOT).unwrap_or_default();
+        let in_project = substituted
+            .strip_prefix(root)
+            .filter(|rest| !root.is_empty() && (rest.is_empty() || rest.starts_with('/')));
+        let substituted = in_project.unwrap_or(&substituted);
         // A path that starts with a variable is rooted at the project
         // (`{installed_path}` and `{skill-root}` are tree-relative folders).
         let rooted = written.starts_with('{') || substituted.starts_with(INSTALL_DIR);
@@ -191,5 +199,18 @@ mod tests {
             "src/bmm/workflows/t.md"
         );
         assert_eq!(tree.resolve("../../x.md", "a", &vars), "x.md");
+        // With a project root, values carrying it still name tree files.
+        let mut rooted = Vars::new(Some("/srv/app"), INSTALL_DIR);
+        rooted.set("installed_path", "/srv/app/_bmad/bmm/workflows/prd");
+        assert_eq!(
+            tree.resolve("{project-root}/_bmad/bmm/data/x.csv", "a", &rooted),
+            "src/bmm/data/x.csv"
+        );
+        assert_eq!(
+            tree.resolve("{installed_path}/t.md", "a", &rooted),
+            "src/bmm/workflows/prd/t.md"
+        );
+        rooted.set("elsewhere", "/srv/apple/x.md");
+        assert_eq!(tree.resolve("{elsewhere}", "a", &rooted), "srv/apple/x.md");
     }
 }

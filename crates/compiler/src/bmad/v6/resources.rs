@@ -5,16 +5,13 @@
 //! resource of that flow (or agent skill), `<flow>/<path in the folder>`,
 //! kept verbatim in its metadata `resources` (read on demand by the model
 //! through the `read_resource` tool); so do the files of a v6 agent's
-//! `<agent>-sidecar/` folder, and so is each input file an agent's menu
-//! hands its target (`data`, see [`menu_inputs`]). Scripts never run and
-//! are warned one by one;
+//! `<agent>-sidecar/` folder (and the files an agent's own text names, see
+//! [`super::agent_files`]). Scripts never run and are warned one by one;
 //! catalogue and config files are metadata, unwarned; anything else is
 //! warned as not read, so nothing is dropped silently.
 
-use super::agent::AgentDraft;
-use super::layout::{self, Layout, file_name, parent};
+use super::layout::{self, Layout, file_name};
 use super::paths::Tree;
-use super::vars::Vars;
 use crate::diag::{Diagnostics, Pos};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -110,7 +107,7 @@ pub fn attach(
 }
 
 /// The holder of the files below the deepest folder of `holders` that holds `rel`.
-fn holder_of<'h>(
+pub fn holder_of<'h>(
     holders: &'h BTreeMap<String, Holder>,
     rel: &str,
 ) -> Option<(&'h String, &'h Holder)> {
@@ -118,69 +115,6 @@ fn holder_of<'h>(
         .iter()
         .filter(|(dir, _)| dir.is_empty() || rel.starts_with(&format!("{dir}/")))
         .max_by_key(|(dir, _)| dir.len())
-}
-
-/// The input files agents' menu items name (`data`), per agent id: each is
-/// a resource of its agent, `<agent>/<path in the agent's module folder>`
-/// (BMAD hands it to the item's target as context), unless it lies in a
-/// folder of `holders` (a workflow's `data/`): it is that holder's resource
-/// already. One that names no file warns, except a part of an install in a
-/// source tree.
-pub fn menu_inputs(
-    tree: &Tree<'_>,
-    vars: &BTreeMap<String, Vars>,
-    drafts: &[AgentDraft],
-    holders: &BTreeMap<String, Holder>,
-    used: &mut BTreeSet<String>,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut found: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let no_vars = Vars::default();
-    for draft in drafts {
-        let agent_vars = vars.get(&draft.module).unwrap_or(&no_vars);
-        for item in &draft.menu {
-            let Some(written) = &item.input else {
-                continue;
-            };
-            if written.contains('*') || tree.names_install_state(written) {
-                continue;
-            }
-            let rel = tree.resolve(written, parent(&draft.source), agent_vars);
-            if !tree.files.is_file(&rel) {
-                diags.warning(
-                    "bmad-missing-file",
-                    &draft.source,
-                    item.pos,
-                    format!(
-                        "menu `{}`: `data` names `{written}`, which is no file: left out",
-                        item.code
-                    ),
-                );
-                continue;
-            }
-            if holder_of(holders, &rel).is_some() {
-                continue;
-            }
-            match tree.files.text(&rel) {
-                Ok(text) => {
-                    let local = tree
-                        .module_dirs
-                        .get(&draft.module)
-                        .and_then(|dir| rel.strip_prefix(dir.as_str())?.strip_prefix('/'))
-                        .unwrap_or(file_name(&rel));
-                    found
-                        .entry(draft.id.clone())
-                        .or_default()
-                        .insert(format!("{}/{local}", draft.id), text.to_string());
-                    used.insert(rel);
-                }
-                Err(message) => {
-                    diags.warning("bmad-read", &rel, Pos::new(1, 1), message);
-                }
-            }
-        }
-    }
-    found
 }
 
 /// Files that are neither sources nor worth a warning.
@@ -215,6 +149,7 @@ fn quiet(rel: &str, layout: &Layout) -> bool {
     false
 }
 
-fn is_script(rel: &str) -> bool {
+/// Whether `rel` is a script (never run, never a resource).
+pub fn is_script(rel: &str) -> bool {
     rel.split('/').any(|s| s == "scripts") || SCRIPT_EXTENSIONS.iter().any(|e| rel.ends_with(e))
 }

@@ -1,0 +1,170 @@
+//! The files an agent's own text names, kept as resources of the agent
+//! (its metadata `resources`, read by the model through `read_resource`).
+//!
+//! Two kinds: the input file a menu item hands its target (`data`), and
+//! the files and folders its critical actions and inline prompts name by a
+//! `{project-root}/…` path into the BMAD tree (a test architect's
+//! `testarch/tea-index.csv` and `testarch/knowledge/`, an install's
+//! `_config/task-manifest.csv`). A file a workflow or skill folder holds is
+//! that flow's resource already and is not copied. A menu input that names
+//! no file warns; a path named in text may be an output to write, so one
+//! that names nothing is left alone.
+
+use super::agent::AgentDraft;
+use super::layout::{INSTALL_DIR, file_name, parent};
+use super::paths::Tree;
+use super::resources::{Holder, holder_of, is_script};
+use super::vars::Vars;
+use crate::diag::{Diagnostics, Pos};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Resources per agent id, `<agent>/<path>` → text, where the path is the
+/// file's path in the agent's module folder (else in the install folder).
+pub type AgentFiles = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The files every agent of `drafts` names (see the module docs); the files
+/// taken are marked `used`.
+pub fn collect(
+    tree: &Tree<'_>,
+    vars: &BTreeMap<String, Vars>,
+    drafts: &[AgentDraft],
+    holders: &BTreeMap<String, Holder>,
+    used: &mut BTreeSet<String>,
+    diags: &mut Diagnostics,
+) -> AgentFiles {
+    let mut found = AgentFiles::new();
+    let no_vars = Vars::default();
+    for draft in drafts {
+        let agent_vars = vars.get(&draft.module).unwrap_or(&no_vars);
+        let mut taken: BTreeMap<String, String> = BTreeMap::new();
+        for item in &draft.menu {
+            let Some(written) = &item.input else {
+                continue;
+            };
+            if written.contains('*') || tree.names_install_state(written) {
+                continue;
+            }
+            let rel = tree.resolve(written, parent(&draft.source), agent_vars);
+            if tree.files.is_file(&rel) {
+                take(tree, draft, &rel, holders, &mut taken, diags);
+            } else {
+                diags.warning(
+                    "bmad-missing-file",
+                    &draft.source,
+                    item.pos,
+                    format!(
+                        "menu `{}`: `data` names `{written}`, which is no file: left out",
+                        item.code
+                    ),
+                );
+            }
+        }
+        for text in draft.instructions.iter().chain(&draft.data) {
+            for written in project_paths(&text.content) {
+                if tree.names_install_state(&written) {
+                    continue;
+                }
+                let rel = tree.resolve(&written, "", agent_vars);
+                if !in_bmad_tree(tree, &rel) {
+                    continue;
+                }
+                if tree.files.is_file(&rel) {
+                    take(tree, draft, &rel, holders, &mut taken, diags);
+                } else if written.ends_with('/') && tree.files.is_dir(&rel) {
+                    let below = format!("{rel}/");
+                    let files: Vec<&str> = tree
+                        .files
+                        .paths()
+                        .filter(|p| p.starts_with(&below))
+                        .collect();
+                    for file in files {
+                        take(tree, draft, file, holders, &mut taken, diags);
+                    }
+                }
+            }
+        }
+        if !taken.is_empty() {
+            used.extend(taken.keys().cloned());
+            let resources = taken
+                .into_iter()
+                .map(|(rel, text)| (resource_key(tree, draft, &rel), text))
+                .collect();
+            found.insert(draft.id.clone(), resources);
+        }
+    }
+    found
+}
+
+/// Keeps file `rel` for `draft` unless a flow holds it or it is a script.
+fn take(
+    tree: &Tree<'_>,
+    draft: &AgentDraft,
+    rel: &str,
+    holders: &BTreeMap<String, Holder>,
+    taken: &mut BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) {
+    if taken.contains_key(rel) || is_script(rel) || holder_of(holders, rel).is_some() {
+        return;
+    }
+    match tree.files.text(rel) {
+        Ok(text) => {
+            taken.insert(rel.to_string(), text.to_string());
+        }
+        Err(message) => {
+            diags.warning(
+                "bmad-read",
+                rel,
+                Pos::new(1, 1),
+                format!("{message}: not a resource of agent `{}`", draft.id),
+            );
+        }
+    }
+}
+
+/// `{project-root}/…` paths a text names (also spelt `{project_root}`):
+/// whitespace, quotes, brackets and `,;|` end one, and a trailing `.` or
+/// `:` is punctuation. A folder keeps its trailing `/`.
+fn project_paths(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "()[]<>'\"`,;|".contains(c))
+        .map(|token| token.trim_end_matches(['.', ':']))
+        .filter(|token| {
+            token.starts_with("{project-root}/") || token.starts_with("{project_root}/")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether tree path `rel` lies in BMAD's part of the tree: below a module
+/// folder or the install folder, but not one of those folders itself.
+fn in_bmad_tree(tree: &Tree<'_>, rel: &str) -> bool {
+    let install_dir = tree.install_dir.unwrap_or(INSTALL_DIR);
+    tree.module_dirs
+        .values()
+        .map(String::as_str)
+        .chain([install_dir])
+        .any(|dir| {
+            dir.is_empty()
+                || rel
+                    .strip_prefix(dir)
+                    .is_some_and(|r| r.len() > 1 && r.starts_with('/'))
+        })
+}
+
+/// `<agent>/<path of rel in the agent's module folder>`, else in the install
+/// folder, else its file name.
+fn resource_key(tree: &Tree<'_>, draft: &AgentDraft, rel: &str) -> String {
+    let install_dir = tree.install_dir.unwrap_or(INSTALL_DIR);
+    let local = tree
+        .module_dirs
+        .get(&draft.module)
+        .map(String::as_str)
+        .into_iter()
+        .chain([install_dir])
+        .find_map(|dir| match dir {
+            "" => Some(rel),
+            dir => rel.strip_prefix(dir)?.strip_prefix('/'),
+        })
+        .unwrap_or(file_name(rel));
+    format!("{}/{local}", draft.id)
+}
