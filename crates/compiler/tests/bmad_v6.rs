@@ -862,6 +862,7 @@ fn a_project_installed_by_a_6_0_alpha_is_read() -> Result<(), String> {
             "persona:\n  role: ''\n",
         ),
         ("bmad/_cfg/agent-manifest.csv", "name,path\n"),
+        ("bmad/docs/claude-code-instructions.md", "# Using BMAD\n"),
         ("src/main.rs", "fn main() {}\n"),
     ]);
     let dir = tree(&files)?;

@@ -25,9 +25,14 @@ pub const ALPHA_INSTALL_DIR: &str = "bmad";
 /// The file that marks a project installed by a 6.0 alpha.
 const ALPHA_INSTALL_MANIFEST: &str = "bmad/_cfg/manifest.yaml";
 
-/// Folders of the install folder that are install state, not modules
-/// (`_cfg` in the 6.0 alphas).
-const INSTALL_STATE_DIRS: [&str; 5] = ["_config", "_cfg", "_memory", "custom", "scripts"];
+/// Folders of the install folder that hold its state and its own notes,
+/// not modules or sources (`_cfg`, and `docs` for the IDEs, in the 6.0
+/// alphas).
+pub const INSTALL_STATE_DIRS: [&str; 5] = ["_config", "_cfg", "_memory", "custom", "docs"];
+
+/// The folder of the install folder with the scripts the install runs: not
+/// a module (its files are warned as scripts).
+const INSTALL_SCRIPTS_DIR: &str = "scripts";
 
 /// One v6 module folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +139,7 @@ fn install_layout(files: &SourceSnapshot, install_dir: &'static str) -> Layout {
         if let Some(rest) = path.strip_prefix(&prefix) {
             if let Some((module, _)) = rest.split_once('/')
                 && !INSTALL_STATE_DIRS.contains(&module)
+                && module != INSTALL_SCRIPTS_DIR
             {
                 names.insert(module.to_string());
             }

@@ -27,9 +27,6 @@ const METADATA_FILES: [&str; 8] = [
     "runtime.yaml",
     "manifest.yaml",
 ];
-/// Folders of an install folder that hold its state, not sources (`_cfg/`
-/// in the 6.0 alphas).
-const STATE_DIRS: [&str; 4] = ["_config/", "_cfg/", "_memory/", "custom/"];
 /// Extensions of files that would run code.
 const SCRIPT_EXTENSIONS: [&str; 5] = [".py", ".sh", ".js", ".ps1", ".ts"];
 
@@ -142,7 +139,9 @@ fn quiet(rel: &str, layout: &Layout) -> bool {
             .strip_prefix(install_dir)
             .and_then(|r| r.strip_prefix('/'))
         {
-            Some(inside) => STATE_DIRS.iter().any(|d| inside.starts_with(d)),
+            Some(inside) => inside
+                .split_once('/')
+                .is_some_and(|(folder, _)| layout::INSTALL_STATE_DIRS.contains(&folder)),
             None => !in_skills,
         };
     }
