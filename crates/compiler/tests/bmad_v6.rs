@@ -864,6 +864,16 @@ fn a_project_installed_by_a_6_0_alpha_is_read() -> Result<(), String> {
         ("bmad/_cfg/agent-manifest.csv", "name,path\n"),
         ("bmad/docs/claude-code-instructions.md", "# Using BMAD\n"),
         ("src/main.rs", "fn main() {}\n"),
+        // An agent of no module, with its files in its own folder.
+        (
+            "bmad/agents/oracle/oracle.md",
+            "```xml\n<agent id=\"bmad/agents/oracle/oracle.md\" name=\"Ora\" title=\"Oracle\">\n<activation critical=\"MANDATORY\">\n  <step n=\"1\">Remember: user's name is {user_name}</step>\n  <step n=\"2\">Load COMPLETE file {agent-folder}/instructions.md and follow it</step>\n  <step n=\"3\">Show greeting</step>\n</activation>\n<persona><role>Reads the smoke.</role></persona>\n<menu><item cmd=\"*omen\" action=\"Read the omen.\">Read an omen</item></menu>\n</agent>\n```\n",
+        ),
+        ("bmad/agents/oracle/instructions.md", "Speak in riddles.\n"),
+        (
+            "bmad/agents/oracle/oracle-sidecar/memories.md",
+            "Last omen: rain.\n",
+        ),
     ]);
     let dir = tree(&files)?;
     let (c, b) = compiled_at(dir.path())?;
@@ -882,6 +892,21 @@ fn a_project_installed_by_a_6_0_alpha_is_read() -> Result<(), String> {
     let plan = flow(&b, "bbq/plan-menu")?;
     assert_eq!(plan.steps[0].agents, ["bbq/pitmaster"]);
     assert!(prompt(&plan.steps[0]).contains("Plan a menu for Pat."));
+    let ora = b.agents.get("agents/oracle").ok_or("no agents/oracle")?;
+    assert!(
+        ora.tasks.iter().any(|t| t
+            .content
+            .contains("Load COMPLETE file bmad/agents/oracle/instructions.md")),
+        "{:?}",
+        ora.tasks
+    );
+    assert_eq!(
+        ora.metadata["resources"],
+        serde_json::json!({
+            "agents/oracle/agents/oracle/instructions.md": "Speak in riddles.\n",
+            "agents/oracle/memories.md": "Last omen: rain.\n",
+        })
+    );
     Ok(())
 }
 

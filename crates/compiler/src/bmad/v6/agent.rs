@@ -7,6 +7,7 @@
 //! every flow is known, so a target's kind is read from the flow it
 //! resolved to, not from the menu key.
 
+use super::vars::Vars;
 use crate::bmad::agent::{MAX_DESCRIPTION_CHARS, sections_template};
 use crate::bmad::{node_text, parse_yaml_lenient};
 use crate::bundle::{Persona, Resource};
@@ -35,6 +36,20 @@ pub struct AgentDraft {
     /// Reference text: inline menu prompts, `prompts`, persistent facts.
     pub data: Vec<Resource>,
     pub metadata: BTreeMap<String, Json>,
+}
+
+/// The variable naming an agent's own folder, where BMAD's expert agents
+/// keep their instructions and memories (`{agent-folder}/memories.md`).
+const AGENT_FOLDER: &str = "agent-folder";
+
+impl AgentDraft {
+    /// The variables of the agent's own text: its module's (from
+    /// `by_module`), plus `{agent-folder}`, the folder of its file.
+    pub fn vars(&self, by_module: &BTreeMap<String, Vars>) -> Vars {
+        let mut vars = by_module.get(&self.module).cloned().unwrap_or_default();
+        vars.set(AGENT_FOLDER, super::layout::parent(&self.source));
+        vars
+    }
 }
 
 /// One menu entry.

@@ -3,7 +3,8 @@
 //!
 //! Two kinds: the input file a menu item hands its target (`data`), and
 //! the files and folders its critical actions and inline prompts name by a
-//! `{project-root}/…` path into the BMAD tree (a test architect's
+//! `{project-root}/…` or `{agent-folder}/…` path into the BMAD tree (an
+//! expert agent's `{agent-folder}/instructions.md`, a test architect's
 //! `testarch/tea-index.csv` and `testarch/knowledge/`, an install's
 //! `_config/task-manifest.csv`). A file a workflow or skill folder holds is
 //! that flow's resource already and is not copied. A menu input that names
@@ -33,9 +34,8 @@ pub fn collect(
     diags: &mut Diagnostics,
 ) -> AgentFiles {
     let mut found = AgentFiles::new();
-    let no_vars = Vars::default();
     for draft in drafts {
-        let agent_vars = vars.get(&draft.module).unwrap_or(&no_vars);
+        let agent_vars = draft.vars(vars);
         let mut taken: BTreeMap<String, String> = BTreeMap::new();
         for item in &draft.menu {
             let Some(written) = &item.input else {
@@ -44,7 +44,7 @@ pub fn collect(
             if written.contains('*') || tree.names_install_state(written) {
                 continue;
             }
-            let rel = tree.resolve(written, parent(&draft.source), agent_vars);
+            let rel = tree.resolve(written, parent(&draft.source), &agent_vars);
             if tree.files.is_file(&rel) {
                 take(tree, draft, &rel, holders, &mut taken, diags);
             } else {
@@ -64,7 +64,7 @@ pub fn collect(
                 if tree.names_install_state(&written) {
                     continue;
                 }
-                let rel = tree.resolve(&written, "", agent_vars);
+                let rel = tree.resolve(&written, "", &agent_vars);
                 if !in_bmad_tree(tree, &rel) {
                     continue;
                 }
@@ -122,15 +122,17 @@ fn take(
     }
 }
 
-/// `{project-root}/…` paths a text names (also spelt `{project_root}`):
+/// Where a path a text names must start to be followed: the project root
+/// (two spellings) or the agent's own folder.
+const PATH_ROOTS: [&str; 3] = ["{project-root}/", "{project_root}/", "{agent-folder}/"];
+
+/// `{project-root}/…` and `{agent-folder}/…` paths a text names:
 /// whitespace, quotes, brackets and `,;|` end one, and a trailing `.` or
 /// `:` is punctuation. A folder keeps its trailing `/`.
 fn project_paths(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || "()[]<>'\"`,;|".contains(c))
         .map(|token| token.trim_end_matches(['.', ':']))
-        .filter(|token| {
-            token.starts_with("{project-root}/") || token.starts_with("{project_root}/")
-        })
+        .filter(|token| PATH_ROOTS.iter().any(|root| token.starts_with(root)))
         .map(str::to_string)
         .collect()
 }

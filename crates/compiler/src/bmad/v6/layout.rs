@@ -88,7 +88,11 @@ pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
 /// Says what else a tree read as BMAD v6 / skills holds: a BMAD v4 pack
 /// or preprocessing agents are not read beside it (one warning).
 pub fn report_mixed(files: &SourceSnapshot, layout: &Layout, diags: &mut Diagnostics) {
-    let v4 = crate::bmad::is_bmad_snapshot(files);
+    // An install folder named `bmad` with an `agents/` folder looks like a
+    // v4 pack, but it is what is read.
+    let v4 = crate::bmad::packs::discover_in(files)
+        .iter()
+        .any(|pack| Some(pack.dir.as_str()) != layout.install_dir);
     let preprocessing = !v4 && !crate::source::agent_files(files).is_empty();
     if v4 || preprocessing {
         let what = if v4 {
@@ -128,6 +132,11 @@ pub fn in_folder(path: &str, dir: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The folder of the install folder where the 6.0 alphas installed agents
+/// of no module (`bmad/agents/<name>/<name>.md`): the agents of a module
+/// named after it, whose folder is the install folder itself.
+const STANDALONE_AGENTS_DIR: &str = "agents";
+
 /// `<install_dir>/<code>/` modules plus `.<tool>/skills/*/SKILL.md` and any
 /// `SKILL.md` under the install folder.
 fn install_layout(files: &SourceSnapshot, install_dir: &'static str) -> Layout {
@@ -161,7 +170,11 @@ fn install_layout(files: &SourceSnapshot, install_dir: &'static str) -> Layout {
         modules: names
             .into_iter()
             .map(|name| ModuleDir {
-                dir: format!("{prefix}{name}"),
+                dir: if name == STANDALONE_AGENTS_DIR {
+                    install_dir.to_string()
+                } else {
+                    format!("{prefix}{name}")
+                },
                 name,
             })
             .collect(),

@@ -138,12 +138,11 @@ pub fn assemble(
     for draft in &drafts {
         let mut commands = Vec::new();
         let mut menu_meta = Vec::new();
-        let empty = Vars::default();
-        let agent_vars = vars.get(&draft.module).unwrap_or(&empty);
+        let agent_vars = draft.vars(vars);
         for item in &draft.menu {
             let target = match &item.target {
                 MenuTarget::File(path) | MenuTarget::Validate(path) => {
-                    let resolved = tree.resolve(path, parent(&draft.source), agent_vars);
+                    let resolved = tree.resolve(path, parent(&draft.source), &agent_vars);
                     let found = by_file
                         .get(resolved.as_str())
                         .or_else(|| by_file.get(parent(&resolved)))
@@ -218,6 +217,8 @@ pub fn assemble(
     }
     for (draft, (_, mut commands, menu_meta)) in drafts.into_iter().zip(menus) {
         add_route_commands(&draft.id, &owners, &flows, &mut commands);
+        // Agent text is BMAD text too: config variables filled in, the rest kept.
+        let agent_vars = draft.vars(vars);
         let mut spec = bmad_agent(
             draft.id.clone(),
             if draft.source.ends_with("SKILL.md") {
@@ -231,9 +232,6 @@ pub fn assemble(
         spec.description = draft.description;
         spec.persona = draft.persona;
         spec.commands = commands;
-        // Agent text is BMAD text too: config variables filled in, the rest kept.
-        let empty = Vars::default();
-        let agent_vars = vars.get(&draft.module).unwrap_or(&empty);
         spec.tasks = draft.instructions;
         spec.data = draft.data;
         for resource in spec.tasks.iter_mut().chain(spec.data.iter_mut()) {
