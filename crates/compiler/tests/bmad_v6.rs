@@ -755,6 +755,8 @@ fn an_installed_project_without_skills_has_its_compiled_agents() -> Result<(), S
             "_bmad/bbq/agents/pitmaster-sidecar/memories.md",
             "Brisket rests an hour.\n",
         ),
+        // Where an install keeps the agent's memories.
+        ("_bmad/_memory/pitmaster-sidecar/log.md", "Oak ran out.\n"),
         (
             "_bmad/bbq/workflows/plan-menu/workflow.md",
             "---\nname: plan-menu\ndescription: Plan a menu\n---\nPlan a menu for {user_name}.\n",
@@ -774,7 +776,10 @@ fn an_installed_project_without_skills_has_its_compiled_agents() -> Result<(), S
     assert_eq!(plan.steps[0].agents, ["bbq/pitmaster"]);
     assert_eq!(
         sam.metadata["resources"],
-        serde_json::json!({"bbq/pitmaster/memories.md": "Brisket rests an hour.\n"})
+        serde_json::json!({
+            "bbq/pitmaster/memories.md": "Brisket rests an hour.\n",
+            "bbq/pitmaster/_memory/pitmaster-sidecar/log.md": "Oak ran out.\n",
+        })
     );
     Ok(())
 }
@@ -934,9 +939,10 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
         ("bbq/module.yaml", "code: bbq\n"),
         (
             "bbq/agents/chef.agent.yaml",
-            "agent:\n  metadata: {name: Cy, title: Chef}\n  critical_actions:\n    - 'Load {project-root}/_bmad/bbq/config.yaml'\n    - 'Consult {project-root}/_bmad/bbq/lore/index.csv, then load the fragments you need from {project-root}/_bmad/bbq/lore/fragments/.'\n    - 'Write notes to {project-root}/docs/notes.md'\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  critical_actions:\n    - 'Load {project-root}/_bmad/bbq/config.yaml'\n    - 'Consult {project-root}/_bmad/bbq/lore/index.csv, then load the fragments you need from {project-root}/_bmad/bbq/lore/fragments/.'\n    - 'Write notes to {project-root}/docs/notes.md'\n    - 'Season from `_bmad/bbq/data/rubs.csv`'\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
         ),
         ("bbq/data/pantry.csv", "item,count\nsalt,3\n"),
+        ("bbq/data/rubs.csv", "rub\ncoffee\n"),
         ("bbq/lore/index.csv", "id,file\nsmoke,fragments/smoke.md\n"),
         ("bbq/lore/fragments/smoke.md", "Hickory for pork.\n"),
         ("bbq/lore/fragments/tally.py", "print(1)\n"),
@@ -960,6 +966,7 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
         b.agents["bbq/chef"].metadata["resources"],
         serde_json::json!({
             "bbq/chef/data/pantry.csv": "item,count\nsalt,3\n",
+            "bbq/chef/data/rubs.csv": "rub\ncoffee\n",
             "bbq/chef/lore/fragments/smoke.md": "Hickory for pork.\n",
             "bbq/chef/lore/index.csv": "id,file\nsmoke,fragments/smoke.md\n",
         })
@@ -976,7 +983,7 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
     assert_eq!(
         warned,
         [
-            ("bmad-missing-file", "bbq/agents/chef.agent.yaml", 20),
+            ("bmad-missing-file", "bbq/agents/chef.agent.yaml", 21),
             ("bmad-script-skipped", "bbq/lore/fragments/tally.py", 1),
             ("bmad-skipped-file", "docs/notes.md", 1),
         ],

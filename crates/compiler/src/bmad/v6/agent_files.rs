@@ -1,15 +1,20 @@
 //! The files an agent's own text names, kept as resources of the agent
-//! (its metadata `resources`, read by the model through `read_resource`).
+//! (its metadata `resources`, read by the model through `read_resource`):
 //!
-//! Two kinds: the input file a menu item hands its target (`data`), and
-//! the files and folders its critical actions and inline prompts name by a
-//! `{project-root}/…` or `{agent-folder}/…` path into the BMAD tree (an
-//! expert agent's `{agent-folder}/instructions.md`, a test architect's
-//! `testarch/tea-index.csv` and `testarch/knowledge/`, an install's
-//! `_config/task-manifest.csv`). A file a workflow or skill folder holds is
-//! that flow's resource already and is not copied. A menu input that names
-//! no file warns; a path named in text may be an output to write, so one
-//! that names nothing is left alone.
+//! - the input file a menu item hands its target (`data`);
+//! - the files and folders its critical actions and inline prompts name
+//!   by a `{project-root}/…`, `{agent-folder}/…` or `_bmad/…` path into
+//!   the BMAD tree: an expert agent's `{agent-folder}/instructions.md`, a
+//!   test architect's `testarch/tea-index.csv` and `testarch/knowledge/`,
+//!   an install's `_config/task-manifest.csv`;
+//! - in an install, its memory folder `_bmad/_memory/<agent>-sidecar/` (in
+//!   a source tree, the sidecar folder beside the agent file is read by
+//!   [`super::resources`]).
+//!
+//! A file a workflow or skill folder holds is that flow's resource already
+//! and is not copied. A menu input that names no file warns; a path named
+//! in text may be an output to write, so one that names nothing is left
+//! alone.
 
 use super::agent::AgentDraft;
 use super::layout::{INSTALL_DIR, file_name, parent};
@@ -59,8 +64,16 @@ pub fn collect(
                 );
             }
         }
+        // In an install, the agent's sidecar folder is its memory folder.
+        if let Some(install_dir) = tree.install_dir
+            && let Some(stem) = agent_stem(&draft.source)
+        {
+            let sidecar = format!("{install_dir}/_memory/{stem}-sidecar");
+            take_folder(tree, draft, &sidecar, holders, &mut taken, diags);
+        }
+        let install_dir = tree.install_dir.unwrap_or(INSTALL_DIR);
         for text in draft.instructions.iter().chain(&draft.data) {
-            for written in project_paths(&text.content) {
+            for written in named_paths(&text.content, install_dir) {
                 if tree.names_install_state(&written) {
                     continue;
                 }
@@ -70,16 +83,8 @@ pub fn collect(
                 }
                 if tree.files.is_file(&rel) {
                     take(tree, draft, &rel, holders, &mut taken, diags);
-                } else if written.ends_with('/') && tree.files.is_dir(&rel) {
-                    let below = format!("{rel}/");
-                    let files: Vec<&str> = tree
-                        .files
-                        .paths()
-                        .filter(|p| p.starts_with(&below))
-                        .collect();
-                    for file in files {
-                        take(tree, draft, file, holders, &mut taken, diags);
-                    }
+                } else if written.ends_with('/') {
+                    take_folder(tree, draft, &rel, holders, &mut taken, diags);
                 }
             }
         }
@@ -93,6 +98,34 @@ pub fn collect(
         }
     }
     found
+}
+
+/// The stem of an agent file (`pm` of `pm.agent.yaml` or `pm.md`); `None`
+/// for a skill.
+fn agent_stem(source: &str) -> Option<&str> {
+    let name = file_name(source);
+    name.strip_suffix(".agent.yaml")
+        .or_else(|| name.strip_suffix(".md").filter(|_| name != "SKILL.md"))
+}
+
+/// [`take`]s every file below folder `dir` (none when it is no folder).
+fn take_folder(
+    tree: &Tree<'_>,
+    draft: &AgentDraft,
+    dir: &str,
+    holders: &BTreeMap<String, Holder>,
+    taken: &mut BTreeMap<String, String>,
+    diags: &mut Diagnostics,
+) {
+    let below = format!("{dir}/");
+    let files: Vec<&str> = tree
+        .files
+        .paths()
+        .filter(|p| p.starts_with(&below))
+        .collect();
+    for file in files {
+        take(tree, draft, file, holders, taken, diags);
+    }
 }
 
 /// Keeps file `rel` for `draft` unless a flow holds it or it is a script.
@@ -122,17 +155,26 @@ fn take(
     }
 }
 
-/// Where a path a text names must start to be followed: the project root
-/// (two spellings) or the agent's own folder.
+/// Where a path a text names must start to be followed (besides the
+/// install folder): the project root (two spellings) or the agent's own
+/// folder.
 const PATH_ROOTS: [&str; 3] = ["{project-root}/", "{project_root}/", "{agent-folder}/"];
 
-/// `{project-root}/…` and `{agent-folder}/…` paths a text names:
-/// whitespace, quotes, brackets and `,;|` end one, and a trailing `.` or
-/// `:` is punctuation. A folder keeps its trailing `/`.
-fn project_paths(text: &str) -> Vec<String> {
+/// The paths a text names from the project root, the agent's folder or
+/// `install_dir` (`_bmad/_memory/…`): whitespace, quotes, brackets and
+/// `,;|` end one, and a trailing `.` or `:` is punctuation. A folder keeps
+/// its trailing `/`.
+fn named_paths(text: &str, install_dir: &str) -> Vec<String> {
+    let from_install = |token: &str| {
+        token
+            .strip_prefix(install_dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+    };
     text.split(|c: char| c.is_whitespace() || "()[]<>'\"`,;|".contains(c))
         .map(|token| token.trim_end_matches(['.', ':']))
-        .filter(|token| PATH_ROOTS.iter().any(|root| token.starts_with(root)))
+        .filter(|token| {
+            PATH_ROOTS.iter().any(|root| token.starts_with(root)) || from_install(token)
+        })
         .map(str::to_string)
         .collect()
 }
