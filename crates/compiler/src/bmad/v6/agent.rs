@@ -50,6 +50,18 @@ impl AgentDraft {
         vars.set(AGENT_FOLDER, super::layout::parent(&self.source));
         vars
     }
+
+    /// The agent file's path without its extension (`src/bmm/agents/pm` of
+    /// `….agent.yaml` or of an install's `….md`), which names its sidecar
+    /// folder; `None` for an agent skill.
+    pub fn source_stem(&self) -> Option<&str> {
+        let source = self.source.as_str();
+        source.strip_suffix(".agent.yaml").or_else(|| {
+            source
+                .strip_suffix(".md")
+                .filter(|_| !source.ends_with("SKILL.md"))
+        })
+    }
 }
 
 /// One menu entry.

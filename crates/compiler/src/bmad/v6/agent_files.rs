@@ -41,7 +41,12 @@ pub fn collect(
     let mut found = AgentFiles::new();
     for draft in drafts {
         let agent_vars = draft.vars(vars);
-        let mut taken: BTreeMap<String, String> = BTreeMap::new();
+        let mut taken = Taken {
+            tree,
+            draft,
+            holders,
+            files: BTreeMap::new(),
+        };
         for item in &draft.menu {
             let Some(written) = &item.input else {
                 continue;
@@ -51,7 +56,7 @@ pub fn collect(
             }
             let rel = tree.resolve(written, parent(&draft.source), &agent_vars);
             if tree.files.is_file(&rel) {
-                take(tree, draft, &rel, holders, &mut taken, diags);
+                taken.file(&rel, diags);
             } else {
                 diags.warning(
                     "bmad-missing-file",
@@ -66,10 +71,10 @@ pub fn collect(
         }
         // In an install, the agent's sidecar folder is its memory folder.
         if let Some(install_dir) = tree.install_dir
-            && let Some(stem) = agent_stem(&draft.source)
+            && let Some(stem) = draft.source_stem()
         {
-            let sidecar = format!("{install_dir}/_memory/{stem}-sidecar");
-            take_folder(tree, draft, &sidecar, holders, &mut taken, diags);
+            let stem = file_name(stem);
+            taken.folder(&format!("{install_dir}/_memory/{stem}-sidecar"), diags);
         }
         let install_dir = tree.install_dir.unwrap_or(INSTALL_DIR);
         for text in draft.instructions.iter().chain(&draft.data) {
@@ -82,15 +87,16 @@ pub fn collect(
                     continue;
                 }
                 if tree.files.is_file(&rel) {
-                    take(tree, draft, &rel, holders, &mut taken, diags);
+                    taken.file(&rel, diags);
                 } else if written.ends_with('/') {
-                    take_folder(tree, draft, &rel, holders, &mut taken, diags);
+                    taken.folder(&rel, diags);
                 }
             }
         }
-        if !taken.is_empty() {
-            used.extend(taken.keys().cloned());
+        if !taken.files.is_empty() {
+            used.extend(taken.files.keys().cloned());
             let resources = taken
+                .files
                 .into_iter()
                 .map(|(rel, text)| (resource_key(tree, draft, &rel), text))
                 .collect();
@@ -100,57 +106,43 @@ pub fn collect(
     found
 }
 
-/// The stem of an agent file (`pm` of `pm.agent.yaml` or `pm.md`); `None`
-/// for a skill.
-fn agent_stem(source: &str) -> Option<&str> {
-    let name = file_name(source);
-    name.strip_suffix(".agent.yaml")
-        .or_else(|| name.strip_suffix(".md").filter(|_| name != "SKILL.md"))
+/// The files kept for one agent, tree path → text.
+struct Taken<'a> {
+    tree: &'a Tree<'a>,
+    draft: &'a AgentDraft,
+    /// Folders whose files are their flows' already.
+    holders: &'a BTreeMap<String, Holder>,
+    files: BTreeMap<String, String>,
 }
 
-/// [`take`]s every file below folder `dir` (none when it is no folder).
-fn take_folder(
-    tree: &Tree<'_>,
-    draft: &AgentDraft,
-    dir: &str,
-    holders: &BTreeMap<String, Holder>,
-    taken: &mut BTreeMap<String, String>,
-    diags: &mut Diagnostics,
-) {
-    let below = format!("{dir}/");
-    let files: Vec<&str> = tree
-        .files
-        .paths()
-        .filter(|p| p.starts_with(&below))
-        .collect();
-    for file in files {
-        take(tree, draft, file, holders, taken, diags);
-    }
-}
-
-/// Keeps file `rel` for `draft` unless a flow holds it or it is a script.
-fn take(
-    tree: &Tree<'_>,
-    draft: &AgentDraft,
-    rel: &str,
-    holders: &BTreeMap<String, Holder>,
-    taken: &mut BTreeMap<String, String>,
-    diags: &mut Diagnostics,
-) {
-    if taken.contains_key(rel) || is_script(rel) || holder_of(holders, rel).is_some() {
-        return;
-    }
-    match tree.files.text(rel) {
-        Ok(text) => {
-            taken.insert(rel.to_string(), text.to_string());
+impl Taken<'_> {
+    /// Keeps file `rel` unless a flow holds it or it is a script.
+    fn file(&mut self, rel: &str, diags: &mut Diagnostics) {
+        if self.files.contains_key(rel) || is_script(rel) || holder_of(self.holders, rel).is_some()
+        {
+            return;
         }
-        Err(message) => {
-            diags.warning(
-                "bmad-read",
-                rel,
-                Pos::new(1, 1),
-                format!("{message}: not a resource of agent `{}`", draft.id),
-            );
+        match self.tree.files.text(rel) {
+            Ok(text) => {
+                self.files.insert(rel.to_string(), text.to_string());
+            }
+            Err(message) => {
+                diags.warning(
+                    "bmad-read",
+                    rel,
+                    Pos::new(1, 1),
+                    format!("{message}: not a resource of agent `{}`", self.draft.id),
+                );
+            }
+        }
+    }
+
+    /// Keeps every file below folder `dir` (none when it is no folder).
+    fn folder(&mut self, dir: &str, diags: &mut Diagnostics) {
+        let below = format!("{dir}/");
+        let tree = self.tree;
+        for rel in tree.files.paths().filter(|p| p.starts_with(&below)) {
+            self.file(rel, diags);
         }
     }
 }

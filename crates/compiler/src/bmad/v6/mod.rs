@@ -177,13 +177,7 @@ pub fn read(
     }
     for draft in &drafts {
         // An agent file's sidecar folder, or an agent skill's own folder.
-        let stem = draft.source.strip_suffix(".agent.yaml").or_else(|| {
-            draft
-                .source
-                .strip_suffix(".md")
-                .filter(|_| !draft.source.ends_with("SKILL.md"))
-        });
-        let dir = match stem {
+        let dir = match draft.source_stem() {
             Some(stem) => format!("{stem}-sidecar"),
             None => parent(&draft.source).to_string(),
         };
