@@ -682,7 +682,7 @@ fn a_tree_of_the_first_6_0_alphas_is_read() -> Result<(), String> {
         ),
         (
             "src/modules/bbq/agents/chef.agent.yaml",
-            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: menu\n      workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      description: Plan the menu\n",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  menu:\n    - trigger: menu\n      workflow: '{project-root}/bmad/bbq/workflows/menu/workflow.yaml'\n      data: '{project-root}/bmad/_cfg/agent-party.xml'\n      description: Plan the menu\n",
         ),
         (
             "src/modules/bbq/workflows/menu/workflow.yaml",

@@ -134,17 +134,23 @@ impl Tree<'_> {
     }
 
     /// Whether `written` names a part of an install (its config, state or
-    /// scripts) in a source tree, which has none: not a missing file.
+    /// scripts; under `_bmad/`, or `bmad/` as the 6.0 alphas wrote) in a
+    /// source tree, which has none: not a missing file.
     pub fn names_install_state(&self, written: &str) -> bool {
-        let inside = match self.install_dir {
-            Some(_) => None,
-            None => self.inside_install(written),
+        let Some(in_project) = written.strip_prefix("{project-root}/") else {
+            return false;
         };
-        inside.is_some_and(|inside| {
-            INSTALL_TIME
-                .iter()
-                .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)))
-        })
+        if self.install_dir.is_some() {
+            return false;
+        }
+        [INSTALL_DIR, ALPHA_INSTALL_DIR]
+            .iter()
+            .filter_map(|dir| in_project.strip_prefix(dir)?.strip_prefix('/'))
+            .any(|inside| {
+                INSTALL_TIME
+                    .iter()
+                    .any(|p| inside.contains(p) && (p.ends_with('/') || inside.ends_with(p)))
+            })
     }
 }
 
