@@ -75,6 +75,9 @@ pub fn attach(
             // source whose folder is not marked as a module.
             let why = if rel.ends_with(".agent.yaml") || layout::is_workflow_file(file_name(rel)) {
                 "an agent or workflow file outside every module folder (a folder with `module.yaml`): not read"
+            } else if rel.ends_with(".agent.xml") {
+                // The 6.0 alphas' web-bundle orchestrator (`localskip`).
+                "an agent written for web bundles (`.agent.xml`): not read"
             } else {
                 "not part of any agent, workflow or skill: not read"
             };
