@@ -221,7 +221,7 @@ fn builtin_definition(name: &str) -> Option<ToolDefinition> {
             json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {}}, "required": ["key", "value"]}),
         ),
         READ_RESOURCE => (
-            "Reads a file of this workflow (data, references, assets) by the path the instructions give.",
+            "Reads a file of this workflow or of your own (data, references, assets, memories) by the path the instructions give.",
             json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
         ),
         crate::runs::interrupts::ASK_HUMAN => (
@@ -325,10 +325,10 @@ fn read_resource(resources: &BTreeMap<String, String>, path: &str) -> Result<Str
     match found.as_slice() {
         [key] => Ok(resources[*key].clone()),
         [] if resources.is_empty() => Err(ToolError::Failed(
-            "this flow has no resources to read".into(),
+            "there are no resources to read here".into(),
         )),
         [] => Err(ToolError::Failed(format!(
-            "no resource `{wanted}`; this flow has: {}",
+            "no resource `{wanted}`; there are: {}",
             listed(resources.keys())
         ))),
         several => Err(ToolError::Failed(format!(
