@@ -58,7 +58,10 @@ pub struct Layout {
 
 /// The BMAD v6 / skills layout of `files`, or `None` when it holds neither.
 pub fn detect(files: &SourceSnapshot) -> Option<Layout> {
-    let installed = files.paths().any(|p| in_folder(p, INSTALL_DIR));
+    let installed = files.paths().any(|p| {
+        p.strip_prefix(INSTALL_DIR)
+            .is_some_and(|rest| rest.starts_with('/'))
+    });
     if installed {
         return Some(install_layout(files, INSTALL_DIR));
     }
@@ -124,12 +127,6 @@ pub fn layout_name(kind: SourceLayout) -> &'static str {
         SourceLayout::BmadSkills => "BMAD skills",
         SourceLayout::BmadV6Skills => "BMAD v6 modules + skills",
     }
-}
-
-/// Whether tree path `path` lies inside the top-level folder `dir`.
-pub fn in_folder(path: &str, dir: &str) -> bool {
-    path.strip_prefix(dir)
-        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The folder of the install folder where the 6.0 alphas installed agents
