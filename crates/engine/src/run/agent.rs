@@ -274,7 +274,7 @@ impl AgentNode {
         };
         offer(ASK_HUMAN, waits);
         // The flow's files, and the agent's own (its sidecar folder, the
-        // input files its menu names).
+        // files its menu and instructions name).
         let own = super::graph::resources_of(&agent.metadata);
         let resources = if own.is_empty() {
             flow.resources.clone()

@@ -17,7 +17,8 @@
 //! `read_resource` reads a file of the running flow's BMAD workflow or
 //! skill (flow metadata `resources`, SPEC 1.7: data, references, assets),
 //! or one of the calling agent's own (agent metadata `resources`: a v6
-//! agent's sidecar folder, the input files its menu names). Its path is found as written in the resources (`<flow>/<path>`), without
+//! agent's sidecar folder, the files its menu and instructions name). Its
+//! path is found as written in the resources (`<flow>/<path>`), without
 //! the flow's prefix, or as the step's text names it (any path that ends
 //! with a resource's own path, e.g. `src/bbq/workflows/plan-menu/data/cuts.csv`
 //! for `bbq/plan-menu/data/cuts.csv`); a path matching none or several is
