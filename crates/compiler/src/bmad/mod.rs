@@ -18,7 +18,7 @@
 //! - [`workflow`]: `workflows/*.yaml` → flows.
 //! - [`team`]: `agent-teams/*.yaml` → checked, and recorded on the agents.
 //!
-//! # Decisions (also in the project docs)
+//! # Decisions (also in docs/bmad-v4.md)
 //! - **Qualified ids.** When one tree holds several packs, agents and flows of
 //!   every pack except the core are named `<pack>/<id>`, where `<pack>` is the
 //!   pack folder's name with leading dots removed (`.bmad-2d-phaser-game-dev`
@@ -49,7 +49,12 @@
 //!   `tasks`, `templates`, `checklists`, `docs`, `input`): resource text is
 //!   never placed inside it, so `{{` in a task cannot be rendered. The agent
 //!   file's Markdown outside the YAML block (activation boilerplate) is not
-//!   imported.
+//!   imported. A section whose variable is empty is left out.
+//! - **Project configuration.** An agent whose file or resources name
+//!   `core-config.yaml` (tasks such as `create-next-story.md` load it and
+//!   halt without it) gets the pack's `core-config.yaml` (or `.yml`; the
+//!   pack's, else the core's) as a `data` resource, because the model reads
+//!   no files.
 
 pub mod agent;
 pub mod packs;
@@ -167,7 +172,7 @@ fn read_pack_agents(
             seen.insert(draft.id.clone(), rel.clone());
             let qualified = pack.qualify(&draft.id, multi);
             index.insert(pack_no, &draft.id, &file.stem, &qualified);
-            let spec = build_agent(
+            let mut spec = build_agent(
                 draft,
                 qualified.clone(),
                 &rel,
@@ -177,6 +182,18 @@ fn read_pack_agents(
                 loader,
                 diags,
             );
+            // The agent's activation steps and tasks load the project's
+            // `core-config.yaml` (and halt without it), but the model reads
+            // no files: it is inlined as data when the agent names it.
+            let names_config = |text: &str| text.contains("core-config.y");
+            let named = names_config(file.text)
+                || (spec.tasks.iter())
+                    .chain(&spec.checklists)
+                    .chain(&spec.data)
+                    .any(|r| names_config(&r.content));
+            if named && let Some(config) = loader.core_config(&search_bases, diags) {
+                spec.data.push(config);
+            }
             parts.agents.insert(qualified, spec);
         },
     );

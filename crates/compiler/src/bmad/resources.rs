@@ -71,6 +71,11 @@ pub struct DependencyRef {
     pub pos: Pos,
 }
 
+/// Where a pack keeps its project configuration (where the PRD,
+/// architecture and stories live), which its tasks load; both spellings
+/// occur in the tasks' text.
+pub const CORE_CONFIG_FILES: [&str; 2] = ["core-config.yaml", "core-config.yml"];
+
 /// Finds dependency files in the source snapshot, caching each file's
 /// content (a YAML template's outline is rendered once).
 pub struct ResourceLoader<'a> {
@@ -137,6 +142,21 @@ impl<'a> ResourceLoader<'a> {
         let content = self.load(&path, render, diags)?;
         Some(Resource {
             name: dep.name.clone(),
+            path,
+            content,
+        })
+    }
+
+    /// The project configuration (`core-config.yaml`) found first under
+    /// `bases`, as a resource; `None` when no base has one.
+    pub fn core_config(&mut self, bases: &[String], diags: &mut Diagnostics) -> Option<Resource> {
+        let path = bases
+            .iter()
+            .flat_map(|base| CORE_CONFIG_FILES.map(|name| join_rel(base, name)))
+            .find(|path| self.files.is_file(path))?;
+        let content = self.load(&path, false, diags)?;
+        Some(Resource {
+            name: CORE_CONFIG_FILES[0].to_string(),
             path,
             content,
         })

@@ -520,3 +520,37 @@ fn layout_detection() {
     assert_eq!(warnings(&diags, "bmad-empty").len(), 1);
     assert!(errors(&diags).is_empty());
 }
+
+#[test]
+fn the_project_config_is_inlined_for_agents_that_load_it() {
+    let sm = agent_md("sm", "dependencies:\n  tasks: [create-next-story.md]\n");
+    let dev = agent_md(
+        "dev",
+        "activation-instructions:\n  - Load .bmad-core/core-config.yml and read devLoadAlwaysFiles\n",
+    );
+    let (parts, diags) = read_files(&[
+        ("agents/sm.md", &sm),
+        ("agents/dev.md", &dev),
+        ("agents/pm.md", &agent_md("pm", "")),
+        (
+            "tasks/create-next-story.md",
+            "Load `{root}/core-config.yaml` from the project root; HALT without it.\n",
+        ),
+        ("core-config.yaml", "devStoryLocation: docs/stories\n"),
+    ]);
+    assert!(errors(&diags).is_empty());
+    let config_of = |id: &str| {
+        parts.agents[id]
+            .data
+            .iter()
+            .find(|r| r.name == "core-config.yaml")
+            .map(|r| (r.path.clone(), r.content.clone()))
+    };
+    let inlined = Some((
+        "core-config.yaml".to_string(),
+        "devStoryLocation: docs/stories\n".to_string(),
+    ));
+    assert_eq!(config_of("sm"), inlined, "a task names it");
+    assert_eq!(config_of("dev"), inlined, "the agent file names it");
+    assert_eq!(config_of("pm"), None, "nothing names it");
+}
