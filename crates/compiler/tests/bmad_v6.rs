@@ -954,10 +954,11 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
         ("bbq/module.yaml", "code: bbq\n"),
         (
             "bbq/agents/chef.agent.yaml",
-            "agent:\n  metadata: {name: Cy, title: Chef}\n  critical_actions:\n    - 'Load {project-root}/_bmad/bbq/config.yaml'\n    - 'Consult {project-root}/_bmad/bbq/lore/index.csv, then load the fragments you need from {project-root}/_bmad/bbq/lore/fragments/.'\n    - 'Write notes to {project-root}/docs/notes.md'\n    - 'Season from `_bmad/bbq/data/rubs.csv`'\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
+            "agent:\n  metadata: {name: Cy, title: Chef}\n  critical_actions:\n    - 'Load {project-root}/_bmad/bbq/config.yaml'\n    - 'Consult {project-root}/_bmad/bbq/lore/index.csv, then load the fragments you need from {project-root}/_bmad/bbq/lore/fragments/.'\n    - 'Write notes to {project-root}/docs/notes.md'\n    - 'Season from `_bmad/bbq/data/rubs.csv`'\n    - 'Recall {agent_sidecar_folder}/memories.md'\n  menu:\n    - trigger: PM\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/pantry.csv'\n      description: '[PM] Plan the menu'\n    - trigger: SL\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/workflows/plan/data/cuts.csv'\n      description: '[SL] Shop'\n    - trigger: RT\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/_config/agent-manifest.csv'\n      description: '[RT] Retro'\n    - trigger: GX\n      exec: '{project-root}/_bmad/bbq/workflows/plan/workflow.md'\n      data: '{project-root}/_bmad/bbq/data/gone.csv'\n      description: '[GX] Gone'\n",
         ),
         ("bbq/data/pantry.csv", "item,count\nsalt,3\n"),
         ("bbq/data/rubs.csv", "rub\ncoffee\n"),
+        ("bbq/agents/chef-sidecar/memories.md", "Salt early.\n"),
         ("bbq/lore/index.csv", "id,file\nsmoke,fragments/smoke.md\n"),
         ("bbq/lore/fragments/smoke.md", "Hickory for pork.\n"),
         ("bbq/lore/fragments/tally.py", "print(1)\n"),
@@ -984,8 +985,15 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
             "bbq/chef/data/rubs.csv": "rub\ncoffee\n",
             "bbq/chef/lore/fragments/smoke.md": "Hickory for pork.\n",
             "bbq/chef/lore/index.csv": "id,file\nsmoke,fragments/smoke.md\n",
+            "bbq/chef/memories.md": "Salt early.\n",
         })
     );
+    // The sidecar folder as the agent's text names it.
+    let recall = b.agents["bbq/chef"].tasks.iter().any(|t| {
+        t.content
+            .contains("Recall bbq/agents/chef-sidecar/memories.md")
+    });
+    assert!(recall, "{:?}", b.agents["bbq/chef"].tasks);
     assert_eq!(
         flow(&b, "bbq/plan")?.metadata["resources"],
         serde_json::json!({"bbq/plan/data/cuts.csv": "cut,minutes\nribs,300\n"})
@@ -998,7 +1006,7 @@ fn files_an_agent_names_are_its_resources() -> Result<(), String> {
     assert_eq!(
         warned,
         [
-            ("bmad-missing-file", "bbq/agents/chef.agent.yaml", 21),
+            ("bmad-missing-file", "bbq/agents/chef.agent.yaml", 22),
             ("bmad-script-skipped", "bbq/lore/fragments/tally.py", 1),
             ("bmad-skipped-file", "docs/notes.md", 1),
         ],

@@ -41,13 +41,20 @@ pub struct AgentDraft {
 /// The variable naming an agent's own folder, where BMAD's expert agents
 /// keep their instructions and memories (`{agent-folder}/memories.md`).
 const AGENT_FOLDER: &str = "agent-folder";
+/// The variable naming an agent's sidecar folder, which BMAD's installer
+/// replaces by the installed copy's path.
+const AGENT_SIDECAR_FOLDER: &str = "agent_sidecar_folder";
 
 impl AgentDraft {
     /// The variables of the agent's own text: its module's (from
-    /// `by_module`), plus `{agent-folder}`, the folder of its file.
+    /// `by_module`), plus `{agent-folder}`, the folder of its file, and
+    /// `{agent_sidecar_folder}`, its sidecar folder.
     pub fn vars(&self, by_module: &BTreeMap<String, Vars>) -> Vars {
         let mut vars = by_module.get(&self.module).cloned().unwrap_or_default();
         vars.set(AGENT_FOLDER, super::layout::parent(&self.source));
+        if let Some(stem) = self.source_stem() {
+            vars.set(AGENT_SIDECAR_FOLDER, format!("{stem}-sidecar"));
+        }
         vars
     }
 
