@@ -172,19 +172,14 @@ fn named_paths(text: &str, install_dir: &str) -> Vec<String> {
 }
 
 /// Whether tree path `rel` lies in BMAD's part of the tree: below a module
-/// folder or the install folder, but not one of those folders itself.
+/// folder or the install folder (anywhere, when the root is a module).
 fn in_bmad_tree(tree: &Tree<'_>, rel: &str) -> bool {
     let install_dir = tree.install_dir.unwrap_or(INSTALL_DIR);
-    tree.module_dirs
-        .values()
-        .map(String::as_str)
-        .chain([install_dir])
-        .any(|dir| {
-            dir.is_empty()
-                || rel
-                    .strip_prefix(dir)
-                    .is_some_and(|r| r.len() > 1 && r.starts_with('/'))
-        })
+    tree.module_dirs.values().any(String::is_empty)
+        || tree.below_module_folder(rel)
+        || rel
+            .strip_prefix(install_dir)
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
 }
 
 /// `<agent>/<path of rel in the agent's module folder>`, else in the install

@@ -67,6 +67,17 @@ impl Tree<'_> {
         }
     }
 
+    /// Whether tree path `rel` lies below one of the module folders that
+    /// are not the tree's root.
+    pub fn below_module_folder(&self, rel: &str) -> bool {
+        self.module_dirs.values().any(|dir| {
+            !dir.is_empty()
+                && rel
+                    .strip_prefix(dir.as_str())
+                    .is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+        })
+    }
+
     /// Tree files whose name is `name`, under `dir`, sorted.
     pub fn find_by_name(&self, dir: &str, name: &str) -> Vec<String> {
         let prefix = if dir.is_empty() {

@@ -668,7 +668,9 @@ fn step_prompt(
         }
         if tree.files.is_file(path) {
             inlined.push((key.name.clone(), path.to_string()));
-        } else if in_tree_folder(tree, path) {
+        } else if !path.contains('*') && tree.below_module_folder(path) {
+            // A missing template in a module folder is a missing file; a
+            // path elsewhere (where the run writes its output) is not.
             diags.warning(
                 "bmad-missing-file",
                 &step.rel,
@@ -700,17 +702,6 @@ fn step_prompt(
         }
     }
     (prompt, used)
-}
-
-/// Whether `path` (tree-relative) lies in a module folder: a missing
-/// template there is a missing file, while a path elsewhere (where the run
-/// writes its output) is not.
-fn in_tree_folder(tree: &Tree<'_>, path: &str) -> bool {
-    !path.contains('*')
-        && tree
-            .module_dirs
-            .values()
-            .any(|dir| path.starts_with(&format!("{dir}/")))
 }
 
 #[cfg(test)]
