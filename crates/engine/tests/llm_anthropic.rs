@@ -158,6 +158,32 @@ async fn without_a_temperature_none_is_sent() {
     llm_common::no_temperature_is_sent_without_one(&anthropic_case(), ok).await;
 }
 
+/// The API answers 400 to a text block without visible text. An empty
+/// reply that is being repaired leaves such a turn in the conversation.
+#[tokio::test]
+async fn a_blank_assistant_turn_is_left_out() {
+    let (server, provider) = anthropic_case()
+        .serve(vec![Reply::json(
+            200,
+            message(json!([{"type": "text", "text": "{}"}]), "end_turn"),
+        )])
+        .await;
+    let mut request = LlmRequest::new(MODEL, "Status?");
+    request.messages.push(Message::Assistant {
+        text: " \n".into(),
+        tool_calls: Vec::new(),
+    });
+    request.messages.push(Message::User("Reply again.".into()));
+    provider.complete(&request, None).await.expect("completion");
+    assert_eq!(
+        server.single_request().body["messages"],
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "Status?"},
+            {"type": "text", "text": "Reply again."}
+        ]}])
+    );
+}
+
 #[tokio::test]
 async fn json_output_is_asked_for_in_the_system_prompt() {
     let (server, provider) = anthropic_case()

@@ -182,7 +182,7 @@ async fn streaming_delivers_deltas_in_order_with_usage() {
 #[tokio::test]
 async fn function_calls_are_parsed_and_responses_sent_back() {
     let reply = chunk(
-        json!([{"functionCall": {"name": "get_weather", "args": {"city": "Boston"}}}]),
+        json!([{"functionCall": {"id": "fc-boston", "name": "get_weather", "args": {"city": "Boston"}}}]),
         Some("STOP"),
         Some(counts(52, 5)),
     );
@@ -196,14 +196,14 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
     request.messages.push(Message::Assistant {
         text: String::new(),
         tool_calls: vec![ToolCall {
-            id: "call_0".into(),
+            id: "fc-oslo".into(),
             name: "get_weather".into(),
             arguments: json!({"city": "Oslo"}),
             signature: None,
         }],
     });
     request.messages.push(Message::ToolResult {
-        call_id: "call_0".into(),
+        call_id: "fc-oslo".into(),
         name: "get_weather".into(),
         content: "4°C".into(),
     });
@@ -212,7 +212,7 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
     assert_eq!(
         response.tool_calls,
         vec![ToolCall {
-            id: "call_0".into(),
+            id: "fc-boston".into(),
             name: "get_weather".into(),
             arguments: json!({"city": "Boston"}),
             signature: None,
@@ -224,13 +224,110 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
         json!([{"functionDeclarations": [{"name": "get_weather", "description": "Current weather for a city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}])
     );
+    // The call's id, which Gemini gave, goes back with the call and its response.
     assert_eq!(
         sent.body["contents"][1],
-        json!({"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}]})
+        json!({"role": "model", "parts": [{"functionCall": {"id": "fc-oslo", "name": "get_weather", "args": {"city": "Oslo"}}}]})
     );
     assert_eq!(
         sent.body["contents"][2],
-        json!({"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "4°C"}}}]})
+        json!({"role": "user", "parts": [{"functionResponse": {"id": "fc-oslo", "name": "get_weather", "response": {"content": "4°C"}}}]})
+    );
+}
+
+/// What Gemini's `parameters` (an OpenAPI subset) refuses goes as
+/// `parametersJsonSchema`; a tool without arguments declares none (Gemini
+/// answers 400 to an object without properties); and no JSON mime type is
+/// asked for beside tools (400 too).
+#[tokio::test]
+async fn tool_declarations_are_ones_gemini_accepts() {
+    let (server, provider) = gemini_case()
+        .serve(vec![Reply::json(
+            200,
+            chunk(json!([{"text": "{}"}]), Some("STOP"), None),
+        )])
+        .await;
+    let tool = |name: &str, parameters: Value| ToolDefinition {
+        name: name.into(),
+        description: format!("The {name} tool"),
+        parameters,
+    };
+    let subset = json!({"type": "object", "properties": {
+        "city": {"type": "string", "description": "A city"},
+        "unit": {"type": "string", "enum": ["C", "F"]},
+        "days": {"type": "integer", "format": "int32", "minimum": 1},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 4}
+    }, "required": ["city"]});
+    let json_schema = [
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": false}),
+        json!({"type": "object", "properties": {"key": {"type": "string"}, "value": {}}}),
+        json!({"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}),
+        json!({"type": "object", "properties": {"n": {"type": "integer", "enum": [1, 2]}}}),
+        json!({"type": "object", "properties": {"filter": {"type": "object"}}}),
+        json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+               "properties": {"q": {"type": "string"}}}),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+    ];
+    let mut request = LlmRequest::new(MODEL, "Status?");
+    request.json_output = true;
+    request.tools = vec![
+        tool("now", json!({"type": "object", "properties": {}})),
+        tool(
+            "ping",
+            json!({"type": "object", "properties": {}, "required": [], "additionalProperties": false}),
+        ),
+        tool("weather", subset.clone()),
+    ];
+    request.tools.extend(
+        json_schema
+            .iter()
+            .enumerate()
+            .map(|(i, schema)| tool(&format!("t{i}"), schema.clone())),
+    );
+    provider.complete(&request, None).await.expect("completion");
+
+    let sent = server.single_request();
+    let declarations = &sent.body["tools"][0]["functionDeclarations"];
+    let only = |name: &str, description: &str| json!({"name": name, "description": description});
+    assert_eq!(declarations[0], only("now", "The now tool"));
+    assert_eq!(declarations[1], only("ping", "The ping tool"));
+    assert_eq!(
+        declarations[2],
+        json!({"name": "weather", "description": "The weather tool", "parameters": subset})
+    );
+    for (i, schema) in json_schema.iter().enumerate() {
+        assert_eq!(
+            declarations[3 + i],
+            json!({"name": format!("t{i}"), "description": format!("The t{i} tool"),
+                   "parametersJsonSchema": schema}),
+        );
+    }
+    assert_eq!(
+        sent.body["generationConfig"],
+        json!({"temperature": 0.2, "maxOutputTokens": 2000})
+    );
+}
+
+/// An empty text part is refused; a model turn with nothing in it (a blank
+/// reply being repaired) is left out, and the user turns around it merge.
+#[tokio::test]
+async fn a_blank_model_turn_is_left_out() {
+    let (server, provider) = gemini_case()
+        .serve(vec![Reply::json(
+            200,
+            chunk(json!([{"text": "{}"}]), Some("STOP"), None),
+        )])
+        .await;
+    let mut request = LlmRequest::new(MODEL, "Status?");
+    request.messages.push(Message::Assistant {
+        text: String::new(),
+        tool_calls: Vec::new(),
+    });
+    request.messages.push(Message::User("Reply again.".into()));
+    provider.complete(&request, None).await.expect("completion");
+    assert_eq!(
+        server.single_request().body["contents"],
+        json!([{"role": "user", "parts": [{"text": "Status?"}, {"text": "Reply again."}]}])
     );
 }
 
@@ -284,6 +381,11 @@ async fn thought_signatures_go_back_with_their_function_calls() {
             {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2lnLW9zbG8="},
             {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}}
         ]})
+    );
+    // Gemini gave these calls no id, so none goes back with their responses.
+    assert_eq!(
+        requests[1].body["contents"][2]["parts"][1],
+        json!({"functionResponse": {"name": "get_weather", "response": {"content": "6°C"}}})
     );
 }
 

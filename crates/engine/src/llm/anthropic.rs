@@ -78,7 +78,10 @@ impl WireFormat for AnthropicProvider {
                     );
                 }
                 Message::Assistant { text, tool_calls } => {
-                    if !text.is_empty() || tool_calls.is_empty() {
+                    // The API refuses a text block without visible text; a
+                    // turn with nothing else is left out (the user turns
+                    // around it merge).
+                    if !text.trim().is_empty() {
                         push_turn(
                             &mut turns,
                             "assistant",

@@ -9,7 +9,19 @@
 //! partial `GenerateContentResponse`, the last one with `finishReason` and the
 //! final `usageMetadata`; there is no end marker. A `functionCall` part's
 //! `thoughtSignature` is kept on its [`ToolCall`] and sent back beside the
-//! call in later turns, as Gemini 3 requires.
+//! call in later turns, as Gemini 3 requires; so is the call's `id`, when
+//! Gemini gave one, in the call and in its `functionResponse`.
+//!
+//! What Gemini refuses, and so is never sent:
+//! - a tool's `parameters` outside the OpenAPI subset of Gemini's `Schema`
+//!   (an `additionalProperties`, a `$ref`, a property without a `type`, an
+//!   object without properties…): such a schema goes as
+//!   `parametersJsonSchema`, which takes JSON Schema, and a tool that takes
+//!   no arguments declares none;
+//! - `responseMimeType: application/json` beside function declarations
+//!   ("Function calling with a response mime type … is unsupported"): with
+//!   tools, the JSON-only instruction of the prompt is what asks for JSON;
+//! - an empty text part: a model turn with no text and no calls is left out.
 //!
 //! Token counts: `promptTokenCount` already includes `cachedContentTokenCount`,
 //! but `candidatesTokenCount` leaves out `thoughtsTokenCount`, which is billed
@@ -17,17 +29,23 @@
 //! Gemini reports no cache writes (a cache is created by its own call).
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::transport::{
     HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
     parse_body, push_turn,
 };
-use super::{LlmError, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, Usage};
+use super::{
+    LlmError, LlmRequest, LlmResponse, Message, TokenSink, ToolCall, ToolDefinition, Usage,
+};
 
 /// The vendor's URL, used when `llm.base_url` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// Starts the ids given to the calls Gemini sent without one: those are
+/// never sent back, since Gemini did not name the call.
+const UNNAMED_CALL_PREFIX: &str = "gemini-unnamed-call-";
 
 /// Finish reasons that mean the vendor withheld the reply.
 const BLOCKED_FINISH_REASONS: &[&str] = &[
@@ -94,24 +112,37 @@ impl WireFormat for GeminiProvider {
                     push_turn(&mut contents, "user", "parts", json!({"text": text}))
                 }
                 Message::Assistant { text, tool_calls } => {
-                    if !text.is_empty() || tool_calls.is_empty() {
+                    if !text.trim().is_empty() {
                         push_turn(&mut contents, "model", "parts", json!({"text": text}));
                     }
                     for call in tool_calls {
-                        let mut part =
-                            json!({"functionCall": {"name": call.name, "args": call.arguments}});
+                        let mut function_call = json!({"name": call.name, "args": call.arguments});
+                        if let Some(id) = vendor_call_id(&call.id) {
+                            function_call["id"] = json!(id);
+                        }
+                        let mut part = json!({ "functionCall": function_call });
                         if let Some(signature) = &call.signature {
                             part["thoughtSignature"] = json!(signature);
                         }
                         push_turn(&mut contents, "model", "parts", part);
                     }
                 }
-                Message::ToolResult { name, content, .. } => push_turn(
-                    &mut contents,
-                    "user",
-                    "parts",
-                    json!({"functionResponse": {"name": name, "response": {"content": content}}}),
-                ),
+                Message::ToolResult {
+                    call_id,
+                    name,
+                    content,
+                } => {
+                    let mut response = json!({"name": name, "response": {"content": content}});
+                    if let Some(id) = vendor_call_id(call_id) {
+                        response["id"] = json!(id);
+                    }
+                    push_turn(
+                        &mut contents,
+                        "user",
+                        "parts",
+                        json!({ "functionResponse": response }),
+                    );
+                }
             }
         }
         let mut generation = json!({});
@@ -119,7 +150,7 @@ impl WireFormat for GeminiProvider {
             generation["temperature"] = json!(temperature);
         }
         generation["maxOutputTokens"] = json!(request.max_tokens);
-        if request.json_output {
+        if request.json_output && request.tools.is_empty() {
             generation["responseMimeType"] = json!("application/json");
         }
         let mut body = json!({"contents": contents, "generationConfig": generation});
@@ -127,11 +158,7 @@ impl WireFormat for GeminiProvider {
             body["systemInstruction"] = json!({"parts": [{"text": system}]});
         }
         if !request.tools.is_empty() {
-            let declarations: Vec<Value> = request
-                .tools
-                .iter()
-                .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
-                .collect();
+            let declarations: Vec<Value> = request.tools.iter().map(declaration).collect();
             body["tools"] = json!([{ "functionDeclarations": declarations }]);
         }
         let method = if stream {
@@ -221,7 +248,7 @@ impl ReplyAssembler {
             if let Some(call) = part.function_call {
                 let id = call
                     .id
-                    .unwrap_or_else(|| format!("call_{}", self.tool_calls.len()));
+                    .unwrap_or_else(|| format!("{UNNAMED_CALL_PREFIX}{}", self.tool_calls.len()));
                 self.tool_calls.push(ToolCall {
                     id,
                     name: call.name,
@@ -268,6 +295,87 @@ impl StreamAssembler for ReplyAssembler {
             finish_reason: Some(finish_reason),
         })
     }
+}
+
+/// The id Gemini gave a call, to send back with it; `None` for the ids
+/// made up for calls it sent without one.
+fn vendor_call_id(id: &str) -> Option<&str> {
+    (!id.starts_with(UNNAMED_CALL_PREFIX)).then_some(id)
+}
+
+/// A tool's `functionDeclarations` entry: its arguments as `parameters`
+/// when their schema fits Gemini's `Schema`, else as `parametersJsonSchema`,
+/// and neither when it takes none.
+fn declaration(tool: &ToolDefinition) -> Value {
+    let mut declaration = json!({"name": tool.name, "description": tool.description});
+    let schema = &tool.parameters;
+    if takes_no_arguments(schema) {
+        return declaration;
+    }
+    let key = if fits_schema(schema) {
+        "parameters"
+    } else {
+        "parametersJsonSchema"
+    };
+    declaration[key] = schema.clone();
+    declaration
+}
+
+/// An object schema with no properties and nothing else that would admit an argument.
+fn takes_no_arguments(schema: &Value) -> bool {
+    let Some(schema) = schema.as_object() else {
+        return false;
+    };
+    schema.iter().all(|(key, value)| match key.as_str() {
+        "type" => value == "object",
+        "properties" => value.as_object().is_some_and(Map::is_empty),
+        "required" => value.as_array().is_some_and(Vec::is_empty),
+        "additionalProperties" => value == false,
+        "$schema" | "title" | "description" => true,
+        _ => false,
+    })
+}
+
+/// Whether `schema` stays inside the OpenAPI subset that Gemini's `Schema`
+/// type describes: a `type` on every node, only the keywords it lists, an
+/// `enum` and `format` only where it allows them, and no empty object.
+fn fits_schema(schema: &Value) -> bool {
+    let Some(node) = schema.as_object() else {
+        return false;
+    };
+    let Some(kind) = node.get("type").and_then(Value::as_str) else {
+        return false;
+    };
+    let kind = kind.to_ascii_lowercase();
+    if !["string", "number", "integer", "boolean", "array", "object"].contains(&kind.as_str()) {
+        return false;
+    }
+    if kind == "object" && !node.contains_key("properties") {
+        return false;
+    }
+    node.iter().all(|(key, value)| match key.as_str() {
+        "type" | "title" | "description" | "nullable" | "required" | "minItems" | "maxItems"
+        | "minProperties" | "maxProperties" | "minLength" | "maxLength" | "pattern" | "minimum"
+        | "maximum" | "default" | "example" | "propertyOrdering" => true,
+        "enum" => {
+            kind == "string"
+                && value
+                    .as_array()
+                    .is_some_and(|v| v.iter().all(Value::is_string))
+        }
+        "format" => matches!(
+            (kind.as_str(), value.as_str()),
+            ("string", Some("enum" | "date-time"))
+                | ("number", Some("float" | "double"))
+                | ("integer", Some("int32" | "int64"))
+        ),
+        "properties" => value
+            .as_object()
+            .is_some_and(|p| !p.is_empty() && p.values().all(fits_schema)),
+        "items" => fits_schema(value),
+        "anyOf" => value.as_array().is_some_and(|a| a.iter().all(fits_schema)),
+        _ => false,
+    })
 }
 
 #[derive(Deserialize)]
