@@ -295,6 +295,91 @@ async fn streamed_tool_call_fragments_are_assembled() {
     assert_eq!(response.usage, reported(40, 9, 0, 0, 0));
 }
 
+/// Ollama and Gemini's compatible endpoint stream each call whole, without
+/// the `index` OpenAI puts on every delta; some servers give no id, or the
+/// arguments as an object.
+#[tokio::test]
+async fn streamed_tool_calls_without_an_index_are_told_apart() {
+    let call = |id: Option<&str>, name: &str, arguments: Value| {
+        let mut call =
+            json!({"type": "function", "function": {"name": name, "arguments": arguments}});
+        if let Some(id) = id {
+            call["id"] = json!(id);
+        }
+        call
+    };
+    let events = vec![
+        // Two calls in one chunk, then one more on its own, each with its id.
+        sse_data(&chunk(
+            json!({"role": "assistant", "content": "", "tool_calls": [
+                call(Some("call_a"), "get_weather", json!("{\"city\":\"Oslo\"}")),
+                call(Some("call_b"), "get_weather", json!("{\"city\":\"Rome\"}")),
+            ]}),
+            None,
+        )),
+        sse_data(&chunk(
+            json!({"tool_calls": [call(Some("call_c"), "get_weather", json!({"city": "Lima"}))]}),
+            None,
+        )),
+        // A call with no id, whose arguments come in two pieces.
+        sse_data(&chunk(
+            json!({"tool_calls": [call(None, "get_weather", json!("{\"city\":"))]}),
+            None,
+        )),
+        sse_data(&chunk(
+            json!({"tool_calls": [{"index": null, "function": {"arguments": "\"Kyiv\"}"}}]}),
+            None,
+        )),
+        sse_data(&chunk(json!({}), Some("tool_calls"))),
+        "data: [DONE]\n\n".into(),
+    ];
+    let (_server, provider) = compatible_case().serve(vec![Reply::Sse(events)]).await;
+    let mut request = LlmRequest::new("llama3.2", "Weather in four cities?");
+    request.tools = vec![weather_tool()];
+    let (response, _) = complete_streamed(provider.as_ref(), &request).await;
+    let calls: Vec<(String, Value)> = response
+        .expect("completion")
+        .tool_calls
+        .into_iter()
+        .map(|c| (c.id, c.arguments))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_a".to_string(), json!({"city": "Oslo"})),
+            ("call_b".to_string(), json!({"city": "Rome"})),
+            ("call_c".to_string(), json!({"city": "Lima"})),
+            ("call_3".to_string(), json!({"city": "Kyiv"})),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_whole_reply_with_calls_without_ids_or_with_object_arguments_is_read() {
+    let message = json!({"role": "assistant", "content": null, "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+        {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}}
+    ]});
+    let reply = json!({"id": "c", "object": "chat.completion", "model": "llama3.2",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]});
+    let (_server, provider) = compatible_case().serve(vec![Reply::json(200, reply)]).await;
+    let mut request = LlmRequest::new("llama3.2", "Weather in Oslo and Rome?");
+    request.tools = vec![weather_tool()];
+    let response = provider.complete(&request, None).await.expect("completion");
+    let calls: Vec<(String, Value)> = response
+        .tool_calls
+        .into_iter()
+        .map(|c| (c.id, c.arguments))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_0".to_string(), json!({"city": "Oslo"})),
+            ("call_9".to_string(), json!({"city": "Rome"})),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn compatible_server_without_key_or_usage_still_works() {
     // Some local servers ignore stream_options and answer without [DONE] or usage.

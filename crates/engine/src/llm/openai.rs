@@ -6,8 +6,11 @@
 //! whose arguments are JSON text. Streaming uses `stream: true` with
 //! `stream_options.include_usage`, so the last chunk (with empty `choices`)
 //! carries the token counts; the stream ends with `data: [DONE]`.
-
-use std::collections::BTreeMap;
+//!
+//! Compatible servers stray from OpenAI's replies in known ways, read as
+//! they mean: streamed tool calls without their `index` (Ollama, Gemini's
+//! compatible endpoint), calls without an `id` (given `call_<n>`), and
+//! arguments sent as a JSON object instead of JSON text.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -170,14 +173,18 @@ impl WireFormat for OpenAiProvider {
             .message
             .tool_calls
             .into_iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(position, c)| {
+                let arguments = match c.function.arguments {
+                    Value::String(text) => {
+                        parse_tool_arguments(self.name, &c.function.name, &text)?
+                    }
+                    Value::Null => json!({}),
+                    object => object,
+                };
                 Ok(ToolCall {
-                    arguments: parse_tool_arguments(
-                        self.name,
-                        &c.function.name,
-                        &c.function.arguments,
-                    )?,
-                    id: c.id,
+                    arguments,
+                    id: call_id(c.id, position),
                     name: c.function.name,
                     signature: None,
                 })
@@ -200,7 +207,7 @@ impl WireFormat for OpenAiProvider {
             request: request.clone(),
             text: String::new(),
             refusal: String::new(),
-            tools: BTreeMap::new(),
+            tools: Vec::new(),
             usage: None,
             model: None,
             finish_reason: None,
@@ -217,8 +224,8 @@ struct ChunkAssembler {
     text: String,
     /// What the model said instead of answering, when it declined.
     refusal: String,
-    /// Tool calls by their `index`: id, name and the arguments text so far.
-    tools: BTreeMap<usize, (String, String, String)>,
+    /// Tool calls by their `index`, in the order they began.
+    tools: Vec<StreamedCall>,
     usage: Option<OpenAiUsage>,
     model: Option<String>,
     finish_reason: Option<String>,
@@ -258,18 +265,20 @@ impl StreamAssembler for ChunkAssembler {
             if let Some(refusal) = choice.delta.refusal {
                 self.refusal.push_str(&refusal);
             }
-            for call in choice.delta.tool_calls {
-                let entry = self.tools.entry(call.index).or_default();
-                if let Some(id) = call.id {
-                    entry.0 = id;
+            for (position, call) in choice.delta.tool_calls.into_iter().enumerate() {
+                let entry = self.streamed_call(&call, position);
+                if let Some(id) = call.id.filter(|id| !id.is_empty()) {
+                    entry.id = id;
                 }
                 if let Some(function) = call.function {
                     entry
-                        .1
+                        .name
                         .push_str(function.name.as_deref().unwrap_or_default());
-                    entry
-                        .2
-                        .push_str(function.arguments.as_deref().unwrap_or_default());
+                    match function.arguments {
+                        Some(Value::String(piece)) => entry.arguments.push_str(&piece),
+                        Some(Value::Null) | None => {}
+                        Some(object) => entry.arguments.push_str(&object.to_string()),
+                    }
                 }
             }
             if choice.finish_reason.is_some() {
@@ -299,12 +308,13 @@ impl StreamAssembler for ChunkAssembler {
         }
         let tool_calls = self
             .tools
-            .into_values()
-            .map(|(id, name, arguments)| {
+            .into_iter()
+            .enumerate()
+            .map(|(position, call)| {
                 Ok(ToolCall {
-                    arguments: parse_tool_arguments(self.provider, &name, &arguments)?,
-                    id,
-                    name,
+                    arguments: parse_tool_arguments(self.provider, &call.name, &call.arguments)?,
+                    id: call_id(call.id, position),
+                    name: call.name,
                     signature: None,
                 })
             })
@@ -318,6 +328,66 @@ impl StreamAssembler for ChunkAssembler {
             model: self.model.unwrap_or(self.request.model),
             finish_reason: self.finish_reason,
         })
+    }
+}
+
+impl ChunkAssembler {
+    /// The call a streamed tool-call delta continues or begins. With an
+    /// `index`, the call of that index. Without one, the last call when the
+    /// delta opens its chunk and either repeats that call's id or, naming
+    /// no id, names no function either (a call's later deltas carry only
+    /// arguments); else a new call.
+    fn streamed_call(&mut self, delta: &ChunkToolCall, position: usize) -> &mut StreamedCall {
+        let id = delta.id.as_deref().filter(|id| !id.is_empty());
+        let names_function = delta
+            .function
+            .as_ref()
+            .and_then(|f| f.name.as_deref())
+            .is_some_and(|name| !name.is_empty());
+        let found = match delta.index {
+            Some(index) => self.tools.iter().position(|c| c.index == Some(index)),
+            None => match self.tools.last() {
+                Some(last)
+                    if last.index.is_none()
+                        && position == 0
+                        && match id {
+                            Some(id) => id == last.id,
+                            None => !names_function,
+                        } =>
+                {
+                    Some(self.tools.len() - 1)
+                }
+                _ => None,
+            },
+        };
+        let at = found.unwrap_or_else(|| {
+            self.tools.push(StreamedCall {
+                index: delta.index,
+                ..StreamedCall::default()
+            });
+            self.tools.len() - 1
+        });
+        &mut self.tools[at]
+    }
+}
+
+/// A tool call being streamed: what its deltas said so far.
+#[derive(Default)]
+struct StreamedCall {
+    /// The vendor's `index`, when it sends one.
+    index: Option<usize>,
+    id: String,
+    name: String,
+    /// The arguments' JSON text so far.
+    arguments: String,
+}
+
+/// The vendor's id of a call, or `call_<position>` when it sent none.
+fn call_id(id: String, position: usize) -> String {
+    if id.is_empty() {
+        format!("call_{position}")
+    } else {
+        id
     }
 }
 
@@ -367,6 +437,7 @@ struct CompletionMessage {
 
 #[derive(Deserialize)]
 struct CompletionToolCall {
+    #[serde(default)]
     id: String,
     function: FunctionCall,
 }
@@ -374,7 +445,9 @@ struct CompletionToolCall {
 #[derive(Deserialize)]
 struct FunctionCall {
     name: String,
-    arguments: String,
+    /// JSON text (OpenAI), or the object itself (some compatible servers).
+    #[serde(default)]
+    arguments: Value,
 }
 
 /// `usage` of a completion or of the last chunk. `prompt_tokens` already
@@ -447,7 +520,8 @@ struct ChunkDelta {
 
 #[derive(Deserialize)]
 struct ChunkToolCall {
-    index: usize,
+    /// Absent or `null` on some compatible servers.
+    index: Option<usize>,
     id: Option<String>,
     function: Option<ChunkFunction>,
 }
@@ -455,5 +529,6 @@ struct ChunkToolCall {
 #[derive(Deserialize)]
 struct ChunkFunction {
     name: Option<String>,
-    arguments: Option<String>,
+    /// A piece of JSON text, or (some compatible servers) the whole object.
+    arguments: Option<Value>,
 }
