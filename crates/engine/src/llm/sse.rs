@@ -95,9 +95,12 @@ impl SseDecoder {
         None
     }
 
+    /// The event the fields so far make. As the SSE rules say, one whose
+    /// data is empty (a bare `data:` line, as some servers send to keep the
+    /// connection open) is no event.
     fn dispatch(&mut self) -> Option<SseEvent> {
         let event = self.event.take();
-        let data = self.data.take()?;
+        let data = self.data.take().filter(|data| !data.is_empty())?;
         Some(SseEvent { event, data })
     }
 }
@@ -144,6 +147,14 @@ mod tests {
     #[test]
     fn comments_and_fieldless_blocks_produce_nothing() {
         assert!(decode_in_pieces(": ping\n\nevent: x\n\nid: 4\n\n", 3).is_empty());
+    }
+
+    #[test]
+    fn an_event_without_data_is_none() {
+        assert_eq!(
+            decode_in_pieces("data:\n\nevent: ping\ndata: \n\ndata: {}\n\n", 5),
+            vec![ev(None, "{}")]
+        );
     }
 
     #[test]
