@@ -184,6 +184,18 @@ async fn a_blank_assistant_turn_is_left_out() {
     );
 }
 
+/// A reply the model ended without a block: no answer, and worth another try.
+#[tokio::test]
+async fn a_streamed_reply_without_content_is_an_empty_reply() {
+    let mut events = vec![sse_event("message_start", &message_start(25, 0, 0))];
+    events.extend(message_end("end_turn", 1));
+    let error = anthropic_case()
+        .call(Reply::Sse(events), true, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(error.code(), "llm_empty_reply", "{error}");
+    assert!(error.is_retryable());
+}
+
 #[tokio::test]
 async fn json_output_is_asked_for_in_the_system_prompt() {
     let (server, provider) = anthropic_case()

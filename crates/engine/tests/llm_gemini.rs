@@ -308,6 +308,24 @@ async fn tool_declarations_are_ones_gemini_accepts() {
     );
 }
 
+/// Gemini now and then answers STOP with no parts at all.
+#[tokio::test]
+async fn a_candidate_without_parts_is_an_empty_reply() {
+    let reply = json!({"candidates": [{"content": {"role": "model"}, "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+                       "modelVersion": "gemini-2.5-flash"});
+    let error = gemini_case()
+        .call(
+            Reply::json(200, reply),
+            false,
+            std::time::Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(error.code(), "llm_empty_reply", "{error}");
+    assert!(error.to_string().contains("finish reason STOP"), "{error}");
+    assert!(error.is_retryable());
+}
+
 /// An empty text part is refused; a model turn with nothing in it (a blank
 /// reply being repaired) is left out, and the user turns around it merge.
 #[tokio::test]

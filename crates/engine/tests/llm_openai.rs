@@ -6,7 +6,7 @@ mod llm_common;
 use std::sync::Arc;
 
 use bmad2pf_engine::llm::{
-    LlmProvider, LlmRequest, Message, OpenAiProvider, ToolCall, ToolDefinition,
+    Cutoff, LlmProvider, LlmRequest, Message, OpenAiProvider, ToolCall, ToolDefinition,
 };
 use llm_common::{Reply, VendorCase, VendorServer, complete_streamed, reported, sse_data};
 use serde_json::{Value, json};
@@ -378,6 +378,32 @@ async fn a_whole_reply_with_calls_without_ids_or_with_object_arguments_is_read()
             ("call_9".to_string(), json!({"city": "Rome"})),
         ]
     );
+}
+
+/// An empty answer is no answer; an empty one cut off at the token limit
+/// (a reasoning model that spent its budget thinking) is a reply whose
+/// cutoff the caller reports.
+#[tokio::test]
+async fn an_empty_answer_is_an_empty_reply_unless_cut_off() {
+    let reply = |finish: &str| {
+        Reply::json(
+            200,
+            json!({"id": "c", "object": "chat.completion", "model": "llama3.2",
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
+                                "finish_reason": finish}]}),
+        )
+    };
+    let error = compatible_case()
+        .call(reply("stop"), false, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(error.code(), "llm_empty_reply", "{error}");
+
+    let (_server, provider) = compatible_case().serve(vec![reply("length")]).await;
+    let cut = provider
+        .complete(&LlmRequest::new("llama3.2", "Think hard"), None)
+        .await
+        .expect("a reply cut off at the limit");
+    assert_eq!(cut.cutoff(), Some(Cutoff::MaxTokens));
 }
 
 #[tokio::test]

@@ -67,6 +67,16 @@ pub enum LlmError {
     /// The vendor answered 200 but not in its documented format.
     #[error("{provider}: malformed response: {message}")]
     Malformed { provider: String, message: String },
+    /// The vendor answered with no text and no tool call, and did not stop
+    /// at a limit: nothing to use. Gemini does this now and then, and a
+    /// compatible server may, so another attempt is worth it.
+    #[error(
+        "{provider}: the model's reply was empty (no text, no tool call; finish reason {finish_reason})"
+    )]
+    EmptyReply {
+        provider: String,
+        finish_reason: String,
+    },
     /// The vendor withheld the answer (Gemini's `blockReason` and blocked
     /// finish reasons, OpenAI's `refusal` and `content_filter`, Anthropic's
     /// `refusal` stop reason).
@@ -97,8 +107,9 @@ fn fmt_retry_after(after: Option<Duration>) -> String {
 
 impl LlmError {
     /// Whether trying the same request again may succeed: rate limits, server
-    /// errors, timeouts and network failures. Auth, missing models, rejected
-    /// requests and malformed replies will fail the same way again.
+    /// errors, timeouts, network failures and empty replies. Auth, missing
+    /// models, rejected requests and malformed replies will fail the same
+    /// way again.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -106,6 +117,7 @@ impl LlmError {
                 | Self::Server { .. }
                 | Self::Timeout { .. }
                 | Self::Network { .. }
+                | Self::EmptyReply { .. }
         )
     }
 
@@ -130,6 +142,7 @@ impl LlmError {
             Self::Timeout { .. } => LlmErrorCode::Timeout,
             Self::Network { .. } => LlmErrorCode::Network,
             Self::Malformed { .. } => LlmErrorCode::MalformedResponse,
+            Self::EmptyReply { .. } => LlmErrorCode::EmptyReply,
             Self::ContentBlocked { .. } => LlmErrorCode::ContentBlocked,
             Self::MissingApiKey { .. } => LlmErrorCode::MissingApiKey,
             Self::Config(_) => LlmErrorCode::Config,
@@ -156,6 +169,7 @@ error_codes! {
         Timeout => "llm_timeout",
         Network => "llm_network",
         MalformedResponse => "llm_malformed_response",
+        EmptyReply => "llm_empty_reply",
         ContentBlocked => "llm_content_blocked",
         MissingApiKey => "llm_missing_api_key",
         Config => "llm_config",

@@ -130,17 +130,26 @@ pub(crate) async fn execute(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    match on_token {
-        Some(sink) if !is_json => read_stream(wire, request, response, sink).await,
+    let reply = match on_token {
+        Some(sink) if !is_json => read_stream(wire, request, response, sink).await?,
         _ => {
             let body = response.text().await.map_err(|e| network_error(wire, &e))?;
             let reply = wire.parse_reply(&body, request)?;
             if let Some(sink) = on_token.filter(|_| !reply.text.is_empty()) {
                 sink(&reply.text);
             }
-            Ok(reply)
+            reply
         }
+    };
+    // An empty reply cut off at a limit is reported as that (the caller
+    // reads the cutoff); one the model simply ended is no answer.
+    if reply.text.trim().is_empty() && reply.tool_calls.is_empty() && reply.cutoff().is_none() {
+        return Err(LlmError::EmptyReply {
+            provider: wire.provider().to_string(),
+            finish_reason: reply.finish_reason.unwrap_or_else(|| "none".into()),
+        });
     }
+    Ok(reply)
 }
 
 async fn read_stream(
