@@ -406,6 +406,40 @@ async fn an_empty_answer_is_an_empty_reply_unless_cut_off() {
     assert_eq!(cut.cutoff(), Some(Cutoff::MaxTokens));
 }
 
+/// Mistral's API answers 422 to `stream_options`: the request goes again
+/// without it, and later requests leave it out.
+#[tokio::test]
+async fn a_server_refusing_stream_options_is_asked_again_without_them() {
+    let refusal = json!({"object": "error", "message": {"detail": [{"type": "extra_forbidden",
+        "loc": ["body", "stream_options", "include_usage"], "msg": "Extra inputs are not permitted",
+        "input": true}]}, "type": "invalid_request_error", "param": null, "code": null});
+    let answer = || {
+        Reply::Sse(vec![
+            sse_data(&chunk(
+                json!({"role": "assistant", "content": "Bonjour"}),
+                None,
+            )),
+            sse_data(&chunk(json!({}), Some("stop"))),
+            "data: [DONE]\n\n".into(),
+        ])
+    };
+    let (server, provider) = compatible_case()
+        .serve(vec![Reply::json(422, refusal), answer(), answer()])
+        .await;
+    let request = LlmRequest::new("mistral-small-latest", "Say hello");
+    for _ in 0..2 {
+        let (response, tokens) = complete_streamed(provider.as_ref(), &request).await;
+        assert_eq!(response.expect("streamed reply").text, "Bonjour");
+        assert_eq!(tokens, ["Bonjour"]);
+    }
+    let sent: Vec<Option<Value>> = server
+        .requests()
+        .iter()
+        .map(|r| r.body.get("stream_options").cloned())
+        .collect();
+    assert_eq!(sent, [Some(json!({"include_usage": true})), None, None]);
+}
+
 #[tokio::test]
 async fn compatible_server_without_key_or_usage_still_works() {
     // Some local servers ignore stream_options and answer without [DONE] or usage.

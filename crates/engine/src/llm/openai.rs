@@ -5,12 +5,18 @@
 //! first message; tools are `function` tools and come back as `tool_calls`
 //! whose arguments are JSON text. Streaming uses `stream: true` with
 //! `stream_options.include_usage`, so the last chunk (with empty `choices`)
-//! carries the token counts; the stream ends with `data: [DONE]`.
+//! carries the token counts; the stream ends with `data: [DONE]`. A server
+//! that refuses `stream_options` (Mistral's API, some Azure deployments,
+//! with a 4xx naming it) is asked again without it, and is not sent it
+//! again; its replies' counts are then estimated unless it sends usage
+//! on its own.
 //!
 //! Compatible servers stray from OpenAI's replies in known ways, read as
 //! they mean: streamed tool calls without their `index` (Ollama, Gemini's
 //! compatible endpoint), calls without an `id` (given `call_<n>`), and
 //! arguments sent as a JSON object instead of JSON text.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,6 +40,8 @@ pub struct OpenAiProvider {
     base_url: String,
     /// Optional for compatible servers, which often need none.
     api_key: Option<String>,
+    /// Whether streamed requests carry `stream_options`: until the server refuses it.
+    stream_options: AtomicBool,
 }
 
 impl OpenAiProvider {
@@ -61,6 +69,7 @@ impl OpenAiProvider {
             name,
             base_url: normalize_base_url(name, base_url)?,
             api_key: api_key.filter(|k| !k.is_empty()),
+            stream_options: AtomicBool::new(true),
         })
     }
 
@@ -136,7 +145,9 @@ impl WireFormat for OpenAiProvider {
         }
         if stream {
             body["stream"] = json!(true);
-            body["stream_options"] = json!({"include_usage": true});
+            if self.stream_options.load(Ordering::Relaxed) {
+                body["stream_options"] = json!({"include_usage": true});
+            }
         }
         let headers = self
             .api_key
@@ -199,6 +210,11 @@ impl WireFormat for OpenAiProvider {
             model: reply.model.unwrap_or_else(|| request.model.clone()),
             finish_reason: choice.finish_reason,
         })
+    }
+
+    fn drop_refused_option(&self, error: &LlmError) -> bool {
+        matches!(error, LlmError::BadRequest { message, .. } if message.contains("stream_options"))
+            && self.stream_options.swap(false, Ordering::Relaxed)
     }
 
     fn stream_assembler(&self, request: &LlmRequest) -> Box<dyn StreamAssembler> {

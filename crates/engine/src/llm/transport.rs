@@ -47,6 +47,12 @@ pub(crate) trait WireFormat: Send + Sync {
     fn parse_reply(&self, body: &str, request: &LlmRequest) -> Result<LlmResponse, LlmError>;
     /// A fresh assembler for one streamed reply.
     fn stream_assembler(&self, request: &LlmRequest) -> Box<dyn StreamAssembler>;
+    /// Told the error of a refused request: `true` when the format left out,
+    /// from now on, an optional field the server refused, so the request is
+    /// worth sending again (once).
+    fn drop_refused_option(&self, _error: &LlmError) -> bool {
+        false
+    }
 }
 
 /// Every vendor is a provider: one attempt is one HTTP exchange in its wire format.
@@ -101,30 +107,13 @@ pub(crate) async fn execute(
     request: &LlmRequest,
     on_token: Option<&TokenSink>,
 ) -> Result<LlmResponse, LlmError> {
-    let call = wire.prepare(request, on_token.is_some())?;
-    let mut builder = client.post(&call.url).json(&call.body);
-    for (name, value) in call.headers {
-        builder = builder.header(name, value);
-    }
-    let response = builder.send().await.map_err(|e| network_error(wire, &e))?;
-    let status = response.status();
-    if !status.is_success() {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        // The status alone is still worth reporting if the body cannot be read.
-        let body = response.text().await.unwrap_or_default();
-        return Err(error_from_http(
-            wire.provider(),
-            &request.model,
-            status.as_u16(),
-            retry_after.as_deref(),
-            &body,
-            wire.api_key(),
-        ));
-    }
+    let stream = on_token.is_some();
+    let response = match send(client, wire, request, stream).await {
+        Err(error) if wire.drop_refused_option(&error) => {
+            send(client, wire, request, stream).await?
+        }
+        sent => sent?,
+    };
     let is_json = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -150,6 +139,40 @@ pub(crate) async fn execute(
         });
     }
     Ok(reply)
+}
+
+/// Sends the request; a status other than success is the vendor's error.
+async fn send(
+    client: &reqwest::Client,
+    wire: &dyn WireFormat,
+    request: &LlmRequest,
+    stream: bool,
+) -> Result<reqwest::Response, LlmError> {
+    let call = wire.prepare(request, stream)?;
+    let mut builder = client.post(&call.url).json(&call.body);
+    for (name, value) in call.headers {
+        builder = builder.header(name, value);
+    }
+    let response = builder.send().await.map_err(|e| network_error(wire, &e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // The status alone is still worth reporting if the body cannot be read.
+    let body = response.text().await.unwrap_or_default();
+    Err(error_from_http(
+        wire.provider(),
+        &request.model,
+        status.as_u16(),
+        retry_after.as_deref(),
+        &body,
+        wire.api_key(),
+    ))
 }
 
 async fn read_stream(
