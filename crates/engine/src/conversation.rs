@@ -65,6 +65,12 @@ documents, or use a model with a larger window"
     }
 }
 
+/// Said once when the model answers nothing at all (no text, no tool
+/// call), as happens after tool results: the same history again most
+/// often ends the same way.
+const EMPTY_REPLY_NUDGE: &str =
+    "Your reply was empty. Go on: give your answer now, or call a tool if you need one.";
+
 fn repair_message(problem: &str) -> String {
     format!(
         "Your reply could not be used: {problem}. Reply again with only the corrected JSON object."
@@ -264,8 +270,10 @@ impl<'a> Conversation<'a> {
         matches!(self.messages.last(), Some(Message::User(_)))
     }
 
-    /// One exchange with the model, running the tools it calls, until it answers in text.
+    /// One exchange with the model, running the tools it calls, until it
+    /// answers in text. An empty reply is met once with [`EMPTY_REPLY_NUDGE`].
     pub async fn exchange(&mut self) -> Result<String, ConversationError> {
+        let mut nudged = false;
         for _ in 0..=MAX_TOOL_ROUNDS {
             if self.stop.is_some_and(|stop| stop()) {
                 return Err(ConversationError::Stopped);
@@ -274,10 +282,14 @@ impl<'a> Conversation<'a> {
                 messages: self.messages.clone(),
                 ..self.request.clone()
             };
-            let response = self
-                .complete(&request)
-                .await
-                .map_err(ConversationError::Llm)?;
+            let response = match self.complete(&request).await {
+                Err(LlmError::EmptyReply { .. }) if !nudged => {
+                    nudged = true;
+                    self.say(EMPTY_REPLY_NUDGE.to_string());
+                    continue;
+                }
+                answered => answered.map_err(ConversationError::Llm)?,
+            };
             self.messages.push(Message::Assistant {
                 text: response.text.clone(),
                 tool_calls: response.tool_calls.clone(),

@@ -204,3 +204,41 @@ async fn a_model_that_never_stops_calling_tools_fails_the_agent() {
         "one exchange plus eight tool rounds"
     );
 }
+
+/// A model that goes silent after a tool result (no text, no call) is
+/// asked once to go on; its answer after that is the agent's output.
+#[tokio::test]
+async fn an_empty_reply_after_a_tool_result_is_met_with_one_nudge() {
+    let llm = VendorServer::start(vec![
+        tool_call_reply(&[("word_count", json!({"text": "a b c"}))]),
+        text_reply(""),
+        text_reply("Three words."),
+    ])
+    .await;
+    let s = setup("tools: {}\n", "word_count", &llm).await;
+    let outcome = s
+        .engine
+        .run(request(), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome;
+    assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
+    let written = s
+        .engine
+        .docs()
+        .get(&DocId::parse("s__researcher").expect("id"))
+        .await
+        .expect("store");
+    assert_eq!(written.map(|d| d.content).as_deref(), Some("Three words."));
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 3);
+    let last = &requests[2].body["messages"];
+    let nudge = &last[last.as_array().map_or(0, Vec::len) - 1];
+    assert_eq!(nudge["role"], "user");
+    assert!(
+        nudge["content"]
+            .as_str()
+            .is_some_and(|t| t.contains("empty")),
+        "{nudge}"
+    );
+}
