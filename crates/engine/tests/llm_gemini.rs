@@ -308,6 +308,23 @@ async fn tool_declarations_are_ones_gemini_accepts() {
     );
 }
 
+/// A stream that fails after it began carries Google's error body as an
+/// event: read as the status it names.
+#[tokio::test]
+async fn an_error_event_in_a_stream_is_the_error_it_names() {
+    let events = vec![
+        sse_data(&chunk(json!([{"text": "Once"}]), None, None)),
+        sse_data(&json!({"error": {"code": 503, "status": "UNAVAILABLE",
+            "message": "The model is overloaded. Please try again later."}})),
+    ];
+    let error = gemini_case()
+        .call(Reply::Sse(events), true, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(error.code(), "llm_server_error", "{error}");
+    assert!(error.to_string().contains("overloaded"), "{error}");
+    assert!(error.is_retryable());
+}
+
 /// Gemini now and then answers STOP with no parts at all.
 #[tokio::test]
 async fn a_candidate_without_parts_is_an_empty_reply() {

@@ -7,7 +7,8 @@
 //! JSON output), tools as `functionDeclarations`, replies with `functionCall`
 //! parts. Streaming uses `:streamGenerateContent?alt=sse`: every event is a
 //! partial `GenerateContentResponse`, the last one with `finishReason` and the
-//! final `usageMetadata`; there is no end marker. A `functionCall` part's
+//! final `usageMetadata`; there is no end marker, and a failure after the
+//! stream began is an event holding Google's error body. A `functionCall` part's
 //! `thoughtSignature` is kept on its [`ToolCall`] and sent back beside the
 //! call in later turns, as Gemini 3 requires; so is the call's `id`, when
 //! Gemini gave one, in the call and in its `functionResponse`.
@@ -31,6 +32,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::error::error_from_http;
 use super::sse::SseEvent;
 use super::transport::{
     HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
@@ -267,6 +269,19 @@ impl ReplyAssembler {
 impl StreamAssembler for ReplyAssembler {
     fn on_event(&mut self, event: SseEvent, emit: &TokenSink) -> Result<StreamStep, LlmError> {
         let reply: GenerateReply = parse_body("gemini", &event.data)?;
+        // A failure after the 200 comes as an event holding Google's error
+        // body, read as the status it names would have been.
+        if let Some(error) = &reply.error {
+            let status = error.code.filter(|c| (400..600).contains(c)).unwrap_or(500);
+            return Err(error_from_http(
+                "gemini",
+                &self.model,
+                status,
+                None,
+                &event.data,
+                None,
+            ));
+        }
         self.absorb(reply, Some(emit))?;
         Ok(StreamStep::Continue)
     }
@@ -386,6 +401,13 @@ struct GenerateReply {
     usage_metadata: Option<UsageMetadata>,
     model_version: Option<String>,
     prompt_feedback: Option<PromptFeedback>,
+    /// Set instead of the rest in a stream that failed after it began.
+    error: Option<StreamError>,
+}
+
+#[derive(Deserialize)]
+struct StreamError {
+    code: Option<u16>,
 }
 
 #[derive(Deserialize)]
