@@ -497,6 +497,28 @@ async fn an_error_inside_the_stream_is_a_server_error() {
     assert!(error.to_string().contains("while processing"), "{error}");
 }
 
+/// vLLM reports a failure inside the stream with the HTTP status it means.
+#[tokio::test]
+async fn an_error_inside_the_stream_naming_a_status_is_that_error() {
+    let events = vec![
+        sse_data(&chunk(json!({"role": "assistant", "content": ""}), None)),
+        sse_data(
+            &json!({"error": {"object": "error", "type": "BadRequestError", "code": 400,
+            "message": "This model's maximum context length is 8192 tokens."}}),
+        ),
+    ];
+    let (_server, provider) = compatible_case().serve(vec![Reply::Sse(events)]).await;
+    let (result, _) =
+        complete_streamed(provider.as_ref(), &LlmRequest::new("llama3.2", "hi")).await;
+    let error = result.expect_err("the stream reported an error");
+    assert_eq!(error.code(), "llm_bad_request", "{error}");
+    assert!(
+        error.to_string().contains("maximum context length"),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+}
+
 #[tokio::test]
 async fn invalid_tool_arguments_are_malformed() {
     let reply = completion(

@@ -242,8 +242,21 @@ pub(crate) fn error_from_http(
     }
 }
 
+/// The error a vendor reported inside a stream that had begun with a 200:
+/// `body` is the event's JSON. Its `error.code`, when it is an HTTP status
+/// (Gemini, vLLM), says what kind of failure it is; else it is a server error.
+pub(crate) fn error_in_stream(provider: &str, model: &str, body: &str) -> LlmError {
+    let status = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/error/code")?.as_u64())
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| (400..600).contains(code))
+        .unwrap_or(500);
+    error_from_http(provider, model, status, None, body, None)
+}
+
 /// The vendor's own words from an error body, or the start of the raw text.
-pub(crate) fn vendor_message(parsed: Option<&serde_json::Value>, raw: &str, status: u16) -> String {
+fn vendor_message(parsed: Option<&serde_json::Value>, raw: &str, status: u16) -> String {
     let from_json = parsed.and_then(|v| {
         // vLLM and some other compatible servers put the fields at the top level.
         let error = v.get("error").or_else(|| v.get("message").map(|_| v))?;

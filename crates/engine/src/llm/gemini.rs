@@ -32,7 +32,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::error::error_from_http;
+use super::error::error_in_stream;
 use super::sse::SseEvent;
 use super::transport::{
     HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
@@ -269,18 +269,8 @@ impl ReplyAssembler {
 impl StreamAssembler for ReplyAssembler {
     fn on_event(&mut self, event: SseEvent, emit: &TokenSink) -> Result<StreamStep, LlmError> {
         let reply: GenerateReply = parse_body("gemini", &event.data)?;
-        // A failure after the 200 comes as an event holding Google's error
-        // body, read as the status it names would have been.
-        if let Some(error) = &reply.error {
-            let status = error.code.filter(|c| (400..600).contains(c)).unwrap_or(500);
-            return Err(error_from_http(
-                "gemini",
-                &self.model,
-                status,
-                None,
-                &event.data,
-                None,
-            ));
+        if reply.error.is_some() {
+            return Err(error_in_stream("gemini", &self.model, &event.data));
         }
         self.absorb(reply, Some(emit))?;
         Ok(StreamStep::Continue)
@@ -402,12 +392,7 @@ struct GenerateReply {
     model_version: Option<String>,
     prompt_feedback: Option<PromptFeedback>,
     /// Set instead of the rest in a stream that failed after it began.
-    error: Option<StreamError>,
-}
-
-#[derive(Deserialize)]
-struct StreamError {
-    code: Option<u16>,
+    error: Option<Value>,
 }
 
 #[derive(Deserialize)]

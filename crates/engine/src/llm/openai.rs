@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::error::error_in_stream;
 use super::sse::SseEvent;
 use super::transport::{
     HttpCall, StreamAssembler, StreamStep, WireFormat, build_client, normalize_base_url,
@@ -256,16 +257,12 @@ impl StreamAssembler for ChunkAssembler {
             return Ok(StreamStep::Done);
         }
         let chunk: Chunk = parse_body(self.provider, &event.data)?;
-        if let Some(error) = chunk.error {
-            return Err(LlmError::Server {
-                provider: self.provider.to_string(),
-                status: 500,
-                retry_after: None,
-                message: format!(
-                    "error in the stream: {}",
-                    super::error::vendor_message(Some(&json!({ "error": error })), "", 500)
-                ),
-            });
+        if chunk.error.is_some() {
+            return Err(error_in_stream(
+                self.provider,
+                &self.request.model,
+                &event.data,
+            ));
         }
         if chunk.model.is_some() {
             self.model = chunk.model;
