@@ -1048,3 +1048,45 @@ fn a_project_root_changes_what_paths_say_not_which_files_they_name() -> Result<(
     );
     Ok(())
 }
+
+/// BMAD 6.12 on: no `module.yaml`; each skill's `module-manifest.toml`
+/// names its module, whose config layers then apply to it.
+#[test]
+fn a_skill_manifest_names_its_module() -> Result<(), String> {
+    let dir = tree(&[
+        (
+            "_bmad/config.toml",
+            "[core]\nuser_name = 'Pat'\n[modules.grill]\nplanning_artifacts = '{project-root}/plans'\n",
+        ),
+        (
+            ".claude/skills/bmad-plan/SKILL.md",
+            "---\nname: bmad-plan\ndescription: Plan the cook\n---\nFollow ./step-01-plan.md\n",
+        ),
+        (
+            ".claude/skills/bmad-plan/step-01-plan.md",
+            "Plan for {user_name} into {planning_artifacts}/menu.md.\n",
+        ),
+        (
+            ".claude/skills/bmad-plan/module-manifest.toml",
+            "module = \"grill\"\nversion = \"1.0.0\"\n",
+        ),
+        (
+            ".claude/skills/bmad-shop/SKILL.md",
+            "---\nname: bmad-shop\ndescription: Shop\n---\nFollow ./step-01-shop.md\n",
+        ),
+        (
+            ".claude/skills/bmad-shop/step-01-shop.md",
+            "Shop for {user_name} into {planning_artifacts}/list.md.\n",
+        ),
+    ])?;
+    let (_, b) = compiled_at(dir.path())?;
+    let plan = prompt(&flow(&b, "bmad-plan")?.steps[0]);
+    assert!(plan.contains("Plan for Pat into plans/menu.md."), "{plan}");
+    // Without a manifest the skill is core's: the module's keys do not reach it.
+    let shop = prompt(&flow(&b, "bmad-shop")?.steps[0]);
+    assert!(
+        shop.contains("Shop for Pat into {planning_artifacts}/list.md."),
+        "{shop}"
+    );
+    Ok(())
+}

@@ -52,6 +52,42 @@ pub fn read_modules(
         .collect()
 }
 
+/// A skill's own module manifest (BMAD 6.12 on: `module = "method"`): the
+/// module the skill belongs to, in trees that have no `module.yaml`.
+pub const SKILL_MANIFEST: &str = "module-manifest.toml";
+
+/// The module each skill folder's manifest names, by folder.
+pub fn skill_manifests(
+    files: &SourceSnapshot,
+    skill_files: &[String],
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, String> {
+    skill_files
+        .iter()
+        .filter_map(|skill| {
+            let dir = super::layout::parent(skill);
+            let code = read_table(files, &join_rel(dir, SKILL_MANIFEST), diags)?
+                .get("module")?
+                .as_str()?
+                .trim()
+                .to_string();
+            (!code.is_empty()).then(|| (dir.to_string(), code))
+        })
+        .collect()
+}
+
+/// A module known only from skills' manifests: no variables of its own,
+/// but its config layers (`_bmad/<code>/config.yaml`, `[modules.<code>]`) apply.
+pub fn manifest_module(code: &str, manifest: &str) -> Module {
+    Module {
+        code: code.to_string(),
+        dir: String::new(),
+        file: manifest.to_string(),
+        vars: Vec::new(),
+        roster: Vec::new(),
+    }
+}
+
 /// The `code` of `module.yaml` text, if it has one (skills find their module by it).
 pub fn module_code(files: &SourceSnapshot, rel: &str, diags: &mut Diagnostics) -> Option<String> {
     let text = files.text(rel).ok()?;

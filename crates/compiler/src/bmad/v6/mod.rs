@@ -55,7 +55,7 @@ use crate::ProjectParts;
 use crate::bundle::{FlowSpec, StepSpec};
 use crate::config::BmadConfig;
 use crate::diag::{Diagnostics, Pos};
-use crate::sourcefs::SourceSnapshot;
+use crate::sourcefs::{SourceSnapshot, join_rel};
 use layout::{Layout, file_name, is_workflow_file, parent};
 use markdown::Markdown;
 use paths::Tree;
@@ -96,7 +96,16 @@ pub fn read(
             .map(|m| (m.code.clone(), m.dir.clone()))
             .collect(),
     };
-    let all_modules: Vec<config::Module> = modules.iter().chain(&skill_modules).cloned().collect();
+    let manifests = config::skill_manifests(files, &layout.skills, diags);
+    let manifest_modules = manifests
+        .iter()
+        .map(|(dir, code)| config::manifest_module(code, &join_rel(dir, config::SKILL_MANIFEST)));
+    let all_modules: Vec<config::Module> = modules
+        .iter()
+        .chain(&skill_modules)
+        .cloned()
+        .chain(manifest_modules)
+        .collect();
     let install_dir = layout.install_dir.unwrap_or(layout::INSTALL_DIR);
     let vars = config::module_vars(files, install_dir, &all_modules, bmad, diags);
     let core_vars = vars.get(config::CORE).cloned().unwrap_or_default();
@@ -110,7 +119,7 @@ pub fn read(
         read_module_workflows(&tree, module, module_vars, &mut flows, &mut used, diags);
     }
     check_rosters(&modules, &drafts, diags);
-    let skills = skill::read_skills(&tree, &layout.skills, &vars, diags);
+    let skills = skill::read_skills(&tree, &layout.skills, &manifests, &vars, diags);
     // Every SKILL.md was read, the copies an install keeps once included.
     used.extend(layout.skills.iter().cloned());
     let mut aliases: BTreeMap<String, (String, String)> = BTreeMap::new();

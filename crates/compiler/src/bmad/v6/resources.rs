@@ -16,13 +16,14 @@ use crate::diag::{Diagnostics, Pos};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// File names that are metadata of a module or install, read or not.
-const METADATA_FILES: [&str; 8] = [
+const METADATA_FILES: [&str; 9] = [
     "module.yaml",
     // A module's `module.yaml` before 6.0, in `_module-installer/`.
     "install-config.yaml",
     "module-help.csv",
     "config.yaml",
     "customize.toml",
+    super::config::SKILL_MANIFEST,
     "bmad-manifest.json",
     "runtime.yaml",
     "manifest.yaml",

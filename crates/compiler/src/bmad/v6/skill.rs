@@ -59,6 +59,7 @@ pub enum SkillKind {
 pub fn read_skills(
     tree: &Tree<'_>,
     paths: &[String],
+    manifests: &BTreeMap<String, String>,
     vars: &BTreeMap<String, Vars>,
     diags: &mut Diagnostics,
 ) -> Vec<Skill> {
@@ -111,7 +112,10 @@ pub fn read_skills(
             continue;
         }
         first_file.insert(name.clone(), rel.clone());
-        let module = skill_module(tree, &dir, &mut module_codes, diags);
+        let module = match manifests.get(&dir) {
+            Some(code) => code.clone(),
+            None => skill_module(tree, &dir, &mut module_codes, diags),
+        };
         let module_vars = vars
             .get(&module)
             .or_else(|| vars.get(CORE))
