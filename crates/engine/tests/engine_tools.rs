@@ -7,7 +7,7 @@ mod llm_common;
 use bmad2pf_compiler::compile;
 use bmad2pf_compiler::config::{ProviderKind, RuntimeConfig};
 use bmad2pf_engine::Engine;
-use bmad2pf_engine::outcome::{AgentRunStatus, RunRequest, RunStatus};
+use bmad2pf_engine::outcome::{AgentRunStatus, RunOutcome, RunRequest, RunStatus};
 use bmad2pf_engine::runs::RunMode;
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope};
 use llm_common::{Reply, VendorServer, text_reply, tool_call_reply};
@@ -47,6 +47,15 @@ async fn setup(tools_yaml: &str, agent_tools: &str, llm: &VendorServer) -> Setup
         .await
         .expect("engine");
     Setup { _dir: dir, engine }
+}
+
+/// The run of [`request`], headless, as its outcome.
+async fn run_headless(s: &Setup) -> RunOutcome {
+    s.engine
+        .run(request(), RunMode::Headless, None)
+        .await
+        .expect("run")
+        .outcome
 }
 
 fn request() -> RunRequest {
@@ -103,12 +112,7 @@ async fn builtin_tools_read_and_write_the_stores() {
         &llm,
     )
     .await;
-    let outcome = s
-        .engine
-        .run(request(), RunMode::Headless, None)
-        .await
-        .expect("run")
-        .outcome;
+    let outcome = run_headless(&s).await;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     let results: Vec<String> = tool_results(&llm)
         .iter()
@@ -161,12 +165,7 @@ async fn http_and_command_tools_run_without_a_shell() {
         wiki.url
     );
     let s = setup(&tools, "wiki, echo_args", &llm).await;
-    let outcome = s
-        .engine
-        .run(request(), RunMode::Headless, None)
-        .await
-        .expect("run")
-        .outcome;
+    let outcome = run_headless(&s).await;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     assert_eq!(wiki.single_request().target, "/search?q=a%20b%26c");
     let results = tool_results(&llm);
@@ -186,12 +185,7 @@ async fn a_model_that_never_stops_calling_tools_fails_the_agent() {
         .collect();
     let llm = VendorServer::start(replies).await;
     let s = setup("tools: {}\n", "word_count", &llm).await;
-    let outcome = s
-        .engine
-        .run(request(), RunMode::Headless, None)
-        .await
-        .expect("run")
-        .outcome;
+    let outcome = run_headless(&s).await;
     assert_eq!(outcome.status, RunStatus::Error);
     assert_eq!(outcome.results["researcher"].status, AgentRunStatus::Failed);
     assert!(
@@ -216,12 +210,7 @@ async fn an_empty_reply_after_a_tool_result_is_met_with_one_nudge() {
     ])
     .await;
     let s = setup("tools: {}\n", "word_count", &llm).await;
-    let outcome = s
-        .engine
-        .run(request(), RunMode::Headless, None)
-        .await
-        .expect("run")
-        .outcome;
+    let outcome = run_headless(&s).await;
     assert_eq!(outcome.status, RunStatus::Success, "{outcome:#?}");
     let written = s
         .engine

@@ -105,6 +105,11 @@ fn usage_chunk(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> Val
     })
 }
 
+/// Each call's id and arguments, in order.
+fn ids_and_arguments(calls: Vec<ToolCall>) -> Vec<(String, Value)> {
+    calls.into_iter().map(|c| (c.id, c.arguments)).collect()
+}
+
 fn weather_tool() -> ToolDefinition {
     ToolDefinition {
         name: "get_weather".into(),
@@ -337,14 +342,8 @@ async fn streamed_tool_calls_without_an_index_are_told_apart() {
     let mut request = LlmRequest::new("llama3.2", "Weather in four cities?");
     request.tools = vec![weather_tool()];
     let (response, _) = complete_streamed(provider.as_ref(), &request).await;
-    let calls: Vec<(String, Value)> = response
-        .expect("completion")
-        .tool_calls
-        .into_iter()
-        .map(|c| (c.id, c.arguments))
-        .collect();
     assert_eq!(
-        calls,
+        ids_and_arguments(response.expect("completion").tool_calls),
         [
             ("call_a".to_string(), json!({"city": "Oslo"})),
             ("call_b".to_string(), json!({"city": "Rome"})),
@@ -366,13 +365,8 @@ async fn a_whole_reply_with_calls_without_ids_or_with_object_arguments_is_read()
     let mut request = LlmRequest::new("llama3.2", "Weather in Oslo and Rome?");
     request.tools = vec![weather_tool()];
     let response = provider.complete(&request, None).await.expect("completion");
-    let calls: Vec<(String, Value)> = response
-        .tool_calls
-        .into_iter()
-        .map(|c| (c.id, c.arguments))
-        .collect();
     assert_eq!(
-        calls,
+        ids_and_arguments(response.tool_calls),
         [
             ("call_0".to_string(), json!({"city": "Oslo"})),
             ("call_9".to_string(), json!({"city": "Rome"})),
