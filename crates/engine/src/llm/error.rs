@@ -42,7 +42,8 @@ pub enum LlmError {
         retry_after: Option<Duration>,
         message: String,
     },
-    /// HTTP 5xx, or an error the vendor reported in the middle of a stream.
+    /// HTTP 5xx, 408 or 409 (which the vendors' own SDKs retry too), or an
+    /// error the vendor reported in the middle of a stream.
     #[error("{provider}: server error (HTTP {status}){}: {message}", fmt_retry_after(*.retry_after))]
     Server {
         provider: String,
@@ -228,7 +229,7 @@ pub(crate) fn error_from_http(
             retry_after: retry_after.or_else(|| parsed.as_ref().and_then(gemini_retry_delay)),
             message,
         },
-        500..=599 => LlmError::Server {
+        408 | 409 | 500..=599 => LlmError::Server {
             provider,
             status,
             retry_after,
@@ -391,6 +392,10 @@ mod tests {
         let e = error_from_http("openai", "m", 422, None, "", None);
         assert!(!e.is_retryable());
         assert_eq!(e.code(), "llm_bad_request");
+        for status in [408, 409] {
+            let e = error_from_http("anthropic", "m", status, None, "", None);
+            assert!(e.is_retryable(), "{status}");
+        }
     }
 
     #[test]
