@@ -251,6 +251,7 @@ impl<'a> Conversation<'a> {
             call_id,
             name: ASK_HUMAN.to_string(),
             content: answer,
+            is_error: false,
         });
     }
 
@@ -307,7 +308,7 @@ impl<'a> Conversation<'a> {
             }
             let mut asked = None;
             for tool_call in &response.tool_calls {
-                let content = match &self.tools {
+                let result: Result<String, String> = match &self.tools {
                     Some(tools)
                         if tool_call.name == ASK_HUMAN
                             && tools.allowed.contains(&tool_call.name) =>
@@ -320,8 +321,8 @@ impl<'a> Conversation<'a> {
                                 });
                                 continue;
                             }
-                            Ok(Ask::Answered(answer)) => answer,
-                            Err(problem) => format!("error: {problem}"),
+                            Ok(Ask::Answered(answer)) => Ok(answer),
+                            Err(problem) => Err(problem),
                         }
                     }
                     Some(tools) if self.core.tools.allows(tools.allowed, &tool_call.name) => {
@@ -331,22 +332,28 @@ impl<'a> Conversation<'a> {
                             .call(&tool_call.name, &tool_call.arguments, tools.ctx)
                             .await
                         {
-                            Ok(output) => output,
+                            Ok(output) => Ok(output),
                             Err(ToolError::Unavailable(why)) => {
                                 return Err(ConversationError::ToolUnavailable(why));
                             }
-                            Err(e) => format!("error: {e}"),
+                            Err(e) => Err(e.to_string()),
                         }
                     }
-                    _ => format!(
-                        "error: tool `{}` is not available to this agent",
+                    _ => Err(format!(
+                        "tool `{}` is not available to this agent",
                         tool_call.name
-                    ),
+                    )),
+                };
+                // The text says it failed too: OpenAI has no mark for it.
+                let (content, is_error) = match result {
+                    Ok(output) => (output, false),
+                    Err(problem) => (format!("error: {problem}"), true),
                 };
                 self.messages.push(Message::ToolResult {
                     call_id: tool_call.id.clone(),
                     name: tool_call.name.clone(),
                     content,
+                    is_error,
                 });
             }
             if let Some(asked) = asked {

@@ -276,11 +276,15 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
             },
         ],
     });
-    for (id, content) in [("toolu_1", "4°C"), ("toolu_2", "7°C")] {
+    for (id, content, is_error) in [
+        ("toolu_1", "4°C", false),
+        ("toolu_2", "error: no station in Bergen", true),
+    ] {
         request.messages.push(Message::ToolResult {
             call_id: id.into(),
             name: "get_weather".into(),
             content: content.into(),
+            is_error,
         });
     }
     let response = provider.complete(&request, None).await.expect("completion");
@@ -301,7 +305,8 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
         json!([{"name": "get_weather", "description": "Current weather for a city",
                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
     );
-    // Both tool uses in one assistant turn, both results merged into one user turn.
+    // Both tool uses in one assistant turn, both results merged into one
+    // user turn; the failed one marked.
     assert_eq!(
         sent.body["messages"],
         json!([
@@ -312,7 +317,7 @@ async fn tool_use_is_parsed_and_results_are_sent_back() {
             ]},
             {"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4°C"},
-                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "7°C"}
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "error: no station in Bergen", "is_error": true}
             ]}
         ])
     );

@@ -206,6 +206,7 @@ async fn function_calls_are_parsed_and_responses_sent_back() {
         call_id: "fc-oslo".into(),
         name: "get_weather".into(),
         content: "4°C".into(),
+        is_error: false,
     });
     let response = provider.complete(&request, None).await.expect("completion");
 
@@ -400,11 +401,16 @@ async fn thought_signatures_go_back_with_their_function_calls() {
         text: String::new(),
         tool_calls: asked.tool_calls.clone(),
     });
-    for (call, temperature) in asked.tool_calls.iter().zip(["4°C", "6°C"]) {
+    for (call, (content, is_error)) in asked
+        .tool_calls
+        .iter()
+        .zip([("4°C", false), ("error: no station in Bergen", true)])
+    {
         request.messages.push(Message::ToolResult {
             call_id: call.id.clone(),
             name: call.name.clone(),
-            content: temperature.into(),
+            content: content.into(),
+            is_error,
         });
     }
     let answered = provider.complete(&request, None).await.expect("answer");
@@ -417,10 +423,14 @@ async fn thought_signatures_go_back_with_their_function_calls() {
             {"functionCall": {"name": "get_weather", "args": {"city": "Bergen"}}}
         ]})
     );
-    // Gemini gave these calls no id, so none goes back with their responses.
+    // Gemini gave these calls no id, so none goes back with their
+    // responses; a failure is told by the response's `error` key.
     assert_eq!(
-        requests[1].body["contents"][2]["parts"][1],
-        json!({"functionResponse": {"name": "get_weather", "response": {"content": "6°C"}}})
+        requests[1].body["contents"][2]["parts"],
+        json!([
+            {"functionResponse": {"name": "get_weather", "response": {"content": "4°C"}}},
+            {"functionResponse": {"name": "get_weather", "response": {"error": "error: no station in Bergen"}}}
+        ])
     );
 }
 

@@ -232,6 +232,7 @@ async fn tool_calls_are_parsed_and_sent_back() {
         call_id: "call_0".into(),
         name: "get_weather".into(),
         content: "4°C, rain".into(),
+        is_error: false,
     });
     let response = provider.complete(&request, None).await.expect("completion");
 

@@ -99,13 +99,18 @@ impl WireFormat for AnthropicProvider {
                     }
                 }
                 Message::ToolResult {
-                    call_id, content, ..
-                } => push_turn(
-                    &mut turns,
-                    "user",
-                    "content",
-                    json!({"type": "tool_result", "tool_use_id": call_id, "content": content}),
-                ),
+                    call_id,
+                    content,
+                    is_error,
+                    ..
+                } => {
+                    let mut result =
+                        json!({"type": "tool_result", "tool_use_id": call_id, "content": content});
+                    if *is_error {
+                        result["is_error"] = json!(true);
+                    }
+                    push_turn(&mut turns, "user", "content", result);
+                }
             }
         }
         let mut body = json!({

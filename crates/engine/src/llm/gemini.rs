@@ -133,8 +133,11 @@ impl WireFormat for GeminiProvider {
                     call_id,
                     name,
                     content,
+                    is_error,
                 } => {
-                    let mut response = json!({"name": name, "response": {"content": content}});
+                    // Gemini reads a failure from the response's `error` key.
+                    let key = if *is_error { "error" } else { "content" };
+                    let mut response = json!({"name": name, "response": { key: content }});
                     if let Some(id) = vendor_call_id(call_id) {
                         response["id"] = json!(id);
                     }

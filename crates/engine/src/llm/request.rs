@@ -68,6 +68,10 @@ pub enum Message {
         /// The tool's name (Gemini matches results by name, not id).
         name: String,
         content: String,
+        /// The tool failed and `content` says why (Anthropic's `is_error`,
+        /// Gemini's `error` key; OpenAI has no such mark).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
     },
 }
 
