@@ -336,6 +336,15 @@ async fn streamed_tool_calls_without_an_index_are_told_apart() {
             json!({"tool_calls": [{"index": null, "function": {"arguments": "\"Kyiv\"}"}}]}),
             None,
         )),
+        // A proxy that repeats the id and the whole name on each delta.
+        sse_data(&chunk(
+            json!({"tool_calls": [call(Some("call_e"), "get_weather", json!("{\"city\""))]}),
+            None,
+        )),
+        sse_data(&chunk(
+            json!({"tool_calls": [call(Some("call_e"), "get_weather", json!(":\"Quito\"}"))]}),
+            None,
+        )),
         sse_data(&chunk(json!({}), Some("tool_calls"))),
         "data: [DONE]\n\n".into(),
     ];
@@ -343,13 +352,16 @@ async fn streamed_tool_calls_without_an_index_are_told_apart() {
     let mut request = LlmRequest::new("llama3.2", "Weather in four cities?");
     request.tools = vec![weather_tool()];
     let (response, _) = complete_streamed(provider.as_ref(), &request).await;
+    let calls = response.expect("completion").tool_calls;
+    assert!(calls.iter().all(|c| c.name == "get_weather"), "{calls:?}");
     assert_eq!(
-        ids_and_arguments(response.expect("completion").tool_calls),
+        ids_and_arguments(calls),
         [
             ("call_a".to_string(), json!({"city": "Oslo"})),
             ("call_b".to_string(), json!({"city": "Rome"})),
             ("call_c".to_string(), json!({"city": "Lima"})),
             ("call_3".to_string(), json!({"city": "Kyiv"})),
+            ("call_e".to_string(), json!({"city": "Quito"})),
         ]
     );
 }

@@ -284,9 +284,10 @@ impl StreamAssembler for ChunkAssembler {
                     entry.id = id;
                 }
                 if let Some(function) = call.function {
-                    entry
-                        .name
-                        .push_str(function.name.as_deref().unwrap_or_default());
+                    // Some proxies repeat the whole name on every delta.
+                    if let Some(name) = function.name.filter(|n| *n != entry.name) {
+                        entry.name.push_str(&name);
+                    }
                     match function.arguments {
                         Some(Value::String(piece)) => entry.arguments.push_str(&piece),
                         Some(Value::Null) | None => {}
