@@ -1090,3 +1090,29 @@ fn a_skill_manifest_names_its_module() -> Result<(), String> {
     );
     Ok(())
 }
+
+/// A step-file skill's `{workflow.<key>}` come from its merged `[workflow]`
+/// table, in the workflow and in its steps, as in a single-file skill.
+#[test]
+fn a_step_file_skill_fills_its_workflow_keys() -> Result<(), String> {
+    let dir = tree(&[
+        (
+            "skills/bmad-grill/SKILL.md",
+            "---\nname: bmad-grill\ndescription: Grill\n---\nHold {workflow.persistent_facts}. Start at ./steps/step-01-fire.md\n",
+        ),
+        (
+            "skills/bmad-grill/steps/step-01-fire.md",
+            "Light the fire, then write {workflow.log_path}.\n",
+        ),
+        (
+            "skills/bmad-grill/customize.toml",
+            "[workflow]\npersistent_facts = ['Charcoal only', 'No gas']\nlog_path = 'fire-log.md'\n",
+        ),
+    ])?;
+    let (_, b) = compiled_at(dir.path())?;
+    let grill = flow(&b, "bmad-grill")?;
+    let p = prompt(&grill.steps[0]);
+    assert!(p.contains("Hold - Charcoal only\n- No gas."), "{p}");
+    assert!(p.contains("then write fire-log.md."), "{p}");
+    Ok(())
+}

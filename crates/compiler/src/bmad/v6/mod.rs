@@ -143,6 +143,12 @@ pub fn read(
                 vars.set("skill-root", &s.dir);
                 vars.set("skill-name", &s.name);
                 vars.set("installed_path", &s.dir);
+                // `{workflow.<key>}` in the workflow and its steps, as
+                // BMAD's renderer fills them from the merged `[workflow]`.
+                if let Some(workflow) = customize::merged(files, &s.dir, &s.name, "workflow", diags)
+                {
+                    skill::set_table_vars(&mut vars, "workflow", &workflow);
+                }
                 let vars = steps::front_matter_vars(&tree, &vars, &doc, &rel);
                 let flow = step_flow(
                     &tree,

@@ -278,10 +278,16 @@ fn forwards_to(body: &str) -> Option<(String, String)> {
 /// empty as `_None._`); other braces stay.
 fn table_substitute(text: &str, prefix: &str, table: &Table) -> String {
     let mut vars = Vars::default();
+    set_table_vars(&mut vars, prefix, table);
+    vars.substitute(text)
+}
+
+/// The table's values as variables `<prefix>.<key>` (arrays as bullets,
+/// empty as `_None._`).
+pub fn set_table_vars(vars: &mut Vars, prefix: &str, table: &Table) {
     for (key, value) in table {
         vars.set(&format!("{prefix}.{key}"), value_text(value));
     }
-    vars.substitute(text)
 }
 
 /// An agent skill's draft from its merged `[agent]` table.
