@@ -1,7 +1,7 @@
 //! Variables of BMAD text and their substitution (SPEC 1.7, "Variables").
 //!
 //! BMAD text is never rendered as Jinja. Instead, at compile time, `{x}`,
-//! `{{x}}` and `{{.x}}` are replaced when `x` is known from the config
+//! `{{x}}` and `{{.x}}` (and `{{ config.x }}`) are replaced when `x` is known from the config
 //! layers, and everything else (`{date}`, `{{project_name}}`, handlebars
 //! blocks, JSON braces) stays as written for the model. A [`Vars`] is one
 //! set of layers; later [`Vars::set`] calls win, so callers add the layers
@@ -31,6 +31,9 @@ const MAX_NESTING: usize = 8;
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// How much longer than its text a substitution may grow.
 const MAX_GROWTH_BYTES: usize = 64 * 1024 * 1024;
+
+/// How BMAD's rendered skills name a config value: `{{ config.<key> }}`.
+const CONFIG_PREFIX: &str = "config.";
 
 /// Shortest `{x}` checked for being a near miss of a known name.
 const NEAR_MISS_MIN_CHARS: usize = 6;
@@ -134,9 +137,13 @@ impl Vars {
     }
 
     /// The known placeholder `text` starts with: its length and value.
+    /// `config.<key>` (BMAD's rendered skills write `{{ config.<key> }}`)
+    /// is the config value `<key>` when no variable has that whole name.
     fn placeholder<'s>(&'s self, text: &str) -> Option<(usize, &'s str)> {
         let (name, len) = placeholder_name(text)?;
-        self.get(name).map(|value| (len, value))
+        self.get(name)
+            .or_else(|| self.get(name.strip_prefix(CONFIG_PREFIX)?))
+            .map(|value| (len, value))
     }
 
     /// `{x}` placeholders of `text` (6+ characters, unknown) within edit
@@ -234,6 +241,17 @@ mod tests {
         assert!(grown.starts_with("{y}"));
         assert_eq!(v.substitute("{"), "{");
         assert_eq!(v.substitute("a{é}{{"), "a{é}{{");
+    }
+
+    #[test]
+    fn config_names_a_config_value() {
+        let mut v = Vars::new(None, INSTALL_DIR);
+        v.set("planning_artifacts", "plans");
+        v.set("config.own", "own value");
+        assert_eq!(
+            v.substitute("{{ config.planning_artifacts }}/a {{config.own}} {{ config.unknown }}"),
+            "plans/a own value {{ config.unknown }}"
+        );
     }
 
     #[test]
