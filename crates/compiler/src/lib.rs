@@ -33,6 +33,7 @@ pub mod prompt;
 mod sorted_json;
 mod source;
 pub mod sourcefs;
+mod template_limits;
 mod yaml;
 
 pub use compile::{Compilation, CompileOptions, compile, compile_with, layout_summary};

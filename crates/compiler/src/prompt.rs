@@ -58,7 +58,8 @@ impl PromptError {
     }
 }
 
-fn describe(err: &minijinja::Error) -> String {
+/// What went wrong, in words: the kind of error and its detail.
+pub(crate) fn describe(err: &minijinja::Error) -> String {
     match err.detail() {
         Some(detail) => format!("{}: {detail}", err.kind()),
         None => err.kind().to_string(),
@@ -72,6 +73,7 @@ pub fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_keep_trailing_newline(true);
+    crate::template_limits::bound(&mut env);
     env
 }
 
@@ -134,8 +136,7 @@ impl PreparedPrompt {
             .env
             .get_template(MAIN_TEMPLATE)
             .map_err(|e| PromptError::syntax(&e))?;
-        template
-            .render(self.context(inputs))
+        crate::template_limits::render(&template, self.context(inputs))
             .map_err(|e| PromptError::render(&e))
     }
 
@@ -149,8 +150,7 @@ impl PreparedPrompt {
             .env
             .template_from_str(template)
             .map_err(|e| PromptError::syntax(&e))?;
-        parsed
-            .render(self.context(inputs))
+        crate::template_limits::render(&parsed, self.context(inputs))
             .map_err(|e| PromptError::render(&e))
     }
 
@@ -209,8 +209,7 @@ pub fn preview_parsed(template: &Template<'_, '_>, agent: &AgentSpec) -> Result<
         ("feedback", Value::from("{{ feedback }}")),
     ];
     let ctx = Value::from_iter(fixed_variables(agent).into_iter().chain(run));
-    template
-        .render(ctx)
+    crate::template_limits::render(template, ctx)
         .map_err(|e| format!("agent `{}`: {}", agent.id, PromptError::render(&e)))
 }
 
