@@ -222,6 +222,17 @@ impl SourceSnapshot {
         }
     }
 
+    /// A copy in which the files of `texts` hold those texts instead
+    /// (BMAD's rendered skills, rendered). The copy's [`Self::hash`] is
+    /// not the sources' hash: take that from the original.
+    pub fn with_texts(&self, texts: BTreeMap<String, String>) -> Self {
+        let mut copy = self.clone();
+        for (rel, text) in texts {
+            copy.files.insert(rel, text.into_bytes());
+        }
+        copy
+    }
+
     /// The source directory this snapshot was read from.
     pub fn root(&self) -> &Path {
         &self.root

@@ -1116,3 +1116,66 @@ fn a_step_file_skill_fills_its_workflow_keys() -> Result<(), String> {
     assert!(p.contains("then write fire-log.md."), "{p}");
     Ok(())
 }
+
+/// BMAD's rendered skills (a SKILL.md that runs `render_skill.py`): the
+/// workflow and steps are Jinja templates, rendered from the `[workflow]`
+/// customization and the config as BMAD's renderer does; a template that
+/// halts warns and is used as written.
+#[test]
+fn a_rendered_skill_is_read_as_bmad_renders_it() -> Result<(), String> {
+    let skill_md = |name: &str| {
+        format!(
+            "---\nname: {name}\ndescription: Cook\n---\nRun `uv run \"{{project-root}}/_bmad/scripts/render_skill.py\" --skill \"{{skill-root}}\"` and follow the printed workflow.md.\n"
+        )
+    };
+    let workflow = "{% if workflow.route not in (\"quick\", \"slow\") %}{{ halt(\"route must be quick or slow\") }}{% endif %}\
+# Cook\n\nFacts:\n{{ workflow.facts }}\n\nWrite {{ initiative_folder }}/menu.md from {{ config.planning_artifacts }}; \
+{% raw %}{{project_name}}{% endraw %} and {skill-name} stay.\n\nRead fully and follow `{{ rendered(\"step-01-light.md\") }}`\n";
+    let dir = tree(&[
+        (
+            "runtime.yaml",
+            "bmad:\n  vars:\n    output_folder: out\n    planning_artifacts: plans\n",
+        ),
+        ("skills/bmad-cook/SKILL.md", &skill_md("bmad-cook")),
+        ("skills/bmad-cook/workflow.md", workflow),
+        (
+            "skills/bmad-cook/step-01-light.md",
+            "{% if workflow.route == \"quick\" %}Light it fast.{% else %}Light it slowly.{% endif %} Then follow {{ rendered(\"step-02-eat.md\") }}\n",
+        ),
+        ("skills/bmad-cook/step-02-eat.md", "Eat.\n"),
+        (
+            "skills/bmad-cook/customize.toml",
+            "[workflow]\nroute = 'quick'\nfacts = ['Charcoal only', 'No gas']\n",
+        ),
+        ("skills/bmad-wild/SKILL.md", &skill_md("bmad-wild")),
+        ("skills/bmad-wild/workflow.md", workflow),
+        ("skills/bmad-wild/step-01-light.md", "Light.\n"),
+        (
+            "skills/bmad-wild/customize.toml",
+            "[workflow]\nroute = 'wild'\nfacts = []\n",
+        ),
+    ])?;
+    let (c, b) = compiled_at(dir.path())?;
+    let cook = flow(&b, "bmad-cook")?;
+    let ids: Vec<&str> = cook.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["step-01-light", "step-02-eat"]);
+    let p = prompt(&cook.steps[0]);
+    assert!(
+        p.contains("Light it fast. Then follow step-02-eat.md"),
+        "{p}"
+    );
+    assert!(p.contains("Facts:\n- Charcoal only\n- No gas"), "{p}");
+    assert!(
+        p.contains("Write out/menu.md from plans; {{project_name}} and bmad-cook stay."),
+        "{p}"
+    );
+    assert!(!p.contains("{%") && !p.contains("halt("), "{p}");
+    // The template that halts is used as written, with a warning.
+    assert!(prompt(&flow(&b, "bmad-wild")?.steps[0]).contains("{{ halt("));
+    assert!(
+        warnings(&c).contains(&("bmad-render", "skills/bmad-wild/workflow.md".to_string(), 1)),
+        "{:?}",
+        warnings(&c)
+    );
+    Ok(())
+}

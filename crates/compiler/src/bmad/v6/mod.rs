@@ -9,13 +9,14 @@
 //! # Layout
 //! - [`layout`]: which layout a tree holds (install, module tree, skills).
 //! - [`config`]: `module.yaml` and the config layers → [`vars::Vars`] per module.
-//! - [`vars`]: `{x}` / `{{x}}` substitution of BMAD text (never Jinja).
+//! - [`vars`]: `{x}` / `{{x}}` substitution of BMAD text (not Jinja).
 //! - [`paths`]: paths written in BMAD text → files of the tree.
 //! - [`markdown`]: front matter read leniently (key by key when not YAML).
 //! - [`customize`]: `customize.toml` merged with its override layers.
 //! - [`agent`]: `*.agent.yaml` agents, menus, the v6 prompt template.
 //! - [`compiled_agent`]: agents an install compiled (`agents/*.md` with an `<agent>` XML block).
 //! - [`skill`]: `SKILL.md` skills, classified.
+//! - [`render`]: BMAD's rendered skills, their Jinja templates rendered.
 //! - [`steps`]: step-file workflows → chained steps with routes.
 //! - [`workflow_yaml`]: `workflow.yaml` workflows → one-step flows.
 //! - [`help`]: `module-help.csv` rows naming who runs a workflow.
@@ -44,6 +45,7 @@ pub mod layout;
 pub mod markdown;
 pub mod owner;
 pub mod paths;
+pub mod render;
 pub mod resources;
 pub mod skill;
 pub mod steps;
@@ -119,6 +121,11 @@ pub fn read(
         read_module_workflows(&tree, module, module_vars, &mut flows, &mut used, diags);
     }
     check_rosters(&modules, &drafts, diags);
+    // Rendered skills are read as BMAD's renderer makes them.
+    let rendered = render::render_skills(&tree, &layout.skills, &manifests, &vars, diags);
+    let rendered_files = (!rendered.is_empty()).then(|| files.with_texts(rendered));
+    let files = rendered_files.as_ref().unwrap_or(files);
+    let tree = Tree { files, ..tree };
     let skills = skill::read_skills(&tree, &layout.skills, &manifests, &vars, diags);
     // Every SKILL.md was read, the copies an install keeps once included.
     used.extend(layout.skills.iter().cloned());

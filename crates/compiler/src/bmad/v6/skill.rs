@@ -112,10 +112,7 @@ pub fn read_skills(
             continue;
         }
         first_file.insert(name.clone(), rel.clone());
-        let module = match manifests.get(&dir) {
-            Some(code) => code.clone(),
-            None => skill_module(tree, &dir, &mut module_codes, diags),
-        };
+        let module = module_of(tree, &dir, manifests, &mut module_codes, diags);
         let module_vars = vars
             .get(&module)
             .or_else(|| vars.get(CORE))
@@ -149,6 +146,21 @@ pub fn read_skills(
         });
     }
     out
+}
+
+/// The module of the skill in `dir`: the one its `module-manifest.toml`
+/// names, else [`skill_module`]'s.
+pub fn module_of(
+    tree: &Tree<'_>,
+    dir: &str,
+    manifests: &BTreeMap<String, String>,
+    cache: &mut BTreeMap<String, Option<String>>,
+    diags: &mut Diagnostics,
+) -> String {
+    match manifests.get(dir) {
+        Some(code) => code.clone(),
+        None => skill_module(tree, dir, cache, diags),
+    }
 }
 
 /// The `code` of the nearest ancestor `module.yaml`; in an install the

@@ -1,6 +1,7 @@
 //! Variables of BMAD text and their substitution (SPEC 1.7, "Variables").
 //!
-//! BMAD text is never rendered as Jinja. Instead, at compile time, `{x}`,
+//! BMAD text is not rendered as Jinja (but for BMAD's own rendered
+//! skills, see [`super::render`]). Instead, at compile time, `{x}`,
 //! `{{x}}` and `{{.x}}` (and `{{ config.x }}`) are replaced when `x` is known from the config
 //! layers, and everything else (`{date}`, `{{project_name}}`, handlebars
 //! blocks, JSON braces) stays as written for the model. A [`Vars`] is one
@@ -73,6 +74,11 @@ impl Vars {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
+    }
+
+    /// Every variable, by name.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
     }
 
     /// A value as a config file writes it: `{config_source}:key` is the
