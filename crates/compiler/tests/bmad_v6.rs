@@ -1129,7 +1129,7 @@ fn a_rendered_skill_is_read_as_bmad_renders_it() -> Result<(), String> {
         )
     };
     let workflow = "{% if workflow.route not in (\"quick\", \"slow\") %}{{ halt(\"route must be quick or slow\") }}{% endif %}\
-# Cook\n\nFacts:\n{{ workflow.facts }}\n\nWrite {{ initiative_folder }}/menu.md from {{ config.planning_artifacts }}; \
+# Cook\n\nFacts:\n{{ workflow.facts }}\n\nWrite {{ initiative_folder }}/menu.md from {{ config.planning_artifacts }} and {{ config.unset_folder }}; \
 {% raw %}{{project_name}}{% endraw %} and {skill-name} stay.\n\nRead fully and follow `{{ rendered(\"step-01-light.md\") }}`\n";
     let dir = tree(&[
         (
@@ -1166,7 +1166,9 @@ fn a_rendered_skill_is_read_as_bmad_renders_it() -> Result<(), String> {
     );
     assert!(p.contains("Facts:\n- Charcoal only\n- No gas"), "{p}");
     assert!(
-        p.contains("Write out/menu.md from plans; {{project_name}} and bmad-cook stay."),
+        p.contains(
+            "Write out/menu.md from plans and {unset_folder}; {{project_name}} and bmad-cook stay."
+        ),
         "{p}"
     );
     assert!(!p.contains("{%") && !p.contains("halt("), "{p}");

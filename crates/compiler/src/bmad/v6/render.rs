@@ -6,8 +6,9 @@
 //! per-run `--set` overrides BMAD's command takes do not exist here).
 //!
 //! The context is what the templates use: `workflow` (the merged
-//! `[workflow]` table), `config` (the skill's module variables),
-//! `initiative_folder` (the config's `output_folder`), `rendered("x.md")`
+//! `[workflow]` table), `config` (the skill's module variables; an unknown
+//! one is its `{key}` placeholder), `initiative_folder` (the config's
+//! `output_folder`), `rendered("x.md")`
 //! (the name of the file to read next, which is how the step-file reader
 //! finds the next step) and `halt("why")` (a customization the template
 //! refuses). A list prints as `- ` bullets, an empty one as `_None._`, as
@@ -19,8 +20,9 @@
 //! that halts or fails warns and is left as written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use minijinja::value::{Value, ValueKind};
+use minijinja::value::{Object, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 use super::customize::{self, value_text};
@@ -57,18 +59,19 @@ pub fn render_skills(
         }
         let dir = parent(skill_file);
         let module = skill::module_of(tree, dir, manifests, &mut module_cache, &mut quiet);
-        let config = vars
-            .get(&module)
-            .map(Vars::values)
-            .cloned()
-            .unwrap_or_default();
+        let config = Config(
+            vars.get(&module)
+                .map(Vars::values)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let workflow = customize::merged(tree.files, dir, file_name(dir), "workflow", &mut quiet)
             .map(|table| customize::to_json(&toml::Value::Table(table)))
             .unwrap_or_default();
         let context = minijinja::context! {
             workflow => Value::from_serialize(&workflow),
-            initiative_folder => config.get("output_folder").cloned().unwrap_or_default(),
-            config => Value::from_serialize(&config),
+            initiative_folder => config.value("output_folder"),
+            config => Value::from_object(config),
         };
         for rel in tree.files.paths().filter(|p| is_template(p, dir)) {
             let Ok(text) = tree.files.text(rel) else {
@@ -96,6 +99,28 @@ pub fn render_skills(
         }
     }
     rendered
+}
+
+/// The config as templates read it: a known value, else the `{key}`
+/// placeholder, which then stays for the model as unknown variables do
+/// (rather than an empty string that would turn `{{ config.x }}/a.md`
+/// into `/a.md`).
+#[derive(Debug)]
+struct Config(BTreeMap<String, String>);
+
+impl Config {
+    fn value(&self, key: &str) -> String {
+        self.0
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{{{key}}}"))
+    }
+}
+
+impl Object for Config {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from(self.value(key.as_str()?)))
+    }
 }
 
 /// A Markdown file of the skill in `dir` other than its SKILL.md.
