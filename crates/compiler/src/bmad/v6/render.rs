@@ -8,12 +8,13 @@
 //! The context is what the templates use: `workflow` (the merged
 //! `[workflow]` table), `config` (the skill's module variables; an unknown
 //! one is its `{key}` placeholder), `initiative_folder` (the config's
-//! `output_folder`), `rendered("x.md")`
-//! (the name of the file to read next, which is how the step-file reader
-//! finds the next step) and `halt("why")` (a customization the template
-//! refuses). A list prints as `- ` bullets, an empty one as `_None._`, as
-//! BMAD prints them. Single braces pass through untouched, for the
-//! substitution that follows (SPEC 1.7, "Variables").
+//! `output_folder`), `rendered("x.md")` (the name of the file to read
+//! next, which is how the step-file reader finds the next step) and
+//! `halt("why")` (a customization the template refuses). A list prints as
+//! `- ` bullets, an empty one as `_None._`, as BMAD prints them. Single
+//! braces pass through untouched, for the substitution that follows
+//! (SPEC 1.7, "Variables"). Rendering is bounded like every template from
+//! sources (`crate::template_limits`).
 //!
 //! A file that is not a Jinja template (the older token form of these
 //! skills: `{{.x}}`, `[[bmad-snapshot:…]]`) is left as written; a template
