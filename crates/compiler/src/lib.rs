@@ -20,6 +20,7 @@
 //! - `bmad`: the BMAD v4 importer (packs, agents, workflows, teams) and,
 //!   in `bmad::v6`, the BMAD v6 and skills importer; internal.
 //! - [`prompt`]: prompt template variables, rendering and previews.
+//! - [`template_limits`]: the bounds every template from sources renders within.
 //! - [`compile()`] / [`compile_with`]: the front door — a source directory to a
 //!   [`Compilation`] (with prompt previews when [`CompileOptions`] asks).
 
@@ -33,7 +34,7 @@ pub mod prompt;
 mod sorted_json;
 mod source;
 pub mod sourcefs;
-mod template_limits;
+pub mod template_limits;
 mod yaml;
 
 pub use compile::{Compilation, CompileOptions, compile, compile_with, layout_summary};

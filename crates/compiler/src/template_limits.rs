@@ -1,6 +1,7 @@
 //! Bounds on rendering a template that came from sources (an agent's
-//! prompt, a BMAD rendered skill): a runaway loop or a huge repeat ends in
-//! a render error, never in a hung process or exhausted memory.
+//! prompt, a BMAD rendered skill, an http tool's URL): a runaway loop or
+//! a huge repeat ends in a render error, never in a hung process or
+//! exhausted memory.
 
 use minijinja::{Environment, Error, ErrorKind, Template};
 use serde::Serialize;
@@ -13,12 +14,12 @@ const FUEL: u64 = 50_000_000;
 const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Sets the instruction bound on every render of `env`.
-pub(crate) fn bound(env: &mut Environment<'_>) {
+pub fn bound(env: &mut Environment<'_>) {
     env.set_fuel(Some(FUEL));
 }
 
-/// Renders `template`, failing once its output passes [`MAX_OUTPUT_BYTES`].
-pub(crate) fn render<S: Serialize>(template: &Template<'_, '_>, ctx: S) -> Result<String, Error> {
+/// Renders `template`, failing once its output passes 16 MiB.
+pub fn render<S: Serialize>(template: &Template<'_, '_>, ctx: S) -> Result<String, Error> {
     let mut out = CappedBuffer::default();
     template.render_captured_to(ctx, &mut out).map_err(|e| {
         if e.kind() == ErrorKind::WriteFailure {

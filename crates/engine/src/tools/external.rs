@@ -8,6 +8,7 @@
 
 use super::{MAX_TOOL_OUTPUT_BYTES, ToolError};
 use bmad2pf_compiler::bundle::ToolSpec;
+use bmad2pf_compiler::template_limits;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,7 +85,9 @@ fn render_url(template: &str, args: &serde_json::Value) -> Result<String, ToolEr
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.render_str(template, serde_json::Value::Object(encoded))
+    template_limits::bound(&mut env);
+    env.template_from_str(template)
+        .and_then(|t| template_limits::render(&t, serde_json::Value::Object(encoded)))
         .map_err(|e| ToolError::BadArguments(format!("url template: {e}")))
 }
 
