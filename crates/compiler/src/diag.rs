@@ -84,7 +84,7 @@ impl Diagnostics {
         Self::default()
     }
 
-    /// Records an error and returns it for an optional `.with_hint` via [`Diagnostics::last_mut`].
+    /// Records an error and returns it, so that a caller can set its `hint`.
     pub fn error(
         &mut self,
         code: &'static str,
