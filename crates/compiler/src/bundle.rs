@@ -10,7 +10,7 @@
 //!
 //! Every struct declares its fields in the sorted order of their JSON
 //! names, and free-form JSON fields are written through
-//! [`crate::sorted_json`]: serialising a bundle gives its keys in sorted
+//! `sorted_json`: serialising a bundle gives its keys in sorted
 //! order at every depth, so bundle.json is printed straight from these
 //! types, with no sorted copy of the bundle in between. Keep new fields in
 //! that order (a test of the bundle writer checks it).

@@ -1,7 +1,7 @@
 //! `RuntimeConfig`: the typed form of runtime.yaml, with defaults and env overrides.
 //!
 //! Every key has a default, so an empty file is valid; unknown keys are
-//! rejected (with positions and "did you mean", via [`crate::source::runtime_file`]).
+//! rejected (with positions and "did you mean", via `source::runtime_file`).
 //! Environment overrides are applied in one place, [`RuntimeConfig::apply_env`],
 //! so nothing deeper in the code reads environment variables for settings.
 //! Secrets are never stored here: only the *names* of the variables that hold them.
