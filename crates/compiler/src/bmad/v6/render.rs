@@ -28,6 +28,7 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 use super::customize::{self, value_text};
 use super::layout::{file_name, parent};
+use super::markdown;
 use super::paths::Tree;
 use super::skill;
 use super::vars::Vars;
@@ -51,14 +52,20 @@ pub fn render_skills(
     let mut quiet = Diagnostics::default();
     let mut module_cache = BTreeMap::new();
     for skill_file in skill_files {
-        if !tree
+        let Some(text) = tree
             .files
             .text(skill_file)
-            .is_ok_and(|text| text.contains(RENDERER))
-        {
+            .ok()
+            .filter(|text| text.contains(RENDERER))
+        else {
             continue;
-        }
+        };
         let dir = parent(skill_file);
+        // Customization files are named after the skill, as the reader names it.
+        let name = markdown::read(text, skill_file, &mut quiet)
+            .field("name")
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| file_name(dir).to_string());
         let module = skill::module_of(tree, dir, manifests, &mut module_cache, &mut quiet);
         let config = Config(
             vars.get(&module)
@@ -66,7 +73,7 @@ pub fn render_skills(
                 .cloned()
                 .unwrap_or_default(),
         );
-        let workflow = customize::merged(tree.files, dir, file_name(dir), "workflow", &mut quiet)
+        let workflow = customize::merged(tree.files, dir, &name, "workflow", &mut quiet)
             .map(|table| customize::to_json(&toml::Value::Table(table)))
             .unwrap_or_default();
         let context = minijinja::context! {
