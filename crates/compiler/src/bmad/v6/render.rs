@@ -138,12 +138,14 @@ fn is_template(path: &str, dir: &str) -> bool {
         .is_some_and(|rest| rest.ends_with(".md") && rest != "SKILL.md")
 }
 
-/// Jinja as BMAD's renderer runs it: no escaping, undefined values print
-/// nothing, lists print as bullets.
+/// Jinja as BMAD's renderer runs it: no escaping, lists print as bullets,
+/// and an undefined value is an error, as it is there. Printed as nothing,
+/// it would silently drop a `{{placeholder}}` left for the model outside
+/// `{% raw %}`; as an error, the file is used as written, with a warning.
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_formatter(|out, state, value| match value.kind() {
         ValueKind::Seq | ValueKind::Map => {
             let text = toml::Value::try_from(value)
