@@ -71,8 +71,8 @@ fn serve(args: &ServeArgs) -> Result<(), StartError> {
 }
 
 /// A cheap summary of the source tree: every file's path, size and mtime.
-fn fingerprint(src: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
-    walk_files(src)
+fn fingerprint(src: &Path, data_dirs: &[PathBuf]) -> Vec<(String, u64, Option<SystemTime>)> {
+    walk_files(src, data_dirs)
         .into_iter()
         .map(|rel| {
             let meta = std::fs::metadata(src.join(&rel)).ok();
@@ -84,10 +84,14 @@ fn fingerprint(src: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
 }
 
 async fn watch(src: PathBuf, config: RuntimeConfig, state: AppState) {
-    let fingerprint_of = |src: PathBuf| async move {
-        tokio::task::spawn_blocking(move || fingerprint(&src))
-            .await
-            .ok()
+    let data_dirs = config.data_dirs();
+    let fingerprint_of = |src: PathBuf| {
+        let data_dirs = data_dirs.clone();
+        async move {
+            tokio::task::spawn_blocking(move || fingerprint(&src, &data_dirs))
+                .await
+                .ok()
+        }
     };
     let mut last = fingerprint_of(src.clone()).await;
     let mut ticks = tokio::time::interval(Duration::from_secs(1));

@@ -306,6 +306,28 @@ fn check_reports_up_to_date_and_differences() -> TestResult {
 }
 
 #[test]
+fn output_and_state_inside_the_sources_are_not_sources() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src = tmp.path().join("src");
+    write_sources(&src)?;
+    let out = src.join("bundle");
+    assert_eq!(code(&generate(&src, &out, &["-q"])?), Some(0));
+    let first = fs::read_to_string(out.join("bundle.json"))?;
+    // State a run leaves when started from inside the source folder.
+    fs::create_dir_all(src.join(".bmad2pf/docs"))?;
+    fs::write(src.join(".bmad2pf/bmad2pf.db"), "state")?;
+    fs::write(src.join(".bmad2pf/docs/s__prd.md"), "# PRD")?;
+    let check = generate(&src, &out, &["--check", "-q"])?;
+    assert_eq!(
+        (code(&check), stdout(&check)),
+        (Some(0), "up to date\n".into())
+    );
+    assert_eq!(code(&generate(&src, &out, &["-q"])?), Some(0));
+    assert_eq!(fs::read_to_string(out.join("bundle.json"))?, first);
+    Ok(())
+}
+
+#[test]
 fn generate_json_reports_the_written_files() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let src = tmp.path().join("src");

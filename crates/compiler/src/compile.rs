@@ -80,17 +80,21 @@ pub fn compile_with(src: &Path, options: CompileOptions) -> Compilation {
         };
     }
 
-    let started = Instant::now();
-    let files = SourceSnapshot::load(src);
-    for (rel, message) in files.unreadable() {
-        diags.error("io-error", rel, Pos::new(1, 1), message.clone());
-    }
-    phases.push(("load", started.elapsed()));
-
-    // runtime.yaml first: BMAD v6 sources read its `bmad` section.
+    // runtime.yaml first: its data paths are not sources, and BMAD v6
+    // sources read its `bmad` section.
     let started = Instant::now();
     let (runtime, runtime_yaml) = source::read_runtime(src, &mut diags);
     let runtime_time = started.elapsed();
+
+    let started = Instant::now();
+    let files = SourceSnapshot::load_skipping(src, &runtime.data_dirs());
+    for (rel, message) in files.unreadable() {
+        diags.error("io-error", rel, Pos::new(1, 1), message.clone());
+    }
+    for (rel, message) in files.unfollowed() {
+        diags.warning("source-link", rel, Pos::new(1, 1), message.clone());
+    }
+    phases.push(("load", started.elapsed()));
 
     let started = Instant::now();
     // The source hash is one sha256 stream, so it cannot be split: it runs

@@ -27,6 +27,17 @@ pub struct RuntimeConfig {
     pub webhooks: WebhooksConfig,
 }
 
+impl RuntimeConfig {
+    /// The directories bmad2pf writes state into (the data directory, the
+    /// documents' files, recorded replies), as configured: never sources.
+    pub fn data_dirs(&self) -> Vec<std::path::PathBuf> {
+        [&self.memory.path, &self.docs.path, &self.replay.path]
+            .into_iter()
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {

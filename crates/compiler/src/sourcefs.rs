@@ -32,30 +32,8 @@ fn not_utf8(rel: &str, e: &std::str::Utf8Error) -> String {
     )
 }
 
-/// Names of the regular files directly in `src/dir` (sorted), or empty if it does not exist.
-pub fn list_files(src: &Path, dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(src.join(dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
-}
-
-/// Where a resource name was found, or the relative paths that were tried.
-pub fn find_resource(
-    src: &Path,
-    dirs: &[&str],
-    name: &str,
-    extensions: &[&str],
-) -> Result<String, Vec<String>> {
-    find_resource_with(dirs, name, extensions, |rel| src.join(rel).is_file())
-}
-
-/// [`find_resource`] with the existence test supplied (a snapshot's file list).
+/// Where a resource name was found, or the relative paths that were tried;
+/// `is_file` says whether a relative path is a file (a snapshot's file list).
 fn find_resource_with(
     dirs: &[&str],
     name: &str,
@@ -127,10 +105,12 @@ pub fn join_rel(dir: &str, name: &str) -> String {
     }
 }
 
-/// Every regular file below `src`, as sorted relative paths; skips `target/`
-/// and `.git/` and does not follow symlinked directories.
-pub fn walk_files(src: &Path) -> Vec<String> {
-    walk(src).files
+/// Every regular file below `src`, as sorted relative paths; skips the
+/// folders of [`NOT_SOURCES`], generated bundles and `data_dirs` (the data
+/// paths the configuration names, as given), and follows symbolic links
+/// (see [`walk`]).
+pub fn walk_files(src: &Path, data_dirs: &[PathBuf]) -> Vec<String> {
+    walk(src, data_dirs).files
 }
 
 /// What [`walk`] found below a source directory.
@@ -139,39 +119,124 @@ struct Walked {
     files: Vec<String>,
     /// Every directory that was descended into, as relative paths.
     dirs: BTreeSet<String>,
+    /// Links that were not followed: (relative path, why).
+    unfollowed: Vec<(String, String)>,
+}
+
+/// Folders never read as sources: version control, build output, and
+/// bmad2pf's own data directory (`memory.path`'s default), whose database
+/// changes with every write.
+const NOT_SOURCES: [&str; 3] = [".git", "target", ".bmad2pf"];
+
+/// Whether a folder's entries are those of a generated bundle (`bundle.json`
+/// beside `manifest.json`): the output of `generate`, not a source, even
+/// when `--out` is inside `--src`.
+fn holds_a_bundle(entries: &[std::fs::DirEntry]) -> bool {
+    let has = |wanted: &str| entries.iter().any(|e| e.file_name() == wanted);
+    has("bundle.json") && has("manifest.json")
+}
+
+/// A directory still to list: its path relative to the source root, and
+/// the real paths of it and the directories above it.
+struct PendingDir {
+    rel: PathBuf,
+    real_path: Vec<PathBuf>,
 }
 
 /// Lists `src` once: its regular files and the directories that hold them
 /// (see [`walk_files`] for what is skipped).
-fn walk(src: &Path) -> Walked {
+///
+/// Symbolic links are followed, to files and to folders, inside the tree or
+/// out of it: installers link skill folders (`.claude/skills/<name>`) to
+/// one shared copy, and the files are read under the link's path. A link
+/// whose target is missing, or a folder link back to a folder it is in (a
+/// loop), is not followed and is reported.
+fn walk(src: &Path, data_dirs: &[PathBuf]) -> Walked {
     let mut files = Vec::new();
     let mut dirs = BTreeSet::new();
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(src.join(&rel_dir)) else {
+    let mut unfollowed = Vec::new();
+    let root_real = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
+    // Only data directories that exist can be met, and they are met by their real path.
+    let data_dirs: Vec<PathBuf> = data_dirs
+        .iter()
+        .filter_map(|dir| std::fs::canonicalize(dir).ok())
+        .filter(|dir| dir.starts_with(&root_real))
+        .collect();
+    let mut stack = vec![PendingDir {
+        rel: PathBuf::new(),
+        real_path: vec![root_real],
+    }];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(src.join(&dir.rel)) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
+        let entries: Vec<std::fs::DirEntry> = entries.flatten().collect();
+        if !dir.rel.as_os_str().is_empty() && holds_a_bundle(&entries) {
+            if let Some(text) = dir.rel.to_str() {
+                dirs.remove(&text.replace('\\', "/"));
+            }
+            continue;
+        }
+        for entry in entries {
+            let Ok(mut kind) = entry.file_type() else {
                 continue;
             };
-            let rel = rel_dir.join(entry.file_name());
-            let name = entry.file_name();
+            let rel = dir.rel.join(entry.file_name());
             let Some(text) = rel.to_str().map(|t| t.replace('\\', "/")) else {
                 continue;
             };
-            if kind.is_dir() {
-                if name != ".git" && name != "target" {
-                    stack.push(rel);
-                    dirs.insert(text);
+            let is_link = kind.is_symlink();
+            if is_link {
+                match std::fs::metadata(entry.path()) {
+                    Ok(target) => kind = target.file_type(),
+                    Err(e) => {
+                        unfollowed.push((
+                            text,
+                            format!("a symbolic link that leads nowhere ({e}): not read"),
+                        ));
+                        continue;
+                    }
                 }
+            }
+            if kind.is_dir() {
+                let name = entry.file_name();
+                if NOT_SOURCES.iter().any(|skipped| name == *skipped) {
+                    continue;
+                }
+                let real = if is_link {
+                    std::fs::canonicalize(entry.path()).unwrap_or_else(|_| entry.path())
+                } else {
+                    // Not a link, below a folder whose real path is known.
+                    dir.real_path
+                        .last()
+                        .map_or_else(|| entry.path(), |up| up.join(&name))
+                };
+                if data_dirs.contains(&real) {
+                    continue;
+                }
+                if dir.real_path.contains(&real) {
+                    unfollowed.push((
+                        text,
+                        "a symbolic link to a folder it is in (a loop): not followed".to_string(),
+                    ));
+                    continue;
+                }
+                let mut real_path = dir.real_path.clone();
+                real_path.push(real);
+                stack.push(PendingDir { rel, real_path });
+                dirs.insert(text);
             } else if kind.is_file() {
                 files.push(text);
             }
         }
     }
     files.sort();
-    Walked { files, dirs }
+    unfollowed.sort();
+    Walked {
+        files,
+        dirs,
+        unfollowed,
+    }
 }
 
 /// Every file of a source directory, read once: the source hash is computed
@@ -187,15 +252,23 @@ pub struct SourceSnapshot {
     dirs: BTreeSet<String>,
     /// Files that were listed but could not be read, with the reason.
     unreadable: Vec<(String, String)>,
+    /// Symbolic links that were not followed, with the reason.
+    unfollowed: Vec<(String, String)>,
 }
 
 impl SourceSnapshot {
     /// Reads every file below `src` (see [`walk_files`] for what is skipped).
     pub fn load(src: &Path) -> Self {
+        Self::load_skipping(src, &[])
+    }
+
+    /// Like [`Self::load`], skipping the data directories `data_dirs` too.
+    pub fn load_skipping(src: &Path, data_dirs: &[PathBuf]) -> Self {
         let Walked {
             files: listed,
             dirs,
-        } = walk(src);
+            unfollowed,
+        } = walk(src, data_dirs);
         // Reading a thousand small files is mostly system calls: on all cores.
         let read: Vec<_> = listed
             .par_iter()
@@ -219,6 +292,7 @@ impl SourceSnapshot {
             files,
             dirs,
             unreadable,
+            unfollowed,
         }
     }
 
@@ -254,6 +328,11 @@ impl SourceSnapshot {
     /// Files that were listed but could not be read: (path, message).
     pub fn unreadable(&self) -> &[(String, String)] {
         &self.unreadable
+    }
+
+    /// Symbolic links that were not followed (missing target, loop): (path, message).
+    pub fn unfollowed(&self) -> &[(String, String)] {
+        &self.unfollowed
     }
 
     /// Every file's relative path, sorted (layout detection looks at names only).
@@ -297,7 +376,7 @@ impl SourceSnapshot {
             .collect()
     }
 
-    /// Like [`list_files`]: names of the files directly in `dir`, sorted.
+    /// Names of the files directly in `dir`, sorted.
     pub fn list_files(&self, dir: &str) -> Vec<String> {
         let prefix = if dir.is_empty() {
             String::new()
@@ -314,7 +393,9 @@ impl SourceSnapshot {
             .collect()
     }
 
-    /// Like [`find_resource`], from the snapshot.
+    /// Where a resource name was found, or the relative paths that were tried:
+    /// in each of `dirs`, `name` as given, then with each of `extensions`
+    /// appended unless it already ends with one.
     pub fn find_resource(
         &self,
         dirs: &[&str],
@@ -339,7 +420,6 @@ mod tests {
         std::fs::write(root.join("tasksx"), "x").map_err(|e| e.to_string())?;
         let snap = SourceSnapshot::load(root);
         assert_eq!(snap.list_files("tasks"), ["a.md"]);
-        assert_eq!(snap.list_files("tasks"), list_files(root, "tasks"));
         assert_eq!(snap.text("tasks/a.md")?, "A");
         // Directories are known without asking the disk again.
         assert_eq!(snap.list_dirs(""), ["tasks"]);
@@ -352,7 +432,7 @@ mod tests {
         );
         assert_eq!(
             snap.find_resource(&["tasks"], "c", &[".md"]),
-            find_resource(root, &["tasks"], "c", &[".md"])
+            Err(vec!["tasks/c".to_string(), "tasks/c.md".to_string()])
         );
         assert_eq!(snap.hash().len(), 64);
         // Search order: each folder in turn, the name as given, then with
@@ -380,6 +460,71 @@ mod tests {
             Ok("data/x.md".to_string())
         );
         assert_eq!(SourceSnapshot::load(root).hash(), snap.hash());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_followed_and_loops_and_dead_links_reported() -> Result<(), String> {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (outside, root) = (dir.path().join("shared"), dir.path().join("src"));
+        let io = |e: std::io::Error| e.to_string();
+        std::fs::create_dir_all(outside.join("skill")).map_err(io)?;
+        std::fs::write(outside.join("skill/SKILL.md"), "S").map_err(io)?;
+        std::fs::write(outside.join("alpha.md"), "A").map_err(io)?;
+        std::fs::create_dir_all(root.join("agents/deep")).map_err(io)?;
+        symlink(outside.join("alpha.md"), root.join("agents/a.md")).map_err(io)?;
+        symlink(outside.join("skill"), root.join("skills")).map_err(io)?;
+        symlink(root.join("agents"), root.join("agents/deep/up")).map_err(io)?;
+        symlink(root.join("gone.md"), root.join("agents/dead.md")).map_err(io)?;
+        let snap = SourceSnapshot::load(&root);
+        assert_eq!(
+            snap.paths().collect::<Vec<_>>(),
+            ["agents/a.md", "skills/SKILL.md"]
+        );
+        assert_eq!(snap.text("agents/a.md")?, "A");
+        assert!(snap.is_dir("skills"));
+        let unfollowed: Vec<&str> = snap
+            .unfollowed()
+            .iter()
+            .map(|(rel, _)| rel.as_str())
+            .collect();
+        assert_eq!(unfollowed, ["agents/dead.md", "agents/deep/up"]);
+        assert!(
+            snap.unfollowed()[1].1.contains("loop"),
+            "{:?}",
+            snap.unfollowed()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn state_and_generated_bundles_are_not_sources() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let root = dir.path();
+        let io = |e: std::io::Error| e.to_string();
+        for rel in [
+            "agents/a.md",
+            ".bmad2pf/bmad2pf.db",
+            "out/bundle.json",
+            "out/manifest.json",
+            "out/prompts/a.md",
+            "notes/manifest.json",
+            "state/docs/s__prd.md",
+        ] {
+            std::fs::create_dir_all(root.join(rel).parent().unwrap_or(root)).map_err(io)?;
+            std::fs::write(root.join(rel), "x").map_err(io)?;
+        }
+        let snap = SourceSnapshot::load_skipping(
+            root,
+            &[root.join("state/docs"), root.join("missing"), "/".into()],
+        );
+        assert_eq!(
+            snap.paths().collect::<Vec<_>>(),
+            ["agents/a.md", "notes/manifest.json"]
+        );
+        assert_eq!(snap.list_dirs(""), ["agents", "notes", "state"]);
         Ok(())
     }
 }
