@@ -13,14 +13,21 @@ const ID: &str = "[A-Za-z0-9][A-Za-z0-9._-]{0,199}";
 /// In front of a pattern: no `..` anywhere.
 const NO_DOUBLE_DOT: &str = r"(?!.*\.\.)";
 
+/// In front of a story id (the end of the string): no `__`, no trailing `_`.
+const STORY_SEPARABLE: &str = "(?!.*__)(?!.*_$)";
+
 /// The kinds of id the API carries, each with its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
-    /// Workflow ids, and story ids that name no document: the id rule.
+    /// Workflow ids, and story ids that only filter a list of runs: the id rule.
     Plain,
-    /// A story id; its length limit depends on the ids it makes (see
-    /// `story_limit`), so the caller gives it.
+    /// A story id that a run or a readiness check makes ids from: the story
+    /// rule (no `__`, no trailing `_`); its length limit depends on the ids
+    /// it makes (see `story_limit`), so the caller gives it.
     Story,
+    /// A story id that makes no id with a length limit (listing a story's
+    /// documents, status records): the story rule, up to 200 characters.
+    AnyStory,
     /// A document id (or a document's name within a story): the id rule,
     /// `.md` optional (but not twice).
     Doc,
@@ -43,7 +50,14 @@ impl IdKind {
     pub fn schema(self, story_limit: usize) -> Value {
         let (pattern, max_length) = match self {
             Self::Plain => (format!("^{NO_DOUBLE_DOT}{ID}$"), MAX_ID_LEN),
-            Self::Story => (format!("^{NO_DOUBLE_DOT}{ID}$"), story_limit),
+            Self::Story => (
+                format!("^{NO_DOUBLE_DOT}{STORY_SEPARABLE}{ID}$"),
+                story_limit,
+            ),
+            Self::AnyStory => (
+                format!("^{NO_DOUBLE_DOT}{STORY_SEPARABLE}{ID}$"),
+                MAX_ID_LEN,
+            ),
             Self::Doc => (
                 format!(r"^(?!.*\.\.(?!md$))(?!.*\.md\.md$){ID}(\.md)?$"),
                 MAX_ID_LEN + ".md".len(),
@@ -53,7 +67,7 @@ impl IdKind {
                 MAX_ID_LEN,
             ),
             Self::MemoryScope => (
-                format!("^{NO_DOUBLE_DOT}(shared(:{ID})?|isolated:{ID}:{ID})$"),
+                format!("^{NO_DOUBLE_DOT}(shared(:{ID})?|isolated:{ID}:{STORY_SEPARABLE}{ID})$"),
                 "isolated::".len() + MAX_ISOLATED_LEN,
             ),
             Self::StatusAgent => (format!("^{NO_DOUBLE_DOT}{ID}(/{ID})*$"), MAX_ID_LEN),
@@ -61,5 +75,34 @@ impl IdKind {
             Self::Interrupt => ("^int-[0-9a-f]{16}$".to_string(), "int-".len() + 16),
         };
         json!({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ids::{MemoryScope, check_story_id};
+
+    fn accepts(schema: &Value, value: &str) -> bool {
+        jsonschema::validator_for(schema).is_ok_and(|v| v.is_valid(&json!(value)))
+    }
+
+    #[test]
+    fn story_schemas_accept_exactly_what_the_stores_accept() {
+        let samples = [
+            "Q", "Q_x", "Q__x", "Q_", "a.b-c_d", "a..b", "_a", "x___y", "9z", "a__",
+        ];
+        for kind in [IdKind::Story, IdKind::AnyStory] {
+            let schema = kind.schema(MAX_ID_LEN);
+            for value in samples {
+                let stored = check_story_id(value).is_ok();
+                assert_eq!(accepts(&schema, value), stored, "{kind:?} {value}");
+            }
+        }
+        let scope = IdKind::MemoryScope.schema(0);
+        for value in samples.map(|story| format!("isolated:pm:{story}")) {
+            let stored = MemoryScope::parse(&value).is_ok();
+            assert_eq!(accepts(&scope, &value), stored, "{value}");
+        }
     }
 }

@@ -378,6 +378,8 @@ async fn at_start_stale_files_are_rewritten_and_edits_and_new_files_stored() -> 
     std::fs::remove_file(file_of(dir.path(), "S1__lost"))?;
     std::fs::write(file_of(dir.path(), "S1__new"), "written by hand")?;
     std::fs::write(dir.path().join("docs/.hidden.md"), "not a document")?;
+    // Not the file of document `S1__more` (that is `S1__more.md`).
+    std::fs::write(dir.path().join("docs/S1__more.md.md"), "not a document")?;
 
     let docs = docs_in(dir.path()).await?;
     assert_eq!(

@@ -106,8 +106,22 @@ fn check_id(kind: &'static str, value: &str, extra: &[char]) -> Result<(), IdErr
 /// Checks a story id (used in document names, scopes and workflow records).
 /// Public so that the server can refuse a bad story id (400 `invalid_id`)
 /// before it reaches the engine, wherever the id comes from.
+///
+/// A story id prefixes the ids made from it (`{story}__{name}` documents,
+/// `{flow}__{story}` workflows), so it may not contain `__` nor end with
+/// `_`: each such id then splits one way only, and no story's documents
+/// or workflows can pass for another's (`Q_` + `prd` would be `Q___prd`,
+/// which reads as story `Q`).
 pub fn check_story_id(value: &str) -> Result<(), IdError> {
-    check_id("story id", value, &[])
+    check_id("story id", value, &[])?;
+    if value.contains("__") || value.ends_with('_') {
+        return Err(IdError::new(
+            "story id",
+            value,
+            "must not contain `__` nor end with `_` (`__` separates a story id from the names joined to it)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an agent id as it appears in orchestration status records, where
@@ -195,11 +209,12 @@ impl DocId {
     }
 
     /// Whether this document belongs to `story_id` by the naming convention
-    /// `{story_id}__{name}`.
+    /// `{story_id}__{name}`, where the name starts with a letter or digit.
     pub fn belongs_to_story(&self, story_id: &str) -> bool {
         self.0
             .strip_prefix(story_id)
-            .is_some_and(|rest| rest.starts_with("__"))
+            .and_then(|rest| rest.strip_prefix("__"))
+            .is_some_and(|name| name.starts_with(|c: char| c.is_ascii_alphanumeric()))
     }
 }
 
@@ -447,6 +462,23 @@ mod tests {
         assert_eq!(id.as_ref().map(|d| d.belongs_to_story("S1")), Ok(true));
         assert_eq!(id.as_ref().map(|d| d.belongs_to_story("S")), Ok(false));
         assert_eq!(id.as_ref().map(|d| d.belongs_to_story("S1__p")), Ok(false));
+        let id = DocId::parse("S1___prd").map_err(|e| e.to_string());
+        assert_eq!(id.as_ref().map(|d| d.belongs_to_story("S1")), Ok(false));
+    }
+
+    #[test]
+    fn story_ids_split_one_way_only() {
+        for bad in ["Q__x", "Q_", "a__", "x___y"] {
+            let err = check_story_id(bad).map_err(|e| e.reason);
+            assert!(
+                err.as_ref().is_err_and(|r| r.contains("`__`")),
+                "{bad}: {err:?}"
+            );
+            assert!(doc_id(bad, "prd").is_err() && MemoryScope::isolated("pm", bad).is_err());
+        }
+        for good in ["Q", "Q_x", "story-1_a.b", "A_b_c"] {
+            assert_eq!(check_story_id(good), Ok(()), "{good}");
+        }
     }
 
     #[test]

@@ -275,6 +275,7 @@ impl DocStore for RedisDocStore {
         let ids: Vec<DocId> = listed
             .iter()
             .filter_map(|id| DocId::parse(id).ok())
+            .filter(|id| story_id.is_none_or(|story| id.belongs_to_story(story)))
             .collect();
         if ids.is_empty() {
             return Ok(Vec::new());

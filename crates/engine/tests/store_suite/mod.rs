@@ -82,6 +82,10 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     docs.put(&doc("S10__prd")?, "prefix lookalike", DocWriter::Api)
         .await?;
     docs.put(&doc("notes")?, "no story", DocWriter::Api).await?;
+    // Ids that start like S1's but belong to no story (`S1_` and `S1__x`
+    // are not story ids).
+    docs.put(&doc("S1___prd")?, "no story", DocWriter::Api)
+        .await?;
 
     let all: Vec<String> = docs
         .list(None)
@@ -91,7 +95,14 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
         .collect();
     assert_eq!(
         all,
-        ["S10__prd", "S1__empty", "S1__prd", "S2__prd", "notes"]
+        [
+            "S10__prd",
+            "S1___prd",
+            "S1__empty",
+            "S1__prd",
+            "S2__prd",
+            "notes"
+        ]
     );
     let s1: Vec<String> = docs
         .list(Some("S1"))
@@ -101,8 +112,10 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
         .collect();
     assert_eq!(s1, ["S1__empty", "S1__prd"]);
     assert!(docs.list(Some("none")).await?.is_empty());
-    let bad_story = docs.list(Some("../S1")).await.err().map(|e| e.code());
-    assert_eq!(bad_story, Some("invalid_id"));
+    for bad_story in ["../S1", "S1_", "S1__x"] {
+        let refused = docs.list(Some(bad_story)).await.err().map(|e| e.code());
+        assert_eq!(refused, Some("invalid_id"), "{bad_story}");
+    }
 
     assert!(docs.delete(&prd).await?);
     assert!(!docs.delete(&prd).await?);

@@ -504,7 +504,8 @@ impl DocStore for SqliteDocStore {
         if let Some(story) = story_id {
             check_story_id(story)?;
         }
-        let prefix = story_id.map(|story| format!("{story}__"));
+        let story_id = story_id.map(str::to_string);
+        let prefix = story_id.as_ref().map(|story| format!("{story}__"));
         let dir = Arc::clone(&self.dir);
         self.db
             .read(move |conn| {
@@ -529,6 +530,9 @@ impl DocStore for SqliteDocStore {
                     .into_iter()
                     .filter_map(|(id, bytes, modified)| {
                         let id = DocId::parse(&id).ok()?;
+                        if story_id.as_ref().is_some_and(|s| !id.belongs_to_story(s)) {
+                            return None;
+                        }
                         Some((
                             id.to_string(),
                             DocMeta {
@@ -542,9 +546,9 @@ impl DocStore for SqliteDocStore {
                 // Files made by hand that no read has stored yet are
                 // documents too.
                 for file in mirror::list(&dir)? {
-                    if prefix
+                    if story_id
                         .as_ref()
-                        .is_some_and(|p| !file.id.as_str().starts_with(p.as_str()))
+                        .is_some_and(|s| !file.id.belongs_to_story(s))
                     {
                         continue;
                     }

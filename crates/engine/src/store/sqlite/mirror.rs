@@ -87,7 +87,11 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<FoundFile>, StoreError> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".md")) else {
             continue;
         };
+        // Only the file a document's id names (`zz.md.md` is no document's).
         let Ok(id) = DocId::parse(stem) else { continue };
+        if id.as_str() != stem {
+            continue;
+        }
         let Ok(metadata) = entry.metadata() else {
             continue;
         };
