@@ -16,9 +16,13 @@ pub enum EngineError {
     /// The bundle has no agent of that id (404).
     #[error("unknown agent `{0}`")]
     UnknownAgent(String),
-    /// The request is well-formed JSON but not acceptable, e.g. a bad story id (422).
-    #[error("{0}")]
-    InvalidRequest(String),
+    /// The request is well-formed JSON but a field of it is not acceptable,
+    /// e.g. a negative budget (422; `field` is its path, as `budget.usd`).
+    #[error("{message}")]
+    InvalidRequest {
+        field: &'static str,
+        message: String,
+    },
     /// The story id is valid but too long for an id the request would make
     /// (a document's, an isolated memory scope's); see `story_limit` (400).
     #[error(
@@ -105,7 +109,7 @@ impl EngineError {
         let code = match self {
             Self::UnknownFlow(_) => EngineErrorCode::UnknownFlow,
             Self::UnknownAgent(_) => EngineErrorCode::UnknownAgent,
-            Self::InvalidRequest(_) => EngineErrorCode::InvalidRequest,
+            Self::InvalidRequest { .. } => EngineErrorCode::InvalidRequest,
             Self::StoryIdTooLong { .. } => EngineErrorCode::InvalidId,
             Self::RunInProgress { .. } => EngineErrorCode::RunInProgress,
             Self::QueueFull(_) => EngineErrorCode::QueueFull,

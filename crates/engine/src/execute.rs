@@ -230,7 +230,10 @@ pub(crate) async fn readiness(
         .agent(agent_id)
         .ok_or_else(|| EngineError::UnknownAgent(agent_id.to_string()))?;
     let exists = |name: String| async move {
-        let id = doc_id(story_id, &name).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let id = doc_id(story_id, &name).map_err(|e| EngineError::InvalidRequest {
+            field: "story_id",
+            message: e.to_string(),
+        })?;
         Ok::<bool, EngineError>(core.docs.meta(&id).await?.is_some())
     };
     let mut missing_docs = Vec::new();

@@ -46,7 +46,7 @@ pub fn refused(error: EngineError) -> Result<CallToolResult, McpError> {
         }
         EngineError::UnknownFlow(_)
         | EngineError::UnknownAgent(_)
-        | EngineError::InvalidRequest(_)
+        | EngineError::InvalidRequest { .. }
         | EngineError::StoryIdTooLong { .. }
         | EngineError::UnknownRun(_)
         | EngineError::InvalidRunId(_)

@@ -200,8 +200,9 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownFlow(_) | EngineError::UnknownAgent(_) => {
                 Self::new(StatusCode::NOT_FOUND, code, error.to_string())
             }
-            EngineError::InvalidRequest(message) => {
+            EngineError::InvalidRequest { field, message } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+                    .with_details(json!({ "field": field }))
             }
             EngineError::BudgetUnenforceable(ref model) => {
                 let details = json!({ "field": "budget.usd", "model": model });
@@ -325,7 +326,11 @@ mod tests {
                 "unknown_flow",
             ),
             (
-                EngineError::InvalidRequest("story_id: bad".into()).into(),
+                EngineError::InvalidRequest {
+                    field: "story_id",
+                    message: "story_id: bad".into(),
+                }
+                .into(),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
             ),

@@ -516,6 +516,20 @@ async fn a_budget_stops_the_run_and_a_dollar_budget_needs_prices() -> TestResult
     )
     .await?;
     assert_eq!(body["error"]["details"]["model"], "gpt-4o-mini");
+
+    let negative = server
+        .client
+        .post(server.url("/runs"))
+        .json(&json!({"flow": "default", "story_id": "neg", "budget": {"usd": -1}}))
+        .send()
+        .await?;
+    let body = assert_error(
+        negative,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await?;
+    assert_eq!(body["error"]["details"]["field"], "budget.usd", "{body}");
     server.stop().await;
     Ok(())
 }

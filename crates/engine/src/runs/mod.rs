@@ -121,13 +121,15 @@ impl Budget {
     }
 
     /// Why this budget cannot be one (a negative or infinite amount, more
-    /// tokens than the documented limit), if so.
-    pub fn problem(&self) -> Option<String> {
+    /// tokens than the documented limit), if so: the field and the reason.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
         if self.usd.is_some_and(|usd| !usd.is_finite() || usd < 0.0) {
-            return Some("`budget.usd` must be a number of dollars, 0 or more".into());
+            let message = "`budget.usd` must be a number of dollars, 0 or more";
+            return Some(("budget.usd", message.into()));
         }
         if self.tokens.is_some_and(|tokens| tokens > i64::MAX as u64) {
-            return Some(format!("`budget.tokens` must be at most {}", i64::MAX));
+            let message = format!("`budget.tokens` must be at most {}", i64::MAX);
+            return Some(("budget.tokens", message));
         }
         None
     }

@@ -384,8 +384,8 @@ impl Runner {
     /// defaults of runtime.yaml `runs`. A budget in dollars needs a price
     /// for every model the flow's agents use (else `budget_unenforceable`).
     fn budget_of(&self, request: &RunRequest) -> Result<Option<Budget>, EngineError> {
-        if let Some(problem) = request.budget.as_ref().and_then(Budget::problem) {
-            return Err(EngineError::InvalidRequest(problem));
+        if let Some((field, message)) = request.budget.as_ref().and_then(Budget::problem) {
+            return Err(EngineError::InvalidRequest { field, message });
         }
         let config = &self.core.config;
         let budget = request
