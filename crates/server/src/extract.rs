@@ -110,29 +110,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     parsed.map_err(
         |(path, inner)| match serde_json::from_slice::<Value>(bytes) {
-            Err(error) if is_too_deep(&error) => too_deep(&error),
             Err(syntax) => malformed_json(&syntax),
             Ok(_) => schema_violation(&path, &inner),
         },
     )
-}
-
-/// Whether serde_json stopped at its nesting limit (128 levels), which it
-/// reports as a syntax error although the text may be valid JSON.
-fn is_too_deep(error: &serde_json::Error) -> bool {
-    error.to_string().starts_with("recursion limit exceeded")
-}
-
-/// 422 `invalid_request` for a body nested deeper than can be read: like any
-/// value nested too deep (a memory value past its limit), not malformed.
-fn too_deep(error: &serde_json::Error) -> ApiError {
-    let details = json!({ "field": ".", "line": error.line(), "column": error.column() });
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request",
-        format!("the body is nested too deeply to be read: {error}"),
-    )
-    .with_details(details)
 }
 
 /// 400 `malformed_json` with the parser's position.
@@ -271,18 +252,6 @@ mod tests {
         ));
         let unknown = parse_json::<Body>(br#"{"flow": "a", "flwo": 1}"#).err();
         assert!(unknown.is_some_and(|e| e.message.contains("flwo")));
-    }
-
-    #[test]
-    fn nesting_past_the_parser_limit_is_422_not_malformed() {
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        let refused = parse_json::<Value>(deep.as_bytes())
-            .err()
-            .map(|e| (e.status, e.code, e.details));
-        assert!(
-            matches!(&refused, Some((StatusCode::UNPROCESSABLE_ENTITY, code, Some(d))) if *code == "invalid_request" && d["field"] == "."),
-            "{refused:?}"
-        );
     }
 
     #[test]
