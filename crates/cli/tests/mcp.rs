@@ -7,7 +7,11 @@
 //! an interactive run whose question is answered, a second run of a
 //! story's flow refused while the first waits, a run polled with `get_run`
 //! after the call's wait limit, stateless execute, and bad arguments
-//! answered with MCP errors while the server keeps serving.
+//! answered with MCP errors while the server keeps serving. Raw lines and
+//! bodies then test what the SDK's client never sends: notifications before
+//! `initialize`, params that do not fit their method, malformed HTTP
+//! bodies; and the stdio server's shutdown on a closed stdin or SIGTERM,
+//! which must leave no run `running`.
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ErrorCode, ProgressNotificationParam,
@@ -478,5 +482,272 @@ async fn over_http_mcp_needs_the_key_and_serves_the_same() -> TestResult {
     let client = recorder.clone().serve(transport).await?;
     exercise(&client, &recorder).await?;
     client.cancel().await?;
+    Ok(())
+}
+
+/// `bmad2pf mcp` driven line by line, for what the SDK's client never sends.
+struct RawStdio {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    replies: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RawStdio {
+    fn start(cwd: &Path, env: &[(&str, &str)]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_bmad2pf"))
+            .current_dir(cwd)
+            .arg("mcp")
+            .arg("--src")
+            .arg(planning())
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let replies = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        Ok(Self {
+            child,
+            stdin,
+            replies,
+        })
+    }
+
+    async fn send(&mut self, message: Value) -> TestResult {
+        let stdin = self.stdin.as_mut().ok_or("stdin is closed")?;
+        tokio::io::AsyncWriteExt::write_all(stdin, format!("{message}\n").as_bytes()).await?;
+        Ok(())
+    }
+
+    /// The next message the server writes.
+    async fn reply(&mut self) -> Result<Value, Box<dyn std::error::Error>> {
+        let line =
+            tokio::time::timeout(std::time::Duration::from_secs(30), self.replies.next_line())
+                .await??
+                .ok_or("the server closed stdout")?;
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    async fn initialize(&mut self) -> Result<Value, Box<dyn std::error::Error>> {
+        self.send(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+        )
+        .await?;
+        let reply = self.reply().await?;
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        Ok(reply)
+    }
+
+    /// The answer to one request.
+    async fn request(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Box<dyn std::error::Error>> {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await?;
+        let reply = self.reply().await?;
+        assert_eq!(reply["id"], id, "{reply}");
+        Ok(reply)
+    }
+
+    /// Closes stdin and waits for the process to exit.
+    async fn close(&mut self) -> Result<std::process::ExitStatus, Box<dyn std::error::Error>> {
+        drop(self.stdin.take());
+        self.exit().await
+    }
+
+    async fn exit(&mut self) -> Result<std::process::ExitStatus, Box<dyn std::error::Error>> {
+        Ok(tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait()).await??)
+    }
+}
+
+#[tokio::test]
+async fn over_stdio_notifications_before_initialize_and_malformed_params_stop_nothing() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let mut server = RawStdio::start(dir.path(), &[])?;
+    // What some clients send too early: the SDK's handshake ended the
+    // process on it (exit 2).
+    server
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await?;
+    server
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}))
+        .await?;
+    // An initialize refused for its params, then the notification anyway.
+    let refused = server
+        .request(1, "initialize", json!({"protocolVersion": "2025-06-18"}))
+        .await?;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    server
+        .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await?;
+    let initialized = server.initialize().await?;
+    assert_eq!(
+        initialized["result"]["serverInfo"]["name"], "bmad2pf",
+        "{initialized}"
+    );
+
+    // Params that do not fit a known method: invalid params, to the id
+    // (they were "method not found", or an answer without the id).
+    for (id, method, params) in [
+        (2, "tools/call", Value::Null),
+        (3, "tools/call", json!({"arguments": {}})),
+        (
+            4,
+            "tools/call",
+            json!({"name": "get_run", "arguments": [1]}),
+        ),
+        (5, "tools/call", json!("x")),
+        (6, "tools/list", json!([1, 2])),
+        (7, "resources/read", json!({})),
+        (8, "resources/read", json!({"uri": 5})),
+        (9, "tools/list", json!({"cursor": 5})),
+        (10, "tools/list", json!({"cursor": "next"})),
+        (11, "resources/list", json!({"cursor": "next"})),
+        (12, "resources/templates/list", json!({"cursor": "next"})),
+    ] {
+        let reply = server.request(id, method, params.clone()).await?;
+        assert_eq!(reply["error"]["code"], -32602, "{method} {params}: {reply}");
+        assert!(reply["error"]["data"]["problems"].is_array(), "{reply}");
+    }
+    // Tool arguments that fit the schema: 1.0 is an integer.
+    let polled = server
+        .request(
+            13,
+            "tools/call",
+            json!({"name": "list_runs", "arguments": {"limit": 1.0}}),
+        )
+        .await?;
+    assert_eq!(polled["result"]["isError"], false, "{polled}");
+    let too_big = server
+        .request(14, "tools/call", json!({"name": "read_document",
+            "arguments": {"story_id": "s", "name": "prd", "version": 18_446_744_073_709_551_615_u64}}))
+        .await?;
+    assert_eq!(too_big["error"]["code"], -32602, "{too_big}");
+    assert!(too_big["error"]["data"]["problems"].is_array(), "{too_big}");
+
+    let pong = server.request(15, "ping", json!({})).await?;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    assert!(server.close().await?.success());
+    Ok(())
+}
+
+/// The status of `run_id` as another process on `cwd`'s store sees it.
+async fn stored_run(cwd: &Path, run_id: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    let mut other = RawStdio::start(cwd, &[])?;
+    other.initialize().await?;
+    let reply = other
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "get_run", "arguments": {"run_id": run_id}}),
+        )
+        .await?;
+    other.close().await?;
+    Ok(reply["result"]["structuredContent"].clone())
+}
+
+/// Starts a `run_brief` that is still going when the call answers.
+async fn start_a_run(server: &mut RawStdio) -> Result<String, Box<dyn std::error::Error>> {
+    server.initialize().await?;
+    let started = server
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "run_brief",
+            "arguments": {"story_id": "s1", "input": "an idea", "wait_s": 0}}),
+        )
+        .await?;
+    let run = &started["result"]["structuredContent"];
+    assert!(
+        run["status"] == "queued" || run["status"] == "running",
+        "{started}"
+    );
+    Ok(run["run_id"].as_str().ok_or("a run id")?.to_string())
+}
+
+#[tokio::test]
+async fn over_stdio_a_closed_stdin_lets_running_runs_end_before_the_exit() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut server = RawStdio::start(dir.path(), &[("BMAD2PF_LLM_MOCK_LATENCY_MS", "1500")])?;
+    let run_id = start_a_run(&mut server).await?;
+    // The client goes away: the run gets runs.shutdown_grace_s (30 s) to
+    // end, and does; it was left `running`, its claim held.
+    assert!(server.close().await?.success());
+    let run = stored_run(dir.path(), &run_id).await?;
+    assert_eq!(run["status"], "success", "{run}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_stdio_sigterm_marks_the_runs_that_outlast_the_grace() -> TestResult {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir()?;
+    let mut server = RawStdio::start(
+        dir.path(),
+        &[
+            ("BMAD2PF_LLM_MOCK_LATENCY_MS", "60000"),
+            ("BMAD2PF_RUNS_SHUTDOWN_GRACE_S", "1"),
+        ],
+    )?;
+    let run_id = start_a_run(&mut server).await?;
+    let pid = server.child.id().ok_or("no pid")?;
+    kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
+    assert!(server.exit().await?.success());
+    let run = stored_run(dir.path(), &run_id).await?;
+    assert_eq!(run["status"], "error", "{run}");
+    assert_eq!(run["error_code"], "interrupted_by_restart", "{run}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_http_a_malformed_body_is_400_with_a_json_rpc_error() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = serve(dir.path(), false)?;
+    let url = format!("{}/mcp", server.base);
+    let client = common::http_client()?;
+    for (body, code) in [
+        (&b"not json"[..], -32700),
+        (b"{\"a\":\"\xff\"}", -32700),
+        (b"", -32700),
+        (b"{\"foo\":1}", -32600),
+        (
+            b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]",
+            -32600,
+        ),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":\"x\"}",
+            -32602,
+        ),
+    ] {
+        let answer = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await?;
+        let shown = String::from_utf8_lossy(body).into_owned();
+        assert_eq!(answer.status(), reqwest::StatusCode::BAD_REQUEST, "{shown}");
+        let error: Value = answer.json().await?;
+        assert_eq!(error["jsonrpc"], "2.0", "{shown}: {error}");
+        assert_eq!(error["error"]["code"], code, "{shown}: {error}");
+        if code == -32602 {
+            assert_eq!(error["id"], 7, "{error}");
+        }
+    }
+    // The right body still reaches the SDK.
+    assert_eq!(
+        initialize(&url, None).await?.status(),
+        reqwest::StatusCode::OK
+    );
     Ok(())
 }

@@ -46,7 +46,8 @@ pub enum IdKind {
 
 impl IdKind {
     /// The JSON schema of this kind of id; `story_limit` is the longest
-    /// story id accepted where the id is a story id.
+    /// story id accepted where the id is a [`Self::Story`] (other kinds
+    /// ignore it).
     pub fn schema(self, story_limit: usize) -> Value {
         let (pattern, max_length) = match self {
             Self::Plain => (format!("^{NO_DOUBLE_DOT}{ID}$"), MAX_ID_LEN),

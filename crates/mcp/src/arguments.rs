@@ -54,16 +54,53 @@ impl Arguments {
         }
         Ok(Self {
             tool: name.to_string(),
-            value,
+            value: integral_floats_as_integers(value),
         })
     }
 
-    /// The arguments as the tool's request type.
+    /// The arguments as the tool's request type. The schema check has
+    /// passed, so this fails only on a bug: a schema that lets through what
+    /// the type does not take.
     pub fn read<T: DeserializeOwned>(self) -> Result<T, McpError> {
         serde_json::from_value(self.value).map_err(|e| {
-            McpError::invalid_params(format!("invalid arguments for `{}`: {e}", self.tool), None)
+            McpError::invalid_params(
+                format!("invalid arguments for `{}`: {e}", self.tool),
+                Some(json!({"tool": self.tool, "problems": [{"path": "", "message": e.to_string()}]})),
+            )
         })
     }
+}
+
+/// `value` with every float that is a whole number (`1.0`) as that integer.
+/// JSON Schema counts `1.0` as an integer, so a client may send it for an
+/// `integer` argument; the tools' types read integers only.
+fn integral_floats_as_integers(value: Value) -> Value {
+    match value {
+        Value::Number(number) => Value::Number(whole_number(&number).unwrap_or(number)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(integral_floats_as_integers).collect())
+        }
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, integral_floats_as_integers(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// `number` as an integer, when it is a float that is exactly one.
+fn whole_number(number: &serde_json::Number) -> Option<serde_json::Number> {
+    // Floats this large are not exact; 2^53 is where integers stop being so.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let float = number.as_f64().filter(|_| number.is_f64())?;
+    if float.fract() != 0.0 || float.abs() > EXACT {
+        return None;
+    }
+    // Exact: a whole float within ±2^53 converts without loss.
+    let integer = float as i64;
+    Some(serde_json::Number::from(integer))
 }
 
 #[cfg(test)]
@@ -97,6 +134,39 @@ mod tests {
         let request: Request =
             Arguments::check("t", &tool(), object(json!({"story_id": "abc"})))?.read()?;
         assert_eq!(request.story_id, "abc");
+        Ok(())
+    }
+
+    #[test]
+    fn a_whole_float_is_read_as_the_integer_it_is() -> Result<(), McpError> {
+        #[derive(serde::Deserialize)]
+        struct Request {
+            n: u64,
+        }
+        let arguments = object(json!({"story_id": "abc", "n": 3.0}));
+        let request: Request = Arguments::check("t", &tool(), arguments)?.read()?;
+        assert_eq!(request.n, 3);
+        assert!(
+            Arguments::check("t", &tool(), object(json!({"story_id": "a", "n": 1.5}))).is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_type_the_schema_let_through_is_refused_with_its_problems() -> Result<(), McpError> {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Request {
+            n: u8,
+        }
+        let arguments = object(json!({"story_id": "abc", "n": 300}));
+        let refused = Arguments::check("t", &tool(), arguments)?.read::<Request>();
+        let Err(error) = refused else {
+            panic!("300 is no u8")
+        };
+        assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        let data = error.data.unwrap_or_default();
+        assert!(data["problems"][0]["message"].is_string(), "{data}");
         Ok(())
     }
 

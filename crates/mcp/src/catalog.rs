@@ -28,6 +28,11 @@ pub const MAX_WAIT_S: u64 = 300;
 /// How long `run_<flow>` and `answer_question` wait by default: below the
 /// one-minute request timeout common among MCP clients.
 pub const DEFAULT_RUN_WAIT_S: u64 = 50;
+
+/// The largest integer every JSON reader holds exactly (2^53 - 1), the
+/// bound of an integer argument that has no smaller one: a larger number
+/// would be read as a float, and then not fit the integer the tool takes.
+const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
 /// Longest tool name MCP allows.
 const MAX_TOOL_NAME: usize = 128;
 
@@ -286,9 +291,9 @@ fn answer_question_tool() -> Tool {
 
 fn read_document_tool() -> Tool {
     let properties = json!({
-        "story_id": described(IdKind::Plain.schema(MAX_ID_LEN), "The story the document belongs to."),
+        "story_id": described(IdKind::AnyStory.schema(0), "The story the document belongs to."),
         "name": described(IdKind::Doc.schema(0), "The document's name within the story (`prd` or `prd.md`)."),
-        "version": {"type": "integer", "minimum": 1,
+        "version": {"type": "integer", "minimum": 1, "maximum": MAX_EXACT_INTEGER,
             "description": "One version of it (1 is the first); the latest without."},
     });
     Tool::new(

@@ -26,16 +26,26 @@
 //! - `errors.rs`: engine errors as MCP errors or as failed tool results.
 //! - `transport.rs`: the two ways to serve it — [`serve_stdio`] and
 //!   [`streamable_http_service`] (mounted by the HTTP server).
+//! - `incoming.rs`: what a client sends, checked before the SDK sees it
+//!   (params of known methods, JSON that is no JSON-RPC message), so each
+//!   request is answered with its id; `stdio.rs`: the stdio transport over
+//!   it, which also drops notifications until the session has begun (the
+//!   SDK's handshake would end the session on one); `http.rs`: `/mcp`'s
+//!   service over it, 400 with a JSON-RPC error for a malformed body.
 
 mod arguments;
 mod catalog;
 mod documents;
 mod errors;
 mod execute;
+mod http;
+mod incoming;
 mod report;
 mod runs;
 mod server;
+mod stdio;
 mod transport;
 
+pub use http::McpHttpService;
 pub use server::{EngineSource, McpServer};
 pub use transport::{serve_stdio, streamable_http_service};

@@ -90,6 +90,23 @@ impl McpServer {
     }
 }
 
+/// Every list of this server comes in one page and no cursor is ever
+/// handed out, so any cursor a client sends is invalid (the MCP spec asks
+/// for `invalid params` then).
+fn refuse_cursor(request: Option<PaginatedRequestParams>) -> Result<(), McpError> {
+    match request.and_then(|request| request.cursor) {
+        Some(cursor) => Err(McpError::invalid_params(
+            format!(
+                "unknown cursor `{cursor}`: this server lists everything in one page and hands out no cursors"
+            ),
+            Some(serde_json::json!({
+                "problems": [{"path": "/params/cursor", "message": "unknown cursor"}],
+            })),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -106,9 +123,10 @@ impl ServerHandler for McpServer {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        refuse_cursor(request)?;
         guarded(async {
             let catalog = Catalog::of(&self.engines.engine());
             Ok(ListToolsResult::with_all_items(catalog.tools()))
@@ -126,9 +144,10 @@ impl ServerHandler for McpServer {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        refuse_cursor(request)?;
         guarded(async {
             let resources = documents::list(&self.engines.engine()).await?;
             Ok(ListResourcesResult::with_all_items(resources))
@@ -138,9 +157,10 @@ impl ServerHandler for McpServer {
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        refuse_cursor(request)?;
         Ok(ListResourceTemplatesResult::with_all_items(vec![
             documents::template(),
         ]))

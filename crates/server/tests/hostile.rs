@@ -397,12 +397,6 @@ async fn mcp_transport_errors_say_what_was_wrong() -> TestResult {
     // status's generic message (`no such route` of a route that exists).
     let cases = [
         (
-            mcp().body("{"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "deserialize request body",
-        ),
-        (
             mcp().header("mcp-session-id", "gone").body(list),
             StatusCode::NOT_FOUND,
             "not_found",
@@ -426,6 +420,11 @@ async fn mcp_transport_errors_say_what_was_wrong() -> TestResult {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(reason), "{status}: {message}");
     }
+    // A JSON body that cannot be read is a JSON-RPC parse error (400).
+    let unreadable = mcp().body("{").send().await?;
+    assert_eq!(unreadable.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = unreadable.json().await?;
+    assert_eq!(body["error"]["code"], -32700, "{body}");
     assert_alive(&server).await?;
     server.stop().await;
     Ok(())
