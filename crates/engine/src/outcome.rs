@@ -92,7 +92,7 @@ pub enum AgentRunStatus {
     Fallback,
     /// Asked a person and waits for the answer (SPEC 8.3).
     Interrupted,
-    /// Waited for a person when its run was cancelled.
+    /// Its run was cancelled while it ran, or waited for a person.
     Cancelled,
 }
 

@@ -718,6 +718,18 @@ async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
         .await
         .expect("wait");
     assert_eq!(ended.outcome.status, RunStatus::Cancelled, "{ended:#?}");
+    // The agent that was running ended too, and said so.
+    let slow = ended.outcome.results.get("slow").map(|r| r.status);
+    assert_eq!(slow, Some(AgentRunStatus::Cancelled), "{ended:#?}");
+    let mut events = engine.follow_run(&run_id, 0).await.expect("events");
+    let mut progress = Vec::new();
+    while let Some(event) = events.recv().await {
+        if event.event == "progress" {
+            let data: serde_json::Value = serde_json::from_str(&event.data).expect("JSON");
+            progress.push(format!("{} {}", data["agent"], data["status"]));
+        }
+    }
+    assert_eq!(progress, [r#""slow" "started""#, r#""slow" "cancelled""#]);
     // Cancelling again answers the run; the story is free.
     assert!(matches!(
         engine.cancel_run(&run_id).await,
@@ -729,6 +741,37 @@ async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
     )
     .await;
     assert!(matches!(probe, Ok(Ok(_))), "{probe:?}");
+}
+
+#[tokio::test]
+async fn a_damaged_run_is_left_out_of_the_listing_and_hides_no_other() {
+    let project = project(&files(&[agent("solo", "")], &[]));
+    let config = project.config();
+    let engine = project.engine_with(config.clone()).await;
+    let mut ids = Vec::new();
+    for story in ["d1", "d2"] {
+        let ran = engine
+            .run(run("default", story), RunMode::Headless, None)
+            .await;
+        ids.push(ran.expect("run").outcome.run_id);
+    }
+    let database = Path::new(&config.memory.path).join(bmad2pf_engine::store::DATABASE_FILE);
+    let raw = rusqlite::Connection::open(database).expect("open");
+    let damaged = raw.execute(
+        "UPDATE runs SET body = 'not JSON' WHERE run_id = ?1",
+        [&ids[0]],
+    );
+    assert_eq!(damaged.ok(), Some(1));
+    let filter = bmad2pf_engine::runs::RunFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = engine.list_runs(filter).await.expect("list").runs;
+    let listed: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(listed, [ids[1].as_str()]);
+    // Read by id, the damaged one says what is wrong with it.
+    let read = engine.get_run(&ids[0]).await.err().map(|e| e.code());
+    assert_eq!(read, Some("storage_corrupt"));
 }
 
 #[tokio::test]

@@ -343,6 +343,33 @@ async fn cancelling_an_interrupted_run_closes_its_questions_and_frees_the_story(
     Ok(())
 }
 
+#[tokio::test]
+async fn a_run_cancelled_after_its_answer_leaves_no_agent_waiting() -> TestResult {
+    let dir = project()?;
+    let server = VendorServer::start(vec![asks(json!({"prompt": "Scope?"})), Reply::Hang]).await;
+    let engine = engine(&dir, &server).await?;
+    let waiting = waits_for_a_person(&engine, request("s5")).await?;
+    let run_id = waiting.outcome.run_id;
+    let question = waiting.interrupts[0].id.clone();
+    engine
+        .resume_run(&run_id, &answer(&question, "web"), None)
+        .await?;
+    // The answered agent talks with its model again (which never answers).
+    while server.requests().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.cancel_run(&run_id).await?;
+    let ended = settled(&engine, &run_id).await?;
+    assert_eq!(ended.outcome.status, RunStatus::Cancelled, "{ended:#?}");
+    assert_eq!(ended.interrupts[0].status, InterruptStatus::Answered);
+    assert_eq!(
+        ended.outcome.results["pm"].status,
+        AgentRunStatus::Cancelled,
+        "{ended:#?}"
+    );
+    Ok(())
+}
+
 /// [`project`] with a `gated` flow: `workflow` lists its steps.
 fn gated_project(steps: &str) -> Result<tempfile::TempDir, std::io::Error> {
     let dir = project()?;

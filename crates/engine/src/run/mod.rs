@@ -29,7 +29,9 @@ mod sequence;
 
 use crate::core::Core;
 use crate::failure::HaltCode;
-use crate::outcome::{AgentResult, AgentRunStatus, RunEvent, RunOutcome, RunRequest, RunStatus};
+use crate::outcome::{
+    AgentResult, AgentRunStatus, ProgressStatus, RunEvent, RunOutcome, RunRequest, RunStatus,
+};
 use crate::runs::interrupts::{Interrupt, InterruptStatus, OpenQuestion};
 use crate::runs::{Budget, EventLog, RunMode};
 use crate::store::{
@@ -59,6 +61,9 @@ pub(crate) struct RunContext {
     pub mode: RunMode,
     /// The questions answered on assumptions (headless).
     open_questions: std::sync::Mutex<Vec<OpenQuestion>>,
+    /// The agents running now, with their step (from their progress events):
+    /// a cancel ends each of them `cancelled`.
+    running: std::sync::Mutex<BTreeMap<String, String>>,
     /// The run's event log: numbered, stored, followed by clients.
     pub log: EventLog,
     /// Who started the run in this process and watches it (the CLI's progress).
@@ -78,6 +83,20 @@ impl RunContext {
     /// Logs an event of the run and shows it to the observer; an observer
     /// that went away is ignored.
     pub fn emit(&self, event: RunEvent) {
+        if let RunEvent::Progress {
+            agent,
+            step,
+            status,
+            ..
+        } = &event
+        {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            if *status == ProgressStatus::Started {
+                running.insert(agent.clone(), step.clone());
+            } else {
+                running.remove(agent);
+            }
+        }
         if let Some(observer) = &self.observer {
             let _ = observer.send(event.clone());
         }
@@ -302,6 +321,7 @@ pub(crate) async fn run_flow(
             force: request.force,
             mode,
             open_questions: std::sync::Mutex::default(),
+            running: std::sync::Mutex::default(),
             docs: Arc::new(RunDocs::new(core.docs.clone())),
             log,
             observer,
@@ -351,6 +371,9 @@ pub(crate) async fn run_flow(
             }
             Ok(_) = cancel.wait_for(|asked| *asked) => cancelled = true,
         }
+    }
+    if cancelled {
+        state.cancel_running_agents();
     }
     if state.ctx.over_budget() && !cancelled {
         state.halted = Some(Halt::new(
@@ -508,14 +531,46 @@ impl RunState {
 
     /// A run that ends with questions open (cancelled, or stopped by a
     /// failure): they are cancelled, and so are the agents waiting on them.
+    /// An agent that asked before and was resumed, but did not finish, is
+    /// no longer waiting for anyone: it is cancelled too.
     fn close_questions(&mut self) {
         for interrupt in self.interrupts.iter_mut().filter(|i| i.is_open()) {
             interrupt.status = InterruptStatus::Cancelled;
         }
-        for agent in std::mem::take(&mut self.waiting).into_keys() {
-            if let Some(result) = self.results.get_mut(&agent) {
+        self.waiting.clear();
+        for result in self.results.values_mut() {
+            if result.status == AgentRunStatus::Interrupted {
                 result.status = AgentRunStatus::Cancelled;
             }
+        }
+    }
+
+    /// After a cancel dropped the graph: every agent that was running ends
+    /// `cancelled`, with a progress event saying so, and a result.
+    fn cancel_running_agents(&mut self) {
+        let running = std::mem::take(
+            &mut *self
+                .ctx
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (agent, step) in running {
+            self.ctx.emit(RunEvent::Progress {
+                agent: agent.clone(),
+                step,
+                status: ProgressStatus::Cancelled,
+                duration_ms: None,
+                timestamp: now_ms(),
+            });
+            let result = self.results.entry(agent).or_insert_with(|| AgentResult {
+                status: AgentRunStatus::Cancelled,
+                document: None,
+                summary: String::new(),
+                duration_ms: 0,
+                usage: UsageTotals::default(),
+            });
+            result.status = AgentRunStatus::Cancelled;
         }
     }
 }

@@ -731,10 +731,18 @@ impl Runner {
         } else {
             None
         };
+        // A damaged record is left out (and logged), not allowed to hide
+        // the others; reading it by id still says what is wrong with it.
         let runs = stored
             .iter()
-            .map(|s| Run::from_stored(s).map(RunSummary::from))
-            .collect::<Result<_, _>>()?;
+            .filter_map(|s| match Run::from_stored(s) {
+                Ok(run) => Some(RunSummary::from(run)),
+                Err(error) => {
+                    tracing::error!(run_id = s.run_id, %error, "a stored run is damaged; left out of the listing");
+                    None
+                }
+            })
+            .collect();
         Ok(RunPage { runs, next_cursor })
     }
 
