@@ -630,6 +630,52 @@ fn one_module_folder_is_a_tree_too() -> Result<(), String> {
 }
 
 #[test]
+fn names_that_are_no_ids_are_repaired_with_a_warning() -> Result<(), String> {
+    // A module code, an agent file name and a skill name that a run could
+    // never be started with (`Spec Writer`, `Bmad Taste!`).
+    let dir = tree(&[
+        ("src/acme/module.yaml", "code: \"Ac me\"\nname: Acme\n"),
+        (
+            "src/acme/agents/Spec Writer.agent.yaml",
+            "agent:\n  metadata:\n    name: Wren\n    title: Writer\n  persona:\n    role: Writes\n  menu: []\n",
+        ),
+        (
+            "src/acme/skills/bmad-taste/SKILL.md",
+            "---\nname: \"Bmad Taste!\"\ndescription: Taste it\n---\nTaste.\n",
+        ),
+    ])?;
+    let c = compile(dir.path());
+    let repaired: Vec<(&str, String, u32)> = warnings(&c)
+        .into_iter()
+        .filter(|(code, _, _)| *code == "bmad-invalid-id")
+        .collect();
+    assert_eq!(
+        repaired,
+        [
+            (
+                "bmad-invalid-id",
+                "src/acme/agents/Spec Writer.agent.yaml".into(),
+                1
+            ),
+            ("bmad-invalid-id", "src/acme/module.yaml".into(), 1),
+            (
+                "bmad-invalid-id",
+                "src/acme/skills/bmad-taste/SKILL.md".into(),
+                2
+            ),
+        ]
+    );
+    let b = c.bundle.ok_or("no bundle")?;
+    assert!(
+        b.agents.contains_key("Ac-me/Spec-Writer"),
+        "{:?}",
+        b.agents.keys()
+    );
+    assert!(b.flows.contains_key("Bmad-Taste"), "{:?}", b.flows.keys());
+    Ok(())
+}
+
+#[test]
 fn a_catalogue_row_names_a_skill_by_its_name() -> Result<(), String> {
     // As in BMAD 6.1: the command (`bmad-bbq-buy`) is not the skill's name.
     let dir = tree(&[

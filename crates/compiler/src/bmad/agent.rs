@@ -345,19 +345,10 @@ fn read_id(agent: &Node, rel: &str, diags: &mut Diagnostics) -> (String, Pos) {
         );
         return (id, agent.pos);
     };
-    if is_valid_name(&raw) {
-        return (raw, pos);
-    }
-    let id = sanitize_name(&raw);
-    diags
-        .warning(
-            "bmad-invalid-id",
-            rel,
-            pos,
-            format!("agent id `{raw}` is not a valid name: using `{id}`"),
-        )
-        .hint = Some("ids match ^[A-Za-z][A-Za-z0-9_-]*$".to_string());
-    (id, pos)
+    (
+        super::valid_name_or_repaired(&raw, "agent id", rel, pos, diags),
+        pos,
+    )
 }
 
 /// Copies the `agent:` map's fields (except `id`) into metadata; unknown ones with a warning.

@@ -384,6 +384,31 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// `raw` when it is a valid name, else [`sanitize_name`] of it with a
+/// `bmad-invalid-id` warning at `pos` naming `what` it is ("agent id",
+/// "skill name"…): an invalid id would compile, and fail every run later.
+pub(crate) fn valid_name_or_repaired(
+    raw: &str,
+    what: &str,
+    rel: &str,
+    pos: Pos,
+    diags: &mut Diagnostics,
+) -> String {
+    if is_valid_name(raw) {
+        return raw.to_string();
+    }
+    let fixed = sanitize_name(raw);
+    diags
+        .warning(
+            "bmad-invalid-id",
+            rel,
+            pos,
+            format!("{what} `{raw}` is not a valid name: using `{fixed}`"),
+        )
+        .hint = Some("ids match ^[A-Za-z][A-Za-z0-9_-]*$".to_string());
+    fixed
+}
+
 /// Makes `raw` a valid name: other characters become `-`, runs of `-` are
 /// collapsed, and a name not starting with a letter gets `x-` in front.
 /// Empty input gives `unnamed`.

@@ -11,9 +11,7 @@
 //! not a document contract or an agent is kept in the step's metadata.
 
 use super::packs::{AgentIndex, Pack};
-use super::{
-    YAML_FILES, for_each_file, is_valid_name, node_text, parse_yaml_lenient, sanitize_name,
-};
+use super::{YAML_FILES, for_each_file, node_text, parse_yaml_lenient, sanitize_name};
 use crate::ProjectParts;
 use crate::bundle::{FlowSpec, StepSpec};
 use crate::diag::{Diagnostics, Pos, did_you_mean};
@@ -230,17 +228,7 @@ fn workflow_id(workflow: &Node, root: &Node, rel: &str, diags: &mut Diagnostics)
         .and_then(|n| n.scalar_text().map(|t| (t.trim().to_string(), n.pos)))
         .filter(|(t, _)| !t.is_empty());
     match written {
-        Some((id, _)) if is_valid_name(&id) => id,
-        Some((id, pos)) => {
-            let fixed = sanitize_name(&id);
-            diags.warning(
-                "bmad-invalid-id",
-                rel,
-                pos,
-                format!("workflow id `{id}` is not a valid name: using `{fixed}`"),
-            );
-            fixed
-        }
+        Some((id, pos)) => super::valid_name_or_repaired(&id, "workflow id", rel, pos, diags),
         None => sanitize_name(stem),
     }
 }

@@ -7,7 +7,7 @@ use super::layout::{MODULE_CONFIG_FILES, ModuleDir};
 use super::vars::Vars;
 use crate::bmad::parse_yaml_lenient;
 use crate::config::BmadConfig;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Pos};
 use crate::sourcefs::{SourceSnapshot, join_rel};
 use crate::yaml::Node;
 use std::collections::BTreeMap;
@@ -47,7 +47,20 @@ pub fn read_modules(
                 .text(&rel)
                 .ok()
                 .and_then(|text| parse_yaml_lenient(text, &rel, 0, diags));
-            module_from_yaml(root.as_ref(), dir, rel)
+            let mut module = module_from_yaml(root.as_ref(), dir, rel);
+            // The code names the module's agents and flows (`code/name`).
+            let pos = root
+                .as_ref()
+                .and_then(|r| r.get("code"))
+                .map_or(Pos::new(1, 1), |code| code.pos);
+            module.code = crate::bmad::valid_name_or_repaired(
+                &module.code,
+                "module code",
+                &module.file,
+                pos,
+                diags,
+            );
+            module
         })
         .collect()
 }
@@ -89,11 +102,17 @@ pub fn manifest_module(code: &str, manifest: &str) -> Module {
 }
 
 /// The `code` of `module.yaml` text, if it has one (skills find their module by it).
+/// Repaired as [`read_modules`] repairs it (which warns).
 pub fn module_code(files: &SourceSnapshot, rel: &str, diags: &mut Diagnostics) -> Option<String> {
     let text = files.text(rel).ok()?;
-    parse_yaml_lenient(text, rel, 0, diags)?
+    let code = parse_yaml_lenient(text, rel, 0, diags)?
         .get("code")?
-        .scalar_text()
+        .scalar_text()?;
+    Some(if crate::bmad::is_valid_name(&code) {
+        code
+    } else {
+        crate::bmad::sanitize_name(&code)
+    })
 }
 
 fn module_from_yaml(root: Option<&Node>, dir: &ModuleDir, file: String) -> Module {

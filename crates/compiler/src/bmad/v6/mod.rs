@@ -279,6 +279,13 @@ fn read_module_agents(
         {
             continue;
         }
+        let stem = crate::bmad::valid_name_or_repaired(
+            stem,
+            "agent id (the file name)",
+            rel,
+            Pos::new(1, 1),
+            diags,
+        );
         let id = format!("{}/{stem}", module.code);
         let draft = if compiled {
             compiled_agent::read_compiled_agent(text, rel, id.clone(), &module.code, diags)

@@ -91,6 +91,8 @@ pub fn read_skills(
             }
             None => folder.clone(),
         };
+        let name_pos = doc.key_pos("name");
+        let name = crate::bmad::valid_name_or_repaired(&name, "skill name", rel, name_pos, diags);
         if let Some(first) = first_file.get(&name) {
             if tree.install_dir.is_some() {
                 if tree.files.text(first).ok() != Some(text) {
