@@ -32,10 +32,29 @@ pub fn read_help(
     diags: &mut Diagnostics,
 ) -> Vec<HelpRow> {
     let rel = crate::sourcefs::join_rel(dir, HELP_FILE);
-    let Ok(text) = files.text(&rel) else {
+    if !files.is_file(&rel) {
         return Vec::new();
+    }
+    let text = match files.text(&rel) {
+        Ok(text) => text,
+        Err(message) => {
+            let why = format!("{message}: the catalogue names no owners");
+            diags.warning("bmad-read", &rel, Pos::new(1, 1), why);
+            return Vec::new();
+        }
     };
-    let records = parse_csv(text);
+    let Csv {
+        records,
+        unclosed_quote,
+    } = parse_csv(text);
+    if let Some(line) = unclosed_quote {
+        diags.warning(
+            "bmad-help-csv",
+            &rel,
+            Pos::new(line, 1),
+            "a quoted field opened in this row is never closed: this row and those after it are not read",
+        );
+    }
     let Some((_, header)) = records.first() else {
         return Vec::new();
     };
@@ -71,9 +90,19 @@ pub fn read_help(
         .collect()
 }
 
-/// CSV records with the line each starts on: quoted fields may hold commas,
-/// doubled quotes and line breaks; blank lines are skipped.
-fn parse_csv(text: &str) -> Vec<(u32, Vec<String>)> {
+/// What [`parse_csv`] read.
+#[derive(Debug, PartialEq)]
+struct Csv {
+    /// The records with the line each starts on.
+    records: Vec<(u32, Vec<String>)>,
+    /// The line of the record whose quoted field never closes (left out of
+    /// `records`: the rest of the file would be one field of it).
+    unclosed_quote: Option<u32>,
+}
+
+/// CSV records: quoted fields may hold commas, doubled quotes and line
+/// breaks; blank lines are skipped.
+fn parse_csv(text: &str) -> Csv {
     let mut records = Vec::new();
     let mut row: Vec<String> = Vec::new();
     let mut field = String::new();
@@ -107,11 +136,20 @@ fn parse_csv(text: &str) -> Vec<(u32, Vec<String>)> {
             }
         }
     }
+    if quoted {
+        return Csv {
+            records,
+            unclosed_quote: Some(start),
+        };
+    }
     row.push(field);
     if row.iter().any(|f| !f.trim().is_empty()) {
         records.push((start, row));
     }
-    records
+    Csv {
+        records,
+        unclosed_quote: None,
+    }
 }
 
 #[cfg(test)]
@@ -120,9 +158,10 @@ mod tests {
 
     #[test]
     fn quoted_fields_and_loose_rows() {
-        let records = parse_csv("a,b,\n\"x, \"\"y\"\"\",\"two\nlines\",z,extra\n\n1,2\n");
+        let csv = parse_csv("a,b,\n\"x, \"\"y\"\"\",\"two\nlines\",z,extra\n\n1,2\n");
+        assert_eq!(csv.unclosed_quote, None);
         assert_eq!(
-            records,
+            csv.records,
             vec![
                 (1, vec!["a".into(), "b".into(), String::new()]),
                 (
@@ -137,5 +176,40 @@ mod tests {
                 (5, vec!["1".into(), "2".into()]),
             ]
         );
+    }
+
+    #[test]
+    fn an_unclosed_quote_stops_the_rows_at_its_own() {
+        let csv = parse_csv("a,b\n1,2\n\"3,4\n5,6\n");
+        assert_eq!(
+            csv.records,
+            vec![
+                (1, vec!["a".into(), "b".into()]),
+                (2, vec!["1".into(), "2".into()])
+            ]
+        );
+        assert_eq!(csv.unclosed_quote, Some(3));
+    }
+
+    #[test]
+    fn a_catalogue_that_cannot_be_read_says_so() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let broken: [(&str, &[u8]); 2] = [
+            ("latin1", b"module,name,agent\nacme,G\xe9,core/master\n"),
+            ("quote", b"module,name,agent\nacme,\"Go,core/master\n"),
+        ];
+        for (folder, bytes) in broken {
+            std::fs::create_dir_all(dir.path().join(folder)).map_err(|e| e.to_string())?;
+            std::fs::write(dir.path().join(folder).join(HELP_FILE), bytes)
+                .map_err(|e| e.to_string())?;
+        }
+        let files = SourceSnapshot::load(dir.path());
+        for (folder, code) in [("latin1", "bmad-read"), ("quote", "bmad-help-csv")] {
+            let mut diags = Diagnostics::new();
+            assert_eq!(read_help(&files, folder, "acme", &mut diags), []);
+            let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+            assert_eq!(codes, [code], "{folder}");
+        }
+        Ok(())
     }
 }
