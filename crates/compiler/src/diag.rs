@@ -153,12 +153,16 @@ impl Diagnostics {
         self.items.iter()
     }
 
-    /// Sorts by file, then position, so output is stable whatever order files were read in.
+    /// Sorts by file, then position, so output is stable whatever order files
+    /// were read in; a diagnostic reported twice is kept once.
     pub fn sort(&mut self) {
         self.items.sort_by(|a, b| {
             (&a.file, a.line, a.col, a.severity, a.code, &a.message)
                 .cmp(&(&b.file, b.line, b.col, b.severity, b.code, &b.message))
         });
+        // A file read for two purposes (a skill's customize.toml, for its
+        // agent and its workflow tables) reports its problem once.
+        self.items.dedup();
     }
 }
 
@@ -179,6 +183,18 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorting_keeps_one_of_identical_reports() {
+        let mut d = Diagnostics::new();
+        for file in ["b.toml", "a.toml", "b.toml"] {
+            d.warning("bmad-toml", file, Pos::new(1, 1), "not TOML");
+        }
+        d.warning("bmad-toml", "b.toml", Pos::new(2, 1), "not TOML");
+        d.sort();
+        let kept: Vec<(&str, u32)> = d.iter().map(|x| (x.file.as_str(), x.line)).collect();
+        assert_eq!(kept, [("a.toml", 1), ("b.toml", 1), ("b.toml", 2)]);
+    }
 
     #[test]
     fn renders_position_code_and_hint() {

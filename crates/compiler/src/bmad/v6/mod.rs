@@ -264,6 +264,8 @@ fn read_module_agents(
             Ok(text) => text,
             Err(message) => {
                 diags.warning("bmad-read", rel, Pos::new(1, 1), message);
+                // Warned once: not again as a file no reader took.
+                used.insert(rel.to_string());
                 continue;
             }
         };
