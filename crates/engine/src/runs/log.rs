@@ -174,6 +174,15 @@ impl EventLog {
     }
 }
 
+/// The run's ending was refused: it had ended already, marked by another
+/// process that found this one's claim expired (this process was paused
+/// or cut off past it).
+fn ended_elsewhere() -> StoreError {
+    StoreError::Conflict {
+        message: "the run was ended meanwhile by another process, which found its claim expired: this ending is not stored".into(),
+    }
+}
+
 fn writer_gone() -> StoreError {
     StoreError::Io {
         message: "storage error: the run's event log stopped".into(),
@@ -217,7 +226,13 @@ impl Writer {
                     .runs
                     .end_run(run, &stored, record.as_ref(), None)
                     .await
-                    .map(drop),
+                    .and_then(|ended| {
+                        if ended {
+                            Ok(())
+                        } else {
+                            Err(ended_elsewhere())
+                        }
+                    }),
                 Some((run, RunChange::Suspend(checkpoint))) => {
                     self.runs.suspend_run(run, &stored, checkpoint).await
                 }

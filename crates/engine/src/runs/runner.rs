@@ -450,6 +450,12 @@ impl Runner {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(run_id, live.clone());
         self.queued.fetch_add(1, Ordering::Relaxed);
+        claim.when_lost({
+            let live = live.clone();
+            move || {
+                let _ = live.cancel.send(true);
+            }
+        });
         tokio::spawn(self.clone().drive(run, plan, claim, live, observer));
         ended_rx
     }

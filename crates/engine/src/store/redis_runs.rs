@@ -67,12 +67,13 @@ return false
 /// to do with the claim ('' nothing, `release` it and drop the checkpoint,
 /// `persist` it, `renew` it), run id, ttl ms, checkpoint JSON ('' for
 /// none), the number of field pairs n, n name/value pairs, then the events
-/// as id, JSON pairs. 1 when written; 0 when the run is absent or its
-/// status was not the expected one.
+/// as id, JSON pairs. 1 when written; 0 when the run is absent, its status
+/// was not the expected one, or (no status expected) it has ended.
 const UPDATE_SCRIPT: &str = r"
 local old = redis.call('HGET', KEYS[1], 'status')
 if not old then return 0 end
 if ARGV[3] ~= '' and old ~= ARGV[3] then return 0 end
+if ARGV[3] == '' and redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 0 end
 local n = tonumber(ARGV[9])
 local fields = {}
 local new = old

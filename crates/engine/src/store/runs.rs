@@ -162,7 +162,11 @@ pub trait RunStore: Send + Sync {
         run: &StoredRun,
         events: &[StoredEvent],
     ) -> Result<Created, StoreError>;
-    /// Replaces the stored run (all but its cancel request) and appends `events`.
+    /// Replaces the stored run (all but its cancel request) and appends
+    /// `events`; a run that has ended is left as it is. This and the other
+    /// writes without an expected status are those of the process that runs
+    /// it, which must not undo the ending another process gave a run whose
+    /// claim it found expired.
     async fn update_run(&self, run: &StoredRun, events: &[StoredEvent]) -> Result<(), StoreError>;
     /// [`update_run`](Self::update_run), only while the stored status is
     /// `expected`; `false` when it was not (another process got there first).
@@ -174,8 +178,9 @@ pub trait RunStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// How a run ends: [`update_run`](Self::update_run), saves `record`
     /// when given, releases the run's claim and drops its checkpoint, as
-    /// one write; only while the stored status is `expected`, when given.
-    /// `false` when it was not (nothing is written).
+    /// one write; only while the stored status is `expected`, when given,
+    /// else while the run has not ended. `false` when it was not (nothing
+    /// is written).
     async fn end_run(
         &self,
         run: &StoredRun,

@@ -948,6 +948,16 @@ pub async fn runs_as_resources(runs: Arc<dyn RunStore>) -> TestResult {
         ("cancelled", Some(base + 9))
     );
     assert_eq!(ids(runs.events_after("run-1", 5, 100).await?), [6]);
+    // An ended run is not written over by a process that does not know it
+    // ended (one paused past its claim, which another process marked dead).
+    let mut late = running.clone();
+    late.status = "success".into();
+    late.finished_at = Some(base + 20);
+    runs.update_run(&late, &[event(7, "status")]).await?;
+    assert!(!runs.end_run(&late, &[event(8, "done")], None, None).await?);
+    let stored = runs.get_run("run-1").await?.ok_or("run-1 is stored")?;
+    assert_eq!(stored.status, "cancelled");
+    assert_eq!(ids(runs.events_after("run-1", 5, 100).await?), [6]);
     assert_eq!(runs.create_run(&second, &[]).await?, Created::Stored);
 
     // More runs, to list: newest first, filtered, paged by a cursor.

@@ -566,9 +566,12 @@ fn replace_run(
     run: &StoredRun,
     expected: Option<&str>,
 ) -> Result<bool, rusqlite::Error> {
+    // Without an expected status, only a run that has not ended: a
+    // process that lost its claim (paused past it) and was marked dead
+    // must not write over the ending another process gave its run.
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = ?4, body = ?5
-         WHERE run_id = ?1 AND (?6 IS NULL OR status = ?6)",
+         WHERE run_id = ?1 AND (?6 IS NULL AND finished_at IS NULL OR status = ?6)",
     )
     .and_then(|mut q| {
         q.execute(params![
