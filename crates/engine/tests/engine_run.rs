@@ -743,6 +743,49 @@ async fn a_run_outlives_its_caller_and_a_cancel_gives_its_claim_back() {
     assert!(matches!(probe, Ok(Ok(_))), "{probe:?}");
 }
 
+/// SPEC 8.1: a run cut off (kill -9) keeps what finished, so running it
+/// again redoes only what was in flight: each agent that completes saves
+/// the run record (after its memory), not only the run's end.
+#[tokio::test]
+async fn what_completed_is_recorded_before_the_run_ends() {
+    let agents = [
+        agent(
+            "writer",
+            "creates: [draft.md]\nmemory_scope: shared:notes\n",
+        ),
+        agent("editor", "requires: [draft.md]\n"),
+    ];
+    let mut all = files(&agents, &[]);
+    all.push((
+        "workflow.yaml".into(),
+        "flows:\n  edit: {steps: [{agent: writer}, {agent: editor}]}\n".into(),
+    ));
+    let project = project(&all);
+    let server = VendorServer::start(vec![openai_reply("The draft"), Reply::Hang]).await;
+    let engine = project
+        .engine_with(scripted_config(&project, &server))
+        .await;
+    let started = engine.submit(run("edit", "s30"), RunMode::Headless).await;
+    let run_id = started.expect("submitted").outcome.run_id;
+    // The editor talks with its model, which never answers.
+    while server.requests().len() < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let stores = engine.stores();
+    let record = stores.runs.load("edit", "s30").await.expect("store");
+    let record = record.expect("the record is saved while the run still runs");
+    assert_eq!(record.run_id, run_id);
+    assert_eq!(
+        record.agents.keys().collect::<Vec<_>>(),
+        ["writer"],
+        "{record:?}"
+    );
+    let scope = MemoryScope::parse("shared:notes").expect("scope");
+    let keys = stores.memory.keys(&scope).await.expect("memory");
+    assert!(!keys.is_empty(), "the writer's memory is written first");
+    engine.cancel_run(&run_id).await.expect("cancel");
+}
+
 #[tokio::test]
 async fn a_damaged_run_is_left_out_of_the_listing_and_hides_no_other() {
     let project = project(&files(&[agent("solo", "")], &[]));

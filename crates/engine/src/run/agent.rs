@@ -105,6 +105,8 @@ pub(crate) struct AgentNode {
     resources: Arc<BTreeMap<String, String>>,
     /// Whether the flow is a skill with a headless contract.
     headless_contract: bool,
+    /// Save the run's progress when this agent completes (a flow of several agents).
+    saves_progress: bool,
 }
 
 /// What prep decided.
@@ -298,6 +300,7 @@ impl AgentNode {
             grows,
             resources,
             headless_contract: flow.headless_contract,
+            saves_progress: flow.several_agents,
         }
     }
 
@@ -870,6 +873,9 @@ impl AgentNode {
                 finished_at: now_ms(),
             },
         );
+        if self.saves_progress {
+            super::save_progress(&self.core, state).await;
+        }
         let result = AgentResult {
             status: AgentRunStatus::Completed,
             document: call.outputs.first().map(|d| d.to_string()),

@@ -117,6 +117,10 @@ pub(crate) struct FlowShared {
     /// SPEC 1.7): run headless, it is told so and ends with a closing
     /// report ([`super::closing_report`]).
     pub headless_contract: bool,
+    /// Whether the flow runs more than one agent: then each agent that
+    /// completes saves the run's progress ([`super::save_progress`]); with
+    /// one, its completion and the run's end are stored together anyway.
+    pub several_agents: bool,
 }
 
 impl FlowShared {
@@ -136,6 +140,7 @@ impl FlowShared {
                 .and_then(|c| c.as_bool())
                 .unwrap_or(false),
             resources: Arc::new(resources_of(metadata)),
+            several_agents: flow.steps.iter().map(|s| s.agents.len()).sum::<usize>() > 1,
         }
     }
 }

@@ -222,6 +222,8 @@ pub(crate) struct RunState {
     pub resume_step: Option<String>,
     /// Approval gates: the one waiting, a decision to apply, feedback.
     pub gates: Gates,
+    /// A flush of the run's memory failed: its record must not be saved.
+    pub memory_lost: bool,
 }
 
 /// What a run continues from: its checkpoint and the answers given.
@@ -349,6 +351,7 @@ pub(crate) async fn run_flow(
         step_done: BTreeSet::new(),
         resume_step: None,
         gates: Gates::default(),
+        memory_lost: false,
     };
     let earlier_ms = resumption.as_ref().map_or(0, |r| r.checkpoint.duration_ms);
     let resumed = resumption.is_some();
@@ -381,7 +384,7 @@ pub(crate) async fn run_flow(
             "the run used its budget; no LLM call was started after that".into(),
         ));
     }
-    let memory_written = flush_memory(core, &mut state).await;
+    let memory_written = flush_memory(core, &mut state).await && !state.memory_lost;
     let asked = !state.waiting.is_empty() || state.gates.open.is_some();
     let waits = asked && !cancelled && state.halted.is_none() && memory_written;
     let checkpoint = if waits {
@@ -626,6 +629,30 @@ async fn flush_memory(core: &Core, state: &mut RunState) -> bool {
         }
     }
     written
+}
+
+/// After an agent of a flow of several completes: the run's memory, then
+/// its record, so that a run cut off later (kill -9, a crash) has kept
+/// what finished, and running it again redoes only what was in flight
+/// (SPEC 8.1). Memory first: a saved record says its memory is written.
+/// A failure here is logged; the run's end tries again, and says so.
+pub(crate) async fn save_progress(core: &Core, state: &mut RunState) {
+    if !flush_memory(core, state).await {
+        state.memory_lost = true;
+    }
+    if state.memory_lost {
+        return;
+    }
+    let ctx = &state.ctx;
+    let record = RunRecord {
+        run_id: ctx.run_id.clone(),
+        status: RunStatus::Running.as_str().to_string(),
+        updated_at: now_ms(),
+        ..state.record.clone()
+    };
+    if let Err(error) = core.runs.save(&ctx.flow, &ctx.story_id, &record).await {
+        tracing::warn!(run_id = ctx.run_id, %error, "saving the run's progress failed");
+    }
 }
 
 pub(crate) fn elapsed_ms(since: Instant) -> u64 {
