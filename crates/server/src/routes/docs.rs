@@ -100,10 +100,10 @@ pub async fn get_doc(
     let docs = engine.docs();
     let document = match query.version {
         None => docs.get(&id).await?.ok_or_else(|| doc_not_found(&id))?,
-        Some(version) if version > MAX_VERSION => {
+        Some(version) if version == 0 || version > MAX_VERSION => {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("version {version} is above the highest possible, {MAX_VERSION}"),
+                format!("version {version} is no version: versions go from 1 to {MAX_VERSION}"),
             ));
         }
         Some(version) => docs.get_version(&id, version).await?.ok_or_else(|| {
