@@ -676,6 +676,32 @@ fn names_that_are_no_ids_are_repaired_with_a_warning() -> Result<(), String> {
 }
 
 #[test]
+fn a_module_descriptor_folder_is_one_warning() -> Result<(), String> {
+    // BMAD 6.13: `bmod-<code>/` beside the skills, for BMAD's installer.
+    let dir = tree(&[
+        (
+            "bmad-taste/SKILL.md",
+            "---\nname: bmad-taste\ndescription: Taste it\n---\nTaste.\n",
+        ),
+        ("bmad-taste/module-manifest.toml", "module = \"kit\"\n"),
+        (
+            "bmod-kit/bmod.toml",
+            "[bmod]\ncode = \"kit\"\nskills = [\"bmad-taste\"]\n",
+        ),
+        ("bmod-kit/help/help.md", "# Help\n"),
+        ("bmod-kit/migration-1.toml", "x = 1\n"),
+    ])?;
+    let c = compile(dir.path());
+    assert_eq!(
+        warnings(&c),
+        [("bmad-skipped-file", "bmod-kit/bmod.toml".to_string(), 1)]
+    );
+    let message = c.diagnostics.iter().next().map(|d| d.message.clone());
+    assert!(message.is_some_and(|m| m.contains("its 3 file(s)")));
+    Ok(())
+}
+
+#[test]
 fn a_catalogue_row_names_a_skill_by_its_name() -> Result<(), String> {
     // As in BMAD 6.1: the command (`bmad-bbq-buy`) is not the skill's name.
     let dir = tree(&[

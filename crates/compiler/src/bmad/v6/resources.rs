@@ -58,8 +58,19 @@ pub fn attach(
     diags: &mut Diagnostics,
 ) -> BTreeMap<Holder, BTreeMap<String, String>> {
     let mut found: BTreeMap<Holder, BTreeMap<String, String>> = BTreeMap::new();
+    let descriptors = module_descriptors(tree);
+    // Descriptor folder → its first file (where the warning points), files.
+    let mut described: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
     for rel in tree.files.paths() {
         if used.contains(rel) || quiet(rel, layout) {
+            continue;
+        }
+        let below = |dir: &&String| {
+            rel.strip_prefix(dir.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        };
+        if let Some(dir) = descriptors.iter().find(below) {
+            described.entry(dir.as_str()).or_insert((rel, 0)).1 += 1;
             continue;
         }
         if is_script(rel) {
@@ -104,7 +115,48 @@ pub fn attach(
             }
         }
     }
+    for (dir, (first, files)) in described {
+        let manifest = format!("{dir}/bmod.toml");
+        let at = if tree.files.is_file(&manifest) {
+            manifest.as_str()
+        } else {
+            first
+        };
+        diags.warning(
+            "bmad-skipped-file",
+            at,
+            Pos::new(1, 1),
+            format!(
+                "`{dir}/` describes a module to BMAD's installer (BMAD 6.13 on: `bmod.toml`, help pages, migrations): its {files} file(s) are not read; the skills it lists are read from their own folders"
+            ),
+        );
+    }
     found
+}
+
+/// The folders that describe a module to BMAD's installer (BMAD 6.13 on):
+/// `bmod-<code>/`, or any folder holding a `bmod.toml`. Their files are
+/// warned as one, not one by one.
+fn module_descriptors(tree: &Tree<'_>) -> Vec<String> {
+    let mut dirs: BTreeSet<String> = tree
+        .files
+        .paths()
+        .filter(|rel| file_name(rel) == "bmod.toml")
+        .map(|rel| layout::parent(rel).to_string())
+        .collect();
+    for rel in tree.files.paths() {
+        let folders = rel.rsplit_once('/').map_or("", |(folders, _)| folders);
+        let mut end = 0;
+        for segment in folders.split('/') {
+            end += segment.len();
+            if segment.starts_with("bmod-") {
+                dirs.insert(folders[..end].to_string());
+                break;
+            }
+            end += 1;
+        }
+    }
+    dirs.into_iter().filter(|dir| !dir.is_empty()).collect()
 }
 
 /// The holder of the files below the deepest folder of `holders` that holds `rel`.
