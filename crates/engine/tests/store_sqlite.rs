@@ -435,6 +435,183 @@ async fn a_file_that_is_not_utf8_is_left_alone_and_the_stored_version_served() -
     Ok(())
 }
 
+#[tokio::test]
+async fn a_write_moves_a_file_that_is_not_utf8_aside_instead_of_burying_it() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = docs_in(dir.path()).await?;
+    let id = doc_id("S1", "prd")?;
+    docs.put(&id, "stored", DocWriter::Api).await?;
+    // A person's edit in a Latin-1 editor: not a version the store can keep.
+    let edit = b"Caf\xe9 notes\n".to_vec();
+    std::fs::write(file_of(dir.path(), "S1__prd"), &edit)?;
+    let agent = DocWriter::Agent {
+        agent: "pm".into(),
+        run_id: "run-1".into(),
+    };
+    assert_eq!(docs.put(&id, "by the agent", agent).await?.version, 2);
+    let aside = dir.path().join("docs/S1__prd.md.unreadable-1");
+    assert_eq!(
+        std::fs::read(&aside)?,
+        edit,
+        "the edit is kept, byte for byte"
+    );
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S1__prd"))?,
+        "by the agent"
+    );
+    // The file moved aside is no document, and a second one takes the next name.
+    std::fs::write(file_of(dir.path(), "S1__prd"), [0xff])?;
+    docs.put(&id, "again", DocWriter::Api).await?;
+    assert_eq!(
+        std::fs::read(dir.path().join("docs/S1__prd.md.unreadable-2"))?,
+        [0xff]
+    );
+    let listed: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(listed, ["S1__prd"]);
+    // Reads and a start leave such a file alone; only a write moves it.
+    std::fs::write(file_of(dir.path(), "S1__prd"), [0xfe])?;
+    drop(docs);
+    let docs = docs_in(dir.path()).await?;
+    assert_eq!(docs.get(&id).await?.map(|d| d.version), Some(3));
+    assert_eq!(std::fs::read(file_of(dir.path(), "S1__prd"))?, [0xfe]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_directory_in_place_of_a_file_concerns_only_its_document() -> TestResult {
+    let dir = TempDir::new()?;
+    {
+        let docs = docs_in(dir.path()).await?;
+        docs.put(&doc_id("S1", "x")?, "stored", DocWriter::Api)
+            .await?;
+        docs.put(&doc_id("S2", "y")?, "other", DocWriter::Api)
+            .await?;
+    }
+    std::fs::remove_file(file_of(dir.path(), "S1__x"))?;
+    std::fs::create_dir(file_of(dir.path(), "S1__x"))?;
+    // A start is not refused for one document's file…
+    let docs = docs_in(dir.path()).await?;
+    let id = doc_id("S1", "x")?;
+    // …the stored version is served…
+    assert_eq!(
+        docs.get(&id).await?.map(|d| d.content),
+        Some("stored".into())
+    );
+    // …and a write is stored, although its file cannot be written.
+    assert_eq!(docs.put(&id, "new", DocWriter::Api).await?.version, 2);
+    assert_eq!(docs.get(&id).await?.map(|d| d.content), Some("new".into()));
+    assert!(file_of(dir.path(), "S1__x").is_dir(), "left as it is");
+    // Every other document works as before.
+    docs.put(&doc_id("S2", "y")?, "other v2", DocWriter::Api)
+        .await?;
+    assert_eq!(
+        std::fs::read_to_string(file_of(dir.path(), "S2__y"))?,
+        "other v2"
+    );
+    Ok(())
+}
+
+/// Makes a named pipe (FIFO) at `path`, as `mkfifo` does.
+#[cfg(unix)]
+fn make_fifo(path: &Path) -> Result<(), BoxError> {
+    let status = std::process::Command::new("mkfifo").arg(path).status()?;
+    if !status.success() {
+        return Err(format!("mkfifo {} failed: {status}", path.display()).into());
+    }
+    Ok(())
+}
+
+/// `work`, or an error once it has waited 10 s — after which `fifo` is
+/// opened for writing and closed again and again, which ends every read
+/// blocked on it, so that a store that does block fails the test instead
+/// of hanging it (the runtime waits for its blocking threads).
+#[cfg(unix)]
+async fn without_blocking_on<T>(
+    fifo: &Path,
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, BoxError> {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), work).await {
+        Ok(done) => Ok(done),
+        Err(_) => {
+            let fifo = fifo.to_path_buf();
+            // Opening for writing waits for a reader: on a thread of its
+            // own, never joined, that ends with the test's process.
+            std::thread::spawn(move || {
+                while std::fs::OpenOptions::new().write(true).open(&fifo).is_ok() {}
+            });
+            Err(format!("{what} blocked on the FIFO").into())
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_place_of_a_file_is_never_opened() -> TestResult {
+    let dir = TempDir::new()?;
+    let id = doc_id("F1", "a")?;
+    {
+        let docs = docs_in(dir.path()).await?;
+        docs.put(&id, "v1", DocWriter::Api).await?;
+    }
+    let fifo = file_of(dir.path(), "F1__a");
+    std::fs::remove_file(&fifo)?;
+    make_fifo(&fifo)?;
+    let docs = without_blocking_on(&fifo, "a start", docs_in(dir.path())).await??;
+    let read = without_blocking_on(&fifo, "a read", docs.get(&id)).await??;
+    assert_eq!(read.map(|d| d.content), Some("v1".into()));
+    let memory = memory_in(dir.path())?;
+    let written = without_blocking_on(&fifo, "a write", async {
+        docs.put(&id, "v2", DocWriter::Api).await?;
+        memory
+            .set(
+                &MemoryScope::parse("shared")?,
+                &MemoryKey::parse("k")?,
+                json!(1),
+            )
+            .await?;
+        Ok::<_, BoxError>(())
+    });
+    written.await??;
+    // The FIFO held no document text: the write replaced it with the file.
+    assert_eq!(std::fs::read_to_string(&fifo)?, "v2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn stale_temporary_files_of_the_mirror_are_removed_at_start() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs_dir = dir.path().join("docs");
+    std::fs::create_dir_all(&docs_dir)?;
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let make = |name: &str, old: bool| -> Result<(), BoxError> {
+        let file = std::fs::File::create(docs_dir.join(name))?;
+        if old {
+            file.set_modified(an_hour_ago)?;
+        }
+        Ok(())
+    };
+    // Left by writes a crash interrupted (this version's and earlier ones' names).
+    make(".bmad2pf-Ab12Cd.tmp", true)?;
+    make(".Xy34Zw.tmp", true)?;
+    // A write of another process, in flight; and files that are not the store's.
+    make(".bmad2pf-Ef56Gh.tmp", false)?;
+    make(".notes.tmp", true)?;
+    make("draft.tmp", true)?;
+    drop(docs_in(dir.path()).await?);
+    let mut names: Vec<String> = std::fs::read_dir(&docs_dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".bmad2pf-Ef56Gh.tmp", ".notes.tmp", "draft.tmp"]);
+    Ok(())
+}
+
 // ---------------------------------------------------- restarts and damage
 
 #[tokio::test]
@@ -561,6 +738,108 @@ async fn a_claim_left_by_a_dead_process_expires() -> TestResult {
         runs.claim("planning", "S1", "run-c").await?,
         Some("run-b".to_string())
     );
+    Ok(())
+}
+
+/// The message `Database::open` refuses the store of `root` with.
+fn refusal(root: &Path) -> String {
+    Database::open(&root.join("data"), Incidents::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_empty_database_beside_a_log_that_holds_data_is_refused_and_left_alone() -> TestResult {
+    let dir = TempDir::new()?;
+    std::fs::create_dir_all(dir.path().join("data"))?;
+    let db_path = dir.path().join("data").join(DATABASE_FILE);
+    let log_path = dir.path().join("data").join(format!("{DATABASE_FILE}-wal"));
+    let log = {
+        // While it is open, the log holds the last commits; closing the
+        // database checkpoints them into the file and removes the log.
+        let conn = raw(dir.path())?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('data');",
+        )?;
+        std::fs::read(&log_path)?
+    };
+    assert!(!log.is_empty());
+    // The database file emptied (a bad copy, a full disk), its log left.
+    std::fs::write(&db_path, b"")?;
+    std::fs::write(&log_path, &log)?;
+    let message = refusal(dir.path());
+    assert!(message.contains("empty or missing"), "{message}");
+    assert!(
+        message.contains(&db_path.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&log_path.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("backup"), "{message}");
+    assert_eq!(std::fs::read(&db_path)?, b"");
+    assert_eq!(std::fs::read(&log_path)?, log);
+    // A missing file likewise.
+    std::fs::remove_file(&db_path)?;
+    assert!(refusal(dir.path()).contains("empty or missing"));
+    assert!(!db_path.exists());
+    assert_eq!(std::fs::read(&log_path)?, log);
+    Ok(())
+}
+
+#[test]
+fn a_directory_in_place_of_the_database_is_refused_with_its_path() -> TestResult {
+    let dir = TempDir::new()?;
+    let path = dir.path().join("data").join(DATABASE_FILE);
+    std::fs::create_dir_all(&path)?;
+    let message = refusal(dir.path());
+    assert!(message.contains("is a directory"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("move it away"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn a_schema_version_that_does_not_fit_the_tables_is_refused_and_left_alone() -> TestResult {
+    let dir = TempDir::new()?;
+    drop(database(dir.path())?);
+    // Set back by hand: migrating from 2 would create tables that exist.
+    raw(dir.path())?.pragma_update(None, "user_version", 2)?;
+    let path = dir.path().join("data").join(DATABASE_FILE);
+    let before = std::fs::read(&path)?;
+    let refused = Database::open(&dir.path().join("data"), Incidents::default());
+    assert_eq!(
+        refused.as_ref().err().map(|e| e.code()),
+        Some("storage_corrupt")
+    );
+    let message = refusal(dir.path());
+    assert!(
+        message.contains("do not fit its schema version 2"),
+        "{message}"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("backup"), "{message}");
+    assert!(!message.contains("unavailable"), "{message}");
+    assert_eq!(std::fs::read(&path)?, before);
+    let version: u32 = raw(dir.path())?.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    assert_eq!(version, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_docs_path_that_is_not_a_directory_is_refused_with_its_path() -> TestResult {
+    let dir = TempDir::new()?;
+    let docs = dir.path().join("docs");
+    std::fs::write(&docs, "a file where the directory goes")?;
+    let message = SqliteDocStore::open(database(dir.path())?, &docs)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains(&docs.display().to_string()), "{message}");
+    assert!(message.contains("docs.path"), "{message}");
     Ok(())
 }
 

@@ -38,9 +38,12 @@
 //! stale.
 //!
 //! **Opening refuses anything it could damage** ([`Database::open`]): a
-//! file that is not SQLite, one cut short, or one whose schema is newer
-//! than this program stops the process with a message naming the file and
-//! what to do; the file is never written to in that case.
+//! file that is not SQLite (or a directory in its place), one cut short,
+//! an empty or missing file beside a write-ahead log that holds data, or
+//! one whose schema is newer than this program or does not fit its
+//! version stops the process with a message naming the file and what to
+//! do; the file is never written to in that case. Every other failure to
+//! open names the file and what to check too.
 
 use std::fs::File;
 use std::io::Read;
@@ -230,11 +233,17 @@ impl Database {
     /// version and starts the writer thread. Blocking: call it from
     /// `spawn_blocking` or before the runtime serves anything.
     pub fn open(dir: &Path, incidents: Incidents) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|err| StoreError::io("create the data directory", dir, &err))?;
+        std::fs::create_dir_all(dir).map_err(|err| StoreError::Io {
+            message: format!(
+                "storage error: could not create the data directory {}: {err}. Check that it \
+                 is a directory this user may read and write (memory.path in runtime.yaml)",
+                dir.display()
+            ),
+            detail: format!("create the data directory: {}: {err}", dir.display()),
+        })?;
         let path = dir.join(DATABASE_FILE);
         check_file(&path)?;
-        let writer = connect(&path, false)?;
+        let writer = connect(&path, false).map_err(|e| open_error(&path, &e))?;
         // WAL is a property of the file; setting it needs a moment of
         // exclusive access, which the busy timeout waits for.
         let mode: String = writer
@@ -254,7 +263,29 @@ impl Database {
                      run a newer bmad2pf on it, or move it away to start empty"
                 ),
             ),
-            schema::MigrateError::Sql(e) => open_error(&path, &e),
+            schema::MigrateError::Unversioned { tables } => refused(
+                &path,
+                &format!(
+                    "it has tables ({tables}) but no bmad2pf schema version: another program's \
+                     database, or one whose version was reset by hand"
+                ),
+            ),
+            schema::MigrateError::Failed {
+                found,
+                known,
+                error,
+            } if !is_passing(&error) => refused(
+                &path,
+                &format!(
+                    "its tables do not fit its schema version {found} (migrating it to version \
+                     {known} failed, and was undone: {}); its version was changed by hand, \
+                     or another program made it",
+                    without_sql(&error)
+                ),
+            ),
+            schema::MigrateError::Failed { error: e, .. } | schema::MigrateError::Sql(e) => {
+                open_error(&path, &e)
+            }
         })?;
         // From here on the writer runs only jobs, which write a few rows
         // each, so it keeps its temporary files in memory: otherwise every
@@ -410,7 +441,10 @@ impl Shared {
             .pop();
         match idle {
             Some(conn) => Ok(conn),
-            None => connect(&self.path, true),
+            // Not `open_error`: this answers a request, whose message
+            // names no path (the detail, for the log, has the error).
+            None => connect(&self.path, true)
+                .map_err(|e| sql_error("open a read connection to the database", &e)),
         }
     }
 
@@ -513,21 +547,19 @@ fn settle(commits: Vec<Committed>) {
 
 /// Opens a connection with the settings every connection of the store
 /// uses; `read_only` ones also refuse writes (`query_only`).
-fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+fn connect(path: &Path, read_only: bool) -> Result<Connection, rusqlite::Error> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| open_error(path, &e))?;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     // One plan per statement, whatever values are bound. Without this,
     // SQLite marks a query with an ORDER BY (or min/max) and a `col = ?`
     // term as one whose plan may depend on the bound value, and rusqlite,
     // which clears the bindings of every statement it puts back in its
     // cache, thereby expires it: the next use parses and plans it again.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(|e| open_error(path, &e))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // Readers keep a small page cache: a commit by any connection empties
     // it in WAL mode, and the OS caches the file anyway.
     let pragmas = if read_only {
@@ -535,34 +567,50 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     } else {
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
     };
-    conn.execute_batch(pragmas)
-        .map_err(|e| open_error(path, &e))?;
+    conn.execute_batch(pragmas)?;
     Ok(conn)
 }
 
 /// The 16 bytes every SQLite database file starts with.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// The write-ahead log beside the database file `path`.
+fn log_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
 /// Refuses, before SQLite touches it, a file that is not a SQLite
-/// database or that is shorter than its header says with no write-ahead
-/// log to complete it (cut short by a copy or a full disk). A missing or
-/// empty file is a new database.
+/// database (a directory in its place included) or that is shorter than
+/// its header says with no write-ahead log to complete it (cut short by a
+/// copy or a full disk). A missing or empty file is a new database —
+/// unless a write-ahead log beside it holds data, which would be lost.
 fn check_file(path: &Path) -> Result<(), StoreError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(StoreError::io("open the database", path, &err)),
+    let log = log_path(path);
+    let log_len = std::fs::metadata(&log).map_or(0, |m| m.len());
+    // Looked at before it is opened: a FIFO would block the open.
+    let len = match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => {
+            return Err(refused(path, "it is a directory, not a database file"));
+        }
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(refused(path, "it is not a regular file"));
+        }
+        Ok(metadata) => metadata.len(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(err) => return Err(unreadable(path, &err)),
     };
-    let len = file
-        .metadata()
-        .map_err(|err| StoreError::io("open the database", path, &err))?
-        .len();
     if len == 0 {
-        return Ok(());
+        return if log_len > 0 {
+            Err(log_without_database(path, &log, log_len))
+        } else {
+            Ok(())
+        };
     }
+    let mut file = File::open(path).map_err(|err| unreadable(path, &err))?;
     let mut header = [0u8; 100];
-    let read = read_up_to(&mut file, &mut header)
-        .map_err(|err| StoreError::io("read the database header", path, &err))?;
+    let read = read_up_to(&mut file, &mut header).map_err(|err| unreadable(path, &err))?;
     if read < header.len() || &header[..16] != SQLITE_MAGIC {
         return Err(refused(path, "it is not a SQLite database"));
     }
@@ -580,7 +628,6 @@ fn check_file(path: &Path) -> Result<(), StoreError> {
     // its header says: a checkpoint writes the first page first and may be
     // cut off by a crash, and the log still holds the rest. Only a file
     // with no log to finish it is judged by its size.
-    let log_len = std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len());
     if log_len == 0 && be32(92) == be32(24) && pages > 0 && len < pages * page_size {
         return Err(refused(
             path,
@@ -617,20 +664,102 @@ fn refused(path: &Path, why: &str) -> StoreError {
     }
 }
 
-/// An SQLite error while opening `path`: a file SQLite does not recognise
-/// is refused like [`check_file`] refuses it.
+/// The error that stops a process whose database file is empty or
+/// missing while its write-ahead log holds `log_len` bytes: SQLite would
+/// take it for a new database and throw the log away.
+fn log_without_database(path: &Path, log: &Path, log_len: u64) -> StoreError {
+    let message = format!(
+        "the database {} is empty or missing, but its write-ahead log {} holds {log_len} bytes, \
+         which may be the store's data; neither file was changed. Stop every process using the \
+         directory, then restore the database from a backup (bmad2pf backup) and remove the log \
+         and the -shm file beside it, or move all three away to start with an empty store",
+        path.display(),
+        log.display()
+    );
+    StoreError::Corrupt {
+        detail: message.clone(),
+        message,
+    }
+}
+
+/// The database file `path` could not be read at start.
+fn unreadable(path: &Path, err: &std::io::Error) -> StoreError {
+    StoreError::Io {
+        message: format!(
+            "storage error: could not read the database {}: {err}. Check that this user may \
+             read and write it and its directory",
+            path.display()
+        ),
+        detail: format!("read {}: {err}", path.display()),
+    }
+}
+
+/// What SQLite said, without the SQL it said it about (rusqlite shows a
+/// whole migration's text with a syntax or schema error): a line a person
+/// reads at start.
+fn without_sql(error: &rusqlite::Error) -> String {
+    match error {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an SQLite error may pass by itself (another process's lock, a
+/// full disk, a file the OS would not open or read), rather than being
+/// about what the database holds.
+fn is_passing(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::PermissionDenied
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+                | ErrorCode::FileLockingProtocolFailed
+        )
+    )
+}
+
+/// An SQLite error while opening `path` at start: a file SQLite does not
+/// recognise is refused like [`check_file`] refuses it; anything else
+/// names the file and what to check, the error's kind deciding the code.
 fn open_error(path: &Path, error: &rusqlite::Error) -> StoreError {
-    match error.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-            refused(path, &format!("SQLite says: {error}"))
+    use rusqlite::ErrorCode;
+    let code = error.sqlite_error_code();
+    if matches!(
+        code,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    ) {
+        return refused(path, &format!("SQLite says: {error}"));
+    }
+    let advice = match code {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
+            "another process held it locked for over {} s; start again once it is done",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Some(ErrorCode::DiskFull) => "free some space on its disk, then start again".into(),
+        _ => "check that it and its directory exist and that this user may read and write \
+              them (and that its disk is not full), then start again"
+            .into(),
+    };
+    let what = format!("could not open the database {}: {error}", path.display());
+    let detail = format!("open {}: {error}", path.display());
+    if is_passing(error) {
+        StoreError::Unavailable {
+            message: format!("storage unavailable: {what}. {advice}"),
+            detail,
         }
-        _ => StoreError::Unavailable {
-            message: format!(
-                "storage unavailable: could not open the database {}",
-                path.display()
-            ),
-            detail: format!("open {}: {error}", path.display()),
-        },
+    } else {
+        StoreError::Io {
+            message: format!("storage error: {what}. {advice}"),
+            detail,
+        }
     }
 }
 

@@ -19,8 +19,16 @@
 //! So an edit is never lost to a later write: the write first stores the
 //! edit, then its own version on top. A person who puts back the exact
 //! text of an older version sees the file rewritten to the latest: that
-//! text is kept in the history, not taken as an edit. A file whose bytes
-//! are not UTF-8 is left alone and the database's version is served.
+//! text is kept in the history, not taken as an edit.
+//!
+//! A file that cannot be a version ([`mirror::Unusable`]: bytes that are
+//! not UTF-8, a file this user may not read, a directory or a FIFO in its
+//! place) concerns its document alone: it is logged with its path, left
+//! alone, and the database's version is served; it never stops a start.
+//! A write to the document stores its version whatever the file is; a
+//! regular file is first moved aside to `{id}.md.unreadable-N` (it may be
+//! somebody's work, which no write buries), and a file that cannot be
+//! replaced is logged, the committed version standing.
 //! `DELETE` removes the document, every version and the file.
 
 use std::path::{Path, PathBuf};
@@ -119,13 +127,24 @@ fn is_known_version(conn: &Connection, id: &DocId, text: &str) -> Result<bool, S
 /// What reconciling a document's file needs (see the module docs).
 enum FileCheck {
     /// File and database agree: the file's text when it holds the latest
-    /// version (`None`: no document at all, or a file that is not text,
-    /// left alone).
+    /// version (`None`: no document and no file).
     InSync(Option<String>),
     /// The file must be rewritten from the latest version.
     Stale,
     /// The file holds an edit, to store as a new version.
     Edited(String),
+    /// What is at the file's path cannot be a version: left alone (it is
+    /// logged) and the stored version served; `may_hold_work` as in
+    /// [`mirror::Unusable`].
+    Unusable { may_hold_work: bool },
+}
+
+impl FileCheck {
+    /// Whether reconciling needs a write (a version to store or a file to
+    /// rewrite).
+    fn needs_write(&self) -> bool {
+        matches!(self, Self::Stale | Self::Edited(_))
+    }
 }
 
 fn check_file(
@@ -134,10 +153,18 @@ fn check_file(
     id: &DocId,
     head: Option<&Head>,
 ) -> Result<FileCheck, StoreError> {
-    Ok(match (mirror::read(dir, id)?, head) {
-        (FileContent::NotText, _) => {
-            tracing::warn!(document = %id, "the document's file is not UTF-8; it is left alone and the stored version is served");
-            FileCheck::InSync(None)
+    Ok(match (mirror::read(dir, id), head) {
+        (FileContent::Unusable(unusable), _) => {
+            let path = mirror::file_path(dir, id);
+            tracing::warn!(
+                document = %id,
+                path = %path.display(),
+                "the document's file cannot be read as a version ({}); it is left alone and the stored version is served",
+                unusable.why
+            );
+            FileCheck::Unusable {
+                may_hold_work: unusable.may_hold_work,
+            }
         }
         (FileContent::Missing, None) => FileCheck::InSync(None),
         (FileContent::Missing, Some(_)) => FileCheck::Stale,
@@ -226,7 +253,7 @@ fn reconcile(
 ) -> Result<Option<AfterCommit>, StoreError> {
     let head = head(conn, id)?;
     match check_file(conn, dir, id, head.as_ref())? {
-        FileCheck::InSync(_) => Ok(None),
+        FileCheck::InSync(_) | FileCheck::Unusable { .. } => Ok(None),
         FileCheck::Edited(text) => {
             add_version(conn, id, &text, DocWriter::File)?;
             tracing::info!(document = %id, "an edit of the document's file was stored as a new version");
@@ -243,17 +270,43 @@ fn reconcile(
 }
 
 /// The after-commit step that writes `content` to `id`'s file. A failure
-/// is logged: the database holds the version, and the next read or start
-/// rewrites the file.
+/// is logged: the database holds the version, which is served, and the
+/// next read or start writes the file again.
 fn rewrite_file(dir: &Arc<PathBuf>, id: &DocId, content: String) -> AfterCommit {
     let (dir, id) = (Arc::clone(dir), id.clone());
     AfterCommit {
         key: id.to_string(),
         run: Box::new(move || {
             if let Err(error) = mirror::write(&dir, &id, &content) {
-                tracing::warn!(document = %id, %error, "could not write the document's file; it is rewritten on the next read");
+                let path = mirror::file_path(&dir, &id);
+                tracing::warn!(document = %id, path = %path.display(), %error, "could not write the document's file; the stored version is served, and the file is written again on the next read");
             }
         }),
+    }
+}
+
+/// The after-commit step of a write that left `id`'s file alone: nothing
+/// to do to the file, but it supersedes (see [`AfterCommit`]) a file
+/// write for an earlier version settled with it, which would replace what
+/// this write could not move aside.
+fn leave_file_alone(id: &DocId) -> AfterCommit {
+    AfterCommit {
+        key: id.to_string(),
+        run: Box::new(|| {}),
+    }
+}
+
+/// A start-up failure on `path`, for the operator: unlike the messages of
+/// requests, which never carry paths, it names the path and says what to
+/// do, since it is the only thing the process prints before it exits.
+fn start_error(action: &str, path: &Path, err: &std::io::Error) -> StoreError {
+    StoreError::Io {
+        message: format!(
+            "storage error: could not {action} {}: {err}. Check that it is a directory \
+             this user may read and write (docs.path in runtime.yaml)",
+            path.display()
+        ),
+        detail: format!("{action}: {}: {err}", path.display()),
     }
 }
 
@@ -273,7 +326,9 @@ impl SqliteDocStore {
             .db
             .read(move |_| {
                 std::fs::create_dir_all(dir.as_path())
-                    .map_err(|err| StoreError::io("create the documents directory", &dir, &err))
+                    .map_err(|err| start_error("create the documents directory", &dir, &err))?;
+                mirror::remove_stale_temp_files(&dir);
+                Ok(())
             })
             .await?;
         store.reconcile_all().await?;
@@ -292,17 +347,16 @@ impl SqliteDocStore {
                     .prepare("SELECT id FROM documents")
                     .and_then(|mut q| q.query_map([], |row| row.get(0))?.collect())
                     .map_err(read_error)?;
-                ids.extend(mirror::list(&dir)?.into_iter().map(|f| f.id.to_string()));
+                let files = mirror::list(&dir)
+                    .map_err(|err| start_error("list the documents directory", &dir, &err))?;
+                ids.extend(files.into_iter().map(|f| f.id.to_string()));
                 ids.sort();
                 ids.dedup();
                 let mut out_of_sync = Vec::new();
                 for id in ids {
                     let Ok(id) = DocId::parse(&id) else { continue };
                     let head = head(conn, &id)?;
-                    if !matches!(
-                        check_file(conn, &dir, &id, head.as_ref())?,
-                        FileCheck::InSync(_)
-                    ) {
+                    if check_file(conn, &dir, &id, head.as_ref())?.needs_write() {
                         out_of_sync.push(id);
                     }
                 }
@@ -341,6 +395,9 @@ impl SqliteDocStore {
                 match check_file(conn, &dir, &read_id, head.as_ref())? {
                     FileCheck::InSync(text) => {
                         agreed_document(conn, &read_id, head, text).map(Some)
+                    }
+                    FileCheck::Unusable { .. } => {
+                        agreed_document(conn, &read_id, head, None).map(Some)
                     }
                     FileCheck::Stale | FileCheck::Edited(_) => Ok(None),
                 }
@@ -454,13 +511,47 @@ impl DocStore for SqliteDocStore {
             .write_then(move |conn| {
                 // An edit waiting in the file is stored first, so this write
                 // does not bury it; a stale file needs nothing, as this
-                // write replaces it.
+                // write replaces it. A file that cannot be stored but may
+                // be somebody's work is moved aside first, for the same
+                // reason; if it cannot be moved, it is left as it is. The
+                // version is stored in every case: the file is only a copy.
                 let head = head(conn, &id)?;
-                if let FileCheck::Edited(text) = check_file(conn, &dir, &id, head.as_ref())? {
-                    add_version(conn, &id, &text, DocWriter::File)?;
+                let mut replace_file = true;
+                match check_file(conn, &dir, &id, head.as_ref())? {
+                    FileCheck::Edited(text) => {
+                        add_version(conn, &id, &text, DocWriter::File)?;
+                    }
+                    FileCheck::Unusable {
+                        may_hold_work: true,
+                    } => {
+                        let path = mirror::file_path(&dir, &id);
+                        match mirror::keep_aside(&dir, &id) {
+                            Ok(aside) => tracing::warn!(
+                                document = %id,
+                                path = %path.display(),
+                                moved_to = %aside.display(),
+                                "the document's file could not be stored as a version; it was moved aside before this write replaced it"
+                            ),
+                            Err(error) => {
+                                replace_file = false;
+                                tracing::warn!(
+                                    document = %id,
+                                    path = %path.display(),
+                                    %error,
+                                    "the document's file could not be stored as a version nor moved aside; it is left as it is, and the new version is only in the store"
+                                );
+                            }
+                        }
+                    }
+                    FileCheck::InSync(_) | FileCheck::Stale | FileCheck::Unusable { .. } => {}
                 }
                 let written = add_version(conn, &id, &content, writer)?;
-                Ok((written, Some(rewrite_file(&dir, &id, content))))
+                let after = if replace_file {
+                    rewrite_file(&dir, &id, content)
+                } else {
+                    leave_file_alone(&id)
+                };
+                Ok((written, Some(after)))
             })
             .await
     }
@@ -483,7 +574,8 @@ impl DocStore for SqliteDocStore {
                     key,
                     run: Box::new(move || {
                         if let Err(error) = mirror::remove(&dir, &id) {
-                            tracing::warn!(document = %id, %error, "could not remove the deleted document's file");
+                            let path = mirror::file_path(&dir, &id);
+                            tracing::warn!(document = %id, path = %path.display(), %error, "could not remove the deleted document's file");
                         }
                     }),
                 };
@@ -545,7 +637,9 @@ impl DocStore for SqliteDocStore {
                     .collect();
                 // Files made by hand that no read has stored yet are
                 // documents too.
-                for file in mirror::list(&dir)? {
+                let files = mirror::list(&dir)
+                    .map_err(|err| StoreError::io("list the documents directory", &dir, &err))?;
+                for file in files {
                     if story_id
                         .as_ref()
                         .is_some_and(|s| !file.id.belongs_to_story(s))

@@ -6,8 +6,12 @@
 //! one `BEGIN IMMEDIATE` transaction (two processes starting at once on a
 //! new directory: the second waits, then finds nothing to do). A database
 //! whose version is newer than the last migration is refused, never
-//! touched. A new version of the schema is a new entry at the end, with a
-//! test that migrates a database of the version before it.
+//! touched; so is one whose tables do not fit its version (a migration
+//! fails on it: its version was set by hand, or another program made it),
+//! and one with tables but no version (another program's database): the
+//! failed migration is rolled back. A new version of the schema is a new
+//! entry at the end, with a test that migrates a database of the version
+//! before it.
 //!
 //! Version 1 (`docs/operations.md`, "The embedded store", describes it for
 //! users):
@@ -181,12 +185,37 @@ pub(crate) enum MigrateError {
     /// Written by a newer program: left as it is.
     #[error("schema version {found} is newer than this program knows ({known})")]
     Newer { found: u32, known: u32 },
+    /// Tables but no schema version: not a database this program made.
+    /// Left as it is.
+    #[error("it has tables ({tables}) but no schema version")]
+    Unversioned { tables: String },
+    /// A migration from version `found` failed on the database, and was
+    /// rolled back: a damaged or foreign schema when `error` is about the
+    /// SQL (a table that exists already, one that is missing), or a
+    /// passing trouble (a lock, a full disk) otherwise — the caller tells
+    /// them apart by `error`'s code.
+    #[error("migrating schema version {found} to {known} failed: {error}")]
+    Failed {
+        found: u32,
+        known: u32,
+        error: rusqlite::Error,
+    },
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
 
 fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// The names of the tables in `conn`'s database, but SQLite's own.
+fn user_tables(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
+    let mut query = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+         ORDER BY name",
+    )?;
+    let names = query.query_map([], |row| row.get(0))?;
+    names.collect()
 }
 
 /// Applies the migrations `conn`'s database lacks (see the module docs).
@@ -218,14 +247,27 @@ fn migrate_to(conn: &Connection, target: u32) -> Result<(), MigrateError> {
                 known: SCHEMA_VERSION,
             });
         }
+        if found == 0 {
+            let tables = user_tables(conn)?;
+            if !tables.is_empty() {
+                return Err(MigrateError::Unversioned {
+                    tables: tables.join(", "),
+                });
+            }
+        }
         for (from, sql) in MIGRATIONS
             .iter()
             .enumerate()
             .take(target as usize)
             .skip(found as usize)
         {
-            conn.execute_batch(sql)?;
-            conn.pragma_update(None, "user_version", from as u32 + 1)?;
+            conn.execute_batch(sql)
+                .and_then(|()| conn.pragma_update(None, "user_version", from as u32 + 1))
+                .map_err(|error| MigrateError::Failed {
+                    found,
+                    known: SCHEMA_VERSION,
+                    error,
+                })?;
         }
         Ok(())
     })();
@@ -316,6 +358,36 @@ mod tests {
             "INSERT INTO webhook_targets (run_id, url) VALUES ('run-1', 'http://h/')",
             [],
         )?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_its_tables_do_not_fit_is_refused_and_rolled_back() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn)?;
+        // Set back by hand: migrating from 2 finds the tables of 3 there.
+        conn.pragma_update(None, "user_version", 2)?;
+        let refused = migrate(&conn);
+        assert!(
+            matches!(refused, Err(MigrateError::Failed { found: 2, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(version(&conn)?, 2);
+        assert!(conn.is_autocommit(), "no transaction is left open");
+        Ok(())
+    }
+
+    #[test]
+    fn tables_without_a_version_are_refused_untouched() -> TestResult {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE notes (text TEXT)")?;
+        let refused = migrate(&conn);
+        assert!(
+            matches!(&refused, Err(MigrateError::Unversioned { tables }) if tables == "notes"),
+            "{refused:?}"
+        );
+        assert_eq!(tables(&conn)?, ["notes"]);
+        assert_eq!(version(&conn)?, 0);
         Ok(())
     }
 
