@@ -397,14 +397,24 @@ impl Database {
         result
     }
 
-    /// Whether the database answers a read and the writer thread a write.
+    /// Whether the database answers a read and takes a write that reaches
+    /// the disk. An empty transaction commits even on a full disk or a file
+    /// made read-only, while every real write fails: the check rewrites the
+    /// schema version with its own value, the smallest write there is (one
+    /// page), inside the write lock, so no migration can come between.
     pub(crate) async fn health(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
                 .map_err(|e| sql_error("read the database", &e))
         })
         .await?;
-        self.write(|_| Ok(())).await
+        self.write(|conn| {
+            let failed = |e: rusqlite::Error| sql_error("write to the database", &e);
+            let version = schema::version(conn).map_err(failed)?;
+            conn.pragma_update(None, "user_version", version)
+                .map_err(failed)
+        })
+        .await
     }
 
     /// Copies the whole database to `target` with SQLite's online backup,
@@ -799,6 +809,24 @@ mod tests {
     use super::*;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[tokio::test]
+    async fn the_health_check_writes_to_the_disk() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let db = Database::open(dir.path(), Incidents::default())?;
+        let version_before = schema::version(&connect(db.path(), true)?)?;
+        // `data_version` changes for a connection when another one commits
+        // a change to the file: a check that commits nothing would not.
+        let watcher = connect(db.path(), true)?;
+        let seen = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row("PRAGMA data_version", [], |row| row.get(0))
+        };
+        let before = seen(&watcher)?;
+        db.health().await?;
+        assert_ne!(seen(&watcher)?, before, "the check wrote nothing");
+        assert_eq!(schema::version(&watcher)?, version_before);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn concurrent_writes_share_commits_and_a_failed_job_rolls_back_alone() -> TestResult {

@@ -204,7 +204,8 @@ pub(crate) enum MigrateError {
     Sql(#[from] rusqlite::Error),
 }
 
-fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
+/// The schema version the database file says it has.
+pub(crate) fn version(conn: &Connection) -> Result<u32, rusqlite::Error> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
