@@ -12,14 +12,14 @@
 //! removes its own stale ones at start ([`remove_stale_temp_files`]).
 //!
 //! Whatever sits at a document's path is somebody's to decide on, so this
-//! module is careful with it: only regular files are ever opened (a FIFO
-//! or a device could block the store's writer, or never end), a file that
+//! module is careful with it: only regular files are ever read (what is
+//! at the path is opened without waiting and looked at first: a FIFO or a
+//! device could block the store's writer, or never end), a file that
 //! cannot be a version — bytes that are not UTF-8, a file the store may not
 //! read — is reported as such and never imported, and before a write
 //! replaces such a file it is moved aside ([`keep_aside`]), never
 //! destroyed.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -70,28 +70,6 @@ pub(crate) struct Unusable {
 /// only this document, and is described in [`Unusable`].
 pub(crate) fn read(dir: &Path, id: &DocId) -> FileContent {
     let path = file_path(dir, id);
-    // Look before opening: opening a FIFO for reading waits for a writer,
-    // forever if none comes, and reading a device (a link to /dev/zero)
-    // may never end — inside the writer's transaction, that would stop
-    // every write of every process on the directory. Looking first keeps
-    // to the standard library (an `O_NONBLOCK` open would need the `libc`
-    // crate for the flag); what was opened is checked again below, so only
-    // a FIFO swapped in between the look and the open, in that microsecond,
-    // could still block.
-    let metadata = match std::fs::metadata(&path) {
-        Ok(metadata) => metadata,
-        // A dangling link is missing too: the write replaces the link.
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return FileContent::Missing,
-        Err(err) => {
-            return FileContent::Unusable(Unusable {
-                why: format!("it cannot be looked at: {err}"),
-                may_hold_work: false,
-            });
-        }
-    };
-    if !metadata.is_file() {
-        return FileContent::Unusable(not_a_file(&metadata));
-    }
     match read_regular_file(&path) {
         Ok(Ok(bytes)) => String::from_utf8(bytes).map_or_else(
             |_| {
@@ -103,18 +81,32 @@ pub(crate) fn read(dir: &Path, id: &DocId) -> FileContent {
             FileContent::Text,
         ),
         Ok(Err(unusable)) => FileContent::Unusable(unusable),
+        // A dangling link is missing too: the write replaces the link.
         Err(err) if err.kind() == io::ErrorKind::NotFound => FileContent::Missing,
         Err(err) => FileContent::Unusable(Unusable {
             why: format!("it cannot be read: {err}"),
-            may_hold_work: true,
+            // A file this user may not read may still be somebody's work.
+            may_hold_work: std::fs::metadata(&path).is_ok_and(|m| m.is_file()),
         }),
     }
 }
 
-/// The bytes of the regular file at `path`, or why what was opened there
-/// is not one after all (replaced since it was looked at).
+/// The bytes of the regular file at `path`, or why what is there is not one.
+///
+/// Opened without waiting (`O_NONBLOCK`), then looked at: a plain open of
+/// a FIFO waits for a writer, forever if none comes, and reading a device
+/// (a link to /dev/zero) may never end — inside the writer's transaction,
+/// that would stop every write of every process on the directory. The
+/// flag changes nothing for a regular file, the only kind that is read.
 fn read_regular_file(path: &Path) -> io::Result<Result<Vec<u8>, Unusable>> {
-    let mut file = File::open(path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Ok(Err(not_a_file(&metadata)));
