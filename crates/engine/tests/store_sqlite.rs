@@ -432,6 +432,17 @@ async fn a_file_that_is_not_utf8_is_left_alone_and_the_stored_version_served() -
         std::fs::read(file_of(dir.path(), "S1__prd"))?,
         [0xff, 0xfe, b'x']
     );
+    // One made by hand, never stored: no document a read finds, so none
+    // a list names either.
+    std::fs::write(file_of(dir.path(), "S1__notes"), [0xff, b'y'])?;
+    assert_eq!(docs.get(&doc_id("S1", "notes")?).await?, None);
+    let listed: Vec<String> = docs
+        .list(Some("S1"))
+        .await?
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(listed, ["S1__prd"]);
     Ok(())
 }
 

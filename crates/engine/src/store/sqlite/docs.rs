@@ -636,21 +636,27 @@ impl DocStore for SqliteDocStore {
                     })
                     .collect();
                 // Files made by hand that no read has stored yet are
-                // documents too.
+                // documents too, when they can be one (text a read would
+                // store): a list names no document that a read cannot find.
                 let files = mirror::list(&dir)
                     .map_err(|err| StoreError::io("list the documents directory", &dir, &err))?;
                 for file in files {
                     if story_id
                         .as_ref()
                         .is_some_and(|s| !file.id.belongs_to_story(s))
+                        || listed.contains_key(file.id.as_str())
+                        || !matches!(mirror::read(&dir, &file.id), FileContent::Text(_))
                     {
                         continue;
                     }
-                    listed.entry(file.id.to_string()).or_insert(DocMeta {
-                        id: file.id,
-                        bytes: file.bytes,
-                        modified: file.modified,
-                    });
+                    listed.insert(
+                        file.id.to_string(),
+                        DocMeta {
+                            id: file.id,
+                            bytes: file.bytes,
+                            modified: file.modified,
+                        },
+                    );
                 }
                 Ok(listed.into_values().collect())
             })
