@@ -407,12 +407,7 @@ async fn at_start_stale_files_are_rewritten_and_edits_and_new_files_stored() -> 
         [(1, DocWriter::Api), (2, DocWriter::File)]
     );
     assert_eq!(versions("new").await?, [(1, DocWriter::File)]);
-    let listed: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let listed: Vec<String> = store_suite::listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(listed, ["S1__edited", "S1__lost", "S1__new", "S1__stale"]);
     Ok(())
 }
@@ -436,12 +431,7 @@ async fn a_file_that_is_not_utf8_is_left_alone_and_the_stored_version_served() -
     // a list names either.
     std::fs::write(file_of(dir.path(), "S1__notes"), [0xff, b'y'])?;
     assert_eq!(docs.get(&doc_id("S1", "notes")?).await?, None);
-    let listed: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let listed: Vec<String> = store_suite::listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(listed, ["S1__prd"]);
     Ok(())
 }
@@ -477,12 +467,7 @@ async fn a_write_moves_a_file_that_is_not_utf8_aside_instead_of_burying_it() -> 
         std::fs::read(dir.path().join("docs/S1__prd.md.unreadable-2"))?,
         [0xff]
     );
-    let listed: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let listed: Vec<String> = store_suite::listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(listed, ["S1__prd"]);
     // Reads and a start leave such a file alone; only a write moves it.
     std::fs::write(file_of(dir.path(), "S1__prd"), [0xfe])?;
@@ -812,30 +797,40 @@ fn a_directory_in_place_of_the_database_is_refused_with_its_path() -> TestResult
     Ok(())
 }
 
+/// The refusal to open a fresh store whose schema version was set to
+/// `version` by hand, once it is checked that the file was left as it was.
+fn refusal_at_version(root: &Path, version: u32) -> Result<String, BoxError> {
+    drop(database(root)?);
+    raw(root)?.pragma_update(None, "user_version", version)?;
+    let path = root.join("data").join(DATABASE_FILE);
+    let before = std::fs::read(&path)?;
+    let message = refusal(root);
+    assert_eq!(
+        std::fs::read(&path)?,
+        before,
+        "the refused file was changed"
+    );
+    let left: u32 = raw(root)?.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    assert_eq!(left, version);
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    Ok(message)
+}
+
 #[test]
 fn a_schema_version_that_does_not_fit_the_tables_is_refused_and_left_alone() -> TestResult {
     let dir = TempDir::new()?;
-    drop(database(dir.path())?);
     // Set back by hand: migrating from 2 would create tables that exist.
-    raw(dir.path())?.pragma_update(None, "user_version", 2)?;
-    let path = dir.path().join("data").join(DATABASE_FILE);
-    let before = std::fs::read(&path)?;
-    let refused = Database::open(&dir.path().join("data"), Incidents::default());
-    assert_eq!(
-        refused.as_ref().err().map(|e| e.code()),
-        Some("storage_corrupt")
-    );
-    let message = refusal(dir.path());
+    let message = refusal_at_version(dir.path(), 2)?;
+    let code = Database::open(&dir.path().join("data"), Incidents::default())
+        .err()
+        .map(|e| e.code());
+    assert_eq!(code, Some("storage_corrupt"));
     assert!(
         message.contains("do not fit its schema version 2"),
         "{message}"
     );
-    assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("backup"), "{message}");
     assert!(!message.contains("unavailable"), "{message}");
-    assert_eq!(std::fs::read(&path)?, before);
-    let version: u32 = raw(dir.path())?.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    assert_eq!(version, 2);
     Ok(())
 }
 
@@ -857,16 +852,7 @@ async fn a_docs_path_that_is_not_a_directory_is_refused_with_its_path() -> TestR
 #[test]
 fn a_database_from_a_newer_version_is_refused_and_left_alone() -> TestResult {
     let dir = TempDir::new()?;
-    drop(database(dir.path())?);
-    raw(dir.path())?.pragma_update(None, "user_version", 999)?;
-    let path = dir.path().join("data").join(DATABASE_FILE);
-    let before = std::fs::read(&path)?;
-    let message = Database::open(&dir.path().join("data"), Incidents::default())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let message = refusal_at_version(dir.path(), 999)?;
     assert!(message.contains("schema version 999"), "{message}");
-    assert!(message.contains(&path.display().to_string()), "{message}");
-    assert_eq!(std::fs::read(&path)?, before);
     Ok(())
 }

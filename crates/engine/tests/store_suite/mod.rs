@@ -41,6 +41,12 @@ fn workflow(id: &str) -> Result<WorkflowId, Box<dyn std::error::Error + Send + S
 // ---------------------------------------------------------------- documents
 
 /// put / get / meta / list / delete on a fresh store.
+/// The ids of the documents `docs` lists (of `story`, or all).
+pub async fn listed(docs: &dyn DocStore, story: Option<&str>) -> Result<Vec<String>, StoreError> {
+    let listed = docs.list(story).await?;
+    Ok(listed.into_iter().map(|m| m.id.to_string()).collect())
+}
+
 pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     docs.health().await?;
     let prd = doc_id("S1", "prd.md")?;
@@ -87,12 +93,7 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     docs.put(&doc("S1___prd")?, "no story", DocWriter::Api)
         .await?;
 
-    let all: Vec<String> = docs
-        .list(None)
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let all: Vec<String> = listed(docs.as_ref(), None).await?;
     assert_eq!(
         all,
         [
@@ -104,12 +105,7 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
             "notes"
         ]
     );
-    let s1: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let s1: Vec<String> = listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(s1, ["S1__empty", "S1__prd"]);
     assert!(docs.list(Some("none")).await?.is_empty());
     for bad_story in ["../S1", "S1_", "S1__x"] {
@@ -121,12 +117,7 @@ pub async fn docs_roundtrip(docs: Arc<dyn DocStore>) -> TestResult {
     assert!(!docs.delete(&prd).await?);
     assert_eq!(docs.get(&prd).await?, None);
     assert_eq!(docs.meta(&prd).await?, None);
-    let s1: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let s1: Vec<String> = listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(s1, ["S1__empty"]);
     Ok(())
 }
@@ -225,12 +216,7 @@ pub async fn docs_concurrent_puts_never_tear(docs: Arc<dyn DocStore>) -> TestRes
     let last = docs.get(&id).await?.ok_or("document vanished")?;
     assert!(is_whole_version(&last.content));
     assert!(last.content.contains(&format!("round {:02}", ROUNDS - 1)));
-    let listed: Vec<String> = docs
-        .list(Some("S1"))
-        .await?
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let listed: Vec<String> = listed(docs.as_ref(), Some("S1")).await?;
     assert_eq!(
         listed,
         ["S1__contended"],
