@@ -9,7 +9,7 @@ use bmad2pf_compiler::config::{OnMissingDoc, ProviderKind, RuntimeConfig};
 use bmad2pf_engine::outcome::{
     AgentRunStatus, ExecuteRequest, ExecuteStatus, RunEvent, RunRequest, RunStatus,
 };
-use bmad2pf_engine::runs::{Cancelled, RunMode};
+use bmad2pf_engine::runs::{Cancelled, Run, RunMode};
 use bmad2pf_engine::store::{DocId, MemoryKey, MemoryScope, StoreError, WorkflowId};
 use bmad2pf_engine::{Engine, EngineError};
 use llm_common::{Reply, VendorServer};
@@ -784,6 +784,43 @@ async fn what_completed_is_recorded_before_the_run_ends() {
     let keys = stores.memory.keys(&scope).await.expect("memory");
     assert!(!keys.is_empty(), "the writer's memory is written first");
     engine.cancel_run(&run_id).await.expect("cancel");
+}
+
+/// A run marked ended by another process while this one still ran it
+/// (this process was paused past its claim): that ending stands, and is
+/// what this process answers, not the outcome it could not store.
+#[tokio::test]
+async fn a_run_ended_elsewhere_is_answered_as_it_was_ended() {
+    let project = project(&files(&[agent("slow", "")], &[]));
+    let mut config = project.config();
+    config.llm.mock.latency_ms = 300;
+    let engine = project.engine_with(config).await;
+    // Answered as `bmad2pf run` is: by the process that runs it.
+    let (started, mut end) = engine
+        .begin_run(run("default", "s31"), RunMode::Headless, None)
+        .await
+        .expect("started");
+    let run_id = started.outcome.run_id;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let runs = engine.stores().runs;
+    let mut stored = runs.get_run(&run_id).await.expect("store").expect("stored");
+    // As another process's sweep marks it.
+    stored.status = "error".into();
+    stored.finished_at = Some(stored.updated_at + 1);
+    let mut marked = Run::from_stored(&stored).expect("readable");
+    marked.outcome.status = RunStatus::Error;
+    marked.outcome.error_code = Some("interrupted_by_restart".into());
+    stored.body = serde_json::to_string(&marked).expect("JSON");
+    let swept = runs.update_run_if(&stored, "running", &[]).await;
+    assert_eq!(swept.ok(), Some(true));
+    let answered = end.wait().await.expect("answered");
+    assert_eq!(answered.outcome.status, RunStatus::Error, "{answered:#?}");
+    assert_eq!(
+        answered.outcome.error_code.as_deref(),
+        Some("interrupted_by_restart")
+    );
+    let kept = runs.get_run(&run_id).await.expect("store").expect("stored");
+    assert_eq!(kept.status, "error");
 }
 
 #[tokio::test]

@@ -599,6 +599,21 @@ impl Runner {
         match written {
             // Ended, the claim was released; waiting, it is kept for the resume.
             Ok(()) => claim.released(),
+            // Ended meanwhile by another process, which found this one's
+            // claim expired: its ending stands, and is what this run's
+            // waiters are told, not an outcome the store never took.
+            Err(error @ StoreError::Conflict { .. }) => {
+                tracing::warn!(run_id, %error, "the run's ending was not stored");
+                let stored = self.core.runs.get_run(&run_id).await.ok().flatten();
+                match stored.as_ref().map(Run::from_stored) {
+                    Some(Ok(ended)) => run = ended,
+                    _ => {
+                        run.outcome
+                            .errors
+                            .insert("run_record".into(), error.to_string());
+                    }
+                }
+            }
             Err(error) => {
                 // The claim is released as `claim` drops; the stored run
                 // stays `running` until a sweep marks it.
